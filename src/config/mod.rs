@@ -1,0 +1,254 @@
+//! Typed configuration: JSON in, validated structs out, every error with file, place and key path.
+//!
+//! Loading is two stages: [`json`] checks syntax and keeps positions, then each component reads its
+//! own section through a [`reader::Table`]. Everything after [`load`] trusts the result.
+
+pub mod duration;
+pub mod error;
+pub mod json;
+pub mod reader;
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+pub use error::{ConfigError, ConfigErrors};
+use reader::{Field, Problems, Table};
+
+use crate::outputs::{self, OutputConfig};
+use crate::sources::{self, SourceConfig};
+
+/// Where `pipit run` looks for its config when no `-c` is given.
+pub const DEFAULT_PATH: &str = "/etc/pipit/pipit.json";
+
+/// The config that runs when no `-c` is given and [`DEFAULT_PATH`] does not exist: host sources
+/// to stdout, so that `pipit run` on a fresh box shows something at once.
+pub const EMBEDDED: &str = include_str!("embedded.json");
+
+/// The name [`EMBEDDED`] goes by in messages.
+pub const EMBEDDED_NAME: &str = "<embedded default config>";
+
+/// A whole, validated config.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The file it came from, as named (or [`EMBEDDED_NAME`]).
+    pub file: String,
+    /// Settings for the agent as a whole.
+    pub agent: AgentConfig,
+    /// The source instances, in config order.
+    pub sources: Vec<SourceConfig>,
+    /// The outputs, in config order.
+    pub outputs: Vec<OutputConfig>,
+}
+
+/// The `agent` section: settings that apply to everything.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AgentConfig {
+    /// Host name put on events; default: the system's host name.
+    pub hostname: String,
+    /// Interval of sources that set none; default 10 s.
+    pub interval: Duration,
+    /// The directory under which `/proc` and `/sys` are read; default `/`.
+    pub host_root: PathBuf,
+    /// Where state that survives a restart is kept; default `/var/lib/pipit`.
+    pub state_dir: PathBuf,
+    /// How long a stop may take to hand queued events to the outputs; default 5 s.
+    pub shutdown_timeout: Duration,
+    /// Capacity of the channel from the sources to the router, in events; default 10,000.
+    pub queue_size: usize,
+}
+
+/// The defaults of the `agent` section, in one place.
+impl Default for AgentConfig {
+    fn default() -> AgentConfig {
+        AgentConfig {
+            hostname: system_hostname(),
+            interval: Duration::from_secs(10),
+            host_root: PathBuf::from("/"),
+            state_dir: PathBuf::from("/var/lib/pipit"),
+            shutdown_timeout: Duration::from_secs(5),
+            queue_size: 10_000,
+        }
+    }
+}
+
+/// Reads and validates the config file at `path`.
+pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
+    let name = path.display().to_string();
+    let text = fs::read(path).map_err(|e| {
+        let message = match e.kind() {
+            std::io::ErrorKind::NotFound => "no such file; name an existing config file with -c".to_owned(),
+            std::io::ErrorKind::PermissionDenied => "cannot read the file: permission denied".to_owned(),
+            _ => format!("cannot read the file: {e}"),
+        };
+        ConfigErrors(vec![ConfigError { file: name.clone(), pos: None, path: String::new(), message }])
+    })?;
+    let text = String::from_utf8(text).map_err(|e| {
+        ConfigErrors(vec![ConfigError {
+            file: name.clone(),
+            pos: None,
+            path: String::new(),
+            message: format!("not UTF-8 text (bad byte at offset {})", e.utf8_error().valid_up_to()),
+        }])
+    })?;
+    parse(&name, &text)
+}
+
+/// Validates config text; `file` is the name used in messages.
+pub fn parse(file: &str, text: &str) -> Result<Config, ConfigErrors> {
+    let doc = json::parse(text).map_err(|e| {
+        ConfigErrors(vec![ConfigError {
+            file: file.to_owned(),
+            pos: Some(e.pos),
+            path: String::new(),
+            message: format!("invalid JSON: {}", e.message),
+        }])
+    })?;
+    let mut problems = Problems::new(file);
+    let config = read(&doc, file, &mut problems);
+    match config {
+        Some(config) if problems.is_empty() => Ok(config),
+        _ => Err(ConfigErrors(problems.into_errors())),
+    }
+}
+
+fn read(doc: &json::Node, file: &str, problems: &mut Problems) -> Option<Config> {
+    let mut top = Field::root(doc).table(problems)?;
+    let agent = match top.field("agent") {
+        Some(field) => field.table(problems).map(|t| read_agent(t, problems)).unwrap_or_default(),
+        None => AgentConfig::default(),
+    };
+    let sources = match top.field("sources") {
+        Some(field) => sources::read_all(&field, &agent, problems),
+        None => Vec::new(),
+    };
+    let outputs = match top.field("outputs") {
+        Some(field) => outputs::read_all(&field, problems),
+        None => Vec::new(),
+    };
+    top.finish(problems);
+    if outputs.is_empty() && problems.is_empty() {
+        problems.at(&Field::root(doc), "no outputs: add at least one to \"outputs\", such as {\"type\": \"stdout\"}");
+    }
+    Some(Config { file: file.to_owned(), agent, sources, outputs })
+}
+
+fn read_agent(mut t: Table<'_>, problems: &mut Problems) -> AgentConfig {
+    let d = AgentConfig::default();
+    let agent = AgentConfig {
+        hostname: read_hostname(&mut t, problems).unwrap_or(d.hostname),
+        interval: t.duration_at_least("interval", d.interval, Duration::from_millis(10), problems),
+        host_root: t.get_or("host_root", d.host_root, problems),
+        state_dir: t.get_or("state_dir", d.state_dir, problems),
+        shutdown_timeout: t.duration_at_least("shutdown_timeout", d.shutdown_timeout, Duration::ZERO, problems),
+        queue_size: t.number_in("queue_size", d.queue_size as u64, 1, 10_000_000, problems) as usize,
+    };
+    t.finish(problems);
+    agent
+}
+
+/// Reads a `hostname` key, refusing an empty one.
+pub fn read_hostname(t: &mut Table<'_>, problems: &mut Problems) -> Option<String> {
+    let field = t.field("hostname")?;
+    match field.as_str() {
+        Some(s) if !s.trim().is_empty() => Some(s.to_owned()),
+        _ => {
+            problems.expected(&field, "a non-empty host name");
+            None
+        }
+    }
+}
+
+/// The system's host name, from the kernel (`localhost` when it cannot be read).
+pub fn system_hostname() -> String {
+    ["/proc/sys/kernel/hostname", "/etc/hostname"]
+        .iter()
+        .filter_map(|p| fs::read_to_string(p).ok())
+        .map(|s| s.trim().to_owned())
+        .find(|s| !s.is_empty())
+        .unwrap_or_else(|| "localhost".to_owned())
+}
+
+impl Config {
+    /// A summary of what this config runs, one line per source and output, as `pipit check` prints.
+    pub fn summary(&self) -> String {
+        let mut out = format!(
+            "{}: OK, {} source(s), {} output(s), host \"{}\"\n",
+            self.file,
+            self.sources.len(),
+            self.outputs.len(),
+            self.agent.hostname
+        );
+        for s in &self.sources {
+            out += &format!("  source {:<16} type {:<12} every {}\n", s.name, s.kind, duration::format(s.interval));
+        }
+        for o in &self.outputs {
+            out += &format!("  output {:<16} type {:<12} {}\n", o.name, o.kind, o.spec.describe());
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn errors(text: &str) -> Vec<String> {
+        parse("pipit.json", text).unwrap_err().0.iter().map(|e| e.to_string()).collect()
+    }
+
+    #[test]
+    fn the_embedded_config_is_valid() {
+        let config = parse(EMBEDDED_NAME, EMBEDDED).unwrap();
+        assert!(config.sources.len() >= 3);
+        assert_eq!(config.outputs[0].kind, "stdout");
+    }
+
+    #[test]
+    fn agent_defaults_apply_to_sources() {
+        let c = parse("c.json", r#"{"agent": {"hostname": "r1", "interval": "2s"},
+            "sources": [{"type": "load"}], "outputs": [{"type": "stdout"}]}"#)
+        .unwrap();
+        assert_eq!(c.sources[0].interval, Duration::from_secs(2));
+        assert_eq!(c.sources[0].template.host, "r1");
+        assert_eq!(c.sources[0].template.ttl, Duration::from_secs(4));
+    }
+
+    #[test]
+    fn all_errors_are_reported_at_once() {
+        let e = errors(
+            r#"{"agent": {"interval": "ten", "colour": "red"},
+  "sources": [{"type": "load", "intervl": "1s"}, {"type": "nope"}],
+  "outputs": [{"type": "stdout", "format": "xml"}]}"#,
+        );
+        assert_eq!(e.len(), 5, "{e:#?}");
+        assert!(e[0].starts_with("pipit.json:1:24: agent.interval: expected a duration"), "{}", e[0]);
+        assert!(e[1].starts_with("pipit.json:1:41: agent.colour: unknown key; expected one of: "), "{}", e[1]);
+        assert!(e[2].starts_with("pipit.json:2:43: sources[0].intervl: unknown key; expected one of: "), "{}", e[2]);
+        assert!(e[2].contains("interval"), "{}", e[2]);
+        assert!(e[3].starts_with("pipit.json:2:59: sources[1].type: expected one of "), "{}", e[3]);
+        assert_eq!(e[4], "pipit.json:3:44: outputs[0].format: expected one of \"graphite\", \"json\", got \"xml\"");
+    }
+
+    #[test]
+    fn a_config_without_outputs_is_refused() {
+        assert_eq!(
+            errors(r#"{"sources": [{"type": "load"}]}"#),
+            vec!["pipit.json:1:1: no outputs: add at least one to \"outputs\", such as {\"type\": \"stdout\"}"]
+        );
+    }
+
+    #[test]
+    fn syntax_errors_have_a_position_and_no_path() {
+        assert_eq!(errors("{\"outputs\": [}"), vec!["pipit.json:1:14: invalid JSON: expected a value, found '}'"]);
+    }
+
+    #[test]
+    fn duplicate_names_are_refused() {
+        let e = errors(r#"{"sources": [{"type": "load"}, {"type": "load"}], "outputs": [{"type": "stdout"}]}"#);
+        assert_eq!(
+            e,
+            vec!["pipit.json:1:32: sources[1].name: \"load\" is taken by sources[0]; give each its own \"name\""]
+        );
+    }
+}

@@ -1,0 +1,26 @@
+//! pipit: a small, dependable monitoring agent for routers and edge boxes.
+//!
+//! Sources collect [`Event`]s on their own threads; a router fans them out to one bounded queue per
+//! output; each output's writer thread delivers them. Everything is synchronous and thread-based.
+//!
+//! The library holds the whole agent; the `pipit` binary only parses arguments and calls it.
+
+#![forbid(unsafe_code)]
+
+pub mod agent;
+pub mod complain;
+pub mod config;
+pub mod delivery;
+pub mod event;
+pub mod logging;
+pub mod once;
+pub mod outputs;
+pub mod pattern;
+pub mod procfs;
+pub mod router;
+pub mod run;
+pub mod schedule;
+pub mod sources;
+pub mod telemetry;
+
+pub use event::{Event, Kind, Metric, State};

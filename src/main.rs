@@ -1,0 +1,175 @@
+//! The `pipit` command: parses arguments, calls the library, maps errors to exit codes.
+
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use pipit::config::{self, ConfigErrors};
+use pipit::once;
+use pipit::outputs::stdout::Format;
+use pipit::run::{self, ConfigSource, RunError};
+
+const HELP: &str = "\
+pipit: a small, dependable monitoring agent for routers and edge boxes
+
+Usage: pipit <command> [options]
+
+Commands:
+  run      Run the agent until SIGTERM or SIGINT. SIGHUP reloads the config:
+           a valid one replaces the running one, an invalid one is logged and
+           refused. A second SIGTERM or SIGINT while stopping exits at once.
+  check    Validate the config; print a summary of its sources and outputs,
+           or every error found.
+  once     Collect every source once (twice where a rate needs two samples)
+           and print the events. No output is contacted.
+
+Options:
+  -c, --config FILE  The config file. Default: /etc/pipit/pipit.json; when no
+                     -c is given and that file does not exist, an embedded
+                     default (host sources to stdout) is used.
+      --json         once: print JSON lines instead of Graphite lines.
+  -h, --help         Print this help.
+  -V, --version      Print the version.
+
+Exit codes:
+  0  success
+  1  the config is invalid or missing (every error is printed)
+  2  the command line is wrong
+  3  the agent could not run, or (once) a source failed
+
+Environment:
+  RUST_LOG  log filter such as debug, warn or src/cpu=debug (default: info)
+";
+
+/// Exit code: the config is invalid or missing.
+const EXIT_CONFIG: u8 = 1;
+/// Exit code: the command line is wrong.
+const EXIT_USAGE: u8 = 2;
+/// Exit code: the agent could not run, or a source failed in `once`.
+const EXIT_RUNTIME: u8 = 3;
+
+#[derive(Debug, Default)]
+struct Args {
+    command: Option<String>,
+    config: Option<PathBuf>,
+    json: bool,
+}
+
+fn parse_args(mut argv: impl Iterator<Item = String>) -> Result<Args, String> {
+    let mut args = Args::default();
+    while let Some(arg) = argv.next() {
+        match arg.as_str() {
+            "-c" | "--config" => {
+                let file = argv.next().ok_or_else(|| format!("{arg} needs a file name"))?;
+                args.config = Some(PathBuf::from(file));
+            }
+            "--json" => args.json = true,
+            _ if arg.starts_with("--config=") => args.config = Some(PathBuf::from(&arg["--config=".len()..])),
+            _ if arg.starts_with('-') => return Err(format!("unknown option {arg}")),
+            _ if args.command.is_none() => args.command = Some(arg),
+            _ => return Err(format!("unexpected argument {arg}")),
+        }
+    }
+    Ok(args)
+}
+
+fn main() -> ExitCode {
+    let argv: Vec<String> = std::env::args().skip(1).collect();
+    if argv.iter().any(|a| a == "-h" || a == "--help") {
+        print!("{HELP}");
+        return ExitCode::SUCCESS;
+    }
+    if argv.iter().any(|a| a == "-V" || a == "--version") {
+        println!("pipit {}", env!("CARGO_PKG_VERSION"));
+        return ExitCode::SUCCESS;
+    }
+    let args = match parse_args(argv.into_iter()) {
+        Ok(args) => args,
+        Err(e) => return usage_error(&e),
+    };
+    pipit::logging::init();
+    let source = config_source(args.config.as_deref());
+    match args.command.as_deref() {
+        Some("run") => cmd_run(source),
+        Some("check") => cmd_check(&source),
+        Some("once") => cmd_once(&source, if args.json { Format::Json } else { Format::Graphite }),
+        Some(other) => usage_error(&format!("unknown command {other}")),
+        None => usage_error("no command given"),
+    }
+}
+
+fn usage_error(message: &str) -> ExitCode {
+    eprintln!("pipit: {message}; see pipit --help");
+    ExitCode::from(EXIT_USAGE)
+}
+
+/// The file named with `-c` (which must exist), else the default file, else the embedded config.
+fn config_source(named: Option<&Path>) -> ConfigSource {
+    match named {
+        Some(path) => ConfigSource::File(path.to_owned()),
+        None if Path::new(config::DEFAULT_PATH).exists() => ConfigSource::File(PathBuf::from(config::DEFAULT_PATH)),
+        None => {
+            log::info!(
+                target: "agent",
+                "{} does not exist: using the embedded default config (host sources to stdout)",
+                config::DEFAULT_PATH
+            );
+            ConfigSource::Embedded
+        }
+    }
+}
+
+fn print_config_errors(errors: &ConfigErrors) {
+    for e in &errors.0 {
+        eprintln!("{e}");
+    }
+}
+
+fn cmd_run(source: ConfigSource) -> ExitCode {
+    match run::run(source) {
+        Ok(report) if report.undelivered == 0 => ExitCode::SUCCESS,
+        Ok(_) => ExitCode::from(EXIT_RUNTIME),
+        Err(RunError::Config(errors)) => {
+            print_config_errors(&errors);
+            ExitCode::from(EXIT_CONFIG)
+        }
+        Err(e) => {
+            eprintln!("pipit: {e}");
+            ExitCode::from(EXIT_RUNTIME)
+        }
+    }
+}
+
+fn cmd_check(source: &ConfigSource) -> ExitCode {
+    match source.load() {
+        Ok(config) => {
+            print!("{}", config.summary());
+            ExitCode::SUCCESS
+        }
+        Err(errors) => {
+            print_config_errors(&errors);
+            eprintln!("{} error(s)", errors.0.len());
+            ExitCode::from(EXIT_CONFIG)
+        }
+    }
+}
+
+fn cmd_once(source: &ConfigSource, format: Format) -> ExitCode {
+    let config = match source.load() {
+        Ok(config) => config,
+        Err(errors) => {
+            print_config_errors(&errors);
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
+    let (events, failures) = once::collect(&config);
+    let mut out = io::stdout().lock();
+    if let Err(e) = once::print(&events, format, &mut out).and_then(|()| out.flush()) {
+        eprintln!("pipit: cannot write to standard output: {e}");
+        return ExitCode::from(EXIT_RUNTIME);
+    }
+    for f in &failures {
+        eprintln!("pipit: source {}: {}", f.source, f.outcome);
+    }
+    if failures.is_empty() { ExitCode::SUCCESS } else { ExitCode::from(EXIT_RUNTIME) }
+}

@@ -1,0 +1,96 @@
+//! `stdout`: events on standard output, as Graphite plaintext lines or as JSON lines.
+
+use std::io::{self, Write};
+use std::sync::Arc;
+
+use super::graphite::path::Naming;
+use super::graphite::plaintext;
+use super::{Output, OutputError, OutputSpec, OutputType};
+use crate::config::reader::{Problems, Table};
+use crate::event::Event;
+
+/// The registry entry.
+pub const TYPE: OutputType = OutputType { name: "stdout", description: "events on standard output, as Graphite lines or JSON lines", read };
+
+/// How events are printed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    /// `path value timestamp`, as carbon takes it; events without a metric are left out.
+    Graphite,
+    /// One JSON object per event, with every field that is set.
+    Json,
+}
+
+/// Settings of the `stdout` output.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StdoutSpec {
+    /// The line format; default `graphite`.
+    pub format: Format,
+    /// How Graphite paths are built (`prefix`, `host_dot`).
+    pub naming: Naming,
+}
+
+fn read(t: &mut Table<'_>, problems: &mut Problems) -> Option<Arc<dyn OutputSpec>> {
+    let format = match t.choice("format", &["graphite", "json"], "graphite", problems) {
+        "json" => Format::Json,
+        _ => Format::Graphite,
+    };
+    let d = Naming::default();
+    let naming = Naming { prefix: t.get_or("prefix", d.prefix, problems), host_dot: t.get_or("host_dot", d.host_dot, problems) };
+    Some(Arc::new(StdoutSpec { format, naming }))
+}
+
+impl OutputSpec for StdoutSpec {
+    fn build(&self) -> Result<Box<dyn Output>, OutputError> {
+        Ok(Box::new(Stdout::new(self.clone())))
+    }
+
+    fn describe(&self) -> String {
+        match self.format {
+            Format::Graphite => "graphite lines to standard output".into(),
+            Format::Json => "JSON lines to standard output".into(),
+        }
+    }
+}
+
+/// The stdout output, also used by `pipit once` to print.
+pub struct Stdout {
+    spec: StdoutSpec,
+    buf: Vec<u8>,
+    path: String,
+}
+
+impl Stdout {
+    /// A stdout output with these settings.
+    pub fn new(spec: StdoutSpec) -> Stdout {
+        Stdout { spec, buf: Vec::new(), path: String::new() }
+    }
+
+    /// Appends the text of `events` to `out`.
+    pub fn encode(&mut self, events: &[Event], out: &mut Vec<u8>) {
+        for event in events {
+            match self.spec.format {
+                Format::Graphite => {
+                    plaintext::encode(&self.spec.naming, event, &mut self.path, out);
+                }
+                Format::Json => {
+                    if serde_json::to_writer(&mut *out, event).is_ok() {
+                        out.push(b'\n');
+                    }
+                }
+            }
+        }
+    }
+}
+
+impl Output for Stdout {
+    fn write(&mut self, batch: &[Event]) -> Result<(), OutputError> {
+        let mut buf = std::mem::take(&mut self.buf);
+        buf.clear();
+        self.encode(batch, &mut buf);
+        let mut out = io::stdout().lock();
+        let result = out.write_all(&buf).and_then(|()| out.flush());
+        self.buf = buf;
+        result.map_err(|e| OutputError(format!("cannot write to standard output: {e}")))
+    }
+}

@@ -1,0 +1,95 @@
+//! The router: one thread that fans events out from the sources to each output's queue.
+//!
+//! It never blocks: an output whose queue is full loses the event (counted and logged once while
+//! it repeats), and every other output still gets it.
+
+use std::sync::Arc;
+use std::thread::{self, JoinHandle};
+
+use crossbeam_channel::{Receiver, Sender, TrySendError, select};
+
+use crate::complain::Complaint;
+use crate::event::Event;
+use crate::pattern::Selector;
+use crate::telemetry::{OutputStats, add, sub};
+
+/// Where events for one output go.
+#[derive(Debug)]
+pub struct Route {
+    /// Which events the output takes.
+    pub selector: Selector,
+    /// The output's queue.
+    pub queue: Sender<Event>,
+    /// The output's counters.
+    pub stats: Arc<OutputStats>,
+}
+
+/// Messages from the agent to the router.
+#[derive(Debug)]
+pub enum Control {
+    /// Use these routes from now on (after a reload).
+    Routes(Vec<Route>),
+    /// Route what is already in the channel, then exit, closing every output queue.
+    Stop,
+}
+
+/// Starts the router thread.
+pub fn spawn(events: Receiver<Event>, control: Receiver<Control>, routes: Vec<Route>) -> std::io::Result<JoinHandle<()>> {
+    thread::Builder::new().name("router".into()).spawn(move || run(events, control, routes))
+}
+
+fn run(events: Receiver<Event>, control: Receiver<Control>, mut routes: Vec<Route>) {
+    let mut complaints: Vec<Complaint> = complaints_for(&routes);
+    loop {
+        select! {
+            recv(events) -> msg => match msg {
+                Ok(event) => route(event, &routes, &mut complaints),
+                Err(_) => return,
+            },
+            recv(control) -> msg => match msg {
+                Ok(Control::Routes(new)) => {
+                    routes = new;
+                    complaints = complaints_for(&routes);
+                }
+                Ok(Control::Stop) | Err(_) => {
+                    while let Ok(event) = events.try_recv() {
+                        route(event, &routes, &mut complaints);
+                    }
+                    return;
+                }
+            },
+        }
+    }
+}
+
+fn complaints_for(routes: &[Route]) -> Vec<Complaint> {
+    routes.iter().map(|r| Complaint::new(format!("out/{}", r.stats.name))).collect()
+}
+
+fn route(event: Event, routes: &[Route], complaints: &mut [Complaint]) {
+    let Some(last) = routes.iter().rposition(|r| r.selector.accepts(&event.service)) else { return };
+    for (i, r) in routes.iter().enumerate().take(last) {
+        if r.selector.accepts(&event.service) {
+            offer(r, event.clone(), &mut complaints[i]);
+        }
+    }
+    // The last output takes the event itself; the others took copies.
+    offer(&routes[last], event, &mut complaints[last]);
+}
+
+fn offer(route: &Route, event: Event, complaint: &mut Complaint) {
+    // Counted as queued before the send, so the writer never takes out what was not yet put in.
+    add(&route.stats.queued, 1);
+    match route.queue.try_send(event) {
+        Ok(()) => {
+            add(&route.stats.events_in, 1);
+            complaint.recover();
+        }
+        Err(TrySendError::Full(_)) => {
+            sub(&route.stats.queued, 1);
+            add(&route.stats.dropped_queue_full, 1);
+            complaint.fail("queue full: dropping events (the output cannot keep up or its backend is down)");
+        }
+        Err(TrySendError::Disconnected(_)) => sub(&route.stats.queued, 1),
+    }
+}

@@ -1,0 +1,111 @@
+//! The one helper through which sources build events.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, SystemTime};
+
+use crate::event::{Event, Kind, Metric};
+
+/// What every event of one source instance carries, from its config.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Template {
+    /// Put before every service name, joined with a dot; empty for none.
+    pub prefix: String,
+    /// The host name.
+    pub host: String,
+    /// Tags on every event.
+    pub tags: Vec<String>,
+    /// The time to live; by default twice the source's interval.
+    pub ttl: Duration,
+    /// Attributes on every event.
+    pub attributes: BTreeMap<String, String>,
+}
+
+/// Collects the events of one collection, applying the instance's [`Template`].
+#[derive(Debug)]
+pub struct Emitter<'a> {
+    template: &'a Template,
+    time: SystemTime,
+    events: Vec<Event>,
+}
+
+impl<'a> Emitter<'a> {
+    /// An emitter whose events are timed at `time` (a source may override it per event).
+    pub fn new(template: &'a Template, time: SystemTime) -> Emitter<'a> {
+        Emitter { template, time, events: Vec::new() }
+    }
+
+    /// Emits a metric event; a non-finite value is left out (NaN never leaves the agent).
+    pub fn metric(&mut self, service: &str, value: impl Into<Metric>) {
+        let metric = match value.into() {
+            Metric::Float(v) => Metric::float(v),
+            m => Some(m),
+        };
+        if let Some(metric) = metric {
+            self.event(service, Kind::Metric).metric = Some(metric);
+        }
+    }
+
+    /// Emits an event with no metric yet and returns it, for a state, a description or a log line.
+    pub fn event(&mut self, service: &str, kind: Kind) -> &mut Event {
+        let t = self.template;
+        let service = if t.prefix.is_empty() { service.to_owned() } else { format!("{}.{service}", t.prefix) };
+        self.events.push(Event {
+            service,
+            host: t.host.clone(),
+            state: None,
+            description: None,
+            metric: None,
+            ttl: Some(t.ttl),
+            tags: t.tags.clone(),
+            attributes: t.attributes.clone(),
+            time: self.time,
+            kind,
+        });
+        self.events.last_mut().expect("just pushed")
+    }
+
+    /// How many events were emitted so far.
+    pub fn len(&self) -> usize {
+        self.events.len()
+    }
+
+    /// True when nothing was emitted.
+    pub fn is_empty(&self) -> bool {
+        self.events.is_empty()
+    }
+
+    /// The events emitted, in order.
+    pub fn into_events(self) -> Vec<Event> {
+        self.events
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn applies_the_template_and_drops_non_finite_values() {
+        let template = Template {
+            prefix: "edge".into(),
+            host: "r1".into(),
+            tags: vec!["lab".into()],
+            ttl: Duration::from_secs(20),
+            attributes: BTreeMap::from([("site".into(), "a".into())]),
+        };
+        let t0 = SystemTime::UNIX_EPOCH + Duration::from_secs(100);
+        let mut emit = Emitter::new(&template, t0);
+        emit.metric("load.1", 0.5);
+        emit.metric("bad", f64::NAN);
+        emit.event("note", Kind::Log).description = Some("hi".into());
+        let events = emit.into_events();
+        assert_eq!(events.len(), 2);
+        assert_eq!(events[0].service, "edge.load.1");
+        assert_eq!(events[0].host, "r1");
+        assert_eq!(events[0].tags, vec!["lab"]);
+        assert_eq!(events[0].ttl, Some(Duration::from_secs(20)));
+        assert_eq!(events[0].attributes["site"], "a");
+        assert_eq!(events[0].time, t0);
+        assert_eq!(events[1].kind, Kind::Log);
+    }
+}

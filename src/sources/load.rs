@@ -1,0 +1,68 @@
+//! `load`: the system load averages from `/proc/loadavg`.
+
+use std::sync::Arc;
+
+use super::{Emitter, MetricInfo, Source, SourceContext, SourceError, SourceSpec, SourceType};
+use crate::config::reader::{Problems, Table};
+use crate::procfs::Procfs;
+
+/// The registry entry.
+pub const TYPE: SourceType = SourceType {
+    name: "load",
+    description: "load averages over 1, 5 and 15 minutes",
+    needs_two_samples: false,
+    metrics: &[
+        MetricInfo { name: "load.1", unit: "", description: "run-queue length averaged over 1 minute" },
+        MetricInfo { name: "load.5", unit: "", description: "run-queue length averaged over 5 minutes" },
+        MetricInfo { name: "load.15", unit: "", description: "run-queue length averaged over 15 minutes" },
+    ],
+    read,
+};
+
+/// The `load` source has no settings of its own.
+#[derive(Debug)]
+pub struct LoadSpec;
+
+fn read(_: &mut Table<'_>, _: &mut Problems) -> Option<Arc<dyn SourceSpec>> {
+    Some(Arc::new(LoadSpec))
+}
+
+impl SourceSpec for LoadSpec {
+    fn build(&self, ctx: &SourceContext) -> Box<dyn Source> {
+        Box::new(Load { procfs: ctx.procfs.clone(), buf: String::new() })
+    }
+}
+
+struct Load {
+    procfs: Procfs,
+    buf: String,
+}
+
+impl Source for Load {
+    fn collect(&mut self, emit: &mut Emitter<'_>) -> Result<(), SourceError> {
+        self.procfs.read_into("proc/loadavg", &mut self.buf)?;
+        let values = parse(&self.buf).ok_or_else(|| SourceError(format!("unexpected /proc/loadavg: {:?}", self.buf.trim())))?;
+        for (name, value) in ["load.1", "load.5", "load.15"].into_iter().zip(values) {
+            emit.metric(name, value);
+        }
+        Ok(())
+    }
+}
+
+/// The three averages from the text of `/proc/loadavg`.
+fn parse(text: &str) -> Option<[f64; 3]> {
+    let mut fields = text.split_ascii_whitespace().map(|f| f.parse::<f64>().ok());
+    Some([fields.next()??, fields.next()??, fields.next()??])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_loadavg() {
+        assert_eq!(parse("0.07 0.09 0.03 1/81 4891\n"), Some([0.07, 0.09, 0.03]));
+        assert_eq!(parse("0.07 x 0.03"), None);
+        assert_eq!(parse(""), None);
+    }
+}

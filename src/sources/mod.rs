@@ -1,0 +1,154 @@
+//! Sources: what pipit measures. One file per source type, and the registry that maps a config
+//! `type` to its reader.
+//!
+//! A source instance runs on its own thread ([`runner`]) and knows nothing of outputs: each tick it
+//! is asked to [`Source::collect`] into an [`Emitter`], which stamps the instance's prefix, host,
+//! tags and ttl on every event.
+
+pub mod cpu;
+pub mod emitter;
+pub mod load;
+pub mod memory;
+pub mod runner;
+pub mod self_stats;
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+pub use emitter::{Emitter, Template};
+
+use crate::config::reader::{self, Field, Problems, Table};
+use crate::config::{self, AgentConfig};
+use crate::procfs::Procfs;
+use crate::telemetry::Telemetry;
+
+/// One source instance, ready to collect.
+pub trait Source: Send {
+    /// Collects one round of events into `emit`.
+    ///
+    /// An error means the round failed as a whole; it is logged (once while it repeats) and the
+    /// next tick tries again. Events emitted before the error are still sent.
+    fn collect(&mut self, emit: &mut Emitter<'_>) -> Result<(), SourceError>;
+}
+
+/// A source's validated config, able to build (and after a panic, rebuild) the source.
+pub trait SourceSpec: Send + Sync + fmt::Debug {
+    /// Builds a fresh instance.
+    fn build(&self, ctx: &SourceContext) -> Box<dyn Source>;
+}
+
+/// What a source may use besides its own config.
+#[derive(Debug, Clone)]
+pub struct SourceContext {
+    /// Reads `/proc` and `/sys` under the configured host root.
+    pub procfs: Procfs,
+    /// The agent's own counters, for the `self` source.
+    pub telemetry: Arc<Telemetry>,
+}
+
+/// Why a collection failed, in words for the log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SourceError(pub String);
+
+impl fmt::Display for SourceError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl From<std::io::Error> for SourceError {
+    fn from(e: std::io::Error) -> SourceError {
+        SourceError(e.to_string())
+    }
+}
+
+/// A metric a source can emit: its name pattern, unit and meaning, for docs and the catalogue.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MetricInfo {
+    /// The service name, with `<placeholders>` for the parts that vary, such as `cpu.<core>.user`.
+    pub name: &'static str,
+    /// The unit: `percent`, `bytes`, `count`, `seconds`, `per_second`, or empty for a plain number.
+    pub unit: &'static str,
+    /// One line saying what it means.
+    pub description: &'static str,
+}
+
+/// A source type in the registry.
+#[derive(Debug, Clone, Copy)]
+pub struct SourceType {
+    /// The config `type`.
+    pub name: &'static str,
+    /// One line for `--help` and the docs.
+    pub description: &'static str,
+    /// Whether a value needs two samples (a rate); `pipit once` then collects twice.
+    pub needs_two_samples: bool,
+    /// Everything this type can emit.
+    pub metrics: &'static [MetricInfo],
+    /// Reads the type's own keys from its config section.
+    pub read: fn(&mut Table<'_>, &mut Problems) -> Option<Arc<dyn SourceSpec>>,
+}
+
+/// Every source type pipit has, by config `type`.
+pub const REGISTRY: &[SourceType] = &[cpu::TYPE, load::TYPE, memory::TYPE, self_stats::TYPE];
+
+/// Finds a source type by its config name.
+pub fn lookup(name: &str) -> Option<&'static SourceType> {
+    REGISTRY.iter().find(|t| t.name == name)
+}
+
+/// One configured source instance.
+#[derive(Debug, Clone)]
+pub struct SourceConfig {
+    /// The instance name, unique among sources; the `type` unless set.
+    pub name: String,
+    /// The config `type`.
+    pub kind: &'static str,
+    /// Time between collections.
+    pub interval: Duration,
+    /// How long one collection may run before the source is reported hung and restarted.
+    pub timeout: Duration,
+    /// What every event of this instance carries.
+    pub template: Template,
+    /// The type's own settings.
+    pub spec: Arc<dyn SourceSpec>,
+}
+
+impl SourceConfig {
+    /// The registry entry of this instance's type.
+    pub fn source_type(&self) -> &'static SourceType {
+        lookup(self.kind).expect("config only holds registered types")
+    }
+
+    /// A text equal for two configs exactly when they would run the same source; a reload keeps
+    /// an instance whose fingerprint did not change running, with its state.
+    pub fn fingerprint(&self) -> String {
+        format!("{}|{:?}|{:?}|{:?}|{:?}", self.kind, self.interval, self.timeout, self.template, self.spec)
+    }
+}
+
+/// Reads the `sources` array.
+pub fn read_all(field: &Field<'_>, agent: &AgentConfig, problems: &mut Problems) -> Vec<SourceConfig> {
+    reader::named_list(field, problems, |t, p| read_one(t, agent, p), |c| &c.name)
+}
+
+fn read_one(t: &mut Table<'_>, agent: &AgentConfig, problems: &mut Problems) -> Option<SourceConfig> {
+    let kind = reader::registry_type(t, REGISTRY, |e| e.name, problems);
+    let name = t.get::<String>("name", problems);
+    let interval = t.duration_at_least("interval", agent.interval, Duration::from_millis(10), problems);
+    let timeout = t.duration_at_least("timeout", (interval * 3).max(Duration::from_secs(30)), Duration::from_millis(10), problems);
+    let template = Template {
+        prefix: t.get_or("prefix", String::new(), problems),
+        host: config::read_hostname(t, problems).unwrap_or_else(|| agent.hostname.clone()),
+        tags: t.get_or("tags", Vec::new(), problems),
+        ttl: t.duration_at_least("ttl", interval * 2, Duration::ZERO, problems),
+        attributes: t.get_or("attributes", BTreeMap::new(), problems),
+    };
+    // Without a known type its keys cannot be told from typos: report only the type.
+    let kind = kind?;
+    let spec = (kind.read)(t, problems);
+    let name = name.unwrap_or_else(|| kind.name.to_owned());
+    t.finish(problems);
+    Some(SourceConfig { name, kind: kind.name, interval, timeout, template, spec: spec? })
+}

@@ -1,0 +1,125 @@
+//! The agent's own counters: what each source and output did. The `self` source reports them.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+/// Counters of one output, shared by the router (which counts in) and its writer (which counts
+/// out). They survive a reload that keeps the output.
+#[derive(Debug)]
+pub struct OutputStats {
+    /// The output's name.
+    pub name: String,
+    /// Events the router queued for this output.
+    pub events_in: AtomicU64,
+    /// Events the output delivered.
+    pub events_out: AtomicU64,
+    /// Events whose delivery failed.
+    pub failed: AtomicU64,
+    /// Events dropped because the output's queue was full.
+    pub dropped_queue_full: AtomicU64,
+    /// Events dropped at shutdown because the stop deadline passed before they were delivered.
+    pub dropped_shutdown: AtomicU64,
+    /// Events waiting in the queue or in the writer's hands.
+    pub queued: AtomicU64,
+}
+
+impl OutputStats {
+    /// Zeroed counters for the output `name`.
+    pub fn new(name: &str) -> OutputStats {
+        OutputStats {
+            name: name.to_owned(),
+            events_in: AtomicU64::new(0),
+            events_out: AtomicU64::new(0),
+            failed: AtomicU64::new(0),
+            dropped_queue_full: AtomicU64::new(0),
+            dropped_shutdown: AtomicU64::new(0),
+            queued: AtomicU64::new(0),
+        }
+    }
+}
+
+/// Counters of one source instance.
+#[derive(Debug)]
+pub struct SourceStats {
+    /// The instance name.
+    pub name: String,
+    /// Collections run.
+    pub runs: AtomicU64,
+    /// Collections that failed.
+    pub errors: AtomicU64,
+    /// Ticks skipped because a collection overran.
+    pub skipped_ticks: AtomicU64,
+    /// Panics caught.
+    pub panics: AtomicU64,
+    /// Restarts after a panic or a hang.
+    pub restarts: AtomicU64,
+    /// Events dropped because the channel to the router was full.
+    pub dropped: AtomicU64,
+    /// Duration of the last collection, in microseconds.
+    pub last_duration_us: AtomicU64,
+}
+
+impl SourceStats {
+    /// Zeroed counters for the instance `name`.
+    pub fn new(name: &str) -> SourceStats {
+        SourceStats {
+            name: name.to_owned(),
+            runs: AtomicU64::new(0),
+            errors: AtomicU64::new(0),
+            skipped_ticks: AtomicU64::new(0),
+            panics: AtomicU64::new(0),
+            restarts: AtomicU64::new(0),
+            dropped: AtomicU64::new(0),
+            last_duration_us: AtomicU64::new(0),
+        }
+    }
+}
+
+/// All counters of a running agent.
+#[derive(Debug)]
+pub struct Telemetry {
+    /// When the agent started.
+    pub started: Instant,
+    outputs: Mutex<Vec<Arc<OutputStats>>>,
+    sources: Mutex<Vec<Arc<SourceStats>>>,
+}
+
+impl Default for Telemetry {
+    fn default() -> Telemetry {
+        Telemetry { started: Instant::now(), outputs: Mutex::default(), sources: Mutex::default() }
+    }
+}
+
+impl Telemetry {
+    /// The counters of the outputs now running.
+    pub fn outputs(&self) -> Vec<Arc<OutputStats>> {
+        self.outputs.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// The counters of the sources now running.
+    pub fn sources(&self) -> Vec<Arc<SourceStats>> {
+        self.sources.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Replaces the lists after a start or a reload.
+    pub fn set(&self, sources: Vec<Arc<SourceStats>>, outputs: Vec<Arc<OutputStats>>) {
+        *self.sources.lock().unwrap_or_else(|e| e.into_inner()) = sources;
+        *self.outputs.lock().unwrap_or_else(|e| e.into_inner()) = outputs;
+    }
+}
+
+/// Adds `n` to a counter.
+pub fn add(counter: &AtomicU64, n: u64) {
+    counter.fetch_add(n, Ordering::Relaxed);
+}
+
+/// Subtracts `n` from a gauge, stopping at zero.
+pub fn sub(counter: &AtomicU64, n: u64) {
+    let _ = counter.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |v| Some(v.saturating_sub(n)));
+}
+
+/// Reads a counter.
+pub fn get(counter: &AtomicU64) -> u64 {
+    counter.load(Ordering::Relaxed)
+}
