@@ -70,15 +70,32 @@ impl Agent {
         let telemetry = Arc::new(Telemetry::default());
         let mut outputs = Vec::new();
         for o in &config.outputs {
-            let handle = OutputHandle::start(o.clone()).map_err(|error| AgentError::Output { name: o.name.clone(), error })?;
+            let handle = OutputHandle::start(o.clone()).map_err(|error| AgentError::Output {
+                name: o.name.clone(),
+                error,
+            })?;
             outputs.push(handle);
         }
         let (events, events_rx) = bounded(config.agent.queue_size);
         let (control, control_rx) = bounded(4);
-        let router = router::spawn(events_rx, control_rx, routes(&outputs)).map_err(AgentError::Thread)?;
-        let mut agent = Agent { config, telemetry, events, control, router: Some(router), sources: Vec::new(), outputs };
+        let router =
+            router::spawn(events_rx, control_rx, routes(&outputs)).map_err(AgentError::Thread)?;
+        let mut agent = Agent {
+            config,
+            telemetry,
+            events,
+            control,
+            router: Some(router),
+            sources: Vec::new(),
+            outputs,
+        };
         let ctx = agent.source_context();
-        agent.sources = agent.config.sources.iter().map(|s| SourceHandle::start(s.clone(), ctx.clone(), agent.events.clone())).collect();
+        agent.sources = agent
+            .config
+            .sources
+            .iter()
+            .map(|s| SourceHandle::start(s.clone(), ctx.clone(), agent.events.clone()))
+            .collect();
         agent.publish();
         log::info!(
             target: "agent",
@@ -101,7 +118,10 @@ impl Agent {
     }
 
     fn source_context(&self) -> SourceContext {
-        SourceContext { procfs: Procfs::new(&self.config.agent.host_root), telemetry: self.telemetry.clone() }
+        SourceContext {
+            procfs: Procfs::new(&self.config.agent.host_root),
+            telemetry: self.telemetry.clone(),
+        }
     }
 
     fn publish(&self) {
@@ -128,7 +148,11 @@ impl Agent {
         for o in &new.outputs {
             let running = self.outputs.iter().any(|h| h.config.name == o.name);
             if !running {
-                let handle = OutputHandle::start(o.clone()).map_err(|error| AgentError::Output { name: o.name.clone(), error })?;
+                let handle =
+                    OutputHandle::start(o.clone()).map_err(|error| AgentError::Output {
+                        name: o.name.clone(),
+                        error,
+                    })?;
                 fresh.push(handle);
             }
         }
@@ -138,13 +162,13 @@ impl Agent {
             match new.outputs.iter().find(|o| o.name == handle.config.name) {
                 None => removed.push(handle),
                 Some(o) if o.fingerprint() == handle.config.fingerprint() => kept.push(handle),
-                Some(o) => match handle.replace(o.clone()) {
-                    Ok(h) => kept.push(h),
-                    Err((h, error)) => {
+                Some(o) => {
+                    let mut handle = handle;
+                    if let Err(error) = handle.replace(o.clone()) {
                         log::error!(target: "agent", "output {}: cannot rebuild ({error}); keeping its old config", o.name);
-                        kept.push(h);
                     }
-                },
+                    kept.push(handle);
+                }
             }
         }
         kept.extend(fresh);
@@ -159,13 +183,22 @@ impl Agent {
 
         let same_root = new.agent.host_root == self.config.agent.host_root;
         let mut old: Vec<SourceHandle> = self.sources.drain(..).collect();
-        let ctx = SourceContext { procfs: Procfs::new(&new.agent.host_root), telemetry: self.telemetry.clone() };
+        let ctx = SourceContext {
+            procfs: Procfs::new(&new.agent.host_root),
+            telemetry: self.telemetry.clone(),
+        };
         let mut sources = Vec::new();
         for s in &new.sources {
-            let keep = old.iter().position(|h| same_root && h.config.name == s.name && h.config.fingerprint() == s.fingerprint());
+            let keep = old.iter().position(|h| {
+                same_root && h.config.name == s.name && h.config.fingerprint() == s.fingerprint()
+            });
             match keep {
                 Some(i) => sources.push(old.swap_remove(i)),
-                None => sources.push(SourceHandle::start(s.clone(), ctx.clone(), self.events.clone())),
+                None => sources.push(SourceHandle::start(
+                    s.clone(),
+                    ctx.clone(),
+                    self.events.clone(),
+                )),
             }
         }
         for h in &mut old {
@@ -209,15 +242,326 @@ impl Agent {
             o.join_until(deadline);
         }
         let delivered = self.outputs.iter().map(|o| get(&o.stats.events_out)).sum();
-        let undelivered = self.outputs.iter().map(|o| get(&o.stats.dropped_shutdown)).sum();
+        let undelivered = self
+            .outputs
+            .iter()
+            .map(|o| get(&o.stats.dropped_shutdown))
+            .sum();
         log::info!(target: "agent", "stopped: {delivered} event(s) delivered, {undelivered} undelivered at the deadline");
-        StopReport { delivered, undelivered }
+        StopReport {
+            delivered,
+            undelivered,
+        }
     }
 }
 
 fn routes(outputs: &[OutputHandle]) -> Vec<Route> {
     outputs
         .iter()
-        .filter_map(|o| Some(Route { selector: o.config.selector.clone(), queue: o.sender()?, stats: o.stats.clone() }))
+        .filter_map(|o| {
+            Some(Route {
+                selector: o.config.selector.clone(),
+                queue: o.sender()?,
+                stats: o.stats.clone(),
+            })
+        })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+    use std::sync::Mutex;
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use std::time::Duration;
+
+    use super::*;
+    use crate::config::AgentConfig;
+    use crate::outputs::{Output, OutputConfig, OutputSpec};
+    use crate::pattern::Selector;
+    use crate::sources::{Emitter, Source, SourceConfig, SourceError, SourceSpec, Template};
+
+    /// An output that keeps what it is given.
+    #[derive(Debug, Default)]
+    struct Keep(Arc<Mutex<Vec<Event>>>);
+
+    impl OutputSpec for Keep {
+        fn build(&self) -> Result<Box<dyn Output>, OutputError> {
+            Ok(Box::new(KeepWriter(self.0.clone())))
+        }
+        fn describe(&self) -> String {
+            "kept in memory".into()
+        }
+    }
+
+    struct KeepWriter(Arc<Mutex<Vec<Event>>>);
+
+    impl Output for KeepWriter {
+        fn write(&mut self, batch: &[Event]) -> Result<(), OutputError> {
+            self.0.lock().unwrap().extend_from_slice(batch);
+            Ok(())
+        }
+    }
+
+    /// A source that panics on its first `panics` collections (counted across rebuilds), or hangs
+    /// for `hang` on its first one, and otherwise emits one event named after itself.
+    #[derive(Debug)]
+    struct Scripted {
+        panics: u64,
+        hang: Duration,
+        runs: Arc<AtomicU64>,
+    }
+
+    impl SourceSpec for Scripted {
+        fn build(&self, _: &crate::sources::SourceContext) -> Box<dyn Source> {
+            Box::new(ScriptedSource {
+                panics: self.panics,
+                hang: self.hang,
+                runs: self.runs.clone(),
+            })
+        }
+    }
+
+    struct ScriptedSource {
+        panics: u64,
+        hang: Duration,
+        runs: Arc<AtomicU64>,
+    }
+
+    impl Source for ScriptedSource {
+        fn collect(&mut self, emit: &mut Emitter<'_>) -> Result<(), SourceError> {
+            let run = self.runs.fetch_add(1, Ordering::SeqCst);
+            if run < self.panics {
+                panic!("scripted panic {run}");
+            }
+            if run == 0 && !self.hang.is_zero() {
+                std::thread::sleep(self.hang);
+            }
+            emit.metric("tick", run as i64);
+            Ok(())
+        }
+    }
+
+    fn source(name: &str, interval_ms: u64, spec: Scripted) -> SourceConfig {
+        let interval = Duration::from_millis(interval_ms);
+        SourceConfig {
+            name: name.into(),
+            kind: "load",
+            interval,
+            timeout: Duration::from_millis(300),
+            template: Template {
+                prefix: name.into(),
+                host: "h".into(),
+                tags: Vec::new(),
+                ttl: interval * 2,
+                attributes: BTreeMap::new(),
+            },
+            spec: Arc::new(spec),
+        }
+    }
+
+    fn config(
+        sources: Vec<SourceConfig>,
+        kept: &Arc<Mutex<Vec<Event>>>,
+        batch_timeout: Duration,
+    ) -> Config {
+        Config {
+            file: "test".into(),
+            agent: AgentConfig {
+                hostname: "h".into(),
+                shutdown_timeout: Duration::from_secs(5),
+                ..AgentConfig::default()
+            },
+            sources,
+            outputs: vec![OutputConfig {
+                name: "keep".into(),
+                kind: "stdout",
+                selector: Selector::default(),
+                queue_size: 10_000,
+                batch_size: 100_000,
+                batch_timeout,
+                spec: Arc::new(Keep(kept.clone())),
+            }],
+        }
+    }
+
+    fn count(kept: &Mutex<Vec<Event>>, service: &str) -> usize {
+        kept.lock()
+            .unwrap()
+            .iter()
+            .filter(|e| e.service == service)
+            .count()
+    }
+
+    fn wait_for(what: &str, deadline: Duration, mut ok: impl FnMut() -> bool) {
+        let end = Instant::now() + deadline;
+        while !ok() {
+            assert!(Instant::now() < end, "timed out waiting for {what}");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    #[test]
+    fn a_panicking_source_is_restarted_while_the_others_keep_their_schedule() {
+        let kept = Arc::new(Mutex::new(Vec::new()));
+        let steady_runs = Arc::new(AtomicU64::new(0));
+        let crashy_runs = Arc::new(AtomicU64::new(0));
+        let cfg = config(
+            vec![
+                source(
+                    "steady",
+                    50,
+                    Scripted {
+                        panics: 0,
+                        hang: Duration::ZERO,
+                        runs: steady_runs.clone(),
+                    },
+                ),
+                source(
+                    "crashy",
+                    50,
+                    Scripted {
+                        panics: 1,
+                        hang: Duration::ZERO,
+                        runs: crashy_runs.clone(),
+                    },
+                ),
+            ],
+            &kept,
+            Duration::from_millis(10),
+        );
+        let agent = Agent::start(cfg).unwrap();
+        let crashy_stats = agent.sources[1].stats.clone();
+        // The first backoff is 1 s: by the time the crashy source is back, the steady one has
+        // kept ticking every 50 ms.
+        wait_for(
+            "the crashy source to come back",
+            Duration::from_secs(10),
+            || count(&kept, "crashy.tick") >= 2,
+        );
+        let steady = count(&kept, "steady.tick");
+        assert!(
+            steady >= 15,
+            "the steady source ticked only {steady} times during the restart"
+        );
+        assert_eq!(crashy_stats.panics.load(Ordering::SeqCst), 1);
+        assert_eq!(crashy_stats.restarts.load(Ordering::SeqCst), 1);
+        agent.stop();
+    }
+
+    #[test]
+    fn a_hung_source_is_replaced_and_its_late_result_discarded() {
+        let kept = Arc::new(Mutex::new(Vec::new()));
+        let runs = Arc::new(AtomicU64::new(0));
+        let cfg = config(
+            vec![source(
+                "slow",
+                50,
+                Scripted {
+                    panics: 0,
+                    hang: Duration::from_secs(2),
+                    runs: runs.clone(),
+                },
+            )],
+            &kept,
+            Duration::from_millis(10),
+        );
+        let mut agent = Agent::start(cfg).unwrap();
+        let stats = agent.sources[0].stats.clone();
+        wait_for("the replacement to emit", Duration::from_secs(10), || {
+            agent.watch();
+            count(&kept, "slow.tick") >= 3
+        });
+        assert_eq!(stats.restarts.load(Ordering::SeqCst), 1);
+        // Wait until the hung collection has returned: its event (metric 0) must not appear.
+        wait_for("the hung thread to finish", Duration::from_secs(10), || {
+            agent.sources[0].threads_alive() == 1
+        });
+        let zeros = kept
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|e| e.metric == Some(crate::Metric::Int(0)))
+            .count();
+        assert_eq!(zeros, 0, "the hung collection's late result was sent");
+        agent.stop();
+    }
+
+    #[test]
+    fn stop_delivers_everything_queued() {
+        let kept = Arc::new(Mutex::new(Vec::new()));
+        let runs = Arc::new(AtomicU64::new(0));
+        // A batch timeout of an hour: nothing is written until the stop drains the queue.
+        let cfg = config(
+            vec![source(
+                "s",
+                10,
+                Scripted {
+                    panics: 0,
+                    hang: Duration::ZERO,
+                    runs: runs.clone(),
+                },
+            )],
+            &kept,
+            Duration::from_secs(3600),
+        );
+        let agent = Agent::start(cfg).unwrap();
+        wait_for("some collections", Duration::from_secs(10), || {
+            runs.load(Ordering::SeqCst) >= 20
+        });
+        assert!(kept.lock().unwrap().is_empty());
+        let report = agent.stop();
+        let collected = runs.load(Ordering::SeqCst) as usize;
+        assert_eq!(kept.lock().unwrap().len(), collected);
+        assert_eq!(
+            report,
+            StopReport {
+                delivered: collected as u64,
+                undelivered: 0
+            }
+        );
+    }
+
+    #[test]
+    fn reload_hands_a_changed_outputs_queue_to_its_new_writer() {
+        let kept = Arc::new(Mutex::new(Vec::new()));
+        let runs = Arc::new(AtomicU64::new(0));
+        let cfg = config(
+            vec![source(
+                "s",
+                10,
+                Scripted {
+                    panics: 0,
+                    hang: Duration::ZERO,
+                    runs: runs.clone(),
+                },
+            )],
+            &kept,
+            Duration::from_secs(3600),
+        );
+        let mut agent = Agent::start(cfg).unwrap();
+        wait_for("some collections", Duration::from_secs(10), || {
+            runs.load(Ordering::SeqCst) >= 10
+        });
+        // Same source, changed output (batch size): the old writer writes its batch, the new one
+        // takes over the queue.
+        let mut new = config(
+            vec![agent.config().sources[0].clone()],
+            &kept,
+            Duration::from_secs(3600),
+        );
+        new.outputs[0].batch_size = 50_000;
+        agent.reload(new).unwrap();
+        assert_eq!(agent.sources[0].stats.restarts.load(Ordering::SeqCst), 0);
+        wait_for("more collections", Duration::from_secs(10), || {
+            runs.load(Ordering::SeqCst) >= 20
+        });
+        agent.stop();
+        let collected = runs.load(Ordering::SeqCst) as usize;
+        assert_eq!(
+            kept.lock().unwrap().len(),
+            collected,
+            "events were lost across the reload"
+        );
+    }
 }

@@ -20,7 +20,7 @@ pub struct Complaint {
 }
 
 impl Complaint {
-    /// A complaint whose lines are logged under `component` (such as `src/cpu`).
+    /// A complaint whose lines are logged under `component` (such as `src.cpu`).
     pub fn new(component: impl Into<String>) -> Complaint {
         Complaint {
             component: component.into(),

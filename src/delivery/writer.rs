@@ -12,7 +12,7 @@ use crossbeam_channel::{Receiver, Sender, bounded, select};
 
 use crate::complain::Complaint;
 use crate::event::Event;
-use crate::outputs::{Output, OutputConfig, OutputError};
+use crate::outputs::{self, Output, OutputConfig, OutputError};
 use crate::telemetry::{OutputStats, add, get, sub};
 
 /// A running output: its queue, its counters and its writer thread.
@@ -31,33 +31,39 @@ pub struct OutputHandle {
 impl OutputHandle {
     /// Builds the output and starts its writer on a fresh queue.
     pub fn start(config: OutputConfig) -> Result<OutputHandle, OutputError> {
+        let output = config.spec.build()?;
         let (queue, receiver) = bounded(config.queue_size);
         let stats = Arc::new(OutputStats::new(&config.name));
-        Self::start_on(config, stats, queue, receiver)
+        let mut handle = OutputHandle {
+            config,
+            stats,
+            queue: Some(queue),
+            receiver,
+            stop: None,
+            thread: None,
+        };
+        handle.spawn_writer(output)?;
+        Ok(handle)
     }
 
-    fn start_on(
-        config: OutputConfig,
-        stats: Arc<OutputStats>,
-        queue: Sender<Event>,
-        receiver: Receiver<Event>,
-    ) -> Result<OutputHandle, OutputError> {
-        let output = config.spec.build()?;
+    fn spawn_writer(&mut self, output: Box<dyn Output>) -> Result<(), OutputError> {
         let (stop, stop_rx) = bounded::<()>(0);
         let writer = Writer {
             output,
-            queue: receiver.clone(),
+            queue: self.receiver.clone(),
             stop: stop_rx,
-            stats: stats.clone(),
-            batch_size: config.batch_size,
-            batch_timeout: config.batch_timeout,
-            complaint: Complaint::new(format!("out/{}", config.name)),
+            stats: self.stats.clone(),
+            batch_size: self.config.batch_size,
+            batch_timeout: self.config.batch_timeout,
+            complaint: Complaint::new(outputs::log_target(&self.config.name)),
         };
         let thread = thread::Builder::new()
-            .name(format!("out/{}", config.name))
+            .name(format!("out/{}", self.config.name))
             .spawn(move || writer.run())
             .map_err(|e| OutputError(format!("cannot start the writer thread: {e}")))?;
-        Ok(OutputHandle { config, stats, queue: Some(queue), receiver, stop: Some(stop), thread: Some(thread) })
+        self.stop = Some(stop);
+        self.thread = Some(thread);
+        Ok(())
     }
 
     /// A sender into this output's queue, for the router.
@@ -65,22 +71,17 @@ impl OutputHandle {
         self.queue.clone()
     }
 
-    /// Replaces the writer with one built from `config`, keeping the queue and the counters. On a
-    /// build error the old writer keeps running and the error is returned.
-    pub fn replace(mut self, config: OutputConfig) -> Result<OutputHandle, (OutputHandle, OutputError)> {
-        let output_check = config.spec.build();
-        if let Err(e) = output_check {
-            return Err((self, e));
-        }
+    /// Replaces the writer with one built from `config`, keeping the queue and the counters. The
+    /// new output is built first: on a build error the old writer keeps running untouched.
+    pub fn replace(&mut self, config: OutputConfig) -> Result<(), OutputError> {
+        let output = config.spec.build()?;
         // Stop the old writer: it finishes the batch in its hands and leaves the queue as it is.
         self.stop = None;
         if let Some(t) = self.thread.take() {
             let _ = t.join();
         }
-        let queue = self.queue.take().expect("a running output has its queue");
-        let receiver = self.receiver.clone();
-        let stats = self.stats.clone();
-        Self::start_on(config, stats, queue, receiver).map_err(|e| (self, e))
+        self.config = config;
+        self.spawn_writer(output)
     }
 
     /// Closes the queue: the writer delivers what is left and exits.
@@ -90,7 +91,9 @@ impl OutputHandle {
 
     /// Waits for the writer until `deadline`; what is still queued then is counted as dropped.
     pub fn join_until(&mut self, deadline: Instant) -> bool {
-        let Some(thread) = self.thread.take() else { return true };
+        let Some(thread) = self.thread.take() else {
+            return true;
+        };
         while !thread.is_finished() && Instant::now() < deadline {
             thread::sleep(Duration::from_millis(5));
         }
@@ -100,7 +103,7 @@ impl OutputHandle {
         }
         let left = get(&self.stats.queued);
         add(&self.stats.dropped_shutdown, left);
-        log::error!(target: &format!("out/{}", self.config.name), "stop deadline passed with {left} event(s) undelivered");
+        log::error!(target: &outputs::log_target(&self.config.name), "stop deadline passed with {left} event(s) undelivered");
         false
     }
 }
@@ -132,7 +135,7 @@ impl Writer {
             self.deliver(&mut batch);
             if closed || stopping {
                 if closed {
-                    log::debug!(target: &format!("out/{}", self.stats.name), "queue closed and drained");
+                    log::debug!(target: &outputs::log_target(&self.stats.name), "queue closed and drained");
                 }
                 return;
             }
@@ -174,7 +177,8 @@ impl Writer {
             }
             Err(e) => {
                 add(&self.stats.failed, n);
-                self.complaint.fail(&format!("delivery of {n} event(s) failed: {e}"));
+                self.complaint
+                    .fail(&format!("delivery of {n} event(s) failed: {e}"));
             }
         }
         batch.clear();

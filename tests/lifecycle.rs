@@ -1,0 +1,206 @@
+//! `pipit run` under signals: SIGTERM drains the queues, SIGHUP reloads or refuses.
+
+mod common;
+
+use std::fs;
+use std::path::Path;
+use std::time::Duration;
+
+use common::peers::TempDir;
+use common::pipit::{Agent, fixture};
+
+const DEADLINE: Duration = Duration::from_secs(20);
+
+/// A config with one `load` source (prefix `prefix`, every 50 ms) reading the fixture tree, and a
+/// stdout output whose batches wait `batch_timeout` (or fill `batch_size`).
+fn config(prefix: &str, batch_size: u64, batch_timeout: &str) -> String {
+    format!(
+        r#"{{"agent": {{"hostname": "h", "host_root": "{}"}},
+            "sources": [{{"type": "load", "name": "l", "prefix": "{prefix}", "interval": "50ms"}}],
+            "outputs": [{{"type": "stdout", "batch_size": {batch_size}, "batch_timeout": "{batch_timeout}"}}]}}"#,
+        fixture("minimal").display()
+    )
+}
+
+/// How many events the `l` source reported collecting, from its debug log lines.
+fn collected(stderr: &[String]) -> usize {
+    stderr
+        .iter()
+        .filter_map(|l| {
+            l.strip_prefix("DEBUG src.l: collected ")?
+                .split(' ')
+                .next()?
+                .parse::<usize>()
+                .ok()
+        })
+        .sum()
+}
+
+fn write(path: &Path, text: &str) {
+    fs::write(path, text).unwrap();
+}
+
+#[test]
+fn events_queued_at_sigterm_reach_stdout_before_exit() {
+    let dir = TempDir::new("sigterm");
+    let path = dir.path().join("pipit.json");
+    // Batches wait an hour: everything printed is printed by the shutdown drain.
+    write(&path, &config("a", 100_000, "1h"));
+    let mut agent = Agent::start(&path, "info,src.l=debug");
+    agent.wait_stderr("five collections", DEADLINE, |l| collected(l) >= 15);
+    assert!(
+        agent.stdout().is_empty(),
+        "nothing is written before the batch is due"
+    );
+    agent.signal("TERM");
+    let status = agent.wait_exit(DEADLINE);
+    assert_eq!(status.code(), Some(0));
+    let stdout = agent.stdout();
+    let stderr = agent.stderr();
+    assert_eq!(
+        stdout.len(),
+        collected(&stderr),
+        "every collected event is printed"
+    );
+    assert!(
+        stdout.iter().all(|l| l.starts_with("h.a.load.")),
+        "{stdout:?}"
+    );
+    assert!(
+        stderr
+            .iter()
+            .any(|l| l.contains("stopped: ") && l.contains("0 undelivered")),
+        "{stderr:?}"
+    );
+}
+
+#[test]
+fn sighup_with_a_valid_config_replaces_it_and_an_invalid_one_is_refused() {
+    let dir = TempDir::new("sighup");
+    let path = dir.path().join("pipit.json");
+    write(&path, &config("a", 1, "0s"));
+    let mut agent = Agent::start(&path, "info");
+    agent.wait_stdout("events from the first config", DEADLINE, |l| {
+        l.iter().any(|l| l.starts_with("h.a.load.1 "))
+    });
+
+    write(&path, &config("b", 1, "0s"));
+    agent.signal("HUP");
+    agent.wait_stdout("events from the new config", DEADLINE, |l| {
+        l.iter().any(|l| l.starts_with("h.b.load.1 "))
+    });
+    agent.wait_stderr("the reload log line", DEADLINE, |l| {
+        l.iter()
+            .any(|l| l.contains("reloaded") && l.contains("1 source(s)"))
+    });
+
+    write(
+        &path,
+        r#"{"sources": [{"type": "load", "interval": "soon"}], "outputs": [{"type": "stdout"}]}"#,
+    );
+    agent.signal("HUP");
+    let stderr = agent.wait_stderr("the refusal", DEADLINE, |l| {
+        l.iter().any(|l| l.contains("the running config stays"))
+    });
+    let refusal = format!(
+        "ERROR agent: reload refused: {}:1:43: sources[0].interval: expected a duration",
+        path.display()
+    );
+    assert!(
+        stderr.iter().any(|l| l.starts_with(&refusal)),
+        "{stderr:#?}"
+    );
+    // The old config still runs: new "b" events keep coming.
+    let seen = agent
+        .stdout()
+        .iter()
+        .filter(|l| l.starts_with("h.b."))
+        .count();
+    agent.wait_stdout("events after the refusal", DEADLINE, |l| {
+        l.iter().filter(|l| l.starts_with("h.b.")).count() > seen + 6
+    });
+
+    agent.signal("TERM");
+    assert_eq!(agent.wait_exit(DEADLINE).code(), Some(0));
+}
+
+#[test]
+fn reloads_lose_no_queued_event() {
+    let dir = TempDir::new("reload-queue");
+    let path = dir.path().join("pipit.json");
+    write(&path, &config("a", 100_000, "1h"));
+    let mut agent = Agent::start(&path, "info,src.l=debug");
+    agent.wait_stderr("collections", DEADLINE, |l| collected(l) >= 15);
+
+    // A changed source: the source restarts, the output (and its queue) is untouched.
+    write(&path, &config("b", 100_000, "1h"));
+    agent.signal("HUP");
+    agent.wait_stderr("the first reload", DEADLINE, |l| {
+        l.iter().filter(|l| l.contains("reloaded")).count() == 1
+    });
+    let before = collected(&agent.stderr());
+    agent.wait_stderr("collections", DEADLINE, |l| collected(l) >= before + 15);
+
+    // A changed output: its old writer hands the queue to the new one.
+    write(&path, &config("b", 50_000, "1h"));
+    agent.signal("HUP");
+    agent.wait_stderr("the second reload", DEADLINE, |l| {
+        l.iter().filter(|l| l.contains("reloaded")).count() == 2
+    });
+    let before = collected(&agent.stderr());
+    agent.wait_stderr("collections", DEADLINE, |l| collected(l) >= before + 15);
+
+    agent.signal("TERM");
+    assert_eq!(agent.wait_exit(DEADLINE).code(), Some(0));
+    let stdout = agent.stdout();
+    assert_eq!(
+        stdout.len(),
+        collected(&agent.stderr()),
+        "events were lost across reloads"
+    );
+    assert!(
+        stdout.iter().any(|l| l.starts_with("h.a."))
+            && stdout.iter().any(|l| l.starts_with("h.b."))
+    );
+}
+
+#[test]
+fn a_second_stop_signal_exits_at_once() {
+    let dir = TempDir::new("second-signal");
+    // /proc/loadavg as a FIFO with no writer: the load source hangs in open(), so the graceful stop
+    // waits the whole shutdown_timeout for it.
+    fs::create_dir_all(dir.path().join("proc")).unwrap();
+    let fifo = dir.path().join("proc/loadavg");
+    assert!(
+        std::process::Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .unwrap()
+            .success()
+    );
+    let path = dir.path().join("pipit.json");
+    let config = format!(
+        r#"{{"agent": {{"host_root": "{}", "shutdown_timeout": "1h"}},
+            "sources": [{{"type": "load", "interval": "50ms", "timeout": "1h"}}],
+            "outputs": [{{"type": "stdout"}}]}}"#,
+        dir.path().display()
+    );
+    write(&path, &config);
+    let mut agent = Agent::start(&path, "info");
+    agent.wait_stderr("the start", DEADLINE, |l| {
+        l.iter().any(|l| l.contains("running 1 source(s)"))
+    });
+    agent.signal("TERM");
+    agent.wait_stderr("the graceful stop to begin", DEADLINE, |l| {
+        l.iter().any(|l| l.contains("stopping"))
+    });
+    agent.signal("TERM");
+    let status = agent.wait_exit(Duration::from_secs(5));
+    assert_eq!(status.code(), Some(128 + 15));
+    assert!(
+        agent
+            .stderr()
+            .iter()
+            .any(|l| l.contains("second stop signal: exiting at once"))
+    );
+}
