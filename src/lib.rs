@@ -13,6 +13,7 @@ pub mod config;
 pub mod delivery;
 pub mod event;
 pub mod logging;
+pub mod md5;
 pub mod once;
 pub mod outputs;
 pub mod pattern;
