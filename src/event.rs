@@ -238,6 +238,79 @@ impl Serialize for Event {
     }
 }
 
+impl Event {
+    /// Reads an event from its JSON form (the form [`Serialize`] writes): `service` and `host` are
+    /// required; a non-finite or non-numeric `metric`, an unknown `kind` or a field of the wrong
+    /// type is an error naming the field.
+    pub fn from_json(value: &serde_json::Value) -> Result<Event, String> {
+        let obj = value.as_object().ok_or("an event must be a JSON object")?;
+        let text = |key: &str| -> Result<Option<String>, String> {
+            match obj.get(key) {
+                None | Some(serde_json::Value::Null) => Ok(None),
+                Some(serde_json::Value::String(s)) => Ok(Some(s.clone())),
+                Some(_) => Err(format!("{key}: expected a string")),
+            }
+        };
+        let seconds = |key: &str| -> Result<Option<f64>, String> {
+            match obj.get(key) {
+                None | Some(serde_json::Value::Null) => Ok(None),
+                Some(v) => match v.as_f64() {
+                    Some(s) if (0.0..1e12).contains(&s) => Ok(Some(s)),
+                    _ => Err(format!("{key}: expected a number of seconds")),
+                },
+            }
+        };
+        let mut event = Event::new(
+            text("service")?.ok_or("service: missing")?,
+            text("host")?.ok_or("host: missing")?,
+        );
+        event.state = text("state")?.map(|s| State::new(&s));
+        event.description = text("description")?;
+        event.metric = match obj.get("metric") {
+            None | Some(serde_json::Value::Null) => None,
+            Some(v) => Some(match (v.as_i64(), v.as_f64()) {
+                (Some(i), _) if !v.is_f64() => Metric::Int(i),
+                (_, Some(f)) => Metric::float(f).ok_or("metric: not finite")?,
+                _ => return Err("metric: expected a number".into()),
+            }),
+        };
+        event.ttl = seconds("ttl")?.map(Duration::from_secs_f64);
+        if let Some(tags) = obj.get("tags") {
+            let list = tags
+                .as_array()
+                .ok_or("tags: expected an array of strings")?;
+            event.tags = list
+                .iter()
+                .map(|t| {
+                    t.as_str()
+                        .map(str::to_owned)
+                        .ok_or("tags: expected an array of strings")
+                })
+                .collect::<Result<_, _>>()?;
+        }
+        if let Some(attributes) = obj.get("attributes") {
+            let map = attributes
+                .as_object()
+                .ok_or("attributes: expected an object of strings")?;
+            for (k, v) in map {
+                let v = v
+                    .as_str()
+                    .ok_or("attributes: expected an object of strings")?;
+                event.attributes.insert(k.clone(), v.to_owned());
+            }
+        }
+        if let Some(t) = seconds("time")? {
+            event.time = SystemTime::UNIX_EPOCH + Duration::from_micros((t * 1e6).round() as u64);
+        }
+        event.kind = match text("kind")?.as_deref() {
+            None | Some("metric") => Kind::Metric,
+            Some("log") => Kind::Log,
+            Some(_) => return Err("kind: expected \"metric\" or \"log\"".into()),
+        };
+        Ok(event)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -281,6 +354,51 @@ mod tests {
             serde_json::to_string(&e).unwrap(),
             r#"{"service":"load.1","host":"r1","metric":0.5,"ttl":20.0,"time":1.5,"kind":"metric"}"#
         );
+    }
+
+    #[test]
+    fn json_form_round_trips() {
+        let mut e = Event::new("disk.sda.reads", "r1")
+            .with_metric(12i64)
+            .with_state("warning")
+            .with_description("busy")
+            .with_time(SystemTime::UNIX_EPOCH + Duration::from_micros(1_795_000_000_123_456));
+        e.ttl = Some(Duration::from_millis(1500));
+        e.tags = vec!["a".into(), "b".into()];
+        e.attributes.insert("k".into(), "v".into());
+        e.kind = Kind::Log;
+        let json = serde_json::to_value(&e).unwrap();
+        assert_eq!(Event::from_json(&json).unwrap(), e);
+        let float = Event::new("x", "h")
+            .with_metric(2.5)
+            .with_time(SystemTime::UNIX_EPOCH);
+        assert_eq!(
+            Event::from_json(&serde_json::to_value(&float).unwrap()).unwrap(),
+            float
+        );
+    }
+
+    #[test]
+    fn json_form_errors_name_the_field() {
+        let bad = |text: &str| Event::from_json(&serde_json::from_str(text).unwrap()).unwrap_err();
+        assert_eq!(bad(r#"{"host": "h"}"#), "service: missing");
+        assert_eq!(
+            bad(r#"{"service": "s", "host": "h", "metric": "1"}"#),
+            "metric: expected a number"
+        );
+        assert_eq!(
+            bad(r#"{"service": "s", "host": "h", "tags": [1]}"#),
+            "tags: expected an array of strings"
+        );
+        assert_eq!(
+            bad(r#"{"service": "s", "host": "h", "kind": "x"}"#),
+            "kind: expected \"metric\" or \"log\""
+        );
+        assert_eq!(
+            bad(r#"{"service": "s", "host": "h", "ttl": -1}"#),
+            "ttl: expected a number of seconds"
+        );
+        assert_eq!(bad("[]"), "an event must be a JSON object");
     }
 
     #[test]

@@ -10,6 +10,7 @@
 pub mod agent;
 pub mod complain;
 pub mod config;
+pub mod crc32;
 pub mod delivery;
 pub mod event;
 pub mod logging;

@@ -1,0 +1,192 @@
+//! A circuit breaker per target: after `failures` consecutive failed (or too slow) deliveries the
+//! target is open (not contacted) for `reset_timeout`, then half-open (one probe batch); a success
+//! closes it, a failure opens it again. Each change of state is logged once.
+
+use std::time::{Duration, Instant};
+
+/// The state of a breaker.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BreakerState {
+    /// Deliveries go through.
+    Closed,
+    /// The target is not contacted until the reset timeout passes.
+    Open,
+    /// One probe delivery is allowed; its outcome closes or reopens the breaker.
+    HalfOpen,
+}
+
+impl BreakerState {
+    /// The state's name: `closed`, `open` or `half_open`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BreakerState::Closed => "closed",
+            BreakerState::Open => "open",
+            BreakerState::HalfOpen => "half_open",
+        }
+    }
+}
+
+/// Settings of a breaker.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BreakerConfig {
+    /// Consecutive failures that open the breaker.
+    pub failures: u32,
+    /// How long an open breaker stays open before a probe.
+    pub reset_timeout: Duration,
+    /// A delivery slower than this counts as a failure, even if it succeeded.
+    pub expected_in: Option<Duration>,
+}
+
+/// The breaker of one target.
+#[derive(Debug)]
+pub struct Breaker {
+    config: BreakerConfig,
+    target: String,
+    log_target: String,
+    state: BreakerState,
+    consecutive: u32,
+    opened_at: Option<Instant>,
+}
+
+impl Breaker {
+    /// A closed breaker for `target` (named in log lines under `log_target`).
+    pub fn new(config: BreakerConfig, target: &str, log_target: &str) -> Breaker {
+        Breaker {
+            config,
+            target: target.to_owned(),
+            log_target: log_target.to_owned(),
+            state: BreakerState::Closed,
+            consecutive: 0,
+            opened_at: None,
+        }
+    }
+
+    /// The current state (an open breaker whose timeout passed reads as half-open).
+    pub fn state(&self, now: Instant) -> BreakerState {
+        match (self.state, self.opened_at) {
+            (BreakerState::Open, Some(at)) if now >= at + self.config.reset_timeout => {
+                BreakerState::HalfOpen
+            }
+            (state, _) => state,
+        }
+    }
+
+    /// Whether a delivery may be tried now; moves an open breaker whose timeout passed to
+    /// half-open.
+    pub fn allow(&mut self, now: Instant) -> bool {
+        let state = self.state(now);
+        if state != self.state {
+            self.state = state;
+            log::info!(target: &self.log_target, "{}: circuit half-open, probing", self.target);
+        }
+        state != BreakerState::Open
+    }
+
+    /// Records a delivery's outcome and how long it took.
+    pub fn record(&mut self, now: Instant, ok: bool, took: Duration) {
+        let too_slow = self.config.expected_in.is_some_and(|limit| took > limit);
+        if ok && !too_slow {
+            if self.state != BreakerState::Closed {
+                log::info!(target: &self.log_target, "{}: circuit closed", self.target);
+            }
+            self.state = BreakerState::Closed;
+            self.consecutive = 0;
+            self.opened_at = None;
+            return;
+        }
+        self.consecutive = self.consecutive.saturating_add(1);
+        let open = self.state == BreakerState::HalfOpen || self.consecutive >= self.config.failures;
+        if open {
+            if self.state != BreakerState::Open {
+                let why = if too_slow {
+                    " (deliveries slower than expected_in)"
+                } else {
+                    ""
+                };
+                log::warn!(
+                    target: &self.log_target,
+                    "{}: circuit open after {} failure(s){why}; next probe in {}s",
+                    self.target,
+                    self.consecutive,
+                    self.config.reset_timeout.as_secs_f64()
+                );
+            }
+            self.state = BreakerState::Open;
+            self.opened_at = Some(now);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn breaker(expected_in: Option<Duration>) -> Breaker {
+        Breaker::new(
+            BreakerConfig {
+                failures: 3,
+                reset_timeout: Duration::from_secs(10),
+                expected_in,
+            },
+            "t:1",
+            "out.test",
+        )
+    }
+
+    #[test]
+    fn opens_after_consecutive_failures_then_probes_then_closes() {
+        let t0 = Instant::now();
+        let mut b = breaker(None);
+        for _ in 0..2 {
+            assert!(b.allow(t0));
+            b.record(t0, false, Duration::ZERO);
+        }
+        assert_eq!(b.state(t0), BreakerState::Closed);
+        b.record(t0, false, Duration::ZERO);
+        assert_eq!(b.state(t0), BreakerState::Open);
+        assert!(!b.allow(t0 + Duration::from_secs(9)));
+        assert!(b.allow(t0 + Duration::from_secs(10)));
+        assert_eq!(
+            b.state(t0 + Duration::from_secs(10)),
+            BreakerState::HalfOpen
+        );
+        b.record(t0 + Duration::from_secs(10), true, Duration::ZERO);
+        assert_eq!(b.state(t0 + Duration::from_secs(10)), BreakerState::Closed);
+    }
+
+    #[test]
+    fn a_failed_probe_reopens_at_once() {
+        let t0 = Instant::now();
+        let mut b = breaker(None);
+        for _ in 0..3 {
+            b.record(t0, false, Duration::ZERO);
+        }
+        let probe = t0 + Duration::from_secs(10);
+        assert!(b.allow(probe));
+        b.record(probe, false, Duration::ZERO);
+        assert!(!b.allow(probe + Duration::from_secs(9)));
+        assert!(b.allow(probe + Duration::from_secs(10)));
+    }
+
+    #[test]
+    fn a_slow_success_counts_as_a_failure() {
+        let t0 = Instant::now();
+        let mut b = breaker(Some(Duration::from_millis(100)));
+        for _ in 0..3 {
+            b.record(t0, true, Duration::from_millis(150));
+        }
+        assert_eq!(b.state(t0), BreakerState::Open);
+    }
+
+    #[test]
+    fn a_success_resets_the_count() {
+        let t0 = Instant::now();
+        let mut b = breaker(None);
+        b.record(t0, false, Duration::ZERO);
+        b.record(t0, false, Duration::ZERO);
+        b.record(t0, true, Duration::ZERO);
+        b.record(t0, false, Duration::ZERO);
+        b.record(t0, false, Duration::ZERO);
+        assert_eq!(b.state(t0), BreakerState::Closed);
+    }
+}
