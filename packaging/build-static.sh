@@ -1,35 +1,82 @@
 #!/usr/bin/env bash
-# Builds a stripped, static pipit binary and prints its size.
+# Builds a stripped, static pipit binary and prints its path and size.
 #
 #   packaging/build-static.sh [TARGET] [-- extra cargo args, e.g. --no-default-features]
 #
-# With a musl target installed (x86_64-unknown-linux-musl, mips-unknown-linux-musl,
-# armv7-unknown-linux-musleabihf, ...), that target is used: musl binaries are static by default.
-# Without one, the host's gnu target is linked statically with crt-static. An explicit --target is
-# always passed: without it RUSTFLAGS would also apply to proc-macro crates, which cannot be static.
+# TARGET defaults to the host's musl target (x86_64-unknown-linux-musl on x86_64) when that Rust
+# target is installed, else to the host's own (gnu) target. Any other installed target can be named:
+# mips-unknown-linux-musl, armv7-unknown-linux-musleabihf, aarch64-unknown-linux-musl, ... (a cross
+# target also needs a linker: set CARGO_TARGET_<TARGET>_LINKER, see docs/packaging.md).
+#
+# Every build is linked with -C target-feature=+crt-static (musl targets are static by default; the
+# gnu target needs it) and always with an explicit --target: without one, RUSTFLAGS would also reach
+# the proc-macro crates, which are shared libraries and cannot be linked statically.
+#
+# The last line of output is "<path> <size> bytes". CARGO_TARGET_DIR is honoured.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+die() {
+    echo "build-static: $*" >&2
+    exit 1
+}
+
 host=$(rustc -vV | sed -n 's/^host: //p')
-target=${1:-}
-if [ -n "$target" ] && [ "$target" != "--" ]; then
+[ -n "$host" ] || die "cannot read the host target from rustc -vV"
+
+installed_targets() {
+    if command -v rustup >/dev/null 2>&1; then
+        rustup target list --installed 2>/dev/null
+    else
+        echo "$host"
+    fi
+}
+
+target=""
+if [ $# -gt 0 ] && [ "$1" != "--" ]; then
+    case "$1" in
+        -*) die "unknown option $1; usage: $0 [TARGET] [-- cargo args]" ;;
+    esac
+    target=$1
     shift
-else
+fi
+if [ $# -gt 0 ]; then
+    [ "$1" = "--" ] || die "unexpected argument $1; cargo arguments go after --"
+    shift
+fi
+
+if [ -z "$target" ]; then
     musl=${host/-gnu/-musl}
-    if rustup target list --installed 2>/dev/null | grep -qx "$musl"; then
+    if installed_targets | grep -qx "$musl"; then
         target=$musl
     else
         target=$host
     fi
+elif ! installed_targets | grep -qx "$target"; then
+    die "the Rust target $target is not installed (rustup target add $target)"
 fi
-[ "${1:-}" = "--" ] && shift
+
+linker_var="CARGO_TARGET_$(echo "$target" | tr 'a-z-' 'A-Z_')_LINKER"
+if [ "${target%%-*}" != "${host%%-*}" ] && [ -z "${!linker_var:-}" ]; then
+    echo "build-static: note: cross-building for $target; if linking fails, set $linker_var" >&2
+fi
 
 RUSTFLAGS="${RUSTFLAGS:-} -C target-feature=+crt-static" \
     cargo build --release --locked --target "$target" "$@"
 
-bin="target/$target/release/pipit"
-if file "$bin" 2>/dev/null | grep -q 'dynamically linked'; then
-    echo "error: $bin is dynamically linked" >&2
-    exit 1
+bin="${CARGO_TARGET_DIR:-target}/$target/release/pipit"
+[ -f "$bin" ] || die "$bin was not built"
+
+# A static binary has no program interpreter (PT_INTERP); static-pie ones are ET_DYN yet have none.
+if command -v readelf >/dev/null 2>&1; then
+    if readelf -lW "$bin" | grep -q 'program interpreter'; then
+        die "$bin is dynamically linked (it requests a program interpreter)"
+    fi
+elif command -v file >/dev/null 2>&1; then
+    if file -b "$bin" | grep -q 'dynamically linked'; then
+        die "$bin is dynamically linked"
+    fi
+else
+    echo "build-static: note: neither readelf nor file found; not checking that $bin is static" >&2
 fi
 printf '%s %s bytes\n' "$bin" "$(stat -c %s "$bin")"

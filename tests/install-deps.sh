@@ -4,6 +4,7 @@
 # when everything is present only performs quick checks.
 #
 #   apt:  graphite-carbon python3-whisper influxdb collectd-core
+#         and, for tests/packaging.rs, systemd (systemd-analyze, systemd-sysusers) and shellcheck
 #   pip:  riemann-client (pulls protobuf>=3.2,<4) into the python3 on PATH
 #         (or $PIPIT_TEST_PYTHON)
 #
@@ -14,7 +15,7 @@
 # afterwards.
 set -euo pipefail
 
-APT_PKGS=(graphite-carbon python3-whisper influxdb collectd-core)
+APT_PKGS=(graphite-carbon python3-whisper influxdb collectd-core shellcheck systemd)
 SERVICES=(carbon-cache influxdb collectd)
 PYTHON="${PIPIT_TEST_PYTHON:-python3}"
 POLICY=/usr/sbin/policy-rc.d
@@ -158,6 +159,9 @@ fi
 # ------------------------------------------------------------ checks ----
 command -v carbon-cache >/dev/null 2>&1 || { echo "[install-deps] carbon-cache not on PATH" >&2; exit 1; }
 command -v influxd >/dev/null 2>&1 || { echo "[install-deps] influxd not on PATH" >&2; exit 1; }
+for tool in shellcheck systemd-analyze systemd-sysusers; do
+    command -v "$tool" >/dev/null 2>&1 || { echo "[install-deps] $tool not on PATH" >&2; exit 1; }
+done
 /usr/bin/python3 -c 'import whisper, carbon.hashing' ||
     { echo "[install-deps] /usr/bin/python3 cannot import whisper / carbon.hashing" >&2; exit 1; }
 step "check: carbon-cache=$(command -v carbon-cache) influxd=$(command -v influxd) whisper+carbon.hashing importable"

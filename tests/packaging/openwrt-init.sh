@@ -1,0 +1,25 @@
+#!/bin/sh
+# Runs one action of packaging/openwrt/files/pipit.init (start, reload, json) on this machine, with
+# stand-ins (stubs/) for the OpenWrt shell libraries it needs. Used by tests/packaging.rs.
+#
+#   UCI_CONFIG_DIR  directory holding the UCI config file "pipit"
+#   PIPIT_BIN       the pipit binary (for "pipit check" and the command line)
+#   RUN_DIR         where the JSON config is put (instead of /var/etc)
+#   PROCD_LOG       file receiving one line per procd call
+#   LOGGER_LOG      file receiving what would go to the system log
+#   PROCD_RUNNING   1 when the pipit instance is to be reported running
+# shellcheck source-path=SCRIPTDIR
+set -eu
+here=$(cd "$(dirname "$0")" && pwd)
+. "$here/stubs/functions.sh"
+. "$here/stubs/jshn.sh"
+. "$here/stubs/procd.sh"
+# shellcheck source=../../packaging/openwrt/files/pipit.init
+. "$here/../../packaging/openwrt/files/pipit.init"
+# shellcheck disable=SC2034 # read by the init script's functions
+PROG=$PIPIT_BIN
+# shellcheck disable=SC2034
+CONFIG=$RUN_DIR/pipit.json
+: "$UCI_CONFIG_DIR" "$PROCD_LOG" "$LOGGER_LOG"
+set +eu
+"$1"
