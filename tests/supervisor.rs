@@ -354,6 +354,21 @@ fn stdin_is_empty_and_a_check_may_exit_without_reading_it() {
         (early.exit, early.stdout.bytes.as_slice()),
         (Exit::Code(2), &b"bye\n"[..])
     );
+    let fds = h
+        .run(
+            "fds",
+            command(
+                &["/bin/sh", "-c", "ls /proc/$$/fd"],
+                Duration::from_secs(5),
+                Duration::ZERO,
+            ),
+        )
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&fds.stdout.bytes),
+        "0\n1\n2\n",
+        "no descriptor of pipit is inherited"
+    );
     assert!(sup.stop(Instant::now() + Duration::from_secs(2)));
 }
 
@@ -773,6 +788,85 @@ fn a_timed_out_or_missing_check_is_critical() {
     assert_eq!(
         gone.description.as_deref(),
         Some("cannot run /nonexistent/check_gone: no such file or directory")
+    );
+    assert_nothing_left(&[]);
+}
+
+#[test]
+fn pipit_run_streams_daemon_lines_and_sigterm_stops_the_daemon_cleanly() {
+    use std::io::{BufRead, BufReader};
+    use std::process::{Command as Process, Stdio};
+
+    let _lock = serial();
+    let dir = Dir::new("run");
+    let stopped = dir.path("stopped");
+    let daemon = dir.script(
+        "daemon.sh",
+        &format!(
+            "trap 'echo clean > {}; exit 0' TERM\ni=0\nwhile :; do i=$((i+1)); echo \"edge.temp $i\"; echo 'not a metric line'; sleep 0.05; done",
+            stopped.display()
+        ),
+    );
+    let config = dir.path("pipit.json");
+    fs::write(
+        &config,
+        format!(
+            r#"{{"agent": {{"interval": "200ms", "shutdown_timeout": "3s"}}, "supervisor": {{"user": ""}},
+  "sources": [{{"type": "exec", "name": "sensor", "mode": "daemon", "format": "graphite", "command": ["{daemon}"]}},
+              {{"type": "exec", "name": "answer", "format": "value", "command": ["/bin/echo", "42"]}}],
+  "outputs": [{{"type": "stdout", "format": "json"}}]}}"#
+        ),
+    )
+    .unwrap();
+    let mut pipit = Process::new(env!("CARGO_BIN_EXE_pipit"))
+        .args(["run", "-c", &config.display().to_string()])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(pipit.stdout.take().unwrap()).lines();
+    let mut seen = (false, false, false);
+    while seen != (true, true, true) {
+        let line = lines.next().expect("pipit ended early").unwrap();
+        let event: serde_json::Value = serde_json::from_str(&line).unwrap();
+        match event["service"].as_str().unwrap() {
+            "edge.temp" => seen.0 = true,
+            "sensor" => {
+                assert_eq!(event["state"], "critical");
+                assert!(
+                    event["description"]
+                        .as_str()
+                        .unwrap()
+                        .contains("\"not a metric line\""),
+                    "{line}"
+                );
+                seen.1 = true;
+            }
+            "answer" => {
+                assert_eq!(event["metric"], 42);
+                seen.2 = true;
+            }
+            _ => {}
+        }
+    }
+    let stopping = Instant::now();
+    let killed = Process::new("kill")
+        .args(["-TERM", &pipit.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    for _ in lines.by_ref() {}
+    let status = pipit.wait().unwrap();
+    assert!(
+        stopping.elapsed() < Duration::from_secs(3),
+        "stopped within its deadline: {:?}",
+        stopping.elapsed()
+    );
+    assert!(status.success(), "{status:?}");
+    assert_eq!(
+        fs::read_to_string(&stopped).unwrap(),
+        "clean\n",
+        "the daemon got SIGTERM and ended cleanly"
     );
     assert_nothing_left(&[]);
 }

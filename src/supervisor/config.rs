@@ -45,3 +45,43 @@ pub fn read(mut t: Table<'_>, problems: &mut Problems) -> SupervisorConfig {
     t.finish(problems);
     SupervisorConfig { max_checks, user }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::json;
+    use crate::config::reader::Field;
+
+    fn read_text(text: &str) -> (SupervisorConfig, Vec<String>) {
+        let doc = json::parse(text).unwrap();
+        let mut p = Problems::new("c.json");
+        let t = Field::root(&doc).table(&mut p).unwrap();
+        let config = read(t, &mut p);
+        (
+            config,
+            p.into_errors().iter().map(|e| e.to_string()).collect(),
+        )
+    }
+
+    #[test]
+    fn reads_the_limit_and_the_user() {
+        let (c, errors) = read_text(r#"{"max_checks": 8, "user": "root"}"#);
+        assert!(errors.is_empty(), "{errors:?}");
+        assert_eq!(c.max_checks, 8);
+        assert_eq!(c.user.map(|u| u.uid), Some(0));
+        let (c, _) = read_text(r#"{"user": ""}"#);
+        assert_eq!(c.user, None, "an empty user means none");
+    }
+
+    #[test]
+    fn refuses_a_zero_limit_and_unknown_users() {
+        let (_, errors) =
+            read_text(r#"{"max_checks": 0, "user": "no-such-user-here", "colour": 1}"#);
+        assert_eq!(errors.len(), 3, "{errors:?}");
+        assert!(
+            errors[1].ends_with("user: no user \"no-such-user-here\" in /etc/passwd"),
+            "{}",
+            errors[1]
+        );
+    }
+}

@@ -140,6 +140,53 @@ pub fn become_subreaper() -> io::Result<()> {
     }
 }
 
+/// Makes the child mark every descriptor above stderr close-on-exec just before it execs, so that
+/// a descriptor pipit itself inherited without the flag (from whatever started it) does not reach
+/// the command. std's own descriptors, including the pipe it reports exec errors on, already carry
+/// the flag and work as before.
+pub fn no_inherited_descriptors(command: &mut std::process::Command) {
+    use std::os::unix::process::CommandExt;
+    // SAFETY: the closure runs in the child between fork and exec, where only async-signal-safe
+    // calls are allowed: it makes the close_range, getrlimit and fcntl system calls on integers and
+    // one stack value, allocates nothing and takes no lock.
+    unsafe {
+        command.pre_exec(|| {
+            mark_close_on_exec_from(3);
+            Ok(())
+        });
+    }
+}
+
+/// Only async-signal-safe system calls: see [`no_inherited_descriptors`].
+fn mark_close_on_exec_from(first: libc::c_int) {
+    // SAFETY: close_range(2) takes plain integers; with CLOSE_RANGE_CLOEXEC it only sets a flag.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_close_range,
+            first as libc::c_uint,
+            libc::c_uint::MAX,
+            libc::CLOSE_RANGE_CLOEXEC,
+        )
+    };
+    if r == 0 {
+        return;
+    }
+    // Kernels before 5.11: set the flag one descriptor at a time, up to the descriptor limit.
+    // SAFETY: rlimit is plain old data, for which all-zero bytes are a valid value.
+    let mut limit: libc::rlimit = unsafe { std::mem::zeroed() };
+    // SAFETY: `limit` is a valid, writable rlimit that outlives the call.
+    let max = if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } == 0 {
+        limit.rlim_cur.min(65_536)
+    } else {
+        1024
+    };
+    for fd in first..max as libc::c_int {
+        // SAFETY: fcntl(2) with F_SETFD takes plain integers; on a closed descriptor it fails
+        // harmlessly with EBADF.
+        unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) };
+    }
+}
+
 /// True when pipit runs as root (effective user id 0) and may change a child's user.
 pub fn is_root() -> bool {
     // SAFETY: geteuid(2) has no arguments, always succeeds and touches no memory.
