@@ -3,7 +3,7 @@
 
 use std::time::{Duration, SystemTime};
 
-use super::{Problem, number, quote};
+use super::{Problem, each_line, number, quote};
 use crate::event::Metric;
 
 /// One line read.
@@ -19,16 +19,7 @@ pub struct Sample {
 
 /// Reads every line of `text` into `samples`, and what cannot be read into `problems`.
 pub fn parse(text: &str, samples: &mut Vec<Sample>, problems: &mut Vec<Problem>) {
-    for (i, line) in text.lines().enumerate() {
-        match parse_line(line) {
-            Ok(Some(sample)) => samples.push(sample),
-            Ok(None) => {}
-            Err(message) => problems.push(Problem {
-                line: i + 1,
-                message,
-            }),
-        }
-    }
+    each_line(text, parse_line, samples, problems);
 }
 
 /// Reads one line: `None` when it is blank.

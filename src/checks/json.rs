@@ -14,7 +14,7 @@ use std::time::{Duration, SystemTime};
 
 use serde_json::{Map, Value};
 
-use super::{Problem, quote};
+use super::{Problem, each_line, quote};
 use crate::event::{Kind, Metric};
 
 /// The fields an object may have.
@@ -85,16 +85,7 @@ pub fn parse(text: &str, events: &mut Vec<JsonEvent>, problems: &mut Vec<Problem
         }
         return;
     }
-    for (i, line) in text.lines().enumerate() {
-        match parse_line(line) {
-            Ok(Some(event)) => events.push(event),
-            Ok(None) => {}
-            Err(message) => problems.push(Problem {
-                line: i + 1,
-                message,
-            }),
-        }
-    }
+    each_line(text, parse_line, events, problems);
 }
 
 /// Reads one line holding one object: `None` when the line is blank.

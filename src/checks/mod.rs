@@ -63,6 +63,26 @@ impl fmt::Display for Problem {
     }
 }
 
+/// Reads each line of `text` with `parse_line` (which gives `None` for a line to skip) into `out`,
+/// and what it refuses into `problems` with its line number.
+fn each_line<T>(
+    text: &str,
+    parse_line: impl Fn(&str) -> Result<Option<T>, String>,
+    out: &mut Vec<T>,
+    problems: &mut Vec<Problem>,
+) {
+    for (i, line) in text.lines().enumerate() {
+        match parse_line(line) {
+            Ok(Some(item)) => out.push(item),
+            Ok(None) => {}
+            Err(message) => problems.push(Problem {
+                line: i + 1,
+                message,
+            }),
+        }
+    }
+}
+
 /// The most characters of bad output quoted in a problem.
 pub const QUOTE_CHARS: usize = 60;
 

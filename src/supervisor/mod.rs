@@ -242,6 +242,9 @@ impl SupervisorThread {
         if let Err(e) = sys::become_subreaper() {
             log::warn!(target: "supervisor", "cannot become the reaper of orphaned check processes: {e}");
         }
+        if let Err(e) = sys::no_inherited_descriptors() {
+            log::warn!(target: "supervisor", "cannot keep inherited descriptors from commands: {e}");
+        }
         let worker = thread::Worker::new(config, requests_rx, wake_rx);
         let thread = std::thread::Builder::new()
             .name("supervisor".into())

@@ -6,6 +6,7 @@
 //! group's id) is still reserved by its zombie, and only then is the leader reaped. What the group
 //! leaves behind is reaped later by group ([`Lingering`]).
 
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::os::unix::process::ExitStatusExt;
 use std::process::Child;
 use std::time::{Duration, Instant};
@@ -14,9 +15,12 @@ use super::capture::Pipe;
 use super::spawn::Spawned;
 use super::sys::{self, GroupLeft, Signal};
 
-/// How often a running child is checked for its end when nothing else wakes the supervisor (a
-/// child that ended usually wakes it at once by closing its pipes).
+/// How often a running child is checked for its end where the kernel cannot notify it (before
+/// Linux 5.3), or a killed group for members to reap. A child that ends usually wakes the
+/// supervisor at once anyway, by closing its pipes.
 pub const EXIT_TICK: Duration = Duration::from_millis(50);
+/// How often a child whose end the kernel notifies is checked anyway.
+const NOTIFIED_TICK: Duration = Duration::from_secs(1);
 /// The check interval just after a child closed its pipes, when its end is imminent.
 const CLOSE_TICK: Duration = Duration::from_millis(1);
 /// How long after its pipes closed a child is checked at [`CLOSE_TICK`].
@@ -72,6 +76,7 @@ pub struct Process {
     killed: bool,
     timed_out: bool,
     closed_at: Option<Instant>,
+    exit_notifier: Option<OwnedFd>,
 }
 
 impl Process {
@@ -95,7 +100,13 @@ impl Process {
             killed: false,
             timed_out: false,
             closed_at: None,
+            exit_notifier: sys::exit_notifier(pid),
         }
+    }
+
+    /// A descriptor that becomes readable when the child ends, where the kernel offers one.
+    pub fn exit_fd(&self) -> Option<RawFd> {
+        self.exit_notifier.as_ref().map(|fd| fd.as_raw_fd())
     }
 
     /// Sends SIGTERM to the group now and SIGKILL after the grace period, or at `latest` if that
@@ -162,6 +173,7 @@ impl Process {
     /// The latest time the supervisor should call [`Process::check`] again.
     pub fn next_check(&self, now: Instant) -> Instant {
         let tick = match self.closed_at {
+            _ if self.exit_notifier.is_some() => NOTIFIED_TICK,
             Some(at) if now.saturating_duration_since(at) < CLOSE_WINDOW => CLOSE_TICK,
             _ => EXIT_TICK,
         };

@@ -9,7 +9,6 @@ use std::process::{Child, Stdio};
 
 use super::Command;
 use super::account::Account;
-use super::sys;
 
 /// A started child with the read ends of its stdout and stderr.
 #[derive(Debug)]
@@ -25,7 +24,8 @@ pub struct Spawned {
 /// Starts `command`; `default_user` applies when pipit is root and the command names no user.
 ///
 /// The child leads a new process group (so the whole group can be signalled), reads an empty
-/// stdin, and inherits no descriptor but its three standard ones.
+/// stdin, and inherits no descriptor but its three standard ones (std opens all of pipit's
+/// close-on-exec, and the supervisor marks the ones pipit inherited at start).
 pub fn spawn(command: &Command, default_user: Option<&Account>, root: bool) -> io::Result<Spawned> {
     let Some((program, args)) = command.argv.split_first() else {
         return Err(io::Error::new(io::ErrorKind::InvalidInput, "empty command"));
@@ -37,7 +37,6 @@ pub fn spawn(command: &Command, default_user: Option<&Account>, root: bool) -> i
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .process_group(0);
-    sys::no_inherited_descriptors(&mut cmd);
     if let Some(dir) = &command.cwd {
         cmd.current_dir(dir);
     }

@@ -5,6 +5,7 @@
 //! values that live on the caller's stack for the length of the call.
 
 use std::io;
+use std::os::fd::{FromRawFd, OwnedFd};
 use std::time::Duration;
 
 pub use libc::pollfd as PollFd;
@@ -140,51 +141,44 @@ pub fn become_subreaper() -> io::Result<()> {
     }
 }
 
-/// Makes the child mark every descriptor above stderr close-on-exec just before it execs, so that
-/// a descriptor pipit itself inherited without the flag (from whatever started it) does not reach
-/// the command. std's own descriptors, including the pipe it reports exec errors on, already carry
-/// the flag and work as before.
-pub fn no_inherited_descriptors(command: &mut std::process::Command) {
-    use std::os::unix::process::CommandExt;
-    // SAFETY: the closure runs in the child between fork and exec, where only async-signal-safe
-    // calls are allowed: it makes the close_range, getrlimit and fcntl system calls on integers and
-    // one stack value, allocates nothing and takes no lock.
-    unsafe {
-        command.pre_exec(|| {
-            mark_close_on_exec_from(3);
-            Ok(())
-        });
+/// Marks every descriptor of pipit above stderr close-on-exec, so that one pipit itself inherited
+/// without the flag (from whatever started it) does not reach the commands it runs. Those pipit
+/// opens carry the flag already (std sets it on all of them), so once at start is enough.
+pub fn no_inherited_descriptors() -> io::Result<()> {
+    for entry in std::fs::read_dir("/proc/self/fd")? {
+        let Some(fd) = entry?
+            .file_name()
+            .to_str()
+            .and_then(|n| n.parse::<libc::c_int>().ok())
+        else {
+            continue;
+        };
+        if fd <= 2 {
+            continue;
+        }
+        // SAFETY: fcntl(2) with F_GETFD and F_SETFD takes and returns plain integers; it changes
+        // only the close-on-exec flag. A descriptor closed since the listing (the listing's own)
+        // fails harmlessly with EBADF.
+        unsafe {
+            let flags = libc::fcntl(fd, libc::F_GETFD);
+            if flags >= 0 && flags & libc::FD_CLOEXEC == 0 {
+                libc::fcntl(fd, libc::F_SETFD, flags | libc::FD_CLOEXEC);
+            }
+        }
     }
+    Ok(())
 }
 
-/// Only async-signal-safe system calls: see [`no_inherited_descriptors`].
-fn mark_close_on_exec_from(first: libc::c_int) {
-    // SAFETY: close_range(2) takes plain integers; with CLOSE_RANGE_CLOEXEC it only sets a flag.
-    let r = unsafe {
-        libc::syscall(
-            libc::SYS_close_range,
-            first as libc::c_uint,
-            libc::c_uint::MAX,
-            libc::CLOSE_RANGE_CLOEXEC,
-        )
-    };
-    if r == 0 {
-        return;
-    }
-    // Kernels before 5.11: set the flag one descriptor at a time, up to the descriptor limit.
-    // SAFETY: rlimit is plain old data, for which all-zero bytes are a valid value.
-    let mut limit: libc::rlimit = unsafe { std::mem::zeroed() };
-    // SAFETY: `limit` is a valid, writable rlimit that outlives the call.
-    let max = if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } == 0 {
-        limit.rlim_cur.min(65_536)
-    } else {
-        1024
-    };
-    for fd in first..max as libc::c_int {
-        // SAFETY: fcntl(2) with F_SETFD takes plain integers; on a closed descriptor it fails
-        // harmlessly with EBADF.
-        unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) };
-    }
+/// A descriptor that becomes readable when the child `pid` ends (pidfd_open(2), Linux 5.3 and
+/// later), so poll wakes at once; `None` where the kernel has none.
+pub fn exit_notifier(pid: u32) -> Option<OwnedFd> {
+    let pid = libc::pid_t::try_from(pid).ok()?;
+    // SAFETY: pidfd_open(2) takes plain integers. The pid names an unreaped child of pipit, so it
+    // cannot have been reused.
+    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
+    let fd = libc::c_int::try_from(fd).ok().filter(|fd| *fd >= 0)?;
+    // SAFETY: the kernel just returned this descriptor (opened close-on-exec); nothing else owns it.
+    Some(unsafe { OwnedFd::from_raw_fd(fd) })
 }
 
 /// True when pipit runs as root (effective user id 0) and may change a child's user.

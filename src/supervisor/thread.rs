@@ -41,6 +41,8 @@ enum Stream {
 #[derive(Debug, Clone, Copy)]
 enum Owner {
     Wake,
+    /// A child's exit notifier: being ready is all it says.
+    Exit,
     Check(usize, Stream),
     Daemon(usize, Stream),
     Stopping(usize, Stream),
@@ -539,6 +541,7 @@ impl Worker {
                 continue;
             }
             match *owner {
+                Owner::Exit => {}
                 Owner::Wake => {
                     // Non-blocking: read until the wake-ups are used up.
                     let mut buf = [0u8; 64];
@@ -579,6 +582,7 @@ impl Worker {
     }
 }
 
+/// Adds what to wait on for `process`: its open pipes, and its exit notifier.
 fn push_pipes(
     fds: &mut Vec<PollFd>,
     owners: &mut Vec<Owner>,
@@ -593,6 +597,10 @@ fn push_pipes(
             fds.push(sys::readable(fd));
             owners.push(owner(stream));
         }
+    }
+    if let Some(fd) = process.exit_fd() {
+        fds.push(sys::readable(fd));
+        owners.push(Owner::Exit);
     }
 }
 
