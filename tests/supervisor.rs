@@ -321,6 +321,13 @@ fn missing_and_non_executable_programs_are_not_started() {
         Exit::Code(3),
         "programs without a slash are looked up in PATH"
     );
+    let mut in_missing_dir = (*command(&["/bin/true"], Duration::from_secs(1), Duration::ZERO)).clone();
+    in_missing_dir.cwd = Some(dir.path("no-such-dir"));
+    let no_dir = h.run("d", Arc::new(in_missing_dir)).unwrap_err();
+    assert!(
+        matches!(&no_dir, RunError::NotStarted(why) if why.ends_with("no-such-dir does not exist")),
+        "{no_dir:?}"
+    );
     assert!(sup.stop(Instant::now() + Duration::from_secs(2)));
     assert_nothing_left(&[]);
 }
@@ -661,13 +668,21 @@ fn nagios_checks_report_state_text_perfdata_and_their_own_metrics() {
     let dir = Dir::new("nagios");
     let warn = dir.script("warn.sh", "echo \"LOAD WARNING - load 3 | 'load 1'=3;2;4;0 time=150ms;;; size=2KB\"\necho 'line two'\nexit 1");
     let bad = dir.script("bad.sh", "echo 'OK - fine | good=1 bad=oops'\nexit 0");
-    let binary = dir.script("binary.sh", "head -c 3000 /dev/urandom\nexit 0");
+    let binary = dir.script(
+        "binary.sh",
+        "printf 'OK \\377\\376 | \\001\\002=\\377 ok=1\\n'\nexit 0",
+    );
+    let random = dir.script(
+        "random.sh",
+        "head -c 30000 /dev/urandom\nprintf '\\nnet.ok 1\\n'",
+    );
     let events = once(
         &dir,
         &format!(
             r#"{{"type": "exec", "name": "load", "command": ["{warn}"]}},
                {{"type": "exec", "name": "bad", "command": ["{bad}"]}},
-               {{"type": "exec", "name": "bin", "command": ["{binary}"]}}"#
+               {{"type": "exec", "name": "bin", "command": ["{binary}"]}},
+               {{"type": "exec", "name": "rand", "command": ["{random}"], "format": "graphite"}}"#
         ),
     );
     let load = find(&events, "load");
@@ -706,7 +721,30 @@ fn nagios_checks_report_state_text_perfdata_and_their_own_metrics() {
         "the good item still counts"
     );
     // Binary output is read as text with replacement characters and never crashes a parser.
-    assert!(!state(find(&events, "bin")).is_empty());
+    let bin = find(&events, "bin");
+    assert_eq!(state(bin), "critical");
+    assert!(
+        bin.description
+            .as_deref()
+            .unwrap()
+            .contains("in \"\\u{1}\\u{2}=\u{fffd}\""),
+        "{bin:?}"
+    );
+    assert_eq!(find(&events, "bin.ok").metric, Some(Metric::Int(1)));
+    let rand = find(&events, "rand");
+    assert_eq!(state(rand), "critical");
+    assert!(
+        rand.description
+            .as_deref()
+            .unwrap()
+            .starts_with("unreadable output: line "),
+        "{rand:?}"
+    );
+    assert_eq!(
+        find(&events, "net.ok").metric,
+        Some(Metric::Int(1)),
+        "the good line after the binary still counts"
+    );
 }
 
 #[test]

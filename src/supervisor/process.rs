@@ -134,22 +134,26 @@ impl Process {
     /// group is killed, the leader reaped, and what became of it returned; the caller then reads
     /// what is left in the pipes and hands the group to [`Lingering`].
     pub fn check(&mut self, now: Instant) -> Option<Ended> {
-        if self.deadline.is_some_and(|d| now >= d) && !self.timed_out {
-            self.timed_out = true;
-            self.terminate(now, None);
-        }
-        if self.kill_at.is_some_and(|k| now >= k) {
-            self.kill_at = None;
-            self.killed = true;
-            self.signal(Signal::Kill);
-        }
         if self.closed_at.is_none() && self.stdout.is_closed() && self.stderr.is_closed() {
             self.closed_at = Some(now);
         }
-        match sys::has_exited(self.pid) {
-            Ok(false) => return None,
-            Ok(true) => {}
-            Err(e) => log::warn!(target: "supervisor", "cannot check child {}: {e}", self.pid),
+        // Its end first: a child that ended just before its deadline did not time out.
+        let exited = sys::has_exited(self.pid).unwrap_or_else(|e| {
+            // Only if another part of the program reaped it; `wait` below then says so at once.
+            log::warn!(target: "supervisor", "cannot check child {}: {e}", self.pid);
+            true
+        });
+        if !exited {
+            if self.deadline.is_some_and(|d| now >= d) && !self.timed_out {
+                self.timed_out = true;
+                self.terminate(now, None);
+            }
+            if self.kill_at.is_some_and(|k| now >= k) {
+                self.kill_at = None;
+                self.killed = true;
+                self.signal(Signal::Kill);
+            }
+            return None;
         }
         let duration = now.saturating_duration_since(self.started);
         // The leader is a zombie: its id still names the group. Nothing may outlive it.

@@ -51,7 +51,7 @@ pub fn spawn(command: &Command, default_user: Option<&Account>, root: bool) -> i
     } else if let Some(gid) = command.group {
         cmd.gid(gid);
     }
-    let mut child = cmd.spawn().map_err(|e| explain(e, program, user, root))?;
+    let mut child = cmd.spawn().map_err(|e| explain(e, command, user, root))?;
     let stdout = child.stdout.take().map(|p| File::from(OwnedFd::from(p)));
     let stderr = child.stderr.take().map(|p| File::from(OwnedFd::from(p)));
     Ok(Spawned {
@@ -61,8 +61,17 @@ pub fn spawn(command: &Command, default_user: Option<&Account>, root: bool) -> i
     })
 }
 
-fn explain(e: io::Error, program: &str, user: Option<&Account>, root: bool) -> io::Error {
+fn explain(e: io::Error, command: &Command, user: Option<&Account>, root: bool) -> io::Error {
+    let program = command.argv.first().map_or("", String::as_str);
     let why = match (e.kind(), user) {
+        (io::ErrorKind::NotFound, _) if command.cwd.as_ref().is_some_and(|d| !d.is_dir()) => {
+            let dir = command
+                .cwd
+                .as_ref()
+                .map(|d| d.display().to_string())
+                .unwrap_or_default();
+            format!("the working directory {dir} does not exist")
+        }
         (io::ErrorKind::PermissionDenied, Some(a)) if !root => {
             format!("running as user {} needs pipit to run as root", a.name)
         }

@@ -3,6 +3,7 @@
 
 use std::collections::VecDeque;
 use std::io::Read;
+use std::os::fd::AsRawFd;
 use std::os::unix::net::UnixStream;
 use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
@@ -156,7 +157,8 @@ pub(super) struct Worker {
     config: SupervisorConfig,
     root: bool,
     requests: Receiver<Request>,
-    wake: UnixStream,
+    /// Readable when a request was sent; `None` once every handle is gone.
+    wake: Option<UnixStream>,
     queue: VecDeque<Queued>,
     checks: Vec<Check>,
     daemons: Vec<DaemonEntry>,
@@ -180,7 +182,7 @@ impl Worker {
             config,
             root: sys::is_root(),
             requests,
-            wake,
+            wake: Some(wake),
             queue: VecDeque::new(),
             checks: Vec::new(),
             daemons: Vec::new(),
@@ -497,9 +499,10 @@ impl Worker {
         let mut next = now + IDLE_WAIT;
         self.fds.clear();
         self.owners.clear();
-        self.fds
-            .push(sys::readable(std::os::fd::AsRawFd::as_raw_fd(&self.wake)));
-        self.owners.push(Owner::Wake);
+        if let Some(wake) = &self.wake {
+            self.fds.push(sys::readable(wake.as_raw_fd()));
+            self.owners.push(Owner::Wake);
+        }
         for (i, c) in self.checks.iter().enumerate() {
             next = next.min(c.process.next_check(now));
             push_pipes(&mut self.fds, &mut self.owners, &c.process, |s| {
@@ -543,9 +546,17 @@ impl Worker {
             match *owner {
                 Owner::Exit => {}
                 Owner::Wake => {
-                    // Non-blocking: read until the wake-ups are used up.
+                    // Non-blocking: read until the wake-ups are used up. At end of file every
+                    // handle is gone; requests can no longer come, so stop waiting for them.
                     let mut buf = [0u8; 64];
-                    while matches!((&self.wake).read(&mut buf), Ok(n) if n > 0) {}
+                    loop {
+                        match self.wake.as_ref().map(|mut w| w.read(&mut buf)) {
+                            Some(Ok(0)) => self.wake = None,
+                            Some(Ok(_)) => continue,
+                            _ => {}
+                        }
+                        break;
+                    }
                 }
                 Owner::Check(i, stream) => {
                     let check = &mut self.checks[i];
