@@ -12,7 +12,14 @@ use std::time::{Duration, Instant};
 
 use pipit::supervisor::{Command, Exit, Supervisor, SupervisorConfig, SupervisorThread};
 
-const RUNS: u32 = 2000;
+/// Runs per figure under `cargo bench`; `cargo test --all-targets` runs a few, as a smoke test.
+fn runs() -> u32 {
+    if std::env::args().any(|a| a == "--bench") {
+        2000
+    } else {
+        20
+    }
+}
 const PROGRAM: &str = "/bin/true";
 
 fn command() -> Arc<Command> {
@@ -28,20 +35,21 @@ fn command() -> Arc<Command> {
     })
 }
 
-/// Runs `RUNS` checks split over `threads` threads with `run`; returns runs per second.
+/// Runs [`runs`] checks split over `threads` threads with `run`; returns runs per second.
 fn rate(threads: u32, run: impl Fn(u32) + Sync) -> f64 {
+    let runs = runs();
     let start = Instant::now();
     thread::scope(|s| {
         for t in 0..threads {
             let run = &run;
             s.spawn(move || {
-                for _ in 0..RUNS / threads {
+                for _ in 0..runs / threads {
                     run(t);
                 }
             });
         }
     });
-    f64::from(RUNS) / start.elapsed().as_secs_f64()
+    f64::from(runs) / start.elapsed().as_secs_f64()
 }
 
 fn supervised(h: &Supervisor, cmd: &Arc<Command>, t: u32) {
@@ -50,12 +58,19 @@ fn supervised(h: &Supervisor, cmd: &Arc<Command>, t: u32) {
 }
 
 fn direct(_: u32) {
-    let out = StdCommand::new(PROGRAM).stdin(Stdio::null()).output().expect("runs");
+    let out = StdCommand::new(PROGRAM)
+        .stdin(Stdio::null())
+        .output()
+        .expect("runs");
     assert!(out.status.success());
 }
 
 fn main() {
-    let mut sup = SupervisorThread::start(SupervisorConfig { max_checks: 4, user: None }).expect("starts");
+    let mut sup = SupervisorThread::start(SupervisorConfig {
+        max_checks: 4,
+        user: None,
+    })
+    .expect("starts");
     let h = sup.handle();
     let cmd = command();
     // Warm up both paths (page cache, allocator).

@@ -321,7 +321,8 @@ fn missing_and_non_executable_programs_are_not_started() {
         Exit::Code(3),
         "programs without a slash are looked up in PATH"
     );
-    let mut in_missing_dir = (*command(&["/bin/true"], Duration::from_secs(1), Duration::ZERO)).clone();
+    let mut in_missing_dir =
+        (*command(&["/bin/true"], Duration::from_secs(1), Duration::ZERO)).clone();
     in_missing_dir.cwd = Some(dir.path("no-such-dir"));
     let no_dir = h.run("d", Arc::new(in_missing_dir)).unwrap_err();
     assert!(
@@ -831,7 +832,7 @@ fn a_timed_out_or_missing_check_is_critical() {
 }
 
 #[test]
-fn pipit_run_streams_daemon_lines_and_sigterm_stops_the_daemon_cleanly() {
+fn pipit_run_streams_daemon_lines_skips_busy_checks_and_stops_cleanly_on_sigterm() {
     use std::io::{BufRead, BufReader};
     use std::process::{Command as Process, Stdio};
 
@@ -845,13 +846,24 @@ fn pipit_run_streams_daemon_lines_and_sigterm_stops_the_daemon_cleanly() {
             stopped.display()
         ),
     );
+    // Takes longer than its interval, and says "overlap" if it ever finds itself running twice.
+    let lock = dir.path("slow.lock");
+    let slow = dir.script(
+        "slow.sh",
+        &format!(
+            "if [ -e {lock} ]; then echo overlap; exit 2; fi\ntouch {lock}\nsleep 0.35\nrm {lock}\necho 1",
+            lock = lock.display()
+        ),
+    );
     let config = dir.path("pipit.json");
     fs::write(
         &config,
         format!(
             r#"{{"agent": {{"interval": "200ms", "shutdown_timeout": "3s"}}, "supervisor": {{"user": ""}},
   "sources": [{{"type": "exec", "name": "sensor", "mode": "daemon", "format": "graphite", "command": ["{daemon}"]}},
-              {{"type": "exec", "name": "answer", "format": "value", "command": ["/bin/echo", "42"]}}],
+              {{"type": "exec", "name": "answer", "format": "value", "command": ["/bin/echo", "42"]}},
+              {{"type": "exec", "name": "slow", "format": "value", "interval": "100ms", "command": ["{slow}"]}},
+              {{"type": "self", "interval": "500ms"}}],
   "outputs": [{{"type": "stdout", "format": "json"}}]}}"#
         ),
     )
@@ -863,8 +875,8 @@ fn pipit_run_streams_daemon_lines_and_sigterm_stops_the_daemon_cleanly() {
         .spawn()
         .unwrap();
     let mut lines = BufReader::new(pipit.stdout.take().unwrap()).lines();
-    let mut seen = (false, false, false);
-    while seen != (true, true, true) {
+    let mut seen = (false, false, false, false);
+    while seen != (true, true, true, true) {
         let line = lines.next().expect("pipit ended early").unwrap();
         let event: serde_json::Value = serde_json::from_str(&line).unwrap();
         match event["service"].as_str().unwrap() {
@@ -884,6 +896,8 @@ fn pipit_run_streams_daemon_lines_and_sigterm_stops_the_daemon_cleanly() {
                 assert_eq!(event["metric"], 42);
                 seen.2 = true;
             }
+            "slow" => assert_eq!(event["state"], "ok", "never started twice: {line}"),
+            "self.source.slow.skipped_ticks" => seen.3 = event["metric"].as_u64().unwrap() > 0,
             _ => {}
         }
     }
