@@ -15,7 +15,7 @@ use super::{Emitter, MetricInfo, Source, SourceContext, SourceError, SourceSpec,
 use crate::checks::{Format, Problem, graphite, json, nagios, quote, value};
 use crate::config::duration;
 use crate::config::reader::{Problems, Table};
-use crate::event::{Kind, Metric, State};
+use crate::event::{Kind, State};
 use crate::supervisor::{self, Command, Daemon, DaemonEvent, Exit, Finished, RunError, Supervisor};
 
 /// How long a check may run when the config says nothing.
@@ -478,10 +478,8 @@ fn emit_json(emit: &mut Emitter<'_>, j: json::JsonEvent, arrived: Option<SystemT
     }
     e.state = j.state.as_deref().map(State::new);
     e.description = j.description;
-    e.metric = j.metric.and_then(|m| match m {
-        Metric::Float(v) => Metric::float(v),
-        m => Some(m),
-    });
+    // The parser only gives finite values.
+    e.metric = j.metric;
     if j.ttl.is_some() {
         e.ttl = j.ttl;
     }
