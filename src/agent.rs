@@ -15,6 +15,7 @@ use crate::procfs::Procfs;
 use crate::router::{self, Control, Route};
 use crate::sources::SourceContext;
 use crate::sources::runner::SourceHandle;
+use crate::supervisor::SupervisorThread;
 use crate::telemetry::{Telemetry, get};
 
 /// Why the agent could not start or reload.
@@ -62,6 +63,7 @@ pub struct Agent {
     router: Option<JoinHandle<()>>,
     sources: Vec<SourceHandle>,
     outputs: Vec<OutputHandle>,
+    supervisor: SupervisorThread,
 }
 
 impl Agent {
@@ -80,6 +82,8 @@ impl Agent {
         let (control, control_rx) = bounded(4);
         let router =
             router::spawn(events_rx, control_rx, routes(&outputs)).map_err(AgentError::Thread)?;
+        let supervisor =
+            SupervisorThread::start(config.supervisor.clone()).map_err(AgentError::Thread)?;
         let mut agent = Agent {
             config,
             telemetry,
@@ -88,6 +92,7 @@ impl Agent {
             router: Some(router),
             sources: Vec::new(),
             outputs,
+            supervisor,
         };
         let ctx = agent.source_context();
         agent.sources = agent
@@ -121,6 +126,7 @@ impl Agent {
         SourceContext {
             procfs: Procfs::new(&self.config.agent.host_root),
             telemetry: self.telemetry.clone(),
+            supervisor: self.supervisor.handle(),
         }
     }
 
@@ -185,7 +191,7 @@ impl Agent {
         let mut old: Vec<SourceHandle> = self.sources.drain(..).collect();
         let ctx = SourceContext {
             procfs: Procfs::new(&new.agent.host_root),
-            telemetry: self.telemetry.clone(),
+            ..self.source_context()
         };
         let mut sources = Vec::new();
         for s in &new.sources {
@@ -213,6 +219,9 @@ impl Agent {
         if new.agent.queue_size != self.config.agent.queue_size {
             log::warn!(target: "agent", "agent.queue_size changes take effect at the next start, not on reload");
         }
+        if new.supervisor != self.config.supervisor {
+            log::warn!(target: "agent", "supervisor changes take effect at the next start, not on reload");
+        }
         log::info!(target: "agent", "reloaded {}: {} source(s), {} output(s)", new.file, self.sources.len(), self.outputs.len());
         self.config = new;
         self.publish();
@@ -226,11 +235,14 @@ impl Agent {
         for s in &mut self.sources {
             s.request_stop();
         }
+        // Children are ended now, so that sources waiting on one return in time.
+        self.supervisor.begin_stop(deadline);
         for s in &mut self.sources {
             if !s.join_until(deadline) {
                 log::warn!(target: "agent", "source {} is still collecting; not waiting for it", s.config.name);
             }
         }
+        self.supervisor.stop(deadline);
         let _ = self.control.send(Control::Stop);
         if let Some(router) = self.router.take() {
             let _ = router.join();
@@ -372,6 +384,7 @@ mod tests {
                 shutdown_timeout: Duration::from_secs(5),
                 ..AgentConfig::default()
             },
+            supervisor: Default::default(),
             sources,
             outputs: vec![OutputConfig {
                 name: "keep".into(),

@@ -6,7 +6,7 @@
 use std::io::Write;
 use std::sync::Arc;
 use std::thread;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crate::config::Config;
 use crate::event::Event;
@@ -14,7 +14,8 @@ use crate::outputs::graphite::path::Naming;
 use crate::outputs::stdout::{Format, Stdout, StdoutSpec};
 use crate::procfs::Procfs;
 use crate::sources::runner::{self, Outcome};
-use crate::sources::{Source, SourceContext};
+use crate::sources::{Source, SourceContext, SourceError};
+use crate::supervisor::SupervisorThread;
 use crate::telemetry::Telemetry;
 
 /// Time between the two samples of a rate.
@@ -32,9 +33,29 @@ pub struct Failure {
 /// Collects every source of `config` once (twice for rates) and returns the events, in config
 /// order, with the failures.
 pub fn collect(config: &Config) -> (Vec<Event>, Vec<Failure>) {
+    let mut supervisor = match SupervisorThread::start(config.supervisor.clone()) {
+        Ok(s) => s,
+        Err(e) => {
+            let outcome = Outcome::Failed(SourceError(format!(
+                "cannot start the supervisor thread: {e}"
+            )));
+            return (
+                Vec::new(),
+                config
+                    .sources
+                    .iter()
+                    .map(|s| Failure {
+                        source: s.name.clone(),
+                        outcome: outcome.clone(),
+                    })
+                    .collect(),
+            );
+        }
+    };
     let ctx = SourceContext {
         procfs: Procfs::new(&config.agent.host_root),
         telemetry: Arc::new(Telemetry::default()),
+        supervisor: supervisor.handle(),
     };
     let mut built: Vec<Box<dyn Source>> =
         config.sources.iter().map(|s| s.spec.build(&ctx)).collect();
@@ -56,6 +77,9 @@ pub fn collect(config: &Config) -> (Vec<Event>, Vec<Failure>) {
             }
         }
     }
+    // Daemons stop with their sources; what they left running is killed here.
+    drop(built);
+    supervisor.stop(Instant::now() + config.agent.shutdown_timeout);
     let mut events = Vec::new();
     let mut failures = Vec::new();
     for (cfg, (evs, outcome)) in config.sources.iter().zip(rounds) {

@@ -17,6 +17,7 @@ use reader::{Field, Problems, Table};
 
 use crate::outputs::{self, OutputConfig};
 use crate::sources::{self, SourceConfig};
+use crate::supervisor::{self, SupervisorConfig};
 
 /// Where `pipit run` looks for its config when no `-c` is given.
 pub const DEFAULT_PATH: &str = "/etc/pipit/pipit.json";
@@ -35,6 +36,8 @@ pub struct Config {
     pub file: String,
     /// Settings for the agent as a whole.
     pub agent: AgentConfig,
+    /// Settings for the child processes of `exec` sources.
+    pub supervisor: SupervisorConfig,
     /// The source instances, in config order.
     pub sources: Vec<SourceConfig>,
     /// The outputs, in config order.
@@ -133,6 +136,13 @@ fn read(doc: &json::Node, file: &str, problems: &mut Problems) -> Option<Config>
             .unwrap_or_default(),
         None => AgentConfig::default(),
     };
+    let supervisor = match top.field("supervisor") {
+        Some(field) => field
+            .table(problems)
+            .map(|t| supervisor::read_config(t, problems))
+            .unwrap_or_default(),
+        None => SupervisorConfig::default(),
+    };
     let sources = match top.field("sources") {
         Some(field) => sources::read_all(&field, &agent, problems),
         None => Vec::new(),
@@ -151,6 +161,7 @@ fn read(doc: &json::Node, file: &str, problems: &mut Problems) -> Option<Config>
     Some(Config {
         file: file.to_owned(),
         agent,
+        supervisor,
         sources,
         outputs,
     })

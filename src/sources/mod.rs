@@ -7,6 +7,7 @@
 
 pub mod cpu;
 pub mod emitter;
+pub mod exec;
 pub mod load;
 pub mod memory;
 pub mod runner;
@@ -22,6 +23,7 @@ pub use emitter::{Emitter, Template};
 use crate::config::reader::{self, Field, Problems, Table};
 use crate::config::{self, AgentConfig};
 use crate::procfs::Procfs;
+use crate::supervisor::Supervisor;
 use crate::telemetry::Telemetry;
 
 /// The log target of source instance `name`: `src.<name>` (filter with `RUST_LOG=src.<name>=debug`).
@@ -42,6 +44,12 @@ pub trait Source: Send {
 pub trait SourceSpec: Send + Sync + fmt::Debug {
     /// Builds a fresh instance.
     fn build(&self, ctx: &SourceContext) -> Box<dyn Source>;
+
+    /// The longest one collection may take by design, for a source that bounds its own waits (a
+    /// check with a timeout); the hang timeout is raised above it. `None` for most sources.
+    fn longest_collection(&self) -> Option<Duration> {
+        None
+    }
 }
 
 /// What a source may use besides its own config.
@@ -51,6 +59,8 @@ pub struct SourceContext {
     pub procfs: Procfs,
     /// The agent's own counters, for the `self` source.
     pub telemetry: Arc<Telemetry>,
+    /// Runs child processes, for the `exec` source.
+    pub supervisor: Supervisor,
 }
 
 /// Why a collection failed, in words for the log.
@@ -96,7 +106,13 @@ pub struct SourceType {
 }
 
 /// Every source type pipit has, by config `type`.
-pub const REGISTRY: &[SourceType] = &[cpu::TYPE, load::TYPE, memory::TYPE, self_stats::TYPE];
+pub const REGISTRY: &[SourceType] = &[
+    cpu::TYPE,
+    exec::TYPE,
+    load::TYPE,
+    memory::TYPE,
+    self_stats::TYPE,
+];
 
 /// Finds a source type by its config name.
 pub fn lookup(name: &str) -> Option<&'static SourceType> {
@@ -176,12 +192,16 @@ fn read_one(
     let spec = (kind.read)(t, problems);
     let name = name.unwrap_or_else(|| kind.name.to_owned());
     t.finish(problems);
+    let spec = spec?;
+    let timeout = spec
+        .longest_collection()
+        .map_or(timeout, |longest| timeout.max(longest));
     Some(SourceConfig {
         name,
         kind: kind.name,
         interval,
         timeout,
         template,
-        spec: spec?,
+        spec,
     })
 }

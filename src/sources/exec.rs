@@ -1,0 +1,584 @@
+//! `exec`: runs a check command (a small script, a Nagios plugin) every interval, or keeps a
+//! daemon running that prints metrics lines, and turns its output into events.
+//!
+//! The command runs under the supervisor (see `crate::supervisor`): argv without a shell unless
+//! `shell` is set, in its own process group, killed as a group at its timeout. The output format
+//! is chosen in config; the parsers are in `crate::checks`.
+
+use std::collections::BTreeMap;
+use std::fmt::Write;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use super::{Emitter, MetricInfo, Source, SourceContext, SourceError, SourceSpec, SourceType};
+use crate::checks::{Format, Problem, graphite, json, nagios, quote, value};
+use crate::config::duration;
+use crate::config::reader::{Problems, Table};
+use crate::event::{Kind, State};
+use crate::supervisor::{self, Command, Daemon, DaemonEvent, Exit, Finished, RunError, Supervisor};
+
+/// How long a check may run when the config says nothing.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
+/// Time between SIGTERM and SIGKILL when the config says nothing.
+pub const DEFAULT_KILL_GRACE: Duration = Duration::from_secs(2);
+/// The most bytes kept of stdout and of stderr (in daemon mode: of one line) by default.
+pub const DEFAULT_MAX_OUTPUT: u64 = 64 * 1024;
+/// The most problems quoted in one event; the rest are counted.
+const MAX_QUOTED_PROBLEMS: usize = 3;
+
+/// The registry entry.
+pub const TYPE: SourceType = SourceType {
+    name: "exec",
+    description: "runs a check command or a metrics-printing daemon; reads nagios, graphite, json or value output",
+    needs_two_samples: false,
+    metrics: &[
+        MetricInfo {
+            name: "<name>",
+            unit: "",
+            description: "the check's state and message; with format value, also the value",
+        },
+        MetricInfo {
+            name: "<name>.<label>",
+            unit: "",
+            description: "nagios performance data; times in seconds, sizes in bytes",
+        },
+        MetricInfo {
+            name: "<path>",
+            unit: "",
+            description: "graphite lines and json events, named as the command prints them",
+        },
+        MetricInfo {
+            name: "exec.<name>.exit_code",
+            unit: "",
+            description: "the exit code of the run (128 + n when signal n ended it)",
+        },
+        MetricInfo {
+            name: "exec.<name>.duration",
+            unit: "seconds",
+            description: "how long the run took",
+        },
+        MetricInfo {
+            name: "exec.<name>.timed_out",
+            unit: "",
+            description: "1 when the run reached its timeout and was killed, else 0",
+        },
+        MetricInfo {
+            name: "exec.<name>.truncated",
+            unit: "",
+            description: "1 when stdout or stderr was over max_output, else 0",
+        },
+        MetricInfo {
+            name: "exec.<name>.skipped",
+            unit: "count",
+            description: "runs not started because the last was still going or no slot was free",
+        },
+        MetricInfo {
+            name: "exec.<name>.restarts",
+            unit: "count",
+            description: "daemon mode: times the daemon ended and was started again",
+        },
+        MetricInfo {
+            name: "exec.<name>.dropped_lines",
+            unit: "count",
+            description: "daemon mode: lines dropped because they came faster than the interval drains them",
+        },
+    ],
+    read,
+};
+
+/// Settings of one `exec` source.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ExecSpec {
+    /// The instance name, the base of the service names.
+    pub name: String,
+    /// What to run.
+    pub command: Arc<Command>,
+    /// How to read its output.
+    pub format: Format,
+    /// Keep it running and read its lines as they come, rather than run it every interval.
+    pub daemon: bool,
+}
+
+fn read(t: &mut Table<'_>, problems: &mut Problems) -> Option<Arc<dyn SourceSpec>> {
+    Some(Arc::new(read_spec(t, problems)?))
+}
+
+fn read_spec(t: &mut Table<'_>, problems: &mut Problems) -> Option<ExecSpec> {
+    // `name` and `timeout` are also read (and checked) by the code common to all sources; here
+    // they give the service names and the check's own timeout.
+    let name = t
+        .field("name")
+        .and_then(|f| f.as_str().map(str::to_owned))
+        .unwrap_or_else(|| TYPE.name.to_owned());
+    let timeout = t
+        .field("timeout")
+        .and_then(|f| f.as_str().and_then(duration::parse))
+        .unwrap_or(DEFAULT_TIMEOUT);
+    let shell = t.get_or("shell", false, problems);
+    let argv = read_argv(t, shell, problems);
+    let format = Format::from_name(t.choice("format", &Format::NAMES, "nagios", problems))
+        .unwrap_or(Format::Nagios);
+    let daemon = t.choice("mode", &["check", "daemon"], "check", problems) == "daemon";
+    if daemon && format == Format::Nagios {
+        if let Some(field) = t.field("mode") {
+            problems.at(&field, "daemon mode reads lines as they come: use format \"graphite\", \"json\" or \"value\"");
+        }
+    }
+    let kill_grace =
+        t.duration_at_least("kill_grace", DEFAULT_KILL_GRACE, Duration::ZERO, problems);
+    let env = t.get_or("env", BTreeMap::new(), problems);
+    let cwd = t.get::<PathBuf>("cwd", problems);
+    let user = t.field("user").and_then(|field| {
+        let name = field.parse::<String>(problems)?;
+        supervisor::account::user(&name)
+            .map_err(|e| problems.at(&field, e))
+            .ok()
+    });
+    let group = t.field("group").and_then(|field| {
+        let name = field.parse::<String>(problems)?;
+        supervisor::account::group(&name)
+            .map_err(|e| problems.at(&field, e))
+            .ok()
+    });
+    let max_output = t.number_in(
+        "max_output",
+        DEFAULT_MAX_OUTPUT,
+        256,
+        16 * 1024 * 1024,
+        problems,
+    ) as usize;
+    let command = Command {
+        argv: argv?,
+        env,
+        cwd,
+        user,
+        group,
+        timeout: (!daemon).then_some(timeout),
+        kill_grace,
+        max_output,
+    };
+    Some(ExecSpec {
+        name,
+        command: Arc::new(command),
+        format,
+        daemon,
+    })
+}
+
+/// The `command` key: an array of strings, or with `shell` one string for `/bin/sh -c`.
+fn read_argv(t: &mut Table<'_>, shell: bool, problems: &mut Problems) -> Option<Vec<String>> {
+    let Some(field) = t.field("command") else {
+        problems.at(t.as_field(), "missing required key \"command\"");
+        return None;
+    };
+    if shell {
+        return match field.as_str() {
+            Some(line) if !line.trim().is_empty() => {
+                Some(vec!["/bin/sh".into(), "-c".into(), line.into()])
+            }
+            _ => {
+                problems.expected(
+                    &field,
+                    "with \"shell\": true, a non-empty string of shell code",
+                );
+                None
+            }
+        };
+    }
+    if field.as_str().is_some() {
+        problems.expected(&field, "an array such as [\"/usr/lib/nagios/plugins/check_ping\", \"-H\", \"192.0.2.1\"] (a single string needs \"shell\": true)");
+        return None;
+    }
+    let argv: Vec<String> = field.parse(problems)?;
+    if argv.first().is_none_or(|p| p.is_empty()) {
+        problems.expected(
+            &field,
+            "a non-empty array whose first item names the program",
+        );
+        return None;
+    }
+    Some(argv)
+}
+
+impl SourceSpec for ExecSpec {
+    fn build(&self, ctx: &SourceContext) -> Box<dyn Source> {
+        Box::new(Exec {
+            spec: self.clone(),
+            supervisor: ctx.supervisor.clone(),
+            daemon: None,
+            skipped: 0,
+            restarts: 0,
+        })
+    }
+
+    fn longest_collection(&self) -> Option<Duration> {
+        // A check may wait up to its timeout for a slot, then run up to its timeout and grace.
+        let timeout = self.command.timeout?;
+        Some(timeout * 2 + self.command.kill_grace + Duration::from_secs(5))
+    }
+}
+
+struct Exec {
+    spec: ExecSpec,
+    supervisor: Supervisor,
+    daemon: Option<Daemon>,
+    skipped: u64,
+    restarts: u64,
+}
+
+impl Source for Exec {
+    fn collect(&mut self, emit: &mut Emitter<'_>) -> Result<(), SourceError> {
+        if self.spec.daemon {
+            return self.collect_daemon(emit);
+        }
+        let own = format!("exec.{}", self.spec.name);
+        match self
+            .supervisor
+            .run(&self.spec.name, self.spec.command.clone())
+        {
+            Ok(finished) => {
+                self.report(&finished, emit);
+                emit.metric(&format!("{own}.skipped"), self.skipped);
+                Ok(())
+            }
+            Err(RunError::Skipped(why)) => {
+                self.skipped += 1;
+                emit.metric(&format!("{own}.skipped"), self.skipped);
+                Err(SourceError(format!("run skipped: {why}")))
+            }
+            Err(RunError::NotStarted(why)) => {
+                let status = emit.event(&self.spec.name, Kind::Metric);
+                status.state = Some(State::new(State::CRITICAL));
+                status.description = Some(why.clone());
+                Err(SourceError(why))
+            }
+            Err(RunError::Stopped) => Ok(()),
+        }
+    }
+}
+
+impl Exec {
+    /// Emits what one finished run says: its readings, its status event, and its own metrics.
+    fn report(&self, run: &Finished, emit: &mut Emitter<'_>) {
+        let name = &self.spec.name;
+        let stdout = String::from_utf8_lossy(&run.stdout.bytes);
+        let mut problems: Vec<Problem> = Vec::new();
+        let mut state = match run.exit {
+            Exit::Code(0) => State::OK,
+            _ => State::CRITICAL,
+        };
+        let mut text = String::new();
+        let mut metric = None;
+        match self.spec.format {
+            Format::Nagios => {
+                let plugin = nagios::parse(&stdout);
+                for p in &plugin.perfdata {
+                    emit.metric(&format!("{name}.{}", p.label), p.value);
+                }
+                if let Exit::Code(code) = run.exit {
+                    state = nagios::state(code);
+                }
+                text = plugin.text;
+                if !plugin.long_text.is_empty() {
+                    text.push('\n');
+                    text.push_str(&plugin.long_text);
+                }
+                problems = plugin.problems;
+            }
+            Format::Graphite => {
+                let mut samples = Vec::new();
+                graphite::parse(&stdout, &mut samples, &mut problems);
+                for s in samples {
+                    emit_sample(emit, s);
+                }
+            }
+            Format::Json => {
+                let mut events = Vec::new();
+                json::parse(&stdout, &mut events, &mut problems);
+                for e in events {
+                    emit_json(emit, e, None);
+                }
+            }
+            // A run that failed and printed nothing has nothing to read, rather than bad output.
+            Format::Value if stdout.trim().is_empty() && run.exit != Exit::Code(0) => {}
+            Format::Value => match value::parse(&stdout) {
+                Ok(v) => metric = Some(v),
+                Err(message) => problems.push(Problem { line: 0, message }),
+            },
+        }
+        let mut notes: Vec<String> = Vec::new();
+        if run.timed_out {
+            state = State::CRITICAL;
+            let timeout = self
+                .spec
+                .command
+                .timeout
+                .map_or_else(String::new, |t| format!(" after {}", duration::format(t)));
+            notes.push(format!("timed out{timeout}: killed"));
+        } else if run.exit != Exit::Code(0)
+            && (self.spec.format != Format::Nagios || !matches!(run.exit, Exit::Code(_)))
+        {
+            // A plugin's exit code is its state; for the other formats it is news.
+            notes.push(format!("ended with {}", run.exit));
+        }
+        if state != State::OK || text.is_empty() {
+            if let Some(line) = String::from_utf8_lossy(&run.stderr.bytes)
+                .lines()
+                .find(|l| !l.trim().is_empty())
+            {
+                notes.push(format!("stderr: {}", quote(line.trim())));
+            }
+        }
+        if !problems.is_empty() {
+            state = State::CRITICAL;
+            notes.push(unreadable(&problems));
+        }
+        if run.stdout.truncated || run.stderr.truncated {
+            notes.push(format!(
+                "output over max_output ({} bytes): the rest was discarded",
+                self.spec.command.max_output
+            ));
+        }
+        if text.is_empty() && self.spec.format == Format::Nagios {
+            text.push_str("(no output)");
+        }
+        for note in notes {
+            if !text.is_empty() {
+                text.push_str("; ");
+            }
+            text.push_str(&note);
+        }
+        let status = emit.event(name, Kind::Metric);
+        status.state = Some(State::new(state));
+        status.metric = metric;
+        if !text.is_empty() {
+            status.description = Some(text);
+        }
+        let own = format!("exec.{name}");
+        match run.exit {
+            Exit::Code(code) => emit.metric(&format!("{own}.exit_code"), i64::from(code)),
+            Exit::Signal(signal) => {
+                emit.metric(&format!("{own}.exit_code"), 128 + i64::from(signal))
+            }
+            Exit::Unknown => {}
+        }
+        emit.metric(&format!("{own}.duration"), run.duration.as_secs_f64());
+        emit.metric(&format!("{own}.timed_out"), i64::from(run.timed_out));
+        emit.metric(
+            &format!("{own}.truncated"),
+            i64::from(run.stdout.truncated || run.stderr.truncated),
+        );
+    }
+
+    /// Daemon mode: starts the daemon on the first call, then emits the lines it printed since.
+    fn collect_daemon(&mut self, emit: &mut Emitter<'_>) -> Result<(), SourceError> {
+        let daemon = match &self.daemon {
+            Some(d) => d,
+            None => {
+                let started = self
+                    .supervisor
+                    .start_daemon(self.spec.command.clone())
+                    .map_err(|e| SourceError(e.to_string()))?;
+                self.daemon.insert(started)
+            }
+        };
+        let name = &self.spec.name;
+        let mut problems: Vec<Problem> = Vec::new();
+        for event in daemon.events.try_iter().take(supervisor::DAEMON_QUEUE) {
+            match event {
+                DaemonEvent::Line { line, time } => {
+                    let text = String::from_utf8_lossy(&line.bytes);
+                    if line.truncated {
+                        let message = format!(
+                            "line over max_output ({} bytes): {}",
+                            self.spec.command.max_output,
+                            quote(&text)
+                        );
+                        problems.push(Problem { line: 0, message });
+                        continue;
+                    }
+                    let read = match self.spec.format {
+                        Format::Graphite => graphite::parse_line(&text)
+                            .map(|s| s.into_iter().for_each(|s| emit_sample(emit, s))),
+                        Format::Json => json::parse_line(&text)
+                            .map(|e| e.into_iter().for_each(|e| emit_json(emit, e, Some(time)))),
+                        Format::Value | Format::Nagios => value::parse(&text).map(|v| {
+                            let e = emit.event(name, Kind::Metric);
+                            e.state = Some(State::new(State::OK));
+                            e.metric = Some(v);
+                            e.time = time;
+                        }),
+                    };
+                    if let Err(message) = read {
+                        problems.push(Problem { line: 0, message });
+                    }
+                }
+                DaemonEvent::Exited {
+                    exit,
+                    ran,
+                    stderr,
+                    restart_in,
+                } => {
+                    self.restarts += 1;
+                    let mut message = format!("exited with {exit} after {}", duration::format(ran));
+                    if !stderr.is_empty() {
+                        let _ = write!(message, " (stderr: {})", quote(&stderr));
+                    }
+                    let _ = write!(message, "; restarting in {}", duration::format(restart_in));
+                    problems.push(Problem { line: 0, message });
+                }
+                DaemonEvent::NotStarted { error, restart_in } => {
+                    let message =
+                        format!("{error}; trying again in {}", duration::format(restart_in));
+                    problems.push(Problem { line: 0, message });
+                }
+            }
+        }
+        if !problems.is_empty() {
+            let status = emit.event(name, Kind::Metric);
+            status.state = Some(State::new(State::CRITICAL));
+            status.description = Some(unreadable(&problems));
+        }
+        let own = format!("exec.{name}");
+        emit.metric(&format!("{own}.restarts"), self.restarts);
+        emit.metric(&format!("{own}.dropped_lines"), daemon.dropped());
+        Ok(())
+    }
+}
+
+/// The problems as one line: the first few quoted, the rest counted.
+fn unreadable(problems: &[Problem]) -> String {
+    let mut text = String::from("unreadable output: ");
+    for (i, p) in problems.iter().take(MAX_QUOTED_PROBLEMS).enumerate() {
+        if i > 0 {
+            text.push_str("; ");
+        }
+        let _ = write!(text, "{p}");
+    }
+    if problems.len() > MAX_QUOTED_PROBLEMS {
+        let _ = write!(text, " (and {} more)", problems.len() - MAX_QUOTED_PROBLEMS);
+    }
+    text
+}
+
+fn emit_sample(emit: &mut Emitter<'_>, s: graphite::Sample) {
+    let e = emit.event(&s.path, Kind::Metric);
+    e.metric = Some(s.value);
+    if let Some(time) = s.time {
+        e.time = time;
+    }
+}
+
+fn emit_json(emit: &mut Emitter<'_>, j: json::JsonEvent, arrived: Option<SystemTime>) {
+    let kind = j.kind();
+    let e = emit.event(&j.service, kind);
+    if let Some(host) = j.host {
+        e.host = host;
+    }
+    e.state = j.state.as_deref().map(State::new);
+    e.description = j.description;
+    // The parser only gives finite values.
+    e.metric = j.metric;
+    if j.ttl.is_some() {
+        e.ttl = j.ttl;
+    }
+    e.tags.extend(j.tags);
+    e.attributes.extend(j.attributes);
+    if let Some(time) = j.time.or(arrived) {
+        e.time = time;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config;
+
+    fn load(source: &str) -> Result<config::Config, Vec<String>> {
+        let text = format!(r#"{{"sources": [{source}], "outputs": [{{"type": "stdout"}}]}}"#);
+        config::parse("c.json", &text).map_err(|e| e.0.iter().map(|e| e.to_string()).collect())
+    }
+
+    fn spec(source: &str) -> ExecSpec {
+        let doc = config::json::parse(source).unwrap();
+        let mut p = Problems::new("c.json");
+        let mut t = config::reader::Field::root(&doc).table(&mut p).unwrap();
+        let _ = t.field("type");
+        let spec = read_spec(&mut t, &mut p).unwrap();
+        t.finish(&mut p);
+        assert!(p.is_empty(), "{:?}", p.into_errors());
+        spec
+    }
+
+    #[test]
+    fn reads_a_check_with_defaults() {
+        let s = spec(r#"{"type": "exec", "name": "wan", "command": ["/bin/check", "-H", "x"]}"#);
+        assert_eq!(s.name, "wan");
+        assert_eq!(s.format, Format::Nagios);
+        assert!(!s.daemon);
+        assert_eq!(s.command.argv, ["/bin/check", "-H", "x"]);
+        assert_eq!(s.command.timeout, Some(DEFAULT_TIMEOUT));
+    }
+
+    #[test]
+    fn shell_commands_run_through_sh() {
+        let s = spec(
+            r#"{"type": "exec", "command": "echo 1 | wc -l", "shell": true, "format": "value"}"#,
+        );
+        assert_eq!(s.command.argv, ["/bin/sh", "-c", "echo 1 | wc -l"]);
+        assert_eq!(s.format, Format::Value);
+    }
+
+    #[test]
+    fn the_hang_timeout_stays_above_the_check_timeout() {
+        let c = load(
+            r#"{"type": "exec", "command": ["/bin/true"], "timeout": "20s", "kill_grace": "1s"}"#,
+        )
+        .unwrap();
+        assert!(
+            c.sources[0].timeout >= Duration::from_secs(41),
+            "{:?}",
+            c.sources[0].timeout
+        );
+    }
+
+    #[test]
+    fn bad_configs_say_what_is_expected() {
+        let e = load(r#"{"type": "exec", "command": "check_ping -H x"}"#).unwrap_err();
+        assert!(
+            e[0].contains("a single string needs \\\"shell\\\": true")
+                || e[0].contains("a single string needs \"shell\": true"),
+            "{e:?}"
+        );
+        let e = load(r#"{"type": "exec", "command": []}"#).unwrap_err();
+        assert!(e[0].contains("a non-empty array"), "{e:?}");
+        let e = load(r#"{"type": "exec"}"#).unwrap_err();
+        assert!(e[0].contains("missing required key \"command\""), "{e:?}");
+        let e = load(r#"{"type": "exec", "command": ["x"], "mode": "daemon"}"#).unwrap_err();
+        assert!(e[0].contains("daemon mode reads lines"), "{e:?}");
+        let e =
+            load(r#"{"type": "exec", "command": ["x"], "user": "no-such-user-here"}"#).unwrap_err();
+        assert!(
+            e[0].ends_with("user: no user \"no-such-user-here\" in /etc/passwd"),
+            "{e:?}"
+        );
+        let e = load(r#"{"type": "exec", "command": ["x"], "format": "xml", "max_output": 1}"#)
+            .unwrap_err();
+        assert_eq!(e.len(), 2, "{e:?}");
+    }
+
+    #[test]
+    fn problems_are_quoted_and_counted() {
+        let problems: Vec<Problem> = (1..=5)
+            .map(|line| Problem {
+                line,
+                message: "bad".into(),
+            })
+            .collect();
+        assert_eq!(
+            unreadable(&problems),
+            "unreadable output: line 1: bad; line 2: bad; line 3: bad (and 2 more)"
+        );
+    }
+}

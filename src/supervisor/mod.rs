@@ -1,0 +1,301 @@
+//! Child processes: one supervisor thread starts, times out, kills and reaps every child pipit has.
+//!
+//! Sources never touch a process. They ask the supervisor, through its [`Supervisor`] handle, to
+//! run a command (the reply comes back on a channel of their own) or to keep a daemon running
+//! (its output lines come back on a channel as they are printed). The supervisor thread waits on
+//! every child's pipes at once with poll(2), so two pipes never deadlock and a child never blocks
+//! on a full one; it enforces timeouts on whole process groups and limits how many checks run at
+//! once.
+
+pub mod account;
+pub mod capture;
+mod config;
+mod process;
+mod spawn;
+#[allow(unsafe_code)]
+mod sys;
+mod thread;
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::io::{self, Write};
+use std::os::unix::net::UnixStream;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant, SystemTime};
+
+use crossbeam_channel::{Receiver, Sender, bounded, unbounded};
+
+pub use account::Account;
+pub use capture::Captured;
+pub use config::{SupervisorConfig, read as read_config};
+pub use process::Exit;
+
+/// What to run and how.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Command {
+    /// The program and its arguments; the program is looked up in `PATH` unless it has a `/`.
+    pub argv: Vec<String>,
+    /// Variables added to (or replacing those of) pipit's environment.
+    pub env: BTreeMap<String, String>,
+    /// The working directory; pipit's own when `None`.
+    pub cwd: Option<PathBuf>,
+    /// The user to run as when pipit is root; the supervisor's default user when `None`.
+    pub user: Option<Account>,
+    /// The group id to run as; the user's primary group when `None`.
+    pub group: Option<u32>,
+    /// How long a check may run before its group gets SIGTERM; `None` for daemons.
+    pub timeout: Option<Duration>,
+    /// Time between SIGTERM and SIGKILL.
+    pub kill_grace: Duration,
+    /// The most bytes kept of each of stdout and stderr (for a daemon: of each line).
+    pub max_output: usize,
+}
+
+/// A check that ran to its end (or was ended).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Finished {
+    /// How the process ended.
+    pub exit: Exit,
+    /// True when it reached its timeout and was signalled.
+    pub timed_out: bool,
+    /// From start to end.
+    pub duration: Duration,
+    /// Its standard output, up to `max_output`.
+    pub stdout: Captured,
+    /// Its standard error, up to `max_output`.
+    pub stderr: Captured,
+    /// Its process group id (its own pid).
+    pub pgid: u32,
+}
+
+/// Why a check did not run to its end.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RunError {
+    /// It could not be started: the program does not exist, is not executable, the user cannot
+    /// be switched to. The text says which.
+    NotStarted(String),
+    /// It was not started because the same check is still running, or no slot freed up within
+    /// its timeout (`supervisor.max_checks`). The text says which.
+    Skipped(String),
+    /// The supervisor is stopping or gone.
+    Stopped,
+}
+
+impl fmt::Display for RunError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            RunError::NotStarted(why) => f.write_str(why),
+            RunError::Skipped(why) => write!(f, "skipped: {why}"),
+            RunError::Stopped => f.write_str("the supervisor is stopping"),
+        }
+    }
+}
+
+/// What a daemon's channel carries.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DaemonEvent {
+    /// A line of its stdout (without the newline), at most `max_output` bytes.
+    Line {
+        /// The line.
+        line: Captured,
+        /// When it was read.
+        time: SystemTime,
+    },
+    /// It ended; it is started again after `restart_in`.
+    Exited {
+        /// How it ended.
+        exit: Exit,
+        /// How long it had run.
+        ran: Duration,
+        /// The last line it wrote to stderr, if any.
+        stderr: String,
+        /// When it will be started again.
+        restart_in: Duration,
+    },
+    /// It could not be started; another try comes after `restart_in`.
+    NotStarted {
+        /// Why.
+        error: String,
+        /// When the next try comes.
+        restart_in: Duration,
+    },
+}
+
+/// How many lines a daemon's channel holds between two collections; further lines are dropped
+/// and counted.
+pub const DAEMON_QUEUE: usize = 1024;
+
+/// A request to the supervisor thread.
+#[derive(Debug)]
+enum Request {
+    Run {
+        key: String,
+        command: Arc<Command>,
+        reply: Sender<Result<Finished, RunError>>,
+        queued: Instant,
+    },
+    StartDaemon {
+        id: u64,
+        command: Arc<Command>,
+        events: Sender<DaemonEvent>,
+        dropped: Arc<AtomicU64>,
+    },
+    StopDaemon {
+        id: u64,
+    },
+    Stop {
+        deadline: Instant,
+    },
+}
+
+/// The handle through which sources use the supervisor; cheap to clone.
+#[derive(Debug, Clone)]
+pub struct Supervisor {
+    requests: Sender<Request>,
+    wake: Arc<UnixStream>,
+    next_id: Arc<AtomicU64>,
+}
+
+impl Supervisor {
+    fn send(&self, request: Request) -> Result<(), RunError> {
+        self.requests.send(request).map_err(|_| RunError::Stopped)?;
+        // The socket is non-blocking: when its buffer is full a wake-up is already pending.
+        let _ = (&*self.wake).write(&[1]);
+        Ok(())
+    }
+
+    /// Runs `command` as the check `key` and waits for it to end. A check whose `key` is still
+    /// running (or waiting for a slot) is not started twice: the second request is skipped.
+    pub fn run(&self, key: &str, command: Arc<Command>) -> Result<Finished, RunError> {
+        let (reply, result) = bounded(1);
+        self.send(Request::Run {
+            key: key.to_owned(),
+            command,
+            reply,
+            queued: Instant::now(),
+        })?;
+        result.recv().unwrap_or(Err(RunError::Stopped))
+    }
+
+    /// Starts `command` as a daemon, restarted with backoff whenever it ends, until the returned
+    /// handle is dropped.
+    pub fn start_daemon(&self, command: Arc<Command>) -> Result<Daemon, RunError> {
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let (events, rx) = bounded(DAEMON_QUEUE);
+        let dropped = Arc::new(AtomicU64::new(0));
+        self.send(Request::StartDaemon {
+            id,
+            command,
+            events,
+            dropped: dropped.clone(),
+        })?;
+        Ok(Daemon {
+            id,
+            events: rx,
+            dropped,
+            supervisor: self.clone(),
+        })
+    }
+}
+
+/// A daemon kept running by the supervisor; dropping it stops the daemon (SIGTERM to its group,
+/// SIGKILL after its grace period).
+#[derive(Debug)]
+pub struct Daemon {
+    id: u64,
+    /// Its lines and exits, as they happen.
+    pub events: Receiver<DaemonEvent>,
+    dropped: Arc<AtomicU64>,
+    supervisor: Supervisor,
+}
+
+impl Daemon {
+    /// Lines dropped so far because the channel was full.
+    pub fn dropped(&self) -> u64 {
+        self.dropped.load(Ordering::Relaxed)
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.supervisor.send(Request::StopDaemon { id: self.id });
+    }
+}
+
+/// The running supervisor thread, as its owner (the agent, or `pipit once`) holds it.
+#[derive(Debug)]
+pub struct SupervisorThread {
+    handle: Supervisor,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl SupervisorThread {
+    /// Starts the supervisor thread.
+    pub fn start(config: SupervisorConfig) -> io::Result<SupervisorThread> {
+        let (wake_tx, wake_rx) = UnixStream::pair()?;
+        wake_tx.set_nonblocking(true)?;
+        wake_rx.set_nonblocking(true)?;
+        let (requests, requests_rx) = unbounded();
+        if let Err(e) = sys::become_subreaper() {
+            log::warn!(target: "supervisor", "cannot become the reaper of orphaned check processes: {e}");
+        }
+        if let Err(e) = sys::no_inherited_descriptors() {
+            log::warn!(target: "supervisor", "cannot keep inherited descriptors from commands: {e}");
+        }
+        let worker = thread::Worker::new(config, requests_rx, wake_rx);
+        let thread = std::thread::Builder::new()
+            .name("supervisor".into())
+            .spawn(move || worker.run())?;
+        let handle = Supervisor {
+            requests,
+            wake: Arc::new(wake_tx),
+            next_id: Arc::new(AtomicU64::new(0)),
+        };
+        Ok(SupervisorThread {
+            handle,
+            thread: Some(thread),
+        })
+    }
+
+    /// A handle for sources.
+    pub fn handle(&self) -> Supervisor {
+        self.handle.clone()
+    }
+
+    /// Starts stopping: queued checks are refused, every child gets SIGTERM, and SIGKILL after its
+    /// grace period or at `deadline`, whichever comes first.
+    pub fn begin_stop(&self, deadline: Instant) {
+        let _ = self.handle.send(Request::Stop { deadline });
+    }
+
+    /// Stops (if not begun) and waits for the thread until `deadline` (plus a moment to reap what
+    /// was killed at the deadline); true when it has ended.
+    pub fn stop(&mut self, deadline: Instant) -> bool {
+        self.begin_stop(deadline);
+        let Some(thread) = self.thread.take() else {
+            return true;
+        };
+        let limit = deadline + Duration::from_millis(200);
+        while !thread.is_finished() && Instant::now() < limit {
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        if thread.is_finished() {
+            let _ = thread.join();
+            true
+        } else {
+            log::warn!(target: "supervisor", "children still not reaped at the stop deadline; leaving them");
+            false
+        }
+    }
+}
+
+impl Drop for SupervisorThread {
+    fn drop(&mut self) {
+        if self.thread.is_some() {
+            self.stop(Instant::now() + Duration::from_secs(1));
+        }
+    }
+}

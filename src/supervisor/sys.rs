@@ -1,0 +1,243 @@
+//! The few process calls std has no safe wrapper for. Every `unsafe` block of pipit is in this
+//! module, each with the reason it is sound.
+//!
+//! None of these calls touches memory pipit does not own: they take integers, or pointers to
+//! values that live on the caller's stack for the length of the call.
+
+use std::io;
+use std::os::fd::{FromRawFd, OwnedFd};
+use std::time::Duration;
+
+pub use libc::pollfd as PollFd;
+
+/// A signal the supervisor sends to a process group.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Signal {
+    /// Asks the processes to end.
+    Term,
+    /// Ends them; cannot be caught or ignored.
+    Kill,
+}
+
+fn group_id(pgid: u32) -> io::Result<libc::pid_t> {
+    // Group 0 would be pipit's own group and group 1 holds init; neither is ever a check's.
+    match libc::pid_t::try_from(pgid) {
+        Ok(id) if id > 1 => Ok(id),
+        _ => Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("refusing to signal process group {pgid}"),
+        )),
+    }
+}
+
+/// Sends `signal` to every process of the group `pgid`. A group that no longer exists is not an
+/// error.
+///
+/// The caller must know the group id is still reserved: either its leader is an unreaped child of
+/// pipit, or a member is (see [`reap_group`]); otherwise the id might have been reused.
+pub fn signal_group(pgid: u32, signal: Signal) -> io::Result<()> {
+    let id = group_id(pgid)?;
+    let signo = match signal {
+        Signal::Term => libc::SIGTERM,
+        Signal::Kill => libc::SIGKILL,
+    };
+    // SAFETY: kill(2) takes plain integers and touches no memory of ours. `id` is above 1, so
+    // `-id` names exactly one process group: never pipit's own (0) nor every process (-1).
+    let r = unsafe { libc::kill(-id, signo) };
+    if r == 0 {
+        return Ok(());
+    }
+    let e = io::Error::last_os_error();
+    if e.raw_os_error() == Some(libc::ESRCH) {
+        Ok(())
+    } else {
+        Err(e)
+    }
+}
+
+/// True when the child `pid` has ended, without reaping it: its id (and the id of its process
+/// group) stays reserved until it is waited for, so the group can still be signalled safely.
+pub fn has_exited(pid: u32) -> io::Result<bool> {
+    let id = libc::id_t::from(pid);
+    // SAFETY: siginfo_t is plain old data, for which all-zero bytes are a valid value.
+    let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
+    loop {
+        // SAFETY: `info` is a valid, writable siginfo_t that outlives the call; waitid(2) writes
+        // only into it. WNOWAIT leaves the child unreaped, so std's `Child` still owns it.
+        let r = unsafe {
+            libc::waitid(
+                libc::P_PID,
+                id,
+                &mut info,
+                libc::WEXITED | libc::WNOHANG | libc::WNOWAIT,
+            )
+        };
+        if r == 0 {
+            break;
+        }
+        let e = io::Error::last_os_error();
+        if e.kind() != io::ErrorKind::Interrupted {
+            return Err(e);
+        }
+    }
+    // SAFETY: after a successful waitid the kernel has filled in `info`; si_pid reads a field
+    // that it sets to the child's id when one changed state and leaves zero otherwise.
+    Ok(unsafe { info.si_pid() } != 0)
+}
+
+/// What is left of a process group after [`reap_group`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GroupLeft {
+    /// Children of pipit in the group are still running; the group id stays reserved.
+    Running,
+    /// No child of pipit is left in the group.
+    Empty,
+}
+
+/// Reaps every child of pipit in the process group `pgid` that has ended.
+///
+/// Only children in that group are waited for: never `waitpid(-1)`, which would take the exit
+/// status of processes other parts of the program started.
+pub fn reap_group(pgid: u32) -> io::Result<GroupLeft> {
+    let id = group_id(pgid)?;
+    let mut status: libc::c_int = 0;
+    loop {
+        // SAFETY: `status` is a valid, writable c_int that outlives the call; waitpid(2) writes
+        // only into it. `-id` (id > 1) selects the children in that one group.
+        let r = unsafe { libc::waitpid(-id, &mut status, libc::WNOHANG) };
+        match r {
+            0 => return Ok(GroupLeft::Running),
+            r if r > 0 => continue,
+            _ => {
+                let e = io::Error::last_os_error();
+                match e.raw_os_error() {
+                    Some(libc::ECHILD) => return Ok(GroupLeft::Empty),
+                    Some(libc::EINTR) => continue,
+                    _ => return Err(e),
+                }
+            }
+        }
+    }
+}
+
+/// Makes pipit the reaper of its orphaned descendants: a process that a check forked and left
+/// behind becomes pipit's child when the check ends, so [`reap_group`] can collect it instead of
+/// leaving a zombie to an init that may not reap.
+pub fn become_subreaper() -> io::Result<()> {
+    // SAFETY: prctl(PR_SET_CHILD_SUBREAPER, 1) takes plain integers and touches no memory.
+    let r = unsafe {
+        libc::prctl(
+            libc::PR_SET_CHILD_SUBREAPER,
+            1 as libc::c_ulong,
+            0 as libc::c_ulong,
+            0 as libc::c_ulong,
+            0 as libc::c_ulong,
+        )
+    };
+    if r == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
+/// Marks every descriptor of pipit above stderr close-on-exec, so that one pipit itself inherited
+/// without the flag (from whatever started it) does not reach the commands it runs. Those pipit
+/// opens carry the flag already (std sets it on all of them), so once at start is enough.
+pub fn no_inherited_descriptors() -> io::Result<()> {
+    for entry in std::fs::read_dir("/proc/self/fd")? {
+        let Some(fd) = entry?
+            .file_name()
+            .to_str()
+            .and_then(|n| n.parse::<libc::c_int>().ok())
+        else {
+            continue;
+        };
+        if fd <= 2 {
+            continue;
+        }
+        // SAFETY: fcntl(2) with F_GETFD and F_SETFD takes and returns plain integers; it changes
+        // only the close-on-exec flag. A descriptor closed since the listing (the listing's own)
+        // fails harmlessly with EBADF.
+        unsafe {
+            let flags = libc::fcntl(fd, libc::F_GETFD);
+            if flags >= 0 && flags & libc::FD_CLOEXEC == 0 {
+                libc::fcntl(fd, libc::F_SETFD, flags | libc::FD_CLOEXEC);
+            }
+        }
+    }
+    Ok(())
+}
+
+/// A descriptor that becomes readable when the child `pid` ends (pidfd_open(2), Linux 5.3 and
+/// later), so poll wakes at once; `None` where the kernel has none.
+pub fn exit_notifier(pid: u32) -> Option<OwnedFd> {
+    let pid = libc::pid_t::try_from(pid).ok()?;
+    // SAFETY: pidfd_open(2) takes plain integers. The pid names an unreaped child of pipit, so it
+    // cannot have been reused.
+    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
+    let fd = libc::c_int::try_from(fd).ok().filter(|fd| *fd >= 0)?;
+    // SAFETY: the kernel just returned this descriptor (opened close-on-exec); nothing else owns it.
+    Some(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// True when pipit runs as root (effective user id 0) and may change a child's user.
+pub fn is_root() -> bool {
+    // SAFETY: geteuid(2) has no arguments, always succeeds and touches no memory.
+    unsafe { libc::geteuid() == 0 }
+}
+
+/// A poll entry waiting for `fd` to become readable (or to reach end of file).
+pub fn readable(fd: std::os::fd::RawFd) -> PollFd {
+    PollFd {
+        fd,
+        events: libc::POLLIN,
+        revents: 0,
+    }
+}
+
+/// True when poll marked the entry readable, closed or failed: a read will not block.
+pub fn is_ready(entry: &PollFd) -> bool {
+    entry.revents != 0
+}
+
+/// Waits until one of `fds` is ready or `timeout` passes. An interrupted wait returns early with
+/// nothing marked ready.
+pub fn poll(fds: &mut [PollFd], timeout: Duration) -> io::Result<()> {
+    let ms = libc::c_int::try_from(timeout.as_millis()).unwrap_or(libc::c_int::MAX);
+    let n = libc::nfds_t::try_from(fds.len()).unwrap_or(libc::nfds_t::MAX);
+    for entry in fds.iter_mut() {
+        entry.revents = 0;
+    }
+    // SAFETY: the pointer and length come from one live, exclusively borrowed slice of pollfd, so
+    // poll(2) reads and writes only within it. Descriptors that are closed are reported with
+    // POLLNVAL, not undefined behaviour.
+    let r = unsafe { libc::poll(fds.as_mut_ptr(), n, ms) };
+    if r >= 0 {
+        return Ok(());
+    }
+    let e = io::Error::last_os_error();
+    if e.kind() == io::ErrorKind::Interrupted {
+        Ok(())
+    } else {
+        Err(e)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn refuses_to_signal_own_group_or_init() {
+        assert!(signal_group(0, Signal::Kill).is_err());
+        assert!(signal_group(1, Signal::Kill).is_err());
+        assert!(reap_group(0).is_err());
+    }
+
+    #[test]
+    fn a_group_without_children_is_empty() {
+        // No child of this process leads a group with pid 2 (kthreadd's id on Linux).
+        assert_eq!(reap_group(2).unwrap(), GroupLeft::Empty);
+    }
+}
