@@ -70,15 +70,32 @@ impl Agent {
         let telemetry = Arc::new(Telemetry::default());
         let mut outputs = Vec::new();
         for o in &config.outputs {
-            let handle = OutputHandle::start(o.clone()).map_err(|error| AgentError::Output { name: o.name.clone(), error })?;
+            let handle = OutputHandle::start(o.clone()).map_err(|error| AgentError::Output {
+                name: o.name.clone(),
+                error,
+            })?;
             outputs.push(handle);
         }
         let (events, events_rx) = bounded(config.agent.queue_size);
         let (control, control_rx) = bounded(4);
-        let router = router::spawn(events_rx, control_rx, routes(&outputs)).map_err(AgentError::Thread)?;
-        let mut agent = Agent { config, telemetry, events, control, router: Some(router), sources: Vec::new(), outputs };
+        let router =
+            router::spawn(events_rx, control_rx, routes(&outputs)).map_err(AgentError::Thread)?;
+        let mut agent = Agent {
+            config,
+            telemetry,
+            events,
+            control,
+            router: Some(router),
+            sources: Vec::new(),
+            outputs,
+        };
         let ctx = agent.source_context();
-        agent.sources = agent.config.sources.iter().map(|s| SourceHandle::start(s.clone(), ctx.clone(), agent.events.clone())).collect();
+        agent.sources = agent
+            .config
+            .sources
+            .iter()
+            .map(|s| SourceHandle::start(s.clone(), ctx.clone(), agent.events.clone()))
+            .collect();
         agent.publish();
         log::info!(
             target: "agent",
@@ -101,7 +118,10 @@ impl Agent {
     }
 
     fn source_context(&self) -> SourceContext {
-        SourceContext { procfs: Procfs::new(&self.config.agent.host_root), telemetry: self.telemetry.clone() }
+        SourceContext {
+            procfs: Procfs::new(&self.config.agent.host_root),
+            telemetry: self.telemetry.clone(),
+        }
     }
 
     fn publish(&self) {
@@ -128,7 +148,11 @@ impl Agent {
         for o in &new.outputs {
             let running = self.outputs.iter().any(|h| h.config.name == o.name);
             if !running {
-                let handle = OutputHandle::start(o.clone()).map_err(|error| AgentError::Output { name: o.name.clone(), error })?;
+                let handle =
+                    OutputHandle::start(o.clone()).map_err(|error| AgentError::Output {
+                        name: o.name.clone(),
+                        error,
+                    })?;
                 fresh.push(handle);
             }
         }
@@ -159,13 +183,22 @@ impl Agent {
 
         let same_root = new.agent.host_root == self.config.agent.host_root;
         let mut old: Vec<SourceHandle> = self.sources.drain(..).collect();
-        let ctx = SourceContext { procfs: Procfs::new(&new.agent.host_root), telemetry: self.telemetry.clone() };
+        let ctx = SourceContext {
+            procfs: Procfs::new(&new.agent.host_root),
+            telemetry: self.telemetry.clone(),
+        };
         let mut sources = Vec::new();
         for s in &new.sources {
-            let keep = old.iter().position(|h| same_root && h.config.name == s.name && h.config.fingerprint() == s.fingerprint());
+            let keep = old.iter().position(|h| {
+                same_root && h.config.name == s.name && h.config.fingerprint() == s.fingerprint()
+            });
             match keep {
                 Some(i) => sources.push(old.swap_remove(i)),
-                None => sources.push(SourceHandle::start(s.clone(), ctx.clone(), self.events.clone())),
+                None => sources.push(SourceHandle::start(
+                    s.clone(),
+                    ctx.clone(),
+                    self.events.clone(),
+                )),
             }
         }
         for h in &mut old {
@@ -209,15 +242,28 @@ impl Agent {
             o.join_until(deadline);
         }
         let delivered = self.outputs.iter().map(|o| get(&o.stats.events_out)).sum();
-        let undelivered = self.outputs.iter().map(|o| get(&o.stats.dropped_shutdown)).sum();
+        let undelivered = self
+            .outputs
+            .iter()
+            .map(|o| get(&o.stats.dropped_shutdown))
+            .sum();
         log::info!(target: "agent", "stopped: {delivered} event(s) delivered, {undelivered} undelivered at the deadline");
-        StopReport { delivered, undelivered }
+        StopReport {
+            delivered,
+            undelivered,
+        }
     }
 }
 
 fn routes(outputs: &[OutputHandle]) -> Vec<Route> {
     outputs
         .iter()
-        .filter_map(|o| Some(Route { selector: o.config.selector.clone(), queue: o.sender()?, stats: o.stats.clone() }))
+        .filter_map(|o| {
+            Some(Route {
+                selector: o.config.selector.clone(),
+                queue: o.sender()?,
+                stats: o.stats.clone(),
+            })
+        })
         .collect()
 }

@@ -246,8 +246,14 @@ mod tests {
     fn non_finite_floats_never_become_metrics() {
         assert_eq!(Metric::float(f64::NAN), None);
         assert_eq!(Metric::float(f64::INFINITY), None);
-        assert_eq!(Event::new("a", "h").with_metric(f64::NEG_INFINITY).metric, None);
-        assert_eq!(Event::new("a", "h").with_metric(1.5).metric, Some(Metric::Float(1.5)));
+        assert_eq!(
+            Event::new("a", "h").with_metric(f64::NEG_INFINITY).metric,
+            None
+        );
+        assert_eq!(
+            Event::new("a", "h").with_metric(1.5).metric,
+            Some(Metric::Float(1.5))
+        );
     }
 
     #[test]
@@ -267,7 +273,9 @@ mod tests {
 
     #[test]
     fn json_form_leaves_out_unset_fields() {
-        let mut e = Event::new("load.1", "r1").with_metric(0.5).with_time(SystemTime::UNIX_EPOCH + Duration::from_millis(1500));
+        let mut e = Event::new("load.1", "r1")
+            .with_metric(0.5)
+            .with_time(SystemTime::UNIX_EPOCH + Duration::from_millis(1500));
         e.ttl = Some(Duration::from_secs(20));
         assert_eq!(
             serde_json::to_string(&e).unwrap(),

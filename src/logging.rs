@@ -7,6 +7,14 @@ use std::io::Write;
 pub fn init() {
     let env = env_logger::Env::default().default_filter_or("info");
     let _ = env_logger::Builder::from_env(env)
-        .format(|out, record| writeln!(out, "{} {}: {}", record.level(), record.target(), record.args()))
+        .format(|out, record| {
+            writeln!(
+                out,
+                "{} {}: {}",
+                record.level(),
+                record.target(),
+                record.args()
+            )
+        })
         .try_init();
 }

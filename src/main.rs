@@ -60,11 +60,15 @@ fn parse_args(mut argv: impl Iterator<Item = String>) -> Result<Args, String> {
     while let Some(arg) = argv.next() {
         match arg.as_str() {
             "-c" | "--config" => {
-                let file = argv.next().ok_or_else(|| format!("{arg} needs a file name"))?;
+                let file = argv
+                    .next()
+                    .ok_or_else(|| format!("{arg} needs a file name"))?;
                 args.config = Some(PathBuf::from(file));
             }
             "--json" => args.json = true,
-            _ if arg.starts_with("--config=") => args.config = Some(PathBuf::from(&arg["--config=".len()..])),
+            _ if arg.starts_with("--config=") => {
+                args.config = Some(PathBuf::from(&arg["--config=".len()..]))
+            }
             _ if arg.starts_with('-') => return Err(format!("unknown option {arg}")),
             _ if args.command.is_none() => args.command = Some(arg),
             _ => return Err(format!("unexpected argument {arg}")),
@@ -92,7 +96,14 @@ fn main() -> ExitCode {
     match args.command.as_deref() {
         Some("run") => cmd_run(source),
         Some("check") => cmd_check(&source),
-        Some("once") => cmd_once(&source, if args.json { Format::Json } else { Format::Graphite }),
+        Some("once") => cmd_once(
+            &source,
+            if args.json {
+                Format::Json
+            } else {
+                Format::Graphite
+            },
+        ),
         Some(other) => usage_error(&format!("unknown command {other}")),
         None => usage_error("no command given"),
     }
@@ -107,7 +118,9 @@ fn usage_error(message: &str) -> ExitCode {
 fn config_source(named: Option<&Path>) -> ConfigSource {
     match named {
         Some(path) => ConfigSource::File(path.to_owned()),
-        None if Path::new(config::DEFAULT_PATH).exists() => ConfigSource::File(PathBuf::from(config::DEFAULT_PATH)),
+        None if Path::new(config::DEFAULT_PATH).exists() => {
+            ConfigSource::File(PathBuf::from(config::DEFAULT_PATH))
+        }
         None => {
             log::info!(
                 target: "agent",
@@ -171,5 +184,9 @@ fn cmd_once(source: &ConfigSource, format: Format) -> ExitCode {
     for f in &failures {
         eprintln!("pipit: source {}: {}", f.source, f.outcome);
     }
-    if failures.is_empty() { ExitCode::SUCCESS } else { ExitCode::from(EXIT_RUNTIME) }
+    if failures.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(EXIT_RUNTIME)
+    }
 }

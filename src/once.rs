@@ -32,11 +32,23 @@ pub struct Failure {
 /// Collects every source of `config` once (twice for rates) and returns the events, in config
 /// order, with the failures.
 pub fn collect(config: &Config) -> (Vec<Event>, Vec<Failure>) {
-    let ctx = SourceContext { procfs: Procfs::new(&config.agent.host_root), telemetry: Arc::new(Telemetry::default()) };
-    let mut built: Vec<Box<dyn Source>> = config.sources.iter().map(|s| s.spec.build(&ctx)).collect();
-    let mut rounds: Vec<(Vec<Event>, Result<(), Outcome>)> =
-        config.sources.iter().zip(&mut built).map(|(cfg, src)| runner::collect_once(src.as_mut(), cfg)).collect();
-    if config.sources.iter().any(|s| s.source_type().needs_two_samples) {
+    let ctx = SourceContext {
+        procfs: Procfs::new(&config.agent.host_root),
+        telemetry: Arc::new(Telemetry::default()),
+    };
+    let mut built: Vec<Box<dyn Source>> =
+        config.sources.iter().map(|s| s.spec.build(&ctx)).collect();
+    let mut rounds: Vec<(Vec<Event>, Result<(), Outcome>)> = config
+        .sources
+        .iter()
+        .zip(&mut built)
+        .map(|(cfg, src)| runner::collect_once(src.as_mut(), cfg))
+        .collect();
+    if config
+        .sources
+        .iter()
+        .any(|s| s.source_type().needs_two_samples)
+    {
         thread::sleep(SAMPLE_GAP);
         for ((cfg, src), round) in config.sources.iter().zip(&mut built).zip(&mut rounds) {
             if cfg.source_type().needs_two_samples && round.1.is_ok() {
@@ -49,7 +61,10 @@ pub fn collect(config: &Config) -> (Vec<Event>, Vec<Failure>) {
     for (cfg, (evs, outcome)) in config.sources.iter().zip(rounds) {
         events.extend(evs);
         if let Err(outcome) = outcome {
-            failures.push(Failure { source: cfg.name.clone(), outcome });
+            failures.push(Failure {
+                source: cfg.name.clone(),
+                outcome,
+            });
         }
     }
     (events, failures)
@@ -57,7 +72,10 @@ pub fn collect(config: &Config) -> (Vec<Event>, Vec<Failure>) {
 
 /// Prints `events` to `out` in `format`, with Graphite paths built the default way.
 pub fn print(events: &[Event], format: Format, out: &mut impl Write) -> std::io::Result<()> {
-    let mut stdout = Stdout::new(StdoutSpec { format, naming: Naming::default() });
+    let mut stdout = Stdout::new(StdoutSpec {
+        format,
+        naming: Naming::default(),
+    });
     let mut buf = Vec::new();
     stdout.encode(events, &mut buf);
     out.write_all(&buf)

@@ -9,7 +9,9 @@ pub struct Pattern {
 impl Pattern {
     /// A pattern from its text; every string is a valid pattern.
     pub fn new(text: &str) -> Pattern {
-        Pattern { text: text.to_owned() }
+        Pattern {
+            text: text.to_owned(),
+        }
     }
 
     /// The pattern as written.
@@ -101,7 +103,10 @@ mod tests {
 
     #[test]
     fn selectors_include_then_exclude() {
-        let s = Selector { include: vec![Pattern::new("cpu.*")], exclude: vec![Pattern::new("cpu.idle")] };
+        let s = Selector {
+            include: vec![Pattern::new("cpu.*")],
+            exclude: vec![Pattern::new("cpu.idle")],
+        };
         assert!(s.accepts("cpu.user"));
         assert!(!s.accepts("cpu.idle"));
         assert!(!s.accepts("load.1"));

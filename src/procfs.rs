@@ -65,6 +65,9 @@ mod tests {
         let p = Procfs::new("/nonexistent-root");
         let mut buf = String::new();
         let e = p.read_into("proc/stat", &mut buf).unwrap_err();
-        assert!(e.to_string().starts_with("/nonexistent-root/proc/stat: "), "{e}");
+        assert!(
+            e.to_string().starts_with("/nonexistent-root/proc/stat: "),
+            "{e}"
+        );
     }
 }

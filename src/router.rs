@@ -34,8 +34,14 @@ pub enum Control {
 }
 
 /// Starts the router thread.
-pub fn spawn(events: Receiver<Event>, control: Receiver<Control>, routes: Vec<Route>) -> std::io::Result<JoinHandle<()>> {
-    thread::Builder::new().name("router".into()).spawn(move || run(events, control, routes))
+pub fn spawn(
+    events: Receiver<Event>,
+    control: Receiver<Control>,
+    routes: Vec<Route>,
+) -> std::io::Result<JoinHandle<()>> {
+    thread::Builder::new()
+        .name("router".into())
+        .spawn(move || run(events, control, routes))
 }
 
 fn run(events: Receiver<Event>, control: Receiver<Control>, mut routes: Vec<Route>) {
@@ -63,11 +69,19 @@ fn run(events: Receiver<Event>, control: Receiver<Control>, mut routes: Vec<Rout
 }
 
 fn complaints_for(routes: &[Route]) -> Vec<Complaint> {
-    routes.iter().map(|r| Complaint::new(format!("out/{}", r.stats.name))).collect()
+    routes
+        .iter()
+        .map(|r| Complaint::new(format!("out/{}", r.stats.name)))
+        .collect()
 }
 
 fn route(event: Event, routes: &[Route], complaints: &mut [Complaint]) {
-    let Some(last) = routes.iter().rposition(|r| r.selector.accepts(&event.service)) else { return };
+    let Some(last) = routes
+        .iter()
+        .rposition(|r| r.selector.accepts(&event.service))
+    else {
+        return;
+    };
     for (i, r) in routes.iter().enumerate().take(last) {
         if r.selector.accepts(&event.service) {
             offer(r, event.clone(), &mut complaints[i]);
@@ -88,7 +102,9 @@ fn offer(route: &Route, event: Event, complaint: &mut Complaint) {
         Err(TrySendError::Full(_)) => {
             sub(&route.stats.queued, 1);
             add(&route.stats.dropped_queue_full, 1);
-            complaint.fail("queue full: dropping events (the output cannot keep up or its backend is down)");
+            complaint.fail(
+                "queue full: dropping events (the output cannot keep up or its backend is down)",
+            );
         }
         Err(TrySendError::Disconnected(_)) => sub(&route.stats.queued, 1),
     }

@@ -16,7 +16,11 @@ pub struct Schedule {
 impl Schedule {
     /// A schedule whose first tick is at `start`.
     pub fn new(start: Instant, interval: Duration) -> Schedule {
-        Schedule { start, interval, tick: 0 }
+        Schedule {
+            start,
+            interval,
+            tick: 0,
+        }
     }
 
     /// When the current tick is due.

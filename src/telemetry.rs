@@ -87,19 +87,29 @@ pub struct Telemetry {
 
 impl Default for Telemetry {
     fn default() -> Telemetry {
-        Telemetry { started: Instant::now(), outputs: Mutex::default(), sources: Mutex::default() }
+        Telemetry {
+            started: Instant::now(),
+            outputs: Mutex::default(),
+            sources: Mutex::default(),
+        }
     }
 }
 
 impl Telemetry {
     /// The counters of the outputs now running.
     pub fn outputs(&self) -> Vec<Arc<OutputStats>> {
-        self.outputs.lock().unwrap_or_else(|e| e.into_inner()).clone()
+        self.outputs
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     /// The counters of the sources now running.
     pub fn sources(&self) -> Vec<Arc<SourceStats>> {
-        self.sources.lock().unwrap_or_else(|e| e.into_inner()).clone()
+        self.sources
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     /// Replaces the lists after a start or a reload.
@@ -116,7 +126,9 @@ pub fn add(counter: &AtomicU64, n: u64) {
 
 /// Subtracts `n` from a gauge, stopping at zero.
 pub fn sub(counter: &AtomicU64, n: u64) {
-    let _ = counter.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |v| Some(v.saturating_sub(n)));
+    let _ = counter.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |v| {
+        Some(v.saturating_sub(n))
+    });
 }
 
 /// Reads a counter.

@@ -30,7 +30,12 @@ pub fn parse(text: &str) -> Option<Duration> {
 /// Formats a duration the way config writes it, in the largest unit that keeps it whole.
 pub fn format(d: Duration) -> String {
     let ms = d.as_millis();
-    for (unit, size) in [("d", 86_400_000), ("h", 3_600_000), ("m", 60_000), ("s", 1000)] {
+    for (unit, size) in [
+        ("d", 86_400_000),
+        ("h", 3_600_000),
+        ("m", 60_000),
+        ("s", 1000),
+    ] {
         if ms >= size && ms % size == 0 {
             return format!("{}{unit}", ms / size);
         }
@@ -54,7 +59,19 @@ mod tests {
 
     #[test]
     fn refuses_what_is_not_a_duration() {
-        for bad in ["ten", "10", "s", "-1s", "1.s", ".5s", "10 s", "10sec", "1e3s", "", "99999999999d"] {
+        for bad in [
+            "ten",
+            "10",
+            "s",
+            "-1s",
+            "1.s",
+            ".5s",
+            "10 s",
+            "10sec",
+            "1e3s",
+            "",
+            "99999999999d",
+        ] {
             assert_eq!(parse(bad), None, "{bad:?}");
         }
     }
@@ -64,6 +81,9 @@ mod tests {
         assert_eq!(format(Duration::from_secs(10)), "10s");
         assert_eq!(format(Duration::from_secs(300)), "5m");
         assert_eq!(format(Duration::from_millis(1500)), "1500ms");
-        assert_eq!(parse(&format(Duration::from_secs(86400))), Some(Duration::from_secs(86400)));
+        assert_eq!(
+            parse(&format(Duration::from_secs(86400))),
+            Some(Duration::from_secs(86400))
+        );
     }
 }

@@ -82,7 +82,12 @@ pub struct SyntaxError {
 
 /// Parses a whole document: one value, surrounded by nothing but white space.
 pub fn parse(text: &str) -> Result<Node, SyntaxError> {
-    let mut p = Parser { text, at: 0, line: 1, column: 1 };
+    let mut p = Parser {
+        text,
+        at: 0,
+        line: 1,
+        column: 1,
+    };
     p.skip_space();
     let node = p.value(0)?;
     p.skip_space();
@@ -101,7 +106,10 @@ struct Parser<'t> {
 
 impl Parser<'_> {
     fn pos(&self) -> Pos {
-        Pos { line: self.line, column: self.column }
+        Pos {
+            line: self.line,
+            column: self.column,
+        }
     }
 
     fn error(&self, expected: &str) -> SyntaxError {
@@ -109,7 +117,10 @@ impl Parser<'_> {
             None => "the end of the file".to_owned(),
             Some(c) => format!("{:?}", c),
         };
-        SyntaxError { pos: self.pos(), message: format!("expected {expected}, found {found}") }
+        SyntaxError {
+            pos: self.pos(),
+            message: format!("expected {expected}, found {found}"),
+        }
     }
 
     fn peek(&self) -> Option<char> {
@@ -145,7 +156,10 @@ impl Parser<'_> {
 
     fn value(&mut self, depth: usize) -> Result<Node, SyntaxError> {
         if depth > MAX_DEPTH {
-            return Err(SyntaxError { pos: self.pos(), message: format!("nesting deeper than {MAX_DEPTH} levels") });
+            return Err(SyntaxError {
+                pos: self.pos(),
+                message: format!("nesting deeper than {MAX_DEPTH} levels"),
+            });
         }
         let pos = self.pos();
         let value = match self.peek() {
@@ -187,7 +201,10 @@ impl Parser<'_> {
             }
             let key = self.string()?;
             if entries.iter().any(|(k, _)| *k == key) {
-                return Err(SyntaxError { pos: key_pos, message: format!("duplicate key \"{}\"", key.escape_debug()) });
+                return Err(SyntaxError {
+                    pos: key_pos,
+                    message: format!("duplicate key \"{}\"", key.escape_debug()),
+                });
             }
             self.skip_space();
             if !self.eat(':') {
@@ -252,7 +269,9 @@ impl Parser<'_> {
             }
             self.digits();
         }
-        Ok(Value::Number { text: self.text[start..self.at].to_owned() })
+        Ok(Value::Number {
+            text: self.text[start..self.at].to_owned(),
+        })
     }
 
     fn digits(&mut self) {
@@ -287,7 +306,9 @@ impl Parser<'_> {
                     };
                     out.push(c);
                 }
-                Some(c) if (c as u32) < 0x20 => return Err(self.error("no control character inside a string")),
+                Some(c) if (c as u32) < 0x20 => {
+                    return Err(self.error("no control character inside a string"));
+                }
                 Some(c) => {
                     self.bump();
                     out.push(c);
@@ -299,7 +320,10 @@ impl Parser<'_> {
     fn hex4(&mut self) -> Result<u32, SyntaxError> {
         let mut v = 0;
         for _ in 0..4 {
-            let d = self.peek().and_then(|c| c.to_digit(16)).ok_or_else(|| self.error("four hex digits after \\u"))?;
+            let d = self
+                .peek()
+                .and_then(|c| c.to_digit(16))
+                .ok_or_else(|| self.error("four hex digits after \\u"))?;
             self.bump();
             v = v * 16 + d;
         }
@@ -330,12 +354,23 @@ mod tests {
 
     #[test]
     fn parses_nested_values_with_positions() {
-        let doc = parse("{\n  \"a\": [1, -2.5e3, true, null],\n  \"b\": \"x\\u00e9\\ud83d\\ude00\"\n}").unwrap();
-        let Value::Object(entries) = &doc.value else { panic!("not an object") };
+        let doc =
+            parse("{\n  \"a\": [1, -2.5e3, true, null],\n  \"b\": \"x\\u00e9\\ud83d\\ude00\"\n}")
+                .unwrap();
+        let Value::Object(entries) = &doc.value else {
+            panic!("not an object")
+        };
         assert_eq!(entries[0].0, "a");
         assert_eq!(entries[0].1.pos, Pos { line: 2, column: 8 });
-        let Value::Array(items) = &entries[0].1.value else { panic!("not an array") };
-        assert_eq!(items[1].value, Value::Number { text: "-2.5e3".into() });
+        let Value::Array(items) = &entries[0].1.value else {
+            panic!("not an array")
+        };
+        assert_eq!(
+            items[1].value,
+            Value::Number {
+                text: "-2.5e3".into()
+            }
+        );
         assert_eq!(entries[1].1.value, Value::String("xé😀".into()));
     }
 
@@ -345,7 +380,10 @@ mod tests {
         assert_eq!(err.pos, Pos { line: 3, column: 7 });
         assert_eq!(err.message, "expected ':' after the key, found '2'");
         let err = parse("[1, 2").unwrap_err();
-        assert_eq!(err.message, "expected ',' or ']', found the end of the file");
+        assert_eq!(
+            err.message,
+            "expected ',' or ']', found the end of the file"
+        );
         assert!(parse("{} x").is_err());
         assert!(parse("01").is_err());
         assert!(parse("\"\\x\"").is_err());
@@ -356,7 +394,13 @@ mod tests {
     fn refuses_duplicate_keys() {
         let err = parse("{\"a\": 1, \"a\": 2}").unwrap_err();
         assert_eq!(err.message, "duplicate key \"a\"");
-        assert_eq!(err.pos, Pos { line: 1, column: 10 });
+        assert_eq!(
+            err.pos,
+            Pos {
+                line: 1,
+                column: 10
+            }
+        );
     }
 
     #[test]

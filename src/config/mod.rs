@@ -77,18 +77,30 @@ pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
     let name = path.display().to_string();
     let text = fs::read(path).map_err(|e| {
         let message = match e.kind() {
-            std::io::ErrorKind::NotFound => "no such file; name an existing config file with -c".to_owned(),
-            std::io::ErrorKind::PermissionDenied => "cannot read the file: permission denied".to_owned(),
+            std::io::ErrorKind::NotFound => {
+                "no such file; name an existing config file with -c".to_owned()
+            }
+            std::io::ErrorKind::PermissionDenied => {
+                "cannot read the file: permission denied".to_owned()
+            }
             _ => format!("cannot read the file: {e}"),
         };
-        ConfigErrors(vec![ConfigError { file: name.clone(), pos: None, path: String::new(), message }])
+        ConfigErrors(vec![ConfigError {
+            file: name.clone(),
+            pos: None,
+            path: String::new(),
+            message,
+        }])
     })?;
     let text = String::from_utf8(text).map_err(|e| {
         ConfigErrors(vec![ConfigError {
             file: name.clone(),
             pos: None,
             path: String::new(),
-            message: format!("not UTF-8 text (bad byte at offset {})", e.utf8_error().valid_up_to()),
+            message: format!(
+                "not UTF-8 text (bad byte at offset {})",
+                e.utf8_error().valid_up_to()
+            ),
         }])
     })?;
     parse(&name, &text)
@@ -115,7 +127,10 @@ pub fn parse(file: &str, text: &str) -> Result<Config, ConfigErrors> {
 fn read(doc: &json::Node, file: &str, problems: &mut Problems) -> Option<Config> {
     let mut top = Field::root(doc).table(problems)?;
     let agent = match top.field("agent") {
-        Some(field) => field.table(problems).map(|t| read_agent(t, problems)).unwrap_or_default(),
+        Some(field) => field
+            .table(problems)
+            .map(|t| read_agent(t, problems))
+            .unwrap_or_default(),
         None => AgentConfig::default(),
     };
     let sources = match top.field("sources") {
@@ -128,9 +143,17 @@ fn read(doc: &json::Node, file: &str, problems: &mut Problems) -> Option<Config>
     };
     top.finish(problems);
     if outputs.is_empty() && problems.is_empty() {
-        problems.at(&Field::root(doc), "no outputs: add at least one to \"outputs\", such as {\"type\": \"stdout\"}");
+        problems.at(
+            &Field::root(doc),
+            "no outputs: add at least one to \"outputs\", such as {\"type\": \"stdout\"}",
+        );
     }
-    Some(Config { file: file.to_owned(), agent, sources, outputs })
+    Some(Config {
+        file: file.to_owned(),
+        agent,
+        sources,
+        outputs,
+    })
 }
 
 fn read_agent(mut t: Table<'_>, problems: &mut Problems) -> AgentConfig {
@@ -140,8 +163,14 @@ fn read_agent(mut t: Table<'_>, problems: &mut Problems) -> AgentConfig {
         interval: t.duration_at_least("interval", d.interval, Duration::from_millis(10), problems),
         host_root: t.get_or("host_root", d.host_root, problems),
         state_dir: t.get_or("state_dir", d.state_dir, problems),
-        shutdown_timeout: t.duration_at_least("shutdown_timeout", d.shutdown_timeout, Duration::ZERO, problems),
-        queue_size: t.number_in("queue_size", d.queue_size as u64, 1, 10_000_000, problems) as usize,
+        shutdown_timeout: t.duration_at_least(
+            "shutdown_timeout",
+            d.shutdown_timeout,
+            Duration::ZERO,
+            problems,
+        ),
+        queue_size: t.number_in("queue_size", d.queue_size as u64, 1, 10_000_000, problems)
+            as usize,
     };
     t.finish(problems);
     agent
@@ -180,10 +209,20 @@ impl Config {
             self.agent.hostname
         );
         for s in &self.sources {
-            out += &format!("  source {:<16} type {:<12} every {}\n", s.name, s.kind, duration::format(s.interval));
+            out += &format!(
+                "  source {:<16} type {:<12} every {}\n",
+                s.name,
+                s.kind,
+                duration::format(s.interval)
+            );
         }
         for o in &self.outputs {
-            out += &format!("  output {:<16} type {:<12} {}\n", o.name, o.kind, o.spec.describe());
+            out += &format!(
+                "  output {:<16} type {:<12} {}\n",
+                o.name,
+                o.kind,
+                o.spec.describe()
+            );
         }
         out
     }
@@ -194,7 +233,12 @@ mod tests {
     use super::*;
 
     fn errors(text: &str) -> Vec<String> {
-        parse("pipit.json", text).unwrap_err().0.iter().map(|e| e.to_string()).collect()
+        parse("pipit.json", text)
+            .unwrap_err()
+            .0
+            .iter()
+            .map(|e| e.to_string())
+            .collect()
     }
 
     #[test]
@@ -206,8 +250,11 @@ mod tests {
 
     #[test]
     fn agent_defaults_apply_to_sources() {
-        let c = parse("c.json", r#"{"agent": {"hostname": "r1", "interval": "2s"},
-            "sources": [{"type": "load"}], "outputs": [{"type": "stdout"}]}"#)
+        let c = parse(
+            "c.json",
+            r#"{"agent": {"hostname": "r1", "interval": "2s"},
+            "sources": [{"type": "load"}], "outputs": [{"type": "stdout"}]}"#,
+        )
         .unwrap();
         assert_eq!(c.sources[0].interval, Duration::from_secs(2));
         assert_eq!(c.sources[0].template.host, "r1");
@@ -222,33 +269,61 @@ mod tests {
   "outputs": [{"type": "stdout", "format": "xml"}]}"#,
         );
         assert_eq!(e.len(), 5, "{e:#?}");
-        assert!(e[0].starts_with("pipit.json:1:24: agent.interval: expected a duration"), "{}", e[0]);
-        assert!(e[1].starts_with("pipit.json:1:41: agent.colour: unknown key; expected one of: "), "{}", e[1]);
-        assert!(e[2].starts_with("pipit.json:2:43: sources[0].intervl: unknown key; expected one of: "), "{}", e[2]);
+        assert!(
+            e[0].starts_with("pipit.json:1:24: agent.interval: expected a duration"),
+            "{}",
+            e[0]
+        );
+        assert!(
+            e[1].starts_with("pipit.json:1:41: agent.colour: unknown key; expected one of: "),
+            "{}",
+            e[1]
+        );
+        assert!(
+            e[2].starts_with("pipit.json:2:43: sources[0].intervl: unknown key; expected one of: "),
+            "{}",
+            e[2]
+        );
         assert!(e[2].contains("interval"), "{}", e[2]);
-        assert!(e[3].starts_with("pipit.json:2:59: sources[1].type: expected one of "), "{}", e[3]);
-        assert_eq!(e[4], "pipit.json:3:44: outputs[0].format: expected one of \"graphite\", \"json\", got \"xml\"");
+        assert!(
+            e[3].starts_with("pipit.json:2:59: sources[1].type: expected one of "),
+            "{}",
+            e[3]
+        );
+        assert_eq!(
+            e[4],
+            "pipit.json:3:44: outputs[0].format: expected one of \"graphite\", \"json\", got \"xml\""
+        );
     }
 
     #[test]
     fn a_config_without_outputs_is_refused() {
         assert_eq!(
             errors(r#"{"sources": [{"type": "load"}]}"#),
-            vec!["pipit.json:1:1: no outputs: add at least one to \"outputs\", such as {\"type\": \"stdout\"}"]
+            vec![
+                "pipit.json:1:1: no outputs: add at least one to \"outputs\", such as {\"type\": \"stdout\"}"
+            ]
         );
     }
 
     #[test]
     fn syntax_errors_have_a_position_and_no_path() {
-        assert_eq!(errors("{\"outputs\": [}"), vec!["pipit.json:1:14: invalid JSON: expected a value, found '}'"]);
+        assert_eq!(
+            errors("{\"outputs\": [}"),
+            vec!["pipit.json:1:14: invalid JSON: expected a value, found '}'"]
+        );
     }
 
     #[test]
     fn duplicate_names_are_refused() {
-        let e = errors(r#"{"sources": [{"type": "load"}, {"type": "load"}], "outputs": [{"type": "stdout"}]}"#);
+        let e = errors(
+            r#"{"sources": [{"type": "load"}, {"type": "load"}], "outputs": [{"type": "stdout"}]}"#,
+        );
         assert_eq!(
             e,
-            vec!["pipit.json:1:32: sources[1].name: \"load\" is taken by sources[0]; give each its own \"name\""]
+            vec![
+                "pipit.json:1:32: sources[1].name: \"load\" is taken by sources[0]; give each its own \"name\""
+            ]
         );
     }
 }

@@ -8,9 +8,9 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use super::duration;
 use super::error::ConfigError;
 use super::json::{Node, Value};
-use super::duration;
 
 /// The errors found so far in one config file.
 #[derive(Debug)]
@@ -22,7 +22,10 @@ pub struct Problems {
 impl Problems {
     /// An empty list for the file shown as `file` in messages.
     pub fn new(file: &str) -> Problems {
-        Problems { file: file.to_owned(), errors: Vec::new() }
+        Problems {
+            file: file.to_owned(),
+            errors: Vec::new(),
+        }
     }
 
     /// Records that the value at `field` is wrong, with a message saying what was expected.
@@ -64,18 +67,30 @@ pub struct Field<'a> {
 impl<'a> Field<'a> {
     /// The top of the document.
     pub fn root(node: &'a Node) -> Field<'a> {
-        Field { node, path: String::new() }
+        Field {
+            node,
+            path: String::new(),
+        }
     }
 
     fn child(&self, key: &str, node: &'a Node) -> Field<'a> {
-        let path = if self.path.is_empty() { key.to_owned() } else { format!("{}.{key}", self.path) };
+        let path = if self.path.is_empty() {
+            key.to_owned()
+        } else {
+            format!("{}.{key}", self.path)
+        };
         Field { node, path }
     }
 
     /// The field as an object whose keys are read one by one; `None` (and an error) otherwise.
     pub fn table(&self, problems: &mut Problems) -> Option<Table<'a>> {
         match &self.node.value {
-            Value::Object(entries) => Some(Table { field: self.clone(), entries, used: vec![false; entries.len()], known: Vec::new() }),
+            Value::Object(entries) => Some(Table {
+                field: self.clone(),
+                entries,
+                used: vec![false; entries.len()],
+                known: Vec::new(),
+            }),
             _ => {
                 problems.expected(self, "an object");
                 None
@@ -87,7 +102,14 @@ impl<'a> Field<'a> {
     pub fn items(&self, problems: &mut Problems) -> Option<Vec<Field<'a>>> {
         match &self.node.value {
             Value::Array(items) => Some(
-                items.iter().enumerate().map(|(i, node)| Field { node, path: format!("{}[{i}]", self.path) }).collect(),
+                items
+                    .iter()
+                    .enumerate()
+                    .map(|(i, node)| Field {
+                        node,
+                        path: format!("{}[{i}]", self.path),
+                    })
+                    .collect(),
             ),
             _ => {
                 problems.expected(self, "an array");
@@ -144,12 +166,21 @@ impl<'a> Table<'a> {
     }
 
     /// The value under `key`, or `default` when absent (or wrong: then an error is recorded).
-    pub fn get_or<T: FromJson>(&mut self, key: &'static str, default: T, problems: &mut Problems) -> T {
+    pub fn get_or<T: FromJson>(
+        &mut self,
+        key: &'static str,
+        default: T,
+        problems: &mut Problems,
+    ) -> T {
         self.get(key, problems).unwrap_or(default)
     }
 
     /// The value under `key`; records `missing required key` when absent.
-    pub fn require<T: FromJson>(&mut self, key: &'static str, problems: &mut Problems) -> Option<T> {
+    pub fn require<T: FromJson>(
+        &mut self,
+        key: &'static str,
+        problems: &mut Problems,
+    ) -> Option<T> {
         match self.field(key) {
             Some(f) => f.parse(problems),
             None => {
@@ -167,8 +198,13 @@ impl<'a> Table<'a> {
         default: &'static str,
         problems: &mut Problems,
     ) -> &'static str {
-        let Some(field) = self.field(key) else { return default };
-        if let Some(found) = field.as_str().and_then(|s| choices.iter().find(|c| **c == s)) {
+        let Some(field) = self.field(key) else {
+            return default;
+        };
+        if let Some(found) = field
+            .as_str()
+            .and_then(|s| choices.iter().find(|c| **c == s))
+        {
             return found;
         }
         let list: Vec<String> = choices.iter().map(|c| format!("\"{c}\"")).collect();
@@ -177,12 +213,23 @@ impl<'a> Table<'a> {
     }
 
     /// A duration under `key` that must be at least `min`; `default` when absent.
-    pub fn duration_at_least(&mut self, key: &'static str, default: Duration, min: Duration, problems: &mut Problems) -> Duration {
-        let Some(field) = self.field(key) else { return default };
+    pub fn duration_at_least(
+        &mut self,
+        key: &'static str,
+        default: Duration,
+        min: Duration,
+        problems: &mut Problems,
+    ) -> Duration {
+        let Some(field) = self.field(key) else {
+            return default;
+        };
         match field.parse::<Duration>(problems) {
             Some(d) if d >= min => d,
             Some(_) => {
-                problems.expected(&field, &format!("a duration of at least {}", duration::format(min)));
+                problems.expected(
+                    &field,
+                    &format!("a duration of at least {}", duration::format(min)),
+                );
                 default
             }
             None => default,
@@ -190,8 +237,17 @@ impl<'a> Table<'a> {
     }
 
     /// A whole number under `key` within `min..=max`; `default` when absent.
-    pub fn number_in(&mut self, key: &'static str, default: u64, min: u64, max: u64, problems: &mut Problems) -> u64 {
-        let Some(field) = self.field(key) else { return default };
+    pub fn number_in(
+        &mut self,
+        key: &'static str,
+        default: u64,
+        min: u64,
+        max: u64,
+        problems: &mut Problems,
+    ) -> u64 {
+        let Some(field) = self.field(key) else {
+            return default;
+        };
         match field.parse::<u64>(problems) {
             Some(n) if (min..=max).contains(&n) => n,
             Some(_) => {
@@ -210,7 +266,10 @@ impl<'a> Table<'a> {
                 known.sort_unstable();
                 known.dedup();
                 let field = self.field.child(key, node);
-                problems.at(&field, format!("unknown key; expected one of: {}", known.join(", ")));
+                problems.at(
+                    &field,
+                    format!("unknown key; expected one of: {}", known.join(", ")),
+                );
             }
         }
     }
@@ -223,12 +282,20 @@ pub fn registry_type<T>(
     name_of: fn(&T) -> &'static str,
     problems: &mut Problems,
 ) -> Option<&'static T> {
-    let names: Vec<String> = registry.iter().map(|e| format!("\"{}\"", name_of(e))).collect();
+    let names: Vec<String> = registry
+        .iter()
+        .map(|e| format!("\"{}\"", name_of(e)))
+        .collect();
     let Some(field) = t.field("type") else {
-        problems.at(t.as_field(), format!("missing required key \"type\"; one of {}", names.join(", ")));
+        problems.at(
+            t.as_field(),
+            format!("missing required key \"type\"; one of {}", names.join(", ")),
+        );
         return None;
     };
-    let found = field.as_str().and_then(|s| registry.iter().find(|e| name_of(e) == s));
+    let found = field
+        .as_str()
+        .and_then(|s| registry.iter().find(|e| name_of(e) == s));
     if found.is_none() {
         problems.expected(&field, &format!("one of {}", names.join(", ")));
     }
@@ -242,15 +309,28 @@ pub fn named_list<T>(
     mut read: impl FnMut(&mut Table<'_>, &mut Problems) -> Option<T>,
     name_of: impl Fn(&T) -> &str,
 ) -> Vec<T> {
-    let Some(items) = field.items(problems) else { return Vec::new() };
+    let Some(items) = field.items(problems) else {
+        return Vec::new();
+    };
     let mut list: Vec<T> = Vec::new();
     let mut paths: Vec<String> = Vec::new();
     for item in items {
-        let Some(mut table) = item.table(problems) else { continue };
-        let Some(value) = read(&mut table, problems) else { continue };
+        let Some(mut table) = item.table(problems) else {
+            continue;
+        };
+        let Some(value) = read(&mut table, problems) else {
+            continue;
+        };
         if let Some(first) = list.iter().position(|v| name_of(v) == name_of(&value)) {
-            let at = Field { node: item.node, path: format!("{}.name", item.path) };
-            let message = format!("\"{}\" is taken by {}; give each its own \"name\"", name_of(&value), paths[first]);
+            let at = Field {
+                node: item.node,
+                path: format!("{}.name", item.path),
+            };
+            let message = format!(
+                "\"{}\" is taken by {}; give each its own \"name\"",
+                name_of(&value),
+                paths[first]
+            );
             problems.at(&at, message);
         }
         list.push(value);
@@ -353,7 +433,10 @@ impl<T: FromJson> FromJson for Vec<T> {
     fn from_json(field: &Field<'_>, problems: &mut Problems) -> Option<Vec<T>> {
         let items = field.items(problems)?;
         let before = problems.errors.len();
-        let values: Vec<T> = items.iter().filter_map(|item| item.parse(problems)).collect();
+        let values: Vec<T> = items
+            .iter()
+            .filter_map(|item| item.parse(problems))
+            .collect();
         (problems.errors.len() == before).then_some(values)
     }
 }
@@ -367,7 +450,9 @@ impl FromJson for BTreeMap<String, String> {
         let before = problems.errors.len();
         let map = entries
             .iter()
-            .filter_map(|(k, node)| Some((k.clone(), field.child(k, node).parse::<String>(problems)?)))
+            .filter_map(|(k, node)| {
+                Some((k.clone(), field.child(k, node).parse::<String>(problems)?))
+            })
             .collect();
         (problems.errors.len() == before).then_some(map)
     }
@@ -379,7 +464,11 @@ mod tests {
     use super::*;
 
     fn messages(problems: Problems) -> Vec<String> {
-        problems.into_errors().iter().map(|e| e.to_string()).collect()
+        problems
+            .into_errors()
+            .iter()
+            .map(|e| e.to_string())
+            .collect()
     }
 
     #[test]
@@ -388,17 +477,29 @@ mod tests {
         let mut p = Problems::new("t.json");
         let mut t = Field::root(&doc).table(&mut p).unwrap();
         assert_eq!(t.get_or("n", 0u64, &mut p), 3);
-        assert_eq!(t.get_or("d", Duration::ZERO, &mut p), Duration::from_secs(300));
+        assert_eq!(
+            t.get_or("d", Duration::ZERO, &mut p),
+            Duration::from_secs(300)
+        );
         assert_eq!(t.get_or("missing", 7u64, &mut p), 7);
-        assert_eq!(t.get::<Vec<String>>("tags", &mut p).unwrap(), vec!["a", "b"]);
-        assert_eq!(t.get::<BTreeMap<String, String>>("attrs", &mut p).unwrap()["k"], "v");
+        assert_eq!(
+            t.get::<Vec<String>>("tags", &mut p).unwrap(),
+            vec!["a", "b"]
+        );
+        assert_eq!(
+            t.get::<BTreeMap<String, String>>("attrs", &mut p).unwrap()["k"],
+            "v"
+        );
         t.finish(&mut p);
         assert!(p.is_empty(), "{:?}", messages(p));
     }
 
     #[test]
     fn every_error_names_file_position_path_and_expectation() {
-        let doc = parse("{\n \"a\": {\"interval\": \"ten\", \"typo\": 1},\n \"n\": -1,\n \"f\": \"x\"\n}").unwrap();
+        let doc = parse(
+            "{\n \"a\": {\"interval\": \"ten\", \"typo\": 1},\n \"n\": -1,\n \"f\": \"x\"\n}",
+        )
+        .unwrap();
         let mut p = Problems::new("pipit.json");
         let mut top = Field::root(&doc).table(&mut p).unwrap();
         let mut a = top.field("a").unwrap().table(&mut p).unwrap();
@@ -424,7 +525,10 @@ mod tests {
         let mut p = Problems::new("c.json");
         let mut t = Field::root(&doc).table(&mut p).unwrap();
         assert_eq!(t.get::<Vec<String>>("list", &mut p), None);
-        assert_eq!(messages(p), vec!["c.json:1:16: list[1]: expected a string, got the number 2"]);
+        assert_eq!(
+            messages(p),
+            vec!["c.json:1:16: list[1]: expected a string, got the number 2"]
+        );
     }
 
     #[test]
@@ -433,7 +537,15 @@ mod tests {
         let mut p = Problems::new("c.json");
         let mut t = Field::root(&doc).table(&mut p).unwrap();
         assert_eq!(t.number_in("q", 5, 1, 10, &mut p), 5);
-        assert_eq!(t.duration_at_least("i", Duration::from_secs(1), Duration::from_millis(10), &mut p), Duration::from_secs(1));
+        assert_eq!(
+            t.duration_at_least(
+                "i",
+                Duration::from_secs(1),
+                Duration::from_millis(10),
+                &mut p
+            ),
+            Duration::from_secs(1)
+        );
         assert_eq!(
             messages(p),
             vec![

@@ -57,7 +57,14 @@ impl OutputHandle {
             .name(format!("out/{}", config.name))
             .spawn(move || writer.run())
             .map_err(|e| OutputError(format!("cannot start the writer thread: {e}")))?;
-        Ok(OutputHandle { config, stats, queue: Some(queue), receiver, stop: Some(stop), thread: Some(thread) })
+        Ok(OutputHandle {
+            config,
+            stats,
+            queue: Some(queue),
+            receiver,
+            stop: Some(stop),
+            thread: Some(thread),
+        })
     }
 
     /// A sender into this output's queue, for the router.
@@ -67,7 +74,10 @@ impl OutputHandle {
 
     /// Replaces the writer with one built from `config`, keeping the queue and the counters. On a
     /// build error the old writer keeps running and the error is returned.
-    pub fn replace(mut self, config: OutputConfig) -> Result<OutputHandle, (OutputHandle, OutputError)> {
+    pub fn replace(
+        mut self,
+        config: OutputConfig,
+    ) -> Result<OutputHandle, (OutputHandle, OutputError)> {
         let output_check = config.spec.build();
         if let Err(e) = output_check {
             return Err((self, e));
@@ -90,7 +100,9 @@ impl OutputHandle {
 
     /// Waits for the writer until `deadline`; what is still queued then is counted as dropped.
     pub fn join_until(&mut self, deadline: Instant) -> bool {
-        let Some(thread) = self.thread.take() else { return true };
+        let Some(thread) = self.thread.take() else {
+            return true;
+        };
         while !thread.is_finished() && Instant::now() < deadline {
             thread::sleep(Duration::from_millis(5));
         }
@@ -174,7 +186,8 @@ impl Writer {
             }
             Err(e) => {
                 add(&self.stats.failed, n);
-                self.complaint.fail(&format!("delivery of {n} event(s) failed: {e}"));
+                self.complaint
+                    .fail(&format!("delivery of {n} event(s) failed: {e}"));
             }
         }
         batch.clear();

@@ -88,7 +88,15 @@ impl OutputConfig {
     /// A text equal for two configs exactly when they would run the same output. A reload keeps an
     /// unchanged output running; a changed one's new writer takes over its queue.
     pub fn fingerprint(&self) -> String {
-        format!("{}|{:?}|{}|{}|{:?}|{:?}", self.kind, self.selector, self.queue_size, self.batch_size, self.batch_timeout, self.spec)
+        format!(
+            "{}|{:?}|{}|{}|{:?}|{:?}",
+            self.kind,
+            self.selector,
+            self.queue_size,
+            self.batch_size,
+            self.batch_timeout,
+            self.spec
+        )
     }
 }
 
@@ -101,16 +109,37 @@ fn read_one(t: &mut Table<'_>, problems: &mut Problems) -> Option<OutputConfig> 
     let kind = reader::registry_type(t, REGISTRY, |e| e.name, problems);
     let name = t.get::<String>("name", problems);
     let selector = Selector {
-        include: t.get_or::<Vec<String>>("include", Vec::new(), problems).iter().map(|p| Pattern::new(p)).collect(),
-        exclude: t.get_or::<Vec<String>>("exclude", Vec::new(), problems).iter().map(|p| Pattern::new(p)).collect(),
+        include: t
+            .get_or::<Vec<String>>("include", Vec::new(), problems)
+            .iter()
+            .map(|p| Pattern::new(p))
+            .collect(),
+        exclude: t
+            .get_or::<Vec<String>>("exclude", Vec::new(), problems)
+            .iter()
+            .map(|p| Pattern::new(p))
+            .collect(),
     };
     let queue_size = t.number_in("queue_size", 10_000, 1, 10_000_000, problems) as usize;
     let batch_size = t.number_in("batch_size", 500, 1, 100_000, problems) as usize;
-    let batch_timeout = t.duration_at_least("batch_timeout", Duration::from_secs(1), Duration::ZERO, problems);
+    let batch_timeout = t.duration_at_least(
+        "batch_timeout",
+        Duration::from_secs(1),
+        Duration::ZERO,
+        problems,
+    );
     // Without a known type its keys cannot be told from typos: report only the type.
     let kind = kind?;
     let spec = (kind.read)(t, problems);
     t.finish(problems);
     let name = name.unwrap_or_else(|| kind.name.to_owned());
-    Some(OutputConfig { name, kind: kind.name, selector, queue_size, batch_size, batch_timeout, spec: spec? })
+    Some(OutputConfig {
+        name,
+        kind: kind.name,
+        selector,
+        queue_size,
+        batch_size,
+        batch_timeout,
+        spec: spec?,
+    })
 }

@@ -10,7 +10,11 @@ use crate::config::reader::{Problems, Table};
 use crate::event::Event;
 
 /// The registry entry.
-pub const TYPE: OutputType = OutputType { name: "stdout", description: "events on standard output, as Graphite lines or JSON lines", read };
+pub const TYPE: OutputType = OutputType {
+    name: "stdout",
+    description: "events on standard output, as Graphite lines or JSON lines",
+    read,
+};
 
 /// How events are printed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -36,7 +40,10 @@ fn read(t: &mut Table<'_>, problems: &mut Problems) -> Option<Arc<dyn OutputSpec
         _ => Format::Graphite,
     };
     let d = Naming::default();
-    let naming = Naming { prefix: t.get_or("prefix", d.prefix, problems), host_dot: t.get_or("host_dot", d.host_dot, problems) };
+    let naming = Naming {
+        prefix: t.get_or("prefix", d.prefix, problems),
+        host_dot: t.get_or("host_dot", d.host_dot, problems),
+    };
     Some(Arc::new(StdoutSpec { format, naming }))
 }
 
@@ -63,7 +70,11 @@ pub struct Stdout {
 impl Stdout {
     /// A stdout output with these settings.
     pub fn new(spec: StdoutSpec) -> Stdout {
-        Stdout { spec, buf: Vec::new(), path: String::new() }
+        Stdout {
+            spec,
+            buf: Vec::new(),
+            path: String::new(),
+        }
     }
 
     /// Appends the text of `events` to `out`.

@@ -8,7 +8,9 @@ use crate::procfs::Procfs;
 
 /// The CPU states of `/proc/stat`, in the kernel's order. Guest time is already counted in user
 /// and nice, so it is left out of the total.
-const STATES: [&str; 8] = ["user", "nice", "system", "idle", "iowait", "irq", "softirq", "steal"];
+const STATES: [&str; 8] = [
+    "user", "nice", "system", "idle", "iowait", "irq", "softirq", "steal",
+];
 
 /// The registry entry.
 pub const TYPE: SourceType = SourceType {
@@ -16,16 +18,56 @@ pub const TYPE: SourceType = SourceType {
     description: "CPU time by state, in percent, for all CPUs and optionally per core",
     needs_two_samples: true,
     metrics: &[
-        MetricInfo { name: "cpu.total.user", unit: "percent", description: "time in user space (including guests)" },
-        MetricInfo { name: "cpu.total.nice", unit: "percent", description: "time in user space at low priority" },
-        MetricInfo { name: "cpu.total.system", unit: "percent", description: "time in the kernel" },
-        MetricInfo { name: "cpu.total.idle", unit: "percent", description: "time idle" },
-        MetricInfo { name: "cpu.total.iowait", unit: "percent", description: "time idle with I/O outstanding" },
-        MetricInfo { name: "cpu.total.irq", unit: "percent", description: "time serving hardware interrupts" },
-        MetricInfo { name: "cpu.total.softirq", unit: "percent", description: "time serving software interrupts" },
-        MetricInfo { name: "cpu.total.steal", unit: "percent", description: "time taken by the hypervisor" },
-        MetricInfo { name: "cpu.total.busy", unit: "percent", description: "time neither idle nor waiting for I/O" },
-        MetricInfo { name: "cpu.<core>.<state>", unit: "percent", description: "the same per core, with per_core" },
+        MetricInfo {
+            name: "cpu.total.user",
+            unit: "percent",
+            description: "time in user space (including guests)",
+        },
+        MetricInfo {
+            name: "cpu.total.nice",
+            unit: "percent",
+            description: "time in user space at low priority",
+        },
+        MetricInfo {
+            name: "cpu.total.system",
+            unit: "percent",
+            description: "time in the kernel",
+        },
+        MetricInfo {
+            name: "cpu.total.idle",
+            unit: "percent",
+            description: "time idle",
+        },
+        MetricInfo {
+            name: "cpu.total.iowait",
+            unit: "percent",
+            description: "time idle with I/O outstanding",
+        },
+        MetricInfo {
+            name: "cpu.total.irq",
+            unit: "percent",
+            description: "time serving hardware interrupts",
+        },
+        MetricInfo {
+            name: "cpu.total.softirq",
+            unit: "percent",
+            description: "time serving software interrupts",
+        },
+        MetricInfo {
+            name: "cpu.total.steal",
+            unit: "percent",
+            description: "time taken by the hypervisor",
+        },
+        MetricInfo {
+            name: "cpu.total.busy",
+            unit: "percent",
+            description: "time neither idle nor waiting for I/O",
+        },
+        MetricInfo {
+            name: "cpu.<core>.<state>",
+            unit: "percent",
+            description: "the same per core, with per_core",
+        },
     ],
     read,
 };
@@ -38,12 +80,21 @@ pub struct CpuSpec {
 }
 
 fn read(t: &mut Table<'_>, problems: &mut Problems) -> Option<Arc<dyn SourceSpec>> {
-    Some(Arc::new(CpuSpec { per_core: t.get_or("per_core", false, problems) }))
+    Some(Arc::new(CpuSpec {
+        per_core: t.get_or("per_core", false, problems),
+    }))
 }
 
 impl SourceSpec for CpuSpec {
     fn build(&self, ctx: &SourceContext) -> Box<dyn Source> {
-        Box::new(Cpu { procfs: ctx.procfs.clone(), per_core: self.per_core, buf: String::new(), last: Vec::new(), now: Vec::new(), name: String::new() })
+        Box::new(Cpu {
+            procfs: ctx.procfs.clone(),
+            per_core: self.per_core,
+            buf: String::new(),
+            last: Vec::new(),
+            now: Vec::new(),
+            name: String::new(),
+        })
     }
 }
 
@@ -71,8 +122,12 @@ impl Source for Cpu {
             return Err(SourceError("/proc/stat has no cpu line".into()));
         }
         for now in &self.now {
-            let Some(last) = self.last.iter().find(|l| l.core == now.core) else { continue };
-            let Some(shares) = percentages(&last.ticks, &now.ticks) else { continue };
+            let Some(last) = self.last.iter().find(|l| l.core == now.core) else {
+                continue;
+            };
+            let Some(shares) = percentages(&last.ticks, &now.ticks) else {
+                continue;
+            };
             self.name.clear();
             match now.core {
                 None => self.name.push_str("cpu.total."),
@@ -126,7 +181,10 @@ fn parse(text: &str, per_core: bool, out: &mut Vec<Times>) {
         if let Some(core) = core {
             let mut ticks = [0u64; 8];
             fill(&mut ticks, &mut fields);
-            out.push(Times { core: Some(core), ticks });
+            out.push(Times {
+                core: Some(core),
+                ticks,
+            });
         }
     }
 }
@@ -165,7 +223,13 @@ mod tests {
         let mut out = Vec::new();
         parse(STAT, true, &mut out);
         assert_eq!(out.len(), 3);
-        assert_eq!(out[0], Times { core: None, ticks: [100, 0, 50, 800, 50, 0, 0, 0] });
+        assert_eq!(
+            out[0],
+            Times {
+                core: None,
+                ticks: [100, 0, 50, 800, 50, 0, 0, 0]
+            }
+        );
         assert_eq!(out[2].core, Some(1));
         parse(STAT, false, &mut out);
         assert_eq!(out.len(), 1);
@@ -173,14 +237,24 @@ mod tests {
 
     #[test]
     fn shares_sum_to_one_hundred() {
-        let shares = percentages(&[100, 0, 50, 800, 50, 0, 0, 0], &[150, 0, 75, 900, 50, 0, 0, 0]).unwrap();
+        let shares = percentages(
+            &[100, 0, 50, 800, 50, 0, 0, 0],
+            &[150, 0, 75, 900, 50, 0, 0, 0],
+        )
+        .unwrap();
         assert_eq!(shares[0], 100.0 * 50.0 / 175.0);
         assert!((shares.iter().sum::<f64>() - 100.0).abs() < 1e-9);
     }
 
     #[test]
     fn a_counter_going_backwards_gives_no_sample() {
-        assert_eq!(percentages(&[100, 0, 50, 800, 0, 0, 0, 0], &[90, 0, 60, 900, 0, 0, 0, 0]), None);
+        assert_eq!(
+            percentages(
+                &[100, 0, 50, 800, 0, 0, 0, 0],
+                &[90, 0, 60, 900, 0, 0, 0, 0]
+            ),
+            None
+        );
         assert_eq!(percentages(&[1; 8], &[1; 8]), None);
     }
 }

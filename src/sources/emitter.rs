@@ -31,7 +31,11 @@ pub struct Emitter<'a> {
 impl<'a> Emitter<'a> {
     /// An emitter whose events are timed at `time` (a source may override it per event).
     pub fn new(template: &'a Template, time: SystemTime) -> Emitter<'a> {
-        Emitter { template, time, events: Vec::new() }
+        Emitter {
+            template,
+            time,
+            events: Vec::new(),
+        }
     }
 
     /// Emits a metric event; a non-finite value is left out (NaN never leaves the agent).
@@ -48,7 +52,11 @@ impl<'a> Emitter<'a> {
     /// Emits an event with no metric yet and returns it, for a state, a description or a log line.
     pub fn event(&mut self, service: &str, kind: Kind) -> &mut Event {
         let t = self.template;
-        let service = if t.prefix.is_empty() { service.to_owned() } else { format!("{}.{service}", t.prefix) };
+        let service = if t.prefix.is_empty() {
+            service.to_owned()
+        } else {
+            format!("{}.{service}", t.prefix)
+        };
         self.events.push(Event {
             service,
             host: t.host.clone(),

@@ -12,9 +12,21 @@ pub const TYPE: SourceType = SourceType {
     description: "load averages over 1, 5 and 15 minutes",
     needs_two_samples: false,
     metrics: &[
-        MetricInfo { name: "load.1", unit: "", description: "run-queue length averaged over 1 minute" },
-        MetricInfo { name: "load.5", unit: "", description: "run-queue length averaged over 5 minutes" },
-        MetricInfo { name: "load.15", unit: "", description: "run-queue length averaged over 15 minutes" },
+        MetricInfo {
+            name: "load.1",
+            unit: "",
+            description: "run-queue length averaged over 1 minute",
+        },
+        MetricInfo {
+            name: "load.5",
+            unit: "",
+            description: "run-queue length averaged over 5 minutes",
+        },
+        MetricInfo {
+            name: "load.15",
+            unit: "",
+            description: "run-queue length averaged over 15 minutes",
+        },
     ],
     read,
 };
@@ -29,7 +41,10 @@ fn read(_: &mut Table<'_>, _: &mut Problems) -> Option<Arc<dyn SourceSpec>> {
 
 impl SourceSpec for LoadSpec {
     fn build(&self, ctx: &SourceContext) -> Box<dyn Source> {
-        Box::new(Load { procfs: ctx.procfs.clone(), buf: String::new() })
+        Box::new(Load {
+            procfs: ctx.procfs.clone(),
+            buf: String::new(),
+        })
     }
 }
 
@@ -41,7 +56,9 @@ struct Load {
 impl Source for Load {
     fn collect(&mut self, emit: &mut Emitter<'_>) -> Result<(), SourceError> {
         self.procfs.read_into("proc/loadavg", &mut self.buf)?;
-        let values = parse(&self.buf).ok_or_else(|| SourceError(format!("unexpected /proc/loadavg: {:?}", self.buf.trim())))?;
+        let values = parse(&self.buf).ok_or_else(|| {
+            SourceError(format!("unexpected /proc/loadavg: {:?}", self.buf.trim()))
+        })?;
         for (name, value) in ["load.1", "load.5", "load.15"].into_iter().zip(values) {
             emit.metric(name, value);
         }
@@ -61,7 +78,10 @@ mod tests {
 
     #[test]
     fn parses_loadavg() {
-        assert_eq!(parse("0.07 0.09 0.03 1/81 4891\n"), Some([0.07, 0.09, 0.03]));
+        assert_eq!(
+            parse("0.07 0.09 0.03 1/81 4891\n"),
+            Some([0.07, 0.09, 0.03])
+        );
         assert_eq!(parse("0.07 x 0.03"), None);
         assert_eq!(parse(""), None);
     }

@@ -12,13 +12,41 @@ pub const TYPE: SourceType = SourceType {
     description: "physical memory: total, used, free, buffers, cached, available",
     needs_two_samples: false,
     metrics: &[
-        MetricInfo { name: "memory.total", unit: "bytes", description: "usable physical memory" },
-        MetricInfo { name: "memory.used", unit: "bytes", description: "memory in use: total minus available" },
-        MetricInfo { name: "memory.free", unit: "bytes", description: "memory not used for anything" },
-        MetricInfo { name: "memory.buffers", unit: "bytes", description: "block device buffers" },
-        MetricInfo { name: "memory.cached", unit: "bytes", description: "page cache, without swap cache" },
-        MetricInfo { name: "memory.available", unit: "bytes", description: "memory available to new programs without swapping" },
-        MetricInfo { name: "memory.percent_used", unit: "percent", description: "used as a share of total" },
+        MetricInfo {
+            name: "memory.total",
+            unit: "bytes",
+            description: "usable physical memory",
+        },
+        MetricInfo {
+            name: "memory.used",
+            unit: "bytes",
+            description: "memory in use: total minus available",
+        },
+        MetricInfo {
+            name: "memory.free",
+            unit: "bytes",
+            description: "memory not used for anything",
+        },
+        MetricInfo {
+            name: "memory.buffers",
+            unit: "bytes",
+            description: "block device buffers",
+        },
+        MetricInfo {
+            name: "memory.cached",
+            unit: "bytes",
+            description: "page cache, without swap cache",
+        },
+        MetricInfo {
+            name: "memory.available",
+            unit: "bytes",
+            description: "memory available to new programs without swapping",
+        },
+        MetricInfo {
+            name: "memory.percent_used",
+            unit: "percent",
+            description: "used as a share of total",
+        },
     ],
     read,
 };
@@ -33,7 +61,10 @@ fn read(_: &mut Table<'_>, _: &mut Problems) -> Option<Arc<dyn SourceSpec>> {
 
 impl SourceSpec for MemorySpec {
     fn build(&self, ctx: &SourceContext) -> Box<dyn Source> {
-        Box::new(Memory { procfs: ctx.procfs.clone(), buf: String::new() })
+        Box::new(Memory {
+            procfs: ctx.procfs.clone(),
+            buf: String::new(),
+        })
     }
 }
 
@@ -47,12 +78,16 @@ impl Source for Memory {
         self.procfs.read_into("proc/meminfo", &mut self.buf)?;
         let kib = |key| procfs::field_value(&self.buf, key).map(|v| v.saturating_mul(1024));
         let (Some(total), Some(free)) = (kib("MemTotal"), kib("MemFree")) else {
-            return Err(SourceError("/proc/meminfo has no MemTotal or MemFree".into()));
+            return Err(SourceError(
+                "/proc/meminfo has no MemTotal or MemFree".into(),
+            ));
         };
         let buffers = kib("Buffers").unwrap_or(0);
         let cached = kib("Cached").unwrap_or(0);
         // Kernels before 3.14 have no MemAvailable: estimate it the way `free` did then.
-        let available = kib("MemAvailable").unwrap_or_else(|| free + buffers + cached).min(total);
+        let available = kib("MemAvailable")
+            .unwrap_or_else(|| free + buffers + cached)
+            .min(total);
         let used = total - available;
         emit.metric("memory.total", total);
         emit.metric("memory.used", used);

@@ -124,20 +124,41 @@ impl SourceConfig {
     /// A text equal for two configs exactly when they would run the same source; a reload keeps
     /// an instance whose fingerprint did not change running, with its state.
     pub fn fingerprint(&self) -> String {
-        format!("{}|{:?}|{:?}|{:?}|{:?}", self.kind, self.interval, self.timeout, self.template, self.spec)
+        format!(
+            "{}|{:?}|{:?}|{:?}|{:?}",
+            self.kind, self.interval, self.timeout, self.template, self.spec
+        )
     }
 }
 
 /// Reads the `sources` array.
-pub fn read_all(field: &Field<'_>, agent: &AgentConfig, problems: &mut Problems) -> Vec<SourceConfig> {
+pub fn read_all(
+    field: &Field<'_>,
+    agent: &AgentConfig,
+    problems: &mut Problems,
+) -> Vec<SourceConfig> {
     reader::named_list(field, problems, |t, p| read_one(t, agent, p), |c| &c.name)
 }
 
-fn read_one(t: &mut Table<'_>, agent: &AgentConfig, problems: &mut Problems) -> Option<SourceConfig> {
+fn read_one(
+    t: &mut Table<'_>,
+    agent: &AgentConfig,
+    problems: &mut Problems,
+) -> Option<SourceConfig> {
     let kind = reader::registry_type(t, REGISTRY, |e| e.name, problems);
     let name = t.get::<String>("name", problems);
-    let interval = t.duration_at_least("interval", agent.interval, Duration::from_millis(10), problems);
-    let timeout = t.duration_at_least("timeout", (interval * 3).max(Duration::from_secs(30)), Duration::from_millis(10), problems);
+    let interval = t.duration_at_least(
+        "interval",
+        agent.interval,
+        Duration::from_millis(10),
+        problems,
+    );
+    let timeout = t.duration_at_least(
+        "timeout",
+        (interval * 3).max(Duration::from_secs(30)),
+        Duration::from_millis(10),
+        problems,
+    );
     let template = Template {
         prefix: t.get_or("prefix", String::new(), problems),
         host: config::read_hostname(t, problems).unwrap_or_else(|| agent.hostname.clone()),
@@ -150,5 +171,12 @@ fn read_one(t: &mut Table<'_>, agent: &AgentConfig, problems: &mut Problems) -> 
     let spec = (kind.read)(t, problems);
     let name = name.unwrap_or_else(|| kind.name.to_owned());
     t.finish(problems);
-    Some(SourceConfig { name, kind: kind.name, interval, timeout, template, spec: spec? })
+    Some(SourceConfig {
+        name,
+        kind: kind.name,
+        interval,
+        timeout,
+        template,
+        spec: spec?,
+    })
 }

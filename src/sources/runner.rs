@@ -20,7 +20,10 @@ const FIRST_BACKOFF: Duration = Duration::from_secs(1);
 const MAX_BACKOFF: Duration = Duration::from_secs(60);
 
 /// Runs one collection, catching a panic: the events emitted and the outcome.
-pub fn collect_once(source: &mut dyn Source, config: &SourceConfig) -> (Vec<Event>, Result<(), Outcome>) {
+pub fn collect_once(
+    source: &mut dyn Source,
+    config: &SourceConfig,
+) -> (Vec<Event>, Result<(), Outcome>) {
     let mut emit = Emitter::new(&config.template, SystemTime::now());
     let result = panic::catch_unwind(AssertUnwindSafe(|| source.collect(&mut emit)));
     let outcome = match result {
@@ -85,8 +88,20 @@ impl SourceHandle {
     /// Starts the instance on its own thread, named `src/<name>`.
     pub fn start(config: SourceConfig, ctx: SourceContext, events: Sender<Event>) -> SourceHandle {
         let stats = Arc::new(SourceStats::new(&config.name));
-        let shared = Arc::new(Shared { base: Instant::now(), busy_since: AtomicU64::new(0), generation: AtomicU64::new(0) });
-        let mut handle = SourceHandle { config, stats, shared, stop: None, threads: Vec::new(), ctx, events };
+        let shared = Arc::new(Shared {
+            base: Instant::now(),
+            busy_since: AtomicU64::new(0),
+            generation: AtomicU64::new(0),
+        });
+        let mut handle = SourceHandle {
+            config,
+            stats,
+            shared,
+            stop: None,
+            threads: Vec::new(),
+            ctx,
+            events,
+        };
         let (stop_tx, stop_rx) = bounded(0);
         handle.stop = Some(stop_tx);
         handle.spawn(stop_rx);
@@ -105,10 +120,14 @@ impl SourceHandle {
             complaint: Complaint::new(format!("src/{}", self.config.name)),
             queue_complaint: Complaint::new(format!("src/{}", self.config.name)),
         };
-        let spawned = thread::Builder::new().name(format!("src/{}", self.config.name)).spawn(move || runner.run());
+        let spawned = thread::Builder::new()
+            .name(format!("src/{}", self.config.name))
+            .spawn(move || runner.run());
         match spawned {
             Ok(t) => self.threads.push(t),
-            Err(e) => log::error!(target: "agent", "cannot start a thread for source {}: {e}", self.config.name),
+            Err(e) => {
+                log::error!(target: "agent", "cannot start a thread for source {}: {e}", self.config.name)
+            }
         }
     }
 
@@ -119,7 +138,11 @@ impl SourceHandle {
         if since == 0 {
             return;
         }
-        let busy = self.shared.base.elapsed().saturating_sub(Duration::from_millis(since - 1));
+        let busy = self
+            .shared
+            .base
+            .elapsed()
+            .saturating_sub(Duration::from_millis(since - 1));
         if busy < self.config.timeout {
             return;
         }
@@ -179,7 +202,10 @@ impl Runner {
 
     /// Waits until `until` unless asked to stop first; false when asked to stop.
     fn wait(&self, until: Instant) -> bool {
-        matches!(self.stop.recv_deadline(until), Err(RecvTimeoutError::Timeout)) && self.current()
+        matches!(
+            self.stop.recv_deadline(until),
+            Err(RecvTimeoutError::Timeout)
+        ) && self.current()
     }
 
     fn run(mut self) {
@@ -199,7 +225,9 @@ impl Runner {
             self.shared.busy_since.store(0, Ordering::SeqCst);
             let took = started.elapsed();
             add(&self.stats.runs, 1);
-            self.stats.last_duration_us.store(took.as_micros() as u64, Ordering::Relaxed);
+            self.stats
+                .last_duration_us
+                .store(took.as_micros() as u64, Ordering::Relaxed);
             log::debug!(target: &target, "collected {} events in {}us", events.len(), took.as_micros());
             if !self.send(events) {
                 return;
@@ -247,7 +275,8 @@ impl Runner {
         }
         if dropped > 0 {
             add(&self.stats.dropped, dropped);
-            self.queue_complaint.fail(&format!("router queue full: dropped {dropped} event(s)"));
+            self.queue_complaint
+                .fail(&format!("router queue full: dropped {dropped} event(s)"));
         } else {
             self.queue_complaint.recover();
         }

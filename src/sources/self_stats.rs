@@ -13,19 +13,71 @@ pub const TYPE: SourceType = SourceType {
     description: "the agent's own memory, threads, and per-output and per-source counters",
     needs_two_samples: false,
     metrics: &[
-        MetricInfo { name: "self.rss", unit: "bytes", description: "resident memory of the agent" },
-        MetricInfo { name: "self.threads", unit: "count", description: "threads of the agent" },
-        MetricInfo { name: "self.uptime", unit: "seconds", description: "time since the agent started" },
-        MetricInfo { name: "self.output.<name>.events_in", unit: "count", description: "events queued for the output since start" },
-        MetricInfo { name: "self.output.<name>.events_out", unit: "count", description: "events the output delivered" },
-        MetricInfo { name: "self.output.<name>.failed", unit: "count", description: "events whose delivery failed" },
-        MetricInfo { name: "self.output.<name>.dropped", unit: "count", description: "events dropped because the queue was full" },
-        MetricInfo { name: "self.output.<name>.queue_depth", unit: "count", description: "events waiting for the output" },
-        MetricInfo { name: "self.source.<name>.skipped_ticks", unit: "count", description: "ticks skipped because a collection overran" },
-        MetricInfo { name: "self.source.<name>.errors", unit: "count", description: "collections that failed" },
-        MetricInfo { name: "self.source.<name>.restarts", unit: "count", description: "restarts after a panic or a hang" },
-        MetricInfo { name: "self.source.<name>.dropped", unit: "count", description: "events dropped on the way to the router" },
-        MetricInfo { name: "self.source.<name>.duration", unit: "seconds", description: "time the last collection took" },
+        MetricInfo {
+            name: "self.rss",
+            unit: "bytes",
+            description: "resident memory of the agent",
+        },
+        MetricInfo {
+            name: "self.threads",
+            unit: "count",
+            description: "threads of the agent",
+        },
+        MetricInfo {
+            name: "self.uptime",
+            unit: "seconds",
+            description: "time since the agent started",
+        },
+        MetricInfo {
+            name: "self.output.<name>.events_in",
+            unit: "count",
+            description: "events queued for the output since start",
+        },
+        MetricInfo {
+            name: "self.output.<name>.events_out",
+            unit: "count",
+            description: "events the output delivered",
+        },
+        MetricInfo {
+            name: "self.output.<name>.failed",
+            unit: "count",
+            description: "events whose delivery failed",
+        },
+        MetricInfo {
+            name: "self.output.<name>.dropped",
+            unit: "count",
+            description: "events dropped because the queue was full",
+        },
+        MetricInfo {
+            name: "self.output.<name>.queue_depth",
+            unit: "count",
+            description: "events waiting for the output",
+        },
+        MetricInfo {
+            name: "self.source.<name>.skipped_ticks",
+            unit: "count",
+            description: "ticks skipped because a collection overran",
+        },
+        MetricInfo {
+            name: "self.source.<name>.errors",
+            unit: "count",
+            description: "collections that failed",
+        },
+        MetricInfo {
+            name: "self.source.<name>.restarts",
+            unit: "count",
+            description: "restarts after a panic or a hang",
+        },
+        MetricInfo {
+            name: "self.source.<name>.dropped",
+            unit: "count",
+            description: "events dropped on the way to the router",
+        },
+        MetricInfo {
+            name: "self.source.<name>.duration",
+            unit: "seconds",
+            description: "time the last collection took",
+        },
     ],
     read,
 };
@@ -41,7 +93,11 @@ fn read(_: &mut Table<'_>, _: &mut Problems) -> Option<Arc<dyn SourceSpec>> {
 impl SourceSpec for SelfSpec {
     fn build(&self, ctx: &SourceContext) -> Box<dyn Source> {
         // The agent's own process is always read from the live /proc, whatever the host root.
-        Box::new(SelfStats { own: Procfs::new("/"), telemetry: ctx.telemetry.clone(), buf: String::new() })
+        Box::new(SelfStats {
+            own: Procfs::new("/"),
+            telemetry: ctx.telemetry.clone(),
+            buf: String::new(),
+        })
     }
 }
 
@@ -53,22 +109,34 @@ struct SelfStats {
 
 impl Source for SelfStats {
     fn collect(&mut self, emit: &mut Emitter<'_>) -> Result<(), SourceError> {
-        emit.metric("self.uptime", self.telemetry.started.elapsed().as_secs_f64());
+        emit.metric(
+            "self.uptime",
+            self.telemetry.started.elapsed().as_secs_f64(),
+        );
         for o in self.telemetry.outputs() {
             let n = &o.name;
             emit.metric(&format!("self.output.{n}.events_in"), get(&o.events_in));
             emit.metric(&format!("self.output.{n}.events_out"), get(&o.events_out));
             emit.metric(&format!("self.output.{n}.failed"), get(&o.failed));
-            emit.metric(&format!("self.output.{n}.dropped"), get(&o.dropped_queue_full));
+            emit.metric(
+                &format!("self.output.{n}.dropped"),
+                get(&o.dropped_queue_full),
+            );
             emit.metric(&format!("self.output.{n}.queue_depth"), get(&o.queued));
         }
         for s in self.telemetry.sources() {
             let n = &s.name;
-            emit.metric(&format!("self.source.{n}.skipped_ticks"), get(&s.skipped_ticks));
+            emit.metric(
+                &format!("self.source.{n}.skipped_ticks"),
+                get(&s.skipped_ticks),
+            );
             emit.metric(&format!("self.source.{n}.errors"), get(&s.errors));
             emit.metric(&format!("self.source.{n}.restarts"), get(&s.restarts));
             emit.metric(&format!("self.source.{n}.dropped"), get(&s.dropped));
-            emit.metric(&format!("self.source.{n}.duration"), get(&s.last_duration_us) as f64 / 1e6);
+            emit.metric(
+                &format!("self.source.{n}.duration"),
+                get(&s.last_duration_us) as f64 / 1e6,
+            );
         }
         self.own.read_into("proc/self/status", &mut self.buf)?;
         if let Some(kib) = procfs::field_value(&self.buf, "VmRSS") {

@@ -19,7 +19,7 @@ use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{mpsc, Mutex};
+use std::sync::{Mutex, mpsc};
 use std::thread;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -130,7 +130,10 @@ impl TempDir {
 impl Drop for TempDir {
     fn drop(&mut self) {
         if thread::panicking() {
-            eprintln!("test failed: keeping {} for inspection", self.path.display());
+            eprintln!(
+                "test failed: keeping {} for inspection",
+                self.path.display()
+            );
         } else {
             let _ = fs::remove_dir_all(&self.path);
         }
@@ -148,7 +151,11 @@ fn log_tail(path: &Path, n: usize) -> String {
             let text = String::from_utf8_lossy(&bytes);
             let lines: Vec<&str> = text.lines().collect();
             let from = lines.len().saturating_sub(n);
-            format!("--- last lines of {} ---\n{}", path.display(), lines[from..].join("\n"))
+            format!(
+                "--- last lines of {} ---\n{}",
+                path.display(),
+                lines[from..].join("\n")
+            )
         }
         Err(e) => format!("(no log at {}: {})", path.display(), e),
     }
@@ -213,7 +220,12 @@ fn wait_ready(child: &mut Child, name: &str, log: &Path, mut ready: impl FnMut()
             return;
         }
         if let Ok(Some(status)) = child.try_wait() {
-            panic!("{} exited during startup ({})\n{}", name, status, log_tail(log, 40));
+            panic!(
+                "{} exited during startup ({})\n{}",
+                name,
+                status,
+                log_tail(log, 40)
+            );
         }
         if start.elapsed() >= START_DEADLINE {
             let pid = child.id();
@@ -385,7 +397,10 @@ impl CarbonCache {
 
     /// Pid of the running carbon-cache; panics when stopped.
     pub fn pid(&self) -> u32 {
-        self.child.as_ref().expect("carbon-cache is not running").id()
+        self.child
+            .as_ref()
+            .expect("carbon-cache is not running")
+            .id()
     }
 
     pub fn is_running(&mut self) -> bool {
@@ -521,7 +536,9 @@ for i, v in enumerate(values):
     /// Dotted names of all (untagged) metrics that have a .wsp file.
     pub fn metrics(&self) -> Vec<String> {
         fn walk(dir: &Path, prefix: &str, out: &mut Vec<String>) {
-            let Ok(entries) = fs::read_dir(dir) else { return };
+            let Ok(entries) = fs::read_dir(dir) else {
+                return;
+            };
             for entry in entries.flatten() {
                 let name = entry.file_name().to_string_lossy().into_owned();
                 let path = entry.path();
@@ -566,7 +583,12 @@ pub struct Influx {
 impl Influx {
     pub fn start() -> Influx {
         let dir = TempDir::new("influx");
-        let mut i = Influx { dir, port: free_port(), rpc_port: free_port(), child: None };
+        let mut i = Influx {
+            dir,
+            port: free_port(),
+            rpc_port: free_port(),
+            child: None,
+        };
         i.write_config();
         i.spawn();
         i
@@ -661,7 +683,11 @@ impl Influx {
 
     /// Raw JSON body of `GET /query?db=..&q=..` (times as RFC3339).
     pub fn query(&self, db: &str, influxql: &str) -> String {
-        self.query_target(format!("/query?db={}&q={}", url_encode(db), url_encode(influxql)))
+        self.query_target(format!(
+            "/query?db={}&q={}",
+            url_encode(db),
+            url_encode(influxql)
+        ))
     }
 
     /// Like [`query`](Self::query) with `epoch=` (`"ns"`, `"u"`, `"ms"`,
@@ -684,7 +710,11 @@ impl Influx {
 
     /// POSTs line protocol to `/write?db=..&precision=..`; panics unless 204.
     pub fn write(&self, db: &str, precision: &str, lines: &str) {
-        let target = format!("/write?db={}&precision={}", url_encode(db), url_encode(precision));
+        let target = format!(
+            "/write?db={}&precision={}",
+            url_encode(db),
+            url_encode(precision)
+        );
         match self.http("POST", &target, lines.as_bytes()) {
             Ok((204, _)) => {}
             other => panic!("influxd: POST {} failed: {:?}", target, other),
@@ -707,7 +737,9 @@ pub fn url_encode(s: &str) -> String {
     let mut out = String::with_capacity(s.len() * 3);
     for b in s.bytes() {
         match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => out.push(b as char),
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
+                out.push(b as char)
+            }
             _ => out.push_str(&format!("%{:02X}", b)),
         }
     }
@@ -715,7 +747,12 @@ pub fn url_encode(s: &str) -> String {
 }
 
 /// A raw HTTP/1.0 request to 127.0.0.1:`port`; returns (status, body).
-pub fn http_request(port: u16, method: &str, target: &str, body: &[u8]) -> Result<(u16, String), String> {
+pub fn http_request(
+    port: u16,
+    method: &str,
+    target: &str,
+    body: &[u8],
+) -> Result<(u16, String), String> {
     let addr: SocketAddr = format!("{}:{}", LOCALHOST, port).parse().unwrap();
     let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(2))
         .map_err(|e| format!("connect {}: {}", addr, e))?;
@@ -729,10 +766,12 @@ pub fn http_request(port: u16, method: &str, target: &str, body: &[u8]) -> Resul
         addr,
         body.len()
     );
-    s.write_all(head.as_bytes()).map_err(|e| format!("send: {}", e))?;
+    s.write_all(head.as_bytes())
+        .map_err(|e| format!("send: {}", e))?;
     s.write_all(body).map_err(|e| format!("send: {}", e))?;
     let mut resp = Vec::new();
-    s.read_to_end(&mut resp).map_err(|e| format!("read: {}", e))?;
+    s.read_to_end(&mut resp)
+        .map_err(|e| format!("read: {}", e))?;
     let text = String::from_utf8_lossy(&resp).into_owned();
     let (head, body) = text
         .split_once("\r\n\r\n")
@@ -742,17 +781,23 @@ pub fn http_request(port: u16, method: &str, target: &str, body: &[u8]) -> Resul
         .nth(1)
         .and_then(|c| c.parse::<u16>().ok())
         .ok_or_else(|| format!("malformed HTTP status line: {:?}", head.lines().next()))?;
-    let chunked = head
-        .lines()
-        .any(|l| l.to_ascii_lowercase().starts_with("transfer-encoding:") && l.to_ascii_lowercase().contains("chunked"));
-    let body = if chunked { dechunk(body) } else { body.to_string() };
+    let chunked = head.lines().any(|l| {
+        l.to_ascii_lowercase().starts_with("transfer-encoding:")
+            && l.to_ascii_lowercase().contains("chunked")
+    });
+    let body = if chunked {
+        dechunk(body)
+    } else {
+        body.to_string()
+    };
     Ok((status, body))
 }
 
 fn dechunk(mut s: &str) -> String {
     let mut out = String::new();
     while let Some((size_line, rest)) = s.split_once("\r\n") {
-        let size = usize::from_str_radix(size_line.split(';').next().unwrap_or("").trim(), 16).unwrap_or(0);
+        let size = usize::from_str_radix(size_line.split(';').next().unwrap_or("").trim(), 16)
+            .unwrap_or(0);
         if size == 0 || rest.len() < size {
             break;
         }
@@ -795,13 +840,23 @@ impl RiemannPeer {
         );
         let dir = TempDir::new("riemann");
         let out = dir.path().join("events.jsonl");
-        let mut p = RiemannPeer { dir, out, port, mode: mode.to_string(), udp, child: None };
+        let mut p = RiemannPeer {
+            dir,
+            out,
+            port,
+            mode: mode.to_string(),
+            udp,
+            child: None,
+        };
         p.spawn();
         p
     }
 
     pub fn script_path() -> PathBuf {
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests").join("peers").join("riemann_peer.py")
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests")
+            .join("peers")
+            .join("riemann_peer.py")
     }
 
     /// Python with riemann-client installed: `$PYTHON`, else `python3`.
@@ -861,7 +916,10 @@ impl RiemannPeer {
             .and_then(|p| p.trim().parse::<u16>().ok())
             .unwrap_or_else(|| panic!("riemann_peer.py: unexpected first line {:?}", line));
         if self.port != 0 && port != self.port {
-            panic!("riemann_peer.py bound port {} instead of {}", port, self.port);
+            panic!(
+                "riemann_peer.py bound port {} instead of {}",
+                port, self.port
+            );
         }
         claim_port(port);
         self.port = port;
@@ -873,7 +931,10 @@ impl RiemannPeer {
     }
 
     pub fn pid(&self) -> u32 {
-        self.child.as_ref().expect("riemann peer is not running").id()
+        self.child
+            .as_ref()
+            .expect("riemann peer is not running")
+            .id()
     }
 
     pub fn mode(&self) -> &str {
@@ -892,7 +953,11 @@ impl RiemannPeer {
             Some(i) => &text[..i],
             None => return Vec::new(),
         };
-        complete.split('\n').filter(|l| !l.is_empty()).map(str::to_string).collect()
+        complete
+            .split('\n')
+            .filter(|l| !l.is_empty())
+            .map(str::to_string)
+            .collect()
     }
 
     /// Waits until at least `n` events were recorded and returns them all.
@@ -1045,14 +1110,11 @@ fn scan_value(b: &[u8], mut i: usize) -> Option<usize> {
         }
         _ => {
             let start = i;
-            while i < b.len() && !matches!(b[i], b',' | b'}' | b']' | b' ' | b'\t' | b'\n' | b'\r') {
+            while i < b.len() && !matches!(b[i], b',' | b'}' | b']' | b' ' | b'\t' | b'\n' | b'\r')
+            {
                 i += 1;
             }
-            if i == start {
-                None
-            } else {
-                Some(i)
-            }
+            if i == start { None } else { Some(i) }
         }
     }
 }

@@ -17,7 +17,10 @@ pub struct Naming {
 
 impl Default for Naming {
     fn default() -> Naming {
-        Naming { prefix: String::new(), host_dot: "_".to_owned() }
+        Naming {
+            prefix: String::new(),
+            host_dot: "_".to_owned(),
+        }
     }
 }
 
@@ -48,7 +51,13 @@ impl Naming {
 }
 
 fn push_safe(out: &mut String, text: &str) {
-    out.extend(text.chars().map(|c| if c.is_whitespace() || c.is_control() { '_' } else { c }));
+    out.extend(text.chars().map(|c| {
+        if c.is_whitespace() || c.is_control() {
+            '_'
+        } else {
+            c
+        }
+    }));
 }
 
 #[cfg(test)]
@@ -58,8 +67,14 @@ mod tests {
     #[test]
     fn builds_prefix_host_service() {
         let e = Event::new("interface.eth0.rx_bytes", "gw.example.net");
-        assert_eq!(Naming::default().path(&e), "gw_example_net.interface.eth0.rx_bytes");
-        let n = Naming { prefix: "routers".into(), host_dot: "-".into() };
+        assert_eq!(
+            Naming::default().path(&e),
+            "gw_example_net.interface.eth0.rx_bytes"
+        );
+        let n = Naming {
+            prefix: "routers".into(),
+            host_dot: "-".into(),
+        };
         assert_eq!(n.path(&e), "routers.gw-example-net.interface.eth0.rx_bytes");
     }
 
