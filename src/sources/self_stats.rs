@@ -49,6 +49,11 @@ pub const TYPE: SourceType = SourceType {
             description: "events dropped because the queue was full",
         },
         MetricInfo {
+            name: "self.output.<name>.rejected",
+            unit: "count",
+            description: "events dropped because the backend refused their batch as bad",
+        },
+        MetricInfo {
             name: "self.output.<name>.queue_depth",
             unit: "count",
             description: "events waiting for the output",
@@ -121,6 +126,10 @@ impl Source for SelfStats {
             emit.metric(
                 &format!("self.output.{n}.dropped"),
                 get(&o.dropped_queue_full),
+            );
+            emit.metric(
+                &format!("self.output.{n}.rejected"),
+                get(&o.dropped_rejected),
             );
             emit.metric(&format!("self.output.{n}.queue_depth"), get(&o.queued));
         }

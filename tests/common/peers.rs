@@ -859,9 +859,9 @@ impl RiemannPeer {
             .join("riemann_peer.py")
     }
 
-    /// Python with riemann-client installed: `$PYTHON`, else `python3`.
+    /// Python with riemann-client installed: `$PIPIT_TEST_PYTHON`, else `python3`.
     fn python() -> String {
-        std::env::var("PYTHON").unwrap_or_else(|_| "python3".to_string())
+        std::env::var("PIPIT_TEST_PYTHON").unwrap_or_else(|_| "python3".to_string())
     }
 
     pub fn log_path(&self) -> PathBuf {
