@@ -121,7 +121,7 @@ impl std::error::Error for Error {}
 ///
 /// let mut client = RiemannClient::connect("127.0.0.1:5555", Transport::Tcp, Timeouts::default())?;
 /// client.send(&Event::new("disk.root.used", "r1").with_metric(0.42))?;
-/// let events: Vec<Event> = (0..10).map(|i| Event::new(format!("queue.{i}"), "r1").with_metric(i)).collect();
+/// let events: Vec<Event> = (0..10i64).map(|i| Event::new(format!("queue.{i}"), "r1").with_metric(i)).collect();
 /// client.send_many(&events)?;
 /// client.close()?;
 /// # Ok::<(), pipit::outputs::riemann::Error>(())
