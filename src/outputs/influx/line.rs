@@ -11,7 +11,9 @@
 //!
 //! Escaping follows the line protocol: commas and spaces in the measurement; commas, equals signs
 //! and spaces in tag keys and values; double quotes and backslashes in string field values. Line
-//! breaks cannot be escaped outside string fields and become spaces there.
+//! breaks cannot be escaped outside string fields and become spaces there; a backslash at the end
+//! of a name or before one of its special characters cannot be written either (InfluxDB reads it
+//! as an escape) and becomes a slash.
 
 use std::fmt::Write;
 
@@ -108,10 +110,17 @@ fn string_field(key: &str, value: &str, out: &mut String) {
     out.push('"');
 }
 
-/// Appends `text` with a backslash before each of `special`, and line breaks as spaces.
+/// Appends `text` with a backslash before each of `special`, line breaks as spaces, and a
+/// backslash that InfluxDB would read as an escape (at the end, or before a special character) as
+/// a slash: line protocol has no way to write it.
 fn escape(text: &str, special: &[char], out: &mut String) {
-    for c in text.chars() {
-        let c = if matches!(c, '\n' | '\r') { ' ' } else { c };
+    let unbreak = |c: char| if matches!(c, '\n' | '\r') { ' ' } else { c };
+    let mut chars = text.chars().map(unbreak).peekable();
+    while let Some(c) = chars.next() {
+        if c == '\\' && chars.peek().is_none_or(|next| special.contains(next)) {
+            out.push('/');
+            continue;
+        }
         if special.contains(&c) {
             out.push('\\');
         }
@@ -183,6 +192,12 @@ mod tests {
         assert_eq!(
             line(&e, Precision::Seconds),
             "a\\,b\\ c=d\\ e,host=h\\=1\\,2\\ 3 value=1i 0\n"
+        );
+        let mut e = at("m\\x\\", 0).with_metric(1i64);
+        e.host = "a\\b\\,c\\".into();
+        assert_eq!(
+            line(&e, Precision::Seconds),
+            "m\\x/,host=a\\b/\\,c/ value=1i 0\n"
         );
     }
 
