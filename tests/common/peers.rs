@@ -817,7 +817,17 @@ pub struct RiemannPeer {
     port: u16,
     mode: String,
     udp: bool,
+    tls: Option<PeerTls>,
     child: Option<Child>,
+}
+
+/// The TLS files of a [`RiemannPeer`]: its certificate and key (PEM) and, when clients must show
+/// a certificate, the CA that signs theirs.
+#[derive(Debug, Clone)]
+pub struct PeerTls {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+    pub client_ca: Option<PathBuf>,
 }
 
 impl RiemannPeer {
@@ -831,8 +841,17 @@ impl RiemannPeer {
         RiemannPeer::start_with("ok", true, 0)
     }
 
+    /// Mode `ok`, TCP inside TLS.
+    pub fn start_tls(tls: PeerTls) -> RiemannPeer {
+        RiemannPeer::start_full("ok", false, 0, Some(tls))
+    }
+
     /// `port` 0 picks a free port.
     pub fn start_with(mode: &str, udp: bool, port: u16) -> RiemannPeer {
+        RiemannPeer::start_full(mode, udp, port, None)
+    }
+
+    fn start_full(mode: &str, udp: bool, port: u16, tls: Option<PeerTls>) -> RiemannPeer {
         assert!(
             matches!(mode, "ok" | "fail" | "silent" | "close"),
             "RiemannPeer: unknown mode {:?} (ok|fail|silent|close)",
@@ -846,6 +865,7 @@ impl RiemannPeer {
             port,
             mode: mode.to_string(),
             udp,
+            tls,
             child: None,
         };
         p.spawn();
@@ -886,6 +906,15 @@ impl RiemannPeer {
             .stderr(open_log(&log));
         if self.udp {
             cmd.arg("--udp");
+        }
+        if let Some(tls) = &self.tls {
+            cmd.arg("--tls-cert")
+                .arg(&tls.cert)
+                .arg("--tls-key")
+                .arg(&tls.key);
+            if let Some(ca) = &tls.client_ca {
+                cmd.arg("--tls-ca").arg(ca);
+            }
         }
         let mut child = spawn("riemann_peer.py", &mut cmd);
         let stdout = child.stdout.take().expect("riemann peer stdout");
