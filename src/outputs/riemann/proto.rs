@@ -179,39 +179,83 @@ pub struct Ack {
 ///
 /// Refuses, without panicking, anything that is not a well-formed protobuf message: a length
 /// that runs past the end, a truncated varint, an unknown wire type.
-pub fn decode_ack(mut bytes: &[u8]) -> Result<Ack, String> {
+pub fn decode_ack(bytes: &[u8]) -> Result<Ack, String> {
     let mut ack = Ack {
         ok: false,
         error: None,
     };
-    while !bytes.is_empty() {
-        let tag = read_varint(&mut bytes)?;
-        let (field, wire) = (tag >> 3, (tag & 7) as u8);
-        match wire {
-            VARINT => {
-                let v = read_varint(&mut bytes)?;
-                if field == MSG_OK {
-                    ack.ok = v != 0;
-                }
+    for field in Fields(bytes) {
+        match field? {
+            (MSG_OK, Value::Varint(v)) => ack.ok = v != 0,
+            (MSG_ERROR, Value::Bytes(text)) => {
+                ack.error = Some(String::from_utf8_lossy(text).into_owned())
             }
-            BYTES => {
-                let len = read_varint(&mut bytes)?;
-                let len = usize::try_from(len)
-                    .ok()
-                    .filter(|&l| l <= bytes.len())
-                    .ok_or("a length runs past the end")?;
-                let (value, rest) = bytes.split_at(len);
-                if field == MSG_ERROR {
-                    ack.error = Some(String::from_utf8_lossy(value).into_owned());
-                }
-                bytes = rest;
-            }
-            FIXED64 => bytes = bytes.get(8..).ok_or("a fixed64 runs past the end")?,
-            FIXED32 => bytes = bytes.get(4..).ok_or("a fixed32 runs past the end")?,
-            other => return Err(format!("unsupported wire type {other} for field {field}")),
+            _ => {}
         }
     }
     Ok(ack)
+}
+
+/// One field's value, by wire type.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Value<'a> {
+    /// A varint (integers, bools, zigzag integers).
+    Varint(u64),
+    /// Eight little-endian bytes (doubles).
+    Fixed64(u64),
+    /// Four little-endian bytes (floats).
+    Fixed32(u32),
+    /// Length-delimited bytes (strings, nested messages).
+    Bytes(&'a [u8]),
+}
+
+/// The fields of an encoded message, in order, as `(field number, value)`; ends at the first
+/// malformed field with an error.
+pub struct Fields<'a>(pub &'a [u8]);
+
+impl<'a> Iterator for Fields<'a> {
+    type Item = Result<(u64, Value<'a>), String>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.0.is_empty() {
+            return None;
+        }
+        let field = next_field(&mut self.0);
+        if field.is_err() {
+            self.0 = &[];
+        }
+        Some(field)
+    }
+}
+
+fn next_field<'a>(bytes: &mut &'a [u8]) -> Result<(u64, Value<'a>), String> {
+    let tag = read_varint(bytes)?;
+    let (field, wire) = (tag >> 3, (tag & 7) as u8);
+    let value = match wire {
+        VARINT => Value::Varint(read_varint(bytes)?),
+        BYTES => {
+            let len = read_varint(bytes)?;
+            let len = usize::try_from(len)
+                .ok()
+                .filter(|&l| l <= bytes.len())
+                .ok_or("a length runs past the end")?;
+            let (value, rest) = bytes.split_at(len);
+            *bytes = rest;
+            Value::Bytes(value)
+        }
+        FIXED64 => Value::Fixed64(u64::from_le_bytes(take(bytes)?)),
+        FIXED32 => Value::Fixed32(u32::from_le_bytes(take(bytes)?)),
+        other => return Err(format!("unsupported wire type {other} for field {field}")),
+    };
+    Ok((field, value))
+}
+
+fn take<const N: usize>(bytes: &mut &[u8]) -> Result<[u8; N], String> {
+    let (head, rest) = bytes
+        .split_first_chunk::<N>()
+        .ok_or("a fixed-size field runs past the end")?;
+    *bytes = rest;
+    Ok(*head)
 }
 
 fn read_varint(bytes: &mut &[u8]) -> Result<u64, String> {
@@ -270,6 +314,20 @@ mod tests {
         let mut rest = &out[1..];
         let len = read_varint(&mut rest).unwrap();
         assert_eq!(len as usize, rest.len());
+    }
+
+    #[test]
+    fn fields_walk_an_encoded_event() {
+        let e = Event::new("svc", "h").with_metric(2.5);
+        let msg = encode(&e);
+        let fields: Vec<_> = Fields(&msg).collect::<Result<_, _>>().unwrap();
+        let [(6, Value::Bytes(event))] = fields[..] else {
+            panic!("{fields:?}")
+        };
+        let inner: Vec<_> = Fields(event).collect::<Result<_, _>>().unwrap();
+        assert!(inner.contains(&(3, Value::Bytes(b"svc"))));
+        assert!(inner.contains(&(14, Value::Fixed64(2.5f64.to_bits()))));
+        assert!(inner.contains(&(15, Value::Fixed32(2.5f32.to_bits()))));
     }
 
     #[test]
