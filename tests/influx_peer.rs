@@ -116,7 +116,7 @@ fn events_are_written_and_read_back_exactly_even_with_nasty_names() {
         s["values"],
         json!([[
             1_700_000_000_124i64,
-            "said \"hi\" \\ back\\\nline two ü",
+            "said \"hi\" \\ back\\ line two ü",
             "r1",
             0.1
         ]])

@@ -11,9 +11,9 @@
 //!
 //! Escaping follows the line protocol: commas and spaces in the measurement; commas, equals signs
 //! and spaces in tag keys and values; double quotes and backslashes in string field values. Line
-//! breaks cannot be escaped outside string fields and become spaces there; a backslash at the end
-//! of a name or before one of its special characters cannot be written either (InfluxDB reads it
-//! as an escape) and becomes a slash.
+//! protocol has no way to write a line break in a name or a value: each becomes a space. Nor can it
+//! write a backslash at the end of a name or before one of its special characters (InfluxDB reads
+//! it as an escape): it becomes a slash.
 
 use std::fmt::Write;
 
@@ -101,7 +101,7 @@ fn tag(key: &str, value: &str, out: &mut String) {
 fn string_field(key: &str, value: &str, out: &mut String) {
     out.push_str(key);
     out.push_str("=\"");
-    for c in value.chars() {
+    for c in value.chars().map(unbreak) {
         if matches!(c, '"' | '\\') {
             out.push('\\');
         }
@@ -110,11 +110,15 @@ fn string_field(key: &str, value: &str, out: &mut String) {
     out.push('"');
 }
 
+/// A line break as a space: line protocol has no way to write one in a name or a value.
+fn unbreak(c: char) -> char {
+    if matches!(c, '\n' | '\r') { ' ' } else { c }
+}
+
 /// Appends `text` with a backslash before each of `special`, line breaks as spaces, and a
 /// backslash that InfluxDB would read as an escape (at the end, or before a special character) as
 /// a slash: line protocol has no way to write it.
 fn escape(text: &str, special: &[char], out: &mut String) {
-    let unbreak = |c: char| if matches!(c, '\n' | '\r') { ' ' } else { c };
     let mut chars = text.chars().map(unbreak).peekable();
     while let Some(c) = chars.next() {
         if c == '\\' && chars.peek().is_none_or(|next| special.contains(next)) {
@@ -174,14 +178,14 @@ mod tests {
     fn attributes_and_tags_become_tags_and_text_becomes_string_fields() {
         let mut e = at("check.http", 1_000_000)
             .with_state("critical")
-            .with_description("said \"no\" \\ bye");
+            .with_description("said \"no\" \\ bye\r\nnow");
         e.attributes.insert("site".into(), "lab 1".into());
         e.attributes.insert("host".into(), "spoofed".into());
         e.attributes.insert("empty".into(), String::new());
         e.tags = vec!["a".into(), "b=c".into()];
         assert_eq!(
             line(&e, Precision::Seconds),
-            "check.http,host=r1,site=lab\\ 1,tags=a\\,b\\=c state=\"critical\",description=\"said \\\"no\\\" \\\\ bye\" 1\n"
+            "check.http,host=r1,site=lab\\ 1,tags=a\\,b\\=c state=\"critical\",description=\"said \\\"no\\\" \\\\ bye  now\" 1\n"
         );
     }
 
