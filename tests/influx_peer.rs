@@ -7,39 +7,19 @@ use std::collections::BTreeMap;
 use std::net::TcpListener;
 use std::time::{Duration, Instant, UNIX_EPOCH};
 
+use common::outputs::{self, counts, send};
 use common::peers::{Influx, wait_until};
 use pipit::Event;
 use pipit::delivery::OutputHandle;
-use pipit::telemetry::{OutputStats, get};
+use pipit::telemetry::get;
 use serde_json::{Value, json};
 
 const DEADLINE: Duration = Duration::from_secs(20);
 
 fn start_output(settings: &str) -> OutputHandle {
-    let text =
-        format!(r#"{{"outputs": [{{"type": "influxdb", "batch_timeout": "20ms", {settings}}}]}}"#);
-    let config = pipit::config::parse("test.json", &text).unwrap();
-    OutputHandle::start(config.outputs.into_iter().next().unwrap()).unwrap()
-}
-
-fn send(handle: &OutputHandle, events: impl IntoIterator<Item = Event>) {
-    let queue = handle.sender().unwrap();
-    for e in events {
-        queue.send(e).unwrap();
-    }
-}
-
-fn stop(mut handle: OutputHandle) {
-    handle.close();
-    assert!(handle.join_until(Instant::now() + DEADLINE));
-}
-
-fn counts(stats: &OutputStats) -> (u64, u64, u64) {
-    (
-        get(&stats.events_out),
-        get(&stats.failed),
-        get(&stats.dropped_rejected),
-    )
+    outputs::start(&format!(
+        r#"{{"type": "influxdb", "batch_timeout": "20ms", {settings}}}"#
+    ))
 }
 
 /// The single series of an InfluxQL answer: its tags, columns and rows.
@@ -127,7 +107,7 @@ fn events_are_written_and_read_back_exactly_even_with_nasty_names() {
         !body.contains("nothing.to.write"),
         "an event without fields writes nothing: {body}"
     );
-    stop(handle);
+    outputs::stop(handle, DEADLINE);
     assert_eq!(counts(&stats), (3, 0, 0));
 }
 
@@ -161,7 +141,7 @@ fn a_bad_batch_is_rejected_and_dropped_while_server_trouble_is_a_failure() {
     wait_until("delivery resumes", DEADLINE, || {
         (get(&stats.events_out) == 2).then_some(())
     });
-    stop(handle);
+    outputs::stop(handle, DEADLINE);
     assert_eq!(counts(&stats), (2, 1, 1));
     let s = series(&influx, "pipit", "SELECT value FROM typed");
     assert_eq!(
@@ -184,7 +164,7 @@ fn a_missing_database_is_a_failure_not_a_rejection() {
     wait_until("404 counted as failed", DEADLINE, || {
         (get(&stats.failed) == 1).then_some(())
     });
-    stop(handle);
+    outputs::stop(handle, DEADLINE);
     assert_eq!(counts(&stats), (0, 1, 0));
 }
 
@@ -206,6 +186,6 @@ fn a_server_that_never_answers_times_out() {
         started.elapsed() < Duration::from_secs(5),
         "the whole-request timeout bounds the write"
     );
-    stop(handle);
+    outputs::stop(handle, DEADLINE);
     drop(silent);
 }

@@ -8,10 +8,9 @@ use std::collections::BTreeMap;
 use std::net::UdpSocket;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use common::outputs;
 use common::peers::{RiemannPeer, wait_until};
-use pipit::delivery::OutputHandle;
 use pipit::outputs::riemann::{Error, MAX_DATAGRAM, RiemannClient, Timeouts, Transport};
-use pipit::telemetry::get;
 use pipit::{Event, Metric};
 use serde_json::Value;
 
@@ -201,76 +200,37 @@ fn after_a_server_restart_no_send_succeeds_without_arriving() {
     assert_eq!(got.len(), ok);
 }
 
-fn start_output(json: &str) -> OutputHandle {
-    let text = format!(r#"{{"outputs": [{json}]}}"#);
-    let config = pipit::config::parse("test.json", &text).unwrap();
-    OutputHandle::start(config.outputs.into_iter().next().unwrap()).unwrap()
-}
-
-fn send_through(handle: &OutputHandle, events: impl IntoIterator<Item = Event>) {
-    let queue = handle.sender().unwrap();
-    for e in events {
-        queue.send(e).unwrap();
-    }
-}
-
-fn stop(mut handle: OutputHandle) {
-    handle.close();
-    assert!(handle.join_until(std::time::Instant::now() + DEADLINE));
-}
-
 #[test]
 fn the_output_counts_delivered_refused_and_unanswered_batches() {
     let mut peer = RiemannPeer::start("ok");
-    let json = format!(
+    let handle = outputs::start(&format!(
         r#"{{"type": "riemann", "host": "127.0.0.1", "port": {}, "ack_timeout": "300ms", "batch_size": 5, "batch_timeout": "50ms"}}"#,
         peer.port()
-    );
-    let handle = start_output(&json);
+    ));
     let stats = handle.stats.clone();
-    send_through(
-        &handle,
-        (0..5i64).map(|i| Event::new(format!("ok.{i}"), "h").with_metric(i)),
-    );
-    wait_until("5 delivered", DEADLINE, || {
-        (get(&stats.events_out) == 5).then_some(())
-    });
-    received(&peer, 5);
-
-    peer.restart(Some("fail"));
-    send_through(
-        &handle,
-        (0..5i64).map(|i| Event::new(format!("refused.{i}"), "h").with_metric(i)),
-    );
-    wait_until("refused batch counted as failed", DEADLINE, || {
-        (get(&stats.failed) >= 5).then_some(())
-    });
-
-    peer.restart(Some("silent"));
-    send_through(
-        &handle,
-        (0..5i64).map(|i| Event::new(format!("silent.{i}"), "h").with_metric(i)),
-    );
-    wait_until("unanswered batch counted as failed", DEADLINE, || {
-        (get(&stats.failed) >= 10).then_some(())
-    });
-    peer.restart(Some("ok"));
-    send_through(
-        &handle,
-        (0..5i64).map(|i| Event::new(format!("again.{i}"), "h").with_metric(i)),
-    );
-    wait_until("delivery resumes", DEADLINE, || {
-        (get(&stats.events_out) == 10).then_some(())
-    });
-    stop(handle);
-    assert_eq!(
-        (
-            get(&stats.events_out),
-            get(&stats.failed),
-            get(&stats.dropped_rejected)
-        ),
-        (10, 10, 0)
-    );
+    // The peer's answer for each batch of 5, and the counts (delivered, failed, rejected) after it.
+    let phases = [
+        ("ok", (5, 0, 0)),
+        ("fail", (5, 5, 0)),
+        ("silent", (5, 10, 0)),
+        ("ok", (10, 10, 0)),
+    ];
+    for (i, (mode, expected)) in phases.into_iter().enumerate() {
+        if i > 0 {
+            peer.restart(Some(mode));
+        }
+        outputs::send(
+            &handle,
+            (0..5i64).map(|n| Event::new(format!("{mode}.{i}.{n}"), "h").with_metric(n)),
+        );
+        wait_until(
+            &format!("counts {expected:?} after a batch to a peer in mode {mode}"),
+            DEADLINE,
+            || (outputs::counts(&stats) == expected).then_some(()),
+        );
+    }
+    outputs::stop(handle, DEADLINE);
+    assert_eq!(outputs::counts(&stats), (10, 10, 0));
 }
 
 #[test]

@@ -50,7 +50,7 @@ pub enum Transport {
 pub struct Timeouts {
     /// Opening the connection (TCP and TLS handshake included).
     pub connect: Duration,
-    /// Writing one message.
+    /// Waiting for the server to take more of a message being written.
     pub write: Duration,
     /// Waiting for the server's answer to one message, from the end of the write.
     pub ack: Duration,
