@@ -84,7 +84,7 @@ pub struct InfluxSpec {
     pub api: Api,
     /// The unit of timestamps; default milliseconds.
     pub precision: Precision,
-    /// Sent as `Authorization: Token <token>` when set (for 1.x: `user:password`).
+    /// Sent as `Authorization: Token <token>` when set (for InfluxDB 1.8+: `user:password`).
     pub token: Option<Secret>,
     /// Time to open a connection; default 5 s.
     pub connect_timeout: Duration,

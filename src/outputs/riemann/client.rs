@@ -179,22 +179,21 @@ impl RiemannClient {
         if events.is_empty() {
             return Ok(());
         }
-        if self.conn.is_none() {
-            self.conn = Some(self.open()?);
-        }
-        let result = match &mut self.conn {
-            Some(Conn::Udp(socket)) => send_datagrams(socket, events, &mut self.buf),
-            Some(Conn::Tcp(stream)) => exchange(stream, events, &mut self.buf, self.timeouts.ack),
+        let mut conn = match self.conn.take() {
+            Some(conn) => conn,
+            None => self.open()?,
+        };
+        let result = match &mut conn {
+            Conn::Udp(socket) => send_datagrams(socket, events, &mut self.buf),
+            Conn::Tcp(stream) => exchange(stream, events, &mut self.buf, self.timeouts.ack),
             #[cfg(feature = "tls")]
-            Some(Conn::Tls(stream)) => {
+            Conn::Tls(stream) => {
                 exchange(stream.as_mut(), events, &mut self.buf, self.timeouts.ack)
             }
-            None => unreachable!("opened above"),
         };
-        if let Err(e) = &result {
-            if !matches!(e, Error::Refused(_) | Error::TooLarge(_)) {
-                self.conn = None;
-            }
+        // Kept only while it is known to be in step with the server.
+        if matches!(result, Ok(()) | Err(Error::Refused(_) | Error::TooLarge(_))) {
+            self.conn = Some(conn);
         }
         // A huge batch must not keep its buffer for the life of the client.
         if self.buf.capacity() > KEEP_BUFFER {
