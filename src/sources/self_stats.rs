@@ -157,3 +157,46 @@ impl Source for SelfStats {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+    use std::time::{Duration, SystemTime};
+
+    use super::*;
+    use crate::event::Metric;
+    use crate::sources::Template;
+    use crate::telemetry::{OutputStats, add};
+
+    #[test]
+    fn output_counters_are_reported_by_output_name() {
+        let telemetry = Arc::new(Telemetry::default());
+        let stats = Arc::new(OutputStats::new("influx"));
+        add(&stats.failed, 2);
+        add(&stats.dropped_rejected, 3);
+        telemetry.set(Vec::new(), vec![stats]);
+        let mut source = SelfStats {
+            own: Procfs::new("/"),
+            telemetry,
+            buf: String::new(),
+        };
+        let template = Template {
+            prefix: String::new(),
+            host: "h".into(),
+            tags: Vec::new(),
+            ttl: Duration::from_secs(1),
+            attributes: BTreeMap::new(),
+        };
+        let mut emit = Emitter::new(&template, SystemTime::now());
+        source.collect(&mut emit).unwrap();
+        let events = emit.into_events();
+        let metric = |name: &str| {
+            events
+                .iter()
+                .find(|e| e.service == name)
+                .and_then(|e| e.metric)
+        };
+        assert_eq!(metric("self.output.influx.failed"), Some(Metric::Int(2)));
+        assert_eq!(metric("self.output.influx.rejected"), Some(Metric::Int(3)));
+    }
+}
