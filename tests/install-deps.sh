@@ -3,19 +3,19 @@
 # (tests/common/peers.rs) on a Debian machine. Idempotent: re-running
 # when everything is present only performs quick checks.
 #
-#   apt:  graphite-carbon python3-whisper influxdb collectd-core
+#   apt:  graphite-carbon python3-whisper influxdb collectd-core victoria-metrics
 #   pip:  riemann-client (pulls protobuf>=3.2,<4) into the python3 on PATH
 #         (or $PIPIT_TEST_PYTHON)
 #
-# The Debian packages ship system services (carbon-cache, influxdb, collectd)
-# that would listen on 2003/2004/8086/25826. The tests start their own
+# The Debian packages ship system services (carbon-cache, influxdb, collectd,
+# victoria-metrics) that would listen on 2003/2004/8086/25826/8428. The tests start their own
 # private instances on free ports, so the system services are kept from
 # starting (policy-rc.d during the install) and are disabled / stopped
 # afterwards.
 set -euo pipefail
 
-APT_PKGS=(graphite-carbon python3-whisper influxdb collectd-core)
-SERVICES=(carbon-cache influxdb collectd)
+APT_PKGS=(graphite-carbon python3-whisper influxdb collectd-core victoria-metrics)
+SERVICES=(carbon-cache influxdb collectd victoria-metrics)
 PYTHON="${PIPIT_TEST_PYTHON:-python3}"
 POLICY=/usr/sbin/policy-rc.d
 
@@ -112,7 +112,7 @@ else
 fi
 
 # Port owners: carbon-cache 2003/2004 (tcp), influxdb 8086/8088 (tcp),
-# collectd 25826 (udp).
+# collectd 25826 (udp), victoria-metrics 8428 (tcp).
 port_listening() { # proto port
     local hex
     hex=$(printf ':%04X ' "$2")
@@ -125,7 +125,7 @@ port_listening() { # proto port
             'NR>1 && index($2 " ", h) {f=1} END {exit !f}'
     fi
 }
-for spec in carbon-cache:tcp:2003 carbon-cache:tcp:2004 influxdb:tcp:8086 collectd:udp:25826; do
+for spec in carbon-cache:tcp:2003 carbon-cache:tcp:2004 influxdb:tcp:8086 collectd:udp:25826 victoria-metrics:tcp:8428; do
     IFS=: read -r s proto port <<<"$spec"
     if port_listening "$proto" "$port"; then
         step "port $proto/$port is taken; stopping service $s"
@@ -158,6 +158,7 @@ fi
 # ------------------------------------------------------------ checks ----
 command -v carbon-cache >/dev/null 2>&1 || { echo "[install-deps] carbon-cache not on PATH" >&2; exit 1; }
 command -v influxd >/dev/null 2>&1 || { echo "[install-deps] influxd not on PATH" >&2; exit 1; }
+command -v victoria-metrics >/dev/null 2>&1 || { echo "[install-deps] victoria-metrics not on PATH" >&2; exit 1; }
 /usr/bin/python3 -c 'import whisper, carbon.hashing' ||
     { echo "[install-deps] /usr/bin/python3 cannot import whisper / carbon.hashing" >&2; exit 1; }
 step "check: carbon-cache=$(command -v carbon-cache) influxd=$(command -v influxd) whisper+carbon.hashing importable"

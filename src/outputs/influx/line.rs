@@ -48,10 +48,29 @@ impl Precision {
 /// Tag keys the mapping sets itself, or that InfluxDB refuses.
 const RESERVED_TAGS: [&str; 3] = ["host", "tags", "time"];
 
+/// How events are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Format {
+    /// The unit of the timestamps.
+    pub precision: Precision,
+    /// Whether `state` and `description` are written as string fields; stores that keep only
+    /// numbers (VictoriaMetrics) are better off without them.
+    pub string_fields: bool,
+}
+
 /// Appends the line of `event` to `out`; returns false (appending nothing) when the event has no
 /// field to write.
-pub fn encode(event: &Event, precision: Precision, out: &mut String) -> bool {
-    if event.metric.is_none() && event.state.is_none() && event.description.is_none() {
+pub fn encode(event: &Event, format: Format, out: &mut String) -> bool {
+    let texts = [
+        ("state", event.state.as_ref().map(|s| s.as_str())),
+        ("description", event.description.as_deref()),
+    ];
+    let texts = if format.string_fields {
+        &texts[..]
+    } else {
+        &[]
+    };
+    if event.metric.is_none() && texts.iter().all(|(_, text)| text.is_none()) {
         return false;
     }
     escape(&event.service, &[',', ' '], out);
@@ -74,17 +93,14 @@ pub fn encode(event: &Event, precision: Precision, out: &mut String) -> bool {
             Metric::Float(v) => write!(out, "value={v:?}"),
         };
     }
-    for (key, text) in [
-        ("state", event.state.as_ref().map(|s| s.as_str())),
-        ("description", event.description.as_deref()),
-    ] {
+    for (key, text) in texts {
         if let Some(text) = text {
             out.push(sep);
             sep = ',';
             string_field(key, text, out);
         }
     }
-    let _ = writeln!(out, " {}", precision.timestamp(event));
+    let _ = writeln!(out, " {}", format.precision.timestamp(event));
     true
 }
 
@@ -140,7 +156,14 @@ mod tests {
 
     fn line(event: &Event, precision: Precision) -> String {
         let mut out = String::new();
-        encode(event, precision, &mut out);
+        encode(
+            event,
+            Format {
+                precision,
+                string_fields: true,
+            },
+            &mut out,
+        );
         out
     }
 
@@ -208,7 +231,26 @@ mod tests {
     #[test]
     fn events_without_fields_are_left_out() {
         let mut out = String::from("x");
-        assert!(!encode(&at("nothing", 0), Precision::Seconds, &mut out));
+        let format = Format {
+            precision: Precision::Seconds,
+            string_fields: true,
+        };
+        assert!(!encode(&at("nothing", 0), format, &mut out));
+        let numbers_only = Format {
+            string_fields: false,
+            ..format
+        };
+        assert!(!encode(
+            &at("text.only", 0).with_state("ok"),
+            numbers_only,
+            &mut out
+        ));
         assert_eq!(out, "x");
+        assert!(encode(
+            &at("both", 0).with_state("ok").with_metric(1i64),
+            numbers_only,
+            &mut out
+        ));
+        assert_eq!(out, "xboth,host=r1 value=1i 0\n");
     }
 }

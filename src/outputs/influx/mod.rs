@@ -14,7 +14,7 @@ use std::hash::BuildHasher;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
-use line::Precision;
+use line::{Format, Precision};
 use ureq::Agent;
 
 use super::{Output, OutputError, OutputSpec, OutputType};
@@ -84,6 +84,8 @@ pub struct InfluxSpec {
     pub api: Api,
     /// The unit of timestamps; default milliseconds.
     pub precision: Precision,
+    /// Whether state and description are written as string fields; default true.
+    pub string_fields: bool,
     /// Sent as `Authorization: Token <token>` when set (for InfluxDB 1.8+: `user:password`).
     pub token: Option<Secret>,
     /// Time to open a connection; default 5 s.
@@ -121,6 +123,7 @@ fn read_spec(t: &mut Table<'_>, problems: &mut Problems) -> Option<InfluxSpec> {
         "ns" => Precision::Nanos,
         _ => Precision::Millis,
     };
+    let string_fields = t.get_or("string_fields", true, problems);
     let token = t.get::<String>("token", problems).map(Secret::new);
     let min = Duration::from_millis(1);
     let connect_timeout =
@@ -130,6 +133,7 @@ fn read_spec(t: &mut Table<'_>, problems: &mut Problems) -> Option<InfluxSpec> {
         url: url?,
         api: api?,
         precision,
+        string_fields,
         token,
         connect_timeout,
         timeout,
@@ -223,7 +227,10 @@ impl OutputSpec for InfluxSpec {
             agent: Agent::new_with_config(config),
             url: self.write_url(),
             authorization,
-            precision: self.precision,
+            format: Format {
+                precision: self.precision,
+                string_fields: self.string_fields,
+            },
             body: String::new(),
             rejected: false,
         }))
@@ -244,7 +251,7 @@ struct Influx {
     agent: Agent,
     url: String,
     authorization: Option<String>,
-    precision: Precision,
+    format: Format,
     body: String,
     rejected: bool,
 }
@@ -254,7 +261,7 @@ impl Output for Influx {
         self.rejected = false;
         self.body.clear();
         for event in batch {
-            line::encode(event, self.precision, &mut self.body);
+            line::encode(event, self.format, &mut self.body);
         }
         if self.body.is_empty() {
             return Ok(());
