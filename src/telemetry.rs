@@ -16,6 +16,8 @@ pub struct OutputStats {
     pub events_out: AtomicU64,
     /// Events whose delivery failed.
     pub failed: AtomicU64,
+    /// Events dropped because the backend refused their batch as bad (such as an HTTP 4xx).
+    pub dropped_rejected: AtomicU64,
     /// Events dropped because the output's queue was full.
     pub dropped_queue_full: AtomicU64,
     /// Events dropped at shutdown because the stop deadline passed before they were delivered.
@@ -32,6 +34,7 @@ impl OutputStats {
             events_in: AtomicU64::new(0),
             events_out: AtomicU64::new(0),
             failed: AtomicU64::new(0),
+            dropped_rejected: AtomicU64::new(0),
             dropped_queue_full: AtomicU64::new(0),
             dropped_shutdown: AtomicU64::new(0),
             queued: AtomicU64::new(0),

@@ -458,6 +458,30 @@ impl FromJson for BTreeMap<String, String> {
     }
 }
 
+/// Reads the JSON object `text` with `read`, as a component's config section: the value, or every
+/// error found (with unknown keys). For tests of component readers.
+#[cfg(test)]
+pub(crate) fn read_section<T>(
+    text: &str,
+    read: impl FnOnce(&mut Table<'_>, &mut Problems) -> Option<T>,
+) -> Result<T, Vec<String>> {
+    let doc = super::json::parse(text).map_err(|e| vec![format!("{e:?}")])?;
+    let mut problems = Problems::new("t.json");
+    let value = Field::root(&doc).table(&mut problems).and_then(|mut t| {
+        let value = read(&mut t, &mut problems);
+        t.finish(&mut problems);
+        value
+    });
+    match value {
+        Some(v) if problems.is_empty() => Ok(v),
+        _ => Err(problems
+            .into_errors()
+            .iter()
+            .map(|e| e.to_string())
+            .collect()),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::super::json::parse;

@@ -175,6 +175,11 @@ impl Writer {
                 add(&self.stats.events_out, n);
                 self.complaint.recover();
             }
+            Err(e) if self.output.rejected() => {
+                add(&self.stats.dropped_rejected, n);
+                self.complaint
+                    .fail(&format!("dropped {n} event(s) the backend refused: {e}"));
+            }
             Err(e) => {
                 add(&self.stats.failed, n);
                 self.complaint

@@ -5,6 +5,9 @@
 //! the writer thread around it are shared by every output ([`crate::delivery`]).
 
 pub mod graphite;
+#[cfg(feature = "http")]
+pub mod influx;
+pub mod riemann;
 pub mod stdout;
 
 use std::fmt;
@@ -24,6 +27,12 @@ pub fn log_target(name: &str) -> String {
 pub trait Output: Send {
     /// Delivers a batch; on error none of it counts as delivered.
     fn write(&mut self, batch: &[Event]) -> Result<(), OutputError>;
+
+    /// True when the last `write` failed because the backend refused the batch itself as bad (an
+    /// HTTP 4xx, say): the batch is then counted as rejected and dropped, never retried.
+    fn rejected(&self) -> bool {
+        false
+    }
 }
 
 /// An output's validated config, able to build the output.
@@ -63,7 +72,12 @@ pub struct OutputType {
 }
 
 /// Every output type pipit has, by config `type`.
-pub const REGISTRY: &[OutputType] = &[stdout::TYPE];
+pub const REGISTRY: &[OutputType] = &[
+    stdout::TYPE,
+    riemann::TYPE,
+    #[cfg(feature = "http")]
+    influx::TYPE,
+];
 
 /// Finds an output type by its config name.
 pub fn lookup(name: &str) -> Option<&'static OutputType> {

@@ -49,6 +49,11 @@ pub const TYPE: SourceType = SourceType {
             description: "events dropped because the queue was full",
         },
         MetricInfo {
+            name: "self.output.<name>.rejected",
+            unit: "count",
+            description: "events dropped because the backend refused their batch as bad",
+        },
+        MetricInfo {
             name: "self.output.<name>.queue_depth",
             unit: "count",
             description: "events waiting for the output",
@@ -122,6 +127,10 @@ impl Source for SelfStats {
                 &format!("self.output.{n}.dropped"),
                 get(&o.dropped_queue_full),
             );
+            emit.metric(
+                &format!("self.output.{n}.rejected"),
+                get(&o.dropped_rejected),
+            );
             emit.metric(&format!("self.output.{n}.queue_depth"), get(&o.queued));
         }
         for s in self.telemetry.sources() {
@@ -146,5 +155,48 @@ impl Source for SelfStats {
             emit.metric("self.threads", threads);
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+    use std::time::{Duration, SystemTime};
+
+    use super::*;
+    use crate::event::Metric;
+    use crate::sources::Template;
+    use crate::telemetry::{OutputStats, add};
+
+    #[test]
+    fn output_counters_are_reported_by_output_name() {
+        let telemetry = Arc::new(Telemetry::default());
+        let stats = Arc::new(OutputStats::new("influx"));
+        add(&stats.failed, 2);
+        add(&stats.dropped_rejected, 3);
+        telemetry.set(Vec::new(), vec![stats]);
+        let mut source = SelfStats {
+            own: Procfs::new("/"),
+            telemetry,
+            buf: String::new(),
+        };
+        let template = Template {
+            prefix: String::new(),
+            host: "h".into(),
+            tags: Vec::new(),
+            ttl: Duration::from_secs(1),
+            attributes: BTreeMap::new(),
+        };
+        let mut emit = Emitter::new(&template, SystemTime::now());
+        source.collect(&mut emit).unwrap();
+        let events = emit.into_events();
+        let metric = |name: &str| {
+            events
+                .iter()
+                .find(|e| e.service == name)
+                .and_then(|e| e.metric)
+        };
+        assert_eq!(metric("self.output.influx.failed"), Some(Metric::Int(2)));
+        assert_eq!(metric("self.output.influx.rejected"), Some(Metric::Int(3)));
     }
 }

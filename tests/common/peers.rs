@@ -913,7 +913,17 @@ pub struct RiemannPeer {
     port: u16,
     mode: String,
     udp: bool,
+    tls: Option<PeerTls>,
     child: Option<Child>,
+}
+
+/// The TLS files of a [`RiemannPeer`]: its certificate and key (PEM) and, when clients must show
+/// a certificate, the CA that signs theirs.
+#[derive(Debug, Clone)]
+pub struct PeerTls {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+    pub client_ca: Option<PathBuf>,
 }
 
 impl RiemannPeer {
@@ -927,8 +937,17 @@ impl RiemannPeer {
         RiemannPeer::start_with("ok", true, 0)
     }
 
+    /// Mode `ok`, TCP inside TLS.
+    pub fn start_tls(tls: PeerTls) -> RiemannPeer {
+        RiemannPeer::start_full("ok", false, 0, Some(tls))
+    }
+
     /// `port` 0 picks a free port.
     pub fn start_with(mode: &str, udp: bool, port: u16) -> RiemannPeer {
+        RiemannPeer::start_full(mode, udp, port, None)
+    }
+
+    fn start_full(mode: &str, udp: bool, port: u16, tls: Option<PeerTls>) -> RiemannPeer {
         assert!(
             matches!(mode, "ok" | "fail" | "silent" | "close"),
             "RiemannPeer: unknown mode {:?} (ok|fail|silent|close)",
@@ -942,6 +961,7 @@ impl RiemannPeer {
             port,
             mode: mode.to_string(),
             udp,
+            tls,
             child: None,
         };
         p.spawn();
@@ -982,6 +1002,15 @@ impl RiemannPeer {
             .stderr(open_log(&log));
         if self.udp {
             cmd.arg("--udp");
+        }
+        if let Some(tls) = &self.tls {
+            cmd.arg("--tls-cert")
+                .arg(&tls.cert)
+                .arg("--tls-key")
+                .arg(&tls.key);
+            if let Some(ca) = &tls.client_ca {
+                cmd.arg("--tls-ca").arg(ca);
+            }
         }
         let mut child = spawn("riemann_peer.py", &mut cmd);
         let stdout = child.stdout.take().expect("riemann peer stdout");
@@ -1250,4 +1279,84 @@ fn unescape(s: &str) -> Option<String> {
         }
     }
     Some(out)
+}
+
+// ------------------------------------------------------- VictoriaMetrics --
+
+/// Debian's VictoriaMetrics (single node).
+pub const VICTORIA_METRICS_BIN: &str = "/usr/bin/victoria-metrics";
+
+/// A private VictoriaMetrics with HTTP on a free 127.0.0.1 port, taking
+/// InfluxDB line protocol on `/write` and `/api/v2/write`.
+pub struct VictoriaMetrics {
+    dir: TempDir,
+    port: u16,
+    child: Option<Child>,
+}
+
+impl VictoriaMetrics {
+    /// Starts with `extra` flags, such as `-influxSkipSingleField`.
+    pub fn start(extra: &[&str]) -> VictoriaMetrics {
+        let dir = TempDir::new("victoria");
+        let port = free_port();
+        let log = dir.path().join("victoria-metrics.log");
+        let mut cmd = Command::new(VICTORIA_METRICS_BIN);
+        cmd.arg(format!("-httpListenAddr={}:{}", LOCALHOST, port))
+            .arg(format!(
+                "-storageDataPath={}",
+                dir.path().join("data").display()
+            ))
+            .arg("-loggerLevel=ERROR")
+            .args(extra)
+            .current_dir(dir.path())
+            .stdin(Stdio::null())
+            .stdout(open_log(&log))
+            .stderr(open_log(&log));
+        let mut child = spawn("victoria-metrics", &mut cmd);
+        wait_ready(&mut child, "victoria-metrics", &log, 0, || {
+            matches!(http_request(port, "GET", "/health", b""), Ok((200, _)))
+        })
+        .unwrap_or_else(|e| panic!("{}", e.message));
+        VictoriaMetrics {
+            dir,
+            port,
+            child: Some(child),
+        }
+    }
+
+    /// HTTP port.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// The series matching `selector` (such as `{__name__=~"cpu.*"}`) as
+    /// `/api/v1/export` gives them, one JSON line each, once there are `n`.
+    pub fn export(&self, selector: &str, n: usize, deadline: Duration) -> Vec<String> {
+        let target = format!("/api/v1/export?match[]={}", url_encode(selector));
+        wait_until(
+            &format!("{} series matching {}", n, selector),
+            deadline,
+            || {
+                // Makes what was just written searchable.
+                let _ = http_request(self.port, "GET", "/internal/force_flush", b"");
+                let (status, body) = http_request(self.port, "GET", &target, b"").ok()?;
+                let lines: Vec<String> = body
+                    .lines()
+                    .filter(|l| !l.is_empty())
+                    .map(str::to_string)
+                    .collect();
+                (status == 200 && lines.len() >= n).then_some(lines)
+            },
+        )
+    }
+}
+
+impl Drop for VictoriaMetrics {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            if let Err(e) = stop_child(&mut child, "victoria-metrics") {
+                eprintln!("{}", e);
+            }
+        }
+    }
 }

@@ -7,6 +7,8 @@ Decoding uses the riemann-client package's own generated protobuf module
 Wire protocol (TCP): every message is a 4-byte big-endian length followed by
 a protobuf `Msg`; the server answers every Msg with a length-prefixed Msg.
 UDP (--udp, same port number): one datagram = one Msg, no prefix, no reply.
+TLS (--tls-cert, --tls-key): the TCP protocol inside TLS; with --tls-ca, clients
+must show a certificate signed by that CA, as Riemann's own TLS server asks.
 
 Modes:
   ok      answer Msg(ok=true)
@@ -25,6 +27,7 @@ import argparse
 import json
 import socket
 import socketserver
+import ssl
 import struct
 import sys
 import threading
@@ -140,6 +143,8 @@ class TcpHandler(socketserver.BaseRequestHandler):
         sock = self.request
         conn_id = _next("conn")
         try:
+            if isinstance(sock, ssl.SSLSocket):
+                sock.do_handshake()
             while True:
                 header = read_exact(sock, 4)
                 if header is None:
@@ -164,13 +169,24 @@ class TcpHandler(socketserver.BaseRequestHandler):
                     reply.error = err if err is not None else "test failure"
                 body = reply.SerializeToString()
                 sock.sendall(struct.pack(">I", len(body)) + body)
-        except (ConnectionError, OSError):
+        except (ConnectionError, OSError) as exc:
+            if isinstance(exc, ssl.SSLError):
+                log("TLS: %s" % exc)
             return
 
 
 class TcpServer(socketserver.ThreadingTCPServer):
     daemon_threads = True
     allow_reuse_address = True
+    ssl_context = None
+
+    def get_request(self):
+        sock, addr = self.socket.accept()
+        if self.ssl_context is not None:
+            # The handshake runs on the connection's own thread (TcpHandler).
+            sock = self.ssl_context.wrap_socket(sock, server_side=True,
+                                                do_handshake_on_connect=False)
+        return sock, addr
 
 
 class UdpHandler(socketserver.BaseRequestHandler):
@@ -192,7 +208,18 @@ def main():
     ap.add_argument("--mode", choices=("ok", "fail", "silent", "close"), default="ok")
     ap.add_argument("--out", default=None)
     ap.add_argument("--udp", action="store_true")
+    ap.add_argument("--tls-cert", default=None)
+    ap.add_argument("--tls-key", default=None)
+    ap.add_argument("--tls-ca", default=None)
     args = ap.parse_args()
+
+    ssl_context = None
+    if args.tls_cert:
+        ssl_context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        ssl_context.load_cert_chain(args.tls_cert, args.tls_key)
+        if args.tls_ca:
+            ssl_context.verify_mode = ssl.CERT_REQUIRED
+            ssl_context.load_verify_locations(args.tls_ca)
 
     if args.out:
         _out_file = open(args.out, "a", encoding="utf-8")
@@ -202,6 +229,7 @@ def main():
     for attempt in range(attempts):
         tcp = TcpServer(("127.0.0.1", args.port), TcpHandler)
         tcp.mode = args.mode
+        tcp.ssl_context = ssl_context
         port = tcp.server_address[1]
         if not args.udp:
             break

@@ -1,0 +1,367 @@
+//! The `influxdb` output: batches of line protocol POSTed to InfluxDB 1.x (`/write?db=`) or 2.x
+//! (`/api/v2/write?org=&bucket=`), or to anything that speaks them, such as VictoriaMetrics.
+//!
+//! A 2xx answer delivers the batch. A 4xx says the batch itself is bad (a field type conflict, a
+//! malformed line): it is logged, counted as rejected and dropped, since sending it again would
+//! fail again. Only 401, 403, 404 (no such database), 408 and 429 are not the batch's fault and
+//! count, with 5xx answers and timeouts, as failed deliveries.
+
+pub mod line;
+
+use std::collections::hash_map::RandomState;
+use std::fmt;
+use std::hash::BuildHasher;
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use line::{Format, Precision};
+use ureq::Agent;
+
+use super::{Output, OutputError, OutputSpec, OutputType};
+use crate::config::reader::{Problems, Table};
+use crate::event::Event;
+
+/// The registry entry.
+pub const TYPE: OutputType = OutputType {
+    name: "influxdb",
+    description: "line protocol over HTTP to InfluxDB 1.x or 2.x (or VictoriaMetrics)",
+    read,
+};
+
+/// The most of an error answer kept for the log, in bytes.
+const MAX_ERROR_BODY: u64 = 1024;
+
+/// A value that must never reach a log line: its `Debug` shows a keyed hash instead, equal for
+/// equal values within one run (so a reload notices a changed token) and useless to anyone else.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    /// Wraps a secret.
+    pub fn new(value: String) -> Secret {
+        Secret(value)
+    }
+
+    fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        static KEY: OnceLock<RandomState> = OnceLock::new();
+        write!(
+            f,
+            "Secret(#{:016x})",
+            KEY.get_or_init(RandomState::new).hash_one(&self.0)
+        )
+    }
+}
+
+/// Which write API is spoken.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Api {
+    /// InfluxDB 1.x `/write?db=`.
+    V1 {
+        /// The database.
+        db: String,
+    },
+    /// InfluxDB 2.x `/api/v2/write?org=&bucket=`.
+    V2 {
+        /// The organisation.
+        org: String,
+        /// The bucket.
+        bucket: String,
+    },
+}
+
+/// Settings of the `influxdb` output.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InfluxSpec {
+    /// The server's base URL, such as `http://127.0.0.1:8086`.
+    pub url: String,
+    /// Version 1 or 2 of the write API.
+    pub api: Api,
+    /// The unit of timestamps; default milliseconds.
+    pub precision: Precision,
+    /// Whether state and description are written as string fields; default true.
+    pub string_fields: bool,
+    /// Sent as `Authorization: Token <token>` when set (for InfluxDB 1.8+: `user:password`).
+    pub token: Option<Secret>,
+    /// Time to open a connection; default 5 s.
+    pub connect_timeout: Duration,
+    /// Time for a whole write, connecting included; default 10 s.
+    pub timeout: Duration,
+}
+
+fn read(t: &mut Table<'_>, problems: &mut Problems) -> Option<Arc<dyn OutputSpec>> {
+    read_spec(t, problems).map(|s| Arc::new(s) as Arc<dyn OutputSpec>)
+}
+
+fn read_spec(t: &mut Table<'_>, problems: &mut Problems) -> Option<InfluxSpec> {
+    let url = read_url(t, problems);
+    let version = t.number_in("version", 1, 1, 2, problems);
+    let db = t.get::<String>("db", problems);
+    let org = t.get::<String>("org", problems);
+    let bucket = t.get::<String>("bucket", problems);
+    let api = match (version, db, org, bucket) {
+        (1, Some(db), None, None) => Some(Api::V1 { db }),
+        (2, None, Some(org), Some(bucket)) => Some(Api::V2 { org, bucket }),
+        _ => {
+            let message = if version == 1 {
+                "version 1 writes to a database: set \"db\" (and not \"org\" or \"bucket\")"
+            } else {
+                "version 2 writes to a bucket: set \"org\" and \"bucket\" (and not \"db\")"
+            };
+            problems.at(t.as_field(), message);
+            None
+        }
+    };
+    let precision = match t.choice("precision", &["s", "ms", "us", "ns"], "ms", problems) {
+        "s" => Precision::Seconds,
+        "us" => Precision::Micros,
+        "ns" => Precision::Nanos,
+        _ => Precision::Millis,
+    };
+    let string_fields = t.get_or("string_fields", true, problems);
+    let token = t.get::<String>("token", problems).map(Secret::new);
+    let min = Duration::from_millis(1);
+    let connect_timeout =
+        t.duration_at_least("connect_timeout", Duration::from_secs(5), min, problems);
+    let timeout = t.duration_at_least("timeout", Duration::from_secs(10), min, problems);
+    Some(InfluxSpec {
+        url: url?,
+        api: api?,
+        precision,
+        string_fields,
+        token,
+        connect_timeout,
+        timeout,
+    })
+}
+
+fn read_url(t: &mut Table<'_>, problems: &mut Problems) -> Option<String> {
+    let field = t.field("url");
+    let url = t.require::<String>("url", problems)?;
+    let field = field?;
+    let Some(rest) = url
+        .strip_prefix("http://")
+        .or_else(|| url.strip_prefix("https://"))
+    else {
+        problems.expected(&field, "an http:// or https:// URL");
+        return None;
+    };
+    if url.starts_with("https://") && !cfg!(feature = "tls") {
+        problems.at(
+            &field,
+            "this pipit was built without the \"tls\" feature: use an http:// URL",
+        );
+    }
+    let authority = rest.split('/').next().unwrap_or_default();
+    if authority.is_empty() || authority.contains('@') || url.contains(['?', '#']) {
+        problems.at(&field, "expected a base URL with no user, query or fragment, such as \"http://127.0.0.1:8086\"; put credentials in \"token\"");
+        return None;
+    }
+    Some(url.trim_end_matches('/').to_owned())
+}
+
+impl InfluxSpec {
+    /// The URL batches are POSTed to.
+    pub fn write_url(&self) -> String {
+        match &self.api {
+            Api::V1 { db } => {
+                let precision = match self.precision {
+                    Precision::Seconds => "s",
+                    Precision::Millis => "ms",
+                    Precision::Micros => "u",
+                    Precision::Nanos => "n",
+                };
+                format!(
+                    "{}/write?db={}&precision={precision}",
+                    self.url,
+                    percent_encode(db)
+                )
+            }
+            Api::V2 { org, bucket } => {
+                let precision = match self.precision {
+                    Precision::Seconds => "s",
+                    Precision::Millis => "ms",
+                    Precision::Micros => "us",
+                    Precision::Nanos => "ns",
+                };
+                format!(
+                    "{}/api/v2/write?org={}&bucket={}&precision={precision}",
+                    self.url,
+                    percent_encode(org),
+                    percent_encode(bucket)
+                )
+            }
+        }
+    }
+}
+
+/// Percent-encodes all but RFC 3986's unreserved characters.
+fn percent_encode(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for b in text.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+impl OutputSpec for InfluxSpec {
+    fn build(&self) -> Result<Box<dyn Output>, OutputError> {
+        // ureq 3 has no timeouts by default and reads *_PROXY variables: both are set here.
+        let config = Agent::config_builder()
+            .timeout_connect(Some(self.connect_timeout))
+            .timeout_global(Some(self.timeout))
+            .proxy(None)
+            .http_status_as_error(false)
+            .build();
+        let authorization = self.token.as_ref().map(|t| format!("Token {}", t.expose()));
+        Ok(Box::new(Influx {
+            agent: Agent::new_with_config(config),
+            url: self.write_url(),
+            authorization,
+            format: Format {
+                precision: self.precision,
+                string_fields: self.string_fields,
+            },
+            body: String::new(),
+            rejected: false,
+        }))
+    }
+
+    fn describe(&self) -> String {
+        match &self.api {
+            Api::V1 { db } => format!("influxdb line protocol to {} database {db:?}", self.url),
+            Api::V2 { org, bucket } => format!(
+                "influxdb line protocol to {} org {org:?} bucket {bucket:?}",
+                self.url
+            ),
+        }
+    }
+}
+
+struct Influx {
+    agent: Agent,
+    url: String,
+    authorization: Option<String>,
+    format: Format,
+    body: String,
+    rejected: bool,
+}
+
+impl Output for Influx {
+    fn write(&mut self, batch: &[Event]) -> Result<(), OutputError> {
+        self.rejected = false;
+        self.body.clear();
+        for event in batch {
+            line::encode(event, self.format, &mut self.body);
+        }
+        if self.body.is_empty() {
+            return Ok(());
+        }
+        let mut request = self
+            .agent
+            .post(&self.url)
+            .header("Content-Type", "text/plain; charset=utf-8");
+        if let Some(authorization) = &self.authorization {
+            request = request.header("Authorization", authorization);
+        }
+        let mut response = request
+            .send(self.body.as_str())
+            .map_err(|e| OutputError(format!("{}: {e}", self.url)))?;
+        let status = response.status().as_u16();
+        if (200..300).contains(&status) {
+            return Ok(());
+        }
+        let text = response
+            .body_mut()
+            .with_config()
+            .limit(MAX_ERROR_BODY)
+            .read_to_string()
+            .unwrap_or_default();
+        self.rejected =
+            (400..500).contains(&status) && !matches!(status, 401 | 403 | 404 | 408 | 429);
+        Err(OutputError(format!(
+            "{}: HTTP {status}: {}",
+            self.url,
+            text.trim()
+        )))
+    }
+
+    fn rejected(&self) -> bool {
+        self.rejected
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::reader::read_section;
+
+    fn spec(text: &str) -> Result<InfluxSpec, Vec<String>> {
+        read_section(text, read_spec)
+    }
+
+    #[test]
+    fn v1_and_v2_urls() {
+        let s = spec(r#"{"url": "http://127.0.0.1:8086/", "db": "my db"}"#).unwrap();
+        assert_eq!(
+            s.write_url(),
+            "http://127.0.0.1:8086/write?db=my%20db&precision=ms"
+        );
+        let s = spec(r#"{"url": "http://vm:8428", "version": 2, "org": "o&", "bucket": "b", "precision": "us"}"#).unwrap();
+        assert_eq!(
+            s.write_url(),
+            "http://vm:8428/api/v2/write?org=o%26&bucket=b&precision=us"
+        );
+        assert_eq!(
+            (s.connect_timeout, s.timeout),
+            (Duration::from_secs(5), Duration::from_secs(10))
+        );
+    }
+
+    #[test]
+    fn wrong_settings_are_refused() {
+        let e = spec(r#"{"url": "http://h:8086", "org": "o", "bucket": "b"}"#).unwrap_err();
+        assert!(e[0].contains("version 1 writes to a database"), "{e:?}");
+        let e = spec(r#"{"url": "http://h:8086", "version": 2, "db": "d"}"#).unwrap_err();
+        assert!(e[0].contains("version 2 writes to a bucket"), "{e:?}");
+        let e = spec(r#"{"url": "ftp://h", "db": "d"}"#).unwrap_err();
+        assert!(
+            e[0].contains("url: expected an http:// or https:// URL"),
+            "{e:?}"
+        );
+        let e = spec(r#"{"url": "http://u:p@h:8086", "db": "d"}"#).unwrap_err();
+        assert!(e[0].contains("put credentials in \"token\""), "{e:?}");
+        let e = spec(r#"{"db": "d", "precision": "m"}"#).unwrap_err();
+        assert_eq!(e.len(), 2, "{e:?}");
+    }
+
+    #[test]
+    fn the_token_never_shows() {
+        let token = "s3cr3t-t0ken";
+        let s = spec(&format!(r#"{{"url": "http://h:8086", "version": 2, "org": "o", "bucket": "b", "token": "{token}"}}"#)).unwrap();
+        for shown in [
+            format!("{s:?}"),
+            format!("{s:#?}"),
+            s.describe(),
+            s.write_url(),
+        ] {
+            assert!(!shown.contains(token), "{shown}");
+        }
+        let other = spec(r#"{"url": "http://h:8086", "version": 2, "org": "o", "bucket": "b", "token": "other"}"#).unwrap();
+        assert_ne!(
+            format!("{s:?}"),
+            format!("{other:?}"),
+            "a changed token must change the fingerprint"
+        );
+        assert_eq!(format!("{:?}", s.token), format!("{:?}", s.clone().token));
+    }
+}

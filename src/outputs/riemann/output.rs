@@ -1,0 +1,282 @@
+//! The `riemann` output: each batch is one message to a Riemann server, acknowledged before it
+//! counts as delivered (except over UDP, where nothing is acknowledged).
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::client::{DEFAULT_PORT, DEFAULT_TLS_PORT, RiemannClient, Timeouts, Transport};
+use crate::config::reader::{Problems, Table};
+use crate::event::Event;
+use crate::outputs::{Output, OutputError, OutputSpec, OutputType};
+
+/// The registry entry.
+pub const TYPE: OutputType = OutputType {
+    name: "riemann",
+    description: "events to a Riemann server over TCP, UDP or TLS (protobuf)",
+    read,
+};
+
+/// The transport as configured.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TransportKind {
+    /// `tcp`: acknowledged messages.
+    Tcp,
+    /// `udp`: unacknowledged datagrams.
+    Udp,
+    /// `tls`: acknowledged messages inside TLS (needs the `tls` feature).
+    Tls,
+}
+
+/// The certificate files of a TLS connection.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsFiles {
+    /// PEM file of the CA certificates the server's certificate must chain to.
+    pub ca: PathBuf,
+    /// PEM files of the client certificate and its private key, for servers that ask for one.
+    pub client: Option<(PathBuf, PathBuf)>,
+}
+
+/// Settings of the `riemann` output.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RiemannSpec {
+    /// The server's host name or address.
+    pub host: String,
+    /// The server's port; default 5555, or 5554 for TLS.
+    pub port: u16,
+    /// How events travel; default TCP.
+    pub transport: TransportKind,
+    /// Connect, write and ack timeouts; 5 s each by default.
+    pub timeouts: Timeouts,
+    /// Certificates, for TLS.
+    pub tls: Option<TlsFiles>,
+}
+
+fn read(t: &mut Table<'_>, problems: &mut Problems) -> Option<Arc<dyn OutputSpec>> {
+    read_spec(t, problems).map(|s| Arc::new(s) as Arc<dyn OutputSpec>)
+}
+
+fn read_spec(t: &mut Table<'_>, problems: &mut Problems) -> Option<RiemannSpec> {
+    let host = t.require::<String>("host", problems);
+    let transport = match t.choice("transport", &["tcp", "udp", "tls"], "tcp", problems) {
+        "udp" => TransportKind::Udp,
+        "tls" => TransportKind::Tls,
+        _ => TransportKind::Tcp,
+    };
+    let default_port = if transport == TransportKind::Tls {
+        DEFAULT_TLS_PORT
+    } else {
+        DEFAULT_PORT
+    };
+    let port = t.number_in("port", u64::from(default_port), 1, 65_535, problems) as u16;
+    let d = Timeouts::default();
+    let min = Duration::from_millis(1);
+    let timeouts = Timeouts {
+        connect: t.duration_at_least("connect_timeout", d.connect, min, problems),
+        write: t.duration_at_least("write_timeout", d.write, min, problems),
+        ack: t.duration_at_least("ack_timeout", d.ack, min, problems),
+    };
+    let tls = read_tls(t, transport, problems);
+    Some(RiemannSpec {
+        host: host?,
+        port,
+        transport,
+        timeouts,
+        tls,
+    })
+}
+
+fn read_tls(
+    t: &mut Table<'_>,
+    transport: TransportKind,
+    problems: &mut Problems,
+) -> Option<TlsFiles> {
+    let ca_field = t.field("tls_ca");
+    let ca = t.get::<PathBuf>("tls_ca", problems);
+    let cert = t.get::<PathBuf>("tls_cert", problems);
+    let key = t.get::<PathBuf>("tls_key", problems);
+    if transport != TransportKind::Tls {
+        if ca.is_some() || cert.is_some() || key.is_some() {
+            problems.at(
+                t.as_field(),
+                "tls_ca, tls_cert and tls_key are only used with \"transport\": \"tls\"",
+            );
+        }
+        return None;
+    }
+    if !cfg!(feature = "tls") {
+        problems.at(
+            t.as_field(),
+            "this pipit was built without the \"tls\" feature: use transport \"tcp\" or \"udp\"",
+        );
+    }
+    if ca_field.is_none() {
+        problems.at(t.as_field(), "missing required key \"tls_ca\" (a PEM file of the CA that signed the server's certificate)");
+    }
+    let client = match (cert, key) {
+        (Some(cert), Some(key)) => Some((cert, key)),
+        (None, None) => None,
+        _ => {
+            problems.at(
+                t.as_field(),
+                "tls_cert and tls_key go together: set both or neither",
+            );
+            None
+        }
+    };
+    Some(TlsFiles { ca: ca?, client })
+}
+
+impl RiemannSpec {
+    /// `host:port`, with brackets around an IPv6 address.
+    pub fn addr(&self) -> String {
+        if self.host.contains(':') && !self.host.starts_with('[') {
+            format!("[{}]:{}", self.host, self.port)
+        } else {
+            format!("{}:{}", self.host, self.port)
+        }
+    }
+
+    fn transport(&self) -> Result<Transport, OutputError> {
+        match self.transport {
+            TransportKind::Tcp => Ok(Transport::Tcp),
+            TransportKind::Udp => Ok(Transport::Udp),
+            #[cfg(feature = "tls")]
+            TransportKind::Tls => {
+                let files = self
+                    .tls
+                    .as_ref()
+                    .ok_or_else(|| OutputError("TLS without a CA file".into()))?;
+                let client = files
+                    .client
+                    .as_ref()
+                    .map(|(c, k)| (c.as_path(), k.as_path()));
+                super::tls::TlsSettings::new(&self.host, &files.ca, client)
+                    .map(Transport::Tls)
+                    .map_err(OutputError)
+            }
+            #[cfg(not(feature = "tls"))]
+            TransportKind::Tls => Err(OutputError(
+                "this pipit was built without the \"tls\" feature".into(),
+            )),
+        }
+    }
+}
+
+impl OutputSpec for RiemannSpec {
+    fn build(&self) -> Result<Box<dyn Output>, OutputError> {
+        // Certificates are read now, so a reload picks up renewed ones; the server is connected to
+        // at the first batch, so the agent starts while Riemann is down.
+        let transport = self.transport()?;
+        Ok(Box::new(RiemannOutput {
+            addr: self.addr(),
+            transport,
+            timeouts: self.timeouts,
+            client: None,
+        }))
+    }
+
+    fn describe(&self) -> String {
+        let transport = match self.transport {
+            TransportKind::Tcp => "TCP",
+            TransportKind::Udp => "UDP",
+            TransportKind::Tls => "TLS",
+        };
+        format!("riemann protobuf over {transport} to {}", self.addr())
+    }
+}
+
+struct RiemannOutput {
+    addr: String,
+    transport: Transport,
+    timeouts: Timeouts,
+    client: Option<RiemannClient>,
+}
+
+impl Output for RiemannOutput {
+    fn write(&mut self, batch: &[Event]) -> Result<(), OutputError> {
+        let client = match &mut self.client {
+            Some(client) => client,
+            None => self.client.insert(
+                RiemannClient::connect(&self.addr, self.transport.clone(), self.timeouts)
+                    .map_err(|e| OutputError(format!("{}: {e}", self.addr)))?,
+            ),
+        };
+        client
+            .send_many(batch)
+            .map_err(|e| OutputError(format!("{}: {e}", self.addr)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::reader::read_section;
+
+    fn spec(text: &str) -> Result<RiemannSpec, Vec<String>> {
+        read_section(text, read_spec)
+    }
+
+    #[test]
+    fn defaults_and_ports() {
+        let s = spec(r#"{"host": "r.example"}"#).unwrap();
+        assert_eq!(
+            (s.addr().as_str(), s.transport, s.timeouts),
+            ("r.example:5555", TransportKind::Tcp, Timeouts::default())
+        );
+        let s =
+            spec(r#"{"host": "::1", "transport": "udp", "port": 7000, "ack_timeout": "250ms"}"#)
+                .unwrap();
+        assert_eq!(
+            (s.addr().as_str(), s.transport, s.timeouts.ack),
+            ("[::1]:7000", TransportKind::Udp, Duration::from_millis(250))
+        );
+        assert_eq!(s.describe(), "riemann protobuf over UDP to [::1]:7000");
+    }
+
+    #[test]
+    fn bad_settings_are_refused_with_their_key() {
+        let e = spec("{}").unwrap_err();
+        assert!(e[0].contains("missing required key \"host\""), "{e:?}");
+        let e = spec(r#"{"host": "h", "port": 0, "ack_timeout": "0s", "transport": "sctp"}"#)
+            .unwrap_err();
+        assert_eq!(e.len(), 3, "{e:?}");
+        assert!(
+            e.iter()
+                .any(|m| m.contains("port: expected a whole number from 1 to 65535")),
+            "{e:?}"
+        );
+        assert!(
+            e.iter()
+                .any(|m| m.contains("ack_timeout: expected a duration of at least 1ms")),
+            "{e:?}"
+        );
+        assert!(
+            e.iter().any(|m| m.contains("transport: expected one of")),
+            "{e:?}"
+        );
+        let e = spec(r#"{"host": "h", "tls_ca": "/ca.pem"}"#).unwrap_err();
+        assert!(
+            e[0].contains("only used with \"transport\": \"tls\""),
+            "{e:?}"
+        );
+        let e = spec(r#"{"host": "h", "colour": 1}"#).unwrap_err();
+        assert!(e[0].contains("colour: unknown key"), "{e:?}");
+    }
+
+    #[cfg(feature = "tls")]
+    #[test]
+    fn tls_needs_a_ca_and_both_halves_of_a_client_certificate() {
+        let s = spec(r#"{"host": "h", "transport": "tls", "tls_ca": "/ca.pem"}"#).unwrap();
+        assert_eq!((s.port, s.transport), (5554, TransportKind::Tls));
+        let e = spec(r#"{"host": "h", "transport": "tls"}"#).unwrap_err();
+        assert!(e[0].contains("missing required key \"tls_ca\""), "{e:?}");
+        let e = spec(r#"{"host": "h", "transport": "tls", "tls_ca": "/a", "tls_cert": "/c"}"#)
+            .unwrap_err();
+        assert!(e[0].contains("tls_cert and tls_key go together"), "{e:?}");
+        let missing = spec(r#"{"host": "h", "transport": "tls", "tls_ca": "/nonexistent/ca.pem"}"#)
+            .unwrap()
+            .build();
+        assert!(missing.is_err_and(|e| e.0.contains("/nonexistent/ca.pem")));
+    }
+}

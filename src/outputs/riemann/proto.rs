@@ -1,0 +1,412 @@
+//! The few protobuf messages of Riemann's protocol, encoded and decoded by hand.
+//!
+//! Only what a client needs: a `Msg` carrying `Event`s out, and the `ok`/`error` of the `Msg` the
+//! server answers with. Field numbers follow Riemann's `riemann.proto` (proto2):
+//!
+//! | Event field | # | wire type |
+//! |---|---|---|
+//! | `time` (int64, seconds) | 1 | varint |
+//! | `state`, `service`, `host`, `description` | 2, 3, 4, 5 | bytes |
+//! | `tags` (repeated) | 7 | bytes |
+//! | `ttl` (float, seconds) | 8 | fixed32 |
+//! | `attributes` (repeated `Attribute { key = 1; value = 2 }`) | 9 | bytes |
+//! | `time_micros` (int64) | 10 | varint |
+//! | `metric_sint64` (zigzag) | 13 | varint |
+//! | `metric_d` (double) | 14 | fixed64 |
+//! | `metric_f` (float) | 15 | fixed32 |
+//!
+//! `Msg`: `ok` = 2 (bool), `error` = 3 (string), `events` = 6 (repeated `Event`).
+//!
+//! Like Riemann's own clients, every metric is sent as `metric_f` and also as `metric_sint64`
+//! (integers) or `metric_d` (floats), so that servers of any age read it, and the time is sent both
+//! as `time` and `time_micros`.
+
+use crate::event::{Event, Metric};
+
+const VARINT: u8 = 0;
+const FIXED64: u8 = 1;
+const BYTES: u8 = 2;
+const FIXED32: u8 = 5;
+
+const EVENT_TIME: u8 = 1;
+const EVENT_STATE: u8 = 2;
+const EVENT_SERVICE: u8 = 3;
+const EVENT_HOST: u8 = 4;
+const EVENT_DESCRIPTION: u8 = 5;
+const EVENT_TAGS: u8 = 7;
+const EVENT_TTL: u8 = 8;
+const EVENT_ATTRIBUTES: u8 = 9;
+const EVENT_TIME_MICROS: u8 = 10;
+const EVENT_METRIC_SINT64: u8 = 13;
+const EVENT_METRIC_D: u8 = 14;
+const EVENT_METRIC_F: u8 = 15;
+const ATTRIBUTE_KEY: u8 = 1;
+const ATTRIBUTE_VALUE: u8 = 2;
+const MSG_OK: u64 = 2;
+const MSG_ERROR: u64 = 3;
+const MSG_EVENTS: u8 = 6;
+
+/// Appends the `events` field of a `Msg` holding `event` (a whole `Msg` is just a run of these).
+pub fn encode_event(event: &Event, out: &mut Vec<u8>) {
+    key(MSG_EVENTS, BYTES, out);
+    varint(event_len(event) as u64, out);
+    let start = out.len();
+    varint_field(EVENT_TIME, event.unix_seconds() as u64, out);
+    if let Some(state) = &event.state {
+        bytes_field(EVENT_STATE, state.as_str().as_bytes(), out);
+    }
+    bytes_field(EVENT_SERVICE, event.service.as_bytes(), out);
+    bytes_field(EVENT_HOST, event.host.as_bytes(), out);
+    if let Some(description) = &event.description {
+        bytes_field(EVENT_DESCRIPTION, description.as_bytes(), out);
+    }
+    for tag in &event.tags {
+        bytes_field(EVENT_TAGS, tag.as_bytes(), out);
+    }
+    if let Some(ttl) = event.ttl {
+        fixed32_field(EVENT_TTL, (ttl.as_secs_f64() as f32).to_bits(), out);
+    }
+    for (k, v) in &event.attributes {
+        key(EVENT_ATTRIBUTES, BYTES, out);
+        varint(attribute_len(k, v) as u64, out);
+        bytes_field(ATTRIBUTE_KEY, k.as_bytes(), out);
+        bytes_field(ATTRIBUTE_VALUE, v.as_bytes(), out);
+    }
+    varint_field(EVENT_TIME_MICROS, event.unix_micros() as u64, out);
+    match event.metric {
+        Some(Metric::Int(v)) => varint_field(EVENT_METRIC_SINT64, zigzag(v), out),
+        Some(Metric::Float(v)) => {
+            key(EVENT_METRIC_D, FIXED64, out);
+            out.extend_from_slice(&v.to_bits().to_le_bytes());
+        }
+        None => {}
+    }
+    if let Some(m) = event.metric {
+        fixed32_field(EVENT_METRIC_F, (m.as_f64() as f32).to_bits(), out);
+    }
+    debug_assert_eq!(out.len() - start, event_len(event));
+}
+
+/// The bytes [`encode_event`] appends for `event`.
+pub fn encoded_len(event: &Event) -> usize {
+    let n = event_len(event);
+    1 + varint_len(n as u64) + n
+}
+
+/// The length of the `Event` message itself, without its field key and length.
+fn event_len(event: &Event) -> usize {
+    let mut n = 1 + varint_len(event.unix_seconds() as u64);
+    n += 1 + varint_len(event.unix_micros() as u64);
+    if let Some(state) = &event.state {
+        n += bytes_len(state.as_str().len());
+    }
+    n += bytes_len(event.service.len()) + bytes_len(event.host.len());
+    if let Some(description) = &event.description {
+        n += bytes_len(description.len());
+    }
+    n += event.tags.iter().map(|t| bytes_len(t.len())).sum::<usize>();
+    if event.ttl.is_some() {
+        n += 5;
+    }
+    n += event
+        .attributes
+        .iter()
+        .map(|(k, v)| bytes_len(attribute_len(k, v)))
+        .sum::<usize>();
+    n += match event.metric {
+        Some(Metric::Int(v)) => 1 + varint_len(zigzag(v)) + 5,
+        Some(Metric::Float(_)) => 9 + 5,
+        None => 0,
+    };
+    n
+}
+
+fn attribute_len(k: &str, v: &str) -> usize {
+    bytes_len(k.len()) + bytes_len(v.len())
+}
+
+/// A one-byte key, a length and the bytes.
+fn bytes_len(len: usize) -> usize {
+    1 + varint_len(len as u64) + len
+}
+
+fn key(field: u8, wire: u8, out: &mut Vec<u8>) {
+    out.push(field << 3 | wire);
+}
+
+fn varint_field(field: u8, v: u64, out: &mut Vec<u8>) {
+    key(field, VARINT, out);
+    varint(v, out);
+}
+
+fn bytes_field(field: u8, bytes: &[u8], out: &mut Vec<u8>) {
+    key(field, BYTES, out);
+    varint(bytes.len() as u64, out);
+    out.extend_from_slice(bytes);
+}
+
+fn fixed32_field(field: u8, v: u32, out: &mut Vec<u8>) {
+    key(field, FIXED32, out);
+    out.extend_from_slice(&v.to_le_bytes());
+}
+
+fn varint(mut v: u64, out: &mut Vec<u8>) {
+    while v >= 0x80 {
+        out.push(v as u8 | 0x80);
+        v >>= 7;
+    }
+    out.push(v as u8);
+}
+
+fn varint_len(v: u64) -> usize {
+    (64 - (v | 1).leading_zeros() as usize).div_ceil(7)
+}
+
+fn zigzag(v: i64) -> u64 {
+    ((v << 1) ^ (v >> 63)) as u64
+}
+
+/// The server's answer to a `Msg`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Ack {
+    /// The `ok` field; absent counts as false.
+    pub ok: bool,
+    /// The `error` field, when set (lossily decoded as UTF-8).
+    pub error: Option<String>,
+}
+
+/// Decodes the `ok` and `error` fields of a `Msg`, skipping every other field.
+///
+/// Refuses, without panicking, anything that is not a well-formed protobuf message: a length
+/// that runs past the end, a truncated varint, an unknown wire type.
+pub fn decode_ack(bytes: &[u8]) -> Result<Ack, String> {
+    let mut ack = Ack {
+        ok: false,
+        error: None,
+    };
+    for field in Fields(bytes) {
+        match field? {
+            (MSG_OK, Value::Varint(v)) => ack.ok = v != 0,
+            (MSG_ERROR, Value::Bytes(text)) => {
+                ack.error = Some(String::from_utf8_lossy(text).into_owned())
+            }
+            _ => {}
+        }
+    }
+    Ok(ack)
+}
+
+/// One field's value, by wire type.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Value<'a> {
+    /// A varint (integers, bools, zigzag integers).
+    Varint(u64),
+    /// Eight little-endian bytes (doubles).
+    Fixed64(u64),
+    /// Four little-endian bytes (floats).
+    Fixed32(u32),
+    /// Length-delimited bytes (strings, nested messages).
+    Bytes(&'a [u8]),
+}
+
+/// The fields of an encoded message, in order, as `(field number, value)`; ends at the first
+/// malformed field with an error.
+pub struct Fields<'a>(pub &'a [u8]);
+
+impl<'a> Iterator for Fields<'a> {
+    type Item = Result<(u64, Value<'a>), String>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.0.is_empty() {
+            return None;
+        }
+        let field = next_field(&mut self.0);
+        if field.is_err() {
+            self.0 = &[];
+        }
+        Some(field)
+    }
+}
+
+fn next_field<'a>(bytes: &mut &'a [u8]) -> Result<(u64, Value<'a>), String> {
+    let tag = read_varint(bytes)?;
+    let (field, wire) = (tag >> 3, (tag & 7) as u8);
+    let value = match wire {
+        VARINT => Value::Varint(read_varint(bytes)?),
+        BYTES => {
+            let len = read_varint(bytes)?;
+            let len = usize::try_from(len)
+                .ok()
+                .filter(|&l| l <= bytes.len())
+                .ok_or("a length runs past the end")?;
+            let (value, rest) = bytes.split_at(len);
+            *bytes = rest;
+            Value::Bytes(value)
+        }
+        FIXED64 => Value::Fixed64(u64::from_le_bytes(take(bytes)?)),
+        FIXED32 => Value::Fixed32(u32::from_le_bytes(take(bytes)?)),
+        other => return Err(format!("unsupported wire type {other} for field {field}")),
+    };
+    Ok((field, value))
+}
+
+fn take<const N: usize>(bytes: &mut &[u8]) -> Result<[u8; N], String> {
+    let (head, rest) = bytes
+        .split_first_chunk::<N>()
+        .ok_or("a fixed-size field runs past the end")?;
+    *bytes = rest;
+    Ok(*head)
+}
+
+fn read_varint(bytes: &mut &[u8]) -> Result<u64, String> {
+    let mut v = 0u64;
+    for (i, &b) in bytes.iter().enumerate().take(10) {
+        v |= u64::from(b & 0x7f) << (7 * i);
+        if b & 0x80 == 0 {
+            *bytes = &bytes[i + 1..];
+            return Ok(v);
+        }
+    }
+    Err("a truncated or overlong varint".into())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::{Duration, SystemTime};
+
+    use super::*;
+
+    fn encode(event: &Event) -> Vec<u8> {
+        let mut out = Vec::new();
+        encode_event(event, &mut out);
+        assert_eq!(out.len(), encoded_len(event));
+        out
+    }
+
+    #[test]
+    fn a_small_event_has_the_exact_bytes() {
+        let e = Event::new("s", "h")
+            .with_metric(-1i64)
+            .with_time(SystemTime::UNIX_EPOCH + Duration::from_micros(1_000_001));
+        let expected = [
+            0x32, 19, // Msg.events, 19 bytes
+            0x08, 1, // time = 1
+            0x1a, 1, b's', // service
+            0x22, 1, b'h', // host
+            0x50, 0xc1, 0x84, 0x3d, // time_micros = 1_000_001
+            0x68, 1, // metric_sint64 = zigzag(-1) = 1
+            0x7d, 0, 0, 0x80, 0xbf, // metric_f = -1.0
+        ];
+        assert_eq!(encode(&e), expected);
+    }
+
+    #[test]
+    fn every_optional_field_is_counted_in_the_length() {
+        let mut e = Event::new("a".repeat(200), "host")
+            .with_metric(1.5)
+            .with_state("ok")
+            .with_description("d\"x");
+        e.ttl = Some(Duration::from_secs(20));
+        e.tags = vec!["t1".into(), "t2".into()];
+        e.attributes.insert("k".into(), "v".repeat(300));
+        let out = encode(&e);
+        assert_eq!(out[0], 0x32);
+        let mut rest = &out[1..];
+        let len = read_varint(&mut rest).unwrap();
+        assert_eq!(len as usize, rest.len());
+    }
+
+    #[test]
+    fn fields_walk_an_encoded_event() {
+        let e = Event::new("svc", "h").with_metric(2.5);
+        let msg = encode(&e);
+        let fields: Vec<_> = Fields(&msg).collect::<Result<_, _>>().unwrap();
+        let [(6, Value::Bytes(event))] = fields[..] else {
+            panic!("{fields:?}")
+        };
+        let inner: Vec<_> = Fields(event).collect::<Result<_, _>>().unwrap();
+        assert!(inner.contains(&(3, Value::Bytes(b"svc"))));
+        assert!(inner.contains(&(14, Value::Fixed64(2.5f64.to_bits()))));
+        assert!(inner.contains(&(15, Value::Fixed32(2.5f32.to_bits()))));
+    }
+
+    #[test]
+    fn varints_and_zigzag_match_the_protobuf_spec() {
+        let mut out = Vec::new();
+        varint(300, &mut out);
+        assert_eq!(out, [0xac, 0x02]);
+        for v in [0, 1, 127, 128, 16_383, 16_384, u64::MAX] {
+            let mut out = Vec::new();
+            varint(v, &mut out);
+            assert_eq!(out.len(), varint_len(v), "{v}");
+            assert_eq!(read_varint(&mut &out[..]), Ok(v));
+        }
+        assert_eq!([zigzag(0), zigzag(-1), zigzag(1), zigzag(-2)], [0, 1, 2, 3]);
+        assert_eq!(zigzag(i64::MIN), u64::MAX);
+    }
+
+    #[test]
+    fn acks_decode_and_skip_unknown_fields() {
+        assert_eq!(
+            decode_ack(&[0x10, 1]),
+            Ok(Ack {
+                ok: true,
+                error: None
+            })
+        );
+        let mut msg = vec![0x10, 0, 0x1a, 4];
+        msg.extend_from_slice(b"nope");
+        // An unknown varint, fixed64, fixed32 and bytes field.
+        msg.extend_from_slice(&[
+            0x08, 0x96, 0x01, 0x39, 1, 2, 3, 4, 5, 6, 7, 8, 0x45, 1, 2, 3, 4, 0x32, 1, 0,
+        ]);
+        assert_eq!(
+            decode_ack(&msg),
+            Ok(Ack {
+                ok: false,
+                error: Some("nope".into())
+            })
+        );
+        assert_eq!(
+            decode_ack(&[]),
+            Ok(Ack {
+                ok: false,
+                error: None
+            })
+        );
+    }
+
+    #[test]
+    fn garbage_is_refused_without_panicking() {
+        assert!(decode_ack(&[0x1a, 5, b'a']).is_err(), "length past the end");
+        assert!(
+            decode_ack(&[
+                0x1a, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01
+            ])
+            .is_err()
+        );
+        assert!(decode_ack(&[0x10]).is_err(), "truncated varint");
+        assert!(
+            decode_ack(&[
+                0x10, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x01
+            ])
+            .is_err()
+        );
+        assert!(decode_ack(&[0x0b]).is_err(), "group wire type");
+        assert!(decode_ack(&[0x39, 1, 2]).is_err());
+        // Every prefix of every byte pattern up to a few bytes: no panic.
+        let mut state = 0x1234_5678u32;
+        for _ in 0..20_000 {
+            let n = (state % 24) as usize;
+            let bytes: Vec<u8> = (0..n)
+                .map(|_| {
+                    state ^= state << 13;
+                    state ^= state >> 17;
+                    state ^= state << 5;
+                    state as u8
+                })
+                .collect();
+            let _ = decode_ack(&bytes);
+        }
+    }
+}

@@ -1,0 +1,101 @@
+//! The `influxdb` output feeding Debian's VictoriaMetrics through both write APIs, read back with
+//! `/api/v1/export`. Needs the packages from tests/install-deps.sh.
+
+mod common;
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use common::outputs;
+use common::peers::{VictoriaMetrics, wait_until};
+use pipit::Event;
+use serde_json::{Value, json};
+
+const DEADLINE: Duration = Duration::from_secs(20);
+
+/// Now, to the millisecond (VictoriaMetrics drops samples older than its retention).
+fn now_ms() -> (SystemTime, u64) {
+    let ms = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64;
+    (UNIX_EPOCH + Duration::from_millis(ms), ms)
+}
+
+/// Writes `events` through an `influxdb` output with `settings` and waits for their delivery.
+fn write(vm: &VictoriaMetrics, settings: &str, events: Vec<Event>) {
+    let n = events.len() as u64;
+    let handle = outputs::start(&format!(
+        r#"{{"type": "influxdb", "url": "http://127.0.0.1:{}", "batch_timeout": "20ms", {settings}}}"#,
+        vm.port()
+    ));
+    let stats = handle.stats.clone();
+    outputs::send(&handle, events);
+    wait_until("delivery", DEADLINE, || {
+        (outputs::counts(&stats) != (0, 0, 0)).then_some(())
+    });
+    outputs::stop(handle, DEADLINE);
+    assert_eq!(outputs::counts(&stats), (n, 0, 0));
+}
+
+fn series(vm: &VictoriaMetrics, selector: &str, n: usize) -> Vec<Value> {
+    let mut all: Vec<Value> = vm
+        .export(selector, n, DEADLINE)
+        .iter()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    all.sort_by_key(|v| {
+        v["metric"]["__name__"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned()
+    });
+    all
+}
+
+#[test]
+fn v2_writes_with_a_token_arrive_as_numeric_series() {
+    let vm = VictoriaMetrics::start(&[]);
+    let (time, ms) = now_ms();
+    let mut cpu = Event::new("cpu.user", "r1")
+        .with_metric(12.5)
+        .with_state("ok")
+        .with_time(time);
+    cpu.attributes.insert("core".into(), "0".into());
+    let rx = Event::new("interface.eth0.rx_bytes", "r1")
+        .with_metric(9_007_199_254_740_993i64)
+        .with_time(time);
+    let settings = r#""version": 2, "org": "home", "bucket": "routers", "token": "t0ken", "string_fields": false"#;
+    write(&vm, settings, vec![cpu, rx]);
+
+    let got = series(&vm, r#"{__name__=~"cpu.*|interface.*"}"#, 2);
+    assert_eq!(got.len(), 2, "string fields are left out: {got:?}");
+    assert_eq!(
+        got[0]["metric"],
+        json!({"__name__": "cpu.user_value", "core": "0", "host": "r1"})
+    );
+    assert_eq!(got[0]["values"], json!([12.5]));
+    assert_eq!(got[0]["timestamps"], json!([ms]));
+    assert_eq!(
+        got[1]["metric"]["__name__"],
+        "interface.eth0.rx_bytes_value"
+    );
+    // VictoriaMetrics keeps float64 samples: 2^53 + 1 comes back as 2^53.
+    assert_eq!(got[1]["values"], json!([9_007_199_254_740_992u64]));
+}
+
+#[test]
+fn v1_writes_carry_the_db_label_and_single_fields_can_keep_the_service_name() {
+    let vm = VictoriaMetrics::start(&["-influxSkipSingleField"]);
+    let (time, ms) = now_ms();
+    let mut load = Event::new("load.1", "r1").with_metric(0.25).with_time(time);
+    load.tags = vec!["edge".into(), "lab".into()];
+    write(&vm, r#""db": "pipit", "string_fields": false"#, vec![load]);
+
+    let got = series(&vm, r#"{__name__="load.1"}"#, 1);
+    assert_eq!(
+        got[0]["metric"],
+        json!({"__name__": "load.1", "db": "pipit", "host": "r1", "tags": "edge,lab"})
+    );
+    assert_eq!(got[0]["values"], json!([0.25]));
+    assert_eq!(got[0]["timestamps"], json!([ms]));
+}
