@@ -7,6 +7,7 @@ use std::time::Instant;
 
 use crossbeam_channel::{Sender, bounded};
 
+use crate::cache::Cache;
 use crate::config::Config;
 use crate::delivery::OutputHandle;
 use crate::event::Event;
@@ -57,6 +58,7 @@ pub struct StopReport {
 pub struct Agent {
     config: Config,
     telemetry: Arc<Telemetry>,
+    cache: Arc<Cache>,
     events: Sender<Event>,
     control: Sender<Control>,
     router: Option<JoinHandle<()>>,
@@ -76,7 +78,8 @@ impl Agent {
         let (events, events_rx) = bounded(config.agent.queue_size);
         let (control, control_rx) = bounded(4);
         let router = router::spawn(events_rx, control_rx, routes(&outputs)).map_err(AgentError::Thread)?;
-        let mut agent = Agent { config, telemetry, events, control, router: Some(router), sources: Vec::new(), outputs };
+        let cache = Arc::new(Cache::open(&config.agent.state_dir));
+        let mut agent = Agent { config, telemetry, cache, events, control, router: Some(router), sources: Vec::new(), outputs };
         let ctx = agent.source_context();
         agent.sources = agent.config.sources.iter().map(|s| SourceHandle::start(s.clone(), ctx.clone(), agent.events.clone())).collect();
         agent.publish();
@@ -101,7 +104,7 @@ impl Agent {
     }
 
     fn source_context(&self) -> SourceContext {
-        SourceContext { procfs: Procfs::new(&self.config.agent.host_root), telemetry: self.telemetry.clone() }
+        SourceContext::new(Procfs::new(&self.config.agent.host_root), self.telemetry.clone(), self.cache.clone())
     }
 
     fn publish(&self) {
@@ -111,11 +114,13 @@ impl Agent {
         );
     }
 
-    /// Restarts any source whose collection has hung past its timeout. Call about once a second.
+    /// Restarts any source whose collection has hung past its timeout, and writes the cache when
+    /// `agent.cache_interval` has passed. Call about once a second.
     pub fn watch(&mut self) {
         for s in &mut self.sources {
             s.check_hang();
         }
+        self.cache.flush_if_due(self.config.agent.cache_interval);
     }
 
     /// Replaces the running config with `new`. Unchanged sources and outputs keep running; a
@@ -159,7 +164,7 @@ impl Agent {
 
         let same_root = new.agent.host_root == self.config.agent.host_root;
         let mut old: Vec<SourceHandle> = self.sources.drain(..).collect();
-        let ctx = SourceContext { procfs: Procfs::new(&new.agent.host_root), telemetry: self.telemetry.clone() };
+        let ctx = SourceContext::new(Procfs::new(&new.agent.host_root), self.telemetry.clone(), self.cache.clone());
         let mut sources = Vec::new();
         for s in &new.sources {
             let keep = old.iter().position(|h| same_root && h.config.name == s.name && h.config.fingerprint() == s.fingerprint());
@@ -198,6 +203,8 @@ impl Agent {
                 log::warn!(target: "agent", "source {} is still collecting; not waiting for it", s.config.name);
             }
         }
+        // A failure is logged by the cache itself.
+        let _ = self.cache.flush();
         let _ = self.control.send(Control::Stop);
         if let Some(router) = self.router.take() {
             let _ = router.join();

@@ -5,9 +5,12 @@
 //!
 //! The library holds the whole agent; the `pipit` binary only parses arguments and calls it.
 
-#![forbid(unsafe_code)]
+// The one exception is `sources::df::statvfs`, which calls libc where std has no safe wrapper.
+#![deny(unsafe_code)]
 
 pub mod agent;
+pub mod aggregate;
+pub mod cache;
 pub mod complain;
 pub mod config;
 pub mod delivery;

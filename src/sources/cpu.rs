@@ -1,14 +1,19 @@
 //! `cpu`: CPU time by state as a percentage, from the deltas of `/proc/stat` between two ticks.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
+use super::naming::ServiceName;
 use super::{Emitter, MetricInfo, Source, SourceContext, SourceError, SourceSpec, SourceType};
+use crate::aggregate::Rates;
+use crate::cache::lock;
 use crate::config::reader::{Problems, Table};
 use crate::procfs::Procfs;
 
 /// The CPU states of `/proc/stat`, in the kernel's order. Guest time is already counted in user
 /// and nice, so it is left out of the total.
-const STATES: [&str; 8] = ["user", "nice", "system", "idle", "iowait", "irq", "softirq", "steal"];
+const STATES: [&str; 8] = [
+    "user", "nice", "system", "idle", "iowait", "irq", "softirq", "steal",
+];
 
 /// The registry entry.
 pub const TYPE: SourceType = SourceType {
@@ -16,16 +21,56 @@ pub const TYPE: SourceType = SourceType {
     description: "CPU time by state, in percent, for all CPUs and optionally per core",
     needs_two_samples: true,
     metrics: &[
-        MetricInfo { name: "cpu.total.user", unit: "percent", description: "time in user space (including guests)" },
-        MetricInfo { name: "cpu.total.nice", unit: "percent", description: "time in user space at low priority" },
-        MetricInfo { name: "cpu.total.system", unit: "percent", description: "time in the kernel" },
-        MetricInfo { name: "cpu.total.idle", unit: "percent", description: "time idle" },
-        MetricInfo { name: "cpu.total.iowait", unit: "percent", description: "time idle with I/O outstanding" },
-        MetricInfo { name: "cpu.total.irq", unit: "percent", description: "time serving hardware interrupts" },
-        MetricInfo { name: "cpu.total.softirq", unit: "percent", description: "time serving software interrupts" },
-        MetricInfo { name: "cpu.total.steal", unit: "percent", description: "time taken by the hypervisor" },
-        MetricInfo { name: "cpu.total.busy", unit: "percent", description: "time neither idle nor waiting for I/O" },
-        MetricInfo { name: "cpu.<core>.<state>", unit: "percent", description: "the same per core, with per_core" },
+        MetricInfo {
+            name: "cpu.total.user",
+            unit: "percent",
+            description: "time in user space (including guests)",
+        },
+        MetricInfo {
+            name: "cpu.total.nice",
+            unit: "percent",
+            description: "time in user space at low priority",
+        },
+        MetricInfo {
+            name: "cpu.total.system",
+            unit: "percent",
+            description: "time in the kernel",
+        },
+        MetricInfo {
+            name: "cpu.total.idle",
+            unit: "percent",
+            description: "time idle",
+        },
+        MetricInfo {
+            name: "cpu.total.iowait",
+            unit: "percent",
+            description: "time idle with I/O outstanding",
+        },
+        MetricInfo {
+            name: "cpu.total.irq",
+            unit: "percent",
+            description: "time serving hardware interrupts",
+        },
+        MetricInfo {
+            name: "cpu.total.softirq",
+            unit: "percent",
+            description: "time serving software interrupts",
+        },
+        MetricInfo {
+            name: "cpu.total.steal",
+            unit: "percent",
+            description: "time taken by the hypervisor",
+        },
+        MetricInfo {
+            name: "cpu.total.busy",
+            unit: "percent",
+            description: "time neither idle nor waiting for I/O",
+        },
+        MetricInfo {
+            name: "cpu.<core>.<state>",
+            unit: "percent",
+            description: "the same per core, with per_core",
+        },
     ],
     read,
 };
@@ -38,12 +83,21 @@ pub struct CpuSpec {
 }
 
 fn read(t: &mut Table<'_>, problems: &mut Problems) -> Option<Arc<dyn SourceSpec>> {
-    Some(Arc::new(CpuSpec { per_core: t.get_or("per_core", false, problems) }))
+    Some(Arc::new(CpuSpec {
+        per_core: t.get_or("per_core", false, problems),
+    }))
 }
 
 impl SourceSpec for CpuSpec {
     fn build(&self, ctx: &SourceContext) -> Box<dyn Source> {
-        Box::new(Cpu { procfs: ctx.procfs.clone(), per_core: self.per_core, buf: String::new(), last: Vec::new(), now: Vec::new(), name: String::new() })
+        Box::new(Cpu {
+            procfs: ctx.procfs.clone(),
+            per_core: self.per_core,
+            rates: ctx.rates(),
+            buf: String::new(),
+            now: Vec::new(),
+            name: ServiceName::default(),
+        })
     }
 }
 
@@ -57,10 +111,11 @@ struct Times {
 struct Cpu {
     procfs: Procfs,
     per_core: bool,
+    /// The tick counters of the last sample, kept in the cache so a restart loses no interval.
+    rates: Arc<Mutex<Rates>>,
     buf: String,
-    last: Vec<Times>,
     now: Vec<Times>,
-    name: String,
+    name: ServiceName,
 }
 
 impl Source for Cpu {
@@ -70,28 +125,35 @@ impl Source for Cpu {
         if self.now.is_empty() {
             return Err(SourceError("/proc/stat has no cpu line".into()));
         }
+        let mut rates = lock(&self.rates);
         for now in &self.now {
-            let Some(last) = self.last.iter().find(|l| l.core == now.core) else { continue };
-            let Some(shares) = percentages(&last.ticks, &now.ticks) else { continue };
-            self.name.clear();
             match now.core {
-                None => self.name.push_str("cpu.total."),
-                Some(n) => {
-                    use std::fmt::Write;
-                    let _ = write!(self.name, "cpu.{n}.");
+                None => self.name.start("cpu", "total"),
+                Some(n) => self.name.start("cpu", &n.to_string()),
+            }
+            // Ticks per second of each state; a state without a rate (the first sample, a core
+            // that went offline and back) leaves the whole core out of this round.
+            let mut per_second = [0.0; 8];
+            let mut complete = true;
+            for ((state, ticks), slot) in STATES.iter().zip(now.ticks).zip(&mut per_second) {
+                match rates.rate(self.name.with(state), ticks, emit.time()) {
+                    Some(rate) => *slot = rate,
+                    None => complete = false,
                 }
             }
-            let base = self.name.len();
-            for (state, share) in STATES.iter().zip(shares) {
-                self.name.truncate(base);
-                self.name.push_str(state);
-                emit.metric(&self.name, share);
+            let total: f64 = per_second.iter().sum();
+            if !complete || total <= 0.0 {
+                continue;
             }
-            self.name.truncate(base);
-            self.name.push_str("busy");
-            emit.metric(&self.name, 100.0 - shares[3] - shares[4]);
+            for (state, rate) in STATES.iter().zip(per_second) {
+                emit.metric(self.name.with(state), rate * 100.0 / total);
+            }
+            emit.metric(
+                self.name.with("busy"),
+                100.0 - (per_second[3] + per_second[4]) * 100.0 / total,
+            );
         }
-        std::mem::swap(&mut self.last, &mut self.now);
+        rates.end_round();
         Ok(())
     }
 }
@@ -126,7 +188,10 @@ fn parse(text: &str, per_core: bool, out: &mut Vec<Times>) {
         if let Some(core) = core {
             let mut ticks = [0u64; 8];
             fill(&mut ticks, &mut fields);
-            out.push(Times { core: Some(core), ticks });
+            out.push(Times {
+                core: Some(core),
+                ticks,
+            });
         }
     }
 }
@@ -137,26 +202,11 @@ fn fill<'a>(ticks: &mut [u64], fields: &mut impl Iterator<Item = &'a str>) {
     }
 }
 
-/// The share of each state between two samples, or `None` when no time passed or a counter went
-/// backwards (a core went offline and back, or the counters were reset).
-fn percentages(last: &[u64; 8], now: &[u64; 8]) -> Option<[f64; 8]> {
-    if now.iter().zip(last).any(|(n, l)| n < l) {
-        return None;
-    }
-    let total: u64 = now.iter().zip(last).map(|(n, l)| n - l).sum();
-    if total == 0 {
-        return None;
-    }
-    let mut out = [0.0; 8];
-    for (i, slot) in out.iter_mut().enumerate() {
-        *slot = (now[i] - last[i]) as f64 * 100.0 / total as f64;
-    }
-    Some(out)
-}
-
 #[cfg(test)]
 mod tests {
+    use super::super::testing::{collect_at, lines};
     use super::*;
+    use crate::cache::Cache;
 
     const STAT: &str = "cpu  100 0 50 800 50 0 0 0 0 0\ncpu0 60 0 30 400 10 0 0 0 0 0\ncpu1 40 0 20 400 40 0 0 0 0 0\nintr 1 2 3\n";
 
@@ -165,22 +215,51 @@ mod tests {
         let mut out = Vec::new();
         parse(STAT, true, &mut out);
         assert_eq!(out.len(), 3);
-        assert_eq!(out[0], Times { core: None, ticks: [100, 0, 50, 800, 50, 0, 0, 0] });
+        assert_eq!(
+            out[0],
+            Times {
+                core: None,
+                ticks: [100, 0, 50, 800, 50, 0, 0, 0]
+            }
+        );
         assert_eq!(out[2].core, Some(1));
         parse(STAT, false, &mut out);
         assert_eq!(out.len(), 1);
     }
 
     #[test]
-    fn shares_sum_to_one_hundred() {
-        let shares = percentages(&[100, 0, 50, 800, 50, 0, 0, 0], &[150, 0, 75, 900, 50, 0, 0, 0]).unwrap();
-        assert_eq!(shares[0], 100.0 * 50.0 / 175.0);
-        assert!((shares.iter().sum::<f64>() - 100.0).abs() < 1e-9);
-    }
-
-    #[test]
-    fn a_counter_going_backwards_gives_no_sample() {
-        assert_eq!(percentages(&[100, 0, 50, 800, 0, 0, 0, 0], &[90, 0, 60, 900, 0, 0, 0, 0]), None);
-        assert_eq!(percentages(&[1; 8], &[1; 8]), None);
+    fn per_core_shares_across_two_samples() {
+        let cache = Arc::new(Cache::in_memory());
+        let spec = CpuSpec { per_core: true };
+        assert_eq!(
+            collect_at(&spec, "debian", &cache, 100),
+            "",
+            "the first sample gives no share"
+        );
+        let out = collect_at(&spec, "debian-next", &cache, 110);
+        assert_eq!(
+            out,
+            lines(
+                "cpu.total.user 50
+                 cpu.total.nice 0
+                 cpu.total.system 20
+                 cpu.total.idle 25
+                 cpu.total.iowait 5
+                 cpu.total.irq 0
+                 cpu.total.softirq 0
+                 cpu.total.steal 0
+                 cpu.total.busy 70
+                 cpu.0.user 60
+                 cpu.0.nice 0
+                 cpu.0.system 20
+                 cpu.0.idle 20
+                 cpu.0.iowait 0
+                 cpu.0.irq 0
+                 cpu.0.softirq 0
+                 cpu.0.steal 0
+                 cpu.0.busy 80"
+            ),
+            "core 1's counters went backwards (it went offline and back): it is left out"
+        );
     }
 }

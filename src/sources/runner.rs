@@ -86,6 +86,7 @@ impl SourceHandle {
     pub fn start(config: SourceConfig, ctx: SourceContext, events: Sender<Event>) -> SourceHandle {
         let stats = Arc::new(SourceStats::new(&config.name));
         let shared = Arc::new(Shared { base: Instant::now(), busy_since: AtomicU64::new(0), generation: AtomicU64::new(0) });
+        let ctx = ctx.for_source(&config);
         let mut handle = SourceHandle { config, stats, shared, stop: None, threads: Vec::new(), ctx, events };
         let (stop_tx, stop_rx) = bounded(0);
         handle.stop = Some(stop_tx);
