@@ -182,6 +182,7 @@ impl Agent {
             }
         }
         self.sources = sources;
+        self.cache.keep_only(self.sources.iter().map(|s| s.config.name.as_str()));
         if new.agent.queue_size != self.config.agent.queue_size {
             log::warn!(target: "agent", "agent.queue_size changes take effect at the next start, not on reload");
         }

@@ -112,11 +112,18 @@ impl Cache {
         rates
     }
 
-    /// Writes the file now (nothing for an in-memory cache). Rates no source holds any more are
-    /// dropped first.
+    /// Forgets the rates of every instance not named in `instances`: after a reload, those of the
+    /// sources it removed.
+    pub fn keep_only<'a>(&self, instances: impl IntoIterator<Item = &'a str>) {
+        let keep: Vec<&str> = instances.into_iter().collect();
+        let mut inner = lock(&self.inner);
+        inner.live.retain(|name, _| keep.contains(&name.as_str()));
+        inner.saved.retain(|name, _| keep.contains(&name.as_str()));
+    }
+
+    /// Writes the file now (nothing for an in-memory cache).
     pub fn flush(&self) -> io::Result<()> {
         let mut inner = lock(&self.inner);
-        inner.live.retain(|_, rates| Arc::strong_count(rates) > 1);
         inner.last_write = Instant::now();
         let Some(path) = &self.path else {
             return Ok(());
@@ -246,7 +253,7 @@ mod tests {
     }
 
     #[test]
-    fn rebuilt_sources_share_their_rates_and_dropped_ones_are_forgotten() {
+    fn rebuilt_sources_share_their_rates_and_removed_ones_are_forgotten() {
         let dir = temp_dir("drop");
         let cache = Cache::open(&dir);
         let first = cache.rates("disk", Duration::from_secs(20));
@@ -255,7 +262,7 @@ mod tests {
             &cache.rates("disk", Duration::from_secs(20))
         ));
         lock(&first).rate("sda.reads", 1, at(1));
-        drop(first);
+        cache.keep_only(["cpu"]);
         cache.flush().unwrap();
         assert_eq!(
             fs::read_to_string(dir.join(FILE_NAME)).unwrap(),

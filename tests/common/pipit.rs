@@ -1,0 +1,153 @@
+//! Running the `pipit` binary from tests: one-shot commands and a long-running agent whose
+//! output is read as it comes.
+
+use std::io::{BufRead, BufReader, Read};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::sync::{Arc, Mutex};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use super::peers::wait_until;
+
+/// The binary under test.
+pub fn binary() -> &'static str {
+    env!("CARGO_BIN_EXE_pipit")
+}
+
+/// A fixture tree under tests/fixtures.
+pub fn fixture(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(name)
+}
+
+/// Runs `pipit ARGS` to completion with a clean log filter.
+pub fn pipit(args: &[&str]) -> Output {
+    Command::new(binary())
+        .args(args)
+        .env("RUST_LOG", "info")
+        .output()
+        .expect("the pipit binary runs")
+}
+
+/// The text of a captured stream.
+pub fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+/// A `pipit run` process whose stdout and stderr lines are collected as they arrive.
+pub struct Agent {
+    child: Child,
+    stdout: Arc<Mutex<Vec<String>>>,
+    stderr: Arc<Mutex<Vec<String>>>,
+}
+
+fn collect(stream: impl Read + Send + 'static, into: Arc<Mutex<Vec<String>>>) {
+    thread::spawn(move || {
+        for line in BufReader::new(stream).lines() {
+            match line {
+                Ok(line) => into.lock().unwrap().push(line),
+                Err(_) => return,
+            }
+        }
+    });
+}
+
+impl Agent {
+    /// Starts `pipit run -c CONFIG` with `RUST_LOG` set to `log`.
+    pub fn start(config: &Path, log: &str) -> Agent {
+        let mut child = Command::new(binary())
+            .args(["run", "-c"])
+            .arg(config)
+            .env("RUST_LOG", log)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("the pipit binary starts");
+        let stdout = Arc::new(Mutex::new(Vec::new()));
+        let stderr = Arc::new(Mutex::new(Vec::new()));
+        collect(child.stdout.take().unwrap(), stdout.clone());
+        collect(child.stderr.take().unwrap(), stderr.clone());
+        Agent {
+            child,
+            stdout,
+            stderr,
+        }
+    }
+
+    /// The process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Sends a signal by name (`TERM`, `HUP`, `INT`, `KILL`).
+    pub fn signal(&self, name: &str) {
+        let ok = Command::new("kill")
+            .arg(format!("-{name}"))
+            .arg(self.pid().to_string())
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "kill -{name} {} failed", self.pid());
+    }
+
+    /// Stdout lines so far.
+    pub fn stdout(&self) -> Vec<String> {
+        self.stdout.lock().unwrap().clone()
+    }
+
+    /// Stderr lines so far.
+    pub fn stderr(&self) -> Vec<String> {
+        self.stderr.lock().unwrap().clone()
+    }
+
+    /// Waits until the stdout lines satisfy `ok`.
+    pub fn wait_stdout(
+        &self,
+        what: &str,
+        deadline: Duration,
+        ok: impl Fn(&[String]) -> bool,
+    ) -> Vec<String> {
+        wait_until(what, deadline, || {
+            let lines = self.stdout();
+            ok(&lines).then_some(lines)
+        })
+    }
+
+    /// Waits until the stderr lines satisfy `ok`.
+    pub fn wait_stderr(
+        &self,
+        what: &str,
+        deadline: Duration,
+        ok: impl Fn(&[String]) -> bool,
+    ) -> Vec<String> {
+        wait_until(what, deadline, || {
+            let lines = self.stderr();
+            ok(&lines).then_some(lines)
+        })
+    }
+
+    /// Waits for the process to exit, then for its output to be read to the end.
+    pub fn wait_exit(&mut self, deadline: Duration) -> ExitStatus {
+        let end = Instant::now() + deadline;
+        let status = wait_until("pipit to exit", deadline, || self.child.try_wait().unwrap());
+        // The reader threads finish once the pipes close; give them until the same deadline.
+        let out = self.stdout.clone();
+        let err = self.stderr.clone();
+        while Instant::now() < end && (Arc::strong_count(&out) > 2 || Arc::strong_count(&err) > 2) {
+            thread::sleep(Duration::from_millis(5));
+        }
+        status
+    }
+}
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
