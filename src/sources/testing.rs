@@ -82,3 +82,34 @@ pub fn lines(expected: &str) -> String {
         .map(|l| format!("{l}\n"))
         .collect()
 }
+
+#[test]
+fn the_docs_list_every_host_source_and_metric_with_its_unit() {
+    let docs =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/sources.md")).unwrap();
+    for t in super::REGISTRY.iter().filter(|t| t.name != "self") {
+        assert!(
+            docs.contains(&format!("\n### {}\n", t.name)),
+            "docs/sources.md has no section for {}",
+            t.name
+        );
+        for m in t.metrics {
+            let rows: Vec<&str> = docs
+                .lines()
+                .filter(|l| l.starts_with(&format!("| `{}`", m.name)))
+                .collect();
+            assert!(
+                !rows.is_empty(),
+                "docs/sources.md has no row for {}",
+                m.name
+            );
+            let unit = format!("| {} ", m.unit);
+            assert!(
+                rows.iter().any(|r| r.contains(&unit)),
+                "{}: the docs give another unit than {:?}",
+                m.name,
+                m.unit
+            );
+        }
+    }
+}
