@@ -136,7 +136,7 @@ impl Source for Interface {
 
 #[cfg(test)]
 mod tests {
-    use super::super::testing::{collect_at, lines};
+    use super::super::testing::{collect_at, lines, read_config};
     use super::*;
     use crate::cache::Cache;
 
@@ -220,12 +220,7 @@ mod tests {
 
     #[test]
     fn lo_is_left_out_by_default() {
-        let doc = crate::config::json::parse("{}").unwrap();
-        let mut p = Problems::new("t");
-        let mut t = crate::config::reader::Field::root(&doc)
-            .table(&mut p)
-            .unwrap();
-        let spec = read(&mut t, &mut p).unwrap();
+        let spec = read_config("{}", read).unwrap();
         let cache = Arc::new(Cache::in_memory());
         collect_at(spec.as_ref(), "debian", &cache, 100);
         let out = collect_at(spec.as_ref(), "debian-next", &cache, 110);

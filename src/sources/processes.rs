@@ -159,7 +159,8 @@ impl Processes {
                 Ok(n) => n,
                 // The process exited between the listing and the read.
                 Err(e)
-                    if matches!(e.kind(), ErrorKind::NotFound) || e.raw_os_error() == Some(3) =>
+                    if matches!(e.kind(), ErrorKind::NotFound)
+                        || e.raw_os_error() == Some(libc::ESRCH) =>
                 {
                     continue;
                 }

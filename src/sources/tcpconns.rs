@@ -4,6 +4,7 @@
 use std::io::ErrorKind;
 use std::sync::Arc;
 
+use super::naming::ServiceName;
 use super::{Emitter, MetricInfo, Source, SourceContext, SourceError, SourceSpec, SourceType};
 use crate::config::reader::{Problems, Table};
 use crate::procfs::Procfs;
@@ -105,20 +106,14 @@ impl Source for Tcpconns {
                 }
             }
         }
-        let mut name = String::new();
+        let mut name = ServiceName::default();
         for (i, by_state) in counts.iter().enumerate() {
-            let instance = if i == 0 {
-                "all".to_owned()
-            } else {
-                self.ports[i - 1].to_string()
-            };
+            match i {
+                0 => name.start("tcpconns", "all"),
+                _ => name.start("tcpconns", &self.ports[i - 1].to_string()),
+            }
             for (state, count) in STATES.iter().zip(by_state) {
-                name.clear();
-                name.push_str("tcpconns.");
-                name.push_str(&instance);
-                name.push('.');
-                name.push_str(state);
-                emit.metric(&name, *count);
+                emit.metric(name.with(state), *count);
             }
         }
         Ok(())

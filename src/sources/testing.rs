@@ -7,6 +7,7 @@ use std::time::{Duration, SystemTime};
 
 use super::{Emitter, Source, SourceContext, SourceSpec, Template};
 use crate::cache::Cache;
+use crate::config::reader::{Field, Problems, Table};
 use crate::procfs::Procfs;
 use crate::telemetry::Telemetry;
 
@@ -57,6 +58,17 @@ pub fn collect_at(spec: &dyn SourceSpec, root: &str, cache: &Arc<Cache>, secs: u
 /// Collects a fresh instance of `spec` once on the fixture tree `root`.
 pub fn collect(spec: &dyn SourceSpec, root: &str) -> String {
     collect_at(spec, root, &Arc::new(Cache::in_memory()), 100)
+}
+
+/// Reads a source's config section from `json` with `read`, which must find nothing wrong.
+pub fn read_config<T>(json: &str, read: impl FnOnce(&mut Table<'_>, &mut Problems) -> T) -> T {
+    let doc = crate::config::json::parse(json).unwrap();
+    let mut problems = Problems::new("test.json");
+    let mut table = Field::root(&doc).table(&mut problems).unwrap();
+    let value = read(&mut table, &mut problems);
+    table.finish(&mut problems);
+    assert!(problems.is_empty(), "{:?}", problems.into_errors());
+    value
 }
 
 /// One `service value` line per event; a float is rounded to 6 decimals.

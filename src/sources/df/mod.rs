@@ -289,7 +289,7 @@ fn unescape(field: &str) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::super::testing::{collect_with, context, lines};
+    use super::super::testing::{collect_with, context, lines, read_config};
     use super::*;
     use crate::cache::Cache;
 
@@ -328,14 +328,7 @@ mod tests {
     }
 
     fn default_spec() -> DfSpec {
-        let doc = crate::config::json::parse("{}").unwrap();
-        let mut p = Problems::new("t");
-        read_spec(
-            &mut crate::config::reader::Field::root(&doc)
-                .table(&mut p)
-                .unwrap(),
-            &mut p,
-        )
+        read_config("{}", read_spec)
     }
 
     #[test]
