@@ -5,6 +5,9 @@
 //! atomically (a temporary file, synced, then renamed over the old one) at stop and at most every
 //! `agent.cache_interval` otherwise: on a router the state directory may be flash, and flash
 //! wears out. A missing or unreadable file means a fresh start and one warning.
+//!
+//! The file holds, per source instance and counter, the last value and when it was read:
+//! `{"version":1,"sources":{"<instance>":{"<counter>":[<value>,<unix milliseconds>]}}}`.
 
 use std::collections::BTreeMap;
 use std::fs::{self, OpenOptions};
@@ -13,23 +16,15 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use serde::{Deserialize, Serialize};
-
 use crate::aggregate::{Rates, Sample};
 use crate::complain::Complaint;
+use crate::config::json::{self, Node, Value};
 
 /// The file name inside the state directory.
 pub const FILE_NAME: &str = "cache.json";
 
 /// The version written; a file of another version is ignored (with the one warning).
 const VERSION: u32 = 1;
-
-/// The file's content: per source instance, per counter, `[value, unix milliseconds]`.
-#[derive(Debug, Default, Serialize, Deserialize)]
-struct CacheFile {
-    version: u32,
-    sources: BTreeMap<String, BTreeMap<String, Sample>>,
-}
 
 /// The counter samples of every source instance, shared by the sources and the agent.
 #[derive(Debug)]
@@ -60,23 +55,13 @@ impl Cache {
     /// logs one warning and starts empty.
     pub fn open(state_dir: &Path) -> Cache {
         let path = state_dir.join(FILE_NAME);
-        let saved = match fs::read(&path) {
-            Ok(bytes) => match serde_json::from_slice::<CacheFile>(&bytes) {
-                Ok(file) if file.version == VERSION => file.sources,
-                Ok(file) => {
-                    log::warn!(target: "cache", "{}: version {} is not {VERSION}; starting without saved counters", path.display(), file.version);
-                    BTreeMap::new()
-                }
-                Err(e) => {
-                    log::warn!(target: "cache", "{}: unreadable ({e}); starting without saved counters", path.display());
-                    BTreeMap::new()
-                }
-            },
-            Err(e) => {
-                log::warn!(target: "cache", "{}: {e}; starting without saved counters", path.display());
-                BTreeMap::new()
-            }
-        };
+        let saved = fs::read_to_string(&path)
+            .map_err(|e| e.to_string())
+            .and_then(|text| parse(&text));
+        let saved = saved.unwrap_or_else(|e| {
+            log::warn!(target: "cache", "{}: {e}; starting without saved counters", path.display());
+            BTreeMap::new()
+        });
         Cache::with(Some(path), saved)
     }
 
@@ -128,20 +113,25 @@ impl Cache {
         let Some(path) = &self.path else {
             return Ok(());
         };
-        let mut file = CacheFile {
-            version: VERSION,
-            sources: BTreeMap::new(),
-        };
-        for (name, rates) in &inner.live {
-            let samples = lock(rates)
-                .samples()
-                .map(|(k, s)| (k.to_owned(), s))
-                .collect();
-            file.sources.insert(name.clone(), samples);
+        let mut text = Vec::new();
+        write!(text, "{{\"version\":{VERSION},\"sources\":{{")?;
+        for (i, (name, rates)) in inner.live.iter().enumerate() {
+            if i > 0 {
+                text.push(b',');
+            }
+            push_key(&mut text, name);
+            text.push(b'{');
+            for (j, (key, (value, at_ms))) in lock(rates).samples().enumerate() {
+                if j > 0 {
+                    text.push(b',');
+                }
+                push_key(&mut text, key);
+                write!(text, "[{value},{at_ms}]")?;
+            }
+            text.push(b'}');
         }
-        let result = serde_json::to_vec(&file)
-            .map_err(io::Error::other)
-            .and_then(|bytes| write_atomically(path, &bytes));
+        text.extend_from_slice(b"}}");
+        let result = write_atomically(path, &text);
         match &result {
             Ok(()) => inner.complaint.recover(),
             Err(e) => inner
@@ -158,6 +148,69 @@ impl Cache {
             let _ = self.flush();
         }
     }
+}
+
+/// Appends `"key":`, the key escaped as JSON.
+fn push_key(out: &mut Vec<u8>, key: &str) {
+    // Writing to a Vec cannot fail.
+    let _ = serde_json::to_writer(&mut *out, key);
+    out.push(b':');
+}
+
+/// The samples in the text of a cache file. It is read with the config's JSON parser, which keeps
+/// numbers as written, so counters above 2^53 come back exact.
+fn parse(text: &str) -> Result<BTreeMap<String, BTreeMap<String, Sample>>, String> {
+    let doc = json::parse(text).map_err(|e| {
+        format!(
+            "not JSON ({} at {}:{})",
+            e.message, e.pos.line, e.pos.column
+        )
+    })?;
+    let Value::Object(top) = &doc.value else {
+        return Err("not a JSON object".into());
+    };
+    let field = |key: &str| {
+        top.iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, node)| &node.value)
+    };
+    match field("version") {
+        Some(Value::Number { text }) if text.parse() == Ok(VERSION) => {}
+        _ => return Err(format!("not version {VERSION}")),
+    }
+    let Some(Value::Object(sources)) = field("sources") else {
+        return Err("no \"sources\" object".into());
+    };
+    let mut out = BTreeMap::new();
+    for (name, node) in sources {
+        let Value::Object(counters) = &node.value else {
+            return Err(format!("sources.{name} is not an object"));
+        };
+        let mut samples = BTreeMap::new();
+        for (key, node) in counters {
+            let sample = match &node.value {
+                Value::Array(pair) => match pair.as_slice() {
+                    [
+                        Node {
+                            value: Value::Number { text: v },
+                            ..
+                        },
+                        Node {
+                            value: Value::Number { text: t },
+                            ..
+                        },
+                    ] => v.parse().ok().zip(t.parse().ok()),
+                    _ => None,
+                },
+                _ => None,
+            };
+            let sample = sample
+                .ok_or_else(|| format!("sources.{name}.{key} is not [value, milliseconds]"))?;
+            samples.insert(key.clone(), sample);
+        }
+        out.insert(name.clone(), samples);
+    }
+    Ok(out)
 }
 
 /// Replaces `path` with `bytes` so that a crash or power loss leaves the old file or the new one,
@@ -229,6 +282,24 @@ mod tests {
             "samples belong to their instance"
         );
         fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn files_of_another_shape_or_version_are_refused() {
+        assert_eq!(
+            parse(r#"{"version":1,"sources":{"disk":{"sda.reads":[18446744073709551610,5]}}}"#)
+                .unwrap()["disk"]["sda.reads"],
+            (u64::MAX - 5, 5)
+        );
+        assert_eq!(
+            parse(r#"{"version":2,"sources":{}}"#).unwrap_err(),
+            "not version 1"
+        );
+        assert_eq!(
+            parse(r#"{"version":1,"sources":{"disk":{"sda.reads":[1]}}}"#).unwrap_err(),
+            "sources.disk.sda.reads is not [value, milliseconds]"
+        );
+        assert_eq!(parse("[]").unwrap_err(), "not a JSON object");
     }
 
     #[test]
