@@ -7,6 +7,7 @@ use std::time::Instant;
 
 use crossbeam_channel::{Sender, bounded};
 
+use crate::cache::Cache;
 use crate::config::Config;
 use crate::delivery::OutputHandle;
 use crate::event::Event;
@@ -58,6 +59,7 @@ pub struct StopReport {
 pub struct Agent {
     config: Config,
     telemetry: Arc<Telemetry>,
+    cache: Arc<Cache>,
     events: Sender<Event>,
     control: Sender<Control>,
     router: Option<JoinHandle<()>>,
@@ -84,9 +86,11 @@ impl Agent {
             router::spawn(events_rx, control_rx, routes(&outputs)).map_err(AgentError::Thread)?;
         let supervisor =
             SupervisorThread::start(config.supervisor.clone()).map_err(AgentError::Thread)?;
+        let cache = Arc::new(Cache::open(&config.agent.state_dir));
         let mut agent = Agent {
             config,
             telemetry,
+            cache,
             events,
             control,
             router: Some(router),
@@ -123,11 +127,12 @@ impl Agent {
     }
 
     fn source_context(&self) -> SourceContext {
-        SourceContext {
-            procfs: Procfs::new(&self.config.agent.host_root),
-            telemetry: self.telemetry.clone(),
-            supervisor: self.supervisor.handle(),
-        }
+        SourceContext::new(
+            Procfs::new(&self.config.agent.host_root),
+            self.telemetry.clone(),
+            self.supervisor.handle(),
+            self.cache.clone(),
+        )
     }
 
     fn publish(&self) {
@@ -137,11 +142,13 @@ impl Agent {
         );
     }
 
-    /// Restarts any source whose collection has hung past its timeout. Call about once a second.
+    /// Restarts any source whose collection has hung past its timeout, and writes the cache when
+    /// `agent.cache_interval` has passed. Call about once a second.
     pub fn watch(&mut self) {
         for s in &mut self.sources {
             s.check_hang();
         }
+        self.cache.flush_if_due(self.config.agent.cache_interval);
     }
 
     /// Replaces the running config with `new`. Unchanged sources and outputs keep running; a
@@ -216,6 +223,8 @@ impl Agent {
             }
         }
         self.sources = sources;
+        self.cache
+            .keep_only(self.sources.iter().map(|s| s.config.name.as_str()));
         if new.agent.queue_size != self.config.agent.queue_size {
             log::warn!(target: "agent", "agent.queue_size changes take effect at the next start, not on reload");
         }
@@ -243,6 +252,8 @@ impl Agent {
             }
         }
         self.supervisor.stop(deadline);
+        // A failure is logged by the cache itself.
+        let _ = self.cache.flush();
         let _ = self.control.send(Control::Stop);
         if let Some(router) = self.router.take() {
             let _ = router.join();

@@ -1,13 +1,15 @@
 //! `pipit once`: collect every source once and print the events; no output is contacted.
 //!
 //! Sources whose values are rates need two samples: they are collected twice, [`SAMPLE_GAP`] apart,
-//! and only the second round is printed.
+//! and only the second round is printed. Their samples are kept in memory: `once` neither reads
+//! nor writes the persistent cache.
 
 use std::io::Write;
 use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
+use crate::cache::Cache;
 use crate::config::Config;
 use crate::event::Event;
 use crate::outputs::graphite::path::Naming;
@@ -39,26 +41,31 @@ pub fn collect(config: &Config) -> (Vec<Event>, Vec<Failure>) {
             let outcome = Outcome::Failed(SourceError(format!(
                 "cannot start the supervisor thread: {e}"
             )));
-            return (
-                Vec::new(),
-                config
-                    .sources
-                    .iter()
-                    .map(|s| Failure {
-                        source: s.name.clone(),
-                        outcome: outcome.clone(),
-                    })
-                    .collect(),
-            );
+            let failures = config.sources.iter().map(|s| Failure {
+                source: s.name.clone(),
+                outcome: outcome.clone(),
+            });
+            return (Vec::new(), failures.collect());
         }
     };
-    let ctx = SourceContext {
-        procfs: Procfs::new(&config.agent.host_root),
-        telemetry: Arc::new(Telemetry::default()),
-        supervisor: supervisor.handle(),
-    };
-    let mut built: Vec<Box<dyn Source>> =
-        config.sources.iter().map(|s| s.spec.build(&ctx)).collect();
+    // Counters are kept in memory only: `once` never writes the cache a running agent uses.
+    let cache = Arc::new(Cache::in_memory());
+    let ctx = SourceContext::new(
+        Procfs::new(&config.agent.host_root),
+        Arc::new(Telemetry::default()),
+        supervisor.handle(),
+        cache,
+    );
+    let mut built: Vec<Box<dyn Source>> = config
+        .sources
+        .iter()
+        .map(|s| {
+            // The two samples are SAMPLE_GAP apart, whatever the interval: both must count.
+            let mut ctx = ctx.for_source(s);
+            ctx.interval = ctx.interval.max(SAMPLE_GAP);
+            s.spec.build(&ctx)
+        })
+        .collect();
     let mut rounds: Vec<(Vec<Event>, Result<(), Outcome>)> = config
         .sources
         .iter()

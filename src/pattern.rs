@@ -69,6 +69,14 @@ pub struct Selector {
 }
 
 impl Selector {
+    /// A selector from lists of pattern texts, as config gives them.
+    pub fn from_lists(include: &[String], exclude: &[String]) -> Selector {
+        Selector {
+            include: include.iter().map(|p| Pattern::new(p)).collect(),
+            exclude: exclude.iter().map(|p| Pattern::new(p)).collect(),
+        }
+    }
+
     /// True when `name` passes.
     pub fn accepts(&self, name: &str) -> bool {
         (self.include.is_empty() || self.include.iter().any(|p| p.matches(name)))

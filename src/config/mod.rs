@@ -55,6 +55,9 @@ pub struct AgentConfig {
     pub host_root: PathBuf,
     /// Where state that survives a restart is kept; default `/var/lib/pipit`.
     pub state_dir: PathBuf,
+    /// Longest time between two writes of the persistent cache (it is also written at stop);
+    /// default 5 min, at least 10 s.
+    pub cache_interval: Duration,
     /// How long a stop may take to hand queued events to the outputs; default 5 s.
     pub shutdown_timeout: Duration,
     /// Capacity of the channel from the sources to the router, in events; default 10,000.
@@ -69,6 +72,7 @@ impl Default for AgentConfig {
             interval: Duration::from_secs(10),
             host_root: PathBuf::from("/"),
             state_dir: PathBuf::from("/var/lib/pipit"),
+            cache_interval: Duration::from_secs(300),
             shutdown_timeout: Duration::from_secs(5),
             queue_size: 10_000,
         }
@@ -174,6 +178,12 @@ fn read_agent(mut t: Table<'_>, problems: &mut Problems) -> AgentConfig {
         interval: t.duration_at_least("interval", d.interval, Duration::from_millis(10), problems),
         host_root: t.get_or("host_root", d.host_root, problems),
         state_dir: t.get_or("state_dir", d.state_dir, problems),
+        cache_interval: t.duration_at_least(
+            "cache_interval",
+            d.cache_interval,
+            Duration::from_secs(10),
+            problems,
+        ),
         shutdown_timeout: t.duration_at_least(
             "shutdown_timeout",
             d.shutdown_timeout,

@@ -1,8 +1,11 @@
 //! `cpu`: CPU time by state as a percentage, from the deltas of `/proc/stat` between two ticks.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
+use super::naming::ServiceName;
 use super::{Emitter, MetricInfo, Source, SourceContext, SourceError, SourceSpec, SourceType};
+use crate::aggregate::Rates;
+use crate::cache::lock;
 use crate::config::reader::{Problems, Table};
 use crate::procfs::Procfs;
 
@@ -90,10 +93,10 @@ impl SourceSpec for CpuSpec {
         Box::new(Cpu {
             procfs: ctx.procfs.clone(),
             per_core: self.per_core,
+            rates: ctx.rates(),
             buf: String::new(),
-            last: Vec::new(),
             now: Vec::new(),
-            name: String::new(),
+            name: ServiceName::default(),
         })
     }
 }
@@ -108,10 +111,11 @@ struct Times {
 struct Cpu {
     procfs: Procfs,
     per_core: bool,
+    /// The tick counters of the last sample, kept in the cache so a restart loses no interval.
+    rates: Arc<Mutex<Rates>>,
     buf: String,
-    last: Vec<Times>,
     now: Vec<Times>,
-    name: String,
+    name: ServiceName,
 }
 
 impl Source for Cpu {
@@ -121,32 +125,35 @@ impl Source for Cpu {
         if self.now.is_empty() {
             return Err(SourceError("/proc/stat has no cpu line".into()));
         }
+        let mut rates = lock(&self.rates);
         for now in &self.now {
-            let Some(last) = self.last.iter().find(|l| l.core == now.core) else {
-                continue;
-            };
-            let Some(shares) = percentages(&last.ticks, &now.ticks) else {
-                continue;
-            };
-            self.name.clear();
             match now.core {
-                None => self.name.push_str("cpu.total."),
-                Some(n) => {
-                    use std::fmt::Write;
-                    let _ = write!(self.name, "cpu.{n}.");
+                None => self.name.start("cpu", "total"),
+                Some(n) => self.name.start("cpu", &n.to_string()),
+            }
+            // Ticks per second of each state; a state without a rate (the first sample, a core
+            // that went offline and back) leaves the whole core out of this round.
+            let mut per_second = [0.0; 8];
+            let mut complete = true;
+            for ((state, ticks), slot) in STATES.iter().zip(now.ticks).zip(&mut per_second) {
+                match rates.rate(self.name.with(state), ticks, emit.time()) {
+                    Some(rate) => *slot = rate,
+                    None => complete = false,
                 }
             }
-            let base = self.name.len();
-            for (state, share) in STATES.iter().zip(shares) {
-                self.name.truncate(base);
-                self.name.push_str(state);
-                emit.metric(&self.name, share);
+            let total: f64 = per_second.iter().sum();
+            if !complete || total <= 0.0 {
+                continue;
             }
-            self.name.truncate(base);
-            self.name.push_str("busy");
-            emit.metric(&self.name, 100.0 - shares[3] - shares[4]);
+            for (state, rate) in STATES.iter().zip(per_second) {
+                emit.metric(self.name.with(state), rate * 100.0 / total);
+            }
+            emit.metric(
+                self.name.with("busy"),
+                100.0 - (per_second[3] + per_second[4]) * 100.0 / total,
+            );
         }
-        std::mem::swap(&mut self.last, &mut self.now);
+        rates.end_round();
         Ok(())
     }
 }
@@ -195,26 +202,11 @@ fn fill<'a>(ticks: &mut [u64], fields: &mut impl Iterator<Item = &'a str>) {
     }
 }
 
-/// The share of each state between two samples, or `None` when no time passed or a counter went
-/// backwards (a core went offline and back, or the counters were reset).
-fn percentages(last: &[u64; 8], now: &[u64; 8]) -> Option<[f64; 8]> {
-    if now.iter().zip(last).any(|(n, l)| n < l) {
-        return None;
-    }
-    let total: u64 = now.iter().zip(last).map(|(n, l)| n - l).sum();
-    if total == 0 {
-        return None;
-    }
-    let mut out = [0.0; 8];
-    for (i, slot) in out.iter_mut().enumerate() {
-        *slot = (now[i] - last[i]) as f64 * 100.0 / total as f64;
-    }
-    Some(out)
-}
-
 #[cfg(test)]
 mod tests {
+    use super::super::testing::{collect_at, lines};
     use super::*;
+    use crate::cache::Cache;
 
     const STAT: &str = "cpu  100 0 50 800 50 0 0 0 0 0\ncpu0 60 0 30 400 10 0 0 0 0 0\ncpu1 40 0 20 400 40 0 0 0 0 0\nintr 1 2 3\n";
 
@@ -236,25 +228,38 @@ mod tests {
     }
 
     #[test]
-    fn shares_sum_to_one_hundred() {
-        let shares = percentages(
-            &[100, 0, 50, 800, 50, 0, 0, 0],
-            &[150, 0, 75, 900, 50, 0, 0, 0],
-        )
-        .unwrap();
-        assert_eq!(shares[0], 100.0 * 50.0 / 175.0);
-        assert!((shares.iter().sum::<f64>() - 100.0).abs() < 1e-9);
-    }
-
-    #[test]
-    fn a_counter_going_backwards_gives_no_sample() {
+    fn per_core_shares_across_two_samples() {
+        let cache = Arc::new(Cache::in_memory());
+        let spec = CpuSpec { per_core: true };
         assert_eq!(
-            percentages(
-                &[100, 0, 50, 800, 0, 0, 0, 0],
-                &[90, 0, 60, 900, 0, 0, 0, 0]
-            ),
-            None
+            collect_at(&spec, "debian", &cache, 100),
+            "",
+            "the first sample gives no share"
         );
-        assert_eq!(percentages(&[1; 8], &[1; 8]), None);
+        let out = collect_at(&spec, "debian-next", &cache, 110);
+        assert_eq!(
+            out,
+            lines(
+                "cpu.total.user 50
+                 cpu.total.nice 0
+                 cpu.total.system 20
+                 cpu.total.idle 25
+                 cpu.total.iowait 5
+                 cpu.total.irq 0
+                 cpu.total.softirq 0
+                 cpu.total.steal 0
+                 cpu.total.busy 70
+                 cpu.0.user 60
+                 cpu.0.nice 0
+                 cpu.0.system 20
+                 cpu.0.idle 20
+                 cpu.0.iowait 0
+                 cpu.0.irq 0
+                 cpu.0.softirq 0
+                 cpu.0.steal 0
+                 cpu.0.busy 80"
+            ),
+            "core 1's counters went backwards (it went offline and back): it is left out"
+        );
     }
 }

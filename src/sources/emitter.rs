@@ -3,6 +3,7 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, SystemTime};
 
+use crate::aggregate::Rates;
 use crate::event::{Event, Kind, Metric};
 
 /// What every event of one source instance carries, from its config.
@@ -47,6 +48,18 @@ impl<'a> Emitter<'a> {
         if let Some(metric) = metric {
             self.event(service, Kind::Metric).metric = Some(metric);
         }
+    }
+
+    /// Records the counter `service` in `rates` and, once it has a rate, emits it per second.
+    pub fn rate(&mut self, rates: &mut Rates, service: &str, value: u64) {
+        if let Some(rate) = rates.rate(service, value, self.time) {
+            self.metric(service, rate);
+        }
+    }
+
+    /// When this collection was made.
+    pub fn time(&self) -> SystemTime {
+        self.time
     }
 
     /// Emits an event with no metric yet and returns it, for a state, a description or a log line.

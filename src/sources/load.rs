@@ -74,7 +74,16 @@ fn parse(text: &str) -> Option<[f64; 3]> {
 
 #[cfg(test)]
 mod tests {
+    use super::super::testing::{collect, lines};
     use super::*;
+
+    #[test]
+    fn a_router_s_load() {
+        assert_eq!(
+            collect(&LoadSpec, "openwrt"),
+            lines("load.1 0.12\n load.5 0.18\n load.15 0.21")
+        );
+    }
 
     #[test]
     fn parses_loadavg() {

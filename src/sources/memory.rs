@@ -101,3 +101,25 @@ impl Source for Memory {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::testing::{collect, lines};
+    use super::*;
+
+    #[test]
+    fn a_router_s_memory() {
+        assert_eq!(
+            collect(&MemorySpec, "openwrt"),
+            lines(
+                "memory.total 251228160
+                 memory.used 97320960
+                 memory.free 144588800
+                 memory.buffers 4198400
+                 memory.cached 23142400
+                 memory.available 153907200
+                 memory.percent_used 38.738078"
+            )
+        );
+    }
+}

@@ -5,21 +5,36 @@
 //! is asked to [`Source::collect`] into an [`Emitter`], which stamps the instance's prefix, host,
 //! tags and ttl on every event.
 
+pub mod conntrack;
 pub mod cpu;
+pub mod df;
+pub mod disk;
 pub mod emitter;
 pub mod exec;
+pub mod interface;
 pub mod load;
 pub mod memory;
+pub mod naming;
+pub mod processes;
 pub mod runner;
 pub mod self_stats;
+pub mod swap;
+pub mod tcpconns;
+#[cfg(test)]
+mod testing;
+pub mod thermal;
+pub mod uptime;
+pub mod wireless;
 
 use std::collections::BTreeMap;
 use std::fmt;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 pub use emitter::{Emitter, Template};
 
+use crate::aggregate::Rates;
+use crate::cache::Cache;
 use crate::config::reader::{self, Field, Problems, Table};
 use crate::config::{self, AgentConfig};
 use crate::procfs::Procfs;
@@ -61,6 +76,46 @@ pub struct SourceContext {
     pub telemetry: Arc<Telemetry>,
     /// Runs child processes, for the `exec` source.
     pub supervisor: Supervisor,
+    /// The persistent cache that keeps counter samples across a restart.
+    pub cache: Arc<Cache>,
+    /// The name of the instance being built; set by [`SourceContext::for_source`].
+    pub instance: String,
+    /// The interval of the instance being built; set by [`SourceContext::for_source`].
+    pub interval: Duration,
+}
+
+impl SourceContext {
+    /// A context for the agent as a whole, before any instance is known.
+    pub fn new(
+        procfs: Procfs,
+        telemetry: Arc<Telemetry>,
+        supervisor: Supervisor,
+        cache: Arc<Cache>,
+    ) -> SourceContext {
+        SourceContext {
+            procfs,
+            telemetry,
+            supervisor,
+            cache,
+            instance: String::new(),
+            interval: Duration::ZERO,
+        }
+    }
+
+    /// The context of one instance.
+    pub fn for_source(&self, config: &SourceConfig) -> SourceContext {
+        SourceContext {
+            instance: config.name.clone(),
+            interval: config.interval,
+            ..self.clone()
+        }
+    }
+
+    /// The instance's counter samples, from the cache: a sample counts for a rate while it is
+    /// younger than two intervals.
+    pub fn rates(&self) -> Arc<Mutex<Rates>> {
+        self.cache.rates(&self.instance, self.interval * 2)
+    }
 }
 
 /// Why a collection failed, in words for the log.
@@ -108,9 +163,19 @@ pub struct SourceType {
 /// Every source type pipit has, by config `type`.
 pub const REGISTRY: &[SourceType] = &[
     cpu::TYPE,
-    exec::TYPE,
     load::TYPE,
     memory::TYPE,
+    swap::TYPE,
+    uptime::TYPE,
+    processes::TYPE,
+    interface::TYPE,
+    df::TYPE,
+    disk::TYPE,
+    thermal::TYPE,
+    wireless::TYPE,
+    conntrack::TYPE,
+    tcpconns::TYPE,
+    exec::TYPE,
     self_stats::TYPE,
 ];
 

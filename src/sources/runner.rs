@@ -93,6 +93,7 @@ impl SourceHandle {
             busy_since: AtomicU64::new(0),
             generation: AtomicU64::new(0),
         });
+        let ctx = ctx.for_source(&config);
         let mut handle = SourceHandle {
             config,
             stats,

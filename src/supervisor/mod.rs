@@ -160,6 +160,19 @@ pub struct Supervisor {
 }
 
 impl Supervisor {
+    /// A handle to no supervisor: every request fails with [`RunError::Stopped`]. For tests of
+    /// sources that run no commands.
+    #[cfg(test)]
+    pub fn stopped() -> Supervisor {
+        let (requests, _) = unbounded();
+        let (wake, _) = UnixStream::pair().expect("a socket pair for a test");
+        Supervisor {
+            requests,
+            wake: Arc::new(wake),
+            next_id: Arc::new(AtomicU64::new(0)),
+        }
+    }
+
     fn send(&self, request: Request) -> Result<(), RunError> {
         self.requests.send(request).map_err(|_| RunError::Stopped)?;
         // The socket is non-blocking: when its buffer is full a wake-up is already pending.

@@ -1,0 +1,128 @@
+#!/usr/bin/env bash
+# CPU per collection of the full host source set: pipit against collectd 5.12 (Debian's
+# collectd-core), side by side in one run, both collecting every second.
+#
+#   benches/host_sources.sh            # 60 s measurement
+#   DURATION=300 benches/host_sources.sh
+#
+# collectd runs cpu, load, memory, interface, df, disk, uptime, processes, conntrack and thermal
+# with write_graphite to a listener on 127.0.0.1; pipit runs the same sources with the stdout
+# output in Graphite format into a file. After a warm-up, the CPU time of each process (all its
+# threads) is read at the start and the end of the window: utime+stime from /proc/PID/stat (in
+# clock ticks) and, more precisely, the sum of /proc/PID/task/*/schedstat (nanoseconds on CPU).
+# Metric lines are counted in what each delivered during the same window.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+DURATION=${DURATION:-60}
+WARMUP=${WARMUP:-5}
+COLLECTD=${COLLECTD:-/usr/sbin/collectd}
+[ -x "$COLLECTD" ] || { echo "collectd not found: run tests/install-deps.sh (collectd-core)" >&2; exit 1; }
+
+cargo build --release --quiet
+PIPIT=target/release/pipit
+WORK=$(mktemp -d)
+PIDS=()
+cleanup() {
+    for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
+    wait 2>/dev/null || true
+    rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+python3 benches/count_listener.py "$PORT" "$WORK/collectd.out" &
+PIDS+=($!)
+
+cat > "$WORK/collectd.conf" <<CONF
+Hostname "bench"
+FQDNLookup false
+BaseDir "$WORK"
+PIDFile "$WORK/collectd.pid"
+TypesDB "/usr/share/collectd/types.db"
+Interval 1
+LoadPlugin cpu
+LoadPlugin load
+LoadPlugin memory
+LoadPlugin interface
+LoadPlugin df
+LoadPlugin disk
+LoadPlugin uptime
+LoadPlugin processes
+LoadPlugin conntrack
+LoadPlugin thermal
+LoadPlugin write_graphite
+<Plugin write_graphite>
+  <Node "local">
+    Host "127.0.0.1"
+    Port "$PORT"
+    Protocol "tcp"
+  </Node>
+</Plugin>
+CONF
+
+cat > "$WORK/pipit.json" <<CONF
+{
+  "agent": {"hostname": "bench", "interval": "1s", "state_dir": "$WORK/state"},
+  "sources": [
+    {"type": "cpu", "per_core": true}, {"type": "load"}, {"type": "memory"}, {"type": "interface"},
+    {"type": "df"}, {"type": "disk"}, {"type": "uptime"}, {"type": "processes"},
+    {"type": "conntrack"}, {"type": "thermal"}
+  ],
+  "outputs": [{"type": "stdout", "format": "graphite"}]
+}
+CONF
+
+# Wait for the listener before collectd connects to it.
+for _ in $(seq 50); do (echo > "/dev/tcp/127.0.0.1/$PORT") 2>/dev/null && break; sleep 0.1; done
+
+"$COLLECTD" -f -C "$WORK/collectd.conf" > "$WORK/collectd.log" 2>&1 &
+CD=$!
+PIDS+=("$CD")
+RUST_LOG=warn "$PIPIT" run -c "$WORK/pipit.json" > "$WORK/pipit.out" 2> "$WORK/pipit.log" &
+PP=$!
+PIDS+=("$PP")
+
+ticks() { awk '{ sub(/.*\) /, ""); print $12 + $13 }' "/proc/$1/stat"; }
+nanos() { cat /proc/"$1"/task/*/schedstat | awk '{ s += $1 } END { printf "%d\n", s }'; }
+# Per thread: `name nanoseconds`, to show where pipit's time goes (its threads are named).
+threads() { for t in /proc/"$1"/task/*; do echo "$(tr ' ' '_' < "$t/comm") $(cut -d' ' -f1 "$t/schedstat")"; done | sort; }
+lines() { wc -l < "$1"; }
+
+sleep "$WARMUP"
+c_t0=$(ticks $CD); c_n0=$(nanos $CD); c_l0=$(lines "$WORK/collectd.out")
+p_t0=$(ticks $PP); p_n0=$(nanos $PP); p_l0=$(lines "$WORK/pipit.out")
+threads $PP > "$WORK/threads0"
+start=$(date +%s.%N)
+sleep "$DURATION"
+c_t1=$(ticks $CD); c_n1=$(nanos $CD); c_l1=$(lines "$WORK/collectd.out")
+p_t1=$(ticks $PP); p_n1=$(nanos $PP); p_l1=$(lines "$WORK/pipit.out")
+threads $PP > "$WORK/threads1"
+end=$(date +%s.%N)
+
+HZ=$(getconf CLK_TCK)
+python3 - "$start" "$end" "$HZ" "$c_t0" "$c_t1" "$c_n0" "$c_n1" "$c_l0" "$c_l1" "$p_t0" "$p_t1" "$p_n0" "$p_n1" "$p_l0" "$p_l1" <<'PY'
+import sys
+start, end, hz = float(sys.argv[1]), float(sys.argv[2]), int(sys.argv[3])
+c_t0, c_t1, c_n0, c_n1, c_l0, c_l1, p_t0, p_t1, p_n0, p_n1, p_l0, p_l1 = map(int, sys.argv[4:])
+window = end - start
+intervals = window  # both collect once a second
+def row(name, t0, t1, n0, n1, l0, l1):
+    ticks_ms = (t1 - t0) * 1000 / hz / intervals
+    sched_ms = (n1 - n0) / 1e6 / intervals
+    return name, ticks_ms, sched_ms, (l1 - l0) / intervals
+c = row("collectd 5.12", c_t0, c_t1, c_n0, c_n1, c_l0, c_l1)
+p = row("pipit", p_t0, p_t1, p_n0, p_n1, p_l0, p_l1)
+print(f"window {window:.1f} s, {intervals:.0f} collections each")
+print(f"{'agent':<14} {'CPU ms/collection (schedstat)':>30} {'(utime+stime)':>14} {'metrics/interval':>17}")
+for name, ticks_ms, sched_ms, per in (c, p):
+    print(f"{name:<14} {sched_ms:>30.3f} {ticks_ms:>14.2f} {per:>17.1f}")
+print(f"pipit / collectd CPU: {p[2] / c[2]:.3f} (schedstat), {p[1] / c[1] if c[1] else float('nan'):.3f} (utime+stime)")
+print(f"pipit / collectd metrics: {p[3] / c[3]:.2f}")
+PY
+echo "pipit by thread (ms per collection):"
+join "$WORK/threads0" "$WORK/threads1" | awk -v n="$DURATION" '{ printf "  %-16s %7.3f\n", $1, ($3 - $2) / 1e6 / n }'
+procs=(/proc/[0-9]*)
+echo "processes on this box: ${#procs[@]}"
+if [ -s "$WORK/pipit.log" ]; then echo "pipit log:"; head -5 "$WORK/pipit.log"; fi
+grep -iE "error|fail" "$WORK/collectd.log" | head -5 || true

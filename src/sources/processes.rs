@@ -1,0 +1,258 @@
+//! `processes`: processes by state, threads, and processes started per second.
+//!
+//! This is the costliest collection on a small box: it reads one file per process. It reads only
+//! `/proc/<pid>/stat`, into one fixed buffer, and builds each path in one reused `PathBuf`, so a
+//! collection does no allocation per process beyond what listing the directory takes.
+
+use std::fs::{self, File};
+use std::io::{ErrorKind, Read};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+
+use super::{Emitter, MetricInfo, Source, SourceContext, SourceError, SourceSpec, SourceType};
+use crate::aggregate::Rates;
+use crate::cache::lock;
+use crate::config::reader::{Problems, Table};
+use crate::procfs::Procfs;
+
+/// The registry entry.
+pub const TYPE: SourceType = SourceType {
+    name: "processes",
+    description: "processes by state, total threads, and processes started per second",
+    needs_two_samples: true,
+    metrics: &[
+        MetricInfo {
+            name: "processes.running",
+            unit: "count",
+            description: "processes running or ready to run (R)",
+        },
+        MetricInfo {
+            name: "processes.sleeping",
+            unit: "count",
+            description: "processes waiting for an event (S)",
+        },
+        MetricInfo {
+            name: "processes.blocked",
+            unit: "count",
+            description: "processes in uninterruptible sleep, usually I/O (D)",
+        },
+        MetricInfo {
+            name: "processes.zombie",
+            unit: "count",
+            description: "processes exited but not reaped by their parent (Z)",
+        },
+        MetricInfo {
+            name: "processes.stopped",
+            unit: "count",
+            description: "processes stopped by a signal or a debugger (T, t)",
+        },
+        MetricInfo {
+            name: "processes.idle",
+            unit: "count",
+            description: "idle kernel threads (I)",
+        },
+        MetricInfo {
+            name: "processes.total",
+            unit: "count",
+            description: "all processes",
+        },
+        MetricInfo {
+            name: "processes.threads",
+            unit: "count",
+            description: "threads of all processes",
+        },
+        MetricInfo {
+            name: "processes.fork_rate",
+            unit: "per_second",
+            description: "processes started",
+        },
+    ],
+    read,
+};
+
+/// The states counted, by their letter in `/proc/<pid>/stat`, with their metric names.
+const STATES: [(&[u8], &str); 6] = [
+    (b"R", "processes.running"),
+    (b"S", "processes.sleeping"),
+    (b"D", "processes.blocked"),
+    (b"Z", "processes.zombie"),
+    (b"Tt", "processes.stopped"),
+    (b"I", "processes.idle"),
+];
+
+/// The `processes` source has no settings of its own.
+#[derive(Debug)]
+pub struct ProcessesSpec;
+
+fn read(_: &mut Table<'_>, _: &mut Problems) -> Option<Arc<dyn SourceSpec>> {
+    Some(Arc::new(ProcessesSpec))
+}
+
+impl SourceSpec for ProcessesSpec {
+    fn build(&self, ctx: &SourceContext) -> Box<dyn Source> {
+        Box::new(Processes {
+            procfs: ctx.procfs.clone(),
+            rates: ctx.rates(),
+            path: PathBuf::new(),
+            buf: [0; 1024],
+            stat: String::new(),
+        })
+    }
+}
+
+struct Processes {
+    procfs: Procfs,
+    rates: Arc<Mutex<Rates>>,
+    path: PathBuf,
+    /// One `/proc/<pid>/stat` line; 1 KiB holds any (the command name is at most 64 bytes).
+    buf: [u8; 1024],
+    stat: String,
+}
+
+/// What one collection counted.
+#[derive(Debug, Default, PartialEq, Eq)]
+struct Counts {
+    states: [u64; STATES.len()],
+    total: u64,
+    threads: u64,
+}
+
+impl Source for Processes {
+    fn collect(&mut self, emit: &mut Emitter<'_>) -> Result<(), SourceError> {
+        let counts = self.scan()?;
+        for ((_, name), count) in STATES.iter().zip(counts.states) {
+            emit.metric(name, count);
+        }
+        emit.metric("processes.total", counts.total);
+        emit.metric("processes.threads", counts.threads);
+        self.procfs.read_into("proc/stat", &mut self.stat)?;
+        let forks = self
+            .stat
+            .lines()
+            .find_map(|l| l.strip_prefix("processes ")?.trim().parse::<u64>().ok());
+        let mut rates = lock(&self.rates);
+        if let Some(forks) = forks {
+            emit.rate(&mut rates, "processes.fork_rate", forks);
+        }
+        rates.end_round();
+        Ok(())
+    }
+}
+
+impl Processes {
+    fn scan(&mut self) -> Result<Counts, SourceError> {
+        let mut counts = Counts::default();
+        self.path.clear();
+        self.path.push(self.procfs.path("proc"));
+        for entry in fs::read_dir(&self.path)? {
+            let Ok(entry) = entry else { continue };
+            let name = entry.file_name();
+            if !name.as_encoded_bytes().iter().all(u8::is_ascii_digit) {
+                continue;
+            }
+            self.path.push(&name);
+            self.path.push("stat");
+            let read = File::open(&self.path).and_then(|mut f| f.read(&mut self.buf));
+            self.path.pop();
+            self.path.pop();
+            let n = match read {
+                Ok(n) => n,
+                // The process exited between the listing and the read.
+                Err(e)
+                    if matches!(e.kind(), ErrorKind::NotFound)
+                        || e.raw_os_error() == Some(libc::ESRCH) =>
+                {
+                    continue;
+                }
+                Err(e) => {
+                    return Err(SourceError(format!(
+                        "{}/{}/stat: {e}",
+                        self.path.display(),
+                        name.to_string_lossy()
+                    )));
+                }
+            };
+            let Some((state, threads)) = parse_stat(&self.buf[..n]) else {
+                continue;
+            };
+            counts.total += 1;
+            counts.threads += threads;
+            if let Some(i) = STATES
+                .iter()
+                .position(|(letters, _)| letters.contains(&state))
+            {
+                counts.states[i] += 1;
+            }
+        }
+        Ok(counts)
+    }
+}
+
+/// The state letter and thread count of a `/proc/<pid>/stat` line. The command name (in
+/// parentheses) may hold spaces and parentheses itself, so the fields are counted after the last
+/// `)`: state is the first, `num_threads` the eighteenth.
+fn parse_stat(line: &[u8]) -> Option<(u8, u64)> {
+    let close = line.iter().rposition(|&b| b == b')')?;
+    let mut fields = line[close + 1..]
+        .split(|&b| b == b' ')
+        .filter(|f| !f.is_empty());
+    let state = *fields.next()?.first()?;
+    let threads = fields.nth(16)?;
+    let threads = std::str::from_utf8(threads).ok()?.parse().ok()?;
+    Some((state, threads))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::testing::{collect, collect_at, lines};
+    use super::*;
+    use crate::cache::Cache;
+
+    #[test]
+    fn counts_a_router_s_processes_by_state() {
+        assert_eq!(
+            collect(&ProcessesSpec, "openwrt"),
+            lines(
+                "processes.running 1
+                 processes.sleeping 7
+                 processes.blocked 1
+                 processes.zombie 1
+                 processes.stopped 1
+                 processes.idle 1
+                 processes.total 12
+                 processes.threads 15"
+            )
+        );
+    }
+
+    #[test]
+    fn counts_a_server_s_threads() {
+        let out = collect(&ProcessesSpec, "debian");
+        assert!(
+            out.contains("processes.total 8\nprocesses.threads 55\n"),
+            "{out}"
+        );
+        assert!(
+            out.starts_with("processes.running 1\nprocesses.sleeping 6\n"),
+            "{out}"
+        );
+    }
+
+    #[test]
+    fn fork_rate_comes_from_the_second_sample() {
+        let cache = Arc::new(Cache::in_memory());
+        let first = collect_at(&ProcessesSpec, "openwrt", &cache, 100);
+        assert!(!first.contains("fork_rate"));
+        let second = collect_at(&ProcessesSpec, "openwrt-next", &cache, 110);
+        assert!(second.ends_with("processes.fork_rate 5\n"), "{second}");
+    }
+
+    #[test]
+    fn command_names_with_parentheses_and_spaces_parse() {
+        let line =
+            b"1400 (my (weird) proc) D 0 1 1 0 -1 4194560 100 0 0 0 10 20 0 0 20 0 3 0 100 1200000";
+        assert_eq!(parse_stat(line), Some((b'D', 3)));
+        assert_eq!(parse_stat(b"1 (x) S 1 2"), None);
+        assert_eq!(parse_stat(b"garbage"), None);
+    }
+}

@@ -1,0 +1,142 @@
+//! Helpers for the sources' fixture tests: build a source on a fixture tree, collect at a given
+//! time, and render the events as `service value` lines to compare with the expected ones.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use super::{Emitter, Source, SourceContext, SourceSpec, Template};
+use crate::cache::Cache;
+use crate::config::reader::{Field, Problems, Table};
+use crate::procfs::Procfs;
+use crate::supervisor::Supervisor;
+use crate::telemetry::Telemetry;
+
+/// The fixture tree `name` under `tests/fixtures`.
+pub fn fixture(name: &str) -> Procfs {
+    Procfs::new(
+        PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/fixtures")
+            .join(name),
+    )
+}
+
+/// A context on the fixture tree `root` for an instance `test` with a 10 s interval.
+pub fn context(root: &str, cache: &Arc<Cache>) -> SourceContext {
+    let ctx = SourceContext::new(
+        fixture(root),
+        Arc::new(Telemetry::default()),
+        Supervisor::stopped(),
+        cache.clone(),
+    );
+    SourceContext {
+        instance: "test".into(),
+        interval: Duration::from_secs(10),
+        ..ctx
+    }
+}
+
+/// Collects `source` once at `secs` after the epoch and renders what it emitted.
+pub fn collect_with(source: &mut dyn Source, secs: u64) -> String {
+    let template = Template {
+        prefix: String::new(),
+        host: "h".into(),
+        tags: Vec::new(),
+        ttl: Duration::from_secs(20),
+        attributes: Default::default(),
+    };
+    let mut emit = Emitter::new(
+        &template,
+        SystemTime::UNIX_EPOCH + Duration::from_secs(secs),
+    );
+    if let Err(e) = source.collect(&mut emit) {
+        panic!("collection failed: {e}");
+    }
+    render(&emit.into_events())
+}
+
+/// Builds a fresh instance of `spec` on the fixture tree `root` (sharing counter samples through
+/// `cache`, as a restarted instance would) and collects it once at `secs`.
+pub fn collect_at(spec: &dyn SourceSpec, root: &str, cache: &Arc<Cache>, secs: u64) -> String {
+    collect_with(spec.build(&context(root, cache)).as_mut(), secs)
+}
+
+/// Collects a fresh instance of `spec` once on the fixture tree `root`.
+pub fn collect(spec: &dyn SourceSpec, root: &str) -> String {
+    collect_at(spec, root, &Arc::new(Cache::in_memory()), 100)
+}
+
+/// Reads a source's config section from `json` with `read`, which must find nothing wrong.
+pub fn read_config<T>(json: &str, read: impl FnOnce(&mut Table<'_>, &mut Problems) -> T) -> T {
+    let doc = crate::config::json::parse(json).unwrap();
+    let mut problems = Problems::new("test.json");
+    let mut table = Field::root(&doc).table(&mut problems).unwrap();
+    let value = read(&mut table, &mut problems);
+    table.finish(&mut problems);
+    assert!(problems.is_empty(), "{:?}", problems.into_errors());
+    value
+}
+
+/// One `service value` line per event; a float is rounded to 6 decimals.
+pub fn render(events: &[crate::Event]) -> String {
+    let mut out = String::new();
+    for e in events {
+        let value = match e.metric {
+            Some(crate::Metric::Float(v)) => format!("{}", (v * 1e6).round() / 1e6),
+            Some(m) => m.to_string(),
+            None => "-".into(),
+        };
+        out += &format!("{} {value}\n", e.service);
+    }
+    out
+}
+
+/// `expected` with its lines trimmed of indentation, for comparing with [`render`].
+pub fn lines(expected: &str) -> String {
+    expected
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .map(|l| format!("{l}\n"))
+        .collect()
+}
+
+#[test]
+fn the_docs_list_every_source_and_metric_with_its_unit() {
+    // Every source type is documented in one of the files under docs/.
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/docs");
+    let mut docs = String::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        docs += &std::fs::read_to_string(entry.unwrap().path()).unwrap();
+    }
+    for t in super::REGISTRY.iter().filter(|t| t.name != "self") {
+        let heading = |l: &&str| {
+            l.starts_with('#') && (l.ends_with(&format!(" {}", t.name)) || l.contains(&format!("`{}`", t.name)))
+        };
+        assert!(
+            docs.lines().any(|l| heading(&l)),
+            "docs/ has no heading naming {}",
+            t.name
+        );
+        for m in t.metrics {
+            let rows: Vec<&str> = docs
+                .lines()
+                .filter(|l| l.starts_with(&format!("| `{}`", m.name)))
+                .collect();
+            assert!(
+                !rows.is_empty(),
+                "docs/ has no table row for {}",
+                m.name
+            );
+            // An empty unit is an empty cell, written `| |` or `|  |`.
+            let unit = format!("| {} ", m.unit);
+            let cell = |r: &&str| r.contains(&unit) || (m.unit.is_empty() && r.contains("| |"));
+            assert!(
+                rows.iter().any(cell),
+                "{}: the docs give another unit than {:?}",
+                m.name,
+                m.unit
+            );
+        }
+    }
+}

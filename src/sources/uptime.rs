@@ -1,0 +1,76 @@
+//! `uptime`: time since the system booted, from `/proc/uptime`.
+
+use std::sync::Arc;
+
+use super::{Emitter, MetricInfo, Source, SourceContext, SourceError, SourceSpec, SourceType};
+use crate::config::reader::{Problems, Table};
+use crate::procfs::Procfs;
+
+/// The registry entry.
+pub const TYPE: SourceType = SourceType {
+    name: "uptime",
+    description: "time since the system booted",
+    needs_two_samples: false,
+    metrics: &[MetricInfo {
+        name: "uptime.seconds",
+        unit: "seconds",
+        description: "time since boot",
+    }],
+    read,
+};
+
+/// The `uptime` source has no settings of its own.
+#[derive(Debug)]
+pub struct UptimeSpec;
+
+fn read(_: &mut Table<'_>, _: &mut Problems) -> Option<Arc<dyn SourceSpec>> {
+    Some(Arc::new(UptimeSpec))
+}
+
+impl SourceSpec for UptimeSpec {
+    fn build(&self, ctx: &SourceContext) -> Box<dyn Source> {
+        Box::new(Uptime {
+            procfs: ctx.procfs.clone(),
+            buf: String::new(),
+        })
+    }
+}
+
+struct Uptime {
+    procfs: Procfs,
+    buf: String,
+}
+
+impl Source for Uptime {
+    fn collect(&mut self, emit: &mut Emitter<'_>) -> Result<(), SourceError> {
+        self.procfs.read_into("proc/uptime", &mut self.buf)?;
+        let seconds = self
+            .buf
+            .split_ascii_whitespace()
+            .next()
+            .and_then(|f| f.parse::<f64>().ok());
+        let seconds = seconds.ok_or_else(|| {
+            SourceError(format!("unexpected /proc/uptime: {:?}", self.buf.trim()))
+        })?;
+        emit.metric("uptime.seconds", seconds);
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::testing::{collect, lines};
+    use super::*;
+
+    #[test]
+    fn reads_seconds_since_boot() {
+        assert_eq!(
+            collect(&UptimeSpec, "openwrt"),
+            lines("uptime.seconds 4523.17")
+        );
+        assert_eq!(
+            collect(&UptimeSpec, "debian"),
+            lines("uptime.seconds 864012.33")
+        );
+    }
+}
