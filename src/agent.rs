@@ -131,11 +131,13 @@ impl Agent {
         );
     }
 
-    /// Restarts any source whose collection has hung past its timeout. Call about once a second.
+    /// Restarts any source whose collection has hung past its timeout, and keeps the metric
+    /// catalogue pruned. Call about once a second.
     pub fn watch(&mut self) {
         for s in &mut self.sources {
             s.check_hang();
         }
+        self.telemetry.prune_catalogue();
     }
 
     /// Replaces the running config with `new`. Unchanged sources and outputs keep running; a
@@ -382,6 +384,7 @@ mod tests {
                 batch_timeout,
                 spec: Arc::new(Keep(kept.clone())),
             }],
+            control: crate::control::ControlConfig::default(),
         }
     }
 

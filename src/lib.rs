@@ -5,11 +5,12 @@
 //!
 //! The library holds the whole agent; the `pipit` binary only parses arguments and calls it.
 
-#![forbid(unsafe_code)]
+#![deny(unsafe_code)]
 
 pub mod agent;
 pub mod complain;
 pub mod config;
+pub mod control;
 pub mod delivery;
 pub mod event;
 pub mod logging;
