@@ -290,19 +290,18 @@ fn cmd_ctl(ctl: &Ctl) -> ExitCode {
             return ExitCode::from(EXIT_CONFIG);
         }
     };
-    let request = serde_json::Value::Object(ctl.request.clone());
+    let request = serde_json::Value::Object(ctl.request.clone()).to_string();
     let timeout = pipit::control::REPLY_TIMEOUT + std::time::Duration::from_secs(10);
     match client::call(&path, &request, timeout) {
-        Ok(result) => {
+        Ok(answer) => {
             let text = if ctl.json {
-                format!("{result}\n")
+                format!("{}\n", answer.line)
             } else {
                 match ctl.request["call"].as_str() {
-                    Some("get_metrics") => client::metrics_table(&result),
-                    Some("status") => client::status_table(&result),
-                    _ => result["message"]
-                        .as_str()
-                        .map_or_else(|| "stopping\n".to_owned(), |m| format!("{m}\n")),
+                    Some("get_metrics") => client::metrics_table(&answer.result),
+                    Some("status") => client::status_table(&answer.result),
+                    Some("reload") => client::reload_text(&answer.result),
+                    _ => "stopping\n".to_owned(),
                 }
             };
             print!("{text}");

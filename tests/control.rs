@@ -82,13 +82,15 @@ impl Setup {
         )
     }
 
-    /// `pipit ctl ARGS --json`, which must succeed, as JSON.
+    /// The `result` of `pipit ctl ARGS --json`, which must succeed and print the answer line.
     fn json(&self, args: &[&str]) -> Value {
         let mut args = args.to_vec();
         args.push("--json");
         let (code, stdout, stderr) = self.ctl(&args);
         assert_eq!(code, 0, "pipit ctl {args:?}: {stderr}");
-        serde_json::from_str(&stdout).unwrap()
+        assert_eq!(stdout.lines().count(), 1, "{stdout}");
+        let answer: Value = serde_json::from_str(&stdout).unwrap();
+        answer["result"].clone()
     }
 
     /// The names `pipit ctl metrics ARGS --no-metadata` lists.
@@ -122,11 +124,12 @@ impl Setup {
     }
 }
 
-/// Sends `request` (a line) on a fresh connection and returns the answer line as JSON.
+/// Sends `request` (a line) on a fresh connection and returns the answer line as JSON. A refused
+/// connection (busy) may be closed before the request is written: its answer is read all the same.
 fn ask(socket: &Path, request: &str) -> Value {
     let mut s = UnixStream::connect(socket).unwrap();
     s.set_read_timeout(Some(DEADLINE)).unwrap();
-    s.write_all(request.as_bytes()).unwrap();
+    let _ = s.write_all(request.as_bytes());
     read_answer(&mut s)
 }
 
@@ -416,10 +419,9 @@ fn misbehaving_clients_do_not_affect_the_agent_or_other_clients() {
     let answer = read_answer(&mut conn);
     assert_eq!(error_code(&answer), "invalid_request");
     assert!(
-        answer["error"]["message"]
-            .as_str()
-            .unwrap()
-            .contains("unknown variant `dance`"),
+        answer["error"]["message"].as_str().unwrap().ends_with(
+            "call: expected one of \"get_metrics\", \"status\", \"reload\", \"stop\", got \"dance\""
+        ),
         "{answer}"
     );
     conn.write_all(b"{\"call\": \"get_metrics\", \"selector\": [\"load.1\"]}\n")

@@ -7,9 +7,8 @@ use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
-use serde_json::Value;
-
 use crate::config::DEFAULT_PATH;
+use crate::config::json::{self, Node, Value};
 
 /// The longest answer read, in bytes (100,000 metrics with metadata fit).
 const MAX_ANSWER_BYTES: u64 = 128 << 20;
@@ -91,13 +90,18 @@ pub fn socket_path(named: Option<&Path>, config: Option<&Path>) -> Result<PathBu
     if let Some(file) = file {
         let text = std::fs::read_to_string(file)
             .map_err(|e| format!("cannot read {}: {e}", file.display()))?;
-        let doc: Value = serde_json::from_str(&text).map_err(|e| {
+        let doc = json::parse(&text).map_err(|e| {
             format!(
-                "{}: invalid JSON ({e}); name the socket with --socket",
-                file.display()
+                "{}:{}: invalid JSON ({}); name the socket with --socket",
+                file.display(),
+                e.pos,
+                e.message
             )
         })?;
-        if let Some(socket) = doc.pointer("/control/socket").and_then(Value::as_str) {
+        if let Some(socket) = member(Some(&doc), "control")
+            .and_then(|c| member(Some(c), "socket"))
+            .and_then(as_str)
+        {
             return Ok(PathBuf::from(socket));
         }
     }
@@ -109,8 +113,17 @@ pub fn socket_path(named: Option<&Path>, config: Option<&Path>) -> Result<PathBu
         .clone())
 }
 
-/// Sends one request and returns the `result` of the answer, waiting at most `timeout`.
-pub fn call(path: &Path, request: &Value, timeout: Duration) -> Result<Value, ClientError> {
+/// A successful answer.
+#[derive(Debug, Clone)]
+pub struct Answer {
+    /// The answer line as received, without its newline: `{"result": …}`.
+    pub line: String,
+    /// The `result`.
+    pub result: Node,
+}
+
+/// Sends one request (a JSON object) and returns the answer, waiting at most `timeout`.
+pub fn call(path: &Path, request: &str, timeout: Duration) -> Result<Answer, ClientError> {
     let mut stream = UnixStream::connect(path).map_err(|error| match error.kind() {
         io::ErrorKind::NotFound => ClientError::NotRunning(path.to_owned()),
         io::ErrorKind::ConnectionRefused => ClientError::Stale(path.to_owned()),
@@ -128,7 +141,7 @@ pub fn call(path: &Path, request: &Value, timeout: Duration) -> Result<Value, Cl
         .set_read_timeout(Some(timeout))
         .and_then(|()| stream.set_write_timeout(Some(timeout)))
         .map_err(io_error)?;
-    let mut line = request.to_string();
+    let mut line = request.to_owned();
     line.push('\n');
     // A refused peer gets its answer and a closed socket: read it even when the write failed.
     let written = stream.write_all(line.as_bytes());
@@ -140,11 +153,15 @@ pub fn call(path: &Path, request: &Value, timeout: Duration) -> Result<Value, Cl
             _ => ClientError::BadAnswer("the connection closed without an answer".into()),
         });
     }
-    let answer: Value = serde_json::from_str(&answer)
-        .map_err(|e| ClientError::BadAnswer(format!("not JSON: {e}")))?;
-    if let Some(error) = answer.get("error") {
-        let code = error["code"].as_str().unwrap_or("unknown").to_owned();
-        let message = error["message"].as_str().unwrap_or("").to_owned();
+    let line = answer.trim_end().to_owned();
+    let doc = json::parse(&line)
+        .map_err(|e| ClientError::BadAnswer(format!("not JSON: {}", e.message)))?;
+    if let Some(error) = member(Some(&doc), "error") {
+        let code = text(member(Some(error), "code"));
+        let message = member(Some(error), "message")
+            .and_then(as_str)
+            .unwrap_or("")
+            .to_owned();
         return Err(if code == "forbidden" {
             ClientError::Forbidden {
                 path: path.to_owned(),
@@ -154,10 +171,55 @@ pub fn call(path: &Path, request: &Value, timeout: Duration) -> Result<Value, Cl
             ClientError::Agent { code, message }
         });
     }
-    answer
-        .get("result")
-        .cloned()
-        .ok_or_else(|| ClientError::BadAnswer("neither a result nor an error".into()))
+    match member(Some(&doc), "result") {
+        Some(result) => Ok(Answer {
+            result: result.clone(),
+            line,
+        }),
+        None => Err(ClientError::BadAnswer(
+            "neither a result nor an error".into(),
+        )),
+    }
+}
+
+/// The member `key` of an object.
+fn member<'a>(node: Option<&'a Node>, key: &str) -> Option<&'a Node> {
+    match &node?.value {
+        Value::Object(entries) => entries.iter().find(|(k, _)| k == key).map(|(_, n)| n),
+        _ => None,
+    }
+}
+
+fn as_str(node: &Node) -> Option<&str> {
+    match &node.value {
+        Value::String(s) => Some(s),
+        _ => None,
+    }
+}
+
+fn number(node: Option<&Node>) -> Option<f64> {
+    match &node?.value {
+        Value::Number { text } => text.parse().ok(),
+        _ => None,
+    }
+}
+
+fn items(node: Option<&Node>) -> &[Node] {
+    match node.map(|n| &n.value) {
+        Some(Value::Array(items)) => items,
+        _ => &[],
+    }
+}
+
+/// A value as a table cell: strings bare, numbers as sent, `-` for null or missing.
+fn text(node: Option<&Node>) -> String {
+    match node.map(|n| &n.value) {
+        None | Some(Value::Null) => "-".into(),
+        Some(Value::String(s)) => s.clone(),
+        Some(Value::Number { text }) => text.clone(),
+        Some(Value::Bool(b)) => b.to_string(),
+        Some(Value::Array(_) | Value::Object(_)) => "…".into(),
+    }
 }
 
 /// Lays out rows under a header, each column as wide as its widest cell; the last column is not
@@ -196,38 +258,40 @@ fn age(seconds: f64) -> String {
     }
 }
 
+/// Seconds as a short duration such as `85us`, `3.2ms` or `1.50s`.
+fn took(seconds: f64) -> String {
+    match seconds {
+        s if s < 0.001 => format!("{:.0}us", s * 1e6),
+        s if s < 1.0 => format!("{:.1}ms", s * 1e3),
+        s => format!("{s:.2}s"),
+    }
+}
+
 fn now() -> f64 {
     SystemTime::now()
         .duration_since(SystemTime::UNIX_EPOCH)
         .map_or(0.0, |d| d.as_secs_f64())
 }
 
-fn text(v: &Value) -> String {
-    match v {
-        Value::Null => "-".into(),
-        Value::String(s) => s.clone(),
-        other => other.to_string(),
-    }
-}
-
 /// The `get_metrics` result as a table (or one name per line when it holds names only).
-pub fn metrics_table(result: &Value) -> String {
-    let empty = Vec::new();
-    let metrics = result["metrics"].as_array().unwrap_or(&empty);
-    let mut out = if metrics.iter().all(Value::is_string) {
-        metrics.iter().map(|m| text(m) + "\n").collect()
+pub fn metrics_table(result: &Node) -> String {
+    let metrics = items(member(Some(result), "metrics"));
+    let names_only = metrics.iter().all(|m| matches!(m.value, Value::String(_)));
+    let mut out = if names_only {
+        metrics.iter().map(|m| text(Some(m)) + "\n").collect()
     } else {
         let now = now();
         let rows: Vec<Vec<String>> = metrics
             .iter()
             .map(|m| {
+                let field = |key| member(Some(m), key);
                 vec![
-                    text(&m["name"]),
-                    text(&m["value"]),
-                    text(&m["unit"]),
-                    m["time"].as_f64().map_or("-".into(), |t| age(now - t)),
-                    text(&m["source"]),
-                    text(&m["description"]),
+                    text(field("name")),
+                    text(field("value")),
+                    text(field("unit")),
+                    number(field("time")).map_or("-".into(), |t| age(now - t)),
+                    text(field("source")),
+                    text(field("description")),
                 ]
             })
             .collect();
@@ -236,47 +300,48 @@ pub fn metrics_table(result: &Value) -> String {
             &rows,
         )
     };
-    let matched = result["matched"].as_u64().unwrap_or(0);
-    if matched > metrics.len() as u64 {
+    let matched = number(member(Some(result), "matched")).unwrap_or(0.0) as usize;
+    if matched > metrics.len() {
         out += &format!("({} of {matched} matching metrics shown)\n", metrics.len());
     }
     out
 }
 
+/// The `reload` result: its message.
+pub fn reload_text(result: &Node) -> String {
+    text(member(Some(result), "message")) + "\n"
+}
+
 /// The `status` result as text and two tables.
-pub fn status_table(result: &Value) -> String {
+pub fn status_table(result: &Node) -> String {
     let now = now();
-    let empty = Vec::new();
+    let field = |key| member(Some(result), key);
+    let config = |key| member(field("config"), key);
     let mut out = format!(
         "pipit {} (pid {}), up {}\nconfig {}, loaded {} ago\n{} metric(s) in the catalogue\n\n",
-        text(&result["version"]),
-        text(&result["pid"]),
-        age(result["uptime"].as_f64().unwrap_or(0.0)),
-        text(&result["config"]["file"]),
-        age(now - result["config"]["loaded"].as_f64().unwrap_or(now)),
-        text(&result["metrics"]),
+        text(field("version")),
+        text(field("pid")),
+        age(number(field("uptime")).unwrap_or(0.0)),
+        text(config("file")),
+        age(now - number(config("loaded")).unwrap_or(now)),
+        text(field("metrics")),
     );
-    let sources: Vec<Vec<String>> = result["sources"]
-        .as_array()
-        .unwrap_or(&empty)
+    let sources: Vec<Vec<String>> = items(field("sources"))
         .iter()
         .map(|s| {
+            let field = |key| member(Some(s), key);
             vec![
-                text(&s["name"]),
-                text(&s["type"]),
-                format!("{}s", text(&s["interval"])),
-                text(&s["runs"]),
-                s["last_run"]
-                    .as_f64()
+                text(field("name")),
+                text(field("type")),
+                format!("{}s", text(field("interval"))),
+                text(field("runs")),
+                number(field("last_run"))
                     .map_or("never".into(), |t| format!("{} ago", age(now - t))),
-                format!(
-                    "{:.1}ms",
-                    s["last_duration"].as_f64().unwrap_or(0.0) * 1000.0
-                ),
-                text(&s["skipped_ticks"]),
-                text(&s["errors"]),
-                text(&s["restarts"]),
-                text(&s["dropped"]),
+                took(number(field("last_duration")).unwrap_or(0.0)),
+                text(field("skipped_ticks")),
+                text(field("errors")),
+                text(field("restarts")),
+                text(field("dropped")),
             ]
         })
         .collect();
@@ -288,9 +353,7 @@ pub fn status_table(result: &Value) -> String {
         &sources,
     );
     out.push('\n');
-    let outputs: Vec<Vec<String>> = result["outputs"]
-        .as_array()
-        .unwrap_or(&empty)
+    let outputs: Vec<Vec<String>> = items(field("outputs"))
         .iter()
         .map(|o| {
             [
@@ -304,7 +367,7 @@ pub fn status_table(result: &Value) -> String {
                 "queue_depth",
             ]
             .iter()
-            .map(|k| text(&o[*k]))
+            .map(|k| text(member(Some(o), k)))
             .collect()
         })
         .collect();
@@ -320,7 +383,10 @@ pub fn status_table(result: &Value) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
+
+    fn node(text: &str) -> Node {
+        json::parse(text).unwrap()
+    }
 
     #[test]
     fn tables_align_columns() {
@@ -340,17 +406,23 @@ mod tests {
         assert_eq!(age(200.0), "3m20s");
         assert_eq!(age(7500.0), "2h5m");
         assert_eq!(age(-3.0), "0s");
+        assert_eq!(took(0.000085), "85us");
+        assert_eq!(took(0.0032), "3.2ms");
+        assert_eq!(took(1.5), "1.50s");
     }
 
     #[test]
     fn metrics_print_as_names_or_a_table() {
-        let names = json!({"metrics": ["a", "b"], "matched": 3});
+        let names = node(r#"{"metrics": ["a", "b"], "matched": 3}"#);
         assert_eq!(
             metrics_table(&names),
             "a\nb\n(2 of 3 matching metrics shown)\n"
         );
-        let rows = json!({"matched": 1, "metrics": [{"name": "load.1", "value": 0.5, "unit": "",
-            "time": now(), "source": "load", "description": "run-queue length"}]});
+        let rows = node(&format!(
+            r#"{{"matched": 1, "metrics": [{{"name": "load.1", "value": 0.5, "unit": "",
+            "time": {}, "source": "load", "description": "run-queue length"}}]}}"#,
+            now()
+        ));
         let t = metrics_table(&rows);
         assert!(
             t.starts_with("NAME    VALUE  UNIT  AGE  SOURCE  DESCRIPTION\n"),
@@ -362,7 +434,7 @@ mod tests {
     #[test]
     fn a_missing_socket_says_so() {
         let path = Path::new("/nonexistent/pipit.sock");
-        let e = call(path, &json!({"call": "status"}), Duration::from_secs(1)).unwrap_err();
+        let e = call(path, r#"{"call": "status"}"#, Duration::from_secs(1)).unwrap_err();
         assert_eq!(
             e.to_string(),
             "pipit is not running (no socket at /nonexistent/pipit.sock)"

@@ -7,9 +7,11 @@
 //! [`parse_request`] is a pure function of the bytes of one line: it never panics, whatever the
 //! input.
 
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
 use super::catalogue::{Found, Query, Row, Select};
+use crate::config::json;
+use crate::config::reader::{Field, Problems};
 use crate::event::Metric;
 
 /// The longest request line accepted, in bytes; a longer one is answered with
@@ -84,87 +86,85 @@ impl ProtocolError {
     }
 }
 
-/// The request as it travels; turned into a [`Request`] once checked.
-#[derive(Deserialize)]
-#[serde(tag = "call", rename_all = "snake_case", deny_unknown_fields)]
-enum Wire {
-    GetMetrics {
-        #[serde(default)]
-        selector: Option<Selector>,
-        #[serde(default)]
-        prefix: Option<String>,
-        #[serde(default)]
-        infix: Option<String>,
-        #[serde(default)]
-        limit: Option<u64>,
-        #[serde(default = "yes")]
-        metadata: bool,
-        #[serde(default)]
-        hidden: bool,
-    },
-    Status {},
-    Reload {},
-    Stop {},
+/// The calls, as the error for an unknown one lists them.
+const CALLS: &str = "one of \"get_metrics\", \"status\", \"reload\", \"stop\"";
+
+/// The name requests go by in error messages, in place of a file name.
+const REQUEST: &str = "request";
+
+/// Parses one request line (without or with its newline).
+///
+/// The line is read with the config's own JSON parser and typed reader, so errors name the
+/// place and key the way config errors do (`request:1:31: limit: expected a whole number…`) and
+/// unknown keys are refused.
+pub fn parse_request(line: &[u8]) -> Result<Request, ProtocolError> {
+    let text = std::str::from_utf8(line)
+        .map_err(|e| ProtocolError::new(Code::InvalidJson, format!("not UTF-8: {e}")))?;
+    let doc = json::parse(text).map_err(|e| {
+        ProtocolError::new(
+            Code::InvalidJson,
+            format!("{REQUEST}:{}: not JSON: {}", e.pos, e.message),
+        )
+    })?;
+    let mut problems = Problems::new(REQUEST);
+    let request = read(&doc, &mut problems);
+    match request {
+        Some(request) if problems.is_empty() => request,
+        _ => {
+            let errors: Vec<String> = problems
+                .into_errors()
+                .iter()
+                .map(|e| e.to_string())
+                .collect();
+            Err(ProtocolError::new(Code::InvalidRequest, errors.join("; ")))
+        }
+    }
 }
 
-fn yes() -> bool {
-    true
-}
-
-/// A selector: a regex as a string, or exact names as an array of strings.
-#[derive(Deserialize)]
-#[serde(untagged)]
+/// A selector as written, compiled once the request is known to be valid.
 enum Selector {
     Regex(String),
     Names(Vec<String>),
 }
 
-/// The calls, for messages.
-const CALLS: &str = "get_metrics, status, reload, stop";
-
-/// Parses one request line (without or with its newline).
-pub fn parse_request(line: &[u8]) -> Result<Request, ProtocolError> {
-    let text = std::str::from_utf8(line)
-        .map_err(|e| ProtocolError::new(Code::InvalidJson, format!("not UTF-8: {e}")))?;
-    let value: serde_json::Value = serde_json::from_str(text)
-        .map_err(|e| ProtocolError::new(Code::InvalidJson, format!("not JSON: {e}")))?;
-    let invalid = |message: String| ProtocolError::new(Code::InvalidRequest, message);
-    match value.get("call") {
-        Some(serde_json::Value::String(_)) => {}
-        Some(_) => return Err(invalid(format!("\"call\" must be one of {CALLS}"))),
-        None if value.is_object() => {
-            return Err(invalid(format!("missing \"call\": one of {CALLS}")));
-        }
-        None => {
-            return Err(invalid(format!(
-                "a request is a JSON object with a \"call\": one of {CALLS}"
-            )));
-        }
-    }
-    let wire: Wire = serde_json::from_value(value).map_err(|e| {
-        let message = e.to_string();
-        if message.starts_with("data did not match any variant") {
-            invalid(
-                "\"selector\" must be a regex (a string) or exact names (an array of strings)"
-                    .into(),
-            )
-        } else {
-            invalid(message)
-        }
-    })?;
-    Ok(match wire {
-        Wire::GetMetrics {
-            selector,
-            prefix,
-            infix,
-            limit,
-            metadata,
-            hidden,
-        } => {
+fn read(doc: &json::Node, problems: &mut Problems) -> Option<Result<Request, ProtocolError>> {
+    let mut t = Field::root(doc).table(problems)?;
+    let Some(field) = t.field("call") else {
+        problems.at(t.as_field(), format!("missing \"call\": {CALLS}"));
+        return None;
+    };
+    let request = match field.as_str() {
+        Some("get_metrics") => {
+            let selector = match t.field("selector") {
+                None => None,
+                Some(f) => match &f.node.value {
+                    json::Value::String(re) => Some(Selector::Regex(re.clone())),
+                    json::Value::Array(_) => f.parse(problems).map(Selector::Names),
+                    _ => {
+                        problems.expected(
+                            &f,
+                            "a regex (a string) or exact names (an array of strings)",
+                        );
+                        None
+                    }
+                },
+            };
+            let prefix = t.get("prefix", problems);
+            let infix = t.get("infix", problems);
+            let limit = t.get::<u64>("limit", problems);
+            let metadata = t.get_or("metadata", true, problems);
+            let hidden = t.get_or("hidden", false, problems);
+            t.finish(problems);
+            if !problems.is_empty() {
+                return None;
+            }
             let select = match selector {
                 None => Select::All,
                 Some(Selector::Names(names)) => Select::Names(names),
-                Some(Selector::Regex(re)) => Select::Regex(compile(&re)?),
+                Some(Selector::Regex(re)) => match compile(&re) {
+                    Ok(re) => Select::Regex(re),
+                    Err(e) => return Some(Err(e)),
+                },
             };
             let query = Query {
                 select,
@@ -175,10 +175,16 @@ pub fn parse_request(line: &[u8]) -> Result<Request, ProtocolError> {
             };
             Request::GetMetrics { query, metadata }
         }
-        Wire::Status {} => Request::Status,
-        Wire::Reload {} => Request::Reload,
-        Wire::Stop {} => Request::Stop,
-    })
+        Some("status") => Request::Status,
+        Some("reload") => Request::Reload,
+        Some("stop") => Request::Stop,
+        _ => {
+            problems.expected(&field, CALLS);
+            return None;
+        }
+    };
+    t.finish(problems);
+    Some(Ok(request))
 }
 
 fn compile(re: &str) -> Result<regex_lite::Regex, ProtocolError> {
@@ -349,7 +355,10 @@ mod tests {
 
     #[test]
     fn bad_requests_say_what_is_wrong() {
-        assert_eq!(error("nope").code, Code::InvalidJson);
+        assert_eq!(
+            error("nope").message,
+            "request:1:1: not JSON: expected a value, found 'n'"
+        );
         assert_eq!(error("\u{0}").code, Code::InvalidJson);
         assert_eq!(
             parse_request(b"\xff\xfe").unwrap_err().code,
@@ -357,33 +366,38 @@ mod tests {
         );
         assert_eq!(
             error("[1]").message,
-            "a request is a JSON object with a \"call\": one of get_metrics, status, reload, stop"
+            "request:1:1: expected an object, got an array"
         );
         assert_eq!(
             error("{}").message,
-            "missing \"call\": one of get_metrics, status, reload, stop"
+            "request:1:1: missing \"call\": one of \"get_metrics\", \"status\", \"reload\", \"stop\""
         );
         let e = error(r#"{"call":"dance"}"#);
         assert_eq!(e.code, Code::InvalidRequest);
-        assert!(
-            e.message.contains("unknown variant `dance`"),
-            "{}",
-            e.message
-        );
-        let e = error(r#"{"call":"get_metrics","limt":3}"#);
-        assert!(e.message.contains("unknown field `limt`"), "{}", e.message);
-        let e = error(r#"{"call":"status","verbose":true}"#);
-        assert!(
-            e.message.contains("unknown field `verbose`"),
-            "{}",
-            e.message
-        );
-        let e = error(r#"{"call":"get_metrics","limit":-1}"#);
-        assert_eq!(e.code, Code::InvalidRequest);
-        let e = error(r#"{"call":"get_metrics","selector":3}"#);
         assert_eq!(
             e.message,
-            "\"selector\" must be a regex (a string) or exact names (an array of strings)"
+            "request:1:9: call: expected one of \"get_metrics\", \"status\", \"reload\", \"stop\", got \"dance\""
+        );
+        assert_eq!(
+            error(r#"{"call":"get_metrics","limt":3}"#).message,
+            "request:1:30: limt: unknown key; expected one of: call, hidden, infix, limit, metadata, prefix, selector"
+        );
+        assert_eq!(
+            error(r#"{"call":"status","verbose":true}"#).message,
+            "request:1:28: verbose: unknown key; expected one of: call"
+        );
+        assert_eq!(
+            error(r#"{"call":"get_metrics","limit":-1,"hidden":"yes"}"#).message,
+            "request:1:31: limit: expected a whole number of 0 or more, got the number -1; \
+             request:1:43: hidden: expected true or false, got \"yes\""
+        );
+        assert_eq!(
+            error(r#"{"call":"get_metrics","selector":3}"#).message,
+            "request:1:34: selector: expected a regex (a string) or exact names (an array of strings), got the number 3"
+        );
+        assert_eq!(
+            error(r#"{"call":"get_metrics","selector":["a",1]}"#).message,
+            "request:1:39: selector[1]: expected a string, got the number 1"
         );
         let e = error(r#"{"call":"get_metrics","selector":"(unclosed"}"#);
         assert_eq!(e.code, Code::BadRegex);
@@ -394,6 +408,43 @@ mod tests {
         assert_eq!(error(&deep).code, Code::BadRegex);
         let huge = r#"{"call":"get_metrics","selector":"(?:a{1000}){1000}"}"#;
         assert_eq!(error(huge).code, Code::BadRegex);
+    }
+
+    /// Mangled variants of valid requests never panic and always get an answer.
+    #[test]
+    fn mangled_requests_never_panic() {
+        let valid: &[&[u8]] = &[
+            br#"{"call":"get_metrics","selector":"^cpu\\.","prefix":"c","limit":3,"hidden":true}"#,
+            br#"{"call":"get_metrics","selector":["a","b"],"metadata":false}"#,
+            br#"{"call":"status"}"#,
+        ];
+        let mut seed = 0x2545_f491_4f6c_dd1d_u64;
+        let mut next = move || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed
+        };
+        for round in 0..20_000 {
+            let mut line = valid[round % valid.len()].to_vec();
+            for _ in 0..1 + next() % 4 {
+                let at = (next() as usize) % line.len();
+                match next() % 3 {
+                    0 => line[at] = next() as u8,
+                    1 => {
+                        line.remove(at);
+                    }
+                    _ => {
+                        let specials = b"{}[]\",:\\x0";
+                        line.insert(at, specials[(next() as usize) % specials.len()]);
+                    }
+                }
+                if line.is_empty() {
+                    line.push(b'{');
+                }
+            }
+            let _ = parse_request(&line);
+        }
     }
 
     #[test]
