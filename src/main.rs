@@ -219,11 +219,37 @@ struct Ctl {
     socket: Option<PathBuf>,
     config: Option<PathBuf>,
     json: bool,
-    request: serde_json::Map<String, serde_json::Value>,
+    /// The request's keys, each with its value as JSON text.
+    request: Vec<(&'static str, String)>,
+}
+
+impl Ctl {
+    fn set(&mut self, key: &'static str, json: String) {
+        self.request.retain(|(k, _)| *k != key);
+        self.request.push((key, json));
+    }
+
+    fn has(&self, key: &str) -> bool {
+        self.request.iter().any(|(k, _)| *k == key)
+    }
+
+    /// The request as one line of JSON.
+    fn line(&self) -> String {
+        let members: Vec<String> = self
+            .request
+            .iter()
+            .map(|(k, v)| format!("\"{k}\":{v}"))
+            .collect();
+        format!("{{{}}}", members.join(","))
+    }
+}
+
+/// A string as JSON text, escaped.
+fn json_string(text: &str) -> String {
+    serde_json::to_string(text).unwrap_or_default()
 }
 
 fn parse_ctl(mut argv: impl Iterator<Item = String>) -> Result<Ctl, String> {
-    use serde_json::Value;
     let mut ctl = Ctl::default();
     let mut names = Vec::new();
     while let Some(arg) = argv.next() {
@@ -234,25 +260,29 @@ fn parse_ctl(mut argv: impl Iterator<Item = String>) -> Result<Ctl, String> {
             "--json" => ctl.json = true,
             "--selector" => {
                 let re = value()?;
-                ctl.request.insert("selector".into(), Value::String(re));
+                ctl.set("selector", json_string(&re));
             }
-            "--name" => names.push(Value::String(value()?)),
-            "--prefix" | "--infix" => {
+            "--name" => names.push(json_string(&value()?)),
+            "--prefix" => {
                 let text = value()?;
-                ctl.request.insert(arg[2..].into(), Value::String(text));
+                ctl.set("prefix", json_string(&text));
+            }
+            "--infix" => {
+                let text = value()?;
+                ctl.set("infix", json_string(&text));
             }
             "--limit" => {
                 let n = value()?;
                 let n: u64 = n
                     .parse()
                     .map_err(|_| format!("--limit needs a number, got {n}"))?;
-                ctl.request.insert("limit".into(), n.into());
+                ctl.set("limit", n.to_string());
             }
             "--no-metadata" => {
-                ctl.request.insert("metadata".into(), false.into());
+                ctl.set("metadata", "false".into());
             }
             "--hidden" => {
-                ctl.request.insert("hidden".into(), true.into());
+                ctl.set("hidden", "true".into());
             }
             _ if arg.starts_with('-') => return Err(format!("unknown option {arg}")),
             _ if ctl.call.is_none() => ctl.call = Some(arg),
@@ -260,10 +290,10 @@ fn parse_ctl(mut argv: impl Iterator<Item = String>) -> Result<Ctl, String> {
         }
     }
     if !names.is_empty() {
-        if ctl.request.contains_key("selector") {
+        if ctl.has("selector") {
             return Err("--selector and --name cannot be used together".into());
         }
-        ctl.request.insert("selector".into(), Value::Array(names));
+        ctl.set("selector", format!("[{}]", names.join(",")));
     }
     let call = match ctl.call.as_deref() {
         Some("metrics") => "get_metrics",
@@ -276,8 +306,7 @@ fn parse_ctl(mut argv: impl Iterator<Item = String>) -> Result<Ctl, String> {
         Some(other) => return Err(format!("unknown ctl call {other}")),
         None => return Err("ctl needs a call: metrics, status, reload or stop".into()),
     };
-    ctl.request
-        .insert("call".into(), Value::String(call.into()));
+    ctl.request.insert(0, ("call", json_string(call)));
     Ok(ctl)
 }
 
@@ -290,15 +319,15 @@ fn cmd_ctl(ctl: &Ctl) -> ExitCode {
             return ExitCode::from(EXIT_CONFIG);
         }
     };
-    let request = serde_json::Value::Object(ctl.request.clone()).to_string();
+    let request = ctl.line();
     let timeout = pipit::control::REPLY_TIMEOUT + std::time::Duration::from_secs(10);
     match client::call(&path, &request, timeout) {
         Ok(answer) => {
             let text = if ctl.json {
                 format!("{}\n", answer.line)
             } else {
-                match ctl.request["call"].as_str() {
-                    Some("get_metrics") => client::metrics_table(&answer.result),
+                match ctl.call.as_deref() {
+                    Some("metrics") => client::metrics_table(&answer.result),
                     Some("status") => client::status_table(&answer.result),
                     Some("reload") => client::reload_text(&answer.result),
                     _ => "stopping\n".to_owned(),

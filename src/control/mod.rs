@@ -542,10 +542,10 @@ fn answer(line: &[u8], shared: &Shared) -> (String, bool) {
         }
         Request::Status => ask(shared, Order::Status).map(|s| protocol::result_line(&s)),
         Request::Reload => match ask(shared, |tx| Order::Reload(Some(tx))) {
-            Ok(Ok(message)) => Ok(protocol::result_line(&serde_json::json!({
-                "reloaded": true,
-                "message": message,
-            }))),
+            Ok(Ok(message)) => Ok(protocol::result_line(&protocol::Reloaded {
+                reloaded: true,
+                message: &message,
+            })),
             Ok(Err(errors)) => Err(ProtocolError::new(
                 Code::ReloadFailed,
                 format!(
@@ -562,7 +562,7 @@ fn answer(line: &[u8], shared: &Shared) -> (String, bool) {
             );
             match sent {
                 Ok(()) => {
-                    let line = protocol::result_line(&serde_json::json!({"stopping": true}));
+                    let line = protocol::result_line(&protocol::Stopping { stopping: true });
                     return (line, true);
                 }
                 Err(_) => Err(stopping()),

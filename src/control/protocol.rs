@@ -225,6 +225,22 @@ pub fn error_line(error: &ProtocolError) -> String {
     line
 }
 
+/// The result of a successful `reload`.
+#[derive(Debug, Serialize)]
+pub struct Reloaded<'a> {
+    /// Always true.
+    pub reloaded: bool,
+    /// What now runs, such as `reloaded /etc/pipit/pipit.json: 3 source(s), 1 output(s)`.
+    pub message: &'a str,
+}
+
+/// The result of `stop`.
+#[derive(Debug, Serialize)]
+pub struct Stopping {
+    /// Always true.
+    pub stopping: bool,
+}
+
 /// A metric with its metadata, as `get_metrics` returns it.
 #[derive(Debug, Serialize)]
 pub struct MetricRow<'a> {
@@ -460,7 +476,7 @@ mod tests {
             "{\"error\":{\"code\":\"too_large\",\"message\":\"too long\\nreally\"}}\n"
         );
         assert_eq!(
-            result_line(&serde_json::json!({"stopping": true})),
+            result_line(&Stopping { stopping: true }),
             "{\"result\":{\"stopping\":true}}\n"
         );
     }
