@@ -314,14 +314,16 @@ fn bind(path: &Path) -> Result<(UnixListener, u64), ControlError> {
             if UnixStream::connect(path).is_ok() {
                 return Err(ControlError::InUse(path.to_owned()));
             }
-            log::info!(target: LOG, "replacing the stale socket {}", path.display());
+            log::info!(target: LOG, "removing the stale socket {}", path.display());
+            fs::remove_file(path).map_err(io_error)?;
         }
         Ok(_) => return Err(ControlError::NotASocket(path.to_owned())),
         Err(e) if e.kind() == io::ErrorKind::NotFound => {}
         Err(e) => return Err(io_error(e)),
     }
     // Bound under a temporary name and made 0600 before it appears at `path`, so the socket is
-    // never reachable with looser permissions; the rename also replaces a stale socket atomically.
+    // never reachable with looser permissions. Linking (unlike renaming) fails if another agent
+    // starting at the same moment got there first.
     let name = path
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
@@ -330,14 +332,15 @@ fn bind(path: &Path) -> Result<(UnixListener, u64), ControlError> {
     let _ = fs::remove_file(&temporary);
     let listener = UnixListener::bind(&temporary).map_err(io_error)?;
     let placed = fs::set_permissions(&temporary, fs::Permissions::from_mode(0o600))
-        .and_then(|()| fs::rename(&temporary, path))
+        .and_then(|()| fs::hard_link(&temporary, path))
         .and_then(|()| fs::symlink_metadata(path));
+    let _ = fs::remove_file(&temporary);
     match placed {
         Ok(m) => Ok((listener, m.ino())),
-        Err(e) => {
-            let _ = fs::remove_file(&temporary);
-            Err(io_error(e))
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+            Err(ControlError::InUse(path.to_owned()))
         }
+        Err(e) => Err(io_error(e)),
     }
 }
 
