@@ -43,7 +43,8 @@ Options:
 
 Exit codes:
   0  success
-  1  the config is invalid or missing (every error is printed)
+  1  the config is invalid or missing (every error is printed); for ctl
+     reload, the agent refused the new config and keeps the running one
   2  the command line is wrong
   3  the agent could not run, or (once) a source failed, or (ctl) the agent
      answered with an error
@@ -51,7 +52,8 @@ Exit codes:
 
 Environment:
   RUST_LOG  log filter such as debug, warn or info,src.cpu=debug (default: info).
-            Log lines name their component: src.<source>, out.<output>, agent.
+            Log lines name their component: src.<source>, out.<output>, agent,
+            control.
 ";
 
 /// Exit code: the config is invalid or missing.

@@ -565,3 +565,17 @@ fn a_second_uid_is_refused_by_the_socket_and_by_the_agent() {
     );
     assert!(s.dir.path().exists());
 }
+
+#[test]
+fn a_disabled_socket_is_not_created() {
+    let s = setup("ctl-off", r#", "enabled": false"#);
+    let mut agent = Agent::start(&s.config, "info");
+    agent.wait_stderr("the agent to run", DEADLINE, |l| {
+        l.iter().any(|l| l.contains("running 3 source(s)"))
+    });
+    agent.signal("TERM");
+    assert_eq!(agent.wait_exit(DEADLINE).code(), Some(0));
+    let stderr = agent.stderr();
+    assert!(!stderr.iter().any(|l| l.contains("control")), "{stderr:?}");
+    assert!(!s.socket.parent().unwrap().exists());
+}

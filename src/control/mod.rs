@@ -288,9 +288,16 @@ impl Drop for Server {
     /// Stops accepting and removes the socket file, if it is still the one this server made.
     fn drop(&mut self) {
         self.shared.stopping.store(true, Ordering::SeqCst);
-        // The accepting thread blocks in accept: a connection wakes it to see the flag.
-        if UnixStream::connect(&self.path).is_ok() {
-            if let Some(t) = self.thread.take() {
+        // The accepting thread blocks in accept: a connection wakes it to see the flag. If the
+        // path no longer leads to it (someone replaced the file), it is left behind, not waited
+        // for: the process is about to exit.
+        let _ = UnixStream::connect(&self.path);
+        let deadline = Instant::now() + Duration::from_secs(1);
+        if let Some(t) = self.thread.take() {
+            while !t.is_finished() && Instant::now() < deadline {
+                thread::sleep(Duration::from_millis(5));
+            }
+            if t.is_finished() {
                 let _ = t.join();
             }
         }
