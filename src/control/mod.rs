@@ -277,11 +277,6 @@ impl Server {
             thread: Some(thread),
         })
     }
-
-    /// The socket path.
-    pub fn path(&self) -> &Path {
-        &self.path
-    }
 }
 
 impl Drop for Server {
@@ -468,12 +463,13 @@ fn read_request(
     let deadline = Instant::now() + timeout;
     let mut chunk = [0u8; 4096];
     loop {
-        if let Some(end) = pending.iter().position(|&b| b == b'\n') {
+        let end = pending.iter().position(|&b| b == b'\n');
+        if end.unwrap_or(pending.len()) > protocol::MAX_REQUEST_BYTES {
+            return Err(ReadError::TooLarge);
+        }
+        if let Some(end) = end {
             let line = pending.drain(..=end).collect();
             return Ok(Some(line));
-        }
-        if pending.len() > protocol::MAX_REQUEST_BYTES {
-            return Err(ReadError::TooLarge);
         }
         let left = deadline.saturating_duration_since(Instant::now());
         if left.is_zero() {
