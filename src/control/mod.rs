@@ -652,6 +652,38 @@ mod tests {
     }
 
     #[test]
+    fn requests_are_split_at_newlines_and_capped() {
+        let (mut client, mut server) = UnixStream::pair().unwrap();
+        let timeout = Duration::from_secs(5);
+        let mut pending = Vec::new();
+        client.write_all(b"one\ntwo\nthr").unwrap();
+        let mut next = |server: &mut UnixStream| {
+            read_request(server, &mut pending, timeout).map_err(|e| match e {
+                ReadError::TooLarge => "too large",
+                ReadError::Timeout => "timeout",
+                ReadError::Io => "io",
+            })
+        };
+        assert_eq!(next(&mut server), Ok(Some(b"one\n".to_vec())));
+        assert_eq!(next(&mut server), Ok(Some(b"two\n".to_vec())));
+        client.shutdown(std::net::Shutdown::Write).unwrap();
+        assert_eq!(next(&mut server), Ok(Some(b"thr".to_vec())));
+        assert_eq!(next(&mut server), Ok(None));
+
+        let (mut client, mut server) = UnixStream::pair().unwrap();
+        let mut line = vec![b' '; protocol::MAX_REQUEST_BYTES + 1];
+        line.push(b'\n');
+        let writer = std::thread::spawn(move || client.write_all(&line));
+        let mut pending = Vec::new();
+        assert!(matches!(
+            read_request(&mut server, &mut pending, timeout),
+            Err(ReadError::TooLarge)
+        ));
+        drop(server);
+        let _ = writer.join();
+    }
+
+    #[test]
     fn the_default_socket_depends_on_the_user() {
         assert!(default_socket_for(0).is_absolute());
         assert!(default_socket_for(1234).ends_with("pipit.sock"));
