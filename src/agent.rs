@@ -142,13 +142,15 @@ impl Agent {
         );
     }
 
-    /// Restarts any source whose collection has hung past its timeout, and writes the cache when
-    /// `agent.cache_interval` has passed. Call about once a second.
+    /// Restarts any source whose collection has hung past its timeout, writes the cache when
+    /// `agent.cache_interval` has passed, and keeps the metric catalogue pruned. Call about once a
+    /// second.
     pub fn watch(&mut self) {
         for s in &mut self.sources {
             s.check_hang();
         }
         self.cache.flush_if_due(self.config.agent.cache_interval);
+        self.telemetry.prune_catalogue();
     }
 
     /// Replaces the running config with `new`. Unchanged sources and outputs keep running; a
@@ -406,6 +408,7 @@ mod tests {
                 batch_timeout,
                 spec: Arc::new(Keep(kept.clone())),
             }],
+            control: crate::control::ControlConfig::default(),
         }
     }
 

@@ -14,6 +14,7 @@ pub mod cache;
 pub mod checks;
 pub mod complain;
 pub mod config;
+pub mod control;
 pub mod crc32;
 pub mod delivery;
 pub mod event;

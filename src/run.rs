@@ -1,20 +1,23 @@
-//! `pipit run`: the agent under signal control.
+//! `pipit run`: the agent under signal and control-socket control.
 //!
-//! SIGTERM or SIGINT stops it gracefully (sources stop, queues drain into the outputs within
-//! `agent.shutdown_timeout`); a second one while stopping exits at once. SIGHUP reloads the config
-//! file: a valid one replaces the running config, an invalid one is refused and logged.
+//! SIGTERM or SIGINT (or `stop` on the control socket) stops it gracefully (sources stop, queues
+//! drain into the outputs within `agent.shutdown_timeout`); a second signal while stopping exits
+//! at once. SIGHUP (or `reload` on the control socket) reloads the config file: a valid one
+//! replaces the running config, an invalid one is refused and logged.
 
 use std::path::PathBuf;
 use std::process;
 use std::thread;
-use std::time::Duration;
+use std::time::{Duration, Instant, SystemTime};
 
-use crossbeam_channel::{RecvTimeoutError, bounded};
+use crossbeam_channel::{RecvTimeoutError, Sender, bounded};
 use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
 
 use crate::agent::{Agent, AgentError, StopReport};
 use crate::config::{self, Config, ConfigErrors};
+use crate::control::Server;
+use crate::control::status::Status;
 
 /// Where the running config comes from, so that a reload reads it again.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -59,56 +62,118 @@ impl std::fmt::Display for RunError {
 
 impl std::error::Error for RunError {}
 
-/// Runs the agent until SIGTERM or SIGINT.
+/// What the run loop is asked to do, by a signal or over the control socket.
+#[derive(Debug)]
+pub enum Order {
+    /// Re-read the config; the outcome (a summary, or every error) goes to the sender if any.
+    Reload(Option<Sender<Result<String, Vec<String>>>>),
+    /// Send the agent's status.
+    Status(Sender<Status>),
+    /// Stop gracefully; the text says why, for the log.
+    Stop(&'static str),
+}
+
+/// Runs the agent until SIGTERM, SIGINT or a `stop` over the control socket.
 pub fn run(source: ConfigSource) -> Result<StopReport, RunError> {
     let config = source.load().map_err(RunError::Config)?;
     let mut signals = Signals::new([SIGTERM, SIGINT, SIGHUP]).map_err(RunError::Signals)?;
+    let control = config.control.clone();
     let mut agent = Agent::start(config).map_err(RunError::Agent)?;
+    let mut loaded = SystemTime::now();
 
-    let (tx, rx) = bounded::<i32>(8);
+    let (tx, rx) = bounded::<Order>(8);
+    let orders = tx.clone();
     thread::Builder::new()
         .name("signals".into())
         .spawn(move || {
             let mut stopping = false;
             for signal in signals.forever() {
-                if signal != SIGHUP {
+                let order = if signal == SIGHUP {
+                    Order::Reload(None)
+                } else {
                     if stopping {
                         log::warn!(target: "agent", "second stop signal: exiting at once");
                         process::exit(128 + signal);
                     }
                     stopping = true;
-                }
-                let _ = tx.send(signal);
+                    Order::Stop(if signal == SIGINT {
+                        "SIGINT"
+                    } else {
+                        "SIGTERM"
+                    })
+                };
+                let _ = tx.send(order);
             }
         })
         .map_err(RunError::Signals)?;
+    let server = if control.enabled {
+        Server::start(&control, agent.telemetry().clone(), orders)
+            .map_err(|e| log::error!(target: "control", "no control socket: {e}"))
+            .ok()
+    } else {
+        None
+    };
 
+    let mut next_watch = Instant::now() + WATCH_EVERY;
     loop {
-        match rx.recv_timeout(Duration::from_secs(1)) {
-            Ok(SIGHUP) => reload(&mut agent, &source),
-            Ok(signal) => {
-                log::info!(target: "agent", "signal {signal}: stopping (a second one exits at once)");
+        match rx.recv_deadline(next_watch) {
+            Ok(Order::Reload(reply)) => {
+                let outcome = reload(&mut agent, &source);
+                if outcome.is_ok() {
+                    loaded = SystemTime::now();
+                }
+                if let Some(reply) = reply {
+                    let _ = reply.send(outcome);
+                }
+            }
+            Ok(Order::Status(reply)) => {
+                let _ = reply.send(Status::of(&agent, loaded));
+            }
+            Ok(Order::Stop(why)) => {
+                log::info!(target: "agent", "{why}: stopping (a second stop signal exits at once)");
                 break;
             }
-            Err(RecvTimeoutError::Timeout) => agent.watch(),
+            Err(RecvTimeoutError::Timeout) => {}
             Err(RecvTimeoutError::Disconnected) => break,
         }
+        if Instant::now() >= next_watch {
+            agent.watch();
+            next_watch = Instant::now() + WATCH_EVERY;
+        }
     }
+    drop(server);
     Ok(agent.stop())
 }
 
-fn reload(agent: &mut Agent, source: &ConfigSource) {
-    match source.load() {
+/// How often the run loop checks for hung sources.
+const WATCH_EVERY: Duration = Duration::from_secs(1);
+
+/// Reloads the config from `source` into `agent`: the one path of SIGHUP and the control
+/// socket's `reload`. Every refusal is logged; the outcome is a summary or the errors.
+pub fn reload(agent: &mut Agent, source: &ConfigSource) -> Result<String, Vec<String>> {
+    let errors = match source.load() {
         Ok(config) => {
-            if let Err(e) = agent.reload(config) {
-                log::error!(target: "agent", "reload refused: {e}; the running config stays");
+            if config.control != agent.config().control {
+                log::warn!(target: "agent", "control.* changes take effect at the next start, not on reload");
+            }
+            match agent.reload(config) {
+                Ok(()) => {
+                    let c = agent.config();
+                    return Ok(format!(
+                        "reloaded {}: {} source(s), {} output(s)",
+                        c.file,
+                        c.sources.len(),
+                        c.outputs.len()
+                    ));
+                }
+                Err(e) => vec![e.to_string()],
             }
         }
-        Err(errors) => {
-            for e in &errors.0 {
-                log::error!(target: "agent", "reload refused: {e}");
-            }
-            log::error!(target: "agent", "the running config stays ({} error(s) in the new one)", errors.0.len());
-        }
+        Err(errors) => errors.0.iter().map(|e| e.to_string()).collect(),
+    };
+    for e in &errors {
+        log::error!(target: "agent", "reload refused: {e}");
     }
+    log::error!(target: "agent", "the running config stays ({} error(s) in the new one)", errors.len());
+    Err(errors)
 }

@@ -4,6 +4,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
+use crate::control::catalogue::Catalogue;
+
 /// Counters of one output, shared by the router (which counts in) and its writer (which counts
 /// out). They survive a reload that keeps the output.
 #[derive(Debug)]
@@ -61,6 +63,8 @@ pub struct SourceStats {
     pub dropped: AtomicU64,
     /// Duration of the last collection, in microseconds.
     pub last_duration_us: AtomicU64,
+    /// When the last collection began, in microseconds since the Unix epoch; 0 before the first.
+    pub last_run_us: AtomicU64,
 }
 
 impl SourceStats {
@@ -75,6 +79,7 @@ impl SourceStats {
             restarts: AtomicU64::new(0),
             dropped: AtomicU64::new(0),
             last_duration_us: AtomicU64::new(0),
+            last_run_us: AtomicU64::new(0),
         }
     }
 }
@@ -84,6 +89,8 @@ impl SourceStats {
 pub struct Telemetry {
     /// When the agent started.
     pub started: Instant,
+    /// The last value of every metric the sources emitted, for the control socket.
+    pub catalogue: Catalogue,
     outputs: Mutex<Vec<Arc<OutputStats>>>,
     sources: Mutex<Vec<Arc<SourceStats>>>,
 }
@@ -92,6 +99,7 @@ impl Default for Telemetry {
     fn default() -> Telemetry {
         Telemetry {
             started: Instant::now(),
+            catalogue: Catalogue::default(),
             outputs: Mutex::default(),
             sources: Mutex::default(),
         }
@@ -115,10 +123,20 @@ impl Telemetry {
             .clone()
     }
 
-    /// Replaces the lists after a start or a reload.
+    /// Replaces the lists after a start or a reload; the catalogue forgets removed sources.
     pub fn set(&self, sources: Vec<Arc<SourceStats>>, outputs: Vec<Arc<OutputStats>>) {
+        let names: Vec<&str> = sources.iter().map(|s| s.name.as_str()).collect();
+        self.catalogue.prune(&names, true);
         *self.sources.lock().unwrap_or_else(|e| e.into_inner()) = sources;
         *self.outputs.lock().unwrap_or_else(|e| e.into_inner()) = outputs;
+    }
+
+    /// Drops catalogue entries of sources no longer running and of metrics no longer seen; does
+    /// the work at most every few seconds, so it may be called often.
+    pub fn prune_catalogue(&self) {
+        let sources = self.sources();
+        let names: Vec<&str> = sources.iter().map(|s| s.name.as_str()).collect();
+        self.catalogue.prune(&names, false);
     }
 }
 

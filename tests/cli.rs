@@ -88,7 +88,8 @@ fn check_reports_every_error_at_once() {
         "{stderr}"
     );
     assert!(
-        lines[3].contains(": extra: unknown key; expected one of: agent, outputs, sources"),
+        lines[3]
+            .contains(": extra: unknown key; expected one of: agent, control, outputs, sources"),
         "{stderr}"
     );
     assert_eq!(lines[4], "4 error(s)");

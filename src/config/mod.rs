@@ -15,6 +15,7 @@ use std::time::Duration;
 pub use error::{ConfigError, ConfigErrors};
 use reader::{Field, Problems, Table};
 
+use crate::control::{self, ControlConfig};
 use crate::outputs::{self, OutputConfig};
 use crate::sources::{self, SourceConfig};
 use crate::supervisor::{self, SupervisorConfig};
@@ -42,6 +43,8 @@ pub struct Config {
     pub sources: Vec<SourceConfig>,
     /// The outputs, in config order.
     pub outputs: Vec<OutputConfig>,
+    /// The control socket.
+    pub control: ControlConfig,
 }
 
 /// The `agent` section: settings that apply to everything.
@@ -155,6 +158,13 @@ fn read(doc: &json::Node, file: &str, problems: &mut Problems) -> Option<Config>
         Some(field) => outputs::read_all(&field, problems),
         None => Vec::new(),
     };
+    let control = match top.field("control") {
+        Some(field) => field
+            .table(problems)
+            .map(|t| control::read_config(t, problems))
+            .unwrap_or_default(),
+        None => ControlConfig::default(),
+    };
     top.finish(problems);
     if outputs.is_empty() && problems.is_empty() {
         problems.at(
@@ -168,6 +178,7 @@ fn read(doc: &json::Node, file: &str, problems: &mut Problems) -> Option<Config>
         supervisor,
         sources,
         outputs,
+        control,
     })
 }
 

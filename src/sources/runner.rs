@@ -11,6 +11,7 @@ use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, TrySendError, bounde
 
 use super::{Emitter, Source, SourceConfig, SourceContext, SourceError};
 use crate::complain::Complaint;
+use crate::control::catalogue::CatalogueSource;
 use crate::event::Event;
 use crate::telemetry::{SourceStats, add};
 
@@ -120,6 +121,7 @@ impl SourceHandle {
             events: self.events.clone(),
             complaint: Complaint::new(super::log_target(&self.config.name)),
             queue_complaint: Complaint::new(super::log_target(&self.config.name)),
+            catalogued: Arc::new(CatalogueSource::of(&self.config)),
         };
         let spawned = thread::Builder::new()
             .name(format!("src/{}", self.config.name))
@@ -200,6 +202,12 @@ struct Runner {
     events: Sender<Event>,
     complaint: Complaint,
     queue_complaint: Complaint,
+    catalogued: Arc<CatalogueSource>,
+}
+
+fn unix_micros(t: SystemTime) -> u64 {
+    t.duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.as_micros() as u64)
 }
 
 impl Runner {
@@ -222,6 +230,9 @@ impl Runner {
         let target = super::log_target(&self.config.name);
         while self.wait(schedule.due()) {
             let started = Instant::now();
+            self.stats
+                .last_run_us
+                .store(unix_micros(SystemTime::now()), Ordering::Relaxed);
             let since = self.shared.base.elapsed().as_millis() as u64 + 1;
             self.shared.busy_since.store(since, Ordering::SeqCst);
             let (events, outcome) = collect_once(source.as_mut(), &self.config);
@@ -236,6 +247,10 @@ impl Runner {
                 .last_duration_us
                 .store(took.as_micros() as u64, Ordering::Relaxed);
             log::debug!(target: &target, "collected {} events in {}us", events.len(), took.as_micros());
+            self.ctx
+                .telemetry
+                .catalogue
+                .record(&self.catalogued, &events);
             if !self.send(events) {
                 return;
             }

@@ -111,7 +111,8 @@ fn the_docs_list_every_source_and_metric_with_its_unit() {
     }
     for t in super::REGISTRY.iter().filter(|t| t.name != "self") {
         let heading = |l: &&str| {
-            l.starts_with('#') && (l.ends_with(&format!(" {}", t.name)) || l.contains(&format!("`{}`", t.name)))
+            l.starts_with('#')
+                && (l.ends_with(&format!(" {}", t.name)) || l.contains(&format!("`{}`", t.name)))
         };
         assert!(
             docs.lines().any(|l| heading(&l)),
@@ -123,11 +124,7 @@ fn the_docs_list_every_source_and_metric_with_its_unit() {
                 .lines()
                 .filter(|l| l.starts_with(&format!("| `{}`", m.name)))
                 .collect();
-            assert!(
-                !rows.is_empty(),
-                "docs/ has no table row for {}",
-                m.name
-            );
+            assert!(!rows.is_empty(), "docs/ has no table row for {}", m.name);
             // An empty unit is an empty cell, written `| |` or `|  |`.
             let unit = format!("| {} ", m.unit);
             let cell = |r: &&str| r.contains(&unit) || (m.unit.is_empty() && r.contains("| |"));
