@@ -12,10 +12,13 @@ pub mod complain;
 pub mod config;
 pub mod delivery;
 pub mod event;
+#[cfg(feature = "http")]
+pub mod http_client;
 pub mod logging;
 pub mod once;
 pub mod outputs;
 pub mod pattern;
+pub mod pollers;
 pub mod procfs;
 pub mod router;
 pub mod run;

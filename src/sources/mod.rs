@@ -7,10 +7,12 @@
 
 pub mod cpu;
 pub mod emitter;
+pub mod instance;
 pub mod load;
 pub mod memory;
 pub mod runner;
 pub mod self_stats;
+pub mod watch;
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -96,7 +98,13 @@ pub struct SourceType {
 }
 
 /// Every source type pipit has, by config `type`.
-pub const REGISTRY: &[SourceType] = &[cpu::TYPE, load::TYPE, memory::TYPE, self_stats::TYPE];
+pub const REGISTRY: &[SourceType] = &[
+    cpu::TYPE,
+    load::TYPE,
+    memory::TYPE,
+    self_stats::TYPE,
+    watch::TYPE,
+];
 
 /// Finds a source type by its config name.
 pub fn lookup(name: &str) -> Option<&'static SourceType> {
