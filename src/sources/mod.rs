@@ -7,11 +7,14 @@
 
 pub mod cpu;
 pub mod emitter;
+#[cfg(feature = "http")]
+pub mod http;
 pub mod instance;
 pub mod load;
 pub mod memory;
 pub mod runner;
 pub mod self_stats;
+pub mod tcp;
 pub mod watch;
 
 use std::collections::BTreeMap;
@@ -104,6 +107,9 @@ pub const REGISTRY: &[SourceType] = &[
     memory::TYPE,
     self_stats::TYPE,
     watch::TYPE,
+    #[cfg(feature = "http")]
+    http::TYPE,
+    tcp::TYPE,
 ];
 
 /// Finds a source type by its config name.
