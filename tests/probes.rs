@@ -1,6 +1,7 @@
 //! The URL poller and the `http` and `tcp` probes against real servers on 127.0.0.1: a small
 //! HTTP/1.1 server written here (slow responses, 304s, redirects, 404 then 200 again) and plain
 //! TCP listeners.
+#![cfg(feature = "http")]
 
 mod common;
 
@@ -12,15 +13,12 @@ use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
 use common::peers::free_port;
+use common::sources::{self, Built};
 use pipit::config;
 use pipit::event::Event;
 use pipit::http_client::HttpTimeouts;
 use pipit::pollers::snapshot::ChangeKind;
 use pipit::pollers::url::UrlPoller;
-use pipit::procfs::Procfs;
-use pipit::sources::SourceContext;
-use pipit::sources::runner::collect_once;
-use pipit::telemetry::Telemetry;
 
 /// What the test server serves; tests change it between requests.
 #[derive(Debug, Default)]
@@ -267,23 +265,13 @@ fn url_poller_reports_timeouts_and_bad_statuses_as_errors() {
 
 /// Runs one collection of the single source in `source_json`.
 fn collect(source_json: &str) -> Vec<Event> {
-    let text = format!(r#"{{"sources": [{source_json}], "outputs": [{{"type": "stdout"}}]}}"#);
-    let cfg = config::parse("probe.json", &text).unwrap_or_else(|e| panic!("{e}"));
-    let source = &cfg.sources[0];
-    let ctx = SourceContext {
-        procfs: Procfs::new("/"),
-        telemetry: Arc::new(Telemetry::default()),
-    };
-    let mut built = source.spec.build(&ctx);
-    let (events, outcome) = collect_once(built.as_mut(), source);
-    assert_eq!(outcome, Ok(()));
-    events
+    Built::new(source_json).events()
 }
 
 fn find<'a>(events: &'a [Event], service: &str) -> &'a Event {
-    events
-        .iter()
-        .find(|e| e.service == service)
+    sources::of(events, service)
+        .first()
+        .copied()
         .unwrap_or_else(|| panic!("no {service} in {events:?}"))
 }
 

@@ -11,7 +11,7 @@ use super::{Emitter, MetricInfo, Source, SourceContext, SourceError, SourceSpec,
 use crate::config::reader::{Problems, Table};
 use crate::event::{Metric, State};
 use crate::http_client::{self, HttpTimeouts};
-use crate::pattern::Pattern;
+use crate::pattern::TextPattern;
 
 /// How much of a body is kept to match `body_pattern` against; the rest is counted, not kept.
 pub const MATCH_LIMIT: usize = 64 * 1024;
@@ -130,48 +130,17 @@ impl SourceSpec for HttpSpec {
     fn build(&self, _: &SourceContext) -> Box<dyn Source> {
         Box::new(HttpCheck {
             agent: http_client::agent(self.timeouts, self.follow_redirects),
-            pattern: self.body_pattern.as_deref().map(BodyPattern::new),
+            pattern: self.body_pattern.as_deref().map(TextPattern::new),
             service: format!("http.{}", self.name),
             spec: self.clone(),
         })
     }
 }
 
-/// Text a body must contain, or a glob it must match.
-#[derive(Debug)]
-enum BodyPattern {
-    Contains(String),
-    Glob(Pattern),
-}
-
-impl BodyPattern {
-    fn new(text: &str) -> BodyPattern {
-        if text.contains(['*', '?']) {
-            BodyPattern::Glob(Pattern::new(text))
-        } else {
-            BodyPattern::Contains(text.to_owned())
-        }
-    }
-
-    fn matches(&self, body: &str) -> bool {
-        match self {
-            BodyPattern::Contains(s) => body.contains(s.as_str()),
-            BodyPattern::Glob(p) => p.matches(body),
-        }
-    }
-
-    fn as_str(&self) -> &str {
-        match self {
-            BodyPattern::Contains(s) => s,
-            BodyPattern::Glob(p) => p.as_str(),
-        }
-    }
-}
-
 struct HttpCheck {
     spec: HttpSpec,
     agent: ureq::Agent,
-    pattern: Option<BodyPattern>,
+    pattern: Option<TextPattern>,
     service: String,
 }
 
@@ -299,18 +268,5 @@ impl Source for HttpCheck {
             super::instance::judged(emit, &name, value, state, &description);
         }
         Ok(())
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn body_patterns_are_substrings_unless_they_have_wildcards() {
-        assert!(BodyPattern::new("ok").matches("status: ok\n"));
-        assert!(!BodyPattern::new("ok").matches("status: down"));
-        assert!(BodyPattern::new("*\"status\": \"up\"*").matches("{\"status\": \"up\"}"));
-        assert!(!BodyPattern::new("up*").matches("{\"status\": \"up\"}"));
     }
 }

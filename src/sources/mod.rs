@@ -14,6 +14,7 @@ pub mod load;
 pub mod memory;
 pub mod runner;
 pub mod self_stats;
+pub mod tail;
 pub mod tcp;
 pub mod watch;
 
@@ -110,6 +111,7 @@ pub const REGISTRY: &[SourceType] = &[
     #[cfg(feature = "http")]
     http::TYPE,
     tcp::TYPE,
+    tail::TYPE,
 ];
 
 /// Finds a source type by its config name.

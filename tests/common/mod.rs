@@ -3,3 +3,4 @@
 
 pub mod peers;
 pub mod pipit;
+pub mod sources;
