@@ -43,6 +43,17 @@ impl HttpTimeouts {
     }
 }
 
+/// True for the URLs the HTTP components take: `http://` and `https://`.
+pub fn is_http(url: &str) -> bool {
+    url.starts_with("http://") || url.starts_with("https://")
+}
+
+/// Why this build cannot fetch `url`, if it cannot: `https://` without the `tls` feature.
+pub fn unsupported(url: &str) -> Option<&'static str> {
+    (url.starts_with("https://") && !cfg!(feature = "tls"))
+        .then_some("this pipit was built without TLS (the \"tls\" feature): use http://")
+}
+
 /// An HTTP agent with `timeouts` that follows up to 10 redirects when `follow_redirects` is set
 /// and otherwise returns the redirect response itself.
 pub fn agent(timeouts: HttpTimeouts, follow_redirects: bool) -> ureq::Agent {
@@ -129,6 +140,14 @@ pub fn summarize(body: &mut ureq::Body, keep: usize) -> Result<BodySummary, ureq
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_http_urls_are_taken() {
+        assert!(is_http("http://x/") && is_http("https://x/"));
+        assert!(!is_http("ftp://x/") && !is_http("/var/log"));
+        assert_eq!(unsupported("http://x/"), None);
+        assert_eq!(unsupported("https://x/").is_some(), !cfg!(feature = "tls"));
+    }
 
     #[test]
     fn timeouts_name_the_phase_and_the_limit() {

@@ -416,6 +416,18 @@ fn http_probe_config_is_checked() {
     }
 }
 
+#[cfg(not(feature = "tls"))]
+#[test]
+fn https_needs_the_tls_feature() {
+    for kind in ["http", "watch"] {
+        let text = format!(
+            r#"{{"sources": [{{"type": "{kind}", "url": "https://example.org/"}}], "outputs": [{{"type": "stdout"}}]}}"#
+        );
+        let e = config::parse("p.json", &text).unwrap_err().to_string();
+        assert!(e.contains("built without TLS"), "{kind}: {e}");
+    }
+}
+
 #[test]
 fn tcp_probe_reports_ok_and_refused() {
     let listener = TcpListener::bind(("127.0.0.1", 0)).unwrap();

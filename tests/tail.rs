@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use common::peers::{TempDir, wait_until};
-use common::sources::{Built, of, value};
+use common::sources::{Built, of, threads_named, value};
 use pipit::event::Kind;
 use pipit::pollers::command::LineCommand;
 
@@ -140,14 +140,6 @@ fn command_source(script: &str) -> Built {
         r#"{{"type": "tail", "name": "ring", "command": ["sh", "-c", "{script}"],
              "patterns": {{"error": "ERROR"}}}}"#
     ))
-}
-
-fn threads_named(name: &str) -> usize {
-    fs::read_dir("/proc/self/task")
-        .unwrap()
-        .filter_map(|t| fs::read_to_string(t.ok()?.path().join("comm")).ok())
-        .filter(|comm| comm.trim_end() == name)
-        .count()
 }
 
 #[test]

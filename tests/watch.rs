@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 
 use common::peers::{TempDir, wait_until};
 use common::pipit::Agent;
+use common::sources::threads_named;
 use pipit::pattern::{Pattern, Selector};
 use pipit::pollers::file::{FileWatcher, PollerChoice, PollerKind};
 use pipit::pollers::inotify::WatchGate;
@@ -366,14 +367,6 @@ fn forced_inotify_reports_the_limit_as_an_error_and_loses_nothing() {
     assert!(e.to_string().contains("sysctl"), "{e}");
     assert_eq!(out.len(), 1, "the change is still found: {out:?}");
     assert_eq!(out[0].path, root.join("full/f"));
-}
-
-fn threads_named(name: &str) -> usize {
-    fs::read_dir("/proc/self/task")
-        .unwrap()
-        .filter_map(|t| fs::read_to_string(t.ok()?.path().join("comm")).ok())
-        .filter(|comm| comm.trim_end() == name)
-        .count()
 }
 
 #[test]

@@ -237,29 +237,34 @@ impl Reader {
             }
             let mut shared = lock(&self.shared);
             for event in events {
-                if event.mask.contains(EventMask::Q_OVERFLOW) {
-                    shared.pending.rescan = true;
-                    continue;
-                }
                 let id = event.wd.get_watch_descriptor_id();
-                let Some(dir) = shared.by_wd.get(&id).cloned() else {
-                    continue;
-                };
-                if event.mask.contains(EventMask::IGNORED) {
-                    // The directory is gone or unmounted: look at it again (its deletion, or
-                    // what replaced it and needs a new watch).
-                    shared.by_wd.remove(&id);
-                    shared.by_path.remove(&dir);
-                }
-                let path = match event.name {
-                    Some(name) => join(&dir, name),
-                    None => dir,
-                };
-                if path.starts_with(&self.root) {
-                    note(&mut shared.pending, path);
-                }
+                absorb(&mut shared, &self.root, event.mask, id, event.name);
             }
         }
+    }
+}
+
+/// Notes what one event says must be looked at again.
+fn absorb(shared: &mut Shared, root: &Path, mask: EventMask, wd: i32, name: Option<&OsStr>) {
+    if mask.contains(EventMask::Q_OVERFLOW) {
+        shared.pending.rescan = true;
+        return;
+    }
+    let Some(dir) = shared.by_wd.get(&wd).cloned() else {
+        return;
+    };
+    if mask.contains(EventMask::IGNORED) {
+        // The directory is gone or unmounted: look at it again (its deletion, or what replaced
+        // it and needs a new watch).
+        shared.by_wd.remove(&wd);
+        shared.by_path.remove(&dir);
+    }
+    let path = match name {
+        Some(name) => join(&dir, name),
+        None => dir,
+    };
+    if path.starts_with(root) {
+        note(&mut shared.pending, path);
     }
 }
 
@@ -284,5 +289,70 @@ mod tests {
         note(&mut pending, PathBuf::from("/p/new"));
         assert!(pending.rescan);
         assert!(pending.paths.is_empty());
+    }
+
+    fn watched(dirs: &[(i32, &str)]) -> Shared {
+        let mut shared = Shared::default();
+        for (wd, dir) in dirs {
+            shared.by_wd.insert(*wd, PathBuf::from(dir));
+        }
+        shared
+    }
+
+    #[test]
+    fn a_kernel_queue_overflow_asks_for_a_rescan() {
+        let mut shared = watched(&[(1, "/w")]);
+        absorb(
+            &mut shared,
+            Path::new("/w"),
+            EventMask::Q_OVERFLOW,
+            -1,
+            None,
+        );
+        assert!(shared.pending.rescan);
+    }
+
+    #[test]
+    fn events_name_paths_under_the_root_only() {
+        let mut shared = watched(&[(1, "/"), (2, "/w"), (3, "/w/sub")]);
+        let root = Path::new("/w");
+        absorb(
+            &mut shared,
+            root,
+            EventMask::CREATE,
+            1,
+            Some(OsStr::new("other")),
+        );
+        absorb(
+            &mut shared,
+            root,
+            EventMask::CREATE,
+            1,
+            Some(OsStr::new("w")),
+        );
+        absorb(
+            &mut shared,
+            root,
+            EventMask::MODIFY,
+            3,
+            Some(OsStr::new("f")),
+        );
+        absorb(
+            &mut shared,
+            root,
+            EventMask::MODIFY,
+            9,
+            Some(OsStr::new("unknown")),
+        );
+        let noted: Vec<&Path> = shared.pending.paths.iter().map(PathBuf::as_path).collect();
+        assert_eq!(noted, vec![Path::new("/w"), Path::new("/w/sub/f")]);
+    }
+
+    #[test]
+    fn an_ignored_watch_is_forgotten_and_its_directory_looked_at() {
+        let mut shared = watched(&[(3, "/w/sub")]);
+        absorb(&mut shared, Path::new("/w"), EventMask::IGNORED, 3, None);
+        assert!(shared.by_wd.is_empty());
+        assert!(shared.pending.paths.contains(Path::new("/w/sub")));
     }
 }

@@ -234,13 +234,7 @@ impl Snapshot {
         };
         let meta = match meta {
             Ok(meta) => meta,
-            Err(e) => {
-                if !gone(&e) {
-                    self.keep_known(path, into);
-                    look.error.get_or_insert(with_path(e, path));
-                }
-                return;
-            }
+            Err(e) => return self.unreadable(e, path, into, look),
         };
         let stat = Stat::of(&meta);
         if self.spec.reports(path, depth) {
@@ -252,13 +246,7 @@ impl Snapshot {
         look.dirs.push(path.to_owned());
         let entries = match fs::read_dir(path) {
             Ok(entries) => entries,
-            Err(e) => {
-                if !gone(&e) {
-                    self.keep_known(path, into);
-                    look.error.get_or_insert(with_path(e, path));
-                }
-                return;
-            }
+            Err(e) => return self.unreadable(e, path, into, look),
         };
         for entry in entries {
             match entry {
@@ -270,8 +258,18 @@ impl Snapshot {
         }
     }
 
-    /// Copies what is known under `path` into `into`: what cannot be read counts as unchanged.
-    fn keep_known(&self, path: &Path, into: &mut BTreeMap<PathBuf, Stat>) {
+    /// Handles a failure to read `path`: if it is gone, it is left out (and so reported deleted);
+    /// otherwise what is known under it counts as unchanged, and the error is kept.
+    fn unreadable(
+        &self,
+        e: io::Error,
+        path: &Path,
+        into: &mut BTreeMap<PathBuf, Stat>,
+        look: &mut Look,
+    ) {
+        if gone(&e) {
+            return;
+        }
         for (p, s) in self
             .known
             .range::<Path, _>((Bound::Included(path), Bound::Unbounded))
@@ -279,6 +277,7 @@ impl Snapshot {
         {
             into.insert(p.clone(), *s);
         }
+        look.error.get_or_insert(with_path(e, path));
     }
 }
 

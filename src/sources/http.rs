@@ -106,9 +106,13 @@ fn read(t: &mut Table<'_>, problems: &mut Problems) -> Option<Arc<dyn SourceSpec
     let timeouts = HttpTimeouts::read(t, problems);
     // Every key is read before giving up on a bad one, so none is reported unknown.
     let url = url?;
-    if !(url.starts_with("http://") || url.starts_with("https://")) {
+    let problem = match http_client::unsupported(&url) {
+        _ if !http_client::is_http(&url) => Some("expected an http:// or https:// URL"),
+        unsupported => unsupported,
+    };
+    if let Some(problem) = problem {
         if let Some(f) = t.field("url") {
-            problems.expected(&f, "an http:// or https:// URL");
+            problems.at(&f, problem);
         }
         return None;
     }

@@ -91,6 +91,9 @@ fn read(t: &mut Table<'_>, problems: &mut Problems) -> Option<Arc<dyn SourceSpec
     let target = if url.starts_with("http://") || url.starts_with("https://") {
         #[cfg(feature = "http")]
         {
+            if let Some(problem) = crate::http_client::unsupported(&url) {
+                problems.at(&url_field, problem);
+            }
             if recursive || !include.is_empty() || !exclude.is_empty() || poller != "auto" {
                 problems.at(
                     &url_field,

@@ -56,3 +56,12 @@ pub fn value(events: &[Event], service: &str) -> f64 {
         other => panic!("expected one {service}, got {other:?} in {events:?}"),
     }
 }
+
+/// How many threads of this process are named `name` (as the kernel shows it: at most 15 bytes).
+pub fn threads_named(name: &str) -> usize {
+    std::fs::read_dir("/proc/self/task")
+        .expect("/proc/self/task lists this process's threads")
+        .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("comm")).ok())
+        .filter(|comm| comm.trim_end() == name)
+        .count()
+}
