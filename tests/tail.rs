@@ -227,3 +227,61 @@ fn tail_config_is_checked() {
         assert!(e.contains(part), "{part}: {e}");
     }
 }
+
+/// Children of process `parent` whose command name is `comm`.
+fn children(parent: u32, comm: &str) -> Vec<u32> {
+    fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| {
+            let stat = fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+            // pid (comm) state ppid ...
+            let Some((name, rest)) = stat.split_once(") ") else {
+                return false;
+            };
+            name.ends_with(&format!("({comm}"))
+                && rest.split_whitespace().nth(1) == Some(&parent.to_string())
+        })
+        .collect()
+}
+
+#[test]
+fn the_agent_stops_the_command_on_reload_and_on_exit() {
+    let dir = TempDir::new("tail-agent");
+    let config = dir.path().join("pipit.json");
+    let with_tail = |n: u32| {
+        format!(
+            r#"{{"sources": [{{"type": "tail", "name": "ring{n}", "interval": "100ms",
+                 "command": ["sh", "-c", "exec sleep 300"]}}],
+               "outputs": [{{"type": "stdout", "format": "json"}}]}}"#
+        )
+    };
+    fs::write(&config, with_tail(1)).unwrap();
+    let mut agent = common::pipit::Agent::start(&config, "info");
+    let first = wait_until("the first command", DEADLINE, || {
+        match children(agent.pid(), "sleep").as_slice() {
+            [pid] => Some(*pid),
+            _ => None,
+        }
+    });
+    fs::write(&config, with_tail(2)).unwrap();
+    agent.signal("HUP");
+    let second = wait_until(
+        "the command of the new config",
+        DEADLINE,
+        || match children(agent.pid(), "sleep").as_slice() {
+            [pid] if *pid != first => Some(*pid),
+            _ => None,
+        },
+    );
+    assert!(
+        !Path::new(&format!("/proc/{first}")).exists(),
+        "the old one is reaped"
+    );
+    agent.signal("TERM");
+    assert!(agent.wait_exit(DEADLINE).success());
+    assert!(
+        !Path::new(&format!("/proc/{second}")).exists(),
+        "stopped with the agent"
+    );
+}
