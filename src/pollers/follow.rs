@@ -104,7 +104,7 @@ impl Follower {
             self.skipping = false;
         }
         open.file.seek(SeekFrom::Start(open.offset))?;
-        let mut chunk = [0u8; 8192];
+        let mut chunk = vec![0u8; 64 * 1024];
         while *budget > 0 {
             let want = chunk.len().min(*budget as usize);
             let n = match open.file.read(&mut chunk[..want]) {
@@ -135,8 +135,14 @@ pub fn split(bytes: &[u8], partial: &mut Vec<u8>, skipping: &mut bool, line: &mu
     let mut rest = bytes;
     while let Some(end) = rest.iter().position(|&b| b == b'\n') {
         if !*skipping {
-            take(partial, &rest[..end]);
-            let text = partial.strip_suffix(b"\r").unwrap_or(partial);
+            let whole = if partial.is_empty() {
+                // The usual case: the line lies within this read; no copy.
+                &rest[..end.min(MAX_LINE)]
+            } else {
+                take(partial, &rest[..end]);
+                partial.as_slice()
+            };
+            let text = whole.strip_suffix(b"\r").unwrap_or(whole);
             line(&String::from_utf8_lossy(text));
         }
         partial.clear();

@@ -45,10 +45,10 @@ pub struct Stat {
     pub id: (u64, u64),
     /// Size in bytes.
     pub size: u64,
-    /// Modification time, seconds and nanoseconds since the epoch.
-    pub mtime: (i64, i64),
-    /// Status-change time, seconds and nanoseconds since the epoch.
-    pub ctime: (i64, i64),
+    /// Modification time in nanoseconds since the epoch.
+    pub mtime: i64,
+    /// Status-change time in nanoseconds since the epoch.
+    pub ctime: i64,
     /// True for a directory.
     pub is_dir: bool,
 }
@@ -59,21 +59,28 @@ impl Stat {
         Stat {
             id: (meta.dev(), meta.ino()),
             size: meta.size(),
-            mtime: (meta.mtime(), meta.mtime_nsec()),
-            ctime: (meta.ctime(), meta.ctime_nsec()),
+            mtime: nanos(meta.mtime(), meta.mtime_nsec()),
+            ctime: nanos(meta.ctime(), meta.ctime_nsec()),
             is_dir: meta.is_dir(),
         }
     }
 
     /// The modification time.
     pub fn modified(&self) -> SystemTime {
-        let (s, ns) = self.mtime;
-        let ns = Duration::from_nanos(ns.clamp(0, 999_999_999) as u64);
-        match u64::try_from(s) {
-            Ok(s) => SystemTime::UNIX_EPOCH + Duration::from_secs(s) + ns,
-            Err(_) => SystemTime::UNIX_EPOCH - Duration::from_secs(s.unsigned_abs()) + ns,
+        let since = Duration::from_nanos(self.mtime.unsigned_abs());
+        if self.mtime >= 0 {
+            SystemTime::UNIX_EPOCH + since
+        } else {
+            SystemTime::UNIX_EPOCH - since
         }
     }
+}
+
+/// Seconds and nanoseconds as nanoseconds, saturating (at the year 2262).
+fn nanos(seconds: i64, nanoseconds: i64) -> i64 {
+    seconds
+        .saturating_mul(1_000_000_000)
+        .saturating_add(nanoseconds)
 }
 
 /// One change to one path.
@@ -193,16 +200,15 @@ impl Snapshot {
         }
         let mut now = BTreeMap::new();
         self.walk(path, depth, &mut now, &mut look);
-        let old: Vec<(PathBuf, Stat)> = self
+        let old = self
             .known
             .range::<Path, _>((Bound::Included(path), Bound::Unbounded))
-            .take_while(|(p, _)| p.starts_with(path))
-            .map(|(p, s)| (p.clone(), *s))
-            .collect();
-        for (p, stat) in &old {
+            .take_while(|(p, _)| p.starts_with(path));
+        let mut gone = Vec::new();
+        for (p, stat) in old {
             match now.get(p) {
                 None => {
-                    self.known.remove(p);
+                    gone.push(p.clone());
                     out.push(change(ChangeKind::Deleted, p, *stat));
                 }
                 Some(new) if new.is_dir != stat.is_dir => {
@@ -217,9 +223,18 @@ impl Snapshot {
             }
         }
         for (p, stat) in &now {
-            if self.known.insert(p.clone(), *stat).is_none() {
+            if !self.known.contains_key(p) {
                 out.push(change(ChangeKind::Created, p, *stat));
             }
+        }
+        if path == self.spec.path {
+            // The whole tree was looked at: what was found is what is known.
+            self.known = now;
+        } else {
+            for p in gone {
+                self.known.remove(&p);
+            }
+            self.known.extend(now);
         }
         look
     }
@@ -232,11 +247,22 @@ impl Snapshot {
         } else {
             fs::symlink_metadata(path)
         };
-        let meta = match meta {
-            Ok(meta) => meta,
-            Err(e) => return self.unreadable(e, path, into, look),
-        };
-        let stat = Stat::of(&meta);
+        match meta {
+            Ok(meta) => self.visit(path, depth, &meta, into, look),
+            Err(e) => self.unreadable(e, path, into, look),
+        }
+    }
+
+    /// Records `path` (at `depth`, with metadata `meta`) and reads what is under it.
+    fn visit(
+        &self,
+        path: &Path,
+        depth: usize,
+        meta: &Metadata,
+        into: &mut BTreeMap<PathBuf, Stat>,
+        look: &mut Look,
+    ) {
+        let stat = Stat::of(meta);
         if self.spec.reports(path, depth) {
             into.insert(path.to_owned(), stat);
         }
@@ -249,11 +275,18 @@ impl Snapshot {
             Err(e) => return self.unreadable(e, path, into, look),
         };
         for entry in entries {
-            match entry {
-                Ok(entry) => self.walk(&entry.path(), depth + 1, into, look),
+            let entry = match entry {
+                Ok(entry) => entry,
                 Err(e) => {
                     look.error.get_or_insert(with_path(e, path));
+                    continue;
                 }
+            };
+            // Read relative to the open directory, without following a link (as lstat).
+            let child = entry.path();
+            match entry.metadata() {
+                Ok(meta) => self.visit(&child, depth + 1, &meta, into, look),
+                Err(e) => self.unreadable(e, &child, into, look),
             }
         }
     }
@@ -395,8 +428,8 @@ mod tests {
         let stat = Stat {
             id: (1, 2),
             size: 0,
-            mtime: (1, 500),
-            ctime: (1, 500),
+            mtime: nanos(1, 500),
+            ctime: nanos(1, 500),
             is_dir: false,
         };
         assert_eq!(
