@@ -48,6 +48,23 @@ pub fn is_http(url: &str) -> bool {
     url.starts_with("http://") || url.starts_with("https://")
 }
 
+/// `url` as it may be shown in events and logs: a password in it (`http://user:secret@host/`)
+/// is replaced by `***`.
+pub fn shown(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let (authority, path) = rest.split_at(authority_end);
+    match authority.rsplit_once('@') {
+        Some((userinfo, host)) => {
+            let user = userinfo.split_once(':').map_or(userinfo, |(user, _)| user);
+            format!("{scheme}://{user}:***@{host}{path}")
+        }
+        None => url.to_owned(),
+    }
+}
+
 /// Why this build cannot fetch `url`, if it cannot: `https://` without the `tls` feature.
 pub fn unsupported(url: &str) -> Option<&'static str> {
     (url.starts_with("https://") && !cfg!(feature = "tls"))
@@ -147,6 +164,17 @@ mod tests {
         assert!(!is_http("ftp://x/") && !is_http("/var/log"));
         assert_eq!(unsupported("http://x/"), None);
         assert_eq!(unsupported("https://x/").is_some(), !cfg!(feature = "tls"));
+    }
+
+    #[test]
+    fn passwords_in_urls_are_not_shown() {
+        assert_eq!(
+            shown("http://u:pw@h:80/p?q=a@b"),
+            "http://u:***@h:80/p?q=a@b"
+        );
+        assert_eq!(shown("https://token@h/"), "https://token:***@h/");
+        assert_eq!(shown("http://h/a@b"), "http://h/a@b");
+        assert_eq!(shown("/etc/config"), "/etc/config");
     }
 
     #[test]

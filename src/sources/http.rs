@@ -134,6 +134,7 @@ impl SourceSpec for HttpSpec {
     fn build(&self, _: &SourceContext) -> Box<dyn Source> {
         Box::new(HttpCheck {
             agent: http_client::agent(self.timeouts, self.follow_redirects),
+            shown_url: http_client::shown(&self.url),
             pattern: self.body_pattern.as_deref().map(TextPattern::new),
             service: format!("http.{}", self.name),
             spec: self.clone(),
@@ -143,6 +144,8 @@ impl SourceSpec for HttpSpec {
 
 struct HttpCheck {
     spec: HttpSpec,
+    /// The URL as events show it, without a password.
+    shown_url: String,
     agent: ureq::Agent,
     pattern: Option<TextPattern>,
     service: String,
@@ -251,10 +254,10 @@ impl Source for HttpCheck {
                 format!(
                     "{} {} in {latency:.3}s",
                     outcome.status.unwrap_or_default(),
-                    self.spec.url
+                    self.shown_url
                 ),
             ),
-            Some(reason) => (State::CRITICAL, format!("{}: {reason}", self.spec.url)),
+            Some(reason) => (State::CRITICAL, format!("{}: {reason}", self.shown_url)),
         };
         let service = &self.service;
         let mut metrics = vec![("latency", Metric::from(latency))];

@@ -147,7 +147,7 @@ impl SourceSpec for WatchSourceSpec {
             #[cfg(feature = "http")]
             Target::Url { url, timeouts } => Poller::Url {
                 poller: crate::pollers::url::UrlPoller::new(url, *timeouts),
-                url: url.clone(),
+                url: crate::http_client::shown(url),
             },
         };
         Box::new(Watch {
@@ -164,6 +164,7 @@ enum Poller {
     #[cfg(feature = "http")]
     Url {
         poller: crate::pollers::url::UrlPoller,
+        /// The URL as events show it, without a password.
         url: String,
     },
 }
