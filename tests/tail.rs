@@ -135,16 +135,21 @@ fn forwards_matching_lines_up_to_the_limit() {
     assert_eq!(value(&events, "tail.app.error.count"), 3.0);
 }
 
-fn command_source(script: &str) -> Built {
+/// A `tail` of `sh -c SCRIPT` named `name` (its reader thread is `src/<name>`: tests running at
+/// the same time need their own names).
+fn command_source(name: &str, script: &str) -> Built {
     Built::new(&format!(
-        r#"{{"type": "tail", "name": "ring", "command": ["sh", "-c", "{script}"],
+        r#"{{"type": "tail", "name": "{name}", "command": ["sh", "-c", "{script}"],
              "patterns": {{"error": "ERROR"}}}}"#
     ))
 }
 
 #[test]
 fn reads_a_commands_output_and_stops_its_thread_with_the_source() {
-    let mut source = command_source("printf 'ERROR a\\\\nfine\\\\nERROR b\\\\n'; exec sleep 60");
+    let mut source = command_source(
+        "ring",
+        "printf 'ERROR a\\\\nfine\\\\nERROR b\\\\n'; exec sleep 60",
+    );
     let mut errors = 0.0;
     let mut lines = 0.0;
     wait_until("three lines from the command", DEADLINE, || {
@@ -161,12 +166,12 @@ fn reads_a_commands_output_and_stops_its_thread_with_the_source() {
 
 #[test]
 fn a_command_that_exits_is_reported_and_started_again() {
-    let mut source = command_source("echo ERROR once");
+    let mut source = command_source("once", "echo ERROR once");
     let mut errors = 0.0;
     let mut exits = 0;
     wait_until("the command to run twice", DEADLINE, || {
         let (events, outcome) = source.collect();
-        errors += value(&events, "tail.ring.error.count");
+        errors += value(&events, "tail.once.error.count");
         if let Err(e) = outcome {
             assert!(
                 e.to_string().contains("`sh -c echo ERROR once` exited"),
