@@ -215,15 +215,16 @@ impl FileWatcher {
                 // The parent may not exist yet; the watched path then does not either.
                 Err(e) if e.kind() == io::ErrorKind::NotFound => {}
                 Err(e) => {
-                    failure = Some(e);
+                    failure = Some((e, dir.to_owned()));
                     break;
                 }
             }
         }
-        if let Some(e) = failure {
-            self.inotify_failed(e, &root)?;
+        let mut look = look;
+        if let Some((e, dir)) = failure {
+            self.inotify_failed(e, &dir)?;
             // Polling from here: look at everything now, so nothing between is missed.
-            return done(merge_error(look, self.snapshot.rescan(out)));
+            merge(&mut look, self.snapshot.rescan(out));
         }
         done(look)
     }
@@ -239,33 +240,35 @@ impl FileWatcher {
         }
     }
 
-    /// Inotify could not be used: polls from now on (with one warning) when allowed to, or
-    /// returns the error for a forced inotify.
-    fn inotify_failed(&mut self, e: io::Error, root: &Path) -> io::Result<()> {
+    /// Inotify could not be used for `path`: polls from now on (with one warning) when allowed
+    /// to, or returns the error for a forced inotify.
+    fn inotify_failed(&mut self, e: io::Error, path: &Path) -> io::Result<()> {
         if self.choice == PollerChoice::Inotify {
             // Drops the poller (stopping its thread); the next poll starts over.
             self.mode = Mode::Unstarted;
-            return Err(io::Error::new(e.kind(), explain(&e, root)));
+            return Err(io::Error::new(e.kind(), explain(&e, path)));
         }
-        log::warn!(target: &self.log_target, "{}; polling instead", explain(&e, root));
+        let root = self.snapshot.spec().path.display();
+        log::warn!(target: &self.log_target, "{}; polling {root} instead", explain(&e, path));
         self.mode = Mode::Polling;
         Ok(())
     }
 }
 
-/// One line on why inotify failed, naming the limit and the sysctl to raise when it is one.
-pub fn explain(e: &io::Error, root: &Path) -> String {
-    let root = root.display();
+/// One line on why inotify failed for `path`, naming the limit and the sysctl to raise when it
+/// is one.
+pub fn explain(e: &io::Error, path: &Path) -> String {
+    let path = path.display();
     match e.raw_os_error() {
         Some(28) => format!(
-            "cannot watch {root}: the inotify watch limit is reached \
+            "cannot watch {path}: the inotify watch limit is reached \
              (raise fs.inotify.max_user_watches, e.g. `sysctl -w fs.inotify.max_user_watches=65536`)"
         ),
         Some(24) => format!(
-            "cannot watch {root}: the inotify instance limit is reached \
+            "cannot watch {path}: the inotify instance limit is reached \
              (raise fs.inotify.max_user_instances, e.g. `sysctl -w fs.inotify.max_user_instances=512`)"
         ),
-        _ => format!("cannot watch {root} with inotify: {e}"),
+        _ => format!("cannot watch {path} with inotify: {e}"),
     }
 }
 
@@ -274,11 +277,6 @@ fn merge(into: &mut Look, part: Look) {
     if into.error.is_none() {
         into.error = part.error;
     }
-}
-
-fn merge_error(mut a: Look, b: Look) -> Look {
-    merge(&mut a, b);
-    a
 }
 
 fn done(look: Look) -> io::Result<()> {
