@@ -159,9 +159,9 @@ fn reads_a_commands_output_and_stops_its_thread_with_the_source() {
         (lines >= 3.0).then_some(())
     });
     assert_eq!((errors, lines), (2.0, 3.0));
-    assert_eq!(threads_named("src/ring"), 1);
+    assert_eq!(threads_named(std::process::id(), "src/ring"), 1);
     drop(source);
-    assert_eq!(threads_named("src/ring"), 0);
+    assert_eq!(threads_named(std::process::id(), "src/ring"), 0);
 }
 
 #[test]

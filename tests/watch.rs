@@ -381,10 +381,14 @@ fn the_inotify_thread_ends_when_the_watcher_is_dropped() {
         })
         .collect();
     wait_until("three inotify threads", DEADLINE, || {
-        (threads_named(name) == 3).then_some(())
+        (threads_named(std::process::id(), name) == 3).then_some(())
     });
     drop(watchers);
-    assert_eq!(threads_named(name), 0, "dropping joins the threads");
+    assert_eq!(
+        threads_named(std::process::id(), name),
+        0,
+        "dropping joins the threads"
+    );
 }
 
 #[test]
@@ -433,4 +437,38 @@ fn the_watch_source_reports_changes_as_events() {
             .any(|l| l.contains("\"watch.etc.changes\"") && l.contains("\"metric\":4")),
         "{lines:?}"
     );
+}
+
+#[test]
+fn the_agent_stops_the_inotify_thread_on_reload() {
+    let dir = TempDir::new("watch-reload");
+    let config = dir.path().join("pipit.json");
+    let with_watch = |name: &str| {
+        format!(
+            r#"{{"sources": [{{"type": "watch", "name": "{name}", "url": "{}", "interval": "100ms"}}],
+               "outputs": [{{"type": "stdout", "format": "json"}}]}}"#,
+            dir.path().display()
+        )
+    };
+    fs::write(&config, with_watch("w1")).unwrap();
+    let agent = Agent::start(&config, "info");
+    // The runner's thread and the inotify thread share the name.
+    wait_until("the runner and inotify threads", DEADLINE, || {
+        (threads_named(agent.pid(), "src/w1") == 2).then_some(())
+    });
+    fs::write(&config, with_watch("w2")).unwrap();
+    agent.signal("HUP");
+    // The agent logs the reload once the old source's runner thread has ended; dropping the
+    // source on that thread has joined its inotify thread.
+    agent.wait_stderr("the reload", DEADLINE, |lines| {
+        lines.iter().any(|l| l.contains("reloaded"))
+    });
+    assert_eq!(
+        threads_named(agent.pid(), "src/w1"),
+        0,
+        "the old threads ended"
+    );
+    wait_until("the new source's threads", DEADLINE, || {
+        (threads_named(agent.pid(), "src/w2") == 2).then_some(())
+    });
 }

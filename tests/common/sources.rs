@@ -57,10 +57,11 @@ pub fn value(events: &[Event], service: &str) -> f64 {
     }
 }
 
-/// How many threads of this process are named `name` (as the kernel shows it: at most 15 bytes).
-pub fn threads_named(name: &str) -> usize {
-    std::fs::read_dir("/proc/self/task")
-        .expect("/proc/self/task lists this process's threads")
+/// How many threads of process `pid` are named `name` (as the kernel shows it: at most 15
+/// bytes).
+pub fn threads_named(pid: u32, name: &str) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/task"))
+        .expect("/proc/PID/task lists the process's threads")
         .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("comm")).ok())
         .filter(|comm| comm.trim_end() == name)
         .count()
