@@ -52,6 +52,7 @@ impl LineCommand {
         };
         let spawned = thread::Builder::new()
             .name(thread_name.to_owned())
+            .stack_size(crate::pollers::THREAD_STACK)
             .spawn(move || {
                 let mut chunk = [0u8; 4096];
                 let (mut partial, mut skipping) = (Vec::new(), false);

@@ -108,6 +108,7 @@ impl InotifyPoller {
         };
         let thread = thread::Builder::new()
             .name(thread_name.to_owned())
+            .stack_size(crate::pollers::THREAD_STACK)
             .spawn(move || reader.run())?;
         Ok(InotifyPoller {
             shared,

@@ -9,3 +9,8 @@ pub mod inotify;
 pub mod snapshot;
 #[cfg(feature = "http")]
 pub mod url;
+
+/// Stack size of the pollers' own threads (inotify reader, command output reader): they keep
+/// their buffers on the heap, so a small stack does, and a router's memory is spared the default
+/// 2 MiB reservation per thread.
+pub const THREAD_STACK: usize = 128 * 1024;
