@@ -225,6 +225,31 @@ macro_rules! suite {
             }
 
             #[test]
+            fn a_watched_directory_is_followed_through_deletion_and_recreation() {
+                let dir = TempDir::new("watch-root-gone");
+                let root = dir.path().join("spool");
+                fs::create_dir(&root).unwrap();
+                fs::write(root.join("a"), "1").unwrap();
+                let mut w = start(spec(&root, false), $choice);
+                fs::remove_dir_all(&root).unwrap();
+                assert_eq!(
+                    changes(&mut w, dir.path(), 2),
+                    expect(&[(Deleted, "spool"), (Deleted, "spool/a")])
+                );
+                fs::create_dir(&root).unwrap();
+                fs::write(root.join("b"), "2").unwrap();
+                assert_eq!(
+                    changes(&mut w, dir.path(), 2),
+                    expect(&[(Created, "spool"), (Created, "spool/b")])
+                );
+                fs::write(root.join("b"), "22").unwrap();
+                assert_eq!(
+                    changes(&mut w, dir.path(), 1),
+                    expect(&[(Modified, "spool/b")])
+                );
+            }
+
+            #[test]
             fn a_single_file_is_followed_through_deletion_and_recreation() {
                 let dir = TempDir::new("watch-file");
                 let file = dir.path().join("app.conf");
