@@ -18,11 +18,14 @@ pub mod control;
 pub mod crc32;
 pub mod delivery;
 pub mod event;
+#[cfg(feature = "http")]
+pub mod http_client;
 pub mod logging;
 pub mod md5;
 pub mod once;
 pub mod outputs;
 pub mod pattern;
+pub mod pollers;
 pub mod procfs;
 pub mod router;
 pub mod run;

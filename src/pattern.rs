@@ -84,6 +84,43 @@ impl Selector {
     }
 }
 
+/// A pattern over free text such as a log line or a response body: a plain substring, or a glob
+/// over the whole text when it has a `*` or a `?`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TextPattern {
+    /// Matches text that contains it.
+    Contains(String),
+    /// Matches text that it matches whole.
+    Glob(Pattern),
+}
+
+impl TextPattern {
+    /// The pattern for `text`: a glob when it has a wildcard, else a substring.
+    pub fn new(text: &str) -> TextPattern {
+        if text.contains(['*', '?']) {
+            TextPattern::Glob(Pattern::new(text))
+        } else {
+            TextPattern::Contains(text.to_owned())
+        }
+    }
+
+    /// True when `text` matches.
+    pub fn matches(&self, text: &str) -> bool {
+        match self {
+            TextPattern::Contains(s) => text.contains(s.as_str()),
+            TextPattern::Glob(p) => p.matches(text),
+        }
+    }
+
+    /// The pattern as written.
+    pub fn as_str(&self) -> &str {
+        match self {
+            TextPattern::Contains(s) => s,
+            TextPattern::Glob(p) => p.as_str(),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -119,5 +156,14 @@ mod tests {
         assert!(!s.accepts("cpu.idle"));
         assert!(!s.accepts("load.1"));
         assert!(Selector::default().accepts("anything"));
+    }
+
+    #[test]
+    fn text_patterns_are_substrings_unless_they_have_wildcards() {
+        assert!(TextPattern::new("ok").matches("status: ok\n"));
+        assert!(!TextPattern::new("ok").matches("status: down"));
+        assert!(TextPattern::new("*\"status\": \"up\"*").matches("{\"status\": \"up\"}"));
+        assert!(!TextPattern::new("up*").matches("{\"status\": \"up\"}"));
+        assert_eq!(TextPattern::new("a*").as_str(), "a*");
     }
 }

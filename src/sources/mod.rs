@@ -11,6 +11,9 @@ pub mod df;
 pub mod disk;
 pub mod emitter;
 pub mod exec;
+#[cfg(feature = "http")]
+pub mod http;
+pub mod instance;
 pub mod interface;
 pub mod load;
 pub mod memory;
@@ -19,11 +22,14 @@ pub mod processes;
 pub mod runner;
 pub mod self_stats;
 pub mod swap;
+pub mod tail;
+pub mod tcp;
 pub mod tcpconns;
 #[cfg(test)]
 mod testing;
 pub mod thermal;
 pub mod uptime;
+pub mod watch;
 pub mod wireless;
 
 use std::collections::BTreeMap;
@@ -176,6 +182,11 @@ pub const REGISTRY: &[SourceType] = &[
     conntrack::TYPE,
     tcpconns::TYPE,
     exec::TYPE,
+    watch::TYPE,
+    #[cfg(feature = "http")]
+    http::TYPE,
+    tcp::TYPE,
+    tail::TYPE,
     self_stats::TYPE,
 ];
 

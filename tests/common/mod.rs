@@ -4,3 +4,4 @@
 pub mod outputs;
 pub mod peers;
 pub mod pipit;
+pub mod sources;

@@ -1,0 +1,197 @@
+//! The one place HTTP clients are built, so every HTTP component behaves alike: explicit connect
+//! and total timeouts (ureq has none by default), no proxy taken from `*_PROXY` variables, and
+//! status codes returned as values rather than errors.
+
+use std::io::{self, Read};
+use std::time::Duration;
+
+use crate::config::reader::{Problems, Table};
+
+/// How long a request may take.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HttpTimeouts {
+    /// Resolving and connecting, including TLS; `connect_timeout` in config.
+    pub connect: Duration,
+    /// The whole request, redirects and response body included; `request_timeout` in config.
+    pub total: Duration,
+}
+
+impl HttpTimeouts {
+    /// The defaults: 5 s to connect, 10 s in all.
+    pub const DEFAULT: HttpTimeouts = HttpTimeouts {
+        connect: Duration::from_secs(5),
+        total: Duration::from_secs(10),
+    };
+
+    /// Reads `connect_timeout` and `request_timeout` from a component's section.
+    pub fn read(t: &mut Table<'_>, problems: &mut Problems) -> HttpTimeouts {
+        let min = Duration::from_millis(1);
+        HttpTimeouts {
+            connect: t.duration_at_least(
+                "connect_timeout",
+                HttpTimeouts::DEFAULT.connect,
+                min,
+                problems,
+            ),
+            total: t.duration_at_least(
+                "request_timeout",
+                HttpTimeouts::DEFAULT.total,
+                min,
+                problems,
+            ),
+        }
+    }
+}
+
+/// True for the URLs the HTTP components take: `http://` and `https://`.
+pub fn is_http(url: &str) -> bool {
+    url.starts_with("http://") || url.starts_with("https://")
+}
+
+/// `url` as it may be shown in events and logs: a password in it (`http://user:secret@host/`)
+/// is replaced by `***`.
+pub fn shown(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let (authority, path) = rest.split_at(authority_end);
+    match authority.rsplit_once('@') {
+        Some((userinfo, host)) => {
+            let user = userinfo.split_once(':').map_or(userinfo, |(user, _)| user);
+            format!("{scheme}://{user}:***@{host}{path}")
+        }
+        None => url.to_owned(),
+    }
+}
+
+/// Why this build cannot fetch `url`, if it cannot: `https://` without the `tls` feature.
+pub fn unsupported(url: &str) -> Option<&'static str> {
+    (url.starts_with("https://") && !cfg!(feature = "tls"))
+        .then_some("this pipit was built without TLS (the \"tls\" feature): use http://")
+}
+
+/// An HTTP agent with `timeouts` that follows up to 10 redirects when `follow_redirects` is set
+/// and otherwise returns the redirect response itself.
+pub fn agent(timeouts: HttpTimeouts, follow_redirects: bool) -> ureq::Agent {
+    ureq::Agent::config_builder()
+        .timeout_connect(Some(timeouts.connect))
+        .timeout_global(Some(timeouts.total))
+        .proxy(None)
+        .http_status_as_error(false)
+        .max_redirects(if follow_redirects { 10 } else { 0 })
+        .max_redirects_will_error(false)
+        .user_agent(concat!("pipit/", env!("CARGO_PKG_VERSION")))
+        .build()
+        .new_agent()
+}
+
+/// A failed request in a few words, such as `timed out after 2s (receiving the response)`.
+pub fn describe(e: &ureq::Error, timeouts: HttpTimeouts) -> String {
+    use ureq::Timeout;
+    match e {
+        ureq::Error::Timeout(which) => {
+            let (limit, phase) = match which {
+                Timeout::Connect | Timeout::Resolve => (timeouts.connect, "connecting"),
+                Timeout::SendRequest | Timeout::SendBody => (timeouts.total, "sending the request"),
+                Timeout::RecvResponse => (timeouts.total, "waiting for the response"),
+                Timeout::RecvBody => (timeouts.total, "reading the response body"),
+                _ => (timeouts.total, "in all"),
+            };
+            format!(
+                "timed out after {} ({phase})",
+                crate::config::duration::format(limit)
+            )
+        }
+        ureq::Error::Io(io) => io_reason(io),
+        other => other.to_string(),
+    }
+}
+
+fn io_reason(e: &io::Error) -> String {
+    match e.kind() {
+        io::ErrorKind::ConnectionRefused => "connection refused".to_owned(),
+        io::ErrorKind::ConnectionReset => "connection reset".to_owned(),
+        _ => e.to_string(),
+    }
+}
+
+/// What was read of a response body: its size, a hash of all of it, and its first bytes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BodySummary {
+    /// Bytes read.
+    pub size: u64,
+    /// A hash of the whole body, to tell whether it changed.
+    pub hash: u64,
+    /// The first `keep` bytes.
+    pub head: Vec<u8>,
+}
+
+/// Reads `body` to the end, keeping only its first `keep` bytes in memory.
+pub fn summarize(body: &mut ureq::Body, keep: usize) -> Result<BodySummary, ureq::Error> {
+    use std::hash::Hasher;
+    let mut reader = body.with_config().limit(u64::MAX).reader();
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    let mut summary = BodySummary {
+        size: 0,
+        hash: 0,
+        head: Vec::new(),
+    };
+    let mut chunk = [0u8; 4096];
+    loop {
+        let n = match reader.read(&mut chunk) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(ureq::Error::from(e)),
+        };
+        hasher.write(&chunk[..n]);
+        summary.size += n as u64;
+        let room = keep.saturating_sub(summary.head.len());
+        summary.head.extend_from_slice(&chunk[..n.min(room)]);
+    }
+    summary.hash = hasher.finish();
+    Ok(summary)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_http_urls_are_taken() {
+        assert!(is_http("http://x/") && is_http("https://x/"));
+        assert!(!is_http("ftp://x/") && !is_http("/var/log"));
+        assert_eq!(unsupported("http://x/"), None);
+        assert_eq!(unsupported("https://x/").is_some(), !cfg!(feature = "tls"));
+    }
+
+    #[test]
+    fn passwords_in_urls_are_not_shown() {
+        assert_eq!(
+            shown("http://u:pw@h:80/p?q=a@b"),
+            "http://u:***@h:80/p?q=a@b"
+        );
+        assert_eq!(shown("https://token@h/"), "https://token:***@h/");
+        assert_eq!(shown("http://h/a@b"), "http://h/a@b");
+        assert_eq!(shown("/etc/config"), "/etc/config");
+    }
+
+    #[test]
+    fn timeouts_name_the_phase_and_the_limit() {
+        let t = HttpTimeouts {
+            connect: Duration::from_millis(500),
+            total: Duration::from_secs(2),
+        };
+        assert_eq!(
+            describe(&ureq::Error::Timeout(ureq::Timeout::Connect), t),
+            "timed out after 500ms (connecting)"
+        );
+        assert_eq!(
+            describe(&ureq::Error::Timeout(ureq::Timeout::Global), t),
+            "timed out after 2s (in all)"
+        );
+        let refused = ureq::Error::Io(io::Error::from(io::ErrorKind::ConnectionRefused));
+        assert_eq!(describe(&refused, t), "connection refused");
+    }
+}
