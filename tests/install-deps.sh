@@ -5,6 +5,7 @@
 #
 #   apt:  graphite-carbon python3-whisper influxdb collectd-core
 #   pip:  riemann-client (pulls protobuf>=3.2,<4) into the python3 on PATH
+#         (or $PIPIT_TEST_PYTHON)
 #
 # The Debian packages ship system services (carbon-cache, influxdb, collectd)
 # that would listen on 2003/2004/8086/25826. The tests start their own
@@ -15,7 +16,7 @@ set -euo pipefail
 
 APT_PKGS=(graphite-carbon python3-whisper influxdb collectd-core)
 SERVICES=(carbon-cache influxdb collectd)
-PYTHON="${PYTHON:-python3}"
+PYTHON="${PIPIT_TEST_PYTHON:-python3}"
 POLICY=/usr/sbin/policy-rc.d
 
 step() { echo "[install-deps] $*"; }
@@ -99,10 +100,13 @@ else
     # No systemd: sysv scripts. Their "status" is unreliable (carbon-cache's
     # returns 0 when disabled in /etc/default), so look at listening sockets.
     for s in "${SERVICES[@]}"; do
-        if [ -x "/etc/init.d/$s" ]; then
-            # Remove boot-time start links; harmless when there is no init.
+        [ -x "/etc/init.d/$s" ] || continue
+        if compgen -G "/etc/rc[2-5].d/S*$s" >/dev/null; then
+            # Turn boot-time start links into stop links; harmless without init.
             as_root update-rc.d "$s" disable >/dev/null 2>&1 || true
             step "service $s: boot start disabled (sysv)"
+        else
+            step "service $s: boot start already disabled (sysv)"
         fi
     done
 fi
@@ -121,7 +125,8 @@ port_listening() { # proto port
             'NR>1 && index($2 " ", h) {f=1} END {exit !f}'
     fi
 }
-for spec in carbon-cache:tcp:2003 carbon-cache:tcp:2004 influxdb:tcp:8086 collectd:udp:25826; do
+for spec in carbon-cache:tcp:2003 carbon-cache:tcp:2004 influxdb:tcp:8086 influxdb:tcp:8088 \
+            collectd:udp:25826; do
     IFS=: read -r s proto port <<<"$spec"
     if port_listening "$proto" "$port"; then
         step "port $proto/$port is taken; stopping service $s"
@@ -143,8 +148,7 @@ if "$PYTHON" -c 'import riemann_client.riemann_pb2' >/dev/null 2>&1; then
     step "pip: riemann-client importable by $PYTHON, skipping"
 else
     step "pip: installing riemann-client (+ protobuf<4) into $PYTHON"
-    # riemann-client 7.0.0 declares protobuf>=3.2.0,<4.0.0; its generated
-    # riemann_pb2 does not load with protobuf>=4.
+    # riemann-client 7.0.0 declares protobuf>=3.2.0,<4.0.0 (pip picks 3.20.3).
     "$PYTHON" -m pip install -q 'riemann-client' 'protobuf>=3.2.0,<4.0.0'
     "$PYTHON" -c 'import riemann_client.riemann_pb2' ||
         { echo "[install-deps] riemann_client.riemann_pb2 still not importable" >&2; exit 1; }

@@ -12,7 +12,10 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 const DEADLINE: Duration = Duration::from_secs(15);
 
 fn now() -> i64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs() as i64
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64
 }
 
 fn connect(port: u16) -> TcpStream {
@@ -52,12 +55,21 @@ fn carbon_line_udp_pickle_roundtrip() {
     let t = now();
 
     let mut s = connect(carbon.line_port());
-    write!(s, "selftest.line.a 1.5 {}\nselftest.line.a 2.5 {}\n", t - 2, t - 1).unwrap();
+    write!(
+        s,
+        "selftest.line.a 1.5 {}\nselftest.line.a 2.5 {}\n",
+        t - 2,
+        t - 1
+    )
+    .unwrap();
     drop(s);
 
     let u = UdpSocket::bind("127.0.0.1:0").unwrap();
-    u.send_to(format!("selftest.udp.b 7 {}\n", t).as_bytes(), ("127.0.0.1", carbon.udp_port()))
-        .unwrap();
+    u.send_to(
+        format!("selftest.udp.b 7 {}\n", t).as_bytes(),
+        ("127.0.0.1", carbon.udp_port()),
+    )
+    .unwrap();
 
     let mut s = connect(carbon.pickle_port());
     s.write_all(&pickle_frame(&[
@@ -78,7 +90,12 @@ fn carbon_line_udp_pickle_roundtrip() {
 
     assert_eq!(
         carbon.metrics(),
-        vec!["selftest.line.a", "selftest.pickle.c", "selftest.pickle.d", "selftest.udp.b"]
+        vec![
+            "selftest.line.a",
+            "selftest.pickle.c",
+            "selftest.pickle.d",
+            "selftest.udp.b"
+        ]
     );
     assert!(carbon.read("selftest.never.sent").is_empty());
 }
@@ -98,11 +115,17 @@ fn carbon_restart_keeps_ports_and_data() {
     carbon.stop();
     assert!(!carbon.is_running());
     let refused = TcpStream::connect(("127.0.0.1", line));
-    assert!(refused.is_err(), "line port still accepts connections while stopped");
+    assert!(
+        refused.is_err(),
+        "line port still accepts connections while stopped"
+    );
 
     carbon.restart();
     assert_ne!(carbon.pid(), first_pid);
-    assert_eq!((carbon.line_port(), carbon.pickle_port(), carbon.udp_port()), (line, pickle, udp));
+    assert_eq!(
+        (carbon.line_port(), carbon.pickle_port(), carbon.udp_port()),
+        (line, pickle, udp)
+    );
     let mut s = connect(line);
     writeln!(s, "selftest.restart 2 {}", t - 2).unwrap();
     drop(s);
@@ -115,10 +138,17 @@ fn carbon_restart_keeps_ports_and_data() {
 #[test]
 fn influx_write_and_query() {
     let mut influx = Influx::start();
-    assert_eq!(http_request(influx.port(), "GET", "/ping", b"").unwrap().0, 204);
+    assert_eq!(
+        http_request(influx.port(), "GET", "/ping", b"").unwrap().0,
+        204
+    );
     influx.create_db("selftest");
     let t = now();
-    influx.write("selftest", "s", &format!("cpu,host=h1 value=1.5,count=3i {}\n", t));
+    influx.write(
+        "selftest",
+        "s",
+        &format!("cpu,host=h1 value=1.5,count=3i {}\n", t),
+    );
 
     let body = influx.query_epoch("selftest", "SELECT value, count, host FROM cpu", "s");
     assert!(
@@ -127,14 +157,26 @@ fn influx_write_and_query() {
         body
     );
     let rfc = influx.query("selftest", "SELECT value FROM cpu");
-    assert!(rfc.contains("\"columns\":[\"time\",\"value\"]"), "unexpected: {}", rfc);
-    assert!(rfc.contains("Z\",1.5]"), "expected an RFC3339 time: {}", rfc);
+    assert!(
+        rfc.contains("\"columns\":[\"time\",\"value\"]"),
+        "unexpected: {}",
+        rfc
+    );
+    assert!(
+        rfc.contains("Z\",1.5]"),
+        "expected an RFC3339 time: {}",
+        rfc
+    );
 
     let port = influx.port();
     influx.restart();
     assert_eq!(influx.port(), port);
     let again = influx.query_epoch("selftest", "SELECT value FROM cpu", "s");
-    assert!(again.contains(&format!("[[{},1.5]]", t)), "data lost across restart: {}", again);
+    assert!(
+        again.contains(&format!("[[{},1.5]]", t)),
+        "data lost across restart: {}",
+        again
+    );
 }
 
 // ------------------------------------------------------------ riemann --
@@ -246,7 +288,10 @@ fn riemann_ok_decodes_every_field() {
     assert_eq!(json_str(&ev[1], "service").as_deref(), Some("svc b"));
     assert_eq!(json_str(e, "host").as_deref(), Some("host-1"));
     assert_eq!(json_str(e, "state").as_deref(), Some("ok"));
-    assert_eq!(json_str(e, "description").as_deref(), Some("desc \"quoted\""));
+    assert_eq!(
+        json_str(e, "description").as_deref(),
+        Some("desc \"quoted\"")
+    );
     assert_eq!(json_field(e, "time"), Some("1700000000"));
     assert_eq!(json_field(e, "time_micros"), Some("1700000000123456"));
     assert_eq!(json_f64(e, "ttl"), Some(30.0));
@@ -257,8 +302,18 @@ fn riemann_ok_decodes_every_field() {
     assert_eq!(json_field(e, "attributes"), Some(r#"{"env":"test"}"#));
     assert_eq!(json_str(e, "transport").as_deref(), Some("tcp"));
     let has = json_field(e, "has").unwrap();
-    for f in ["time", "time_micros", "state", "service", "host", "description", "ttl",
-              "metric_sint64", "metric_d", "metric_f"] {
+    for f in [
+        "time",
+        "time_micros",
+        "state",
+        "service",
+        "host",
+        "description",
+        "ttl",
+        "metric_sint64",
+        "metric_d",
+        "metric_f",
+    ] {
         assert_eq!(json_field(has, f), Some("true"), "has.{} in {}", f, e);
     }
     assert_eq!(json_field(e, "unknown_fields"), Some("[]"));
@@ -272,8 +327,14 @@ fn riemann_ok_decodes_every_field() {
     let e = &ev[2];
     assert_eq!(json_field(e, "metric_d"), Some("null"));
     assert_eq!(json_field(e, "time_micros"), Some("null"));
-    assert_eq!(json_field(json_field(e, "has").unwrap(), "metric_d"), Some("false"));
-    assert_eq!(json_field(json_field(e, "has").unwrap(), "service"), Some("true"));
+    assert_eq!(
+        json_field(json_field(e, "has").unwrap(), "metric_d"),
+        Some("false")
+    );
+    assert_eq!(
+        json_field(json_field(e, "has").unwrap(), "service"),
+        Some("true")
+    );
 }
 
 #[test]
@@ -281,7 +342,10 @@ fn riemann_fail_mode_answers_error() {
     let peer = RiemannPeer::start("fail");
     let mut s = connect(peer.port());
     send_frame(&mut s, &msg(&[full_event("f")]));
-    assert_eq!(read_reply(&mut s), (Some(false), Some("test failure".to_string())));
+    assert_eq!(
+        read_reply(&mut s),
+        (Some(false), Some("test failure".to_string()))
+    );
     assert_eq!(peer.events().len(), 1);
 }
 
@@ -293,7 +357,8 @@ fn riemann_silent_mode_never_answers() {
     peer.wait_events(1, DEADLINE);
     // The event is recorded before any answer would be sent, so an answer
     // would already be on its way; a short read must time out.
-    s.set_read_timeout(Some(Duration::from_millis(300))).unwrap();
+    s.set_read_timeout(Some(Duration::from_millis(300)))
+        .unwrap();
     let mut buf = [0u8; 4];
     match s.read(&mut buf) {
         Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {}
@@ -320,7 +385,8 @@ fn riemann_udp_and_restart_with_other_mode() {
     let mut peer = RiemannPeer::start_udp();
     let port = peer.port();
     let u = UdpSocket::bind("127.0.0.1:0").unwrap();
-    u.send_to(&msg(&[full_event("over udp")]), ("127.0.0.1", port)).unwrap();
+    u.send_to(&msg(&[full_event("over udp")]), ("127.0.0.1", port))
+        .unwrap();
     let ev = peer.wait_events(1, DEADLINE);
     assert_eq!(json_str(&ev[0], "transport").as_deref(), Some("udp"));
     assert_eq!(json_str(&ev[0], "service").as_deref(), Some("over udp"));
@@ -340,14 +406,23 @@ fn helpers() {
     let a = free_port();
     let b = free_port();
     assert_ne!(a, b);
-    assert_eq!(url_encode("SELECT \"x\" FROM y;"), "SELECT%20%22x%22%20FROM%20y%3B");
+    assert_eq!(
+        url_encode("SELECT \"x\" FROM y;"),
+        "SELECT%20%22x%22%20FROM%20y%3B"
+    );
     let j = r#"{"a":{"b":[1,{"c":"}"}]},"d":"x\"\u00e9","e":null}"#;
     assert_eq!(json_field(j, "a"), Some(r#"{"b":[1,{"c":"}"}]}"#));
     assert_eq!(json_str(j, "d").as_deref(), Some("x\"é"));
     assert_eq!(json_field(j, "e"), Some("null"));
     assert_eq!(json_field(j, "c"), None);
     let mut n = 0;
-    assert_eq!(wait_until("n reaches 3", DEADLINE, || { n += 1; (n >= 3).then_some(n) }), 3);
+    assert_eq!(
+        wait_until("n reaches 3", DEADLINE, || {
+            n += 1;
+            (n >= 3).then_some(n)
+        }),
+        3
+    );
 }
 
 #[test]

@@ -19,6 +19,13 @@ use crate::pattern::{Pattern, Selector};
 pub trait Output: Send {
     /// Delivers a batch; on error none of it counts as delivered.
     fn write(&mut self, batch: &[Event]) -> Result<(), OutputError>;
+
+    /// How many events of the last write the output left out because it cannot encode them (a
+    /// metric-only output given an event without a metric, a name it cannot send); they count as
+    /// dropped, not delivered. Reading resets it.
+    fn take_unencodable(&mut self) -> u64 {
+        0
+    }
 }
 
 /// An output's validated config, able to build the output.
@@ -58,7 +65,7 @@ pub struct OutputType {
 }
 
 /// Every output type pipit has, by config `type`.
-pub const REGISTRY: &[OutputType] = &[stdout::TYPE];
+pub const REGISTRY: &[OutputType] = &[stdout::TYPE, graphite::output::TYPE];
 
 /// Finds an output type by its config name.
 pub fn lookup(name: &str) -> Option<&'static OutputType> {

@@ -20,6 +20,7 @@ pub const TYPE: SourceType = SourceType {
         MetricInfo { name: "self.output.<name>.events_out", unit: "count", description: "events the output delivered" },
         MetricInfo { name: "self.output.<name>.failed", unit: "count", description: "events whose delivery failed" },
         MetricInfo { name: "self.output.<name>.dropped", unit: "count", description: "events dropped because the queue was full" },
+        MetricInfo { name: "self.output.<name>.dropped_unencodable", unit: "count", description: "events the output cannot encode (no metric, a bad name)" },
         MetricInfo { name: "self.output.<name>.queue_depth", unit: "count", description: "events waiting for the output" },
         MetricInfo { name: "self.source.<name>.skipped_ticks", unit: "count", description: "ticks skipped because a collection overran" },
         MetricInfo { name: "self.source.<name>.errors", unit: "count", description: "collections that failed" },
@@ -60,6 +61,7 @@ impl Source for SelfStats {
             emit.metric(&format!("self.output.{n}.events_out"), get(&o.events_out));
             emit.metric(&format!("self.output.{n}.failed"), get(&o.failed));
             emit.metric(&format!("self.output.{n}.dropped"), get(&o.dropped_queue_full));
+            emit.metric(&format!("self.output.{n}.dropped_unencodable"), get(&o.dropped_unencodable));
             emit.metric(&format!("self.output.{n}.queue_depth"), get(&o.queued));
         }
         for s in self.telemetry.sources() {

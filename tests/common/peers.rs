@@ -19,7 +19,7 @@ use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{mpsc, Mutex};
+use std::sync::{Mutex, mpsc};
 use std::thread;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -130,7 +130,10 @@ impl TempDir {
 impl Drop for TempDir {
     fn drop(&mut self) {
         if thread::panicking() {
-            eprintln!("test failed: keeping {} for inspection", self.path.display());
+            eprintln!(
+                "test failed: keeping {} for inspection",
+                self.path.display()
+            );
         } else {
             let _ = fs::remove_dir_all(&self.path);
         }
@@ -148,7 +151,11 @@ fn log_tail(path: &Path, n: usize) -> String {
             let text = String::from_utf8_lossy(&bytes);
             let lines: Vec<&str> = text.lines().collect();
             let from = lines.len().saturating_sub(n);
-            format!("--- last lines of {} ---\n{}", path.display(), lines[from..].join("\n"))
+            format!(
+                "--- last lines of {} ---\n{}",
+                path.display(),
+                lines[from..].join("\n")
+            )
         }
         Err(e) => format!("(no log at {}: {})", path.display(), e),
     }
@@ -199,36 +206,103 @@ fn stop_child(child: &mut Child, name: &str) -> Result<(), String> {
     }
 }
 
+/// True when process `pid` holds a 127.0.0.1 socket bound to `port`
+/// (listening, for "tcp"), per /proc/net/{tcp,udp} and /proc/<pid>/fd.
+fn owns_socket(pid: u32, proto: &str, port: u16) -> bool {
+    let table = match fs::read_to_string(format!("/proc/net/{}", proto)) {
+        Ok(t) => t,
+        Err(_) => return false,
+    };
+    let local = format!("0100007F:{:04X}", port);
+    let inodes: Vec<String> = table
+        .lines()
+        .skip(1)
+        .filter_map(|l| {
+            let cols: Vec<&str> = l.split_whitespace().collect();
+            let listening = proto != "tcp" || cols.get(3) == Some(&"0A");
+            (cols.get(1) == Some(&local.as_str()) && listening)
+                .then(|| cols.get(9).map(|i| format!("socket:[{}]", i)))
+                .flatten()
+        })
+        .collect();
+    if inodes.is_empty() {
+        return false;
+    }
+    let Ok(fds) = fs::read_dir(format!("/proc/{}/fd", pid)) else {
+        return false;
+    };
+    fds.flatten().any(|fd| {
+        fs::read_link(fd.path())
+            .map(|target| inodes.iter().any(|i| target.as_os_str() == i.as_str()))
+            .unwrap_or(false)
+    })
+}
+
 fn tcp_accepts(port: u16) -> bool {
     let addr: SocketAddr = format!("{}:{}", LOCALHOST, port).parse().unwrap();
     TcpStream::connect_timeout(&addr, Duration::from_millis(250)).is_ok()
 }
 
-/// Waits until `ready()` holds; panics early (with the log tail) if the
-/// child exits first, or at the deadline.
-fn wait_ready(child: &mut Child, name: &str, log: &Path, mut ready: impl FnMut() -> bool) {
+/// Why a server did not come up.
+struct StartError {
+    /// The new log output said a port was taken (worth retrying elsewhere).
+    port_in_use: bool,
+    message: String,
+}
+
+/// Length of a log file now, so that later checks see only new output.
+fn log_len(path: &Path) -> u64 {
+    fs::metadata(path).map(|m| m.len()).unwrap_or(0)
+}
+
+/// Log output written after byte `from`.
+fn log_since(path: &Path, from: u64) -> String {
+    let bytes = fs::read(path).unwrap_or_default();
+    let from = (from as usize).min(bytes.len());
+    String::from_utf8_lossy(&bytes[from..]).into_owned()
+}
+
+/// Waits until `ready()` holds. Fails early if the child exits first, or at
+/// the deadline (after stopping the child).
+fn wait_ready(
+    child: &mut Child,
+    name: &str,
+    log: &Path,
+    log_from: u64,
+    mut ready: impl FnMut() -> bool,
+) -> Result<(), StartError> {
     let start = Instant::now();
     loop {
         if ready() {
-            return;
+            return Ok(());
         }
-        if let Ok(Some(status)) = child.try_wait() {
-            panic!("{} exited during startup ({})\n{}", name, status, log_tail(log, 40));
-        }
-        if start.elapsed() >= START_DEADLINE {
+        let failure = if let Ok(Some(status)) = child.try_wait() {
+            Some(format!("{} exited during startup ({})", name, status))
+        } else if start.elapsed() >= START_DEADLINE {
             let pid = child.id();
             let _ = stop_child(child, name);
-            panic!(
-                "{} (pid {}) not ready within {:?}\n{}",
-                name,
-                pid,
-                START_DEADLINE,
-                log_tail(log, 40)
-            );
+            Some(format!(
+                "{} (pid {}) not ready within {:?}",
+                name, pid, START_DEADLINE
+            ))
+        } else {
+            None
+        };
+        if let Some(what) = failure {
+            return Err(StartError {
+                port_in_use: log_since(log, log_from)
+                    .to_ascii_lowercase()
+                    .contains("address already in use"),
+                message: format!("{}\n{}", what, log_tail(log, 40)),
+            });
         }
         thread::sleep(POLL);
     }
 }
+
+/// Attempts at a first start; a port handed out by [`free_port`] can be
+/// taken by another process before the server binds it.
+const START_ATTEMPTS: usize = 3;
 
 fn spawn(name: &str, cmd: &mut Command) -> Child {
     cmd.spawn()
@@ -267,9 +341,20 @@ impl CarbonCache {
             child: None,
         };
         fs::create_dir_all(c.whisper_dir()).expect("create whisper dir");
-        c.write_config(retentions);
-        c.spawn();
-        c
+        for attempt in 1..=START_ATTEMPTS {
+            c.write_config(retentions);
+            match c.spawn() {
+                Ok(()) => return c,
+                Err(e) if e.port_in_use && attempt < START_ATTEMPTS => {
+                    c.line_port = free_port();
+                    c.pickle_port = free_port();
+                    c.udp_port = free_udp_port();
+                    c.query_port = free_port();
+                }
+                Err(e) => panic!("{}", e.message),
+            }
+        }
+        unreachable!("carbon-cache start attempts exhausted")
     }
 
     fn storage_dir(&self) -> PathBuf {
@@ -342,7 +427,7 @@ impl CarbonCache {
         );
     }
 
-    fn spawn(&mut self) {
+    fn spawn(&mut self) -> Result<(), StartError> {
         assert!(self.child.is_none(), "carbon-cache already running");
         // A pidfile left by a killed instance would make carbon refuse to
         // start if the pid happens to be alive again.
@@ -361,14 +446,21 @@ impl CarbonCache {
             .stdin(Stdio::null())
             .stdout(open_log(&log))
             .stderr(open_log(&log));
+        let log_from = log_len(&log);
         let mut child = spawn("carbon-cache", &mut cmd);
-        // Receivers start in order line, UDP, pickle: the pickle port
-        // accepting means all three are bound.
-        let (line, pickle) = (self.line_port, self.pickle_port);
-        wait_ready(&mut child, "carbon-cache", &log, || {
-            tcp_accepts(line) && tcp_accepts(pickle)
-        });
+        // Ready once this very process owns all three sockets (so a port
+        // squatted by someone else is not mistaken for carbon) and the
+        // line port accepts connections.
+        let pid = child.id();
+        let (line, pickle, udp) = (self.line_port, self.pickle_port, self.udp_port);
+        wait_ready(&mut child, "carbon-cache", &log, log_from, || {
+            owns_socket(pid, "tcp", line)
+                && owns_socket(pid, "tcp", pickle)
+                && owns_socket(pid, "udp", udp)
+                && tcp_accepts(line)
+        })?;
         self.child = Some(child);
+        Ok(())
     }
 
     pub fn line_port(&self) -> u16 {
@@ -385,7 +477,10 @@ impl CarbonCache {
 
     /// Pid of the running carbon-cache; panics when stopped.
     pub fn pid(&self) -> u32 {
-        self.child.as_ref().expect("carbon-cache is not running").id()
+        self.child
+            .as_ref()
+            .expect("carbon-cache is not running")
+            .id()
     }
 
     pub fn is_running(&mut self) -> bool {
@@ -410,7 +505,9 @@ impl CarbonCache {
     /// Stops (if running) and starts again on the same ports and storage.
     pub fn restart(&mut self) {
         self.stop();
-        self.spawn();
+        if let Err(e) = self.spawn() {
+            panic!("carbon-cache restart failed: {}", e.message);
+        }
     }
 
     /// Points `(timestamp, value)` stored for `metric_path` (dotted), non-null
@@ -521,7 +618,9 @@ for i, v in enumerate(values):
     /// Dotted names of all (untagged) metrics that have a .wsp file.
     pub fn metrics(&self) -> Vec<String> {
         fn walk(dir: &Path, prefix: &str, out: &mut Vec<String>) {
-            let Ok(entries) = fs::read_dir(dir) else { return };
+            let Ok(entries) = fs::read_dir(dir) else {
+                return;
+            };
             for entry in entries.flatten() {
                 let name = entry.file_name().to_string_lossy().into_owned();
                 let path = entry.path();
@@ -566,10 +665,24 @@ pub struct Influx {
 impl Influx {
     pub fn start() -> Influx {
         let dir = TempDir::new("influx");
-        let mut i = Influx { dir, port: free_port(), rpc_port: free_port(), child: None };
-        i.write_config();
-        i.spawn();
-        i
+        let mut i = Influx {
+            dir,
+            port: free_port(),
+            rpc_port: free_port(),
+            child: None,
+        };
+        for attempt in 1..=START_ATTEMPTS {
+            i.write_config();
+            match i.spawn() {
+                Ok(()) => return i,
+                Err(e) if e.port_in_use && attempt < START_ATTEMPTS => {
+                    i.port = free_port();
+                    i.rpc_port = free_port();
+                }
+                Err(e) => panic!("{}", e.message),
+            }
+        }
+        unreachable!("influxd start attempts exhausted")
     }
 
     fn config_path(&self) -> PathBuf {
@@ -602,7 +715,7 @@ impl Influx {
         write_file(&self.config_path(), &conf);
     }
 
-    fn spawn(&mut self) {
+    fn spawn(&mut self) -> Result<(), StartError> {
         assert!(self.child.is_none(), "influxd already running");
         let log = self.log_path();
         let mut cmd = Command::new(INFLUXD_BIN);
@@ -614,12 +727,15 @@ impl Influx {
             .stdin(Stdio::null())
             .stdout(open_log(&log))
             .stderr(open_log(&log));
+        let log_from = log_len(&log);
         let mut child = spawn("influxd", &mut cmd);
-        let port = self.port;
-        wait_ready(&mut child, "influxd", &log, || {
-            matches!(http_request(port, "GET", "/ping", b""), Ok((204, _)))
-        });
+        let (pid, port) = (child.id(), self.port);
+        wait_ready(&mut child, "influxd", &log, log_from, || {
+            owns_socket(pid, "tcp", port)
+                && matches!(http_request(port, "GET", "/ping", b""), Ok((204, _)))
+        })?;
         self.child = Some(child);
+        Ok(())
     }
 
     /// HTTP port.
@@ -642,7 +758,9 @@ impl Influx {
     /// Stops (if running) and starts again on the same ports and data dirs.
     pub fn restart(&mut self) {
         self.stop();
-        self.spawn();
+        if let Err(e) = self.spawn() {
+            panic!("influxd restart failed: {}", e.message);
+        }
     }
 
     /// One raw HTTP/1.0 request; returns (status, body).
@@ -661,7 +779,11 @@ impl Influx {
 
     /// Raw JSON body of `GET /query?db=..&q=..` (times as RFC3339).
     pub fn query(&self, db: &str, influxql: &str) -> String {
-        self.query_target(format!("/query?db={}&q={}", url_encode(db), url_encode(influxql)))
+        self.query_target(format!(
+            "/query?db={}&q={}",
+            url_encode(db),
+            url_encode(influxql)
+        ))
     }
 
     /// Like [`query`](Self::query) with `epoch=` (`"ns"`, `"u"`, `"ms"`,
@@ -684,7 +806,11 @@ impl Influx {
 
     /// POSTs line protocol to `/write?db=..&precision=..`; panics unless 204.
     pub fn write(&self, db: &str, precision: &str, lines: &str) {
-        let target = format!("/write?db={}&precision={}", url_encode(db), url_encode(precision));
+        let target = format!(
+            "/write?db={}&precision={}",
+            url_encode(db),
+            url_encode(precision)
+        );
         match self.http("POST", &target, lines.as_bytes()) {
             Ok((204, _)) => {}
             other => panic!("influxd: POST {} failed: {:?}", target, other),
@@ -707,7 +833,9 @@ pub fn url_encode(s: &str) -> String {
     let mut out = String::with_capacity(s.len() * 3);
     for b in s.bytes() {
         match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => out.push(b as char),
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
+                out.push(b as char)
+            }
             _ => out.push_str(&format!("%{:02X}", b)),
         }
     }
@@ -715,7 +843,12 @@ pub fn url_encode(s: &str) -> String {
 }
 
 /// A raw HTTP/1.0 request to 127.0.0.1:`port`; returns (status, body).
-pub fn http_request(port: u16, method: &str, target: &str, body: &[u8]) -> Result<(u16, String), String> {
+pub fn http_request(
+    port: u16,
+    method: &str,
+    target: &str,
+    body: &[u8],
+) -> Result<(u16, String), String> {
     let addr: SocketAddr = format!("{}:{}", LOCALHOST, port).parse().unwrap();
     let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(2))
         .map_err(|e| format!("connect {}: {}", addr, e))?;
@@ -729,10 +862,12 @@ pub fn http_request(port: u16, method: &str, target: &str, body: &[u8]) -> Resul
         addr,
         body.len()
     );
-    s.write_all(head.as_bytes()).map_err(|e| format!("send: {}", e))?;
+    s.write_all(head.as_bytes())
+        .map_err(|e| format!("send: {}", e))?;
     s.write_all(body).map_err(|e| format!("send: {}", e))?;
     let mut resp = Vec::new();
-    s.read_to_end(&mut resp).map_err(|e| format!("read: {}", e))?;
+    s.read_to_end(&mut resp)
+        .map_err(|e| format!("read: {}", e))?;
     let text = String::from_utf8_lossy(&resp).into_owned();
     let (head, body) = text
         .split_once("\r\n\r\n")
@@ -742,17 +877,23 @@ pub fn http_request(port: u16, method: &str, target: &str, body: &[u8]) -> Resul
         .nth(1)
         .and_then(|c| c.parse::<u16>().ok())
         .ok_or_else(|| format!("malformed HTTP status line: {:?}", head.lines().next()))?;
-    let chunked = head
-        .lines()
-        .any(|l| l.to_ascii_lowercase().starts_with("transfer-encoding:") && l.to_ascii_lowercase().contains("chunked"));
-    let body = if chunked { dechunk(body) } else { body.to_string() };
+    let chunked = head.lines().any(|l| {
+        l.to_ascii_lowercase().starts_with("transfer-encoding:")
+            && l.to_ascii_lowercase().contains("chunked")
+    });
+    let body = if chunked {
+        dechunk(body)
+    } else {
+        body.to_string()
+    };
     Ok((status, body))
 }
 
 fn dechunk(mut s: &str) -> String {
     let mut out = String::new();
     while let Some((size_line, rest)) = s.split_once("\r\n") {
-        let size = usize::from_str_radix(size_line.split(';').next().unwrap_or("").trim(), 16).unwrap_or(0);
+        let size = usize::from_str_radix(size_line.split(';').next().unwrap_or("").trim(), 16)
+            .unwrap_or(0);
         if size == 0 || rest.len() < size {
             break;
         }
@@ -795,18 +936,28 @@ impl RiemannPeer {
         );
         let dir = TempDir::new("riemann");
         let out = dir.path().join("events.jsonl");
-        let mut p = RiemannPeer { dir, out, port, mode: mode.to_string(), udp, child: None };
+        let mut p = RiemannPeer {
+            dir,
+            out,
+            port,
+            mode: mode.to_string(),
+            udp,
+            child: None,
+        };
         p.spawn();
         p
     }
 
     pub fn script_path() -> PathBuf {
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests").join("peers").join("riemann_peer.py")
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests")
+            .join("peers")
+            .join("riemann_peer.py")
     }
 
-    /// Python with riemann-client installed: `$PYTHON`, else `python3`.
+    /// Python with riemann-client installed: `$PIPIT_TEST_PYTHON`, else `python3`.
     fn python() -> String {
-        std::env::var("PYTHON").unwrap_or_else(|_| "python3".to_string())
+        std::env::var("PIPIT_TEST_PYTHON").unwrap_or_else(|_| "python3".to_string())
     }
 
     pub fn log_path(&self) -> PathBuf {
@@ -861,7 +1012,10 @@ impl RiemannPeer {
             .and_then(|p| p.trim().parse::<u16>().ok())
             .unwrap_or_else(|| panic!("riemann_peer.py: unexpected first line {:?}", line));
         if self.port != 0 && port != self.port {
-            panic!("riemann_peer.py bound port {} instead of {}", port, self.port);
+            panic!(
+                "riemann_peer.py bound port {} instead of {}",
+                port, self.port
+            );
         }
         claim_port(port);
         self.port = port;
@@ -873,7 +1027,10 @@ impl RiemannPeer {
     }
 
     pub fn pid(&self) -> u32 {
-        self.child.as_ref().expect("riemann peer is not running").id()
+        self.child
+            .as_ref()
+            .expect("riemann peer is not running")
+            .id()
     }
 
     pub fn mode(&self) -> &str {
@@ -892,7 +1049,11 @@ impl RiemannPeer {
             Some(i) => &text[..i],
             None => return Vec::new(),
         };
-        complete.split('\n').filter(|l| !l.is_empty()).map(str::to_string).collect()
+        complete
+            .split('\n')
+            .filter(|l| !l.is_empty())
+            .map(str::to_string)
+            .collect()
     }
 
     /// Waits until at least `n` events were recorded and returns them all.
@@ -1045,14 +1206,11 @@ fn scan_value(b: &[u8], mut i: usize) -> Option<usize> {
         }
         _ => {
             let start = i;
-            while i < b.len() && !matches!(b[i], b',' | b'}' | b']' | b' ' | b'\t' | b'\n' | b'\r') {
+            while i < b.len() && !matches!(b[i], b',' | b'}' | b']' | b' ' | b'\t' | b'\n' | b'\r')
+            {
                 i += 1;
             }
-            if i == start {
-                None
-            } else {
-                Some(i)
-            }
+            if i == start { None } else { Some(i) }
         }
     }
 }
