@@ -228,4 +228,26 @@ mod tests {
         );
         assert!(e[6].contains("hots: unknown key"), "{}", e[6]);
     }
+
+    #[test]
+    fn events_it_cannot_send_are_counted_not_delivered() {
+        use std::io::{BufRead, BufReader};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let spec = spec(&format!(r#"{{"host": "127.0.0.1", "port": {port}}}"#)).unwrap();
+        let mut output = spec.build().unwrap();
+        let t = std::time::SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+        let events = [
+            Event::new("load.1", "r1").with_metric(0.5).with_time(t),
+            Event::new("check.state", "r1").with_state("ok"),
+            Event::new("x".repeat(20_000), "r1").with_metric(1i64),
+        ];
+        output.write(&events).unwrap();
+        assert_eq!(output.take_unencodable(), 2);
+        assert_eq!(output.take_unencodable(), 0, "reading resets it");
+        let (conn, _) = listener.accept().unwrap();
+        let mut line = String::new();
+        BufReader::new(conn).read_line(&mut line).unwrap();
+        assert_eq!(line, "r1.load.1 0.5 1700000000\n");
+    }
 }
