@@ -127,7 +127,7 @@ fn percent_paths_are_stored_and_decode_to_the_original() {
         .unwrap();
     carbon.wait_for(&path, |p| p == [(t, 42.0)], DEADLINE);
     let stored = carbon.metrics();
-    assert_eq!(stored, [path.clone()]);
+    assert_eq!(stored, [path.as_str()]);
     assert_eq!(
         decode_path(&stored[0]).unwrap(),
         ["lab", "gw.exämple.net", "disk", "/var/log", "used %"]
