@@ -414,6 +414,20 @@ mod tests {
             encode_path(&["bücher", "xn--a", "50%"]),
             "xn--bcher-kva.%78n--a.50%25"
         );
+        // The examples of docs/outputs-graphite.md.
+        assert_eq!(
+            encode_path(&["r1", "temp", "wohnzimmer °C"]),
+            "r1.temp.xn--wohnzimmer%20C-fsa"
+        );
+        let e = Event::new("disk./var/log.used", "gw.exämple.net");
+        let n = Naming {
+            prefix: "lab".into(),
+            ..naming(NameMode::Percent)
+        };
+        assert_eq!(
+            n.path(&e),
+            "lab.xn--gw%2Eexmple%2Enet-ffb.disk.%2Fvar%2Flog.used"
+        );
     }
 
     #[test]
