@@ -40,7 +40,8 @@ impl Protocol {
     }
 }
 
-/// How long each step may block. None is infinite; a zero duration counts as 1 ms.
+/// How long each step may block; no step waits forever (a zero duration counts as 1 ms). Name
+/// resolution is left to the system resolver and its own timeouts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Timeouts {
     /// Longest wait for a TCP connection to open, per address; default 5 s.
