@@ -206,7 +206,9 @@ fn the_agent_delivers_to_carbon_and_drains_its_queue_on_sigterm() {
             "sources": [{{"type": "load"}}, {{"type": "self"}}],
             "outputs": [{{"type": "graphite", "name": "carbon", "host": "127.0.0.1", "port": {},
                           "protocol": "pickle", "prefix": "pipit", "exclude": ["load.5"],
-                          "batch_size": 100000, "batch_timeout": "1h"}}]}}"#,
+                          "batch_size": 100000, "batch_timeout": "1h"}},
+                         {{"type": "stdout", "include": ["self.output.carbon.events_in"],
+                          "batch_size": 1}}]}}"#,
         carbon.pickle_port()
     );
     fs::write(&config, text).unwrap();
@@ -214,14 +216,21 @@ fn the_agent_delivers_to_carbon_and_drains_its_queue_on_sigterm() {
         .args(["run", "-c"])
         .arg(&config)
         .stdin(Stdio::null())
-        .stdout(Stdio::null())
+        .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let start = std::time::Instant::now();
-    // Let a few collections queue up, then stop.
-    wait_until("the agent has collected a few times", DEADLINE, || {
-        (start.elapsed() > Duration::from_millis(800)).then_some(())
+    // The self source, printed by the stdout output, tells when the graphite output holds events.
+    let (tx, rx) = std::sync::mpsc::channel();
+    let stdout = agent.stdout.take().unwrap();
+    std::thread::spawn(move || {
+        for line in std::io::BufRead::lines(std::io::BufReader::new(stdout)).map_while(Result::ok) {
+            let queued = line.split(' ').nth(1).and_then(|v| v.parse::<f64>().ok());
+            let _ = tx.send(queued.unwrap_or(0.0));
+        }
+    });
+    wait_until("the graphite output holds 5 events", DEADLINE, || {
+        rx.try_iter().any(|queued| queued >= 5.0).then_some(())
     });
     assert!(
         carbon.metrics().is_empty(),
