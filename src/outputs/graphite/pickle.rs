@@ -206,6 +206,25 @@ mod tests {
     }
 
     #[test]
+    fn paths_around_the_entry_buffer_size_are_whole() {
+        let paths: Vec<String> = (90..=112).map(|n| "q".repeat(n)).collect();
+        let points: Vec<(&str, Metric, i64)> = paths
+            .iter()
+            .map(|p| (p.as_str(), Metric::Int(i64::MIN), i64::MAX))
+            .collect();
+        let text = python_loads(&frames(&points));
+        for p in &paths {
+            assert!(
+                text.contains(&format!(
+                    "('{p}', (9223372036854775807, -9223372036854775808))"
+                )),
+                "{}",
+                p.len()
+            );
+        }
+    }
+
+    #[test]
     fn frames_hold_at_most_500_datapoints() {
         let points: Vec<(String, Metric, i64)> = (0..1201)
             .map(|i| (format!("m.{i}"), Metric::Int(i), i))
