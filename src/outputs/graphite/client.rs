@@ -221,13 +221,11 @@ impl GraphiteClient {
                 self.connection = None;
             }
         }
-        if self.connection.is_none() {
-            self.connection = Some(self.open()?);
-        }
-        Ok(self
-            .connection
-            .as_mut()
-            .expect("a connection was just opened"))
+        let connection = match self.connection.take() {
+            Some(c) => c,
+            None => self.open()?,
+        };
+        Ok(self.connection.insert(connection))
     }
 
     fn open(&self) -> Result<Connection, GraphiteError> {
