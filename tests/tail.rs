@@ -1,18 +1,18 @@
 //! The `tail` source on real files (appends, rotation, truncation, a file that appears later) and
-//! real commands (lines, exit and restart, killed when the source stops).
+//! real commands run by a real supervisor (lines, exit and restart, the command and its whole
+//! process group stopped with the source).
 
 mod common;
 
 use std::fs::{self, OpenOptions};
 use std::io::Write;
 use std::path::Path;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use common::peers::{TempDir, wait_until};
-use common::sources::{Built, of, threads_named, value};
+use common::sources::{Built, of, value};
 use pipit::event::Kind;
-use pipit::pollers::command::LineCommand;
+use pipit::sources::{Emitter, Source, SourceError};
 
 const DEADLINE: Duration = Duration::from_secs(10);
 
@@ -135,116 +135,124 @@ fn forwards_matching_lines_up_to_the_limit() {
     assert_eq!(value(&events, "tail.app.error.count"), 3.0);
 }
 
-/// A `tail` of `sh -c SCRIPT` named `name` (its reader thread is `src/<name>`: tests running at
-/// the same time need their own names).
+/// A `tail` of `sh -c SCRIPT` named `name`, counting lines with `ERROR` and forwarding every line.
 fn command_source(name: &str, script: &str) -> Built {
     Built::new(&format!(
         r#"{{"type": "tail", "name": "{name}", "command": ["sh", "-c", "{script}"],
-             "patterns": {{"error": "ERROR"}}}}"#
+             "patterns": {{"error": "ERROR", "any": "*"}}, "forward": true}}"#
     ))
 }
 
 #[test]
-fn reads_a_commands_output_and_stops_its_thread_with_the_source() {
+fn reads_a_commands_output() {
     let mut source = command_source(
         "ring",
         "printf 'ERROR a\\\\nfine\\\\nERROR b\\\\n'; exec sleep 60",
     );
-    let mut errors = 0.0;
-    let mut lines = 0.0;
+    let (mut errors, mut lines, mut unread) = (0.0, 0.0, 0.0);
+    let mut text = Vec::new();
     wait_until("three lines from the command", DEADLINE, || {
         let events = source.events();
         errors += value(&events, "tail.ring.error.count");
         lines += value(&events, "tail.ring.lines");
+        unread += value(&events, "tail.ring.unread");
+        text.extend(
+            of(&events, "tail.ring.line")
+                .iter()
+                .filter_map(|e| e.description.clone()),
+        );
         (lines >= 3.0).then_some(())
     });
-    assert_eq!((errors, lines), (2.0, 3.0));
-    assert_eq!(threads_named(std::process::id(), "src/ring"), 1);
-    drop(source);
-    assert_eq!(threads_named(std::process::id(), "src/ring"), 0);
+    assert_eq!((errors, lines, unread), (2.0, 3.0, 0.0));
+    assert_eq!(text, ["ERROR a", "fine", "ERROR b"]);
+}
+
+/// The forwarded lines of one collection.
+fn lines_of(source: &mut Built, name: &str) -> Vec<String> {
+    of(&source.events(), &format!("tail.{name}.line"))
+        .iter()
+        .filter_map(|e| e.description.clone())
+        .collect()
+}
+
+/// True when process `pid` is gone, or a zombie (killed, waiting to be reaped).
+fn ended(pid: u32) -> bool {
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let state = stat
+        .split_once(") ")
+        .and_then(|(_, rest)| rest.chars().next());
+    matches!(state, None | Some('Z'))
+}
+
+/// A source in place of the one dropped, so the test keeps its supervisor.
+struct Idle;
+
+impl Source for Idle {
+    fn collect(&mut self, _: &mut Emitter<'_>) -> Result<(), SourceError> {
+        Ok(())
+    }
+}
+
+#[test]
+fn dropping_the_source_stops_the_command_and_its_whole_process_group() {
+    // The shell starts a background grandchild and prints its own pid and the grandchild's.
+    let mut source = command_source("group", "sleep 60 & echo $$ $!; wait");
+    let pids: Vec<u32> = wait_until("the pids", DEADLINE, || {
+        let line = lines_of(&mut source, "group").pop()?;
+        Some(line.split(' ').filter_map(|p| p.parse().ok()).collect())
+    });
+    assert_eq!(pids.len(), 2, "{pids:?}");
+    assert!(pids.iter().all(|&pid| !ended(pid)), "both running");
+    // Only the source goes: the supervisor that ran the command stays.
+    drop(std::mem::replace(&mut source.source, Box::new(Idle)));
+    wait_until(
+        "the shell and its background child to end",
+        DEADLINE,
+        || pids.iter().all(|&pid| ended(pid)).then_some(()),
+    );
 }
 
 #[test]
 fn a_command_that_exits_is_reported_and_started_again() {
     let mut source = command_source("once", "echo ERROR once");
     let mut errors = 0.0;
-    let mut exits = 0;
+    let mut reported = None;
+    // The supervisor starts it again after 1 s, then 2 s.
     wait_until("the command to run twice", DEADLINE, || {
         let (events, outcome) = source.collect();
         errors += value(&events, "tail.once.error.count");
         if let Err(e) = outcome {
-            assert!(
-                e.to_string().contains("`sh -c echo ERROR once` exited"),
-                "{e}"
-            );
-            exits += 1;
+            reported = Some(e.to_string());
         }
-        (exits >= 2 && errors >= 2.0).then_some(())
+        (errors >= 2.0).then_some(())
     });
+    let reported = reported.expect("the exit was reported");
+    assert!(
+        reported.contains("`sh -c echo ERROR once` exited with exit code 0 after ")
+            && reported.contains("; restarting in "),
+        "{reported}"
+    );
 }
 
 #[test]
 fn a_command_that_cannot_start_is_an_error() {
     let mut source = Built::new(r#"{"type": "tail", "command": ["/nonexistent/logread", "-f"]}"#);
-    let (_, outcome) = source.collect();
-    let e = outcome.unwrap_err().to_string();
-    assert!(e.contains("cannot start `/nonexistent/logread -f`"), "{e}");
-}
-
-#[test]
-fn dropping_a_command_kills_and_reaps_it() {
-    let seen = Arc::new(Mutex::new(Vec::new()));
-    let sink = seen.clone();
-    let argv: Vec<String> = ["sh", "-c", "echo ready; exec sleep 60"]
-        .map(String::from)
-        .into();
-    let cmd = LineCommand::spawn(&argv, "test/cmd", move |l| {
-        sink.lock().unwrap().push(l.to_owned())
-    })
-    .unwrap();
-    let pid = cmd.pid();
-    wait_until("the first line", DEADLINE, || {
-        (seen.lock().unwrap().as_slice() == ["ready"]).then_some(())
+    let e = wait_until("the failed start", DEADLINE, || {
+        source.collect().1.err().map(|e| e.to_string())
     });
-    assert!(Path::new(&format!("/proc/{pid}")).exists());
-    drop(cmd);
     assert!(
-        !Path::new(&format!("/proc/{pid}")).exists(),
-        "killed and reaped"
+        e.contains("cannot run /nonexistent/logread") && e.contains("trying again in 1s"),
+        "{e}"
     );
-}
-
-#[test]
-fn dropping_a_command_kills_its_whole_process_group() {
-    let seen = Arc::new(Mutex::new(Vec::new()));
-    let sink = seen.clone();
-    // The shell starts a background grandchild and prints its pid.
-    let argv: Vec<String> = ["sh", "-c", "sleep 60 & echo $!; wait"]
-        .map(String::from)
-        .into();
-    let cmd = LineCommand::spawn(&argv, "test/group", move |l| {
-        sink.lock().unwrap().push(l.to_owned())
-    })
-    .unwrap();
-    let grandchild: u32 = wait_until("the grandchild's pid", DEADLINE, || {
-        seen.lock().unwrap().first()?.parse().ok()
-    });
-    drop(cmd);
-    // Killed: gone, or a zombie waiting for whoever adopted it.
-    wait_until("the grandchild to be killed", DEADLINE, || {
-        let stat = fs::read_to_string(format!("/proc/{grandchild}/stat")).unwrap_or_default();
-        let state = stat
-            .split_once(") ")
-            .and_then(|(_, rest)| rest.chars().next());
-        matches!(state, None | Some('Z')).then_some(())
-    });
 }
 
 #[test]
 fn tail_config_is_checked() {
     let text = r#"{"sources": [{"type": "tail", "path": "rel.log", "patterns": {"a.b": "x"}},
                                {"type": "tail", "name": "t2"},
-                               {"type": "tail", "name": "t3", "path": "/a", "command": ["b"]}],
+                               {"type": "tail", "name": "t3", "path": "/a", "command": ["b"]},
+                               {"type": "tail", "name": "t4", "command": "logread -f"},
+                               {"type": "tail", "name": "t5", "path": "/a", "user": "root"}],
                   "outputs": [{"type": "stdout"}]}"#;
     let e = pipit::config::parse("t.json", text)
         .unwrap_err()
@@ -254,8 +262,17 @@ fn tail_config_is_checked() {
         "label \"a.b\" must be non-empty, without dots or spaces",
         "missing required key \"path\"",
         "not both",
+        "(a single string needs",
+        "user: unknown key",
     ] {
         assert!(e.contains(part), "{part}: {e}");
+    }
+    // The command keys are exec's.
+    let text = r#"{"sources": [{"type": "tail", "command": "logread -f", "shell": true, "user": "root",
+                                "env": {"A": "1"}, "kill_grace": "1s", "max_output": 4096}],
+                  "outputs": [{"type": "stdout"}]}"#;
+    if let Err(e) = pipit::config::parse("t.json", text) {
+        panic!("{e}");
     }
 }
 
@@ -305,10 +322,9 @@ fn the_agent_stops_the_command_on_reload_and_on_exit() {
             _ => None,
         },
     );
-    assert!(
-        !Path::new(&format!("/proc/{first}")).exists(),
-        "the old one is reaped"
-    );
+    wait_until("the old one to be reaped", DEADLINE, || {
+        (!Path::new(&format!("/proc/{first}")).exists()).then_some(())
+    });
     agent.signal("TERM");
     assert!(agent.wait_exit(DEADLINE).success());
     assert!(

@@ -131,7 +131,7 @@ impl Follower {
 }
 
 /// Splits `bytes` into lines, carrying an unfinished line over in `partial`.
-pub fn split(bytes: &[u8], partial: &mut Vec<u8>, skipping: &mut bool, line: &mut dyn FnMut(&str)) {
+fn split(bytes: &[u8], partial: &mut Vec<u8>, skipping: &mut bool, line: &mut dyn FnMut(&str)) {
     let mut rest = bytes;
     while let Some(end) = rest.iter().position(|&b| b == b'\n') {
         if !*skipping {

@@ -1,8 +1,6 @@
 //! Pollers: what notices change. The file watcher (inotify, with a polling fallback), the URL
-//! poller, a log follower and a command's output lines. Sources in [`crate::sources`] turn what
-//! they notice into events.
+//! poller and a log follower. Sources in [`crate::sources`] turn what they notice into events.
 
-pub mod command;
 pub mod file;
 pub mod follow;
 pub mod inotify;
@@ -10,7 +8,7 @@ pub mod snapshot;
 #[cfg(feature = "http")]
 pub mod url;
 
-/// Stack size of the pollers' own threads (inotify reader, command output reader): they keep
-/// their buffers on the heap, so a small stack does, and a router's memory is spared the default
-/// 2 MiB reservation per thread.
+/// Stack size of the pollers' own threads (the inotify reader): they keep their buffers on the
+/// heap, so a small stack does, and a router's memory is spared the default 2 MiB reservation per
+/// thread.
 pub const THREAD_STACK: usize = 128 * 1024;

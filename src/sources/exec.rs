@@ -5,9 +5,7 @@
 //! `shell` is set, in its own process group, killed as a group at its timeout. The output format
 //! is chosen in config; the parsers are in `crate::checks`.
 
-use std::collections::BTreeMap;
 use std::fmt::Write;
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
@@ -20,10 +18,6 @@ use crate::supervisor::{self, Command, Daemon, DaemonEvent, Exit, Finished, RunE
 
 /// How long a check may run when the config says nothing.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
-/// Time between SIGTERM and SIGKILL when the config says nothing.
-pub const DEFAULT_KILL_GRACE: Duration = Duration::from_secs(2);
-/// The most bytes kept of stdout and of stderr (in daemon mode: of one line) by default.
-pub const DEFAULT_MAX_OUTPUT: u64 = 64 * 1024;
 /// The most problems quoted in one event; the rest are counted.
 const MAX_QUOTED_PROBLEMS: usize = 3;
 
@@ -109,8 +103,6 @@ fn read_spec(t: &mut Table<'_>, problems: &mut Problems) -> Option<ExecSpec> {
         .field("timeout")
         .and_then(|f| f.as_str().and_then(duration::parse))
         .unwrap_or(DEFAULT_TIMEOUT);
-    let shell = t.get_or("shell", false, problems);
-    let argv = read_argv(t, shell, problems);
     let format = Format::from_name(t.choice("format", &Format::NAMES, "nagios", problems))
         .unwrap_or(Format::Nagios);
     let daemon = t.choice("mode", &["check", "daemon"], "check", problems) == "daemon";
@@ -119,79 +111,12 @@ fn read_spec(t: &mut Table<'_>, problems: &mut Problems) -> Option<ExecSpec> {
             problems.at(&field, "daemon mode reads lines as they come: use format \"graphite\", \"json\" or \"value\"");
         }
     }
-    let kill_grace =
-        t.duration_at_least("kill_grace", DEFAULT_KILL_GRACE, Duration::ZERO, problems);
-    let env = t.get_or("env", BTreeMap::new(), problems);
-    let cwd = t.get::<PathBuf>("cwd", problems);
-    let user = t.field("user").and_then(|field| {
-        let name = field.parse::<String>(problems)?;
-        supervisor::account::user(&name)
-            .map_err(|e| problems.at(&field, e))
-            .ok()
-    });
-    let group = t.field("group").and_then(|field| {
-        let name = field.parse::<String>(problems)?;
-        supervisor::account::group(&name)
-            .map_err(|e| problems.at(&field, e))
-            .ok()
-    });
-    let max_output = t.number_in(
-        "max_output",
-        DEFAULT_MAX_OUTPUT,
-        256,
-        16 * 1024 * 1024,
-        problems,
-    ) as usize;
-    let command = Command {
-        argv: argv?,
-        env,
-        cwd,
-        user,
-        group,
-        timeout: (!daemon).then_some(timeout),
-        kill_grace,
-        max_output,
-    };
+    let command = supervisor::read_command(t, problems, (!daemon).then_some(timeout))?;
     Some(ExecSpec {
         command: Arc::new(command),
         format,
         daemon,
     })
-}
-
-/// The `command` key: an array of strings, or with `shell` one string for `/bin/sh -c`.
-fn read_argv(t: &mut Table<'_>, shell: bool, problems: &mut Problems) -> Option<Vec<String>> {
-    let Some(field) = t.field("command") else {
-        problems.at(t.as_field(), "missing required key \"command\"");
-        return None;
-    };
-    if shell {
-        return match field.as_str() {
-            Some(line) if !line.trim().is_empty() => {
-                Some(vec!["/bin/sh".into(), "-c".into(), line.into()])
-            }
-            _ => {
-                problems.expected(
-                    &field,
-                    "with \"shell\": true, a non-empty string of shell code",
-                );
-                None
-            }
-        };
-    }
-    if field.as_str().is_some() {
-        problems.expected(&field, "an array such as [\"/usr/lib/nagios/plugins/check_ping\", \"-H\", \"192.0.2.1\"] (a single string needs \"shell\": true)");
-        return None;
-    }
-    let argv: Vec<String> = field.parse(problems)?;
-    if argv.first().is_none_or(|p| p.is_empty()) {
-        problems.expected(
-            &field,
-            "a non-empty array whose first item names the program",
-        );
-        return None;
-    }
-    Some(argv)
 }
 
 impl SourceSpec for ExecSpec {
@@ -407,24 +332,13 @@ impl Exec {
                         problems.push(Problem { line: 0, message });
                     }
                 }
-                DaemonEvent::Exited {
-                    exit,
-                    ran,
-                    stderr,
-                    restart_in,
-                } => {
-                    self.restarts += 1;
-                    let mut message = format!("exited with {exit} after {}", duration::format(ran));
-                    if !stderr.is_empty() {
-                        let _ = write!(message, " (stderr: {})", quote(&stderr));
+                ended => {
+                    if matches!(ended, DaemonEvent::Exited { .. }) {
+                        self.restarts += 1;
                     }
-                    let _ = write!(message, "; restarting in {}", duration::format(restart_in));
-                    problems.push(Problem { line: 0, message });
-                }
-                DaemonEvent::NotStarted { error, restart_in } => {
-                    let message =
-                        format!("{error}; trying again in {}", duration::format(restart_in));
-                    problems.push(Problem { line: 0, message });
+                    if let Some(message) = ended.trouble() {
+                        problems.push(Problem { line: 0, message });
+                    }
                 }
             }
         }

@@ -4,14 +4,15 @@
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::Arc;
+use std::time::Instant;
 
 use super::{Emitter, MetricInfo, Source, SourceContext, SourceError, SourceSpec, SourceType};
 use crate::config::reader::{Problems, Table};
 use crate::event::Kind;
 use crate::pattern::TextPattern;
-use crate::pollers::command::LineCommand;
 use crate::pollers::follow::Follower;
+use crate::supervisor::{self, Command, Daemon, DaemonEvent, Supervisor};
 
 /// The registry entry.
 pub const TYPE: SourceType = SourceType {
@@ -35,6 +36,11 @@ pub const TYPE: SourceType = SourceType {
             description: "with forward: a log event per matching line; attribute match names the labels",
         },
         MetricInfo {
+            name: "tail.<name>.unread",
+            unit: "count",
+            description: "with command: lines dropped unread since the last tick, because more than 1024 came between two ticks",
+        },
+        MetricInfo {
             name: "tail.<name>.dropped",
             unit: "count",
             description: "with forward: matching lines past max_forward since the last tick, counted but not forwarded",
@@ -53,8 +59,8 @@ pub enum LineSource {
         /// Read the file from its start when first found, not only what is added later.
         from_start: bool,
     },
-    /// A command's standard output, such as `["logread", "-f"]`; restarted when it exits.
-    Command(Vec<String>),
+    /// A command's standard output, such as `["logread", "-f"]`, kept running by the supervisor.
+    Command(Arc<Command>),
 }
 
 /// Settings of the `tail` source.
@@ -73,8 +79,11 @@ pub struct TailSpec {
 fn read(t: &mut Table<'_>, problems: &mut Problems) -> Option<Arc<dyn SourceSpec>> {
     let path_field = t.field("path");
     let path: Option<PathBuf> = path_field.as_ref().and_then(|f| f.parse(problems));
-    let command_field = t.field("command");
-    let command: Option<Vec<String>> = command_field.as_ref().and_then(|f| f.parse(problems));
+    let command_given = t.field("command").is_some();
+    // The same keys as `exec`'s; a daemon has no timeout.
+    let command = command_given
+        .then(|| supervisor::read_command(t, problems, None))
+        .flatten();
     let from_start = t.get_or("from_start", false, problems);
     let forward = t.get_or("forward", false, problems);
     let max_forward = t.number_in("max_forward", 100, 1, 100_000, problems) as usize;
@@ -91,32 +100,27 @@ fn read(t: &mut Table<'_>, problems: &mut Problems) -> Option<Arc<dyn SourceSpec
             patterns.insert(label, TextPattern::new(&text));
         }
     }
-    let from = match (path, command) {
-        (Some(path), None) if path.is_absolute() => LineSource::File { path, from_start },
-        (Some(_), None) => {
-            problems.expected(&path_field?, "an absolute path");
-            return None;
-        }
-        (None, Some(argv)) if !argv.is_empty() => LineSource::Command(argv),
-        (None, Some(_)) => {
-            problems.expected(
-                &command_field?,
-                "a command and its arguments, such as [\"logread\", \"-f\"]",
-            );
-            return None;
-        }
-        (Some(_), Some(_)) => {
+    let from = match (path_field, command_given) {
+        (Some(_), true) => {
             problems.at(t.as_field(), "set either \"path\" or \"command\", not both");
             return None;
         }
-        (None, None) => {
-            // A path or command that was given but unreadable has been reported already.
-            if path_field.is_none() && command_field.is_none() {
-                problems.at(
-                    t.as_field(),
-                    "missing required key \"path\" (or \"command\")",
-                );
+        (Some(field), false) => match path {
+            Some(path) if path.is_absolute() => LineSource::File { path, from_start },
+            Some(_) => {
+                problems.expected(&field, "an absolute path");
+                return None;
             }
+            // An unreadable path has been reported already.
+            None => return None,
+        },
+        // A wrong command has been reported already.
+        (None, true) => LineSource::Command(Arc::new(command?)),
+        (None, false) => {
+            problems.at(
+                t.as_field(),
+                "missing required key \"path\" (or \"command\")",
+            );
             return None;
         }
     };
@@ -130,28 +134,32 @@ fn read(t: &mut Table<'_>, problems: &mut Problems) -> Option<Arc<dyn SourceSpec
 
 impl SourceSpec for TailSpec {
     fn build(&self, ctx: &SourceContext) -> Box<dyn Source> {
-        let tally = Arc::new(Mutex::new(Tally::new(self)));
         let input = match &self.from {
             LineSource::File { path, from_start } => Input::File(Follower::new(path, *from_start)),
-            LineSource::Command(_) => Input::Command(None),
+            LineSource::Command(command) => Input::Command(Lines {
+                command: command.clone(),
+                supervisor: ctx.supervisor.clone(),
+                daemon: None,
+                unread_seen: 0,
+                down: None,
+            }),
         };
         let service = format!("tail.{}", ctx.instance);
         Box::new(Tail {
             spec: self.clone(),
-            instance: ctx.instance.clone(),
             count_names: self
                 .patterns
                 .keys()
                 .map(|label| format!("{service}.{label}.count"))
                 .collect(),
             service,
-            tally,
+            tally: Tally::new(self),
             input,
         })
     }
 }
 
-/// What was read since the last tick. Behind a mutex: a command's lines arrive on its own thread.
+/// What was read since the last tick.
 #[derive(Debug)]
 struct Tally {
     patterns: Vec<TextPattern>,
@@ -162,6 +170,8 @@ struct Tally {
     lines: u64,
     forwarded: Vec<(String, String)>,
     dropped: u64,
+    /// Lines of a command dropped unread: they came faster than the ticks drained them.
+    unread: u64,
 }
 
 impl Tally {
@@ -175,6 +185,7 @@ impl Tally {
             lines: 0,
             forwarded: Vec::new(),
             dropped: 0,
+            unread: 0,
         }
     }
 
@@ -200,69 +211,92 @@ impl Tally {
 
 enum Input {
     File(Follower),
-    /// `None` until started, and after the command exited.
-    Command(Option<LineCommand>),
+    Command(Lines),
 }
 
-struct Tail {
-    spec: TailSpec,
-    /// The instance name, naming the command's reader thread.
-    instance: String,
-    service: String,
-    count_names: Vec<String>,
-    tally: Arc<Mutex<Tally>>,
-    input: Input,
+/// A command's output lines, from the daemon the supervisor keeps running for this source.
+struct Lines {
+    command: Arc<Command>,
+    supervisor: Supervisor,
+    /// `None` until the first collection; dropping it stops the command.
+    daemon: Option<Daemon>,
+    /// The daemon's count of lines dropped unread, as of the last tick.
+    unread_seen: u64,
+    /// Why the command is not running, until it is due to be started again.
+    down: Option<(String, Instant)>,
 }
 
-fn lock(tally: &Mutex<Tally>) -> MutexGuard<'_, Tally> {
-    tally.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-impl Tail {
-    /// Reads what is new; an error says why the input could not be read, after what could.
-    fn read_input(&mut self) -> Result<(), SourceError> {
-        match &mut self.input {
-            Input::File(follower) => {
-                let mut tally = lock(&self.tally);
-                follower
-                    .read(&mut |line| tally.feed(line))
-                    .map_err(|e| SourceError(format!("{}: {e}", follower.path().display())))
+impl Lines {
+    /// Feeds the lines printed since the last call to `tally`; an error says the command ended
+    /// or could not start, and when it is tried again.
+    fn read(&mut self, tally: &mut Tally) -> Result<(), SourceError> {
+        let daemon = match &self.daemon {
+            Some(daemon) => daemon,
+            None => {
+                let started = self
+                    .supervisor
+                    .start_daemon(self.command.clone())
+                    .map_err(|e| SourceError(e.to_string()))?;
+                self.daemon.insert(started)
             }
-            Input::Command(running) => {
-                let LineSource::Command(argv) = &self.spec.from else {
-                    return Ok(());
-                };
-                if let Some(cmd) = running {
-                    match cmd.exited() {
-                        Ok(None) => return Ok(()),
-                        Ok(Some(status)) => {
-                            let label = cmd.label().to_owned();
-                            *running = None;
-                            return Err(SourceError(format!(
-                                "`{label}` exited ({status}); restarting it on the next tick"
-                            )));
-                        }
-                        Err(e) => return Err(SourceError(format!("`{}`: {e}", cmd.label()))),
-                    }
+        };
+        let now = Instant::now();
+        for event in daemon.events.try_iter().take(supervisor::DAEMON_QUEUE) {
+            match &event {
+                // A line over max_output has been cut: still a line, matched on what was kept.
+                DaemonEvent::Line { line, .. } => {
+                    tally.feed(&String::from_utf8_lossy(&line.bytes));
+                    // Lines after an end come from the command started again.
+                    self.down = None;
                 }
-                let tally = self.tally.clone();
-                let thread_name = format!("src/{}", self.instance);
-                let cmd =
-                    LineCommand::spawn(argv, &thread_name, move |line| lock(&tally).feed(line))
-                        .map_err(|e| {
-                            SourceError(format!("cannot start `{}`: {e}", argv.join(" ")))
-                        })?;
-                *running = Some(cmd);
+                DaemonEvent::Exited { restart_in, .. } => {
+                    let why = event.trouble().unwrap_or_default();
+                    let why = format!("`{}` {why}", self.command.argv.join(" "));
+                    self.down = Some((why, now + *restart_in));
+                }
+                DaemonEvent::NotStarted { restart_in, .. } => {
+                    let why = event.trouble().unwrap_or_default();
+                    self.down = Some((why, now + *restart_in));
+                }
+            }
+        }
+        let dropped = daemon.dropped();
+        tally.unread += dropped - self.unread_seen;
+        self.unread_seen = dropped;
+        match &self.down {
+            Some((why, due)) if now < *due => Err(SourceError(why.clone())),
+            _ => {
+                self.down = None;
                 Ok(())
             }
         }
     }
 }
 
+struct Tail {
+    spec: TailSpec,
+    service: String,
+    count_names: Vec<String>,
+    tally: Tally,
+    input: Input,
+}
+
 impl Source for Tail {
     fn collect(&mut self, emit: &mut Emitter<'_>) -> Result<(), SourceError> {
-        let result = self.read_input();
-        let mut tally = lock(&self.tally);
+        let tally = &mut self.tally;
+        let result = match &mut self.input {
+            Input::File(follower) => follower
+                .read(&mut |line| tally.feed(line))
+                .map_err(|e| SourceError(format!("{}: {e}", follower.path().display()))),
+            Input::Command(lines) => {
+                let result = lines.read(tally);
+                emit.metric(
+                    &format!("{}.unread", self.service),
+                    std::mem::take(&mut tally.unread),
+                );
+                result
+            }
+        };
         for (name, count) in self.count_names.iter().zip(&mut tally.counts) {
             emit.metric(name, std::mem::take(count));
         }

@@ -9,13 +9,14 @@
 
 pub mod account;
 pub mod capture;
+mod command;
 mod config;
 mod process;
 mod spawn;
 mod thread;
 
 use std::collections::BTreeMap;
-use std::fmt;
+use std::fmt::{self, Write as _};
 use std::io::{self, Write};
 use std::os::unix::net::UnixStream;
 use std::path::PathBuf;
@@ -26,8 +27,12 @@ use std::time::{Duration, Instant, SystemTime};
 
 use crossbeam_channel::{Receiver, Sender, bounded, unbounded};
 
+use crate::checks::quote;
+use crate::config::duration;
+
 pub use account::Account;
 pub use capture::Captured;
+pub use command::read as read_command;
 pub use config::{SupervisorConfig, read as read_config};
 pub use process::Exit;
 
@@ -120,6 +125,33 @@ pub enum DaemonEvent {
         /// When the next try comes.
         restart_in: Duration,
     },
+}
+
+impl DaemonEvent {
+    /// What an end or a failed start says, as one line: how it ended, its last line on stderr,
+    /// and when it is started again. `None` for a line of output.
+    pub fn trouble(&self) -> Option<String> {
+        match self {
+            DaemonEvent::Line { .. } => None,
+            DaemonEvent::Exited {
+                exit,
+                ran,
+                stderr,
+                restart_in,
+            } => {
+                let mut message = format!("exited with {exit} after {}", duration::format(*ran));
+                if !stderr.is_empty() {
+                    let _ = write!(message, " (stderr: {})", quote(stderr));
+                }
+                let _ = write!(message, "; restarting in {}", duration::format(*restart_in));
+                Some(message)
+            }
+            DaemonEvent::NotStarted { error, restart_in } => Some(format!(
+                "{error}; trying again in {}",
+                duration::format(*restart_in)
+            )),
+        }
+    }
 }
 
 /// How many lines a daemon's channel holds between two collections; further lines are dropped
@@ -308,5 +340,39 @@ impl Drop for SupervisorThread {
         if self.thread.is_some() {
             self.stop(Instant::now() + Duration::from_secs(1));
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn troubles_say_how_it_ended_and_when_it_starts_again() {
+        let exited = DaemonEvent::Exited {
+            exit: Exit::Code(1),
+            ran: Duration::from_millis(1500),
+            stderr: "no \"ubus\"".into(),
+            restart_in: Duration::from_secs(2),
+        };
+        assert_eq!(
+            exited.trouble().as_deref(),
+            Some(
+                "exited with exit code 1 after 1500ms (stderr: \"no \\\"ubus\\\"\"); restarting in 2s"
+            )
+        );
+        let not_started = DaemonEvent::NotStarted {
+            error: "cannot run x: permission denied".into(),
+            restart_in: Duration::from_secs(1),
+        };
+        assert_eq!(
+            not_started.trouble().as_deref(),
+            Some("cannot run x: permission denied; trying again in 1s")
+        );
+        let line = DaemonEvent::Line {
+            line: Captured::default(),
+            time: SystemTime::UNIX_EPOCH,
+        };
+        assert_eq!(line.trouble(), None);
     }
 }
