@@ -1,5 +1,6 @@
 //! The `tail` source on real files (appends, rotation, truncation, a file that appears later) and
 //! real commands (lines, exit and restart, killed when the source stops).
+#![cfg(feature = "watch")]
 
 mod common;
 
