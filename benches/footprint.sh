@@ -98,6 +98,7 @@ for pid in "${AGENTS[@]}" "$CACHE"; do
     kill -0 "$pid" 2>/dev/null || { echo "an agent exited early:" >&2; report_logs >&2; exit 1; }
 done
 for pid in "${AGENTS[@]}"; do wakeups "$pid" >> "$WORK/wakeups0"; done
+per_thread "$ROUTER" 3 > "$WORK/router-threads0"
 w0=$(written "$CACHE")
 start=$(date +%s.%N)
 for _ in $(seq "$DURATION"); do
@@ -111,6 +112,7 @@ w1=$(written "$CACHE")
 for pid in "${AGENTS[@]}"; do
     echo "$(wakeups "$pid") $(thread_count "$pid") $(rss_split "$pid")" >> "$WORK/wakeups1"
 done
+per_thread "$ROUTER" 3 > "$WORK/router-threads1"
 cache_file=$(find "$WORK/cache-state" -type f | head -1)
 cache_size=$(stat -c %s "$cache_file")
 
@@ -141,4 +143,6 @@ print(f"counter cache: file {cache_size} bytes; write_bytes {w1 - w0} in {window
 print(f"state directory at the default cache_interval (5 min): {per_hour / 1024:.1f} KiB per hour "
       f"(file size x 12: {cache_size * 12 / 1024:.1f} KiB)")
 PY
+echo "pipit (router set) wake-ups/s by thread:"
+join "$WORK/router-threads0" "$WORK/router-threads1" | awk -v n="$DURATION" '{ printf "  %-16s %7.1f\n", $1, ($3 - $2) / n }'
 report_logs

@@ -35,19 +35,17 @@ start_pipit "$PIPIT" "$WORK/pipit.json"
 
 ticks() { awk '{ sub(/.*\) /, ""); print $12 + $13 }' "/proc/$1/stat"; }
 nanos() { cat /proc/"$1"/task/*/schedstat | awk '{ s += $1 } END { printf "%d\n", s }'; }
-# Per thread: `name nanoseconds`, to show where pipit's time goes (its threads are named).
-threads() { for t in /proc/"$1"/task/*; do echo "$(tr ' ' '_' < "$t/comm") $(cut -d' ' -f1 "$t/schedstat")"; done | sort; }
 lines() { wc -l < "$1"; }
 
 sleep "$WARMUP"
 c_t0=$(ticks $CD); c_n0=$(nanos $CD); c_l0=$(lines "$WORK/collectd.out")
 p_t0=$(ticks $PP); p_n0=$(nanos $PP); p_l0=$(lines "$WORK/pipit.out")
-threads $PP > "$WORK/threads0"
+per_thread $PP 1 > "$WORK/threads0"
 start=$(date +%s.%N)
 sleep "$DURATION"
 c_t1=$(ticks $CD); c_n1=$(nanos $CD); c_l1=$(lines "$WORK/collectd.out")
 p_t1=$(ticks $PP); p_n1=$(nanos $PP); p_l1=$(lines "$WORK/pipit.out")
-threads $PP > "$WORK/threads1"
+per_thread $PP 1 > "$WORK/threads1"
 end=$(date +%s.%N)
 
 HZ=$(getconf CLK_TCK)

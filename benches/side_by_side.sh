@@ -82,6 +82,12 @@ start_pipit() {
     PIDS+=("$PP")
 }
 
+# per_thread PID FIELD: `name value` for each thread of PID, FIELD of its schedstat (1: nanoseconds
+# on CPU, 3: timeslices run), sorted by name (pipit's threads are named).
+per_thread() {
+    for t in /proc/"$1"/task/*; do echo "$(tr ' ' '_' < "$t/comm") $(cut -d' ' -f"$2" "$t/schedstat")"; done | sort
+}
+
 # report_logs: the first lines of each pipit's log and collectd's errors, if any.
 report_logs() {
     for log in "$WORK"/pipit*.log; do
