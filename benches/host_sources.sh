@@ -16,88 +16,36 @@ cd "$(dirname "$0")/.."
 
 DURATION=${DURATION:-60}
 WARMUP=${WARMUP:-5}
-COLLECTD=${COLLECTD:-/usr/sbin/collectd}
-[ -x "$COLLECTD" ] || { echo "collectd not found: run tests/install-deps.sh (collectd-core)" >&2; exit 1; }
+# shellcheck source=benches/side_by_side.sh
+source benches/side_by_side.sh
 
 cargo build --release --quiet
 PIPIT=target/release/pipit
-WORK=$(mktemp -d)
-PIDS=()
-cleanup() {
-    for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
-    wait 2>/dev/null || true
-    rm -rf "$WORK"
-}
-trap cleanup EXIT
-
-PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-python3 benches/count_listener.py "$PORT" "$WORK/collectd.out" &
-PIDS+=($!)
-
-cat > "$WORK/collectd.conf" <<CONF
-Hostname "bench"
-FQDNLookup false
-BaseDir "$WORK"
-PIDFile "$WORK/collectd.pid"
-TypesDB "/usr/share/collectd/types.db"
-Interval 1
-LoadPlugin cpu
-LoadPlugin load
-LoadPlugin memory
-LoadPlugin interface
-LoadPlugin df
-LoadPlugin disk
-LoadPlugin uptime
-LoadPlugin processes
-LoadPlugin conntrack
-LoadPlugin thermal
-LoadPlugin write_graphite
-<Plugin write_graphite>
-  <Node "local">
-    Host "127.0.0.1"
-    Port "$PORT"
-    Protocol "tcp"
-  </Node>
-</Plugin>
-CONF
 
 cat > "$WORK/pipit.json" <<CONF
 {
   "agent": {"hostname": "bench", "interval": "1s", "state_dir": "$WORK/state"},
-  "sources": [
-    {"type": "cpu", "per_core": true}, {"type": "load"}, {"type": "memory"}, {"type": "interface"},
-    {"type": "df"}, {"type": "disk"}, {"type": "uptime"}, {"type": "processes"},
-    {"type": "conntrack"}, {"type": "thermal"}
-  ],
+  "sources": $PIPIT_SOURCES,
   "outputs": [{"type": "stdout", "format": "graphite"}]
 }
 CONF
 
-# Wait for the listener before collectd connects to it.
-for _ in $(seq 50); do (echo > "/dev/tcp/127.0.0.1/$PORT") 2>/dev/null && break; sleep 0.1; done
-
-"$COLLECTD" -f -C "$WORK/collectd.conf" > "$WORK/collectd.log" 2>&1 &
-CD=$!
-PIDS+=("$CD")
-RUST_LOG=warn "$PIPIT" run -c "$WORK/pipit.json" > "$WORK/pipit.out" 2> "$WORK/pipit.log" &
-PP=$!
-PIDS+=("$PP")
+start_collectd
+start_pipit "$PIPIT" "$WORK/pipit.json"
 
 ticks() { awk '{ sub(/.*\) /, ""); print $12 + $13 }' "/proc/$1/stat"; }
 nanos() { cat /proc/"$1"/task/*/schedstat | awk '{ s += $1 } END { printf "%d\n", s }'; }
-# Per thread: `name nanoseconds`, to show where pipit's time goes (its threads are named).
-threads() { for t in /proc/"$1"/task/*; do echo "$(tr ' ' '_' < "$t/comm") $(cut -d' ' -f1 "$t/schedstat")"; done | sort; }
 lines() { wc -l < "$1"; }
 
 sleep "$WARMUP"
 c_t0=$(ticks $CD); c_n0=$(nanos $CD); c_l0=$(lines "$WORK/collectd.out")
 p_t0=$(ticks $PP); p_n0=$(nanos $PP); p_l0=$(lines "$WORK/pipit.out")
-threads $PP > "$WORK/threads0"
+per_thread $PP 1 > "$WORK/threads0"
 start=$(date +%s.%N)
 sleep "$DURATION"
 c_t1=$(ticks $CD); c_n1=$(nanos $CD); c_l1=$(lines "$WORK/collectd.out")
 p_t1=$(ticks $PP); p_n1=$(nanos $PP); p_l1=$(lines "$WORK/pipit.out")
-threads $PP > "$WORK/threads1"
+per_thread $PP 1 > "$WORK/threads1"
 end=$(date +%s.%N)
 
 HZ=$(getconf CLK_TCK)
@@ -124,5 +72,4 @@ echo "pipit by thread (ms per collection):"
 join "$WORK/threads0" "$WORK/threads1" | awk -v n="$DURATION" '{ printf "  %-16s %7.3f\n", $1, ($3 - $2) / 1e6 / n }'
 procs=(/proc/[0-9]*)
 echo "processes on this box: ${#procs[@]}"
-if [ -s "$WORK/pipit.log" ]; then echo "pipit log:"; head -5 "$WORK/pipit.log"; fi
-grep -iE "error|fail" "$WORK/collectd.log" | head -5 || true
+report_logs

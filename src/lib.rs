@@ -11,6 +11,7 @@
 pub mod agent;
 pub mod aggregate;
 pub mod cache;
+#[cfg(feature = "exec")]
 pub mod checks;
 pub mod complain;
 pub mod config;
@@ -25,8 +26,10 @@ pub mod md5;
 pub mod once;
 pub mod outputs;
 pub mod pattern;
+#[cfg(feature = "watch")]
 pub mod pollers;
 pub mod procfs;
+pub mod quote;
 pub mod router;
 pub mod run;
 pub mod schedule;

@@ -1,7 +1,7 @@
 //! The URL poller and the `http` and `tcp` probes against real servers on 127.0.0.1: a small
 //! HTTP/1.1 server written here (slow responses, 304s, redirects, 404 then 200 again) and plain
 //! TCP listeners.
-#![cfg(feature = "http")]
+#![cfg(all(feature = "http", feature = "watch"))]
 
 mod common;
 

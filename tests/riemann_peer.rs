@@ -1,6 +1,7 @@
 //! The Riemann client and output against a Riemann server that decodes with a schema pipit did not
 //! write: tests/peers/riemann_peer.py, built on the riemann-client package's `riemann_pb2`.
 //! Needs the packages from tests/install-deps.sh.
+#![cfg(feature = "riemann")]
 
 mod common;
 

@@ -1,7 +1,7 @@
 //! The Riemann client over TLS (the `tls` feature) against tests/peers/riemann_peer.py wrapped in
 //! Python's ssl module, with certificates made by `openssl` for each run. Run with
 //! `cargo test --features tls --test riemann_tls`.
-#![cfg(feature = "tls")]
+#![cfg(all(feature = "tls", feature = "riemann"))]
 
 mod common;
 

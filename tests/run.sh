@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # The one command that passes every pipit test on a fresh Debian machine: installs what the tests
-# need (the real backends the outputs are tested against), then runs the whole suite, and the TLS
-# tests, which need the `tls` feature.
+# need (the real backends the outputs are tested against), then runs the whole suite, the TLS
+# tests, which need the `tls` feature, and the unit tests of the small variant (which check that
+# what it leaves out is refused by name).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 tests/install-deps.sh
 cargo test --locked --all-targets
 cargo test --locked --features tls --test riemann_tls
+cargo test --locked --no-default-features --features small --lib

@@ -1,6 +1,7 @@
 //! The `tail` source on real files (appends, rotation, truncation, a file that appears later) and
 //! real commands run by a real supervisor (lines, exit and restart, the command and its whole
 //! process group stopped with the source).
+#![cfg(feature = "watch")]
 
 mod common;
 

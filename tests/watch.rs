@@ -1,5 +1,6 @@
 //! The file watcher on real files and directories. One suite runs against both pollers: they must
 //! report the same changes for the same actions.
+#![cfg(feature = "watch")]
 
 mod common;
 

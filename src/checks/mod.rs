@@ -11,6 +11,7 @@ pub mod value;
 use std::fmt;
 
 use crate::event::Metric;
+pub use crate::quote::quote;
 
 /// The output format of a check command, as config names it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -83,28 +84,6 @@ fn each_line<T>(
     }
 }
 
-/// The most characters of bad output quoted in a problem.
-pub const QUOTE_CHARS: usize = 60;
-
-/// `text` in double quotes with control characters escaped, cut after [`QUOTE_CHARS`] characters
-/// (marked with `…`), for messages about bad output.
-pub fn quote(text: &str) -> String {
-    let mut out = String::from("\"");
-    for (i, c) in text.chars().enumerate() {
-        if i == QUOTE_CHARS {
-            out.push('…');
-            break;
-        }
-        if c == '"' || c == '\\' || c.is_control() {
-            out.extend(c.escape_debug());
-        } else {
-            out.push(c);
-        }
-    }
-    out.push('"');
-    out
-}
-
 /// A number as check output writes it: a whole number when it is one, else a finite float.
 /// `nan` and the infinities are refused.
 pub fn number(text: &str) -> Option<Metric> {
@@ -118,16 +97,6 @@ pub fn number(text: &str) -> Option<Metric> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn quotes_escape_and_truncate() {
-        assert_eq!(quote("a\tb\"c"), r#""a\tb\"c""#);
-        let long = "x".repeat(100);
-        let q = quote(&long);
-        assert_eq!(q.chars().count(), QUOTE_CHARS + 3);
-        assert!(q.ends_with("…\""));
-        assert_eq!(quote("\u{fffd}\u{0}"), "\"\u{fffd}\\0\"");
-    }
 
     #[test]
     fn numbers_are_ints_when_whole() {

@@ -60,11 +60,7 @@ impl Value {
             Value::Null => "null".into(),
             Value::Bool(b) => format!("{b}"),
             Value::Number { text } => format!("the number {text}"),
-            Value::String(s) => {
-                let shown: String = s.chars().take(60).collect();
-                let more = if shown.len() < s.len() { "…" } else { "" };
-                format!("\"{}{more}\"", shown.escape_debug())
-            }
+            Value::String(s) => crate::quote::quote(s),
             Value::Array(_) => "an array".into(),
             Value::Object(_) => "an object".into(),
         }

@@ -273,6 +273,89 @@ mod tests {
             .collect()
     }
 
+    /// Every component type pipit has, whatever the build.
+    const EVERY_SOURCE: &[&str] = &[
+        "cpu",
+        "load",
+        "memory",
+        "swap",
+        "uptime",
+        "processes",
+        "interface",
+        "df",
+        "disk",
+        "thermal",
+        "wireless",
+        "conntrack",
+        "tcpconns",
+        "exec",
+        "watch",
+        "http",
+        "tcp",
+        "tail",
+        "self",
+    ];
+    const EVERY_OUTPUT: &[&str] = &["stdout", "graphite", "riemann", "influxdb"];
+
+    fn built_and_left_out(built: Vec<&str>, left_out: &[(&str, &str)]) -> Vec<String> {
+        let mut all: Vec<String> = built.iter().map(|n| n.to_string()).collect();
+        for (name, _) in left_out {
+            assert!(
+                !built.contains(name),
+                "{name} is built yet named as left out"
+            );
+            all.push(name.to_string());
+        }
+        all.sort();
+        all
+    }
+
+    fn sorted(names: &[&str]) -> Vec<String> {
+        let mut names: Vec<String> = names.iter().map(|n| n.to_string()).collect();
+        names.sort();
+        names
+    }
+
+    #[test]
+    fn every_type_is_either_built_or_named_as_left_out() {
+        let sources = sources::REGISTRY.iter().map(|t| t.name).collect();
+        assert_eq!(
+            built_and_left_out(sources, sources::LEFT_OUT),
+            sorted(EVERY_SOURCE)
+        );
+        let outputs = outputs::REGISTRY.iter().map(|t| t.name).collect();
+        assert_eq!(
+            built_and_left_out(outputs, outputs::LEFT_OUT),
+            sorted(EVERY_OUTPUT)
+        );
+    }
+
+    #[test]
+    fn a_type_left_out_of_this_build_is_named_with_its_feature() {
+        for (name, feature) in sources::LEFT_OUT {
+            let e = errors(&format!(
+                r#"{{"sources": [{{"type": "{name}"}}], "outputs": [{{"type": "stdout"}}]}}"#
+            ));
+            assert_eq!(
+                e,
+                [format!(
+                    "pipit.json:1:23: sources[0].type: source type \"{name}\" is not in this build (feature {feature})"
+                )]
+            );
+        }
+        for (name, feature) in outputs::LEFT_OUT {
+            let e = errors(&format!(
+                r#"{{"sources": [{{"type": "load"}}], "outputs": [{{"type": "{name}"}}]}}"#
+            ));
+            assert!(
+                e.len() == 1 && e[0].ends_with(&format!(
+                    "outputs[0].type: output type \"{name}\" is not in this build (feature {feature})"
+                )),
+                "{e:?}"
+            );
+        }
+    }
+
     #[test]
     fn the_embedded_config_is_valid() {
         let config = parse(EMBEDDED_NAME, EMBEDDED).unwrap();

@@ -275,11 +275,14 @@ impl<'a> Table<'a> {
     }
 }
 
-/// Reads the `type` key of a component section, which must name an entry of `registry`.
+/// Reads the `type` key of a `what` section ("source", "output"), which must name an entry of
+/// `registry`; a name in `left_out` (type, Cargo feature) is a type this build leaves out.
 pub fn registry_type<T>(
     t: &mut Table<'_>,
+    what: &str,
     registry: &'static [T],
     name_of: fn(&T) -> &'static str,
+    left_out: &[(&str, &str)],
     problems: &mut Problems,
 ) -> Option<&'static T> {
     let names: Vec<String> = registry
@@ -296,8 +299,16 @@ pub fn registry_type<T>(
     let found = field
         .as_str()
         .and_then(|s| registry.iter().find(|e| name_of(e) == s));
-    if found.is_none() {
-        problems.expected(&field, &format!("one of {}", names.join(", ")));
+    let missing = field
+        .as_str()
+        .and_then(|s| left_out.iter().find(|(name, _)| *name == s));
+    match (found, missing) {
+        (None, Some((name, feature))) => problems.at(
+            &field,
+            format!("{what} type \"{name}\" is not in this build (feature {feature})"),
+        ),
+        (None, None) => problems.expected(&field, &format!("one of {}", names.join(", "))),
+        _ => {}
     }
     found
 }
@@ -459,8 +470,8 @@ impl FromJson for BTreeMap<String, String> {
 }
 
 /// Reads the JSON object `text` with `read`, as a component's config section: the value, or every
-/// error found (with unknown keys). For tests of component readers.
-#[cfg(test)]
+/// error found (with unknown keys). For tests of component readers (the outputs that use it).
+#[cfg(all(test, any(feature = "http", feature = "riemann")))]
 pub(crate) fn read_section<T>(
     text: &str,
     read: impl FnOnce(&mut Table<'_>, &mut Problems) -> Option<T>,
@@ -493,6 +504,38 @@ mod tests {
             .iter()
             .map(|e| e.to_string())
             .collect()
+    }
+
+    #[test]
+    fn a_registry_type_tells_a_type_left_out_of_the_build_from_an_unknown_one() {
+        const REGISTRY: &[&str] = &["cpu", "load"];
+        let read = |text: &str| {
+            let doc = parse(text).unwrap();
+            let mut p = Problems::new("t.json");
+            let mut t = Field::root(&doc).table(&mut p).unwrap();
+            let found = registry_type(
+                &mut t,
+                "source",
+                REGISTRY,
+                |n| n,
+                &[("exec", "exec")],
+                &mut p,
+            );
+            (found.copied(), messages(p))
+        };
+        assert_eq!(read(r#"{"type": "load"}"#), (Some("load"), vec![]));
+        let (found, e) = read(r#"{"type": "exec"}"#);
+        assert_eq!(found, None);
+        assert_eq!(
+            e,
+            ["t.json:1:10: type: source type \"exec\" is not in this build (feature exec)"]
+        );
+        let (found, e) = read(r#"{"type": "nope"}"#);
+        assert_eq!(found, None);
+        assert!(
+            e[0].ends_with(r#"expected one of "cpu", "load", got "nope""#),
+            "{e:?}"
+        );
     }
 
     #[test]

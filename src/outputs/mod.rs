@@ -7,6 +7,7 @@
 pub mod graphite;
 #[cfg(feature = "http")]
 pub mod influx;
+#[cfg(feature = "riemann")]
 pub mod riemann;
 pub mod stdout;
 
@@ -82,9 +83,18 @@ pub struct OutputType {
 pub const REGISTRY: &[OutputType] = &[
     stdout::TYPE,
     graphite::output::TYPE,
+    #[cfg(feature = "riemann")]
     riemann::TYPE,
     #[cfg(feature = "http")]
     influx::TYPE,
+];
+
+/// Output types this build leaves out, with the Cargo feature that has each.
+pub const LEFT_OUT: &[(&str, &str)] = &[
+    #[cfg(not(feature = "riemann"))]
+    ("riemann", "riemann"),
+    #[cfg(not(feature = "http"))]
+    ("influxdb", "http"),
 ];
 
 /// Finds an output type by its config name.
@@ -133,7 +143,7 @@ pub fn read_all(field: &Field<'_>, problems: &mut Problems) -> Vec<OutputConfig>
 }
 
 fn read_one(t: &mut Table<'_>, problems: &mut Problems) -> Option<OutputConfig> {
-    let kind = reader::registry_type(t, REGISTRY, |e| e.name, problems);
+    let kind = reader::registry_type(t, "output", REGISTRY, |e| e.name, LEFT_OUT, problems);
     let name = t.get::<String>("name", problems);
     let selector = Selector {
         include: t

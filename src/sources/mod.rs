@@ -10,6 +10,7 @@ pub mod cpu;
 pub mod df;
 pub mod disk;
 pub mod emitter;
+#[cfg(feature = "exec")]
 pub mod exec;
 #[cfg(feature = "http")]
 pub mod http;
@@ -21,6 +22,7 @@ pub mod processes;
 pub mod runner;
 pub mod self_stats;
 pub mod swap;
+#[cfg(feature = "watch")]
 pub mod tail;
 pub mod tcp;
 pub mod tcpconns;
@@ -28,6 +30,7 @@ pub mod tcpconns;
 mod testing;
 pub mod thermal;
 pub mod uptime;
+#[cfg(feature = "watch")]
 pub mod watch;
 pub mod wireless;
 
@@ -180,13 +183,28 @@ pub const REGISTRY: &[SourceType] = &[
     wireless::TYPE,
     conntrack::TYPE,
     tcpconns::TYPE,
+    #[cfg(feature = "exec")]
     exec::TYPE,
+    #[cfg(feature = "watch")]
     watch::TYPE,
     #[cfg(feature = "http")]
     http::TYPE,
     tcp::TYPE,
+    #[cfg(feature = "watch")]
     tail::TYPE,
     self_stats::TYPE,
+];
+
+/// Source types this build leaves out, with the Cargo feature that has each.
+pub const LEFT_OUT: &[(&str, &str)] = &[
+    #[cfg(not(feature = "exec"))]
+    ("exec", "exec"),
+    #[cfg(not(feature = "watch"))]
+    ("watch", "watch"),
+    #[cfg(not(feature = "http"))]
+    ("http", "http"),
+    #[cfg(not(feature = "watch"))]
+    ("tail", "watch"),
 ];
 
 /// Finds a source type by its config name.
@@ -241,7 +259,7 @@ fn read_one(
     agent: &AgentConfig,
     problems: &mut Problems,
 ) -> Option<SourceConfig> {
-    let kind = reader::registry_type(t, REGISTRY, |e| e.name, problems);
+    let kind = reader::registry_type(t, "source", REGISTRY, |e| e.name, LEFT_OUT, problems);
     let name = t.get::<String>("name", problems);
     let interval = t.duration_at_least(
         "interval",

@@ -27,8 +27,8 @@ use std::time::{Duration, Instant, SystemTime};
 
 use crossbeam_channel::{Receiver, Sender, bounded, unbounded};
 
-use crate::checks::quote;
 use crate::config::duration;
+use crate::quote::quote;
 
 pub use account::Account;
 pub use capture::Captured;
