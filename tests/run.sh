@@ -7,3 +7,6 @@ if [ -x tests/install-deps.sh ]; then
     tests/install-deps.sh
 fi
 cargo test --locked --all-targets
+# The fuzz targets (fuzz/, their own workspace) must keep compiling; fuzzing itself is
+# fuzz/run.sh, with nightly (FUZZING.md).
+cargo check --locked --manifest-path fuzz/Cargo.toml --bins

@@ -13,6 +13,7 @@ use std::time::{Duration, SystemTime};
 
 use super::{Emitter, MetricInfo, Source, SourceContext, SourceError, SourceSpec, SourceType};
 use crate::checks::{Format, Problem, graphite, json, nagios, quote, value};
+use crate::complain::Complaint;
 use crate::config::duration;
 use crate::config::reader::{Problems, Table};
 use crate::event::{Kind, State};
@@ -209,6 +210,7 @@ impl SourceSpec for ExecSpec {
             daemon: None,
             skipped: 0,
             restarts: 0,
+            cut_off: Complaint::new(super::log_target(&ctx.instance)),
         })
     }
 
@@ -225,6 +227,8 @@ struct Exec {
     daemon: Option<Daemon>,
     skipped: u64,
     restarts: u64,
+    /// Logs output cut off at `max_output`, once while it goes on.
+    cut_off: Complaint,
 }
 
 impl Source for Exec {
@@ -239,6 +243,14 @@ impl Source for Exec {
         {
             Ok(finished) => {
                 self.report(&finished, emit);
+                if finished.stdout.truncated || finished.stderr.truncated {
+                    self.cut_off.fail(&format!(
+                        "output over max_output ({} bytes): the rest was discarded",
+                        self.spec.command.max_output
+                    ));
+                } else {
+                    self.cut_off.recover();
+                }
                 emit.metric(&format!("{own}.skipped"), self.skipped);
                 Ok(())
             }
