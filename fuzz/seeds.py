@@ -120,3 +120,7 @@ examples = {
 }
 for target, data in examples.items():
     seed(target, "example", data)
+
+seed("tail_lines", "log", b"\x07" + b"Nov 22 kernel: eth0 up\r\nNov 22 dnsmasq: query\n" + b"x" * 20000 + b"\nend")
+seed("pattern", "glob", "interface.*.rx_?\0interface.eth0.rx_b")
+seed("pattern", "body", "*\"up\"*\0{\"status\": \"up\"}")
