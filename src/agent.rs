@@ -385,6 +385,19 @@ mod tests {
         }
     }
 
+    /// A source that emits one event every 10 ms, counting its collections in `runs`.
+    fn steady(name: &str, runs: &Arc<AtomicU64>) -> SourceConfig {
+        source(
+            name,
+            10,
+            Scripted {
+                panics: 0,
+                hang: Duration::ZERO,
+                runs: runs.clone(),
+            },
+        )
+    }
+
     fn config(
         sources: Vec<SourceConfig>,
         kept: &Arc<Mutex<Vec<Event>>>,
@@ -518,20 +531,8 @@ mod tests {
     fn stop_delivers_everything_queued() {
         let kept = Arc::new(Mutex::new(Vec::new()));
         let runs = Arc::new(AtomicU64::new(0));
-        // A batch timeout of an hour: nothing is written until the stop drains the queue.
-        let cfg = config(
-            vec![source(
-                "s",
-                10,
-                Scripted {
-                    panics: 0,
-                    hang: Duration::ZERO,
-                    runs: runs.clone(),
-                },
-            )],
-            &kept,
-            Duration::from_secs(3600),
-        );
+        // A batch timeout of an hour: nothing is written until a stop or a reload hands it on.
+        let cfg = config(vec![steady("s", &runs)], &kept, Duration::from_secs(3600));
         let agent = Agent::start(cfg).unwrap();
         wait_for("some collections", Duration::from_secs(10), || {
             runs.load(Ordering::SeqCst) >= 20
@@ -553,19 +554,8 @@ mod tests {
     fn reload_hands_a_changed_outputs_queue_to_its_new_writer() {
         let kept = Arc::new(Mutex::new(Vec::new()));
         let runs = Arc::new(AtomicU64::new(0));
-        let cfg = config(
-            vec![source(
-                "s",
-                10,
-                Scripted {
-                    panics: 0,
-                    hang: Duration::ZERO,
-                    runs: runs.clone(),
-                },
-            )],
-            &kept,
-            Duration::from_secs(3600),
-        );
+        // A batch timeout of an hour: nothing is written until a stop or a reload hands it on.
+        let cfg = config(vec![steady("s", &runs)], &kept, Duration::from_secs(3600));
         let mut agent = Agent::start(cfg).unwrap();
         wait_for("some collections", Duration::from_secs(10), || {
             runs.load(Ordering::SeqCst) >= 10

@@ -27,6 +27,14 @@ impl Metric {
         value.is_finite().then_some(Metric::Float(value))
     }
 
+    /// The metric, or `None` for a float that is NaN or infinite.
+    pub fn finite(self) -> Option<Metric> {
+        match self {
+            Metric::Float(v) => Metric::float(v),
+            m => Some(m),
+        }
+    }
+
     /// The value as a float (integers above 2^53 lose precision).
     pub fn as_f64(self) -> f64 {
         match self {
@@ -164,10 +172,7 @@ impl Event {
 
     /// Sets the metric; a non-finite float leaves the event without one.
     pub fn with_metric(mut self, metric: impl Into<Metric>) -> Event {
-        self.metric = match metric.into() {
-            Metric::Float(v) => Metric::float(v),
-            m => Some(m),
-        };
+        self.metric = metric.into().finite();
         self
     }
 

@@ -24,6 +24,8 @@ pub struct OutputStats {
     pub dropped_queue_full: AtomicU64,
     /// Events dropped at shutdown because the stop deadline passed before they were delivered.
     pub dropped_shutdown: AtomicU64,
+    /// Events the output left out because it cannot encode them (no metric, a bad name).
+    pub dropped_unencodable: AtomicU64,
     /// Events waiting in the queue or in the writer's hands.
     pub queued: AtomicU64,
 }
@@ -39,6 +41,7 @@ impl OutputStats {
             dropped_rejected: AtomicU64::new(0),
             dropped_queue_full: AtomicU64::new(0),
             dropped_shutdown: AtomicU64::new(0),
+            dropped_unencodable: AtomicU64::new(0),
             queued: AtomicU64::new(0),
         }
     }

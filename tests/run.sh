@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
 # The one command that passes every pipit test on a fresh Debian machine: installs what the tests
-# need (the real backends the outputs are tested against), then runs the whole suite.
+# need (the real backends the outputs are tested against), then runs the whole suite, and the TLS
+# tests, which need the `tls` feature.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-if [ -x tests/install-deps.sh ]; then
-    tests/install-deps.sh
-fi
+tests/install-deps.sh
 cargo test --locked --all-targets
+cargo test --locked --features tls --test riemann_tls
 # The fuzz targets (fuzz/, their own workspace) must keep compiling; fuzzing itself is
 # fuzz/run.sh, with nightly (FUZZING.md).
 cargo check --locked --manifest-path fuzz/Cargo.toml --bins

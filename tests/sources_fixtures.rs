@@ -58,13 +58,13 @@ fn once_reports_a_router_from_its_fixture_tree() {
         "gw.uptime.seconds 4523.17",
         "gw.processes.total 12",
         "gw.processes.threads 15",
-        "gw.processes.fork_rate 0",
-        "gw.interface.eth0_2.rx_bytes 0",
-        "gw.interface.phy0-ap0.tx_packets 0",
+        "gw.processes.fork_rate 0.0",
+        "gw.interface.eth0_2.rx_bytes 0.0",
+        "gw.interface.phy0-ap0.tx_packets 0.0",
         "gw.disk.mtdblock4.in_progress 0",
         "gw.thermal.cpu-thermal.temperature 52.3",
-        "gw.thermal.mt7915_phy0_temp1.temperature 48",
-        "gw.wireless.wlan0.signal -56",
+        "gw.thermal.mt7915_phy0_temp1.temperature 48.0",
+        "gw.wireless.wlan0.signal -56.0",
         "gw.conntrack.entries 1234",
         "gw.tcpconns.22.listen 2",
     ] {
@@ -112,7 +112,7 @@ fn counters_survive_a_restart_through_the_cache() {
     assert!(
         lines
             .iter()
-            .any(|l| l.starts_with("gw.interface.eth0.rx_bytes 0 ")),
+            .any(|l| l.starts_with("gw.interface.eth0.rx_bytes 0.0 ")),
         "{lines:#?}"
     );
     drop(agent);

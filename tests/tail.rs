@@ -215,6 +215,32 @@ fn dropping_a_command_kills_and_reaps_it() {
 }
 
 #[test]
+fn dropping_a_command_kills_its_whole_process_group() {
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let sink = seen.clone();
+    // The shell starts a background grandchild and prints its pid.
+    let argv: Vec<String> = ["sh", "-c", "sleep 60 & echo $!; wait"]
+        .map(String::from)
+        .into();
+    let cmd = LineCommand::spawn(&argv, "test/group", move |l| {
+        sink.lock().unwrap().push(l.to_owned())
+    })
+    .unwrap();
+    let grandchild: u32 = wait_until("the grandchild's pid", DEADLINE, || {
+        seen.lock().unwrap().first()?.parse().ok()
+    });
+    drop(cmd);
+    // Killed: gone, or a zombie waiting for whoever adopted it.
+    wait_until("the grandchild to be killed", DEADLINE, || {
+        let stat = fs::read_to_string(format!("/proc/{grandchild}/stat")).unwrap_or_default();
+        let state = stat
+            .split_once(") ")
+            .and_then(|(_, rest)| rest.chars().next());
+        matches!(state, None | Some('Z')).then_some(())
+    });
+}
+
+#[test]
 fn tail_config_is_checked() {
     let text = r#"{"sources": [{"type": "tail", "path": "rel.log", "patterns": {"a.b": "x"}},
                                {"type": "tail", "name": "t2"},

@@ -12,8 +12,6 @@
 
 pub mod catalogue;
 pub mod client;
-#[allow(unsafe_code)]
-mod peer;
 pub mod protocol;
 pub mod status;
 
@@ -66,7 +64,7 @@ pub struct ControlConfig {
 /// The defaults of the `control` section, in one place.
 impl Default for ControlConfig {
     fn default() -> ControlConfig {
-        let mut allowed_uids = vec![peer::effective_uid(), 0];
+        let mut allowed_uids = vec![crate::sys::effective_uid(), 0];
         allowed_uids.dedup();
         ControlConfig {
             enabled: true,
@@ -81,7 +79,7 @@ impl Default for ControlConfig {
 /// entry); else `/var/run/pipit/pipit.sock` for root; else `$XDG_RUNTIME_DIR/pipit.sock`; else
 /// `/tmp/pipit-<uid>/pipit.sock`.
 pub fn default_socket() -> PathBuf {
-    default_socket_for(peer::effective_uid())
+    default_socket_for(crate::sys::effective_uid())
 }
 
 fn default_socket_for(uid: u32) -> PathBuf {
@@ -367,7 +365,7 @@ fn prepare_dir(dir: &Path) -> Result<(), ControlError> {
     if !meta.is_dir() {
         return Err(problem("not a directory".into()));
     }
-    let own = peer::effective_uid();
+    let own = crate::sys::effective_uid();
     if meta.uid() != own && meta.uid() != 0 {
         return Err(problem(format!(
             "owned by uid {}, neither this user ({own}) nor root",
@@ -401,7 +399,7 @@ fn accept_loop(listener: UnixListener, shared: &Arc<Shared>) {
                 continue;
             }
         };
-        match peer::peer_uid(&stream) {
+        match crate::sys::peer_uid(&stream) {
             Ok(uid) if shared.allowed_uids.contains(&uid) => {}
             Ok(uid) => {
                 refusals.fail(&format!(

@@ -169,8 +169,11 @@ impl Writer {
     }
 
     fn deliver(&mut self, batch: &mut Vec<Event>) {
-        let n = batch.len() as u64;
-        match self.output.write(batch) {
+        let result = self.output.write(batch);
+        let unencodable = self.output.take_unencodable();
+        add(&self.stats.dropped_unencodable, unencodable);
+        let n = (batch.len() as u64).saturating_sub(unencodable);
+        match result {
             Ok(()) => {
                 add(&self.stats.events_out, n);
                 self.complaint.recover();

@@ -33,6 +33,13 @@ pub trait Output: Send {
     fn rejected(&self) -> bool {
         false
     }
+
+    /// How many events of the last write the output left out because it cannot encode them (a
+    /// metric-only output given an event without a metric, a name it cannot send); they count as
+    /// dropped, not delivered. Reading resets it.
+    fn take_unencodable(&mut self) -> u64 {
+        0
+    }
 }
 
 /// An output's validated config, able to build the output.
@@ -74,6 +81,7 @@ pub struct OutputType {
 /// Every output type pipit has, by config `type`.
 pub const REGISTRY: &[OutputType] = &[
     stdout::TYPE,
+    graphite::output::TYPE,
     riemann::TYPE,
     #[cfg(feature = "http")]
     influx::TYPE,

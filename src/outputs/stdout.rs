@@ -30,7 +30,7 @@ pub enum Format {
 pub struct StdoutSpec {
     /// The line format; default `graphite`.
     pub format: Format,
-    /// How Graphite paths are built (`prefix`, `host_dot`).
+    /// How Graphite paths are built (`prefix`, `host_dot`, `naming`).
     pub naming: Naming,
 }
 
@@ -39,11 +39,7 @@ fn read(t: &mut Table<'_>, problems: &mut Problems) -> Option<Arc<dyn OutputSpec
         "json" => Format::Json,
         _ => Format::Graphite,
     };
-    let d = Naming::default();
-    let naming = Naming {
-        prefix: t.get_or("prefix", d.prefix, problems),
-        host_dot: t.get_or("host_dot", d.host_dot, problems),
-    };
+    let naming = Naming::read(t, problems);
     Some(Arc::new(StdoutSpec { format, naming }))
 }
 
@@ -65,6 +61,7 @@ pub struct Stdout {
     spec: StdoutSpec,
     buf: Vec<u8>,
     path: String,
+    unencodable: u64,
 }
 
 impl Stdout {
@@ -74,15 +71,19 @@ impl Stdout {
             spec,
             buf: Vec::new(),
             path: String::new(),
+            unencodable: 0,
         }
     }
 
-    /// Appends the text of `events` to `out`.
+    /// Appends the text of `events` to `out`; in the Graphite format, events without a line are
+    /// counted (see [`Output::take_unencodable`]).
     pub fn encode(&mut self, events: &[Event], out: &mut Vec<u8>) {
         for event in events {
             match self.spec.format {
                 Format::Graphite => {
-                    plaintext::encode(&self.spec.naming, event, &mut self.path, out);
+                    if plaintext::encode(&self.spec.naming, event, &mut self.path, out).is_err() {
+                        self.unencodable += 1;
+                    }
                 }
                 Format::Json => {
                     if serde_json::to_writer(&mut *out, event).is_ok() {
@@ -103,5 +104,9 @@ impl Output for Stdout {
         let result = out.write_all(&buf).and_then(|()| out.flush());
         self.buf = buf;
         result.map_err(|e| OutputError(format!("cannot write to standard output: {e}")))
+    }
+
+    fn take_unencodable(&mut self) -> u64 {
+        std::mem::take(&mut self.unencodable)
     }
 }

@@ -97,6 +97,9 @@ impl LineCommand {
 
 impl Drop for LineCommand {
     fn drop(&mut self) {
+        // The command leads its own process group: kill the whole group, so a pipeline or a
+        // background child does not outlive the source.
+        let _ = crate::sys::signal_group(self.child.id(), crate::sys::Signal::Kill);
         let _ = self.child.kill();
         let _ = self.child.wait();
         if let Some(reader) = self.reader.take() {

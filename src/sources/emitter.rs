@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 use std::time::{Duration, SystemTime};
 
 use crate::aggregate::Rates;
-use crate::event::{Event, Kind, Metric};
+use crate::event::{Event, Kind, Metric, State};
 
 /// What every event of one source instance carries, from its config.
 #[derive(Debug, Clone, PartialEq)]
@@ -41,12 +41,25 @@ impl<'a> Emitter<'a> {
 
     /// Emits a metric event; a non-finite value is left out (NaN never leaves the agent).
     pub fn metric(&mut self, service: &str, value: impl Into<Metric>) {
-        let metric = match value.into() {
-            Metric::Float(v) => Metric::float(v),
-            m => Some(m),
-        };
-        if let Some(metric) = metric {
+        if let Some(metric) = value.into().finite() {
             self.event(service, Kind::Metric).metric = Some(metric);
+        }
+    }
+
+    /// Emits a metric that carries a verdict: `state` and the `description` saying why. A
+    /// non-finite value is left out, as with [`Emitter::metric`].
+    pub fn judged(
+        &mut self,
+        service: &str,
+        value: impl Into<Metric>,
+        state: &str,
+        description: &str,
+    ) {
+        if let Some(metric) = value.into().finite() {
+            let e = self.event(service, Kind::Metric);
+            e.metric = Some(metric);
+            e.state = Some(State::new(state));
+            e.description = Some(description.to_owned());
         }
     }
 

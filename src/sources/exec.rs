@@ -91,8 +91,6 @@ pub const TYPE: SourceType = SourceType {
 /// Settings of one `exec` source.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ExecSpec {
-    /// The instance name, the base of the service names.
-    pub name: String,
     /// What to run.
     pub command: Arc<Command>,
     /// How to read its output.
@@ -106,12 +104,8 @@ fn read(t: &mut Table<'_>, problems: &mut Problems) -> Option<Arc<dyn SourceSpec
 }
 
 fn read_spec(t: &mut Table<'_>, problems: &mut Problems) -> Option<ExecSpec> {
-    // `name` and `timeout` are also read (and checked) by the code common to all sources; here
-    // they give the service names and the check's own timeout.
-    let name = t
-        .field("name")
-        .and_then(|f| f.as_str().map(str::to_owned))
-        .unwrap_or_else(|| TYPE.name.to_owned());
+    // `timeout` is also read (and checked) by the code common to all sources; here it is the
+    // check's own timeout.
     let timeout = t
         .field("timeout")
         .and_then(|f| f.as_str().and_then(duration::parse))
@@ -160,7 +154,6 @@ fn read_spec(t: &mut Table<'_>, problems: &mut Problems) -> Option<ExecSpec> {
         max_output,
     };
     Some(ExecSpec {
-        name,
         command: Arc::new(command),
         format,
         daemon,
@@ -205,6 +198,7 @@ fn read_argv(t: &mut Table<'_>, shell: bool, problems: &mut Problems) -> Option<
 impl SourceSpec for ExecSpec {
     fn build(&self, ctx: &SourceContext) -> Box<dyn Source> {
         Box::new(Exec {
+            name: ctx.instance.clone(),
             spec: self.clone(),
             supervisor: ctx.supervisor.clone(),
             daemon: None,
@@ -222,6 +216,8 @@ impl SourceSpec for ExecSpec {
 }
 
 struct Exec {
+    /// The instance name, the base of the service names and the supervisor's key for the check.
+    name: String,
     spec: ExecSpec,
     supervisor: Supervisor,
     daemon: Option<Daemon>,
@@ -236,11 +232,8 @@ impl Source for Exec {
         if self.spec.daemon {
             return self.collect_daemon(emit);
         }
-        let own = format!("exec.{}", self.spec.name);
-        match self
-            .supervisor
-            .run(&self.spec.name, self.spec.command.clone())
-        {
+        let own = format!("exec.{}", self.name);
+        match self.supervisor.run(&self.name, self.spec.command.clone()) {
             Ok(finished) => {
                 self.report(&finished, emit);
                 if finished.stdout.truncated || finished.stderr.truncated {
@@ -260,7 +253,7 @@ impl Source for Exec {
                 Err(SourceError(format!("run skipped: {why}")))
             }
             Err(RunError::NotStarted(why)) => {
-                let status = emit.event(&self.spec.name, Kind::Metric);
+                let status = emit.event(&self.name, Kind::Metric);
                 status.state = Some(State::new(State::CRITICAL));
                 status.description = Some(why.clone());
                 Err(SourceError(why))
@@ -273,7 +266,7 @@ impl Source for Exec {
 impl Exec {
     /// Emits what one finished run says: its readings, its status event, and its own metrics.
     fn report(&self, run: &Finished, emit: &mut Emitter<'_>) {
-        let name = &self.spec.name;
+        let name = &self.name;
         let stdout = String::from_utf8_lossy(&run.stdout.bytes);
         let mut problems: Vec<Problem> = Vec::new();
         let mut state = match run.exit {
@@ -395,7 +388,7 @@ impl Exec {
                 self.daemon.insert(started)
             }
         };
-        let name = &self.spec.name;
+        let name = &self.name;
         let mut problems: Vec<Problem> = Vec::new();
         for event in daemon.events.try_iter().take(supervisor::DAEMON_QUEUE) {
             match event {
@@ -525,8 +518,7 @@ mod tests {
 
     #[test]
     fn reads_a_check_with_defaults() {
-        let s = spec(r#"{"type": "exec", "name": "wan", "command": ["/bin/check", "-H", "x"]}"#);
-        assert_eq!(s.name, "wan");
+        let s = spec(r#"{"type": "exec", "command": ["/bin/check", "-H", "x"]}"#);
         assert_eq!(s.format, Format::Nagios);
         assert!(!s.daemon);
         assert_eq!(s.command.argv, ["/bin/check", "-H", "x"]);

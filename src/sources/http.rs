@@ -50,8 +50,6 @@ pub const TYPE: SourceType = SourceType {
 /// Settings of the `http` source.
 #[derive(Debug, Clone, PartialEq)]
 pub struct HttpSpec {
-    /// The instance name, used in service names.
-    pub name: String,
     /// What to request.
     pub url: String,
     /// The request method; default `GET`.
@@ -71,7 +69,6 @@ pub struct HttpSpec {
 }
 
 fn read(t: &mut Table<'_>, problems: &mut Problems) -> Option<Arc<dyn SourceSpec>> {
-    let name = super::instance::name(t, TYPE.name);
     let url = t.require::<String>("url", problems);
     let method = t.get_or("method", "GET".to_owned(), problems);
     let method_ok = Method::from_bytes(method.to_ascii_uppercase().as_bytes()).ok();
@@ -118,7 +115,6 @@ fn read(t: &mut Table<'_>, problems: &mut Problems) -> Option<Arc<dyn SourceSpec
         return None;
     }
     let spec = HttpSpec {
-        name,
         url,
         method: method_ok?,
         headers,
@@ -138,7 +134,7 @@ impl SourceSpec for HttpSpec {
             agent: http_client::agent(self.timeouts, self.follow_redirects),
             shown_url: http_client::shown(&self.url),
             pattern: self.body_pattern.as_deref().map(TextPattern::new),
-            service: format!("http.{}", self.name),
+            service: format!("http.{}", ctx.instance),
             spec: self.clone(),
         })
     }
@@ -285,7 +281,7 @@ impl Source for HttpCheck {
         }
         for (name, value) in metrics {
             let name = format!("{service}.{name}");
-            super::instance::judged(emit, &name, value, state, &description);
+            emit.judged(&name, value, state, &description);
         }
         Ok(())
     }

@@ -13,7 +13,6 @@ pub mod emitter;
 pub mod exec;
 #[cfg(feature = "http")]
 pub mod http;
-pub mod instance;
 pub mod interface;
 pub mod load;
 pub mod memory;

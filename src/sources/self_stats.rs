@@ -54,6 +54,11 @@ pub const TYPE: SourceType = SourceType {
             description: "events dropped because the backend refused their batch as bad",
         },
         MetricInfo {
+            name: "self.output.<name>.dropped_unencodable",
+            unit: "count",
+            description: "events the output cannot encode (no metric, a bad name)",
+        },
+        MetricInfo {
             name: "self.output.<name>.queue_depth",
             unit: "count",
             description: "events waiting for the output",
@@ -130,6 +135,10 @@ impl Source for SelfStats {
             emit.metric(
                 &format!("self.output.{n}.rejected"),
                 get(&o.dropped_rejected),
+            );
+            emit.metric(
+                &format!("self.output.{n}.dropped_unencodable"),
+                get(&o.dropped_unencodable),
             );
             emit.metric(&format!("self.output.{n}.queue_depth"), get(&o.queued));
         }

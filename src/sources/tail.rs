@@ -60,8 +60,6 @@ pub enum LineSource {
 /// Settings of the `tail` source.
 #[derive(Debug, Clone, PartialEq)]
 pub struct TailSpec {
-    /// The instance name, used in service names.
-    pub name: String,
     /// Where lines come from: `path` or `command`.
     pub from: LineSource,
     /// Patterns by label: a substring, or a glob over the whole line when it has `*` or `?`.
@@ -73,7 +71,6 @@ pub struct TailSpec {
 }
 
 fn read(t: &mut Table<'_>, problems: &mut Problems) -> Option<Arc<dyn SourceSpec>> {
-    let name = super::instance::name(t, TYPE.name);
     let path_field = t.field("path");
     let path: Option<PathBuf> = path_field.as_ref().and_then(|f| f.parse(problems));
     let command_field = t.field("command");
@@ -124,7 +121,6 @@ fn read(t: &mut Table<'_>, problems: &mut Problems) -> Option<Arc<dyn SourceSpec
         }
     };
     Some(Arc::new(TailSpec {
-        name,
         from,
         patterns,
         forward,
@@ -133,15 +129,16 @@ fn read(t: &mut Table<'_>, problems: &mut Problems) -> Option<Arc<dyn SourceSpec
 }
 
 impl SourceSpec for TailSpec {
-    fn build(&self, _: &SourceContext) -> Box<dyn Source> {
+    fn build(&self, ctx: &SourceContext) -> Box<dyn Source> {
         let tally = Arc::new(Mutex::new(Tally::new(self)));
         let input = match &self.from {
             LineSource::File { path, from_start } => Input::File(Follower::new(path, *from_start)),
             LineSource::Command(_) => Input::Command(None),
         };
-        let service = format!("tail.{}", self.name);
+        let service = format!("tail.{}", ctx.instance);
         Box::new(Tail {
             spec: self.clone(),
+            instance: ctx.instance.clone(),
             count_names: self
                 .patterns
                 .keys()
@@ -209,6 +206,8 @@ enum Input {
 
 struct Tail {
     spec: TailSpec,
+    /// The instance name, naming the command's reader thread.
+    instance: String,
     service: String,
     count_names: Vec<String>,
     tally: Arc<Mutex<Tally>>,
@@ -247,7 +246,7 @@ impl Tail {
                     }
                 }
                 let tally = self.tally.clone();
-                let thread_name = format!("src/{}", self.spec.name);
+                let thread_name = format!("src/{}", self.instance);
                 let cmd =
                     LineCommand::spawn(argv, &thread_name, move |line| lock(&tally).feed(line))
                         .map_err(|e| {

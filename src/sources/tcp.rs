@@ -27,8 +27,6 @@ pub const TYPE: SourceType = SourceType {
 /// Settings of the `tcp` source.
 #[derive(Debug, Clone, PartialEq)]
 pub struct TcpSpec {
-    /// The instance name, used in service names.
-    pub name: String,
     /// `host:port`, such as `192.168.1.1:53` or `[::1]:22`.
     pub address: String,
     /// How long one connection attempt may take; default 5 s.
@@ -36,7 +34,6 @@ pub struct TcpSpec {
 }
 
 fn read(t: &mut Table<'_>, problems: &mut Problems) -> Option<Arc<dyn SourceSpec>> {
-    let name = super::instance::name(t, TYPE.name);
     let connect_timeout = t.duration_at_least(
         "connect_timeout",
         Duration::from_secs(5),
@@ -55,16 +52,15 @@ fn read(t: &mut Table<'_>, problems: &mut Problems) -> Option<Arc<dyn SourceSpec
         return None;
     }
     Some(Arc::new(TcpSpec {
-        name,
         address,
         connect_timeout,
     }))
 }
 
 impl SourceSpec for TcpSpec {
-    fn build(&self, _: &SourceContext) -> Box<dyn Source> {
+    fn build(&self, ctx: &SourceContext) -> Box<dyn Source> {
         Box::new(TcpCheck {
-            service: format!("tcp.{}.latency", self.name),
+            service: format!("tcp.{}.latency", ctx.instance),
             spec: self.clone(),
         })
     }
@@ -114,7 +110,7 @@ impl Source for TcpCheck {
             Ok(()) => (State::OK, format!("{address}: connected")),
             Err(reason) => (State::CRITICAL, format!("{address}: {reason}")),
         };
-        super::instance::judged(emit, &self.service, latency, state, &description);
+        emit.judged(&self.service, latency, state, &description);
         Ok(())
     }
 }

@@ -45,8 +45,6 @@ pub const TYPE: SourceType = SourceType {
 /// Settings of the `watch` source.
 #[derive(Debug, Clone, PartialEq)]
 pub struct WatchSourceSpec {
-    /// The instance name, used in service names.
-    pub name: String,
     /// What is watched.
     pub target: Target,
     /// The most changes reported one by one per tick; default 100.
@@ -74,7 +72,6 @@ pub enum Target {
 }
 
 fn read(t: &mut Table<'_>, problems: &mut Problems) -> Option<Arc<dyn SourceSpec>> {
-    let name = super::instance::name(t, TYPE.name);
     let max_events = t.number_in("max_events", 100, 1, 100_000, problems) as usize;
     let url_field = t.field("url");
     let recursive = t.get_or("recursive", false, problems);
@@ -128,21 +125,17 @@ fn read(t: &mut Table<'_>, problems: &mut Problems) -> Option<Arc<dyn SourceSpec
             poller: PollerChoice::from_name(poller).unwrap_or(PollerChoice::Auto),
         }
     };
-    Some(Arc::new(WatchSourceSpec {
-        name,
-        target,
-        max_events,
-    }))
+    Some(Arc::new(WatchSourceSpec { target, max_events }))
 }
 
 impl SourceSpec for WatchSourceSpec {
-    fn build(&self, _: &SourceContext) -> Box<dyn Source> {
+    fn build(&self, ctx: &SourceContext) -> Box<dyn Source> {
         let poller = match &self.target {
             Target::File { spec, poller } => Poller::File(FileWatcher::new(
                 spec.clone(),
                 *poller,
-                &format!("src/{}", self.name),
-                &super::log_target(&self.name),
+                &format!("src/{}", ctx.instance),
+                &super::log_target(&ctx.instance),
             )),
             #[cfg(feature = "http")]
             Target::Url { url, timeouts } => Poller::Url {
@@ -151,7 +144,7 @@ impl SourceSpec for WatchSourceSpec {
             },
         };
         Box::new(Watch {
-            service: format!("watch.{}", self.name),
+            service: format!("watch.{}", ctx.instance),
             max_events: self.max_events,
             poller,
             changes: Vec::new(),

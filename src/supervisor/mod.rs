@@ -12,8 +12,6 @@ pub mod capture;
 mod config;
 mod process;
 mod spawn;
-#[allow(unsafe_code)]
-mod sys;
 mod thread;
 
 use std::collections::BTreeMap;
@@ -252,10 +250,10 @@ impl SupervisorThread {
         wake_tx.set_nonblocking(true)?;
         wake_rx.set_nonblocking(true)?;
         let (requests, requests_rx) = unbounded();
-        if let Err(e) = sys::become_subreaper() {
+        if let Err(e) = crate::sys::become_subreaper() {
             log::warn!(target: "supervisor", "cannot become the reaper of orphaned check processes: {e}");
         }
-        if let Err(e) = sys::no_inherited_descriptors() {
+        if let Err(e) = crate::sys::no_inherited_descriptors() {
             log::warn!(target: "supervisor", "cannot keep inherited descriptors from commands: {e}");
         }
         let worker = thread::Worker::new(config, requests_rx, wake_rx);

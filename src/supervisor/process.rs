@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use super::capture::Pipe;
 use super::spawn::Spawned;
-use super::sys::{self, GroupLeft, Signal};
+use crate::sys::{self, GroupLeft, Signal};
 
 /// How often a running child is checked for its end where the kernel cannot notify it (before
 /// Linux 5.3), or a killed group for members to reap. A child that ends usually wakes the

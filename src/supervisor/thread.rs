@@ -14,8 +14,8 @@ use crossbeam_channel::{Receiver, Sender, TryRecvError, TrySendError};
 use super::capture::{Captured, Lines};
 use super::process::{EXIT_TICK, Ended, Lingering, Process};
 use super::spawn::spawn;
-use super::sys::{self, PollFd};
 use super::{Command, DaemonEvent, Finished, Request, RunError, SupervisorConfig};
+use crate::sys::{self, PollFd};
 use crate::telemetry::add;
 
 /// The longest the thread sleeps when nothing is due.

@@ -54,6 +54,19 @@ fn collect(stream: impl Read + Send + 'static, into: Arc<Mutex<Vec<String>>>) {
     });
 }
 
+/// Waits until the lines collected in `lines` satisfy `ok`; returns them.
+fn wait_lines(
+    lines: &Mutex<Vec<String>>,
+    what: &str,
+    deadline: Duration,
+    ok: impl Fn(&[String]) -> bool,
+) -> Vec<String> {
+    wait_until(what, deadline, || {
+        let lines = lines.lock().unwrap().clone();
+        ok(&lines).then_some(lines)
+    })
+}
+
 impl Agent {
     /// Starts `pipit run -c CONFIG` with `RUST_LOG` set to `log`.
     pub fn start(config: &Path, log: &str) -> Agent {
@@ -110,10 +123,7 @@ impl Agent {
         deadline: Duration,
         ok: impl Fn(&[String]) -> bool,
     ) -> Vec<String> {
-        wait_until(what, deadline, || {
-            let lines = self.stdout();
-            ok(&lines).then_some(lines)
-        })
+        wait_lines(&self.stdout, what, deadline, ok)
     }
 
     /// Waits until the stderr lines satisfy `ok`.
@@ -123,10 +133,7 @@ impl Agent {
         deadline: Duration,
         ok: impl Fn(&[String]) -> bool,
     ) -> Vec<String> {
-        wait_until(what, deadline, || {
-            let lines = self.stderr();
-            ok(&lines).then_some(lines)
-        })
+        wait_lines(&self.stderr, what, deadline, ok)
     }
 
     /// Waits for the process to exit, then for its output to be read to the end.

@@ -5,9 +5,6 @@
 //! "disk full" alert ever fires on it. On OpenWrt the overlay `/` shows the space of its writable
 //! layer, the same as `/overlay`.
 
-#[allow(unsafe_code)]
-mod statvfs;
-
 use std::io;
 use std::path::Path;
 use std::sync::Arc;
@@ -91,22 +88,7 @@ pub const TYPE: SourceType = SourceType {
     read,
 };
 
-/// What `statvfs` says of one file system.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct FsStats {
-    /// The unit of the block counts, in bytes.
-    pub fragment_size: u64,
-    /// Blocks in all.
-    pub blocks: u64,
-    /// Blocks free, including those reserved for root.
-    pub blocks_free: u64,
-    /// Blocks free to unprivileged users.
-    pub blocks_available: u64,
-    /// Inodes in all (0 for file systems without a fixed number, such as jffs2).
-    pub inodes: u64,
-    /// Inodes free.
-    pub inodes_free: u64,
-}
+pub use crate::sys::FsStats;
 
 /// How a file system is asked for its counts: `statvfs` on a real system, a table in tests.
 pub type StatFn = fn(&Path) -> io::Result<FsStats>;
@@ -145,7 +127,7 @@ fn read_spec(t: &mut Table<'_>, problems: &mut Problems) -> DfSpec {
 
 impl SourceSpec for DfSpec {
     fn build(&self, ctx: &SourceContext) -> Box<dyn Source> {
-        Box::new(Df::new(self.clone(), ctx, statvfs::statvfs))
+        Box::new(Df::new(self.clone(), ctx, crate::sys::statvfs))
     }
 }
 

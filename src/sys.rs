@@ -1,5 +1,6 @@
-//! The few process calls std has no safe wrapper for. Every `unsafe` block of pipit is in this
-//! module, each with the reason it is sound.
+//! The few system calls std has no safe wrapper for: process groups, reaping and poll(2) for the
+//! supervisor, statvfs(3) for the df source, SO_PEERCRED for the control socket. Every `unsafe`
+//! block of pipit is in this module, each with the reason it is sound.
 //!
 //! None of these calls touches memory pipit does not own: they take integers, or pointers to
 //! values that live on the caller's stack for the length of the call.
@@ -181,10 +182,89 @@ pub fn exit_notifier(pid: u32) -> Option<OwnedFd> {
     Some(unsafe { OwnedFd::from_raw_fd(fd) })
 }
 
+/// The effective user id of this process.
+pub fn effective_uid() -> u32 {
+    // SAFETY: geteuid(2) has no arguments, always succeeds and touches no memory.
+    unsafe { libc::geteuid() }
+}
+
 /// True when pipit runs as root (effective user id 0) and may change a child's user.
 pub fn is_root() -> bool {
-    // SAFETY: geteuid(2) has no arguments, always succeeds and touches no memory.
-    unsafe { libc::geteuid() == 0 }
+    effective_uid() == 0
+}
+
+/// The uid of the process that connected `stream`, as the kernel recorded it at `connect`.
+pub fn peer_uid(stream: &std::os::unix::net::UnixStream) -> io::Result<u32> {
+    use std::os::fd::AsRawFd;
+    let mut cred = libc::ucred {
+        pid: 0,
+        uid: 0,
+        gid: 0,
+    };
+    let mut len = std::mem::size_of::<libc::ucred>() as libc::socklen_t;
+    // SAFETY: the descriptor belongs to `stream`, which is borrowed (so open) for the whole call;
+    // `cred` is a live, aligned `ucred` and `len` holds its exact size, so the kernel writes at
+    // most that many bytes into it and reports in `len` how many it wrote.
+    let rc = unsafe {
+        libc::getsockopt(
+            stream.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_PEERCRED,
+            (&mut cred as *mut libc::ucred).cast::<libc::c_void>(),
+            &mut len,
+        )
+    };
+    if rc != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    if len as usize != std::mem::size_of::<libc::ucred>() {
+        return Err(io::Error::other("SO_PEERCRED returned a short answer"));
+    }
+    Ok(cred.uid)
+}
+
+/// Space and inode counts of a file system, from statvfs(3).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct FsStats {
+    /// The unit of the block counts, in bytes.
+    pub fragment_size: u64,
+    /// Blocks in all.
+    pub blocks: u64,
+    /// Free blocks, including those reserved for root.
+    pub blocks_free: u64,
+    /// Free blocks an unprivileged user may take.
+    pub blocks_available: u64,
+    /// Inodes in all (0 for file systems without a fixed number, such as jffs2).
+    pub inodes: u64,
+    /// Free inodes.
+    pub inodes_free: u64,
+}
+
+/// The space and inode counts of the file system holding `path`.
+pub fn statvfs(path: &std::path::Path) -> io::Result<FsStats> {
+    use std::os::unix::ffi::OsStrExt;
+    let path = std::ffi::CString::new(path.as_os_str().as_bytes())
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "a path with a NUL byte"))?;
+    let mut out = std::mem::MaybeUninit::<libc::statvfs>::uninit();
+    // SAFETY: `path` is a NUL-terminated string that lives until the call returns, and `out`
+    // points to writable memory of the size and alignment of `struct statvfs`, which is all the
+    // call writes to.
+    let rc = unsafe { libc::statvfs(path.as_ptr(), out.as_mut_ptr()) };
+    if rc != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: statvfs returned 0, so it filled in the whole struct.
+    let s = unsafe { out.assume_init() };
+    // The field types differ between targets (u32 on 32-bit routers, u64 elsewhere).
+    #[allow(clippy::unnecessary_cast)]
+    Ok(FsStats {
+        fragment_size: s.f_frsize as u64,
+        blocks: s.f_blocks as u64,
+        blocks_free: s.f_bfree as u64,
+        blocks_available: s.f_bavail as u64,
+        inodes: s.f_files as u64,
+        inodes_free: s.f_ffree as u64,
+    })
 }
 
 /// A poll entry waiting for `fd` to become readable (or to reach end of file).
@@ -227,6 +307,22 @@ pub fn poll(fds: &mut [PollFd], timeout: Duration) -> io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn both_ends_of_a_pair_are_us() {
+        let (a, b) = std::os::unix::net::UnixStream::pair().unwrap();
+        assert_eq!(peer_uid(&a).unwrap(), effective_uid());
+        assert_eq!(peer_uid(&b).unwrap(), effective_uid());
+    }
+
+    #[test]
+    fn statvfs_reads_the_root_file_system() {
+        let s = statvfs(std::path::Path::new("/")).unwrap();
+        assert!(s.fragment_size > 0 && s.blocks > 0);
+        assert!(s.blocks_available <= s.blocks_free && s.blocks_free <= s.blocks);
+        let missing = statvfs(std::path::Path::new("/nonexistent/pipit")).unwrap_err();
+        assert_eq!(missing.kind(), io::ErrorKind::NotFound);
+    }
 
     #[test]
     fn refuses_to_signal_own_group_or_init() {

@@ -1,0 +1,127 @@
+//! A batch of datapoints encoded for one protocol, in the pieces its transport sends: one stream
+//! of lines or pickle frames for TCP, datagrams of whole lines for UDP.
+
+use super::client::Protocol;
+use super::pickle::Frames;
+use super::plaintext;
+use crate::event::Metric;
+
+/// The most bytes in one UDP datagram: an Ethernet frame's payload less the IP and UDP headers,
+/// so datagrams are never fragmented. A single longer line goes in a datagram of its own.
+pub const MAX_DATAGRAM: usize = 1472;
+
+/// Encoded datapoints, reused from batch to batch.
+#[derive(Debug)]
+pub struct Batch {
+    protocol: Protocol,
+    bytes: Vec<u8>,
+    frames: Frames,
+    /// End offsets of the datagrams closed so far (UDP only).
+    datagram_ends: Vec<usize>,
+    datapoints: usize,
+}
+
+impl Batch {
+    /// An empty batch for `protocol`.
+    pub fn new(protocol: Protocol) -> Batch {
+        Batch {
+            protocol,
+            bytes: Vec::new(),
+            frames: Frames::default(),
+            datagram_ends: Vec::new(),
+            datapoints: 0,
+        }
+    }
+
+    /// Empties the batch, keeping its memory.
+    pub fn clear(&mut self) {
+        self.bytes.clear();
+        self.frames = Frames::default();
+        self.datagram_ends.clear();
+        self.datapoints = 0;
+    }
+
+    /// Appends a datapoint whose path was checked (see [`super::datapoint::check_path`]).
+    // Inline for the same reason as `Frames::push`: this runs once per datapoint.
+    #[inline(always)]
+    pub fn push(&mut self, path: &str, value: Metric, timestamp: i64) {
+        match self.protocol {
+            Protocol::Plaintext => plaintext::push_line(&mut self.bytes, path, value, timestamp),
+            Protocol::Udp => {
+                let line = self.bytes.len();
+                plaintext::push_line(&mut self.bytes, path, value, timestamp);
+                let datagram = self.datagram_ends.last().copied().unwrap_or(0);
+                if self.bytes.len() - datagram > MAX_DATAGRAM && line > datagram {
+                    self.datagram_ends.push(line);
+                }
+            }
+            Protocol::Pickle => self.frames.push(&mut self.bytes, path, value, timestamp),
+        }
+        self.datapoints += 1;
+    }
+
+    /// Closes the open pickle frame or datagram; call once after the last push.
+    pub fn finish(&mut self) {
+        self.frames.end(&mut self.bytes);
+        if self.protocol == Protocol::Udp
+            && self.datagram_ends.last().copied().unwrap_or(0) < self.bytes.len()
+        {
+            self.datagram_ends.push(self.bytes.len());
+        }
+    }
+
+    /// Datapoints in the batch.
+    pub fn len(&self) -> usize {
+        self.datapoints
+    }
+
+    /// True when the batch holds no datapoint.
+    pub fn is_empty(&self) -> bool {
+        self.datapoints == 0
+    }
+
+    /// All the encoded bytes, as a TCP stream takes them.
+    pub fn bytes(&self) -> &[u8] {
+        &self.bytes
+    }
+
+    /// The datagrams, for UDP (after [`finish`](Self::finish)).
+    pub fn datagrams(&self) -> impl Iterator<Item = &[u8]> {
+        let starts = std::iter::once(0).chain(self.datagram_ends.iter().copied());
+        starts
+            .zip(self.datagram_ends.iter().copied())
+            .map(|(a, b)| &self.bytes[a..b])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn datagrams_hold_whole_lines_under_the_limit() {
+        let mut b = Batch::new(Protocol::Udp);
+        for i in 0..100 {
+            b.push(
+                &format!("some.metric.path.{i}"),
+                Metric::Int(i),
+                1_700_000_000,
+            );
+        }
+        let long = "x".repeat(3000);
+        b.push(&long, Metric::Int(1), 1);
+        b.push("after.long", Metric::Int(2), 2);
+        b.finish();
+        let datagrams: Vec<&[u8]> = b.datagrams().collect();
+        assert!(datagrams.len() >= 4, "{}", datagrams.len());
+        let mut lines = 0;
+        for d in &datagrams {
+            assert!(d.ends_with(b"\n"));
+            assert!(d.len() <= MAX_DATAGRAM || d.iter().filter(|&&c| c == b'\n').count() == 1);
+            lines += d.iter().filter(|&&c| c == b'\n').count();
+        }
+        assert_eq!(lines, 102);
+        assert_eq!(datagrams.concat(), b.bytes());
+        assert_eq!(b.len(), 102);
+    }
+}

@@ -1,0 +1,367 @@
+//! [`GraphiteClient`]: sends datapoints to carbon over TCP (plaintext or pickle) or UDP, on one
+//! reused connection, with a timeout on every step that can block.
+
+use std::fmt;
+use std::io::{self, ErrorKind, Read, Write};
+use std::net::{Shutdown, SocketAddr, TcpStream, ToSocketAddrs, UdpSocket};
+use std::time::Duration;
+
+use super::batch::Batch;
+use super::datapoint::Datapoint;
+
+/// How datapoints travel to carbon.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Protocol {
+    /// `path value timestamp` lines over TCP (carbon's line receiver, port 2003).
+    Plaintext,
+    /// The same lines in UDP datagrams (carbon's UDP receiver, port 2003 when enabled). Nothing
+    /// tells the sender whether they arrived.
+    Udp,
+    /// Pickle frames over TCP (carbon's pickle receiver, port 2004).
+    Pickle,
+}
+
+impl Protocol {
+    /// The port carbon listens on for this protocol by default.
+    pub fn default_port(self) -> u16 {
+        match self {
+            Protocol::Plaintext | Protocol::Udp => 2003,
+            Protocol::Pickle => 2004,
+        }
+    }
+
+    /// The protocol's config name: `tcp`, `udp` or `pickle`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Protocol::Plaintext => "tcp",
+            Protocol::Udp => "udp",
+            Protocol::Pickle => "pickle",
+        }
+    }
+}
+
+/// How long each step may block; no step waits forever (a zero duration counts as 1 ms). Name
+/// resolution is left to the system resolver and its own timeouts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Timeouts {
+    /// Longest wait for a TCP connection to open, per address; default 5 s.
+    pub connect: Duration,
+    /// Longest wait for the server to take a batch (TCP) or a datagram (UDP); default 10 s.
+    pub write: Duration,
+}
+
+impl Default for Timeouts {
+    fn default() -> Timeouts {
+        Timeouts {
+            connect: Duration::from_secs(5),
+            write: Duration::from_secs(10),
+        }
+    }
+}
+
+/// Why a send failed. The datapoints of a failed send may or may not have arrived.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum GraphiteError {
+    /// The address did not resolve; check the host name and the resolver.
+    Resolve {
+        /// The address as given.
+        addr: String,
+        /// What the resolver said.
+        source: io::Error,
+    },
+    /// No connection could be opened to any address of the host; is carbon running and reachable?
+    Connect {
+        /// The address as given.
+        addr: String,
+        /// The error for the last address tried.
+        source: io::Error,
+    },
+    /// Writing failed or timed out; the connection is dropped and the next send opens a new one.
+    Write {
+        /// The address as given.
+        addr: String,
+        /// What the socket said.
+        source: io::Error,
+    },
+}
+
+impl fmt::Display for GraphiteError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            GraphiteError::Resolve { addr, source } => write!(f, "cannot resolve {addr}: {source}"),
+            GraphiteError::Connect { addr, source } => {
+                write!(f, "cannot connect to {addr}: {source}")
+            }
+            GraphiteError::Write { addr, source } => write!(f, "cannot send to {addr}: {source}"),
+        }
+    }
+}
+
+impl std::error::Error for GraphiteError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            GraphiteError::Resolve { source, .. }
+            | GraphiteError::Connect { source, .. }
+            | GraphiteError::Write { source, .. } => Some(source),
+        }
+    }
+}
+
+#[derive(Debug)]
+enum Connection {
+    Tcp(TcpStream),
+    Udp(UdpSocket),
+}
+
+/// A client for carbon: connect, send one, send many, close.
+///
+/// The connection is opened on the first send (or by [`connect`](Self::connect)) and reused.
+/// Before each TCP write the client checks, without blocking, whether the server has closed the
+/// connection while it was idle, and if so opens a new one, so that no batch is written into a
+/// dead socket. After a failed send the next send opens a new connection.
+#[derive(Debug)]
+pub struct GraphiteClient {
+    addr: String,
+    protocol: Protocol,
+    timeouts: Timeouts,
+    connection: Option<Connection>,
+    batch: Batch,
+}
+
+impl GraphiteClient {
+    /// A client for `addr` (`host:port`) that opens no connection until the first send.
+    pub fn new(addr: impl Into<String>, protocol: Protocol, timeouts: Timeouts) -> GraphiteClient {
+        GraphiteClient {
+            addr: addr.into(),
+            protocol,
+            timeouts,
+            connection: None,
+            batch: Batch::new(protocol),
+        }
+    }
+
+    /// A client for `addr` (`host:port`) with its connection open (for UDP: its socket ready).
+    pub fn connect(
+        addr: impl Into<String>,
+        protocol: Protocol,
+        timeouts: Timeouts,
+    ) -> Result<GraphiteClient, GraphiteError> {
+        let mut client = GraphiteClient::new(addr, protocol, timeouts);
+        client.connection = Some(client.open()?);
+        Ok(client)
+    }
+
+    /// The address as given.
+    pub fn addr(&self) -> &str {
+        &self.addr
+    }
+
+    /// The protocol.
+    pub fn protocol(&self) -> Protocol {
+        self.protocol
+    }
+
+    /// Sends one datapoint.
+    pub fn send(&mut self, datapoint: &Datapoint) -> Result<(), GraphiteError> {
+        self.send_many(std::slice::from_ref(datapoint))
+    }
+
+    /// Sends many datapoints in as few writes as the protocol allows: one for TCP (pickle frames
+    /// of at most 500 datapoints and 1 MiB each), datagrams of at most 1472 bytes for UDP.
+    pub fn send_many(&mut self, datapoints: &[Datapoint]) -> Result<(), GraphiteError> {
+        let mut batch = std::mem::replace(&mut self.batch, Batch::new(self.protocol));
+        batch.clear();
+        for d in datapoints {
+            batch.push(d.path(), d.value(), d.timestamp());
+        }
+        batch.finish();
+        let result = self.send_batch(&batch);
+        self.batch = batch;
+        result
+    }
+
+    /// Sends an encoded batch (see [`Batch`]).
+    pub(crate) fn send_batch(&mut self, batch: &Batch) -> Result<(), GraphiteError> {
+        if batch.is_empty() {
+            return Ok(());
+        }
+        let result = match self.live_connection()? {
+            Connection::Tcp(stream) => stream.write_all(batch.bytes()),
+            Connection::Udp(socket) => batch.datagrams().try_for_each(|d| socket.send(d).map(drop)),
+        };
+        result.map_err(|source| {
+            self.connection = None;
+            GraphiteError::Write {
+                addr: self.addr.clone(),
+                source,
+            }
+        })
+    }
+
+    /// Closes the connection: TCP is shut down after everything written so far.
+    pub fn close(mut self) -> Result<(), GraphiteError> {
+        match self.connection.take() {
+            Some(Connection::Tcp(stream)) => match stream.shutdown(Shutdown::Write) {
+                Err(e) if e.kind() != ErrorKind::NotConnected => Err(GraphiteError::Write {
+                    addr: self.addr.clone(),
+                    source: e,
+                }),
+                _ => Ok(()),
+            },
+            _ => Ok(()),
+        }
+    }
+
+    /// The open connection, after replacing one the server closed while it was idle.
+    fn live_connection(&mut self) -> Result<&mut Connection, GraphiteError> {
+        if let Some(Connection::Tcp(stream)) = &self.connection {
+            if closed_by_peer(stream) {
+                log::debug!(target: "out/graphite", "{} closed the idle connection; opening a new one", self.addr);
+                self.connection = None;
+            }
+        }
+        let connection = match self.connection.take() {
+            Some(c) => c,
+            None => self.open()?,
+        };
+        Ok(self.connection.insert(connection))
+    }
+
+    fn open(&self) -> Result<Connection, GraphiteError> {
+        let addrs: Vec<SocketAddr> = self
+            .addr
+            .to_socket_addrs()
+            .map_err(|source| GraphiteError::Resolve {
+                addr: self.addr.clone(),
+                source,
+            })?
+            .collect();
+        let mut last = io::Error::new(ErrorKind::NotFound, "the name resolved to no address");
+        for addr in addrs {
+            let opened = match self.protocol {
+                Protocol::Plaintext | Protocol::Pickle => self.open_tcp(addr).map(Connection::Tcp),
+                Protocol::Udp => self.open_udp(addr).map(Connection::Udp),
+            };
+            match opened {
+                Ok(c) => return Ok(c),
+                Err(e) => last = e,
+            }
+        }
+        Err(GraphiteError::Connect {
+            addr: self.addr.clone(),
+            source: last,
+        })
+    }
+
+    fn open_tcp(&self, addr: SocketAddr) -> io::Result<TcpStream> {
+        let stream = TcpStream::connect_timeout(&addr, at_least_1ms(self.timeouts.connect))?;
+        stream.set_write_timeout(Some(at_least_1ms(self.timeouts.write)))?;
+        // Whole batches are written at once: nothing gains from waiting to coalesce segments.
+        stream.set_nodelay(true)?;
+        Ok(stream)
+    }
+
+    fn open_udp(&self, addr: SocketAddr) -> io::Result<UdpSocket> {
+        let local: SocketAddr = if addr.is_ipv4() {
+            ([0, 0, 0, 0], 0).into()
+        } else {
+            ([0u16; 8], 0).into()
+        };
+        let socket = UdpSocket::bind(local)?;
+        socket.connect(addr)?;
+        socket.set_write_timeout(Some(at_least_1ms(self.timeouts.write)))?;
+        Ok(socket)
+    }
+}
+
+fn at_least_1ms(d: Duration) -> Duration {
+    d.max(Duration::from_millis(1))
+}
+
+/// True when the server has closed (or reset) the connection. Carbon never sends anything, so a
+/// readable socket means end of stream or an error; a read that would block means all is well.
+fn closed_by_peer(mut stream: &TcpStream) -> bool {
+    if stream.set_nonblocking(true).is_err() {
+        return true;
+    }
+    let mut scratch = [0u8; 256];
+    let closed = loop {
+        match stream.read(&mut scratch) {
+            Ok(0) => break true,
+            // Unexpected bytes from the server: drop them and look again.
+            Ok(_) => continue,
+            Err(e) if e.kind() == ErrorKind::WouldBlock => break false,
+            Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+            Err(_) => break true,
+        }
+    };
+    stream.set_nonblocking(false).is_err() || closed
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::{BufRead, BufReader};
+    use std::net::TcpListener;
+
+    use super::*;
+
+    fn point(path: &str, v: i64) -> Datapoint {
+        Datapoint::new(path, v, 1_700_000_000).unwrap()
+    }
+
+    #[test]
+    fn reconnects_when_the_server_closed_the_idle_connection() {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        let mut client =
+            GraphiteClient::connect(&addr, Protocol::Plaintext, Timeouts::default()).unwrap();
+        let (first, _) = listener.accept().unwrap();
+        client.send(&point("a", 1)).unwrap();
+        let mut line = String::new();
+        BufReader::new(&first).read_line(&mut line).unwrap();
+        assert_eq!(line, "a 1 1700000000\n");
+        drop(first);
+        // Wait (with a deadline) until the close has reached the client's socket.
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while !matches!(&client.connection, Some(Connection::Tcp(s)) if closed_by_peer(s)) {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the close never arrived"
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        // The client notices the close before writing, so the datapoint goes to a new connection.
+        client.send(&point("b", 2)).unwrap();
+        let (second, _) = listener.accept().unwrap();
+        let mut line = String::new();
+        BufReader::new(&second).read_line(&mut line).unwrap();
+        assert_eq!(line, "b 2 1700000000\n");
+        client.close().unwrap();
+    }
+
+    #[test]
+    fn a_refused_connection_is_an_error_that_names_the_address() {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let addr = format!("127.0.0.1:{port}");
+        let err =
+            GraphiteClient::connect(&addr, Protocol::Pickle, Timeouts::default()).unwrap_err();
+        assert!(matches!(err, GraphiteError::Connect { .. }), "{err}");
+        assert!(
+            err.to_string()
+                .starts_with(&format!("cannot connect to {addr}: ")),
+            "{err}"
+        );
+        let err = GraphiteClient::connect(
+            "no-such-host.invalid:2003",
+            Protocol::Plaintext,
+            Timeouts::default(),
+        )
+        .unwrap_err();
+        assert!(matches!(err, GraphiteError::Resolve { .. }), "{err}");
+    }
+}

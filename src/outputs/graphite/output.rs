@@ -1,0 +1,253 @@
+//! The `graphite` output: events with a metric become datapoints sent to carbon.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::batch::Batch;
+use super::client::{GraphiteClient, Protocol, Timeouts};
+use super::path::{Naming, Unencodable};
+use crate::complain::Complaint;
+use crate::config::reader::{Problems, Table};
+use crate::event::Event;
+use crate::outputs::{Output, OutputError, OutputSpec, OutputType};
+
+/// The registry entry.
+pub const TYPE: OutputType = OutputType {
+    name: "graphite",
+    description: "datapoints to carbon: plaintext over TCP or UDP, or pickle over TCP",
+    read,
+};
+
+/// Settings of the `graphite` output.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GraphiteSpec {
+    /// Carbon's host name or address.
+    pub host: String,
+    /// Carbon's port; default 2003 for `tcp` and `udp`, 2004 for `pickle`.
+    pub port: u16,
+    /// The protocol; default `tcp` (plaintext).
+    pub protocol: Protocol,
+    /// How paths are built.
+    pub naming: Naming,
+    /// Connect and write timeouts.
+    pub timeouts: Timeouts,
+}
+
+impl GraphiteSpec {
+    /// `host:port`, with brackets around an IPv6 address.
+    pub fn addr(&self) -> String {
+        if self.host.contains(':') && !self.host.starts_with('[') {
+            format!("[{}]:{}", self.host, self.port)
+        } else {
+            format!("{}:{}", self.host, self.port)
+        }
+    }
+}
+
+fn read(t: &mut Table<'_>, problems: &mut Problems) -> Option<Arc<dyn OutputSpec>> {
+    Some(Arc::new(read_spec(t, problems)?))
+}
+
+fn read_spec(t: &mut Table<'_>, problems: &mut Problems) -> Option<GraphiteSpec> {
+    let host = match t.field("host") {
+        Some(field) => match field.as_str() {
+            Some(s) if !s.trim().is_empty() => Some(s.trim().to_owned()),
+            _ => {
+                problems.expected(&field, "carbon's host name or address");
+                None
+            }
+        },
+        None => {
+            problems.at(
+                t.as_field(),
+                "missing required key \"host\" (carbon's host name or address)",
+            );
+            None
+        }
+    };
+    let protocol = match t.choice("protocol", &["tcp", "udp", "pickle"], "tcp", problems) {
+        "udp" => Protocol::Udp,
+        "pickle" => Protocol::Pickle,
+        _ => Protocol::Plaintext,
+    };
+    let port = t.number_in(
+        "port",
+        u64::from(protocol.default_port()),
+        1,
+        65_535,
+        problems,
+    ) as u16;
+    let naming = Naming::read(t, problems);
+    let d = Timeouts::default();
+    let min = Duration::from_millis(1);
+    let timeouts = Timeouts {
+        connect: t.duration_at_least("connect_timeout", d.connect, min, problems),
+        write: t.duration_at_least("write_timeout", d.write, min, problems),
+    };
+    Some(GraphiteSpec {
+        host: host?,
+        port,
+        protocol,
+        naming,
+        timeouts,
+    })
+}
+
+impl OutputSpec for GraphiteSpec {
+    fn build(&self) -> Result<Box<dyn Output>, OutputError> {
+        Ok(Box::new(GraphiteOutput {
+            client: GraphiteClient::new(self.addr(), self.protocol, self.timeouts),
+            naming: self.naming.clone(),
+            batch: Batch::new(self.protocol),
+            path: String::new(),
+            unencodable: 0,
+            bad_paths: Complaint::new("out/graphite"),
+        }))
+    }
+
+    fn describe(&self) -> String {
+        format!("{} to {}", self.protocol.as_str(), self.addr())
+    }
+}
+
+/// The running output: a client, its naming and a reused batch.
+struct GraphiteOutput {
+    client: GraphiteClient,
+    naming: Naming,
+    batch: Batch,
+    path: String,
+    unencodable: u64,
+    bad_paths: Complaint,
+}
+
+impl Output for GraphiteOutput {
+    fn write(&mut self, events: &[Event]) -> Result<(), OutputError> {
+        self.batch.clear();
+        self.unencodable = 0;
+        for event in events {
+            match self.naming.prepare(event, &mut self.path) {
+                Ok(metric) => self.batch.push(&self.path, metric, event.unix_seconds()),
+                Err(reason) => {
+                    self.unencodable += 1;
+                    if let Unencodable::Path(e) = reason {
+                        self.bad_paths.fail(&format!(
+                            "leaving out {} on {}: {e}",
+                            event.service, event.host
+                        ));
+                    }
+                }
+            }
+        }
+        self.batch.finish();
+        self.client
+            .send_batch(&self.batch)
+            .map_err(|e| OutputError(e.to_string()))
+    }
+
+    fn take_unencodable(&mut self) -> u64 {
+        std::mem::take(&mut self.unencodable)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::json;
+    use crate::config::reader::Field;
+    use crate::outputs::graphite::path::NameMode;
+
+    fn spec(text: &str) -> Result<GraphiteSpec, Vec<String>> {
+        let doc = json::parse(text).unwrap();
+        let mut p = Problems::new("t.json");
+        let mut t = Field::root(&doc).table(&mut p).unwrap();
+        let spec = read_spec(&mut t, &mut p);
+        t.finish(&mut p);
+        match spec {
+            Some(spec) if p.is_empty() => Ok(spec),
+            _ => Err(p.into_errors().iter().map(|e| e.to_string()).collect()),
+        }
+    }
+
+    #[test]
+    fn defaults_follow_the_protocol() {
+        let s = spec(r#"{"host": "carbon.lan"}"#).unwrap();
+        assert_eq!(
+            (s.addr(), s.protocol, s.naming.mode),
+            (
+                "carbon.lan:2003".to_owned(),
+                Protocol::Plaintext,
+                NameMode::Underscore
+            )
+        );
+        assert_eq!(s.timeouts, Timeouts::default());
+        let s = spec(
+            r#"{"host": "::1", "protocol": "pickle", "naming": "tags", "connect_timeout": "2s"}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            (s.addr(), s.naming.mode, s.timeouts.connect),
+            (
+                "[::1]:2004".to_owned(),
+                NameMode::Tags,
+                Duration::from_secs(2)
+            )
+        );
+        assert_eq!(
+            spec(r#"{"host": "h", "protocol": "udp", "port": 2013}"#)
+                .unwrap()
+                .addr(),
+            "h:2013"
+        );
+    }
+
+    #[test]
+    fn bad_settings_are_refused_with_their_place() {
+        let e = spec(r#"{"protocol": "http", "port": 0, "host_dot": " ", "naming": "x", "write_timeout": "0s", "hots": 1}"#).unwrap_err();
+        assert_eq!(e.len(), 7, "{e:#?}");
+        assert!(e[0].contains("missing required key \"host\""), "{}", e[0]);
+        assert!(
+            e[1].contains("protocol: expected one of \"tcp\", \"udp\", \"pickle\""),
+            "{}",
+            e[1]
+        );
+        assert!(
+            e[2].contains("port: expected a whole number from 1 to 65535"),
+            "{}",
+            e[2]
+        );
+        assert!(
+            e[3].contains("host_dot: expected letters, digits"),
+            "{}",
+            e[3]
+        );
+        assert!(e[4].contains("naming: expected one of"), "{}", e[4]);
+        assert!(
+            e[5].contains("write_timeout: expected a duration of at least 1ms"),
+            "{}",
+            e[5]
+        );
+        assert!(e[6].contains("hots: unknown key"), "{}", e[6]);
+    }
+
+    #[test]
+    fn events_it_cannot_send_are_counted_not_delivered() {
+        use std::io::{BufRead, BufReader};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let spec = spec(&format!(r#"{{"host": "127.0.0.1", "port": {port}}}"#)).unwrap();
+        let mut output = spec.build().unwrap();
+        let t = std::time::SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+        let events = [
+            Event::new("load.1", "r1").with_metric(0.5).with_time(t),
+            Event::new("check.state", "r1").with_state("ok"),
+            Event::new("x".repeat(20_000), "r1").with_metric(1i64),
+        ];
+        output.write(&events).unwrap();
+        assert_eq!(output.take_unencodable(), 2);
+        assert_eq!(output.take_unencodable(), 0, "reading resets it");
+        let (conn, _) = listener.accept().unwrap();
+        let mut line = String::new();
+        BufReader::new(conn).read_line(&mut line).unwrap();
+        assert_eq!(line, "r1.load.1 0.5 1700000000\n");
+    }
+}
