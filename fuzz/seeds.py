@@ -124,3 +124,6 @@ for target, data in examples.items():
 seed("tail_lines", "log", b"\x07" + b"Nov 22 kernel: eth0 up\r\nNov 22 dnsmasq: query\n" + b"x" * 20000 + b"\nend")
 seed("pattern", "glob", "interface.*.rx_?\0interface.eth0.rx_b")
 seed("pattern", "body", "*\"up\"*\0{\"status\": \"up\"}")
+
+seed("graphite_name", "sections", "interface\0eth0.100\0rx bytes\0xn--x\0ünï\0100%")
+seed("graphite_naming", "event", "gw1.example.net\0interface.eth0.rx_bytes\0edge.site\0role\0router\0host\0x")
