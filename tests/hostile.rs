@@ -83,7 +83,8 @@ fn assert_cut_off_and_bounded(agent: &Agent, cut_off: &str) {
         more > 0,
         "the load source kept delivering after the cut-off: {stderr:#?}"
     );
-    eprintln!("peak VmRSS {peak} KiB; {more} lines delivered after the cut-off");
+    let line = stderr.iter().find(|l| l.contains(cut_off)).unwrap();
+    eprintln!("{line}\npeak VmRSS {peak} KiB; {more} lines delivered after the cut-off");
 }
 
 /// Accepts connections on 127.0.0.1 and hands each to `serve` on its own thread.
