@@ -41,7 +41,7 @@ for target in "${targets[@]}"; do
         -max_total_time="$seconds" -timeout="$timeout" -rss_limit_mb="$rss_mb" \
         -print_final_stats=1 >"$log" 2>&1; then
         result="FOUND: $(grep -m1 -oE '(panicked at|ERROR: libFuzzer: |SUMMARY: ).*' "$log" || echo 'see log')"
-        result+=" (input: $(grep -m1 -oE 'artifacts/[^ ]+' "$log" || echo '?'))"
+        result+=" (input: $(grep -m1 -oE 'Test unit written to .*' "$log" | sed 's/.*fuzz\///' || echo '?'))"
         cp "$log" "artifacts/$target/last.log"
         status=1
     fi
