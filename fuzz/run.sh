@@ -24,6 +24,7 @@ else
     mapfile -t targets < <(cargo +nightly fuzz list)
 fi
 
+# Seeds and the file trees the /proc targets write go to a scratch directory, in memory by default.
 scratch=$(mktemp -d "${FUZZ_TMPDIR:-/dev/shm}/pipit-fuzz.XXXXXX" 2>/dev/null || mktemp -d)
 trap 'rm -rf "$scratch"' EXIT
 python3 seeds.py "$scratch/seeds"
