@@ -182,4 +182,59 @@ mod tests {
         );
         assert_eq!(r.rate("rx", 3000, at(110)), Some(200.0));
     }
+
+    /// Property: whatever two samples come in, a rate is finite, never negative, and never more
+    /// than the counter could have grown: by less than half its width (a wrap) or by the plain
+    /// difference.
+    #[test]
+    fn any_two_samples_give_a_sane_rate_or_none() {
+        fn prop(last: u64, now: u64, ms: u16) -> bool {
+            let mut r = Rates::new(Duration::from_secs(120));
+            let t0 = at(1_000);
+            r.rate("c", last, t0);
+            let Some(rate) = r.rate("c", now, t0 + Duration::from_millis(u64::from(ms))) else {
+                return true;
+            };
+            let width_half = if last <= u64::from(u32::MAX) {
+                1u64 << 31
+            } else {
+                1u64 << 63
+            };
+            let bound = if now >= last { now - last } else { width_half };
+            rate.is_finite()
+                && rate >= 0.0
+                && rate * f64::from(ms) / 1000.0 <= bound as f64 * 1.000_001
+        }
+        quickcheck::quickcheck(prop as fn(u64, u64, u16) -> bool);
+    }
+
+    /// Property: a 32-bit counter that grows by less than 2^31 between samples gives exactly that
+    /// growth, from any start and across the wrap; a 64-bit one likewise below 2^63.
+    #[test]
+    fn growth_across_a_wrap_is_counted_exactly() {
+        fn prop(start: u32, step: u32, big_start: u64, big_step: u64) -> bool {
+            let step = u64::from(step >> 1);
+            let now = (u64::from(start) + step) & u64::from(u32::MAX);
+            let big_step = big_step >> 1;
+            let big_start = big_start | (1 << 40);
+            increase(u64::from(start), now) == Some(step)
+                && increase(big_start, big_start.wrapping_add(big_step)) == Some(big_step)
+        }
+        quickcheck::quickcheck(prop as fn(u32, u32, u64, u64) -> bool);
+    }
+
+    /// Property: a 32-bit counter that went back is a wrap when the distance forward around the
+    /// width is under half of it, and a reset (no increase) otherwise.
+    #[test]
+    fn a_step_back_is_a_wrap_only_within_half_the_width() {
+        fn prop(last: u32, back: u32) -> bool {
+            let (last, back) = (u64::from(last), u64::from(back));
+            let Some(now) = last.checked_sub(back).filter(|_| back > 0) else {
+                return true;
+            };
+            let forward = (1u64 << 32) - back;
+            increase(last, now) == (forward < 1 << 31).then_some(forward)
+        }
+        quickcheck::quickcheck(prop as fn(u32, u32) -> bool);
+    }
 }

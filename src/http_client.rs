@@ -104,6 +104,9 @@ pub fn describe(e: &ureq::Error, timeouts: HttpTimeouts) -> String {
             )
         }
         ureq::Error::Io(io) => io_reason(io),
+        ureq::Error::BodyExceedsLimit(limit) => {
+            format!("the response body is over {limit} bytes: cut off there")
+        }
         other => other.to_string(),
     }
 }
@@ -116,6 +119,10 @@ fn io_reason(e: &io::Error) -> String {
     }
 }
 
+/// The most bytes of a response body read: past it the body is cut off and the request fails, so
+/// an endpoint that streams without end costs neither unbounded time nor traffic.
+pub const MAX_BODY: u64 = 16 << 20;
+
 /// What was read of a response body: its size, a hash of all of it, and its first bytes.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BodySummary {
@@ -127,10 +134,11 @@ pub struct BodySummary {
     pub head: Vec<u8>,
 }
 
-/// Reads `body` to the end, keeping only its first `keep` bytes in memory.
+/// Reads `body` to the end, keeping only its first `keep` bytes in memory; a body over
+/// [`MAX_BODY`] bytes is an error ([`ureq::Error::BodyExceedsLimit`]).
 pub fn summarize(body: &mut ureq::Body, keep: usize) -> Result<BodySummary, ureq::Error> {
     use std::hash::Hasher;
-    let mut reader = body.with_config().limit(u64::MAX).reader();
+    let mut reader = body.with_config().limit(MAX_BODY).reader();
     let mut hasher = std::collections::hash_map::DefaultHasher::new();
     let mut summary = BodySummary {
         size: 0,

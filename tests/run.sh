@@ -9,3 +9,6 @@ tests/install-deps.sh
 cargo test --locked --all-targets
 cargo test --locked --features tls --test riemann_tls
 cargo test --locked --no-default-features --features small --lib
+# The fuzz targets (fuzz/, their own workspace) must keep compiling; fuzzing itself is
+# fuzz/run.sh, with nightly (FUZZING.md).
+cargo check --locked --manifest-path fuzz/Cargo.toml --bins

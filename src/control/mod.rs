@@ -21,13 +21,14 @@ use std::io::{self, Read, Write};
 use std::os::unix::fs::{DirBuilderExt, FileTypeExt, MetadataExt, PermissionsExt};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Sender, bounded};
 
+use crate::cache::lock;
 use crate::complain::Complaint;
 use crate::config::reader::{Problems, Table};
 use crate::run::Order;
@@ -226,6 +227,8 @@ struct Shared {
     request_timeout: Duration,
     open: AtomicUsize,
     stopping: AtomicBool,
+    /// Logs requests refused for their size, once while they go on.
+    cut_off: Mutex<Complaint>,
 }
 
 /// The listening control socket; closed and removed when dropped.
@@ -258,6 +261,7 @@ impl Server {
             request_timeout: config.request_timeout,
             open: AtomicUsize::new(0),
             stopping: AtomicBool::new(false),
+            cut_off: Mutex::new(Complaint::new(LOG)),
         });
         let accepting = shared.clone();
         let thread = thread::Builder::new()
@@ -508,6 +512,7 @@ fn serve(mut stream: UnixStream, shared: &Shared) {
                     "a request may have at most {} bytes",
                     protocol::MAX_REQUEST_BYTES
                 );
+                lock(&shared.cut_off).fail(&format!("{message}: refused a longer one and closed"));
                 refuse(stream, Code::TooLarge, &message);
                 return;
             }

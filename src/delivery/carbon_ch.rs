@@ -232,4 +232,44 @@ mod tests {
         assert_eq!(ring.place("m", 2, true).len(), 1);
         assert_eq!(ring.place("m", 2, false).len(), 2);
     }
+
+    fn hosts(n: usize) -> Vec<Node> {
+        (0..n)
+            .map(|i| node(&format!("10.0.0.{i}"), (i % 2 == 1).then_some("a")))
+            .collect()
+    }
+
+    /// Property: placement is a function of the nodes and the key alone, and adding a node moves a
+    /// key only onto the new node, never between the old ones.
+    #[test]
+    fn adding_a_node_moves_keys_only_to_it() {
+        fn prop(keys: Vec<String>, n: u8) -> bool {
+            let n = usize::from(n % 6) + 1;
+            let (ring, again, grown) = (
+                Ring::new(hosts(n)),
+                Ring::new(hosts(n)),
+                Ring::new(hosts(n + 1)),
+            );
+            keys.iter().all(|key| {
+                let before = ring.place(key, 1, false);
+                let after = grown.place(key, 1, false);
+                before == again.place(key, 1, false) && (after == before || after == [n])
+            })
+        }
+        quickcheck::quickcheck(prop as fn(Vec<String>, u8) -> bool);
+    }
+
+    /// Property: a key goes to `replication` distinct nodes (all of them when there are fewer).
+    #[test]
+    fn replicas_are_distinct_nodes() {
+        fn prop(key: String, n: u8, replication: u8) -> bool {
+            let (n, replication) = (usize::from(n % 6) + 1, usize::from(replication % 4));
+            let placed = Ring::new(hosts(n)).place(&key, replication, false);
+            let mut distinct = placed.clone();
+            distinct.sort_unstable();
+            distinct.dedup();
+            placed.len() == replication.min(n) && distinct.len() == placed.len()
+        }
+        quickcheck::quickcheck(prop as fn(String, u8, u8) -> bool);
+    }
 }

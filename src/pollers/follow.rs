@@ -130,8 +130,9 @@ impl Follower {
     }
 }
 
-/// Splits `bytes` into lines, carrying an unfinished line over in `partial`.
-fn split(bytes: &[u8], partial: &mut Vec<u8>, skipping: &mut bool, line: &mut dyn FnMut(&str)) {
+/// Splits `bytes` into lines, carrying an unfinished line over in `partial`; a line longer than
+/// [`MAX_LINE`] is cut there and the rest of it skipped (`skipping`). Public for the fuzz target.
+pub fn split(bytes: &[u8], partial: &mut Vec<u8>, skipping: &mut bool, line: &mut dyn FnMut(&str)) {
     let mut rest = bytes;
     while let Some(end) = rest.iter().position(|&b| b == b'\n') {
         if !*skipping {

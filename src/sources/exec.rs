@@ -11,6 +11,7 @@ use std::time::{Duration, SystemTime};
 
 use super::{Emitter, MetricInfo, Source, SourceContext, SourceError, SourceSpec, SourceType};
 use crate::checks::{Format, Problem, graphite, json, nagios, quote, value};
+use crate::complain::Complaint;
 use crate::config::duration;
 use crate::config::reader::{Problems, Table};
 use crate::event::{Kind, State};
@@ -128,6 +129,7 @@ impl SourceSpec for ExecSpec {
             daemon: None,
             skipped: 0,
             restarts: 0,
+            cut_off: Complaint::new(super::log_target(&ctx.instance)),
         })
     }
 
@@ -146,6 +148,8 @@ struct Exec {
     daemon: Option<Daemon>,
     skipped: u64,
     restarts: u64,
+    /// Logs output cut off at `max_output`, once while it goes on.
+    cut_off: Complaint,
 }
 
 impl Source for Exec {
@@ -157,6 +161,14 @@ impl Source for Exec {
         match self.supervisor.run(&self.name, self.spec.command.clone()) {
             Ok(finished) => {
                 self.report(&finished, emit);
+                if finished.stdout.truncated || finished.stderr.truncated {
+                    self.cut_off.fail(&format!(
+                        "output over max_output ({} bytes): the rest was discarded",
+                        self.spec.command.max_output
+                    ));
+                } else {
+                    self.cut_off.recover();
+                }
                 emit.metric(&format!("{own}.skipped"), self.skipped);
                 Ok(())
             }

@@ -8,6 +8,7 @@ use std::time::Instant;
 use ureq::http::{HeaderName, HeaderValue, Method, Request};
 
 use super::{Emitter, MetricInfo, Source, SourceContext, SourceError, SourceSpec, SourceType};
+use crate::complain::Complaint;
 use crate::config::reader::{Problems, Table};
 use crate::event::{Metric, State};
 use crate::http_client::{self, HttpTimeouts};
@@ -129,6 +130,7 @@ fn read(t: &mut Table<'_>, problems: &mut Problems) -> Option<Arc<dyn SourceSpec
 impl SourceSpec for HttpSpec {
     fn build(&self, ctx: &SourceContext) -> Box<dyn Source> {
         Box::new(HttpCheck {
+            cut_off: Complaint::new(super::log_target(&ctx.instance)),
             agent: http_client::agent(self.timeouts, self.follow_redirects),
             shown_url: http_client::shown(&self.url),
             pattern: self.body_pattern.as_deref().map(TextPattern::new),
@@ -145,6 +147,8 @@ struct HttpCheck {
     agent: ureq::Agent,
     pattern: Option<TextPattern>,
     service: String,
+    /// Logs bodies cut off at [`http_client::MAX_BODY`], once while it goes on.
+    cut_off: Complaint,
 }
 
 /// What one request showed.
@@ -154,6 +158,8 @@ struct Outcome {
     size: Option<u64>,
     /// `None` when healthy, else why not.
     problem: Option<String>,
+    /// Whether the body was cut off at [`http_client::MAX_BODY`].
+    cut_off: bool,
 }
 
 impl HttpCheck {
@@ -176,6 +182,7 @@ impl HttpCheck {
             status: None,
             size: None,
             problem: None,
+            cut_off: false,
         };
         let request = match self.request() {
             Ok(r) => r,
@@ -208,6 +215,7 @@ impl HttpCheck {
         let body = match http_client::summarize(response.body_mut(), keep) {
             Ok(b) => b,
             Err(e) => {
+                outcome.cut_off = matches!(e, ureq::Error::BodyExceedsLimit(_));
                 outcome.problem = Some(http_client::describe(&e, self.spec.timeouts));
                 return outcome;
             }
@@ -255,6 +263,11 @@ impl Source for HttpCheck {
             ),
             Some(reason) => (State::CRITICAL, format!("{}: {reason}", self.shown_url)),
         };
+        if outcome.cut_off {
+            self.cut_off.fail(&description);
+        } else {
+            self.cut_off.recover();
+        }
         let service = &self.service;
         let mut metrics = vec![("latency", Metric::from(latency))];
         if let Some(t) = outcome.first_byte {

@@ -86,7 +86,7 @@ impl Source for Memory {
         let cached = kib("Cached").unwrap_or(0);
         // Kernels before 3.14 have no MemAvailable: estimate it the way `free` did then.
         let available = kib("MemAvailable")
-            .unwrap_or_else(|| free + buffers + cached)
+            .unwrap_or_else(|| free.saturating_add(buffers).saturating_add(cached))
             .min(total);
         let used = total - available;
         emit.metric("memory.total", total);
@@ -120,6 +120,17 @@ mod tests {
                  memory.available 153907200
                  memory.percent_used 38.738078"
             )
+        );
+    }
+
+    /// Found by fuzzing (`fuzz/run.sh proc_memory`): sizes near 2^64 bytes, without
+    /// `MemAvailable`, overflowed the estimate of what is available.
+    #[test]
+    fn absurd_sizes_saturate_instead_of_overflowing() {
+        let out = collect(&MemorySpec, "fuzzed");
+        assert!(
+            out.contains("memory.used 0\n") && out.contains("memory.percent_used 0\n"),
+            "{out}"
         );
     }
 }

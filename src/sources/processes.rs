@@ -176,7 +176,7 @@ impl Processes {
                 continue;
             };
             counts.total += 1;
-            counts.threads += threads;
+            counts.threads = counts.threads.saturating_add(threads);
             if let Some(i) = STATES
                 .iter()
                 .position(|(letters, _)| letters.contains(&state))
@@ -254,5 +254,16 @@ mod tests {
         assert_eq!(parse_stat(line), Some((b'D', 3)));
         assert_eq!(parse_stat(b"1 (x) S 1 2"), None);
         assert_eq!(parse_stat(b"garbage"), None);
+    }
+
+    /// Found by fuzzing (`fuzz/run.sh proc_processes`): thread counts of 2^64 - 1 overflowed the
+    /// sum.
+    #[test]
+    fn absurd_thread_counts_saturate_instead_of_overflowing() {
+        let out = collect(&ProcessesSpec, "fuzzed");
+        assert!(out.contains("processes.total 2\n"), "{out}");
+        // Above i64::MAX a count is sent as a float.
+        let saturated = format!("processes.threads {}\n", u64::MAX as f64);
+        assert!(out.contains(&saturated), "{out}");
     }
 }

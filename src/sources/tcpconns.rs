@@ -133,7 +133,7 @@ fn parse_line(line: &str) -> Option<(u16, usize)> {
     };
     (1..=STATES.len())
         .contains(&state)
-        .then_some((port, state - 1))
+        .then(|| (port, state - 1))
 }
 
 #[cfg(test)]
@@ -205,5 +205,21 @@ mod tests {
         assert_eq!(parse_line(line), Some((22, 0)));
         assert_eq!(parse_line("  sl  local_address rem_address   st"), None);
         assert_eq!(parse_line("0: 00:0016 00:0000 FF"), None);
+    }
+
+    /// Found by fuzzing (`fuzz/run.sh proc_tcpconns`): state 0 underflowed the state index.
+    #[test]
+    fn a_socket_in_state_zero_is_skipped() {
+        let line =
+            "   0: 00000000:0016 00000000:0000 00 00000000:00000000 00:00000000 00000000 0 0 1";
+        assert_eq!(parse_line(line), None);
+        let out = collect(
+            &TcpconnsSpec {
+                local_ports: vec![22],
+            },
+            "fuzzed",
+        );
+        assert!(out.contains("tcpconns.all.established 0\n"), "{out}");
+        assert!(out.contains("tcpconns.all.listen 1\n"), "{out}");
     }
 }

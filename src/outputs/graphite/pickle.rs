@@ -145,6 +145,7 @@ mod tests {
     use std::process::{Command, Stdio};
 
     use super::*;
+    use crate::outputs::graphite::datapoint::{MAX_PATH, check_path};
 
     fn frames(points: &[(&str, Metric, i64)]) -> Vec<u8> {
         let mut out = Vec::new();
@@ -262,5 +263,122 @@ mod tests {
         assert_eq!(sizes.len(), 4, "{sizes:?}");
         let text = python_loads(&out);
         assert_eq!(text.matches("pppp', (").count(), 200);
+    }
+
+    /// The entries of one frame's pickle, as (path, timestamp, value, bytes the entry took), or
+    /// `None` if it is not the one shape [`Frames`] writes.
+    fn entries(frame: &[u8]) -> Option<Vec<(String, i64, Metric, usize)>> {
+        fn int(b: &[u8], at: &mut usize) -> Option<i64> {
+            match *b.get(*at)? {
+                BININT => {
+                    let v = i32::from_le_bytes(b.get(*at + 1..*at + 5)?.try_into().ok()?);
+                    *at += 5;
+                    Some(i64::from(v))
+                }
+                LONG1 => {
+                    let n = usize::from(*b.get(*at + 1)?);
+                    let bytes = b.get(*at + 2..*at + 2 + n)?;
+                    let fill = if bytes.last()? & 0x80 != 0 { 0xff } else { 0 };
+                    let mut full = [fill; 8];
+                    full[..n].copy_from_slice(bytes);
+                    *at += 2 + n;
+                    Some(i64::from_le_bytes(full))
+                }
+                _ => None,
+            }
+        }
+        let body = frame
+            .strip_prefix(&[PROTO, 2, EMPTY_LIST, MARK])?
+            .strip_suffix(&[APPENDS, STOP])?;
+        let mut out = Vec::new();
+        let mut at = 0;
+        while at < body.len() {
+            let start = at;
+            (body[at] == BINUNICODE).then_some(())?;
+            let n = u32::from_le_bytes(body.get(at + 1..at + 5)?.try_into().ok()?) as usize;
+            let path = std::str::from_utf8(body.get(at + 5..at + 5 + n)?)
+                .ok()?
+                .to_owned();
+            at += 5 + n;
+            let ts = int(body, &mut at)?;
+            let value = if body.get(at) == Some(&BINFLOAT) {
+                let v = f64::from_be_bytes(body.get(at + 1..at + 9)?.try_into().ok()?);
+                at += 9;
+                Metric::Float(v)
+            } else {
+                Metric::Int(int(body, &mut at)?)
+            };
+            (body.get(at..at + 2)? == [TUPLE2, TUPLE2]).then_some(())?;
+            at += 2;
+            out.push((path, ts, value, at - start));
+        }
+        Some(out)
+    }
+
+    /// Property: for any batch, the frames hold every datapoint once and in order; each frame's
+    /// pickle is at most [`MAX_FRAME`] bytes and [`MAX_DATAPOINTS`] datapoints, and a frame ends
+    /// early only when the next datapoint would not have fit.
+    #[test]
+    fn any_batch_splits_into_full_frames_under_the_limit() {
+        fn prop(points: Vec<(u16, String, i64, i64, bool)>, repeat: u8) -> bool {
+            let mut batch = Vec::new();
+            for _ in 0..=repeat % 8 {
+                for (len, name, ts, v, float) in &points {
+                    let name: String = name
+                        .chars()
+                        .filter(|c| !c.is_whitespace() && !c.is_control())
+                        .collect();
+                    let mut path = format!("{}.{name}", "p".repeat(usize::from(*len) % MAX_PATH));
+                    while path.len() > MAX_PATH {
+                        path.pop();
+                    }
+                    let value = if *float {
+                        Metric::Float(*v as f64 / 3.0)
+                    } else {
+                        Metric::Int(*v)
+                    };
+                    assert_eq!(check_path(&path), Ok(()));
+                    batch.push((path, *ts, value));
+                }
+            }
+            let mut out = Vec::new();
+            let mut f = Frames::default();
+            for (path, ts, value) in &batch {
+                f.push(&mut out, path, *value, *ts);
+            }
+            f.end(&mut out);
+            let mut frames = Vec::new();
+            let mut at = 0;
+            while at < out.len() {
+                let Some(head) = out.get(at..at + 4) else {
+                    return false;
+                };
+                let n = u32::from_be_bytes(head.try_into().unwrap()) as usize;
+                let Some(parsed) = out.get(at + 4..at + 4 + n).and_then(entries) else {
+                    return false;
+                };
+                if n > MAX_FRAME || parsed.is_empty() || parsed.len() > MAX_DATAPOINTS {
+                    return false;
+                }
+                frames.push((n, parsed));
+                at += 4 + n;
+            }
+            let full = frames.windows(2).all(|w| {
+                let ((n, this), next) = (&w[0], &w[1].1);
+                this.len() == MAX_DATAPOINTS || n + next[0].3 > MAX_FRAME
+            });
+            let read: Vec<(&str, i64, Metric)> = frames
+                .iter()
+                .flat_map(|(_, e)| e.iter().map(|(p, ts, v, _)| (p.as_str(), *ts, *v)))
+                .collect();
+            let sent: Vec<(&str, i64, Metric)> = batch
+                .iter()
+                .map(|(p, ts, v)| (p.as_str(), *ts, *v))
+                .collect();
+            full && read == sent
+        }
+        quickcheck::QuickCheck::new()
+            .tests(40)
+            .quickcheck(prop as fn(Vec<(u16, String, i64, i64, bool)>, u8) -> bool);
     }
 }

@@ -27,8 +27,10 @@ pub const DEFAULT_TLS_PORT: u16 = 5554;
 /// Every UDP datagram stays strictly under this many bytes, Riemann's UDP buffer size.
 pub const MAX_DATAGRAM: usize = 16_384;
 
-/// The longest answer taken from a server, in bytes; a longer length prefix is refused unread.
-pub const MAX_REPLY: usize = 16 * 1024 * 1024;
+/// The longest answer taken from a server, in bytes; a longer length prefix is refused unread. An
+/// answer to events is `ok` and at most an error message, a few bytes: the limit only bounds what a
+/// broken or hostile server can make the agent hold.
+pub const MAX_REPLY: usize = 1024 * 1024;
 
 /// The largest send buffer kept between sends; a bigger one is given back after its batch.
 const KEEP_BUFFER: usize = 1024 * 1024;
@@ -378,21 +380,79 @@ fn read_some(
 
 /// Sends `events` in as few datagrams as fit, each strictly under [`MAX_DATAGRAM`] bytes.
 fn send_datagrams(socket: &UdpSocket, events: &[Event], buf: &mut Vec<u8>) -> Result<(), Error> {
-    if let Some(n) = events
-        .iter()
-        .map(proto::encoded_len)
-        .find(|&n| n >= MAX_DATAGRAM)
-    {
-        return Err(Error::TooLarge(n));
-    }
-    buf.clear();
-    for event in events {
-        if buf.len() + proto::encoded_len(event) >= MAX_DATAGRAM {
-            socket.send(buf).map_err(Error::Write)?;
-            buf.clear();
+    for run in datagrams(events)? {
+        buf.clear();
+        for event in run {
+            proto::encode_event(event, buf);
         }
-        proto::encode_event(event, buf);
+        socket.send(buf).map_err(Error::Write)?;
     }
-    socket.send(buf).map_err(Error::Write)?;
     Ok(())
+}
+
+/// `events` cut, in order, into the runs that each make one datagram strictly under
+/// [`MAX_DATAGRAM`] bytes, a run ending only where the next event would not fit (no events, one
+/// empty run). An event too large for any datagram is an error.
+fn datagrams(events: &[Event]) -> Result<Vec<&[Event]>, Error> {
+    let mut runs = Vec::new();
+    let (mut start, mut size) = (0, 0);
+    for (i, event) in events.iter().enumerate() {
+        let n = proto::encoded_len(event);
+        if n >= MAX_DATAGRAM {
+            return Err(Error::TooLarge(n));
+        }
+        if size + n >= MAX_DATAGRAM {
+            runs.push(&events[start..i]);
+            (start, size) = (i, 0);
+        }
+        size += n;
+    }
+    runs.push(&events[start..]);
+    Ok(runs)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Property: for any batch, the datagrams hold every event once and in order, each is under
+    /// the limit, each but the last is full (the next event would not have fit), and only a batch
+    /// with an event too large for any datagram is refused.
+    #[test]
+    fn batches_split_into_full_datagrams_under_the_limit() {
+        fn prop(specs: Vec<(String, u16)>) -> bool {
+            let events: Vec<Event> = specs
+                .iter()
+                .map(|(service, pad)| {
+                    Event::new(service.as_str(), "h")
+                        .with_description("d".repeat(usize::from(*pad) % 17_000))
+                })
+                .collect();
+            let too_large = events.iter().any(|e| proto::encoded_len(e) >= MAX_DATAGRAM);
+            let Ok(runs) = datagrams(&events) else {
+                return too_large;
+            };
+            let size = |run: &[Event]| run.iter().map(proto::encoded_len).sum::<usize>();
+            let mut encoded = Vec::new();
+            let mut next = 0;
+            for (i, run) in runs.iter().enumerate() {
+                encoded.clear();
+                run.iter()
+                    .for_each(|e| proto::encode_event(e, &mut encoded));
+                next += run.len();
+                let full = i + 1 == runs.len()
+                    || size(run) + proto::encoded_len(&events[next]) >= MAX_DATAGRAM;
+                if encoded.len() >= MAX_DATAGRAM || encoded.len() != size(run) || !full {
+                    return false;
+                }
+            }
+            !too_large && next == events.len()
+        }
+        quickcheck::quickcheck(prop as fn(Vec<(String, u16)>) -> bool);
+    }
+
+    #[test]
+    fn an_empty_batch_is_one_empty_datagram() {
+        assert_eq!(datagrams(&[]).unwrap(), [&[] as &[Event]]);
+    }
 }

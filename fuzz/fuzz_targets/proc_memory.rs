@@ -1,0 +1,6 @@
+//! The `memory` source on a fuzzed file tree.
+#![no_main]
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| {
+    pipit_fuzz::source(r#"{"type": "memory"}"#, &["proc/meminfo"], data);
+});

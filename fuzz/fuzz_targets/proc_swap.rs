@@ -1,0 +1,10 @@
+//! The `swap` source on a fuzzed file tree.
+#![no_main]
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| {
+    pipit_fuzz::source(
+        r#"{"type": "swap"}"#,
+        &["proc/meminfo", "proc/vmstat"],
+        data,
+    );
+});
