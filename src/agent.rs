@@ -60,7 +60,7 @@ pub struct Agent {
     config: Config,
     telemetry: Arc<Telemetry>,
     cache: Arc<Cache>,
-    events: Sender<Event>,
+    events: Sender<Vec<Event>>,
     control: Sender<Control>,
     router: Option<JoinHandle<()>>,
     sources: Vec<SourceHandle>,

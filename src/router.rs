@@ -36,7 +36,7 @@ pub enum Control {
 
 /// Starts the router thread.
 pub fn spawn(
-    events: Receiver<Event>,
+    events: Receiver<Vec<Event>>,
     control: Receiver<Control>,
     routes: Vec<Route>,
 ) -> std::io::Result<JoinHandle<()>> {
@@ -45,12 +45,12 @@ pub fn spawn(
         .spawn(move || run(events, control, routes))
 }
 
-fn run(events: Receiver<Event>, control: Receiver<Control>, mut routes: Vec<Route>) {
+fn run(events: Receiver<Vec<Event>>, control: Receiver<Control>, mut routes: Vec<Route>) {
     let mut complaints: Vec<Complaint> = complaints_for(&routes);
     loop {
         select! {
             recv(events) -> msg => match msg {
-                Ok(event) => route(event, &routes, &mut complaints),
+                Ok(batch) => batch.into_iter().for_each(|event| route(event, &routes, &mut complaints)),
                 Err(_) => return,
             },
             recv(control) -> msg => match msg {
@@ -59,8 +59,8 @@ fn run(events: Receiver<Event>, control: Receiver<Control>, mut routes: Vec<Rout
                     complaints = complaints_for(&routes);
                 }
                 Ok(Control::Stop) | Err(_) => {
-                    while let Ok(event) = events.try_recv() {
-                        route(event, &routes, &mut complaints);
+                    while let Ok(batch) = events.try_recv() {
+                        batch.into_iter().for_each(|event| route(event, &routes, &mut complaints));
                     }
                     return;
                 }

@@ -63,7 +63,8 @@ pub struct AgentConfig {
     pub cache_interval: Duration,
     /// How long a stop may take to hand queued events to the outputs; default 5 s.
     pub shutdown_timeout: Duration,
-    /// Capacity of the channel from the sources to the router, in events; default 10,000.
+    /// Capacity of the channel from the sources to the router, in collections (each collection's
+    /// events travel as one message); default 1,000.
     pub queue_size: usize,
 }
 
@@ -77,7 +78,7 @@ impl Default for AgentConfig {
             state_dir: PathBuf::from("/var/lib/pipit"),
             cache_interval: Duration::from_secs(300),
             shutdown_timeout: Duration::from_secs(5),
-            queue_size: 10_000,
+            queue_size: 1_000,
         }
     }
 }

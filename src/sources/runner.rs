@@ -72,7 +72,7 @@ pub struct SourceHandle {
     stop: Option<Sender<()>>,
     threads: Vec<JoinHandle<()>>,
     ctx: SourceContext,
-    events: Sender<Event>,
+    events: Sender<Vec<Event>>,
 }
 
 /// What the handle and its thread(s) share.
@@ -87,7 +87,11 @@ struct Shared {
 
 impl SourceHandle {
     /// Starts the instance on its own thread, named `src/<name>`.
-    pub fn start(config: SourceConfig, ctx: SourceContext, events: Sender<Event>) -> SourceHandle {
+    pub fn start(
+        config: SourceConfig,
+        ctx: SourceContext,
+        events: Sender<Vec<Event>>,
+    ) -> SourceHandle {
         let stats = Arc::new(SourceStats::new(&config.name));
         let shared = Arc::new(Shared {
             base: Instant::now(),
@@ -199,7 +203,7 @@ struct Runner {
     shared: Arc<Shared>,
     generation: u64,
     stop: Receiver<()>,
-    events: Sender<Event>,
+    events: Sender<Vec<Event>>,
     complaint: Complaint,
     queue_complaint: Complaint,
     catalogued: Arc<CatalogueSource>,
@@ -285,16 +289,17 @@ impl Runner {
         }
     }
 
-    /// Hands the events to the router without ever blocking; false when the router is gone.
+    /// Hands the events of one collection to the router, as one message, without ever blocking;
+    /// false when the router is gone.
     fn send(&mut self, events: Vec<Event>) -> bool {
-        let mut dropped = 0u64;
-        for event in events {
-            match self.events.try_send(event) {
-                Ok(()) => {}
-                Err(TrySendError::Full(_)) => dropped += 1,
-                Err(TrySendError::Disconnected(_)) => return false,
-            }
+        if events.is_empty() {
+            return true;
         }
+        let dropped = match self.events.try_send(events) {
+            Ok(()) => 0,
+            Err(TrySendError::Full(batch)) => batch.len() as u64,
+            Err(TrySendError::Disconnected(_)) => return false,
+        };
         if dropped > 0 {
             add(&self.stats.dropped, dropped);
             self.queue_complaint
