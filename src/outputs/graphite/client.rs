@@ -120,6 +120,13 @@ enum Connection {
 /// Before each TCP write the client checks, without blocking, whether the server has closed the
 /// connection while it was idle, and if so opens a new one, so that no batch is written into a
 /// dead socket. After a failed send the next send opens a new connection.
+///
+/// Carbon sends no acknowledgements, so a write that succeeded only means the bytes reached the
+/// local socket: a server that restarted since may never read them. The client therefore keeps
+/// what it wrote on a connection since the last check that found it alive (at most
+/// [`MAX_UNCONFIRMED`] bytes); when a check finds the connection dead, that is written again on
+/// the new connection before the new batch. Delivery is at least once: a datapoint the server did
+/// read before closing may arrive twice, which carbon stores once (same path, same timestamp).
 #[derive(Debug)]
 pub struct GraphiteClient {
     addr: String,
@@ -127,7 +134,12 @@ pub struct GraphiteClient {
     timeouts: Timeouts,
     connection: Option<Connection>,
     batch: Batch,
+    unconfirmed: Vec<u8>,
 }
+
+/// The most bytes kept for a resend after a dead connection: a few default batches. Beyond it the
+/// oldest are given up (and logged): a server that drops every connection cannot be helped.
+pub const MAX_UNCONFIRMED: usize = 4 << 20;
 
 impl GraphiteClient {
     /// A client for `addr` (`host:port`) that opens no connection until the first send.
@@ -138,6 +150,7 @@ impl GraphiteClient {
             timeouts,
             connection: None,
             batch: Batch::new(protocol),
+            unconfirmed: Vec::new(),
         }
     }
 
@@ -186,17 +199,40 @@ impl GraphiteClient {
         if batch.is_empty() {
             return Ok(());
         }
-        let result = match self.live_connection()? {
-            Connection::Tcp(stream) => stream.write_all(batch.bytes()),
-            Connection::Udp(socket) => batch.datagrams().try_for_each(|d| socket.send(d).map(drop)),
-        };
-        result.map_err(|source| {
-            self.connection = None;
-            GraphiteError::Write {
-                addr: self.addr.clone(),
-                source,
+        self.live_connection()?;
+        let result = match &mut self.connection {
+            Some(Connection::Tcp(stream)) => stream
+                .write_all(&self.unconfirmed)
+                .and_then(|()| stream.write_all(batch.bytes())),
+            Some(Connection::Udp(socket)) => {
+                batch.datagrams().try_for_each(|d| socket.send(d).map(drop))
             }
-        })
+            None => Ok(()),
+        };
+        match result {
+            Ok(()) => {
+                if self.protocol != Protocol::Udp {
+                    self.unconfirm(batch.bytes());
+                }
+                Ok(())
+            }
+            Err(source) => {
+                self.connection = None;
+                Err(GraphiteError::Write {
+                    addr: self.addr.clone(),
+                    source,
+                })
+            }
+        }
+    }
+
+    /// Keeps `bytes` until a check finds the connection they went over alive.
+    fn unconfirm(&mut self, bytes: &[u8]) {
+        if self.unconfirmed.len() + bytes.len() > MAX_UNCONFIRMED {
+            log::warn!(target: "out/graphite", "{}: giving up {} byte(s) written to connections that died before they could be confirmed", self.addr, self.unconfirmed.len());
+            self.unconfirmed.clear();
+        }
+        self.unconfirmed.extend_from_slice(bytes);
     }
 
     /// Closes the connection: TCP is shut down after everything written so far.
@@ -217,8 +253,10 @@ impl GraphiteClient {
     fn live_connection(&mut self) -> Result<&mut Connection, GraphiteError> {
         if let Some(Connection::Tcp(stream)) = &self.connection {
             if closed_by_peer(stream) {
-                log::debug!(target: "out/graphite", "{} closed the idle connection; opening a new one", self.addr);
+                log::debug!(target: "out/graphite", "{} closed the connection; opening a new one and sending again the {} byte(s) written since it was last seen alive", self.addr, self.unconfirmed.len());
                 self.connection = None;
+            } else {
+                self.unconfirmed.clear();
             }
         }
         let connection = match self.connection.take() {
@@ -331,12 +369,15 @@ mod tests {
             );
             std::thread::sleep(Duration::from_millis(5));
         }
-        // The client notices the close before writing, so the datapoint goes to a new connection.
+        // The client notices the close before writing, so the datapoint goes to a new connection,
+        // after what was written since the connection was last seen alive (at least once).
         client.send(&point("b", 2)).unwrap();
         let (second, _) = listener.accept().unwrap();
-        let mut line = String::new();
-        BufReader::new(&second).read_line(&mut line).unwrap();
-        assert_eq!(line, "b 2 1700000000\n");
+        let mut reader = BufReader::new(&second);
+        let mut lines = String::new();
+        reader.read_line(&mut lines).unwrap();
+        reader.read_line(&mut lines).unwrap();
+        assert_eq!(lines, "a 1 1700000000\nb 2 1700000000\n");
         client.close().unwrap();
     }
 
