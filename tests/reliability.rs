@@ -15,7 +15,7 @@ use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
 use common::outputs;
-use common::peers::{RiemannPeer, TempDir, free_port, wait_until};
+use common::peers::{CarbonCache, RiemannPeer, TempDir, free_port, wait_until};
 use common::pipit::Agent;
 use pipit::Event;
 use pipit::telemetry::get;
@@ -182,6 +182,39 @@ fn carbon_restarted_five_times_loses_nothing_of_100000_datapoints() {
         lines - N
     );
     receiver.take().unwrap().stop();
+}
+
+#[test]
+fn real_carbon_restarted_between_waves_stores_every_datapoint() {
+    const WAVES: u64 = 4;
+    const PER_WAVE: u64 = 100;
+    let mut carbon = CarbonCache::start();
+    let dir = TempDir::new("rel-carbon");
+    // Four waves of 100 points, 4 s apart, one second each, all within the 1 h retention.
+    let waves = format!(
+        r#"{{"type": "exec", "name": "waves", "mode": "daemon", "format": "graphite", "interval": "50ms", "command": ["python3", "-u", "-c", "import sys, time\nbase = int(time.time()) - 1000\nfor k in range({WAVES}):\n    for j in range({PER_WAVE}):\n        print('test.c %d %d' % (k * {PER_WAVE} + j, base + k * {PER_WAVE} + j))\n    sys.stdout.flush(); time.sleep(4)\ntime.sleep(100000)\n"]}}"#
+    );
+    let output = graphite_output(carbon.line_port(), &dir.path().join("spool"));
+    let config = write_config(&dir, &[waves], &[output]);
+    let _agent = Agent::start(&config, "warn");
+    for k in 1..=WAVES {
+        // Carbon keeps points in its cache for about a second and drops them on a stop: wait until
+        // the wave is on disk, then restart it while pipit's connection is open.
+        carbon.wait_for(
+            "h.test.c",
+            |p| p.len() as u64 >= k * PER_WAVE,
+            Duration::from_secs(30),
+        );
+        if k < WAVES {
+            carbon.restart();
+        }
+    }
+    let points = carbon.read("h.test.c");
+    assert_eq!(points.len() as u64, WAVES * PER_WAVE);
+    let first = points[0].0;
+    for (i, (ts, value)) in points.iter().enumerate() {
+        assert_eq!((*ts - first, *value), (i as i64, i as f64));
+    }
 }
 
 #[test]
@@ -380,4 +413,84 @@ fn a_dead_target_does_not_slow_another_output() {
     drop(s);
     receiver.stop();
     drop(dead);
+}
+
+#[test]
+fn failover_skips_a_dead_target_and_its_breaker_opens() {
+    const N: u64 = 1_000;
+    let port = free_port();
+    let dead = free_port();
+    let seen = Arc::new(Mutex::new(Seen::default()));
+    let receiver = LineReceiver::start(port, seen.clone());
+    let handle = outputs::start(&format!(
+        r#"{{"type": "graphite", "targets": ["127.0.0.1:{dead}", "127.0.0.1:{port}"],
+            "batch_size": 50, "batch_timeout": "20ms", "retries": 0, "breaker_failures": 2,
+            "breaker_reset": "1h"}}"#
+    ));
+    let stats = handle.stats.clone();
+    outputs::send(
+        &handle,
+        (0..N).map(|i| Event::new("test.n", "h").with_metric(i as i64)),
+    );
+    wait_all(&seen, N, Duration::from_secs(20));
+    wait_until("all counted", Duration::from_secs(5), || {
+        (get(&stats.events_out) == N).then_some(())
+    });
+    assert_eq!(get(&stats.failed), 0);
+    let breakers = stats.breakers.lock().unwrap().clone();
+    assert_eq!(
+        breakers,
+        vec![
+            (format!("127.0.0.1:{dead}"), "open"),
+            (format!("127.0.0.1:{port}"), "closed")
+        ]
+    );
+    outputs::stop(handle, Duration::from_secs(5));
+    receiver.stop();
+}
+
+#[test]
+fn a_full_spool_drops_exactly_what_its_policy_says_and_counts_it() {
+    const N: u64 = 400;
+    for policy in ["drop_oldest", "drop_newest"] {
+        let dir = TempDir::new("rel-full");
+        let spool = dir.path().join("spool");
+        let handle = outputs::start(&format!(
+            r#"{{"type": "graphite", "host": "127.0.0.1", "port": {}, "batch_size": 20,
+                "batch_timeout": "10ms", "retries": 0, "breaker_failures": 1, "breaker_reset": "1h",
+                "spool": {{"dir": "{}", "max_bytes": 8192, "segment_bytes": 1024, "when_full": "{policy}"}}}}"#,
+            free_port(),
+            spool.display()
+        ));
+        let stats = handle.stats.clone();
+        outputs::send(
+            &handle,
+            (0..N).map(|i| Event::new("test.n", "h").with_metric(i as i64)),
+        );
+        wait_until(
+            "every batch spooled or dropped",
+            Duration::from_secs(20),
+            || {
+                let written = get(&stats.spooled_events);
+                let dropped = get(&stats.dropped_spool_full);
+                let settled = match policy {
+                    "drop_newest" => written + dropped == N,
+                    _ => written == N,
+                };
+                settled.then_some(())
+            },
+        );
+        let (written, dropped) = (get(&stats.spooled_events), get(&stats.dropped_spool_full));
+        let on_disk = spooled_events(&spool) as u64;
+        assert!(dropped > 0, "{policy}: the bound was reached");
+        // drop_oldest writes every batch and deletes old segments; drop_newest refuses batches.
+        let expected = match policy {
+            "drop_oldest" => N - dropped,
+            _ => written,
+        };
+        assert_eq!(on_disk, expected, "{policy}");
+        assert_eq!(get(&stats.spool_events), on_disk, "{policy}");
+        assert!(get(&stats.spool_bytes) <= 8192, "{policy}");
+        outputs::stop(handle, Duration::from_secs(5));
+    }
 }

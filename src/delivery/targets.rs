@@ -140,3 +140,72 @@ impl TargetGroup {
             .collect()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config;
+
+    fn group(outputs: &str) -> (TargetGroup, OutputConfig) {
+        let text = format!(r#"{{"outputs": [{outputs}]}}"#);
+        let config = config::parse("t.json", &text).unwrap_or_else(|e| panic!("{e:?}"));
+        let output = config.outputs.into_iter().next().unwrap();
+        (TargetGroup::build(&output).unwrap(), output)
+    }
+
+    fn events(n: usize) -> Vec<Event> {
+        (0..n)
+            .map(|i| Event::new(format!("m{i}"), "h").with_metric(i as i64))
+            .collect()
+    }
+
+    #[test]
+    fn failover_tries_in_order_and_round_robin_rotates() {
+        let targets = r#""targets": ["a:1", "b:2", "c:3"]"#;
+        let (mut g, o) = group(&format!(r#"{{"type": "graphite", {targets}}}"#));
+        assert_eq!(g.targets.len(), 3);
+        for _ in 0..2 {
+            let parts = g.plan(o.spec.as_ref(), events(4));
+            assert_eq!(parts.len(), 1);
+            assert_eq!(
+                (parts[0].order.clone(), parts[0].events.len()),
+                (vec![0, 1, 2], 4)
+            );
+        }
+        let (mut g, o) = group(&format!(
+            r#"{{"type": "graphite", {targets}, "strategy": "round_robin"}}"#
+        ));
+        let starts: Vec<Vec<usize>> = (0..4)
+            .map(|_| g.plan(o.spec.as_ref(), events(1)).remove(0).order)
+            .collect();
+        assert_eq!(
+            starts,
+            vec![vec![0, 1, 2], vec![1, 2, 0], vec![2, 0, 1], vec![0, 1, 2]]
+        );
+    }
+
+    #[test]
+    fn carbon_ch_splits_a_batch_as_the_ring_places_each_path() {
+        let (mut g, o) = group(
+            r#"{"type": "graphite", "targets": ["a:2004:x", "b:2004:y", "c:2004:z"],
+                "strategy": "carbon_ch", "replication": 2}"#,
+        );
+        let ring = Ring::new(
+            ["a:2004:x", "b:2004:y", "c:2004:z"]
+                .iter()
+                .map(|d| Destination::parse(d).unwrap().node)
+                .collect(),
+        );
+        let parts = g.plan(o.spec.as_ref(), events(300));
+        let total: usize = parts.iter().map(|p| p.events.len()).sum();
+        assert_eq!(total, 600, "two copies of each");
+        for part in &parts {
+            assert_eq!(part.order.len(), 1);
+            for e in &part.events {
+                let places = ring.place(&format!("h.{}", e.service), 2, false);
+                assert!(places.contains(&part.order[0]), "{} misplaced", e.service);
+            }
+        }
+        assert_eq!(parts.len(), 3, "300 paths reach every node");
+    }
+}
