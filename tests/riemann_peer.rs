@@ -204,7 +204,7 @@ fn after_a_server_restart_no_send_succeeds_without_arriving() {
 fn the_output_counts_delivered_refused_and_unanswered_batches() {
     let mut peer = RiemannPeer::start("ok");
     let handle = outputs::start(&format!(
-        r#"{{"type": "riemann", "host": "127.0.0.1", "port": {}, "ack_timeout": "300ms", "batch_size": 5, "batch_timeout": "50ms"}}"#,
+        r#"{{"type": "riemann", "host": "127.0.0.1", "port": {}, "ack_timeout": "300ms", "batch_size": 5, "batch_timeout": "50ms", "retries": 0, "breaker_failures": 10}}"#,
         peer.port()
     ));
     let stats = handle.stats.clone();
