@@ -1,9 +1,9 @@
 //! An output's targets, each with its own built output and circuit breaker, and the strategy that
 //! says which of them a batch goes to.
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
-use super::breaker::{Breaker, BreakerState};
+use super::breaker::Breaker;
 use super::carbon_ch::{Destination, Ring};
 use super::config::Strategy;
 use crate::event::Event;
@@ -125,11 +125,13 @@ impl TargetGroup {
         }
     }
 
-    /// True when every target's breaker is open (not to be contacted now).
-    pub fn all_open(&self, now: Instant) -> bool {
+    /// How long until some target may be contacted again (zero when one may be now).
+    pub fn until_probe(&self, now: Instant) -> Duration {
         self.targets
             .iter()
-            .all(|t| t.breaker.state(now) == BreakerState::Open)
+            .map(|t| t.breaker.until_probe(now))
+            .min()
+            .unwrap_or(Duration::ZERO)
     }
 
     /// Each target's name and breaker state.

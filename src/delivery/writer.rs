@@ -369,13 +369,34 @@ impl Writer {
         }
     }
 
-    /// Delivers a live batch; what no target takes goes to the fallback or the spool.
+    /// Delivers a live batch; what no target takes goes to the fallback or the spool. Without
+    /// either, the batch is held and tried again when a target may be contacted, while the queue
+    /// behind it fills up to its bound: a short outage loses nothing, a long one loses what the
+    /// queue cannot hold (counted as `dropped`).
     fn deliver_batch(&mut self, batch: Vec<Event>) {
-        let left = self.deliver(batch);
-        self.publish();
-        if let Outcome::Undelivered(events) = left {
-            self.set_aside(events);
+        let mut left = self.deliver(batch);
+        let mut round = 0;
+        while let Outcome::Undelivered(events) = left {
+            self.publish();
+            let has_fallback = self
+                .fallback
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .is_some();
+            let hold = !has_fallback && self.spool.is_none();
+            let wait = self
+                .group
+                .until_probe(Instant::now())
+                .max(self.config.delivery.backoff.delay(round, &mut self.jitter));
+            round = round.saturating_add(1);
+            if !hold || self.deadline.is_some() || self.stopping || !self.pause(wait) {
+                self.set_aside(events);
+                break;
+            }
+            add(&self.stats.retried, events.len() as u64);
+            left = self.deliver(events);
         }
+        self.publish();
     }
 
     /// Sends a batch to its targets per the strategy, with retries.
@@ -554,6 +575,11 @@ impl Writer {
         let outcome = self.deliver(batch);
         self.config.delivery.retries = retries;
         let Some(spool) = &mut self.spool else { return };
+        // The read position moves only when something was delivered: an outage writes no cursor.
+        let moved = match &outcome {
+            Outcome::Delivered => true,
+            Outcome::Undelivered(left) => (left.len() as u64) < n,
+        };
         let result = match outcome {
             Outcome::Delivered => {
                 add(&self.stats.replayed, n);
@@ -579,7 +605,7 @@ impl Writer {
         if let Err(e) = result {
             self.note_error(&format!("spool: {e}"));
         }
-        if self.last_checkpoint.elapsed() >= CHECKPOINT_EVERY {
+        if moved && self.last_checkpoint.elapsed() >= CHECKPOINT_EVERY {
             self.last_checkpoint = Instant::now();
             if let Some(Err(e)) = self.spool.as_mut().map(Spool::checkpoint) {
                 self.note_error(&format!("spool: {e}"));
