@@ -140,13 +140,18 @@ fn unique(seen: &Mutex<Seen>) -> usize {
     seen.lock().unwrap().values.len()
 }
 
-fn wait_all(seen: &Mutex<Seen>, n: u64, deadline: Duration) {
+/// Waits until all `n` datapoints arrived, checks that nothing else did, and prints the counts.
+fn wait_all(scenario: &str, seen: &Mutex<Seen>, n: u64, deadline: Duration) {
     wait_until(&format!("{n} distinct datapoints"), deadline, || {
         (unique(seen) as u64 >= n).then_some(())
     });
     let s = seen.lock().unwrap();
     assert_eq!(s.values.len() as u64, n);
     assert!(s.values.iter().all(|v| *v < n), "a value out of range");
+    eprintln!(
+        "{scenario}: {n} sent, {n} received, 0 lost, {} duplicate(s)",
+        s.lines - n
+    );
 }
 
 #[test]
@@ -175,12 +180,7 @@ fn carbon_restarted_five_times_loses_nothing_of_100000_datapoints() {
         receiver = Some(LineReceiver::start(port, seen.clone()));
         eprintln!("restart {}: {} distinct so far", k + 1, unique(&seen));
     }
-    wait_all(&seen, N, Duration::from_secs(60));
-    let lines = seen.lock().unwrap().lines;
-    eprintln!(
-        "{N} datapoints sent, {N} distinct received, {} duplicate(s), 0 lost",
-        lines - N
-    );
+    wait_all("5 restarts", &seen, N, Duration::from_secs(60));
     receiver.take().unwrap().stop();
 }
 
@@ -231,7 +231,7 @@ fn backend_down_at_start_gets_everything_when_it_comes_up() {
     let _agent = Agent::start(&config, "warn");
     thread::sleep(Duration::from_secs(10));
     let receiver = LineReceiver::start(port, seen.clone());
-    wait_all(&seen, N, Duration::from_secs(30));
+    wait_all("down at start", &seen, N, Duration::from_secs(30));
     receiver.stop();
 }
 
@@ -277,7 +277,7 @@ fn sigkill_during_an_outage_loses_nothing_that_reached_the_spool() {
     let config = write_config(&dir, &[], &[output]);
     let receiver = LineReceiver::start(port, seen.clone());
     let _agent = Agent::start(&config, "warn");
-    wait_all(&seen, N, Duration::from_secs(30));
+    wait_all("SIGKILL in an outage", &seen, N, Duration::from_secs(30));
     receiver.stop();
 }
 
@@ -310,7 +310,7 @@ fn sigterm_during_an_outage_spools_what_is_queued_and_exits_0() {
     let config = write_config(&dir, &[], &[output]);
     let receiver = LineReceiver::start(port, seen.clone());
     let _agent = Agent::start(&config, "warn");
-    wait_all(&seen, N, Duration::from_secs(30));
+    wait_all("SIGTERM in an outage", &seen, N, Duration::from_secs(30));
     receiver.stop();
 }
 
@@ -432,7 +432,7 @@ fn failover_skips_a_dead_target_and_its_breaker_opens() {
         &handle,
         (0..N).map(|i| Event::new("test.n", "h").with_metric(i as i64)),
     );
-    wait_all(&seen, N, Duration::from_secs(20));
+    wait_all("failover", &seen, N, Duration::from_secs(20));
     wait_until("all counted", Duration::from_secs(5), || {
         (get(&stats.events_out) == N).then_some(())
     });
