@@ -56,6 +56,9 @@ impl LineReceiver {
                     Err(e) => panic!("accept: {e}"),
                 }
             }
+            // Stop listening first, as a server does when it shuts down: a connection left in
+            // the backlog would take writes that nobody ever reads.
+            drop(listener);
             for r in readers {
                 let _ = r.join();
             }
@@ -83,15 +86,7 @@ fn read_lines(conn: TcpStream, stop: &AtomicBool, seen: &Mutex<Seen>) {
         match reader.read_line(&mut line) {
             Ok(0) => return,
             Ok(_) if line.ends_with('\n') => {
-                let mut parts = line.split_whitespace();
-                let (path, value) = (parts.next().unwrap_or(""), parts.next());
-                if path.ends_with("test.n") {
-                    let value: u64 = value.and_then(|v| v.parse().ok()).expect("a number");
-                    let mut s = seen.lock().unwrap();
-                    s.values.insert(value);
-                    s.lines += 1;
-                    s.latest.push((value, Instant::now()));
-                }
+                record(&line, seen);
                 line.clear();
             }
             Ok(_) => {}
@@ -99,7 +94,25 @@ fn read_lines(conn: TcpStream, stop: &AtomicBool, seen: &Mutex<Seen>) {
             Err(_) => return,
         }
     }
-    // Dropped here with whatever the kernel still holds unread: the peer sees a reset.
+    // Like a server that exits after handling what it read: the lines already read from the
+    // socket count; what the kernel still holds unread is lost, and the peer sees a reset.
+    line.push_str(&String::from_utf8_lossy(reader.buffer()));
+    let complete = line.rfind('\n').map_or("", |end| &line[..end + 1]);
+    for l in complete.split_inclusive('\n') {
+        record(l, seen);
+    }
+}
+
+fn record(line: &str, seen: &Mutex<Seen>) {
+    let mut parts = line.split_whitespace();
+    let (path, value) = (parts.next().unwrap_or(""), parts.next());
+    if path.ends_with("test.n") {
+        let value: u64 = value.and_then(|v| v.parse().ok()).expect("a number");
+        let mut s = seen.lock().unwrap();
+        s.values.insert(value);
+        s.lines += 1;
+        s.latest.push((value, Instant::now()));
+    }
 }
 
 /// A daemon that prints `test.n <i> 1700000000` for i in 0..n, `per_pause` lines between pauses of
@@ -142,9 +155,21 @@ fn unique(seen: &Mutex<Seen>) -> usize {
 
 /// Waits until all `n` datapoints arrived, checks that nothing else did, and prints the counts.
 fn wait_all(scenario: &str, seen: &Mutex<Seen>, n: u64, deadline: Duration) {
-    wait_until(&format!("{n} distinct datapoints"), deadline, || {
-        (unique(seen) as u64 >= n).then_some(())
-    });
+    let end = Instant::now() + deadline;
+    while (unique(seen) as u64) < n {
+        if Instant::now() > end {
+            let s = seen.lock().unwrap();
+            let missing: Vec<u64> = (0..n).filter(|v| !s.values.contains(v)).collect();
+            panic!(
+                "{scenario}: {} of {n} arrived; missing {} from {:?} to {:?}",
+                s.values.len(),
+                missing.len(),
+                missing.first(),
+                missing.last()
+            );
+        }
+        thread::sleep(Duration::from_millis(20));
+    }
     let s = seen.lock().unwrap();
     assert_eq!(s.values.len() as u64, n);
     assert!(s.values.iter().all(|v| *v < n), "a value out of range");
@@ -162,11 +187,17 @@ fn carbon_restarted_five_times_loses_nothing_of_100000_datapoints() {
     let seen = Arc::new(Mutex::new(Seen::default()));
     let config = write_config(
         &dir,
-        &[generator(N, 250)],
-        &[graphite_output(port, &dir.path().join("spool"))],
+        &[
+            generator(N, 250),
+            r#"{"type": "self", "interval": "1s"}"#.to_owned(),
+        ],
+        &[
+            graphite_output(port, &dir.path().join("spool")),
+            r#"{"type": "stdout", "include": ["exec.*", "self.*"]}"#.to_owned(),
+        ],
     );
     let mut receiver = Some(LineReceiver::start(port, seen.clone()));
-    let _agent = Agent::start(&config, "warn");
+    let agent = Agent::start(&config, "info");
     // Five restarts spread over the stream (about 20 s of it); the third stays down 10 s.
     for (k, down) in [1u64, 1, 10, 1, 1].into_iter().enumerate() {
         let due = (k + 1) * 15_000;
@@ -180,7 +211,23 @@ fn carbon_restarted_five_times_loses_nothing_of_100000_datapoints() {
         receiver = Some(LineReceiver::start(port, seen.clone()));
         eprintln!("restart {}: {} distinct so far", k + 1, unique(&seen));
     }
-    wait_all("5 restarts", &seen, N, Duration::from_secs(60));
+    let all = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        wait_all("5 restarts", &seen, N, Duration::from_secs(60))
+    }));
+    if let Err(e) = all {
+        eprintln!("{}", agent.stderr().join("\n"));
+        eprintln!(
+            "{}",
+            agent
+                .stdout()
+                .iter()
+                .filter(|l| l.contains("dropped") || l.contains("events_"))
+                .cloned()
+                .collect::<Vec<_>>()
+                .join("\n")
+        );
+        std::panic::resume_unwind(e);
+    }
     receiver.take().unwrap().stop();
 }
 
@@ -357,6 +404,12 @@ fn riemann_failures_are_retried_spooled_and_replayed_never_lost() {
             .filter_map(|l| common::peers::json_str(l, "service"))
             .collect();
         assert_eq!(services.len(), N, "{mode}: every event arrived");
+        eprintln!(
+            "riemann {mode}: {N} sent, {N} received, 0 lost; spooled {}, replayed {}, retried {}",
+            get(&stats.spooled_events),
+            get(&stats.replayed),
+            get(&stats.retried)
+        );
         outputs::stop(handle, Duration::from_secs(5));
     }
 }
@@ -405,6 +458,10 @@ fn a_dead_target_does_not_slow_another_output() {
         .collect();
     assert!(late.len() > 500, "only {} datapoints in 10 s", late.len());
     let worst = *late.iter().max().unwrap();
+    eprintln!(
+        "isolation: {} datapoints in 10 s with the other output stuck, worst latency {worst} ms",
+        late.len()
+    );
     // Batches wait up to 100 ms; the exec reader and the router add little.
     assert!(
         worst < 1000,

@@ -138,23 +138,24 @@ impl OutputHandle {
     /// new output is built first: on a build error the old writer keeps running untouched. The
     /// spool is handed over: the old writer saves its position, the new one opens it again.
     pub fn replace(&mut self, config: OutputConfig) -> Result<(), OutputError> {
-        let old = std::mem::replace(&mut self.config, config);
-        let group = match TargetGroup::build(&self.config) {
-            Ok(group) => group,
-            Err(e) => {
-                self.config = old;
-                return Err(e);
-            }
-        };
-        // Only checked here: the spool is opened once the old writer has let go of it.
-        drop(group);
+        // The spool is only checked here: it is opened once the old writer has let go of it.
+        TargetGroup::build(&config)?;
         // Stop the old writer: it finishes the batch in its hands and leaves the queue as it is.
         self.stop = None;
         if let Some(t) = self.thread.take() {
             let _ = t.join();
         }
-        let writer = self.writer()?;
-        self.spawn(writer)
+        let old = std::mem::replace(&mut self.config, config);
+        match self.writer() {
+            Ok(writer) => self.spawn(writer),
+            Err(e) => {
+                // The new spool cannot be opened: carry on with the old config.
+                self.config = old;
+                let writer = self.writer()?;
+                self.spawn(writer)?;
+                Err(e)
+            }
+        }
     }
 
     /// Closes the queue and tells the writer it has until `deadline`: it delivers (or spools)

@@ -4,7 +4,7 @@
 use std::fmt;
 use std::io::{self, ErrorKind, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream, ToSocketAddrs, UdpSocket};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use super::batch::Batch;
 use super::datapoint::Datapoint;
@@ -122,10 +122,11 @@ enum Connection {
 /// dead socket. After a failed send the next send opens a new connection.
 ///
 /// Carbon sends no acknowledgements, so a write that succeeded only means the bytes reached the
-/// local socket: a server that restarted since may never read them. The client therefore keeps
-/// what it wrote on a connection since the last check that found it alive (at most
-/// [`MAX_UNCONFIRMED`] bytes); when a check finds the connection dead, that is written again on
-/// the new connection before the new batch. Delivery is at least once: a datapoint the server did
+/// local socket: a server that restarted since may never read them, and a connection found alive
+/// may still hold unread bytes that die with it. The client therefore keeps what it wrote on a
+/// connection until a check finds the connection alive at least [`CONFIRM_AFTER`] after the write
+/// (at most [`MAX_UNCONFIRMED`] bytes); when a check finds the connection dead, that is written
+/// again on the new connection before the new batch. Delivery is at least once: a datapoint the server did
 /// read before closing may arrive twice, which carbon stores once (same path, same timestamp).
 #[derive(Debug)]
 pub struct GraphiteClient {
@@ -135,7 +136,13 @@ pub struct GraphiteClient {
     connection: Option<Connection>,
     batch: Batch,
     unconfirmed: Vec<u8>,
+    /// When each batch in `unconfirmed` was written, and where it ends there.
+    written: std::collections::VecDeque<(Instant, usize)>,
 }
+
+/// How long after a write a connection must still be alive for the write to count as read: long
+/// enough for a server to read what it was sent before it dies.
+pub const CONFIRM_AFTER: Duration = Duration::from_millis(500);
 
 /// The most bytes kept for a resend after a dead connection: a few default batches. Beyond it the
 /// oldest are given up (and logged): a server that drops every connection cannot be helped.
@@ -151,6 +158,7 @@ impl GraphiteClient {
             connection: None,
             batch: Batch::new(protocol),
             unconfirmed: Vec::new(),
+            written: std::collections::VecDeque::new(),
         }
     }
 
@@ -226,13 +234,35 @@ impl GraphiteClient {
         }
     }
 
-    /// Keeps `bytes` until a check finds the connection they went over alive.
+    /// Forgets the batches written at least [`CONFIRM_AFTER`] ago: the connection is alive.
+    fn confirm(&mut self) {
+        let now = Instant::now();
+        let mut cut = 0;
+        while let Some(&(at, end)) = self.written.front() {
+            if now.duration_since(at) < CONFIRM_AFTER {
+                break;
+            }
+            cut = end;
+            self.written.pop_front();
+        }
+        if cut > 0 {
+            self.unconfirmed.drain(..cut);
+            for (_, end) in &mut self.written {
+                *end -= cut;
+            }
+        }
+    }
+
+    /// Keeps `bytes` until a check finds the connection they went over alive long enough.
     fn unconfirm(&mut self, bytes: &[u8]) {
         if self.unconfirmed.len() + bytes.len() > MAX_UNCONFIRMED {
             log::warn!(target: "out/graphite", "{}: giving up {} byte(s) written to connections that died before they could be confirmed", self.addr, self.unconfirmed.len());
             self.unconfirmed.clear();
+            self.written.clear();
         }
         self.unconfirmed.extend_from_slice(bytes);
+        self.written
+            .push_back((Instant::now(), self.unconfirmed.len()));
     }
 
     /// Closes the connection: TCP is shut down after everything written so far.
@@ -256,7 +286,7 @@ impl GraphiteClient {
                 log::debug!(target: "out/graphite", "{} closed the connection; opening a new one and sending again the {} byte(s) written since it was last seen alive", self.addr, self.unconfirmed.len());
                 self.connection = None;
             } else {
-                self.unconfirmed.clear();
+                self.confirm();
             }
         }
         let connection = match self.connection.take() {
