@@ -207,10 +207,12 @@ impl GraphiteClient {
         if batch.is_empty() {
             return Ok(());
         }
-        self.live_connection()?;
+        let opened = self.live_connection()?;
+        // A new connection first gets what the previous one may have lost.
+        let resend: &[u8] = if opened { &self.unconfirmed } else { &[] };
         let result = match &mut self.connection {
             Some(Connection::Tcp(stream)) => stream
-                .write_all(&self.unconfirmed)
+                .write_all(resend)
                 .and_then(|()| stream.write_all(batch.bytes())),
             Some(Connection::Udp(socket)) => {
                 batch.datagrams().try_for_each(|d| socket.send(d).map(drop))
@@ -279,8 +281,8 @@ impl GraphiteClient {
         }
     }
 
-    /// The open connection, after replacing one the server closed while it was idle.
-    fn live_connection(&mut self) -> Result<&mut Connection, GraphiteError> {
+    /// Makes sure a connection is open, replacing one the server closed; true when it opened one.
+    fn live_connection(&mut self) -> Result<bool, GraphiteError> {
         if let Some(Connection::Tcp(stream)) = &self.connection {
             if closed_by_peer(stream) {
                 log::debug!(target: "out/graphite", "{} closed the connection; opening a new one and sending again the {} byte(s) written since it was last seen alive", self.addr, self.unconfirmed.len());
@@ -289,11 +291,11 @@ impl GraphiteClient {
                 self.confirm();
             }
         }
-        let connection = match self.connection.take() {
-            Some(c) => c,
-            None => self.open()?,
-        };
-        Ok(self.connection.insert(connection))
+        if self.connection.is_some() {
+            return Ok(false);
+        }
+        self.connection = Some(self.open()?);
+        Ok(true)
     }
 
     fn open(&self) -> Result<Connection, GraphiteError> {
