@@ -288,7 +288,7 @@ mod tests {
     #[test]
     fn tls_needs_a_ca_and_both_halves_of_a_client_certificate() {
         let s = spec(r#"{"host": "h", "transport": "tls", "tls_ca": "/ca.pem"}"#).unwrap();
-        assert_eq!((s.port, s.transport), (5554, TransportKind::Tls));
+        assert_eq!((s.targets[0].port, s.transport), (5554, TransportKind::Tls));
         let e = spec(r#"{"host": "h", "transport": "tls"}"#).unwrap_err();
         assert!(e[0].contains("missing required key \"tls_ca\""), "{e:?}");
         let e = spec(r#"{"host": "h", "transport": "tls", "tls_ca": "/a", "tls_cert": "/c"}"#)
