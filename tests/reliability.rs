@@ -551,3 +551,58 @@ fn a_full_spool_drops_exactly_what_its_policy_says_and_counts_it() {
         outputs::stop(handle, Duration::from_secs(5));
     }
 }
+
+#[test]
+fn batches_no_target_takes_go_to_the_fallback_output() {
+    const N: u64 = 2_000;
+    let dir = TempDir::new("rel-fallback");
+    let dead = free_port();
+    let outputs = [
+        format!(
+            r#"{{"type": "graphite", "host": "127.0.0.1", "port": {dead}, "include": ["test.*"],
+                "batch_timeout": "100ms", "retries": 0, "breaker_failures": 1, "breaker_reset": "1h",
+                "fallback": "local"}}"#
+        ),
+        r#"{"type": "stdout", "name": "local", "include": ["none"]}"#.to_owned(),
+    ];
+    let config = write_config(&dir, &[generator(N, 250)], &outputs);
+    let agent = Agent::start(&config, "warn");
+    let lines = agent.wait_stdout(
+        "every datapoint at the fallback",
+        Duration::from_secs(20),
+        |lines| lines.iter().filter(|l| l.starts_with("h.test.n ")).count() as u64 >= N,
+    );
+    let values: HashSet<u64> = lines
+        .iter()
+        .filter_map(|l| l.strip_prefix("h.test.n "))
+        .filter_map(|l| l.split(' ').next()?.parse().ok())
+        .collect();
+    assert_eq!(values.len() as u64, N);
+    assert!(values.iter().all(|v| *v < N));
+}
+
+#[test]
+fn the_rate_limit_spreads_delivery_over_time() {
+    const N: u64 = 300;
+    let port = free_port();
+    let seen = Arc::new(Mutex::new(Seen::default()));
+    let receiver = LineReceiver::start(port, seen.clone());
+    let handle = outputs::start(&format!(
+        r#"{{"type": "graphite", "host": "127.0.0.1", "port": {port}, "batch_timeout": "10ms",
+            "rate_limit": 200, "rate_burst": 100}}"#
+    ));
+    let started = Instant::now();
+    outputs::send(
+        &handle,
+        (0..N).map(|i| Event::new("test.n", "h").with_metric(i as i64)),
+    );
+    wait_all("rate limit", &seen, N, Duration::from_secs(10));
+    // A burst of 100 at once, then 200 a second: the other 200 take at least a second.
+    assert!(
+        started.elapsed() >= Duration::from_millis(950),
+        "{:?}",
+        started.elapsed()
+    );
+    outputs::stop(handle, Duration::from_secs(5));
+    receiver.stop();
+}

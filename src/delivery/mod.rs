@@ -57,3 +57,33 @@ pub fn check_fallbacks(outputs: &[OutputConfig]) -> Result<(), String> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::config;
+
+    fn errors(outputs: &str) -> Vec<String> {
+        let text = format!(r#"{{"outputs": [{outputs}]}}"#);
+        match config::parse("t.json", &text) {
+            Ok(_) => Vec::new(),
+            Err(e) => vec![format!("{e:?}")],
+        }
+    }
+
+    #[test]
+    fn a_fallback_must_name_another_output_without_a_circle() {
+        let a = r#"{"type": "stdout", "name": "a", "fallback": "b"}"#;
+        let b = r#"{"type": "stdout", "name": "b"}"#;
+        assert!(errors(&format!("{a}, {b}")).is_empty());
+        let e = errors(a);
+        assert!(
+            e[0].contains("fallback \\\"b\\\" is not an output"),
+            "{e:?}"
+        );
+        let e = errors(r#"{"type": "stdout", "name": "a", "fallback": "a"}"#);
+        assert!(e[0].contains("go round in a circle"), "{e:?}");
+        let b = r#"{"type": "stdout", "name": "b", "fallback": "a"}"#;
+        let e = errors(&format!("{a}, {b}"));
+        assert!(e[0].contains("go round in a circle (a -> b -> a)"), "{e:?}");
+    }
+}
