@@ -9,7 +9,7 @@ use crossbeam_channel::{Sender, bounded};
 
 use crate::cache::Cache;
 use crate::config::Config;
-use crate::delivery::OutputHandle;
+use crate::delivery::{self, OutputHandle};
 use crate::event::Event;
 use crate::outputs::OutputError;
 use crate::procfs::Procfs;
@@ -192,7 +192,7 @@ impl Agent {
         self.outputs = kept;
         let _ = self.control.send(Control::Routes(routes(&self.outputs)));
         for mut handle in removed {
-            handle.close();
+            handle.close(deadline);
             handle.join_until(deadline);
         }
 
@@ -261,7 +261,7 @@ impl Agent {
             let _ = router.join();
         }
         for o in &mut self.outputs {
-            o.close();
+            o.close(deadline);
         }
         for o in &mut self.outputs {
             o.join_until(deadline);
@@ -281,16 +281,8 @@ impl Agent {
 }
 
 fn routes(outputs: &[OutputHandle]) -> Vec<Route> {
-    outputs
-        .iter()
-        .filter_map(|o| {
-            Some(Route {
-                selector: o.config.selector.clone(),
-                queue: o.sender()?,
-                stats: o.stats.clone(),
-            })
-        })
-        .collect()
+    delivery::wire_fallbacks(outputs);
+    outputs.iter().filter_map(OutputHandle::route).collect()
 }
 
 #[cfg(test)]
@@ -419,6 +411,7 @@ mod tests {
                 queue_size: 10_000,
                 batch_size: 100_000,
                 batch_timeout,
+                delivery: crate::delivery::config::DeliveryConfig::default(),
                 spec: Arc::new(Keep(kept.clone())),
             }],
             control: crate::control::ControlConfig::default(),

@@ -4,6 +4,7 @@
 //! it repeats), and every other output still gets it.
 
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::thread::{self, JoinHandle};
 
 use crossbeam_channel::{Receiver, Sender, TrySendError, select};
@@ -15,12 +16,14 @@ use crate::pattern::Selector;
 use crate::telemetry::{OutputStats, add, sub};
 
 /// Where events for one output go.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct Route {
     /// Which events the output takes.
     pub selector: Selector,
     /// The output's queue.
     pub queue: Sender<Event>,
+    /// The most bytes (estimated by [`crate::delivery::event_bytes`]) the queue may hold.
+    pub max_bytes: u64,
     /// The output's counters.
     pub stats: Arc<OutputStats>,
 }
@@ -92,21 +95,36 @@ fn route(event: Event, routes: &[Route], complaints: &mut [Complaint]) {
     offer(&routes[last], event, &mut complaints[last]);
 }
 
-fn offer(route: &Route, event: Event, complaint: &mut Complaint) {
+/// Puts `event` in the route's queue without waiting; a full queue (by events or by bytes) drops
+/// it, counted and logged. Also used to hand batches to a fallback output.
+pub fn offer(route: &Route, event: Event, complaint: &mut Complaint) {
+    let bytes = crate::delivery::event_bytes(&event);
     // Counted as queued before the send, so the writer never takes out what was not yet put in.
+    let before = route.stats.queued_bytes.fetch_add(bytes, Ordering::Relaxed);
     add(&route.stats.queued, 1);
-    match route.queue.try_send(event) {
+    let sent = if before + bytes > route.max_bytes {
+        Err(true)
+    } else {
+        // A disconnected queue belongs to an output being removed: not a drop worth counting.
+        route
+            .queue
+            .try_send(event)
+            .map_err(|e| matches!(e, TrySendError::Full(_)))
+    };
+    match sent {
         Ok(()) => {
             add(&route.stats.events_in, 1);
             complaint.recover();
         }
-        Err(TrySendError::Full(_)) => {
+        Err(full) => {
             sub(&route.stats.queued, 1);
-            add(&route.stats.dropped_queue_full, 1);
-            complaint.fail(
-                "queue full: dropping events (the output cannot keep up or its backend is down)",
-            );
+            sub(&route.stats.queued_bytes, bytes);
+            if full {
+                add(&route.stats.dropped_queue_full, 1);
+                complaint.fail(
+                    "queue full: dropping events (the output cannot keep up or its backend is down)",
+                );
+            }
         }
-        Err(TrySendError::Disconnected(_)) => sub(&route.stats.queued, 1),
     }
 }

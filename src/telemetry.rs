@@ -28,6 +28,30 @@ pub struct OutputStats {
     pub dropped_unencodable: AtomicU64,
     /// Events waiting in the queue or in the writer's hands.
     pub queued: AtomicU64,
+    /// Estimated bytes of the events in the queue.
+    pub queued_bytes: AtomicU64,
+    /// Events sent again after a failed attempt (once per retry).
+    pub retried: AtomicU64,
+    /// Events written to the disk spool.
+    pub spooled_events: AtomicU64,
+    /// Bytes written to the disk spool.
+    pub spooled_bytes: AtomicU64,
+    /// Events delivered from the disk spool.
+    pub replayed: AtomicU64,
+    /// Events handed to the fallback output.
+    pub to_fallback: AtomicU64,
+    /// Events dropped because the spool was full.
+    pub dropped_spool_full: AtomicU64,
+    /// Spool records skipped because they were corrupt.
+    pub spool_corrupt: AtomicU64,
+    /// Events in the spool waiting for replay.
+    pub spool_events: AtomicU64,
+    /// Bytes in the spool directory.
+    pub spool_bytes: AtomicU64,
+    /// The last delivery error, for `status`; empty when none.
+    pub last_error: Mutex<String>,
+    /// Each target's name and breaker state (`closed`, `open`, `half_open`).
+    pub breakers: Mutex<Vec<(String, &'static str)>>,
 }
 
 impl OutputStats {
@@ -43,6 +67,18 @@ impl OutputStats {
             dropped_shutdown: AtomicU64::new(0),
             dropped_unencodable: AtomicU64::new(0),
             queued: AtomicU64::new(0),
+            queued_bytes: AtomicU64::new(0),
+            retried: AtomicU64::new(0),
+            spooled_events: AtomicU64::new(0),
+            spooled_bytes: AtomicU64::new(0),
+            replayed: AtomicU64::new(0),
+            to_fallback: AtomicU64::new(0),
+            dropped_spool_full: AtomicU64::new(0),
+            spool_corrupt: AtomicU64::new(0),
+            spool_events: AtomicU64::new(0),
+            spool_bytes: AtomicU64::new(0),
+            last_error: Mutex::default(),
+            breakers: Mutex::default(),
         }
     }
 }
@@ -158,4 +194,9 @@ pub fn sub(counter: &AtomicU64, n: u64) {
 /// Reads a counter.
 pub fn get(counter: &AtomicU64) -> u64 {
     counter.load(Ordering::Relaxed)
+}
+
+/// Sets a gauge.
+pub fn set(gauge: &AtomicU64, n: u64) {
+    gauge.store(n, Ordering::Relaxed);
 }

@@ -270,6 +270,12 @@ fn status_reports_the_config_sources_and_outputs() {
     // Batches wait an hour: nothing is delivered yet.
     assert!(output["events_in"].as_u64().unwrap() > 0, "{output}");
     assert_eq!(output["events_out"], 0, "{output}");
+    assert_eq!(
+        output["targets"],
+        serde_json::json!([{"name": "graphite lines to standard output", "breaker": "closed"}]),
+        "{output}"
+    );
+    assert_eq!(output["spool_depth"], 0, "{output}");
 
     let (code, table, _) = s.ctl(&["status"]);
     assert_eq!(code, 0);

@@ -202,36 +202,50 @@ fn after_a_server_restart_no_send_succeeds_without_arriving() {
 }
 
 #[test]
-fn the_output_counts_delivered_refused_and_unanswered_batches() {
+fn the_output_holds_refused_and_unanswered_batches_until_the_server_takes_them() {
     let mut peer = RiemannPeer::start("ok");
     let handle = outputs::start(&format!(
-        r#"{{"type": "riemann", "host": "127.0.0.1", "port": {}, "ack_timeout": "300ms", "batch_size": 5, "batch_timeout": "50ms"}}"#,
+        r#"{{"type": "riemann", "host": "127.0.0.1", "port": {}, "ack_timeout": "300ms", "batch_size": 5, "batch_timeout": "50ms", "retries": 0, "retry_delay": "50ms", "retry_max_delay": "200ms", "breaker_failures": 100}}"#,
         peer.port()
     ));
     let stats = handle.stats.clone();
-    // The peer's answer for each batch of 5, and the counts (delivered, failed, rejected) after it.
-    let phases = [
-        ("ok", (5, 0, 0)),
-        ("fail", (5, 5, 0)),
-        ("silent", (5, 10, 0)),
-        ("ok", (10, 10, 0)),
-    ];
-    for (i, (mode, expected)) in phases.into_iter().enumerate() {
-        if i > 0 {
-            peer.restart(Some(mode));
-        }
+    let send = |mode: &str| {
         outputs::send(
             &handle,
-            (0..5i64).map(|n| Event::new(format!("{mode}.{i}.{n}"), "h").with_metric(n)),
-        );
-        wait_until(
-            &format!("counts {expected:?} after a batch to a peer in mode {mode}"),
-            DEADLINE,
-            || (outputs::counts(&stats) == expected).then_some(()),
-        );
+            (0..5i64).map(|n| Event::new(format!("{mode}.{n}"), "h").with_metric(n)),
+        )
+    };
+    send("ok");
+    wait_until("the first batch", DEADLINE, || {
+        (outputs::counts(&stats) == (5, 0, 0)).then_some(())
+    });
+    // Without a spool, a batch the server refuses or leaves unanswered is held and tried again.
+    for (mode, error) in [("fail", "refused"), ("silent", "no answer within 300 ms")] {
+        peer.restart(Some(mode));
+        send(mode);
+        wait_until(&format!("the {mode} error"), DEADLINE, || {
+            stats
+                .last_error
+                .lock()
+                .unwrap()
+                .contains(error)
+                .then_some(())
+        });
+        assert_eq!(outputs::counts(&stats), (5, 0, 0), "{mode}");
+        assert!(pipit::telemetry::get(&stats.retried) > 0, "{mode}");
     }
+    peer.restart(Some("ok"));
+    send("later");
+    wait_until("every batch delivered", DEADLINE, || {
+        (outputs::counts(&stats) == (20, 0, 0)).then_some(())
+    });
     outputs::stop(handle, DEADLINE);
-    assert_eq!(outputs::counts(&stats), (10, 10, 0));
+    let services: std::collections::HashSet<String> = peer
+        .events()
+        .iter()
+        .filter_map(|l| common::peers::json_str(l, "service"))
+        .collect();
+    assert_eq!(services.len(), 20, "{services:?}");
 }
 
 #[test]

@@ -156,7 +156,7 @@ fn read(doc: &json::Node, file: &str, problems: &mut Problems) -> Option<Config>
         None => Vec::new(),
     };
     let outputs = match top.field("outputs") {
-        Some(field) => outputs::read_all(&field, problems),
+        Some(field) => outputs::read_all(&field, &agent.state_dir, problems),
         None => Vec::new(),
     };
     let control = match top.field("control") {

@@ -1,7 +1,5 @@
 //! The answer to `status`: version, uptime, config, and what each source and output did.
 //!
-//! Breaker states per target and spool depths are not reported: the delivery layer has neither
-//! yet; they join the output entries when it does.
 
 use std::time::SystemTime;
 
@@ -87,6 +85,31 @@ pub struct OutputStatus {
     pub dropped_shutdown: u64,
     /// Events waiting in its queue.
     pub queue_depth: u64,
+    /// Events sent again after a failed attempt.
+    pub retried: u64,
+    /// Events written to its disk spool.
+    pub spooled: u64,
+    /// Events delivered from its disk spool.
+    pub replayed: u64,
+    /// Events dropped because its spool was full.
+    pub dropped_spool_full: u64,
+    /// Events in its spool waiting for replay.
+    pub spool_depth: u64,
+    /// Bytes in its spool directory.
+    pub spool_bytes: u64,
+    /// Each target and its breaker state (`closed`, `open`, `half_open`).
+    pub targets: Vec<TargetStatus>,
+    /// The last delivery error; empty when none.
+    pub last_error: String,
+}
+
+/// One target of an output.
+#[derive(Debug, Clone, Serialize)]
+pub struct TargetStatus {
+    /// `host:port`.
+    pub name: String,
+    /// Its circuit breaker: `closed`, `open` or `half_open`.
+    pub breaker: &'static str,
 }
 
 fn seconds(t: SystemTime) -> f64 {
@@ -136,6 +159,27 @@ impl Status {
                     dropped_queue_full: get(&o.dropped_queue_full),
                     dropped_shutdown: get(&o.dropped_shutdown),
                     queue_depth: get(&o.queued),
+                    retried: get(&o.retried),
+                    spooled: get(&o.spooled_events),
+                    replayed: get(&o.replayed),
+                    dropped_spool_full: get(&o.dropped_spool_full),
+                    spool_depth: get(&o.spool_events),
+                    spool_bytes: get(&o.spool_bytes),
+                    targets: o
+                        .breakers
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .iter()
+                        .map(|(name, breaker)| TargetStatus {
+                            name: name.clone(),
+                            breaker,
+                        })
+                        .collect(),
+                    last_error: o
+                        .last_error
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .clone(),
                 })
             })
             .collect();

@@ -1,6 +1,7 @@
 //! A circuit breaker per target: after `failures` consecutive failed (or too slow) deliveries the
 //! target is open (not contacted) for `reset_timeout`, then half-open (one probe batch); a success
-//! closes it, a failure opens it again. Each change of state is logged once.
+//! closes it, a failure opens it again. Each change of state is logged once: opening (warn) and closing
+//! (info); the probes of an outage and their failures at debug level, so a long outage logs two lines.
 
 use std::time::{Duration, Instant};
 
@@ -71,13 +72,23 @@ impl Breaker {
         }
     }
 
+    /// How long until an open breaker lets a probe through (zero when not open).
+    pub fn until_probe(&self, now: Instant) -> Duration {
+        match (self.state, self.opened_at) {
+            (BreakerState::Open, Some(at)) => {
+                (at + self.config.reset_timeout).saturating_duration_since(now)
+            }
+            _ => Duration::ZERO,
+        }
+    }
+
     /// Whether a delivery may be tried now; moves an open breaker whose timeout passed to
     /// half-open.
     pub fn allow(&mut self, now: Instant) -> bool {
         let state = self.state(now);
         if state != self.state {
             self.state = state;
-            log::info!(target: &self.log_target, "{}: circuit half-open, probing", self.target);
+            log::debug!(target: &self.log_target, "{}: circuit half-open, probing", self.target);
         }
         state != BreakerState::Open
     }
@@ -97,7 +108,10 @@ impl Breaker {
         self.consecutive = self.consecutive.saturating_add(1);
         let open = self.state == BreakerState::HalfOpen || self.consecutive >= self.config.failures;
         if open {
-            if self.state != BreakerState::Open {
+            if self.state == BreakerState::HalfOpen {
+                // A failed probe during an outage: at debug level, so a long outage logs once.
+                log::debug!(target: &self.log_target, "{}: probe failed; circuit open again", self.target);
+            } else if self.state != BreakerState::Open {
                 let why = if too_slow {
                     " (deliveries slower than expected_in)"
                 } else {

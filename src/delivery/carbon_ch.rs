@@ -36,6 +36,37 @@ pub struct Destination {
 }
 
 impl Destination {
+    /// A destination without an instance.
+    pub fn new(host: &str, port: u16) -> Destination {
+        Destination {
+            node: Node {
+                host: host
+                    .trim_start_matches('[')
+                    .trim_end_matches(']')
+                    .to_owned(),
+                instance: None,
+            },
+            port,
+        }
+    }
+
+    /// `host:port` to connect to, with brackets around an IPv6 address.
+    pub fn addr(&self) -> String {
+        if self.node.host.contains(':') {
+            format!("[{}]:{}", self.node.host, self.port)
+        } else {
+            format!("{}:{}", self.node.host, self.port)
+        }
+    }
+
+    /// The destination as written in a config: `host:port[:instance]`.
+    pub fn name(&self) -> String {
+        match &self.node.instance {
+            Some(instance) => format!("{}:{instance}", self.addr()),
+            None => self.addr(),
+        }
+    }
+
     /// Parses a destination as carbon does; `None` when the port is missing or not a number.
     pub fn parse(text: &str) -> Option<Destination> {
         let s = text.trim();

@@ -1,12 +1,89 @@
 //! Delivery: the queue in front of each output and the writer thread that drains it in batches,
-//! and the pieces every output shares (backoff, circuit breaker, consistent hashing, rate limit,
-//! disk spool). Written once, shared by every output.
+//! and the pieces every output shares (targets and strategies, retries with backoff, circuit
+//! breaker, consistent hashing, rate limit, disk spool, fallback). Written once, shared by every
+//! output; see docs/delivery.md for the settings and the guarantees.
 
 pub mod backoff;
 pub mod breaker;
 pub mod carbon_ch;
+pub mod config;
 pub mod rate_limit;
 pub mod spool;
+pub mod targets;
 pub mod writer;
 
-pub use writer::OutputHandle;
+pub use writer::{OutputHandle, wire_fallbacks};
+
+use crate::event::Event;
+use crate::outputs::OutputConfig;
+
+/// An estimate of the memory an event holds: its own size and the text it points to. The queue's
+/// byte bound counts with it.
+pub fn event_bytes(event: &Event) -> u64 {
+    let text = event.service.len()
+        + event.host.len()
+        + event.description.as_ref().map_or(0, String::len)
+        + event.tags.iter().map(|t| t.len() + 24).sum::<usize>()
+        + event
+            .attributes
+            .iter()
+            .map(|(k, v)| k.len() + v.len() + 64)
+            .sum::<usize>();
+    (std::mem::size_of::<Event>() + text) as u64
+}
+
+/// Checks every `fallback`: it names another output, and following fallbacks never comes back.
+pub fn check_fallbacks(outputs: &[OutputConfig]) -> Result<(), String> {
+    for o in outputs {
+        let mut seen = vec![o.name.as_str()];
+        let mut next = o.delivery.fallback.as_deref();
+        while let Some(name) = next {
+            let Some(target) = outputs.iter().find(|t| t.name == name) else {
+                return Err(format!(
+                    "output \"{}\": fallback \"{name}\" is not an output of this config",
+                    o.name
+                ));
+            };
+            if seen.contains(&name) {
+                return Err(format!(
+                    "output \"{}\": fallbacks go round in a circle ({} -> {name})",
+                    o.name,
+                    seen.join(" -> ")
+                ));
+            }
+            seen.push(name);
+            next = target.delivery.fallback.as_deref();
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::config;
+
+    fn errors(outputs: &str) -> Vec<String> {
+        let text = format!(r#"{{"outputs": [{outputs}]}}"#);
+        match config::parse("t.json", &text) {
+            Ok(_) => Vec::new(),
+            Err(e) => vec![format!("{e:?}")],
+        }
+    }
+
+    #[test]
+    fn a_fallback_must_name_another_output_without_a_circle() {
+        let a = r#"{"type": "stdout", "name": "a", "fallback": "b"}"#;
+        let b = r#"{"type": "stdout", "name": "b"}"#;
+        assert!(errors(&format!("{a}, {b}")).is_empty());
+        let e = errors(a);
+        assert!(
+            e[0].contains("fallback \\\"b\\\" is not an output"),
+            "{e:?}"
+        );
+        let e = errors(r#"{"type": "stdout", "name": "a", "fallback": "a"}"#);
+        assert!(e[0].contains("go round in a circle"), "{e:?}");
+        let b = r#"{"type": "stdout", "name": "b", "fallback": "a"}"#;
+        let e = errors(&format!("{a}, {b}"));
+        assert!(e[0].contains("go round in a circle (a -> b -> a)"), "{e:?}");
+    }
+}

@@ -77,6 +77,10 @@ pub struct SpoolStats {
     pub dropped_full: u64,
     /// Records skipped because they were corrupt.
     pub corrupt_records: u64,
+    /// Events written since the spool was opened.
+    pub written_events: u64,
+    /// Bytes written since the spool was opened, headers included.
+    pub written_bytes: u64,
 }
 
 #[derive(Debug)]
@@ -171,6 +175,22 @@ impl Spool {
         self.stats
     }
 
+    /// What the spool drops when full.
+    pub fn when_full(&self) -> WhenFull {
+        self.config.when_full
+    }
+
+    /// Saves the read position and, unless the policy is `never`, forces the segment being
+    /// written to the disk.
+    pub fn close(mut self) -> Result<(), SpoolError> {
+        if let Some(writer) = self.writer.take() {
+            if self.config.fsync != Fsync::Never {
+                let _ = writer.sync_data();
+            }
+        }
+        self.checkpoint()
+    }
+
     /// True when nothing waits for replay.
     pub fn is_empty(&self) -> bool {
         self.stats.events == 0
@@ -261,6 +281,8 @@ impl Spool {
         last.events += batch.len() as u64;
         self.stats.bytes += record_len;
         self.stats.events += batch.len() as u64;
+        self.stats.written_bytes += record_len;
+        self.stats.written_events += batch.len() as u64;
         Ok(dropped)
     }
 

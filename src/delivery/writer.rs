@@ -1,19 +1,38 @@
-//! One output's bounded queue and the blocking writer thread that drains it in batches.
+//! One output's bounded queue and the blocking writer thread that drains it in batches and
+//! delivers them: to its targets by strategy, through each target's breaker, with bounded retries
+//! and jittered backoff; what no target takes goes to the fallback output or the disk spool, and
+//! the spool is replayed, oldest first, alternating with live batches, once a target takes data.
 //!
 //! The queue outlives its writer: when a reload changes an output's config, the old writer finishes
 //! the batch in its hands and the new writer carries on from the same queue, so nothing queued is
-//! lost. At shutdown the queue's senders are dropped and the writer drains what is left.
+//! lost. At shutdown the writer learns the deadline, stops retrying, spools (when it has a spool)
+//! what its targets do not take at once, and drains the queue.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::{Receiver, Sender, bounded, select};
+use crossbeam_channel::{Receiver, Sender, after, bounded, never, select};
 
+use super::backoff::Jitter;
+use super::event_bytes;
+use super::rate_limit::TokenBucket;
+use super::spool::{Spool, WhenFull};
+use super::targets::{Part, TargetGroup};
 use crate::complain::Complaint;
 use crate::event::Event;
-use crate::outputs::{self, Output, OutputConfig, OutputError};
-use crate::telemetry::{OutputStats, add, get, sub};
+use crate::outputs::{self, ErrorKind, OutputConfig, OutputError};
+use crate::router::{self, Route};
+use crate::telemetry::{OutputStats, add, get, set, sub};
+
+/// How often the spool's read position is saved while it is replayed.
+const CHECKPOINT_EVERY: Duration = Duration::from_secs(5);
+
+/// How long an idle writer waits before looking at its spool again.
+const IDLE: Duration = Duration::from_secs(1);
+
+/// The fallback output of an output: where batches go that no target takes.
+type FallbackSlot = Arc<Mutex<Option<Route>>>;
 
 /// A running output: its queue, its counters and its writer thread.
 #[derive(Debug)]
@@ -25,13 +44,14 @@ pub struct OutputHandle {
     queue: Option<Sender<Event>>,
     receiver: Receiver<Event>,
     stop: Option<Sender<()>>,
+    closing: Option<Sender<Instant>>,
+    fallback: FallbackSlot,
     thread: Option<JoinHandle<()>>,
 }
 
 impl OutputHandle {
     /// Builds the output and starts its writer on a fresh queue.
     pub fn start(config: OutputConfig) -> Result<OutputHandle, OutputError> {
-        let output = config.spec.build()?;
         let (queue, receiver) = bounded(config.queue_size);
         let stats = Arc::new(OutputStats::new(&config.name));
         let mut handle = OutputHandle {
@@ -40,28 +60,61 @@ impl OutputHandle {
             queue: Some(queue),
             receiver,
             stop: None,
+            closing: None,
+            fallback: Arc::default(),
             thread: None,
         };
-        handle.spawn_writer(output)?;
+        let writer = handle.writer()?;
+        handle.spawn(writer)?;
         Ok(handle)
     }
 
-    fn spawn_writer(&mut self, output: Box<dyn Output>) -> Result<(), OutputError> {
-        let (stop, stop_rx) = bounded::<()>(0);
-        let writer = Writer {
-            output,
-            queue: self.receiver.clone(),
-            stop: stop_rx,
-            stats: self.stats.clone(),
-            batch_size: self.config.batch_size,
-            batch_timeout: self.config.batch_timeout,
-            complaint: Complaint::new(outputs::log_target(&self.config.name)),
+    /// Builds a writer for the handle's config: its targets and its spool.
+    fn writer(&self) -> Result<Writer, OutputError> {
+        let config = &self.config;
+        let group = TargetGroup::build(config)?;
+        let spool = match &config.delivery.spool {
+            Some(s) => Some(Spool::open(s.clone()).map_err(|e| OutputError::failed(e.0))?),
+            None => None,
         };
+        let now = Instant::now();
+        Ok(Writer {
+            group,
+            config: config.clone(),
+            queue: self.receiver.clone(),
+            stop: never(),
+            closing: never(),
+            stats: self.stats.clone(),
+            fallback: self.fallback.clone(),
+            spool,
+            bucket: config
+                .delivery
+                .rate_limit
+                .map(|r| TokenBucket::new(r.per_second, r.burst, now)),
+            jitter: Jitter::new(),
+            deadline: None,
+            stopping: false,
+            healthy: true,
+            next_probe: now,
+            replay_failures: 0,
+            last_checkpoint: now,
+            complaint: Complaint::new(outputs::log_target(&config.name)),
+            fallback_complaint: Complaint::new(outputs::log_target(&config.name)),
+        })
+    }
+
+    fn spawn(&mut self, mut writer: Writer) -> Result<(), OutputError> {
+        let (stop, stop_rx) = bounded::<()>(0);
+        let (closing, closing_rx) = bounded::<Instant>(1);
+        writer.stop = stop_rx;
+        writer.closing = closing_rx;
+        writer.publish();
         let thread = thread::Builder::new()
             .name(format!("out/{}", self.config.name))
             .spawn(move || writer.run())
-            .map_err(|e| OutputError(format!("cannot start the writer thread: {e}")))?;
+            .map_err(|e| OutputError::failed(format!("cannot start the writer thread: {e}")))?;
         self.stop = Some(stop);
+        self.closing = Some(closing);
         self.thread = Some(thread);
         Ok(())
     }
@@ -71,22 +124,47 @@ impl OutputHandle {
         self.queue.clone()
     }
 
+    /// The route into this output's queue.
+    pub fn route(&self) -> Option<Route> {
+        Some(Route {
+            selector: self.config.selector.clone(),
+            queue: self.sender()?,
+            max_bytes: self.config.delivery.queue_max_bytes,
+            stats: self.stats.clone(),
+        })
+    }
+
     /// Replaces the writer with one built from `config`, keeping the queue and the counters. The
-    /// new output is built first: on a build error the old writer keeps running untouched.
+    /// new output is built first: on a build error the old writer keeps running untouched. The
+    /// spool is handed over: the old writer saves its position, the new one opens it again.
     pub fn replace(&mut self, config: OutputConfig) -> Result<(), OutputError> {
-        let output = config.spec.build()?;
+        // The spool is only checked here: it is opened once the old writer has let go of it.
+        TargetGroup::build(&config)?;
         // Stop the old writer: it finishes the batch in its hands and leaves the queue as it is.
         self.stop = None;
         if let Some(t) = self.thread.take() {
             let _ = t.join();
         }
-        self.config = config;
-        self.spawn_writer(output)
+        let old = std::mem::replace(&mut self.config, config);
+        match self.writer() {
+            Ok(writer) => self.spawn(writer),
+            Err(e) => {
+                // The new spool cannot be opened: carry on with the old config.
+                self.config = old;
+                let writer = self.writer()?;
+                self.spawn(writer)?;
+                Err(e)
+            }
+        }
     }
 
-    /// Closes the queue: the writer delivers what is left and exits.
-    pub fn close(&mut self) {
+    /// Closes the queue and tells the writer it has until `deadline`: it delivers (or spools)
+    /// what is left and exits.
+    pub fn close(&mut self, deadline: Instant) {
         self.queue = None;
+        if let Some(closing) = self.closing.take() {
+            let _ = closing.try_send(deadline);
+        }
     }
 
     /// Waits for the writer until `deadline`; what is still queued then is counted as dropped.
@@ -108,87 +186,448 @@ impl OutputHandle {
     }
 }
 
+/// Gives each output the route to its `fallback` output (after a start or a reload).
+pub fn wire_fallbacks(outputs: &[OutputHandle]) {
+    for o in outputs {
+        let route = o.config.delivery.fallback.as_ref().and_then(|name| {
+            outputs
+                .iter()
+                .find(|f| &f.config.name == name)
+                .and_then(OutputHandle::route)
+        });
+        *o.fallback.lock().unwrap_or_else(|e| e.into_inner()) = route;
+    }
+}
+
 struct Writer {
-    output: Box<dyn Output>,
+    group: TargetGroup,
+    config: OutputConfig,
     queue: Receiver<Event>,
     stop: Receiver<()>,
+    closing: Receiver<Instant>,
     stats: Arc<OutputStats>,
-    batch_size: usize,
-    batch_timeout: Duration,
+    fallback: FallbackSlot,
+    spool: Option<Spool>,
+    bucket: Option<TokenBucket>,
+    jitter: Jitter,
+    /// The stop deadline, once the agent is stopping.
+    deadline: Option<Instant>,
+    /// Set when a reload asked this writer to hand over.
+    stopping: bool,
+    /// Whether the last delivery reached a target; the spool is replayed only then (or when a
+    /// probe is due).
+    healthy: bool,
+    next_probe: Instant,
+    replay_failures: u32,
+    last_checkpoint: Instant,
     complaint: Complaint,
+    fallback_complaint: Complaint,
+}
+
+/// What became of a batch.
+enum Outcome {
+    /// Every event reached a target (or was refused as bad, or left out as unencodable).
+    Delivered,
+    /// These events reached no target.
+    Undelivered(Vec<Event>),
 }
 
 impl Writer {
     fn run(mut self) {
-        let mut batch: Vec<Event> = Vec::with_capacity(self.batch_size.min(4096));
+        let mut batch: Vec<Event> = Vec::with_capacity(self.config.batch_size.min(4096));
         loop {
+            if self.replay_due() {
+                self.replay_one();
+            }
+            let wait = if self.replay_due() {
+                Duration::ZERO
+            } else {
+                IDLE
+            };
             let first = select! {
                 recv(self.queue) -> msg => match msg {
-                    Ok(event) => event,
-                    Err(_) => return,
+                    Ok(event) => Some(event),
+                    Err(_) => break,
                 },
-                recv(self.stop) -> _ => return,
-            };
-            sub(&self.stats.queued, 1);
-            batch.push(first);
-            let (closed, stopping) = self.fill(&mut batch);
-            self.deliver(&mut batch);
-            if closed || stopping {
-                if closed {
-                    log::debug!(target: &outputs::log_target(&self.stats.name), "queue closed and drained");
+                recv(self.stop) -> _ => {
+                    self.stopping = true;
+                    break;
                 }
-                return;
+                recv(self.closing) -> msg => {
+                    self.shutdown(msg.ok());
+                    None
+                }
+                default(wait) => None,
+            };
+            let Some(first) = first else { continue };
+            self.took(&first);
+            batch.push(first);
+            let closed = self.fill(&mut batch);
+            self.deliver_live(std::mem::take(&mut batch));
+            if closed || self.stopping {
+                break;
+            }
+        }
+        if !self.stopping {
+            log::debug!(target: &outputs::log_target(&self.stats.name), "queue closed and drained");
+        }
+        if let Some(spool) = self.spool.take() {
+            if let Err(e) = spool.close() {
+                self.complaint.fail(&e.0);
             }
         }
     }
 
+    /// Notes the stop deadline: no more retries, no more replays.
+    fn shutdown(&mut self, deadline: Option<Instant>) {
+        self.closing = never();
+        if let Some(d) = deadline {
+            self.deadline = Some(d);
+        }
+    }
+
+    fn took(&self, event: &Event) {
+        sub(&self.stats.queued, 1);
+        sub(&self.stats.queued_bytes, event_bytes(event));
+    }
+
     /// Adds events until the batch is full or its time is up; says whether the queue was closed
-    /// (and drained) or the writer asked to stop.
-    fn fill(&mut self, batch: &mut Vec<Event>) -> (bool, bool) {
-        let deadline = Instant::now() + self.batch_timeout;
-        while batch.len() < self.batch_size {
+    /// (and drained).
+    fn fill(&mut self, batch: &mut Vec<Event>) -> bool {
+        let deadline = Instant::now() + self.config.batch_timeout;
+        while batch.len() < self.config.batch_size {
             let wait = deadline.saturating_duration_since(Instant::now());
             select! {
                 recv(self.queue) -> msg => match msg {
                     Ok(event) => {
-                        sub(&self.stats.queued, 1);
+                        self.took(&event);
                         batch.push(event);
                     }
-                    Err(_) => return (true, false),
+                    Err(_) => return true,
                 },
-                recv(self.stop) -> _ => return (false, true),
+                recv(self.stop) -> _ => {
+                    self.stopping = true;
+                    return false;
+                }
+                recv(self.closing) -> msg => self.shutdown(msg.ok()),
                 default(wait) => {
                     // A closed queue may still hold events: keep draining it without waiting.
                     if self.queue.is_empty() {
-                        return (false, false);
+                        return false;
                     }
                 }
             }
         }
-        (false, false)
+        false
     }
 
-    fn deliver(&mut self, batch: &mut Vec<Event>) {
-        let result = self.output.write(batch);
-        let unencodable = self.output.take_unencodable();
-        add(&self.stats.dropped_unencodable, unencodable);
-        let n = (batch.len() as u64).saturating_sub(unencodable);
-        match result {
-            Ok(()) => {
-                add(&self.stats.events_out, n);
-                self.complaint.recover();
+    /// Waits up to `d`, cut short by a reload's stop or by the stop deadline; false when cut short.
+    fn pause(&mut self, d: Duration) -> bool {
+        let d = match self.deadline {
+            Some(deadline) => return Instant::now() + d < deadline && self.sleep(d),
+            None => d,
+        };
+        self.sleep(d)
+    }
+
+    fn sleep(&mut self, d: Duration) -> bool {
+        select! {
+            recv(self.stop) -> _ => {
+                self.stopping = true;
+                false
             }
-            Err(e) if self.output.rejected() => {
-                add(&self.stats.dropped_rejected, n);
-                self.complaint
-                    .fail(&format!("dropped {n} event(s) the backend refused: {e}"));
+            recv(self.closing) -> msg => {
+                self.shutdown(msg.ok());
+                false
             }
-            Err(e) => {
-                add(&self.stats.failed, n);
-                self.complaint
-                    .fail(&format!("delivery of {n} event(s) failed: {e}"));
+            recv(after(d)) -> _ => true,
+        }
+    }
+
+    /// Delivers a batch from the queue, within the rate limit.
+    fn deliver_live(&mut self, mut batch: Vec<Event>) {
+        while !batch.is_empty() {
+            let take = match &mut self.bucket {
+                None => batch.len(),
+                Some(bucket) => {
+                    let now = Instant::now();
+                    let got = bucket.take(batch.len(), now);
+                    if got == 0 {
+                        let wait = bucket.wait_for(1, now);
+                        if self.pause(wait) {
+                            continue;
+                        }
+                        // Stopping: what is left is not held back by the limit.
+                        batch.len()
+                    } else {
+                        got
+                    }
+                }
+            };
+            let rest = batch.split_off(take);
+            self.deliver_batch(batch);
+            batch = rest;
+        }
+    }
+
+    /// Delivers a live batch; what no target takes goes to the fallback or the spool. Without
+    /// either, the batch is held and tried again when a target may be contacted, while the queue
+    /// behind it fills up to its bound: a short outage loses nothing, a long one loses what the
+    /// queue cannot hold (counted as `dropped`).
+    fn deliver_batch(&mut self, batch: Vec<Event>) {
+        let mut left = self.deliver(batch);
+        let mut round = 0;
+        while let Outcome::Undelivered(events) = left {
+            self.publish();
+            let has_fallback = self
+                .fallback
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .is_some();
+            let hold = !has_fallback && self.spool.is_none();
+            let wait = self
+                .group
+                .until_probe(Instant::now())
+                .max(self.config.delivery.backoff.delay(round, &mut self.jitter));
+            round = round.saturating_add(1);
+            if !hold || self.deadline.is_some() || self.stopping || !self.pause(wait) {
+                self.set_aside(events);
+                break;
+            }
+            add(&self.stats.retried, events.len() as u64);
+            left = self.deliver(events);
+        }
+        self.publish();
+    }
+
+    /// Sends a batch to its targets per the strategy, with retries.
+    fn deliver(&mut self, batch: Vec<Event>) -> Outcome {
+        let parts = self.group.plan(self.config.spec.as_ref(), batch);
+        let mut left = Vec::new();
+        for part in parts {
+            if let Err(events) = self.attempt(part) {
+                left.extend(events);
             }
         }
-        batch.clear();
+        self.healthy = left.is_empty();
+        if left.is_empty() {
+            Outcome::Delivered
+        } else {
+            Outcome::Undelivered(left)
+        }
+    }
+
+    /// Tries a part on its targets in turn, in rounds with backoff between them, at most
+    /// `retries` rounds after the first. Gives the events back when none took them.
+    fn attempt(&mut self, part: Part) -> Result<(), Vec<Event>> {
+        let Part { order, events } = part;
+        let n = events.len() as u64;
+        let retries = if self.deadline.is_some() || self.stopping {
+            0
+        } else {
+            self.config.delivery.retries
+        };
+        for round in 0..=retries {
+            let mut tried = false;
+            let mut give_up = false;
+            for &i in &order {
+                // At shutdown with a spool, the spool is the safe place once the deadline nears.
+                if self.spool.is_some() && self.deadline_near() {
+                    return Err(events);
+                }
+                let target = &mut self.group.targets[i];
+                let start = Instant::now();
+                if !target.breaker.allow(start) {
+                    continue;
+                }
+                tried = true;
+                let result = target.output.write(&events);
+                let unencodable = target.output.take_unencodable();
+                let reached = !matches!(&result, Err(e) if e.kind != ErrorKind::Rejected);
+                target
+                    .breaker
+                    .record(Instant::now(), reached, start.elapsed());
+                match result {
+                    Ok(()) => {
+                        add(&self.stats.dropped_unencodable, unencodable);
+                        add(&self.stats.events_out, n.saturating_sub(unencodable));
+                        self.complaint.recover();
+                        return Ok(());
+                    }
+                    Err(e) if e.kind == ErrorKind::Rejected => {
+                        add(&self.stats.dropped_unencodable, unencodable);
+                        add(&self.stats.dropped_rejected, n.saturating_sub(unencodable));
+                        self.note_error(&format!("dropped {n} event(s) the backend refused: {e}"));
+                        return Ok(());
+                    }
+                    Err(e) => {
+                        let timed_out = e.kind == ErrorKind::Timeout;
+                        self.note_error(&format!("delivery of {n} event(s) failed: {e}"));
+                        if timed_out && !self.config.delivery.retry_on_timeout {
+                            give_up = true;
+                            break;
+                        }
+                    }
+                }
+            }
+            if !tried || give_up || round == retries {
+                break;
+            }
+            let delay = self.config.delivery.backoff.delay(round, &mut self.jitter);
+            if !self.pause(delay) {
+                break;
+            }
+            add(&self.stats.retried, n);
+        }
+        Err(events)
+    }
+
+    /// True when less than 250 ms are left before the stop deadline.
+    fn deadline_near(&self) -> bool {
+        self.deadline
+            .is_some_and(|d| Instant::now() + Duration::from_millis(250) >= d)
+    }
+
+    fn note_error(&mut self, message: &str) {
+        self.complaint.fail(message);
+        let mut last = self
+            .stats
+            .last_error
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        last.clear();
+        last.push_str(message);
+    }
+
+    /// Puts events no target took in the fallback output, else the spool, else counts them failed.
+    fn set_aside(&mut self, events: Vec<Event>) {
+        let n = events.len() as u64;
+        let fallback = self
+            .fallback
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        if let Some(route) = fallback {
+            add(&self.stats.to_fallback, n);
+            for event in events {
+                router::offer(&route, event, &mut self.fallback_complaint);
+            }
+            return;
+        }
+        match &mut self.spool {
+            Some(spool) => {
+                let before = spool.stats();
+                match spool.push(&events) {
+                    Ok(dropped) => {
+                        let after = spool.stats();
+                        add(
+                            &self.stats.spooled_events,
+                            after.written_events - before.written_events,
+                        );
+                        add(
+                            &self.stats.spooled_bytes,
+                            after.written_bytes - before.written_bytes,
+                        );
+                        add(&self.stats.dropped_spool_full, dropped);
+                        if dropped > 0 {
+                            let which = match spool.when_full() {
+                                WhenFull::DropOldest => "the oldest",
+                                WhenFull::DropNewest => "the newest",
+                            };
+                            self.complaint
+                                .fail(&format!("spool full: dropped {dropped} event(s), {which}"));
+                        }
+                    }
+                    Err(e) => {
+                        add(&self.stats.failed, n);
+                        self.note_error(&format!("cannot spool {n} event(s): {e}"));
+                    }
+                }
+                self.publish();
+            }
+            None => add(&self.stats.failed, n),
+        }
+    }
+
+    /// Whether a spooled batch should be tried now.
+    fn replay_due(&self) -> bool {
+        self.deadline.is_none()
+            && !self.stopping
+            && self.spool.as_ref().is_some_and(|s| !s.is_empty())
+            && (self.healthy || Instant::now() >= self.next_probe)
+    }
+
+    /// Delivers the oldest spooled batch; on failure it stays in the spool and the next try waits.
+    fn replay_one(&mut self) {
+        let Some(spool) = &mut self.spool else { return };
+        let batch = match spool.peek() {
+            Ok(Some(batch)) => batch,
+            Ok(None) => return,
+            Err(e) => {
+                self.note_error(&format!("cannot read the spool: {e}"));
+                self.healthy = false;
+                self.next_probe = Instant::now() + IDLE;
+                return;
+            }
+        };
+        let n = batch.len() as u64;
+        let retries = self.config.delivery.retries;
+        self.config.delivery.retries = 0;
+        let outcome = self.deliver(batch);
+        self.config.delivery.retries = retries;
+        let Some(spool) = &mut self.spool else { return };
+        // The read position moves only when something was delivered: an outage writes no cursor.
+        let moved = match &outcome {
+            Outcome::Delivered => true,
+            Outcome::Undelivered(left) => (left.len() as u64) < n,
+        };
+        let result = match outcome {
+            Outcome::Delivered => {
+                add(&self.stats.replayed, n);
+                self.replay_failures = 0;
+                spool.commit()
+            }
+            Outcome::Undelivered(left) if (left.len() as u64) < n => {
+                // Part went (carbon_ch): keep the rest, at the end of the spool.
+                add(&self.stats.replayed, n - left.len() as u64);
+                spool.commit().and_then(|()| spool.push(&left).map(drop))
+            }
+            Outcome::Undelivered(_) => {
+                let delay = self
+                    .config
+                    .delivery
+                    .backoff
+                    .delay(self.replay_failures, &mut self.jitter);
+                self.replay_failures = self.replay_failures.saturating_add(1);
+                self.next_probe = Instant::now() + delay.max(IDLE);
+                Ok(())
+            }
+        };
+        if let Err(e) = result {
+            self.note_error(&format!("spool: {e}"));
+        }
+        if moved && self.last_checkpoint.elapsed() >= CHECKPOINT_EVERY {
+            self.last_checkpoint = Instant::now();
+            if let Some(Err(e)) = self.spool.as_mut().map(Spool::checkpoint) {
+                self.note_error(&format!("spool: {e}"));
+            }
+        }
+        self.publish();
+    }
+
+    /// Publishes breaker states and spool depth for `self` and `status`.
+    fn publish(&self) {
+        let states = self.group.states(Instant::now());
+        *self
+            .stats
+            .breakers
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()) = states;
+        if let Some(spool) = &self.spool {
+            let s = spool.stats();
+            set(&self.stats.spool_events, s.events);
+            set(&self.stats.spool_bytes, s.bytes);
+            set(&self.stats.spool_corrupt, s.corrupt_records);
+        }
     }
 }

@@ -12,10 +12,12 @@ pub mod riemann;
 pub mod stdout;
 
 use std::fmt;
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
 use crate::config::reader::{self, Field, Problems, Table};
+use crate::delivery::config::DeliveryConfig;
 use crate::event::Event;
 use crate::pattern::{Pattern, Selector};
 
@@ -26,14 +28,9 @@ pub fn log_target(name: &str) -> String {
 
 /// A built output, owned by its writer thread.
 pub trait Output: Send {
-    /// Delivers a batch; on error none of it counts as delivered.
+    /// Delivers a batch; on error none of it counts as delivered, and the error's kind says
+    /// whether a retry may help.
     fn write(&mut self, batch: &[Event]) -> Result<(), OutputError>;
-
-    /// True when the last `write` failed because the backend refused the batch itself as bad (an
-    /// HTTP 4xx, say): the batch is then counted as rejected and dropped, never retried.
-    fn rejected(&self) -> bool {
-        false
-    }
 
     /// How many events of the last write the output left out because it cannot encode them (a
     /// metric-only output given an event without a metric, a name it cannot send); they count as
@@ -45,26 +42,91 @@ pub trait Output: Send {
 
 /// An output's validated config, able to build the output.
 pub trait OutputSpec: Send + Sync + fmt::Debug {
-    /// Builds the output (opening what it writes to).
+    /// Builds the output (opening what it writes to); for several targets, the first one's.
     fn build(&self) -> Result<Box<dyn Output>, OutputError>;
+
+    /// The names of the output's targets (`host:port`), in config order; one unless the output
+    /// takes a `targets` list.
+    fn targets(&self) -> Vec<String> {
+        vec![self.describe()]
+    }
+
+    /// Builds the output that writes to target `index` of [`OutputSpec::targets`].
+    fn build_target(&self, index: usize) -> Result<Box<dyn Output>, OutputError> {
+        let _ = index;
+        self.build()
+    }
+
+    /// Writes into `key` what places `event` on a consistent-hash ring (the `carbon_ch`
+    /// strategy); false when the event has no such key.
+    fn placement_key(&self, event: &Event, key: &mut String) -> bool {
+        let _ = (event, key);
+        false
+    }
 
     /// A few words for `pipit check`, such as `graphite lines to stdout`.
     fn describe(&self) -> String;
 }
 
-/// Why a delivery failed, in words for the log.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct OutputError(pub String);
+/// What kind of failure a delivery met, which decides what the delivery layer does next.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorKind {
+    /// The backend could not be reached or the transfer broke: retried, then spooled.
+    Failed,
+    /// A step ran out of time (connect, write, ack): retried only with `retry_on_timeout`.
+    Timeout,
+    /// The backend refused the batch itself as bad (an HTTP 4xx, say): dropped, never retried.
+    Rejected,
+}
 
-impl fmt::Display for OutputError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
+/// Why a delivery failed: its kind and words for the log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutputError {
+    /// What kind of failure.
+    pub kind: ErrorKind,
+    /// What happened, naming the backend.
+    pub message: String,
+}
+
+impl OutputError {
+    /// A failure a retry may cure.
+    pub fn failed(message: impl Into<String>) -> OutputError {
+        OutputError {
+            kind: ErrorKind::Failed,
+            message: message.into(),
+        }
+    }
+
+    /// A step that ran out of time.
+    pub fn timeout(message: impl Into<String>) -> OutputError {
+        OutputError {
+            kind: ErrorKind::Timeout,
+            message: message.into(),
+        }
+    }
+
+    /// A batch the backend refused as bad.
+    pub fn rejected(message: impl Into<String>) -> OutputError {
+        OutputError {
+            kind: ErrorKind::Rejected,
+            message: message.into(),
+        }
+    }
+
+    /// A failure caused by the I/O error `e`: a timeout when `e` says so.
+    pub fn io(e: &std::io::Error, message: String) -> OutputError {
+        match e.kind() {
+            std::io::ErrorKind::TimedOut | std::io::ErrorKind::WouldBlock => {
+                OutputError::timeout(message)
+            }
+            _ => OutputError::failed(message),
+        }
     }
 }
 
-impl From<std::io::Error> for OutputError {
-    fn from(e: std::io::Error) -> OutputError {
-        OutputError(e.to_string())
+impl fmt::Display for OutputError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)
     }
 }
 
@@ -117,6 +179,8 @@ pub struct OutputConfig {
     pub batch_size: usize,
     /// Longest time an event waits for its batch to fill; default 1 s.
     pub batch_timeout: Duration,
+    /// Targets, retries, breaker, spool, fallback and rate limit.
+    pub delivery: DeliveryConfig,
     /// The type's own settings.
     pub spec: Arc<dyn OutputSpec>,
 }
@@ -126,23 +190,33 @@ impl OutputConfig {
     /// unchanged output running; a changed one's new writer takes over its queue.
     pub fn fingerprint(&self) -> String {
         format!(
-            "{}|{:?}|{}|{}|{:?}|{:?}",
+            "{}|{:?}|{}|{}|{:?}|{:?}|{:?}",
             self.kind,
             self.selector,
             self.queue_size,
             self.batch_size,
             self.batch_timeout,
+            self.delivery,
             self.spec
         )
     }
 }
 
-/// Reads the `outputs` array.
-pub fn read_all(field: &Field<'_>, problems: &mut Problems) -> Vec<OutputConfig> {
-    reader::named_list(field, problems, read_one, |c| &c.name)
+/// Reads the `outputs` array; spools default to directories under `state_dir`.
+pub fn read_all(field: &Field<'_>, state_dir: &Path, problems: &mut Problems) -> Vec<OutputConfig> {
+    let outputs = reader::named_list(
+        field,
+        problems,
+        |t, p| read_one(t, state_dir, p),
+        |c| &c.name,
+    );
+    if let Err(message) = crate::delivery::check_fallbacks(&outputs) {
+        problems.at(field, message);
+    }
+    outputs
 }
 
-fn read_one(t: &mut Table<'_>, problems: &mut Problems) -> Option<OutputConfig> {
+fn read_one(t: &mut Table<'_>, state_dir: &Path, problems: &mut Problems) -> Option<OutputConfig> {
     let kind = reader::registry_type(t, "output", REGISTRY, |e| e.name, LEFT_OUT, problems);
     let name = t.get::<String>("name", problems);
     let selector = Selector {
@@ -167,9 +241,20 @@ fn read_one(t: &mut Table<'_>, problems: &mut Problems) -> Option<OutputConfig> 
     );
     // Without a known type its keys cannot be told from typos: report only the type.
     let kind = kind?;
+    let name = name.unwrap_or_else(|| kind.name.to_owned());
+    let delivery = crate::delivery::config::read(t, &name, kind.name, state_dir, problems);
     let spec = (kind.read)(t, problems);
     t.finish(problems);
-    let name = name.unwrap_or_else(|| kind.name.to_owned());
+    if let (Some(spec), crate::delivery::config::Strategy::CarbonCh { replication, .. }) =
+        (&spec, delivery.strategy)
+    {
+        if replication > spec.targets().len() {
+            problems.at(
+                t.as_field(),
+                "replication is larger than the number of targets",
+            );
+        }
+    }
     Some(OutputConfig {
         name,
         kind: kind.name,
@@ -177,6 +262,7 @@ fn read_one(t: &mut Table<'_>, problems: &mut Problems) -> Option<OutputConfig> 
         queue_size,
         batch_size,
         batch_timeout,
+        delivery,
         spec: spec?,
     })
 }

@@ -64,6 +64,66 @@ pub const TYPE: SourceType = SourceType {
             description: "events waiting for the output",
         },
         MetricInfo {
+            name: "self.output.<name>.queue_bytes",
+            unit: "bytes",
+            description: "estimated memory of the events waiting for the output",
+        },
+        MetricInfo {
+            name: "self.output.<name>.retried",
+            unit: "count",
+            description: "events sent again after a failed attempt, once per retry",
+        },
+        MetricInfo {
+            name: "self.output.<name>.spooled",
+            unit: "count",
+            description: "events written to the disk spool",
+        },
+        MetricInfo {
+            name: "self.output.<name>.spooled_bytes",
+            unit: "bytes",
+            description: "bytes written to the disk spool",
+        },
+        MetricInfo {
+            name: "self.output.<name>.replayed",
+            unit: "count",
+            description: "events delivered from the disk spool",
+        },
+        MetricInfo {
+            name: "self.output.<name>.to_fallback",
+            unit: "count",
+            description: "events handed to the fallback output",
+        },
+        MetricInfo {
+            name: "self.output.<name>.dropped_spool_full",
+            unit: "count",
+            description: "events dropped because the spool was full",
+        },
+        MetricInfo {
+            name: "self.output.<name>.dropped_shutdown",
+            unit: "count",
+            description: "events still undelivered at the stop deadline",
+        },
+        MetricInfo {
+            name: "self.output.<name>.spool_depth",
+            unit: "count",
+            description: "events in the spool waiting for replay",
+        },
+        MetricInfo {
+            name: "self.output.<name>.spool_size",
+            unit: "bytes",
+            description: "bytes in the spool directory",
+        },
+        MetricInfo {
+            name: "self.output.<name>.spool_corrupt",
+            unit: "count",
+            description: "spool records skipped because they were corrupt",
+        },
+        MetricInfo {
+            name: "self.output.<name>.breaker.<target>",
+            unit: "state",
+            description: "the target's circuit breaker: 0 closed, 1 half-open, 2 open (dots and colons of the target become _)",
+        },
+        MetricInfo {
             name: "self.source.<name>.skipped_ticks",
             unit: "count",
             description: "ticks skipped because a collection overran",
@@ -141,6 +201,32 @@ impl Source for SelfStats {
                 get(&o.dropped_unencodable),
             );
             emit.metric(&format!("self.output.{n}.queue_depth"), get(&o.queued));
+            let delivery = [
+                ("queue_bytes", &o.queued_bytes),
+                ("retried", &o.retried),
+                ("spooled", &o.spooled_events),
+                ("spooled_bytes", &o.spooled_bytes),
+                ("replayed", &o.replayed),
+                ("to_fallback", &o.to_fallback),
+                ("dropped_spool_full", &o.dropped_spool_full),
+                ("dropped_shutdown", &o.dropped_shutdown),
+                ("spool_depth", &o.spool_events),
+                ("spool_size", &o.spool_bytes),
+                ("spool_corrupt", &o.spool_corrupt),
+            ];
+            for (suffix, counter) in delivery {
+                emit.metric(&format!("self.output.{n}.{suffix}"), get(counter));
+            }
+            let breakers = o.breakers.lock().unwrap_or_else(|e| e.into_inner()).clone();
+            for (target, state) in breakers {
+                let target = target.replace(['.', ':'], "_");
+                let value: i64 = match state {
+                    "closed" => 0,
+                    "half_open" => 1,
+                    _ => 2,
+                };
+                emit.metric(&format!("self.output.{n}.breaker.{target}"), value);
+            }
         }
         for s in self.telemetry.sources() {
             let n = &s.name;

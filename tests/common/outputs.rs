@@ -24,9 +24,10 @@ pub fn send(handle: &OutputHandle, events: impl IntoIterator<Item = Event>) {
 
 /// Closes the queue and waits for the writer to deliver what is left.
 pub fn stop(mut handle: OutputHandle, deadline: Duration) {
-    handle.close();
+    let deadline = Instant::now() + deadline;
+    handle.close(deadline);
     assert!(
-        handle.join_until(Instant::now() + deadline),
+        handle.join_until(deadline),
         "the writer did not finish in time"
     );
 }

@@ -4,7 +4,7 @@
 use std::fmt;
 use std::io::{self, ErrorKind, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream, ToSocketAddrs, UdpSocket};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use super::batch::Batch;
 use super::datapoint::Datapoint;
@@ -120,6 +120,14 @@ enum Connection {
 /// Before each TCP write the client checks, without blocking, whether the server has closed the
 /// connection while it was idle, and if so opens a new one, so that no batch is written into a
 /// dead socket. After a failed send the next send opens a new connection.
+///
+/// Carbon sends no acknowledgements, so a write that succeeded only means the bytes reached the
+/// local socket: a server that restarted since may never read them, and a connection found alive
+/// may still hold unread bytes that die with it. The client therefore keeps what it wrote on a
+/// connection until a check finds the connection alive at least [`CONFIRM_AFTER`] after the write
+/// (at most [`MAX_UNCONFIRMED`] bytes); when a check finds the connection dead, that is written
+/// again on the new connection before the new batch. Delivery is at least once: a datapoint the server did
+/// read before closing may arrive twice, which carbon stores once (same path, same timestamp).
 #[derive(Debug)]
 pub struct GraphiteClient {
     addr: String,
@@ -127,7 +135,18 @@ pub struct GraphiteClient {
     timeouts: Timeouts,
     connection: Option<Connection>,
     batch: Batch,
+    unconfirmed: Vec<u8>,
+    /// When each batch in `unconfirmed` was written, and where it ends there.
+    written: std::collections::VecDeque<(Instant, usize)>,
 }
+
+/// How long after a write a connection must still be alive for the write to count as read: long
+/// enough for a server to read what it was sent before it dies.
+pub const CONFIRM_AFTER: Duration = Duration::from_millis(500);
+
+/// The most bytes kept for a resend after a dead connection: a few default batches. Beyond it the
+/// oldest are given up (and logged): a server that drops every connection cannot be helped.
+pub const MAX_UNCONFIRMED: usize = 4 << 20;
 
 impl GraphiteClient {
     /// A client for `addr` (`host:port`) that opens no connection until the first send.
@@ -138,6 +157,8 @@ impl GraphiteClient {
             timeouts,
             connection: None,
             batch: Batch::new(protocol),
+            unconfirmed: Vec::new(),
+            written: std::collections::VecDeque::new(),
         }
     }
 
@@ -186,17 +207,64 @@ impl GraphiteClient {
         if batch.is_empty() {
             return Ok(());
         }
-        let result = match self.live_connection()? {
-            Connection::Tcp(stream) => stream.write_all(batch.bytes()),
-            Connection::Udp(socket) => batch.datagrams().try_for_each(|d| socket.send(d).map(drop)),
-        };
-        result.map_err(|source| {
-            self.connection = None;
-            GraphiteError::Write {
-                addr: self.addr.clone(),
-                source,
+        let opened = self.live_connection()?;
+        // A new connection first gets what the previous one may have lost.
+        let resend: &[u8] = if opened { &self.unconfirmed } else { &[] };
+        let result = match &mut self.connection {
+            Some(Connection::Tcp(stream)) => stream
+                .write_all(resend)
+                .and_then(|()| stream.write_all(batch.bytes())),
+            Some(Connection::Udp(socket)) => {
+                batch.datagrams().try_for_each(|d| socket.send(d).map(drop))
             }
-        })
+            None => Ok(()),
+        };
+        match result {
+            Ok(()) => {
+                if self.protocol != Protocol::Udp {
+                    self.unconfirm(batch.bytes());
+                }
+                Ok(())
+            }
+            Err(source) => {
+                self.connection = None;
+                Err(GraphiteError::Write {
+                    addr: self.addr.clone(),
+                    source,
+                })
+            }
+        }
+    }
+
+    /// Forgets the batches written at least [`CONFIRM_AFTER`] ago: the connection is alive.
+    fn confirm(&mut self) {
+        let now = Instant::now();
+        let mut cut = 0;
+        while let Some(&(at, end)) = self.written.front() {
+            if now.duration_since(at) < CONFIRM_AFTER {
+                break;
+            }
+            cut = end;
+            self.written.pop_front();
+        }
+        if cut > 0 {
+            self.unconfirmed.drain(..cut);
+            for (_, end) in &mut self.written {
+                *end -= cut;
+            }
+        }
+    }
+
+    /// Keeps `bytes` until a check finds the connection they went over alive long enough.
+    fn unconfirm(&mut self, bytes: &[u8]) {
+        if self.unconfirmed.len() + bytes.len() > MAX_UNCONFIRMED {
+            log::warn!(target: "out/graphite", "{}: giving up {} byte(s) written to connections that died before they could be confirmed", self.addr, self.unconfirmed.len());
+            self.unconfirmed.clear();
+            self.written.clear();
+        }
+        self.unconfirmed.extend_from_slice(bytes);
+        self.written
+            .push_back((Instant::now(), self.unconfirmed.len()));
     }
 
     /// Closes the connection: TCP is shut down after everything written so far.
@@ -213,19 +281,21 @@ impl GraphiteClient {
         }
     }
 
-    /// The open connection, after replacing one the server closed while it was idle.
-    fn live_connection(&mut self) -> Result<&mut Connection, GraphiteError> {
+    /// Makes sure a connection is open, replacing one the server closed; true when it opened one.
+    fn live_connection(&mut self) -> Result<bool, GraphiteError> {
         if let Some(Connection::Tcp(stream)) = &self.connection {
             if closed_by_peer(stream) {
-                log::debug!(target: "out/graphite", "{} closed the idle connection; opening a new one", self.addr);
+                log::debug!(target: "out/graphite", "{} closed the connection; opening a new one and sending again the {} byte(s) written since it was last seen alive", self.addr, self.unconfirmed.len());
                 self.connection = None;
+            } else {
+                self.confirm();
             }
         }
-        let connection = match self.connection.take() {
-            Some(c) => c,
-            None => self.open()?,
-        };
-        Ok(self.connection.insert(connection))
+        if self.connection.is_some() {
+            return Ok(false);
+        }
+        self.connection = Some(self.open()?);
+        Ok(true)
     }
 
     fn open(&self) -> Result<Connection, GraphiteError> {
@@ -331,12 +401,15 @@ mod tests {
             );
             std::thread::sleep(Duration::from_millis(5));
         }
-        // The client notices the close before writing, so the datapoint goes to a new connection.
+        // The client notices the close before writing, so the datapoint goes to a new connection,
+        // after what was written since the connection was last seen alive (at least once).
         client.send(&point("b", 2)).unwrap();
         let (second, _) = listener.accept().unwrap();
-        let mut line = String::new();
-        BufReader::new(&second).read_line(&mut line).unwrap();
-        assert_eq!(line, "b 2 1700000000\n");
+        let mut reader = BufReader::new(&second);
+        let mut lines = String::new();
+        reader.read_line(&mut lines).unwrap();
+        reader.read_line(&mut lines).unwrap();
+        assert_eq!(lines, "a 1 1700000000\nb 2 1700000000\n");
         client.close().unwrap();
     }
 

@@ -4,10 +4,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::batch::Batch;
-use super::client::{GraphiteClient, Protocol, Timeouts};
+use super::client::{GraphiteClient, GraphiteError, Protocol, Timeouts};
 use super::path::{Naming, Unencodable};
 use crate::complain::Complaint;
 use crate::config::reader::{Problems, Table};
+use crate::delivery::carbon_ch::Destination;
+use crate::delivery::config::read_targets;
 use crate::event::Event;
 use crate::outputs::{Output, OutputError, OutputSpec, OutputType};
 
@@ -21,10 +23,9 @@ pub const TYPE: OutputType = OutputType {
 /// Settings of the `graphite` output.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct GraphiteSpec {
-    /// Carbon's host name or address.
-    pub host: String,
-    /// Carbon's port; default 2003 for `tcp` and `udp`, 2004 for `pickle`.
-    pub port: u16,
+    /// Carbon's addresses: `host` and `port` (default 2003 for `tcp` and `udp`, 2004 for
+    /// `pickle`), or the `targets` list.
+    pub targets: Vec<Destination>,
     /// The protocol; default `tcp` (plaintext).
     pub protocol: Protocol,
     /// How paths are built.
@@ -34,13 +35,12 @@ pub struct GraphiteSpec {
 }
 
 impl GraphiteSpec {
-    /// `host:port`, with brackets around an IPv6 address.
+    /// The first target's `host:port`, with brackets around an IPv6 address.
     pub fn addr(&self) -> String {
-        if self.host.contains(':') && !self.host.starts_with('[') {
-            format!("[{}]:{}", self.host, self.port)
-        } else {
-            format!("{}:{}", self.host, self.port)
-        }
+        self.targets
+            .first()
+            .map(Destination::addr)
+            .unwrap_or_default()
     }
 }
 
@@ -49,34 +49,12 @@ fn read(t: &mut Table<'_>, problems: &mut Problems) -> Option<Arc<dyn OutputSpec
 }
 
 fn read_spec(t: &mut Table<'_>, problems: &mut Problems) -> Option<GraphiteSpec> {
-    let host = match t.field("host") {
-        Some(field) => match field.as_str() {
-            Some(s) if !s.trim().is_empty() => Some(s.trim().to_owned()),
-            _ => {
-                problems.expected(&field, "carbon's host name or address");
-                None
-            }
-        },
-        None => {
-            problems.at(
-                t.as_field(),
-                "missing required key \"host\" (carbon's host name or address)",
-            );
-            None
-        }
-    };
     let protocol = match t.choice("protocol", &["tcp", "udp", "pickle"], "tcp", problems) {
         "udp" => Protocol::Udp,
         "pickle" => Protocol::Pickle,
         _ => Protocol::Plaintext,
     };
-    let port = t.number_in(
-        "port",
-        u64::from(protocol.default_port()),
-        1,
-        65_535,
-        problems,
-    ) as u16;
+    let targets = read_targets(t, protocol.default_port(), problems);
     let naming = Naming::read(t, problems);
     let d = Timeouts::default();
     let min = Duration::from_millis(1);
@@ -85,8 +63,7 @@ fn read_spec(t: &mut Table<'_>, problems: &mut Problems) -> Option<GraphiteSpec>
         write: t.duration_at_least("write_timeout", d.write, min, problems),
     };
     Some(GraphiteSpec {
-        host: host?,
-        port,
+        targets: targets?,
         protocol,
         naming,
         timeouts,
@@ -95,8 +72,20 @@ fn read_spec(t: &mut Table<'_>, problems: &mut Problems) -> Option<GraphiteSpec>
 
 impl OutputSpec for GraphiteSpec {
     fn build(&self) -> Result<Box<dyn Output>, OutputError> {
+        self.build_target(0)
+    }
+
+    fn targets(&self) -> Vec<String> {
+        self.targets.iter().map(Destination::name).collect()
+    }
+
+    fn build_target(&self, index: usize) -> Result<Box<dyn Output>, OutputError> {
+        let target = self
+            .targets
+            .get(index)
+            .ok_or_else(|| OutputError::failed(format!("no target number {index}")))?;
         Ok(Box::new(GraphiteOutput {
-            client: GraphiteClient::new(self.addr(), self.protocol, self.timeouts),
+            client: GraphiteClient::new(target.addr(), self.protocol, self.timeouts),
             naming: self.naming.clone(),
             batch: Batch::new(self.protocol),
             path: String::new(),
@@ -105,8 +94,16 @@ impl OutputSpec for GraphiteSpec {
         }))
     }
 
+    fn placement_key(&self, event: &Event, key: &mut String) -> bool {
+        self.naming.prepare(event, key).is_ok()
+    }
+
     fn describe(&self) -> String {
-        format!("{} to {}", self.protocol.as_str(), self.addr())
+        format!(
+            "{} to {}",
+            self.protocol.as_str(),
+            self.targets().join(", ")
+        )
     }
 }
 
@@ -139,9 +136,12 @@ impl Output for GraphiteOutput {
             }
         }
         self.batch.finish();
-        self.client
-            .send_batch(&self.batch)
-            .map_err(|e| OutputError(e.to_string()))
+        self.client.send_batch(&self.batch).map_err(|e| match &e {
+            GraphiteError::Connect { source, .. } | GraphiteError::Write { source, .. } => {
+                OutputError::io(source, e.to_string())
+            }
+            _ => OutputError::failed(e.to_string()),
+        })
     }
 
     fn take_unencodable(&mut self) -> u64 {
@@ -204,29 +204,18 @@ mod tests {
     fn bad_settings_are_refused_with_their_place() {
         let e = spec(r#"{"protocol": "http", "port": 0, "host_dot": " ", "naming": "x", "write_timeout": "0s", "hots": 1}"#).unwrap_err();
         assert_eq!(e.len(), 7, "{e:#?}");
-        assert!(e[0].contains("missing required key \"host\""), "{}", e[0]);
-        assert!(
-            e[1].contains("protocol: expected one of \"tcp\", \"udp\", \"pickle\""),
-            "{}",
-            e[1]
-        );
-        assert!(
-            e[2].contains("port: expected a whole number from 1 to 65535"),
-            "{}",
-            e[2]
-        );
-        assert!(
-            e[3].contains("host_dot: expected letters, digits"),
-            "{}",
-            e[3]
-        );
-        assert!(e[4].contains("naming: expected one of"), "{}", e[4]);
-        assert!(
-            e[5].contains("write_timeout: expected a duration of at least 1ms"),
-            "{}",
-            e[5]
-        );
-        assert!(e[6].contains("hots: unknown key"), "{}", e[6]);
+        let expected = [
+            "protocol: expected one of \"tcp\", \"udp\", \"pickle\"",
+            "port: expected a whole number from 1 to 65535",
+            "missing required key \"host\"",
+            "host_dot: expected letters, digits",
+            "naming: expected one of",
+            "write_timeout: expected a duration of at least 1ms",
+            "hots: unknown key",
+        ];
+        for (e, expected) in e.iter().zip(expected) {
+            assert!(e.contains(expected), "{e} lacks {expected}");
+        }
     }
 
     #[test]

@@ -232,7 +232,6 @@ impl OutputSpec for InfluxSpec {
                 string_fields: self.string_fields,
             },
             body: String::new(),
-            rejected: false,
         }))
     }
 
@@ -253,12 +252,10 @@ struct Influx {
     authorization: Option<String>,
     format: Format,
     body: String,
-    rejected: bool,
 }
 
 impl Output for Influx {
     fn write(&mut self, batch: &[Event]) -> Result<(), OutputError> {
-        self.rejected = false;
         self.body.clear();
         for event in batch {
             line::encode(event, self.format, &mut self.body);
@@ -273,9 +270,13 @@ impl Output for Influx {
         if let Some(authorization) = &self.authorization {
             request = request.header("Authorization", authorization);
         }
-        let mut response = request
-            .send(self.body.as_str())
-            .map_err(|e| OutputError(format!("{}: {e}", self.url)))?;
+        let mut response = request.send(self.body.as_str()).map_err(|e| {
+            let message = format!("{}: {e}", self.url);
+            match e {
+                ureq::Error::Timeout(_) => OutputError::timeout(message),
+                _ => OutputError::failed(message),
+            }
+        })?;
         let status = response.status().as_u16();
         if (200..300).contains(&status) {
             return Ok(());
@@ -286,17 +287,12 @@ impl Output for Influx {
             .limit(MAX_ERROR_BODY)
             .read_to_string()
             .unwrap_or_default();
-        self.rejected =
-            (400..500).contains(&status) && !matches!(status, 401 | 403 | 404 | 408 | 429);
-        Err(OutputError(format!(
-            "{}: HTTP {status}: {}",
-            self.url,
-            text.trim()
-        )))
-    }
-
-    fn rejected(&self) -> bool {
-        self.rejected
+        let message = format!("{}: HTTP {status}: {}", self.url, text.trim());
+        if (400..500).contains(&status) && !matches!(status, 401 | 403 | 404 | 408 | 429) {
+            Err(OutputError::rejected(message))
+        } else {
+            Err(OutputError::failed(message))
+        }
     }
 }
 

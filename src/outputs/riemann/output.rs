@@ -5,8 +5,10 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::client::{DEFAULT_PORT, DEFAULT_TLS_PORT, RiemannClient, Timeouts, Transport};
+use super::client::{DEFAULT_PORT, DEFAULT_TLS_PORT, Error, RiemannClient, Timeouts, Transport};
 use crate::config::reader::{Problems, Table};
+use crate::delivery::carbon_ch::Destination;
+use crate::delivery::config::read_targets;
 use crate::event::Event;
 use crate::outputs::{Output, OutputError, OutputSpec, OutputType};
 
@@ -40,10 +42,8 @@ pub struct TlsFiles {
 /// Settings of the `riemann` output.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RiemannSpec {
-    /// The server's host name or address.
-    pub host: String,
-    /// The server's port; default 5555, or 5554 for TLS.
-    pub port: u16,
+    /// The servers: `host` and `port` (default 5555, or 5554 for TLS), or the `targets` list.
+    pub targets: Vec<Destination>,
     /// How events travel; default TCP.
     pub transport: TransportKind,
     /// Connect, write and ack timeouts; 5 s each by default.
@@ -57,7 +57,6 @@ fn read(t: &mut Table<'_>, problems: &mut Problems) -> Option<Arc<dyn OutputSpec
 }
 
 fn read_spec(t: &mut Table<'_>, problems: &mut Problems) -> Option<RiemannSpec> {
-    let host = t.require::<String>("host", problems);
     let transport = match t.choice("transport", &["tcp", "udp", "tls"], "tcp", problems) {
         "udp" => TransportKind::Udp,
         "tls" => TransportKind::Tls,
@@ -68,7 +67,7 @@ fn read_spec(t: &mut Table<'_>, problems: &mut Problems) -> Option<RiemannSpec> 
     } else {
         DEFAULT_PORT
     };
-    let port = t.number_in("port", u64::from(default_port), 1, 65_535, problems) as u16;
+    let targets = read_targets(t, default_port, problems);
     let d = Timeouts::default();
     let min = Duration::from_millis(1);
     let timeouts = Timeouts {
@@ -78,8 +77,7 @@ fn read_spec(t: &mut Table<'_>, problems: &mut Problems) -> Option<RiemannSpec> 
     };
     let tls = read_tls(t, transport, problems);
     Some(RiemannSpec {
-        host: host?,
-        port,
+        targets: targets?,
         transport,
         timeouts,
         tls,
@@ -128,16 +126,15 @@ fn read_tls(
 }
 
 impl RiemannSpec {
-    /// `host:port`, with brackets around an IPv6 address.
+    /// The first target's `host:port`, with brackets around an IPv6 address.
     pub fn addr(&self) -> String {
-        if self.host.contains(':') && !self.host.starts_with('[') {
-            format!("[{}]:{}", self.host, self.port)
-        } else {
-            format!("{}:{}", self.host, self.port)
-        }
+        self.targets
+            .first()
+            .map(Destination::addr)
+            .unwrap_or_default()
     }
 
-    fn transport(&self) -> Result<Transport, OutputError> {
+    fn transport(&self, _host: &str) -> Result<Transport, OutputError> {
         match self.transport {
             TransportKind::Tcp => Ok(Transport::Tcp),
             TransportKind::Udp => Ok(Transport::Udp),
@@ -146,18 +143,18 @@ impl RiemannSpec {
                 let files = self
                     .tls
                     .as_ref()
-                    .ok_or_else(|| OutputError("TLS without a CA file".into()))?;
+                    .ok_or_else(|| OutputError::failed("TLS without a CA file"))?;
                 let client = files
                     .client
                     .as_ref()
                     .map(|(c, k)| (c.as_path(), k.as_path()));
-                super::tls::TlsSettings::new(&self.host, &files.ca, client)
+                super::tls::TlsSettings::new(_host, &files.ca, client)
                     .map(Transport::Tls)
-                    .map_err(OutputError)
+                    .map_err(OutputError::failed)
             }
             #[cfg(not(feature = "tls"))]
-            TransportKind::Tls => Err(OutputError(
-                "this pipit was built without the \"tls\" feature".into(),
+            TransportKind::Tls => Err(OutputError::failed(
+                "this pipit was built without the \"tls\" feature",
             )),
         }
     }
@@ -165,11 +162,23 @@ impl RiemannSpec {
 
 impl OutputSpec for RiemannSpec {
     fn build(&self) -> Result<Box<dyn Output>, OutputError> {
+        self.build_target(0)
+    }
+
+    fn targets(&self) -> Vec<String> {
+        self.targets.iter().map(Destination::name).collect()
+    }
+
+    fn build_target(&self, index: usize) -> Result<Box<dyn Output>, OutputError> {
+        let target = self
+            .targets
+            .get(index)
+            .ok_or_else(|| OutputError::failed(format!("no target number {index}")))?;
         // Certificates are read now, so a reload picks up renewed ones; the server is connected to
         // at the first batch, so the agent starts while Riemann is down.
-        let transport = self.transport()?;
+        let transport = self.transport(&target.node.host)?;
         Ok(Box::new(RiemannOutput {
-            addr: self.addr(),
+            addr: target.addr(),
             transport,
             timeouts: self.timeouts,
             client: None,
@@ -182,7 +191,10 @@ impl OutputSpec for RiemannSpec {
             TransportKind::Udp => "UDP",
             TransportKind::Tls => "TLS",
         };
-        format!("riemann protobuf over {transport} to {}", self.addr())
+        format!(
+            "riemann protobuf over {transport} to {}",
+            self.targets().join(", ")
+        )
     }
 }
 
@@ -199,12 +211,20 @@ impl Output for RiemannOutput {
             Some(client) => client,
             None => self.client.insert(
                 RiemannClient::connect(&self.addr, self.transport.clone(), self.timeouts)
-                    .map_err(|e| OutputError(format!("{}: {e}", self.addr)))?,
+                    .map_err(|e| error(&self.addr, e))?,
             ),
         };
-        client
-            .send_many(batch)
-            .map_err(|e| OutputError(format!("{}: {e}", self.addr)))
+        client.send_many(batch).map_err(|e| error(&self.addr, e))
+    }
+}
+
+/// The delivery error for a client error: a timeout for a missing ack or a timed-out step.
+fn error(addr: &str, e: Error) -> OutputError {
+    let message = format!("{addr}: {e}");
+    match &e {
+        Error::AckTimeout(_) => OutputError::timeout(message),
+        Error::Connect(io) | Error::Write(io) | Error::Read(io) => OutputError::io(io, message),
+        _ => OutputError::failed(message),
     }
 }
 
@@ -268,7 +288,7 @@ mod tests {
     #[test]
     fn tls_needs_a_ca_and_both_halves_of_a_client_certificate() {
         let s = spec(r#"{"host": "h", "transport": "tls", "tls_ca": "/ca.pem"}"#).unwrap();
-        assert_eq!((s.port, s.transport), (5554, TransportKind::Tls));
+        assert_eq!((s.targets[0].port, s.transport), (5554, TransportKind::Tls));
         let e = spec(r#"{"host": "h", "transport": "tls"}"#).unwrap_err();
         assert!(e[0].contains("missing required key \"tls_ca\""), "{e:?}");
         let e = spec(r#"{"host": "h", "transport": "tls", "tls_ca": "/a", "tls_cert": "/c"}"#)
@@ -277,6 +297,6 @@ mod tests {
         let missing = spec(r#"{"host": "h", "transport": "tls", "tls_ca": "/nonexistent/ca.pem"}"#)
             .unwrap()
             .build();
-        assert!(missing.is_err_and(|e| e.0.contains("/nonexistent/ca.pem")));
+        assert!(missing.is_err_and(|e| e.message.contains("/nonexistent/ca.pem")));
     }
 }
