@@ -20,8 +20,11 @@ use crate::telemetry::{OutputStats, add, sub};
 pub struct Route {
     /// Which events the output takes.
     pub selector: Selector,
-    /// The output's queue.
+    /// The output's queue. The channel itself is unbounded, so that it allocates only as it
+    /// fills; [`offer`] holds it to `max_events` and `max_bytes`.
     pub queue: Sender<Event>,
+    /// The most events the queue may hold.
+    pub max_events: u64,
     /// The most bytes (estimated by [`crate::delivery::event_bytes`]) the queue may hold.
     pub max_bytes: u64,
     /// The output's counters.
@@ -101,8 +104,8 @@ pub fn offer(route: &Route, event: Event, complaint: &mut Complaint) {
     let bytes = crate::delivery::event_bytes(&event);
     // Counted as queued before the send, so the writer never takes out what was not yet put in.
     let before = route.stats.queued_bytes.fetch_add(bytes, Ordering::Relaxed);
-    add(&route.stats.queued, 1);
-    let sent = if before + bytes > route.max_bytes {
+    let events_before = route.stats.queued.fetch_add(1, Ordering::Relaxed);
+    let sent = if events_before >= route.max_events || before + bytes > route.max_bytes {
         Err(true)
     } else {
         // A disconnected queue belongs to an output being removed: not a drop worth counting.

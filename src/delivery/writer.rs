@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::{Receiver, Sender, after, bounded, never, select};
+use crossbeam_channel::{Receiver, Sender, after, bounded, never, select, unbounded};
 
 use super::backoff::Jitter;
 use super::event_bytes;
@@ -52,7 +52,9 @@ pub struct OutputHandle {
 impl OutputHandle {
     /// Builds the output and starts its writer on a fresh queue.
     pub fn start(config: OutputConfig) -> Result<OutputHandle, OutputError> {
-        let (queue, receiver) = bounded(config.queue_size);
+        // Unbounded as a channel, so that it allocates only as it fills: the router holds it to
+        // `queue_size` events and `queue_max_bytes` (see `router::offer`).
+        let (queue, receiver) = unbounded();
         let stats = Arc::new(OutputStats::new(&config.name));
         let mut handle = OutputHandle {
             config,
@@ -129,6 +131,7 @@ impl OutputHandle {
         Some(Route {
             selector: self.config.selector.clone(),
             queue: self.sender()?,
+            max_events: self.config.queue_size as u64,
             max_bytes: self.config.delivery.queue_max_bytes,
             stats: self.stats.clone(),
         })
