@@ -470,8 +470,8 @@ impl FromJson for BTreeMap<String, String> {
 }
 
 /// Reads the JSON object `text` with `read`, as a component's config section: the value, or every
-/// error found (with unknown keys). For tests of component readers (the outputs that use it).
-#[cfg(all(test, any(feature = "http", feature = "riemann")))]
+/// error found (with unknown keys). For tests of component readers.
+#[cfg(test)]
 pub(crate) fn read_section<T>(
     text: &str,
     read: impl FnOnce(&mut Table<'_>, &mut Problems) -> Option<T>,
