@@ -67,6 +67,16 @@ impl Destination {
         }
     }
 
+    /// Target number `index` of an output's list, for `OutputSpec::build_target`.
+    pub fn nth(
+        targets: &[Destination],
+        index: usize,
+    ) -> Result<&Destination, crate::outputs::OutputError> {
+        targets
+            .get(index)
+            .ok_or_else(|| crate::outputs::OutputError::failed(format!("no target number {index}")))
+    }
+
     /// Parses a destination as carbon does; `None` when the port is missing or not a number.
     pub fn parse(text: &str) -> Option<Destination> {
         let s = text.trim();

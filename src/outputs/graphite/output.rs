@@ -80,10 +80,7 @@ impl OutputSpec for GraphiteSpec {
     }
 
     fn build_target(&self, index: usize) -> Result<Box<dyn Output>, OutputError> {
-        let target = self
-            .targets
-            .get(index)
-            .ok_or_else(|| OutputError::failed(format!("no target number {index}")))?;
+        let target = Destination::nth(&self.targets, index)?;
         Ok(Box::new(GraphiteOutput {
             client: GraphiteClient::new(target.addr(), self.protocol, self.timeouts),
             naming: self.naming.clone(),

@@ -170,10 +170,7 @@ impl OutputSpec for RiemannSpec {
     }
 
     fn build_target(&self, index: usize) -> Result<Box<dyn Output>, OutputError> {
-        let target = self
-            .targets
-            .get(index)
-            .ok_or_else(|| OutputError::failed(format!("no target number {index}")))?;
+        let target = Destination::nth(&self.targets, index)?;
         // Certificates are read now, so a reload picks up renewed ones; the server is connected to
         // at the first batch, so the agent starts while Riemann is down.
         let transport = self.transport(&target.node.host)?;
