@@ -199,3 +199,47 @@ fn a_server_that_never_answers_times_out() {
     assert_eq!(get(&stats.failed), 1);
     drop(silent);
 }
+
+#[test]
+fn a_dead_target_is_passed_over_for_the_live_one_with_either_strategy() {
+    let influx = Influx::start();
+    let dead = common::peers::free_port();
+    for (strategy, db) in [("failover", "fo"), ("round_robin", "rr")] {
+        influx.create_db(db);
+        let handle = start_output(&format!(
+            r#""targets": ["http://127.0.0.1:{dead}", "http://127.0.0.1:{}"], "strategy": "{strategy}", "db": "{db}", "batch_size": 10, "breaker_failures": 1, "breaker_reset": "1m""#,
+            influx.port()
+        ));
+        let stats = handle.stats.clone();
+        let base = 1_700_000_000_000u64;
+        send(
+            &handle,
+            (0..50u64).map(|i| {
+                Event::new("spread", "h")
+                    .with_metric(i as i64)
+                    .with_time(UNIX_EPOCH + Duration::from_millis(base + i))
+            }),
+        );
+        wait_until("every event is delivered", DEADLINE, || {
+            (get(&stats.events_out) == 50).then_some(())
+        });
+        assert_eq!(
+            *stats.breakers.lock().unwrap(),
+            vec![
+                (format!("http://127.0.0.1:{dead}"), "open"),
+                (format!("http://127.0.0.1:{}", influx.port()), "closed"),
+            ],
+            "{strategy}"
+        );
+        outputs::stop(handle, DEADLINE);
+        assert_eq!(counts(&stats), (50, 0, 0), "{strategy}");
+        let s = series(&influx, db, "SELECT value FROM spread");
+        let values: Vec<i64> = s["values"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r[1].as_i64().unwrap())
+            .collect();
+        assert_eq!(values, (0..50).collect::<Vec<_>>(), "{strategy}");
+    }
+}

@@ -18,7 +18,7 @@ use line::{Format, Precision};
 use ureq::Agent;
 
 use super::{Output, OutputError, OutputSpec, OutputType};
-use crate::config::reader::{Problems, Table};
+use crate::config::reader::{Field, Problems, Table};
 use crate::event::Event;
 
 /// The registry entry.
@@ -78,8 +78,8 @@ pub enum Api {
 /// Settings of the `influxdb` output.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct InfluxSpec {
-    /// The server's base URL, such as `http://127.0.0.1:8086`.
-    pub url: String,
+    /// The servers' base URLs, such as `http://127.0.0.1:8086`: `url` for one, or `targets`.
+    pub urls: Vec<String>,
     /// Version 1 or 2 of the write API.
     pub api: Api,
     /// The unit of timestamps; default milliseconds.
@@ -99,7 +99,7 @@ fn read(t: &mut Table<'_>, problems: &mut Problems) -> Option<Arc<dyn OutputSpec
 }
 
 fn read_spec(t: &mut Table<'_>, problems: &mut Problems) -> Option<InfluxSpec> {
-    let url = read_url(t, problems);
+    let urls = read_urls(t, problems);
     let version = t.number_in("version", 1, 1, 2, problems);
     let db = t.get::<String>("db", problems);
     let org = t.get::<String>("org", problems);
@@ -130,7 +130,7 @@ fn read_spec(t: &mut Table<'_>, problems: &mut Problems) -> Option<InfluxSpec> {
         t.duration_at_least("connect_timeout", Duration::from_secs(5), min, problems);
     let timeout = t.duration_at_least("timeout", Duration::from_secs(10), min, problems);
     Some(InfluxSpec {
-        url: url?,
+        urls: urls?,
         api: api?,
         precision,
         string_fields,
@@ -140,34 +140,80 @@ fn read_spec(t: &mut Table<'_>, problems: &mut Problems) -> Option<InfluxSpec> {
     })
 }
 
-fn read_url(t: &mut Table<'_>, problems: &mut Problems) -> Option<String> {
-    let field = t.field("url");
-    let url = t.require::<String>("url", problems)?;
-    let field = field?;
+/// Reads `url` (one server) or `targets` (a list of base URLs, for the delivery strategies).
+fn read_urls(t: &mut Table<'_>, problems: &mut Problems) -> Option<Vec<String>> {
+    match (t.field("url"), t.field("targets")) {
+        (Some(_), Some(field)) => {
+            problems.at(
+                &field,
+                "set either \"url\" for one server or \"targets\" for several, not both",
+            );
+            None
+        }
+        (Some(field), None) => {
+            let url = t.require::<String>("url", problems)?;
+            base_url(&field, &url, problems).map(|u| vec![u])
+        }
+        (None, Some(field)) => {
+            let items = field.items(problems)?;
+            if items.is_empty() {
+                problems.expected(&field, "at least one base URL");
+            }
+            let urls: Vec<String> = items
+                .iter()
+                .filter_map(|item| match item.as_str() {
+                    Some(url) => base_url(item, url, problems),
+                    None => {
+                        problems.expected(item, "a base URL such as \"http://127.0.0.1:8086\"");
+                        None
+                    }
+                })
+                .collect();
+            (urls.len() == items.len() && !urls.is_empty()).then_some(urls)
+        }
+        (None, None) => {
+            problems.at(
+                t.as_field(),
+                "missing required key \"url\" (or \"targets\", a list of base URLs)",
+            );
+            None
+        }
+    }
+}
+
+/// Checks one base URL: http or https, no user, query or fragment; returned without a final `/`.
+fn base_url(field: &Field<'_>, url: &str, problems: &mut Problems) -> Option<String> {
     let Some(rest) = url
         .strip_prefix("http://")
         .or_else(|| url.strip_prefix("https://"))
     else {
-        problems.expected(&field, "an http:// or https:// URL");
+        problems.expected(field, "an http:// or https:// URL");
         return None;
     };
     if url.starts_with("https://") && !cfg!(feature = "tls") {
         problems.at(
-            &field,
+            field,
             "this pipit was built without the \"tls\" feature: use an http:// URL",
         );
     }
     let authority = rest.split('/').next().unwrap_or_default();
     if authority.is_empty() || authority.contains('@') || url.contains(['?', '#']) {
-        problems.at(&field, "expected a base URL with no user, query or fragment, such as \"http://127.0.0.1:8086\"; put credentials in \"token\"");
+        problems.at(field, "expected a base URL with no user, query or fragment, such as \"http://127.0.0.1:8086\"; put credentials in \"token\"");
         return None;
     }
     Some(url.trim_end_matches('/').to_owned())
 }
 
 impl InfluxSpec {
-    /// The URL batches are POSTed to.
-    pub fn write_url(&self) -> String {
+    /// The URL batches for target `index` are POSTed to.
+    pub fn write_url(&self, index: usize) -> Result<String, OutputError> {
+        let base = self.urls.get(index).ok_or_else(|| {
+            OutputError::failed(format!("no target number {index} in {:?}", self.urls))
+        })?;
+        Ok(self.write_url_of(base))
+    }
+
+    fn write_url_of(&self, base: &str) -> String {
         match &self.api {
             Api::V1 { db } => {
                 let precision = match self.precision {
@@ -177,8 +223,7 @@ impl InfluxSpec {
                     Precision::Nanos => "n",
                 };
                 format!(
-                    "{}/write?db={}&precision={precision}",
-                    self.url,
+                    "{base}/write?db={}&precision={precision}",
                     percent_encode(db)
                 )
             }
@@ -190,8 +235,7 @@ impl InfluxSpec {
                     Precision::Nanos => "ns",
                 };
                 format!(
-                    "{}/api/v2/write?org={}&bucket={}&precision={precision}",
-                    self.url,
+                    "{base}/api/v2/write?org={}&bucket={}&precision={precision}",
                     percent_encode(org),
                     percent_encode(bucket)
                 )
@@ -215,6 +259,14 @@ fn percent_encode(text: &str) -> String {
 
 impl OutputSpec for InfluxSpec {
     fn build(&self) -> Result<Box<dyn Output>, OutputError> {
+        self.build_target(0)
+    }
+
+    fn targets(&self) -> Vec<String> {
+        self.urls.clone()
+    }
+
+    fn build_target(&self, index: usize) -> Result<Box<dyn Output>, OutputError> {
         // ureq 3 has no timeouts by default and reads *_PROXY variables: both are set here.
         let config = Agent::config_builder()
             .timeout_connect(Some(self.connect_timeout))
@@ -225,7 +277,7 @@ impl OutputSpec for InfluxSpec {
         let authorization = self.token.as_ref().map(|t| format!("Token {}", t.expose()));
         Ok(Box::new(Influx {
             agent: Agent::new_with_config(config),
-            url: self.write_url(),
+            url: self.write_url(index)?,
             authorization,
             format: Format {
                 precision: self.precision,
@@ -236,12 +288,12 @@ impl OutputSpec for InfluxSpec {
     }
 
     fn describe(&self) -> String {
+        let urls = self.urls.join(", ");
         match &self.api {
-            Api::V1 { db } => format!("influxdb line protocol to {} database {db:?}", self.url),
-            Api::V2 { org, bucket } => format!(
-                "influxdb line protocol to {} org {org:?} bucket {bucket:?}",
-                self.url
-            ),
+            Api::V1 { db } => format!("influxdb line protocol to {urls} database {db:?}"),
+            Api::V2 { org, bucket } => {
+                format!("influxdb line protocol to {urls} org {org:?} bucket {bucket:?}")
+            }
         }
     }
 }
@@ -309,18 +361,43 @@ mod tests {
     fn v1_and_v2_urls() {
         let s = spec(r#"{"url": "http://127.0.0.1:8086/", "db": "my db"}"#).unwrap();
         assert_eq!(
-            s.write_url(),
+            s.write_url(0).unwrap(),
             "http://127.0.0.1:8086/write?db=my%20db&precision=ms"
         );
         let s = spec(r#"{"url": "http://vm:8428", "version": 2, "org": "o&", "bucket": "b", "precision": "us"}"#).unwrap();
         assert_eq!(
-            s.write_url(),
+            s.write_url(0).unwrap(),
             "http://vm:8428/api/v2/write?org=o%26&bucket=b&precision=us"
         );
         assert_eq!(
             (s.connect_timeout, s.timeout),
             (Duration::from_secs(5), Duration::from_secs(10))
         );
+    }
+
+    #[test]
+    fn several_servers_are_targets() {
+        let s = spec(r#"{"targets": ["http://a:8086/", "http://b:8086"], "db": "d"}"#).unwrap();
+        assert_eq!(s.targets(), vec!["http://a:8086", "http://b:8086"]);
+        assert_eq!(
+            s.write_url(1).unwrap(),
+            "http://b:8086/write?db=d&precision=ms"
+        );
+        assert!(s.write_url(2).is_err());
+        let e = spec(r#"{"url": "http://a:8086", "targets": ["http://b:8086"], "db": "d"}"#)
+            .unwrap_err();
+        assert!(
+            e[0].contains("either \"url\" for one server or \"targets\""),
+            "{e:?}"
+        );
+        let e = spec(r#"{"targets": [], "db": "d"}"#).unwrap_err();
+        assert!(e[0].contains("expected at least one base URL"), "{e:?}");
+        let e = spec(r#"{"targets": ["http://a:8086", 7, "ftp://c"], "db": "d"}"#).unwrap_err();
+        assert_eq!(e.len(), 2, "{e:?}");
+        assert!(e[0].contains("targets[1]: expected a base URL"), "{e:?}");
+        assert!(e[1].contains("targets[2]: expected an http://"), "{e:?}");
+        let e = spec(r#"{"db": "d"}"#).unwrap_err();
+        assert!(e[0].contains("missing required key \"url\""), "{e:?}");
     }
 
     #[test]
@@ -348,7 +425,7 @@ mod tests {
             format!("{s:?}"),
             format!("{s:#?}"),
             s.describe(),
-            s.write_url(),
+            s.write_url(0).unwrap(),
         ] {
             assert!(!shown.contains(token), "{shown}");
         }
