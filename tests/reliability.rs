@@ -18,6 +18,7 @@ use common::outputs;
 use common::peers::{CarbonCache, RiemannPeer, TempDir, free_port, wait_until};
 use common::pipit::Agent;
 use pipit::Event;
+use pipit::delivery::OutputHandle;
 use pipit::telemetry::get;
 
 /// What the line receiver has seen, across its restarts.
@@ -604,5 +605,91 @@ fn the_rate_limit_spreads_delivery_over_time() {
         started.elapsed()
     );
     outputs::stop(handle, Duration::from_secs(5));
+    receiver.stop();
+}
+
+/// The configs of `outputs`, as the agent reads them.
+fn output_configs(outputs: &[String]) -> Vec<pipit::outputs::OutputConfig> {
+    let text = format!(r#"{{"outputs": [{}]}}"#, outputs.join(","));
+    let config = pipit::config::parse("test.json", &text).unwrap_or_else(|e| panic!("{e:?}"));
+    config.outputs
+}
+
+#[test]
+fn a_reload_hands_the_batch_held_for_a_dead_target_to_the_new_writer() {
+    const N: u64 = 40;
+    let dead = free_port();
+    let live = free_port();
+    let seen = Arc::new(Mutex::new(Seen::default()));
+    let receiver = LineReceiver::start(live, seen.clone());
+    // No spool and no fallback: what the dead target does not take is held and retried.
+    let settings = r#""batch_timeout": "20ms", "retries": 0, "retry_delay": "50ms",
+        "breaker_failures": 1, "breaker_reset": "1h""#;
+    let mut handle = outputs::start(&format!(
+        r#"{{"type": "graphite", "host": "127.0.0.1", "port": {dead}, {settings}}}"#
+    ));
+    let stats = handle.stats.clone();
+    outputs::send(
+        &handle,
+        (0..N).map(|i| Event::new("test.n", "h").with_metric(i as i64)),
+    );
+    wait_until("the batch is held", Duration::from_secs(10), || {
+        let failing = !stats.last_error.lock().unwrap().is_empty();
+        (failing && get(&stats.queued) == 0).then_some(())
+    });
+    let new = output_configs(&[format!(
+        r#"{{"type": "graphite", "host": "127.0.0.1", "port": {live}, {settings}}}"#
+    )]);
+    handle.replace(new.into_iter().next().unwrap()).unwrap();
+    wait_all(
+        "reload of a holding writer",
+        &seen,
+        N,
+        Duration::from_secs(10),
+    );
+    outputs::stop(handle, Duration::from_secs(5));
+    assert_eq!(
+        (get(&stats.events_out), get(&stats.failed)),
+        (N, 0),
+        "every held event delivered by the new writer, none counted failed"
+    );
+    receiver.stop();
+}
+
+#[test]
+fn the_fallback_takes_batches_only_once_every_target_is_open() {
+    let dead = free_port();
+    let local = free_port();
+    let seen = Arc::new(Mutex::new(Seen::default()));
+    let receiver = LineReceiver::start(local, seen.clone());
+    let configs = output_configs(&[
+        format!(
+            r#"{{"type": "graphite", "host": "127.0.0.1", "port": {dead}, "batch_timeout": "20ms",
+                "retries": 0, "retry_delay": "20ms", "retry_max_delay": "20ms",
+                "breaker_failures": 3, "breaker_reset": "1h", "fallback": "local"}}"#
+        ),
+        format!(
+            r#"{{"type": "graphite", "name": "local", "host": "127.0.0.1", "port": {local},
+                "batch_timeout": "20ms"}}"#
+        ),
+    ]);
+    let handles: Vec<OutputHandle> = configs
+        .into_iter()
+        .map(|c| OutputHandle::start(c).unwrap())
+        .collect();
+    let stats = handles[0].stats.clone();
+    pipit::delivery::wire_fallbacks(&handles);
+    outputs::send(&handles[0], [Event::new("test.n", "h").with_metric(0i64)]);
+    wait_all("fallback", &seen, 1, Duration::from_secs(10));
+    // Three failures open the breaker; the batch was held and tried until then.
+    assert_eq!(get(&stats.to_fallback), 1);
+    assert_eq!(get(&stats.retried), 2, "held through two more tries first");
+    assert_eq!(
+        *stats.breakers.lock().unwrap(),
+        vec![(format!("127.0.0.1:{dead}"), "open")]
+    );
+    for handle in handles {
+        outputs::stop(handle, Duration::from_secs(5));
+    }
     receiver.stop();
 }

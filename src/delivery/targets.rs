@@ -3,7 +3,7 @@
 
 use std::time::{Duration, Instant};
 
-use super::breaker::Breaker;
+use super::breaker::{Breaker, BreakerState};
 use super::carbon_ch::{Destination, Ring};
 use super::config::Strategy;
 use crate::event::Event;
@@ -132,6 +132,13 @@ impl TargetGroup {
             .map(|t| t.breaker.until_probe(now))
             .min()
             .unwrap_or(Duration::ZERO)
+    }
+
+    /// Whether every target's breaker is open (none may be contacted, not even for a probe).
+    pub fn all_open(&self, now: Instant) -> bool {
+        self.targets
+            .iter()
+            .all(|t| t.breaker.state(now) == BreakerState::Open)
     }
 
     /// Each target's name and breaker state.

@@ -3,9 +3,9 @@
 //! and jittered backoff; what no target takes goes to the fallback output or the disk spool, and
 //! the spool is replayed, oldest first, alternating with live batches, once a target takes data.
 //!
-//! The queue outlives its writer: when a reload changes an output's config, the old writer finishes
-//! the batch in its hands and the new writer carries on from the same queue, so nothing queued is
-//! lost. At shutdown the writer learns the deadline, stops retrying, spools (when it has a spool)
+//! The queue outlives its writer: when a reload changes an output's config, the old writer hands
+//! the batch in its hands (undelivered) to the new writer, which sends it first and carries on from
+//! the same queue, so nothing queued is lost. At shutdown the writer learns the deadline, stops retrying, spools (when it has a spool)
 //! what its targets do not take at once, and drains the queue.
 
 use std::sync::{Arc, Mutex};
@@ -46,7 +46,8 @@ pub struct OutputHandle {
     stop: Option<Sender<()>>,
     closing: Option<Sender<Instant>>,
     fallback: FallbackSlot,
-    thread: Option<JoinHandle<()>>,
+    /// The writer thread; it gives back the events it was holding when a reload stopped it.
+    thread: Option<JoinHandle<Vec<Event>>>,
 }
 
 impl OutputHandle {
@@ -66,13 +67,14 @@ impl OutputHandle {
             fallback: Arc::default(),
             thread: None,
         };
-        let writer = handle.writer()?;
+        let writer = handle.writer(Vec::new())?;
         handle.spawn(writer)?;
         Ok(handle)
     }
 
-    /// Builds a writer for the handle's config: its targets and its spool.
-    fn writer(&self) -> Result<Writer, OutputError> {
+    /// Builds a writer for the handle's config: its targets and its spool. It sends `handover`
+    /// (what the writer before it was holding) before anything from the queue.
+    fn writer(&self, handover: Vec<Event>) -> Result<Writer, OutputError> {
         let config = &self.config;
         let group = TargetGroup::build(config)?;
         let spool = match &config.delivery.spool {
@@ -102,6 +104,7 @@ impl OutputHandle {
             last_checkpoint: now,
             complaint: Complaint::new(outputs::log_target(&config.name)),
             fallback_complaint: Complaint::new(outputs::log_target(&config.name)),
+            handover,
         })
     }
 
@@ -139,22 +142,27 @@ impl OutputHandle {
 
     /// Replaces the writer with one built from `config`, keeping the queue and the counters. The
     /// new output is built first: on a build error the old writer keeps running untouched. The
-    /// spool is handed over: the old writer saves its position, the new one opens it again.
+    /// batch the old writer holds is handed over, and so is the spool: the old writer saves its
+    /// position, the new one opens it again.
     pub fn replace(&mut self, config: OutputConfig) -> Result<(), OutputError> {
         // The spool is only checked here: it is opened once the old writer has let go of it.
         TargetGroup::build(&config)?;
-        // Stop the old writer: it finishes the batch in its hands and leaves the queue as it is.
+        // Stop the old writer: it gives back what it holds and leaves the queue as it is.
         self.stop = None;
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
+        let held = match self.thread.take().map(JoinHandle::join) {
+            Some(Ok(held)) => held,
+            _ => Vec::new(),
+        };
         let old = std::mem::replace(&mut self.config, config);
-        match self.writer() {
-            Ok(writer) => self.spawn(writer),
+        match self.writer(Vec::new()) {
+            Ok(mut writer) => {
+                writer.handover = held;
+                self.spawn(writer)
+            }
             Err(e) => {
                 // The new spool cannot be opened: carry on with the old config.
                 self.config = old;
-                let writer = self.writer()?;
+                let writer = self.writer(held)?;
                 self.spawn(writer)?;
                 Err(e)
             }
@@ -225,6 +233,9 @@ struct Writer {
     last_checkpoint: Instant,
     complaint: Complaint,
     fallback_complaint: Complaint,
+    /// Events to send before the queue's (from the writer before this one), and, once a reload
+    /// stops this writer, the events it gives to the next.
+    handover: Vec<Event>,
 }
 
 /// What became of a batch.
@@ -236,9 +247,15 @@ enum Outcome {
 }
 
 impl Writer {
-    fn run(mut self) {
+    /// Drains the queue until it closes or a reload stops the writer; returns what it was holding
+    /// then, for the next writer.
+    fn run(mut self) -> Vec<Event> {
+        let held = std::mem::take(&mut self.handover);
+        if !held.is_empty() {
+            self.deliver_live(held);
+        }
         let mut batch: Vec<Event> = Vec::with_capacity(self.config.batch_size.min(4096));
-        loop {
+        while !self.stopping {
             if self.replay_due() {
                 self.replay_one();
             }
@@ -279,6 +296,7 @@ impl Writer {
                 self.complaint.fail(&e.0);
             }
         }
+        std::mem::take(&mut self.handover)
     }
 
     /// Notes the stop deadline: no more retries, no more replays.
@@ -373,34 +391,55 @@ impl Writer {
         }
     }
 
-    /// Delivers a live batch; what no target takes goes to the fallback or the spool. Without
-    /// either, the batch is held and tried again when a target may be contacted, while the queue
-    /// behind it fills up to its bound: a short outage loses nothing, a long one loses what the
-    /// queue cannot hold (counted as `dropped`).
+    /// Delivers a live batch. What no target takes goes to the fallback output once every
+    /// target's breaker is open, else to the spool; without a spool the batch is held and tried
+    /// again when a target may be contacted, while the queue behind it fills up to its bound: a
+    /// short outage loses nothing, a long one loses what the queue cannot hold (counted as
+    /// `dropped`). A reload takes a held batch over to the next writer.
     fn deliver_batch(&mut self, batch: Vec<Event>) {
-        let mut left = self.deliver(batch);
+        let mut left = if self.handing_over() {
+            Outcome::Undelivered(batch)
+        } else {
+            self.deliver(batch)
+        };
         let mut round = 0;
         while let Outcome::Undelivered(events) = left {
             self.publish();
-            let has_fallback = self
-                .fallback
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .is_some();
-            let hold = !has_fallback && self.spool.is_none();
+            if self.handing_over() {
+                self.handover.extend(events);
+                break;
+            }
+            let to_fallback = self.has_fallback() && self.group.all_open(Instant::now());
+            if to_fallback || self.spool.is_some() || self.deadline.is_some() {
+                self.set_aside(events);
+                break;
+            }
             let wait = self
                 .group
                 .until_probe(Instant::now())
                 .max(self.config.delivery.backoff.delay(round, &mut self.jitter));
             round = round.saturating_add(1);
-            if !hold || self.deadline.is_some() || self.stopping || !self.pause(wait) {
-                self.set_aside(events);
-                break;
+            if !self.pause(wait) {
+                // Cut short by a reload or the stop: the next round hands over or sets aside.
+                left = Outcome::Undelivered(events);
+                continue;
             }
             add(&self.stats.retried, events.len() as u64);
             left = self.deliver(events);
         }
         self.publish();
+    }
+
+    /// Whether a reload stopped this writer (and the agent is not stopping).
+    fn handing_over(&self) -> bool {
+        self.stopping && self.deadline.is_none()
+    }
+
+    fn has_fallback(&self) -> bool {
+        self.fallback
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .is_some()
     }
 
     /// Sends a batch to its targets per the strategy, with retries.
@@ -502,14 +541,17 @@ impl Writer {
         last.push_str(message);
     }
 
-    /// Puts events no target took in the fallback output, else the spool, else counts them failed.
+    /// Puts events no target took in the fallback output when every target is open, else in the
+    /// spool; at the stop, without a spool, in the fallback output all the same; else counts them
+    /// failed.
     fn set_aside(&mut self, events: Vec<Event>) {
         let n = events.len() as u64;
         let fallback = self
             .fallback
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .clone();
+            .clone()
+            .filter(|_| self.spool.is_none() || self.group.all_open(Instant::now()));
         if let Some(route) = fallback {
             add(&self.stats.to_fallback, n);
             for event in events {
