@@ -75,6 +75,7 @@ pub enum Order {
 
 /// Runs the agent until SIGTERM, SIGINT or a `stop` over the control socket.
 pub fn run(source: ConfigSource) -> Result<StopReport, RunError> {
+    crate::sys::one_malloc_arena();
     let config = source.load().map_err(RunError::Config)?;
     let mut signals = Signals::new([SIGTERM, SIGINT, SIGHUP]).map_err(RunError::Signals)?;
     let control = config.control.clone();
