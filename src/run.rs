@@ -7,6 +7,8 @@
 
 use std::path::PathBuf;
 use std::process;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread;
 use std::time::{Duration, Instant, SystemTime};
 
@@ -84,19 +86,20 @@ pub fn run(source: ConfigSource) -> Result<StopReport, RunError> {
 
     let (tx, rx) = bounded::<Order>(8);
     let orders = tx.clone();
+    // Set by the first stop, whether a signal or the control socket asked for it.
+    let stopping = Arc::new(AtomicBool::new(false));
+    let stop_seen = stopping.clone();
     thread::Builder::new()
         .name("signals".into())
         .spawn(move || {
-            let mut stopping = false;
             for signal in signals.forever() {
                 let order = if signal == SIGHUP {
                     Order::Reload(None)
                 } else {
-                    if stopping {
+                    if stop_seen.swap(true, Ordering::SeqCst) {
                         log::warn!(target: "agent", "second stop signal: exiting at once");
                         process::exit(128 + signal);
                     }
-                    stopping = true;
                     Order::Stop(if signal == SIGINT {
                         "SIGINT"
                     } else {
@@ -131,6 +134,7 @@ pub fn run(source: ConfigSource) -> Result<StopReport, RunError> {
                 let _ = reply.send(Status::of(&agent, loaded));
             }
             Ok(Order::Stop(why)) => {
+                stopping.store(true, Ordering::SeqCst);
                 log::info!(target: "agent", "{why}: stopping (a second stop signal exits at once)");
                 break;
             }

@@ -166,41 +166,57 @@ fn reloads_lose_no_queued_event() {
 
 #[test]
 fn a_second_stop_signal_exits_at_once() {
-    let dir = TempDir::new("second-signal");
-    // /proc/loadavg as a FIFO with no writer: the load source hangs in open(), so the graceful stop
-    // waits the whole shutdown_timeout for it.
-    fs::create_dir_all(dir.path().join("proc")).unwrap();
-    let fifo = dir.path().join("proc/loadavg");
-    assert!(
-        std::process::Command::new("mkfifo")
-            .arg(&fifo)
-            .status()
-            .unwrap()
-            .success()
-    );
-    let path = dir.path().join("pipit.json");
-    let config = format!(
-        r#"{{"agent": {{"host_root": "{}", "shutdown_timeout": "1h"}},
-            "sources": [{{"type": "load", "interval": "50ms", "timeout": "1h"}}],
-            "outputs": [{{"type": "stdout"}}]}}"#,
-        dir.path().display()
-    );
-    write(&path, &config);
-    let mut agent = Agent::start(&path, "info");
-    agent.wait_stderr("the start", DEADLINE, |l| {
-        l.iter().any(|l| l.contains("running 1 source(s)"))
-    });
-    agent.signal("TERM");
-    agent.wait_stderr("the graceful stop to begin", DEADLINE, |l| {
-        l.iter().any(|l| l.contains("stopping"))
-    });
-    agent.signal("TERM");
-    let status = agent.wait_exit(Duration::from_secs(5));
-    assert_eq!(status.code(), Some(128 + 15));
-    assert!(
-        agent
-            .stderr()
-            .iter()
-            .any(|l| l.contains("second stop signal: exiting at once"))
-    );
+    // The first stop comes as a signal, or over the control socket; either way a SIGTERM after it
+    // is the second one.
+    for first in ["signal", "ctl"] {
+        let dir = TempDir::new("second-signal");
+        // /proc/loadavg as a FIFO with no writer: the load source hangs in open(), so the graceful
+        // stop waits the whole shutdown_timeout for it.
+        fs::create_dir_all(dir.path().join("proc")).unwrap();
+        let fifo = dir.path().join("proc/loadavg");
+        assert!(
+            std::process::Command::new("mkfifo")
+                .arg(&fifo)
+                .status()
+                .unwrap()
+                .success()
+        );
+        let path = dir.path().join("pipit.json");
+        let config = format!(
+            r#"{{"agent": {{"host_root": "{}", "shutdown_timeout": "1h"}},
+                "control": {{"socket": "{}"}},
+                "sources": [{{"type": "load", "interval": "50ms", "timeout": "1h"}}],
+                "outputs": [{{"type": "stdout"}}]}}"#,
+            dir.path().display(),
+            dir.path().join("run/ctl.sock").display()
+        );
+        write(&path, &config);
+        let mut agent = Agent::start(&path, "info");
+        agent.wait_stderr("the start", DEADLINE, |l| {
+            l.iter().any(|l| l.contains("running 1 source(s)"))
+        });
+        if first == "signal" {
+            agent.signal("TERM");
+        } else {
+            let ctl = std::process::Command::new(common::pipit::binary())
+                .args(["ctl", "stop", "-c"])
+                .arg(&path)
+                .output()
+                .unwrap();
+            assert!(ctl.status.success(), "{ctl:?}");
+        }
+        agent.wait_stderr("the graceful stop to begin", DEADLINE, |l| {
+            l.iter().any(|l| l.contains("stopping"))
+        });
+        agent.signal("TERM");
+        let status = agent.wait_exit(Duration::from_secs(5));
+        assert_eq!(status.code(), Some(128 + 15), "first stop by {first}");
+        assert!(
+            agent
+                .stderr()
+                .iter()
+                .any(|l| l.contains("second stop signal: exiting at once")),
+            "first stop by {first}"
+        );
+    }
 }
