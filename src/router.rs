@@ -1,13 +1,15 @@
 //! The router: one thread that fans events out from the sources to each output's queue.
 //!
-//! It never blocks: an output whose queue is full loses the event (counted and logged once while
-//! it repeats), and every other output still gets it.
+//! A source's collection arrives as one message and leaves as one message per output that takes
+//! any of it, so a writer wakes once per collection, not once per event. The router never blocks:
+//! an output whose queue is full loses the events that do not fit (counted and logged once while it
+//! repeats), and every other output still gets them.
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::thread::{self, JoinHandle};
 
-use crossbeam_channel::{Receiver, Sender, TrySendError, select};
+use crossbeam_channel::{Receiver, Sender, select};
 
 use crate::complain::Complaint;
 use crate::event::Event;
@@ -20,9 +22,9 @@ use crate::telemetry::{OutputStats, add, sub};
 pub struct Route {
     /// Which events the output takes.
     pub selector: Selector,
-    /// The output's queue. The channel itself is unbounded, so that it allocates only as it
-    /// fills; [`offer`] holds it to `max_events` and `max_bytes`.
-    pub queue: Sender<Event>,
+    /// The output's queue, of batches. The channel itself is unbounded, so that it allocates only
+    /// as it fills; [`offer`] holds it to `max_events` events and `max_bytes`.
+    pub queue: Sender<Vec<Event>>,
     /// The most events the queue may hold.
     pub max_events: u64,
     /// The most bytes (estimated by [`crate::delivery::event_bytes`]) the queue may hold.
@@ -56,7 +58,7 @@ fn run(events: Receiver<Vec<Event>>, control: Receiver<Control>, mut routes: Vec
     loop {
         select! {
             recv(events) -> msg => match msg {
-                Ok(batch) => batch.into_iter().for_each(|event| route(event, &routes, &mut complaints)),
+                Ok(batch) => route(batch, &routes, &mut complaints),
                 Err(_) => return,
             },
             recv(control) -> msg => match msg {
@@ -66,7 +68,7 @@ fn run(events: Receiver<Vec<Event>>, control: Receiver<Control>, mut routes: Vec
                 }
                 Ok(Control::Stop) | Err(_) => {
                     while let Ok(batch) = events.try_recv() {
-                        batch.into_iter().for_each(|event| route(event, &routes, &mut complaints));
+                        route(batch, &routes, &mut complaints);
                     }
                     return;
                 }
@@ -82,52 +84,129 @@ fn complaints_for(routes: &[Route]) -> Vec<Complaint> {
         .collect()
 }
 
-fn route(event: Event, routes: &[Route], complaints: &mut [Complaint]) {
-    let Some(last) = routes
-        .iter()
-        .rposition(|r| r.selector.accepts(&event.service))
-    else {
-        return;
-    };
-    for (i, r) in routes.iter().enumerate().take(last) {
-        if r.selector.accepts(&event.service) {
-            offer(r, event.clone(), &mut complaints[i]);
-        }
-    }
-    // The last output takes the event itself; the others took copies.
-    offer(&routes[last], event, &mut complaints[last]);
-}
-
-/// Puts `event` in the route's queue without waiting; a full queue (by events or by bytes) drops
-/// it, counted and logged. Also used to hand batches to a fallback output.
-pub fn offer(route: &Route, event: Event, complaint: &mut Complaint) {
-    let bytes = crate::delivery::event_bytes(&event);
-    // Counted as queued before the send, so the writer never takes out what was not yet put in.
-    let before = route.stats.queued_bytes.fetch_add(bytes, Ordering::Relaxed);
-    let events_before = route.stats.queued.fetch_add(1, Ordering::Relaxed);
-    let sent = if events_before >= route.max_events || before + bytes > route.max_bytes {
-        Err(true)
-    } else {
-        // A disconnected queue belongs to an output being removed: not a drop worth counting.
-        route
-            .queue
-            .try_send(event)
-            .map_err(|e| matches!(e, TrySendError::Full(_)))
-    };
-    match sent {
-        Ok(()) => {
-            add(&route.stats.events_in, 1);
-            complaint.recover();
-        }
-        Err(full) => {
-            sub(&route.stats.queued, 1);
-            sub(&route.stats.queued_bytes, bytes);
-            if full {
-                add(&route.stats.dropped_queue_full, 1);
-                complaint.fail(
-                    "queue full: dropping events (the output cannot keep up or its backend is down)",
-                );
+/// Sorts a batch into one batch per output that takes any of it, and offers each.
+fn route(batch: Vec<Event>, routes: &[Route], complaints: &mut [Complaint]) {
+    let mut per_route: Vec<Vec<Event>> = routes.iter().map(|_| Vec::new()).collect();
+    for event in batch {
+        let Some(last) = routes
+            .iter()
+            .rposition(|r| r.selector.accepts(&event.service))
+        else {
+            continue;
+        };
+        for (i, r) in routes.iter().enumerate().take(last) {
+            if r.selector.accepts(&event.service) {
+                per_route[i].push(event.clone());
             }
         }
+        // The last output takes the event itself; the others took copies.
+        per_route[last].push(event);
+    }
+    for ((r, events), complaint) in routes.iter().zip(per_route).zip(complaints) {
+        if !events.is_empty() {
+            offer(r, events, complaint);
+        }
+    }
+}
+
+/// Puts `events` in the route's queue, as one message, without waiting; the events that do not
+/// fit (by count or by bytes) are dropped, counted and logged. Also used to hand batches to a
+/// fallback output.
+pub fn offer(route: &Route, mut events: Vec<Event>, complaint: &mut Complaint) {
+    // Counted as queued before the send, so the writer never takes out what was not yet put in.
+    let mut fit = 0;
+    let mut fit_bytes = 0;
+    for event in &events {
+        let bytes = crate::delivery::event_bytes(event);
+        let before = route.stats.queued_bytes.fetch_add(bytes, Ordering::Relaxed);
+        let events_before = route.stats.queued.fetch_add(1, Ordering::Relaxed);
+        if events_before >= route.max_events || before + bytes > route.max_bytes {
+            sub(&route.stats.queued, 1);
+            sub(&route.stats.queued_bytes, bytes);
+            break;
+        }
+        fit += 1;
+        fit_bytes += bytes;
+    }
+    let dropped = (events.len() - fit) as u64;
+    events.truncate(fit);
+    if !events.is_empty() {
+        // A disconnected queue belongs to an output being removed: not a drop worth counting.
+        if route.queue.send(events).is_err() {
+            sub(&route.stats.queued, fit as u64);
+            sub(&route.stats.queued_bytes, fit_bytes);
+            return;
+        }
+        add(&route.stats.events_in, fit as u64);
+    }
+    if dropped > 0 {
+        add(&route.stats.dropped_queue_full, dropped);
+        complaint
+            .fail("queue full: dropping events (the output cannot keep up or its backend is down)");
+    } else {
+        complaint.recover();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::telemetry::get;
+    use crossbeam_channel::unbounded;
+
+    fn route_to(include: &[&str], max_events: u64) -> (Route, Receiver<Vec<Event>>) {
+        let (queue, receiver) = unbounded();
+        let include: Vec<String> = include.iter().map(|s| s.to_string()).collect();
+        let route = Route {
+            selector: Selector::from_lists(&include, &[]),
+            queue,
+            max_events,
+            max_bytes: u64::MAX,
+            stats: Arc::new(OutputStats::new("o")),
+        };
+        (route, receiver)
+    }
+
+    fn events(names: &[&str]) -> Vec<Event> {
+        names.iter().map(|n| Event::new(*n, "h")).collect()
+    }
+
+    #[test]
+    fn a_collection_reaches_each_output_as_one_message_of_what_it_takes() {
+        let (cpu, cpu_rx) = route_to(&["cpu.*"], 100);
+        let (all, all_rx) = route_to(&[], 100);
+        let routes = vec![cpu, all];
+        let mut complaints = complaints_for(&routes);
+        route(
+            events(&["cpu.user", "load.1", "cpu.idle"]),
+            &routes,
+            &mut complaints,
+        );
+        let names = |m: Vec<Event>| m.into_iter().map(|e| e.service).collect::<Vec<_>>();
+        assert_eq!(names(cpu_rx.try_recv().unwrap()), ["cpu.user", "cpu.idle"]);
+        assert_eq!(
+            names(all_rx.try_recv().unwrap()),
+            ["cpu.user", "load.1", "cpu.idle"]
+        );
+        assert!(cpu_rx.try_recv().is_err() && all_rx.try_recv().is_err());
+        assert_eq!(get(&routes[1].stats.queued), 3);
+    }
+
+    #[test]
+    fn what_does_not_fit_is_dropped_and_counted() {
+        let (r, rx) = route_to(&[], 3);
+        let mut complaint = Complaint::new("out.o");
+        offer(&r, events(&["a", "b"]), &mut complaint);
+        offer(&r, events(&["c", "d", "e"]), &mut complaint);
+        assert_eq!(rx.try_recv().unwrap().len(), 2);
+        assert_eq!(rx.try_recv().unwrap().len(), 1, "only c fits");
+        assert_eq!(
+            (
+                get(&r.stats.queued),
+                get(&r.stats.events_in),
+                get(&r.stats.dropped_queue_full)
+            ),
+            (3, 3, 2)
+        );
     }
 }

@@ -41,8 +41,8 @@ pub struct OutputHandle {
     pub config: OutputConfig,
     /// Its counters, shared with the router and the `self` source.
     pub stats: Arc<OutputStats>,
-    queue: Option<Sender<Event>>,
-    receiver: Receiver<Event>,
+    queue: Option<Sender<Vec<Event>>>,
+    receiver: Receiver<Vec<Event>>,
     stop: Option<Sender<()>>,
     closing: Option<Sender<Instant>>,
     fallback: FallbackSlot,
@@ -105,6 +105,7 @@ impl OutputHandle {
             complaint: Complaint::new(outputs::log_target(&config.name)),
             fallback_complaint: Complaint::new(outputs::log_target(&config.name)),
             handover,
+            pending: Vec::new(),
         })
     }
 
@@ -125,7 +126,7 @@ impl OutputHandle {
     }
 
     /// A sender into this output's queue, for the router.
-    pub fn sender(&self) -> Option<Sender<Event>> {
+    pub fn sender(&self) -> Option<Sender<Vec<Event>>> {
         self.queue.clone()
     }
 
@@ -213,7 +214,7 @@ pub fn wire_fallbacks(outputs: &[OutputHandle]) {
 struct Writer {
     group: TargetGroup,
     config: OutputConfig,
-    queue: Receiver<Event>,
+    queue: Receiver<Vec<Event>>,
     stop: Receiver<()>,
     closing: Receiver<Instant>,
     stats: Arc<OutputStats>,
@@ -236,6 +237,9 @@ struct Writer {
     /// Events to send before the queue's (from the writer before this one), and, once a reload
     /// stops this writer, the events it gives to the next.
     handover: Vec<Event>,
+    /// Events taken from the queue, oldest first, not yet in a batch (a message of the queue may
+    /// hold more than a batch).
+    pending: Vec<Event>,
 }
 
 /// What became of a batch.
@@ -250,45 +254,45 @@ impl Writer {
     /// Drains the queue until it closes or a reload stops the writer; returns what it was holding
     /// then, for the next writer.
     fn run(mut self) -> Vec<Event> {
-        let held = std::mem::take(&mut self.handover);
-        if !held.is_empty() {
-            self.deliver_live(held);
-        }
+        // What the writer before this one held goes first, in batches like the queue's events.
+        self.pending = std::mem::take(&mut self.handover);
         let mut batch: Vec<Event> = Vec::with_capacity(self.config.batch_size.min(4096));
         while !self.stopping {
             if self.replay_due() {
                 self.replay_one();
             }
-            let wait = if self.replay_due() {
-                Duration::ZERO
-            } else {
-                IDLE
-            };
-            let first = select! {
-                recv(self.queue) -> msg => match msg {
-                    Ok(event) => Some(event),
-                    Err(_) => break,
-                },
-                recv(self.stop) -> _ => {
-                    self.stopping = true;
-                    break;
+            if self.pending.is_empty() {
+                let wait = if self.replay_due() {
+                    Duration::ZERO
+                } else {
+                    IDLE
+                };
+                select! {
+                    recv(self.queue) -> msg => match msg {
+                        Ok(events) => self.took(events),
+                        Err(_) => break,
+                    },
+                    recv(self.stop) -> _ => {
+                        self.stopping = true;
+                        break;
+                    }
+                    recv(self.closing) -> msg => {
+                        self.shutdown(msg.ok());
+                        continue;
+                    }
+                    default(wait) => continue,
                 }
-                recv(self.closing) -> msg => {
-                    self.shutdown(msg.ok());
-                    None
-                }
-                default(wait) => None,
-            };
-            let Some(first) = first else { continue };
-            self.took(&first);
-            batch.push(first);
+            }
             let closed = self.fill(&mut batch);
             self.deliver_live(std::mem::take(&mut batch));
-            if closed || self.stopping {
+            if closed && self.pending.is_empty() {
                 break;
             }
         }
-        if !self.stopping {
+        if self.stopping {
+            let pending = std::mem::take(&mut self.pending);
+            self.handover.extend(pending);
+        } else {
             log::debug!(target: &outputs::log_target(&self.stats.name), "queue closed and drained");
         }
         if let Some(spool) = self.spool.take() {
@@ -307,22 +311,42 @@ impl Writer {
         }
     }
 
-    fn took(&self, event: &Event) {
-        sub(&self.stats.queued, 1);
-        sub(&self.stats.queued_bytes, event_bytes(event));
+    /// Takes a message of the queue into `pending`.
+    fn took(&mut self, events: Vec<Event>) {
+        sub(&self.stats.queued, events.len() as u64);
+        sub(
+            &self.stats.queued_bytes,
+            events.iter().map(event_bytes).sum::<u64>(),
+        );
+        if self.pending.is_empty() {
+            self.pending = events;
+        } else {
+            self.pending.extend(events);
+        }
+    }
+
+    /// Moves pending events into the batch, up to the batch size.
+    fn take_pending(&mut self, batch: &mut Vec<Event>) {
+        let room = self.config.batch_size.saturating_sub(batch.len());
+        if self.pending.len() <= room {
+            batch.append(&mut self.pending);
+        } else {
+            batch.extend(self.pending.drain(..room));
+        }
     }
 
     /// Adds events until the batch is full or its time is up; says whether the queue was closed
     /// (and drained).
     fn fill(&mut self, batch: &mut Vec<Event>) -> bool {
         let deadline = Instant::now() + self.config.batch_timeout;
+        self.take_pending(batch);
         while batch.len() < self.config.batch_size {
             let wait = deadline.saturating_duration_since(Instant::now());
             select! {
                 recv(self.queue) -> msg => match msg {
-                    Ok(event) => {
-                        self.took(&event);
-                        batch.push(event);
+                    Ok(events) => {
+                        self.took(events);
+                        self.take_pending(batch);
                     }
                     Err(_) => return true,
                 },
@@ -554,9 +578,7 @@ impl Writer {
             .filter(|_| self.spool.is_none() || self.group.all_open(Instant::now()));
         if let Some(route) = fallback {
             add(&self.stats.to_fallback, n);
-            for event in events {
-                router::offer(&route, event, &mut self.fallback_complaint);
-            }
+            router::offer(&route, events, &mut self.fallback_complaint);
             return;
         }
         match &mut self.spool {

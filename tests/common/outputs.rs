@@ -18,7 +18,7 @@ pub fn start(json: &str) -> OutputHandle {
 pub fn send(handle: &OutputHandle, events: impl IntoIterator<Item = Event>) {
     let queue = handle.sender().unwrap();
     for e in events {
-        queue.send(e).unwrap();
+        queue.send(vec![e]).unwrap();
     }
 }
 
