@@ -6,18 +6,19 @@
 #   DURATION=120 benches/footprint.sh
 #   PIPIT=path/to/pipit benches/footprint.sh  # another build (a static one, say) instead
 #
-# Five agents run at once, each pipit with a state directory and control socket of its own:
+# Four agents run at once, each pipit with a state directory and control socket of its own:
 #   collectd   the host sources (see side_by_side.sh) at Interval 1, write_graphite to a listener
-#   router     pipit with the same sources at 1s and a graphite output to a listener of its own
-#   small-q    the same as router with agent.queue_size and the output's queue_size at 1,000
-#              instead of 10,000, to show what the preallocated queues cost
+#   router     pipit with the same sources at 1s and a graphite output to a listener of its own,
+#              every other setting at its default
 #   default    pipit with the embedded default config (state directory moved into the run's
 #              temporary directory), writing to standard output into a file
 #   cache      the default config again with agent.cache_interval 10s (its least) and a graphite output, so
 #              that /proc/PID/io write_bytes counts nothing but the counter cache
 # After the warm-up, VmRSS of each is read from /proc/PID/status every second; threads are counted
 # in /proc/PID/task; wake-ups are the timeslices run by all threads (third field of
-# /proc/PID/task/*/schedstat) over the window, per second. The cache's bytes per hour at the default
+# /proc/PID/task/*/schedstat) over the window, per second. RssAnon (what the process allocated: heap,
+# stacks, written data) and RssFile (the pages of its binary and libraries it has mapped) are read
+# at the end. The cache's bytes per hour at the default
 # cache_interval (5 min) are the cache instance's write_bytes per second scaled from 10 s to 5 min,
 # checked against the cache file's size times 12 writes an hour.
 set -euo pipefail
@@ -50,29 +51,23 @@ print(json.dumps(config, indent=2))
 PY
 }
 
-# router_config NAME QUEUE_SIZE: the host sources at 1s to the last listener started, with both
-# queues at QUEUE_SIZE.
+# router_config NAME: the host sources at 1s to the last listener started.
 router_config() {
     cat <<CONF
 {
-  "agent": {"hostname": "bench", "interval": "1s", "state_dir": "$WORK/$1-state", "queue_size": $2},
+  "agent": {"hostname": "bench", "interval": "1s", "state_dir": "$WORK/$1-state"},
   "control": {"socket": "$WORK/$1.sock"},
   "sources": $PIPIT_SOURCES,
-  "outputs": [{"type": "graphite", "host": "127.0.0.1", "port": $LISTENER_PORT, "queue_size": $2}]
+  "outputs": [{"type": "graphite", "host": "127.0.0.1", "port": $LISTENER_PORT}]
 }
 CONF
 }
 
 start_collectd
 start_listener "$WORK/router.out"
-router_config router 10000 > "$WORK/router.json"
+router_config router > "$WORK/router.json"
 start_pipit "$PIPIT" "$WORK/router.json" pipit-router
 ROUTER=$PP
-
-start_listener "$WORK/small-q.out"
-router_config small-q 1000 > "$WORK/small-q.json"
-start_pipit "$PIPIT" "$WORK/small-q.json" pipit-small-q
-SMALLQ=$PP
 
 default_config default "{}" "" > "$WORK/default.json"
 start_pipit "$PIPIT" "$WORK/default.json" pipit-default
@@ -92,7 +87,7 @@ written() { awk '/^write_bytes:/ { print $2 }' "/proc/$1/io"; }
 # libraries it has mapped.
 rss_split() { awk '/^RssAnon:/ { a = $2 } /^RssFile:/ { f = $2 } END { print a, f }' "/proc/$1/status"; }
 
-AGENTS=("$CD" "$ROUTER" "$SMALLQ" "$DEFAULT")
+AGENTS=("$CD" "$ROUTER" "$DEFAULT")
 sleep "$WARMUP"
 for pid in "${AGENTS[@]}" "$CACHE"; do
     kill -0 "$pid" 2>/dev/null || { echo "an agent exited early:" >&2; report_logs >&2; exit 1; }
@@ -121,7 +116,7 @@ import statistics, sys
 start, end, work = float(sys.argv[1]), float(sys.argv[2]), sys.argv[3]
 w0, w1, cache_interval, cache_size = map(int, sys.argv[4:])
 window = end - start
-names = ["collectd 5.12", "pipit (router set)", "pipit (router, queues 1000)", "pipit (default config)"]
+names = ["collectd 5.12", "pipit (router set)", "pipit (default config)"]
 rss = [list(map(int, l.split())) for l in open(f"{work}/rss")]
 before = [int(l) for l in open(f"{work}/wakeups0")]
 after = [list(map(int, l.split())) for l in open(f"{work}/wakeups1")]
@@ -136,7 +131,7 @@ for i, name in enumerate(names):
     print(f"{name:<28} {medians[-1]:>17.0f} {max(column):>8} {after[i][2]:>9} {after[i][3]:>9} "
           f"{after[i][1]:>8} {wake:>11.1f}")
 print(f"pipit (router set) / collectd VmRSS: {medians[1] / medians[0]:.3f} (median); "
-      f"with queues of 1000: {medians[2] / medians[0]:.3f}")
+      f"RssAnon: {after[1][2] / after[0][2]:.3f}")
 per_hour = (w1 - w0) / window * 3600 * cache_interval / 300
 print(f"counter cache: file {cache_size} bytes; write_bytes {w1 - w0} in {window:.0f} s at "
       f"cache_interval {cache_interval} s")
