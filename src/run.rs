@@ -119,6 +119,7 @@ pub fn run(source: ConfigSource) -> Result<StopReport, RunError> {
     };
 
     let mut next_watch = Instant::now() + WATCH_EVERY;
+    let mut next_trim = Instant::now() + TRIM_EVERY;
     loop {
         match rx.recv_deadline(next_watch) {
             Ok(Order::Reload(reply)) => {
@@ -145,6 +146,10 @@ pub fn run(source: ConfigSource) -> Result<StopReport, RunError> {
             agent.watch();
             next_watch = Instant::now() + WATCH_EVERY;
         }
+        if Instant::now() >= next_trim {
+            crate::sys::return_free_memory();
+            next_trim = Instant::now() + TRIM_EVERY;
+        }
     }
     drop(server);
     Ok(agent.stop())
@@ -152,6 +157,9 @@ pub fn run(source: ConfigSource) -> Result<StopReport, RunError> {
 
 /// How often the run loop checks for hung sources.
 const WATCH_EVERY: Duration = Duration::from_secs(1);
+
+/// How often memory the allocator keeps free is given back to the system.
+const TRIM_EVERY: Duration = Duration::from_secs(60);
 
 /// Reloads the config from `source` into `agent`: the one path of SIGHUP and the control
 /// socket's `reload`. Every refusal is logged; the outcome is a summary or the errors.
