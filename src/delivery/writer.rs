@@ -256,7 +256,7 @@ impl Writer {
     fn run(mut self) -> Vec<Event> {
         // What the writer before this one held goes first, in batches like the queue's events.
         self.pending = std::mem::take(&mut self.handover);
-        let mut batch: Vec<Event> = Vec::with_capacity(self.config.batch_size.min(4096));
+        let mut batch: Vec<Event> = Vec::new();
         while !self.stopping {
             if self.replay_due() {
                 self.replay_one();
