@@ -43,7 +43,8 @@ pub enum Reply {
 
 /// A query for records of `qtype` of `name` (an absolute name, without the trailing dot), with
 /// recursion desired, or `None` when `name` cannot be a DNS name (an empty label, a label over
-/// 63 bytes, more than 255 bytes in all, or a byte that is not printable ASCII).
+/// 63 bytes, more than 255 bytes in all, or a byte other than an ASCII letter, digit, `-` or
+/// `_`).
 pub fn query(id: u16, name: &str, qtype: u16) -> Option<Vec<u8>> {
     let mut q = Vec::with_capacity(HEADER + name.len() + 6);
     q.extend_from_slice(&id.to_be_bytes());
@@ -51,7 +52,8 @@ pub fn query(id: u16, name: &str, qtype: u16) -> Option<Vec<u8>> {
     q.extend_from_slice(&[0, 1, 0, 0, 0, 0, 0, 0]);
     for label in name.split('.') {
         let bytes = label.as_bytes();
-        if bytes.is_empty() || bytes.len() > 63 || !bytes.iter().all(u8::is_ascii_graphic) {
+        let allowed = |b: &u8| b.is_ascii_alphanumeric() || *b == b'-' || *b == b'_';
+        if bytes.is_empty() || bytes.len() > 63 || !bytes.iter().all(allowed) {
             return None;
         }
         q.push(bytes.len() as u8);
@@ -177,7 +179,15 @@ mod tests {
 
     #[test]
     fn names_that_cannot_be_asked_are_refused() {
-        for bad in ["", "a..b", ".a", "a.", "sp ace.lan", "caf\u{e9}.lan"] {
+        for bad in [
+            "",
+            "a..b",
+            ".a",
+            "a.",
+            "sp ace.lan",
+            "caf\u{e9}.lan",
+            "[fe80::1%eth0]",
+        ] {
             assert_eq!(query(1, bad, TYPE_A), None, "{bad:?}");
         }
         assert_eq!(query(1, &"a".repeat(64), TYPE_A), None);

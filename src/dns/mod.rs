@@ -300,6 +300,10 @@ mod tests {
             .addresses("bad..name", SECOND)
             .unwrap_err();
         assert_eq!(e.kind(), io::ErrorKind::InvalidInput);
+        let zoned = resolve("[fe80::1%eth0]:22", SECOND).unwrap_err();
+        assert_eq!(zoned.kind(), io::ErrorKind::InvalidInput, "{zoned}");
+        let numeric_zone = resolve("[fe80::1%2]:22", SECOND).unwrap();
+        assert_eq!(numeric_zone, vec!["[fe80::1%2]:22".parse().unwrap()]);
     }
 
     #[test]
