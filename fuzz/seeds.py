@@ -68,6 +68,21 @@ def varint(n):
 seed("riemann_ack", "ok", varint(2 << 3) + varint(1))
 seed("riemann_ack", "error", varint(3 << 3 | 2) + varint(7) + b"refused" + varint(2 << 3) + b"\x00")
 
+
+def dns_reply(qtype, rcode, records):
+    """A reply to pipit's query for host.example, preceded by the target's selector byte."""
+    question = b"\x04host\x07example\x00" + struct.pack(">HH", qtype, 1)
+    header = struct.pack(">HHHHHH", 0x1234, 0x8180 | rcode, 1, len(records), 0, 0)
+    answers = b"".join(b"\xc0\x0c" + struct.pack(">HHIH", t, 1, 300, len(d)) + d for t, d in records)
+    selector = (2 if qtype == 1 else 3).to_bytes(1, "big")
+    return selector + header + question + answers
+
+
+cname = b"\x05other\x07example\x00"
+seed("dns_reply", "a", dns_reply(1, 0, [(5, cname), (1, bytes([192, 0, 2, 1])), (1, bytes([192, 0, 2, 2]))]))
+seed("dns_reply", "aaaa", dns_reply(28, 0, [(28, bytes(15) + b"\x01")]))
+seed("dns_reply", "nxdomain", dns_reply(1, 3, []))
+
 for i, line in enumerate([
     '{"call":"get_metrics","selector":"^load\\\\.1$"}',
     '{"call":"get_metrics","prefix":"edge.","limit":2,"metadata":false}',

@@ -1,9 +1,14 @@
 //! The one place HTTP clients are built, so every HTTP component behaves alike: explicit connect
 //! and total timeouts (ureq has none by default), no proxy taken from `*_PROXY` variables, and
-//! status codes returned as values rather than errors.
+//! status codes returned as values rather than errors. Host names are resolved by
+//! [`crate::dns`], within the connect timeout.
 
 use std::io::{self, Read};
 use std::time::Duration;
+
+use ureq::http::Uri;
+use ureq::unversioned::resolver::{ResolvedSocketAddrs, Resolver};
+use ureq::unversioned::transport::{DefaultConnector, NextTimeout};
 
 use crate::config::reader::{Problems, Table};
 
@@ -74,7 +79,7 @@ pub fn unsupported(url: &str) -> Option<&'static str> {
 /// An HTTP agent with `timeouts` that follows up to 10 redirects when `follow_redirects` is set
 /// and otherwise returns the redirect response itself.
 pub fn agent(timeouts: HttpTimeouts, follow_redirects: bool) -> ureq::Agent {
-    ureq::Agent::config_builder()
+    let config = ureq::Agent::config_builder()
         .timeout_connect(Some(timeouts.connect))
         .timeout_global(Some(timeouts.total))
         .proxy(None)
@@ -82,8 +87,50 @@ pub fn agent(timeouts: HttpTimeouts, follow_redirects: bool) -> ureq::Agent {
         .max_redirects(if follow_redirects { 10 } else { 0 })
         .max_redirects_will_error(false)
         .user_agent(concat!("pipit/", env!("CARGO_PKG_VERSION")))
-        .build()
-        .new_agent()
+        .build();
+    agent_with(config)
+}
+
+/// An HTTP agent with `config` that resolves names with [`crate::dns`]. Every agent of pipit is
+/// built here.
+pub fn agent_with(config: ureq::config::Config) -> ureq::Agent {
+    ureq::Agent::with_parts(config, DefaultConnector::new(), Lookup)
+}
+
+/// ureq's resolver replaced by [`crate::dns`] (ureq's own calls getaddrinfo(3)). The trait is in
+/// ureq's `unversioned` module, outside its semver promise; Cargo.lock pins the version.
+#[derive(Debug)]
+struct Lookup;
+
+impl Resolver for Lookup {
+    fn resolve(
+        &self,
+        uri: &Uri,
+        _config: &ureq::config::Config,
+        timeout: NextTimeout,
+    ) -> Result<ResolvedSocketAddrs, ureq::Error> {
+        let host = uri.host().ok_or(ureq::Error::HostNotFound)?;
+        let port = match (uri.port_u16(), uri.scheme_str()) {
+            (Some(port), _) => port,
+            (None, Some("https")) => 443,
+            (None, _) => 80,
+        };
+        let found = crate::dns::lookup(host, port, *timeout.after).map_err(|e| match e.kind() {
+            io::ErrorKind::NotFound => ureq::Error::HostNotFound,
+            io::ErrorKind::TimedOut => ureq::Error::Timeout(timeout.reason),
+            _ => ureq::Error::Io(e),
+        })?;
+        let mut addrs = self.empty();
+        for addr in found {
+            if addrs.try_push(addr).is_err() {
+                break;
+            }
+        }
+        if addrs.is_empty() {
+            return Err(ureq::Error::HostNotFound);
+        }
+        Ok(addrs)
+    }
 }
 
 /// A failed request in a few words, such as `timed out after 2s (receiving the response)`.

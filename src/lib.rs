@@ -18,6 +18,7 @@ pub mod config;
 pub mod control;
 pub mod crc32;
 pub mod delivery;
+pub mod dns;
 pub mod event;
 #[cfg(feature = "http")]
 pub mod http_client;

@@ -3,7 +3,8 @@
 # (tests/common/peers.rs) on a Debian machine. Idempotent: re-running
 # when everything is present only performs quick checks.
 #
-#   apt:  graphite-carbon python3-whisper influxdb collectd-core victoria-metrics
+#   apt:  graphite-carbon python3-whisper influxdb collectd-core victoria-metrics,
+#         dnsmasq-base (the DNS server of tests/dns.rs; no service comes with it)
 #         and, for tests/packaging.rs, systemd (systemd-analyze, systemd-sysusers) and shellcheck
 #   pip:  riemann-client (pulls protobuf>=3.2,<4) into the python3 on PATH
 #         (or $PIPIT_TEST_PYTHON)
@@ -15,7 +16,7 @@
 # afterwards.
 set -euo pipefail
 
-APT_PKGS=(graphite-carbon python3-whisper influxdb collectd-core victoria-metrics shellcheck systemd)
+APT_PKGS=(graphite-carbon python3-whisper influxdb collectd-core victoria-metrics dnsmasq-base shellcheck systemd)
 SERVICES=(carbon-cache influxdb collectd victoria-metrics)
 PYTHON="${PIPIT_TEST_PYTHON:-python3}"
 POLICY=/usr/sbin/policy-rc.d
@@ -160,6 +161,7 @@ fi
 command -v carbon-cache >/dev/null 2>&1 || { echo "[install-deps] carbon-cache not on PATH" >&2; exit 1; }
 command -v influxd >/dev/null 2>&1 || { echo "[install-deps] influxd not on PATH" >&2; exit 1; }
 command -v victoria-metrics >/dev/null 2>&1 || { echo "[install-deps] victoria-metrics not on PATH" >&2; exit 1; }
+[ -x /usr/sbin/dnsmasq ] || { echo "[install-deps] /usr/sbin/dnsmasq missing" >&2; exit 1; }
 for tool in shellcheck systemd-analyze systemd-sysusers; do
     command -v "$tool" >/dev/null 2>&1 || { echo "[install-deps] $tool not on PATH" >&2; exit 1; }
 done

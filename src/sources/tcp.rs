@@ -2,7 +2,7 @@
 //! connect time, or `critical` with the reason.
 
 use std::io;
-use std::net::{TcpStream, ToSocketAddrs};
+use std::net::TcpStream;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -74,10 +74,7 @@ struct TcpCheck {
 impl TcpCheck {
     /// Connects to the first address that answers, trying each the name resolves to.
     fn connect(&self) -> Result<(), String> {
-        let addrs = self
-            .spec
-            .address
-            .to_socket_addrs()
+        let addrs = crate::dns::resolve(&self.spec.address, self.spec.connect_timeout)
             .map_err(|e| format!("cannot resolve: {e}"))?;
         let mut last = "the name resolves to no address".to_owned();
         for addr in addrs {

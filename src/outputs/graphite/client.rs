@@ -3,7 +3,7 @@
 
 use std::fmt;
 use std::io::{self, ErrorKind, Read, Write};
-use std::net::{Shutdown, SocketAddr, TcpStream, ToSocketAddrs, UdpSocket};
+use std::net::{Shutdown, SocketAddr, TcpStream, UdpSocket};
 use std::time::{Duration, Instant};
 
 use super::batch::Batch;
@@ -40,11 +40,11 @@ impl Protocol {
     }
 }
 
-/// How long each step may block; no step waits forever (a zero duration counts as 1 ms). Name
-/// resolution is left to the system resolver and its own timeouts.
+/// How long each step may block; no step waits forever (a zero duration counts as 1 ms).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Timeouts {
-    /// Longest wait for a TCP connection to open, per address; default 5 s.
+    /// Longest wait for a TCP connection to open, per address, and for the name to resolve
+    /// ([`crate::dns`]); default 5 s.
     pub connect: Duration,
     /// Longest wait for the server to take a batch (TCP) or a datagram (UDP); default 10 s.
     pub write: Duration,
@@ -299,14 +299,12 @@ impl GraphiteClient {
     }
 
     fn open(&self) -> Result<Connection, GraphiteError> {
-        let addrs: Vec<SocketAddr> = self
-            .addr
-            .to_socket_addrs()
-            .map_err(|source| GraphiteError::Resolve {
+        let addrs = crate::dns::resolve(&self.addr, at_least_1ms(self.timeouts.connect)).map_err(
+            |source| GraphiteError::Resolve {
                 addr: self.addr.clone(),
                 source,
-            })?
-            .collect();
+            },
+        )?;
         let mut last = io::Error::new(ErrorKind::NotFound, "the name resolved to no address");
         for addr in addrs {
             let opened = match self.protocol {

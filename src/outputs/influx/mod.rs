@@ -276,7 +276,7 @@ impl OutputSpec for InfluxSpec {
             .build();
         let authorization = self.token.as_ref().map(|t| format!("Token {}", t.expose()));
         Ok(Box::new(Influx {
-            agent: Agent::new_with_config(config),
+            agent: crate::http_client::agent_with(config),
             url: self.write_url(index)?,
             authorization,
             format: Format {

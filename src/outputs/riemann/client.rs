@@ -10,7 +10,7 @@
 
 use std::fmt;
 use std::io::{self, Read, Write};
-use std::net::{Shutdown, SocketAddr, TcpStream, ToSocketAddrs, UdpSocket};
+use std::net::{Shutdown, SocketAddr, TcpStream, UdpSocket};
 use std::time::{Duration, Instant};
 
 use super::proto;
@@ -50,7 +50,8 @@ pub enum Transport {
 /// How long each step may take.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Timeouts {
-    /// Opening the connection (TCP and TLS handshake included).
+    /// Opening the connection (TCP and TLS handshake included); resolving the name
+    /// ([`crate::dns`]) may take as long again.
     pub connect: Duration,
     /// Waiting for the server to take more of a message being written.
     pub write: Duration,
@@ -218,11 +219,8 @@ impl RiemannClient {
     }
 
     fn open(&self) -> Result<Conn, Error> {
-        let addrs: Vec<SocketAddr> = self
-            .addr
-            .to_socket_addrs()
-            .map_err(Error::Connect)?
-            .collect();
+        let addrs =
+            crate::dns::resolve(&self.addr, self.timeouts.connect).map_err(Error::Connect)?;
         if let Transport::Udp = self.transport {
             return open_udp(&addrs).map(Conn::Udp).map_err(Error::Connect);
         }
