@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 
 use super::batch::Batch;
 use super::datapoint::Datapoint;
+use crate::complain::Complaint;
 
 /// How datapoints travel to carbon.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -139,9 +140,22 @@ pub struct GraphiteClient {
     connection: Option<Connection>,
     batch: Batch,
     unconfirmed: Vec<u8>,
-    /// When each batch in `unconfirmed` was written, and where it ends there.
-    written: std::collections::VecDeque<(Instant, usize)>,
+    /// The batches in `unconfirmed`, oldest first.
+    written: std::collections::VecDeque<Written>,
     resend_window: Duration,
+    /// Logs giving up bytes that may be lost, without a line per batch.
+    give_ups: Complaint,
+}
+
+/// One batch kept for a resend.
+#[derive(Debug)]
+struct Written {
+    /// When it was last written.
+    at: Instant,
+    /// Where it ends in `unconfirmed`.
+    end: usize,
+    /// Written again already, after a connection it went over died.
+    resent: bool,
 }
 
 /// How long after a write a connection must still be alive for the write to count as stored, by
@@ -152,7 +166,7 @@ pub const DEFAULT_RESEND_WINDOW: Duration = Duration::from_secs(2);
 
 /// The most bytes kept for a resend after a dead connection: beyond it the oldest batches are
 /// forgotten (only a stream faster than 2 MiB/s, such as a spool replay, fills it within the
-/// default window).
+/// default window), with a warning when they had gone over a connection that died.
 pub const MAX_UNCONFIRMED: usize = 4 << 20;
 
 impl GraphiteClient {
@@ -167,6 +181,7 @@ impl GraphiteClient {
             unconfirmed: Vec::new(),
             written: std::collections::VecDeque::new(),
             resend_window: DEFAULT_RESEND_WINDOW,
+            give_ups: Complaint::new("out.graphite"),
         }
     }
 
@@ -227,7 +242,9 @@ impl GraphiteClient {
         let resend: &[u8] = if opened { &self.unconfirmed } else { &[] };
         if !resend.is_empty() {
             let now = Instant::now();
-            self.written.iter_mut().for_each(|(at, _)| *at = now);
+            for w in &mut self.written {
+                (w.at, w.resent) = (now, true);
+            }
         }
         let result = match &mut self.connection {
             Some(Connection::Tcp(stream)) => stream
@@ -261,7 +278,7 @@ impl GraphiteClient {
         let young = self
             .written
             .iter()
-            .position(|&(at, _)| now.duration_since(at) < self.resend_window);
+            .position(|w| now.duration_since(w.at) < self.resend_window);
         self.forget(young.unwrap_or(self.written.len()));
     }
 
@@ -269,25 +286,37 @@ impl GraphiteClient {
     /// [`MAX_UNCONFIRMED`], the oldest batches are forgotten first.
     fn unconfirm(&mut self, bytes: &[u8]) {
         self.unconfirmed.extend_from_slice(bytes);
-        self.written
-            .push_back((Instant::now(), self.unconfirmed.len()));
+        self.written.push_back(Written {
+            at: Instant::now(),
+            end: self.unconfirmed.len(),
+            resent: false,
+        });
         let excess = self.unconfirmed.len().saturating_sub(MAX_UNCONFIRMED);
         if excess > 0 {
-            let oldest = self.written.iter().position(|&(_, end)| end >= excess);
-            log::debug!(target: "out.graphite", "{}: more than {MAX_UNCONFIRMED} bytes written within the resend window; the oldest are no longer kept for a resend", self.addr);
-            self.forget(oldest.map_or(self.written.len(), |i| i + 1));
+            let oldest = self.written.iter().position(|w| w.end >= excess);
+            let batches = oldest.map_or(self.written.len(), |i| i + 1);
+            // Batches sent again already went over a connection that died: giving them up may
+            // lose them. The others only went over this one, which is still alive.
+            if self.written.iter().take(batches).any(|w| w.resent) {
+                self.give_ups.fail(&format!("{}: giving up bytes written to connections that died before they could be confirmed (more than {MAX_UNCONFIRMED} bytes to send again)", self.addr));
+            }
+            self.forget(batches);
         }
     }
 
     /// Forgets the first `batches` batches kept for a resend.
     fn forget(&mut self, batches: usize) {
-        let Some(&(_, cut)) = batches.checked_sub(1).and_then(|i| self.written.get(i)) else {
+        let Some(cut) = batches
+            .checked_sub(1)
+            .and_then(|i| self.written.get(i))
+            .map(|w| w.end)
+        else {
             return;
         };
         self.unconfirmed.drain(..cut);
         self.written.drain(..batches);
-        for (_, end) in &mut self.written {
-            *end -= cut;
+        for w in &mut self.written {
+            w.end -= cut;
         }
     }
 
@@ -481,7 +510,7 @@ mod tests {
         assert!(client.unconfirmed.len() > MAX_UNCONFIRMED - 2 * last.len());
         assert!(client.unconfirmed.ends_with(&last));
         assert_eq!(
-            client.written.back().map(|w| w.1),
+            client.written.back().map(|w| w.end),
             Some(client.unconfirmed.len())
         );
         client.close().unwrap();
