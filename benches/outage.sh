@@ -12,7 +12,7 @@
 #    (/proc/PID/status), write_bytes (/proc/PID/io: everything pipit wrote to disk, the spool and
 #    the counter cache), the size of the state directory, and the output's queue and spool from
 #    `pipit ctl status`. fsync and fdatasync calls are counted with strace (--seccomp-bpf, so only
-#    those calls stop the process) when strace is installed. At the end the spool's segment files
+#    those calls stop the process), in all and on spool segments, when strace is installed. At the end the spool's segment files
 #    are decoded: records (appends) and events. Per-hour figures are scaled from the window.
 # 2. The bounds (skipped with BOUNDS=0): the same config plus an exec daemon printing 8,000
 #    datapoints a second, for BOUNDS seconds each: target up (a sink that reads everything), target
@@ -33,18 +33,8 @@ if [ -z "${PIPIT:-}" ]; then
     PIPIT=target/release/pipit
 fi
 
-WORK=$(mktemp -d)
-PIDS=()
-cleanup() {
-    for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
-    wait 2>/dev/null || true
-    rm -rf "$WORK"
-}
-trap cleanup EXIT
-
-free_port() {
-    python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
-}
+# shellcheck source=benches/work.sh disable=SC1091
+source benches/work.sh
 
 # config NAME PORT SPOOL FAST: the embedded default config with the state directory
 # $WORK/NAME-state, the control socket $WORK/NAME.sock, one graphite output to 127.0.0.1:PORT (with
@@ -82,7 +72,7 @@ PY
 # under strace counting fsync and fdatasync into $WORK/NAME.fsync. Sets PP to pipit's own pid.
 start() {
     if [ "${2:-}" = strace ]; then
-        RUST_LOG=warn strace -f --seccomp-bpf -e trace=fsync,fdatasync -o "$WORK/$1.fsync" \
+        RUST_LOG=warn strace -f -y --seccomp-bpf -e trace=fsync,fdatasync -o "$WORK/$1.fsync" \
             "$PIPIT" run -c "$WORK/$1.json" > /dev/null 2> "$WORK/$1.log" &
         local tracer=$!
         PIDS+=("$tracer")
@@ -128,13 +118,15 @@ def tree_bytes(root):
     return total
 
 def fsyncs():
+    """fsync and fdatasync calls so far: on spool segments, and in all."""
     try:
-        return sum(1 for l in open(base + ".fsync") if ("fsync(" in l or "fdatasync(" in l) and "resumed" not in l)
+        calls = [l for l in open(base + ".fsync") if "sync(" in l and "resumed" not in l]
     except OSError:
-        return -1
+        return -1, -1
+    return sum(".seg>" in l for l in calls), len(calls)
 
 print("t_s rss_kib anon_kib write_bytes state_bytes queue_depth dropped_queue_full "
-      "spooled spool_depth spool_bytes dropped_spool_full fsyncs", flush=True)
+      "spooled spool_depth spool_bytes dropped_spool_full fsyncs_spool fsyncs_all", flush=True)
 start = float(open(f"/proc/{pid}/stat").read().split()[21]) / os.sysconf("SC_CLK_TCK")
 uptime = lambda: float(open("/proc/uptime").read().split()[0])
 t0 = time.monotonic()
@@ -146,7 +138,7 @@ while True:
     row = [round(uptime() - start, 1), field(f"/proc/{pid}/status", "VmRSS"),
            field(f"/proc/{pid}/status", "RssAnon"), field(f"/proc/{pid}/io", "write_bytes"),
            tree_bytes(base + "-state"), out["queue_depth"], out["dropped_queue_full"],
-           out["spooled"], out["spool_depth"], out["spool_bytes"], out["dropped_spool_full"], fsyncs()]
+           out["spooled"], out["spool_depth"], out["spool_bytes"], out["dropped_spool_full"], *fsyncs()]
     print(" ".join(map(str, row)), flush=True)
     k += 1
     if k * every > seconds:
@@ -210,8 +202,9 @@ print(f"write_bytes {last[3]:.0f} ({last[3] / hours / 2**20:.2f} MiB per hour); 
 print(f"spool segments: {records} records, {events} events, {seg_bytes} bytes; "
       f"{records / hours:.0f} appends and {seg_bytes / hours / 2**20:.2f} MiB per hour; "
       f"{seg_bytes / max(events, 1):.0f} bytes per event")
-if last[11] >= 0:
-    print(f"fsync + fdatasync calls: {last[11]:.0f} ({last[11] / hours:.1f} per hour)")
+if last[12] >= 0:
+    print(f"fsync + fdatasync calls: {last[12]:.0f} ({last[12] / hours:.1f} per hour), of which on "
+          f"spool segments {last[11]:.0f} ({last[11] / hours:.1f} per hour)")
 else:
     print("fsync + fdatasync calls: not counted (strace not installed)")
 PY
@@ -241,7 +234,8 @@ def at(what, cond):
     hit = next((r for r in rows if cond(r)), None)
     return f"{what} at {hit[0]:.0f} s (VmRSS {hit[1]:.0f} KiB)" if hit else f"{what}: not reached"
 print(f"VmRSS first {rows[0][1]:.0f} KiB (at {rows[0][0]:.0f} s), last {rows[-1][1]:.0f} KiB, "
-      f"max {max(r[1] for r in rows):.0f} KiB; RssAnon last {rows[-1][2]:.0f} KiB")
+      f"max {max(r[1] for r in rows):.0f} KiB; RssAnon last {rows[-1][2]:.0f} KiB; dropped "
+      f"(queue full) {rows[-1][6]:.0f}, spooled {rows[-1][7]:.0f}, dropped (spool full) {rows[-1][10]:.0f}")
 print("; ".join([at("queue full", lambda r: r[6] > 0), at("spool at its bound", lambda r: r[10] > 0)]))
 PY
     done
