@@ -10,14 +10,8 @@
 COLLECTD=${COLLECTD:-/usr/sbin/collectd}
 [ -x "$COLLECTD" ] || { echo "collectd not found: run tests/install-deps.sh (collectd-core)" >&2; exit 1; }
 
-WORK=$(mktemp -d)
-PIDS=()
-cleanup() {
-    for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
-    wait 2>/dev/null || true
-    rm -rf "$WORK"
-}
-trap cleanup EXIT
+# shellcheck source=benches/work.sh
+source benches/work.sh
 
 # The sources of the comparison, as pipit's `sources` array (`cpu` per core, as collectd reports).
 # shellcheck disable=SC2034 # used by the scripts that source this file
@@ -30,7 +24,7 @@ PIPIT_SOURCES='[
 # start_listener FILE: a Graphite plaintext sink on a free port of 127.0.0.1 that appends what it
 # receives to FILE; sets LISTENER_PORT once it accepts connections.
 start_listener() {
-    LISTENER_PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+    LISTENER_PORT=$(free_port)
     python3 benches/count_listener.py "$LISTENER_PORT" "$1" &
     PIDS+=($!)
     for _ in $(seq 50); do (echo > "/dev/tcp/127.0.0.1/$LISTENER_PORT") 2>/dev/null && return; sleep 0.1; done

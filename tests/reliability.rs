@@ -5,7 +5,7 @@
 
 mod common;
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 use std::io::{BufRead, BufReader, ErrorKind};
 use std::net::{TcpListener, TcpStream};
 use std::path::Path;
@@ -263,6 +263,195 @@ fn real_carbon_restarted_between_waves_stores_every_datapoint() {
     for (i, (ts, value)) in points.iter().enumerate() {
         assert_eq!((*ts - first, *value), (i as i64, i as f64));
     }
+}
+
+/// What the resend window is for: carbon-cache drops the datapoints in its cache when it stops.
+/// 100 datapoints are sent and the connection closed; once carbon has closed its side too it has
+/// read them all, and is stopped at once. Its writer drains the cache to whisper once a second, so
+/// a drain can come between by chance (a few milliseconds out of a second): three tries.
+#[test]
+fn carbon_cache_loses_what_it_read_within_a_second_of_a_stop() {
+    use std::io::{Read, Write};
+    let mut carbon = CarbonCache::start();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let mut stored = Vec::new();
+    for attempt in 0..3 {
+        let mut conn = TcpStream::connect(("127.0.0.1", carbon.line_port())).unwrap();
+        let lines: String = (0..100)
+            .map(|i| format!("lost.a{attempt} {i} {}\n", now - 200 + i))
+            .collect();
+        conn.write_all(lines.as_bytes()).unwrap();
+        conn.shutdown(std::net::Shutdown::Write).unwrap();
+        conn.set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        assert_eq!(conn.read(&mut [0; 1]).unwrap(), 0, "carbon closes its side");
+        carbon.restart();
+        stored.push(carbon.read(&format!("lost.a{attempt}")).len());
+        if stored[attempt] < 100 {
+            break;
+        }
+    }
+    eprintln!("carbon-cache stopped right after reading 100 datapoints stored {stored:?}");
+    assert!(stored.iter().any(|&n| n < 100), "{stored:?}");
+}
+
+/// The latest value pipit's `self` source printed (graphite format) for `metric` of the output
+/// named `graphite`; 0 before the first.
+fn self_metric(agent: &Agent, metric: &str) -> u64 {
+    let prefix = format!("h.self.output.graphite.{metric} ");
+    agent
+        .stdout()
+        .iter()
+        .rev()
+        .find_map(|l| l.strip_prefix(&prefix)?.split(' ').next()?.parse().ok())
+        .unwrap_or(0)
+}
+
+/// Bytes the Graphite client wrote again on new connections, from its debug log.
+fn resent_bytes(agent: &Agent) -> u64 {
+    agent
+        .stderr()
+        .iter()
+        .filter_map(|l| {
+            let (_, rest) = l.split_once("sending again the ")?;
+            rest.split(' ').next()?.parse::<u64>().ok()
+        })
+        .sum()
+}
+
+#[test]
+fn real_carbon_restarted_five_times_stores_every_one_of_100000_datapoints() {
+    // 100 paths x 1,000 timestamps, one timestamp (100 datapoints) every 30 ms: about 33 s of
+    // stream. Datapoint i is path p<i % 100> at base + i / 100 with the value i, so every
+    // datapoint is a distinct (path, timestamp) of the 1 h retention and its value says which.
+    // Then a tick every 100 ms, as an agent's regular metrics: pipit finds a dead connection
+    // when it next writes.
+    const PATHS: u64 = 100;
+    const STAMPS: u64 = 1_000;
+    const N: u64 = PATHS * STAMPS;
+    let mut carbon = CarbonCache::start();
+    let dir = TempDir::new("rel-carbon-restarts");
+    let base = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        - 1_500;
+    let stream = format!(
+        r#"{{"type": "exec", "name": "stream", "mode": "daemon", "format": "graphite", "interval": "50ms", "command": ["python3", "-u", "-c", "import sys, time\nfor t in range({STAMPS}):\n    for p in range({PATHS}):\n        sys.stdout.write('test.p%d %d %d\\n' % (p, t * {PATHS} + p, {base} + t))\n    sys.stdout.flush(); time.sleep(0.03)\nwhile True:\n    print('test.tick 1 %d' % time.time()); time.sleep(0.1)\n"]}}"#
+    );
+    // The output's resend_window is the default unless RESEND_WINDOW says otherwise (as in
+    // `RESEND_WINDOW=500ms cargo test --test reliability real_carbon_restarted_five`), to measure
+    // what a window makes of the same run.
+    let output = graphite_output(carbon.line_port(), &dir.path().join("spool"));
+    let window = std::env::var("RESEND_WINDOW").ok();
+    let output = match &window {
+        Some(w) => output.replacen('{', &format!(r#"{{"resend_window": "{w}", "#), 1),
+        None => output,
+    };
+    let config = write_config(
+        &dir,
+        &[stream, r#"{"type": "self", "interval": "1s"}"#.to_owned()],
+        &[
+            output,
+            r#"{"type": "stdout", "format": "graphite", "include": ["self.output.graphite.*"]}"#
+                .to_owned(),
+        ],
+    );
+    let agent = Agent::start(&config, "info,out.graphite=debug");
+    let started = Instant::now();
+    // Five restarts, each once the stream has reached its mark and pipit has delivered more since
+    // the last one; the third stays down 10 s (the stream goes to the spool, replayed when carbon
+    // is back), the last two come later in the stream. carbon-cache loses on every stop what it read in about the last
+    // second (not yet written to whisper): pipit's resend window brings it back.
+    let mut delivered = 0;
+    for (k, (due, down)) in [
+        (12_000, 0),
+        (24_000, 0),
+        (36_000, 10),
+        (80_000, 0),
+        (92_000, 0),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        wait_until(
+            "the stream at its mark, datapoints flowing",
+            Duration::from_secs(30),
+            || {
+                (self_metric(&agent, "events_in") >= due
+                    && self_metric(&agent, "events_out") > delivered)
+                    .then_some(())
+            },
+        );
+        carbon.stop();
+        thread::sleep(Duration::from_secs(down));
+        carbon.restart();
+        delivered = self_metric(&agent, "events_out");
+        eprintln!(
+            "restart {} at {:.1} s: {} queued, {delivered} delivered",
+            k + 1,
+            started.elapsed().as_secs_f64(),
+            self_metric(&agent, "events_in"),
+        );
+    }
+    // Everything in whisper: each path holds its 1,000 timestamps, each with its own value.
+    let stored = |all: &BTreeMap<String, Vec<(i64, f64)>>| -> u64 {
+        all.iter()
+            .filter(|(path, _)| path.starts_with("h.test.p"))
+            .map(|(_, points)| points.len() as u64)
+            .sum()
+    };
+    let end = Instant::now() + Duration::from_secs(30);
+    let all = loop {
+        let all = carbon.read_all();
+        if stored(&all) >= N || Instant::now() > end {
+            break all;
+        }
+        thread::sleep(Duration::from_millis(500));
+    };
+    let received = stored(&all);
+    let resent = resent_bytes(&agent);
+    let line_bytes: u64 = (0..N)
+        .map(|i| format!("h.test.p{} {i} {}\n", i % PATHS, base + i / PATHS).len() as u64)
+        .sum::<u64>()
+        / N;
+    eprintln!(
+        "real carbon, 5 restarts, resend_window {}: {N} sent, {received} received, {} lost; \
+         {} bytes resent (about {} datapoints); delivered {}, spooled {}, replayed {}; {:.1} s",
+        window.as_deref().unwrap_or("2s (default)"),
+        N - received.min(N),
+        resent,
+        resent / line_bytes,
+        self_metric(&agent, "events_out"),
+        self_metric(&agent, "spooled"),
+        self_metric(&agent, "replayed"),
+        started.elapsed().as_secs_f64()
+    );
+    for p in 0..PATHS {
+        let points = all
+            .get(&format!("h.test.p{p}"))
+            .map_or(&[][..], Vec::as_slice);
+        let expected: Vec<(i64, f64)> = (0..STAMPS)
+            .map(|t| ((base + t) as i64, (t * PATHS + p) as f64))
+            .collect();
+        if points != expected {
+            let missing: Vec<u64> = (0..STAMPS)
+                .filter(|&t| !points.contains(&expected[t as usize]))
+                .collect();
+            panic!(
+                "path p{p}: {} points stored, {} missing (timestamps base + {:?} ... {:?})",
+                points.len(),
+                missing.len(),
+                missing.first(),
+                missing.last()
+            );
+        }
+    }
+    assert!(resent > 0, "no restart made pipit send anything again");
+    assert_eq!(received, N);
 }
 
 #[test]

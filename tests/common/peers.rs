@@ -13,6 +13,7 @@
 //! `tests/peers/README.md`.
 #![allow(dead_code)]
 
+use std::collections::BTreeMap;
 use std::fs;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};
@@ -490,10 +491,13 @@ impl CarbonCache {
         }
     }
 
-    /// SIGTERM and wait for exit (takes ~0.6 s). carbon-cache does NOT
-    /// flush its in-memory cache on shutdown: points received less than
-    /// about a second before are lost, so `wait_for` what must survive
-    /// before stopping. No-op when already stopped.
+    /// SIGTERM and wait for exit (takes up to ~1 s). carbon-cache does NOT
+    /// flush its in-memory cache on shutdown: its writer thread drains the
+    /// cache to whisper and then sleeps 1 s, and exits at the stop without
+    /// another drain, so points it read up to about a second before are
+    /// lost (tests/reliability.rs shows it). It closes its connections at
+    /// once. `wait_for` what must survive before stopping. No-op when
+    /// already stopped.
     pub fn stop(&mut self) {
         if let Some(mut child) = self.child.take() {
             if let Err(e) = stop_child(&mut child, "carbon-cache") {
@@ -515,12 +519,22 @@ impl CarbonCache {
     /// Panics when the file cannot be read (retrying briefly first, as a
     /// file being created can be momentarily incomplete).
     pub fn read(&self, metric_path: &str) -> Vec<(i64, f64)> {
+        self.retrying(metric_path, || self.try_read(metric_path))
+    }
+
+    /// Every (untagged) metric with its points, as [`read`](Self::read)
+    /// gives them, in one run of python.
+    pub fn read_all(&self) -> BTreeMap<String, Vec<(i64, f64)>> {
+        self.retrying("every metric", || self.dump(None))
+    }
+
+    fn retrying<T>(&self, what: &str, mut f: impl FnMut() -> Result<T, String>) -> T {
         let start = Instant::now();
         loop {
-            match self.try_read(metric_path) {
-                Ok(points) => return points,
+            match f() {
+                Ok(v) => return v,
                 Err(e) if start.elapsed() >= Duration::from_secs(3) => {
-                    panic!("carbon-cache: cannot read metric '{}': {}", metric_path, e)
+                    panic!("carbon-cache: cannot read {}: {}", what, e)
                 }
                 Err(_) => thread::sleep(POLL),
             }
@@ -529,32 +543,50 @@ impl CarbonCache {
 
     /// Like [`read`](Self::read) but returns errors instead of panicking.
     pub fn try_read(&self, metric_path: &str) -> Result<Vec<(i64, f64)>, String> {
+        Ok(self
+            .dump(Some(metric_path))?
+            .remove(metric_path)
+            .unwrap_or_default())
+    }
+
+    /// The points of `metric` (or of every untagged metric) by metric path.
+    fn dump(&self, metric: Option<&str>) -> Result<BTreeMap<String, Vec<(i64, f64)>>, String> {
         // Path mapping as carbon's whisper backend does it: dots become
         // directories; ';'-tagged names go through carbon's own
         // TaggedSeries.encode (default TAG_HASH_FILENAMES=True). Importing
         // carbon costs ~150 ms, so only then.
         const SCRIPT: &str = r#"
 import os, sys, time, whisper
-root, metric = sys.argv[1], sys.argv[2]
-if ';' in metric:
-    from carbon.util import TaggedSeries
-    rel = TaggedSeries.encode(metric, os.sep, hash_only=True)
+root = sys.argv[1]
+def dump(name, path):
+    (start, end, step), values = whisper.fetch(path, 0, int(time.time()) + 1)
+    for i, v in enumerate(values):
+        if v is not None:
+            print('%s %d %r' % (name, start + i * step, v))
+if len(sys.argv) > 2:
+    metric = sys.argv[2]
+    if ';' in metric:
+        from carbon.util import TaggedSeries
+        rel = TaggedSeries.encode(metric, os.sep, hash_only=True)
+    else:
+        rel = metric.replace('.', os.sep).lstrip(os.sep)
+    path = os.path.join(root, rel + '.wsp')
+    if os.path.exists(path):
+        dump(metric, path)
 else:
-    rel = metric.replace('.', os.sep).lstrip(os.sep)
-path = os.path.join(root, rel + '.wsp')
-if not os.path.exists(path):
-    print('MISSING ' + path)
-    sys.exit(0)
-(start, end, step), values = whisper.fetch(path, 0, int(time.time()) + 1)
-for i, v in enumerate(values):
-    if v is not None:
-        print('%d %r' % (start + i * step, v))
+    for d, dirs, files in os.walk(root):
+        if d == root and '_tagged' in dirs:
+            dirs.remove('_tagged')
+        for f in sorted(files):
+            if f.endswith('.wsp'):
+                rel = os.path.relpath(os.path.join(d, f[:-4]), root)
+                dump(rel.replace(os.sep, '.'), os.path.join(d, f))
 "#;
         let out = Command::new(SYSTEM_PYTHON)
             .arg("-c")
             .arg(SCRIPT)
             .arg(self.whisper_dir())
-            .arg(metric_path)
+            .args(metric)
             .stdin(Stdio::null())
             .output()
             .map_err(|e| format!("cannot run {}: {}; {}", SYSTEM_PYTHON, e, INSTALL_HINT))?;
@@ -566,16 +598,15 @@ for i, v in enumerate(values):
             ));
         }
         let stdout = String::from_utf8_lossy(&out.stdout);
-        let mut points = Vec::new();
+        let mut points: BTreeMap<String, Vec<(i64, f64)>> = BTreeMap::new();
         for line in stdout.lines() {
-            if line.starts_with("MISSING ") {
-                return Ok(Vec::new());
-            }
-            let mut parts = line.splitn(2, ' ');
-            let ts = parts.next().and_then(|t| t.parse::<i64>().ok());
+            let mut parts = line.rsplitn(3, ' ');
             let v = parts.next().and_then(|v| v.parse::<f64>().ok());
-            match (ts, v) {
-                (Some(ts), Some(v)) => points.push((ts, v)),
+            let ts = parts.next().and_then(|t| t.parse::<i64>().ok());
+            match (parts.next(), ts, v) {
+                (Some(name), Some(ts), Some(v)) => {
+                    points.entry(name.to_owned()).or_default().push((ts, v))
+                }
                 _ => return Err(format!("unexpected whisper output line {:?}", line)),
             }
         }

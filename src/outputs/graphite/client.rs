@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 
 use super::batch::Batch;
 use super::datapoint::Datapoint;
+use crate::complain::Complaint;
 
 /// How datapoints travel to carbon.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -122,12 +123,15 @@ enum Connection {
 /// dead socket. After a failed send the next send opens a new connection.
 ///
 /// Carbon sends no acknowledgements, so a write that succeeded only means the bytes reached the
-/// local socket: a server that restarted since may never read them, and a connection found alive
-/// may still hold unread bytes that die with it. The client therefore keeps what it wrote on a
-/// connection until a check finds the connection alive at least [`CONFIRM_AFTER`] after the write
-/// (at most [`MAX_UNCONFIRMED`] bytes); when a check finds the connection dead, that is written
-/// again on the new connection before the new batch. Delivery is at least once: a datapoint the server did
-/// read before closing may arrive twice, which carbon stores once (same path, same timestamp).
+/// local socket: a server that restarted since may never read them, a connection found alive may
+/// still hold unread bytes that die with it, and carbon-cache itself loses the datapoints it read
+/// but had not yet written to disk when it is stopped (its writer drains its cache about once a
+/// second). The client therefore keeps what it wrote on a connection until a check finds the
+/// connection alive at least the resend window after the write ([`DEFAULT_RESEND_WINDOW`], see
+/// [`set_resend_window`](Self::set_resend_window)), at most [`MAX_UNCONFIRMED`] bytes, the most
+/// recent; when a check finds the connection dead, that is written again on the new connection
+/// before the new batch. Delivery is at least once: a datapoint the server did store may arrive
+/// twice, which carbon stores once (same path, same timestamp).
 #[derive(Debug)]
 pub struct GraphiteClient {
     addr: String,
@@ -136,16 +140,33 @@ pub struct GraphiteClient {
     connection: Option<Connection>,
     batch: Batch,
     unconfirmed: Vec<u8>,
-    /// When each batch in `unconfirmed` was written, and where it ends there.
-    written: std::collections::VecDeque<(Instant, usize)>,
+    /// The batches in `unconfirmed`, oldest first.
+    written: std::collections::VecDeque<Written>,
+    resend_window: Duration,
+    /// Logs giving up bytes that may be lost, without a line per batch.
+    give_ups: Complaint,
 }
 
-/// How long after a write a connection must still be alive for the write to count as read: long
-/// enough for a server to read what it was sent before it dies.
-pub const CONFIRM_AFTER: Duration = Duration::from_millis(500);
+/// One batch kept for a resend.
+#[derive(Debug)]
+struct Written {
+    /// When it was last written.
+    at: Instant,
+    /// Where it ends in `unconfirmed`.
+    end: usize,
+    /// Written again already, after a connection it went over died.
+    resent: bool,
+}
 
-/// The most bytes kept for a resend after a dead connection: a few default batches. Beyond it the
-/// oldest are given up (and logged): a server that drops every connection cannot be helped.
+/// How long after a write a connection must still be alive for the write to count as stored, by
+/// default: carbon-cache loses what it read in about the last second before a stop (its writer
+/// sleeps a second between drains of its cache), plus the time that drain takes; 2 s cover both
+/// with room to spare.
+pub const DEFAULT_RESEND_WINDOW: Duration = Duration::from_secs(2);
+
+/// The most bytes kept for a resend after a dead connection: beyond it the oldest batches are
+/// forgotten (only a stream faster than 2 MiB/s, such as a spool replay, fills it within the
+/// default window), with a warning when they had gone over a connection that died.
 pub const MAX_UNCONFIRMED: usize = 4 << 20;
 
 impl GraphiteClient {
@@ -159,7 +180,15 @@ impl GraphiteClient {
             batch: Batch::new(protocol),
             unconfirmed: Vec::new(),
             written: std::collections::VecDeque::new(),
+            resend_window: DEFAULT_RESEND_WINDOW,
+            give_ups: Complaint::new("out.graphite"),
         }
+    }
+
+    /// Sets how long after a write the connection must still be seen alive before the bytes
+    /// written are forgotten (TCP only); zero keeps nothing, so nothing is ever sent again.
+    pub fn set_resend_window(&mut self, window: Duration) {
+        self.resend_window = window;
     }
 
     /// A client for `addr` (`host:port`) with its connection open (for UDP: its socket ready).
@@ -208,8 +237,15 @@ impl GraphiteClient {
             return Ok(());
         }
         let opened = self.live_connection()?;
-        // A new connection first gets what the previous one may have lost.
+        // A new connection first gets what the previous one may have lost, which then waits for
+        // this connection to be seen alive long enough.
         let resend: &[u8] = if opened { &self.unconfirmed } else { &[] };
+        if !resend.is_empty() {
+            let now = Instant::now();
+            for w in &mut self.written {
+                (w.at, w.resent) = (now, true);
+            }
+        }
         let result = match &mut self.connection {
             Some(Connection::Tcp(stream)) => stream
                 .write_all(resend)
@@ -221,7 +257,7 @@ impl GraphiteClient {
         };
         match result {
             Ok(()) => {
-                if self.protocol != Protocol::Udp {
+                if self.protocol != Protocol::Udp && !self.resend_window.is_zero() {
                     self.unconfirm(batch.bytes());
                 }
                 Ok(())
@@ -236,35 +272,52 @@ impl GraphiteClient {
         }
     }
 
-    /// Forgets the batches written at least [`CONFIRM_AFTER`] ago: the connection is alive.
+    /// Forgets the batches written at least the resend window ago: the connection is alive.
     fn confirm(&mut self) {
         let now = Instant::now();
-        let mut cut = 0;
-        while let Some(&(at, end)) = self.written.front() {
-            if now.duration_since(at) < CONFIRM_AFTER {
-                break;
+        let young = self
+            .written
+            .iter()
+            .position(|w| now.duration_since(w.at) < self.resend_window);
+        self.forget(young.unwrap_or(self.written.len()));
+    }
+
+    /// Keeps `bytes` until a check finds the connection they went over alive long enough; over
+    /// [`MAX_UNCONFIRMED`], the oldest batches are forgotten first.
+    fn unconfirm(&mut self, bytes: &[u8]) {
+        self.unconfirmed.extend_from_slice(bytes);
+        self.written.push_back(Written {
+            at: Instant::now(),
+            end: self.unconfirmed.len(),
+            resent: false,
+        });
+        let excess = self.unconfirmed.len().saturating_sub(MAX_UNCONFIRMED);
+        if excess > 0 {
+            let oldest = self.written.iter().position(|w| w.end >= excess);
+            let batches = oldest.map_or(self.written.len(), |i| i + 1);
+            // Batches sent again already went over a connection that died: giving them up may
+            // lose them. The others only went over this one, which is still alive.
+            if self.written.iter().take(batches).any(|w| w.resent) {
+                self.give_ups.fail(&format!("{}: giving up bytes written to connections that died before they could be confirmed (more than {MAX_UNCONFIRMED} bytes to send again)", self.addr));
             }
-            cut = end;
-            self.written.pop_front();
-        }
-        if cut > 0 {
-            self.unconfirmed.drain(..cut);
-            for (_, end) in &mut self.written {
-                *end -= cut;
-            }
+            self.forget(batches);
         }
     }
 
-    /// Keeps `bytes` until a check finds the connection they went over alive long enough.
-    fn unconfirm(&mut self, bytes: &[u8]) {
-        if self.unconfirmed.len() + bytes.len() > MAX_UNCONFIRMED {
-            log::warn!(target: "out/graphite", "{}: giving up {} byte(s) written to connections that died before they could be confirmed", self.addr, self.unconfirmed.len());
-            self.unconfirmed.clear();
-            self.written.clear();
+    /// Forgets the first `batches` batches kept for a resend.
+    fn forget(&mut self, batches: usize) {
+        let Some(cut) = batches
+            .checked_sub(1)
+            .and_then(|i| self.written.get(i))
+            .map(|w| w.end)
+        else {
+            return;
+        };
+        self.unconfirmed.drain(..cut);
+        self.written.drain(..batches);
+        for w in &mut self.written {
+            w.end -= cut;
         }
-        self.unconfirmed.extend_from_slice(bytes);
-        self.written
-            .push_back((Instant::now(), self.unconfirmed.len()));
     }
 
     /// Closes the connection: TCP is shut down after everything written so far.
@@ -285,7 +338,7 @@ impl GraphiteClient {
     fn live_connection(&mut self) -> Result<bool, GraphiteError> {
         if let Some(Connection::Tcp(stream)) = &self.connection {
             if closed_by_peer(stream) {
-                log::debug!(target: "out/graphite", "{} closed the connection; opening a new one and sending again the {} byte(s) written since it was last seen alive", self.addr, self.unconfirmed.len());
+                log::debug!(target: "out.graphite", "{} closed the connection; opening a new one and sending again the {} byte(s) written since it was last seen alive", self.addr, self.unconfirmed.len());
                 self.connection = None;
             } else {
                 self.confirm();
@@ -378,27 +431,25 @@ mod tests {
         Datapoint::new(path, v, 1_700_000_000).unwrap()
     }
 
-    #[test]
-    fn reconnects_when_the_server_closed_the_idle_connection() {
+    /// A listener on a free port, a plaintext client connected to it, and the server's end.
+    fn connected() -> (TcpListener, GraphiteClient, std::net::TcpStream) {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = listener.local_addr().unwrap().to_string();
-        let mut client =
+        let client =
             GraphiteClient::connect(&addr, Protocol::Plaintext, Timeouts::default()).unwrap();
-        let (first, _) = listener.accept().unwrap();
+        let (server, _) = listener.accept().unwrap();
+        (listener, client, server)
+    }
+
+    #[test]
+    fn reconnects_when_the_server_closed_the_idle_connection() {
+        let (listener, mut client, first) = connected();
         client.send(&point("a", 1)).unwrap();
         let mut line = String::new();
         BufReader::new(&first).read_line(&mut line).unwrap();
         assert_eq!(line, "a 1 1700000000\n");
         drop(first);
-        // Wait (with a deadline) until the close has reached the client's socket.
-        let deadline = std::time::Instant::now() + Duration::from_secs(10);
-        while !matches!(&client.connection, Some(Connection::Tcp(s)) if closed_by_peer(s)) {
-            assert!(
-                std::time::Instant::now() < deadline,
-                "the close never arrived"
-            );
-            std::thread::sleep(Duration::from_millis(5));
-        }
+        wait_closed(&client);
         // The client notices the close before writing, so the datapoint goes to a new connection,
         // after what was written since the connection was last seen alive (at least once).
         client.send(&point("b", 2)).unwrap();
@@ -409,6 +460,59 @@ mod tests {
         reader.read_line(&mut lines).unwrap();
         assert_eq!(lines, "a 1 1700000000\nb 2 1700000000\n");
         client.close().unwrap();
+    }
+
+    /// Waits (with a deadline) until the server's close has reached the client's socket.
+    fn wait_closed(client: &GraphiteClient) {
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while !matches!(&client.connection, Some(Connection::Tcp(s)) if closed_by_peer(s)) {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the close never arrived"
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+
+    #[test]
+    fn a_zero_resend_window_sends_nothing_again() {
+        let (listener, mut client, first) = connected();
+        client.set_resend_window(Duration::ZERO);
+        client.send(&point("a", 1)).unwrap();
+        BufReader::new(&first)
+            .read_line(&mut String::new())
+            .unwrap();
+        drop(first);
+        wait_closed(&client);
+        client.send(&point("b", 2)).unwrap();
+        client.close().unwrap();
+        let (second, _) = listener.accept().unwrap();
+        let mut lines = String::new();
+        BufReader::new(&second).read_to_string(&mut lines).unwrap();
+        assert_eq!(lines, "b 2 1700000000\n");
+    }
+
+    #[test]
+    fn what_is_kept_for_a_resend_is_the_newest_and_bounded() {
+        let (_listener, mut client, conn) = connected();
+        client.set_resend_window(Duration::from_secs(600));
+        let reader = std::thread::spawn(move || std::io::copy(&mut &conn, &mut std::io::sink()));
+        // 2,000 batches of 100 lines of 24 bytes: 4.8 MB, all within the window.
+        let mut last = Vec::new();
+        for b in 0..2_000 {
+            let batch: Vec<Datapoint> = (0..100).map(|i| point("x.y.z", b * 100 + i)).collect();
+            client.send_many(&batch).unwrap();
+            last = client.batch.bytes().to_vec();
+        }
+        assert!(client.unconfirmed.len() <= MAX_UNCONFIRMED);
+        assert!(client.unconfirmed.len() > MAX_UNCONFIRMED - 2 * last.len());
+        assert!(client.unconfirmed.ends_with(&last));
+        assert_eq!(
+            client.written.back().map(|w| w.end),
+            Some(client.unconfirmed.len())
+        );
+        client.close().unwrap();
+        reader.join().unwrap().unwrap();
     }
 
     #[test]

@@ -4,7 +4,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::batch::Batch;
-use super::client::{GraphiteClient, GraphiteError, Protocol, Timeouts};
+use super::client::{DEFAULT_RESEND_WINDOW, GraphiteClient, GraphiteError, Protocol, Timeouts};
 use super::path::{Naming, Unencodable};
 use crate::complain::Complaint;
 use crate::config::reader::{Problems, Table};
@@ -32,6 +32,9 @@ pub struct GraphiteSpec {
     pub naming: Naming,
     /// Connect and write timeouts.
     pub timeouts: Timeouts,
+    /// How long after a write the connection must still be seen alive before the bytes are no
+    /// longer kept for a resend (TCP); default [`DEFAULT_RESEND_WINDOW`].
+    pub resend_window: Duration,
 }
 
 impl GraphiteSpec {
@@ -62,11 +65,18 @@ fn read_spec(t: &mut Table<'_>, problems: &mut Problems) -> Option<GraphiteSpec>
         connect: t.duration_at_least("connect_timeout", d.connect, min, problems),
         write: t.duration_at_least("write_timeout", d.write, min, problems),
     };
+    let resend_window = t.duration_at_least(
+        "resend_window",
+        DEFAULT_RESEND_WINDOW,
+        Duration::ZERO,
+        problems,
+    );
     Some(GraphiteSpec {
         targets: targets?,
         protocol,
         naming,
         timeouts,
+        resend_window,
     })
 }
 
@@ -81,13 +91,15 @@ impl OutputSpec for GraphiteSpec {
 
     fn build_target(&self, index: usize) -> Result<Box<dyn Output>, OutputError> {
         let target = Destination::nth(&self.targets, index)?;
+        let mut client = GraphiteClient::new(target.addr(), self.protocol, self.timeouts);
+        client.set_resend_window(self.resend_window);
         Ok(Box::new(GraphiteOutput {
-            client: GraphiteClient::new(target.addr(), self.protocol, self.timeouts),
+            client,
             naming: self.naming.clone(),
             batch: Batch::new(self.protocol),
             path: String::new(),
             unencodable: 0,
-            bad_paths: Complaint::new("out/graphite"),
+            bad_paths: Complaint::new("out.graphite"),
         }))
     }
 
@@ -177,16 +189,18 @@ mod tests {
             )
         );
         assert_eq!(s.timeouts, Timeouts::default());
+        assert_eq!(s.resend_window, Duration::from_secs(2));
         let s = spec(
-            r#"{"host": "::1", "protocol": "pickle", "naming": "tags", "connect_timeout": "2s"}"#,
+            r#"{"host": "::1", "protocol": "pickle", "naming": "tags", "connect_timeout": "2s", "resend_window": "0s"}"#,
         )
         .unwrap();
         assert_eq!(
-            (s.addr(), s.naming.mode, s.timeouts.connect),
+            (s.addr(), s.naming.mode, s.timeouts.connect, s.resend_window),
             (
                 "[::1]:2004".to_owned(),
                 NameMode::Tags,
-                Duration::from_secs(2)
+                Duration::from_secs(2),
+                Duration::ZERO
             )
         );
         assert_eq!(
@@ -199,8 +213,8 @@ mod tests {
 
     #[test]
     fn bad_settings_are_refused_with_their_place() {
-        let e = spec(r#"{"protocol": "http", "port": 0, "host_dot": " ", "naming": "x", "write_timeout": "0s", "hots": 1}"#).unwrap_err();
-        assert_eq!(e.len(), 7, "{e:#?}");
+        let e = spec(r#"{"protocol": "http", "port": 0, "host_dot": " ", "naming": "x", "write_timeout": "0s", "resend_window": "-1s", "hots": 1}"#).unwrap_err();
+        assert_eq!(e.len(), 8, "{e:#?}");
         let expected = [
             "protocol: expected one of \"tcp\", \"udp\", \"pickle\"",
             "port: expected a whole number from 1 to 65535",
@@ -208,6 +222,7 @@ mod tests {
             "host_dot: expected letters, digits",
             "naming: expected one of",
             "write_timeout: expected a duration of at least 1ms",
+            "resend_window: expected a duration such as",
             "hots: unknown key",
         ];
         for (e, expected) in e.iter().zip(expected) {
