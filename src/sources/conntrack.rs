@@ -59,7 +59,7 @@ impl SourceSpec for ConntrackSpec {
     fn build(&self, ctx: &SourceContext) -> Box<dyn Source> {
         Box::new(Conntrack {
             procfs: ctx.procfs.clone(),
-            target: format!("src/{}", ctx.instance),
+            target: super::log_target(&ctx.instance),
             told: false,
             buf: String::new(),
         })

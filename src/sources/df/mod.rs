@@ -150,7 +150,7 @@ struct Mount<'a> {
 
 impl Df {
     fn new(spec: DfSpec, ctx: &SourceContext, stat: StatFn) -> Df {
-        let complaint = Complaint::new(format!("src/{}", ctx.instance));
+        let complaint = Complaint::new(super::log_target(&ctx.instance));
         Df {
             spec,
             procfs: ctx.procfs.clone(),
