@@ -882,3 +882,28 @@ fn the_fallback_takes_batches_only_once_every_target_is_open() {
     }
     receiver.stop();
 }
+
+#[test]
+fn a_fast_source_loses_nothing_to_the_queue_while_the_first_failures_are_retried() {
+    const N: u64 = 10_000;
+    let dir = TempDir::new("rel-fast-outage");
+    let port = free_port();
+    let seen = Arc::new(Mutex::new(Seen::default()));
+    // 2,000 datapoints a second into a queue of 1,000, the target down: the first batch's
+    // retries (after 1 s, 2 s and 4 s, jittered) would hold the queue up for seconds; with a spool
+    // they do not.
+    let output = format!(
+        r#"{{"type": "graphite", "host": "127.0.0.1", "port": {port}, "include": ["test.*"],
+            "queue_size": 1000, "batch_timeout": "50ms", "retries": 3, "retry_delay": "1s",
+            "breaker_failures": 5, "breaker_reset": "300ms",
+            "spool": {{"dir": "{}"}}}}"#,
+        dir.path().join("spool").display()
+    );
+    let config = write_config(&dir, &[generator(N, 100)], &[output]);
+    let _agent = Agent::start(&config, "warn");
+    // The stream takes about 5 s; the receiver comes up after it.
+    thread::sleep(Duration::from_secs(7));
+    let receiver = LineReceiver::start(port, seen.clone());
+    wait_all("fast source, outage", &seen, N, Duration::from_secs(30));
+    receiver.stop();
+}

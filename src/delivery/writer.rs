@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{Receiver, Sender, after, bounded, never, select, unbounded};
 
 use super::backoff::Jitter;
+use super::breaker::BreakerState;
 use super::event_bytes;
 use super::rate_limit::TokenBucket;
 use super::spool::{Spool, WhenFull};
@@ -27,6 +28,9 @@ use crate::telemetry::{OutputStats, add, get, set, sub};
 
 /// How often the spool's read position is saved while it is replayed.
 const CHECKPOINT_EVERY: Duration = Duration::from_secs(5);
+
+/// How often a writer waiting to retry a batch looks whether its queue is filling up.
+const PRESSURE_CHECK: Duration = Duration::from_millis(50);
 
 /// How long an idle writer waits before looking at its spool again.
 const IDLE: Duration = Duration::from_secs(1);
@@ -536,16 +540,48 @@ impl Writer {
                     }
                 }
             }
-            if !tried || give_up || round == retries {
+            let now = Instant::now();
+            let all_open = order
+                .iter()
+                .all(|&i| self.group.targets[i].breaker.state(now) == BreakerState::Open);
+            if !tried || give_up || round == retries || all_open || self.spool_rather_than_wait() {
                 break;
             }
             let delay = self.config.delivery.backoff.delay(round, &mut self.jitter);
-            if !self.pause(delay) {
+            if !self.pause_for_retry(delay) {
                 break;
             }
             add(&self.stats.retried, n);
         }
         Err(events)
+    }
+
+    /// Waits before a retry like [`pause`](Self::pause), also cut short (false) as soon as the
+    /// batch should rather go to the spool.
+    fn pause_for_retry(&mut self, d: Duration) -> bool {
+        if self.spool.is_none() {
+            return self.pause(d);
+        }
+        let end = Instant::now() + d;
+        loop {
+            let left = end.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return true;
+            }
+            if !self.pause(left.min(PRESSURE_CHECK)) || self.spool_rather_than_wait() {
+                return false;
+            }
+        }
+    }
+
+    /// Whether a failed batch should go to the spool now rather than wait for its retries: when
+    /// the queue behind it is half full, by events or by bytes. A fast source then loses nothing
+    /// to a full queue while the first batches of an outage are retried and the breaker has not
+    /// opened yet.
+    fn spool_rather_than_wait(&self) -> bool {
+        self.spool.is_some()
+            && (get(&self.stats.queued) >= self.config.queue_size as u64 / 2
+                || get(&self.stats.queued_bytes) >= self.config.delivery.queue_max_bytes / 2)
     }
 
     /// True when less than 250 ms are left before the stop deadline.
