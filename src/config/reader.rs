@@ -118,6 +118,27 @@ impl<'a> Field<'a> {
         }
     }
 
+    /// The field as a non-empty array, each item read by `read` (which records its own errors);
+    /// `None` when the field is not an array, is empty (an error naming `what` it should hold),
+    /// or an item did not read.
+    pub fn non_empty_list<T>(
+        &self,
+        what: &str,
+        problems: &mut Problems,
+        mut read: impl FnMut(&Field<'a>, &mut Problems) -> Option<T>,
+    ) -> Option<Vec<T>> {
+        let items = self.items(problems)?;
+        if items.is_empty() {
+            problems.expected(self, &format!("at least one {what}"));
+            return None;
+        }
+        let values: Vec<T> = items
+            .iter()
+            .filter_map(|item| read(item, problems))
+            .collect();
+        (values.len() == items.len()).then_some(values)
+    }
+
     /// The field as a typed value; `None` (and an error) when it does not fit.
     pub fn parse<T: FromJson>(&self, problems: &mut Problems) -> Option<T> {
         T::from_json(self, problems)

@@ -229,20 +229,15 @@ pub fn read_targets(
                 None
             }
         },
-        (None, Some(field)) => {
-            let items = field.items(problems)?;
-            let mut out = Vec::new();
-            for item in &items {
-                match item.as_str().and_then(Destination::parse) {
-                    Some(d) if d.port != 0 => out.push(d),
-                    _ => problems.expected(item, "\"host:port\" or \"host:port:instance\""),
+        (None, Some(field)) => field.non_empty_list("\"host:port\"", problems, |item, problems| {
+            match item.as_str().and_then(Destination::parse) {
+                Some(d) if d.port != 0 => Some(d),
+                _ => {
+                    problems.expected(item, "\"host:port\" or \"host:port:instance\"");
+                    None
                 }
             }
-            if items.is_empty() {
-                problems.expected(&field, "at least one \"host:port\"");
-            }
-            (out.len() == items.len() && !out.is_empty()).then_some(out)
-        }
+        }),
         (None, None) => {
             problems.at(
                 t.as_field(),

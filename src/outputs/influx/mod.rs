@@ -155,21 +155,13 @@ fn read_urls(t: &mut Table<'_>, problems: &mut Problems) -> Option<Vec<String>> 
             base_url(&field, &url, problems).map(|u| vec![u])
         }
         (None, Some(field)) => {
-            let items = field.items(problems)?;
-            if items.is_empty() {
-                problems.expected(&field, "at least one base URL");
-            }
-            let urls: Vec<String> = items
-                .iter()
-                .filter_map(|item| match item.as_str() {
-                    Some(url) => base_url(item, url, problems),
-                    None => {
-                        problems.expected(item, "a base URL such as \"http://127.0.0.1:8086\"");
-                        None
-                    }
-                })
-                .collect();
-            (urls.len() == items.len() && !urls.is_empty()).then_some(urls)
+            field.non_empty_list("base URL", problems, |item, problems| match item.as_str() {
+                Some(url) => base_url(item, url, problems),
+                None => {
+                    problems.expected(item, "a base URL such as \"http://127.0.0.1:8086\"");
+                    None
+                }
+            })
         }
         (None, None) => {
             problems.at(
