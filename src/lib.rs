@@ -39,5 +39,6 @@ pub mod supervisor;
 #[allow(unsafe_code)]
 pub mod sys;
 pub mod telemetry;
+pub mod udp;
 
 pub use event::{Event, Kind, Metric, State};

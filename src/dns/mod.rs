@@ -19,7 +19,7 @@ use std::collections::hash_map::RandomState;
 use std::fs;
 use std::hash::BuildHasher;
 use std::io;
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, UdpSocket};
+use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
 use conf::Conf;
@@ -190,12 +190,7 @@ enum Exchange {
 
 /// Asks `server` both `queries` and waits up to `wait` for the replies.
 fn exchange(server: SocketAddr, queries: &[Vec<u8>; 2], wait: Duration) -> io::Result<Exchange> {
-    let local = match server {
-        SocketAddr::V4(_) => IpAddr::V4(Ipv4Addr::UNSPECIFIED),
-        SocketAddr::V6(_) => IpAddr::V6(Ipv6Addr::UNSPECIFIED),
-    };
-    let socket = UdpSocket::bind((local, 0))?;
-    socket.connect(server)?;
+    let socket = crate::udp::connect(server)?;
     for query in queries {
         socket.send(query)?;
     }
@@ -254,6 +249,7 @@ fn invalid(message: String) -> io::Error {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::net::UdpSocket;
 
     const SECOND: Duration = Duration::from_secs(1);
 

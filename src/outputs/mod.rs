@@ -42,20 +42,15 @@ pub trait Output: Send {
 
 /// An output's validated config, able to build the output.
 pub trait OutputSpec: Send + Sync + fmt::Debug {
-    /// Builds the output (opening what it writes to); for several targets, the first one's.
-    fn build(&self) -> Result<Box<dyn Output>, OutputError>;
-
     /// The names of the output's targets (`host:port`), in config order; one unless the output
     /// takes a `targets` list.
     fn targets(&self) -> Vec<String> {
         vec![self.describe()]
     }
 
-    /// Builds the output that writes to target `index` of [`OutputSpec::targets`].
-    fn build_target(&self, index: usize) -> Result<Box<dyn Output>, OutputError> {
-        let _ = index;
-        self.build()
-    }
+    /// Builds the output that writes to target `index` of [`OutputSpec::targets`] (an output
+    /// with one target is built with index 0).
+    fn build_target(&self, index: usize) -> Result<Box<dyn Output>, OutputError>;
 
     /// Writes into `key` what places `event` on a consistent-hash ring (the `carbon_ch`
     /// strategy); false when the event has no such key.

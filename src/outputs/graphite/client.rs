@@ -384,13 +384,7 @@ impl GraphiteClient {
     }
 
     fn open_udp(&self, addr: SocketAddr) -> io::Result<UdpSocket> {
-        let local: SocketAddr = if addr.is_ipv4() {
-            ([0, 0, 0, 0], 0).into()
-        } else {
-            ([0u16; 8], 0).into()
-        };
-        let socket = UdpSocket::bind(local)?;
-        socket.connect(addr)?;
+        let socket = crate::udp::connect(addr)?;
         socket.set_write_timeout(Some(at_least_1ms(self.timeouts.write)))?;
         Ok(socket)
     }

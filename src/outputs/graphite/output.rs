@@ -81,10 +81,6 @@ fn read_spec(t: &mut Table<'_>, problems: &mut Problems) -> Option<GraphiteSpec>
 }
 
 impl OutputSpec for GraphiteSpec {
-    fn build(&self) -> Result<Box<dyn Output>, OutputError> {
-        self.build_target(0)
-    }
-
     fn targets(&self) -> Vec<String> {
         self.targets.iter().map(Destination::name).collect()
     }
@@ -236,7 +232,7 @@ mod tests {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let port = listener.local_addr().unwrap().port();
         let spec = spec(&format!(r#"{{"host": "127.0.0.1", "port": {port}}}"#)).unwrap();
-        let mut output = spec.build().unwrap();
+        let mut output = spec.build_target(0).unwrap();
         let t = std::time::SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
         let events = [
             Event::new("load.1", "r1").with_metric(0.5).with_time(t),

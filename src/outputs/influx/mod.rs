@@ -250,10 +250,6 @@ fn percent_encode(text: &str) -> String {
 }
 
 impl OutputSpec for InfluxSpec {
-    fn build(&self) -> Result<Box<dyn Output>, OutputError> {
-        self.build_target(0)
-    }
-
     fn targets(&self) -> Vec<String> {
         self.urls.clone()
     }

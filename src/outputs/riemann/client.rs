@@ -257,14 +257,7 @@ fn open_udp(addrs: &[SocketAddr]) -> io::Result<UdpSocket> {
     let addr = addrs.first().ok_or_else(|| {
         io::Error::new(io::ErrorKind::NotFound, "the address resolved to nothing")
     })?;
-    let local: SocketAddr = if addr.is_ipv4() {
-        ([0, 0, 0, 0], 0).into()
-    } else {
-        ([0u16; 8], 0).into()
-    };
-    let socket = UdpSocket::bind(local)?;
-    socket.connect(addr)?;
-    Ok(socket)
+    crate::udp::connect(*addr)
 }
 
 /// A connected byte stream whose reads can be given a timeout.

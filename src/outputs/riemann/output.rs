@@ -161,10 +161,6 @@ impl RiemannSpec {
 }
 
 impl OutputSpec for RiemannSpec {
-    fn build(&self) -> Result<Box<dyn Output>, OutputError> {
-        self.build_target(0)
-    }
-
     fn targets(&self) -> Vec<String> {
         self.targets.iter().map(Destination::name).collect()
     }
@@ -293,7 +289,7 @@ mod tests {
         assert!(e[0].contains("tls_cert and tls_key go together"), "{e:?}");
         let missing = spec(r#"{"host": "h", "transport": "tls", "tls_ca": "/nonexistent/ca.pem"}"#)
             .unwrap()
-            .build();
+            .build_target(0);
         assert!(missing.is_err_and(|e| e.message.contains("/nonexistent/ca.pem")));
     }
 }
