@@ -72,10 +72,25 @@ if [ "$target" = "$host" ] && [ "${target%-gnu}" != "$target" ]; then
     fi
 fi
 
-RUSTFLAGS="${RUSTFLAGS:-} -C target-feature=+crt-static$relr" \
+# The functions pipit runs while collecting placed side by side (cc-hot-first, with rustc's bundled
+# lld), so that a running agent keeps few pages of its code resident (BENCHMARKS.md, "Resident
+# memory"). Only for the host's own target linked by the default driver; a cross target's linker
+# is its own.
+hot=""
+bin="${CARGO_TARGET_DIR:-target}/$target/release/pipit"
+if [ "$target" = "$host" ] && [ -z "${!linker_var:-}" ]; then
+    hot=" -C linker=$PWD/packaging/cc-hot-first"
+    # cargo does not know the list: a list newer than the binary needs a new link.
+    if [ -f "$bin" ] && [ packaging/hot-functions.txt -nt "$bin" ]; then
+        touch src/main.rs
+    fi
+fi
+
+report="$bin.hot-first"
+[ "${report#/}" != "$report" ] || report="$PWD/$report"
+PIPIT_HOT_FIRST_REPORT="$report" RUSTFLAGS="${RUSTFLAGS:-} -C target-feature=+crt-static$relr$hot" \
     cargo build --release --locked --target "$target" "$@"
 
-bin="${CARGO_TARGET_DIR:-target}/$target/release/pipit"
 [ -f "$bin" ] || die "$bin was not built"
 
 # A static binary has no program interpreter (PT_INTERP); static-pie ones are ET_DYN yet have none.
@@ -93,5 +108,11 @@ fi
 # A binary for this machine must start: relocations applied wrongly would crash it at once.
 if [ "$target" = "$host" ]; then
     "$bin" --version >/dev/null || die "$bin does not run"
+fi
+# cc-hot-first reports the names it placed first beside the binary (newer than it, if from this link).
+if [ -f "$bin.hot-first" ] && ! [ "$bin" -nt "$bin.hot-first" ]; then
+    echo "build-static: $(wc -l < "$bin.hot-first") functions placed first (packaging/hot-functions.txt)" >&2
+elif [ -n "$hot" ]; then
+    echo "build-static: note: the hot functions were not placed first (cc-hot-first fell back to a plain link)" >&2
 fi
 printf '%s %s bytes\n' "$bin" "$(stat -c %s "$bin")"

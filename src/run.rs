@@ -119,7 +119,7 @@ pub fn run(source: ConfigSource) -> Result<StopReport, RunError> {
     };
 
     let mut next_watch = Instant::now() + WATCH_EVERY;
-    let mut next_trim = Instant::now() + TRIM_EVERY;
+    let mut next_trim = Instant::now() + FIRST_TRIM;
     loop {
         match rx.recv_deadline(next_watch) {
             Ok(Order::Reload(reply)) => {
@@ -147,7 +147,8 @@ pub fn run(source: ConfigSource) -> Result<StopReport, RunError> {
             next_watch = Instant::now() + WATCH_EVERY;
         }
         if Instant::now() >= next_trim {
-            crate::sys::return_free_memory();
+            let kib = crate::sys::trim_memory();
+            log::debug!(target: "agent", "trimmed memory: {kib} KiB of program pages unmapped");
             next_trim = Instant::now() + TRIM_EVERY;
         }
     }
@@ -158,7 +159,11 @@ pub fn run(source: ConfigSource) -> Result<StopReport, RunError> {
 /// How often the run loop checks for hung sources.
 const WATCH_EVERY: Duration = Duration::from_secs(1);
 
-/// How often memory the allocator keeps free is given back to the system.
+/// When memory start-up used and steady running does not is first given back
+/// ([`crate::sys::trim_memory`]): after every source's first collection.
+const FIRST_TRIM: Duration = Duration::from_secs(10);
+
+/// How often, after the first time, memory steady running does not use is given back.
 const TRIM_EVERY: Duration = Duration::from_secs(60);
 
 /// Reloads the config from `source` into `agent`: the one path of SIGHUP and the control

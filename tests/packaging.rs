@@ -48,6 +48,9 @@ fn static_binary() -> &'static Path {
         );
         let stdout = text(&out.stdout);
         let last = stdout.lines().last().unwrap_or_default();
+        if last.contains("-linux-gnu/") {
+            assert_hot_functions_placed_first(&text(&out.stderr));
+        }
         let (path, size) = last
             .split_once(' ')
             .unwrap_or_else(|| panic!("unexpected last line: {last:?}"));
@@ -56,6 +59,30 @@ fn static_binary() -> &'static Path {
         assert!(path.is_file(), "{}", path.display());
         path
     })
+}
+
+/// A static glibc build is linked by packaging/cc-hot-first: most of the functions listed in
+/// packaging/hot-functions.txt (written from the `small` build) must be found in this build and
+/// placed first.
+fn assert_hot_functions_placed_first(stderr: &str) {
+    let listed = fs::read_to_string(repo().join("packaging/hot-functions.txt"))
+        .unwrap()
+        .lines()
+        .filter(|line| !line.is_empty() && !line.starts_with('#'))
+        .count();
+    let placed: usize = stderr
+        .lines()
+        .find_map(|line| {
+            line.strip_prefix("build-static: ")?
+                .strip_suffix(" functions placed first (packaging/hot-functions.txt)")
+        })
+        .unwrap_or_else(|| panic!("build-static.sh did not report the hot functions:\n{stderr}"))
+        .parse()
+        .unwrap();
+    assert!(
+        placed * 10 >= listed * 9,
+        "only {placed} symbols placed first for {listed} listed functions:\n{stderr}"
+    );
 }
 
 const EMPTY_ROOT_CONFIG: &str = r#"{
@@ -201,6 +228,8 @@ fn every_shell_script_passes_shellcheck() {
     let scripts = shell_scripts();
     for expected in [
         "packaging/build-static.sh",
+        "packaging/cc-hot-first",
+        "packaging/hot-functions.sh",
         "packaging/openwrt/files/pipit.init",
         "packaging/sysvinit/pipit",
         "tests/packaging/stubs/jshn.sh",

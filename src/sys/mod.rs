@@ -1,9 +1,15 @@
 //! The few system calls std has no safe wrapper for: process groups, reaping and poll(2) for the
-//! supervisor, statvfs(3) for the df source, SO_PEERCRED for the control socket. Every `unsafe`
-//! block of pipit is in this module, each with the reason it is sound.
+//! supervisor, statvfs(3) for the df source, SO_PEERCRED for the control socket, and the calls that
+//! keep pipit's own resident memory small (`memory`). Every `unsafe` block of pipit is in this
+//! module, each with the reason it is sound.
 //!
 //! None of these calls touches memory pipit does not own: they take integers, or pointers to
-//! values that live on the caller's stack for the length of the call.
+//! values that live on the caller's stack for the length of the call, or (`memory`) the address
+//! range of the program's own code, which they unmap but never change.
+
+mod memory;
+
+pub use memory::{one_malloc_arena, trim_memory};
 
 use std::io;
 use std::os::fd::{FromRawFd, OwnedFd};
@@ -180,30 +186,6 @@ pub fn exit_notifier(pid: u32) -> Option<OwnedFd> {
     let fd = libc::c_int::try_from(fd).ok().filter(|fd| *fd >= 0)?;
     // SAFETY: the kernel just returned this descriptor (opened close-on-exec); nothing else owns it.
     Some(unsafe { OwnedFd::from_raw_fd(fd) })
-}
-
-/// Has glibc's malloc keep one arena for every thread instead of one per busy thread (up to eight
-/// a core). pipit's threads allocate little and seldom at the same moment, so the extra arenas
-/// bought only resident memory: about 100 KiB with the router source set (BENCHMARKS.md). With
-/// other C libraries (musl keeps one allocator state already) this does nothing.
-pub fn one_malloc_arena() {
-    #[cfg(target_env = "gnu")]
-    // SAFETY: mallopt(3) only sets a parameter of the allocator; it takes no pointers.
-    unsafe {
-        libc::mallopt(libc::M_ARENA_MAX, 1);
-    }
-}
-
-/// Gives the pages that glibc's malloc holds free back to the system. Start-up (the config, the
-/// first collections) and a reload free more than steady running reuses: about 100 KiB with the
-/// router source set (BENCHMARKS.md). Walking the heap takes microseconds; the run loop does it once
-/// a minute. With other C libraries this does nothing.
-pub fn return_free_memory() {
-    #[cfg(target_env = "gnu")]
-    // SAFETY: malloc_trim(3) only releases free memory of the allocator; it takes no pointers.
-    unsafe {
-        libc::malloc_trim(0);
-    }
 }
 
 /// The effective user id of this process.
