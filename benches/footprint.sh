@@ -14,11 +14,11 @@
 #              temporary directory), writing to standard output into a file
 #   cache      the default config again with agent.cache_interval 10s (its least) and a graphite output, so
 #              that /proc/PID/io write_bytes counts nothing but the counter cache
-# After the warm-up, VmRSS of each is read from /proc/PID/status every second; threads are counted
-# in /proc/PID/task; wake-ups are the timeslices run by all threads (third field of
-# /proc/PID/task/*/schedstat) over the window, per second. RssAnon (what the process allocated: heap,
-# stacks, written data) and RssFile (the pages of its binary and libraries it has mapped) are read
-# at the end. The cache's bytes per hour at the default
+# After the warm-up, VmRSS of each and its two parts, RssAnon (what the process allocated: heap,
+# stacks, written data) and RssFile (the pages of its binary and libraries it has mapped), are read
+# from /proc/PID/status every second, and their medians reported; threads are counted in
+# /proc/PID/task; wake-ups are the timeslices run by all threads (third field of
+# /proc/PID/task/*/schedstat) over the window, per second. The cache's bytes per hour at the default
 # cache_interval (5 min) are the cache instance's write_bytes per second scaled from 10 s to 5 min,
 # checked against the cache file's size times 12 writes an hour.
 set -euo pipefail
@@ -79,13 +79,11 @@ default_config cache "{\"cache_interval\": \"${CACHE_INTERVAL}s\"}" \
 start_pipit "$PIPIT" "$WORK/cache.json" pipit-cache
 CACHE=$PP
 
-rss() { awk '/^VmRSS:/ { print $2 }' "/proc/$1/status"; }
+# rss PID: `VmRSS,RssAnon,RssFile` in KiB.
+rss() { awk '/^VmRSS:/ { v = $2 } /^RssAnon:/ { a = $2 } /^RssFile:/ { f = $2 } END { print v "," a "," f }' "/proc/$1/status"; }
 wakeups() { cat /proc/"$1"/task/*/schedstat | awk '{ s += $3 } END { printf "%d\n", s }'; }
 thread_count() { local tasks=(/proc/"$1"/task/*); echo "${#tasks[@]}"; }
 written() { awk '/^write_bytes:/ { print $2 }' "/proc/$1/io"; }
-# `anonymous file` resident KiB: what the process allocated, and the pages of its binary and
-# libraries it has mapped.
-rss_split() { awk '/^RssAnon:/ { a = $2 } /^RssFile:/ { f = $2 } END { print a, f }' "/proc/$1/status"; }
 
 AGENTS=("$CD" "$ROUTER" "$DEFAULT")
 sleep "$WARMUP"
@@ -105,7 +103,7 @@ done
 end=$(date +%s.%N)
 w1=$(written "$CACHE")
 for pid in "${AGENTS[@]}"; do
-    echo "$(wakeups "$pid") $(thread_count "$pid") $(rss_split "$pid")" >> "$WORK/wakeups1"
+    echo "$(wakeups "$pid") $(thread_count "$pid")" >> "$WORK/wakeups1"
 done
 per_thread "$ROUTER" 3 > "$WORK/router-threads1"
 cache_file=$(find "$WORK/cache-state" -type f | head -1)
@@ -117,7 +115,8 @@ start, end, work = float(sys.argv[1]), float(sys.argv[2]), sys.argv[3]
 w0, w1, cache_interval, cache_size = map(int, sys.argv[4:])
 window = end - start
 names = ["collectd 5.12", "pipit (router set)", "pipit (default config)"]
-rss = [list(map(int, l.split())) for l in open(f"{work}/rss")]
+# One line a second, one `VmRSS,RssAnon,RssFile` per agent.
+rss = [[list(map(int, agent.split(","))) for agent in l.split()] for l in open(f"{work}/rss")]
 before = [int(l) for l in open(f"{work}/wakeups0")]
 after = [list(map(int, l.split())) for l in open(f"{work}/wakeups1")]
 print(f"window {window:.1f} s, {len(rss)} samples")
@@ -125,13 +124,14 @@ print(f"{'agent':<28} {'VmRSS median KiB':>17} {'max KiB':>8} {'anon KiB':>9} {'
       f"{'threads':>8} {'wake-ups/s':>11}")
 medians = []
 for i, name in enumerate(names):
-    column = [r[i] for r in rss]
-    medians.append(statistics.median(column))
+    column, anon, file = ([r[i][part] for r in rss] for part in range(3))
+    medians.append((statistics.median(column), statistics.median(anon)))
     wake = (after[i][0] - before[i]) / window
-    print(f"{name:<28} {medians[-1]:>17.0f} {max(column):>8} {after[i][2]:>9} {after[i][3]:>9} "
+    print(f"{name:<28} {medians[-1][0]:>17.0f} {max(column):>8} {medians[-1][1]:>9.0f} "
+          f"{statistics.median(file):>9.0f} "
           f"{after[i][1]:>8} {wake:>11.1f}")
-print(f"pipit (router set) / collectd VmRSS: {medians[1] / medians[0]:.3f} (median); "
-      f"RssAnon: {after[1][2] / after[0][2]:.3f}")
+print(f"pipit (router set) / collectd VmRSS: {medians[1][0] / medians[0][0]:.3f} (median); "
+      f"RssAnon: {medians[1][1] / medians[0][1]:.3f}")
 per_hour = (w1 - w0) / window * 3600 * cache_interval / 300
 print(f"counter cache: file {cache_size} bytes; write_bytes {w1 - w0} in {window:.0f} s at "
       f"cache_interval {cache_interval} s")
