@@ -59,8 +59,9 @@ dump=$(ls "$WORK"/callgrind.out.*)
 {
     echo "# The functions pipit ran in a ${WINDOW} s window while collecting, as keys (symbol-key.sed)."
     echo "# Written by packaging/hot-functions.sh; read by packaging/cc-hot-first."
-    # callgrind names a function once, at its first mention: "fn=(12) name" or "cfn=(12) name".
-    sed -n 's/^c\{0,1\}fn=([0-9]*) \(.*\)$/\1/p' "$dump" | grep -v '^0x' | sed -f packaging/symbol-key.sed |
-        LC_ALL=C sort -u
+    # callgrind names a function once, at its first mention: "fn=(12) name" or "cfn=(12) name",
+    # with "'2" and so on after the name for a recursive call's deeper levels.
+    sed -n 's/^c\{0,1\}fn=([0-9]*) \(.*\)$/\1/p' "$dump" | grep -v '^0x' | sed "s/'[0-9]*$//" |
+        sed -f packaging/symbol-key.sed | LC_ALL=C sort -u
 } > packaging/hot-functions.txt
 echo "packaging/hot-functions.txt: $(grep -vc '^#' packaging/hot-functions.txt) functions"
