@@ -303,7 +303,7 @@ mod tests {
     struct Keep(Arc<Mutex<Vec<Event>>>);
 
     impl OutputSpec for Keep {
-        fn build_target(&self, _: usize) -> Result<Box<dyn Output>, OutputError> {
+        fn build_target(&self, _: usize, _: &str) -> Result<Box<dyn Output>, OutputError> {
             Ok(Box::new(KeepWriter(self.0.clone())))
         }
         fn describe(&self) -> String {

@@ -1,6 +1,7 @@
 //! A real `pipit run` against hostile peers written here: a Riemann server that answers with a
 //! 4 GiB length prefix, an HTTP endpoint that streams without end, a check that prints without end,
-//! a control-socket client that sends a line without end. Each is cut off at its documented limit
+//! a control-socket client that sends a line without end, a check naming a path too long for
+//! carbon. Each is cut off at its documented limit
 //! with one log line, the other sources keep delivering, and the agent's resident memory stays
 //! under [`RSS_LIMIT_KIB`] throughout.
 
@@ -190,4 +191,33 @@ fn a_control_request_without_end_is_refused_at_64_kib() {
     let _ = conn.read_to_string(&mut answer);
     assert!(answer.contains(r#""code":"too_large""#), "{answer:?}");
     assert_cut_off_and_bounded(&agent, "a request may have at most 65536 bytes");
+}
+
+#[test]
+fn a_path_too_long_for_carbon_is_logged_under_the_output_name() {
+    let dir = TempDir::new("hostile-path");
+    let port = server(|mut conn| {
+        let _ = std::io::copy(&mut conn, &mut std::io::sink());
+    });
+    let agent = start(
+        &dir,
+        r#", {"type": "exec", "name": "long", "format": "graphite", "interval": "50ms",
+             "command": ["python3", "-c", "print('x' * 20000 + ' 1')"]}"#,
+        &format!(
+            r#", {{"type": "graphite", "name": "carbon", "host": "127.0.0.1", "port": {port}}}"#
+        ),
+        r#"{"enabled": false}"#,
+    );
+    assert_cut_off_and_bounded(&agent, "longer than");
+    let stderr = agent.stderr();
+    let line = stderr.iter().find(|l| l.contains("longer than")).unwrap();
+    assert!(
+        line.contains("out.carbon"),
+        "logged under the output's name: {line}"
+    );
+    assert!(
+        line.len() < 300,
+        "the 20,000-byte path is quoted short: {} bytes",
+        line.len()
+    );
 }

@@ -46,7 +46,7 @@ impl TargetGroup {
         for (i, name) in names.iter().enumerate() {
             targets.push(Target {
                 name: name.clone(),
-                output: config.spec.build_target(i)?,
+                output: config.spec.build_target(i, &log_target)?,
                 breaker: Breaker::new(config.delivery.breaker, name, &log_target),
             });
         }

@@ -49,8 +49,9 @@ pub trait OutputSpec: Send + Sync + fmt::Debug {
     }
 
     /// Builds the output that writes to target `index` of [`OutputSpec::targets`] (an output
-    /// with one target is built with index 0).
-    fn build_target(&self, index: usize) -> Result<Box<dyn Output>, OutputError>;
+    /// with one target is built with index 0); what it logs goes under `log_target` (see
+    /// [`log_target`]).
+    fn build_target(&self, index: usize, log_target: &str) -> Result<Box<dyn Output>, OutputError>;
 
     /// Writes into `key` what places `event` on a consistent-hash ring (the `carbon_ch`
     /// strategy); false when the event has no such key.

@@ -44,7 +44,7 @@ fn read(t: &mut Table<'_>, problems: &mut Problems) -> Option<Arc<dyn OutputSpec
 }
 
 impl OutputSpec for StdoutSpec {
-    fn build_target(&self, _: usize) -> Result<Box<dyn Output>, OutputError> {
+    fn build_target(&self, _: usize, _: &str) -> Result<Box<dyn Output>, OutputError> {
         Ok(Box::new(Stdout::new(self.clone())))
     }
 

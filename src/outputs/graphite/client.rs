@@ -144,6 +144,8 @@ pub struct GraphiteClient {
     written: std::collections::VecDeque<Written>,
     resend_window: Duration,
     /// Logs giving up bytes that may be lost, without a line per batch.
+    /// What the client logs goes under this target.
+    log_target: String,
     give_ups: Complaint,
 }
 
@@ -169,6 +171,9 @@ pub const DEFAULT_RESEND_WINDOW: Duration = Duration::from_secs(2);
 /// default window), with a warning when they had gone over a connection that died.
 pub const MAX_UNCONFIRMED: usize = 4 << 20;
 
+/// Where a client logs unless told otherwise ([`GraphiteClient::set_log_target`]).
+pub const DEFAULT_LOG_TARGET: &str = "out.graphite";
+
 impl GraphiteClient {
     /// A client for `addr` (`host:port`) that opens no connection until the first send.
     pub fn new(addr: impl Into<String>, protocol: Protocol, timeouts: Timeouts) -> GraphiteClient {
@@ -181,7 +186,8 @@ impl GraphiteClient {
             unconfirmed: Vec::new(),
             written: std::collections::VecDeque::new(),
             resend_window: DEFAULT_RESEND_WINDOW,
-            give_ups: Complaint::new("out.graphite"),
+            log_target: DEFAULT_LOG_TARGET.to_owned(),
+            give_ups: Complaint::new(DEFAULT_LOG_TARGET),
         }
     }
 
@@ -189,6 +195,13 @@ impl GraphiteClient {
     /// written are forgotten (TCP only); zero keeps nothing, so nothing is ever sent again.
     pub fn set_resend_window(&mut self, window: Duration) {
         self.resend_window = window;
+    }
+
+    /// Logs under `target` instead of [`DEFAULT_LOG_TARGET`] (an output logs under
+    /// `out.<its name>`).
+    pub fn set_log_target(&mut self, target: &str) {
+        self.log_target = target.to_owned();
+        self.give_ups = Complaint::new(target);
     }
 
     /// A client for `addr` (`host:port`) with its connection open (for UDP: its socket ready).
@@ -338,7 +351,7 @@ impl GraphiteClient {
     fn live_connection(&mut self) -> Result<bool, GraphiteError> {
         if let Some(Connection::Tcp(stream)) = &self.connection {
             if closed_by_peer(stream) {
-                log::debug!(target: "out.graphite", "{} closed the connection; opening a new one and sending again the {} byte(s) written since it was last seen alive", self.addr, self.unconfirmed.len());
+                log::debug!(target: &self.log_target, "{} closed the connection; opening a new one and sending again the {} byte(s) written since it was last seen alive", self.addr, self.unconfirmed.len());
                 self.connection = None;
             } else {
                 self.confirm();

@@ -12,6 +12,7 @@ use crate::delivery::carbon_ch::Destination;
 use crate::delivery::config::read_targets;
 use crate::event::Event;
 use crate::outputs::{Output, OutputError, OutputSpec, OutputType};
+use crate::quote::quote;
 
 /// The registry entry.
 pub const TYPE: OutputType = OutputType {
@@ -85,17 +86,18 @@ impl OutputSpec for GraphiteSpec {
         self.targets.iter().map(Destination::name).collect()
     }
 
-    fn build_target(&self, index: usize) -> Result<Box<dyn Output>, OutputError> {
+    fn build_target(&self, index: usize, log_target: &str) -> Result<Box<dyn Output>, OutputError> {
         let target = Destination::nth(&self.targets, index)?;
         let mut client = GraphiteClient::new(target.addr(), self.protocol, self.timeouts);
         client.set_resend_window(self.resend_window);
+        client.set_log_target(log_target);
         Ok(Box::new(GraphiteOutput {
             client,
             naming: self.naming.clone(),
             batch: Batch::new(self.protocol),
             path: String::new(),
             unencodable: 0,
-            bad_paths: Complaint::new("out.graphite"),
+            bad_paths: Complaint::new(log_target),
         }))
     }
 
@@ -134,7 +136,8 @@ impl Output for GraphiteOutput {
                     if let Unencodable::Path(e) = reason {
                         self.bad_paths.fail(&format!(
                             "leaving out {} on {}: {e}",
-                            event.service, event.host
+                            quote(&event.service),
+                            quote(&event.host)
                         ));
                     }
                 }
@@ -232,7 +235,7 @@ mod tests {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let port = listener.local_addr().unwrap().port();
         let spec = spec(&format!(r#"{{"host": "127.0.0.1", "port": {port}}}"#)).unwrap();
-        let mut output = spec.build_target(0).unwrap();
+        let mut output = spec.build_target(0, "out.graphite").unwrap();
         let t = std::time::SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
         let events = [
             Event::new("load.1", "r1").with_metric(0.5).with_time(t),

@@ -254,7 +254,7 @@ impl OutputSpec for InfluxSpec {
         self.urls.clone()
     }
 
-    fn build_target(&self, index: usize) -> Result<Box<dyn Output>, OutputError> {
+    fn build_target(&self, index: usize, _: &str) -> Result<Box<dyn Output>, OutputError> {
         // ureq 3 has no timeouts by default and reads *_PROXY variables: both are set here.
         let config = Agent::config_builder()
             .timeout_connect(Some(self.connect_timeout))

@@ -165,7 +165,7 @@ impl OutputSpec for RiemannSpec {
         self.targets.iter().map(Destination::name).collect()
     }
 
-    fn build_target(&self, index: usize) -> Result<Box<dyn Output>, OutputError> {
+    fn build_target(&self, index: usize, _: &str) -> Result<Box<dyn Output>, OutputError> {
         let target = Destination::nth(&self.targets, index)?;
         // Certificates are read now, so a reload picks up renewed ones; the server is connected to
         // at the first batch, so the agent starts while Riemann is down.
@@ -289,7 +289,7 @@ mod tests {
         assert!(e[0].contains("tls_cert and tls_key go together"), "{e:?}");
         let missing = spec(r#"{"host": "h", "transport": "tls", "tls_ca": "/nonexistent/ca.pem"}"#)
             .unwrap()
-            .build_target(0);
+            .build_target(0, "out.riemann");
         assert!(missing.is_err_and(|e| e.message.contains("/nonexistent/ca.pem")));
     }
 }
