@@ -1,4 +1,5 @@
-//! `pipit run` under signals: SIGTERM drains the queues, SIGHUP reloads or refuses.
+//! `pipit run` under signals: SIGTERM drains the queues, SIGHUP reloads or refuses; and its
+//! memory trim, which unmaps the binary's idle pages while it runs.
 
 mod common;
 
@@ -219,4 +220,32 @@ fn a_second_stop_signal_exits_at_once() {
             "first stop by {first}"
         );
     }
+}
+
+#[test]
+fn idle_program_pages_are_unmapped_after_start_and_the_agent_runs_on() {
+    let dir = TempDir::new("trim");
+    let path = dir.path().join("pipit.json");
+    write(&path, &config("a", 1, "50ms"));
+    let agent = Agent::start(&path, "info,agent=debug");
+    // The first trim comes 10 s after start.
+    let stderr = agent.wait_stderr("the first trim", DEADLINE, |lines| {
+        lines.iter().any(|l| l.contains("trimmed memory: "))
+    });
+    let line = stderr
+        .iter()
+        .find(|l| l.contains("trimmed memory: "))
+        .unwrap();
+    let kib: u64 = line
+        .split("trimmed memory: ")
+        .nth(1)
+        .and_then(|rest| rest.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no KiB figure in {line:?}"));
+    assert!(kib > 0, "some of the binary's pages were unmapped: {line}");
+    // Its code comes back as it runs: the source keeps collecting and the output printing.
+    let printed = agent.stdout().len();
+    agent.wait_stdout("more lines after the trim", DEADLINE, |lines| {
+        lines.len() >= printed + 10
+    });
 }
