@@ -2,7 +2,8 @@
 //! and the program's pages that steady running does not use unmapped (BENCHMARKS.md, "Resident
 //! memory").
 
-use std::io;
+use std::fs::File;
+use std::io::{self, BufRead, BufReader};
 use std::os::unix::fs::MetadataExt;
 
 /// Has glibc's malloc keep one arena for every thread instead of one per busy thread (up to eight
@@ -28,22 +29,22 @@ pub fn one_malloc_arena() {
 ///   come back at their next use (from the page cache: a minor fault), and the build places those
 ///   side by side (packaging/cc-hot-first), so they are few.
 ///
-/// The run loop calls it a few seconds after start and then once a minute; it takes well under a
-/// millisecond. Nothing is lost by it: what it unmaps is what the file holds, and the unused pages
-/// stay in the page cache for the kernel to keep or reclaim as for any file.
+/// The run loop calls it 10 s after start and then once a minute; it takes about 2 ms (measured
+/// under strace, which slows every system call). Nothing is lost by it: what it unmaps is what the
+/// file holds, and the unused pages stay in the page cache for the kernel to keep or reclaim as
+/// for any file. The program's pages go first, so that the allocator's trim also gives back what
+/// reading /proc/self/smaps took.
 pub fn trim_memory() -> usize {
+    let kib = unmap_idle_program_pages().unwrap_or_else(|e| {
+        log::debug!(target: "agent", "program pages left mapped: {e}");
+        0
+    });
     #[cfg(target_env = "gnu")]
     // SAFETY: malloc_trim(3) only releases free memory of the allocator; it takes no pointers.
     unsafe {
         libc::malloc_trim(0);
     }
-    match unmap_idle_program_pages() {
-        Ok(kib) => kib,
-        Err(e) => {
-            log::debug!(target: "agent", "program pages left mapped: {e}");
-            0
-        }
-    }
+    kib
 }
 
 /// Unmaps the program's read-only mappings that hold nothing but the file's own pages, and returns
@@ -58,9 +59,9 @@ fn unmap_idle_program_pages() -> io::Result<usize> {
         minor: libc::minor(exe.dev()),
         inode: exe.ino(),
     };
-    let smaps = std::fs::read_to_string("/proc/self/smaps")?;
+    let smaps = BufReader::new(File::open("/proc/self/smaps")?);
     let mut kib = 0;
-    for mapping in clean_mappings_of(&smaps, program) {
+    for mapping in clean_mappings_of(smaps, program)? {
         // SAFETY: the range is a private, read-only mapping of the executable with no anonymous
         // page (checked above in smaps, and the executable is never unmapped): MADV_DONTNEED only
         // drops its page table entries, and the next access maps the same bytes from the file
@@ -96,13 +97,18 @@ struct CleanMapping {
     resident_kib: usize,
 }
 
-/// The mappings in `smaps` (the text of /proc/PID/smaps) of the file `file` that are private, not
-/// writable, and hold no anonymous page.
-fn clean_mappings_of(smaps: &str, file: FileId) -> Vec<CleanMapping> {
+/// The mappings in `smaps` (/proc/PID/smaps, read a line at a time) of the file `file` that are
+/// private, not writable, and hold no anonymous page.
+fn clean_mappings_of(mut smaps: impl BufRead, file: FileId) -> io::Result<Vec<CleanMapping>> {
     let mut found = Vec::new();
     // The mapping being read, while it still qualifies, with its Rss once seen.
     let mut current: Option<CleanMapping> = None;
-    for line in smaps.lines() {
+    let mut line = String::new();
+    loop {
+        line.clear();
+        if smaps.read_line(&mut line)? == 0 {
+            return Ok(found);
+        }
         let mut words = line.split_ascii_whitespace();
         let Some(first) = words.next() else { continue };
         let Some(field) = first.strip_suffix(':') else {
@@ -117,7 +123,6 @@ fn clean_mappings_of(smaps: &str, file: FileId) -> Vec<CleanMapping> {
             _ => {}
         }
     }
-    found
 }
 
 /// The mapping a smaps header line describes, if it is a private, non-writable mapping of `file`:
@@ -160,7 +165,7 @@ mod tests {
     fn finds_the_code_and_read_only_data_but_not_the_relocated_pages() {
         // The static binary's four mappings: r--p (read-only data, 256 KiB resident), r-xp (code,
         // 1,412 KiB), r--p RELRO (48 KiB, all anonymous: relocated at start), rw-p (data).
-        let found = clean_mappings_of(FIXTURE, PIPIT);
+        let found = clean_mappings_of(FIXTURE.as_bytes(), PIPIT).unwrap();
         assert_eq!(
             found,
             vec![
@@ -184,12 +189,20 @@ mod tests {
             inode: PIPIT.inode + 1,
             ..PIPIT
         };
-        assert!(clean_mappings_of(FIXTURE, other).is_empty());
+        assert!(
+            clean_mappings_of(FIXTURE.as_bytes(), other)
+                .unwrap()
+                .is_empty()
+        );
         let garbage = "zz-yy r--p 0 fe:00 10076462 /usr/bin/pipit\nRss: 4 kB\nAnonymous: 0 kB\n";
-        assert!(clean_mappings_of(garbage, PIPIT).is_empty());
+        assert!(
+            clean_mappings_of(garbage.as_bytes(), PIPIT)
+                .unwrap()
+                .is_empty()
+        );
         // Without its Anonymous line a mapping is never taken.
         let cut = "1000-2000 r-xp 0 fe:00 10076462 /usr/bin/pipit\nRss: 4 kB\n";
-        assert!(clean_mappings_of(cut, PIPIT).is_empty());
+        assert!(clean_mappings_of(cut.as_bytes(), PIPIT).unwrap().is_empty());
     }
 
     /// Something that lives in the relocated read-only data: a trait object's vtable, reached

@@ -143,9 +143,9 @@ pub struct GraphiteClient {
     /// The batches in `unconfirmed`, oldest first.
     written: std::collections::VecDeque<Written>,
     resend_window: Duration,
-    /// Logs giving up bytes that may be lost, without a line per batch.
     /// What the client logs goes under this target.
     log_target: String,
+    /// Logs giving up bytes that may be lost, without a line per batch.
     give_ups: Complaint,
 }
 
