@@ -65,6 +65,10 @@ def varint(n):
             return out + bytes([b])
 
 
+# Netlink: answers captured from a real kernel (tests/fixtures/netlink).
+for path in glob.glob(os.path.join(REPO, "tests/fixtures/netlink/*.bin")):
+    seed("netlink_sock_diag", os.path.basename(path), read(path))
+
 seed("riemann_ack", "ok", varint(2 << 3) + varint(1))
 seed("riemann_ack", "error", varint(3 << 3 | 2) + varint(7) + b"refused" + varint(2 << 3) + b"\x00")
 

@@ -24,6 +24,7 @@ pub mod event;
 pub mod http_client;
 pub mod logging;
 pub mod md5;
+pub mod netlink;
 pub mod once;
 pub mod outputs;
 pub mod pattern;

@@ -1,12 +1,17 @@
-//! `tcpconns`: TCP sockets by state, from `/proc/net/tcp` and `/proc/net/tcp6`, for all local
-//! ports and optionally for some.
+//! `tcpconns`: TCP sockets by state, for all local ports and optionally for some. On the live
+//! system the kernel lists them over netlink socket diagnostics (as `ss` and collectd do); where
+//! it cannot (a kernel without `inet_diag`, or a host root other than `/`), `/proc/net/tcp` and
+//! `/proc/net/tcp6` are read instead.
 
 use std::io::ErrorKind;
+use std::path::Path;
 use std::sync::Arc;
 
 use super::naming::ServiceName;
 use super::{Emitter, MetricInfo, Source, SourceContext, SourceError, SourceSpec, SourceType};
 use crate::config::reader::{Problems, Table};
+use crate::netlink::NetlinkError;
+use crate::netlink::sock_diag::{Family, TcpSockets};
 use crate::procfs::Procfs;
 
 /// The states, in the kernel's numbering from 1 (`TCP_ESTABLISHED`).
@@ -72,11 +77,29 @@ fn read(t: &mut Table<'_>, problems: &mut Problems) -> Option<Arc<dyn SourceSpec
 
 impl SourceSpec for TcpconnsSpec {
     fn build(&self, ctx: &SourceContext) -> Box<dyn Source> {
-        Box::new(Tcpconns {
+        Box::new(self.source(ctx))
+    }
+}
+
+impl TcpconnsSpec {
+    fn source(&self, ctx: &SourceContext) -> Tcpconns {
+        let target = super::log_target(&ctx.instance);
+        // Socket diagnostics describe the running kernel, so they serve only a host root of `/`
+        // (fixture trees and a container's view of another root are read as files).
+        let diag = if ctx.procfs.root() == Path::new("/") {
+            TcpSockets::open()
+                .map_err(|e| log::info!(target: &target, "{e}; reading /proc/net/tcp instead"))
+                .ok()
+        } else {
+            None
+        };
+        Tcpconns {
             procfs: ctx.procfs.clone(),
             ports: self.local_ports.clone(),
             buf: String::new(),
-        })
+            diag,
+            target,
+        }
     }
 }
 
@@ -84,12 +107,51 @@ struct Tcpconns {
     procfs: Procfs,
     ports: Vec<u16>,
     buf: String,
+    /// The kernel's socket diagnostics; `None` reads `/proc/net/tcp*`.
+    diag: Option<TcpSockets>,
+    target: String,
 }
 
-impl Source for Tcpconns {
-    fn collect(&mut self, emit: &mut Emitter<'_>) -> Result<(), SourceError> {
-        // counts[0] is all ports; counts[i + 1] is self.ports[i].
-        let mut counts = vec![[0u64; STATES.len()]; self.ports.len() + 1];
+/// Sockets by state: `[0]` for all ports, `[i + 1]` for the i-th configured port.
+type Counts = Vec<[u64; STATES.len()]>;
+
+impl Tcpconns {
+    /// Counts one socket in state `state` (the kernel's number) on `port`.
+    fn count(ports: &[u16], counts: &mut Counts, port: u16, state: usize) {
+        let state = match state {
+            NEW_SYN_RECV => 3,
+            s => s,
+        };
+        if !(1..=STATES.len()).contains(&state) {
+            return;
+        }
+        counts[0][state - 1] += 1;
+        if let Some(i) = ports.iter().position(|&p| p == port) {
+            counts[i + 1][state - 1] += 1;
+        }
+    }
+
+    /// Counts over netlink, both families.
+    fn count_by_netlink(&mut self, counts: &mut Counts) -> Result<(), NetlinkError> {
+        let Some(diag) = self.diag.as_mut() else {
+            return Ok(());
+        };
+        for family in [Family::V4, Family::V6] {
+            let ports = &self.ports;
+            let r = diag.each(family, &mut |s| {
+                Self::count(ports, counts, s.local_port, usize::from(s.state))
+            });
+            match r {
+                // A kernel without IPv6 has no AF_INET6 diagnostics.
+                Err(e) if family == Family::V6 && e.is_unsupported() => {}
+                other => other?,
+            }
+        }
+        Ok(())
+    }
+
+    /// Counts from `/proc/net/tcp` and `/proc/net/tcp6`.
+    fn count_from_files(&mut self, counts: &mut Counts) -> Result<(), SourceError> {
         for file in ["proc/net/tcp", "proc/net/tcp6"] {
             match self.procfs.read_into(file, &mut self.buf) {
                 // A kernel without IPv6 has no tcp6.
@@ -97,14 +159,31 @@ impl Source for Tcpconns {
                 other => other?,
             }
             for line in self.buf.lines().skip(1) {
-                let Some((port, state)) = parse_line(line) else {
-                    continue;
-                };
-                counts[0][state] += 1;
-                if let Some(i) = self.ports.iter().position(|&p| p == port) {
-                    counts[i + 1][state] += 1;
+                if let Some((port, state)) = parse_line(line) {
+                    Self::count(&self.ports, counts, port, state);
                 }
             }
+        }
+        Ok(())
+    }
+}
+
+impl Source for Tcpconns {
+    fn collect(&mut self, emit: &mut Emitter<'_>) -> Result<(), SourceError> {
+        let mut counts = vec![[0u64; STATES.len()]; self.ports.len() + 1];
+        if self.diag.is_some() {
+            match self.count_by_netlink(&mut counts) {
+                Ok(()) => {}
+                Err(e) if e.is_unsupported() => {
+                    log::info!(target: &self.target, "{e}; reading /proc/net/tcp from now on");
+                    self.diag = None;
+                    counts.iter_mut().for_each(|c| *c = [0; STATES.len()]);
+                }
+                Err(e) => return Err(SourceError(e.to_string())),
+            }
+        }
+        if self.diag.is_none() {
+            self.count_from_files(&mut counts)?;
         }
         let mut name = ServiceName::default();
         for (i, by_state) in counts.iter().enumerate() {
@@ -120,20 +199,14 @@ impl Source for Tcpconns {
     }
 }
 
-/// The local port and the state index of one socket line:
+/// The local port and the kernel's state number of one socket line:
 /// `sl local_address:port remote_address:port st …`, all in hex.
 fn parse_line(line: &str) -> Option<(u16, usize)> {
     let mut fields = line.split_ascii_whitespace().skip(1);
     let (_, port) = fields.next()?.rsplit_once(':')?;
     let state = fields.nth(1)?;
     let port = u16::from_str_radix(port, 16).ok()?;
-    let state = match usize::from_str_radix(state, 16).ok()? {
-        NEW_SYN_RECV => 3,
-        s => s,
-    };
-    (1..=STATES.len())
-        .contains(&state)
-        .then(|| (port, state - 1))
+    Some((port, usize::from_str_radix(state, 16).ok()?))
 }
 
 #[cfg(test)]
@@ -199,20 +272,64 @@ mod tests {
         assert_eq!(out.lines().count(), 11);
     }
 
+    /// The live system, both ways: sockets this test opens are counted alike over netlink and
+    /// from `/proc`, and enough of them that the netlink answer spans several datagrams.
+    #[test]
+    fn live_sockets_are_counted_alike_over_netlink_and_from_proc() {
+        use std::net::{TcpListener, TcpStream};
+        const N: usize = 400;
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let server = std::thread::spawn(move || {
+            let accepted: Vec<TcpStream> = (0..N).map(|_| listener.accept().unwrap().0).collect();
+            (listener, accepted)
+        });
+        let clients: Vec<TcpStream> = (0..N)
+            .map(|_| TcpStream::connect(("127.0.0.1", port)).unwrap())
+            .collect();
+        let (_listener, _accepted) = server.join().unwrap();
+        let ctx = SourceContext {
+            procfs: Procfs::new("/"),
+            ..super::super::testing::context("minimal", &Arc::new(crate::cache::Cache::in_memory()))
+        };
+        let spec = TcpconnsSpec {
+            local_ports: vec![port],
+        };
+        let expected = format!("tcpconns.{port}.established {N}\n");
+        let listening = format!("tcpconns.{port}.listen 1\n");
+
+        let mut by_netlink = spec.source(&ctx);
+        assert!(by_netlink.diag.is_some(), "socket diagnostics did not open");
+        let netlink = super::super::testing::collect_with(&mut by_netlink, 100);
+        assert!(
+            by_netlink.diag.is_some(),
+            "socket diagnostics were given up"
+        );
+
+        let mut from_proc = Tcpconns {
+            diag: None,
+            ..spec.source(&ctx)
+        };
+        let proc = super::super::testing::collect_with(&mut from_proc, 100);
+        for out in [&netlink, &proc] {
+            assert!(out.contains(&expected), "{out}");
+            assert!(out.contains(&listening), "{out}");
+        }
+        drop(clients);
+    }
+
     #[test]
     fn parses_socket_lines() {
         let line = "   3: 0101A8C0:0016 6401A8C0:D431 01 00000000:00000000 02:000A3F2C 00000000     0        0 8123";
-        assert_eq!(parse_line(line), Some((22, 0)));
+        assert_eq!(parse_line(line), Some((22, 1)));
         assert_eq!(parse_line("  sl  local_address rem_address   st"), None);
-        assert_eq!(parse_line("0: 00:0016 00:0000 FF"), None);
+        assert_eq!(parse_line("0: 00:0016 00:0000 FF"), Some((22, 255)));
+        assert_eq!(parse_line("0: 00:0016 00:0000"), None);
     }
 
     /// Found by fuzzing (`fuzz/run.sh proc_tcpconns`): state 0 underflowed the state index.
     #[test]
     fn a_socket_in_state_zero_is_skipped() {
-        let line =
-            "   0: 00000000:0016 00000000:0000 00 00000000:00000000 00:00000000 00000000 0 0 1";
-        assert_eq!(parse_line(line), None);
         let out = collect(
             &TcpconnsSpec {
                 local_ports: vec![22],

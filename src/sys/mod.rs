@@ -1,6 +1,6 @@
 //! The few system calls std has no safe wrapper for: process groups, reaping and poll(2) for the
 //! supervisor, statvfs(3) for the df source, SO_PEERCRED for the control socket, and the calls that
-//! keep pipit's own resident memory small (`memory`). Every `unsafe` block of pipit is in this
+//! keep pipit's own resident memory small (`memory`), and netlink sockets (`netlink`). Every `unsafe` block of pipit is in this
 //! module, each with the reason it is sound.
 //!
 //! None of these calls touches memory pipit does not own: they take integers, or pointers to
@@ -8,6 +8,7 @@
 //! range of the program's own code, which they unmap but never change.
 
 mod memory;
+pub mod netlink;
 
 pub use memory::{one_malloc_arena, trim_memory};
 

@@ -1,0 +1,255 @@
+//! Netlink, the kernel's message interface: the header every request and answer carries, and a
+//! dump (one request answered by many messages, ended by `NLMSG_DONE`). The families pipit asks
+//! are in their own files: [`sock_diag`] (sockets by state). The socket itself is
+//! `crate::sys::netlink`.
+
+pub mod sock_diag;
+
+use std::fmt;
+use std::io;
+
+use crate::sys::netlink::NetlinkSocket;
+
+/// Message type of an error or acknowledgement answer.
+const NLMSG_ERROR: u16 = 2;
+/// Message type that ends a dump.
+const NLMSG_DONE: u16 = 3;
+/// Flags of a dump request: `NLM_F_REQUEST | NLM_F_DUMP`.
+const DUMP_REQUEST: u16 = 0x1 | 0x300;
+/// Size of `struct nlmsghdr`.
+const HEADER: usize = 16;
+/// Receive buffer: larger than any datagram the kernel sends for a dump (it fills one page, or
+/// at most 32 KiB, per datagram).
+const BUFFER: usize = 64 * 1024;
+
+/// What went wrong talking netlink.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum NetlinkError {
+    /// The socket failed or the kernel did not answer in time; the source tries again at its next
+    /// collection.
+    Io(io::Error),
+    /// The kernel refused the request with this errno; `ENOENT` or `EOPNOTSUPP` mean it lacks the
+    /// family (a module not loaded, such as OpenWrt's `kmod-inet-diag`).
+    Refused(i32),
+    /// An answer that does not parse; a kernel bug or an unexpected layout. Nothing of it is used.
+    Malformed(&'static str),
+}
+
+impl NetlinkError {
+    /// True when the kernel does not offer what was asked at all, so asking again is pointless.
+    pub fn is_unsupported(&self) -> bool {
+        match self {
+            NetlinkError::Refused(errno) => {
+                [libc::ENOENT, libc::EOPNOTSUPP, libc::EINVAL].contains(errno)
+            }
+            NetlinkError::Io(e) => e.raw_os_error() == Some(libc::EPROTONOSUPPORT),
+            NetlinkError::Malformed(_) => false,
+        }
+    }
+}
+
+impl fmt::Display for NetlinkError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            NetlinkError::Io(e) => write!(f, "netlink: {e}"),
+            NetlinkError::Refused(errno) => write!(
+                f,
+                "netlink: the kernel refused the request: {}",
+                io::Error::from_raw_os_error(*errno)
+            ),
+            NetlinkError::Malformed(what) => write!(f, "netlink: malformed answer: {what}"),
+        }
+    }
+}
+
+impl std::error::Error for NetlinkError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            NetlinkError::Io(e) => Some(e),
+            _ => None,
+        }
+    }
+}
+
+impl From<io::Error> for NetlinkError {
+    fn from(e: io::Error) -> NetlinkError {
+        NetlinkError::Io(e)
+    }
+}
+
+/// A dump request of message type `kind` with `payload`, numbered `seq`.
+fn dump_request(kind: u16, seq: u32, payload: &[u8]) -> Vec<u8> {
+    let len = HEADER + payload.len();
+    let mut m = Vec::with_capacity(len);
+    m.extend_from_slice(&(len as u32).to_ne_bytes());
+    m.extend_from_slice(&kind.to_ne_bytes());
+    m.extend_from_slice(&DUMP_REQUEST.to_ne_bytes());
+    m.extend_from_slice(&seq.to_ne_bytes());
+    m.extend_from_slice(&0u32.to_ne_bytes());
+    m.extend_from_slice(payload);
+    m
+}
+
+/// What one datagram of a dump held.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Datagram {
+    /// More messages follow in another datagram.
+    More,
+    /// The dump ended.
+    Done,
+}
+
+/// Reads one datagram of the answer to the dump request numbered `seq`: hands the payload of
+/// every message of type `kind` to `each` (messages of another sequence number are skipped) and
+/// says whether the dump ended. A message that does not fit the datagram fails it.
+pub fn read_datagram(
+    datagram: &[u8],
+    kind: u16,
+    seq: u32,
+    each: &mut dyn FnMut(&[u8]),
+) -> Result<Datagram, NetlinkError> {
+    let mut rest = datagram;
+    while !rest.is_empty() {
+        if rest.len() < HEADER {
+            return Err(NetlinkError::Malformed("a message shorter than its header"));
+        }
+        let len = u32::from_ne_bytes(rest[0..4].try_into().unwrap_or_default()) as usize;
+        if len < HEADER || len > rest.len() {
+            return Err(NetlinkError::Malformed(
+                "a message length beyond the datagram",
+            ));
+        }
+        let message_kind = u16::from_ne_bytes([rest[4], rest[5]]);
+        let message_seq = u32::from_ne_bytes(rest[8..12].try_into().unwrap_or_default());
+        let payload = &rest[HEADER..len];
+        if message_seq == seq {
+            match message_kind {
+                NLMSG_DONE => return Ok(Datagram::Done),
+                NLMSG_ERROR => {
+                    let errno = payload
+                        .get(0..4)
+                        .map(|b| i32::from_ne_bytes(b.try_into().unwrap_or_default()))
+                        .ok_or(NetlinkError::Malformed("an error message without its code"))?;
+                    // An error of 0 is an acknowledgement; a dump never asks for one.
+                    if errno != 0 {
+                        return Err(NetlinkError::Refused(errno.saturating_neg()));
+                    }
+                }
+                k if k == kind => each(payload),
+                _ => {}
+            }
+        }
+        // Messages are aligned to 4 bytes; the last one of a datagram may lack its padding.
+        rest = rest.get((len + 3) & !3..).unwrap_or_default();
+    }
+    Ok(Datagram::More)
+}
+
+/// Dumps over netlink: one socket and one receive buffer, reused for every request.
+#[derive(Debug)]
+pub struct Dumper {
+    socket: NetlinkSocket,
+    buf: Vec<u8>,
+    seq: u32,
+}
+
+impl Dumper {
+    /// A dumper on `socket`.
+    pub fn new(socket: NetlinkSocket) -> Dumper {
+        Dumper {
+            socket,
+            buf: vec![0; BUFFER],
+            seq: 0,
+        }
+    }
+
+    /// Sends the dump request `kind` with `payload` and hands the payload of every answer of type
+    /// `kind` to `each`, until the kernel says the dump is done.
+    pub fn dump(
+        &mut self,
+        kind: u16,
+        payload: &[u8],
+        each: &mut dyn FnMut(&[u8]),
+    ) -> Result<(), NetlinkError> {
+        self.seq = self.seq.wrapping_add(1);
+        self.socket.send(&dump_request(kind, self.seq, payload))?;
+        loop {
+            let n = self.socket.recv(&mut self.buf)?;
+            if read_datagram(&self.buf[..n], kind, self.seq, each)? == Datagram::Done {
+                return Ok(());
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn message(kind: u16, seq: u32, payload: &[u8]) -> Vec<u8> {
+        let mut m = dump_request(kind, seq, payload);
+        m[6..8].copy_from_slice(&0u16.to_ne_bytes());
+        m.resize((m.len() + 3) & !3, 0);
+        m
+    }
+
+    fn payloads(datagram: &[u8], seq: u32) -> (Result<Datagram, NetlinkError>, Vec<Vec<u8>>) {
+        let mut seen = Vec::new();
+        let r = read_datagram(datagram, 20, seq, &mut |p| seen.push(p.to_vec()));
+        (r, seen)
+    }
+
+    #[test]
+    fn a_dump_request_has_the_header_the_kernel_expects() {
+        let m = dump_request(20, 7, &[1, 2, 3, 4]);
+        assert_eq!(m.len(), 20);
+        assert_eq!(u32::from_ne_bytes(m[0..4].try_into().unwrap()), 20);
+        assert_eq!(u16::from_ne_bytes([m[4], m[5]]), 20);
+        assert_eq!(u16::from_ne_bytes([m[6], m[7]]), 0x301);
+        assert_eq!(u32::from_ne_bytes(m[8..12].try_into().unwrap()), 7);
+    }
+
+    #[test]
+    fn messages_are_read_until_done_and_other_sequences_are_skipped() {
+        let mut d = message(20, 5, b"abc");
+        d.extend(message(20, 4, b"stale"));
+        d.extend(message(21, 5, b"other type"));
+        d.extend(message(20, 5, b"defg"));
+        let (r, seen) = payloads(&d, 5);
+        assert_eq!(r.unwrap(), Datagram::More);
+        assert_eq!(seen, vec![b"abc".to_vec(), b"defg".to_vec()]);
+        d.extend(message(NLMSG_DONE, 5, &0i32.to_ne_bytes()));
+        d.extend(message(20, 5, b"after done"));
+        let (r, seen) = payloads(&d, 5);
+        assert_eq!(r.unwrap(), Datagram::Done);
+        assert_eq!(seen.len(), 2);
+    }
+
+    #[test]
+    fn a_kernel_error_is_returned_with_its_errno() {
+        let d = message(NLMSG_ERROR, 1, &(-libc::ENOENT).to_ne_bytes());
+        let (r, _) = payloads(&d, 1);
+        let e = r.unwrap_err();
+        assert!(matches!(e, NetlinkError::Refused(libc::ENOENT)), "{e:?}");
+        assert!(e.is_unsupported());
+        assert!(e.to_string().contains("refused"), "{e}");
+    }
+
+    #[test]
+    fn truncated_or_overlong_messages_are_refused_whole() {
+        let d = message(20, 1, b"abcd");
+        for cut in [3, HEADER - 1, d.len() - 1] {
+            let (r, _) = payloads(&d[..cut], 1);
+            assert!(matches!(r, Err(NetlinkError::Malformed(_))), "cut at {cut}");
+        }
+        let mut short = d.clone();
+        short[0..4].copy_from_slice(&4u32.to_ne_bytes());
+        assert!(matches!(
+            payloads(&short, 1).0,
+            Err(NetlinkError::Malformed(_))
+        ));
+        let (r, _) = payloads(&[], 1);
+        assert_eq!(r.unwrap(), Datagram::More);
+    }
+}
