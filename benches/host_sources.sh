@@ -1,26 +1,34 @@
 #!/usr/bin/env bash
-# CPU per collection of the full host source set: pipit against collectd 5.12 (Debian's
-# collectd-core), side by side in one run, both collecting every second.
+# CPU per collection of the router's host sources: pipit against collectd 5.12 (Debian's
+# collectd-core) with the same plugins, and against the floor, side by side in one run, all three
+# collecting every second.
 #
-#   benches/host_sources.sh            # 60 s measurement
+#   benches/host_sources.sh                 # all 13 router sources, 60 s measurement
 #   DURATION=300 benches/host_sources.sh
+#   ROUTER_SET=0 benches/host_sources.sh    # the 10 generic ones (no tcpconns, swap, wireless)
 #
-# collectd runs cpu, load, memory, interface, df, disk, uptime, processes, conntrack and thermal
-# with write_graphite to a listener on 127.0.0.1; pipit runs the same sources with the stdout
-# output in Graphite format into a file. After a warm-up, the CPU time of each process (all its
-# threads) is read at the start and the end of the window: utime+stime from /proc/PID/stat (in
-# clock ticks) and, more precisely, the sum of /proc/PID/task/*/schedstat (nanoseconds on CPU).
-# Metric lines are counted in what each delivered during the same window.
+# collectd runs cpu, load, memory, interface, df, disk, uptime, processes, conntrack, thermal,
+# tcpconns, swap and wireless with write_graphite to a listener on 127.0.0.1; pipit runs the same
+# sources with the stdout output in Graphite format into a file. The floor is benches/floor.c,
+# built here: it does only the system calls pipit makes to collect (which files it reads, which
+# directories it lists, which file systems it asks statfs, whether it dumps sockets over netlink),
+# with no parsing or output; that list is taken from pipit itself under strace after the warm-up.
+# Then the CPU time of each process (all its threads) is read at the start and the end of the
+# window: utime+stime from /proc/PID/stat (in clock ticks) and, more precisely, the sum of
+# /proc/PID/task/*/schedstat (nanoseconds on CPU). Metric lines are counted in what each agent
+# delivered during the same window. Needs gcc and strace.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 DURATION=${DURATION:-60}
 WARMUP=${WARMUP:-5}
+ROUTER_SET=${ROUTER_SET:-1}
 # shellcheck source=benches/side_by_side.sh
 source benches/side_by_side.sh
 
 cargo build --release --quiet
 PIPIT=target/release/pipit
+gcc -O2 -o "$WORK/floor" benches/floor.c
 
 cat > "$WORK/pipit.json" <<CONF
 {
@@ -33,41 +41,80 @@ CONF
 start_collectd
 start_pipit "$PIPIT" "$WORK/pipit.json"
 
+# The floor's plan: what pipit's threads did in 3 s of collecting, each step once, in order.
+sleep "$WARMUP"
+timeout 3 strace -f -qq -p "$PP" -e trace=openat,statfs,sendto -o "$WORK/trace" || true
+python3 - "$WORK/trace" "$WORK" > "$WORK/plan" <<'PY'
+import re, sys
+steps, work = [], sys.argv[2]
+for line in open(sys.argv[1]):
+    if "TCPDIAG_GETSOCK" in line or "nlmsg_type=0x12" in line:
+        step = "sockdiag"
+    elif m := re.search(r'openat\(AT_FDCWD, "([^"]+)", ([A-Z_|]+)', line):
+        path, flags = m.groups()
+        if path.startswith(work) or "O_WRONLY" in flags or "O_RDWR" in flags:
+            continue
+        if re.fullmatch(r"/proc/\d+/(\w+)", path):
+            step = "pids " + path.rsplit("/", 1)[1]
+        elif "O_DIRECTORY" in flags:
+            if path == "/proc":
+                continue
+            step = "dir " + path
+        else:
+            step = "file " + path
+    elif m := re.search(r'statfs\("([^"]+)"', line):
+        step = "statfs " + m.group(1)
+    else:
+        continue
+    if step not in steps:
+        steps.append(step)
+print("\n".join(steps))
+PY
+"$WORK/floor" "$WORK/plan" $((DURATION + 10)) &
+FL=$!
+PIDS+=("$FL")
+sleep 2
+
 ticks() { awk '{ sub(/.*\) /, ""); print $12 + $13 }' "/proc/$1/stat"; }
 nanos() { cat /proc/"$1"/task/*/schedstat | awk '{ s += $1 } END { printf "%d\n", s }'; }
 lines() { wc -l < "$1"; }
 
-sleep "$WARMUP"
 c_t0=$(ticks $CD); c_n0=$(nanos $CD); c_l0=$(lines "$WORK/collectd.out")
 p_t0=$(ticks $PP); p_n0=$(nanos $PP); p_l0=$(lines "$WORK/pipit.out")
+f_t0=$(ticks $FL); f_n0=$(nanos $FL)
 per_thread $PP 1 > "$WORK/threads0"
 start=$(date +%s.%N)
 sleep "$DURATION"
 c_t1=$(ticks $CD); c_n1=$(nanos $CD); c_l1=$(lines "$WORK/collectd.out")
 p_t1=$(ticks $PP); p_n1=$(nanos $PP); p_l1=$(lines "$WORK/pipit.out")
+f_t1=$(ticks $FL); f_n1=$(nanos $FL)
 per_thread $PP 1 > "$WORK/threads1"
 end=$(date +%s.%N)
 
 HZ=$(getconf CLK_TCK)
-python3 - "$start" "$end" "$HZ" "$c_t0" "$c_t1" "$c_n0" "$c_n1" "$c_l0" "$c_l1" "$p_t0" "$p_t1" "$p_n0" "$p_n1" "$p_l0" "$p_l1" <<'PY'
+python3 - "$start" "$end" "$HZ" "$c_t0" "$c_t1" "$c_n0" "$c_n1" "$c_l0" "$c_l1" "$p_t0" "$p_t1" "$p_n0" "$p_n1" "$p_l0" "$p_l1" "$f_t0" "$f_t1" "$f_n0" "$f_n1" <<'PY'
 import sys
 start, end, hz = float(sys.argv[1]), float(sys.argv[2]), int(sys.argv[3])
-c_t0, c_t1, c_n0, c_n1, c_l0, c_l1, p_t0, p_t1, p_n0, p_n1, p_l0, p_l1 = map(int, sys.argv[4:])
+c_t0, c_t1, c_n0, c_n1, c_l0, c_l1, p_t0, p_t1, p_n0, p_n1, p_l0, p_l1, f_t0, f_t1, f_n0, f_n1 = map(int, sys.argv[4:])
 window = end - start
-intervals = window  # both collect once a second
-def row(name, t0, t1, n0, n1, l0, l1):
+intervals = window  # all three collect once a second
+def row(name, t0, t1, n0, n1, l0=0, l1=0):
     ticks_ms = (t1 - t0) * 1000 / hz / intervals
     sched_ms = (n1 - n0) / 1e6 / intervals
     return name, ticks_ms, sched_ms, (l1 - l0) / intervals
 c = row("collectd 5.12", c_t0, c_t1, c_n0, c_n1, c_l0, c_l1)
 p = row("pipit", p_t0, p_t1, p_n0, p_n1, p_l0, p_l1)
+f = row("floor", f_t0, f_t1, f_n0, f_n1)
 print(f"window {window:.1f} s, {intervals:.0f} collections each")
 print(f"{'agent':<14} {'CPU ms/collection (schedstat)':>30} {'(utime+stime)':>14} {'metrics/interval':>17}")
-for name, ticks_ms, sched_ms, per in (c, p):
+for name, ticks_ms, sched_ms, per in (c, p, f):
     print(f"{name:<14} {sched_ms:>30.3f} {ticks_ms:>14.2f} {per:>17.1f}")
 print(f"pipit / collectd CPU: {p[2] / c[2]:.3f} (schedstat), {p[1] / c[1] if c[1] else float('nan'):.3f} (utime+stime)")
+print(f"pipit / floor CPU: {p[2] / f[2]:.3f} (schedstat)")
 print(f"pipit / collectd metrics: {p[3] / c[3]:.2f}")
 PY
+echo "the floor's plan (what pipit does each collection):"
+sed 's/^/  /' "$WORK/plan"
 echo "pipit by thread (ms per collection):"
 join "$WORK/threads0" "$WORK/threads1" | awk -v n="$DURATION" '{ printf "  %-16s %7.3f\n", $1, ($3 - $2) / 1e6 / n }'
 procs=(/proc/[0-9]*)

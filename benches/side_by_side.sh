@@ -3,7 +3,8 @@
 # host_sources.sh and footprint.sh. Sourced from the repository root, not run.
 #
 # Both agents collect the same host sources every second: cpu, load, memory, interface, df, disk,
-# uptime, processes, conntrack and thermal. collectd writes with write_graphite over TCP to a
+# uptime, processes, conntrack and thermal (and with ROUTER_SET=1 tcpconns, swap and wireless too).
+# collectd writes with write_graphite over TCP to a
 # listener on 127.0.0.1. Everything lives in one temporary directory, $WORK; every process started
 # here is in PIDS and is stopped, and $WORK removed, when the calling script exits.
 
@@ -13,13 +14,25 @@ COLLECTD=${COLLECTD:-/usr/sbin/collectd}
 # shellcheck source=benches/work.sh
 source benches/work.sh
 
-# The sources of the comparison, as pipit's `sources` array (`cpu` per core, as collectd reports).
+# The sources of the comparison, as pipit's `sources` array (`cpu` per core, as collectd reports),
+# and collectd's plugins of the same names. A script may set ROUTER_SET=1 before sourcing this file
+# for all 13 router sources: these and `tcpconns` (all ports summed, as pipit does by default),
+# `swap` and `wireless`.
 # shellcheck disable=SC2034 # used by the scripts that source this file
 PIPIT_SOURCES='[
     {"type": "cpu", "per_core": true}, {"type": "load"}, {"type": "memory"}, {"type": "interface"},
     {"type": "df"}, {"type": "disk"}, {"type": "uptime"}, {"type": "processes"},
-    {"type": "conntrack"}, {"type": "thermal"}
-  ]'
+    {"type": "conntrack"}, {"type": "thermal"}'
+COLLECTD_PLUGINS=(cpu load memory interface df disk uptime processes conntrack thermal)
+if [ "${ROUTER_SET:-0}" = 1 ]; then
+    PIPIT_SOURCES+=', {"type": "tcpconns"}, {"type": "swap"}, {"type": "wireless"}'
+    COLLECTD_PLUGINS+=(tcpconns swap wireless)
+    COLLECTD_EXTRA='<Plugin tcpconns>
+  ListeningPorts false
+  AllPortsSummary true
+</Plugin>'
+fi
+PIPIT_SOURCES+=']'
 
 # start_listener FILE: a Graphite plaintext sink on a free port of 127.0.0.1 that appends what it
 # receives to FILE; sets LISTENER_PORT once it accepts connections.
@@ -43,16 +56,8 @@ BaseDir "$WORK"
 PIDFile "$WORK/collectd.pid"
 TypesDB "/usr/share/collectd/types.db"
 Interval 1
-LoadPlugin cpu
-LoadPlugin load
-LoadPlugin memory
-LoadPlugin interface
-LoadPlugin df
-LoadPlugin disk
-LoadPlugin uptime
-LoadPlugin processes
-LoadPlugin conntrack
-LoadPlugin thermal
+$(printf 'LoadPlugin %s\n' "${COLLECTD_PLUGINS[@]}")
+${COLLECTD_EXTRA:-}
 LoadPlugin write_graphite
 <Plugin write_graphite>
   <Node "local">

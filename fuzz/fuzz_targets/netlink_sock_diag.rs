@@ -3,7 +3,7 @@
 #![no_main]
 
 libfuzzer_sys::fuzz_target!(|data: &[u8]| {
-    let _ = pipit::netlink::read_datagram(data, 20, 7, &mut |m| {
+    let _ = pipit::netlink::read_datagram(data, 18, 7, &mut |m| {
         let _ = pipit::netlink::sock_diag::parse(m);
     });
 });
