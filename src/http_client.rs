@@ -98,7 +98,7 @@ pub fn agent_with(config: ureq::config::Config) -> ureq::Agent {
 }
 
 /// ureq's resolver replaced by [`crate::dns`] (ureq's own calls getaddrinfo(3)). The trait is in
-/// ureq's `unversioned` module, outside its semver promise; Cargo.lock pins the version.
+/// ureq's `unversioned` module, outside its semver promise; Cargo.toml pins the exact version.
 #[derive(Debug)]
 struct Lookup;
 
