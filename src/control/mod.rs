@@ -33,6 +33,7 @@ use crate::complain::Complaint;
 use crate::config::reader::{Problems, Table};
 use crate::run::Order;
 use crate::telemetry::Telemetry;
+use catalogue::Found;
 use protocol::{Code, ProtocolError, Request};
 
 /// Connections served at once; one more is answered `busy` and closed.
@@ -529,25 +530,49 @@ fn serve(mut stream: UnixStream, shared: &Shared) {
             continue;
         }
         let (answer, last) = answer(&line, shared);
-        if stream.write_all(answer.as_bytes()).is_err() || last {
+        let written = match answer {
+            Answer::Line(line) => stream.write_all(line.as_bytes()),
+            Answer::Metrics { found, metadata } => {
+                let mut out = io::BufWriter::with_capacity(METRICS_BUFFER, &stream);
+                protocol::write_metrics_result(&mut out, &found, metadata)
+                    .and_then(|()| out.flush())
+            }
+        };
+        if written.is_err() || last {
             return;
         }
     }
 }
 
-/// The answer line to one request, and whether it ends the connection (after `stop`).
-fn answer(line: &[u8], shared: &Shared) -> (String, bool) {
+/// Bytes of a `get_metrics` answer buffered before they are written to the socket.
+const METRICS_BUFFER: usize = 16 * 1024;
+
+/// The answer to one request.
+enum Answer {
+    /// One whole line.
+    Line(String),
+    /// The metrics found, written to the socket row by row.
+    Metrics {
+        /// The rows.
+        found: Found,
+        /// Whether each row carries its metadata or only its name.
+        metadata: bool,
+    },
+}
+
+/// The answer to one request, and whether it ends the connection (after `stop`).
+fn answer(line: &[u8], shared: &Shared) -> (Answer, bool) {
     let request = match protocol::parse_request(line) {
         Ok(request) => request,
         Err(e) => {
             log::debug!(target: LOG, "bad request: {}", e.message);
-            return (protocol::error_line(&e), false);
+            return (Answer::Line(protocol::error_line(&e)), false);
         }
     };
     let result = match request {
         Request::GetMetrics { query, metadata } => {
             let found = shared.telemetry.catalogue.query(&query);
-            return (protocol::metrics_result(&found, metadata), false);
+            return (Answer::Metrics { found, metadata }, false);
         }
         Request::Status => ask(shared, Order::Status).map(|s| protocol::result_line(&s)),
         Request::Reload => match ask(shared, |tx| Order::Reload(Some(tx))) {
@@ -572,13 +597,16 @@ fn answer(line: &[u8], shared: &Shared) -> (String, bool) {
             match sent {
                 Ok(()) => {
                     let line = protocol::result_line(&protocol::Stopping { stopping: true });
-                    return (line, true);
+                    return (Answer::Line(line), true);
                 }
                 Err(_) => Err(stopping()),
             }
         }
     };
-    (result.unwrap_or_else(|e| protocol::error_line(&e)), false)
+    (
+        Answer::Line(result.unwrap_or_else(|e| protocol::error_line(&e))),
+        false,
+    )
 }
 
 fn stopping() -> ProtocolError {

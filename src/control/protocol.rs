@@ -306,24 +306,26 @@ impl<'a> From<&'a Row> for MetricRow<'a> {
     }
 }
 
-/// The result of `get_metrics`: rows with metadata, or names only.
-pub fn metrics_result(found: &Found, metadata: bool) -> String {
-    #[derive(Serialize)]
-    struct Metrics<T> {
-        metrics: Vec<T>,
-        matched: usize,
+/// Writes the result line of `get_metrics` (rows with metadata, or names only) to `out` one row at
+/// a time, so the answer is never held whole in memory: with a buffered `out`, what is held is
+/// the rows found and the buffer.
+pub fn write_metrics_result(
+    out: &mut impl std::io::Write,
+    found: &Found,
+    metadata: bool,
+) -> std::io::Result<()> {
+    out.write_all(br#"{"result":{"metrics":["#)?;
+    for (i, row) in found.rows.iter().enumerate() {
+        if i > 0 {
+            out.write_all(b",")?;
+        }
+        if metadata {
+            serde_json::to_writer(&mut *out, &MetricRow::from(row))?;
+        } else {
+            serde_json::to_writer(&mut *out, row.name.as_str())?;
+        }
     }
-    if metadata {
-        result_line(&Metrics {
-            metrics: found.rows.iter().map(MetricRow::from).collect(),
-            matched: found.matched,
-        })
-    } else {
-        result_line(&Metrics {
-            metrics: found.rows.iter().map(|r| r.name.as_str()).collect(),
-            matched: found.matched,
-        })
-    }
+    writeln!(out, r#"],"matched":{}}}}}"#, found.matched)
 }
 
 #[cfg(test)]
