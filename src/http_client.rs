@@ -70,6 +70,28 @@ pub fn shown(url: &str) -> String {
     }
 }
 
+/// The most characters of a server's answer quoted in a log line or an error.
+const MAX_QUOTED: usize = 200;
+
+/// A server's answer as it may be quoted in a log line or an error: every one of `secrets` in it
+/// replaced by `***` (a server or proxy may echo the request's headers), control characters as
+/// spaces, white space trimmed, and cut to 200 characters with `…`.
+pub fn quote_answer(answer: &str, secrets: &[String]) -> String {
+    let mut text = answer.to_owned();
+    for secret in secrets.iter().filter(|s| !s.is_empty()) {
+        text = text.replace(secret.as_str(), "***");
+    }
+    let text: String = text
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect();
+    let text = text.trim();
+    match text.char_indices().nth(MAX_QUOTED) {
+        Some((end, _)) => format!("{}…", &text[..end]),
+        None => text.to_owned(),
+    }
+}
+
 /// Why this build cannot fetch `url`, if it cannot: `https://` without the `tls` feature.
 pub fn unsupported(url: &str) -> Option<&'static str> {
     (url.starts_with("https://") && !cfg!(feature = "tls"))
@@ -230,6 +252,19 @@ mod tests {
         assert_eq!(shown("https://token@h/"), "https://token:***@h/");
         assert_eq!(shown("http://h/a@b"), "http://h/a@b");
         assert_eq!(shown("/etc/config"), "/etc/config");
+    }
+
+    #[test]
+    fn answers_are_quoted_short_and_without_secrets() {
+        let secrets = vec!["s3cret".to_owned(), String::new()];
+        assert_eq!(
+            quote_answer(" echo: Authorization: Token s3cret\r\nok\n", &secrets),
+            "echo: Authorization: Token ***  ok"
+        );
+        let long = format!("{}s3cret{}", "é".repeat(198), "x".repeat(100));
+        let quoted = quote_answer(&long, &secrets);
+        assert_eq!(quoted, format!("{}**…", "é".repeat(198)));
+        assert!(!quoted.contains("s3"));
     }
 
     #[test]

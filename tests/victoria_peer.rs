@@ -99,3 +99,46 @@ fn v1_writes_carry_the_db_label_and_single_fields_can_keep_the_service_name() {
     assert_eq!(got[0]["values"], json!([0.25]));
     assert_eq!(got[0]["timestamps"], json!([ms]));
 }
+
+#[test]
+fn an_attribute_named_db_never_moves_a_series_and_comments_are_never_written() {
+    let vm = VictoriaMetrics::start(&[]);
+    let (time, ms) = now_ms();
+    let mut spoof = Event::new("spoof", "r1").with_metric(1.0).with_time(time);
+    spoof.attributes.insert("db".into(), "other".into());
+    let events = vec![
+        spoof,
+        Event::new("#hidden", "r1").with_metric(2.0).with_time(time),
+        Event::new("shown#not.hidden", "r1")
+            .with_metric(3.0)
+            .with_time(time),
+    ];
+    let handle = outputs::start(&format!(
+        r#"{{"type": "influxdb", "url": "http://127.0.0.1:{}", "db": "pipit", "string_fields": false, "batch_timeout": "20ms"}}"#,
+        vm.port()
+    ));
+    let stats = handle.stats.clone();
+    outputs::send(&handle, events);
+    wait_until("every event is accounted for", DEADLINE, || {
+        (pipit::telemetry::get(&stats.events_out)
+            + pipit::telemetry::get(&stats.dropped_unencodable)
+            == 3)
+            .then_some(())
+    });
+    outputs::stop(handle, DEADLINE);
+    assert_eq!(outputs::counts(&stats), (2, 0, 0));
+    assert_eq!(pipit::telemetry::get(&stats.dropped_unencodable), 1);
+
+    // What was counted delivered is all stored, and nothing else is.
+    let got = series(&vm, r#"{__name__=~".+"}"#, 2);
+    assert_eq!(got.len(), 2, "{got:?}");
+    assert_eq!(
+        got[0]["metric"],
+        json!({"__name__": "shown#not.hidden_value", "db": "pipit", "host": "r1"})
+    );
+    assert_eq!(
+        got[1]["metric"],
+        json!({"__name__": "spoof_value", "db": "pipit", "host": "r1"})
+    );
+    assert_eq!(got[1]["timestamps"], json!([ms]));
+}

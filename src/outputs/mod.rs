@@ -82,6 +82,9 @@ pub struct OutputError {
     pub kind: ErrorKind,
     /// What happened, naming the backend.
     pub message: String,
+    /// For [`ErrorKind::Rejected`]: how many events of the batch the backend refused when it
+    /// stored the others (InfluxDB's partial write); `None` when it refused the whole batch.
+    pub refused: Option<u64>,
 }
 
 impl OutputError {
@@ -90,6 +93,7 @@ impl OutputError {
         OutputError {
             kind: ErrorKind::Failed,
             message: message.into(),
+            refused: None,
         }
     }
 
@@ -98,6 +102,7 @@ impl OutputError {
         OutputError {
             kind: ErrorKind::Timeout,
             message: message.into(),
+            refused: None,
         }
     }
 
@@ -106,6 +111,15 @@ impl OutputError {
         OutputError {
             kind: ErrorKind::Rejected,
             message: message.into(),
+            refused: None,
+        }
+    }
+
+    /// A batch of which the backend stored all but `refused` events, and refused those as bad.
+    pub fn partly_rejected(refused: u64, message: impl Into<String>) -> OutputError {
+        OutputError {
+            refused: Some(refused),
+            ..OutputError::rejected(message)
         }
     }
 
