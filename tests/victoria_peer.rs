@@ -142,3 +142,71 @@ fn an_attribute_named_db_never_moves_a_series_and_comments_are_never_written() {
     );
     assert_eq!(got[1]["timestamps"], json!([ms]));
 }
+
+#[test]
+fn every_event_counted_delivered_is_stored_whatever_its_names() {
+    let vm = VictoriaMetrics::start(&["-influxSkipSingleField"]);
+    let (time, _) = now_ms();
+    let services = [
+        "#comment",
+        "",
+        " #spaced",
+        "a#b",
+        "tab\tx",
+        "if,eth0 rx=bytes \"q\"",
+        "back\\slash\\",
+        "ü.unicode",
+        "line\nbreak",
+        "ok",
+    ];
+    let events: Vec<Event> = services
+        .iter()
+        .enumerate()
+        .map(|(i, s)| {
+            let mut e = Event::new(*s, "h=1,2 3\\")
+                .with_metric(i as f64)
+                .with_time(time);
+            e.attributes
+                .insert("site name".into(), "ams,1=a b\\".into());
+            e.attributes.insert("__name__".into(), "renamed".into());
+            e
+        })
+        .collect();
+    let handle = outputs::start(&format!(
+        r#"{{"type": "influxdb", "url": "http://127.0.0.1:{}", "db": "pipit", "string_fields": false, "batch_timeout": "20ms"}}"#,
+        vm.port()
+    ));
+    let stats = handle.stats.clone();
+    outputs::send(&handle, events);
+    wait_until("every event is accounted for", DEADLINE, || {
+        (pipit::telemetry::get(&stats.events_out)
+            + pipit::telemetry::get(&stats.dropped_unencodable)
+            == services.len() as u64)
+            .then_some(())
+    });
+    outputs::stop(handle, DEADLINE);
+    let delivered = pipit::telemetry::get(&stats.events_out);
+    assert_eq!(
+        delivered,
+        services.len() as u64 - 2,
+        "# and the empty name are left out"
+    );
+    let got = series(&vm, r#"{db="pipit"}"#, delivered as usize);
+    let values: Vec<f64> = {
+        let mut v: Vec<f64> = got
+            .iter()
+            .map(|s| s["values"][0].as_f64().unwrap())
+            .collect();
+        v.sort_by(f64::total_cmp);
+        v
+    };
+    assert!(
+        got.iter().all(|s| s["metric"]["__name__"] != "renamed"),
+        "an attribute __name__ never renames a series: {got:?}"
+    );
+    assert_eq!(
+        values,
+        vec![2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0, 9.0],
+        "{got:?}"
+    );
+}
