@@ -196,7 +196,7 @@ fn no_secret_reaches_a_log_line_a_status_answer_or_a_config_error() {
     assert_eq!(code, Some(0), "{checked}");
     assert_no_secret("pipit check of the good config", &checked);
 
-    let mut agent = Agent::start(&path, "debug");
+    let mut agent = Agent::start(&path, "trace");
     wait_until("the control socket", DEADLINE, || {
         UnixStream::connect(dir.path().join("pipit.sock")).ok()
     });
