@@ -14,9 +14,10 @@
 //! matches one of the `integers` patterns, which are written as integers (`42i`; a float with no
 //! fraction too, and any other float as a float, which InfluxDB then refuses and pipit counts).
 //!
-//! An event that no line can carry is not written and [`encode`] says why: one with no field, or
-//! one whose service is empty or starts with `#` (InfluxDB and VictoriaMetrics read such a line as a
-//! comment, answer 204, and store nothing).
+//! An event that no line can carry is not written and [`encode`] says why: one with no field, one
+//! whose service is empty or starts with `#` (InfluxDB and VictoriaMetrics read such a line as a
+//! comment, answer 204, and store nothing), and one whose series key is too long for InfluxDB
+//! (with a field name and 4 bytes, over 65,535 bytes).
 //!
 //! Escaping follows the line protocol: commas and spaces in the measurement; commas, equals signs
 //! and spaces in tag keys and values; double quotes and backslashes in string field values. Line
@@ -60,6 +61,11 @@ impl Precision {
     }
 }
 
+/// The most bytes InfluxDB takes in a series key (measurement and tags, escaped) with a field key
+/// and 4 bytes more; a longer line is refused, and not counted in the `dropped=` of a partial write
+/// that also refused others.
+const MAX_KEY: usize = 65_535;
+
 /// Tag keys the mapping sets itself, that InfluxDB refuses, or that VictoriaMetrics takes for its
 /// own `db` label.
 const RESERVED_TAGS: [&str; 4] = ["host", "tags", "time", "db"];
@@ -83,6 +89,9 @@ pub enum Unencodable {
     NoField,
     /// The service is empty or starts with `#`, which line protocol reads as a comment.
     BadMeasurement,
+    /// The measurement and tags as written, with a field name and 4 bytes, are over InfluxDB's
+    /// 65,535 bytes.
+    KeyTooLong,
 }
 
 impl fmt::Display for Unencodable {
@@ -93,6 +102,9 @@ impl fmt::Display for Unencodable {
             }
             Unencodable::BadMeasurement => {
                 "its service is empty or starts with '#', which line protocol reads as a comment"
+            }
+            Unencodable::KeyTooLong => {
+                "its measurement, tags and field name are over the 65535 bytes InfluxDB takes"
             }
         })
     }
@@ -115,6 +127,7 @@ pub fn encode(event: &Event, format: &Format, out: &mut String) -> Result<(), Un
     if event.service.is_empty() || event.service.starts_with('#') {
         return Err(Unencodable::BadMeasurement);
     }
+    let start = out.len();
     escape(&event.service, &[',', ' '], out);
     tag("host", &event.host, out);
     for (k, v) in &event.attributes {
@@ -124,6 +137,23 @@ pub fn encode(event: &Event, format: &Format, out: &mut String) -> Result<(), Un
     }
     if !event.tags.is_empty() {
         tag("tags", &event.tags.join(","), out);
+    }
+    let longest_field = event
+        .metric
+        .map(|_| "value")
+        .into_iter()
+        .chain(
+            texts
+                .iter()
+                .filter(|(_, text)| text.is_some())
+                .map(|(k, _)| *k),
+        )
+        .map(str::len)
+        .max()
+        .unwrap_or(0);
+    if out.len() - start + longest_field + 4 > MAX_KEY {
+        out.truncate(start);
+        return Err(Unencodable::KeyTooLong);
     }
     let mut sep = ' ';
     if let Some(metric) = event.metric {
@@ -320,6 +350,27 @@ mod tests {
         let e = at("a#b", 0).with_metric(1.0);
         encode(&e, &f, &mut out).unwrap();
         assert_eq!(out, "a#b,host=r1 value=1.0 0\n");
+    }
+
+    #[test]
+    fn a_series_key_over_65535_bytes_is_left_out() {
+        let f = format(Precision::Seconds, &[]);
+        let mut out = String::new();
+        // `,host=r1` makes 8 bytes more, `value` and 4 another 9; a space escaped takes two.
+        let fits = at(&"x".repeat(MAX_KEY - 17), 0).with_metric(1.0);
+        encode(&fits, &f, &mut out).unwrap();
+        let before = out.len();
+        let over = at(&format!("{} ", "x".repeat(MAX_KEY - 18)), 0).with_metric(1.0);
+        assert_eq!(encode(&over, &f, &mut out), Err(Unencodable::KeyTooLong));
+        // With a description, its longer field name counts.
+        let described = at(&"x".repeat(MAX_KEY - 17), 0)
+            .with_metric(1.0)
+            .with_description("d");
+        assert_eq!(
+            encode(&described, &f, &mut out),
+            Err(Unencodable::KeyTooLong)
+        );
+        assert_eq!(out.len(), before);
     }
 
     #[test]
