@@ -4,7 +4,12 @@
 //! pairs with a password), when it is a value of a `headers` object (an `Authorization` header) or
 //! of an `env` object (a command's environment), and, in any value, the user part of a URL
 //! (`http://user:password@host/`). Config errors show such a value by its kind alone, such as
-//! `got a URL with credentials (hidden)`.
+//! `got a URL with credentials (hidden)`, and a component keeps one in a [`Secret`].
+
+use std::collections::hash_map::RandomState;
+use std::fmt;
+use std::hash::BuildHasher;
+use std::sync::OnceLock;
 
 use super::json::Value;
 
@@ -64,6 +69,44 @@ pub fn describe(path: &str, value: &Value) -> String {
     }
 }
 
+/// A value that must never reach a log line: its `Debug` shows a keyed hash instead, equal for
+/// equal values within one run (so a reload notices a changed token) and useless to anyone else.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    /// Wraps a secret.
+    pub fn new(value: String) -> Secret {
+        Secret(value)
+    }
+
+    /// The value itself, for the one place that sends it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+
+    /// The texts that give the secret away when quoted: the value, and for `user:password` each
+    /// part of four characters or more.
+    pub fn revealing(&self) -> Vec<&str> {
+        let mut texts = vec![self.0.as_str()];
+        if let Some((user, password)) = self.0.split_once(':') {
+            texts.extend([user, password].into_iter().filter(|p| p.len() >= 4));
+        }
+        texts
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        static KEY: OnceLock<RandomState> = OnceLock::new();
+        write!(
+            f,
+            "Secret(#{:016x})",
+            KEY.get_or_init(RandomState::new).hash_one(&self.0)
+        )
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -102,6 +145,18 @@ mod tests {
             "GET http://***@h:80/p?q=a@b failed; \"ftp://***@x\" too"
         );
         assert_eq!(hide_credentials("http://h/a@b ://"), "http://h/a@b ://");
+    }
+
+    #[test]
+    fn a_secret_never_shows_and_says_what_gives_it_away() {
+        let pair = Secret::new("admin:hunter2".to_owned());
+        assert!(!format!("{pair:?}").contains("hunter2"));
+        assert_eq!(pair.revealing(), vec!["admin:hunter2", "admin", "hunter2"]);
+        assert_eq!(
+            Secret::new("ab:cdefg".to_owned()).revealing(),
+            vec!["ab:cdefg", "cdefg"],
+            "a part too short to be told from other text is not replaced on its own"
+        );
     }
 
     #[test]

@@ -10,10 +10,7 @@
 pub mod answer;
 pub mod line;
 
-use std::collections::hash_map::RandomState;
-use std::fmt;
-use std::hash::BuildHasher;
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use std::time::Duration;
 
 use line::{Format, Precision};
@@ -22,6 +19,7 @@ use ureq::Agent;
 use super::{Output, OutputError, OutputSpec, OutputType};
 use crate::complain::Complaint;
 use crate::config::reader::{Field, Problems, Table};
+use crate::config::secret::Secret;
 use crate::event::Event;
 use crate::pattern::Pattern;
 use crate::quote::quote;
@@ -32,44 +30,6 @@ pub const TYPE: OutputType = OutputType {
     description: "line protocol over HTTP to InfluxDB 1.x or 2.x (or VictoriaMetrics)",
     read,
 };
-
-/// A value that must never reach a log line: its `Debug` shows a keyed hash instead, equal for
-/// equal values within one run (so a reload notices a changed token) and useless to anyone else.
-#[derive(Clone, PartialEq, Eq)]
-pub struct Secret(String);
-
-impl Secret {
-    /// Wraps a secret.
-    pub fn new(value: String) -> Secret {
-        Secret(value)
-    }
-
-    /// The value itself, for the one place that sends it.
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-
-    /// The texts that give the secret away when quoted: the value, and for `user:password` each
-    /// part of four characters or more.
-    pub fn revealing(&self) -> Vec<&str> {
-        let mut texts = vec![self.0.as_str()];
-        if let Some((user, password)) = self.0.split_once(':') {
-            texts.extend([user, password].into_iter().filter(|p| p.len() >= 4));
-        }
-        texts
-    }
-}
-
-impl fmt::Debug for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        static KEY: OnceLock<RandomState> = OnceLock::new();
-        write!(
-            f,
-            "Secret(#{:016x})",
-            KEY.get_or_init(RandomState::new).hash_one(&self.0)
-        )
-    }
-}
 
 /// Which write API is spoken.
 #[derive(Debug, Clone, PartialEq, Eq)]
