@@ -21,6 +21,7 @@ use crate::complain::Complaint;
 use crate::config::reader::{Field, Problems, Table};
 use crate::config::secret::Secret;
 use crate::event::Event;
+use crate::http_client::{HttpTimeouts, describe};
 use crate::pattern::Pattern;
 use crate::quote::quote;
 
@@ -256,6 +257,10 @@ impl OutputSpec for InfluxSpec {
         Ok(Box::new(Influx {
             agent: crate::http_client::agent_with(config),
             url: self.write_url(index)?,
+            timeouts: HttpTimeouts {
+                connect: self.connect_timeout,
+                total: self.timeout,
+            },
             authorization,
             secrets: secrets.map(str::to_owned).collect(),
             format: Format {
@@ -283,6 +288,8 @@ impl OutputSpec for InfluxSpec {
 struct Influx {
     agent: Agent,
     url: String,
+    /// For the words of a timeout.
+    timeouts: HttpTimeouts,
     authorization: Option<String>,
     /// What must never be quoted from a server's answer.
     secrets: Vec<String>,
@@ -319,7 +326,7 @@ impl Output for Influx {
             request = request.header("Authorization", authorization);
         }
         let mut response = request.send(self.body.as_str()).map_err(|e| {
-            let message = format!("{}: {e}", self.url);
+            let message = format!("{}: {}", self.url, describe(&e, self.timeouts));
             match e {
                 ureq::Error::Timeout(_) => OutputError::timeout(message),
                 _ => OutputError::failed(message),
