@@ -28,8 +28,9 @@ pub fn log_target(name: &str) -> String {
 
 /// A built output, owned by its writer thread.
 pub trait Output: Send {
-    /// Delivers a batch; on error none of it counts as delivered, and the error's kind says
-    /// whether a retry may help.
+    /// Delivers a batch; on error none of it counts as delivered (but the events a partial
+    /// refusal, [`OutputError::partly_rejected`], did not name), and the error's kind says whether
+    /// a retry may help.
     fn write(&mut self, batch: &[Event]) -> Result<(), OutputError>;
 
     /// How many events of the last write the output left out because it cannot encode them (a
