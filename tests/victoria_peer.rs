@@ -210,3 +210,40 @@ fn every_event_counted_delivered_is_stored_whatever_its_names() {
         "{got:?}"
     );
 }
+
+#[test]
+fn of_500_events_with_nasty_names_every_one_counted_delivered_is_stored() {
+    let vm = VictoriaMetrics::start(&["-influxSkipSingleField"]);
+    let (time, _) = now_ms();
+    let events = outputs::nasty_events(500, time - Duration::from_secs(1));
+    let handle = outputs::start(&format!(
+        r#"{{"type": "influxdb", "url": "http://127.0.0.1:{}", "db": "pipit", "string_fields": false, "batch_size": 100, "batch_timeout": "20ms"}}"#,
+        vm.port()
+    ));
+    let stats = handle.stats.clone();
+    outputs::send(&handle, events);
+    wait_until("every event is accounted for", DEADLINE, || {
+        let (out, failed, rejected) = outputs::counts(&stats);
+        (out + failed + rejected + pipit::telemetry::get(&stats.dropped_unencodable) == 500)
+            .then_some(())
+    });
+    outputs::stop(handle, DEADLINE);
+    let delivered = pipit::telemetry::get(&stats.events_out);
+    assert_eq!(outputs::counts(&stats), (delivered, 0, 0));
+    assert!(delivered > 300, "{delivered}");
+    // Every sample stored, across however many series the names make.
+    let samples = wait_until("every sample stored", DEADLINE, || {
+        let got = vm.export(r#"{db="pipit"}"#, 1, DEADLINE);
+        let n: usize = got
+            .iter()
+            .map(|l| {
+                serde_json::from_str::<Value>(l).unwrap()["values"]
+                    .as_array()
+                    .unwrap()
+                    .len()
+            })
+            .sum();
+        (n as u64 >= delivered).then_some(n)
+    });
+    assert_eq!(samples as u64, delivered);
+}

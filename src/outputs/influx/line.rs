@@ -21,7 +21,8 @@
 //!
 //! Escaping follows the line protocol: commas and spaces in the measurement; commas, equals signs
 //! and spaces in tag keys and values; double quotes and backslashes in string field values. Line
-//! protocol has no way to write a line break in a name or a value: each becomes a space. Nor can it
+//! protocol has no way to write a line break in a name or a value: each becomes a space; so do a
+//! tab and a NUL in a name, which InfluxDB skips at the start of a line. Nor can it
 //! write a backslash at the end of a name or before one of its special characters (InfluxDB reads
 //! it as an escape): it becomes a slash.
 
@@ -231,11 +232,22 @@ fn unbreak(c: char) -> char {
     if matches!(c, '\n' | '\r') { ' ' } else { c }
 }
 
-/// Appends `text` with a backslash before each of `special`, line breaks as spaces, and a
+/// A line break, a tab or a NUL as a space in a name: InfluxDB skips tabs and NULs at the start
+/// of a line, so a measurement starting with one would lose it, or be read as missing (and the
+/// error quoting it could not even be sent back in a header).
+fn blank(c: char) -> char {
+    if matches!(c, '\t' | '\0') {
+        ' '
+    } else {
+        unbreak(c)
+    }
+}
+
+/// Appends `text` with a backslash before each of `special`, [`blank`]s as spaces, and a
 /// backslash that InfluxDB would read as an escape (at the end, or before a special character) as
 /// a slash: line protocol has no way to write it.
 fn escape(text: &str, special: &[char], out: &mut String) {
-    let mut chars = text.chars().map(unbreak).peekable();
+    let mut chars = text.chars().map(blank).peekable();
     while let Some(c) = chars.next() {
         if c == '\\' && chars.peek().is_none_or(|next| special.contains(next)) {
             out.push('/');
@@ -396,6 +408,13 @@ mod tests {
         assert_eq!(
             line(&e, Precision::Seconds),
             "int.a\\,b\\ c=d\\ e,host=h\\=1\\,2\\ 3 value=1i 0\n"
+        );
+        let mut e = at("\tm\0\t", 0).with_metric(1.5);
+        e.host = "\0h".into();
+        assert_eq!(
+            line(&e, Precision::Seconds),
+            "\\ m\\ \\ ,host=\\ h value=1.5 0\n",
+            "tabs and NULs become spaces in names"
         );
         let mut e = at("m\\x\\", 0).with_metric(1.5);
         e.host = "a\\b\\,c\\".into();
