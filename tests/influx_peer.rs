@@ -22,6 +22,14 @@ fn start_output(settings: &str) -> OutputHandle {
     ))
 }
 
+/// An `influxdb` output to `influx`'s database `pipit`, with `settings`.
+fn to_pipit(influx: &Influx, settings: &str) -> String {
+    format!(
+        r#"{{"type": "influxdb", "url": "http://127.0.0.1:{}", "db": "pipit", "batch_timeout": "20ms", {settings}}}"#,
+        influx.port()
+    )
+}
+
 /// The single series of an InfluxQL answer: its tags, columns and rows.
 fn series(influx: &Influx, db: &str, query: &str) -> Value {
     let body: Value = serde_json::from_str(&influx.query_epoch(db, query, "ms")).unwrap();
@@ -404,23 +412,13 @@ fn a_check_printing_1_then_1_5_is_stored_both_times() {
 fn nothing_counted_delivered_is_missing_from_the_store() {
     let influx = Influx::start();
     influx.create_db("pipit");
-    let handle = start_output(&format!(
-        r#""url": "http://127.0.0.1:{}", "db": "pipit", "batch_size": 10, "precision": "ns""#,
-        influx.port()
-    ));
-    let stats = handle.stats.clone();
     let time = UNIX_EPOCH + Duration::new(1_700_000_000, 123_456_789);
     let services = ["#comment", "#", "", " #spaced", "a#b", "\ttab", "ok"];
-    send(
-        &handle,
-        services
-            .iter()
-            .map(|s| Event::new(*s, "h").with_metric(1.0).with_time(time)),
-    );
-    wait_until("every event is accounted for", DEADLINE, || {
-        (get(&stats.events_out) + get(&stats.dropped_unencodable) == 7).then_some(())
-    });
-    outputs::stop(handle, DEADLINE);
+    let events = services
+        .iter()
+        .map(|s| Event::new(*s, "h").with_metric(1.0).with_time(time))
+        .collect();
+    let stats = outputs::account_for(&to_pipit(&influx, r#""precision": "ns""#), events, DEADLINE);
     assert_eq!(counts(&stats), (4, 0, 0));
     assert_eq!(get(&stats.dropped_unencodable), 3);
     assert_eq!(points(&influx, "pipit"), 4);
@@ -444,18 +442,12 @@ fn nothing_counted_delivered_is_missing_from_the_store() {
 fn of_500_events_with_nasty_names_every_one_counted_delivered_is_stored() {
     let influx = Influx::start();
     influx.create_db("pipit");
-    let handle = start_output(&format!(
-        r#""url": "http://127.0.0.1:{}", "db": "pipit", "batch_size": 100, "string_fields": false"#,
-        influx.port()
-    ));
-    let stats = handle.stats.clone();
     let events = outputs::nasty_events(500, UNIX_EPOCH + Duration::from_secs(1_700_000_000));
-    send(&handle, events);
-    wait_until("every event is accounted for", DEADLINE, || {
-        let (out, failed, rejected) = counts(&stats);
-        (out + failed + rejected + get(&stats.dropped_unencodable) == 500).then_some(())
-    });
-    outputs::stop(handle, DEADLINE);
+    let stats = outputs::account_for(
+        &to_pipit(&influx, r#""batch_size": 100, "string_fields": false"#),
+        events,
+        DEADLINE,
+    );
     let delivered = get(&stats.events_out);
     assert_eq!(
         counts(&stats),

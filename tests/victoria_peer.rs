@@ -37,6 +37,14 @@ fn write(vm: &VictoriaMetrics, settings: &str, events: Vec<Event>) {
     assert_eq!(outputs::counts(&stats), (n, 0, 0));
 }
 
+/// An `influxdb` output to `vm`'s database `pipit` without string fields, with `more` settings.
+fn numbers_only(vm: &VictoriaMetrics, more: &str) -> String {
+    format!(
+        r#"{{"type": "influxdb", "url": "http://127.0.0.1:{}", "db": "pipit", "string_fields": false, "batch_timeout": "20ms"{more}}}"#,
+        vm.port()
+    )
+}
+
 fn series(vm: &VictoriaMetrics, selector: &str, n: usize) -> Vec<Value> {
     let mut all: Vec<Value> = vm
         .export(selector, n, DEADLINE)
@@ -113,19 +121,7 @@ fn an_attribute_named_db_never_moves_a_series_and_comments_are_never_written() {
             .with_metric(3.0)
             .with_time(time),
     ];
-    let handle = outputs::start(&format!(
-        r#"{{"type": "influxdb", "url": "http://127.0.0.1:{}", "db": "pipit", "string_fields": false, "batch_timeout": "20ms"}}"#,
-        vm.port()
-    ));
-    let stats = handle.stats.clone();
-    outputs::send(&handle, events);
-    wait_until("every event is accounted for", DEADLINE, || {
-        (pipit::telemetry::get(&stats.events_out)
-            + pipit::telemetry::get(&stats.dropped_unencodable)
-            == 3)
-            .then_some(())
-    });
-    outputs::stop(handle, DEADLINE);
+    let stats = outputs::account_for(&numbers_only(&vm, ""), events, DEADLINE);
     assert_eq!(outputs::counts(&stats), (2, 0, 0));
     assert_eq!(pipit::telemetry::get(&stats.dropped_unencodable), 1);
 
@@ -172,19 +168,7 @@ fn every_event_counted_delivered_is_stored_whatever_its_names() {
             e
         })
         .collect();
-    let handle = outputs::start(&format!(
-        r#"{{"type": "influxdb", "url": "http://127.0.0.1:{}", "db": "pipit", "string_fields": false, "batch_timeout": "20ms"}}"#,
-        vm.port()
-    ));
-    let stats = handle.stats.clone();
-    outputs::send(&handle, events);
-    wait_until("every event is accounted for", DEADLINE, || {
-        (pipit::telemetry::get(&stats.events_out)
-            + pipit::telemetry::get(&stats.dropped_unencodable)
-            == services.len() as u64)
-            .then_some(())
-    });
-    outputs::stop(handle, DEADLINE);
+    let stats = outputs::account_for(&numbers_only(&vm, ""), events, DEADLINE);
     let delivered = pipit::telemetry::get(&stats.events_out);
     assert_eq!(
         delivered,
@@ -216,18 +200,11 @@ fn of_500_events_with_nasty_names_every_one_counted_delivered_is_stored() {
     let vm = VictoriaMetrics::start(&["-influxSkipSingleField"]);
     let (time, _) = now_ms();
     let events = outputs::nasty_events(500, time - Duration::from_secs(1));
-    let handle = outputs::start(&format!(
-        r#"{{"type": "influxdb", "url": "http://127.0.0.1:{}", "db": "pipit", "string_fields": false, "batch_size": 100, "batch_timeout": "20ms"}}"#,
-        vm.port()
-    ));
-    let stats = handle.stats.clone();
-    outputs::send(&handle, events);
-    wait_until("every event is accounted for", DEADLINE, || {
-        let (out, failed, rejected) = outputs::counts(&stats);
-        (out + failed + rejected + pipit::telemetry::get(&stats.dropped_unencodable) == 500)
-            .then_some(())
-    });
-    outputs::stop(handle, DEADLINE);
+    let stats = outputs::account_for(
+        &numbers_only(&vm, r#", "batch_size": 100"#),
+        events,
+        DEADLINE,
+    );
     let delivered = pipit::telemetry::get(&stats.events_out);
     assert_eq!(outputs::counts(&stats), (delivered, 0, 0));
     assert!(delivered > 300, "{delivered}");

@@ -1,6 +1,7 @@
 //! One output run as the agent runs it: built from its JSON config, fed through its own queue,
 //! drained by its writer thread, and counted.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use pipit::Event;
@@ -56,7 +57,7 @@ pub fn nasty_events(n: usize, start: std::time::SystemTime) -> Vec<Event> {
         state ^= state << 17;
         state
     };
-    let mut name = |next: &mut dyn FnMut() -> u64| -> String {
+    let name = |next: &mut dyn FnMut() -> u64| -> String {
         let len = next() % 5;
         (0..len)
             .map(|_| PIECES[(next() % PIECES.len() as u64) as usize])
@@ -76,4 +77,19 @@ pub fn nasty_events(n: usize, start: std::time::SystemTime) -> Vec<Event> {
             e
         })
         .collect()
+}
+
+/// Runs the output configured by `json` until each of `events` is delivered, failed, rejected or
+/// left out, then stops it; returns its counters.
+pub fn account_for(json: &str, events: Vec<Event>, deadline: Duration) -> Arc<OutputStats> {
+    let n = events.len() as u64;
+    let handle = start(json);
+    let stats = handle.stats.clone();
+    send(&handle, events);
+    super::peers::wait_until("every event is accounted for", deadline, || {
+        let (out, failed, rejected) = counts(&stats);
+        (out + failed + rejected + get(&stats.dropped_unencodable) == n).then_some(())
+    });
+    stop(handle, deadline);
+    stats
 }
