@@ -53,20 +53,31 @@ pub fn is_http(url: &str) -> bool {
     url.starts_with("http://") || url.starts_with("https://")
 }
 
-/// `url` as it may be shown in events and logs: a password in it (`http://user:secret@host/`)
-/// is replaced by `***`.
+/// `url` as it may be shown in events and logs: its user part (`http://user:secret@host/`), a
+/// secret, replaced by `***`.
 pub fn shown(url: &str) -> String {
-    let Some((scheme, rest)) = url.split_once("://") else {
-        return url.to_owned();
-    };
-    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
-    let (authority, path) = rest.split_at(authority_end);
-    match authority.rsplit_once('@') {
-        Some((userinfo, host)) => {
-            let user = userinfo.split_once(':').map_or(userinfo, |(user, _)| user);
-            format!("{scheme}://{user}:***@{host}{path}")
-        }
-        None => url.to_owned(),
+    crate::config::secret::hide_credentials(url)
+}
+
+/// The most characters of a server's answer quoted in a log line or an error.
+const MAX_QUOTED: usize = 200;
+
+/// A server's answer as it may be quoted in a log line or an error: every one of `secrets` in it
+/// replaced by `***` (a server or proxy may echo the request's headers), control characters as
+/// spaces, white space trimmed, and cut to 200 characters with `…`.
+pub fn quote_answer(answer: &str, secrets: &[String]) -> String {
+    let mut text = answer.to_owned();
+    for secret in secrets.iter().filter(|s| !s.is_empty()) {
+        text = text.replace(secret.as_str(), "***");
+    }
+    let text: String = text
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect();
+    let text = text.trim();
+    match text.char_indices().nth(MAX_QUOTED) {
+        Some((end, _)) => format!("{}…", &text[..end]),
+        None => text.to_owned(),
     }
 }
 
@@ -154,7 +165,8 @@ pub fn describe(e: &ureq::Error, timeouts: HttpTimeouts) -> String {
         ureq::Error::BodyExceedsLimit(limit) => {
             format!("the response body is over {limit} bytes: cut off there")
         }
-        other => other.to_string(),
+        ureq::Error::HostNotFound => "host not found (the name does not resolve)".to_owned(),
+        other => crate::config::secret::hide_credentials(&other.to_string()),
     }
 }
 
@@ -223,13 +235,23 @@ mod tests {
 
     #[test]
     fn passwords_in_urls_are_not_shown() {
-        assert_eq!(
-            shown("http://u:pw@h:80/p?q=a@b"),
-            "http://u:***@h:80/p?q=a@b"
-        );
-        assert_eq!(shown("https://token@h/"), "https://token:***@h/");
+        assert_eq!(shown("http://u:pw@h:80/p?q=a@b"), "http://***@h:80/p?q=a@b");
+        assert_eq!(shown("https://token@h/"), "https://***@h/");
         assert_eq!(shown("http://h/a@b"), "http://h/a@b");
         assert_eq!(shown("/etc/config"), "/etc/config");
+    }
+
+    #[test]
+    fn answers_are_quoted_short_and_without_secrets() {
+        let secrets = vec!["s3cret".to_owned(), String::new()];
+        assert_eq!(
+            quote_answer(" echo: Authorization: Token s3cret\r\nok\n", &secrets),
+            "echo: Authorization: Token ***  ok"
+        );
+        let long = format!("{}s3cret{}", "é".repeat(198), "x".repeat(100));
+        let quoted = quote_answer(&long, &secrets);
+        assert_eq!(quoted, format!("{}**…", "é".repeat(198)));
+        assert!(!quoted.contains("s3"));
     }
 
     #[test]

@@ -139,6 +139,34 @@ fn every_field_arrives_for_each_metric_variant() {
 }
 
 #[test]
+fn metric_f_is_sent_only_when_a_float_represents_the_metric() {
+    let peer = RiemannPeer::start("ok");
+    let mut client = tcp_client(&peer);
+    let values = [1e300, -1e300, 1e-50, 1e-40, 3.0e38, 1.5e-38, 0.0];
+    let events: Vec<Event> = values
+        .iter()
+        .map(|&v| full_event(&format!("m{v:e}"), Metric::Float(v)))
+        .collect();
+    client.send_many(&events).unwrap();
+    client.close().unwrap();
+    let got = received(&peer, values.len());
+    for (v, event) in values.iter().zip(&got) {
+        assert_full(event, &format!("m{v:e}"));
+        // serde_json (without its float_roundtrip feature) may read the last digit one ulp off.
+        let d = event["metric_d"].as_f64().unwrap();
+        assert!((d - v).abs() <= v.abs() * 1e-15, "metric_d: {event}");
+        let a = v.abs();
+        let representable =
+            a == 0.0 || (f64::from(f32::MIN_POSITIVE)..=f64::from(f32::MAX)).contains(&a);
+        assert_eq!(event["has"]["metric_f"], representable, "{event}");
+        if representable {
+            let f = event["metric_f"].as_f64().unwrap() as f32;
+            assert_eq!(f, *v as f32, "{event}");
+        }
+    }
+}
+
+#[test]
 fn a_refusal_is_an_error_and_the_connection_stays_usable() {
     let peer = RiemannPeer::start("fail");
     let mut client = tcp_client(&peer);

@@ -832,6 +832,41 @@ fn a_timed_out_or_missing_check_is_critical() {
 }
 
 #[test]
+fn a_plugin_killed_by_a_signal_is_unknown_and_one_exiting_137_is_by_its_code() {
+    let _lock = serial();
+    let dir = Dir::new("signal");
+    let events = once(
+        &dir,
+        r#"{"type": "exec", "name": "killed", "shell": true, "command": "echo 'CHECK OK - half done | t=1s'; kill -9 $$"},
+           {"type": "exec", "name": "segv", "shell": true, "command": "echo 'CHECK OK'; kill -SEGV $$"},
+           {"type": "exec", "name": "exit137", "shell": true, "command": "echo 'CHECK CRITICAL - said so'; exit 137"},
+           {"type": "exec", "name": "exit2", "shell": true, "command": "echo 'CHECK CRITICAL - said so'; exit 2"}"#,
+    );
+    for (name, expected, code) in [
+        ("killed", "unknown", 137),
+        ("segv", "unknown", 139),
+        ("exit137", "unknown", 137),
+        ("exit2", "critical", 2),
+    ] {
+        let event = find(&events, name);
+        assert_eq!(state(event), expected, "{event:?}");
+        assert_eq!(
+            find(&events, &format!("exec.{name}.exit_code")).metric,
+            Some(Metric::Int(code)),
+            "{name}"
+        );
+        let description = event.description.as_deref().unwrap();
+        let by_signal = code > 128 && name != "exit137";
+        assert_eq!(
+            description.contains(&format!("ended with signal {}", code - 128)),
+            by_signal,
+            "a signal is named, an exit code is not: {description}"
+        );
+    }
+    assert_eq!(find(&events, "killed.t").metric, Some(Metric::Int(1)));
+}
+
+#[test]
 fn pipit_run_streams_daemon_lines_skips_busy_checks_and_stops_cleanly_on_sigterm() {
     use std::io::{BufRead, BufReader};
     use std::process::{Command as Process, Stdio};

@@ -37,6 +37,14 @@ fn write(vm: &VictoriaMetrics, settings: &str, events: Vec<Event>) {
     assert_eq!(outputs::counts(&stats), (n, 0, 0));
 }
 
+/// An `influxdb` output to `vm`'s database `pipit` without string fields, with `more` settings.
+fn numbers_only(vm: &VictoriaMetrics, more: &str) -> String {
+    format!(
+        r#"{{"type": "influxdb", "url": "http://127.0.0.1:{}", "db": "pipit", "string_fields": false, "batch_timeout": "20ms"{more}}}"#,
+        vm.port()
+    )
+}
+
 fn series(vm: &VictoriaMetrics, selector: &str, n: usize) -> Vec<Value> {
     let mut all: Vec<Value> = vm
         .export(selector, n, DEADLINE)
@@ -98,4 +106,121 @@ fn v1_writes_carry_the_db_label_and_single_fields_can_keep_the_service_name() {
     );
     assert_eq!(got[0]["values"], json!([0.25]));
     assert_eq!(got[0]["timestamps"], json!([ms]));
+}
+
+#[test]
+fn an_attribute_named_db_never_moves_a_series_and_comments_are_never_written() {
+    let vm = VictoriaMetrics::start(&[]);
+    let (time, ms) = now_ms();
+    let mut spoof = Event::new("spoof", "r1").with_metric(1.0).with_time(time);
+    spoof.attributes.insert("db".into(), "other".into());
+    let events = vec![
+        spoof,
+        Event::new("#hidden", "r1").with_metric(2.0).with_time(time),
+        Event::new("shown#not.hidden", "r1")
+            .with_metric(3.0)
+            .with_time(time),
+    ];
+    let stats = outputs::account_for(&numbers_only(&vm, ""), events, DEADLINE);
+    assert_eq!(outputs::counts(&stats), (2, 0, 0));
+    assert_eq!(pipit::telemetry::get(&stats.dropped_unencodable), 1);
+
+    // What was counted delivered is all stored, and nothing else is.
+    let got = series(&vm, r#"{__name__=~".+"}"#, 2);
+    assert_eq!(got.len(), 2, "{got:?}");
+    assert_eq!(
+        got[0]["metric"],
+        json!({"__name__": "shown#not.hidden_value", "db": "pipit", "host": "r1"})
+    );
+    assert_eq!(
+        got[1]["metric"],
+        json!({"__name__": "spoof_value", "db": "pipit", "host": "r1"})
+    );
+    assert_eq!(got[1]["timestamps"], json!([ms]));
+}
+
+#[test]
+fn every_event_counted_delivered_is_stored_whatever_its_names() {
+    let vm = VictoriaMetrics::start(&["-influxSkipSingleField"]);
+    let (time, _) = now_ms();
+    let services = [
+        "#comment",
+        "",
+        " #spaced",
+        "a#b",
+        "tab\tx",
+        "if,eth0 rx=bytes \"q\"",
+        "back\\slash\\",
+        "ü.unicode",
+        "line\nbreak",
+        "ok",
+    ];
+    let events: Vec<Event> = services
+        .iter()
+        .enumerate()
+        .map(|(i, s)| {
+            let mut e = Event::new(*s, "h=1,2 3\\")
+                .with_metric(i as f64)
+                .with_time(time);
+            e.attributes
+                .insert("site name".into(), "ams,1=a b\\".into());
+            e.attributes.insert("__name__".into(), "renamed".into());
+            e
+        })
+        .collect();
+    let stats = outputs::account_for(&numbers_only(&vm, ""), events, DEADLINE);
+    let delivered = pipit::telemetry::get(&stats.events_out);
+    assert_eq!(
+        delivered,
+        services.len() as u64 - 2,
+        "# and the empty name are left out"
+    );
+    let got = series(&vm, r#"{db="pipit"}"#, delivered as usize);
+    let values: Vec<f64> = {
+        let mut v: Vec<f64> = got
+            .iter()
+            .map(|s| s["values"][0].as_f64().unwrap())
+            .collect();
+        v.sort_by(f64::total_cmp);
+        v
+    };
+    assert!(
+        got.iter().all(|s| s["metric"]["__name__"] != "renamed"),
+        "an attribute __name__ never renames a series: {got:?}"
+    );
+    assert_eq!(
+        values,
+        vec![2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0, 9.0],
+        "{got:?}"
+    );
+}
+
+#[test]
+fn of_500_events_with_nasty_names_every_one_counted_delivered_is_stored() {
+    let vm = VictoriaMetrics::start(&["-influxSkipSingleField"]);
+    let (time, _) = now_ms();
+    let events = outputs::nasty_events(500, time - Duration::from_secs(1));
+    let stats = outputs::account_for(
+        &numbers_only(&vm, r#", "batch_size": 100"#),
+        events,
+        DEADLINE,
+    );
+    let delivered = pipit::telemetry::get(&stats.events_out);
+    assert_eq!(outputs::counts(&stats), (delivered, 0, 0));
+    assert!(delivered > 300, "{delivered}");
+    // Every sample stored, across however many series the names make.
+    let samples = wait_until("every sample stored", DEADLINE, || {
+        let got = vm.export(r#"{db="pipit"}"#, 1, DEADLINE);
+        let n: usize = got
+            .iter()
+            .map(|l| {
+                serde_json::from_str::<Value>(l).unwrap()["values"]
+                    .as_array()
+                    .unwrap()
+                    .len()
+            })
+            .sum();
+        (n as u64 >= delivered).then_some(n)
+    });
+    assert_eq!(samples as u64, delivered);
 }

@@ -39,13 +39,14 @@ pub struct Perf {
     pub value: Metric,
 }
 
-/// The state a plugin's exit code stands for: 0 ok, 1 warning, 2 critical, 3 and anything else
-/// unknown.
-pub fn state(exit_code: i32) -> &'static str {
+/// The state a plugin's exit stands for: its exit code 0 ok, 1 warning, 2 critical, 3 and any
+/// other code unknown; a plugin that did not exit normally (`None`: a signal ended it) is unknown,
+/// as the plugin guidelines say, whatever code a shell would report for it (137 after SIGKILL).
+pub fn state(exit_code: Option<i32>) -> &'static str {
     match exit_code {
-        0 => State::OK,
-        1 => State::WARNING,
-        2 => State::CRITICAL,
+        Some(0) => State::OK,
+        Some(1) => State::WARNING,
+        Some(2) => State::CRITICAL,
         _ => State::UNKNOWN,
     }
 }
@@ -221,11 +222,12 @@ mod tests {
     #[test]
     fn exit_codes_map_to_states() {
         assert_eq!(
-            [0, 1, 2, 3, 4, -1, 127].map(state),
+            [0, 1, 2, 3, 4, -1, 127, 137].map(|code| state(Some(code))),
             [
-                "ok", "warning", "critical", "unknown", "unknown", "unknown", "unknown"
+                "ok", "warning", "critical", "unknown", "unknown", "unknown", "unknown", "unknown"
             ]
         );
+        assert_eq!(state(None), "unknown", "a plugin a signal ended");
     }
 
     #[test]

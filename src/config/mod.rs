@@ -7,6 +7,7 @@ pub mod duration;
 pub mod error;
 pub mod json;
 pub mod reader;
+pub mod secret;
 
 use std::fs;
 use std::path::{Path, PathBuf};

@@ -38,9 +38,10 @@ impl Problems {
         });
     }
 
-    /// Records a wrong value: `expected <expected>, got <what was there>`.
+    /// Records a wrong value: `expected <expected>, got <what was there>`, where a secret is
+    /// shown by its kind alone ([`super::secret`]).
     pub fn expected(&mut self, field: &Field<'_>, expected: &str) {
-        let got = field.node.value.describe();
+        let got = super::secret::describe(&field.path, &field.node.value);
         self.at(field, format!("expected {expected}, got {got}"));
     }
 

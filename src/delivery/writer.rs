@@ -525,9 +525,14 @@ impl Writer {
                         return Ok(());
                     }
                     Err(e) if e.kind == ErrorKind::Rejected => {
+                        let sent = n.saturating_sub(unencodable);
+                        let refused = e.refused.map_or(sent, |r| r.min(sent));
                         add(&self.stats.dropped_unencodable, unencodable);
-                        add(&self.stats.dropped_rejected, n.saturating_sub(unencodable));
-                        self.note_error(&format!("dropped {n} event(s) the backend refused: {e}"));
+                        add(&self.stats.dropped_rejected, refused);
+                        add(&self.stats.events_out, sent - refused);
+                        self.note_error(&format!(
+                            "dropped {refused} of {sent} event(s): the backend refused them: {e}"
+                        ));
                         return Ok(());
                     }
                     Err(e) => {

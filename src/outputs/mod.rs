@@ -28,8 +28,9 @@ pub fn log_target(name: &str) -> String {
 
 /// A built output, owned by its writer thread.
 pub trait Output: Send {
-    /// Delivers a batch; on error none of it counts as delivered, and the error's kind says
-    /// whether a retry may help.
+    /// Delivers a batch; on error none of it counts as delivered (but the events a partial
+    /// refusal, [`OutputError::partly_rejected`], did not name), and the error's kind says whether
+    /// a retry may help.
     fn write(&mut self, batch: &[Event]) -> Result<(), OutputError>;
 
     /// How many events of the last write the output left out because it cannot encode them (a
@@ -82,6 +83,9 @@ pub struct OutputError {
     pub kind: ErrorKind,
     /// What happened, naming the backend.
     pub message: String,
+    /// For [`ErrorKind::Rejected`]: how many events of the batch the backend refused when it
+    /// stored the others (InfluxDB's partial write); `None` when it refused the whole batch.
+    pub refused: Option<u64>,
 }
 
 impl OutputError {
@@ -90,6 +94,7 @@ impl OutputError {
         OutputError {
             kind: ErrorKind::Failed,
             message: message.into(),
+            refused: None,
         }
     }
 
@@ -98,6 +103,7 @@ impl OutputError {
         OutputError {
             kind: ErrorKind::Timeout,
             message: message.into(),
+            refused: None,
         }
     }
 
@@ -106,6 +112,15 @@ impl OutputError {
         OutputError {
             kind: ErrorKind::Rejected,
             message: message.into(),
+            refused: None,
+        }
+    }
+
+    /// A batch of which the backend stored all but `refused` events, and refused those as bad.
+    pub fn partly_rejected(refused: u64, message: impl Into<String>) -> OutputError {
+        OutputError {
+            refused: Some(refused),
+            ..OutputError::rejected(message)
         }
     }
 

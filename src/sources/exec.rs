@@ -206,9 +206,10 @@ impl Exec {
                 for p in &plugin.perfdata {
                     emit.metric(&format!("{name}.{}", p.label), p.value);
                 }
-                if let Exit::Code(code) = run.exit {
-                    state = nagios::state(code);
-                }
+                state = nagios::state(match run.exit {
+                    Exit::Code(code) => Some(code),
+                    Exit::Signal(_) | Exit::Unknown => None,
+                });
                 text = plugin.text;
                 if !plugin.long_text.is_empty() {
                     text.push('\n');

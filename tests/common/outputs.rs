@@ -1,6 +1,7 @@
 //! One output run as the agent runs it: built from its JSON config, fed through its own queue,
 //! drained by its writer thread, and counted.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use pipit::Event;
@@ -39,4 +40,56 @@ pub fn counts(stats: &OutputStats) -> (u64, u64, u64) {
         get(&stats.failed),
         get(&stats.dropped_rejected),
     )
+}
+
+/// `n` events with names drawn (from a fixed seed) out of the characters line protocol treats
+/// specially, Unicode and the empty string, each at its own millisecond after `start`, with a
+/// metric of its index.
+pub fn nasty_events(n: usize, start: std::time::SystemTime) -> Vec<Event> {
+    const PIECES: [&str; 25] = [
+        "a", "cpu", ".", "#", "\\", ",", "=", " ", "\"", "'", "\n", "\t", "ü", "日本", "\u{a0}",
+        "\u{200b}", "time", "db", "host", "tags", "__name__", "_field", "x\\ ", "", "\u{0}",
+    ];
+    let mut state = 0x9e37_79b9_7f4a_7c15u64;
+    let mut next = move || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        state
+    };
+    let name = |next: &mut dyn FnMut() -> u64| -> String {
+        let len = next() % 5;
+        (0..len)
+            .map(|_| PIECES[(next() % PIECES.len() as u64) as usize])
+            .collect()
+    };
+    (0..n)
+        .map(|i| {
+            let mut e = Event::new(name(&mut next), name(&mut next))
+                .with_metric(i as f64)
+                .with_time(start + Duration::from_millis(i as u64));
+            for _ in 0..next() % 3 {
+                e.attributes.insert(name(&mut next), name(&mut next));
+            }
+            if next() % 4 == 0 {
+                e.tags = vec![name(&mut next), name(&mut next)];
+            }
+            e
+        })
+        .collect()
+}
+
+/// Runs the output configured by `json` until each of `events` is delivered, failed, rejected or
+/// left out, then stops it; returns its counters.
+pub fn account_for(json: &str, events: Vec<Event>, deadline: Duration) -> Arc<OutputStats> {
+    let n = events.len() as u64;
+    let handle = start(json);
+    let stats = handle.stats.clone();
+    send(&handle, events);
+    super::peers::wait_until("every event is accounted for", deadline, || {
+        let (out, failed, rejected) = counts(&stats);
+        (out + failed + rejected + get(&stats.dropped_unencodable) == n).then_some(())
+    });
+    stop(handle, deadline);
+    stats
 }

@@ -3,23 +3,27 @@
 //!
 //! A 2xx answer delivers the batch. A 4xx says the batch itself is bad (a field type conflict, a
 //! malformed line): it is logged, counted as rejected and dropped, since sending it again would
-//! fail again. Only 401, 403, 404 (no such database), 408 and 429 are not the batch's fault and
+//! fail again; when the answer is InfluxDB's partial write, only the lines it refused are (see
+//! [`answer`]). Only 401, 403, 404 (no such database), 408 and 429 are not the batch's fault and
 //! count, with 5xx answers and timeouts, as failed deliveries.
 
+pub mod answer;
 pub mod line;
 
-use std::collections::hash_map::RandomState;
-use std::fmt;
-use std::hash::BuildHasher;
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use std::time::Duration;
 
 use line::{Format, Precision};
 use ureq::Agent;
 
 use super::{Output, OutputError, OutputSpec, OutputType};
+use crate::complain::Complaint;
 use crate::config::reader::{Field, Problems, Table};
+use crate::config::secret::Secret;
 use crate::event::Event;
+use crate::http_client::{HttpTimeouts, describe};
+use crate::pattern::Pattern;
+use crate::quote::quote;
 
 /// The registry entry.
 pub const TYPE: OutputType = OutputType {
@@ -27,36 +31,6 @@ pub const TYPE: OutputType = OutputType {
     description: "line protocol over HTTP to InfluxDB 1.x or 2.x (or VictoriaMetrics)",
     read,
 };
-
-/// The most of an error answer kept for the log, in bytes.
-const MAX_ERROR_BODY: u64 = 1024;
-
-/// A value that must never reach a log line: its `Debug` shows a keyed hash instead, equal for
-/// equal values within one run (so a reload notices a changed token) and useless to anyone else.
-#[derive(Clone, PartialEq, Eq)]
-pub struct Secret(String);
-
-impl Secret {
-    /// Wraps a secret.
-    pub fn new(value: String) -> Secret {
-        Secret(value)
-    }
-
-    fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Debug for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        static KEY: OnceLock<RandomState> = OnceLock::new();
-        write!(
-            f,
-            "Secret(#{:016x})",
-            KEY.get_or_init(RandomState::new).hash_one(&self.0)
-        )
-    }
-}
 
 /// Which write API is spoken.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -86,6 +60,8 @@ pub struct InfluxSpec {
     pub precision: Precision,
     /// Whether state and description are written as string fields; default true.
     pub string_fields: bool,
+    /// Services whose metric is written as an integer; default none: every metric is a float.
+    pub integers: Vec<Pattern>,
     /// Sent as `Authorization: Token <token>` when set (for InfluxDB 1.8+: `user:password`).
     pub token: Option<Secret>,
     /// Time to open a connection; default 5 s.
@@ -124,7 +100,20 @@ fn read_spec(t: &mut Table<'_>, problems: &mut Problems) -> Option<InfluxSpec> {
         _ => Precision::Millis,
     };
     let string_fields = t.get_or("string_fields", true, problems);
+    let integers = t
+        .get_or::<Vec<String>>("integers", Vec::new(), problems)
+        .iter()
+        .map(|p| Pattern::new(p))
+        .collect();
     let token = t.get::<String>("token", problems).map(Secret::new);
+    if let (Some(token), Some(field)) = (&token, t.field("token")) {
+        if ureq::http::HeaderValue::from_str(token.expose()).is_err() {
+            problems.at(
+                &field,
+                "expected printable ASCII without line breaks or NUL (it is sent in an HTTP header)",
+            );
+        }
+    }
     let min = Duration::from_millis(1);
     let connect_timeout =
         t.duration_at_least("connect_timeout", Duration::from_secs(5), min, problems);
@@ -134,6 +123,7 @@ fn read_spec(t: &mut Table<'_>, problems: &mut Problems) -> Option<InfluxSpec> {
         api: api?,
         precision,
         string_fields,
+        integers,
         token,
         connect_timeout,
         timeout,
@@ -254,7 +244,7 @@ impl OutputSpec for InfluxSpec {
         self.urls.clone()
     }
 
-    fn build_target(&self, index: usize, _: &str) -> Result<Box<dyn Output>, OutputError> {
+    fn build_target(&self, index: usize, log_target: &str) -> Result<Box<dyn Output>, OutputError> {
         // ureq 3 has no timeouts by default and reads *_PROXY variables: both are set here.
         let config = Agent::config_builder()
             .timeout_connect(Some(self.connect_timeout))
@@ -263,15 +253,24 @@ impl OutputSpec for InfluxSpec {
             .http_status_as_error(false)
             .build();
         let authorization = self.token.as_ref().map(|t| format!("Token {}", t.expose()));
+        let secrets = self.token.iter().flat_map(|t| t.revealing());
         Ok(Box::new(Influx {
             agent: crate::http_client::agent_with(config),
             url: self.write_url(index)?,
+            timeouts: HttpTimeouts {
+                connect: self.connect_timeout,
+                total: self.timeout,
+            },
             authorization,
+            secrets: secrets.map(str::to_owned).collect(),
             format: Format {
                 precision: self.precision,
                 string_fields: self.string_fields,
+                integers: self.integers.clone(),
             },
             body: String::new(),
+            unencodable: 0,
+            left_out: Complaint::new(log_target),
         }))
     }
 
@@ -289,16 +288,32 @@ impl OutputSpec for InfluxSpec {
 struct Influx {
     agent: Agent,
     url: String,
+    /// For the words of a timeout.
+    timeouts: HttpTimeouts,
     authorization: Option<String>,
+    /// What must never be quoted from a server's answer.
+    secrets: Vec<String>,
     format: Format,
     body: String,
+    /// Events of the last write that no line can carry.
+    unencodable: u64,
+    /// Logs events left out, once while it goes on.
+    left_out: Complaint,
 }
 
 impl Output for Influx {
     fn write(&mut self, batch: &[Event]) -> Result<(), OutputError> {
         self.body.clear();
+        self.unencodable = 0;
         for event in batch {
-            line::encode(event, self.format, &mut self.body);
+            if let Err(why) = line::encode(event, &self.format, &mut self.body) {
+                self.unencodable += 1;
+                self.left_out.fail(&format!(
+                    "leaving out {} on {}: {why}",
+                    quote(&event.service),
+                    quote(&event.host)
+                ));
+            }
         }
         if self.body.is_empty() {
             return Ok(());
@@ -311,7 +326,7 @@ impl Output for Influx {
             request = request.header("Authorization", authorization);
         }
         let mut response = request.send(self.body.as_str()).map_err(|e| {
-            let message = format!("{}: {e}", self.url);
+            let message = format!("{}: {}", self.url, describe(&e, self.timeouts));
             match e {
                 ureq::Error::Timeout(_) => OutputError::timeout(message),
                 _ => OutputError::failed(message),
@@ -321,18 +336,21 @@ impl Output for Influx {
         if (200..300).contains(&status) {
             return Ok(());
         }
-        let text = response
-            .body_mut()
-            .with_config()
-            .limit(MAX_ERROR_BODY)
-            .read_to_string()
-            .unwrap_or_default();
-        let message = format!("{}: HTTP {status}: {}", self.url, text.trim());
+        let answer = answer::read(response.body_mut().as_reader());
+        let reason = crate::http_client::quote_answer(&answer.head, &self.secrets);
+        let message = format!("{}: HTTP {status}: {reason}", self.url);
         if (400..500).contains(&status) && !matches!(status, 401 | 403 | 404 | 408 | 429) {
-            Err(OutputError::rejected(message))
+            Err(match answer.refused {
+                Some(refused) => OutputError::partly_rejected(refused, message),
+                None => OutputError::rejected(message),
+            })
         } else {
             Err(OutputError::failed(message))
         }
+    }
+
+    fn take_unencodable(&mut self) -> u64 {
+        std::mem::take(&mut self.unencodable)
     }
 }
 

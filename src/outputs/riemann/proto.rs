@@ -17,9 +17,11 @@
 //!
 //! `Msg`: `ok` = 2 (bool), `error` = 3 (string), `events` = 6 (repeated `Event`).
 //!
-//! Like Riemann's own clients, every metric is sent as `metric_f` and also as `metric_sint64`
-//! (integers) or `metric_d` (floats), so that servers of any age read it, and the time is sent both
-//! as `time` and `time_micros`.
+//! Like Riemann's own clients, a metric is sent as `metric_sint64` (integers) or `metric_d`
+//! (floats), and also as `metric_f` so that servers of any age read it, and the time is sent both
+//! as `time` and `time_micros`. `metric_f` is left out when a 32-bit float cannot represent the
+//! value: beyond ±3.4e38 it would be infinite, and closer to zero than 1.2e-38 it would be zero
+//! or lose its precision; otherwise it is the value rounded to 24 significant bits.
 
 use crate::event::{Event, Metric};
 
@@ -81,8 +83,8 @@ pub fn encode_event(event: &Event, out: &mut Vec<u8>) {
         }
         None => {}
     }
-    if let Some(m) = event.metric {
-        fixed32_field(EVENT_METRIC_F, (m.as_f64() as f32).to_bits(), out);
+    if let Some(f) = event.metric.and_then(as_f32) {
+        fixed32_field(EVENT_METRIC_F, f.to_bits(), out);
     }
     debug_assert_eq!(out.len() - start, event_len(event));
 }
@@ -114,11 +116,20 @@ fn event_len(event: &Event) -> usize {
         .map(|(k, v)| bytes_len(attribute_len(k, v)))
         .sum::<usize>();
     n += match event.metric {
-        Some(Metric::Int(v)) => 1 + varint_len(zigzag(v)) + 5,
-        Some(Metric::Float(_)) => 9 + 5,
+        Some(Metric::Int(v)) => 1 + varint_len(zigzag(v)),
+        Some(Metric::Float(_)) => 9,
         None => 0,
     };
+    if event.metric.and_then(as_f32).is_some() {
+        n += 5;
+    }
     n
+}
+
+/// `metric` as a 32-bit float, when one represents it: finite, and zero or a normal number.
+fn as_f32(metric: Metric) -> Option<f32> {
+    let f = metric.as_f64() as f32;
+    (f.is_normal() || metric.as_f64() == 0.0).then_some(f)
 }
 
 fn attribute_len(k: &str, v: &str) -> usize {
@@ -298,6 +309,27 @@ mod tests {
             0x7d, 0, 0, 0x80, 0xbf, // metric_f = -1.0
         ];
         assert_eq!(encode(&e), expected);
+    }
+
+    #[test]
+    fn metric_f_is_sent_only_when_a_float_represents_the_value() {
+        for (value, sent) in [
+            (1e300, None),
+            (-1e300, None),
+            (1e-50, None),
+            (1e-40, None),
+            (0.0, Some(0.0)),
+            (0.1, Some(0.1f32)),
+            (3.4e38, Some(3.4e38f32)),
+            (-2e-38, Some(-2e-38f32)),
+        ] {
+            assert_eq!(as_f32(Metric::Float(value)), sent, "{value}");
+            let e = Event::new("s", "h").with_metric(value);
+            let out = encode(&e);
+            // metric_f, when sent, is the last field: its key and four bytes.
+            assert_eq!(out[out.len() - 5] == 0x7d, sent.is_some(), "{value}");
+        }
+        assert_eq!(as_f32(Metric::Int(i64::MAX)), Some(9.223372e18));
     }
 
     #[test]
