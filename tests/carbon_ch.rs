@@ -5,7 +5,7 @@ use std::io::Write;
 use std::path::Path;
 use std::process::{Command, Stdio};
 
-use pipit::delivery::carbon_ch::{Destination, Ring};
+use pipit::delivery::carbon_ch::{Destination, Ring, RingHash};
 
 fn metric_names(n: usize) -> Vec<String> {
     // Shapes real trees have: hosts, sources, instances, unicode, odd characters.
@@ -64,7 +64,7 @@ fn pipit_placement(
         .iter()
         .map(|d| Destination::parse(d).unwrap())
         .collect();
-    let ring = Ring::new(parsed.iter().map(|d| d.node.clone()).collect());
+    let ring = Ring::new(RingHash::CarbonRelay, &parsed);
     metrics
         .iter()
         .map(|m| {

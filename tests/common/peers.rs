@@ -1391,3 +1391,187 @@ impl Drop for VictoriaMetrics {
         }
     }
 }
+
+// -------------------------------------------------------- carbon-c-relay --
+
+/// Debian's carbon-c-relay.
+pub const CARBON_C_RELAY_BIN: &str = "/usr/bin/carbon-c-relay";
+
+/// A private carbon-c-relay: a line receiver on a free 127.0.0.1 port (and nowhere else) in front
+/// of the clusters and match rules the test gives it.
+pub struct CarbonCRelay {
+    dir: TempDir,
+    port: u16,
+    rules: String,
+    args: Vec<String>,
+    child: Option<Child>,
+}
+
+impl CarbonCRelay {
+    /// Starts carbon-c-relay with `rules` (clusters and match rules in its config syntax) after a
+    /// `listen` block for its port, and `args` on its command line (such as `["-c", "-_:#%"]`).
+    pub fn start(rules: &str, args: &[&str]) -> CarbonCRelay {
+        let mut relay = CarbonCRelay {
+            dir: TempDir::new("c-relay"),
+            port: free_port(),
+            rules: rules.to_owned(),
+            args: args.iter().map(|a| a.to_string()).collect(),
+            child: None,
+        };
+        for attempt in 1..=START_ATTEMPTS {
+            match relay.spawn() {
+                Ok(()) => return relay,
+                Err(e) if e.port_in_use && attempt < START_ATTEMPTS => relay.port = free_port(),
+                Err(e) => panic!("{}", e.message),
+            }
+        }
+        unreachable!("carbon-c-relay start attempts exhausted")
+    }
+
+    fn config_path(&self) -> PathBuf {
+        self.dir.path().join("relay.conf")
+    }
+
+    /// carbon-c-relay's own output.
+    pub fn log_path(&self) -> PathBuf {
+        self.dir.path().join("relay.log")
+    }
+
+    fn spawn(&mut self) -> Result<(), StartError> {
+        assert!(self.child.is_none(), "carbon-c-relay already running");
+        write_file(
+            &self.config_path(),
+            &format!(
+                "listen type linemode {LOCALHOST}:{} proto tcp;\n{}\n",
+                self.port, self.rules
+            ),
+        );
+        let log = self.log_path();
+        let mut cmd = Command::new(CARBON_C_RELAY_BIN);
+        // One worker and small batches: what arrives is sent on at once.
+        cmd.arg("-f")
+            .arg(self.config_path())
+            .args(["-w", "1", "-b", "100", "-S", "60"])
+            .args(&self.args)
+            .current_dir(self.dir.path())
+            .stdin(Stdio::null())
+            .stdout(open_log(&log))
+            .stderr(open_log(&log));
+        let log_from = log_len(&log);
+        let mut child = spawn("carbon-c-relay", &mut cmd);
+        let (pid, port) = (child.id(), self.port);
+        wait_ready(&mut child, "carbon-c-relay", &log, log_from, || {
+            owns_socket(pid, "tcp", port) && tcp_accepts(port)
+        })?;
+        self.child = Some(child);
+        Ok(())
+    }
+
+    /// The port of its line receiver.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// Its process id.
+    pub fn pid(&self) -> u32 {
+        self.child
+            .as_ref()
+            .map(Child::id)
+            .expect("carbon-c-relay not running")
+    }
+
+    /// Stops it (SIGTERM, then SIGKILL after a deadline): it flushes its queues first.
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            if let Err(e) = stop_child(&mut child, "carbon-c-relay") {
+                panic!("{}", e);
+            }
+        }
+    }
+}
+
+impl Drop for CarbonCRelay {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            if let Err(e) = stop_child(&mut child, "carbon-c-relay") {
+                eprintln!("{}", e);
+            }
+        }
+    }
+}
+
+/// A counting carbon backend: a TCP listener on a loopback address that keeps every line it
+/// receives, for tests that check where a relay sent each metric.
+pub struct LineSink {
+    addr: SocketAddr,
+    lines: std::sync::Arc<Mutex<Vec<String>>>,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl LineSink {
+    /// Listens on `ip` (any 127.x.y.z address; the kernel routes all of 127/8 to loopback) at a
+    /// port the kernel picks.
+    pub fn start(ip: &str) -> LineSink {
+        use std::sync::Arc;
+        use std::sync::atomic::AtomicBool;
+        let listener = TcpListener::bind((ip, 0))
+            .unwrap_or_else(|e| panic!("LineSink: cannot bind {ip}:0: {e}"));
+        listener
+            .set_nonblocking(true)
+            .expect("nonblocking listener");
+        let addr = listener.local_addr().expect("local_addr");
+        let lines = Arc::new(Mutex::new(Vec::new()));
+        let stop = Arc::new(AtomicBool::new(false));
+        let (l, s) = (lines.clone(), stop.clone());
+        thread::spawn(move || {
+            while !s.load(Ordering::SeqCst) {
+                match listener.accept() {
+                    Ok((conn, _)) => {
+                        let (l, s) = (l.clone(), s.clone());
+                        thread::spawn(move || {
+                            let _ = conn.set_nonblocking(false);
+                            let _ = conn.set_read_timeout(Some(Duration::from_millis(100)));
+                            let mut reader = BufReader::new(conn);
+                            let mut line = String::new();
+                            while !s.load(Ordering::SeqCst) {
+                                match reader.read_line(&mut line) {
+                                    Ok(0) => return,
+                                    Ok(_) if line.ends_with('\n') => {
+                                        l.lock().unwrap().push(line.trim_end().to_owned());
+                                        line.clear();
+                                    }
+                                    Ok(_) => {}
+                                    Err(e)
+                                        if matches!(
+                                            e.kind(),
+                                            std::io::ErrorKind::WouldBlock
+                                                | std::io::ErrorKind::TimedOut
+                                        ) => {}
+                                    Err(_) => return,
+                                }
+                            }
+                        });
+                    }
+                    Err(_) => thread::sleep(POLL),
+                }
+            }
+        });
+        LineSink { addr, lines, stop }
+    }
+
+    /// The address it listens on.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// The lines received so far.
+    pub fn lines(&self) -> Vec<String> {
+        self.lines.lock().unwrap().clone()
+    }
+}
+
+impl Drop for LineSink {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+    }
+}
