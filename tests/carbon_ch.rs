@@ -1,11 +1,23 @@
-//! carbon_ch placement equals carbon-relay's own, checked against Debian graphite-carbon's router
-//! for 10,000 metric names over several rings, with and without instances, replication 1 and 2.
+//! Consistent-hash placement equals the relays' own:
+//! - `carbon_ch` (Python mode) against Debian graphite-carbon's router for 10,000 metric names
+//!   over several rings, with and without instances, replication 1 and 2;
+//! - `carbon_ch`, `fnv1a_ch` and `jump_fnv1a_ch` (carbon-c-relay mode) against a running
+//!   carbon-c-relay: random names (from Unicode services, with and without tags) sent through it
+//!   to counting backends, and where each landed compared with where pipit places it.
 
+mod common;
+
+use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write;
+use std::net::TcpStream;
 use std::path::Path;
 use std::process::{Command, Stdio};
+use std::time::Duration;
 
+use common::peers::{CarbonCRelay, LineSink, wait_until};
+use pipit::Event;
 use pipit::delivery::carbon_ch::{Destination, Ring, RingHash};
+use pipit::outputs::graphite::path::{NameMode, Naming};
 
 fn metric_names(n: usize) -> Vec<String> {
     // Shapes real trees have: hosts, sources, instances, unicode, odd characters.
@@ -128,4 +140,217 @@ fn placement_equals_carbon_relays_own() {
         }
     }
     assert_eq!(compared, 10_000 * 22);
+}
+
+/// A small deterministic generator (xorshift64*), so a failure can be replayed.
+struct Random(u64);
+
+impl Random {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(2_685_821_657_736_338_717)
+    }
+
+    fn below(&mut self, n: usize) -> usize {
+        (self.next() % n as u64) as usize
+    }
+
+    /// Text of 1 to 12 characters: ASCII, Latin, CJK, emoji, and the characters Python escapes.
+    fn text(&mut self) -> String {
+        const POOL: &[char] = &[
+            'a', 'b', 'z', 'Q', '0', '7', '-', '_', ':', '#', '+', '@', '~', '%', '/', ' ', 'é',
+            'ü', 'ß', '°', '中', '文', '😀', '\u{a0}', '\u{85}', '\u{200b}', '\u{2028}',
+        ];
+        (0..1 + self.below(12))
+            .map(|_| POOL[self.below(POOL.len())])
+            .collect()
+    }
+}
+
+/// A metric name as pipit's `strict` naming writes it for a random Unicode service, with tags
+/// (whose values carbon-c-relay leaves as they are) on every other name.
+fn random_name(random: &mut Random, tagged: bool) -> String {
+    let service: Vec<String> = (0..1 + random.below(4)).map(|_| random.text()).collect();
+    let naming = Naming {
+        mode: NameMode::Strict,
+        ..Naming::default()
+    };
+    let mut name = naming.path(&Event::new(service.join("."), random.text()));
+    if tagged {
+        let value: String = random
+            .text()
+            .chars()
+            .filter(|c| *c != ' ' && *c != ';')
+            .collect();
+        name.push_str(&format!(";dc=eu{};zone=x{}", random.below(9), value));
+    }
+    name
+}
+
+const C_RELAY_HASHES: [(&str, RingHash); 3] = [
+    ("carbon_ch", RingHash::CarbonCRelay),
+    ("fnv1a_ch", RingHash::Fnv1a),
+    ("jump_fnv1a_ch", RingHash::JumpFnv1a),
+];
+
+/// One ring: per member, the last byte of its 127.0.0.x address and its instance.
+type Members = Vec<(u8, Option<String>)>;
+
+fn rings() -> Vec<Members> {
+    let named = |n: usize, host: fn(usize) -> u8, instance: fn(usize) -> Option<String>| {
+        (0..n).map(|i| (host(i), instance(i))).collect::<Members>()
+    };
+    vec![
+        // The issue's example: one host, instances a to d.
+        named(4, |_| 1, |i| Some(((b'a' + i as u8) as char).to_string())),
+        named(1, |_| 1, |_| None),
+        named(2, |i| 1 + i as u8, |_| None),
+        named(3, |i| 1 + i as u8, |i| Some(format!("{}", 3 - i))),
+        named(5, |i| 1 + i as u8, |_| None),
+        named(8, |i| 1 + (i / 2) as u8, |i| Some(format!("{}", i * 5))),
+        named(
+            13,
+            |i| 1 + i as u8,
+            |i| (i % 3 == 0).then(|| format!("n{i}")),
+        ),
+        named(24, |i| 1 + (i / 3) as u8, |i| Some(format!("cache{i}"))),
+        named(
+            24,
+            |i| 1 + i as u8,
+            |i| (i % 2 == 0).then(|| format!("{i}")),
+        ),
+    ]
+}
+
+/// carbon-c-relay places every name where pipit does, for every hash, ring and replication. One
+/// relay holds every ring as clusters of their own; a name's first node picks its cluster.
+#[test]
+fn placement_equals_carbon_c_relays_own() {
+    let mut random = Random(0x5eed_cafe_f00d_d00d);
+    let per_cluster = 300;
+    let rings = rings();
+    let sinks: Vec<Vec<LineSink>> = rings
+        .iter()
+        .map(|members| {
+            members
+                .iter()
+                .map(|(host, _)| LineSink::start(&format!("127.0.0.{host}")))
+                .collect()
+        })
+        .collect();
+    let mut rules = String::new();
+    // Per ring: its destinations, and per name its hash and replication.
+    let mut plan: Vec<(Vec<Destination>, Vec<(String, &str, RingHash, usize)>)> = Vec::new();
+    for (g, (members, sinks)) in rings.iter().zip(&sinks).enumerate() {
+        let destinations: Vec<Destination> = members
+            .iter()
+            .zip(sinks)
+            .map(|((_, instance), sink)| {
+                let mut d = Destination::new(&sink.addr().ip().to_string(), sink.addr().port());
+                d.node.instance = instance.clone();
+                d
+            })
+            .collect();
+        let relay_members: Vec<String> = destinations
+            .iter()
+            .map(|d| match &d.node.instance {
+                Some(instance) => format!("{}={instance}", d.addr()),
+                None => d.addr(),
+            })
+            .collect();
+        let mut names = Vec::new();
+        for (h, (kind, hash)) in C_RELAY_HASHES.iter().enumerate() {
+            for replication in 1..=members.len().min(3) {
+                let cluster = format!("g{g}h{h}r{replication}");
+                rules.push_str(&format!(
+                    "cluster {cluster} {kind} replication {replication} {};\n\
+                     match ^{cluster}\\. send to {cluster} stop;\n",
+                    relay_members.join(" ")
+                ));
+                for i in 0..per_cluster {
+                    let name = format!("{cluster}.{}", random_name(&mut random, i % 2 == 1));
+                    names.push((name, *kind, *hash, replication));
+                }
+            }
+        }
+        plan.push((destinations, names));
+    }
+    let relay = CarbonCRelay::start(&rules, &[]);
+    let mut conn = TcpStream::connect(("127.0.0.1", relay.port())).unwrap();
+    let mut lines = String::new();
+    for (_, names) in &plan {
+        for (name, _, _, _) in names {
+            lines.push_str(&format!("{name} 1 1700000000\n"));
+        }
+    }
+    conn.write_all(lines.as_bytes()).unwrap();
+    drop(conn);
+    let expected: usize = plan
+        .iter()
+        .flat_map(|(_, names)| names.iter().map(|n| n.3))
+        .sum();
+    wait_until(
+        "carbon-c-relay to pass every line on",
+        Duration::from_secs(60),
+        || {
+            let got: usize = sinks.iter().flatten().map(|s| s.lines().len()).sum();
+            (got >= expected).then_some(())
+        },
+    );
+    let (mut tried, mut agreed) = (BTreeMap::new(), BTreeMap::new());
+    for ((destinations, names), sinks) in plan.iter().zip(&sinks) {
+        let mut landed: BTreeMap<&str, BTreeSet<usize>> = names
+            .iter()
+            .map(|(name, _, _, _)| (name.as_str(), BTreeSet::new()))
+            .collect();
+        for (member, sink) in sinks.iter().enumerate() {
+            for line in sink.lines() {
+                let name = line.split(' ').next().unwrap();
+                let places = landed.get_mut(name);
+                places
+                    .unwrap_or_else(|| panic!("unexpected line {line:?}"))
+                    .insert(member);
+            }
+        }
+        for (kind, hash) in C_RELAY_HASHES {
+            let ring = Ring::new(hash, destinations);
+            for (name, _, _, replication) in names.iter().filter(|n| n.1 == kind) {
+                let pipit: BTreeSet<usize> =
+                    ring.place(name, *replication, false).into_iter().collect();
+                let relay = &landed[name.as_str()];
+                *tried.entry(kind).or_insert(0) += 1;
+                if pipit == *relay {
+                    *agreed.entry(kind).or_insert(0) += 1;
+                } else {
+                    eprintln!(
+                        "{kind}, ring {destinations:?}, replication {replication}, {name:?}: \
+                         carbon-c-relay sent it to members {relay:?}, pipit to {pipit:?}"
+                    );
+                }
+            }
+        }
+    }
+    for (kind, n) in &tried {
+        eprintln!(
+            "carbon-c-relay {kind}: {} of {n} placements agree ({} rings of 1 to 24 members, \
+             replication 1-3)",
+            agreed.get(kind).copied().unwrap_or(0),
+            rings.len()
+        );
+    }
+    assert_eq!(tried, agreed);
+    assert_eq!(
+        tried.values().sum::<usize>(),
+        expected_names(&rings, per_cluster)
+    );
+}
+
+/// Names sent: per ring, hash and replication (up to the ring's size), `per_cluster`.
+fn expected_names(rings: &[Members], per_cluster: usize) -> usize {
+    rings
+        .iter()
+        .map(|m| C_RELAY_HASHES.len() * m.len().min(3) * per_cluster)
+        .sum()
 }

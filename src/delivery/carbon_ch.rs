@@ -367,6 +367,25 @@ mod tests {
         assert_eq!(ring.place("m", 2, false).len(), 2);
     }
 
+    /// Two replicas collide on this ring: Python carbon moves one up by one position,
+    /// carbon-c-relay keeps the position for the member that sorts first.
+    #[test]
+    fn the_relays_part_where_positions_collide() {
+        let ring: Vec<Destination> = ["a", "b", "c", "d"]
+            .iter()
+            .enumerate()
+            .map(|(i, instance)| Destination {
+                node: node("127.0.0.1", Some(instance)),
+                port: 2100 + i as u16,
+            })
+            .collect();
+        let metric = "gw12.interface.eth0_0.tx_bytes";
+        let python = Ring::new(RingHash::CarbonRelay, &ring);
+        let c_relay = Ring::new(RingHash::CarbonCRelay, &ring);
+        assert_eq!(python.place(metric, 2, false), [1, 3]);
+        assert_eq!(c_relay.place(metric, 2, false), [1, 0]);
+    }
+
     #[test]
     fn carbon_c_relay_leaves_tags_out_of_the_key_and_python_carbon_does_not() {
         let hosts = hosts(8);

@@ -1448,10 +1448,11 @@ impl CarbonCRelay {
         );
         let log = self.log_path();
         let mut cmd = Command::new(CARBON_C_RELAY_BIN);
-        // One worker and small batches: what arrives is sent on at once.
+        // One worker, small batches (what arrives is sent on at once), and no statistics of its
+        // own in the stream (`-s`).
         cmd.arg("-f")
             .arg(self.config_path())
-            .args(["-w", "1", "-b", "100", "-S", "60"])
+            .args(["-w", "1", "-b", "100", "-s"])
             .args(&self.args)
             .current_dir(self.dir.path())
             .stdin(Stdio::null())
