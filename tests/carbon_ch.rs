@@ -3,7 +3,9 @@
 //!   over several rings, with and without instances, replication 1 and 2;
 //! - `carbon_ch`, `fnv1a_ch` and `jump_fnv1a_ch` (carbon-c-relay mode) against a running
 //!   carbon-c-relay: random names (from Unicode services, with and without tags) sent through it
-//!   to counting backends, and where each landed compared with where pipit places it.
+//!   to counting backends, and where each landed compared with where pipit places it;
+//! - `carbon_ch` (Python mode) against a running Python carbon-relay in the same way, with
+//!   instance names Python's repr escapes, diverse replicas on and off, and tags normalised.
 
 mod common;
 
@@ -14,7 +16,7 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use common::peers::{CarbonCRelay, LineSink, wait_until};
+use common::peers::{CarbonCRelay, CarbonRelay, LineSink, wait_until};
 use pipit::Event;
 use pipit::delivery::carbon_ch::{Destination, Ring, RingHash};
 use pipit::outputs::graphite::path::{NameMode, Naming};
@@ -353,4 +355,180 @@ fn expected_names(rings: &[Members], per_cluster: usize) -> usize {
         .iter()
         .map(|m| C_RELAY_HASHES.len() * m.len().min(3) * per_cluster)
         .sum()
+}
+
+/// A name as pipit's `underscore` or `tags` naming writes it for a random Unicode service.
+fn random_python_name(random: &mut Random, tagged: bool) -> String {
+    let service: Vec<String> = (0..1 + random.below(4)).map(|_| random.text()).collect();
+    let mut event = Event::new(service.join("."), random.text());
+    if tagged {
+        for name in ["a", "a-b", "zone", "if"] {
+            if random.below(2) == 0 {
+                event.attributes.insert(name.to_owned(), random.text());
+            }
+        }
+    }
+    let mode = if tagged {
+        NameMode::Tags
+    } else {
+        NameMode::Underscore
+    };
+    Naming {
+        mode,
+        ..Naming::default()
+    }
+    .path(&event)
+}
+
+/// Python carbon-relay places every name where pipit's `carbon_ch` does (its default mode).
+#[test]
+fn placement_equals_python_carbon_relays_own() {
+    let odd = [
+        "\u{e9}\u{a0}x",
+        "q\u{85}",
+        "z\u{200b}",
+        "it's",
+        "say\"hi\"",
+        "\u{2028}",
+        "k\\",
+    ];
+    // (members as (127.0.0.x, instance), replication, diverse replicas, extra settings)
+    let configs: Vec<(Members, usize, bool, &str)> = vec![
+        (
+            (0..4)
+                .map(|i| (1, Some(["a", "b", "c", "d"][i].to_owned())))
+                .collect(),
+            2,
+            false,
+            "",
+        ),
+        (
+            (0..4).map(|i| (1, Some(format!("{i}")))).collect(),
+            2,
+            true,
+            "",
+        ),
+        ((0..5).map(|i| (1 + i as u8, None)).collect(), 1, true, ""),
+        (
+            (0..8)
+                .map(|i| {
+                    (
+                        1 + (i / 2) as u8,
+                        Some(format!("{}{i}", odd[i % odd.len()])),
+                    )
+                })
+                .collect(),
+            2,
+            true,
+            "",
+        ),
+        (
+            (0..7).map(|i| (1, Some(odd[i].to_owned()))).collect(),
+            3,
+            false,
+            "",
+        ),
+        (
+            (0..13)
+                .map(|i| (1 + (i % 5) as u8, Some(format!("n{i}"))))
+                .collect(),
+            3,
+            true,
+            "TAG_RELAY_NORMALIZED = True",
+        ),
+        (
+            (0..24)
+                .map(|i| (1 + (i / 3) as u8, Some(format!("c{i}"))))
+                .collect(),
+            3,
+            true,
+            "",
+        ),
+        (
+            (0..24)
+                .map(|i| (1 + (i / 3) as u8, Some(format!("c{i}"))))
+                .collect(),
+            2,
+            false,
+            "",
+        ),
+    ];
+    let mut random = Random(0xc0ff_ee00_1234_5678);
+    let per_config = 600;
+    let (mut tried, mut agreed) = (0, 0);
+    for (members, replication, diverse, extra) in &configs {
+        let sinks: Vec<LineSink> = members
+            .iter()
+            .map(|(host, _)| LineSink::start(&format!("127.0.0.{host}")))
+            .collect();
+        let destinations: Vec<String> = members
+            .iter()
+            .zip(&sinks)
+            .map(|((_, instance), sink)| match instance {
+                Some(instance) => format!("{}:{instance}", sink.addr()),
+                None => sink.addr().to_string(),
+            })
+            .collect();
+        let parsed: Vec<Destination> = destinations
+            .iter()
+            .map(|d| Destination::parse(d).unwrap())
+            .collect();
+        let names: Vec<String> = (0..per_config)
+            .map(|i| random_python_name(&mut random, i % 2 == 1))
+            .collect();
+        let ring = Ring::new(RingHash::CarbonRelay, &parsed);
+        let expected: Vec<BTreeSet<usize>> = names
+            .iter()
+            .map(|n| ring.place(n, *replication, *diverse).into_iter().collect())
+            .collect();
+        let relay = CarbonRelay::start(&destinations, *replication, *diverse, extra);
+        let mut conn = TcpStream::connect(("127.0.0.1", relay.port())).unwrap();
+        let lines: String = names
+            .iter()
+            .map(|n| format!("{n} 1 1700000000\n"))
+            .collect();
+        conn.write_all(lines.as_bytes()).unwrap();
+        drop(conn);
+        let total: usize = expected.iter().map(BTreeSet::len).sum();
+        wait_until(
+            "carbon-relay to pass every line on",
+            Duration::from_secs(60),
+            || {
+                let got: usize = sinks.iter().map(|s| s.lines().len()).sum();
+                (got >= total).then_some(())
+            },
+        );
+        let mut landed: BTreeMap<&str, BTreeSet<usize>> = names
+            .iter()
+            .map(|n| (n.as_str(), BTreeSet::new()))
+            .collect();
+        for (member, sink) in sinks.iter().enumerate() {
+            for line in sink.lines() {
+                let name = line.split(' ').next().unwrap();
+                let places = landed.get_mut(name);
+                places
+                    .unwrap_or_else(|| panic!("carbon-relay sent a name pipit did not: {line:?}"))
+                    .insert(member);
+            }
+        }
+        for (name, pipit) in names.iter().zip(&expected) {
+            tried += 1;
+            let relay = &landed[name.as_str()];
+            if relay == pipit {
+                agreed += 1;
+            } else {
+                eprintln!(
+                    "ring {destinations:?}, replication {replication}, diverse {diverse}, \
+                     {name:?}: carbon-relay sent it to members {relay:?}, pipit to {pipit:?}"
+                );
+            }
+        }
+    }
+    eprintln!(
+        "carbon-relay carbon_ch: {agreed} of {tried} placements agree ({} rings of 4 to 24 \
+         members, replication 1-3)",
+        configs.len()
+    );
+    assert_eq!(agreed, tried);
+    assert_eq!(tried, configs.len() * per_config);
 }

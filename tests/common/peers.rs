@@ -1576,3 +1576,139 @@ impl Drop for LineSink {
         self.stop.store(true, Ordering::SeqCst);
     }
 }
+
+// ---------------------------------------------------------- carbon-relay --
+
+/// Debian's Python carbon-relay entry point (graphite-carbon).
+pub const CARBON_RELAY_BIN: &str = "/usr/bin/carbon-relay";
+
+/// A private Python carbon-relay with consistent hashing: a line receiver on a free 127.0.0.1
+/// port, sending plaintext lines to its destinations.
+pub struct CarbonRelay {
+    dir: TempDir,
+    port: u16,
+    pickle_port: u16,
+    settings: String,
+    child: Option<Child>,
+}
+
+impl CarbonRelay {
+    /// Starts carbon-relay over `destinations` (`host:port[:instance]`) with `REPLICATION_FACTOR`
+    /// `replication`, `DIVERSE_REPLICAS` `diverse`, and `extra` settings lines (`KEY = value`).
+    pub fn start(
+        destinations: &[String],
+        replication: usize,
+        diverse: bool,
+        extra: &str,
+    ) -> CarbonRelay {
+        let settings = format!(
+            "RELAY_METHOD = consistent-hashing\n\
+             REPLICATION_FACTOR = {replication}\n\
+             DIVERSE_REPLICAS = {}\n\
+             DESTINATIONS = {}\n\
+             DESTINATION_PROTOCOL = line\n\
+             MAX_QUEUE_SIZE = 1000000\n{extra}\n",
+            if diverse { "True" } else { "False" },
+            destinations.join(", "),
+        );
+        let mut relay = CarbonRelay {
+            dir: TempDir::new("carbon-relay"),
+            port: free_port(),
+            pickle_port: free_port(),
+            settings,
+            child: None,
+        };
+        for attempt in 1..=START_ATTEMPTS {
+            match relay.spawn() {
+                Ok(()) => return relay,
+                Err(e) if e.port_in_use && attempt < START_ATTEMPTS => {
+                    relay.port = free_port();
+                    relay.pickle_port = free_port();
+                }
+                Err(e) => panic!("{}", e.message),
+            }
+        }
+        unreachable!("carbon-relay start attempts exhausted")
+    }
+
+    /// carbon-relay's own output.
+    pub fn log_path(&self) -> PathBuf {
+        self.dir.path().join("carbon-relay.log")
+    }
+
+    fn spawn(&mut self) -> Result<(), StartError> {
+        assert!(self.child.is_none(), "carbon-relay already running");
+        let s = self.dir.path().join("storage");
+        fs::create_dir_all(&s).expect("create storage dir");
+        let s = s.display();
+        let conf = self.dir.path().join("carbon.conf");
+        write_file(
+            &conf,
+            &format!(
+                "[relay]\n\
+                 STORAGE_DIR = {s}\n\
+                 LOCAL_DATA_DIR = {s}/whisper\n\
+                 LOG_DIR = {s}/log\n\
+                 PID_DIR = {s}\n\
+                 USER =\n\
+                 LINE_RECEIVER_INTERFACE = {h}\n\
+                 LINE_RECEIVER_PORT = {line}\n\
+                 PICKLE_RECEIVER_INTERFACE = {h}\n\
+                 PICKLE_RECEIVER_PORT = {pickle}\n\
+                 CARBON_METRIC_INTERVAL = 0\n\
+                 LOG_LISTENER_CONN_SUCCESS = False\n\
+                 {settings}",
+                h = LOCALHOST,
+                line = self.port,
+                pickle = self.pickle_port,
+                settings = self.settings,
+            ),
+        );
+        write_file(
+            &self.dir.path().join("storage-schemas.conf"),
+            "[default]\npattern = .*\nretentions = 1s:1h\n",
+        );
+        let log = self.log_path();
+        let mut cmd = Command::new(CARBON_RELAY_BIN);
+        cmd.arg(format!("--config={}", conf.display()))
+            .arg(format!(
+                "--pidfile={}",
+                self.dir.path().join("carbon-relay.pid").display()
+            ))
+            .arg("--nodaemon")
+            .arg("start")
+            .current_dir(self.dir.path())
+            .env_remove("GRAPHITE_ROOT")
+            .env_remove("GRAPHITE_CONF_DIR")
+            .env_remove("GRAPHITE_STORAGE_DIR")
+            // The config file holds UTF-8 (instance names) whatever the caller's locale.
+            .env("PYTHONUTF8", "1")
+            .env("PYTHONWARNINGS", "ignore")
+            .stdin(Stdio::null())
+            .stdout(open_log(&log))
+            .stderr(open_log(&log));
+        let log_from = log_len(&log);
+        let mut child = spawn("carbon-relay", &mut cmd);
+        let (pid, port) = (child.id(), self.port);
+        wait_ready(&mut child, "carbon-relay", &log, log_from, || {
+            owns_socket(pid, "tcp", port) && tcp_accepts(port)
+        })?;
+        self.child = Some(child);
+        Ok(())
+    }
+
+    /// The port of its line receiver.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+}
+
+impl Drop for CarbonRelay {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            if let Err(e) = stop_child(&mut child, "carbon-relay") {
+                eprintln!("{}", e);
+            }
+        }
+    }
+}

@@ -3,7 +3,8 @@
 //! * `underscore` (the default): `[prefix.]host.service`. Dots in the host name are replaced with
 //!   `host_dot` (`_` by default) so the host stays one path node. In every part, a character
 //!   other than a letter or digit (of any script) or one of `- _ : # + @ ~ %` becomes `_`, as does
-//!   an empty node. Short and readable, but not reversible.
+//!   an empty node and a `~` that would start the path (carbon strips it). Short and readable,
+//!   but not reversible.
 //! * `strict`: as `underscore`, but only ASCII letters, digits and `- _ : #` are kept (what
 //!   carbon-c-relay keeps by default): every other byte that `underscore` would keep becomes `_`,
 //!   so a path is the same whether it went through carbon-c-relay or not.
@@ -124,6 +125,11 @@ impl Naming {
                 }
                 out.push('.');
                 push_cleaned(out, &event.service, true, strict);
+                // carbon-cache strips a leading `~` from every name it stores (and a relay
+                // normalising tags does too): keep the path as carbon stores it.
+                if out.starts_with('~') {
+                    out.replace_range(..1, "_");
+                }
             }
             NameMode::Percent => {
                 let prefix = self.prefix.split('.').filter(|_| !self.prefix.is_empty());
@@ -423,6 +429,7 @@ mod tests {
             Naming::default().path(&Event::new("temp.küche", "r1")),
             "r1.temp.küche"
         );
+        assert_eq!(Naming::default().path(&Event::new("a", "~gw")), "_gw.a");
     }
 
     #[test]
