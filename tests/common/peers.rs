@@ -525,7 +525,13 @@ impl CarbonCache {
     /// Every (untagged) metric with its points, as [`read`](Self::read)
     /// gives them, in one run of python.
     pub fn read_all(&self) -> BTreeMap<String, Vec<(i64, f64)>> {
-        self.retrying("every metric", || self.dump(None))
+        self.retrying("every metric", || self.dump(&[]))
+    }
+
+    /// The points of each of `metrics` (tagged or not) that has a whisper file, in one run of
+    /// python.
+    pub fn read_many(&self, metrics: &[&str]) -> BTreeMap<String, Vec<(i64, f64)>> {
+        self.retrying("metrics", || self.dump(metrics))
     }
 
     fn retrying<T>(&self, what: &str, mut f: impl FnMut() -> Result<T, String>) -> T {
@@ -544,13 +550,13 @@ impl CarbonCache {
     /// Like [`read`](Self::read) but returns errors instead of panicking.
     pub fn try_read(&self, metric_path: &str) -> Result<Vec<(i64, f64)>, String> {
         Ok(self
-            .dump(Some(metric_path))?
+            .dump(&[metric_path])?
             .remove(metric_path)
             .unwrap_or_default())
     }
 
-    /// The points of `metric` (or of every untagged metric) by metric path.
-    fn dump(&self, metric: Option<&str>) -> Result<BTreeMap<String, Vec<(i64, f64)>>, String> {
+    /// The points of `metrics` (or of every untagged metric when there are none) by metric path.
+    fn dump(&self, metrics: &[&str]) -> Result<BTreeMap<String, Vec<(i64, f64)>>, String> {
         // Path mapping as carbon's whisper backend does it: dots become
         // directories; ';'-tagged names go through carbon's own
         // TaggedSeries.encode (default TAG_HASH_FILENAMES=True). Importing
@@ -563,8 +569,7 @@ def dump(name, path):
     for i, v in enumerate(values):
         if v is not None:
             print('%s %d %r' % (name, start + i * step, v))
-if len(sys.argv) > 2:
-    metric = sys.argv[2]
+for metric in sys.argv[2:]:
     if ';' in metric:
         from carbon.util import TaggedSeries
         rel = TaggedSeries.encode(metric, os.sep, hash_only=True)
@@ -573,7 +578,7 @@ if len(sys.argv) > 2:
     path = os.path.join(root, rel + '.wsp')
     if os.path.exists(path):
         dump(metric, path)
-else:
+if len(sys.argv) == 2:
     for d, dirs, files in os.walk(root):
         if d == root and '_tagged' in dirs:
             dirs.remove('_tagged')
@@ -586,7 +591,7 @@ else:
             .arg("-c")
             .arg(SCRIPT)
             .arg(self.whisper_dir())
-            .args(metric)
+            .args(metrics)
             .stdin(Stdio::null())
             .output()
             .map_err(|e| format!("cannot run {}: {}; {}", SYSTEM_PYTHON, e, INSTALL_HINT))?;
