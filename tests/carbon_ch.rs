@@ -144,6 +144,46 @@ fn placement_equals_carbon_relays_own() {
     assert_eq!(compared, 10_000 * 22);
 }
 
+/// Sends one datapoint of each of `names` to a relay's line port, and waits until `sinks` have
+/// received `copies` lines in all.
+fn send_through(port: u16, names: &[&str], sinks: &[&LineSink], copies: usize) {
+    let mut conn = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    let lines: String = names
+        .iter()
+        .map(|n| format!("{n} 1 1700000000\n"))
+        .collect();
+    conn.write_all(lines.as_bytes()).unwrap();
+    drop(conn);
+    wait_until(
+        "the relay to pass every line on",
+        Duration::from_secs(60),
+        || {
+            let got: usize = sinks.iter().map(|s| s.lines().len()).sum();
+            (got >= copies).then_some(())
+        },
+    );
+}
+
+/// Per name, the indexes of the sinks that received it; a line of any other name fails the test
+/// (a relay that renamed a metric).
+fn landed<'a>(
+    names: impl Iterator<Item = &'a str>,
+    sinks: &[LineSink],
+) -> BTreeMap<&'a str, BTreeSet<usize>> {
+    let mut landed: BTreeMap<&str, BTreeSet<usize>> =
+        names.map(|name| (name, BTreeSet::new())).collect();
+    for (member, sink) in sinks.iter().enumerate() {
+        for line in sink.lines() {
+            let name = line.split(' ').next().unwrap();
+            landed
+                .get_mut(name)
+                .unwrap_or_else(|| panic!("the relay sent a name pipit did not: {line:?}"))
+                .insert(member);
+        }
+    }
+    landed
+}
+
 /// A small deterministic generator (xorshift64*), so a failure can be replayed.
 struct Random(u64);
 
@@ -190,6 +230,9 @@ fn random_name(random: &mut Random, tagged: bool) -> String {
     }
     name
 }
+
+/// A name sent through carbon-c-relay: the name, the hash (config name and pipit's), replication.
+type Placed = (String, &'static str, RingHash, usize);
 
 const C_RELAY_HASHES: [(&str, RingHash); 3] = [
     ("carbon_ch", RingHash::CarbonCRelay),
@@ -243,8 +286,8 @@ fn placement_equals_carbon_c_relays_own() {
         })
         .collect();
     let mut rules = String::new();
-    // Per ring: its destinations, and per name its hash and replication.
-    let mut plan: Vec<(Vec<Destination>, Vec<(String, &str, RingHash, usize)>)> = Vec::new();
+    // Per ring: its destinations, and its names with their hash and replication.
+    let mut plan: Vec<(Vec<Destination>, Vec<Placed>)> = Vec::new();
     for (g, (members, sinks)) in rings.iter().zip(&sinks).enumerate() {
         let destinations: Vec<Destination> = members
             .iter()
@@ -280,42 +323,23 @@ fn placement_equals_carbon_c_relays_own() {
         plan.push((destinations, names));
     }
     let relay = CarbonCRelay::start(&rules, &[]);
-    let mut conn = TcpStream::connect(("127.0.0.1", relay.port())).unwrap();
-    let mut lines = String::new();
-    for (_, names) in &plan {
-        for (name, _, _, _) in names {
-            lines.push_str(&format!("{name} 1 1700000000\n"));
-        }
-    }
-    conn.write_all(lines.as_bytes()).unwrap();
-    drop(conn);
-    let expected: usize = plan
+    let all: Vec<&str> = plan
+        .iter()
+        .flat_map(|(_, names)| names.iter().map(|n| n.0.as_str()))
+        .collect();
+    let copies: usize = plan
         .iter()
         .flat_map(|(_, names)| names.iter().map(|n| n.3))
         .sum();
-    wait_until(
-        "carbon-c-relay to pass every line on",
-        Duration::from_secs(60),
-        || {
-            let got: usize = sinks.iter().flatten().map(|s| s.lines().len()).sum();
-            (got >= expected).then_some(())
-        },
+    send_through(
+        relay.port(),
+        &all,
+        &sinks.iter().flatten().collect::<Vec<_>>(),
+        copies,
     );
     let (mut tried, mut agreed) = (BTreeMap::new(), BTreeMap::new());
     for ((destinations, names), sinks) in plan.iter().zip(&sinks) {
-        let mut landed: BTreeMap<&str, BTreeSet<usize>> = names
-            .iter()
-            .map(|(name, _, _, _)| (name.as_str(), BTreeSet::new()))
-            .collect();
-        for (member, sink) in sinks.iter().enumerate() {
-            for line in sink.lines() {
-                let name = line.split(' ').next().unwrap();
-                let places = landed.get_mut(name);
-                places
-                    .unwrap_or_else(|| panic!("unexpected line {line:?}"))
-                    .insert(member);
-            }
-        }
+        let landed = landed(names.iter().map(|n| n.0.as_str()), sinks);
         for (kind, hash) in C_RELAY_HASHES {
             let ring = Ring::new(hash, destinations);
             for (name, _, _, replication) in names.iter().filter(|n| n.1 == kind) {
@@ -482,35 +506,15 @@ fn placement_equals_python_carbon_relays_own() {
             .map(|n| ring.place(n, *replication, *diverse).into_iter().collect())
             .collect();
         let relay = CarbonRelay::start(&destinations, *replication, *diverse, extra);
-        let mut conn = TcpStream::connect(("127.0.0.1", relay.port())).unwrap();
-        let lines: String = names
-            .iter()
-            .map(|n| format!("{n} 1 1700000000\n"))
-            .collect();
-        conn.write_all(lines.as_bytes()).unwrap();
-        drop(conn);
-        let total: usize = expected.iter().map(BTreeSet::len).sum();
-        wait_until(
-            "carbon-relay to pass every line on",
-            Duration::from_secs(60),
-            || {
-                let got: usize = sinks.iter().map(|s| s.lines().len()).sum();
-                (got >= total).then_some(())
-            },
+        let all: Vec<&str> = names.iter().map(String::as_str).collect();
+        let copies = expected.iter().map(BTreeSet::len).sum();
+        send_through(
+            relay.port(),
+            &all,
+            &sinks.iter().collect::<Vec<_>>(),
+            copies,
         );
-        let mut landed: BTreeMap<&str, BTreeSet<usize>> = names
-            .iter()
-            .map(|n| (n.as_str(), BTreeSet::new()))
-            .collect();
-        for (member, sink) in sinks.iter().enumerate() {
-            for line in sink.lines() {
-                let name = line.split(' ').next().unwrap();
-                let places = landed.get_mut(name);
-                places
-                    .unwrap_or_else(|| panic!("carbon-relay sent a name pipit did not: {line:?}"))
-                    .insert(member);
-            }
-        }
+        let landed = landed(all.iter().copied(), &sinks);
         for (name, pipit) in names.iter().zip(&expected) {
             tried += 1;
             let relay = &landed[name.as_str()];

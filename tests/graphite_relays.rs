@@ -25,7 +25,8 @@ const MODES: [(&str, NameMode); 4] = [
 /// Events with what real sources produce: Unicode, spaces, `+ @ ~ %`, empty sections, a leading
 /// `~`, tag names that sort differently by name and by `;name=value`.
 fn events(stamp: i64) -> Vec<Event> {
-    let raw: [(&str, &str, &[(&str, &str)]); 8] = [
+    type Raw<'a> = (&'a str, &'a str, &'a [(&'a str, &'a str)]);
+    let raw: [Raw; 8] = [
         (
             "interface.eth0.rx_bytes",
             "gw.example.net",

@@ -129,7 +129,6 @@ pub enum RingHash {
 #[derive(Debug, Clone)]
 pub struct Ring {
     destinations: Vec<Destination>,
-    hash: RingHash,
     /// Python carbon-relay's ring: (position, index into `destinations`), sorted.
     entries: Vec<(u32, usize)>,
     /// carbon-c-relay's ring.
@@ -161,7 +160,6 @@ impl Ring {
         }
         Ring {
             destinations,
-            hash,
             entries,
             c_relay,
         }
@@ -180,11 +178,6 @@ impl Ring {
             Some(ring) => ring.place(key, replication),
             None => self.place_carbon_relay(key, replication, diverse),
         }
-    }
-
-    /// The ring's hash.
-    pub fn hash(&self) -> RingHash {
-        self.hash
     }
 
     fn place_carbon_relay(&self, key: &str, replication: usize, diverse: bool) -> Vec<usize> {

@@ -1399,6 +1399,23 @@ impl Drop for VictoriaMetrics {
 
 // -------------------------------------------------------- carbon-c-relay --
 
+/// Starts `cmd` (logging to `log`) and waits until the child itself owns TCP `port` on
+/// 127.0.0.1 and the port accepts connections.
+fn spawn_listening(
+    name: &str,
+    cmd: &mut Command,
+    log: &Path,
+    port: u16,
+) -> Result<Child, StartError> {
+    let log_from = log_len(log);
+    let mut child = spawn(name, cmd);
+    let pid = child.id();
+    wait_ready(&mut child, name, log, log_from, || {
+        owns_socket(pid, "tcp", port) && tcp_accepts(port)
+    })?;
+    Ok(child)
+}
+
 /// Debian's carbon-c-relay.
 pub const CARBON_C_RELAY_BIN: &str = "/usr/bin/carbon-c-relay";
 
@@ -1463,36 +1480,18 @@ impl CarbonCRelay {
             .stdin(Stdio::null())
             .stdout(open_log(&log))
             .stderr(open_log(&log));
-        let log_from = log_len(&log);
-        let mut child = spawn("carbon-c-relay", &mut cmd);
-        let (pid, port) = (child.id(), self.port);
-        wait_ready(&mut child, "carbon-c-relay", &log, log_from, || {
-            owns_socket(pid, "tcp", port) && tcp_accepts(port)
-        })?;
-        self.child = Some(child);
+        self.child = Some(spawn_listening(
+            "carbon-c-relay",
+            &mut cmd,
+            &log,
+            self.port,
+        )?);
         Ok(())
     }
 
     /// The port of its line receiver.
     pub fn port(&self) -> u16 {
         self.port
-    }
-
-    /// Its process id.
-    pub fn pid(&self) -> u32 {
-        self.child
-            .as_ref()
-            .map(Child::id)
-            .expect("carbon-c-relay not running")
-    }
-
-    /// Stops it (SIGTERM, then SIGKILL after a deadline): it flushes its queues first.
-    pub fn stop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            if let Err(e) = stop_child(&mut child, "carbon-c-relay") {
-                panic!("{}", e);
-            }
-        }
     }
 }
 
@@ -1692,13 +1691,7 @@ impl CarbonRelay {
             .stdin(Stdio::null())
             .stdout(open_log(&log))
             .stderr(open_log(&log));
-        let log_from = log_len(&log);
-        let mut child = spawn("carbon-relay", &mut cmd);
-        let (pid, port) = (child.id(), self.port);
-        wait_ready(&mut child, "carbon-relay", &log, log_from, || {
-            owns_socket(pid, "tcp", port) && tcp_accepts(port)
-        })?;
-        self.child = Some(child);
+        self.child = Some(spawn_listening("carbon-relay", &mut cmd, &log, self.port)?);
         Ok(())
     }
 
