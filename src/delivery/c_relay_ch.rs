@@ -73,8 +73,7 @@ impl CRelayRing {
                         Some(instance) => format!("('{}', '{instance}'):{i}", m.node.host),
                         None => format!("('{}', None):{i}", m.node.host),
                     };
-                    let d = md5::digest(cut(&key));
-                    u16::from(d[0]) << 8 | u16::from(d[1])
+                    md5_position(cut(&key))
                 };
                 entries.push((position, n));
             }
@@ -111,8 +110,7 @@ impl CRelayRing {
         let position = if self.hash == RingHash::Fnv1a {
             fold(fnv1a_32(key))
         } else {
-            let d = md5::digest(key);
-            u16::from(d[0]) << 8 | u16::from(d[1])
+            md5_position(key)
         };
         let start = self.entries.partition_point(|(p, _)| *p < position);
         let wanted = replication.min(self.owners);
@@ -142,6 +140,12 @@ impl CRelayRing {
         }
         out
     }
+}
+
+/// The `carbon_ch` ring position of a key, in both relays: the first 16 bits of its MD5.
+pub(super) fn md5_position(key: &[u8]) -> u16 {
+    let d = md5::digest(key);
+    u16::from(d[0]) << 8 | u16::from(d[1])
 }
 
 /// A replica key as carbon-c-relay's buffer holds it: at most 255 bytes.

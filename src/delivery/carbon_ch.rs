@@ -17,9 +17,8 @@
 //!   name, tags included), wrapping around; with a replication factor R it also goes to the next
 //!   distinct nodes (distinct hosts with `diverse_replicas`, carbon's default).
 
-use super::c_relay_ch::CRelayRing;
+use super::c_relay_ch::{CRelayRing, md5_position};
 use super::py_printable::is_printable;
-use crate::md5;
 
 /// Replicas per node, as in carbon.
 const REPLICAS: usize = 100;
@@ -217,10 +216,10 @@ impl Ring {
     }
 }
 
-/// The ring position of a key: the first 16 bits of its MD5.
+/// The ring position of a key: the first 16 bits of its MD5 (widened: the "+1" rule may push a
+/// position past 0xffff).
 fn position_of(key: &str) -> u32 {
-    let d = md5::digest(key.as_bytes());
-    u32::from(d[0]) << 8 | u32::from(d[1])
+    u32::from(md5_position(key.as_bytes()))
 }
 
 /// Python's repr of the tuple `(host, instance)`.
