@@ -54,9 +54,13 @@ impl CRelayRing {
             buckets: Vec::new(),
         };
         if hash == RingHash::JumpFnv1a {
-            ring.buckets = (0..members.len()).collect();
-            ring.buckets
-                .sort_by(|&l, &r| jump_order(&members[l], &members[r]).then(l.cmp(&r)));
+            // Ordered insertion (members are few): ties keep config order.
+            for n in 0..members.len() {
+                let at = ring
+                    .buckets
+                    .partition_point(|&b| jump_order(&members[b], &members[n]).is_le());
+                ring.buckets.insert(at, n);
+            }
             return ring;
         }
         let mut entries: Vec<(u16, usize)> = Vec::with_capacity(members.len() * REPLICAS);
@@ -75,23 +79,21 @@ impl CRelayRing {
                     };
                     md5_position(cut(&key))
                 };
-                entries.push((position, n));
+                // Ordered insertion: by position, then member order, then config order.
+                let at = entries.partition_point(|&(p, o)| {
+                    (p, member_order(hash, &members[o], m), o) <= (position, Ordering::Equal, n)
+                });
+                entries.insert(at, (position, n));
             }
         }
-        entries.sort_by(|l, r| {
-            l.0.cmp(&r.0)
-                .then_with(|| member_order(hash, &members[l.1], &members[r.1]))
-                .then(l.1.cmp(&r.1))
-        });
         for i in 1..entries.len() {
             if entries[i].0 == entries[i - 1].0 {
                 entries[i].1 = entries[i - 1].1;
             }
         }
-        let mut owners: Vec<usize> = entries.iter().map(|e| e.1).collect();
-        owners.sort_unstable();
-        owners.dedup();
-        ring.owners = owners.len();
+        let mut owns = vec![false; members.len()];
+        entries.iter().for_each(|e| owns[e.1] = true);
+        ring.owners = owns.iter().filter(|&&o| o).count();
         ring.entries = entries;
         ring
     }
@@ -232,9 +234,70 @@ fn strtol_whole(s: &str) -> Option<i64> {
     if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
         return None;
     }
-    let magnitude = digits.bytes().fold(0i128, |n, b| {
-        (n * 10 + i128::from(b - b'0')).min(i128::from(i64::MAX) + 1)
+    // Accumulated negative, as the range of `long` reaches one further below zero.
+    let value = digits.bytes().fold(0i64, |n, b| {
+        n.saturating_mul(10).saturating_sub(i64::from(b - b'0'))
     });
-    let value = if negative { -magnitude } else { magnitude };
-    Some(value.clamp(i128::from(i64::MIN), i128::from(i64::MAX)) as i64)
+    Some(if negative {
+        value
+    } else {
+        value.checked_neg().unwrap_or(i64::MAX)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::delivery::carbon_ch::Node;
+
+    #[test]
+    fn fnv1a_is_the_reference_hash_for_ascii_and_sign_extends_other_bytes() {
+        // The FNV-1a test vectors for "a" and "foobar".
+        assert_eq!(fnv1a_32(b"a"), 0xe40c_292c);
+        assert_eq!(fnv1a_32(b"foobar"), 0xbf9c_f968);
+        assert_eq!(fnv1a_64(b"a"), 0xaf63_dc4c_8601_ec8c);
+        assert_eq!(fnv1a_64(b"foobar"), 0x8594_4171_f739_67e8);
+        // 0xc3 mixes in as 0xffffffc3, as carbon-c-relay's signed char does.
+        let by_hand = (2_166_136_261u32 ^ 0xffff_ffc3).wrapping_mul(16_777_619);
+        assert_eq!(fnv1a_32(&[0xc3]), by_hand);
+    }
+
+    #[test]
+    fn jump_spreads_over_every_bucket_and_moves_keys_only_to_a_new_one() {
+        let mut counts = [0usize; 5];
+        for key in 0..5000u64 {
+            let hash = fnv1a_64(&key.to_le_bytes());
+            let b = jump(hash, 5);
+            counts[b] += 1;
+            let grown = jump(hash, 6);
+            assert!(grown == b || grown == 5, "key {key}: {b} -> {grown}");
+        }
+        assert!(
+            counts.iter().all(|&c| (800..1200).contains(&c)),
+            "{counts:?}"
+        );
+    }
+
+    #[test]
+    fn instances_read_as_numbers_the_way_strtol_does() {
+        assert_eq!(strtol_whole("10"), Some(10));
+        assert_eq!(strtol_whole(" +7"), Some(7));
+        assert_eq!(strtol_whole("-3"), Some(-3));
+        assert_eq!(strtol_whole(""), Some(0));
+        assert_eq!(strtol_whole("99999999999999999999"), Some(i64::MAX));
+        assert_eq!(strtol_whole("-99999999999999999999"), Some(i64::MIN));
+        assert_eq!(strtol_whole("-9223372036854775808"), Some(i64::MIN));
+        for text in ["a", "1a", "1 ", "-", "0x1"] {
+            assert_eq!(strtol_whole(text), None, "{text:?}");
+        }
+        let d = |instance: &str| Destination {
+            node: Node {
+                host: "h".into(),
+                instance: Some(instance.into()),
+            },
+            port: 1,
+        };
+        assert_eq!(jump_order(&d("9"), &d("10")), Ordering::Less);
+        assert_eq!(jump_order(&d("b9"), &d("b10")), Ordering::Greater);
+    }
 }
