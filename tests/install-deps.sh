@@ -3,21 +3,21 @@
 # (tests/common/peers.rs) on a Debian machine. Idempotent: re-running
 # when everything is present only performs quick checks.
 #
-#   apt:  graphite-carbon python3-whisper influxdb collectd-core victoria-metrics,
+#   apt:  graphite-carbon carbon-c-relay python3-whisper influxdb collectd-core victoria-metrics,
 #         dnsmasq-base (the DNS server of tests/dns.rs; no service comes with it)
 #         and, for tests/packaging.rs, systemd (systemd-analyze, systemd-sysusers) and shellcheck
 #   pip:  riemann-client (pulls protobuf>=3.2,<4) into the python3 on PATH
 #         (or $PIPIT_TEST_PYTHON)
 #
-# The Debian packages ship system services (carbon-cache, influxdb, collectd,
+# The Debian packages ship system services (carbon-cache, carbon-c-relay, influxdb, collectd,
 # victoria-metrics) that would listen on 2003/2004/8086/25826/8428. The tests start their own
 # private instances on free ports, so the system services are kept from
 # starting (policy-rc.d during the install) and are disabled / stopped
 # afterwards.
 set -euo pipefail
 
-APT_PKGS=(graphite-carbon python3-whisper influxdb collectd-core victoria-metrics dnsmasq-base shellcheck systemd)
-SERVICES=(carbon-cache influxdb collectd victoria-metrics)
+APT_PKGS=(graphite-carbon carbon-c-relay python3-whisper influxdb collectd-core victoria-metrics dnsmasq-base shellcheck systemd)
+SERVICES=(carbon-cache carbon-c-relay influxdb collectd victoria-metrics)
 PYTHON="${PIPIT_TEST_PYTHON:-python3}"
 POLICY=/usr/sbin/policy-rc.d
 
@@ -127,7 +127,7 @@ port_listening() { # proto port
             'NR>1 && index($2 " ", h) {f=1} END {exit !f}'
     fi
 }
-for spec in carbon-cache:tcp:2003 carbon-cache:tcp:2004 influxdb:tcp:8086 influxdb:tcp:8088 \
+for spec in carbon-cache:tcp:2003 carbon-cache:tcp:2004 carbon-c-relay:tcp:2003 influxdb:tcp:8086 influxdb:tcp:8088 \
             collectd:udp:25826 victoria-metrics:tcp:8428; do
     IFS=: read -r s proto port <<<"$spec"
     if port_listening "$proto" "$port"; then
@@ -159,6 +159,7 @@ fi
 
 # ------------------------------------------------------------ checks ----
 command -v carbon-cache >/dev/null 2>&1 || { echo "[install-deps] carbon-cache not on PATH" >&2; exit 1; }
+command -v carbon-c-relay >/dev/null 2>&1 || { echo "[install-deps] carbon-c-relay not on PATH" >&2; exit 1; }
 command -v influxd >/dev/null 2>&1 || { echo "[install-deps] influxd not on PATH" >&2; exit 1; }
 command -v victoria-metrics >/dev/null 2>&1 || { echo "[install-deps] victoria-metrics not on PATH" >&2; exit 1; }
 [ -x /usr/sbin/dnsmasq ] || { echo "[install-deps] /usr/sbin/dnsmasq missing" >&2; exit 1; }

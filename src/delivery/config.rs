@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use super::backoff::Backoff;
 use super::breaker::BreakerConfig;
-use super::carbon_ch::Destination;
+use super::carbon_ch::{Destination, RingHash};
 use super::spool::{Fsync, SpoolConfig, WhenFull};
 use crate::config::reader::{Problems, Table};
 
@@ -18,12 +18,16 @@ pub enum Strategy {
     Failover,
     /// Each batch starts at the next target in turn; the others are its failover.
     RoundRobin,
-    /// Graphite only: every datapoint to the carbon-cache(s) carbon-relay's consistent hashing
-    /// picks for its path; `replication` copies, on distinct hosts when `diverse`.
+    /// Graphite only: every datapoint to the carbon-cache(s) a relay's consistent hashing picks
+    /// for its path (`carbon_ch`, `fnv1a_ch` or `jump_fnv1a_ch`); `replication` copies, on
+    /// distinct hosts when `diverse`.
     CarbonCh {
+        /// Which relay's hashing is reproduced.
+        hash: RingHash,
         /// Copies of each datapoint (1 to the number of targets).
         replication: usize,
-        /// Replicas on distinct hosts, as carbon's `DIVERSE_REPLICAS`.
+        /// Replicas on distinct hosts, as carbon's `DIVERSE_REPLICAS` (Python carbon-relay only;
+        /// true by default, as in carbon).
         diverse: bool,
     },
 }
@@ -99,23 +103,18 @@ pub fn read(
 ) -> DeliveryConfig {
     let strategy = match t.choice(
         "strategy",
-        &["failover", "round_robin", "carbon_ch"],
+        &[
+            "failover",
+            "round_robin",
+            "carbon_ch",
+            "fnv1a_ch",
+            "jump_fnv1a_ch",
+        ],
         "failover",
         problems,
     ) {
         "round_robin" => Strategy::RoundRobin,
-        "carbon_ch" => {
-            if kind != "graphite" {
-                problems.at(
-                    t.as_field(),
-                    "strategy \"carbon_ch\" places Graphite paths: only for \"type\": \"graphite\"",
-                );
-            }
-            Strategy::CarbonCh {
-                replication: t.number_in("replication", 1, 1, 16, problems) as usize,
-                diverse: t.get_or("diverse_replicas", false, problems),
-            }
-        }
+        ring @ ("carbon_ch" | "fnv1a_ch" | "jump_fnv1a_ch") => read_ring(t, ring, kind, problems),
         _ => Strategy::Failover,
     };
     let d = DeliveryConfig::default();
@@ -204,6 +203,49 @@ pub fn read(
     }
 }
 
+/// Reads the keys of a consistent-hashing strategy (`strategy` is `ring`): `relay`, `replication`
+/// and `diverse_replicas`.
+fn read_ring(t: &mut Table<'_>, ring: &str, kind: &str, problems: &mut Problems) -> Strategy {
+    if kind != "graphite" {
+        problems.at(
+            t.as_field(),
+            format!("strategy \"{ring}\" places Graphite paths: only for \"type\": \"graphite\""),
+        );
+    }
+    let relays: &[&'static str] = if ring == "carbon_ch" {
+        &["carbon-relay", "carbon-c-relay"]
+    } else {
+        &["carbon-c-relay"]
+    };
+    let hash = match (ring, t.choice("relay", relays, relays[0], problems)) {
+        ("fnv1a_ch", _) => RingHash::Fnv1a,
+        ("jump_fnv1a_ch", _) => RingHash::JumpFnv1a,
+        (_, "carbon-c-relay") => RingHash::CarbonCRelay,
+        _ => RingHash::CarbonRelay,
+    };
+    let replication = t.number_in("replication", 1, 1, 16, problems) as usize;
+    let diverse = match t.field("diverse_replicas") {
+        Some(field) => match field.parse::<bool>(problems) {
+            Some(true) if hash != RingHash::CarbonRelay => {
+                problems.at(
+                    &field,
+                    "carbon-c-relay has no diverse replicas: remove \"diverse_replicas\" or set it to false",
+                );
+                false
+            }
+            Some(diverse) => diverse,
+            None => false,
+        },
+        // carbon's DIVERSE_REPLICAS defaults to True; carbon-c-relay has no such setting.
+        None => hash == RingHash::CarbonRelay,
+    };
+    Strategy::CarbonCh {
+        hash,
+        replication,
+        diverse,
+    }
+}
+
 /// Reads an output's destinations: `host` (with `port`, default `default_port`) for one, or
 /// `targets`, a list of `"host:port"` (Graphite: `"host:port:instance"` too) for several.
 pub fn read_targets(
@@ -281,10 +323,55 @@ mod tests {
         assert_eq!(
             d.strategy,
             Strategy::CarbonCh {
+                hash: RingHash::CarbonRelay,
                 replication: 2,
+                diverse: true
+            }
+        );
+    }
+
+    #[test]
+    fn each_ring_names_the_relay_it_matches() {
+        let ring = |text: &str| delivery(text).map(|d| d.strategy);
+        assert_eq!(
+            ring(r#"{"strategy": "carbon_ch", "relay": "carbon-c-relay"}"#).unwrap(),
+            Strategy::CarbonCh {
+                hash: RingHash::CarbonCRelay,
+                replication: 1,
                 diverse: false
             }
         );
+        assert_eq!(
+            ring(r#"{"strategy": "fnv1a_ch", "replication": 3}"#).unwrap(),
+            Strategy::CarbonCh {
+                hash: RingHash::Fnv1a,
+                replication: 3,
+                diverse: false
+            }
+        );
+        assert_eq!(
+            ring(r#"{"strategy": "jump_fnv1a_ch"}"#).unwrap(),
+            Strategy::CarbonCh {
+                hash: RingHash::JumpFnv1a,
+                replication: 1,
+                diverse: false
+            }
+        );
+        assert_eq!(
+            ring(r#"{"strategy": "carbon_ch", "diverse_replicas": false}"#).unwrap(),
+            Strategy::CarbonCh {
+                hash: RingHash::CarbonRelay,
+                replication: 1,
+                diverse: false
+            }
+        );
+        let e = ring(r#"{"strategy": "fnv1a_ch", "relay": "carbon-relay"}"#).unwrap_err();
+        assert!(e[0].contains("\"carbon-c-relay\""), "{e:?}");
+        let e = ring(
+            r#"{"strategy": "carbon_ch", "relay": "carbon-c-relay", "diverse_replicas": true}"#,
+        )
+        .unwrap_err();
+        assert!(e[0].contains("no diverse replicas"), "{e:?}");
     }
 
     #[test]

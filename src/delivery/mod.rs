@@ -5,8 +5,10 @@
 
 pub mod backoff;
 pub mod breaker;
+pub mod c_relay_ch;
 pub mod carbon_ch;
 pub mod config;
+mod py_printable;
 pub mod rate_limit;
 pub mod spool;
 pub mod targets;

@@ -51,15 +51,15 @@ impl TargetGroup {
             });
         }
         let ring = match config.delivery.strategy {
-            Strategy::CarbonCh { .. } => Some(Ring::new(
-                names
+            Strategy::CarbonCh { hash, .. } => Some(Ring::new(
+                hash,
+                &names
                     .iter()
                     .map(|n| {
                         Destination::parse(n)
-                            .map(|d| d.node)
                             .ok_or_else(|| OutputError::failed(format!("bad destination {n}")))
                     })
-                    .collect::<Result<_, _>>()?,
+                    .collect::<Result<Vec<_>, _>>()?,
             )),
             _ => None,
         };
@@ -83,6 +83,7 @@ impl TargetGroup {
                 Strategy::CarbonCh {
                     replication,
                     diverse,
+                    ..
                 },
                 Some(ring),
             ) => {
@@ -154,6 +155,7 @@ impl TargetGroup {
 mod tests {
     use super::*;
     use crate::config;
+    use crate::delivery::carbon_ch::RingHash;
 
     fn group(outputs: &str) -> (TargetGroup, OutputConfig) {
         let text = format!(r#"{{"outputs": [{outputs}]}}"#);
@@ -200,10 +202,8 @@ mod tests {
                 "strategy": "carbon_ch", "replication": 2}"#,
         );
         let ring = Ring::new(
-            ["a:2004:x", "b:2004:y", "c:2004:z"]
-                .iter()
-                .map(|d| Destination::parse(d).unwrap().node)
-                .collect(),
+            RingHash::CarbonRelay,
+            &["a:2004:x", "b:2004:y", "c:2004:z"].map(|d| Destination::parse(d).unwrap()),
         );
         let parts = g.plan(o.spec.as_ref(), events(300));
         let total: usize = parts.iter().map(|p| p.events.len()).sum();
@@ -211,7 +211,7 @@ mod tests {
         for part in &parts {
             assert_eq!(part.order.len(), 1);
             for e in &part.events {
-                let places = ring.place(&format!("h.{}", e.service), 2, false);
+                let places = ring.place(&format!("h.{}", e.service), 2, true);
                 assert!(places.contains(&part.order[0]), "{} misplaced", e.service);
             }
         }

@@ -525,7 +525,13 @@ impl CarbonCache {
     /// Every (untagged) metric with its points, as [`read`](Self::read)
     /// gives them, in one run of python.
     pub fn read_all(&self) -> BTreeMap<String, Vec<(i64, f64)>> {
-        self.retrying("every metric", || self.dump(None))
+        self.retrying("every metric", || self.dump(&[]))
+    }
+
+    /// The points of each of `metrics` (tagged or not) that has a whisper file, in one run of
+    /// python.
+    pub fn read_many(&self, metrics: &[&str]) -> BTreeMap<String, Vec<(i64, f64)>> {
+        self.retrying("metrics", || self.dump(metrics))
     }
 
     fn retrying<T>(&self, what: &str, mut f: impl FnMut() -> Result<T, String>) -> T {
@@ -544,13 +550,13 @@ impl CarbonCache {
     /// Like [`read`](Self::read) but returns errors instead of panicking.
     pub fn try_read(&self, metric_path: &str) -> Result<Vec<(i64, f64)>, String> {
         Ok(self
-            .dump(Some(metric_path))?
+            .dump(&[metric_path])?
             .remove(metric_path)
             .unwrap_or_default())
     }
 
-    /// The points of `metric` (or of every untagged metric) by metric path.
-    fn dump(&self, metric: Option<&str>) -> Result<BTreeMap<String, Vec<(i64, f64)>>, String> {
+    /// The points of `metrics` (or of every untagged metric when there are none) by metric path.
+    fn dump(&self, metrics: &[&str]) -> Result<BTreeMap<String, Vec<(i64, f64)>>, String> {
         // Path mapping as carbon's whisper backend does it: dots become
         // directories; ';'-tagged names go through carbon's own
         // TaggedSeries.encode (default TAG_HASH_FILENAMES=True). Importing
@@ -563,8 +569,7 @@ def dump(name, path):
     for i, v in enumerate(values):
         if v is not None:
             print('%s %d %r' % (name, start + i * step, v))
-if len(sys.argv) > 2:
-    metric = sys.argv[2]
+for metric in sys.argv[2:]:
     if ';' in metric:
         from carbon.util import TaggedSeries
         rel = TaggedSeries.encode(metric, os.sep, hash_only=True)
@@ -573,7 +578,7 @@ if len(sys.argv) > 2:
     path = os.path.join(root, rel + '.wsp')
     if os.path.exists(path):
         dump(metric, path)
-else:
+if len(sys.argv) == 2:
     for d, dirs, files in os.walk(root):
         if d == root and '_tagged' in dirs:
             dirs.remove('_tagged')
@@ -586,7 +591,7 @@ else:
             .arg("-c")
             .arg(SCRIPT)
             .arg(self.whisper_dir())
-            .args(metric)
+            .args(metrics)
             .stdin(Stdio::null())
             .output()
             .map_err(|e| format!("cannot run {}: {}; {}", SYSTEM_PYTHON, e, INSTALL_HINT))?;
@@ -1386,6 +1391,320 @@ impl Drop for VictoriaMetrics {
     fn drop(&mut self) {
         if let Some(mut child) = self.child.take() {
             if let Err(e) = stop_child(&mut child, "victoria-metrics") {
+                eprintln!("{}", e);
+            }
+        }
+    }
+}
+
+// -------------------------------------------------------- carbon-c-relay --
+
+/// Starts `cmd` (logging to `log`) and waits until the child itself owns TCP `port` on
+/// 127.0.0.1 and the port accepts connections.
+fn spawn_listening(
+    name: &str,
+    cmd: &mut Command,
+    log: &Path,
+    port: u16,
+) -> Result<Child, StartError> {
+    let log_from = log_len(log);
+    let mut child = spawn(name, cmd);
+    let pid = child.id();
+    wait_ready(&mut child, name, log, log_from, || {
+        owns_socket(pid, "tcp", port) && tcp_accepts(port)
+    })?;
+    Ok(child)
+}
+
+/// Debian's carbon-c-relay.
+pub const CARBON_C_RELAY_BIN: &str = "/usr/bin/carbon-c-relay";
+
+/// A private carbon-c-relay: a line receiver on a free 127.0.0.1 port (and nowhere else) in front
+/// of the clusters and match rules the test gives it.
+pub struct CarbonCRelay {
+    dir: TempDir,
+    port: u16,
+    rules: String,
+    args: Vec<String>,
+    child: Option<Child>,
+}
+
+impl CarbonCRelay {
+    /// Starts carbon-c-relay with `rules` (clusters and match rules in its config syntax) after a
+    /// `listen` block for its port, and `args` on its command line (such as `["-c", "-_:#%"]`).
+    pub fn start(rules: &str, args: &[&str]) -> CarbonCRelay {
+        let mut relay = CarbonCRelay {
+            dir: TempDir::new("c-relay"),
+            port: free_port(),
+            rules: rules.to_owned(),
+            args: args.iter().map(|a| a.to_string()).collect(),
+            child: None,
+        };
+        for attempt in 1..=START_ATTEMPTS {
+            match relay.spawn() {
+                Ok(()) => return relay,
+                Err(e) if e.port_in_use && attempt < START_ATTEMPTS => relay.port = free_port(),
+                Err(e) => panic!("{}", e.message),
+            }
+        }
+        unreachable!("carbon-c-relay start attempts exhausted")
+    }
+
+    fn config_path(&self) -> PathBuf {
+        self.dir.path().join("relay.conf")
+    }
+
+    /// carbon-c-relay's own output.
+    pub fn log_path(&self) -> PathBuf {
+        self.dir.path().join("relay.log")
+    }
+
+    fn spawn(&mut self) -> Result<(), StartError> {
+        assert!(self.child.is_none(), "carbon-c-relay already running");
+        write_file(
+            &self.config_path(),
+            &format!(
+                "listen type linemode {LOCALHOST}:{} proto tcp;\n{}\n",
+                self.port, self.rules
+            ),
+        );
+        let log = self.log_path();
+        let mut cmd = Command::new(CARBON_C_RELAY_BIN);
+        // One worker, small batches (what arrives is sent on at once), and no statistics of its
+        // own in the stream (`-s`).
+        cmd.arg("-f")
+            .arg(self.config_path())
+            .args(["-w", "1", "-b", "100", "-s"])
+            .args(&self.args)
+            .current_dir(self.dir.path())
+            .stdin(Stdio::null())
+            .stdout(open_log(&log))
+            .stderr(open_log(&log));
+        self.child = Some(spawn_listening(
+            "carbon-c-relay",
+            &mut cmd,
+            &log,
+            self.port,
+        )?);
+        Ok(())
+    }
+
+    /// The port of its line receiver.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+}
+
+impl Drop for CarbonCRelay {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            if let Err(e) = stop_child(&mut child, "carbon-c-relay") {
+                eprintln!("{}", e);
+            }
+        }
+    }
+}
+
+/// A counting carbon backend: a TCP listener on a loopback address that keeps every line it
+/// receives, for tests that check where a relay sent each metric.
+pub struct LineSink {
+    addr: SocketAddr,
+    lines: std::sync::Arc<Mutex<Vec<String>>>,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl LineSink {
+    /// Listens on `ip` (any 127.x.y.z address; the kernel routes all of 127/8 to loopback) at a
+    /// port the kernel picks.
+    pub fn start(ip: &str) -> LineSink {
+        use std::sync::Arc;
+        use std::sync::atomic::AtomicBool;
+        let listener = TcpListener::bind((ip, 0))
+            .unwrap_or_else(|e| panic!("LineSink: cannot bind {ip}:0: {e}"));
+        listener
+            .set_nonblocking(true)
+            .expect("nonblocking listener");
+        let addr = listener.local_addr().expect("local_addr");
+        let lines = Arc::new(Mutex::new(Vec::new()));
+        let stop = Arc::new(AtomicBool::new(false));
+        let (l, s) = (lines.clone(), stop.clone());
+        thread::spawn(move || {
+            while !s.load(Ordering::SeqCst) {
+                match listener.accept() {
+                    Ok((conn, _)) => {
+                        let (l, s) = (l.clone(), s.clone());
+                        thread::spawn(move || {
+                            let _ = conn.set_nonblocking(false);
+                            let _ = conn.set_read_timeout(Some(Duration::from_millis(100)));
+                            let mut reader = BufReader::new(conn);
+                            let mut line = String::new();
+                            while !s.load(Ordering::SeqCst) {
+                                match reader.read_line(&mut line) {
+                                    Ok(0) => return,
+                                    Ok(_) if line.ends_with('\n') => {
+                                        l.lock().unwrap().push(line.trim_end().to_owned());
+                                        line.clear();
+                                    }
+                                    Ok(_) => {}
+                                    Err(e)
+                                        if matches!(
+                                            e.kind(),
+                                            std::io::ErrorKind::WouldBlock
+                                                | std::io::ErrorKind::TimedOut
+                                        ) => {}
+                                    Err(_) => return,
+                                }
+                            }
+                        });
+                    }
+                    Err(_) => thread::sleep(POLL),
+                }
+            }
+        });
+        LineSink { addr, lines, stop }
+    }
+
+    /// The address it listens on.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// The lines received so far.
+    pub fn lines(&self) -> Vec<String> {
+        self.lines.lock().unwrap().clone()
+    }
+}
+
+impl Drop for LineSink {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+    }
+}
+
+// ---------------------------------------------------------- carbon-relay --
+
+/// Debian's Python carbon-relay entry point (graphite-carbon).
+pub const CARBON_RELAY_BIN: &str = "/usr/bin/carbon-relay";
+
+/// A private Python carbon-relay with consistent hashing: a line receiver on a free 127.0.0.1
+/// port, sending plaintext lines to its destinations.
+pub struct CarbonRelay {
+    dir: TempDir,
+    port: u16,
+    pickle_port: u16,
+    settings: String,
+    child: Option<Child>,
+}
+
+impl CarbonRelay {
+    /// Starts carbon-relay over `destinations` (`host:port[:instance]`) with `REPLICATION_FACTOR`
+    /// `replication`, `DIVERSE_REPLICAS` `diverse`, and `extra` settings lines (`KEY = value`).
+    pub fn start(
+        destinations: &[String],
+        replication: usize,
+        diverse: bool,
+        extra: &str,
+    ) -> CarbonRelay {
+        let settings = format!(
+            "RELAY_METHOD = consistent-hashing\n\
+             REPLICATION_FACTOR = {replication}\n\
+             DIVERSE_REPLICAS = {}\n\
+             DESTINATIONS = {}\n\
+             DESTINATION_PROTOCOL = line\n\
+             MAX_QUEUE_SIZE = 1000000\n{extra}\n",
+            if diverse { "True" } else { "False" },
+            destinations.join(", "),
+        );
+        let mut relay = CarbonRelay {
+            dir: TempDir::new("carbon-relay"),
+            port: free_port(),
+            pickle_port: free_port(),
+            settings,
+            child: None,
+        };
+        for attempt in 1..=START_ATTEMPTS {
+            match relay.spawn() {
+                Ok(()) => return relay,
+                Err(e) if e.port_in_use && attempt < START_ATTEMPTS => {
+                    relay.port = free_port();
+                    relay.pickle_port = free_port();
+                }
+                Err(e) => panic!("{}", e.message),
+            }
+        }
+        unreachable!("carbon-relay start attempts exhausted")
+    }
+
+    /// carbon-relay's own output.
+    pub fn log_path(&self) -> PathBuf {
+        self.dir.path().join("carbon-relay.log")
+    }
+
+    fn spawn(&mut self) -> Result<(), StartError> {
+        assert!(self.child.is_none(), "carbon-relay already running");
+        let s = self.dir.path().join("storage");
+        fs::create_dir_all(&s).expect("create storage dir");
+        let s = s.display();
+        let conf = self.dir.path().join("carbon.conf");
+        write_file(
+            &conf,
+            &format!(
+                "[relay]\n\
+                 STORAGE_DIR = {s}\n\
+                 LOCAL_DATA_DIR = {s}/whisper\n\
+                 LOG_DIR = {s}/log\n\
+                 PID_DIR = {s}\n\
+                 USER =\n\
+                 LINE_RECEIVER_INTERFACE = {h}\n\
+                 LINE_RECEIVER_PORT = {line}\n\
+                 PICKLE_RECEIVER_INTERFACE = {h}\n\
+                 PICKLE_RECEIVER_PORT = {pickle}\n\
+                 CARBON_METRIC_INTERVAL = 0\n\
+                 LOG_LISTENER_CONN_SUCCESS = False\n\
+                 {settings}",
+                h = LOCALHOST,
+                line = self.port,
+                pickle = self.pickle_port,
+                settings = self.settings,
+            ),
+        );
+        write_file(
+            &self.dir.path().join("storage-schemas.conf"),
+            "[default]\npattern = .*\nretentions = 1s:1h\n",
+        );
+        let log = self.log_path();
+        let mut cmd = Command::new(CARBON_RELAY_BIN);
+        cmd.arg(format!("--config={}", conf.display()))
+            .arg(format!(
+                "--pidfile={}",
+                self.dir.path().join("carbon-relay.pid").display()
+            ))
+            .arg("--nodaemon")
+            .arg("start")
+            .current_dir(self.dir.path())
+            .env_remove("GRAPHITE_ROOT")
+            .env_remove("GRAPHITE_CONF_DIR")
+            .env_remove("GRAPHITE_STORAGE_DIR")
+            // The config file holds UTF-8 (instance names) whatever the caller's locale.
+            .env("PYTHONUTF8", "1")
+            .env("PYTHONWARNINGS", "ignore")
+            .stdin(Stdio::null())
+            .stdout(open_log(&log))
+            .stderr(open_log(&log));
+        self.child = Some(spawn_listening("carbon-relay", &mut cmd, &log, self.port)?);
+        Ok(())
+    }
+
+    /// The port of its line receiver.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+}
+
+impl Drop for CarbonRelay {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            if let Err(e) = stop_child(&mut child, "carbon-relay") {
                 eprintln!("{}", e);
             }
         }

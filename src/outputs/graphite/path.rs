@@ -3,13 +3,17 @@
 //! * `underscore` (the default): `[prefix.]host.service`. Dots in the host name are replaced with
 //!   `host_dot` (`_` by default) so the host stays one path node. In every part, a character
 //!   other than a letter or digit (of any script) or one of `- _ : # + @ ~ %` becomes `_`, as does
-//!   an empty node. Short and readable, but not reversible.
+//!   an empty node and a `~` that would start the path (carbon strips it). Short and readable,
+//!   but not reversible.
+//! * `strict`: as `underscore`, but only ASCII letters, digits and `- _ : #` are kept (what
+//!   carbon-c-relay keeps by default): every other byte that `underscore` would keep becomes `_`,
+//!   so a path is the same whether it went through carbon-c-relay or not.
 //! * `percent`: the path is a list of sections (the prefix's and the service's dot-separated
 //!   nodes, and the whole host name as one section), each encoded on its own by
 //!   [`encode_section`] so that it becomes exactly one path node, and [`decode_path`] gives the
-//!   sections back exactly.
+//!   sections back exactly (an empty section is the node `%`).
 //! * `tags`: a Graphite 1.1 tagged series, `[prefix.]service;host=h;k=v…`, with the event's
-//!   attributes as tags, sorted by name as carbon stores them.
+//!   attributes as tags, in the order carbon stores them (the `;tag=value` strings sorted).
 
 use std::fmt;
 
@@ -24,6 +28,9 @@ pub enum NameMode {
     /// Unsafe characters replaced with `_`; dots in the host name with `host_dot`.
     #[default]
     Underscore,
+    /// As `Underscore`, keeping only what carbon-c-relay keeps by default: ASCII letters, digits
+    /// and `- _ : #`; each byte of anything else `Underscore` keeps becomes `_`.
+    Strict,
     /// Each section encoded reversibly (Punycode for non-ASCII, then percent-encoding).
     Percent,
     /// A tagged series: `name;host=h;k=v`.
@@ -78,14 +85,21 @@ impl Naming {
         };
         let mode = match t.choice(
             "naming",
-            &["underscore", "percent", "tags"],
+            &["underscore", "strict", "percent", "tags"],
             "underscore",
             problems,
         ) {
+            "strict" => NameMode::Strict,
             "percent" => NameMode::Percent,
             "tags" => NameMode::Tags,
             _ => NameMode::Underscore,
         };
+        if mode == NameMode::Strict && !host_dot.chars().all(|c| c == '.' || strict_keeps(c)) {
+            problems.at(
+                t.as_field(),
+                "with \"naming\": \"strict\", \"host_dot\" may hold only ASCII letters, digits, dots or \"- _ : #\"",
+            );
+        }
         Naming {
             prefix,
             host_dot,
@@ -97,19 +111,25 @@ impl Naming {
     pub fn path_into(&self, event: &Event, out: &mut String) {
         out.clear();
         match self.mode {
-            NameMode::Underscore => {
+            NameMode::Underscore | NameMode::Strict => {
+                let strict = self.mode == NameMode::Strict;
                 if !self.prefix.is_empty() {
-                    push_underscored(out, &self.prefix, true);
+                    push_cleaned(out, &self.prefix, true, strict);
                     out.push('.');
                 }
                 for (i, part) in event.host.split('.').enumerate() {
                     if i > 0 {
                         out.push_str(&self.host_dot);
                     }
-                    push_underscored(out, part, false);
+                    push_cleaned(out, part, false, strict);
                 }
                 out.push('.');
-                push_underscored(out, &event.service, true);
+                push_cleaned(out, &event.service, true, strict);
+                // carbon-cache strips a leading `~` from every name it stores (and a relay
+                // normalising tags does too): keep the path as carbon stores it.
+                if out.starts_with('~') {
+                    out.replace_range(..1, "_");
+                }
             }
             NameMode::Percent => {
                 let prefix = self.prefix.split('.').filter(|_| !self.prefix.is_empty());
@@ -129,10 +149,10 @@ impl Naming {
 
     fn tagged_into(&self, event: &Event, out: &mut String) {
         if !self.prefix.is_empty() {
-            push_underscored(out, &self.prefix, true);
+            push_cleaned(out, &self.prefix, true, false);
             out.push('.');
         }
-        push_underscored(out, &event.service, true);
+        push_cleaned(out, &event.service, true, false);
         if out.starts_with('~') {
             out.replace_range(..1, "_");
         }
@@ -148,14 +168,16 @@ impl Naming {
                 tags.push((name, tag_value(value)));
             }
         }
+        // One value per tag name (the first, in name order), then in carbon's order: it sorts
+        // the `;name=value` strings, so `a-b=1` comes before `a=2`.
         tags.sort();
         tags.dedup_by(|a, b| a.0 == b.0);
-        for (name, value) in tags {
-            out.push(';');
-            out.push_str(&name);
-            out.push('=');
-            out.push_str(&value);
-        }
+        let mut tags: Vec<String> = tags
+            .into_iter()
+            .map(|(name, value)| format!(";{name}={value}"))
+            .collect();
+        tags.sort();
+        tags.iter().for_each(|tag| out.push_str(tag));
     }
 
     /// The path of `event`.
@@ -183,9 +205,15 @@ fn keeps(c: char) -> bool {
     c.is_alphanumeric() || matches!(c, '-' | '_' | ':' | '#' | '+' | '@' | '~' | '%')
 }
 
+/// True for characters the `strict` mode keeps: carbon-c-relay's default `[A-Za-z0-9-_:#]`.
+fn strict_keeps(c: char) -> bool {
+    c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | ':' | '#')
+}
+
 /// Appends `text` with unsafe characters replaced; with `dots`, dots separate nodes (an empty
-/// node becomes `_`), without, they are unsafe too.
-fn push_underscored(out: &mut String, text: &str, dots: bool) {
+/// node becomes `_`), without, they are unsafe too. With `strict`, a character `underscore`
+/// keeps but carbon-c-relay does not becomes one `_` per byte, as carbon-c-relay writes it.
+fn push_cleaned(out: &mut String, text: &str, dots: bool, strict: bool) {
     let mut node_empty = true;
     for c in text.chars() {
         if c == '.' && dots {
@@ -195,7 +223,13 @@ fn push_underscored(out: &mut String, text: &str, dots: bool) {
             out.push('.');
             node_empty = true;
         } else {
-            out.push(if keeps(c) { c } else { '_' });
+            if !keeps(c) {
+                out.push('_');
+            } else if strict && !strict_keeps(c) {
+                (0..c.len_utf8()).for_each(|_| out.push('_'));
+            } else {
+                out.push(c);
+            }
             node_empty = false;
         }
     }
@@ -238,9 +272,12 @@ fn tag_value(value: &str) -> String {
 /// 2. Every byte other than an ASCII letter, digit, `-` or `_` becomes `%XX` (upper-case hex):
 ///    dots become `%2E`, `%` becomes `%25`, a space `%20`.
 ///
-/// An empty section stays empty (an empty node in the path).
+/// An empty section becomes the node `%` (which no other section gives), so that it stays a node
+/// of its own that carbon stores and reads back: `a..b` is `a.%.b`, not `a/b`.
 pub fn encode_section(section: &str, out: &mut String) {
-    if section.is_ascii() {
+    if section.is_empty() {
+        out.push('%');
+    } else if section.is_ascii() {
         let rest = match section.get(..4) {
             Some(head) if head.eq_ignore_ascii_case("xn--") => {
                 push_escaped(out, section.as_bytes()[0]);
@@ -314,6 +351,9 @@ impl std::error::Error for DecodeError {}
 
 /// The original section of a node written by [`encode_section`].
 pub fn decode_section(node: &str) -> Result<String, DecodeError> {
+    if node == "%" {
+        return Ok(String::new());
+    }
     match node.get(..4) {
         Some(head) if head.eq_ignore_ascii_case("xn--") => {
             let bytes = percent_decode(&node[4..])?;
@@ -356,6 +396,7 @@ mod tests {
     use std::collections::BTreeMap;
 
     use super::*;
+    use crate::config::reader::read_section;
 
     fn naming(mode: NameMode) -> Naming {
         Naming {
@@ -388,6 +429,7 @@ mod tests {
             Naming::default().path(&Event::new("temp.küche", "r1")),
             "r1.temp.küche"
         );
+        assert_eq!(Naming::default().path(&Event::new("a", "~gw")), "_gw.a");
     }
 
     #[test]
@@ -461,6 +503,8 @@ mod tests {
             "Ölß",
             "a..b..",
             "\u{7f}\u{80}",
+            ".lead",
+            "trail.",
         ];
         for s in samples {
             let mut node = String::new();
@@ -474,6 +518,18 @@ mod tests {
         }
         let sections: Vec<&str> = samples.to_vec();
         assert_eq!(decode_path(&encode_path(&sections)).unwrap(), sections);
+        // Empty sections stay nodes of their own: `a.b`, `a..b`, `.lead` and `trail.` as labels
+        // give four different paths, none with an empty node.
+        let split = |label: &'static str| label.split('.').collect::<Vec<_>>();
+        let paths: Vec<String> = ["a.b", "a..b", ".lead", "trail."]
+            .map(|label| encode_path(&split(label)))
+            .to_vec();
+        assert_eq!(paths, ["a.b", "a.%.b", "%.lead", "trail.%"]);
+        for label in ["a.b", "a..b", ".lead", "trail.", "", "."] {
+            let path = encode_path(&split(label));
+            assert!(!path.split('.').any(str::is_empty), "{label:?} -> {path}");
+            assert_eq!(decode_path(&path).unwrap(), split(label));
+        }
         // Every short string over a small awkward alphabet.
         let alphabet = ['a', '.', '%', ' ', 'é', 'x', 'n', '-', '😀'];
         let mut count = 0;
@@ -525,6 +581,55 @@ mod tests {
             naming(NameMode::Tags).path(&Event::new("~x", "h")),
             "_x;host=h"
         );
+        // Carbon sorts the `;tag=value` strings: `;a-b=1` before `;a=2` (`-` sorts before `=`).
+        let mut e = Event::new("m", "h");
+        e.attributes = BTreeMap::from([
+            ("a".to_owned(), "2".to_owned()),
+            ("a-b".to_owned(), "1".to_owned()),
+        ]);
+        assert_eq!(naming(NameMode::Tags).path(&e), "m;a-b=1;a=2;host=h");
+    }
+
+    #[test]
+    fn strict_is_what_carbon_c_relay_makes_of_an_underscore_path() {
+        // carbon-c-relay's default: each byte outside [A-Za-z0-9-_:#] (dots aside) becomes `_`.
+        fn c_relay(path: &str) -> String {
+            path.bytes()
+                .map(|b| {
+                    if b.is_ascii_alphanumeric() || b"-_:#.".contains(&b) {
+                        char::from(b)
+                    } else {
+                        '_'
+                    }
+                })
+                .collect()
+        }
+        let n = Naming {
+            prefix: "eu+1".into(),
+            ..naming(NameMode::Strict)
+        };
+        let e = Event::new("temp.küche °C.a+b@c~d%e", "gw.ä.lan");
+        assert_eq!(n.path(&e), "eu_1.gw____lan.temp.k__che__C.a_b_c_d_e");
+        let underscore = Naming {
+            mode: NameMode::Underscore,
+            ..n.clone()
+        };
+        for (service, host) in [
+            ("temp.küche °C.a+b@c~d%e", "gw.ä.lan"),
+            ("disk./var/log..x", "r1"),
+            ("日本.😀\u{a0}x", "h\u{200b}"),
+            ("", ""),
+        ] {
+            let e = Event::new(service, host);
+            let strict = n.path(&e);
+            assert_eq!(strict, c_relay(&underscore.path(&e)), "{service:?}");
+            assert_eq!(strict, c_relay(&strict), "{service:?}");
+        }
+        let e = read_section(r#"{"naming": "strict", "host_dot": "+"}"#, |t, p| {
+            Some(Naming::read(t, p))
+        })
+        .unwrap_err();
+        assert!(e[0].contains("\"strict\""), "{e:?}");
     }
 
     #[test]
