@@ -237,7 +237,7 @@ fn every_shell_script_passes_shellcheck() {
         "packaging/build-static.sh",
         "packaging/cc-hot-first",
         "packaging/hot-functions.sh",
-        "packaging/openwrt/files/pipit.init",
+        "packaging/openwrt/pipit/files/pipit.init",
         "packaging/sysvinit/pipit",
         "tests/packaging/stubs/jshn.sh",
         "tests/run.sh",
@@ -289,7 +289,7 @@ impl OpenWrt {
     }
 
     fn shipped_uci() -> String {
-        fs::read_to_string(repo().join("packaging/openwrt/files/pipit.config")).unwrap()
+        fs::read_to_string(repo().join("packaging/openwrt/pipit/files/pipit.config")).unwrap()
     }
 
     fn set_uci(&self, uci: &str) {

@@ -1,5 +1,5 @@
 #!/bin/sh
-# Runs one action of packaging/openwrt/files/pipit.init (start, reload, json) on this machine, with
+# Runs one action of packaging/openwrt/pipit/files/pipit.init (start, reload, json) on this machine, with
 # stand-ins (stubs/) for the OpenWrt shell libraries it needs. Used by tests/packaging.rs.
 #
 #   UCI_CONFIG_DIR  directory holding the UCI config file "pipit"
@@ -14,8 +14,8 @@ here=$(cd "$(dirname "$0")" && pwd)
 . "$here/stubs/functions.sh"
 . "$here/stubs/jshn.sh"
 . "$here/stubs/procd.sh"
-# shellcheck source=../../packaging/openwrt/files/pipit.init
-. "$here/../../packaging/openwrt/files/pipit.init"
+# shellcheck source=../../packaging/openwrt/pipit/files/pipit.init
+. "$here/../../packaging/openwrt/pipit/files/pipit.init"
 # shellcheck disable=SC2034 # read by the init script's functions
 PROG=$PIPIT_BIN
 # shellcheck disable=SC2034
