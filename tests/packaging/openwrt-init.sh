@@ -12,8 +12,14 @@
 set -eu
 here=$(cd "$(dirname "$0")" && pwd)
 . "$here/stubs/functions.sh"
-. "$here/stubs/jshn.sh"
 . "$here/stubs/procd.sh"
+# The init script sources jshn.sh from $IPKG_INSTROOT/usr/share/libubox, as on a router where
+# IPKG_INSTROOT is empty: a root holding only the stand-in.
+root=$(mktemp -d)
+trap 'rm -rf "$root"' EXIT
+mkdir -p "$root/usr/share/libubox"
+ln -s "$here/stubs/jshn.sh" "$root/usr/share/libubox/jshn.sh"
+IPKG_INSTROOT=$root
 # shellcheck source=../../packaging/openwrt/pipit/files/pipit.init
 . "$here/../../packaging/openwrt/pipit/files/pipit.init"
 # shellcheck disable=SC2034 # read by the init script's functions
