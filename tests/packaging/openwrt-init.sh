@@ -13,12 +13,13 @@ set -eu
 here=$(cd "$(dirname "$0")" && pwd)
 . "$here/stubs/functions.sh"
 . "$here/stubs/procd.sh"
-# The init script sources jshn.sh from $IPKG_INSTROOT/usr/share/libubox, as on a router where
-# IPKG_INSTROOT is empty: a root holding only the stand-in.
+# The init script reads jshn.sh and the key types under $IPKG_INSTROOT, as on a router where
+# IPKG_INSTROOT is empty: a root holding the stand-in and the package's file.
 root=$(mktemp -d)
 trap 'rm -rf "$root"' EXIT
-mkdir -p "$root/usr/share/libubox"
+mkdir -p "$root/usr/share/libubox" "$root/usr/share/pipit"
 ln -s "$here/stubs/jshn.sh" "$root/usr/share/libubox/jshn.sh"
+ln -s "$here/../../packaging/openwrt/pipit/files/pipit.uci-types" "$root/usr/share/pipit/uci-types"
 IPKG_INSTROOT=$root
 # shellcheck source=../../packaging/openwrt/pipit/files/pipit.init
 . "$here/../../packaging/openwrt/pipit/files/pipit.init"
