@@ -886,7 +886,8 @@ fn rpcd_acl_grants_the_plugin_methods() {
 const UCI_TYPES: &str = "packaging/openwrt/pipit/files/pipit.uci-types";
 
 /// One key pipit's reader knows: section (`agent`, `source`, `output`), type (`-` for agent),
-/// key, kind (`number`, `boolean`, `array`, `object`, `string`).
+/// key, kind (`number`, `boolean`, `array` of strings, `numbers` (an array of them), `object`,
+/// `string`).
 type KeyType = (String, String, String, String);
 
 /// `pipit check` on `config`: its error lines as (key path, message).
@@ -1041,12 +1042,46 @@ fn probe_uci_types() -> Vec<KeyType> {
             }
         }
     }
+    // What an array holds: each array key set to [null], the others to a value.
+    let is_array = |e: &Option<String>| e.as_deref().is_some_and(|e| e.starts_with("an array"));
+    let errors = check_errors(
+        dir.path(),
+        &build(&|path| {
+            known
+                .get(path)
+                .into_iter()
+                .flatten()
+                .map(|(k, e)| {
+                    let value = if is_array(e) {
+                        json!([null])
+                    } else {
+                        value_of(e, 0, json!("x"))
+                    };
+                    (k.clone(), value)
+                })
+                .collect()
+        }),
+    );
     let mut found = Vec::new();
     for (path, section, name) in &tables {
         for (key, expected) in known.get(path).into_iter().flatten() {
-            let kind = expected
+            let mut kind = expected
                 .as_deref()
                 .map_or("string", |e| kind_and_sample(e, 0).0);
+            let item = format!("{path}.{key}[0]");
+            let holds = errors.iter().find(|(p, _)| *p == item).map(|(_, m)| m);
+            if is_array(expected)
+                && holds.is_some_and(|m| {
+                    kind_and_sample(
+                        m.trim_start_matches("expected ")
+                            .trim_end_matches(", got null"),
+                        0,
+                    )
+                    .0 == "number"
+                })
+            {
+                kind = "numbers";
+            }
             found.push((section.clone(), name.clone(), key.clone(), kind.to_owned()));
         }
     }
@@ -1093,8 +1128,8 @@ fn uci_sections(types: &[KeyType]) -> Vec<(String, String)> {
 /// the keys that are not plain strings.
 fn render_uci_table(types: &[KeyType]) -> String {
     let mut text = String::from(
-        "| section | type | numbers | booleans | lists (arrays) | lists of `key=value` (objects) |\n\
-         | --- | --- | --- | --- | --- | --- |\n",
+        "| section | type | numbers | booleans | lists (arrays) | lists of numbers | lists of `key=value` (objects) |\n\
+         | --- | --- | --- | --- | --- | --- | --- |\n",
     );
     for (section, name) in uci_sections(types) {
         let of = |kind: &str| {
@@ -1111,10 +1146,11 @@ fn render_uci_table(types: &[KeyType]) -> String {
             format!("`{name}`")
         };
         text.push_str(&format!(
-            "| `{section}` | {name} | {} | {} | {} | {} |\n",
+            "| `{section}` | {name} | {} | {} | {} | {} | {} |\n",
             of("number"),
             of("boolean"),
             of("array"),
+            of("numbers"),
             of("object")
         ));
     }
@@ -1182,6 +1218,7 @@ fn every_uci_key_becomes_the_json_type_pipit_expects() {
             let line = match kind.as_str() {
                 "boolean" => format!("\toption {key} '1'\n"),
                 "object" => format!("\tlist {key} 'a=1'\n"),
+                "numbers" => format!("\tlist {key} '12'\n\tlist {key} '-3'\n"),
                 "array" | "number" | "string" => format!("\toption {key} '12'\n"),
                 other => panic!("{section} {name} {key}: unknown kind {other}"),
             };
@@ -1207,6 +1244,7 @@ fn every_uci_key_becomes_the_json_type_pipit_expects() {
                 "number" => json!(12),
                 "boolean" => json!(true),
                 "array" => json!(["12"]),
+                "numbers" => json!([12, -3]),
                 "object" => json!({"a": "1"}),
                 _ => json!("12"),
             };
