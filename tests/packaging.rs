@@ -659,6 +659,49 @@ fn openwrt_makefile_leaves_only_the_release_placeholders() {
     }
 }
 
+/// The Makefile's lines that turn the feed's panic=abort into unwind, run by GNU make on
+/// CARGO_PKG_CONFIG_VARS as the feed's rust-values.mk sets it without CONFIG_DEBUG.
+#[test]
+fn openwrt_makefile_keeps_unwinding_under_the_feed_flags() {
+    let makefile = openwrt_makefile();
+    let lines: Vec<&str> = makefile
+        .lines()
+        .filter(|l| {
+            l.starts_with("PIPIT_PANIC_UNWIND:=") || l.starts_with("CARGO_PKG_CONFIG_VARS:=")
+        })
+        .collect();
+    assert_eq!(lines.len(), 2, "{lines:?}");
+    let feed = "CARGO_PKG_CONFIG_VARS:=CARGO_BUILD_TARGET=mips-unknown-linux-musl \
+        CARGO_PROFILE_RELEASE_CODEGEN_UNITS=1 CARGO_PROFILE_RELEASE_DEBUG=false \
+        CARGO_PROFILE_RELEASE_DEBUG_ASSERTIONS=false CARGO_PROFILE_RELEASE_LTO=false \
+        CARGO_PROFILE_RELEASE_OPT_LEVEL=z CARGO_PROFILE_RELEASE_OVERFLOW_CHECKS=true \
+        CARGO_PROFILE_RELEASE_PANIC=abort CARGO_PROFILE_RELEASE_RPATH=false \
+        RUSTFLAGS=\"-Ctarget-feature=-crt-static -Cpanic=abort -Clink-arg=-fuse-ld=bfd -C prefer-dynamic\"";
+    let dir = TempDir::new("make-panic");
+    let harness = dir.path().join("Makefile");
+    fs::write(
+        &harness,
+        format!(
+            "{feed}\n{}\nall:\n\t@echo '$(CARGO_PKG_CONFIG_VARS)'\n",
+            lines.join("\n")
+        ),
+    )
+    .unwrap();
+    let out = run(Command::new("make").arg("-s").arg("-f").arg(&harness));
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let vars = text(&out.stdout);
+    assert!(!vars.contains("abort"), "{vars}");
+    assert!(
+        vars.contains("CARGO_PROFILE_RELEASE_PANIC=unwind"),
+        "{vars}"
+    );
+    assert!(vars.contains("-Cpanic=unwind -Clink-arg"), "{vars}");
+    assert!(
+        vars.contains("CARGO_PROFILE_RELEASE_OVERFLOW_CHECKS=true"),
+        "{vars}"
+    );
+}
+
 /// The `small` variant built from the committed tree's release tarball by
 /// packaging/openwrt-cargo.sh, the feed's cargo command and flags for this machine.
 #[test]
