@@ -16,7 +16,7 @@
 # afterwards.
 set -euo pipefail
 
-APT_PKGS=(graphite-carbon carbon-c-relay python3-whisper influxdb collectd-core victoria-metrics dnsmasq-base shellcheck systemd)
+APT_PKGS=(graphite-carbon carbon-c-relay python3-whisper influxdb collectd-core victoria-metrics dnsmasq-base shellcheck systemd make)
 SERVICES=(carbon-cache carbon-c-relay influxdb collectd victoria-metrics)
 PYTHON="${PIPIT_TEST_PYTHON:-python3}"
 POLICY=/usr/sbin/policy-rc.d

@@ -1,11 +1,13 @@
 //! Packaging: the static binary in an empty root, shellcheck on every shell script, the OpenWrt
-//! init script (its UCI → JSON conversion and its procd calls, with stand-ins for OpenWrt's shell
-//! libraries from tests/packaging/stubs), the sysvinit script's lifecycle against the built binary,
-//! and the systemd unit under `systemd-analyze verify`.
+//! package (the release tarball and hash its Makefile names, the feed's cargo build of the small
+//! variant, the init script's UCI → JSON conversion by each key's type and its procd calls with
+//! stand-ins for OpenWrt's shell libraries from tests/packaging/stubs, the rpcd plugin against a
+//! running pipit), the sysvinit script's lifecycle against the built binary, and the systemd unit
+//! under `systemd-analyze verify`.
 
 mod common;
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
@@ -237,7 +239,10 @@ fn every_shell_script_passes_shellcheck() {
         "packaging/build-static.sh",
         "packaging/cc-hot-first",
         "packaging/hot-functions.sh",
-        "packaging/openwrt/files/pipit.init",
+        "packaging/openwrt/pipit/files/pipit.init",
+        "packaging/openwrt/pipit/files/pipit.rpcd",
+        "packaging/openwrt-cargo.sh",
+        "packaging/release-tarball.sh",
         "packaging/sysvinit/pipit",
         "tests/packaging/stubs/jshn.sh",
         "tests/run.sh",
@@ -289,7 +294,7 @@ impl OpenWrt {
     }
 
     fn shipped_uci() -> String {
-        fs::read_to_string(repo().join("packaging/openwrt/files/pipit.config")).unwrap()
+        fs::read_to_string(repo().join("packaging/openwrt/pipit/files/pipit.config")).unwrap()
     }
 
     fn set_uci(&self, uci: &str) {
@@ -544,6 +549,751 @@ fn attributes_without_an_equals_sign_are_refused() {
     let start = openwrt.act("start", false);
     assert_ne!(start.code, Some(0));
     assert_eq!(start.procd, ["start"]);
+}
+
+/// The value of `VAR:=value` in the OpenWrt Makefile.
+fn makefile_var(makefile: &str, var: &str) -> String {
+    let prefix = format!("{var}:=");
+    let values: Vec<&str> = makefile
+        .lines()
+        .filter_map(|l| l.trim_start().strip_prefix(&prefix))
+        .collect();
+    assert_eq!(values.len(), 1, "{var} set {} times", values.len());
+    values[0].trim().to_owned()
+}
+
+fn openwrt_makefile() -> String {
+    fs::read_to_string(repo().join("packaging/openwrt/pipit/Makefile")).unwrap()
+}
+
+/// Runs packaging/release-tarball.sh for `revision` into `out`: (tarball, sha256, version).
+fn release_tarball(revision: &str, out: &Path) -> (PathBuf, String, String) {
+    let made = run(Command::new(repo().join("packaging/release-tarball.sh"))
+        .arg(revision)
+        .arg(out));
+    assert!(made.status.success(), "{}", text(&made.stderr));
+    let stdout = text(&made.stdout);
+    let words: Vec<&str> = stdout.split_whitespace().collect();
+    assert_eq!(words.len(), 4, "{stdout}");
+    (
+        PathBuf::from(words[0]),
+        words[1].to_owned(),
+        words[2].to_owned(),
+    )
+}
+
+#[test]
+fn openwrt_makefile_names_a_revision_whose_tarball_has_its_hash() {
+    let makefile = openwrt_makefile();
+    let revision = makefile
+        .lines()
+        .find_map(|l| l.strip_prefix("# Source: revision "))
+        .expect("a '# Source: revision' line")
+        .trim()
+        .to_owned();
+    let name = makefile_var(&makefile, "PKG_NAME");
+    let version = makefile_var(&makefile, "PKG_VERSION");
+    let source = makefile_var(&makefile, "PKG_SOURCE")
+        .replace("$(PKG_NAME)", &name)
+        .replace("$(PKG_VERSION)", &version);
+    let hash = makefile_var(&makefile, "PKG_HASH");
+
+    let dir = TempDir::new("tarball");
+    let (tarball, made_hash, made_version) = release_tarball(&revision, &dir.path().join("a"));
+    let fix = "run packaging/release-tarball.sh --update-makefile and commit the Makefile";
+    assert_eq!(made_version, version, "{fix}");
+    assert_eq!(made_hash, hash, "{fix}");
+    assert_eq!(tarball.file_name().unwrap().to_str(), Some(source.as_str()));
+
+    // The same bytes on every run.
+    let (again, _, _) = release_tarball(&revision, &dir.path().join("b"));
+    assert_eq!(fs::read(&tarball).unwrap(), fs::read(&again).unwrap());
+
+    // What the build and the license files need; not the feed directory.
+    let listed = run(Command::new("tar").arg("-tzf").arg(&tarball));
+    assert!(listed.status.success(), "{}", text(&listed.stderr));
+    let entries = text(&listed.stdout);
+    let top = format!("{name}-{version}/");
+    assert!(entries.lines().all(|e| e.starts_with(&top)), "{entries}");
+    let mut needed = vec!["Cargo.toml", "Cargo.lock", "src/main.rs", "src/lib.rs"];
+    let licenses = makefile_var(&makefile, "PKG_LICENSE_FILES");
+    needed.extend(licenses.split_whitespace());
+    for file in needed {
+        assert!(
+            entries.lines().any(|e| e == format!("{top}{file}")),
+            "{file} not in {}",
+            tarball.display()
+        );
+    }
+    assert!(
+        !entries.contains(&format!("{top}packaging/openwrt/")),
+        "{entries}"
+    );
+}
+
+#[test]
+fn openwrt_makefile_leaves_only_the_release_placeholders() {
+    let makefile = openwrt_makefile();
+    let mut found: Vec<&str> = makefile
+        .split('@')
+        .skip(1)
+        .step_by(2)
+        .filter(|p| !p.contains(char::is_whitespace))
+        .collect();
+    found.sort_unstable();
+    found.dedup();
+    assert_eq!(
+        found,
+        ["PIPIT_MAINTAINER", "PIPIT_PROJECT_URL", "PIPIT_RELEASE_URL"]
+    );
+    for line in [
+        "include ../../lang/rust/rust-package.mk",
+        "PKG_SOURCE_URL:=@PIPIT_RELEASE_URL@",
+        "PKG_MAINTAINER:=@PIPIT_MAINTAINER@",
+        "PKG_LICENSE_FILES:=LICENSE-MIT LICENSE-APACHE",
+    ] {
+        assert!(makefile.lines().any(|l| l == line), "no {line:?}");
+    }
+    for license in ["LICENSE-MIT", "LICENSE-APACHE"] {
+        assert!(repo().join(license).is_file(), "{license}");
+    }
+}
+
+/// The Makefile's lines that turn the feed's panic=abort into unwind, run by GNU make on
+/// CARGO_PKG_CONFIG_VARS as the feed's rust-values.mk sets it without CONFIG_DEBUG.
+#[test]
+fn openwrt_makefile_keeps_unwinding_under_the_feed_flags() {
+    let makefile = openwrt_makefile();
+    let lines: Vec<&str> = makefile
+        .lines()
+        .filter(|l| {
+            l.starts_with("PIPIT_PANIC_UNWIND:=") || l.starts_with("CARGO_PKG_CONFIG_VARS:=")
+        })
+        .collect();
+    assert_eq!(lines.len(), 2, "{lines:?}");
+    let feed = "CARGO_PKG_CONFIG_VARS:=CARGO_BUILD_TARGET=mips-unknown-linux-musl \
+        CARGO_PROFILE_RELEASE_CODEGEN_UNITS=1 CARGO_PROFILE_RELEASE_DEBUG=false \
+        CARGO_PROFILE_RELEASE_DEBUG_ASSERTIONS=false CARGO_PROFILE_RELEASE_LTO=false \
+        CARGO_PROFILE_RELEASE_OPT_LEVEL=z CARGO_PROFILE_RELEASE_OVERFLOW_CHECKS=true \
+        CARGO_PROFILE_RELEASE_PANIC=abort CARGO_PROFILE_RELEASE_RPATH=false \
+        RUSTFLAGS=\"-Ctarget-feature=-crt-static -Cpanic=abort -Clink-arg=-fuse-ld=bfd -C prefer-dynamic\"";
+    let dir = TempDir::new("make-panic");
+    let harness = dir.path().join("Makefile");
+    fs::write(
+        &harness,
+        format!(
+            "{feed}\n{}\nall:\n\t@echo '$(CARGO_PKG_CONFIG_VARS)'\n",
+            lines.join("\n")
+        ),
+    )
+    .unwrap();
+    let out = run(Command::new("make").arg("-s").arg("-f").arg(&harness));
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let vars = text(&out.stdout);
+    assert!(!vars.contains("abort"), "{vars}");
+    assert!(
+        vars.contains("CARGO_PROFILE_RELEASE_PANIC=unwind"),
+        "{vars}"
+    );
+    assert!(vars.contains("-Cpanic=unwind -Clink-arg"), "{vars}");
+    assert!(
+        vars.contains("CARGO_PROFILE_RELEASE_OVERFLOW_CHECKS=true"),
+        "{vars}"
+    );
+}
+
+/// The `small` variant built from the committed tree's release tarball by
+/// packaging/openwrt-cargo.sh, the feed's cargo command and flags for this machine.
+#[test]
+fn feed_build_of_the_small_variant_checks_and_collects() {
+    let dir = TempDir::new("feed-build");
+    let (tarball, _, version) = release_tarball("HEAD", dir.path());
+    // -m: the files get the time of unpacking, so pipit itself is compiled again (and its rustc
+    // command line logged) while target/openwrt-feed keeps the dependencies from run to run.
+    let unpacked = run(Command::new("tar")
+        .arg("-xmzf")
+        .arg(&tarball)
+        .arg("-C")
+        .arg(dir.path()));
+    assert!(unpacked.status.success(), "{}", text(&unpacked.stderr));
+    let source = dir.path().join(format!("pipit-{version}"));
+    let root = dir.path().join("root");
+    let built = run(Command::new(repo().join("packaging/openwrt-cargo.sh"))
+        .arg(&source)
+        .arg(&root)
+        .arg("small")
+        .env("CARGO_TARGET_DIR", repo().join("target/openwrt-feed")));
+    assert!(built.status.success(), "{}", text(&built.stderr));
+    let log = text(&built.stderr);
+    for flag in [
+        "-C opt-level=z",
+        "-Cpanic=unwind",
+        "-C overflow-checks=on",
+        "-C prefer-dynamic",
+        "-Ctarget-feature=-crt-static",
+        "--cfg 'feature=\"small\"'",
+    ] {
+        assert!(log.contains(flag), "{flag} not in the cargo log:\n{log}");
+    }
+    assert!(!log.contains("panic=abort"), "{log}");
+    assert!(!log.contains("feature=\"http\""), "{log}");
+
+    let bin = root.join("bin/pipit");
+    let libdir = text(&run(Command::new("rustc").args(["--print", "target-libdir"])).stdout)
+        .trim()
+        .to_owned();
+    let needed = run(Command::new("readelf").arg("-d").arg(&bin));
+    assert!(
+        text(&needed.stdout).contains("Shared library: [libstd-"),
+        "std is not linked as a shared library, as the feed links it:\n{}",
+        text(&needed.stdout)
+    );
+    let config = dir.path().join("pipit.json");
+    fs::write(
+        &config,
+        EMPTY_ROOT_CONFIG.replace("/state", dir.path().join("state").to_str().unwrap()),
+    )
+    .unwrap();
+    let go = |command: &str| {
+        run(Command::new(&bin)
+            .arg(command)
+            .arg("-c")
+            .arg(&config)
+            .env("LD_LIBRARY_PATH", &libdir))
+    };
+    let check = go("check");
+    assert_eq!(check.status.code(), Some(0), "{}", text(&check.stderr));
+    assert!(
+        text(&check.stdout).contains("OK, 4 source(s), 1 output(s)"),
+        "{}",
+        text(&check.stdout)
+    );
+    let once = go("once");
+    assert_eq!(once.status.code(), Some(0), "{}", text(&once.stderr));
+    let lines = text(&once.stdout);
+    for metric in [
+        ".cpu.total.user ",
+        ".load.1 ",
+        ".memory.total ",
+        ".self.rss ",
+    ] {
+        assert!(lines.contains(metric), "no {metric} in:\n{lines}");
+    }
+}
+
+/// Runs the rpcd plugin as rpcd does: `ARGS`, with `stdin` written to its standard input, and
+/// parses what it prints as one JSON object.
+fn rpcd_plugin(config: &Path, args: &[&str], stdin: &str) -> (Option<i32>, serde_json::Value) {
+    use std::io::Write;
+    use std::process::Stdio;
+    let mut child = Command::new(repo().join("packaging/openwrt/pipit/files/pipit.rpcd"))
+        .args(args)
+        .env_clear()
+        .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
+        .env("PIPIT_BIN", binary())
+        .env("PIPIT_CONFIG", config)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(stdin.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    let stdout = text(&out.stdout);
+    let value: serde_json::Value = serde_json::from_str(&stdout).unwrap_or_else(|e| {
+        panic!(
+            "{args:?}: not JSON ({e}): {stdout:?}; stderr: {}",
+            text(&out.stderr)
+        )
+    });
+    assert!(value.is_object(), "{args:?}: not an object: {stdout}");
+    (out.status.code(), value)
+}
+
+#[test]
+fn rpcd_plugin_answers_list_and_calls_from_a_running_pipit() {
+    let dir = TempDir::new("rpcd");
+    let socket = dir.path().join("pipit.sock");
+    let config = dir.path().join("pipit.json");
+    let write_config = |sources: &str| {
+        let text = format!(
+            r#"{{"agent": {{"hostname": "h", "state_dir": "{state}"}},
+  "control": {{"socket": "{socket}"}},
+  "sources": [{sources}],
+  "outputs": [{{"type": "stdout"}}]}}"#,
+            state = dir.path().join("state").display(),
+            socket = socket.display()
+        );
+        fs::write(&config, text).unwrap();
+    };
+    write_config(r#"{"type": "load", "interval": "100ms"}"#);
+
+    let (code, list) = rpcd_plugin(&config, &["list"], "");
+    assert_eq!(code, Some(0));
+    assert_eq!(
+        list,
+        serde_json::json!({"status": {}, "metrics": {}, "reload": {}})
+    );
+
+    // No agent yet: an error object that says so.
+    let (_, absent) = rpcd_plugin(&config, &["call", "status"], "{}");
+    assert_eq!(absent["error"]["code"], "not_running", "{absent}");
+
+    let _agent = common::pipit::Agent::start(&config, "info");
+    let status = wait_until("a status answer", Duration::from_secs(10), || {
+        let (code, answer) = rpcd_plugin(&config, &["call", "status"], "{}");
+        answer.get("result").cloned().map(|r| (code, r))
+    });
+    assert_eq!(status.0, Some(0));
+    assert_eq!(status.1["config"]["file"], config.to_str().unwrap());
+
+    let metrics = wait_until("load.1 among the metrics", Duration::from_secs(10), || {
+        let (_, answer) = rpcd_plugin(&config, &["call", "metrics"], "{}");
+        let listed = answer["result"]["metrics"].as_array()?.clone();
+        listed
+            .iter()
+            .any(|m| m["name"] == "load.1")
+            .then_some(listed)
+    });
+    assert!(metrics.iter().all(|m| m["source"] == "load"), "{metrics:?}");
+
+    // reload reads the config again: the new source's metrics come.
+    write_config(
+        r#"{"type": "load", "interval": "100ms"}, {"type": "memory", "interval": "100ms"}"#,
+    );
+    let (code, reload) = rpcd_plugin(&config, &["call", "reload"], "{}");
+    assert_eq!(code, Some(0), "{reload}");
+    assert_eq!(reload["result"]["reloaded"], true, "{reload}");
+    wait_until(
+        "memory.total among the metrics",
+        Duration::from_secs(10),
+        || {
+            let (_, answer) = rpcd_plugin(&config, &["call", "metrics"], "{}");
+            answer["result"]["metrics"]
+                .as_array()?
+                .iter()
+                .any(|m| m["name"] == "memory.total")
+                .then_some(())
+        },
+    );
+
+    // A config the agent refuses: an error object, and the agent keeps running.
+    write_config(r#"{"type": "lod"}"#);
+    let (_, refused) = rpcd_plugin(&config, &["call", "reload"], "{}");
+    assert_eq!(refused["error"]["code"], "failed", "{refused}");
+    assert!(
+        refused["error"]["message"]
+            .as_str()
+            .is_some_and(|m| !m.is_empty()),
+        "{refused}"
+    );
+    let (_, still) = rpcd_plugin(&config, &["call", "status"], "{}");
+    assert!(still["result"]["pid"].is_u64(), "{still}");
+
+    let (code, unknown) = rpcd_plugin(&config, &["call", "stop"], "{}");
+    assert_ne!(code, Some(0));
+    assert_eq!(unknown["error"]["code"], "unknown_method", "{unknown}");
+}
+
+#[test]
+fn rpcd_acl_grants_the_plugin_methods() {
+    let acl: serde_json::Value = serde_json::from_str(
+        &fs::read_to_string(repo().join("packaging/openwrt/pipit/files/pipit.acl.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(
+        acl["pipit"]["read"]["ubus"]["pipit"],
+        serde_json::json!(["status", "metrics"])
+    );
+    assert_eq!(
+        acl["pipit"]["write"]["ubus"]["pipit"],
+        serde_json::json!(["reload"])
+    );
+    let makefile = openwrt_makefile();
+    for line in [
+        "\t$(INSTALL_BIN) ./files/pipit.rpcd $(1)/usr/libexec/rpcd/pipit",
+        "\t$(INSTALL_DATA) ./files/pipit.acl.json $(1)/usr/share/rpcd/acl.d/pipit.json",
+    ] {
+        assert!(makefile.lines().any(|l| l == line), "no {line:?}");
+    }
+}
+
+// ----------------------------------------------------------- UCI key types --
+
+/// Where the init script reads each key's type (installed as /usr/share/pipit/uci-types).
+const UCI_TYPES: &str = "packaging/openwrt/pipit/files/pipit.uci-types";
+
+/// One key pipit's reader knows: section (`agent`, `source`, `output`), type (`-` for agent),
+/// key, kind (`number`, `boolean`, `array` of strings, `numbers` (an array of them), `object`,
+/// `string`).
+type KeyType = (String, String, String, String);
+
+/// `pipit check` on `config`: its error lines as (key path, message).
+fn check_errors(dir: &Path, config: &serde_json::Value) -> Vec<(String, String)> {
+    let file = dir.join("probe.json");
+    fs::write(&file, serde_json::to_string_pretty(config).unwrap()).unwrap();
+    let out = check_config(&file);
+    text(&out.stderr)
+        .lines()
+        .filter_map(|line| {
+            let (_, rest) = line.split_once(": ")?;
+            let (path, message) = rest.split_once(": ")?;
+            Some((path.to_owned(), message.to_owned()))
+        })
+        .collect()
+}
+
+/// The names in `one of "a", "b", got …`.
+fn one_of(message: &str) -> Vec<String> {
+    let list = message
+        .strip_prefix("expected one of ")
+        .and_then(|m| m.rsplit_once(", got ").map(|(l, _)| l))
+        .unwrap_or_default();
+    list.split(", ")
+        .map(|n| n.trim_matches('"').to_owned())
+        .filter(|n| !n.is_empty())
+        .collect()
+}
+
+/// The kind of a key, and a value pipit accepts (or at least reads on from) for it, from what
+/// pipit says it expected there; `round` picks among the names of a choice.
+fn kind_and_sample(expected: &str, round: usize) -> (&'static str, serde_json::Value) {
+    use serde_json::json;
+    let choices = one_of(&format!("expected {expected}, got null"));
+    if expected.starts_with("a whole number") || expected.starts_with("a finite number") {
+        ("number", json!(1))
+    } else if expected == "true or false" {
+        ("boolean", json!(true))
+    } else if expected.starts_with("an array") {
+        ("array", json!([]))
+    } else if expected.starts_with("an object") {
+        ("object", json!({}))
+    } else if expected.starts_with("a duration") {
+        ("string", json!("1s"))
+    } else if !choices.is_empty() {
+        ("string", json!(choices[round.min(choices.len() - 1)]))
+    } else if expected.contains("path") {
+        ("string", json!("/"))
+    } else {
+        ("string", json!("x"))
+    }
+}
+
+/// Every key pipit's reader knows in the agent section and in each source and output type, with
+/// its kind, asked of pipit itself: an unknown key is refused with the keys known there, and a key
+/// set to null with what it expected. Keys that are read only when another key has some value are
+/// found by probing again with a value for every key (each name of a choice in turn).
+fn probe_uci_types() -> Vec<KeyType> {
+    use serde_json::{Map, Value, json};
+    let dir = TempDir::new("uci-types");
+    let types = check_errors(
+        dir.path(),
+        &json!({"sources": [{"type": "zz"}], "outputs": [{"type": "zz"}]}),
+    );
+    let types_of = |path: &str| {
+        types
+            .iter()
+            .find(|(p, _)| p == path)
+            .map(|(_, m)| one_of(m))
+            .unwrap_or_else(|| panic!("no type list for {path} in {types:?}"))
+    };
+    // (path, section, type) of every table probed.
+    let mut tables = vec![("agent".to_owned(), "agent".to_owned(), "-".to_owned())];
+    for (section, list) in [("source", "sources"), ("output", "outputs")] {
+        for (i, name) in types_of(&format!("{list}[0].type")).into_iter().enumerate() {
+            tables.push((format!("{list}[{i}]"), section.to_owned(), name));
+        }
+    }
+    let build = |members: &dyn Fn(&str) -> Map<String, Value>| {
+        let mut config = json!({"agent": members("agent"), "sources": [], "outputs": []});
+        for (path, section, name) in &tables[1..] {
+            let mut table = members(path);
+            table.insert("type".into(), json!(name));
+            config[format!("{section}s")]
+                .as_array_mut()
+                .unwrap()
+                .push(Value::Object(table));
+        }
+        config
+    };
+    // path -> key -> what pipit expects there, once it has said.
+    let mut known: BTreeMap<String, BTreeMap<String, Option<String>>> = BTreeMap::new();
+    let value_of = |expected: &Option<String>, round: usize, unset: Value| {
+        expected
+            .as_deref()
+            .map_or(unset, |e| kind_and_sample(e, round).1)
+    };
+    for round in 0..5 {
+        let keys = known.clone();
+        let errors = check_errors(
+            dir.path(),
+            &build(&|path| {
+                let mut table: Map<String, Value> = keys
+                    .get(path)
+                    .into_iter()
+                    .flatten()
+                    .map(|(k, e)| (k.clone(), value_of(e, round, json!("x"))))
+                    .collect();
+                table.insert("zz_unknown".into(), Value::Null);
+                table
+            }),
+        );
+        for (path, message) in &errors {
+            let Some(table) = path.strip_suffix(".zz_unknown") else {
+                continue;
+            };
+            let list = message
+                .strip_prefix("unknown key; expected one of: ")
+                .unwrap_or_else(|| panic!("{path}: {message}"));
+            for key in list.split(", ").filter(|k| *k != "type") {
+                known
+                    .entry(table.to_owned())
+                    .or_default()
+                    .entry(key.to_owned())
+                    .or_insert(None);
+            }
+        }
+        // Every key pipit has not yet typed is null, the others keep a value pipit reads on from.
+        let keys = known.clone();
+        let errors = check_errors(
+            dir.path(),
+            &build(&|path| {
+                keys.get(path)
+                    .into_iter()
+                    .flatten()
+                    .map(|(k, e)| (k.clone(), value_of(e, round, Value::Null)))
+                    .collect()
+            }),
+        );
+        for (path, message) in &errors {
+            let Some(expected) = message
+                .strip_suffix(", got null")
+                .and_then(|m| m.strip_prefix("expected "))
+            else {
+                continue;
+            };
+            let Some((table, key)) = path.rsplit_once('.') else {
+                continue;
+            };
+            if let Some(entry) = known.get_mut(table).and_then(|t| t.get_mut(key)) {
+                entry.get_or_insert_with(|| expected.to_owned());
+            }
+        }
+    }
+    // What an array holds: each array key set to [null], the others to a value.
+    let is_array = |e: &Option<String>| e.as_deref().is_some_and(|e| e.starts_with("an array"));
+    let errors = check_errors(
+        dir.path(),
+        &build(&|path| {
+            known
+                .get(path)
+                .into_iter()
+                .flatten()
+                .map(|(k, e)| {
+                    let value = if is_array(e) {
+                        json!([null])
+                    } else {
+                        value_of(e, 0, json!("x"))
+                    };
+                    (k.clone(), value)
+                })
+                .collect()
+        }),
+    );
+    let mut found = Vec::new();
+    for (path, section, name) in &tables {
+        for (key, expected) in known.get(path).into_iter().flatten() {
+            let mut kind = expected
+                .as_deref()
+                .map_or("string", |e| kind_and_sample(e, 0).0);
+            let item = format!("{path}.{key}[0]");
+            let holds = errors.iter().find(|(p, _)| *p == item).map(|(_, m)| m);
+            if is_array(expected)
+                && holds.is_some_and(|m| {
+                    kind_and_sample(
+                        m.trim_start_matches("expected ")
+                            .trim_end_matches(", got null"),
+                        0,
+                    )
+                    .0 == "number"
+                })
+            {
+                kind = "numbers";
+            }
+            found.push((section.clone(), name.clone(), key.clone(), kind.to_owned()));
+        }
+    }
+    found
+}
+
+fn read_uci_types() -> Vec<KeyType> {
+    fs::read_to_string(repo().join(UCI_TYPES))
+        .unwrap()
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.is_empty())
+        .map(|l| {
+            let w: Vec<&str> = l.split_whitespace().collect();
+            assert_eq!(w.len(), 4, "{UCI_TYPES}: {l}");
+            (w[0].into(), w[1].into(), w[2].into(), w[3].into())
+        })
+        .collect()
+}
+
+fn render_uci_types(types: &[KeyType]) -> String {
+    let mut text = String::from(
+        "# Generated by tests/packaging.rs from what pipit's config reader expects of each key:\n\
+         # PIPIT_UPDATE_UCI_TYPES=1 cargo test --test packaging uci_types\n\
+         # section type key kind; the init script turns a UCI value into JSON by its kind.\n",
+    );
+    for (section, name, key, kind) in types {
+        text.push_str(&format!("{section} {name} {key} {kind}\n"));
+    }
+    text
+}
+
+/// The (section, type) pairs of the list, in its order.
+fn uci_sections(types: &[KeyType]) -> Vec<(String, String)> {
+    let mut sections: Vec<(String, String)> = Vec::new();
+    for (section, name, _, _) in types {
+        if !sections.contains(&(section.clone(), name.clone())) {
+            sections.push((section.clone(), name.clone()));
+        }
+    }
+    sections
+}
+
+/// The table of docs/packaging.md ("UCI options") made from the same list: per section and type,
+/// the keys that are not plain strings.
+fn render_uci_table(types: &[KeyType]) -> String {
+    let mut text = String::from(
+        "| section | type | numbers | booleans | lists (arrays) | lists of numbers | lists of `key=value` (objects) |\n\
+         | --- | --- | --- | --- | --- | --- | --- |\n",
+    );
+    for (section, name) in uci_sections(types) {
+        let of = |kind: &str| {
+            let keys: Vec<String> = types
+                .iter()
+                .filter(|t| t.0 == section && t.1 == name && t.3 == kind)
+                .map(|t| format!("`{}`", t.2))
+                .collect();
+            keys.join(", ")
+        };
+        let name = if name == "-" {
+            String::new()
+        } else {
+            format!("`{name}`")
+        };
+        text.push_str(&format!(
+            "| `{section}` | {name} | {} | {} | {} | {} | {} |\n",
+            of("number"),
+            of("boolean"),
+            of("array"),
+            of("numbers"),
+            of("object")
+        ));
+    }
+    text
+}
+
+const TABLE_BEGIN: &str = "<!-- uci-types table: generated by tests/packaging.rs -->\n";
+const TABLE_END: &str = "<!-- end of uci-types table -->\n";
+
+/// The key types the init script reads and the table in the docs are what pipit's reader says
+/// today. PIPIT_UPDATE_UCI_TYPES=1 writes both.
+#[test]
+fn uci_types_and_their_docs_table_follow_the_config_reader() {
+    let probed = probe_uci_types();
+    let docs_path = repo().join("docs/packaging.md");
+    let docs = fs::read_to_string(&docs_path).unwrap();
+    let (before, rest) = docs
+        .split_once(TABLE_BEGIN)
+        .expect("the table's begin marker");
+    let (table, after) = rest.split_once(TABLE_END).expect("the table's end marker");
+    let rendered = render_uci_table(&probed);
+    if std::env::var_os("PIPIT_UPDATE_UCI_TYPES").is_some() {
+        fs::write(repo().join(UCI_TYPES), render_uci_types(&probed)).unwrap();
+        fs::write(
+            &docs_path,
+            format!("{before}{TABLE_BEGIN}{rendered}{TABLE_END}{after}"),
+        )
+        .unwrap();
+        return;
+    }
+    let fix = "run PIPIT_UPDATE_UCI_TYPES=1 cargo test --test packaging uci_types";
+    assert_eq!(read_uci_types(), probed, "{UCI_TYPES} is stale: {fix}");
+    assert_eq!(table, rendered, "docs/packaging.md's table is stale: {fix}");
+    for expected in [
+        ("agent", "-", "queue_size", "number"),
+        ("source", "cpu", "per_core", "boolean"),
+        ("output", "graphite", "port", "number"),
+        ("output", "influxdb", "token", "string"),
+        ("output", "influxdb", "db", "string"),
+        ("output", "stdout", "rate_burst", "number"),
+    ] {
+        let found = probed
+            .iter()
+            .any(|t| (t.0.as_str(), t.1.as_str(), t.2.as_str(), t.3.as_str()) == expected);
+        assert!(found, "{expected:?} not found");
+    }
+}
+
+/// Every key of the list, set in UCI, reaches the JSON config as its kind: a number key's digits
+/// a number, a boolean key's '1' true, a string key's digits a string, an array key's option a
+/// one-item array, an object key's `key=value` list an object.
+#[test]
+fn every_uci_key_becomes_the_json_type_pipit_expects() {
+    use serde_json::json;
+    let types = read_uci_types();
+    let mut uci = String::new();
+    let sections = uci_sections(&types);
+    for (section, name) in &sections {
+        if section == "agent" {
+            uci.push_str("config agent 'agent'\n");
+        } else {
+            uci.push_str(&format!("config {section}\n\toption type '{name}'\n"));
+        }
+        for (_, _, key, kind) in types.iter().filter(|t| &t.0 == section && &t.1 == name) {
+            let line = match kind.as_str() {
+                "boolean" => format!("\toption {key} '1'\n"),
+                "object" => format!("\tlist {key} 'a=1'\n"),
+                "numbers" => format!("\tlist {key} '12'\n\tlist {key} '-3'\n"),
+                "array" | "number" | "string" => format!("\toption {key} '12'\n"),
+                other => panic!("{section} {name} {key}: unknown kind {other}"),
+            };
+            uci.push_str(&line);
+        }
+        uci.push('\n');
+    }
+    let json = OpenWrt::new(&uci).json();
+    let mut index = BTreeMap::new();
+    for (section, name) in &sections {
+        let table = if section == "agent" {
+            &json["agent"]
+        } else {
+            let list = format!("{section}s");
+            let i = index.entry(list.clone()).or_insert(0);
+            *i += 1;
+            let table = &json[&list][*i - 1];
+            assert_eq!(table["type"], json!(name), "{json}");
+            table
+        };
+        for (_, _, key, kind) in types.iter().filter(|t| &t.0 == section && &t.1 == name) {
+            let expected = match kind.as_str() {
+                "number" => json!(12),
+                "boolean" => json!(true),
+                "array" => json!(["12"]),
+                "numbers" => json!([12, -3]),
+                "object" => json!({"a": "1"}),
+                _ => json!("12"),
+            };
+            assert_eq!(table[key], expected, "{section} {name} {key} ({kind})");
+        }
+    }
 }
 
 // ------------------------------------------------------------------ sysvinit --

@@ -1,5 +1,5 @@
 #!/bin/sh
-# Runs one action of packaging/openwrt/files/pipit.init (start, reload, json) on this machine, with
+# Runs one action of packaging/openwrt/pipit/files/pipit.init (start, reload, json) on this machine, with
 # stand-ins (stubs/) for the OpenWrt shell libraries it needs. Used by tests/packaging.rs.
 #
 #   UCI_CONFIG_DIR  directory holding the UCI config file "pipit"
@@ -12,10 +12,17 @@
 set -eu
 here=$(cd "$(dirname "$0")" && pwd)
 . "$here/stubs/functions.sh"
-. "$here/stubs/jshn.sh"
 . "$here/stubs/procd.sh"
-# shellcheck source=../../packaging/openwrt/files/pipit.init
-. "$here/../../packaging/openwrt/files/pipit.init"
+# The init script reads jshn.sh and the key types under $IPKG_INSTROOT, as on a router where
+# IPKG_INSTROOT is empty: a root holding the stand-in and the package's file.
+root=$(mktemp -d)
+trap 'rm -rf "$root"' EXIT
+mkdir -p "$root/usr/share/libubox" "$root/usr/share/pipit"
+ln -s "$here/stubs/jshn.sh" "$root/usr/share/libubox/jshn.sh"
+ln -s "$here/../../packaging/openwrt/pipit/files/pipit.uci-types" "$root/usr/share/pipit/uci-types"
+IPKG_INSTROOT=$root
+# shellcheck source=../../packaging/openwrt/pipit/files/pipit.init
+. "$here/../../packaging/openwrt/pipit/files/pipit.init"
 # shellcheck disable=SC2034 # read by the init script's functions
 PROG=$PIPIT_BIN
 # shellcheck disable=SC2034
