@@ -5,7 +5,8 @@
 #
 #   apt:  graphite-carbon carbon-c-relay python3-whisper influxdb collectd-core victoria-metrics,
 #         dnsmasq-base (the DNS server of tests/dns.rs; no service comes with it)
-#         and, for tests/packaging.rs, systemd (systemd-analyze, systemd-sysusers) and shellcheck
+#         and, for tests/packaging.rs, systemd (systemd-analyze, systemd-sysusers), shellcheck and
+#         make (the OpenWrt Makefile's variables, evaluated by GNU make)
 #   pip:  riemann-client (pulls protobuf>=3.2,<4) into the python3 on PATH
 #         (or $PIPIT_TEST_PYTHON)
 #
