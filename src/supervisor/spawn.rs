@@ -25,7 +25,9 @@ pub struct Spawned {
 ///
 /// The child leads a new process group (so the whole group can be signalled), reads an empty
 /// stdin, and inherits no descriptor but its three standard ones (std opens all of pipit's
-/// close-on-exec, and the supervisor marks the ones pipit inherited at start).
+/// close-on-exec, and the supervisor marks the ones pipit inherited at start). It is killed when
+/// the calling thread ends, so a SIGKILLed pipit leaves no child behind to be started twice: call
+/// it only from the supervisor thread.
 pub fn spawn(command: &Command, default_user: Option<&Account>, root: bool) -> io::Result<Spawned> {
     let Some((program, args)) = command.argv.split_first() else {
         return Err(io::Error::new(io::ErrorKind::InvalidInput, "empty command"));
@@ -51,6 +53,7 @@ pub fn spawn(command: &Command, default_user: Option<&Account>, root: bool) -> i
     } else if let Some(gid) = command.group {
         cmd.gid(gid);
     }
+    crate::sys::die_with_parent(&mut cmd);
     let mut child = cmd.spawn().map_err(|e| explain(e, command, user, root))?;
     let stdout = child.stdout.take().map(|p| File::from(OwnedFd::from(p)));
     let stderr = child.stderr.take().map(|p| File::from(OwnedFd::from(p)));

@@ -117,11 +117,14 @@ impl DaemonEntry {
         }
     }
 
+    /// Takes what was read from one of its pipes, and paces that pipe while a long line's rest is
+    /// being discarded.
     fn take(&mut self, stream: Stream, bytes: &[u8]) {
         let DaemonState::Running(running) = &mut self.state else {
             return;
         };
         let Running {
+            process,
             lines,
             stderr,
             last_error,
@@ -142,6 +145,9 @@ impl DaemonEntry {
             }
             Stream::Err => stderr.feed(bytes, |line| keep_last_error(last_error, &line)),
         }
+        let now = Instant::now();
+        process.stdout.rest(lines.is_discarding(), now);
+        process.stderr.rest(stderr.is_discarding(), now);
     }
 }
 
@@ -505,24 +511,27 @@ impl Worker {
         }
         for (i, c) in self.checks.iter().enumerate() {
             next = next.min(c.process.next_check(now));
-            push_pipes(&mut self.fds, &mut self.owners, &c.process, |s| {
+            let wake = push_pipes(&mut self.fds, &mut self.owners, &c.process, now, |s| {
                 Owner::Check(i, s)
             });
+            next = wake.map_or(next, |w| w.min(next));
         }
         for (i, d) in self.daemons.iter().enumerate() {
             match &d.state {
                 DaemonState::Running(running) => {
                     next = next.min(running.process.next_check(now));
-                    push_pipes(&mut self.fds, &mut self.owners, &running.process, |s| {
+                    let process = &running.process;
+                    let wake = push_pipes(&mut self.fds, &mut self.owners, process, now, |s| {
                         Owner::Daemon(i, s)
                     });
+                    next = wake.map_or(next, |w| w.min(next));
                 }
                 DaemonState::Waiting { until } => next = next.min(*until),
             }
         }
         for (i, p) in self.stopping.iter().enumerate() {
             next = next.min(p.next_check(now));
-            push_pipes(&mut self.fds, &mut self.owners, p, |s| {
+            push_pipes(&mut self.fds, &mut self.owners, p, now, |s| {
                 Owner::Stopping(i, s)
             });
         }
@@ -566,6 +575,11 @@ impl Worker {
                     };
                     let bytes = pipe.read_ready(&mut self.scratch);
                     check.output.take(stream, bytes);
+                    let discarding = match stream {
+                        Stream::Out => check.output.stdout.truncated,
+                        Stream::Err => check.output.stderr.truncated,
+                    };
+                    pipe.rest(discarding, Instant::now());
                 }
                 Owner::Daemon(i, stream) => {
                     let d = &mut self.daemons[i];
@@ -593,26 +607,31 @@ impl Worker {
     }
 }
 
-/// Adds what to wait on for `process`: its open pipes, and its exit notifier.
+/// Adds what to wait on for `process` at `now`: its open pipes that are not resting, and its exit
+/// notifier. Returns when the first resting pipe is to be read again.
 fn push_pipes(
     fds: &mut Vec<PollFd>,
     owners: &mut Vec<Owner>,
     process: &Process,
+    now: Instant,
     owner: impl Fn(Stream) -> Owner,
-) {
+) -> Option<Instant> {
+    let mut wake = None;
     for (pipe, stream) in [
         (&process.stdout, Stream::Out),
         (&process.stderr, Stream::Err),
     ] {
-        if let Some(fd) = pipe.fd() {
+        if let Some(fd) = pipe.fd_to_poll(now) {
             fds.push(sys::readable(fd));
             owners.push(owner(stream));
         }
+        wake = wake.into_iter().chain(pipe.resting_until(now)).min();
     }
     if let Some(fd) = process.exit_fd() {
         fds.push(sys::readable(fd));
         owners.push(Owner::Exit);
     }
+    wake
 }
 
 /// Reads what an ended child left in its pipes without waiting for more, then closes them.

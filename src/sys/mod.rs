@@ -7,8 +7,10 @@
 //! values that live on the caller's stack for the length of the call, or (`memory`) the address
 //! range of the program's own code, which they unmap but never change.
 
+mod children;
 mod memory;
 
+pub use children::die_with_parent;
 pub use memory::{one_malloc_arena, trim_memory};
 
 use std::io;
