@@ -204,6 +204,7 @@ impl Worker {
     pub(super) fn run(mut self) {
         loop {
             self.take_requests();
+            crate::fault::point("supervisor");
             let now = Instant::now();
             self.start_checks();
             self.start_daemons(now);
