@@ -50,7 +50,28 @@ pub fn spawn<T: Send + 'static>(
     name: String,
     body: impl FnOnce() -> T + Send + 'static,
 ) -> io::Result<JoinHandle<T>> {
-    std::thread::Builder::new()
+    start(std::thread::Builder::new(), name, body)
+}
+
+/// [`spawn`], with a stack of `stack_size` bytes.
+pub fn spawn_with_stack<T: Send + 'static>(
+    name: String,
+    stack_size: usize,
+    body: impl FnOnce() -> T + Send + 'static,
+) -> io::Result<JoinHandle<T>> {
+    start(
+        std::thread::Builder::new().stack_size(stack_size),
+        name,
+        body,
+    )
+}
+
+fn start<T: Send + 'static>(
+    builder: std::thread::Builder,
+    name: String,
+    body: impl FnOnce() -> T + Send + 'static,
+) -> io::Result<JoinHandle<T>> {
+    builder
         .name(name.clone())
         .spawn(move || match panic::catch_unwind(AssertUnwindSafe(body)) {
             Ok(value) => value,

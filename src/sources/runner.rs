@@ -118,9 +118,8 @@ impl SourceHandle {
             queue_complaint: Complaint::new(super::log_target(&self.config.name)),
             catalogued: Arc::new(CatalogueSource::of(&self.config)),
         };
-        let spawned = thread::Builder::new()
-            .name(format!("src/{}", self.config.name))
-            .spawn(move || runner.run());
+        // A collection's panic is caught inside; one in the runner itself stops the agent.
+        let spawned = lifeline::spawn(format!("src/{}", self.config.name), move || runner.run());
         match spawned {
             Ok(t) => self.threads.push(t),
             Err(e) => {
