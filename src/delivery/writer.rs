@@ -109,6 +109,7 @@ impl OutputHandle {
             last_checkpoint: now,
             complaint: Complaint::new(outputs::log_target(&config.name)),
             fallback_complaint: Complaint::new(outputs::log_target(&config.name)),
+            unencodable_complaint: Complaint::new(outputs::log_target(&config.name)),
             handover,
             pending: Vec::new(),
         })
@@ -243,6 +244,8 @@ struct Writer {
     last_checkpoint: Instant,
     complaint: Complaint,
     fallback_complaint: Complaint,
+    /// Logs events left out as unencodable: once, then as reminders while it goes on.
+    unencodable_complaint: Complaint,
     /// Events to send before the queue's (from the writer before this one), and, once a reload
     /// stops this writer, the events it gives to the next.
     handover: Vec<Event>,
@@ -523,6 +526,11 @@ impl Writer {
                 target
                     .breaker
                     .record(Instant::now(), reached, start.elapsed());
+                if unencodable > 0 {
+                    self.unencodable_complaint.fail(&format!(
+                        "left out {unencodable} event(s) it cannot encode (no metric, or a name it cannot send): counted in dropped_unencodable"
+                    ));
+                }
                 match result {
                     Ok(()) => {
                         add(&self.stats.dropped_unencodable, unencodable);
@@ -677,7 +685,12 @@ impl Writer {
                 }
                 self.publish();
             }
-            None => add(&self.stats.failed, n),
+            None => {
+                add(&self.stats.failed, n);
+                self.complaint.fail(&format!(
+                    "stopping: {n} event(s) no target took and no spool to keep them: counted as failed"
+                ));
+            }
         }
     }
 
@@ -759,6 +772,10 @@ impl Writer {
             let s = spool.stats();
             set(&self.stats.spool_events, s.events);
             set(&self.stats.spool_bytes, s.bytes);
+            let seen = get(&self.stats.spool_corrupt);
+            if s.corrupt_records > seen {
+                log::warn!(target: &outputs::log_target(&self.stats.name), "spool: skipped {} corrupt record(s) (a torn write, a power cut); their events are lost, counted in spool_corrupt", s.corrupt_records - seen);
+            }
             set(&self.stats.spool_corrupt, s.corrupt_records);
         }
     }
