@@ -50,6 +50,15 @@ impl Schedule {
     }
 }
 
+/// Where in its interval the first tick of the source `name` falls: a fixed share of the interval
+/// picked by a hash of the name, so that many sources of one interval do not all start at once,
+/// and each starts at the same phase every time.
+pub fn spread(name: &str, interval: Duration) -> Duration {
+    let share = u128::from(crate::crc32::checksum(name.as_bytes()));
+    let nanos = interval.as_nanos().saturating_mul(share) >> 32;
+    Duration::from_nanos(u64::try_from(nanos).unwrap_or(u64::MAX))
+}
+
 /// The largest offset [`Schedule::due`] adds to its start: a thousand years.
 const MAX_OFFSET: Duration = Duration::from_secs(1000 * 365 * 24 * 3600);
 
@@ -113,5 +122,25 @@ mod tests {
         // The tick count itself saturates rather than wrapping.
         assert_eq!(s.advance(t0), 0);
         assert_eq!(s.tick, u64::MAX);
+    }
+
+    #[test]
+    fn first_ticks_spread_evenly_over_the_interval_and_stay_put() {
+        let interval = Duration::from_secs(10);
+        let offsets: Vec<Duration> = (0..1000)
+            .map(|i| spread(&format!("check{i}"), interval))
+            .collect();
+        assert!(offsets.iter().all(|o| *o < interval));
+        // Each second of the interval gets about a tenth of the 1,000 first runs.
+        for second in 0..10 {
+            let n = offsets.iter().filter(|o| o.as_secs() == second).count();
+            assert!((60..=140).contains(&n), "second {second}: {n} first runs");
+        }
+        assert_eq!(
+            spread("check1", interval),
+            offsets[1],
+            "the same every time"
+        );
+        assert_eq!(spread("x", Duration::ZERO), Duration::ZERO);
     }
 }

@@ -139,6 +139,11 @@ impl SourceSpec for ExecSpec {
         })
     }
 
+    fn spreads_first_run(&self) -> bool {
+        // Checks share `supervisor.max_checks` slots; a daemon starts once and at once.
+        !self.daemon
+    }
+
     fn longest_collection(&self) -> Option<Duration> {
         // A check may wait up to its timeout for a slot, then run up to its timeout and grace.
         let timeout = self.command.timeout?;

@@ -219,7 +219,12 @@ impl Runner {
 
     fn run(mut self) {
         let mut source = self.config.spec.build(&self.ctx);
-        let mut schedule = crate::schedule::Schedule::new(Instant::now(), self.config.interval);
+        let interval = self.config.interval;
+        let mut first = Instant::now();
+        if self.config.spec.spreads_first_run() {
+            first += crate::schedule::spread(&self.config.name, interval);
+        }
+        let mut schedule = crate::schedule::Schedule::new(first, interval);
         let mut backoff = FIRST_BACKOFF;
         let target = super::log_target(&self.config.name);
         while self.wait(schedule.due()) {

@@ -18,8 +18,11 @@ use super::{Command, DaemonEvent, Finished, Request, RunError, SupervisorConfig}
 use crate::sys::{self, PollFd};
 use crate::telemetry::add;
 
-/// The longest the thread sleeps when nothing is due.
-const IDLE_WAIT: Duration = Duration::from_secs(1);
+/// The longest the thread sleeps when nothing is due. Everything that needs it wakes it itself (a
+/// request, a pipe with data, a child's end, the next timer), so this only bounds the wait.
+const IDLE_WAIT: Duration = Duration::from_secs(3600);
+/// How long after the stop deadline the thread gives up on children not yet reaped.
+const STOP_SLACK: Duration = Duration::from_millis(150);
 /// The first wait before a daemon that ended is started again; it doubles up to [`MAX_BACKOFF`].
 const FIRST_BACKOFF: Duration = Duration::from_secs(1);
 /// The longest wait before a daemon is started again; a daemon that ran this long before it ended
@@ -205,16 +208,17 @@ impl Worker {
         loop {
             self.take_requests();
             crate::fault::point("supervisor");
+            // Ends first: the slots of checks that just ended are free for the checks started next.
+            self.watch_processes(Instant::now());
             let now = Instant::now();
             self.start_checks();
             self.start_daemons(now);
-            self.watch_processes(Instant::now());
             self.lingering.reap();
             if let Some(deadline) = self.stop_deadline {
                 if self.is_idle() {
                     break;
                 }
-                if now > deadline + Duration::from_millis(150) {
+                if now > deadline + STOP_SLACK {
                     log::warn!(target: "supervisor", "stop deadline passed with children not yet reaped");
                     break;
                 }
@@ -538,6 +542,9 @@ impl Worker {
         }
         if !self.lingering.is_empty() {
             next = next.min(now + EXIT_TICK);
+        }
+        if let Some(deadline) = self.stop_deadline {
+            next = next.min(deadline + STOP_SLACK + Duration::from_millis(1));
         }
         if self.checks.len() >= self.config.max_checks {
             if let Some(e) = self.queue.iter().filter_map(Queued::expires).min() {
