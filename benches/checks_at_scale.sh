@@ -6,6 +6,7 @@
 #
 #   benches/checks_at_scale.sh                 # N = 100, 300 and 1000, 3 rounds each
 #   COUNTS="1000" ROUNDS=6 PIPIT=path/to/pipit benches/checks_at_scale.sh
+#   CHECK_USER="" benches/checks_at_scale.sh   # checks run as pipit's own user (`supervisor.user`)
 #
 # Runs are the `exec.<name>.exit_code` lines on pipit's standard output whose timestamp falls in
 # the window; skips the growth of the `exec.<name>.skipped` counters over it. The supervisor's CPU
@@ -40,6 +41,9 @@ printf '%8s %16s %18s %26s\n' sources "runs per round" "skipped per round" "supe
 for n in $COUNTS; do
     {
         printf '{"agent": {"hostname": "h", "state_dir": "%s"}, "control": {"enabled": false},\n' "$DIR"
+        if [ -n "${CHECK_USER+set}" ]; then
+            printf ' "supervisor": {"user": "%s"},\n' "$CHECK_USER"
+        fi
         printf ' "sources": ['
         for i in $(seq 1 "$n"); do
             [ "$i" -gt 1 ] && printf ','
