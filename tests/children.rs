@@ -97,10 +97,8 @@ struct KillDaemons<'a>(&'a Path);
 impl Drop for KillDaemons<'_> {
     fn drop(&mut self) {
         let text = fs::read_to_string(self.0).unwrap_or_default();
-        for pid in text.lines().filter(|l| !l.is_empty()) {
-            if is_running(pid.parse().unwrap_or(0)) {
-                let _ = Command::new("kill").args(["-KILL", pid]).status();
-            }
+        for pid in text.lines().filter_map(|l| l.parse().ok()) {
+            drop(KillOnDrop(pid));
         }
     }
 }
@@ -150,4 +148,67 @@ fn a_sigkilled_agents_daemon_dies_with_it_and_a_restart_runs_one_copy() {
     wait_until("the daemon to stop with the agent", DEADLINE, || {
         (!is_running(running[0])).then_some(())
     });
+}
+
+/// The children of process `parent` that run `comm`.
+fn children_named(parent: u32, comm: &str) -> Vec<u32> {
+    let mut found = Vec::new();
+    for entry in fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let Ok(stat) = fs::read_to_string(entry.path().join("stat")) else {
+            continue;
+        };
+        let (Some(open), Some(close)) = (stat.find('('), stat.rfind(')')) else {
+            continue;
+        };
+        let ppid = stat[close + 2..]
+            .split(' ')
+            .nth(1)
+            .and_then(|p| p.parse().ok());
+        if &stat[open + 1..close] == comm && ppid == Some(parent) {
+            found.push(pid);
+        }
+    }
+    found
+}
+
+#[test]
+fn a_check_run_as_another_user_dies_with_a_sigkilled_agent() {
+    let dir = TempDir::new("sigkill-check");
+    let path = dir.path().join("pipit.json");
+    // As root, checks run as `nobody` by default: the check below switches user.
+    let config = format!(
+        r#"{{"agent": {{"hostname": "h", "state_dir": "{dir}"}},
+            "control": {{"enabled": false}},
+            "sources": [{{"type": "exec", "name": "hang", "interval": "100ms", "timeout": "10m",
+                          "command": ["sleep", "1000"]}}],
+            "outputs": [{{"type": "stdout"}}]}}"#,
+        dir = dir.path().display()
+    );
+    fs::write(&path, config).unwrap();
+    let agent = Agent::start(&path, "info");
+    let check = wait_until("the check to start", DEADLINE, || {
+        children_named(agent.pid(), "sleep").first().copied()
+    });
+    // Whatever happens below, the check does not outlive the test.
+    let _cleanup = KillOnDrop(check);
+    agent.signal("KILL");
+    wait_until("the check to die with the agent", DEADLINE, || {
+        (!is_running(check)).then_some(())
+    });
+}
+
+/// Kills the process, if it still runs, when dropped.
+struct KillOnDrop(u32);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        if is_running(self.0) {
+            let _ = Command::new("kill")
+                .args(["-KILL", &self.0.to_string()])
+                .status();
+        }
+    }
 }
