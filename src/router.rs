@@ -62,6 +62,8 @@ struct State {
     complaints: Vec<Complaint>,
     /// Events of the batch being routed.
     in_hand: u64,
+    /// Set once the agent asked the router to stop.
+    stopping: bool,
 }
 
 /// Routes until stopped. A panic while routing a batch loses that batch (counted in
@@ -76,6 +78,7 @@ fn supervise(
         complaints: complaints_for(&routes),
         routes,
         in_hand: 0,
+        stopping: false,
     };
     let mut panics = Complaint::new("router");
     while let Err(panic) = lifeline::catch(|| run(events, control, &mut state)) {
@@ -89,8 +92,10 @@ fn supervise(
     }
 }
 
+/// Routes until a stop, then routes what is left in the channel and returns. Called again after a
+/// panic, it carries on where it was: waiting, or draining after the stop.
 fn run(events: &Receiver<Vec<Event>>, control: &Receiver<Control>, state: &mut State) {
-    loop {
+    while !state.stopping {
         select! {
             recv(events) -> msg => match msg {
                 Ok(batch) => state.route(batch),
@@ -101,14 +106,12 @@ fn run(events: &Receiver<Vec<Event>>, control: &Receiver<Control>, state: &mut S
                     state.complaints = complaints_for(&new);
                     state.routes = new;
                 }
-                Ok(Control::Stop) | Err(_) => {
-                    while let Ok(batch) = events.try_recv() {
-                        state.route(batch);
-                    }
-                    return;
-                }
+                Ok(Control::Stop) | Err(_) => state.stopping = true,
             },
         }
+    }
+    while let Ok(batch) = events.try_recv() {
+        state.route(batch);
     }
 }
 
