@@ -13,18 +13,18 @@ use std::thread::JoinHandle;
 
 use crossbeam_channel::{Receiver, Sender, never, unbounded};
 
-/// A long-lived thread that ended by a panic.
+/// A long-lived thread that ended when it should not have.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Death {
     /// The thread's name, such as `router` or `out/graphite`.
     pub thread: String,
-    /// What the panic said.
-    pub panic: String,
+    /// How it ended, such as `panicked: attempt to add with overflow`.
+    pub how: String,
 }
 
 impl std::fmt::Display for Death {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "the {} thread panicked: {}", self.thread, self.panic)
+        write!(f, "the {} thread {}", self.thread, self.how)
     }
 }
 
@@ -78,7 +78,7 @@ fn start<T: Send + 'static>(
             Err(payload) => {
                 report(Death {
                     thread: name,
-                    panic: message(payload.as_ref()),
+                    how: format!("panicked: {}", message(payload.as_ref())),
                 });
                 panic::resume_unwind(payload)
             }
@@ -103,7 +103,8 @@ pub fn log_panics() {
     }));
 }
 
-/// Reports the death of a thread that ended without a panic where it never should.
+/// Reports the death of a long-lived thread to the watcher, if any. [`spawn`] does it for a panic;
+/// a thread whose loop ends where it never should calls it itself.
 pub fn report(death: Death) {
     if let Some(watcher) = WATCHER.get() {
         let _ = watcher.send(death);

@@ -50,8 +50,8 @@ pub enum RunError {
     Agent(AgentError),
     /// Signal handlers could not be installed.
     Signals(std::io::Error),
-    /// A thread that should live as long as the agent ended (a panic); the agent stopped so that
-    /// the init system starts it again.
+    /// A thread that should live as long as the agent ended (a panic, say); the agent stopped so
+    /// that the init system starts it again.
     ThreadDied(Death),
 }
 
@@ -117,7 +117,7 @@ pub fn run(source: ConfigSource) -> Result<StopReport, RunError> {
         // Never without a panic: the signals would go unanswered from now on.
         lifeline::report(Death {
             thread: "signals".into(),
-            panic: "signal handling ended".into(),
+            how: "ended: signals are no longer received".into(),
         });
     })
     .map_err(RunError::Signals)?;
