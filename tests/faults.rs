@@ -160,3 +160,27 @@ fn a_writer_dead_outside_a_write_stops_the_agent_with_status_3() {
         "{stderr:#?}"
     );
 }
+
+#[test]
+fn a_dead_inotify_poller_stops_the_agent_with_status_3() {
+    let dir = TempDir::new("fault-inotify");
+    let watched = dir.path().join("watched");
+    fs::create_dir(&watched).unwrap();
+    let path = dir.path().join("pipit.json");
+    let config = format!(
+        r#"{{"agent": {{"hostname": "h", "state_dir": "{dir}"}},
+            "control": {{"enabled": false}},
+            "sources": [{{"type": "watch", "name": "w", "url": "file://{watched}", "interval": "100ms"}}],
+            "outputs": [{{"type": "stdout", "batch_timeout": "0s"}}]}}"#,
+        dir = dir.path().display(),
+        watched = watched.display()
+    );
+    fs::write(&path, config).unwrap();
+    let agent = Agent::start_with(&path, "info", &[("PIPIT_FAULTS", "inotify@1")]);
+    agent.wait_stderr("the agent to run", DEADLINE, |l| has(l, "running 1 source"));
+    // The poller wakes, and panics, at the first change the kernel reports.
+    fs::write(watched.join("new"), "x").unwrap();
+    // The poller thread carries its source's name.
+    let (code, _, _) = exit_after_death(agent, "src/w");
+    assert_eq!(code, Some(3));
+}

@@ -237,6 +237,7 @@ impl Reader {
             if self.stop.load(Ordering::SeqCst) {
                 return;
             }
+            crate::fault::point("inotify");
             let mut shared = lock(&self.shared);
             for event in events {
                 let id = event.wd.get_watch_descriptor_id();
