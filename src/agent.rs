@@ -82,8 +82,13 @@ impl Agent {
         }
         let (events, events_rx) = bounded(config.agent.queue_size);
         let (control, control_rx) = bounded(4);
-        let router =
-            router::spawn(events_rx, control_rx, routes(&outputs)).map_err(AgentError::Thread)?;
+        let router = router::spawn(
+            events_rx,
+            control_rx,
+            routes(&outputs),
+            telemetry.router.clone(),
+        )
+        .map_err(AgentError::Thread)?;
         let supervisor =
             SupervisorThread::start(config.supervisor.clone()).map_err(AgentError::Thread)?;
         let cache = Arc::new(Cache::open(&config.agent.state_dir));
@@ -573,5 +578,66 @@ mod tests {
             collected,
             "events were lost across the reload"
         );
+    }
+
+    /// An output that keeps what it is given, and panics on its `panic_at`-th write (from 1).
+    #[derive(Debug)]
+    struct PanicsOnce {
+        kept: Arc<Mutex<Vec<Event>>>,
+        writes: Arc<AtomicU64>,
+        panic_at: u64,
+    }
+
+    impl OutputSpec for PanicsOnce {
+        fn build_target(&self, _: usize, _: &str) -> Result<Box<dyn Output>, OutputError> {
+            Ok(Box::new(PanicsOnceWriter {
+                kept: self.kept.clone(),
+                writes: self.writes.clone(),
+                panic_at: self.panic_at,
+            }))
+        }
+        fn describe(&self) -> String {
+            "kept in memory, after one panic".into()
+        }
+    }
+
+    struct PanicsOnceWriter {
+        kept: Arc<Mutex<Vec<Event>>>,
+        writes: Arc<AtomicU64>,
+        panic_at: u64,
+    }
+
+    impl Output for PanicsOnceWriter {
+        fn write(&mut self, batch: &[Event]) -> Result<(), OutputError> {
+            if self.writes.fetch_add(1, Ordering::SeqCst) + 1 == self.panic_at {
+                panic!("an encoder bug");
+            }
+            self.kept.lock().unwrap().extend_from_slice(batch);
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn a_panic_in_an_outputs_write_is_a_failed_attempt_and_the_batch_is_retried() {
+        let kept = Arc::new(Mutex::new(Vec::new()));
+        let runs = Arc::new(AtomicU64::new(0));
+        let mut cfg = config(vec![steady("s", &runs)], &kept, Duration::from_millis(10));
+        cfg.outputs[0].spec = Arc::new(PanicsOnce {
+            kept: kept.clone(),
+            writes: Arc::new(AtomicU64::new(0)),
+            panic_at: 2,
+        });
+        let agent = Agent::start(cfg).unwrap();
+        let stats = agent.outputs[0].stats.clone();
+        wait_for(
+            "the panic and a delivery after it",
+            Duration::from_secs(10),
+            || get(&stats.panics) == 1 && get(&stats.events_out) > 0 && get(&stats.retried) > 0,
+        );
+        let report = agent.stop();
+        let collected = runs.load(Ordering::SeqCst);
+        assert_eq!(kept.lock().unwrap().len() as u64, collected);
+        assert_eq!(report.delivered, collected, "every event delivered once");
+        assert_eq!((get(&stats.failed), get(&stats.panics)), (0, 1));
     }
 }

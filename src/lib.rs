@@ -20,8 +20,10 @@ pub mod crc32;
 pub mod delivery;
 pub mod dns;
 pub mod event;
+pub mod fault;
 #[cfg(feature = "http")]
 pub mod http_client;
+pub mod lifeline;
 pub mod logging;
 pub mod md5;
 pub mod netlink;

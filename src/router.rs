@@ -3,19 +3,21 @@
 //! A source's collection arrives as one message and leaves as one message per output that takes
 //! any of it, so a writer wakes once per collection, not once per event. The router never blocks:
 //! an output whose queue is full loses the events that do not fit (counted and logged once while it
-//! repeats), and every other output still gets them.
+//! repeats), and every other output still gets them. A panic while routing loses only the batch in
+//! hand (counted in `self.router.dropped_panic`, logged); the router goes on with the next.
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::thread::{self, JoinHandle};
+use std::thread::JoinHandle;
 
 use crossbeam_channel::{Receiver, Sender, select};
 
 use crate::complain::Complaint;
 use crate::event::Event;
+use crate::lifeline;
 use crate::outputs;
 use crate::pattern::Selector;
-use crate::telemetry::{OutputStats, add, sub};
+use crate::telemetry::{OutputStats, RouterStats, add, sub};
 
 /// Where events for one output go.
 #[derive(Debug, Clone)]
@@ -47,33 +49,77 @@ pub fn spawn(
     events: Receiver<Vec<Event>>,
     control: Receiver<Control>,
     routes: Vec<Route>,
+    stats: Arc<RouterStats>,
 ) -> std::io::Result<JoinHandle<()>> {
-    thread::Builder::new()
-        .name("router".into())
-        .spawn(move || run(events, control, routes))
+    lifeline::spawn("router".into(), move || {
+        supervise(&events, &control, routes, &stats)
+    })
 }
 
-fn run(events: Receiver<Vec<Event>>, control: Receiver<Control>, mut routes: Vec<Route>) {
-    let mut complaints: Vec<Complaint> = complaints_for(&routes);
-    loop {
+/// What the router works with, kept across a panic.
+struct State {
+    routes: Vec<Route>,
+    complaints: Vec<Complaint>,
+    /// Events of the batch being routed.
+    in_hand: u64,
+    /// Set once the agent asked the router to stop.
+    stopping: bool,
+}
+
+/// Routes until stopped. A panic while routing a batch loses that batch (counted in
+/// `dropped_panic`, logged) and routing goes on with the next: the sources never stop for it.
+fn supervise(
+    events: &Receiver<Vec<Event>>,
+    control: &Receiver<Control>,
+    routes: Vec<Route>,
+    stats: &RouterStats,
+) {
+    let mut state = State {
+        complaints: complaints_for(&routes),
+        routes,
+        in_hand: 0,
+        stopping: false,
+    };
+    let mut panics = Complaint::new("router");
+    while let Err(panic) = lifeline::catch(|| run(events, control, &mut state)) {
+        add(&stats.panics, 1);
+        add(&stats.dropped_panic, state.in_hand);
+        panics.fail(&format!(
+            "panicked routing a batch: {panic}; its {} event(s) are lost, routing goes on",
+            state.in_hand
+        ));
+        state.in_hand = 0;
+    }
+}
+
+/// Routes until a stop, then routes what is left in the channel and returns. Called again after a
+/// panic, it carries on where it was: waiting, or draining after the stop.
+fn run(events: &Receiver<Vec<Event>>, control: &Receiver<Control>, state: &mut State) {
+    while !state.stopping {
         select! {
             recv(events) -> msg => match msg {
-                Ok(batch) => route(batch, &routes, &mut complaints),
+                Ok(batch) => state.route(batch),
                 Err(_) => return,
             },
             recv(control) -> msg => match msg {
                 Ok(Control::Routes(new)) => {
-                    routes = new;
-                    complaints = complaints_for(&routes);
+                    state.complaints = complaints_for(&new);
+                    state.routes = new;
                 }
-                Ok(Control::Stop) | Err(_) => {
-                    while let Ok(batch) = events.try_recv() {
-                        route(batch, &routes, &mut complaints);
-                    }
-                    return;
-                }
+                Ok(Control::Stop) | Err(_) => state.stopping = true,
             },
         }
+    }
+    while let Ok(batch) = events.try_recv() {
+        state.route(batch);
+    }
+}
+
+impl State {
+    fn route(&mut self, batch: Vec<Event>) {
+        self.in_hand = batch.len() as u64;
+        route(batch, &self.routes, &mut self.complaints);
+        self.in_hand = 0;
     }
 }
 
@@ -86,6 +132,7 @@ fn complaints_for(routes: &[Route]) -> Vec<Complaint> {
 
 /// Sorts a batch into one batch per output that takes any of it, and offers each.
 fn route(batch: Vec<Event>, routes: &[Route], complaints: &mut [Complaint]) {
+    crate::fault::point("router");
     let mut per_route: Vec<Vec<Event>> = routes.iter().map(|_| Vec::new()).collect();
     for event in batch {
         let Some(last) = routes

@@ -9,10 +9,9 @@ use std::path::PathBuf;
 use std::process;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::thread;
 use std::time::{Duration, Instant, SystemTime};
 
-use crossbeam_channel::{RecvTimeoutError, Sender, bounded};
+use crossbeam_channel::{RecvTimeoutError, Sender, bounded, select};
 use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
 
@@ -20,6 +19,7 @@ use crate::agent::{Agent, AgentError, StopReport};
 use crate::config::{self, Config, ConfigErrors};
 use crate::control::Server;
 use crate::control::status::Status;
+use crate::lifeline::{self, Death};
 
 /// Where the running config comes from, so that a reload reads it again.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -50,6 +50,9 @@ pub enum RunError {
     Agent(AgentError),
     /// Signal handlers could not be installed.
     Signals(std::io::Error),
+    /// A thread that should live as long as the agent ended (a panic, say); the agent stopped so
+    /// that the init system starts it again.
+    ThreadDied(Death),
 }
 
 impl std::fmt::Display for RunError {
@@ -58,6 +61,7 @@ impl std::fmt::Display for RunError {
             RunError::Config(e) => write!(f, "{e}"),
             RunError::Agent(e) => write!(f, "{e}"),
             RunError::Signals(e) => write!(f, "cannot install signal handlers: {e}"),
+            RunError::ThreadDied(death) => write!(f, "{death}"),
         }
     }
 }
@@ -78,6 +82,9 @@ pub enum Order {
 /// Runs the agent until SIGTERM, SIGINT or a `stop` over the control socket.
 pub fn run(source: ConfigSource) -> Result<StopReport, RunError> {
     crate::sys::one_malloc_arena();
+    // Before any thread starts, so that no death goes unseen.
+    let deaths = lifeline::watch();
+    lifeline::log_panics();
     let config = source.load().map_err(RunError::Config)?;
     let mut signals = Signals::new([SIGTERM, SIGINT, SIGHUP]).map_err(RunError::Signals)?;
     let control = config.control.clone();
@@ -89,27 +96,31 @@ pub fn run(source: ConfigSource) -> Result<StopReport, RunError> {
     // Set by the first stop, whether a signal or the control socket asked for it.
     let stopping = Arc::new(AtomicBool::new(false));
     let stop_seen = stopping.clone();
-    thread::Builder::new()
-        .name("signals".into())
-        .spawn(move || {
-            for signal in signals.forever() {
-                let order = if signal == SIGHUP {
-                    Order::Reload(None)
+    lifeline::spawn("signals".into(), move || {
+        for signal in signals.forever() {
+            crate::fault::point("signals");
+            let order = if signal == SIGHUP {
+                Order::Reload(None)
+            } else {
+                if stop_seen.swap(true, Ordering::SeqCst) {
+                    log::warn!(target: "agent", "second stop signal: exiting at once");
+                    process::exit(128 + signal);
+                }
+                Order::Stop(if signal == SIGINT {
+                    "SIGINT"
                 } else {
-                    if stop_seen.swap(true, Ordering::SeqCst) {
-                        log::warn!(target: "agent", "second stop signal: exiting at once");
-                        process::exit(128 + signal);
-                    }
-                    Order::Stop(if signal == SIGINT {
-                        "SIGINT"
-                    } else {
-                        "SIGTERM"
-                    })
-                };
-                let _ = tx.send(order);
-            }
-        })
-        .map_err(RunError::Signals)?;
+                    "SIGTERM"
+                })
+            };
+            let _ = tx.send(order);
+        }
+        // Never without a panic: the signals would go unanswered from now on.
+        lifeline::report(Death {
+            thread: "signals".into(),
+            how: "ended: signals are no longer received".into(),
+        });
+    })
+    .map_err(RunError::Signals)?;
     let server = if control.enabled {
         Server::start(&control, agent.telemetry().clone(), orders)
             .map_err(|e| log::error!(target: "control", "no control socket: {e}"))
@@ -120,8 +131,22 @@ pub fn run(source: ConfigSource) -> Result<StopReport, RunError> {
 
     let mut next_watch = Instant::now() + WATCH_EVERY;
     let mut next_trim = Instant::now() + FIRST_TRIM;
+    let mut died = None;
     loop {
-        match rx.recv_deadline(next_watch) {
+        let order = select! {
+            recv(rx) -> order => order.map_err(|_| RecvTimeoutError::Disconnected),
+            recv(deaths) -> death => {
+                if let Ok(death) = death {
+                    log::error!(target: "agent", "{death}; stopping, to exit with status 3 so that the init system starts pipit again");
+                    stopping.store(true, Ordering::SeqCst);
+                    died = Some(death);
+                    break;
+                }
+                continue;
+            }
+            default(next_watch.saturating_duration_since(Instant::now())) => Err(RecvTimeoutError::Timeout),
+        };
+        match order {
             Ok(Order::Reload(reply)) => {
                 let outcome = reload(&mut agent, &source);
                 if outcome.is_ok() {
@@ -153,7 +178,11 @@ pub fn run(source: ConfigSource) -> Result<StopReport, RunError> {
         }
     }
     drop(server);
-    Ok(agent.stop())
+    let report = agent.stop();
+    match died {
+        Some(death) => Err(RunError::ThreadDied(death)),
+        None => Ok(report),
+    }
 }
 
 /// How often the run loop checks for hung sources.

@@ -18,6 +18,8 @@ pub struct OutputStats {
     pub events_out: AtomicU64,
     /// Events whose delivery failed.
     pub failed: AtomicU64,
+    /// Panics caught in the output's write or encoding (each a failed delivery attempt).
+    pub panics: AtomicU64,
     /// Events dropped because the backend refused their batch as bad (such as an HTTP 4xx).
     pub dropped_rejected: AtomicU64,
     /// Events dropped because the output's queue was full.
@@ -62,6 +64,7 @@ impl OutputStats {
             events_in: AtomicU64::new(0),
             events_out: AtomicU64::new(0),
             failed: AtomicU64::new(0),
+            panics: AtomicU64::new(0),
             dropped_rejected: AtomicU64::new(0),
             dropped_queue_full: AtomicU64::new(0),
             dropped_shutdown: AtomicU64::new(0),
@@ -123,6 +126,15 @@ impl SourceStats {
     }
 }
 
+/// Counters of the router.
+#[derive(Debug, Default)]
+pub struct RouterStats {
+    /// Panics caught while routing a batch.
+    pub panics: AtomicU64,
+    /// Events lost with the batch being routed when a panic came.
+    pub dropped_panic: AtomicU64,
+}
+
 /// All counters of a running agent.
 #[derive(Debug)]
 pub struct Telemetry {
@@ -130,6 +142,8 @@ pub struct Telemetry {
     pub started: Instant,
     /// The last value of every metric the sources emitted, for the control socket.
     pub catalogue: Catalogue,
+    /// The router's counters.
+    pub router: Arc<RouterStats>,
     outputs: Mutex<Vec<Arc<OutputStats>>>,
     sources: Mutex<Vec<Arc<SourceStats>>>,
 }
@@ -139,6 +153,7 @@ impl Default for Telemetry {
         Telemetry {
             started: Instant::now(),
             catalogue: Catalogue::default(),
+            router: Arc::default(),
             outputs: Mutex::default(),
             sources: Mutex::default(),
         }

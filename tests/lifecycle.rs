@@ -8,7 +8,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use common::peers::TempDir;
-use common::pipit::{Agent, fixture};
+use common::pipit::{Agent, collected, fixture, number_after};
 
 const DEADLINE: Duration = Duration::from_secs(20);
 
@@ -21,20 +21,6 @@ fn config(prefix: &str, batch_size: u64, batch_timeout: &str) -> String {
             "outputs": [{{"type": "stdout", "batch_size": {batch_size}, "batch_timeout": "{batch_timeout}"}}]}}"#,
         fixture("minimal").display()
     )
-}
-
-/// How many events the `l` source reported collecting, from its debug log lines.
-fn collected(stderr: &[String]) -> usize {
-    stderr
-        .iter()
-        .filter_map(|l| {
-            l.strip_prefix("DEBUG src.l: collected ")?
-                .split(' ')
-                .next()?
-                .parse::<usize>()
-                .ok()
-        })
-        .sum()
 }
 
 fn write(path: &Path, text: &str) {
@@ -232,17 +218,11 @@ fn idle_program_pages_are_unmapped_after_start_and_the_agent_runs_on() {
     let stderr = agent.wait_stderr("the first trim", DEADLINE, |lines| {
         lines.iter().any(|l| l.contains("trimmed memory: "))
     });
-    let line = stderr
-        .iter()
-        .find(|l| l.contains("trimmed memory: "))
-        .unwrap();
-    let kib: u64 = line
-        .split("trimmed memory: ")
-        .nth(1)
-        .and_then(|rest| rest.split(' ').next())
-        .and_then(|n| n.parse().ok())
-        .unwrap_or_else(|| panic!("no KiB figure in {line:?}"));
-    assert!(kib > 0, "some of the binary's pages were unmapped: {line}");
+    let kib = number_after(&stderr, "trimmed memory: ");
+    assert!(
+        kib > 0,
+        "some of the binary's pages were unmapped: {stderr:#?}"
+    );
     // Its code comes back as it runs: the source keeps collecting and the output printing.
     let printed = agent.stdout().len();
     agent.wait_stdout("more lines after the trim", DEADLINE, |lines| {

@@ -31,6 +31,7 @@ use crossbeam_channel::{Sender, bounded};
 use crate::cache::lock;
 use crate::complain::Complaint;
 use crate::config::reader::{Problems, Table};
+use crate::lifeline;
 use crate::run::Order;
 use crate::telemetry::Telemetry;
 use catalogue::Found;
@@ -265,13 +266,11 @@ impl Server {
             cut_off: Mutex::new(Complaint::new(LOG)),
         });
         let accepting = shared.clone();
-        let thread = thread::Builder::new()
-            .name("control".into())
-            .spawn(move || accept_loop(listener, &accepting))
+        let thread = lifeline::spawn("control".into(), move || accept_loop(listener, &accepting))
             .map_err(|error| ControlError::Io {
-                path: path.clone(),
-                error,
-            })?;
+            path: path.clone(),
+            error,
+        })?;
         log::info!(target: LOG, "listening on {} (uids {:?})", path.display(), config.allowed_uids);
         Ok(Server {
             path,
@@ -391,6 +390,7 @@ fn accept_loop(listener: UnixListener, shared: &Arc<Shared>) {
         let stream = match conn {
             Ok(stream) => {
                 failures.recover();
+                crate::fault::point("control");
                 stream
             }
             Err(e) => {
@@ -433,7 +433,10 @@ fn accept_loop(listener: UnixListener, shared: &Arc<Shared>) {
             .name("control/conn".into())
             .stack_size(256 * 1024)
             .spawn(move || {
-                serve(stream, &serving);
+                // A panic answering one request closes that connection; the count must still drop.
+                if let Err(panic) = lifeline::catch(|| serve(stream, &serving)) {
+                    log::error!(target: LOG, "answering a request panicked: {panic}; its connection is closed");
+                }
                 serving.open.fetch_sub(1, Ordering::SeqCst);
             });
         if let Err(e) = spawned {

@@ -22,6 +22,7 @@ use super::spool::{Spool, WhenFull};
 use super::targets::{Part, TargetGroup};
 use crate::complain::Complaint;
 use crate::event::Event;
+use crate::lifeline;
 use crate::outputs::{self, ErrorKind, OutputConfig, OutputError};
 use crate::router::{self, Route};
 use crate::telemetry::{OutputStats, add, get, set, sub};
@@ -108,6 +109,7 @@ impl OutputHandle {
             last_checkpoint: now,
             complaint: Complaint::new(outputs::log_target(&config.name)),
             fallback_complaint: Complaint::new(outputs::log_target(&config.name)),
+            unencodable_complaint: Complaint::new(outputs::log_target(&config.name)),
             handover,
             pending: Vec::new(),
         })
@@ -119,9 +121,7 @@ impl OutputHandle {
         writer.stop = stop_rx;
         writer.closing = closing_rx;
         writer.publish();
-        let thread = thread::Builder::new()
-            .name(format!("out/{}", self.config.name))
-            .spawn(move || writer.run())
+        let thread = lifeline::spawn(format!("out/{}", self.config.name), move || writer.run())
             .map_err(|e| OutputError::failed(format!("cannot start the writer thread: {e}")))?;
         self.stop = Some(stop);
         self.closing = Some(closing);
@@ -192,7 +192,13 @@ impl OutputHandle {
             thread::sleep(Duration::from_millis(5));
         }
         if thread.is_finished() {
-            let _ = thread.join();
+            if thread.join().is_err() {
+                // The writer panicked outside a write (logged as it happened): what it left in
+                // the queue is lost.
+                let left = get(&self.stats.queued);
+                add(&self.stats.dropped_shutdown, left);
+                log::error!(target: &outputs::log_target(&self.config.name), "the writer had ended by a panic: {left} queued event(s) lost");
+            }
             return true;
         }
         let left = get(&self.stats.queued);
@@ -238,6 +244,8 @@ struct Writer {
     last_checkpoint: Instant,
     complaint: Complaint,
     fallback_complaint: Complaint,
+    /// Logs events left out as unencodable: once, then as reminders while it goes on.
+    unencodable_complaint: Complaint,
     /// Events to send before the queue's (from the writer before this one), and, once a reload
     /// stops this writer, the events it gives to the next.
     handover: Vec<Event>,
@@ -262,6 +270,7 @@ impl Writer {
         self.pending = std::mem::take(&mut self.handover);
         let mut batch: Vec<Event> = Vec::new();
         while !self.stopping {
+            crate::fault::point("writer.loop");
             if self.replay_due() {
                 self.replay_one();
             }
@@ -505,18 +514,23 @@ impl Writer {
                 if self.spool.is_some() && self.deadline_near() {
                     return Err(events);
                 }
-                let target = &mut self.group.targets[i];
                 let start = Instant::now();
-                if !target.breaker.allow(start) {
+                if !self.group.targets[i].breaker.allow(start) {
                     continue;
                 }
                 tried = true;
-                let result = target.output.write(&events);
+                let result = self.write_caught(i, &events);
+                let target = &mut self.group.targets[i];
                 let unencodable = target.output.take_unencodable();
                 let reached = !matches!(&result, Err(e) if e.kind != ErrorKind::Rejected);
                 target
                     .breaker
                     .record(Instant::now(), reached, start.elapsed());
+                if unencodable > 0 {
+                    self.unencodable_complaint.fail(&format!(
+                        "left out {unencodable} event(s) it cannot encode (no metric, or a name it cannot send): counted in dropped_unencodable"
+                    ));
+                }
                 match result {
                     Ok(()) => {
                         add(&self.stats.dropped_unencodable, unencodable);
@@ -559,6 +573,29 @@ impl Writer {
             add(&self.stats.retried, n);
         }
         Err(events)
+    }
+
+    /// Writes `events` to target `i`. A panic in the output's write or encoding is a failed
+    /// delivery like any other (retried, spooled or handed to the fallback), counted in `panics`;
+    /// the target's output is built again, since the panic may have left it half-way through.
+    fn write_caught(&mut self, i: usize, events: &[Event]) -> Result<(), OutputError> {
+        let output = &mut self.group.targets[i].output;
+        let panic = match lifeline::catch(|| {
+            crate::fault::point("writer.write");
+            output.write(events)
+        }) {
+            Ok(result) => return result,
+            Err(panic) => panic,
+        };
+        add(&self.stats.panics, 1);
+        let log_target = outputs::log_target(&self.config.name);
+        match self.config.spec.build_target(i, &log_target) {
+            Ok(fresh) => self.group.targets[i].output = fresh,
+            Err(e) => {
+                log::error!(target: &log_target, "cannot rebuild the output after its panic: {e}")
+            }
+        }
+        Err(OutputError::failed(format!("the output panicked: {panic}")))
     }
 
     /// Waits before a retry like [`pause`](Self::pause), also cut short (false) as soon as the
@@ -653,7 +690,12 @@ impl Writer {
                 }
                 self.publish();
             }
-            None => add(&self.stats.failed, n),
+            None => {
+                add(&self.stats.failed, n);
+                self.complaint.fail(&format!(
+                    "stopping: {n} event(s) no target took and no spool to keep them: counted as failed"
+                ));
+            }
         }
     }
 
@@ -735,6 +777,10 @@ impl Writer {
             let s = spool.stats();
             set(&self.stats.spool_events, s.events);
             set(&self.stats.spool_bytes, s.bytes);
+            let seen = get(&self.stats.spool_corrupt);
+            if s.corrupt_records > seen {
+                log::warn!(target: &outputs::log_target(&self.stats.name), "spool: skipped {} corrupt record(s) (a torn write, a power cut); their events are lost, counted in spool_corrupt", s.corrupt_records - seen);
+            }
             set(&self.stats.spool_corrupt, s.corrupt_records);
         }
     }

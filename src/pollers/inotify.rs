@@ -14,7 +14,7 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::thread::{self, JoinHandle};
+use std::thread::JoinHandle;
 
 use inotify::{EventMask, Inotify, WatchDescriptor, WatchMask, Watches};
 
@@ -106,10 +106,11 @@ impl InotifyPoller {
             stop: stop.clone(),
             root: root.to_owned(),
         };
-        let thread = thread::Builder::new()
-            .name(thread_name.to_owned())
-            .stack_size(crate::pollers::THREAD_STACK)
-            .spawn(move || reader.run())?;
+        let thread = crate::lifeline::spawn_with_stack(
+            thread_name.to_owned(),
+            crate::pollers::THREAD_STACK,
+            move || reader.run(),
+        )?;
         Ok(InotifyPoller {
             shared,
             watches,
@@ -236,6 +237,7 @@ impl Reader {
             if self.stop.load(Ordering::SeqCst) {
                 return;
             }
+            crate::fault::point("inotify");
             let mut shared = lock(&self.shared);
             for event in events {
                 let id = event.wd.get_watch_descriptor_id();

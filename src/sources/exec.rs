@@ -78,6 +78,11 @@ pub const TYPE: SourceType = SourceType {
             unit: "count",
             description: "daemon mode: lines dropped because they came faster than the interval drains them",
         },
+        MetricInfo {
+            name: "exec.<name>.cut_lines",
+            unit: "count",
+            description: "daemon mode: lines over max_output, cut there (the rest discarded) and not read",
+        },
     ],
     read,
 };
@@ -129,8 +134,14 @@ impl SourceSpec for ExecSpec {
             daemon: None,
             skipped: 0,
             restarts: 0,
+            cut_lines: 0,
             cut_off: Complaint::new(super::log_target(&ctx.instance)),
         })
+    }
+
+    fn spreads_first_run(&self) -> bool {
+        // Checks share `supervisor.max_checks` slots; a daemon starts once and at once.
+        !self.daemon
     }
 
     fn longest_collection(&self) -> Option<Duration> {
@@ -148,6 +159,8 @@ struct Exec {
     daemon: Option<Daemon>,
     skipped: u64,
     restarts: u64,
+    /// Daemon mode: lines cut at `max_output`.
+    cut_lines: u64,
     /// Logs output cut off at `max_output`, once while it goes on.
     cut_off: Complaint,
 }
@@ -316,11 +329,14 @@ impl Exec {
         };
         let name = &self.name;
         let mut problems: Vec<Problem> = Vec::new();
+        let mut cut = 0;
+        let mut whole = 0;
         for event in daemon.events.try_iter().take(supervisor::DAEMON_QUEUE) {
             match event {
                 DaemonEvent::Line { line, time } => {
                     let text = String::from_utf8_lossy(&line.bytes);
                     if line.truncated {
+                        cut += 1;
                         let message = format!(
                             "line over max_output ({} bytes): {}",
                             self.spec.command.max_output,
@@ -329,6 +345,7 @@ impl Exec {
                         problems.push(Problem { line: 0, message });
                         continue;
                     }
+                    whole += 1;
                     let read = match self.spec.format {
                         Format::Graphite => graphite::parse_line(&text)
                             .map(|s| s.into_iter().for_each(|s| emit_sample(emit, s))),
@@ -360,9 +377,20 @@ impl Exec {
             status.state = Some(State::new(State::CRITICAL));
             status.description = Some(unreadable(&problems));
         }
+        if cut > 0 {
+            self.cut_lines += cut;
+            self.cut_off.fail(&format!(
+                "daemon line over max_output ({} bytes): cut there, the rest of the line discarded",
+                self.spec.command.max_output
+            ));
+        } else if whole > 0 {
+            // Only a whole line says the long one ended: a line without end sends nothing more.
+            self.cut_off.recover();
+        }
         let own = format!("exec.{name}");
         emit.metric(&format!("{own}.restarts"), self.restarts);
         emit.metric(&format!("{own}.dropped_lines"), daemon.dropped());
+        emit.metric(&format!("{own}.cut_lines"), self.cut_lines);
         Ok(())
     }
 }

@@ -73,6 +73,13 @@ pub trait SourceSpec: Send + Sync + fmt::Debug {
     fn longest_collection(&self) -> Option<Duration> {
         None
     }
+
+    /// True when many instances starting at once would compete (for the supervisor's check slots,
+    /// say): the first collection then comes at a point of the interval fixed by a hash of the
+    /// instance's name ([`crate::schedule::spread`]) rather than at once.
+    fn spreads_first_run(&self) -> bool {
+        false
+    }
 }
 
 /// What a source may use besides its own config.

@@ -1,7 +1,6 @@
 //! The thread that runs one source instance: on its schedule, caught when it panics, replaced when
 //! it hangs, and stopped on request.
 
-use std::panic::{self, AssertUnwindSafe};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::thread::{self, JoinHandle};
@@ -13,6 +12,7 @@ use super::{Emitter, Source, SourceConfig, SourceContext, SourceError};
 use crate::complain::Complaint;
 use crate::control::catalogue::CatalogueSource;
 use crate::event::Event;
+use crate::lifeline;
 use crate::telemetry::{SourceStats, add};
 
 /// The first wait before a source that panicked is rebuilt; it doubles up to [`MAX_BACKOFF`].
@@ -26,11 +26,10 @@ pub fn collect_once(
     config: &SourceConfig,
 ) -> (Vec<Event>, Result<(), Outcome>) {
     let mut emit = Emitter::new(&config.template, SystemTime::now());
-    let result = panic::catch_unwind(AssertUnwindSafe(|| source.collect(&mut emit)));
-    let outcome = match result {
+    let outcome = match lifeline::catch(|| source.collect(&mut emit)) {
         Ok(Ok(())) => Ok(()),
         Ok(Err(e)) => Err(Outcome::Failed(e)),
-        Err(payload) => Err(Outcome::Panicked(panic_message(payload.as_ref()))),
+        Err(message) => Err(Outcome::Panicked(message)),
     };
     (emit.into_events(), outcome)
 }
@@ -51,14 +50,6 @@ impl std::fmt::Display for Outcome {
             Outcome::Panicked(message) => write!(f, "panicked: {message}"),
         }
     }
-}
-
-fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
-    payload
-        .downcast_ref::<&str>()
-        .map(|s| s.to_string())
-        .or_else(|| payload.downcast_ref::<String>().cloned())
-        .unwrap_or_else(|| "a panic without a message".to_owned())
 }
 
 /// A running source instance, as the agent holds it.
@@ -127,9 +118,8 @@ impl SourceHandle {
             queue_complaint: Complaint::new(super::log_target(&self.config.name)),
             catalogued: Arc::new(CatalogueSource::of(&self.config)),
         };
-        let spawned = thread::Builder::new()
-            .name(format!("src/{}", self.config.name))
-            .spawn(move || runner.run());
+        // A collection's panic is caught inside; one in the runner itself stops the agent.
+        let spawned = lifeline::spawn(format!("src/{}", self.config.name), move || runner.run());
         match spawned {
             Ok(t) => self.threads.push(t),
             Err(e) => {
@@ -229,7 +219,12 @@ impl Runner {
 
     fn run(mut self) {
         let mut source = self.config.spec.build(&self.ctx);
-        let mut schedule = crate::schedule::Schedule::new(Instant::now(), self.config.interval);
+        let interval = self.config.interval;
+        let mut first = Instant::now();
+        if self.config.spec.spreads_first_run() {
+            first += crate::schedule::spread(&self.config.name, interval);
+        }
+        let mut schedule = crate::schedule::Schedule::new(first, interval);
         let mut backoff = FIRST_BACKOFF;
         let target = super::log_target(&self.config.name);
         while self.wait(schedule.due()) {

@@ -29,6 +29,16 @@ pub const TYPE: SourceType = SourceType {
             description: "time since the agent started",
         },
         MetricInfo {
+            name: "self.router.panics",
+            unit: "count",
+            description: "panics caught while routing a batch",
+        },
+        MetricInfo {
+            name: "self.router.dropped_panic",
+            unit: "count",
+            description: "events lost with the batch being routed when a panic came",
+        },
+        MetricInfo {
             name: "self.output.<name>.events_in",
             unit: "count",
             description: "events queued for the output since start",
@@ -47,6 +57,11 @@ pub const TYPE: SourceType = SourceType {
             name: "self.output.<name>.dropped",
             unit: "count",
             description: "events dropped because the queue was full",
+        },
+        MetricInfo {
+            name: "self.output.<name>.panics",
+            unit: "count",
+            description: "panics caught in the output's write or encoding, each a failed attempt",
         },
         MetricInfo {
             name: "self.output.<name>.rejected",
@@ -183,6 +198,9 @@ impl Source for SelfStats {
             "self.uptime",
             self.telemetry.started.elapsed().as_secs_f64(),
         );
+        let router = &self.telemetry.router;
+        emit.metric("self.router.panics", get(&router.panics));
+        emit.metric("self.router.dropped_panic", get(&router.dropped_panic));
         for o in self.telemetry.outputs() {
             let n = &o.name;
             emit.metric(&format!("self.output.{n}.events_in"), get(&o.events_in));
@@ -204,6 +222,7 @@ impl Source for SelfStats {
             let delivery = [
                 ("queue_bytes", &o.queued_bytes),
                 ("retried", &o.retried),
+                ("panics", &o.panics),
                 ("spooled", &o.spooled_events),
                 ("spooled_bytes", &o.spooled_bytes),
                 ("replayed", &o.replayed),

@@ -1,9 +1,19 @@
 //! Reading a child's output pipes with a size cap: what is over the cap is read and discarded
 //! (so the child never blocks on a full pipe) and flagged.
+//!
+//! Discarding is paced: a pipe whose bytes are being thrown away is read at most once per
+//! [`DISCARD_PACE`], so a child printing without end (`cat /dev/zero`) waits on its full pipe
+//! instead of costing pipit a core.
 
 use std::fs::File;
 use std::io::{self, Read};
 use std::os::fd::{AsRawFd, RawFd};
+use std::time::{Duration, Instant};
+
+/// The least time between two reads of a pipe whose bytes are being discarded. With reads of
+/// 16 KiB that drains up to 800 KB/s, for a few microseconds of work each time (a check that
+/// prints a megabyte over its cap ends about a second later than it would unpaced).
+pub const DISCARD_PACE: Duration = Duration::from_millis(20);
 
 /// Bytes a child wrote to one pipe, up to a cap.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -18,17 +28,42 @@ pub struct Captured {
 #[derive(Debug)]
 pub struct Pipe {
     file: Option<File>,
+    /// While set and ahead, the pipe is not read: what it holds would only be discarded.
+    resting_until: Option<Instant>,
 }
 
 impl Pipe {
     /// Reads `file` (the read end of a pipe).
     pub fn new(file: Option<File>) -> Pipe {
-        Pipe { file }
+        Pipe {
+            file,
+            resting_until: None,
+        }
     }
 
-    /// The descriptor to poll, while the pipe is open.
+    /// The descriptor, while the pipe is open.
     pub fn fd(&self) -> Option<RawFd> {
         self.file.as_ref().map(|f| f.as_raw_fd())
+    }
+
+    /// The descriptor to poll at `now`: none while the pipe rests (see [`Pipe::rest`]).
+    pub fn fd_to_poll(&self, now: Instant) -> Option<RawFd> {
+        match self.resting_until {
+            Some(until) if until > now => None,
+            _ => self.fd(),
+        }
+    }
+
+    /// When a resting pipe is to be polled again.
+    pub fn resting_until(&self, now: Instant) -> Option<Instant> {
+        self.resting_until
+            .filter(|&until| until > now && self.file.is_some())
+    }
+
+    /// Paces the reads of a pipe whose bytes are being discarded: not read again before
+    /// [`DISCARD_PACE`] has passed. With `discarding` false, it is read as soon as it has data.
+    pub fn rest(&mut self, discarding: bool, now: Instant) {
+        self.resting_until = discarding.then(|| now + DISCARD_PACE);
     }
 
     /// True once the child's end is closed and everything was read (or the pipe was dropped).
@@ -79,12 +114,15 @@ impl Captured {
     }
 }
 
-/// Cuts a stream of bytes into lines of at most `cap` bytes each; the rest of a longer line is
-/// discarded and the line flagged.
+/// Cuts a stream of bytes into lines of at most `cap` bytes each. A longer line is handed on,
+/// cut and flagged, as soon as it passes the cap (a line that never ends is not waited for), and
+/// the rest of it, up to its newline, is discarded.
 #[derive(Debug)]
 pub struct Lines {
     partial: Captured,
     cap: usize,
+    /// True from the cut of a long line to its newline.
+    discarding: bool,
 }
 
 impl Lines {
@@ -93,23 +131,45 @@ impl Lines {
         Lines {
             partial: Captured::default(),
             cap,
+            discarding: false,
         }
     }
 
-    /// Feeds `bytes`, calling `line` with each complete line (without its newline).
+    /// Feeds `bytes`, calling `line` with each complete line (without its newline) and with each
+    /// long line as soon as it is cut.
     pub fn feed(&mut self, mut bytes: &[u8], mut line: impl FnMut(Captured)) {
-        while let Some(end) = bytes.iter().position(|&b| b == b'\n') {
-            self.partial.push(&bytes[..end], self.cap);
-            line(std::mem::take(&mut self.partial));
+        while !bytes.is_empty() {
+            let end = bytes.iter().position(|&b| b == b'\n');
+            if !self.discarding {
+                self.partial
+                    .push(&bytes[..end.unwrap_or(bytes.len())], self.cap);
+                if self.partial.truncated {
+                    line(std::mem::take(&mut self.partial));
+                    self.discarding = true;
+                }
+            }
+            let Some(end) = end else {
+                return;
+            };
+            if !self.discarding {
+                line(std::mem::take(&mut self.partial));
+            }
+            self.discarding = false;
             bytes = &bytes[end + 1..];
         }
-        self.partial.push(bytes, self.cap);
     }
 
-    /// The last line, if the stream ended without a newline.
+    /// True while the rest of a cut line is being discarded.
+    pub fn is_discarding(&self) -> bool {
+        self.discarding
+    }
+
+    /// The last line, if the stream ended without a newline (and it was not already handed on
+    /// cut).
     pub fn finish(&mut self) -> Option<Captured> {
+        self.discarding = false;
         let rest = std::mem::take(&mut self.partial);
-        (!rest.bytes.is_empty() || rest.truncated).then_some(rest)
+        (!rest.bytes.is_empty()).then_some(rest)
     }
 }
 
@@ -166,5 +226,45 @@ mod tests {
             })
         );
         assert_eq!(lines.finish(), None);
+    }
+
+    #[test]
+    fn a_line_without_end_is_handed_on_cut_once_and_the_rest_discarded() {
+        let mut lines = Lines::new(4);
+        let mut out = Vec::new();
+        lines.feed(b"zero", |l| out.push(l));
+        assert!(out.is_empty(), "at the cap, not over it");
+        lines.feed(b"s", |l| out.push(l));
+        assert_eq!(
+            out,
+            [Captured {
+                bytes: b"zero".to_vec(),
+                truncated: true
+            }]
+        );
+        assert!(lines.is_discarding());
+        for _ in 0..1000 {
+            lines.feed(&[0; 4096], |l| out.push(l));
+        }
+        assert_eq!(out.len(), 1, "the rest of the line is not a line");
+        lines.feed(b"s\nok\n", |l| out.push(l));
+        assert!(!lines.is_discarding());
+        assert_eq!(out[1].bytes, b"ok");
+        assert_eq!(lines.finish(), None);
+    }
+
+    #[test]
+    fn a_discarded_pipe_rests_between_reads() {
+        let (reader, _writer) = std::io::pipe().unwrap();
+        let mut pipe = Pipe::new(Some(File::from(std::os::fd::OwnedFd::from(reader))));
+        let now = Instant::now();
+        assert!(pipe.fd_to_poll(now).is_some());
+        pipe.rest(true, now);
+        assert_eq!(pipe.fd_to_poll(now), None);
+        assert_eq!(pipe.resting_until(now), Some(now + DISCARD_PACE));
+        assert!(pipe.fd_to_poll(now + DISCARD_PACE).is_some());
+        pipe.rest(false, now);
+        assert!(pipe.fd_to_poll(now).is_some());
+        assert_eq!(pipe.resting_until(now), None);
     }
 }

@@ -289,9 +289,7 @@ impl SupervisorThread {
             log::warn!(target: "supervisor", "cannot keep inherited descriptors from commands: {e}");
         }
         let worker = thread::Worker::new(config, requests_rx, wake_rx);
-        let thread = std::thread::Builder::new()
-            .name("supervisor".into())
-            .spawn(move || worker.run())?;
+        let thread = crate::lifeline::spawn("supervisor".into(), move || worker.run())?;
         let handle = Supervisor {
             requests,
             wake: Arc::new(wake_tx),

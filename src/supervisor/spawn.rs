@@ -26,6 +26,12 @@ pub struct Spawned {
 /// The child leads a new process group (so the whole group can be signalled), reads an empty
 /// stdin, and inherits no descriptor but its three standard ones (std opens all of pipit's
 /// close-on-exec, and the supervisor marks the ones pipit inherited at start).
+///
+/// A daemon, and a check that switches user or group, is killed when the calling thread ends, so
+/// a SIGKILLed pipit leaves no daemon behind to be started twice: call it only from the supervisor
+/// thread. A check that runs as pipit's own user is not: setting that up in the child would make
+/// std fork(2) instead of posix_spawn(3), which costs ten times as much in a process with hundreds
+/// of threads (RELIABILITY.md); such a check still ends at its own end.
 pub fn spawn(command: &Command, default_user: Option<&Account>, root: bool) -> io::Result<Spawned> {
     let Some((program, args)) = command.argv.split_first() else {
         return Err(io::Error::new(io::ErrorKind::InvalidInput, "empty command"));
@@ -50,6 +56,10 @@ pub fn spawn(command: &Command, default_user: Option<&Account>, root: bool) -> i
             .uid(account.uid);
     } else if let Some(gid) = command.group {
         cmd.gid(gid);
+    }
+    let forks_anyway = user.is_some() || command.group.is_some();
+    if command.timeout.is_none() || forks_anyway {
+        crate::sys::die_with_parent(&mut cmd);
     }
     let mut child = cmd.spawn().map_err(|e| explain(e, command, user, root))?;
     let stdout = child.stdout.take().map(|p| File::from(OwnedFd::from(p)));

@@ -18,8 +18,11 @@ use super::{Command, DaemonEvent, Finished, Request, RunError, SupervisorConfig}
 use crate::sys::{self, PollFd};
 use crate::telemetry::add;
 
-/// The longest the thread sleeps when nothing is due.
-const IDLE_WAIT: Duration = Duration::from_secs(1);
+/// The longest the thread sleeps when nothing is due. Everything that needs it wakes it itself (a
+/// request, a pipe with data, a child's end, the next timer), so this only bounds the wait.
+const IDLE_WAIT: Duration = Duration::from_secs(3600);
+/// How long after the stop deadline the thread gives up on children not yet reaped.
+const STOP_SLACK: Duration = Duration::from_millis(150);
 /// The first wait before a daemon that ended is started again; it doubles up to [`MAX_BACKOFF`].
 const FIRST_BACKOFF: Duration = Duration::from_secs(1);
 /// The longest wait before a daemon is started again; a daemon that ran this long before it ended
@@ -117,11 +120,14 @@ impl DaemonEntry {
         }
     }
 
+    /// Takes what was read from one of its pipes, and paces that pipe while a long line's rest is
+    /// being discarded.
     fn take(&mut self, stream: Stream, bytes: &[u8]) {
         let DaemonState::Running(running) = &mut self.state else {
             return;
         };
         let Running {
+            process,
             lines,
             stderr,
             last_error,
@@ -142,6 +148,9 @@ impl DaemonEntry {
             }
             Stream::Err => stderr.feed(bytes, |line| keep_last_error(last_error, &line)),
         }
+        let now = Instant::now();
+        process.stdout.rest(lines.is_discarding(), now);
+        process.stderr.rest(stderr.is_discarding(), now);
     }
 }
 
@@ -198,16 +207,18 @@ impl Worker {
     pub(super) fn run(mut self) {
         loop {
             self.take_requests();
+            crate::fault::point("supervisor");
+            // Ends first: the slots of checks that just ended are free for the checks started next.
+            self.watch_processes(Instant::now());
             let now = Instant::now();
             self.start_checks();
             self.start_daemons(now);
-            self.watch_processes(Instant::now());
             self.lingering.reap();
             if let Some(deadline) = self.stop_deadline {
                 if self.is_idle() {
                     break;
                 }
-                if now > deadline + Duration::from_millis(150) {
+                if now > deadline + STOP_SLACK {
                     log::warn!(target: "supervisor", "stop deadline passed with children not yet reaped");
                     break;
                 }
@@ -505,29 +516,35 @@ impl Worker {
         }
         for (i, c) in self.checks.iter().enumerate() {
             next = next.min(c.process.next_check(now));
-            push_pipes(&mut self.fds, &mut self.owners, &c.process, |s| {
+            let wake = push_pipes(&mut self.fds, &mut self.owners, &c.process, now, |s| {
                 Owner::Check(i, s)
             });
+            next = wake.map_or(next, |w| w.min(next));
         }
         for (i, d) in self.daemons.iter().enumerate() {
             match &d.state {
                 DaemonState::Running(running) => {
                     next = next.min(running.process.next_check(now));
-                    push_pipes(&mut self.fds, &mut self.owners, &running.process, |s| {
+                    let process = &running.process;
+                    let wake = push_pipes(&mut self.fds, &mut self.owners, process, now, |s| {
                         Owner::Daemon(i, s)
                     });
+                    next = wake.map_or(next, |w| w.min(next));
                 }
                 DaemonState::Waiting { until } => next = next.min(*until),
             }
         }
         for (i, p) in self.stopping.iter().enumerate() {
             next = next.min(p.next_check(now));
-            push_pipes(&mut self.fds, &mut self.owners, p, |s| {
+            push_pipes(&mut self.fds, &mut self.owners, p, now, |s| {
                 Owner::Stopping(i, s)
             });
         }
         if !self.lingering.is_empty() {
             next = next.min(now + EXIT_TICK);
+        }
+        if let Some(deadline) = self.stop_deadline {
+            next = next.min(deadline + STOP_SLACK + Duration::from_millis(1));
         }
         if self.checks.len() >= self.config.max_checks {
             if let Some(e) = self.queue.iter().filter_map(Queued::expires).min() {
@@ -566,6 +583,11 @@ impl Worker {
                     };
                     let bytes = pipe.read_ready(&mut self.scratch);
                     check.output.take(stream, bytes);
+                    let discarding = match stream {
+                        Stream::Out => check.output.stdout.truncated,
+                        Stream::Err => check.output.stderr.truncated,
+                    };
+                    pipe.rest(discarding, Instant::now());
                 }
                 Owner::Daemon(i, stream) => {
                     let d = &mut self.daemons[i];
@@ -593,26 +615,31 @@ impl Worker {
     }
 }
 
-/// Adds what to wait on for `process`: its open pipes, and its exit notifier.
+/// Adds what to wait on for `process` at `now`: its open pipes that are not resting, and its exit
+/// notifier. Returns when the first resting pipe is to be read again.
 fn push_pipes(
     fds: &mut Vec<PollFd>,
     owners: &mut Vec<Owner>,
     process: &Process,
+    now: Instant,
     owner: impl Fn(Stream) -> Owner,
-) {
+) -> Option<Instant> {
+    let mut wake = None;
     for (pipe, stream) in [
         (&process.stdout, Stream::Out),
         (&process.stderr, Stream::Err),
     ] {
-        if let Some(fd) = pipe.fd() {
+        if let Some(fd) = pipe.fd_to_poll(now) {
             fds.push(sys::readable(fd));
             owners.push(owner(stream));
         }
+        wake = wake.into_iter().chain(pipe.resting_until(now)).min();
     }
     if let Some(fd) = process.exit_fd() {
         fds.push(sys::readable(fd));
         owners.push(Owner::Exit);
     }
+    wake
 }
 
 /// Reads what an ended child left in its pipes without waiting for more, then closes them.

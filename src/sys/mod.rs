@@ -7,9 +7,11 @@
 //! values that live on the caller's stack for the length of the call, or (`memory`) the address
 //! range of the program's own code, which they unmap but never change.
 
+mod children;
 mod memory;
 pub mod netlink;
 
+pub use children::die_with_parent;
 pub use memory::{one_malloc_arena, trim_memory};
 
 use std::io;
@@ -289,9 +291,10 @@ pub fn is_ready(entry: &PollFd) -> bool {
 }
 
 /// Waits until one of `fds` is ready or `timeout` passes. An interrupted wait returns early with
-/// nothing marked ready.
+/// nothing marked ready. The timeout is rounded up to whole milliseconds: rounded down, a wait
+/// for a timer due in 0.6 ms would return at once, again and again until it is due.
 pub fn poll(fds: &mut [PollFd], timeout: Duration) -> io::Result<()> {
-    let ms = libc::c_int::try_from(timeout.as_millis()).unwrap_or(libc::c_int::MAX);
+    let ms = libc::c_int::try_from(timeout.as_micros().div_ceil(1000)).unwrap_or(libc::c_int::MAX);
     let n = libc::nfds_t::try_from(fds.len()).unwrap_or(libc::nfds_t::MAX);
     for entry in fds.iter_mut() {
         entry.revents = 0;
@@ -342,5 +345,12 @@ mod tests {
     fn a_group_without_children_is_empty() {
         // No child of this process leads a group with pid 2 (kthreadd's id on Linux).
         assert_eq!(reap_group(2).unwrap(), GroupLeft::Empty);
+    }
+
+    #[test]
+    fn a_wait_shorter_than_a_millisecond_is_not_cut_to_nothing() {
+        let start = std::time::Instant::now();
+        poll(&mut [], Duration::from_micros(600)).unwrap();
+        assert!(start.elapsed() >= Duration::from_micros(600));
     }
 }

@@ -36,6 +36,34 @@ pub fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
 }
 
+/// How many events the source `l` reported collecting, from its debug log lines (the agent runs
+/// with `src.l=debug`).
+pub fn collected(stderr: &[String]) -> usize {
+    stderr
+        .iter()
+        .filter_map(|l| {
+            l.strip_prefix("DEBUG src.l: collected ")?
+                .split(' ')
+                .next()?
+                .parse::<usize>()
+                .ok()
+        })
+        .sum()
+}
+
+/// The number right after `marker` in the first line that holds it.
+pub fn number_after(lines: &[String], marker: &str) -> u64 {
+    let line = lines
+        .iter()
+        .find(|l| l.contains(marker))
+        .unwrap_or_else(|| panic!("no line holds {marker:?}"));
+    line.split(marker)
+        .nth(1)
+        .and_then(|rest| rest.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no number after {marker:?} in {line:?}"))
+}
+
 /// A `pipit run` process whose stdout and stderr lines are collected as they arrive.
 pub struct Agent {
     child: Child,
@@ -70,10 +98,16 @@ fn wait_lines(
 impl Agent {
     /// Starts `pipit run -c CONFIG` with `RUST_LOG` set to `log`.
     pub fn start(config: &Path, log: &str) -> Agent {
+        Agent::start_with(config, log, &[])
+    }
+
+    /// Starts `pipit run -c CONFIG` with `RUST_LOG` set to `log` and the variables `env` added.
+    pub fn start_with(config: &Path, log: &str, env: &[(&str, &str)]) -> Agent {
         let mut child = Command::new(binary())
             .args(["run", "-c"])
             .arg(config)
             .env("RUST_LOG", log)
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())

@@ -1,0 +1,214 @@
+//! Children that cannot hurt the agent: a daemon printing one endless line costs a bounded share of
+//! a core, and a SIGKILLed agent leaves no daemon behind to be started twice.
+
+mod common;
+
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use common::peers::{TempDir, wait_until};
+use common::pipit::Agent;
+
+const DEADLINE: Duration = Duration::from_secs(20);
+
+/// A config with one `exec` daemon source `z` running `command` (as root, in `dir`) every 100 ms,
+/// and a stdout output.
+fn config(dir: &Path, command: &str, max_output: usize) -> String {
+    format!(
+        r#"{{"agent": {{"hostname": "h", "state_dir": "{dir}"}},
+            "control": {{"enabled": false}},
+            "supervisor": {{"user": ""}},
+            "sources": [{{"type": "exec", "name": "z", "mode": "daemon", "format": "value",
+                          "interval": "100ms", "max_output": {max_output}, "command": {command}}}],
+            "outputs": [{{"type": "stdout", "batch_timeout": "0s"}}]}}"#,
+        dir = dir.display()
+    )
+}
+
+/// User plus system CPU time of process `pid` so far.
+fn cpu_time(pid: u32) -> Duration {
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    // Fields resume after the command name's closing parenthesis; utime and stime are the 12th and
+    // 13th after it.
+    let rest = &stat[stat.rfind(')').unwrap() + 2..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks: u64 = fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap();
+    let out = Command::new("getconf").arg("CLK_TCK").output().unwrap();
+    let per_second: u64 = String::from_utf8_lossy(&out.stdout).trim().parse().unwrap();
+    Duration::from_micros(ticks * 1_000_000 / per_second)
+}
+
+/// True while `pid` runs (a zombie waiting for its new parent to reap it does not).
+fn is_running(pid: u32) -> bool {
+    match fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(stat) => !stat[stat.rfind(')').unwrap() + 2..].starts_with('Z'),
+        Err(_) => false,
+    }
+}
+
+#[test]
+fn an_endless_line_is_cut_counted_logged_once_and_costs_little_cpu() {
+    let dir = TempDir::new("endless");
+    let path = dir.path().join("pipit.json");
+    fs::write(&path, config(dir.path(), r#"["cat", "/dev/zero"]"#, 256)).unwrap();
+    let mut agent = Agent::start(&path, "info");
+    agent.wait_stdout("the cut line counted", DEADLINE, |l| {
+        l.iter().any(|l| l.starts_with("h.exec.z.cut_lines 1 "))
+    });
+    let window = Duration::from_secs(5);
+    let before = cpu_time(agent.pid());
+    let started = Instant::now();
+    wait_until("the measuring window", window * 2, || {
+        (started.elapsed() >= window).then_some(())
+    });
+    let used = cpu_time(agent.pid()) - before;
+    let share = used.as_secs_f64() / started.elapsed().as_secs_f64();
+    assert!(
+        share < 0.05,
+        "the agent used {used:?} of CPU in {:?}",
+        started.elapsed()
+    );
+    agent.signal("TERM");
+    assert_eq!(agent.wait_exit(DEADLINE).code(), Some(0));
+    let stdout = agent.stdout();
+    let counts: Vec<&str> = stdout
+        .iter()
+        .filter_map(|l| l.strip_prefix("h.exec.z.cut_lines "))
+        .map(|rest| rest.split(' ').next().unwrap())
+        .collect();
+    assert!(
+        counts.iter().all(|c| *c == "0" || *c == "1"),
+        "one line, cut once: {counts:?}"
+    );
+    let logged = agent
+        .stderr()
+        .iter()
+        .filter(|l| l.contains("daemon line over max_output (256 bytes)"))
+        .count();
+    assert_eq!(logged, 1, "{:#?}", agent.stderr());
+}
+
+/// Kills, when dropped (the test failed or not), every daemon whose pid is in the file.
+struct KillDaemons<'a>(&'a Path);
+
+impl Drop for KillDaemons<'_> {
+    fn drop(&mut self) {
+        let text = fs::read_to_string(self.0).unwrap_or_default();
+        for pid in text.lines().filter_map(|l| l.parse().ok()) {
+            drop(KillOnDrop(pid));
+        }
+    }
+}
+
+#[test]
+fn a_sigkilled_agents_daemon_dies_with_it_and_a_restart_runs_one_copy() {
+    let dir = TempDir::new("sigkill");
+    let pids = dir.path().join("pids");
+    let script = dir.path().join("daemon.sh");
+    fs::write(
+        &script,
+        format!(
+            "#!/bin/sh\necho $$ >> {}\nexec sleep 1000\n",
+            pids.display()
+        ),
+    )
+    .unwrap();
+    fs::set_permissions(&script, fs::Permissions::from_mode(0o755)).unwrap();
+    let _cleanup = KillDaemons(&pids);
+    let path = dir.path().join("pipit.json");
+    let command = format!(r#"["{}"]"#, script.display());
+    fs::write(&path, config(dir.path(), &command, 256)).unwrap();
+    let started = |n: usize| {
+        let pids = pids.clone();
+        move || {
+            let text = fs::read_to_string(&pids).unwrap_or_default();
+            let pids: Vec<u32> = text.lines().map(|l| l.parse().unwrap()).collect();
+            (pids.len() >= n).then_some(pids)
+        }
+    };
+
+    let first_agent = Agent::start(&path, "info");
+    let first = wait_until("the daemon to start", DEADLINE, started(1))[0];
+    assert!(is_running(first));
+    first_agent.signal("KILL");
+    wait_until("the daemon to die with the agent", DEADLINE, || {
+        (!is_running(first)).then_some(())
+    });
+
+    let mut second_agent = Agent::start(&path, "info");
+    let pids_now = wait_until("the daemon to start again", DEADLINE, started(2));
+    assert_eq!(pids_now.len(), 2, "started once per agent: {pids_now:?}");
+    let running: Vec<u32> = pids_now.into_iter().filter(|p| is_running(*p)).collect();
+    assert_eq!(running.len(), 1, "one copy runs");
+    second_agent.signal("TERM");
+    assert_eq!(second_agent.wait_exit(DEADLINE).code(), Some(0));
+    wait_until("the daemon to stop with the agent", DEADLINE, || {
+        (!is_running(running[0])).then_some(())
+    });
+}
+
+/// The children of process `parent` that run `comm`.
+fn children_named(parent: u32, comm: &str) -> Vec<u32> {
+    let mut found = Vec::new();
+    for entry in fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let Ok(stat) = fs::read_to_string(entry.path().join("stat")) else {
+            continue;
+        };
+        let (Some(open), Some(close)) = (stat.find('('), stat.rfind(')')) else {
+            continue;
+        };
+        let ppid = stat[close + 2..]
+            .split(' ')
+            .nth(1)
+            .and_then(|p| p.parse().ok());
+        if &stat[open + 1..close] == comm && ppid == Some(parent) {
+            found.push(pid);
+        }
+    }
+    found
+}
+
+#[test]
+fn a_check_run_as_another_user_dies_with_a_sigkilled_agent() {
+    let dir = TempDir::new("sigkill-check");
+    let path = dir.path().join("pipit.json");
+    // As root, checks run as `nobody` by default: the check below switches user.
+    let config = format!(
+        r#"{{"agent": {{"hostname": "h", "state_dir": "{dir}"}},
+            "control": {{"enabled": false}},
+            "sources": [{{"type": "exec", "name": "hang", "interval": "100ms", "timeout": "10m",
+                          "command": ["sleep", "1000"]}}],
+            "outputs": [{{"type": "stdout"}}]}}"#,
+        dir = dir.path().display()
+    );
+    fs::write(&path, config).unwrap();
+    let agent = Agent::start(&path, "info");
+    let check = wait_until("the check to start", DEADLINE, || {
+        children_named(agent.pid(), "sleep").first().copied()
+    });
+    // Whatever happens below, the check does not outlive the test.
+    let _cleanup = KillOnDrop(check);
+    agent.signal("KILL");
+    wait_until("the check to die with the agent", DEADLINE, || {
+        (!is_running(check)).then_some(())
+    });
+}
+
+/// Kills the process, if it still runs, when dropped.
+struct KillOnDrop(u32);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        if is_running(self.0) {
+            let _ = Command::new("kill")
+                .args(["-KILL", &self.0.to_string()])
+                .status();
+        }
+    }
+}
