@@ -20,6 +20,7 @@ pub mod crc32;
 pub mod delivery;
 pub mod dns;
 pub mod event;
+pub mod files;
 #[cfg(feature = "http")]
 pub mod http_client;
 pub mod logging;

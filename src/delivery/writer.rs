@@ -18,7 +18,7 @@ use super::backoff::Jitter;
 use super::breaker::BreakerState;
 use super::event_bytes;
 use super::rate_limit::TokenBucket;
-use super::spool::{Spool, WhenFull};
+use super::spool::{Spool, SpoolConfig, SpoolError, WhenFull};
 use super::targets::{Part, TargetGroup};
 use crate::complain::Complaint;
 use crate::event::Event;
@@ -31,6 +31,9 @@ const CHECKPOINT_EVERY: Duration = Duration::from_secs(5);
 
 /// How often a writer waiting to retry a batch looks whether its queue is filling up.
 const PRESSURE_CHECK: Duration = Duration::from_millis(50);
+
+/// How often a spool that could not be opened is tried again.
+const SPOOL_RETRY: Duration = Duration::from_secs(5);
 
 /// How long an idle writer waits before looking at its spool again.
 const IDLE: Duration = Duration::from_secs(1);
@@ -81,9 +84,22 @@ impl OutputHandle {
     fn writer(&self, handover: Vec<Event>) -> Result<Writer, OutputError> {
         let config = &self.config;
         let group = TargetGroup::build(config)?;
-        let spool = match &config.delivery.spool {
-            Some(s) => Some(Spool::open(s.clone()).map_err(|e| OutputError::failed(e.0))?),
-            None => None,
+        let log_target = outputs::log_target(&config.name);
+        // A spool that cannot be opened degrades this output only: it runs without one (as an
+        // output without a spool does) and tries again every SPOOL_RETRY.
+        let (spool, spool_wanted) = match &config.delivery.spool {
+            Some(s) => match Spool::open(s.clone()) {
+                Ok(spool) => (Some(spool), None),
+                Err(e) => {
+                    log::error!(
+                        target: &log_target,
+                        "{e}; running without a spool, trying again every {} s",
+                        SPOOL_RETRY.as_secs()
+                    );
+                    (None, Some(s.clone()))
+                }
+            },
+            None => (None, None),
         };
         let now = Instant::now();
         Ok(Writer {
@@ -95,6 +111,10 @@ impl OutputHandle {
             stats: self.stats.clone(),
             fallback: self.fallback.clone(),
             spool,
+            spool_wanted,
+            spool_retry: now + SPOOL_RETRY,
+            spool_seen: (0, 0),
+            spool_complaint: Complaint::new(log_target),
             bucket: config
                 .delivery
                 .rate_limit
@@ -224,6 +244,13 @@ struct Writer {
     stats: Arc<OutputStats>,
     fallback: FallbackSlot,
     spool: Option<Spool>,
+    /// The spool config while the spool cannot be opened; tried again at `spool_retry`.
+    spool_wanted: Option<SpoolConfig>,
+    spool_retry: Instant,
+    /// The spool's lost events and refused files already counted in `stats`.
+    spool_seen: (u64, u64),
+    /// The spool's own failures (a full or missing disk), logged apart from delivery errors.
+    spool_complaint: Complaint,
     bucket: Option<TokenBucket>,
     jitter: Jitter,
     /// The stop deadline, once the agent is stopping.
@@ -262,6 +289,7 @@ impl Writer {
         self.pending = std::mem::take(&mut self.handover);
         let mut batch: Vec<Event> = Vec::new();
         while !self.stopping {
+            self.retry_spool();
             if self.replay_due() {
                 self.replay_one();
             }
@@ -301,7 +329,7 @@ impl Writer {
         }
         if let Some(spool) = self.spool.take() {
             if let Err(e) = spool.close() {
-                self.complaint.fail(&e.0);
+                self.spool_complaint.fail(&e.message);
             }
         }
         std::mem::take(&mut self.handover)
@@ -437,6 +465,7 @@ impl Writer {
                 self.handover.extend(events);
                 break;
             }
+            self.retry_spool();
             let to_fallback = self.has_fallback() && self.group.all_open(Instant::now());
             if to_fallback || self.spool.is_some() || self.deadline.is_some() {
                 self.set_aside(events);
@@ -622,6 +651,7 @@ impl Writer {
                 let before = spool.stats();
                 match spool.push(&events) {
                     Ok(dropped) => {
+                        self.spool_complaint.recover();
                         let after = spool.stats();
                         add(
                             &self.stats.spooled_events,
@@ -641,14 +671,68 @@ impl Writer {
                                 .fail(&format!("spool full: dropped {dropped} event(s), {which}"));
                         }
                     }
-                    Err(e) => {
-                        add(&self.stats.failed, n);
-                        self.note_error(&format!("cannot spool {n} event(s): {e}"));
-                    }
+                    Err(e) => self.spool_failed(n, &e),
                 }
                 self.publish();
             }
+            None if self.spool_wanted.is_some() => {
+                add(&self.stats.dropped_spool_unavailable, n);
+                self.spool_complaint.fail(&format!(
+                    "the spool could not be opened: dropped {n} event(s) it would have held"
+                ));
+            }
             None => add(&self.stats.failed, n),
+        }
+    }
+
+    /// Counts (by reason) and logs `n` events the spool could not take. A full file system is
+    /// said as such; the next batch tries again, so spooling resumes by itself when space returns.
+    fn spool_failed(&mut self, n: u64, e: &SpoolError) {
+        let message = if e.no_space {
+            add(&self.stats.dropped_spool_no_space, n);
+            format!(
+                "the spool's file system is full: dropped {n} event(s) ({e}); spooling resumes \
+                 when there is space"
+            )
+        } else {
+            add(&self.stats.dropped_spool_unavailable, n);
+            format!("cannot spool {n} event(s): {e}")
+        };
+        self.spool_complaint.fail(&message);
+        let mut last = self
+            .stats
+            .last_error
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        last.clear();
+        last.push_str(&message);
+    }
+
+    /// Tries again to open a spool that could not be opened, once every [`SPOOL_RETRY`].
+    fn retry_spool(&mut self) {
+        let Some(config) = &self.spool_wanted else {
+            return;
+        };
+        if Instant::now() < self.spool_retry {
+            return;
+        }
+        self.spool_retry = Instant::now() + SPOOL_RETRY;
+        match Spool::open(config.clone()) {
+            Ok(spool) => {
+                log::info!(
+                    target: &outputs::log_target(&self.stats.name),
+                    "spool {} opened: spooling again",
+                    spool.dir().display()
+                );
+                self.spool = Some(spool);
+                self.spool_wanted = None;
+                self.spool_seen = (0, 0);
+                self.spool_complaint.recover();
+                self.publish();
+            }
+            Err(e) => self
+                .spool_complaint
+                .fail(&format!("{e}; still running without a spool")),
         }
     }
 
@@ -684,6 +768,8 @@ impl Writer {
             Outcome::Delivered => true,
             Outcome::Undelivered(left) => (left.len() as u64) < n,
         };
+        let mut requeued = Ok(0);
+        let mut kept = 0;
         let result = match outcome {
             Outcome::Delivered => {
                 add(&self.stats.replayed, n);
@@ -693,7 +779,10 @@ impl Writer {
             Outcome::Undelivered(left) if (left.len() as u64) < n => {
                 // Part went (carbon_ch): keep the rest, at the end of the spool.
                 add(&self.stats.replayed, n - left.len() as u64);
-                spool.commit().and_then(|()| spool.push(&left).map(drop))
+                kept = left.len() as u64;
+                let committed = spool.commit();
+                requeued = spool.push(&left);
+                committed
             }
             Outcome::Undelivered(_) => {
                 let delay = self
@@ -709,6 +798,10 @@ impl Writer {
         if let Err(e) = result {
             self.note_error(&format!("spool: {e}"));
         }
+        match requeued {
+            Ok(dropped) => add(&self.stats.dropped_spool_full, dropped),
+            Err(e) => self.spool_failed(kept, &e),
+        }
         if moved && self.last_checkpoint.elapsed() >= CHECKPOINT_EVERY {
             self.last_checkpoint = Instant::now();
             if let Some(Err(e)) = self.spool.as_mut().map(Spool::checkpoint) {
@@ -719,7 +812,7 @@ impl Writer {
     }
 
     /// Publishes breaker states and spool depth for `self` and `status`.
-    fn publish(&self) {
+    fn publish(&mut self) {
         let states = self.group.states(Instant::now());
         *self
             .stats
@@ -731,6 +824,15 @@ impl Writer {
             set(&self.stats.spool_events, s.events);
             set(&self.stats.spool_bytes, s.bytes);
             set(&self.stats.spool_corrupt, s.corrupt_records);
+            add(
+                &self.stats.dropped_spool_lost,
+                s.lost_events - self.spool_seen.0,
+            );
+            add(
+                &self.stats.spool_refused,
+                s.refused_files - self.spool_seen.1,
+            );
+            self.spool_seen = (s.lost_events, s.refused_files);
         }
     }
 }

@@ -7,8 +7,12 @@
 //! values that live on the caller's stack for the length of the call, or (`memory`) the address
 //! range of the program's own code, which they unmap but never change.
 
+mod files;
 mod memory;
 
+pub use files::{
+    OpenMode, Stat, link_at, mkdir_at, open_at, open_dir_path, rename_at, stat_at, unlink_at,
+};
 pub use memory::{one_malloc_arena, trim_memory};
 
 use std::io;
