@@ -337,6 +337,8 @@ impl Spool {
              undelivered event(s) it held",
             self.dir.path().display()
         );
+        // What is written back was counted as written when it first came.
+        let written = (self.stats.written_events, self.stats.written_bytes);
         let old: Vec<Segment> = self.segments.drain(..).collect();
         let mut offset = self.read_offset;
         self.read_offset = 0;
@@ -379,6 +381,7 @@ impl Spool {
                 return Err(e.into());
             }
         }
+        (self.stats.written_events, self.stats.written_bytes) = written;
         self.stats.lost_events += lost;
         if lost > 0 {
             log::warn!(target: "spool", "{lost} event(s) could not be written back and are lost");

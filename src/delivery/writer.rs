@@ -621,6 +621,11 @@ impl Writer {
 
     fn note_error(&mut self, message: &str) {
         self.complaint.fail(message);
+        self.last_error(message);
+    }
+
+    /// Shows `message` as the last error in `status`.
+    fn last_error(&self, message: &str) {
         let mut last = self
             .stats
             .last_error
@@ -699,13 +704,7 @@ impl Writer {
             format!("cannot spool {n} event(s): {e}")
         };
         self.spool_complaint.fail(&message);
-        let mut last = self
-            .stats
-            .last_error
-            .lock()
-            .unwrap_or_else(|e| e.into_inner());
-        last.clear();
-        last.push_str(&message);
+        self.last_error(&message);
     }
 
     /// Tries again to open a spool that could not be opened, once every [`SPOOL_RETRY`].
