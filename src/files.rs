@@ -172,18 +172,12 @@ impl Dir {
                 log::info!(target: "files", "made the directory {} (mode 0700)", path.display());
                 fd
             }
-            Err(e) if e.raw_os_error() == Some(libc::ELOOP) && !last => {
-                let link = sys::stat_at(self.handle.as_fd(), name).map_err(io)?;
-                if !trusted_owner(link.uid) {
-                    return Err(refused(
-                        &path,
-                        format!(
-                            "a symlink owned by {}, not by root or this user ({})",
-                            owner(link.uid),
-                            owner(sys::effective_uid())
-                        ),
-                    ));
-                }
+            // With O_DIRECTORY a symlink fails as "not a directory", without as "a loop".
+            Err(e)
+                if matches!(e.raw_os_error(), Some(libc::ELOOP | libc::ENOTDIR))
+                    && !last
+                    && self.is_trusted_symlink(name) =>
+            {
                 sys::open_at(self.handle.as_fd(), name, OpenMode::DirectoryFollowing).map_err(io)?
             }
             Err(e) => return Err(self.explain(name, e)),
@@ -194,21 +188,31 @@ impl Dir {
         })
     }
 
+    /// True when `name` is a symlink that root or pipit's user owns.
+    fn is_trusted_symlink(&self, name: &str) -> bool {
+        sys::stat_at(self.handle.as_fd(), name)
+            .is_ok_and(|s| s.mode & libc::S_IFMT == libc::S_IFLNK && trusted_owner(s.uid))
+    }
+
     /// The error of a failed open of `name`, as a refusal when the name is a symlink or not a
     /// directory.
     fn explain(&self, name: &str, e: io::Error) -> FilesError {
         let path = self.join(name);
         match e.raw_os_error() {
-            Some(libc::ELOOP) => {
-                let by = sys::stat_at(self.handle.as_fd(), name)
-                    .map(|s| format!(" owned by {}", owner(s.uid)))
-                    .unwrap_or_default();
-                refused(
+            Some(libc::ELOOP | libc::ENOTDIR) => match sys::stat_at(self.handle.as_fd(), name) {
+                Ok(s) if s.mode & libc::S_IFMT == libc::S_IFLNK => refused(
                     &path,
-                    format!("it is a symlink{by}; pipit never follows one here: remove it"),
-                )
-            }
-            Some(libc::ENOTDIR) => refused(&path, "not a directory: remove it".into()),
+                    format!(
+                        "it is a symlink owned by {}: pipit follows no symlink at its own \
+                         directory, nor one another user owns above it; remove it",
+                        owner(s.uid)
+                    ),
+                ),
+                _ => refused(
+                    &path,
+                    format!("not a directory ({}): remove it", self.describe(name)),
+                ),
+            },
             _ => FilesError::Io { path, error: e },
         }
     }
@@ -474,4 +478,91 @@ fn random() -> u64 {
             .map_or(0, |d| d.as_nanos()),
     );
     h.finish()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::fs::symlink;
+
+    use super::*;
+
+    struct Scratch(PathBuf);
+    impl Drop for Scratch {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+
+    fn scratch(tag: &str) -> Scratch {
+        let path = std::env::temp_dir().join(format!("pipit-files-{tag}-{:x}", random()));
+        std::fs::create_dir(&path).unwrap();
+        Scratch(path)
+    }
+
+    #[test]
+    fn missing_directories_are_made_0700_and_a_symlink_at_the_directory_is_refused() {
+        let s = scratch("make");
+        let deep = s.0.join("a/b/c");
+        let dir = Dir::open(&deep, Sharing::Private).unwrap();
+        for p in [s.0.join("a"), s.0.join("a/b"), deep.clone()] {
+            assert_eq!(std::fs::metadata(&p).unwrap().mode() & 0o777, 0o700);
+        }
+        assert!(!dir.is_gone());
+        let link = s.0.join("link");
+        symlink(&deep, &link).unwrap();
+        let e = Dir::open(&link, Sharing::Private).unwrap_err();
+        assert!(
+            e.to_string().contains("it is a symlink owned by uid"),
+            "{e}"
+        );
+        // A symlink above it, owned by this user (as OpenWrt's /var -> /tmp is root's), is followed.
+        assert!(Dir::open(&link.join("d"), Sharing::Private).is_ok());
+        assert!(deep.join("d").is_dir());
+    }
+
+    #[test]
+    fn a_directory_others_can_write_is_refused_unless_sticky_is_allowed() {
+        let s = scratch("mode");
+        std::fs::set_permissions(&s.0, std::fs::Permissions::from_mode(0o1777)).unwrap();
+        let e = Dir::open(&s.0, Sharing::Private).unwrap_err();
+        assert!(
+            e.to_string().contains("mode 1777 lets others write in it"),
+            "{e}"
+        );
+        assert!(Dir::open(&s.0, Sharing::Sticky).is_ok());
+        // As a parent, a sticky directory is fine (as /tmp is).
+        assert!(Dir::open(&s.0.join("own"), Sharing::Private).is_ok());
+    }
+
+    #[test]
+    fn replace_swaps_a_symlink_at_the_name_and_never_writes_through_it() {
+        let s = scratch("replace");
+        let target = s.0.join("target");
+        std::fs::write(&target, "keep").unwrap();
+        let dir = Dir::open(&s.0.join("d"), Sharing::Private).unwrap();
+        symlink(&target, dir.join("cache.json")).unwrap();
+        assert!(dir.open_file("cache.json", false).is_err());
+        dir.replace("cache.json", b"new").unwrap();
+        assert_eq!(std::fs::read_to_string(&target).unwrap(), "keep");
+        let file = dir.join("cache.json");
+        assert_eq!(std::fs::read_to_string(&file).unwrap(), "new");
+        assert_eq!(std::fs::metadata(&file).unwrap().mode() & 0o777, 0o600);
+        assert_eq!(dir.names().unwrap(), vec!["cache.json".to_owned()]);
+        let e = dir.create_new("cache.json").unwrap_err();
+        assert!(
+            e.to_string().contains("something is already at this name"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn a_removed_or_replaced_directory_is_noticed() {
+        let s = scratch("gone");
+        let path = s.0.join("d");
+        let dir = Dir::open(&path, Sharing::Private).unwrap();
+        std::fs::remove_dir(&path).unwrap();
+        assert!(dir.is_gone());
+        std::fs::create_dir(&path).unwrap();
+        assert!(dir.is_gone(), "another directory at the same path");
+    }
 }

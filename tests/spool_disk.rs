@@ -8,76 +8,11 @@ mod common;
 
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::process::Command;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
+use common::disk::{Tmpfs, counter, stop, two_waves};
 use common::peers::{CarbonCache, TempDir, wait_until};
 use common::pipit::Agent;
-
-/// A tmpfs mounted by the test, unmounted (lazily) when dropped, also on failure.
-struct Tmpfs(PathBuf);
-
-impl Tmpfs {
-    fn mount(path: &Path, size: &str) -> Tmpfs {
-        fs::create_dir_all(path).unwrap();
-        run(
-            "mount",
-            &[
-                "-t",
-                "tmpfs",
-                "-o",
-                &format!("size={size},mode=0700"),
-                "tmpfs",
-            ],
-            path,
-        );
-        Tmpfs(path.to_owned())
-    }
-
-    fn remount(&self, how: &str) {
-        run("mount", &["-o", &format!("remount,{how}")], &self.0);
-    }
-}
-
-impl Drop for Tmpfs {
-    fn drop(&mut self) {
-        let _ = Command::new("umount").arg("-l").arg(&self.0).status();
-    }
-}
-
-fn run(program: &str, args: &[&str], path: &Path) {
-    let status = Command::new(program).args(args).arg(path).status().unwrap();
-    assert!(status.success(), "{program} {args:?} {}", path.display());
-}
-
-/// A generator of `first` datapoints `test.n`, then, once the file `trigger` exists, `second`
-/// more; datapoint i has the value i and the timestamp base + i, inside carbon's 1 h retention.
-fn generator(first: u64, second: u64, trigger: &Path) -> String {
-    let base = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_secs()
-        - 3_400;
-    let script = format!(
-        "import os, sys, time\n\
-         def wave(a, b):\n\
-         \x20   for i in range(a, b):\n\
-         \x20       sys.stdout.write('test.n %d %d\\n' % (i, {base} + i))\n\
-         \x20       if i % 100 == 99:\n\
-         \x20           sys.stdout.flush(); time.sleep(0.05)\n\
-         \x20   sys.stdout.flush()\n\
-         wave(0, {first})\n\
-         while not os.path.exists({trigger:?}):\n\
-         \x20   time.sleep(0.05)\n\
-         wave({first}, {first} + {second})\n\
-         time.sleep(100000)\n",
-        trigger = trigger.display().to_string()
-    );
-    let command = serde_json::to_string(&["python3", "-u", "-c", &script]).unwrap();
-    format!(
-        r#"{{"type": "exec", "name": "gen", "mode": "daemon", "format": "graphite", "interval": "50ms", "command": {command}}}"#
-    )
-}
 
 /// The config: the generator, pipit's own counters printed every 200 ms, and a graphite output
 /// to carbon, quick to retry and probe, with a spool (in `spool`, or the default one under the
@@ -104,31 +39,11 @@ fn config(dir: &TempDir, state: &Path, spool: Option<&Path>, source: &str, port:
     path
 }
 
-/// The latest value of the output's counter `name` that pipit printed; 0 before the first.
-fn counter(agent: &Agent, name: &str) -> u64 {
-    let prefix = format!("h.self.output.graphite.{name} ");
-    agent
-        .stdout()
-        .iter()
-        .rev()
-        .find_map(|l| l.strip_prefix(&prefix)?.split(' ').next()?.parse().ok())
-        .unwrap_or(0)
-}
-
 /// Waits until `ok` holds for the counters.
 fn wait_counters(agent: &Agent, what: &str, ok: impl Fn(&dyn Fn(&str) -> u64) -> bool) {
     wait_until(what, Duration::from_secs(60), || {
         ok(&|name| counter(agent, name)).then_some(())
     });
-}
-
-/// Log lines containing `text`.
-fn log_lines(agent: &Agent, text: &str) -> Vec<String> {
-    agent
-        .stderr()
-        .into_iter()
-        .filter(|l| l.contains(text))
-        .collect()
 }
 
 /// The counters that must stay 0 when every drop is of the expected reason.
@@ -160,7 +75,7 @@ fn a_full_file_system_drops_and_counts_then_spools_again_and_replay_drains_it() 
     let filler = disk.0.join("filler");
     fs::write(&filler, vec![7u8; 160 << 10]).unwrap();
     let trigger = dir.path().join("second-wave");
-    let source = generator(FIRST, SECOND, &trigger);
+    let source = two_waves(FIRST, SECOND, &trigger);
     let spool = disk.0.join("spool");
     let config = config(
         &dir,
@@ -182,7 +97,11 @@ fn a_full_file_system_drops_and_counts_then_spools_again_and_replay_drains_it() 
         spooled > 0 && no_space > 0,
         "spooled {spooled}, no space {no_space}"
     );
-    let full = log_lines(&agent, "the spool's file system is full");
+    let full: Vec<String> = agent
+        .stderr()
+        .into_iter()
+        .filter(|l| l.contains("the spool's file system is full"))
+        .collect();
     assert_eq!(full.len(), 1, "logged once: {full:?}");
 
     // Space comes back: the second wave is spooled again, with no restart.
@@ -222,12 +141,6 @@ fn a_full_file_system_drops_and_counts_then_spools_again_and_replay_drains_it() 
     stop(agent);
 }
 
-/// Stops the agent with SIGTERM; it exits 0.
-fn stop(mut agent: Agent) {
-    agent.signal("TERM");
-    assert!(agent.wait_exit(Duration::from_secs(10)).success());
-}
-
 #[test]
 fn a_spool_directory_removed_while_in_use_is_made_again_with_what_it_held() {
     const FIRST: u64 = 1_000;
@@ -236,7 +149,7 @@ fn a_spool_directory_removed_while_in_use_is_made_again_with_what_it_held() {
     carbon.stop();
     let dir = TempDir::new("spool-removed");
     let trigger = dir.path().join("second-wave");
-    let source = generator(FIRST, SECOND, &trigger);
+    let source = two_waves(FIRST, SECOND, &trigger);
     let spool = dir.path().join("spool");
     let config = config(
         &dir,
@@ -253,10 +166,12 @@ fn a_spool_directory_removed_while_in_use_is_made_again_with_what_it_held() {
     wait_counters(&agent, "the second wave spooled", |c| {
         c("spooled") == FIRST + SECOND && c("spool_depth") == FIRST + SECOND
     });
-    assert_eq!(
-        log_lines(&agent, "was removed or replaced while in use").len(),
-        1
-    );
+    let removed = agent
+        .stderr()
+        .into_iter()
+        .filter(|l| l.contains("was removed or replaced while in use"))
+        .count();
+    assert_eq!(removed, 1);
     assert!(spool.is_dir());
 
     carbon.restart();
@@ -282,7 +197,7 @@ fn a_read_only_state_directory_degrades_the_output_only_until_it_can_be_written(
     let state = Tmpfs::mount(&dir.path().join("state"), "1m");
     state.remount("ro");
     let trigger = dir.path().join("second-wave");
-    let source = generator(FIRST, SECOND, &trigger);
+    let source = two_waves(FIRST, SECOND, &trigger);
     let config = config(&dir, &state.0, None, &source, carbon.line_port());
     let agent = Agent::start(&config, "info");
     let spool = state.0.join("spool").join("graphite");

@@ -866,4 +866,21 @@ mod tests {
         assert_eq!(spool.stats().lost_events, 0);
         assert_eq!(drain(&mut spool), (2..12).collect::<Vec<_>>());
     }
+
+    #[test]
+    fn a_name_taken_before_a_new_segment_is_made_is_refused_and_skipped() {
+        let d = dir("planted");
+        let victim = dir("planted-victim");
+        fs::create_dir_all(&victim.0).unwrap();
+        let target = victim.0.join("target");
+        fs::write(&target, "keep").unwrap();
+        let mut spool = Spool::open(config(&d, 1 << 20, 1024, WhenFull::DropOldest)).unwrap();
+        spool.push(&batch(0, 20)).unwrap();
+        std::os::unix::fs::symlink(&target, d.0.join(segment_name(2))).unwrap();
+        spool.push(&batch(20, 1)).unwrap();
+        assert_eq!(spool.stats().refused_files, 1);
+        assert_eq!(fs::read_to_string(&target).unwrap(), "keep");
+        assert!(d.0.join(segment_name(3)).is_file());
+        assert_eq!(drain(&mut spool), (0..21).collect::<Vec<_>>());
+    }
 }
