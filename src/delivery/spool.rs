@@ -48,6 +48,8 @@ const MAX_PAYLOAD: u64 = 64 << 20;
 /// The most segments a spool is made of: each stays open while it holds events, so a config
 /// whose `max_bytes` would need more gets larger segments.
 pub const MAX_SEGMENTS: u64 = 64;
+/// What becomes of a refused segment, for its log line.
+const LEFT_ALONE: &str = "it is left alone and never replayed";
 /// The cursor file's name.
 const CURSOR: &str = "cursor";
 /// Bytes of the cursor: `<16 hex digits> <20 decimal digits>\n`, always this long.
@@ -205,7 +207,7 @@ impl Spool {
             let file = match spool.dir.open_file(&name, false) {
                 Ok(file) => file,
                 Err(e) => {
-                    spool.refuse(&e);
+                    spool.refuse(&e, LEFT_ALONE);
                     continue;
                 }
             };
@@ -236,10 +238,10 @@ impl Spool {
         Ok(spool)
     }
 
-    /// Logs and counts a file refused by its checks.
-    fn refuse(&mut self, e: &FilesError) {
+    /// Logs and counts a file refused by its checks; `then` says what becomes of it.
+    fn refuse(&mut self, e: &FilesError, then: &str) {
         self.stats.refused_files += 1;
-        log::warn!(target: "spool", "{e}; it is left alone and never replayed");
+        log::warn!(target: "spool", "{e}; {then}");
     }
 
     /// Opens the cursor, or makes it (at its fixed size) if missing or refused; returns the saved
@@ -256,7 +258,10 @@ impl Spool {
                 return saved;
             }
             Err(e @ FilesError::Refused { .. }) => {
-                self.refuse(&e);
+                self.refuse(
+                    &e,
+                    "removed and made again: replay starts at the oldest segment's beginning",
+                );
                 if let Err(e) = self.dir.remove(CURSOR) {
                     log::warn!(target: "spool", "{e}");
                 }
@@ -487,7 +492,7 @@ impl Spool {
                     return Ok(());
                 }
                 Err(e @ FilesError::Refused { .. }) if self.stats.refused_files < 1000 => {
-                    self.refuse(&e);
+                    self.refuse(&e, LEFT_ALONE);
                 }
                 Err(e) => return Err(e.into()),
             }

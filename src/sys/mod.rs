@@ -1,6 +1,7 @@
 //! The few system calls std has no safe wrapper for: process groups, reaping and poll(2) for the
-//! supervisor, statvfs(3) for the df source, SO_PEERCRED for the control socket, and the calls that
-//! keep pipit's own resident memory small (`memory`). Every `unsafe` block of pipit is in this
+//! supervisor, statvfs(3) for the df source, SO_PEERCRED for the control socket, the calls that
+//! keep pipit's own resident memory small (`memory`), and the `*at` calls that reach names through
+//! an open directory (`files`, for `crate::files`). Every `unsafe` block of pipit is in this
 //! module, each with the reason it is sound.
 //!
 //! None of these calls touches memory pipit does not own: they take integers, or pointers to
