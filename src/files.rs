@@ -556,6 +556,22 @@ mod tests {
     }
 
     #[test]
+    fn a_directory_swapped_for_a_symlink_after_the_check_is_never_written_through() {
+        let s = scratch("swap");
+        let path = s.0.join("d");
+        let dir = Dir::open(&path, Sharing::Private).unwrap();
+        let victim = s.0.join("victim");
+        std::fs::create_dir(&victim).unwrap();
+        std::fs::rename(&path, s.0.join("moved")).unwrap();
+        symlink(&victim, &path).unwrap();
+        dir.replace("cache.json", b"x").unwrap();
+        dir.create_new("0000000000000001.seg").unwrap();
+        assert_eq!(std::fs::read_dir(&victim).unwrap().count(), 0);
+        assert_eq!(std::fs::read_dir(s.0.join("moved")).unwrap().count(), 2);
+        assert!(dir.is_gone());
+    }
+
+    #[test]
     fn a_removed_or_replaced_directory_is_noticed() {
         let s = scratch("gone");
         let path = s.0.join("d");
