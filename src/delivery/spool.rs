@@ -360,12 +360,12 @@ impl Spool {
                 let _ = self.make_cursor();
                 for segment in old {
                     let mut at = std::mem::take(&mut offset);
+                    let mut read = 0;
                     while at < segment.bytes {
                         match read_record(&segment.file, at, segment.bytes) {
                             Ok(Record::Batch(len, events)) => {
-                                if self.append(&events).is_err() {
-                                    lost += events.len() as u64;
-                                }
+                                read += events.len() as u64;
+                                lost += self.append(&events).unwrap_or(events.len() as u64);
                                 at += len;
                             }
                             Ok(Record::Corrupt(len)) => {
@@ -373,7 +373,7 @@ impl Spool {
                                 at += len;
                             }
                             Err(_) => {
-                                lost += segment.events;
+                                lost += segment.events.saturating_sub(read);
                                 break;
                             }
                         }

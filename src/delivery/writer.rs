@@ -170,7 +170,8 @@ impl OutputHandle {
     /// batch the old writer holds is handed over, and so is the spool: the old writer saves its
     /// position, the new one opens it again.
     pub fn replace(&mut self, config: OutputConfig) -> Result<(), OutputError> {
-        // The spool is only checked here: it is opened once the old writer has let go of it.
+        // The spool is opened once the old writer has let go of it (one that cannot be opened
+        // leaves the new writer without a spool, trying again).
         TargetGroup::build(&config)?;
         // Stop the old writer: it gives back what it holds and leaves the queue as it is.
         self.stop = None;
@@ -185,7 +186,7 @@ impl OutputHandle {
                 self.spawn(writer)
             }
             Err(e) => {
-                // The new spool cannot be opened: carry on with the old config.
+                // The new targets cannot be built after all: carry on with the old config.
                 self.config = old;
                 let writer = self.writer(held)?;
                 self.spawn(writer)?;
