@@ -35,6 +35,9 @@ const PRESSURE_CHECK: Duration = Duration::from_millis(50);
 /// How often a spool that could not be opened is tried again.
 const SPOOL_RETRY: Duration = Duration::from_secs(5);
 
+/// How long the spool's file system must take every batch before it counts as no longer full.
+const FULL_QUIET: Duration = Duration::from_secs(10);
+
 /// How long an idle writer waits before looking at its spool again.
 const IDLE: Duration = Duration::from_secs(1);
 
@@ -114,7 +117,9 @@ impl OutputHandle {
             spool_wanted,
             spool_retry: now + SPOOL_RETRY,
             spool_seen: (0, 0),
-            spool_complaint: Complaint::new(log_target),
+            spool_complaint: Complaint::new(log_target.clone()),
+            disk_full: Complaint::new(log_target),
+            disk_full_at: None,
             bucket: config
                 .delivery
                 .rate_limit
@@ -250,8 +255,13 @@ struct Writer {
     spool_retry: Instant,
     /// The spool's lost events and refused files already counted in `stats`.
     spool_seen: (u64, u64),
-    /// The spool's own failures (a full or missing disk), logged apart from delivery errors.
+    /// The spool's own failures, logged apart from delivery errors.
     spool_complaint: Complaint,
+    /// A full file system under the spool, and when it last refused a batch: it ends only after
+    /// FULL_QUIET without one, so a disk that has room for a small batch now and then is one
+    /// episode, logged once.
+    disk_full: Complaint,
+    disk_full_at: Option<Instant>,
     bucket: Option<TokenBucket>,
     jitter: Jitter,
     /// The stop deadline, once the agent is stopping.
@@ -658,6 +668,10 @@ impl Writer {
                 match spool.push(&events) {
                     Ok(dropped) => {
                         self.spool_complaint.recover();
+                        if self.disk_full_at.is_some_and(|t| t.elapsed() >= FULL_QUIET) {
+                            self.disk_full_at = None;
+                            self.disk_full.recover();
+                        }
                         let after = spool.stats();
                         add(
                             &self.stats.spooled_events,
@@ -696,15 +710,19 @@ impl Writer {
     fn spool_failed(&mut self, n: u64, e: &SpoolError) {
         let message = if e.no_space {
             add(&self.stats.dropped_spool_no_space, n);
-            format!(
+            let message = format!(
                 "the spool's file system is full: dropped {n} event(s) ({e}); spooling resumes \
                  when there is space"
-            )
+            );
+            self.disk_full_at = Some(Instant::now());
+            self.disk_full.fail(&message);
+            message
         } else {
             add(&self.stats.dropped_spool_unavailable, n);
-            format!("cannot spool {n} event(s): {e}")
+            let message = format!("cannot spool {n} event(s): {e}");
+            self.spool_complaint.fail(&message);
+            message
         };
-        self.spool_complaint.fail(&message);
         self.last_error(&message);
     }
 
