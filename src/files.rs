@@ -135,13 +135,6 @@ impl Dir {
         Ok(dir)
     }
 
-    /// Opens (making it 0700 if missing) the directory `name` inside this one, checked.
-    pub fn subdir(&self, name: &str, sharing: Sharing) -> Result<Dir, FilesError> {
-        let dir = self.step(name, true)?;
-        dir.check(sharing, true)?;
-        Ok(dir)
-    }
-
     /// The path this directory was opened by, for messages.
     pub fn path(&self) -> &Path {
         &self.path
@@ -449,7 +442,7 @@ fn trusted_owner(uid: u32) -> bool {
 }
 
 /// `uid N (name)`, the name from `/etc/passwd` when it has one.
-pub fn owner(uid: u32) -> String {
+fn owner(uid: u32) -> String {
     let name = std::fs::read_to_string("/etc/passwd")
         .ok()
         .and_then(|text| {
