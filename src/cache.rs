@@ -4,14 +4,15 @@
 //! It is one JSON file, `cache.json` in the agent's `state_dir`, read once at start and written
 //! atomically (a temporary file, synced, then renamed over the old one) at stop and at most every
 //! `agent.cache_interval` otherwise: on a router the state directory may be flash, and flash
-//! wears out. A missing or unreadable file means a fresh start and one warning.
+//! wears out. A missing or unreadable file means a fresh start and one warning. The directory and
+//! the file go through [`crate::files`]: a state directory or cache file that fails its checks (a
+//! symlink, another owner, a loose mode) is refused with one warning, and never written through.
 //!
 //! The file holds, per source instance and counter, the last value and when it was read:
 //! `{"version":1,"sources":{"<instance>":{"<counter>":[<value>,<unix milliseconds>]}}}`.
 
 use std::collections::BTreeMap;
-use std::fs::{self, OpenOptions};
-use std::io::{self, Write};
+use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
@@ -19,6 +20,7 @@ use std::time::{Duration, Instant};
 use crate::aggregate::{Rates, Sample};
 use crate::complain::Complaint;
 use crate::config::json::{self, Node, Value};
+use crate::files::{Dir, FilesError, Sharing};
 
 /// The file name inside the state directory.
 pub const FILE_NAME: &str = "cache.json";
@@ -29,8 +31,8 @@ const VERSION: u32 = 1;
 /// The counter samples of every source instance, shared by the sources and the agent.
 #[derive(Debug)]
 pub struct Cache {
-    /// The file, or `None` for a cache that is never written (`pipit once`).
-    path: Option<PathBuf>,
+    /// The state directory, or `None` for a cache that is never written (`pipit once`).
+    dir: Option<PathBuf>,
     inner: Mutex<Inner>,
 }
 
@@ -54,15 +56,11 @@ impl Cache {
     /// Opens the cache in `state_dir`, reading what the last run saved. A missing or corrupt file
     /// logs one warning and starts empty.
     pub fn open(state_dir: &Path) -> Cache {
-        let path = state_dir.join(FILE_NAME);
-        let saved = fs::read_to_string(&path)
-            .map_err(|e| e.to_string())
-            .and_then(|text| parse(&text));
-        let saved = saved.unwrap_or_else(|e| {
-            log::warn!(target: "cache", "{}: {e}; starting without saved counters", path.display());
+        let saved = read(state_dir).unwrap_or_else(|e| {
+            log::warn!(target: "cache", "{e}; starting without saved counters");
             BTreeMap::new()
         });
-        Cache::with(Some(path), saved)
+        Cache::with(Some(state_dir.to_owned()), saved)
     }
 
     /// A cache kept in memory only, never read from or written to a file.
@@ -70,7 +68,7 @@ impl Cache {
         Cache::with(None, BTreeMap::new())
     }
 
-    fn with(path: Option<PathBuf>, saved: BTreeMap<String, BTreeMap<String, Sample>>) -> Cache {
+    fn with(dir: Option<PathBuf>, saved: BTreeMap<String, BTreeMap<String, Sample>>) -> Cache {
         let inner = Inner {
             saved,
             live: BTreeMap::new(),
@@ -78,7 +76,7 @@ impl Cache {
             complaint: Complaint::new("cache"),
         };
         Cache {
-            path,
+            dir,
             inner: Mutex::new(inner),
         }
     }
@@ -106,15 +104,17 @@ impl Cache {
         inner.saved.retain(|name, _| keep.contains(&name.as_str()));
     }
 
-    /// Writes the file now (nothing for an in-memory cache).
-    pub fn flush(&self) -> io::Result<()> {
+    /// Writes the file now (nothing for an in-memory cache). The state directory is opened (and
+    /// checked, made if missing) at every write, so a removed one comes back.
+    pub fn flush(&self) -> Result<(), FilesError> {
         let mut inner = lock(&self.inner);
         inner.last_write = Instant::now();
-        let Some(path) = &self.path else {
+        let Some(dir) = &self.dir else {
             return Ok(());
         };
         let mut text = Vec::new();
-        write!(text, "{{\"version\":{VERSION},\"sources\":{{")?;
+        // Writing to a Vec cannot fail.
+        let _ = write!(text, "{{\"version\":{VERSION},\"sources\":{{");
         for (i, (name, rates)) in inner.live.iter().enumerate() {
             if i > 0 {
                 text.push(b',');
@@ -126,17 +126,17 @@ impl Cache {
                     text.push(b',');
                 }
                 push_key(&mut text, key);
-                write!(text, "[{value},{at_ms}]")?;
+                let _ = write!(text, "[{value},{at_ms}]");
             }
             text.push(b'}');
         }
         text.extend_from_slice(b"}}");
-        let result = write_atomically(path, &text);
+        let result = Dir::open(dir, Sharing::Private).and_then(|d| d.replace(FILE_NAME, &text));
         match &result {
             Ok(()) => inner.complaint.recover(),
             Err(e) => inner
                 .complaint
-                .fail(&format!("cannot write {}: {e}", path.display())),
+                .fail(&format!("cannot save the counters: {e}")),
         }
         result
     }
@@ -213,26 +213,21 @@ fn parse(text: &str) -> Result<BTreeMap<String, BTreeMap<String, Sample>>, Strin
     Ok(out)
 }
 
-/// Replaces `path` with `bytes` so that a crash or power loss leaves the old file or the new one,
-/// never a mix: write a temporary file beside it (owner-only), sync it, rename it over.
-fn write_atomically(path: &Path, bytes: &[u8]) -> io::Result<()> {
-    if let Some(dir) = path.parent() {
-        fs::create_dir_all(dir)?;
-    }
-    let tmp = path.with_extension("json.tmp");
-    let mut options = OpenOptions::new();
-    options.write(true).create(true).truncate(true);
-    #[cfg(unix)]
-    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-    let mut file = options.open(&tmp)?;
-    file.write_all(bytes)?;
-    file.sync_all()?;
-    drop(file);
-    fs::rename(&tmp, path)
+/// The samples `cache.json` in `state_dir` holds; the error names the path and what is wrong.
+fn read(state_dir: &Path) -> Result<BTreeMap<String, BTreeMap<String, Sample>>, String> {
+    let dir = Dir::open(state_dir, Sharing::Private).map_err(|e| e.to_string())?;
+    let mut text = String::new();
+    dir.open_file(FILE_NAME, false)
+        .map_err(|e| e.to_string())?
+        .read_to_string(&mut text)
+        .map_err(|e| format!("{}: {e}", dir.join(FILE_NAME).display()))?;
+    parse(&text).map_err(|e| format!("{}: {e}", dir.join(FILE_NAME).display()))
 }
 
 #[cfg(test)]
 mod tests {
+    use std::fs;
+    use std::os::unix::fs::OpenOptionsExt;
     use std::time::SystemTime;
 
     use super::*;
@@ -267,7 +262,11 @@ mod tests {
                 .mode();
             assert_eq!(mode & 0o777, 0o600);
         }
-        assert!(!dir.join("cache.json.tmp").exists());
+        assert_eq!(
+            fs::read_dir(&dir).unwrap().count(),
+            1,
+            "no temporary file left"
+        );
         let cache = Cache::open(&dir);
         let rates = cache.rates("interface", max_age);
         assert_eq!(
@@ -306,11 +305,14 @@ mod tests {
     fn a_corrupt_file_means_a_fresh_start() {
         let dir = temp_dir("corrupt");
         fs::create_dir_all(&dir).unwrap();
-        fs::write(
-            dir.join(FILE_NAME),
-            b"{\"version\": 1, \"sources\": {\"interface\": [",
-        )
-        .unwrap();
+        fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(dir.join(FILE_NAME))
+            .unwrap()
+            .write_all(b"{\"version\": 1, \"sources\": {\"interface\": [")
+            .unwrap();
         let cache = Cache::open(&dir);
         let rates = cache.rates("interface", Duration::from_secs(20));
         assert_eq!(lock(&rates).rate("eth0.rx", 3000, at(110)), None);

@@ -21,6 +21,7 @@ pub mod delivery;
 pub mod dns;
 pub mod event;
 pub mod fault;
+pub mod files;
 #[cfg(feature = "http")]
 pub mod http_client;
 pub mod lifeline;

@@ -46,6 +46,15 @@ pub struct OutputStats {
     pub dropped_spool_full: AtomicU64,
     /// Spool records skipped because they were corrupt.
     pub spool_corrupt: AtomicU64,
+    /// Events not spooled because the spool's file system was full.
+    pub dropped_spool_no_space: AtomicU64,
+    /// Events lost from a spool directory removed while in use.
+    pub dropped_spool_lost: AtomicU64,
+    /// Events not spooled because the spool could not be opened or written.
+    pub dropped_spool_unavailable: AtomicU64,
+    /// Spool files refused by their checks (another owner, a loose mode, a symlink), never
+    /// replayed.
+    pub spool_refused: AtomicU64,
     /// Events in the spool waiting for replay.
     pub spool_events: AtomicU64,
     /// Bytes in the spool directory.
@@ -78,6 +87,10 @@ impl OutputStats {
             to_fallback: AtomicU64::new(0),
             dropped_spool_full: AtomicU64::new(0),
             spool_corrupt: AtomicU64::new(0),
+            dropped_spool_no_space: AtomicU64::new(0),
+            dropped_spool_lost: AtomicU64::new(0),
+            dropped_spool_unavailable: AtomicU64::new(0),
+            spool_refused: AtomicU64::new(0),
             spool_events: AtomicU64::new(0),
             spool_bytes: AtomicU64::new(0),
             last_error: Mutex::default(),

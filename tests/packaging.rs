@@ -425,6 +425,51 @@ fn enabled_uci_config_starts_pipit_under_procd_with_a_checked_config() {
 }
 
 #[test]
+fn the_init_script_makes_the_state_dir_roots_and_moves_aside_one_another_user_made() {
+    use std::os::unix::fs::{MetadataExt, lchown, symlink};
+    let openwrt = OpenWrt::new(&shipped_enabled());
+    let state = openwrt.path("run/root/tmp/pipit");
+    let check = |state: &Path| {
+        let meta = fs::symlink_metadata(state).unwrap();
+        assert!(meta.is_dir());
+        assert_eq!((meta.uid(), meta.mode() & 0o7777), (0, 0o700));
+    };
+    let start = openwrt.act("start", false);
+    assert_eq!(start.code, Some(0), "{}", start.stderr);
+    check(&state);
+    fs::remove_dir(&state).unwrap();
+
+    // Made first by `nobody`, with a symlink to a root-only file where the cache goes; then a
+    // symlink in its place.
+    let secret = openwrt.path("secret");
+    fs::write(&secret, "root only").unwrap();
+    for planted in ["directory", "symlink"] {
+        if planted == "directory" {
+            fs::create_dir(&state).unwrap();
+            symlink(&secret, state.join("cache.json.tmp")).unwrap();
+            lchown(&state, Some(65534), Some(65534)).unwrap();
+        } else {
+            symlink(&secret, &state).unwrap();
+            lchown(&state, Some(65534), Some(65534)).unwrap();
+        }
+        let start = openwrt.act("start", false);
+        assert_eq!(start.code, Some(0), "{planted}: {}", start.stderr);
+        check(&state);
+        assert_eq!(fs::read_dir(&state).unwrap().count(), 0, "{planted}");
+        assert!(
+            start.syslog.contains(
+                "agent.state_dir /tmp/pipit is not a directory of root's closed to others: moved \
+                 aside to /tmp/pipit.untrusted."
+            ),
+            "{planted}: {}",
+            start.syslog
+        );
+        fs::remove_dir(&state).unwrap();
+    }
+    assert_eq!(fs::read_to_string(&secret).unwrap(), "root only");
+}
+
+#[test]
 fn every_uci_mapping_rule_gives_the_expected_json() {
     let fixtures = repo().join("tests/fixtures/uci");
     let openwrt = OpenWrt::new(&fs::read_to_string(fixtures.join("pipit")).unwrap());

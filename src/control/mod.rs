@@ -18,7 +18,7 @@ pub mod status;
 use std::fmt;
 use std::fs;
 use std::io::{self, Read, Write};
-use std::os::unix::fs::{DirBuilderExt, FileTypeExt, MetadataExt, PermissionsExt};
+use std::os::unix::fs::MetadataExt;
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -31,6 +31,7 @@ use crossbeam_channel::{Sender, bounded};
 use crate::cache::lock;
 use crate::complain::Complaint;
 use crate::config::reader::{Problems, Table};
+use crate::files::{Dir, FilesError, Sharing};
 use crate::lifeline;
 use crate::run::Order;
 use crate::telemetry::Telemetry;
@@ -305,79 +306,52 @@ impl Drop for Server {
     }
 }
 
-/// Checks (or makes) the directory, clears a stale socket, and binds `path` owner-only.
+/// Checks (or makes) the directory, clears a stale socket, and binds `path` owner-only. The
+/// directory is opened once (see [`crate::files`]): a symlink at its path is refused, and the
+/// socket is placed through that handle, so swapping the path afterwards changes nothing.
 fn bind(path: &Path) -> Result<(UnixListener, u64), ControlError> {
     let io_error = |error| ControlError::Io {
         path: path.to_owned(),
         error,
     };
-    let dir = path.parent().unwrap_or(Path::new("/"));
-    prepare_dir(dir)?;
-    match fs::symlink_metadata(path) {
-        Ok(m) if m.file_type().is_socket() => {
+    let dir = open_dir(path.parent().unwrap_or(Path::new("/")))?;
+    let name = path.file_name().and_then(|n| n.to_str()).ok_or_else(|| {
+        io_error(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "the socket needs a UTF-8 file name",
+        ))
+    })?;
+    match dir.stat(name).map_err(files_error)? {
+        Some(s) if s.is_socket() => {
             if UnixStream::connect(path).is_ok() {
                 return Err(ControlError::InUse(path.to_owned()));
             }
             log::info!(target: LOG, "removing the stale socket {}", path.display());
-            fs::remove_file(path).map_err(io_error)?;
+            dir.remove(name).map_err(files_error)?;
         }
-        Ok(_) => return Err(ControlError::NotASocket(path.to_owned())),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-        Err(e) => return Err(io_error(e)),
+        Some(_) => return Err(ControlError::NotASocket(path.to_owned())),
+        None => {}
     }
-    // Bound under a temporary name and made 0600 before it appears at `path`, so the socket is
-    // never reachable with looser permissions. Linking (unlike renaming) fails if another agent
-    // starting at the same moment got there first.
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let temporary = dir.join(format!(".{name}.{}", std::process::id()));
-    let _ = fs::remove_file(&temporary);
-    let listener = UnixListener::bind(&temporary).map_err(io_error)?;
-    let placed = fs::set_permissions(&temporary, fs::Permissions::from_mode(0o600))
-        .and_then(|()| fs::hard_link(&temporary, path))
-        .and_then(|()| fs::symlink_metadata(path));
-    let _ = fs::remove_file(&temporary);
-    match placed {
-        Ok(m) => Ok((listener, m.ino())),
-        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+    match dir.bind_socket(name) {
+        Ok(bound) => Ok(bound),
+        Err(e) if e.io_kind() == Some(io::ErrorKind::AlreadyExists) => {
             Err(ControlError::InUse(path.to_owned()))
         }
-        Err(e) => Err(io_error(e)),
+        Err(e) => Err(files_error(e)),
     }
 }
 
-/// Makes `dir` (0700) if missing; refuses it if others could replace the socket in it.
-fn prepare_dir(dir: &Path) -> Result<(), ControlError> {
-    let problem = |problem: String| ControlError::Directory {
-        dir: dir.to_owned(),
-        problem,
-    };
-    if !dir.exists() {
-        fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o700)
-            .create(dir)
-            .map_err(|e| problem(format!("cannot create it: {e}")))?;
+/// Opens (making it 0700 if missing) the socket's directory; refuses it if others could replace
+/// the socket in it.
+fn open_dir(dir: &Path) -> Result<Dir, ControlError> {
+    Dir::open(dir, Sharing::Sticky).map_err(files_error)
+}
+
+fn files_error(e: FilesError) -> ControlError {
+    match e {
+        FilesError::Refused { path, problem } => ControlError::Directory { dir: path, problem },
+        FilesError::Io { path, error } => ControlError::Io { path, error },
     }
-    let meta = fs::metadata(dir).map_err(|e| problem(e.to_string()))?;
-    if !meta.is_dir() {
-        return Err(problem("not a directory".into()));
-    }
-    let own = crate::sys::effective_uid();
-    if meta.uid() != own && meta.uid() != 0 {
-        return Err(problem(format!(
-            "owned by uid {}, neither this user ({own}) nor root",
-            meta.uid()
-        )));
-    }
-    if meta.mode() & 0o002 != 0 && meta.mode() & 0o1000 == 0 {
-        return Err(problem(
-            "writable by everyone without the sticky bit: anyone could replace the socket".into(),
-        ));
-    }
-    Ok(())
 }
 
 fn accept_loop(listener: UnixListener, shared: &Arc<Shared>) {
@@ -642,6 +616,7 @@ fn ask<T>(shared: &Shared, order: impl FnOnce(Sender<T>) -> Order) -> Result<T, 
 mod tests {
     use super::*;
     use crate::config::json;
+    use std::os::unix::fs::PermissionsExt;
 
     fn read(text: &str) -> (ControlConfig, Vec<String>) {
         let doc = json::parse(text).unwrap();
@@ -729,12 +704,12 @@ mod tests {
         let _ = fs::remove_dir_all(&dir);
         fs::create_dir(&dir).unwrap();
         fs::set_permissions(&dir, fs::Permissions::from_mode(0o777)).unwrap();
-        let e = prepare_dir(&dir).unwrap_err();
-        assert!(e.to_string().contains("writable by everyone"), "{e}");
+        let e = open_dir(&dir).unwrap_err();
+        assert!(e.to_string().contains("lets others write in it"), "{e}");
         fs::set_permissions(&dir, fs::Permissions::from_mode(0o1777)).unwrap();
-        assert!(prepare_dir(&dir).is_ok());
+        assert!(open_dir(&dir).is_ok());
         let made = dir.join("made");
-        prepare_dir(&made).unwrap();
+        open_dir(&made).unwrap();
         assert_eq!(fs::metadata(&made).unwrap().mode() & 0o777, 0o700);
         fs::remove_dir_all(&dir).unwrap();
     }

@@ -93,6 +93,14 @@ pub struct OutputStatus {
     pub replayed: u64,
     /// Events dropped because its spool was full.
     pub dropped_spool_full: u64,
+    /// Events not spooled because the spool's file system was full.
+    pub dropped_spool_no_space: u64,
+    /// Events lost from a spool directory removed while in use.
+    pub dropped_spool_lost: u64,
+    /// Events not spooled because the spool could not be opened or written.
+    pub dropped_spool_unavailable: u64,
+    /// Spool files refused by their checks, never replayed.
+    pub spool_refused: u64,
     /// Events in its spool waiting for replay.
     pub spool_depth: u64,
     /// Bytes in its spool directory.
@@ -163,6 +171,10 @@ impl Status {
                     spooled: get(&o.spooled_events),
                     replayed: get(&o.replayed),
                     dropped_spool_full: get(&o.dropped_spool_full),
+                    dropped_spool_no_space: get(&o.dropped_spool_no_space),
+                    dropped_spool_lost: get(&o.dropped_spool_lost),
+                    dropped_spool_unavailable: get(&o.dropped_spool_unavailable),
+                    spool_refused: get(&o.spool_refused),
                     spool_depth: get(&o.spool_events),
                     spool_bytes: get(&o.spool_bytes),
                     targets: o

@@ -8,7 +8,7 @@ use std::time::Duration;
 use super::backoff::Backoff;
 use super::breaker::BreakerConfig;
 use super::carbon_ch::{Destination, RingHash};
-use super::spool::{Fsync, SpoolConfig, WhenFull};
+use super::spool::{Fsync, MAX_SEGMENTS, SpoolConfig, WhenFull};
 use crate::config::reader::{Problems, Table};
 
 /// How a batch is spread over an output's targets.
@@ -159,7 +159,9 @@ pub fn read(
         Some(SpoolConfig {
             dir,
             max_bytes,
-            segment_bytes: segment_bytes.min(max_bytes),
+            segment_bytes: segment_bytes
+                .max(max_bytes.div_ceil(MAX_SEGMENTS))
+                .min(max_bytes),
             when_full,
             fsync,
         })

@@ -1,35 +1,59 @@
 //! The disk spool of one output: batches its targets could not take, kept in segment files until
 //! they can be replayed, oldest first.
 //!
-//! Layout: a directory (created 0700) of segment files `<16 hex digits>.seg` (0600). A segment is a
-//! run of records; a record is a 4-byte big-endian payload length, the payload's CRC-32 (4 bytes,
-//! big-endian), and the payload: one batch, as JSON lines of events. A new segment is started when
-//! the current one reaches `segment_bytes`.
+//! Layout: a directory (created 0700) of segment files `<16 hex digits>.seg` (0600) and the read
+//! position `cursor` (0600). A segment is a run of records; a record is a 4-byte big-endian payload
+//! length, the payload's CRC-32 (4 bytes, big-endian), and the payload: one batch, as JSON lines of
+//! events. A new segment is started when the current one reaches `segment_bytes`.
+//!
+//! Files: the directory and every file in it go through [`crate::files`]. A segment or cursor that
+//! is not a regular file owned by pipit's user with mode 0600 and one link (one another user
+//! planted or forged) is refused, logged and counted (`refused_files`), never replayed; a new
+//! segment is created only under a free name, never through something planted there. Each segment
+//! stays open from when it is found or made until it is deleted, so it is checked once and read
+//! through that handle.
 //!
 //! Bounds: the spool never holds more than `max_bytes`. When a batch does not fit, `drop_oldest`
 //! deletes the oldest segments to make room and `drop_newest` refuses the batch; either way every
 //! event dropped is counted.
 //!
 //! Replay: [`Spool::peek`] reads the oldest record; after the caller delivered it, [`Spool::commit`]
-//! moves past it, and a segment whose records are all delivered is deleted. The read position is
-//! saved in the file `cursor` by [`Spool::checkpoint`] (at shutdown, and by the caller from time to
-//! time); after a crash, records delivered since the last checkpoint are delivered again (at least
-//! once: nothing is lost, a few may be duplicated). A corrupt record (bad length or checksum, torn
-//! by a power cut) is skipped and counted, never fatal.
+//! moves past it, and a segment whose records are all delivered is deleted at once. The read
+//! position is saved by [`Spool::checkpoint`] (at shutdown, and by the caller from time to time)
+//! into `cursor`, a file of fixed size made when the spool opens and then overwritten in place:
+//! neither saving the position nor deleting a segment needs a free block, so replay drains a spool
+//! on a full file system. After a crash, records delivered since the last checkpoint are delivered
+//! again (at least once: nothing is lost, a few may be duplicated). A corrupt record (bad length or
+//! checksum, torn by a power cut) is skipped and counted, never fatal.
+//!
+//! A full file system: a batch that does not fit is cut back off the segment (freeing what it
+//! took) and refused with [`SpoolError::no_space`]; the next batch tries again. A directory removed
+//! (or replaced) while in use is noticed at the next append or read: it is made again and every
+//! undelivered record, read back through the open segments, is written into it; what cannot be is
+//! counted as `lost_events`.
 
 use std::collections::VecDeque;
-use std::fs::{self, File, OpenOptions};
-use std::io::{self, Read, Seek, SeekFrom, Write};
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
-use std::path::{Path, PathBuf};
+use std::fs::File;
+use std::io;
+use std::os::unix::fs::FileExt;
 
 use crate::crc32;
 use crate::event::Event;
+use crate::files::{self, Dir, FilesError, Sharing};
 
 /// Size of a record header: length and checksum.
 const HEADER: u64 = 8;
 /// Largest payload accepted when reading; a longer length means the record is corrupt.
 const MAX_PAYLOAD: u64 = 64 << 20;
+/// The most segments a spool is made of: each stays open while it holds events, so a config
+/// whose `max_bytes` would need more gets larger segments.
+pub const MAX_SEGMENTS: u64 = 64;
+/// What becomes of a refused segment, for its log line.
+const LEFT_ALONE: &str = "it is left alone and never replayed";
+/// The cursor file's name.
+const CURSOR: &str = "cursor";
+/// Bytes of the cursor: `<16 hex digits> <20 decimal digits>\n`, always this long.
+const CURSOR_LEN: usize = 38;
 
 /// What to drop when a batch does not fit.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -55,7 +79,7 @@ pub enum Fsync {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SpoolConfig {
     /// The directory; one per output.
-    pub dir: PathBuf,
+    pub dir: std::path::PathBuf,
     /// Most bytes on disk, headers included.
     pub max_bytes: u64,
     /// Size at which a segment is closed and a new one started.
@@ -81,6 +105,11 @@ pub struct SpoolStats {
     pub written_events: u64,
     /// Bytes written since the spool was opened, headers included.
     pub written_bytes: u64,
+    /// Files refused (another owner, a loose mode, a symlink, a FIFO): never read or replayed.
+    pub refused_files: u64,
+    /// Undelivered events lost because the directory was removed and they could not be written
+    /// again.
+    pub lost_events: u64,
 }
 
 #[derive(Debug)]
@@ -89,14 +118,19 @@ struct Segment {
     bytes: u64,
     /// Events in this segment not yet committed.
     events: u64,
+    file: File,
 }
 
 /// An open spool.
 #[derive(Debug)]
 pub struct Spool {
     config: SpoolConfig,
+    dir: Dir,
     segments: VecDeque<Segment>,
-    writer: Option<File>,
+    /// Whether the newest segment still takes records.
+    writing: bool,
+    /// The cursor file, once made.
+    cursor: Option<File>,
     /// Offset of the next record to replay in the oldest segment.
     read_offset: u64,
     /// The record returned by the last `peek`: its length on disk and its event count.
@@ -106,68 +140,145 @@ pub struct Spool {
     stats: SpoolStats,
 }
 
-/// Errors of the spool's own files; the message names the path.
+/// An error of the spool's own files; the message names the path.
 #[derive(Debug)]
-pub struct SpoolError(pub String);
+pub struct SpoolError {
+    /// What went wrong, with the path.
+    pub message: String,
+    /// True when the file system is full: the batch was not kept, and the next one tries again.
+    pub no_space: bool,
+}
 
 impl std::fmt::Display for SpoolError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
+        f.write_str(&self.message)
     }
 }
 
-fn err(path: &Path, e: io::Error) -> SpoolError {
-    SpoolError(format!("spool {}: {e}", path.display()))
+impl std::error::Error for SpoolError {}
+
+impl From<FilesError> for SpoolError {
+    fn from(e: FilesError) -> SpoolError {
+        SpoolError {
+            no_space: e.is_full(),
+            message: format!("spool: {e}"),
+        }
+    }
+}
+
+fn err(dir: &Dir, name: &str, e: io::Error) -> SpoolError {
+    SpoolError {
+        no_space: files::is_full(&e),
+        message: format!("spool {}: {e}", dir.join(name).display()),
+    }
+}
+
+fn segment_name(id: u64) -> String {
+    format!("{id:016x}.seg")
 }
 
 impl Spool {
     /// Opens (creating if needed) the spool directory and scans what an earlier run left.
     pub fn open(config: SpoolConfig) -> Result<Spool, SpoolError> {
-        fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o700)
-            .create(&config.dir)
-            .map_err(|e| err(&config.dir, e))?;
-        let mut ids: Vec<u64> = fs::read_dir(&config.dir)
-            .map_err(|e| err(&config.dir, e))?
-            .filter_map(|entry| {
-                let name = entry.ok()?.file_name();
-                let stem = name.to_str()?.strip_suffix(".seg")?;
+        let dir = Dir::open(&config.dir, Sharing::Private)?;
+        let mut ids: Vec<u64> = dir
+            .names()?
+            .iter()
+            .filter_map(|name| {
+                let stem = name.strip_suffix(".seg")?;
                 (stem.len() == 16).then(|| u64::from_str_radix(stem, 16).ok())?
             })
             .collect();
         ids.sort_unstable();
         let mut spool = Spool {
             config,
+            dir,
             segments: VecDeque::new(),
-            writer: None,
+            writing: false,
+            cursor: None,
             read_offset: 0,
             peeked: None,
             next_id: ids.last().map_or(1, |last| last + 1),
             stats: SpoolStats::default(),
         };
-        let cursor = spool.read_cursor();
+        let cursor = spool.open_cursor();
         for id in ids {
-            let path = spool.segment_path(id);
+            let name = segment_name(id);
+            let file = match spool.dir.open_file(&name, false) {
+                Ok(file) => file,
+                Err(e) => {
+                    spool.refuse(&e, LEFT_ALONE);
+                    continue;
+                }
+            };
+            if cursor.is_some_and(|(cid, _)| cid > id) {
+                // Already delivered before the checkpoint.
+                spool.dir.remove(&name)?;
+                continue;
+            }
             let start = match cursor {
                 Some((cid, offset)) if cid == id => offset,
                 _ => 0,
             };
-            let (bytes, events, corrupt) = scan(&path, start).map_err(|e| err(&path, e))?;
+            let (bytes, events, corrupt) =
+                scan(&file, start).map_err(|e| err(&spool.dir, &name, e))?;
             spool.stats.corrupt_records += corrupt;
-            if cursor.is_some_and(|(cid, _)| cid > id) {
-                // Already delivered before the checkpoint.
-                let _ = fs::remove_file(&path);
-                continue;
-            }
             if spool.segments.is_empty() {
                 spool.read_offset = start.min(bytes);
             }
             spool.stats.bytes += bytes;
             spool.stats.events += events;
-            spool.segments.push_back(Segment { id, bytes, events });
+            spool.segments.push_back(Segment {
+                id,
+                bytes,
+                events,
+                file,
+            });
         }
         Ok(spool)
+    }
+
+    /// Logs and counts a file refused by its checks; `then` says what becomes of it.
+    fn refuse(&mut self, e: &FilesError, then: &str) {
+        self.stats.refused_files += 1;
+        log::warn!(target: "spool", "{e}; {then}");
+    }
+
+    /// Opens the cursor, or makes it (at its fixed size) if missing or refused; returns the saved
+    /// position. On a full file system there is no cursor until a checkpoint can make one.
+    fn open_cursor(&mut self) -> Option<(u64, u64)> {
+        match self.dir.open_file(CURSOR, true) {
+            Ok(file) => {
+                let mut text = [0u8; CURSOR_LEN];
+                let saved = file.read_exact_at(&mut text, 0).ok().and_then(|()| {
+                    let (id, offset) = std::str::from_utf8(&text).ok()?.trim().split_once(' ')?;
+                    Some((u64::from_str_radix(id, 16).ok()?, offset.parse().ok()?))
+                });
+                self.cursor = Some(file);
+                return saved;
+            }
+            Err(e @ FilesError::Refused { .. }) => {
+                self.refuse(
+                    &e,
+                    "removed and made again: replay starts at the oldest segment's beginning",
+                );
+                if let Err(e) = self.dir.remove(CURSOR) {
+                    log::warn!(target: "spool", "{e}");
+                }
+            }
+            Err(_) => {}
+        }
+        let _ = self.make_cursor();
+        None
+    }
+
+    /// Makes the cursor file at its fixed size, saying "nothing delivered".
+    fn make_cursor(&mut self) -> Result<(), SpoolError> {
+        let file = self.dir.create_new(CURSOR)?;
+        file.write_all_at(&cursor_text(0, 0), 0)
+            .map_err(|e| err(&self.dir, CURSOR, e))?;
+        self.cursor = Some(file);
+        Ok(())
     }
 
     /// What the spool holds and has dropped.
@@ -180,12 +291,17 @@ impl Spool {
         self.config.when_full
     }
 
+    /// The spool's directory, for messages.
+    pub fn dir(&self) -> &std::path::Path {
+        self.dir.path()
+    }
+
     /// Saves the read position and, unless the policy is `never`, forces the segment being
     /// written to the disk.
     pub fn close(mut self) -> Result<(), SpoolError> {
-        if let Some(writer) = self.writer.take() {
-            if self.config.fsync != Fsync::Never {
-                let _ = writer.sync_data();
+        if self.config.fsync != Fsync::Never && self.writing {
+            if let Some(last) = self.segments.back() {
+                let _ = last.file.sync_data();
             }
         }
         self.checkpoint()
@@ -196,34 +312,86 @@ impl Spool {
         self.stats.events == 0
     }
 
-    fn segment_path(&self, id: u64) -> PathBuf {
-        self.config.dir.join(format!("{id:016x}.seg"))
-    }
-
-    fn cursor_path(&self) -> PathBuf {
-        self.config.dir.join("cursor")
-    }
-
-    fn read_cursor(&self) -> Option<(u64, u64)> {
-        let text = fs::read_to_string(self.cursor_path()).ok()?;
-        let (id, offset) = text.trim().split_once(' ')?;
-        Some((u64::from_str_radix(id, 16).ok()?, offset.parse().ok()?))
-    }
-
-    /// Saves the read position, so that a restart does not replay what was delivered.
+    /// Saves the read position, so that a restart does not replay what was delivered. It
+    /// overwrites the cursor in place: no new block is needed.
     pub fn checkpoint(&mut self) -> Result<(), SpoolError> {
-        let path = self.cursor_path();
-        let Some(oldest) = self.segments.front() else {
-            return match fs::remove_file(&path) {
-                Err(e) if e.kind() != io::ErrorKind::NotFound => Err(err(&path, e)),
-                _ => Ok(()),
-            };
+        let text = match self.segments.front() {
+            Some(oldest) => cursor_text(oldest.id, self.read_offset),
+            None => cursor_text(0, 0),
         };
-        let tmp = self.config.dir.join("cursor.tmp");
-        let text = format!("{:016x} {}\n", oldest.id, self.read_offset);
-        fs::write(&tmp, text)
-            .and_then(|()| fs::rename(&tmp, &path))
-            .map_err(|e| err(&path, e))
+        if self.cursor.is_none() {
+            self.make_cursor()?;
+        }
+        let Some(cursor) = &self.cursor else {
+            return Ok(());
+        };
+        cursor
+            .write_all_at(&text, 0)
+            .map_err(|e| err(&self.dir, CURSOR, e))
+    }
+
+    /// Makes the directory again if it was removed or replaced, and writes back what it held.
+    fn recover_if_gone(&mut self) -> Result<(), SpoolError> {
+        if !self.dir.is_gone() {
+            return Ok(());
+        }
+        let held = self.stats.events;
+        log::warn!(
+            target: "spool",
+            "{} was removed or replaced while in use: making it again and writing back the {held} \
+             undelivered event(s) it held",
+            self.dir.path().display()
+        );
+        // What is written back was counted as written when it first came.
+        let written = (self.stats.written_events, self.stats.written_bytes);
+        let old: Vec<Segment> = self.segments.drain(..).collect();
+        let mut offset = self.read_offset;
+        self.read_offset = 0;
+        self.peeked = None;
+        self.writing = false;
+        self.cursor = None;
+        self.stats.bytes = 0;
+        self.stats.events = 0;
+        let reopened = Dir::open(&self.config.dir, Sharing::Private);
+        let mut lost = 0;
+        match reopened {
+            Ok(dir) => {
+                self.dir = dir;
+                let _ = self.make_cursor();
+                for segment in old {
+                    let mut at = std::mem::take(&mut offset);
+                    let mut read = 0;
+                    while at < segment.bytes {
+                        match read_record(&segment.file, at, segment.bytes) {
+                            Ok(Record::Batch(len, events)) => {
+                                read += events.len() as u64;
+                                lost += self.append(&events).unwrap_or(events.len() as u64);
+                                at += len;
+                            }
+                            Ok(Record::Corrupt(len)) => {
+                                self.stats.corrupt_records += 1;
+                                at += len;
+                            }
+                            Err(_) => {
+                                lost += segment.events.saturating_sub(read);
+                                break;
+                            }
+                        }
+                    }
+                }
+            }
+            Err(e) => {
+                lost = held;
+                self.stats.lost_events += lost;
+                return Err(e.into());
+            }
+        }
+        (self.stats.written_events, self.stats.written_bytes) = written;
+        self.stats.lost_events += lost;
+        if lost > 0 {
+            log::warn!(target: "spool", "{lost} event(s) could not be written back and are lost");
+        }
+        Ok(())
     }
 
     /// Appends a batch. Returns how many events were dropped to respect `max_bytes` (the batch's
@@ -232,10 +400,17 @@ impl Spool {
         if batch.is_empty() {
             return Ok(0);
         }
+        self.recover_if_gone()?;
+        self.append(batch)
+    }
+
+    fn append(&mut self, batch: &[Event]) -> Result<u64, SpoolError> {
         let mut payload = Vec::with_capacity(batch.len() * 128);
         for event in batch {
-            serde_json::to_writer(&mut payload, event)
-                .map_err(|e| SpoolError(format!("spool: cannot encode an event: {e}")))?;
+            serde_json::to_writer(&mut payload, event).map_err(|e| SpoolError {
+                message: format!("spool: cannot encode an event: {e}"),
+                no_space: false,
+            })?;
             payload.push(b'\n');
         }
         let record_len = HEADER + payload.len() as u64;
@@ -261,21 +436,28 @@ impl Spool {
         }
         let needs_new = match self.segments.back() {
             None => true,
-            Some(last) => self.writer.is_none() || last.bytes >= self.config.segment_bytes,
+            Some(last) => !self.writing || last.bytes >= self.config.segment_bytes,
         };
         if needs_new {
             self.rotate()?;
         }
         let last = self.segments.back_mut().expect("rotate made a segment");
-        let path = self.config.dir.join(format!("{:016x}.seg", last.id));
-        let writer = self.writer.as_mut().expect("rotate opened a writer");
         let mut record = Vec::with_capacity(record_len as usize);
         record.extend_from_slice(&(payload.len() as u32).to_be_bytes());
         record.extend_from_slice(&crc32::checksum(&payload).to_be_bytes());
         record.extend_from_slice(&payload);
-        writer.write_all(&record).map_err(|e| err(&path, e))?;
-        if self.config.fsync == Fsync::Always {
-            writer.sync_data().map_err(|e| err(&path, e))?;
+        let written = last.file.write_all_at(&record, last.bytes).and_then(|()| {
+            if self.config.fsync == Fsync::Always {
+                last.file.sync_data()
+            } else {
+                Ok(())
+            }
+        });
+        if let Err(e) = written {
+            // Cut off what part of the record went in: it frees its blocks, and the segment ends
+            // with a whole record again.
+            let _ = last.file.set_len(last.bytes);
+            return Err(err(&self.dir, &segment_name(last.id), e));
         }
         last.bytes += record_len;
         last.events += batch.len() as u64;
@@ -286,29 +468,35 @@ impl Spool {
         Ok(dropped)
     }
 
-    /// Closes the segment being written (fsyncing it per policy) and starts a new one.
+    /// Closes the segment being written (fsyncing it per policy) and starts a new one under a free
+    /// name. A name someone else took (a planted symlink or file) is refused, counted and skipped.
     fn rotate(&mut self) -> Result<(), SpoolError> {
-        if let Some(old) = self.writer.take() {
-            if self.config.fsync != Fsync::Never {
-                let _ = old.sync_data();
+        if self.writing && self.config.fsync != Fsync::Never {
+            if let Some(last) = self.segments.back() {
+                let _ = last.file.sync_data();
             }
         }
-        let id = self.next_id;
-        self.next_id += 1;
-        let path = self.segment_path(id);
-        let file = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .mode(0o600)
-            .open(&path)
-            .map_err(|e| err(&path, e))?;
-        self.writer = Some(file);
-        self.segments.push_back(Segment {
-            id,
-            bytes: 0,
-            events: 0,
-        });
-        Ok(())
+        self.writing = false;
+        loop {
+            let id = self.next_id;
+            self.next_id += 1;
+            match self.dir.create_new(&segment_name(id)) {
+                Ok(file) => {
+                    self.segments.push_back(Segment {
+                        id,
+                        bytes: 0,
+                        events: 0,
+                        file,
+                    });
+                    self.writing = true;
+                    return Ok(());
+                }
+                Err(e @ FilesError::Refused { .. }) if self.stats.refused_files < 1000 => {
+                    self.refuse(&e, LEFT_ALONE);
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
     }
 
     /// Deletes the oldest segment as dropped; returns the undelivered events it held.
@@ -321,20 +509,20 @@ impl Spool {
     /// The oldest undelivered batch, or `None` when the spool is empty. Corrupt records are
     /// skipped (and counted) on the way. Call [`Spool::commit`] once it is delivered.
     pub fn peek(&mut self) -> Result<Option<Vec<Event>>, SpoolError> {
+        self.recover_if_gone()?;
         loop {
             let Some(oldest) = self.segments.front() else {
                 return Ok(None);
             };
-            let (id, size) = (oldest.id, oldest.bytes);
+            let size = oldest.bytes;
             if self.read_offset >= size {
-                if self.segments.len() == 1 && self.writer.is_some() {
+                if self.segments.len() == 1 && self.writing {
                     return Ok(None);
                 }
                 self.remove_oldest()?;
                 continue;
             }
-            let path = self.segment_path(id);
-            match read_record(&path, self.read_offset, size) {
+            match read_record(&oldest.file, self.read_offset, size) {
                 Ok(Record::Batch(len, events)) => {
                     self.peeked = Some((len, events.len() as u64));
                     return Ok(Some(events));
@@ -343,7 +531,7 @@ impl Spool {
                     self.stats.corrupt_records += 1;
                     self.read_offset += len;
                 }
-                Err(e) => return Err(err(&path, e)),
+                Err(e) => return Err(err(&self.dir, &segment_name(oldest.id), e)),
             }
         }
     }
@@ -374,16 +562,20 @@ impl Spool {
             return Ok(0);
         };
         if self.segments.is_empty() {
-            self.writer = None;
+            self.writing = false;
         }
-        let path = self.segment_path(oldest.id);
-        fs::remove_file(&path).map_err(|e| err(&path, e))?;
         self.stats.bytes -= oldest.bytes;
         self.stats.events -= oldest.events;
         self.read_offset = 0;
         self.peeked = None;
+        self.dir.remove(&segment_name(oldest.id))?;
         Ok(oldest.events)
     }
+}
+
+/// The cursor's text for segment `id` at `offset`, always [`CURSOR_LEN`] bytes.
+fn cursor_text(id: u64, offset: u64) -> Vec<u8> {
+    format!("{id:016x} {offset:020}\n").into_bytes()
 }
 
 enum Record {
@@ -394,12 +586,10 @@ enum Record {
 }
 
 /// Reads the record at `offset` of a segment of `size` bytes.
-fn read_record(path: &Path, offset: u64, size: u64) -> io::Result<Record> {
-    let mut file = File::open(path)?;
-    file.seek(SeekFrom::Start(offset))?;
+fn read_record(file: &File, offset: u64, size: u64) -> io::Result<Record> {
     let mut header = [0u8; HEADER as usize];
     let rest = size - offset;
-    if rest < HEADER || file.read_exact(&mut header).is_err() {
+    if rest < HEADER || file.read_exact_at(&mut header, offset).is_err() {
         return Ok(Record::Corrupt(rest));
     }
     let len = u64::from(u32::from_be_bytes([
@@ -411,7 +601,7 @@ fn read_record(path: &Path, offset: u64, size: u64) -> io::Result<Record> {
         return Ok(Record::Corrupt(rest));
     }
     let mut payload = vec![0u8; len as usize];
-    file.read_exact(&mut payload)?;
+    file.read_exact_at(&mut payload, offset + HEADER)?;
     if crc32::checksum(&payload) != crc {
         return Ok(Record::Corrupt(HEADER + len));
     }
@@ -430,11 +620,11 @@ fn decode(payload: &[u8]) -> Option<Vec<Event>> {
 }
 
 /// Size, undelivered events from `start`, and corrupt records of a segment file.
-fn scan(path: &Path, start: u64) -> io::Result<(u64, u64, u64)> {
-    let size = fs::metadata(path)?.len();
+fn scan(file: &File, start: u64) -> io::Result<(u64, u64, u64)> {
+    let size = file.metadata()?.len();
     let (mut offset, mut events, mut corrupt) = (start.min(size), 0, 0);
     while offset < size {
-        match read_record(path, offset, size)? {
+        match read_record(file, offset, size)? {
             Record::Batch(len, batch) => {
                 events += batch.len() as u64;
                 offset += len;
@@ -450,26 +640,36 @@ fn scan(path: &Path, start: u64) -> io::Result<(u64, u64, u64)> {
 
 #[cfg(test)]
 mod tests {
+    use std::fs;
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    use std::path::PathBuf;
     use std::time::{Duration, SystemTime};
 
     use super::*;
 
-    struct Dir(PathBuf);
-    impl Drop for Dir {
+    struct TestDir(PathBuf);
+    impl Drop for TestDir {
         fn drop(&mut self) {
             let _ = fs::remove_dir_all(&self.0);
         }
     }
 
-    fn dir(tag: &str) -> Dir {
+    fn dir(tag: &str) -> TestDir {
         let nanos = SystemTime::now()
             .duration_since(SystemTime::UNIX_EPOCH)
             .unwrap()
             .as_nanos();
-        Dir(std::env::temp_dir().join(format!("pipit-spool-{tag}-{}-{nanos}", std::process::id())))
+        TestDir(
+            std::env::temp_dir().join(format!("pipit-spool-{tag}-{}-{nanos}", std::process::id())),
+        )
     }
 
-    fn config(dir: &Dir, max_bytes: u64, segment_bytes: u64, when_full: WhenFull) -> SpoolConfig {
+    fn config(
+        dir: &TestDir,
+        max_bytes: u64,
+        segment_bytes: u64,
+        when_full: WhenFull,
+    ) -> SpoolConfig {
         SpoolConfig {
             dir: dir.0.clone(),
             max_bytes,
@@ -602,7 +802,6 @@ mod tests {
         let d = dir("modes");
         let mut spool = Spool::open(config(&d, 1 << 20, 1 << 20, WhenFull::DropOldest)).unwrap();
         spool.push(&batch(0, 1)).unwrap();
-        use std::os::unix::fs::PermissionsExt;
         assert_eq!(
             fs::metadata(&d.0).unwrap().permissions().mode() & 0o777,
             0o700
@@ -612,5 +811,81 @@ mod tests {
             fs::metadata(seg).unwrap().permissions().mode() & 0o777,
             0o600
         );
+    }
+
+    #[test]
+    fn the_cursor_is_owner_only_and_never_grows() {
+        let d = dir("cursor");
+        let mut spool = Spool::open(config(&d, 1 << 20, 300, WhenFull::DropOldest)).unwrap();
+        for b in 0..6 {
+            spool.push(&batch(b * 3, 3)).unwrap();
+        }
+        let cursor = d.0.join(CURSOR);
+        for _ in 0..4 {
+            spool.peek().unwrap().unwrap();
+            spool.commit().unwrap();
+            spool.checkpoint().unwrap();
+            let meta = fs::metadata(&cursor).unwrap();
+            assert_eq!(meta.len(), CURSOR_LEN as u64);
+            assert_eq!(meta.permissions().mode() & 0o777, 0o600);
+        }
+    }
+
+    #[test]
+    fn a_segment_pipit_did_not_write_is_refused_and_never_replayed() {
+        let d = dir("forged");
+        let mut spool = Spool::open(config(&d, 1 << 20, 1 << 20, WhenFull::DropOldest)).unwrap();
+        spool.push(&batch(0, 2)).unwrap();
+        drop(spool);
+        // A copy of a real segment under the next name, as anyone could write it: mode 0644.
+        let real = fs::read(d.0.join(segment_name(1))).unwrap();
+        fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o644)
+            .open(d.0.join(segment_name(2)))
+            .unwrap();
+        fs::write(d.0.join(segment_name(2)), &real).unwrap();
+        let mut spool = Spool::open(config(&d, 1 << 20, 1 << 20, WhenFull::DropOldest)).unwrap();
+        assert_eq!(spool.stats().refused_files, 1);
+        assert_eq!(drain(&mut spool), vec![0, 1]);
+        assert!(d.0.join(segment_name(2)).exists(), "left alone");
+        // The next segment is made under a new name, not appended to the refused one.
+        spool.push(&batch(7, 1)).unwrap();
+        assert!(d.0.join(segment_name(3)).exists());
+        assert_eq!(fs::read(d.0.join(segment_name(2))).unwrap(), real);
+    }
+
+    #[test]
+    fn a_removed_directory_is_made_again_with_what_it_held() {
+        let d = dir("removed");
+        let mut spool = Spool::open(config(&d, 1 << 20, 200, WhenFull::DropOldest)).unwrap();
+        for b in 0..5 {
+            spool.push(&batch(b * 2, 2)).unwrap();
+        }
+        spool.peek().unwrap().unwrap();
+        spool.commit().unwrap();
+        fs::remove_dir_all(&d.0).unwrap();
+        spool.push(&batch(10, 2)).unwrap();
+        assert!(d.0.is_dir());
+        assert_eq!(spool.stats().lost_events, 0);
+        assert_eq!(drain(&mut spool), (2..12).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn a_name_taken_before_a_new_segment_is_made_is_refused_and_skipped() {
+        let d = dir("planted");
+        let victim = dir("planted-victim");
+        fs::create_dir_all(&victim.0).unwrap();
+        let target = victim.0.join("target");
+        fs::write(&target, "keep").unwrap();
+        let mut spool = Spool::open(config(&d, 1 << 20, 1024, WhenFull::DropOldest)).unwrap();
+        spool.push(&batch(0, 20)).unwrap();
+        std::os::unix::fs::symlink(&target, d.0.join(segment_name(2))).unwrap();
+        spool.push(&batch(20, 1)).unwrap();
+        assert_eq!(spool.stats().refused_files, 1);
+        assert_eq!(fs::read_to_string(&target).unwrap(), "keep");
+        assert!(d.0.join(segment_name(3)).is_file());
+        assert_eq!(drain(&mut spool), (0..21).collect::<Vec<_>>());
     }
 }

@@ -18,7 +18,7 @@ use super::backoff::Jitter;
 use super::breaker::BreakerState;
 use super::event_bytes;
 use super::rate_limit::TokenBucket;
-use super::spool::{Spool, WhenFull};
+use super::spool::{Spool, SpoolConfig, SpoolError, WhenFull};
 use super::targets::{Part, TargetGroup};
 use crate::complain::Complaint;
 use crate::event::Event;
@@ -32,6 +32,12 @@ const CHECKPOINT_EVERY: Duration = Duration::from_secs(5);
 
 /// How often a writer waiting to retry a batch looks whether its queue is filling up.
 const PRESSURE_CHECK: Duration = Duration::from_millis(50);
+
+/// How often a spool that could not be opened is tried again.
+const SPOOL_RETRY: Duration = Duration::from_secs(5);
+
+/// How long the spool's file system must take every batch before it counts as no longer full.
+const FULL_QUIET: Duration = Duration::from_secs(10);
 
 /// How long an idle writer waits before looking at its spool again.
 const IDLE: Duration = Duration::from_secs(1);
@@ -82,9 +88,22 @@ impl OutputHandle {
     fn writer(&self, handover: Vec<Event>) -> Result<Writer, OutputError> {
         let config = &self.config;
         let group = TargetGroup::build(config)?;
-        let spool = match &config.delivery.spool {
-            Some(s) => Some(Spool::open(s.clone()).map_err(|e| OutputError::failed(e.0))?),
-            None => None,
+        let log_target = outputs::log_target(&config.name);
+        // A spool that cannot be opened degrades this output only: it runs without one (as an
+        // output without a spool does) and tries again every SPOOL_RETRY.
+        let (spool, spool_wanted) = match &config.delivery.spool {
+            Some(s) => match Spool::open(s.clone()) {
+                Ok(spool) => (Some(spool), None),
+                Err(e) => {
+                    log::error!(
+                        target: &log_target,
+                        "{e}; running without a spool, trying again every {} s",
+                        SPOOL_RETRY.as_secs()
+                    );
+                    (None, Some(s.clone()))
+                }
+            },
+            None => (None, None),
         };
         let now = Instant::now();
         Ok(Writer {
@@ -96,6 +115,12 @@ impl OutputHandle {
             stats: self.stats.clone(),
             fallback: self.fallback.clone(),
             spool,
+            spool_wanted,
+            spool_retry: now + SPOOL_RETRY,
+            spool_seen: (0, 0),
+            spool_complaint: Complaint::new(log_target.clone()),
+            disk_full: Complaint::new(log_target),
+            disk_full_at: None,
             bucket: config
                 .delivery
                 .rate_limit
@@ -150,7 +175,8 @@ impl OutputHandle {
     /// batch the old writer holds is handed over, and so is the spool: the old writer saves its
     /// position, the new one opens it again.
     pub fn replace(&mut self, config: OutputConfig) -> Result<(), OutputError> {
-        // The spool is only checked here: it is opened once the old writer has let go of it.
+        // The spool is opened once the old writer has let go of it (one that cannot be opened
+        // leaves the new writer without a spool, trying again).
         TargetGroup::build(&config)?;
         // Stop the old writer: it gives back what it holds and leaves the queue as it is.
         self.stop = None;
@@ -165,7 +191,7 @@ impl OutputHandle {
                 self.spawn(writer)
             }
             Err(e) => {
-                // The new spool cannot be opened: carry on with the old config.
+                // The new targets cannot be built after all: carry on with the old config.
                 self.config = old;
                 let writer = self.writer(held)?;
                 self.spawn(writer)?;
@@ -230,6 +256,18 @@ struct Writer {
     stats: Arc<OutputStats>,
     fallback: FallbackSlot,
     spool: Option<Spool>,
+    /// The spool config while the spool cannot be opened; tried again at `spool_retry`.
+    spool_wanted: Option<SpoolConfig>,
+    spool_retry: Instant,
+    /// The spool's lost events and refused files already counted in `stats`.
+    spool_seen: (u64, u64),
+    /// The spool's own failures, logged apart from delivery errors.
+    spool_complaint: Complaint,
+    /// A full file system under the spool, and when it last refused a batch: it ends only after
+    /// FULL_QUIET without one, so a disk that has room for a small batch now and then is one
+    /// episode, logged once.
+    disk_full: Complaint,
+    disk_full_at: Option<Instant>,
     bucket: Option<TokenBucket>,
     jitter: Jitter,
     /// The stop deadline, once the agent is stopping.
@@ -271,6 +309,7 @@ impl Writer {
         let mut batch: Vec<Event> = Vec::new();
         while !self.stopping {
             crate::fault::point("writer.loop");
+            self.retry_spool();
             if self.replay_due() {
                 self.replay_one();
             }
@@ -310,7 +349,7 @@ impl Writer {
         }
         if let Some(spool) = self.spool.take() {
             if let Err(e) = spool.close() {
-                self.complaint.fail(&e.0);
+                self.spool_complaint.fail(&e.message);
             }
         }
         std::mem::take(&mut self.handover)
@@ -446,6 +485,7 @@ impl Writer {
                 self.handover.extend(events);
                 break;
             }
+            self.retry_spool();
             let to_fallback = self.has_fallback() && self.group.all_open(Instant::now());
             if to_fallback || self.spool.is_some() || self.deadline.is_some() {
                 self.set_aside(events);
@@ -634,6 +674,11 @@ impl Writer {
 
     fn note_error(&mut self, message: &str) {
         self.complaint.fail(message);
+        self.last_error(message);
+    }
+
+    /// Shows `message` as the last error in `status`.
+    fn last_error(&self, message: &str) {
         let mut last = self
             .stats
             .last_error
@@ -664,6 +709,11 @@ impl Writer {
                 let before = spool.stats();
                 match spool.push(&events) {
                     Ok(dropped) => {
+                        self.spool_complaint.recover();
+                        if self.disk_full_at.is_some_and(|t| t.elapsed() >= FULL_QUIET) {
+                            self.disk_full_at = None;
+                            self.disk_full.recover();
+                        }
                         let after = spool.stats();
                         add(
                             &self.stats.spooled_events,
@@ -683,12 +733,15 @@ impl Writer {
                                 .fail(&format!("spool full: dropped {dropped} event(s), {which}"));
                         }
                     }
-                    Err(e) => {
-                        add(&self.stats.failed, n);
-                        self.note_error(&format!("cannot spool {n} event(s): {e}"));
-                    }
+                    Err(e) => self.spool_failed(n, &e),
                 }
                 self.publish();
+            }
+            None if self.spool_wanted.is_some() => {
+                add(&self.stats.dropped_spool_unavailable, n);
+                self.spool_complaint.fail(&format!(
+                    "the spool could not be opened: dropped {n} event(s) it would have held"
+                ));
             }
             None => {
                 add(&self.stats.failed, n);
@@ -696,6 +749,55 @@ impl Writer {
                     "stopping: {n} event(s) no target took and no spool to keep them: counted as failed"
                 ));
             }
+        }
+    }
+
+    /// Counts (by reason) and logs `n` events the spool could not take. A full file system is
+    /// said as such; the next batch tries again, so spooling resumes by itself when space returns.
+    fn spool_failed(&mut self, n: u64, e: &SpoolError) {
+        let message = if e.no_space {
+            add(&self.stats.dropped_spool_no_space, n);
+            let message = format!(
+                "the spool's file system is full: dropped {n} event(s) ({e}); spooling resumes \
+                 when there is space"
+            );
+            self.disk_full_at = Some(Instant::now());
+            self.disk_full.fail(&message);
+            message
+        } else {
+            add(&self.stats.dropped_spool_unavailable, n);
+            let message = format!("cannot spool {n} event(s): {e}");
+            self.spool_complaint.fail(&message);
+            message
+        };
+        self.last_error(&message);
+    }
+
+    /// Tries again to open a spool that could not be opened, once every [`SPOOL_RETRY`].
+    fn retry_spool(&mut self) {
+        let Some(config) = &self.spool_wanted else {
+            return;
+        };
+        if Instant::now() < self.spool_retry {
+            return;
+        }
+        self.spool_retry = Instant::now() + SPOOL_RETRY;
+        match Spool::open(config.clone()) {
+            Ok(spool) => {
+                log::info!(
+                    target: &outputs::log_target(&self.stats.name),
+                    "spool {} opened: spooling again",
+                    spool.dir().display()
+                );
+                self.spool = Some(spool);
+                self.spool_wanted = None;
+                self.spool_seen = (0, 0);
+                self.spool_complaint.recover();
+                self.publish();
+            }
+            Err(e) => self
+                .spool_complaint
+                .fail(&format!("{e}; still running without a spool")),
         }
     }
 
@@ -731,6 +833,8 @@ impl Writer {
             Outcome::Delivered => true,
             Outcome::Undelivered(left) => (left.len() as u64) < n,
         };
+        let mut requeued = Ok(0);
+        let mut kept = 0;
         let result = match outcome {
             Outcome::Delivered => {
                 add(&self.stats.replayed, n);
@@ -740,7 +844,10 @@ impl Writer {
             Outcome::Undelivered(left) if (left.len() as u64) < n => {
                 // Part went (carbon_ch): keep the rest, at the end of the spool.
                 add(&self.stats.replayed, n - left.len() as u64);
-                spool.commit().and_then(|()| spool.push(&left).map(drop))
+                kept = left.len() as u64;
+                let committed = spool.commit();
+                requeued = spool.push(&left);
+                committed
             }
             Outcome::Undelivered(_) => {
                 let delay = self
@@ -756,6 +863,10 @@ impl Writer {
         if let Err(e) = result {
             self.note_error(&format!("spool: {e}"));
         }
+        match requeued {
+            Ok(dropped) => add(&self.stats.dropped_spool_full, dropped),
+            Err(e) => self.spool_failed(kept, &e),
+        }
         if moved && self.last_checkpoint.elapsed() >= CHECKPOINT_EVERY {
             self.last_checkpoint = Instant::now();
             if let Some(Err(e)) = self.spool.as_mut().map(Spool::checkpoint) {
@@ -766,7 +877,7 @@ impl Writer {
     }
 
     /// Publishes breaker states and spool depth for `self` and `status`.
-    fn publish(&self) {
+    fn publish(&mut self) {
         let states = self.group.states(Instant::now());
         *self
             .stats
@@ -782,6 +893,15 @@ impl Writer {
                 log::warn!(target: &outputs::log_target(&self.stats.name), "spool: skipped {} corrupt record(s) (a torn write, a power cut); their events are lost, counted in spool_corrupt", s.corrupt_records - seen);
             }
             set(&self.stats.spool_corrupt, s.corrupt_records);
+            add(
+                &self.stats.dropped_spool_lost,
+                s.lost_events - self.spool_seen.0,
+            );
+            add(
+                &self.stats.spool_refused,
+                s.refused_files - self.spool_seen.1,
+            );
+            self.spool_seen = (s.lost_events, s.refused_files);
         }
     }
 }

@@ -134,6 +134,26 @@ pub const TYPE: SourceType = SourceType {
             description: "spool records skipped because they were corrupt",
         },
         MetricInfo {
+            name: "self.output.<name>.dropped_spool_no_space",
+            unit: "count",
+            description: "events not spooled because the spool's file system was full",
+        },
+        MetricInfo {
+            name: "self.output.<name>.dropped_spool_lost",
+            unit: "count",
+            description: "events lost from a spool directory removed while in use",
+        },
+        MetricInfo {
+            name: "self.output.<name>.dropped_spool_unavailable",
+            unit: "count",
+            description: "events not spooled because the spool could not be opened or written",
+        },
+        MetricInfo {
+            name: "self.output.<name>.spool_refused",
+            unit: "count",
+            description: "spool files refused (another owner, a loose mode, a symlink), never replayed",
+        },
+        MetricInfo {
             name: "self.output.<name>.breaker.<target>",
             unit: "state",
             description: "the target's circuit breaker: 0 closed, 1 half-open, 2 open (dots and colons of the target become _)",
@@ -232,6 +252,10 @@ impl Source for SelfStats {
                 ("spool_depth", &o.spool_events),
                 ("spool_size", &o.spool_bytes),
                 ("spool_corrupt", &o.spool_corrupt),
+                ("dropped_spool_no_space", &o.dropped_spool_no_space),
+                ("dropped_spool_lost", &o.dropped_spool_lost),
+                ("dropped_spool_unavailable", &o.dropped_spool_unavailable),
+                ("spool_refused", &o.spool_refused),
             ];
             for (suffix, counter) in delivery {
                 emit.metric(&format!("self.output.{n}.{suffix}"), get(counter));

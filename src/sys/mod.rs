@@ -1,6 +1,8 @@
 //! The few system calls std has no safe wrapper for: process groups, reaping and poll(2) for the
-//! supervisor, statvfs(3) for the df source, SO_PEERCRED for the control socket, and the calls that
-//! keep pipit's own resident memory small (`memory`), and netlink sockets (`netlink`). Every `unsafe` block of pipit is in this
+//! supervisor, statvfs(3) for the df source, SO_PEERCRED for the control socket, the calls that
+//! keep pipit's own resident memory small (`memory`), the `*at` calls that reach names through an
+//! open directory (`files`, for `crate::files`), netlink sockets (`netlink`), and a child's death
+//! with its parent (`children`). Every `unsafe` block of pipit is in this
 //! module, each with the reason it is sound.
 //!
 //! None of these calls touches memory pipit does not own: they take integers, or pointers to
@@ -8,10 +10,14 @@
 //! range of the program's own code, which they unmap but never change.
 
 mod children;
+mod files;
 mod memory;
 pub mod netlink;
 
 pub use children::die_with_parent;
+pub use files::{
+    OpenMode, Stat, link_at, mkdir_at, open_at, open_dir_path, rename_at, stat_at, unlink_at,
+};
 pub use memory::{one_malloc_arena, trim_memory};
 
 use std::io;

@@ -4,7 +4,8 @@
 #
 #   UCI_CONFIG_DIR  directory holding the UCI config file "pipit"
 #   PIPIT_BIN       the pipit binary (for "pipit check" and the command line)
-#   RUN_DIR         where the JSON config is put (instead of /var/etc)
+#   RUN_DIR         where the JSON config is put (instead of /var/etc); the state directory is
+#                   made under RUN_DIR/root
 #   PROCD_LOG       file receiving one line per procd call
 #   LOGGER_LOG      file receiving what would go to the system log
 #   PROCD_RUNNING   1 when the pipit instance is to be reported running
@@ -27,6 +28,8 @@ IPKG_INSTROOT=$root
 PROG=$PIPIT_BIN
 # shellcheck disable=SC2034
 CONFIG=$RUN_DIR/pipit.json
+# shellcheck disable=SC2034
+STATE_ROOT=$RUN_DIR/root
 : "$UCI_CONFIG_DIR" "$PROCD_LOG" "$LOGGER_LOG"
 set +eu
 "$1"
