@@ -282,8 +282,26 @@ struct Action {
     syslog: String,
 }
 
+/// The uid of the user `pipit`, which the OpenWrt package creates (`USERID`) and its init script
+/// runs pipit as; made here, as the package would, when this machine has none.
+fn pipit_uid() -> u32 {
+    let id = || Command::new("id").args(["-u", "pipit"]).output().unwrap();
+    let mut out = id();
+    if !out.status.success() {
+        // Another test may be making it at the same time: whichever wins, `id` then answers.
+        let _ = Command::new("useradd")
+            .args(["--system", "--user-group", "--no-create-home"])
+            .args(["--shell", "/usr/sbin/nologin", "pipit"])
+            .status();
+        out = id();
+    }
+    assert!(out.status.success(), "no user pipit and useradd could not make one");
+    text(&out.stdout).trim().parse().unwrap()
+}
+
 impl OpenWrt {
     fn new(uci: &str) -> OpenWrt {
+        pipit_uid();
         let dir = TempDir::new("openwrt");
         for sub in ["uci", "run"] {
             fs::create_dir(dir.path().join(sub)).unwrap();
@@ -354,7 +372,8 @@ impl OpenWrt {
                 binary(),
                 self.config().display()
             ),
-            format!("procd_set_param env RUST_LOG={log_level}"),
+            format!("procd_set_param env RUST_LOG={log_level} RUNTIME_DIRECTORY=/var/run/pipit"),
+            "procd_set_param user pipit".to_owned(),
             "procd_set_param respawn 3600 5 5".to_owned(),
             "procd_set_param term_timeout 15".to_owned(),
             "procd_set_param stdout 1".to_owned(),
@@ -425,19 +444,44 @@ fn enabled_uci_config_starts_pipit_under_procd_with_a_checked_config() {
 }
 
 #[test]
-fn the_init_script_makes_the_state_dir_roots_and_moves_aside_one_another_user_made() {
+fn the_init_script_gives_pipits_directories_to_its_user_and_moves_aside_what_another_user_made() {
     use std::os::unix::fs::{MetadataExt, lchown, symlink};
+    let uid = pipit_uid();
     let openwrt = OpenWrt::new(&shipped_enabled());
     let state = openwrt.path("run/root/tmp/pipit");
-    let check = |state: &Path| {
-        let meta = fs::symlink_metadata(state).unwrap();
-        assert!(meta.is_dir());
-        assert_eq!((meta.uid(), meta.mode() & 0o7777), (0, 0o700));
+    let runtime = openwrt.path("run/root/var/run/pipit");
+    let check = |dir: &Path| {
+        let meta = fs::symlink_metadata(dir).unwrap();
+        assert!(meta.is_dir(), "{}", dir.display());
+        assert_eq!(
+            (meta.uid(), meta.mode() & 0o7777),
+            (uid, 0o700),
+            "{}",
+            dir.display()
+        );
     };
     let start = openwrt.act("start", false);
     assert_eq!(start.code, Some(0), "{}", start.stderr);
     check(&state);
+    check(&runtime);
+    // The config it runs may hold secrets: its user's alone.
+    let config = fs::metadata(openwrt.config()).unwrap();
+    assert_eq!((config.uid(), config.mode() & 0o777), (uid, 0o600));
     fs::remove_dir(&state).unwrap();
+
+    // Left by a pipit that ran as root: given to the user with what it holds.
+    fs::create_dir(&state).unwrap();
+    fs::set_permissions(&state, fs::Permissions::from_mode(0o700)).unwrap();
+    fs::write(state.join("cache.json"), "{}").unwrap();
+    let start = openwrt.act("start", false);
+    assert_eq!(start.code, Some(0), "{}", start.stderr);
+    check(&state);
+    assert_eq!(
+        fs::metadata(state.join("cache.json")).unwrap().uid(),
+        uid,
+        "the cache a root pipit left"
+    );
+    fs::remove_dir_all(&state).unwrap();
 
     // Made first by `nobody`, with a symlink to a root-only file where the cache goes; then a
     // symlink in its place.
@@ -458,15 +502,36 @@ fn the_init_script_makes_the_state_dir_roots_and_moves_aside_one_another_user_ma
         assert_eq!(fs::read_dir(&state).unwrap().count(), 0, "{planted}");
         assert!(
             start.syslog.contains(
-                "agent.state_dir /tmp/pipit is not a directory of root's closed to others: moved \
-                 aside to /tmp/pipit.untrusted."
+                "agent.state_dir /tmp/pipit is not a directory of root's or pipit's closed to \
+                 others: moved aside to /tmp/pipit.untrusted."
             ),
             "{planted}: {}",
             start.syslog
         );
         fs::remove_dir(&state).unwrap();
     }
+    let meta = fs::metadata(&secret).unwrap();
     assert_eq!(fs::read_to_string(&secret).unwrap(), "root only");
+    assert_eq!(meta.uid(), 0);
+}
+
+#[test]
+fn agent_user_root_keeps_pipit_running_as_root() {
+    use std::os::unix::fs::MetadataExt;
+    let shipped = shipped_enabled();
+    assert!(shipped.contains("\toption user 'pipit'\n"), "{shipped}");
+    let uci = shipped.replace("option user 'pipit'", "option user 'root'");
+    let openwrt = OpenWrt::new(&uci);
+    let start = openwrt.act("start", false);
+    assert_eq!(start.code, Some(0), "{}", start.stderr);
+    assert!(
+        start.procd.iter().any(|c| c == "procd_set_param user root"),
+        "{:?}",
+        start.procd
+    );
+    let state = fs::metadata(openwrt.path("run/root/tmp/pipit")).unwrap();
+    assert_eq!((state.uid(), state.mode() & 0o7777), (0, 0o700));
+    assert!(openwrt.json().get("agent").unwrap().get("user").is_none());
 }
 
 #[test]
