@@ -7,6 +7,8 @@
 pub mod graphite;
 #[cfg(feature = "http")]
 pub mod influx;
+#[cfg(feature = "mqtt")]
+pub mod mqtt;
 #[cfg(feature = "riemann")]
 pub mod riemann;
 pub mod stdout;
@@ -145,6 +147,8 @@ pub const REGISTRY: &[OutputType] = &[
     riemann::TYPE,
     #[cfg(feature = "http")]
     influx::TYPE,
+    #[cfg(feature = "mqtt")]
+    mqtt::TYPE,
 ];
 
 /// Output types this build leaves out, with the Cargo feature that has each.
@@ -153,6 +157,8 @@ pub const LEFT_OUT: &[(&str, &str)] = &[
     ("riemann", "riemann"),
     #[cfg(not(feature = "http"))]
     ("influxdb", "http"),
+    #[cfg(not(feature = "mqtt"))]
+    ("mqtt", "mqtt"),
 ];
 
 /// Finds an output type by its config name.
