@@ -1,13 +1,15 @@
 //! The `mqtt` output: one PUBLISH per event to an MQTT 3.1.1 broker.
 //!
 //! At QoS 1 an event counts as delivered only once the broker's PUBACK for it arrived; at most
-//! `inflight` messages wait for theirs at any time. When a batch fails half-way the output keeps
-//! what the broker acknowledged and the packet identifiers of the rest: the delivery layer hands
-//! the same batch again, and only the unacknowledged messages are sent, with DUP and their old
-//! identifiers when the broker kept the session. At QoS 0 a batch counts as delivered once the
+//! `inflight` messages wait for theirs at any time. When a batch fails half-way the whole batch
+//! counts as failed (the delivery layer retries or spools it), and the output remembers, by a key
+//! of topic, payload and event time, which messages the broker acknowledged and the packet
+//! identifier of each one sent without an answer: when the events come again, acknowledged ones
+//! are not sent twice, and the others go with DUP and their old identifier when the broker kept
+//! the session. At QoS 0 a batch counts as delivered once the
 //! broker answered a PINGREQ sent after it (it has read every message; nothing more is promised).
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::hash::{BuildHasher, DefaultHasher, Hash, Hasher, RandomState};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
@@ -171,7 +173,7 @@ impl OutputSpec for MqttSpec {
             spec: self.clone(),
             log_target: log_target.to_owned(),
             conn: None,
-            carry: None,
+            carry: Carry::default(),
             next_id: 0,
             unencodable: 0,
             out: Vec::new(),
@@ -188,35 +190,45 @@ impl OutputSpec for MqttSpec {
     }
 }
 
-/// What the output remembers of a batch that failed half-way.
+/// How many messages of failed batches the output remembers (acknowledged ones, and sent ones
+/// with their packet identifiers); the oldest are forgotten first.
+const REMEMBERED: usize = 16_384;
+
+/// What the output remembers of batches that failed half-way, by message key (a hash of topic,
+/// payload and the event's time): which messages the broker acknowledged, and the packet
+/// identifier each unacknowledged one was sent with.
+#[derive(Default)]
 struct Carry {
-    /// Tells the same batch handed again from another one.
-    fingerprint: u64,
-    /// Which messages the broker acknowledged.
-    acked: Vec<bool>,
-    /// The packet identifier each message was last sent with; 0 when never sent.
-    ids: Vec<u16>,
+    acked: HashSet<u64>,
+    sent: HashMap<u64, u16>,
+    order: VecDeque<u64>,
 }
 
 impl Carry {
-    fn new(fingerprint: u64, len: usize) -> Carry {
-        Carry {
-            fingerprint,
-            acked: vec![false; len],
-            ids: vec![0; len],
+    fn remember(&mut self, key: u64, id: Option<u16>) {
+        match id {
+            Some(id) => self.sent.insert(key, id),
+            None => self.acked.insert(key).then_some(0),
+        };
+        self.order.push_back(key);
+        while self.order.len() > REMEMBERED {
+            if let Some(old) = self.order.pop_front() {
+                self.acked.remove(&old);
+                self.sent.remove(&old);
+            }
         }
     }
 }
 
-/// A message ready to publish: topic and payload.
-type Message = (String, Vec<u8>);
+/// A message ready to publish: its key, topic and payload.
+type Message = (u64, String, Vec<u8>);
 
 struct MqttOutput {
     addr: String,
     spec: MqttSpec,
     log_target: String,
     conn: Option<Connection>,
-    carry: Option<Carry>,
+    carry: Carry,
     next_id: u16,
     unencodable: u64,
     /// Packets encoded and not yet written.
@@ -226,22 +238,13 @@ struct MqttOutput {
 impl Output for MqttOutput {
     fn write(&mut self, batch: &[Event]) -> Result<(), OutputError> {
         let messages = self.encode(batch);
-        let fingerprint = fingerprint(&messages);
-        let mut carry = match self.carry.take() {
-            Some(c) if c.fingerprint == fingerprint && c.acked.len() == messages.len() => c,
-            _ => Carry::new(fingerprint, messages.len()),
-        };
-        let result = self.deliver(&messages, &mut carry);
+        let result = self.deliver(&messages);
         self.out.clear();
-        match result {
-            Ok(()) => Ok(()),
-            Err(e) => {
-                // Dropped without DISCONNECT: the broker publishes the Will if it notices.
-                self.conn = None;
-                self.carry = Some(carry);
-                Err(error(&self.addr, e))
-            }
-        }
+        result.map_err(|e| {
+            // Dropped without DISCONNECT: the broker publishes the Will if it notices.
+            self.conn = None;
+            error(&self.addr, e)
+        })
     }
 
     fn take_unencodable(&mut self) -> u64 {
@@ -261,7 +264,7 @@ impl MqttOutput {
                 }
                 let mut name = String::new();
                 topic::event_topic(&self.spec.prefix, e, &mut name);
-                Some((name, payload.clone()))
+                Some((key(&name, &payload, e), name, payload.clone()))
             })
             .collect()
     }
@@ -273,8 +276,8 @@ impl MqttOutput {
 
     /// The open connection, opened (and `online` published) when there is none or the broker
     /// stopped answering while it was idle. A new connection without the old session makes every
-    /// carried message a first send again.
-    fn connect(&mut self, carry: &mut Carry) -> Result<(), Error> {
+    /// unacknowledged message a first send again.
+    fn connect(&mut self) -> Result<(), Error> {
         let ack = self.spec.timeouts.ack;
         if self.conn.as_mut().is_some_and(|c| c.is_dead(ack)) {
             log::debug!(target: &self.log_target, "{}: connection dead while idle, reconnecting", self.addr);
@@ -285,7 +288,7 @@ impl MqttOutput {
         }
         let mut conn = Connection::open(&self.addr, &self.spec.session, self.spec.timeouts)?;
         if !conn.session_present {
-            carry.ids.iter_mut().for_each(|id| *id = 0);
+            self.carry.sent.clear();
         }
         if self.spec.availability {
             let id = self.next_id();
@@ -308,44 +311,70 @@ impl MqttOutput {
         Ok(())
     }
 
-    fn deliver(&mut self, messages: &[Option<Message>], carry: &mut Carry) -> Result<(), Error> {
-        self.connect(carry)?;
+    /// Publishes the messages; at QoS 1 returns once each is acknowledged. On failure what was
+    /// acknowledged, and the identifiers of what was sent, are remembered for the next attempt.
+    fn deliver(&mut self, messages: &[Option<Message>]) -> Result<(), Error> {
+        let mut acked = vec![false; messages.len()];
+        let mut ids = vec![0u16; messages.len()];
+        let result = self.publish_all(messages, &mut acked, &mut ids);
+        if result.is_err() {
+            for (i, message) in messages.iter().enumerate() {
+                if let Some((key, ..)) = message {
+                    match (acked[i], ids[i]) {
+                        (true, _) => self.carry.remember(*key, None),
+                        (false, 0) => {}
+                        (false, id) => self.carry.remember(*key, Some(id)),
+                    }
+                }
+            }
+        }
+        result
+    }
+
+    fn publish_all(
+        &mut self,
+        messages: &[Option<Message>],
+        acked: &mut [bool],
+        ids: &mut [u16],
+    ) -> Result<(), Error> {
+        self.connect()?;
         let ack = self.spec.timeouts.ack;
         let qos = self.spec.qos;
         let mut inflight: VecDeque<(u16, usize)> = VecDeque::new();
         let mut resent = 0u64;
         for (i, message) in messages.iter().enumerate() {
-            let Some((name, payload)) = message else {
+            let Some((key, name, payload)) = message else {
                 continue;
             };
-            if carry.acked[i] {
+            if self.carry.acked.remove(key) {
+                acked[i] = true;
                 continue;
             }
             if inflight.len() >= self.spec.inflight {
                 self.flush()?;
-                self.await_ack(&mut inflight, carry)?;
+                self.await_ack(&mut inflight, acked)?;
             }
-            let dup = carry.ids[i] != 0;
-            let id = match qos {
-                QoS::AtMostOnce => 0,
-                QoS::AtLeastOnce if dup => carry.ids[i],
-                QoS::AtLeastOnce => self.next_id(),
+            let earlier = self.carry.sent.remove(key);
+            let id = match (qos, earlier) {
+                (QoS::AtMostOnce, _) => 0,
+                (QoS::AtLeastOnce, Some(id)) => id,
+                (QoS::AtLeastOnce, None) => self.next_id(),
             };
-            resent += u64::from(dup);
+            resent += u64::from(earlier.is_some());
             codec::encode_publish(
                 &Publish {
                     topic: name,
                     payload,
                     qos,
                     retain: self.spec.retain,
-                    dup,
+                    dup: earlier.is_some(),
                     packet_id: id,
                 },
                 &mut self.out,
             )
             .map_err(Error::Encode)?;
             if qos == QoS::AtLeastOnce {
-                carry.ids[i] = id;
+                ids[i] = id;
                 inflight.push_back((id, i));
             }
             if self.out.len() >= 16 * 1024 {
@@ -357,7 +386,7 @@ impl MqttOutput {
             log::debug!(target: &self.log_target, "{}: {resent} unacknowledged message(s) sent again with DUP", self.addr);
         }
         while !inflight.is_empty() {
-            self.await_ack(&mut inflight, carry)?;
+            self.await_ack(&mut inflight, acked)?;
         }
         if qos == QoS::AtMostOnce {
             let conn = self.conn.as_mut().expect("connected above");
@@ -381,7 +410,7 @@ impl MqttOutput {
     fn await_ack(
         &mut self,
         inflight: &mut VecDeque<(u16, usize)>,
-        carry: &mut Carry,
+        acked: &mut [bool],
     ) -> Result<(), Error> {
         let ack = self.spec.timeouts.ack;
         let conn = self.conn.as_mut().expect("connected before waiting");
@@ -390,7 +419,7 @@ impl MqttOutput {
             if let Incoming::PubAck(id) = conn.next_packet(deadline, ack)? {
                 if let Some(pos) = inflight.iter().position(|(x, _)| *x == id) {
                     if let Some((_, i)) = inflight.remove(pos) {
-                        carry.acked[i] = true;
+                        acked[i] = true;
                     }
                     return Ok(());
                 }
@@ -424,11 +453,12 @@ impl Drop for MqttOutput {
     }
 }
 
-/// A hash of a batch's messages, to know the same batch when it comes again.
-fn fingerprint(messages: &[Option<Message>]) -> u64 {
+/// The key of a message: a hash of its topic, payload and event time, the same when the delivery
+/// layer hands the event again (a retry, a spool replay).
+fn key(topic: &str, payload: &[u8], event: &Event) -> u64 {
     static KEYS: OnceLock<RandomState> = OnceLock::new();
     let mut h: DefaultHasher = KEYS.get_or_init(RandomState::new).build_hasher();
-    messages.hash(&mut h);
+    (topic, payload, event.time).hash(&mut h);
     h.finish()
 }
 
