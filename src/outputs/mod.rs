@@ -23,6 +23,30 @@ use crate::delivery::config::DeliveryConfig;
 use crate::event::Event;
 use crate::pattern::{Pattern, Selector};
 
+/// Opens a TCP connection to the first of `addrs` that takes one within `connect`, with Nagle's
+/// algorithm off and `write` as the write timeout.
+pub fn connect_tcp(
+    addrs: &[std::net::SocketAddr],
+    connect: Duration,
+    write: Duration,
+) -> std::io::Result<std::net::TcpStream> {
+    let mut last = std::io::Error::new(
+        std::io::ErrorKind::NotFound,
+        "the address resolved to nothing",
+    );
+    for addr in addrs {
+        match std::net::TcpStream::connect_timeout(addr, connect) {
+            Ok(stream) => {
+                stream.set_nodelay(true)?;
+                stream.set_write_timeout(Some(write))?;
+                return Ok(stream);
+            }
+            Err(e) => last = e,
+        }
+    }
+    Err(last)
+}
+
 /// The log target of output `name`: `out.<name>` (filter with `RUST_LOG=out.<name>=debug`).
 pub fn log_target(name: &str) -> String {
     format!("out.{name}")

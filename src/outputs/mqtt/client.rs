@@ -8,7 +8,7 @@
 use std::fmt;
 use std::hash::{BuildHasher, RandomState};
 use std::io::{self, Read, Write};
-use std::net::{Shutdown, SocketAddr, TcpStream};
+use std::net::{Shutdown, TcpStream};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::thread;
 use std::time::{Duration, Instant};
@@ -151,7 +151,8 @@ impl Connection {
     /// the broker's CONNACK.
     pub fn open(addr: &str, session: &Session, timeouts: Timeouts) -> Result<Connection, Error> {
         let addrs = crate::dns::resolve(addr, timeouts.connect).map_err(Error::Connect)?;
-        let stream = open_tcp(&addrs, timeouts).map_err(Error::Connect)?;
+        let stream = crate::outputs::connect_tcp(&addrs, timeouts.connect, timeouts.write)
+            .map_err(Error::Connect)?;
         let reader = stream.try_clone().map_err(Error::Connect)?;
         let keepalive = u16::try_from(session.keepalive.as_secs()).unwrap_or(u16::MAX);
         let mut conn = Connection {
@@ -363,21 +364,6 @@ fn spawn_pinger(shared: &Arc<Mutex<Shared>>, every: Duration) -> Sender<()> {
         .stack_size(PINGER_STACK)
         .spawn(run);
     stop
-}
-
-fn open_tcp(addrs: &[SocketAddr], timeouts: Timeouts) -> io::Result<TcpStream> {
-    let mut last = io::Error::new(io::ErrorKind::NotFound, "the address resolved to nothing");
-    for addr in addrs {
-        match TcpStream::connect_timeout(addr, timeouts.connect) {
-            Ok(stream) => {
-                stream.set_nodelay(true)?;
-                stream.set_write_timeout(Some(timeouts.write))?;
-                return Ok(stream);
-            }
-            Err(e) => last = e,
-        }
-    }
-    Err(last)
 }
 
 /// The default client identifier: `pipit-` and the host name's letters, digits and dashes, at
