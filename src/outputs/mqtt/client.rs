@@ -285,8 +285,8 @@ impl Connection {
                 self.start = 0;
             }
             let left = deadline.saturating_duration_since(Instant::now());
-            // A zero timeout would block forever: a past deadline polls for a millisecond.
-            let wait = left.max(Duration::from_millis(1));
+            // A zero timeout would block forever: a past deadline only takes what already arrived.
+            let wait = left.max(Duration::from_micros(1));
             self.reader
                 .set_read_timeout(Some(wait))
                 .map_err(Error::Read)?;

@@ -10,7 +10,7 @@
 //! broker answered a PINGREQ sent after it (it has read every message; nothing more is promised).
 
 use std::collections::{HashMap, HashSet, VecDeque};
-use std::hash::{BuildHasher, DefaultHasher, Hash, Hasher, RandomState};
+use std::hash::{BuildHasher, RandomState};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
@@ -457,9 +457,8 @@ impl Drop for MqttOutput {
 /// layer hands the event again (a retry, a spool replay).
 fn key(topic: &str, payload: &[u8], event: &Event) -> u64 {
     static KEYS: OnceLock<RandomState> = OnceLock::new();
-    let mut h: DefaultHasher = KEYS.get_or_init(RandomState::new).build_hasher();
-    (topic, payload, event.time).hash(&mut h);
-    h.finish()
+    KEYS.get_or_init(RandomState::new)
+        .hash_one((topic, payload, event.time))
 }
 
 /// The delivery error for a client error: a timeout for a missing answer or a timed-out step.
