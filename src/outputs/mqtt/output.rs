@@ -207,9 +207,13 @@ struct Carry {
 impl Carry {
     fn remember(&mut self, key: u64, id: Option<u16>) {
         match id {
-            Some(id) => self.sent.insert(key, id),
-            None => self.acked.insert(key).then_some(0),
-        };
+            Some(id) => {
+                self.sent.insert(key, id);
+            }
+            None => {
+                self.acked.insert(key);
+            }
+        }
         self.order.push_back(key);
         while self.order.len() > REMEMBERED {
             if let Some(old) = self.order.pop_front() {
@@ -516,6 +520,18 @@ mod tests {
         assert!(!e[0].contains("hunter2"), "{e:?}");
         let e = spec(r#"{"host": "h", "timestamp": true, "layout": "json"}"#).unwrap_err();
         assert!(e[0].contains("timestamp: unknown key"), "{e:?}");
+    }
+
+    #[test]
+    fn what_failed_batches_leave_behind_is_bounded() {
+        let mut carry = Carry::default();
+        for key in 0..(REMEMBERED as u64 * 2) {
+            carry.remember(key, (key % 2 == 0).then_some(7));
+        }
+        assert_eq!(carry.acked.len() + carry.sent.len(), REMEMBERED);
+        assert!(carry.acked.contains(&(REMEMBERED as u64 * 2 - 1)));
+        assert_eq!(carry.sent.get(&(REMEMBERED as u64 * 2 - 2)), Some(&7));
+        assert!(!carry.acked.contains(&1) && !carry.sent.contains_key(&0));
     }
 
     #[test]
