@@ -69,6 +69,8 @@ def varint(n):
 for path in glob.glob(os.path.join(REPO, "tests/fixtures/netlink/*.bin")):
     seed("netlink_sock_diag", os.path.basename(path), read(path))
 
+seed("mqtt_packet", "connack_pubacks_pingresp", b"\x20\x02\x01\x00\x40\x02\x00\x01\x40\x02\xff\xff\xd0\x00")
+seed("mqtt_packet", "oversized", b"\x40\xff\xff\xff\x7f")
 seed("riemann_ack", "ok", varint(2 << 3) + varint(1))
 seed("riemann_ack", "error", varint(3 << 3 | 2) + varint(7) + b"refused" + varint(2 << 3) + b"\x00")
 

@@ -4,6 +4,8 @@
 # when everything is present only performs quick checks.
 #
 #   apt:  graphite-carbon carbon-c-relay python3-whisper influxdb collectd-core victoria-metrics,
+#         mosquitto mosquitto-clients python3-paho-mqtt (the MQTT broker of tests/mqtt_peer.rs and
+#         its independent subscriber),
 #         dnsmasq-base (the DNS server of tests/dns.rs; no service comes with it)
 #         and, for tests/packaging.rs, systemd (systemd-analyze, systemd-sysusers), shellcheck and
 #         make (the OpenWrt Makefile's variables, evaluated by GNU make)
@@ -11,14 +13,15 @@
 #         (or $PIPIT_TEST_PYTHON)
 #
 # The Debian packages ship system services (carbon-cache, carbon-c-relay, influxdb, collectd,
-# victoria-metrics) that would listen on 2003/2004/8086/25826/8428. The tests start their own
+# victoria-metrics, mosquitto) that would listen on 2003/2004/8086/25826/8428/1883. The tests start their own
 # private instances on free ports, so the system services are kept from
 # starting (policy-rc.d during the install) and are disabled / stopped
 # afterwards.
 set -euo pipefail
 
-APT_PKGS=(graphite-carbon carbon-c-relay python3-whisper influxdb collectd-core victoria-metrics dnsmasq-base shellcheck systemd make)
-SERVICES=(carbon-cache carbon-c-relay influxdb collectd victoria-metrics)
+APT_PKGS=(graphite-carbon carbon-c-relay python3-whisper influxdb collectd-core victoria-metrics dnsmasq-base
+          shellcheck systemd make mosquitto mosquitto-clients python3-paho-mqtt)
+SERVICES=(carbon-cache carbon-c-relay influxdb collectd victoria-metrics mosquitto)
 PYTHON="${PIPIT_TEST_PYTHON:-python3}"
 POLICY=/usr/sbin/policy-rc.d
 
@@ -129,7 +132,7 @@ port_listening() { # proto port
     fi
 }
 for spec in carbon-cache:tcp:2003 carbon-cache:tcp:2004 carbon-c-relay:tcp:2003 influxdb:tcp:8086 influxdb:tcp:8088 \
-            collectd:udp:25826 victoria-metrics:tcp:8428; do
+            collectd:udp:25826 victoria-metrics:tcp:8428 mosquitto:tcp:1883; do
     IFS=: read -r s proto port <<<"$spec"
     if port_listening "$proto" "$port"; then
         step "port $proto/$port is taken; stopping service $s"
@@ -167,6 +170,11 @@ command -v victoria-metrics >/dev/null 2>&1 || { echo "[install-deps] victoria-m
 for tool in shellcheck systemd-analyze systemd-sysusers; do
     command -v "$tool" >/dev/null 2>&1 || { echo "[install-deps] $tool not on PATH" >&2; exit 1; }
 done
+for tool in /usr/sbin/mosquitto mosquitto_passwd; do
+    command -v "$tool" >/dev/null 2>&1 || { echo "[install-deps] $tool not on PATH" >&2; exit 1; }
+done
+/usr/bin/python3 -c 'import paho.mqtt.client' ||
+    { echo "[install-deps] /usr/bin/python3 cannot import paho.mqtt.client" >&2; exit 1; }
 /usr/bin/python3 -c 'import whisper, carbon.hashing' ||
     { echo "[install-deps] /usr/bin/python3 cannot import whisper / carbon.hashing" >&2; exit 1; }
 step "check: carbon-cache=$(command -v carbon-cache) influxd=$(command -v influxd) whisper+carbon.hashing importable"

@@ -7,6 +7,8 @@
 pub mod graphite;
 #[cfg(feature = "http")]
 pub mod influx;
+#[cfg(feature = "mqtt")]
+pub mod mqtt;
 #[cfg(feature = "riemann")]
 pub mod riemann;
 pub mod stdout;
@@ -20,6 +22,30 @@ use crate::config::reader::{self, Field, Problems, Table};
 use crate::delivery::config::DeliveryConfig;
 use crate::event::Event;
 use crate::pattern::{Pattern, Selector};
+
+/// Opens a TCP connection to the first of `addrs` that takes one within `connect`, with Nagle's
+/// algorithm off and `write` as the write timeout.
+pub fn connect_tcp(
+    addrs: &[std::net::SocketAddr],
+    connect: Duration,
+    write: Duration,
+) -> std::io::Result<std::net::TcpStream> {
+    let mut last = std::io::Error::new(
+        std::io::ErrorKind::NotFound,
+        "the address resolved to nothing",
+    );
+    for addr in addrs {
+        match std::net::TcpStream::connect_timeout(addr, connect) {
+            Ok(stream) => {
+                stream.set_nodelay(true)?;
+                stream.set_write_timeout(Some(write))?;
+                return Ok(stream);
+            }
+            Err(e) => last = e,
+        }
+    }
+    Err(last)
+}
 
 /// The log target of output `name`: `out.<name>` (filter with `RUST_LOG=out.<name>=debug`).
 pub fn log_target(name: &str) -> String {
@@ -160,6 +186,8 @@ pub const REGISTRY: &[OutputType] = &[
     riemann::TYPE,
     #[cfg(feature = "http")]
     influx::TYPE,
+    #[cfg(feature = "mqtt")]
+    mqtt::TYPE,
 ];
 
 /// Output types this build leaves out, with the Cargo feature that has each.
@@ -168,6 +196,8 @@ pub const LEFT_OUT: &[(&str, &str)] = &[
     ("riemann", "riemann"),
     #[cfg(not(feature = "http"))]
     ("influxdb", "http"),
+    #[cfg(not(feature = "mqtt"))]
+    ("mqtt", "mqtt"),
 ];
 
 /// Finds an output type by its config name.

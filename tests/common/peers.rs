@@ -1476,6 +1476,59 @@ impl CarbonCRelay {
             .arg(self.config_path())
             .args(["-w", "1", "-b", "100", "-s"])
             .args(&self.args)
+// -------------------------------------------------------------- mosquitto --
+
+/// Debian's MQTT broker.
+pub const MOSQUITTO_BIN: &str = "/usr/sbin/mosquitto";
+
+/// The user and password every [`Mosquitto`] requires.
+pub const MQTT_USER: &str = "pipit";
+/// See [`MQTT_USER`].
+pub const MQTT_PASSWORD: &str = "s3cret-Pw";
+
+/// A private mosquitto on a free 127.0.0.1 port, with persistence on (sessions and queued
+/// messages survive a restart) and a password file: anonymous clients are refused.
+pub struct Mosquitto {
+    dir: TempDir,
+    port: u16,
+    child: Option<Child>,
+}
+
+impl Mosquitto {
+    pub fn start() -> Mosquitto {
+        let dir = TempDir::new("mosquitto");
+        let passwd = dir.path().join("passwd");
+        let status = Command::new("mosquitto_passwd")
+            .args(["-b", "-c"])
+            .arg(&passwd)
+            .args([MQTT_USER, MQTT_PASSWORD])
+            .status()
+            .unwrap_or_else(|e| panic!("cannot run mosquitto_passwd: {e}; {INSTALL_HINT}"));
+        assert!(status.success(), "mosquitto_passwd failed");
+        let port = free_port();
+        let conf = format!(
+            "listener {port} {LOCALHOST}\nallow_anonymous false\npassword_file {}\n\
+             persistence true\npersistence_location {}/\nmax_queued_messages 100000\n\
+             user root\nlog_dest stderr\nlog_type error\nlog_type warning\nlog_type notice\n",
+            passwd.display(),
+            dir.path().display()
+        );
+        fs::write(dir.path().join("mosquitto.conf"), conf).expect("write mosquitto.conf");
+        let mut broker = Mosquitto {
+            dir,
+            port,
+            child: None,
+        };
+        broker.launch();
+        broker
+    }
+
+    fn launch(&mut self) {
+        let log = self.log_path();
+        let from = log_len(&log);
+        let mut cmd = Command::new(MOSQUITTO_BIN);
+        cmd.arg("-c")
+            .arg(self.dir.path().join("mosquitto.conf"))
             .current_dir(self.dir.path())
             .stdin(Stdio::null())
             .stdout(open_log(&log))
@@ -1499,6 +1552,41 @@ impl Drop for CarbonCRelay {
     fn drop(&mut self) {
         if let Some(mut child) = self.child.take() {
             if let Err(e) = stop_child(&mut child, "carbon-c-relay") {
+        let mut child = spawn("mosquitto", &mut cmd);
+        let port = self.port;
+        wait_ready(&mut child, "mosquitto", &log, from, || {
+            TcpStream::connect((LOCALHOST, port)).is_ok()
+        })
+        .unwrap_or_else(|e| panic!("{}", e.message));
+        self.child = Some(child);
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    pub fn log_path(&self) -> PathBuf {
+        self.dir.path().join("mosquitto.log")
+    }
+
+    /// Stops the broker (SIGTERM: it saves its persistence file first).
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            stop_child(&mut child, "mosquitto").unwrap_or_else(|e| panic!("{e}"));
+        }
+    }
+
+    /// Starts the broker again on the same port, from its persistence file.
+    pub fn restart(&mut self) {
+        self.stop();
+        self.launch();
+    }
+}
+
+impl Drop for Mosquitto {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            if let Err(e) = stop_child(&mut child, "mosquitto") {
                 eprintln!("{}", e);
             }
         }
@@ -1705,6 +1793,76 @@ impl Drop for CarbonRelay {
     fn drop(&mut self) {
         if let Some(mut child) = self.child.take() {
             if let Err(e) = stop_child(&mut child, "carbon-relay") {
+/// An independent subscriber (tests/peers/mqtt_sub.py, on Debian's paho-mqtt) with a persistent
+/// session, writing what it receives as JSON lines.
+pub struct MqttSubscriber {
+    dir: TempDir,
+    child: Option<Child>,
+}
+
+impl MqttSubscriber {
+    /// Subscribes to `filters` at QoS 1 on `broker`; returns once the broker granted them.
+    pub fn start(broker: &Mosquitto, filters: &[&str]) -> MqttSubscriber {
+        let dir = TempDir::new("mqtt-sub");
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/peers/mqtt_sub.py");
+        let out = dir.path().join("messages.jsonl");
+        let mut cmd = Command::new(SYSTEM_PYTHON);
+        cmd.arg(script)
+            .arg(broker.port().to_string())
+            .args([MQTT_USER, MQTT_PASSWORD])
+            .arg(format!("sub-{}-{}", std::process::id(), free_port()))
+            .args(filters)
+            .stdin(Stdio::null())
+            .stdout(open_log(&out))
+            .stderr(open_log(&dir.path().join("stderr.log")));
+        let child = spawn("mqtt_sub.py", &mut cmd);
+        let sub = MqttSubscriber {
+            dir,
+            child: Some(child),
+        };
+        wait_until("the subscriber's subscription", START_DEADLINE, || {
+            fs::read_to_string(&out)
+                .ok()?
+                .contains("\"subscribed\"")
+                .then_some(())
+        });
+        sub
+    }
+
+    /// Every message received so far, as (topic, payload, retain, dup).
+    pub fn messages(&self) -> Vec<(String, String, bool, bool)> {
+        let text = fs::read_to_string(self.dir.path().join("messages.jsonl")).unwrap_or_default();
+        text.lines()
+            .filter(|l| l.contains("\"topic\""))
+            .map(|l| {
+                (
+                    json_str(l, "topic").unwrap_or_default(),
+                    json_str(l, "payload").unwrap_or_default(),
+                    json_field(l, "retain") == Some("true"),
+                    json_field(l, "dup") == Some("true"),
+                )
+            })
+            .collect()
+    }
+
+    /// The messages once `done` holds for them; panics after `deadline`.
+    pub fn wait(
+        &self,
+        what: &str,
+        deadline: Duration,
+        done: impl Fn(&[(String, String, bool, bool)]) -> bool,
+    ) -> Vec<(String, String, bool, bool)> {
+        wait_until(what, deadline, || {
+            let m = self.messages();
+            done(&m).then_some(m)
+        })
+    }
+}
+
+impl Drop for MqttSubscriber {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            if let Err(e) = stop_child(&mut child, "mqtt_sub.py") {
                 eprintln!("{}", e);
             }
         }

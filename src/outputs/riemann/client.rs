@@ -237,20 +237,10 @@ impl RiemannClient {
 }
 
 fn open_tcp(addrs: &[SocketAddr], timeouts: &Timeouts) -> io::Result<TcpStream> {
-    let mut last = io::Error::new(io::ErrorKind::NotFound, "the address resolved to nothing");
-    for addr in addrs {
-        match TcpStream::connect_timeout(addr, timeouts.connect) {
-            Ok(stream) => {
-                stream.set_nodelay(true)?;
-                stream.set_write_timeout(Some(timeouts.write))?;
-                // Also bounds a TLS handshake; reads of answers set their own deadline.
-                stream.set_read_timeout(Some(timeouts.connect))?;
-                return Ok(stream);
-            }
-            Err(e) => last = e,
-        }
-    }
-    Err(last)
+    let stream = crate::outputs::connect_tcp(addrs, timeouts.connect, timeouts.write)?;
+    // Also bounds a TLS handshake; reads of answers set their own deadline.
+    stream.set_read_timeout(Some(timeouts.connect))?;
+    Ok(stream)
 }
 
 fn open_udp(addrs: &[SocketAddr]) -> io::Result<UdpSocket> {

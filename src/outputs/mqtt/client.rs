@@ -1,0 +1,406 @@
+//! One MQTT connection of a publisher: CONNECT and its CONNACK, packets out, the broker's packets
+//! in, and a keepalive thread that sends PINGREQ while the connection is idle.
+//!
+//! Reads and writes are bounded by the timeouts; what the broker sends is decoded from a fixed
+//! buffer of [`READ_BUFFER`] bytes ([`super::codec`] refuses any packet longer than a few bytes), so
+//! a hostile broker costs the agent nothing but a closed connection.
+
+use std::fmt;
+use std::hash::{BuildHasher, RandomState};
+use std::io::{self, Read, Write};
+use std::net::{Shutdown, TcpStream};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{RecvTimeoutError, Sender, bounded};
+
+use super::codec::{self, Connect, DecodeError, Incoming, Publish, Will};
+
+/// The bytes kept for reading; a packet a broker sends a publisher takes at most
+/// `codec::MAX_INCOMING + 5` of them.
+pub const READ_BUFFER: usize = 4096;
+
+/// The stack of the keepalive thread: it only sleeps and writes two bytes.
+const PINGER_STACK: usize = 64 * 1024;
+
+/// How long each step may take.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Timeouts {
+    /// Opening the connection, up to the broker's CONNACK.
+    pub connect: Duration,
+    /// Waiting for the broker to take more of what is written.
+    pub write: Duration,
+    /// Waiting for a PUBACK or PINGRESP: past it the broker counts as dead.
+    pub ack: Duration,
+}
+
+/// What the client tells the broker at connect.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Session {
+    /// The client identifier.
+    pub client_id: String,
+    /// The keepalive interval; zero turns keepalive off.
+    pub keepalive: Duration,
+    /// Whether the broker forgets the session at connect.
+    pub clean_session: bool,
+    /// The Last Will.
+    pub will: Option<Will>,
+    /// The user name.
+    pub username: Option<String>,
+    /// The password; never shown by `Debug`.
+    pub password: Option<String>,
+}
+
+impl fmt::Debug for Session {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Session")
+            .field("client_id", &self.client_id)
+            .field("keepalive", &self.keepalive)
+            .field("clean_session", &self.clean_session)
+            .field("will", &self.will)
+            .field("username", &self.username)
+            .field("password", &self.password.as_deref().map(hidden))
+            .finish()
+    }
+}
+
+/// What `Debug` shows of a password: a hash keyed anew in each run, equal for equal passwords (so
+/// a reload notices a changed one) and useless to anyone reading it.
+fn hidden(secret: &str) -> String {
+    static KEY: OnceLock<RandomState> = OnceLock::new();
+    format!(
+        "#{:016x}",
+        KEY.get_or_init(RandomState::new).hash_one(secret)
+    )
+}
+
+/// Why a step failed. After any of them the connection is closed.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum Error {
+    /// The address did not resolve or took no connection in time: is the broker up, are host and
+    /// port right?
+    Connect(io::Error),
+    /// Writing failed or timed out: usually the broker went away.
+    Write(io::Error),
+    /// Reading failed, or the broker closed the connection.
+    Read(io::Error),
+    /// The broker did not answer within this time: it is overloaded, hung, or not an MQTT broker.
+    AckTimeout(Duration),
+    /// The broker refused the connection with this CONNACK code.
+    Refused(u8),
+    /// The broker sent something that is not an answer to a publisher.
+    Protocol(DecodeError),
+    /// A packet could not be encoded (a field too long for MQTT).
+    Encode(String),
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Error::Connect(e) => write!(f, "cannot connect: {e}"),
+            Error::Write(e) => write!(f, "cannot write: {e}"),
+            Error::Read(e) => write!(f, "cannot read from the broker: {e}"),
+            Error::AckTimeout(d) => write!(
+                f,
+                "no answer from the broker within {} ms: taken for dead",
+                d.as_millis()
+            ),
+            Error::Refused(code) => write!(
+                f,
+                "the broker refused the connection (code {code}: {})",
+                codec::connack_reason(*code)
+            ),
+            Error::Protocol(e) => {
+                write!(f, "invalid packet from the broker, connection closed: {e}")
+            }
+            Error::Encode(e) => write!(f, "cannot encode: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for Error {}
+
+/// The writing side, shared with the keepalive thread.
+struct Shared {
+    stream: TcpStream,
+    last_sent: Instant,
+    pings_sent: u64,
+    last_ping: Instant,
+    broken: bool,
+}
+
+/// An open, accepted connection.
+pub struct Connection {
+    shared: Arc<Mutex<Shared>>,
+    reader: TcpStream,
+    buf: Box<[u8; READ_BUFFER]>,
+    start: usize,
+    end: usize,
+    pongs: u64,
+    next_id: u16,
+    /// Whether the broker still had this client's session (always false with a clean session).
+    pub session_present: bool,
+    /// Dropped with the connection, which stops the keepalive thread.
+    _stop: Option<Sender<()>>,
+}
+
+impl Connection {
+    /// Connects to `addr` (`host:port`, every address tried in turn), sends CONNECT and waits for
+    /// the broker's CONNACK.
+    pub fn open(addr: &str, session: &Session, timeouts: Timeouts) -> Result<Connection, Error> {
+        let addrs = crate::dns::resolve(addr, timeouts.connect).map_err(Error::Connect)?;
+        let stream = crate::outputs::connect_tcp(&addrs, timeouts.connect, timeouts.write)
+            .map_err(Error::Connect)?;
+        let reader = stream.try_clone().map_err(Error::Connect)?;
+        let keepalive = u16::try_from(session.keepalive.as_secs()).unwrap_or(u16::MAX);
+        let mut conn = Connection {
+            shared: Arc::new(Mutex::new(Shared {
+                stream,
+                last_sent: Instant::now(),
+                pings_sent: 0,
+                last_ping: Instant::now(),
+                broken: false,
+            })),
+            reader,
+            buf: Box::new([0; READ_BUFFER]),
+            start: 0,
+            end: 0,
+            pongs: 0,
+            next_id: 0,
+            session_present: false,
+            _stop: None,
+        };
+        let mut out = Vec::with_capacity(128);
+        codec::encode_connect(
+            &Connect {
+                client_id: &session.client_id,
+                keepalive,
+                clean_session: session.clean_session,
+                will: session.will.as_ref(),
+                username: session.username.as_deref(),
+                password: session.password.as_deref(),
+            },
+            &mut out,
+        )
+        .map_err(Error::Encode)?;
+        conn.send(&out)?;
+        let deadline = Instant::now() + timeouts.connect;
+        match conn.next_packet(deadline, timeouts.connect)? {
+            Incoming::ConnAck {
+                code: 0,
+                session_present,
+            } => conn.session_present = session_present,
+            Incoming::ConnAck { code, .. } => return Err(Error::Refused(code)),
+            _ => {
+                return Err(Error::Protocol(DecodeError::Malformed(
+                    "answer to CONNECT (not a CONNACK)",
+                )));
+            }
+        }
+        if keepalive > 0 {
+            conn._stop = Some(spawn_pinger(&conn.shared, session.keepalive / 2));
+        }
+        Ok(conn)
+    }
+
+    /// The next packet identifier (1 to 65,535, then round again).
+    pub fn next_packet_id(&mut self) -> u16 {
+        self.next_id = self.next_id.checked_add(1).unwrap_or(1);
+        self.next_id
+    }
+
+    /// Writes encoded packets.
+    pub fn send(&mut self, bytes: &[u8]) -> Result<(), Error> {
+        let mut shared = lock(&self.shared);
+        let result = shared.stream.write_all(bytes);
+        shared.last_sent = Instant::now();
+        result.map_err(|e| {
+            shared.broken = true;
+            Error::Write(e)
+        })
+    }
+
+    /// Encodes and writes one PUBLISH.
+    pub fn publish(&mut self, p: &Publish<'_>, scratch: &mut Vec<u8>) -> Result<(), Error> {
+        scratch.clear();
+        codec::encode_publish(p, scratch).map_err(Error::Encode)?;
+        self.send(scratch)
+    }
+
+    /// Sends PINGREQ and waits, before `deadline`, for its PINGRESP; PUBACKs read meanwhile go to
+    /// `on_ack`. Since a broker handles a connection's packets in order, the answer also says that
+    /// everything written before has been taken.
+    pub fn ping(&mut self, ack: Duration, mut on_ack: impl FnMut(u16)) -> Result<(), Error> {
+        let mine = {
+            let mut shared = lock(&self.shared);
+            let mut out = Vec::with_capacity(2);
+            codec::encode_pingreq(&mut out);
+            shared.stream.write_all(&out).map_err(Error::Write)?;
+            shared.last_sent = Instant::now();
+            shared.pings_sent += 1;
+            shared.last_ping = shared.last_sent;
+            shared.pings_sent
+        };
+        let deadline = Instant::now() + ack;
+        while self.pongs < mine {
+            if let Incoming::PubAck(id) = self.next_packet(deadline, ack)? {
+                on_ack(id);
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether the keepalive thread found the connection broken, or the broker has owed a
+    /// PINGRESP for longer than `ack`. What arrived while the connection was idle is read first.
+    pub fn is_dead(&mut self, ack: Duration) -> bool {
+        loop {
+            match self.next_packet(Instant::now(), ack) {
+                Ok(_) => {}
+                Err(Error::AckTimeout(_)) => break,
+                Err(_) => return true,
+            }
+        }
+        let shared = lock(&self.shared);
+        shared.broken || (shared.pings_sent > self.pongs && shared.last_ping.elapsed() > ack)
+    }
+
+    /// Reads the broker's next packet, waiting until `deadline`; a PINGRESP is counted and also
+    /// returned.
+    pub fn next_packet(&mut self, deadline: Instant, ack: Duration) -> Result<Incoming, Error> {
+        loop {
+            if let Some((packet, used)) =
+                codec::decode(&self.buf[self.start..self.end]).map_err(Error::Protocol)?
+            {
+                self.start += used;
+                if packet == Incoming::PingResp {
+                    self.pongs += 1;
+                }
+                return Ok(packet);
+            }
+            if self.start > 0 {
+                self.buf.copy_within(self.start..self.end, 0);
+                self.end -= self.start;
+                self.start = 0;
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            // A zero timeout would block forever: a past deadline only takes what already arrived.
+            let wait = left.max(Duration::from_micros(1));
+            self.reader
+                .set_read_timeout(Some(wait))
+                .map_err(Error::Read)?;
+            match self.reader.read(&mut self.buf[self.end..]) {
+                Ok(0) => {
+                    return Err(Error::Read(io::Error::new(
+                        io::ErrorKind::UnexpectedEof,
+                        "the broker closed the connection",
+                    )));
+                }
+                Ok(n) => self.end += n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                    ) =>
+                {
+                    return Err(Error::AckTimeout(ack));
+                }
+                Err(e) => return Err(Error::Read(e)),
+            }
+        }
+    }
+
+    /// Publishes `bytes` (an encoded packet, such as a retained `offline`) and says goodbye with
+    /// DISCONNECT, so the broker drops the Will.
+    pub fn close(mut self, last: &[u8]) {
+        let mut out = last.to_vec();
+        codec::encode_disconnect(&mut out);
+        if self.send(&out).is_ok() {
+            let _ = lock(&self.shared).stream.shutdown(Shutdown::Write);
+        }
+    }
+}
+
+fn lock(shared: &Mutex<Shared>) -> MutexGuard<'_, Shared> {
+    shared.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Starts the thread that sends PINGREQ whenever nothing was sent for `every`; it ends when the
+/// returned sender is dropped.
+fn spawn_pinger(shared: &Arc<Mutex<Shared>>, every: Duration) -> Sender<()> {
+    let (stop, stopped) = bounded::<()>(0);
+    let shared = Arc::clone(shared);
+    let every = every.max(Duration::from_millis(100));
+    let run = move || {
+        let mut ping = Vec::with_capacity(2);
+        codec::encode_pingreq(&mut ping);
+        loop {
+            let wait = {
+                let mut s = lock(&shared);
+                let idle = s.last_sent.elapsed();
+                if idle >= every {
+                    if s.stream.write_all(&ping).is_err() {
+                        s.broken = true;
+                        return;
+                    }
+                    s.last_sent = Instant::now();
+                    s.last_ping = s.last_sent;
+                    s.pings_sent += 1;
+                    every
+                } else {
+                    every - idle
+                }
+            };
+            if stopped.recv_timeout(wait) != Err(RecvTimeoutError::Timeout) {
+                return;
+            }
+        }
+    };
+    // Without the thread the connection still works; the broker may then close it when idle.
+    let _ = thread::Builder::new()
+        .name("mqtt-keepalive".into())
+        .stack_size(PINGER_STACK)
+        .spawn(run);
+    stop
+}
+
+/// The default client identifier: `pipit-` and the host name's letters, digits and dashes, at
+/// most 23 characters (the length every MQTT 3.1.1 broker must accept).
+pub fn default_client_id(host: &str) -> String {
+    let mut id = String::from("pipit-");
+    id.extend(
+        host.chars()
+            .filter(|c| c.is_ascii_alphanumeric() || *c == '-')
+            .take(23 - id.len()),
+    );
+    id
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn client_ids_are_short_and_plain() {
+        assert_eq!(default_client_id("r1.lan"), "pipit-r1lan");
+        assert_eq!(
+            default_client_id("a-very-long-router-name.example.org"),
+            "pipit-a-very-long-route"
+        );
+    }
+
+    #[test]
+    fn the_password_never_shows() {
+        let s = Session {
+            client_id: "c".into(),
+            keepalive: Duration::from_secs(30),
+            clean_session: false,
+            will: None,
+            username: Some("u".into()),
+            password: Some("hunter2".into()),
+        };
+        assert!(!format!("{s:?}").contains("hunter2"));
+    }
+}

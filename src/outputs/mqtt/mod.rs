@@ -1,0 +1,12 @@
+//! MQTT: events published to an MQTT 3.1.1 broker, one message per event, at QoS 0 or 1.
+//!
+//! [`codec`] encodes and decodes the packets, [`client`] holds one connection, [`topic`] builds
+//! topics and payloads from events, and [`output`] is the `mqtt` output type the delivery layer
+//! drives. See docs/outputs-mqtt.md.
+
+pub mod client;
+pub mod codec;
+pub mod output;
+pub mod topic;
+
+pub use output::TYPE;

@@ -1,0 +1,542 @@
+//! The `mqtt` output: one PUBLISH per event to an MQTT 3.1.1 broker.
+//!
+//! At QoS 1 an event counts as delivered only once the broker's PUBACK for it arrived; at most
+//! `inflight` messages wait for theirs at any time. When a batch fails half-way the whole batch
+//! counts as failed (the delivery layer retries or spools it), and the output remembers, by a key
+//! of topic, payload and event time, which messages the broker acknowledged and the packet
+//! identifier of each one sent without an answer: when the events come again, acknowledged ones
+//! are not sent twice, and the others go with DUP and their old identifier when the broker kept
+//! the session. At QoS 0 a batch counts as delivered once the
+//! broker answered a PINGREQ sent after it (it has read every message; nothing more is promised).
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::hash::{BuildHasher, RandomState};
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use super::client::{self, Connection, Error, Session, Timeouts};
+use super::codec::{self, Incoming, Publish, QoS, Will};
+use super::topic::{self, Layout};
+use crate::config::reader::{Problems, Table};
+use crate::delivery::carbon_ch::Destination;
+use crate::delivery::config::read_targets;
+use crate::event::Event;
+use crate::outputs::{Output, OutputError, OutputSpec, OutputType};
+
+/// The registry entry.
+pub const TYPE: OutputType = OutputType {
+    name: "mqtt",
+    description: "events to an MQTT 3.1.1 broker, QoS 0 or 1 (value per topic or JSON)",
+    read,
+};
+
+/// The port of MQTT over TCP.
+pub const DEFAULT_PORT: u16 = 1883;
+
+/// Settings of the `mqtt` output.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MqttSpec {
+    /// The brokers: `host` and `port` (default 1883), or the `targets` list.
+    pub targets: Vec<Destination>,
+    /// QoS of event messages; default 1.
+    pub qos: QoS,
+    /// The first topic level; default `pipit`.
+    pub prefix: String,
+    /// How events become payloads; default one value per topic.
+    pub layout: Layout,
+    /// Whether event messages are retained; default false.
+    pub retain: bool,
+    /// Most QoS 1 messages waiting for their PUBACK; default 32.
+    pub inflight: usize,
+    /// The agent's host name as the `status` topic shows it; default the system's.
+    pub node: String,
+    /// Whether a retained `online` is published after connect, with a Will `offline`; default true.
+    pub availability: bool,
+    /// Client id, keepalive, clean session, credentials.
+    pub session: Session,
+    /// Connect, write and ack timeouts.
+    pub timeouts: Timeouts,
+}
+
+fn read(t: &mut Table<'_>, problems: &mut Problems) -> Option<Arc<dyn OutputSpec>> {
+    read_spec(t, problems).map(|s| Arc::new(s) as Arc<dyn OutputSpec>)
+}
+
+fn read_spec(t: &mut Table<'_>, problems: &mut Problems) -> Option<MqttSpec> {
+    let targets = read_targets(t, DEFAULT_PORT, problems);
+    let qos = match t.number_in("qos", 1, 0, 1, problems) {
+        0 => QoS::AtMostOnce,
+        _ => QoS::AtLeastOnce,
+    };
+    let prefix = read_prefix(t, problems);
+    let layout = match t.choice("layout", &["value", "json"], "value", problems) {
+        "json" => Layout::Json,
+        _ => Layout::Value {
+            timestamp: t.get_or("timestamp", false, problems),
+        },
+    };
+    let retain = t.get_or("retain", false, problems);
+    let inflight = t.number_in("inflight", 32, 1, 65_535, problems) as usize;
+    let node =
+        crate::config::read_hostname(t, problems).unwrap_or_else(crate::config::system_hostname);
+    let availability = t.get_or("availability", true, problems);
+    let five = Duration::from_secs(5);
+    let ms = Duration::from_millis(1);
+    let timeouts = Timeouts {
+        connect: t.duration_at_least("connect_timeout", five, ms, problems),
+        write: t.duration_at_least("write_timeout", five, ms, problems),
+        ack: t.duration_at_least("ack_timeout", five, ms, problems),
+    };
+    let keepalive = t.duration_at_least(
+        "keepalive",
+        Duration::from_secs(30),
+        Duration::ZERO,
+        problems,
+    );
+    if keepalive.as_secs() > u64::from(u16::MAX) {
+        problems.at(t.as_field(), "keepalive: expected at most 65535s");
+    }
+    let client_id = t
+        .get::<String>("client_id", problems)
+        .unwrap_or_else(|| client::default_client_id(&node));
+    let username = t.get::<String>("username", problems);
+    let password = t.get::<String>("password", problems);
+    if password.is_some() && username.is_none() {
+        problems.at(
+            t.as_field(),
+            "\"password\" needs a \"username\" (MQTT 3.1.1 sends no password alone)",
+        );
+    }
+    let will = availability.then(|| Will {
+        topic: topic::node_topic(&prefix, &node, "status"),
+        payload: b"offline".to_vec(),
+        qos: QoS::AtLeastOnce,
+        retain: true,
+    });
+    Some(MqttSpec {
+        targets: targets?,
+        qos,
+        prefix,
+        layout,
+        retain,
+        inflight,
+        node,
+        availability,
+        session: Session {
+            client_id,
+            keepalive,
+            clean_session: t.get_or("clean_session", false, problems),
+            will,
+            username,
+            password,
+        },
+        timeouts,
+    })
+}
+
+/// Reads `prefix`: topic levels without wildcards or NUL, not starting with `$` (the broker's own
+/// topics) and not ending with `/`.
+fn read_prefix(t: &mut Table<'_>, problems: &mut Problems) -> String {
+    let default = "pipit".to_owned();
+    let Some(field) = t.field("prefix") else {
+        return default;
+    };
+    match field.as_str() {
+        Some(p)
+            if !p.is_empty()
+                && !p.contains(['+', '#', '\0'])
+                && !p.starts_with('$')
+                && !p.ends_with('/') =>
+        {
+            p.to_owned()
+        }
+        _ => {
+            problems.expected(
+                &field,
+                "topic levels such as \"pipit\" or \"site/a\" (no +, #, NUL, leading $ or trailing /)",
+            );
+            default
+        }
+    }
+}
+
+impl OutputSpec for MqttSpec {
+    fn targets(&self) -> Vec<String> {
+        self.targets.iter().map(Destination::name).collect()
+    }
+
+    fn build_target(&self, index: usize, log_target: &str) -> Result<Box<dyn Output>, OutputError> {
+        let target = Destination::nth(&self.targets, index)?;
+        // The broker is connected to at the first batch, so the agent starts while it is down.
+        Ok(Box::new(MqttOutput {
+            addr: target.addr(),
+            spec: self.clone(),
+            log_target: log_target.to_owned(),
+            conn: None,
+            carry: Carry::default(),
+            next_id: 0,
+            unencodable: 0,
+            out: Vec::new(),
+        }))
+    }
+
+    fn describe(&self) -> String {
+        format!(
+            "mqtt QoS {} under \"{}\" to {}",
+            self.qos as u8,
+            self.prefix,
+            self.targets().join(", ")
+        )
+    }
+}
+
+/// How many messages of failed batches the output remembers (acknowledged ones, and sent ones
+/// with their packet identifiers); the oldest are forgotten first.
+const REMEMBERED: usize = 16_384;
+
+/// What the output remembers of batches that failed half-way, by message key (a hash of topic,
+/// payload and the event's time): which messages the broker acknowledged, and the packet
+/// identifier each unacknowledged one was sent with.
+#[derive(Default)]
+struct Carry {
+    acked: HashSet<u64>,
+    sent: HashMap<u64, u16>,
+    order: VecDeque<u64>,
+}
+
+impl Carry {
+    fn remember(&mut self, key: u64, id: Option<u16>) {
+        match id {
+            Some(id) => {
+                self.sent.insert(key, id);
+            }
+            None => {
+                self.acked.insert(key);
+            }
+        }
+        self.order.push_back(key);
+        while self.order.len() > REMEMBERED {
+            if let Some(old) = self.order.pop_front() {
+                self.acked.remove(&old);
+                self.sent.remove(&old);
+            }
+        }
+    }
+}
+
+/// A message ready to publish: its key, topic and payload.
+type Message = (u64, String, Vec<u8>);
+
+struct MqttOutput {
+    addr: String,
+    spec: MqttSpec,
+    log_target: String,
+    conn: Option<Connection>,
+    carry: Carry,
+    next_id: u16,
+    unencodable: u64,
+    /// Packets encoded and not yet written.
+    out: Vec<u8>,
+}
+
+impl Output for MqttOutput {
+    fn write(&mut self, batch: &[Event]) -> Result<(), OutputError> {
+        let messages = self.encode(batch);
+        let result = self.deliver(&messages);
+        self.out.clear();
+        result.map_err(|e| {
+            // Dropped without DISCONNECT: the broker publishes the Will if it notices.
+            self.conn = None;
+            error(&self.addr, e)
+        })
+    }
+
+    fn take_unencodable(&mut self) -> u64 {
+        std::mem::take(&mut self.unencodable)
+    }
+}
+
+impl MqttOutput {
+    fn encode(&mut self, batch: &[Event]) -> Vec<Option<Message>> {
+        let mut payload = Vec::new();
+        batch
+            .iter()
+            .map(|e| {
+                if !topic::payload(self.spec.layout, e, &mut payload) {
+                    self.unencodable += 1;
+                    return None;
+                }
+                let mut name = String::new();
+                topic::event_topic(&self.spec.prefix, e, &mut name);
+                Some((key(&name, &payload, e), name, payload.clone()))
+            })
+            .collect()
+    }
+
+    fn next_id(&mut self) -> u16 {
+        self.next_id = self.next_id.checked_add(1).unwrap_or(1);
+        self.next_id
+    }
+
+    /// The open connection, opened (and `online` published) when there is none or the broker
+    /// stopped answering while it was idle. A new connection without the old session makes every
+    /// unacknowledged message a first send again.
+    fn connect(&mut self) -> Result<(), Error> {
+        let ack = self.spec.timeouts.ack;
+        if self.conn.as_mut().is_some_and(|c| c.is_dead(ack)) {
+            log::debug!(target: &self.log_target, "{}: connection dead while idle, reconnecting", self.addr);
+            self.conn = None;
+        }
+        if self.conn.is_some() {
+            return Ok(());
+        }
+        let mut conn = Connection::open(&self.addr, &self.spec.session, self.spec.timeouts)?;
+        if !conn.session_present {
+            self.carry.sent.clear();
+        }
+        if self.spec.availability {
+            let id = self.next_id();
+            let status = topic::node_topic(&self.spec.prefix, &self.spec.node, "status");
+            let online = Publish {
+                topic: &status,
+                payload: b"online",
+                qos: QoS::AtLeastOnce,
+                retain: true,
+                dup: false,
+                packet_id: id,
+            };
+            conn.publish(&online, &mut self.out)?;
+            self.out.clear();
+            let deadline = std::time::Instant::now() + ack;
+            while conn.next_packet(deadline, ack)? != Incoming::PubAck(id) {}
+        }
+        log::debug!(target: &self.log_target, "{}: connected (session present: {})", self.addr, conn.session_present);
+        self.conn = Some(conn);
+        Ok(())
+    }
+
+    /// Publishes the messages; at QoS 1 returns once each is acknowledged. On failure what was
+    /// acknowledged, and the identifiers of what was sent, are remembered for the next attempt.
+    fn deliver(&mut self, messages: &[Option<Message>]) -> Result<(), Error> {
+        let mut acked = vec![false; messages.len()];
+        let mut ids = vec![0u16; messages.len()];
+        let result = self.publish_all(messages, &mut acked, &mut ids);
+        if result.is_err() {
+            for (i, message) in messages.iter().enumerate() {
+                if let Some((key, ..)) = message {
+                    match (acked[i], ids[i]) {
+                        (true, _) => self.carry.remember(*key, None),
+                        (false, 0) => {}
+                        (false, id) => self.carry.remember(*key, Some(id)),
+                    }
+                }
+            }
+        }
+        result
+    }
+
+    fn publish_all(
+        &mut self,
+        messages: &[Option<Message>],
+        acked: &mut [bool],
+        ids: &mut [u16],
+    ) -> Result<(), Error> {
+        self.connect()?;
+        let ack = self.spec.timeouts.ack;
+        let qos = self.spec.qos;
+        let mut inflight: VecDeque<(u16, usize)> = VecDeque::new();
+        let mut resent = 0u64;
+        for (i, message) in messages.iter().enumerate() {
+            let Some((key, name, payload)) = message else {
+                continue;
+            };
+            if self.carry.acked.remove(key) {
+                acked[i] = true;
+                continue;
+            }
+            if inflight.len() >= self.spec.inflight {
+                self.flush()?;
+                self.await_ack(&mut inflight, acked)?;
+            }
+            let earlier = self.carry.sent.remove(key);
+            let id = match (qos, earlier) {
+                (QoS::AtMostOnce, _) => 0,
+                (QoS::AtLeastOnce, Some(id)) => id,
+                (QoS::AtLeastOnce, None) => self.next_id(),
+            };
+            resent += u64::from(earlier.is_some());
+            codec::encode_publish(
+                &Publish {
+                    topic: name,
+                    payload,
+                    qos,
+                    retain: self.spec.retain,
+                    dup: earlier.is_some(),
+                    packet_id: id,
+                },
+                &mut self.out,
+            )
+            .map_err(Error::Encode)?;
+            if qos == QoS::AtLeastOnce {
+                ids[i] = id;
+                inflight.push_back((id, i));
+            }
+            if self.out.len() >= 16 * 1024 {
+                self.flush()?;
+            }
+        }
+        self.flush()?;
+        if resent > 0 {
+            log::debug!(target: &self.log_target, "{}: {resent} unacknowledged message(s) sent again with DUP", self.addr);
+        }
+        while !inflight.is_empty() {
+            self.await_ack(&mut inflight, acked)?;
+        }
+        if qos == QoS::AtMostOnce {
+            let conn = self.conn.as_mut().expect("connected above");
+            conn.ping(ack, |_| {})?;
+        }
+        Ok(())
+    }
+
+    fn flush(&mut self) -> Result<(), Error> {
+        if self.out.is_empty() {
+            return Ok(());
+        }
+        let conn = self.conn.as_mut().expect("connected before sending");
+        let result = conn.send(&self.out);
+        self.out.clear();
+        result
+    }
+
+    /// Waits for the next PUBACK (at most the ack timeout) and marks its message acknowledged; a
+    /// PUBACK for a message of an earlier batch is passed over.
+    fn await_ack(
+        &mut self,
+        inflight: &mut VecDeque<(u16, usize)>,
+        acked: &mut [bool],
+    ) -> Result<(), Error> {
+        let ack = self.spec.timeouts.ack;
+        let conn = self.conn.as_mut().expect("connected before waiting");
+        let deadline = std::time::Instant::now() + ack;
+        loop {
+            if let Incoming::PubAck(id) = conn.next_packet(deadline, ack)? {
+                if let Some(pos) = inflight.iter().position(|(x, _)| *x == id) {
+                    if let Some((_, i)) = inflight.remove(pos) {
+                        acked[i] = true;
+                    }
+                    return Ok(());
+                }
+            }
+        }
+    }
+}
+
+impl Drop for MqttOutput {
+    /// Says goodbye: a retained `offline` first, so the status is right without the Will.
+    fn drop(&mut self) {
+        let Some(conn) = self.conn.take() else {
+            return;
+        };
+        let mut last = Vec::new();
+        if self.spec.availability {
+            let status = topic::node_topic(&self.spec.prefix, &self.spec.node, "status");
+            let _ = codec::encode_publish(
+                &Publish {
+                    topic: &status,
+                    payload: b"offline",
+                    qos: QoS::AtMostOnce,
+                    retain: true,
+                    dup: false,
+                    packet_id: 0,
+                },
+                &mut last,
+            );
+        }
+        conn.close(&last);
+    }
+}
+
+/// The key of a message: a hash of its topic, payload and event time, the same when the delivery
+/// layer hands the event again (a retry, a spool replay).
+fn key(topic: &str, payload: &[u8], event: &Event) -> u64 {
+    static KEYS: OnceLock<RandomState> = OnceLock::new();
+    KEYS.get_or_init(RandomState::new)
+        .hash_one((topic, payload, event.time))
+}
+
+/// The delivery error for a client error: a timeout for a missing answer or a timed-out step.
+fn error(addr: &str, e: Error) -> OutputError {
+    let message = format!("{addr}: {e}");
+    match &e {
+        Error::AckTimeout(_) => OutputError::timeout(message),
+        Error::Connect(io) | Error::Write(io) | Error::Read(io) => OutputError::io(io, message),
+        _ => OutputError::failed(message),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::reader::read_section;
+
+    fn spec(text: &str) -> Result<MqttSpec, Vec<String>> {
+        read_section(text, read_spec)
+    }
+
+    #[test]
+    fn defaults() {
+        let s = spec(r#"{"host": "b.example", "hostname": "r1"}"#).unwrap();
+        assert_eq!(s.targets[0].addr(), "b.example:1883");
+        assert_eq!(
+            (s.qos, s.prefix.as_str(), s.layout, s.retain, s.inflight),
+            (
+                QoS::AtLeastOnce,
+                "pipit",
+                Layout::Value { timestamp: false },
+                false,
+                32
+            )
+        );
+        assert_eq!(s.session.client_id, "pipit-r1");
+        assert!(!s.session.clean_session);
+        assert_eq!(s.session.keepalive, Duration::from_secs(30));
+        assert_eq!(s.session.will.as_ref().unwrap().topic, "pipit/r1/status");
+        assert_eq!(s.describe(), "mqtt QoS 1 under \"pipit\" to b.example:1883");
+    }
+
+    #[test]
+    fn bad_settings_are_refused_with_their_key() {
+        let e = spec(r#"{"host": "h", "qos": 2, "prefix": "a/+", "layout": "xml"}"#).unwrap_err();
+        assert_eq!(e.len(), 3, "{e:?}");
+        assert!(
+            e[0].contains("qos: expected a whole number from 0 to 1"),
+            "{e:?}"
+        );
+        assert!(e[1].contains("prefix: expected topic levels"), "{e:?}");
+        assert!(e[2].contains("layout: expected one of"), "{e:?}");
+        let e = spec(r#"{"host": "h", "password": "hunter2"}"#).unwrap_err();
+        assert!(e[0].contains("needs a \"username\""), "{e:?}");
+        assert!(!e[0].contains("hunter2"), "{e:?}");
+        let e = spec(r#"{"host": "h", "timestamp": true, "layout": "json"}"#).unwrap_err();
+        assert!(e[0].contains("timestamp: unknown key"), "{e:?}");
+    }
+
+    #[test]
+    fn what_failed_batches_leave_behind_is_bounded() {
+        let mut carry = Carry::default();
+        for key in 0..(REMEMBERED as u64 * 2) {
+            carry.remember(key, (key % 2 == 0).then_some(7));
+        }
+        assert_eq!(carry.acked.len() + carry.sent.len(), REMEMBERED);
+        assert!(carry.acked.contains(&(REMEMBERED as u64 * 2 - 1)));
+        assert_eq!(carry.sent.get(&(REMEMBERED as u64 * 2 - 2)), Some(&7));
+        assert!(!carry.acked.contains(&1) && !carry.sent.contains_key(&0));
+    }
+
+    #[test]
+    fn the_password_stays_out_of_the_config_dump() {
+        let s = spec(r#"{"host": "h", "username": "u", "password": "hunter2"}"#).unwrap();
+        assert!(!format!("{s:?}").contains("hunter2"));
+    }
+}
