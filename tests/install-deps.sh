@@ -3,7 +3,7 @@
 # (tests/common/peers.rs) on a Debian machine. Idempotent: re-running
 # when everything is present only performs quick checks.
 #
-#   apt:  graphite-carbon python3-whisper influxdb collectd-core victoria-metrics,
+#   apt:  graphite-carbon python3-whisper influxdb collectd-core victoria-metrics iproute2,
 #         dnsmasq-base (the DNS server of tests/dns.rs; no service comes with it)
 #         and, for tests/packaging.rs, systemd (systemd-analyze, systemd-sysusers) and shellcheck
 #   pip:  riemann-client (pulls protobuf>=3.2,<4) into the python3 on PATH
@@ -16,7 +16,7 @@
 # afterwards.
 set -euo pipefail
 
-APT_PKGS=(graphite-carbon python3-whisper influxdb collectd-core victoria-metrics dnsmasq-base shellcheck systemd)
+APT_PKGS=(graphite-carbon python3-whisper influxdb collectd-core victoria-metrics iproute2 dnsmasq-base shellcheck systemd)
 SERVICES=(carbon-cache influxdb collectd victoria-metrics)
 PYTHON="${PIPIT_TEST_PYTHON:-python3}"
 POLICY=/usr/sbin/policy-rc.d

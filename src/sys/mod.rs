@@ -8,8 +8,10 @@
 //! range of the program's own code, which they unmap but never change.
 
 mod memory;
+mod tcp;
 
 pub use memory::{one_malloc_arena, trim_memory};
+pub use tcp::{TcpProgress, TcpState, progress as tcp_progress, set_keepalive, set_user_timeout};
 
 use std::io;
 use std::os::fd::{FromRawFd, OwnedFd};

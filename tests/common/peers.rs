@@ -210,11 +210,18 @@ fn stop_child(child: &mut Child, name: &str) -> Result<(), String> {
 /// True when process `pid` holds a 127.0.0.1 socket bound to `port`
 /// (listening, for "tcp"), per /proc/net/{tcp,udp} and /proc/<pid>/fd.
 fn owns_socket(pid: u32, proto: &str, port: u16) -> bool {
+    owns_socket_on(pid, proto, LOCALHOST, port)
+}
+
+/// Like [`owns_socket`], for a socket bound to the IPv4 address `host`.
+fn owns_socket_on(pid: u32, proto: &str, host: &str, port: u16) -> bool {
     let table = match fs::read_to_string(format!("/proc/net/{}", proto)) {
         Ok(t) => t,
         Err(_) => return false,
     };
-    let local = format!("0100007F:{:04X}", port);
+    let ip: std::net::Ipv4Addr = host.parse().expect("an IPv4 address");
+    let [a, b, c, d] = ip.octets();
+    let local = format!("{d:02X}{c:02X}{b:02X}{a:02X}:{:04X}", port);
     let inodes: Vec<String> = table
         .lines()
         .skip(1)
@@ -240,7 +247,11 @@ fn owns_socket(pid: u32, proto: &str, port: u16) -> bool {
 }
 
 fn tcp_accepts(port: u16) -> bool {
-    let addr: SocketAddr = format!("{}:{}", LOCALHOST, port).parse().unwrap();
+    tcp_accepts_on(LOCALHOST, port)
+}
+
+fn tcp_accepts_on(host: &str, port: u16) -> bool {
+    let addr: SocketAddr = format!("{}:{}", host, port).parse().unwrap();
     TcpStream::connect_timeout(&addr, Duration::from_millis(250)).is_ok()
 }
 
@@ -313,9 +324,10 @@ fn spawn(name: &str, cmd: &mut Command) -> Child {
 // ---------------------------------------------------------- carbon-cache --
 
 /// A private carbon-cache (whisper backend) with line (TCP), UDP and
-/// pickle receivers on free 127.0.0.1 ports.
+/// pickle receivers on free 127.0.0.1 ports (or another local address).
 pub struct CarbonCache {
     dir: TempDir,
+    host: String,
     line_port: u16,
     pickle_port: u16,
     udp_port: u16,
@@ -332,9 +344,16 @@ impl CarbonCache {
     /// Starts carbon-cache with the given whisper retentions for every
     /// metric (storage-schemas.conf syntax, e.g. `"1s:1h,1m:1d"`).
     pub fn start_with_retentions(retentions: &str) -> CarbonCache {
+        CarbonCache::start_on(LOCALHOST, retentions)
+    }
+
+    /// Starts carbon-cache listening on the local IPv4 address `host`
+    /// (such as one end of a veth pair) with the given retentions.
+    pub fn start_on(host: &str, retentions: &str) -> CarbonCache {
         let dir = TempDir::new("carbon");
         let mut c = CarbonCache {
             dir,
+            host: host.to_owned(),
             line_port: free_port(),
             pickle_port: free_port(),
             udp_port: free_udp_port(),
@@ -411,7 +430,7 @@ impl CarbonCache {
              LOG_CACHE_HITS = False\n\
              LOG_CACHE_QUEUE_SORTS = False\n",
             s = s,
-            h = LOCALHOST,
+            h = self.host,
             line = self.line_port,
             udp = self.udp_port,
             pickle = self.pickle_port,
@@ -454,11 +473,12 @@ impl CarbonCache {
         // line port accepts connections.
         let pid = child.id();
         let (line, pickle, udp) = (self.line_port, self.pickle_port, self.udp_port);
+        let host = self.host.as_str();
         wait_ready(&mut child, "carbon-cache", &log, log_from, || {
-            owns_socket(pid, "tcp", line)
-                && owns_socket(pid, "tcp", pickle)
-                && owns_socket(pid, "udp", udp)
-                && tcp_accepts(line)
+            owns_socket_on(pid, "tcp", host, line)
+                && owns_socket_on(pid, "tcp", host, pickle)
+                && owns_socket_on(pid, "udp", host, udp)
+                && tcp_accepts_on(host, line)
         })?;
         self.child = Some(child);
         Ok(())
