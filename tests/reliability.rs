@@ -679,9 +679,8 @@ fn failover_skips_a_dead_target_and_its_breaker_opens() {
         (get(&stats.events_out) == N).then_some(())
     });
     assert_eq!(get(&stats.failed), 0);
-    let breakers = stats.breakers.lock().unwrap().clone();
     assert_eq!(
-        breakers,
+        outputs::breaker_states(&stats),
         vec![
             (format!("127.0.0.1:{dead}"), "open"),
             (format!("127.0.0.1:{port}"), "closed")
@@ -869,7 +868,7 @@ fn the_fallback_takes_batches_only_once_every_target_is_open() {
     assert_eq!(get(&stats.to_fallback), 1);
     assert_eq!(get(&stats.retried), 2, "held through two more tries first");
     assert_eq!(
-        *stats.breakers.lock().unwrap(),
+        outputs::breaker_states(&stats),
         vec![(format!("127.0.0.1:{dead}"), "open")]
     );
     for handle in handles {

@@ -85,7 +85,10 @@ impl Default for DeliveryConfig {
             retry_on_timeout: true,
             breaker: BreakerConfig {
                 failures: 5,
-                reset_timeout: Duration::from_secs(30),
+                // Probes grow from about 1 s up to this: a backend back after an outage is found
+                // (and the spool replayed) within 5 s, at the cost of a connection attempt every
+                // 5 s at most while it is down.
+                reset_timeout: Duration::from_secs(5),
                 expected_in: None,
             },
             queue_max_bytes: 8 << 20,

@@ -40,3 +40,22 @@ pub fn counts(stats: &OutputStats) -> (u64, u64, u64) {
         get(&stats.dropped_rejected),
     )
 }
+
+/// Each target's breaker state, an open breaker whose probe is due (`half_open`, read between two
+/// probes) counting as `open`: not closed, not yet tried again.
+pub fn breaker_states(stats: &OutputStats) -> Vec<(String, &'static str)> {
+    stats
+        .breakers
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|(target, state)| {
+            let state = if *state == "half_open" {
+                "open"
+            } else {
+                *state
+            };
+            (target.clone(), state)
+        })
+        .collect()
+}
