@@ -199,7 +199,7 @@ struct Written {
     end: u64,
     /// When the peer's TCP was first seen to have acknowledged all of it, on the current
     /// connection.
-    read_at: Option<Instant>,
+    acked_at: Option<Instant>,
 }
 
 /// How long after the peer's TCP acknowledged a batch it is still held, by default: carbon-cache loses what it
@@ -336,7 +336,7 @@ impl GraphiteClient {
                     bytes,
                     datapoints: batch.len() as u64,
                     end: self.sent,
-                    read_at: None,
+                    acked_at: None,
                 });
                 Ok(())
             }
@@ -425,11 +425,11 @@ impl GraphiteClient {
         let acked = p.bytes_acked.saturating_sub(self.acked_base);
         let now = Instant::now();
         for w in self.held.iter_mut().take_while(|w| w.end <= acked) {
-            w.read_at.get_or_insert(now);
+            w.acked_at.get_or_insert(now);
         }
         let before = self.confirmed;
         while let Some(w) = self.held.front() {
-            match w.read_at {
+            match w.acked_at {
                 Some(at) if now.duration_since(at) >= self.resend_window => {}
                 _ => break,
             }
@@ -508,7 +508,7 @@ impl GraphiteClient {
                 break;
             }
             self.sent += w.bytes.len() as u64;
-            (w.end, w.read_at) = (self.sent, None);
+            (w.end, w.acked_at) = (self.sent, None);
         }
         result.map_err(|source| self.write_failed(source))
     }
