@@ -7,8 +7,8 @@
 //! flushed: the peer's answers go to an address nobody has any more). Two outputs run side by
 //! side: a router's rate (5 datapoints/s) and a busy one (200/s). Every datapoint carries its own
 //! number; each test checks that every one is in whisper, and that `events_out` counted each
-//! exactly once. Every namespace and interface is named after the test's pid and removed by a
-//! Drop guard.
+//! exactly once. The same partition for Riemann, which acknowledges every batch. Every namespace
+//! and interface is named after the test's pid and removed by a Drop guard.
 
 mod common;
 
@@ -18,7 +18,7 @@ use std::process::Command;
 use std::thread;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use common::peers::{CarbonCache, TempDir, wait_until};
+use common::peers::{CarbonCache, RiemannPeer, TempDir, json_f64, json_str, wait_until};
 use common::pipit::Agent;
 
 /// The two outputs: name and datapoints per second.
@@ -168,25 +168,33 @@ fn generator(name: &str, rate: u64, n: u64, base: u64) -> String {
     )
 }
 
-fn graphite_output(name: &str, carbon: &str, port: u16, spool: &Path) -> String {
+/// An output of `kind` (`graphite` or `riemann`, whose acknowledgements are awaited 5 s) named
+/// `name` to `addr:port`, quick to retry and to spool, with the dead-path settings under test.
+fn output(kind: &str, name: &str, addr: &str, port: u16, spool: &Path) -> String {
     format!(
-        r#"{{"type": "graphite", "name": "{name}", "host": "{carbon}", "port": {port},
+        r#"{{"type": "{kind}", "name": "{name}", "host": "{addr}", "port": {port},
             "include": ["wan.{name}.*"], "batch_timeout": "200ms", "retries": 1,
-            "retry_delay": "200ms", "breaker_failures": 2, "breaker_reset": "5s",
-            "connect_timeout": "2s", "write_timeout": "5s", {LIVENESS},
-            "spool": {{"dir": "{}"}}}}"#,
+            "retry_delay": "200ms", "breaker_failures": 2, "connect_timeout": "2s",
+            "write_timeout": "5s", {}{LIVENESS}, "spool": {{"dir": "{}"}}}}"#,
+        if kind == "riemann" {
+            r#""ack_timeout": "5s", "#
+        } else {
+            ""
+        },
         spool.display()
     )
 }
 
-/// An agent in `path`'s namespace sending `seconds` of both streams to `carbon`.
+/// An agent running both streams.
 struct Run {
     agent: Agent,
     n: Vec<u64>,
     _dir: TempDir,
 }
 
-fn start(path: &Link, carbon: &CarbonCache, seconds: u64, tag: &str) -> Run {
+/// An agent in `path`'s namespace sending `seconds` of both streams through the outputs `output`
+/// makes (from the output's name and its spool directory).
+fn start(path: &Link, seconds: u64, tag: &str, output: impl Fn(&str, &Path) -> String) -> Run {
     let dir = TempDir::new(tag);
     let base = SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -200,13 +208,7 @@ fn start(path: &Link, carbon: &CarbonCache, seconds: u64, tag: &str) -> Run {
     for (name, rate) in RATES {
         n.push(rate * seconds);
         sources.push(generator(name, rate, rate * seconds, base));
-        let spool = dir.path().join("spool").join(name);
-        outputs.push(graphite_output(
-            name,
-            &path.root_addr(),
-            carbon.line_port(),
-            &spool,
-        ));
+        outputs.push(output(name, &dir.path().join("spool").join(name)));
     }
     let config = dir.path().join("pipit.json");
     std::fs::write(
@@ -252,6 +254,11 @@ impl Run {
 
     /// Waits until each output logged its connection dead; returns how long each took.
     fn wait_dead(&self, since: Instant, deadline: Duration) -> Vec<Duration> {
+        self.wait_logged("connection dead", since, deadline)
+    }
+
+    /// Waits until each output logged a line holding `words`; returns how long each took.
+    fn wait_logged(&self, words: &str, since: Instant, deadline: Duration) -> Vec<Duration> {
         let mut found: Vec<Option<Duration>> = vec![None; RATES.len()];
         wait_until("each output noticing the dead path", deadline, || {
             let lines = self.agent.stderr();
@@ -260,7 +267,7 @@ impl Run {
                 if found[i].is_none()
                     && lines
                         .iter()
-                        .any(|l| l.contains(&target) && l.contains("connection dead"))
+                        .any(|l| l.contains(&target) && l.contains(words))
                 {
                     found[i] = Some(since.elapsed());
                 }
@@ -318,18 +325,23 @@ impl Run {
                 n,
                 "{scenario}, {name}: each datapoint counted delivered exactly once"
             );
-            for counter in [
-                "failed",
-                "dropped",
-                "dropped_spool_full",
-                "dropped_shutdown",
-            ] {
-                assert_eq!(
-                    self.metric(name, counter),
-                    0,
-                    "{scenario}, {name}: {counter}"
-                );
-            }
+            self.check_nothing_dropped(name, scenario);
+        }
+    }
+
+    /// Checks that output `name` counted nothing failed or dropped.
+    fn check_nothing_dropped(&self, name: &str, scenario: &str) {
+        for counter in [
+            "failed",
+            "dropped",
+            "dropped_spool_full",
+            "dropped_shutdown",
+        ] {
+            assert_eq!(
+                self.metric(name, counter),
+                0,
+                "{scenario}, {name}: {counter}"
+            );
         }
     }
 }
@@ -340,7 +352,10 @@ fn partition(tag: char, index: u8, down: Duration, restart: bool) {
     let path = Link::new(tag, index);
     let mut carbon = CarbonCache::start_on(&path.root_addr(), "1s:1h");
     let seconds = 15 + down.as_secs();
-    let run = start(&path, &carbon, seconds, &format!("wan-{tag}"));
+    let (addr, port) = (path.root_addr(), carbon.line_port());
+    let run = start(&path, seconds, &format!("wan-{tag}"), |name, spool| {
+        output("graphite", name, &addr, port, spool)
+    });
     run.wait_flowing();
     let cut = Instant::now();
     path.cut();
@@ -393,11 +408,65 @@ fn a_silent_partition_of_5_minutes_loses_nothing() {
 fn a_new_address_under_the_connection_loses_nothing() {
     let path = Link::new('d', 3);
     let carbon = CarbonCache::start_on(&path.root_addr(), "1s:1h");
-    let run = start(&path, &carbon, 30, "wan-d");
+    let (addr, port) = (path.root_addr(), carbon.line_port());
+    let run = start(&path, 30, "wan-d", |name, spool| {
+        output("graphite", name, &addr, port, spool)
+    });
     run.wait_flowing();
     let changed = Instant::now();
     path.renumber();
     let took = run.wait_dead(changed, DETECTION_BOUND + Duration::from_secs(10));
     eprintln!("new address: old connections noticed dead after {took:?}");
     run.check_everything_stored(&carbon, "new address");
+}
+
+/// Riemann acknowledges every batch: a silent partition is noticed when an acknowledgement does
+/// not come within `ack_timeout`, and everything sent is received.
+#[test]
+fn riemann_across_a_silent_partition_of_30s_loses_nothing() {
+    let path = Link::new('e', 4);
+    let peer = RiemannPeer::start_on(&path.root_addr());
+    let (addr, port) = (path.root_addr(), peer.port());
+    let run = start(&path, 45, "wan-e", |name, spool| {
+        output("riemann", name, &addr, port, spool)
+    });
+    run.wait_flowing();
+    let cut = Instant::now();
+    path.cut();
+    let took = run.wait_logged("failed", cut, Duration::from_secs(20));
+    eprintln!("riemann: partition noticed after {took:?} (ack_timeout 5s)");
+    for t in &took {
+        // The write goes into the socket; the acknowledgement is awaited 5 s from its end; the
+        // batch may have waited its 200 ms first.
+        assert!(*t <= Duration::from_millis(6500), "{took:?}");
+    }
+    thread::sleep(Duration::from_secs(30).saturating_sub(cut.elapsed()));
+    path.heal();
+    for (i, (name, _)) in RATES.iter().enumerate() {
+        let n = run.n[i];
+        let prefix = format!("wan.{name}.");
+        let received = wait_until("every event at the peer", Duration::from_secs(120), || {
+            let values: BTreeSet<u64> = peer
+                .events()
+                .iter()
+                .filter(|l| json_str(l, "service").is_some_and(|s| s.starts_with(&prefix)))
+                .filter_map(|l| json_f64(l, "metric_sint64").or_else(|| json_f64(l, "metric_d")))
+                .map(|v| v as u64)
+                .collect();
+            (values.len() as u64 >= n && run.metric(name, "events_out") >= n).then_some(values)
+        });
+        eprintln!(
+            "riemann, {name}: {n} sent, {} received; events_out {}, spooled {}, replayed {}",
+            received.len(),
+            run.metric(name, "events_out"),
+            run.metric(name, "spooled"),
+            run.metric(name, "replayed"),
+        );
+        assert_eq!(
+            received,
+            (0..n).collect::<BTreeSet<u64>>(),
+            "riemann, {name}"
+        );
+        run.check_nothing_dropped(name, "riemann");
+    }
 }

@@ -961,6 +961,7 @@ fn dechunk(mut s: &str) -> String {
 pub struct RiemannPeer {
     dir: TempDir,
     out: PathBuf,
+    host: String,
     port: u16,
     mode: String,
     udp: bool,
@@ -998,7 +999,22 @@ impl RiemannPeer {
         RiemannPeer::start_full(mode, udp, port, None)
     }
 
+    /// Mode `ok`, TCP, listening on the local IPv4 address `host` (such as one end of a veth
+    /// pair) instead of 127.0.0.1.
+    pub fn start_on(host: &str) -> RiemannPeer {
+        let mut p = RiemannPeer::new("ok", false, 0, None);
+        p.host = host.to_owned();
+        p.spawn();
+        p
+    }
+
     fn start_full(mode: &str, udp: bool, port: u16, tls: Option<PeerTls>) -> RiemannPeer {
+        let mut p = RiemannPeer::new(mode, udp, port, tls);
+        p.spawn();
+        p
+    }
+
+    fn new(mode: &str, udp: bool, port: u16, tls: Option<PeerTls>) -> RiemannPeer {
         assert!(
             matches!(mode, "ok" | "fail" | "silent" | "close"),
             "RiemannPeer: unknown mode {:?} (ok|fail|silent|close)",
@@ -1006,17 +1022,16 @@ impl RiemannPeer {
         );
         let dir = TempDir::new("riemann");
         let out = dir.path().join("events.jsonl");
-        let mut p = RiemannPeer {
+        RiemannPeer {
             dir,
             out,
+            host: LOCALHOST.to_owned(),
             port,
             mode: mode.to_string(),
             udp,
             tls,
             child: None,
-        };
-        p.spawn();
-        p
+        }
     }
 
     pub fn script_path() -> PathBuf {
@@ -1040,6 +1055,8 @@ impl RiemannPeer {
         let log = self.log_path();
         let mut cmd = Command::new(Self::python());
         cmd.arg(Self::script_path())
+            .arg("--host")
+            .arg(&self.host)
             .arg("--port")
             .arg(self.port.to_string())
             .arg("--mode")
