@@ -13,13 +13,17 @@
 mod common;
 
 use std::collections::BTreeSet;
+use std::io::Read;
+use std::net::TcpListener;
 use std::path::Path;
 use std::process::Command;
 use std::thread;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use common::outputs;
 use common::peers::{CarbonCache, RiemannPeer, TempDir, json_f64, json_str, wait_until};
 use common::pipit::Agent;
+use pipit::telemetry::get;
 
 /// The two outputs: name and datapoints per second.
 const RATES: [(&str, u64); 2] = [("router", 5), ("busy", 200)];
@@ -469,4 +473,76 @@ fn riemann_across_a_silent_partition_of_30s_loses_nothing() {
         );
         run.check_nothing_dropped(name, "riemann");
     }
+}
+
+/// A peer that accepts and never reads: the bound on what is held fills, writes fail and go to
+/// the spool, and every datapoint counted delivered is in the peer's socket (its TCP acknowledged
+/// it into its receive buffer), read back once the test drains it.
+#[test]
+fn a_peer_that_never_reads_gets_nothing_counted_that_it_does_not_hold() {
+    const N: u64 = 20_000;
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let dir = TempDir::new("wan-never-reads");
+    let handle = outputs::start(&format!(
+        r#"{{"type": "graphite", "host": "127.0.0.1", "port": {port}, "batch_timeout": "50ms",
+            "max_unconfirmed_bytes": 65536, "write_timeout": "1s", "retries": 0,
+            "breaker_failures": 2, "spool": {{"dir": "{}"}}}}"#,
+        dir.path().join("spool").display()
+    ));
+    let stats = handle.stats.clone();
+    outputs::send(
+        &handle,
+        (0..N).map(|i| pipit::Event::new("test.n", "h").with_metric(i as i64)),
+    );
+    let mut peers = Vec::new();
+    wait_until(
+        "writes failing into the spool",
+        Duration::from_secs(60),
+        || {
+            while let Ok((conn, _)) = listener.accept() {
+                peers.push(conn);
+            }
+            (get(&stats.spooled_events) > 0).then_some(())
+        },
+    );
+    let counted = get(&stats.events_out);
+    // Everything counted is in the peer's sockets: read them now, without waiting for more.
+    let mut values = BTreeSet::new();
+    for mut conn in peers {
+        conn.set_read_timeout(Some(Duration::from_millis(300)))
+            .unwrap();
+        let mut text = Vec::new();
+        let _ = conn.read_to_end(&mut text);
+        for line in String::from_utf8_lossy(&text).lines() {
+            if let Some(v) = line.split(' ').nth(1).and_then(|v| v.parse::<u64>().ok()) {
+                values.insert(v);
+            }
+        }
+    }
+    eprintln!(
+        "never-reading peer: {N} sent, {counted} counted delivered, {} in its socket, {} spooled",
+        values.len(),
+        get(&stats.spooled_events)
+    );
+    assert!(counted < N);
+    assert!(
+        counted <= values.len() as u64,
+        "{counted} counted delivered, only {} at the peer",
+        values.len()
+    );
+    // The writer waits for confirmations until the stop deadline, then counts what is left.
+    outputs::stop(handle, Duration::from_secs(10));
+    eprintln!(
+        "at the stop: delivered {}, in the spool {}, unconfirmed at the stop {}",
+        get(&stats.events_out),
+        get(&stats.spool_events),
+        get(&stats.dropped_shutdown),
+    );
+    assert_eq!(
+        get(&stats.events_out) + get(&stats.spool_events) + get(&stats.dropped_shutdown),
+        N,
+        "every event delivered, still in the spool, or counted at the stop"
+    );
 }

@@ -678,7 +678,7 @@ impl Writer {
     /// `dropped_shutdown`, with a log line.
     fn settle(&mut self) {
         let end = self.deadline.map_or(Instant::now() + SETTLE, |d| {
-            d.checked_sub(Duration::from_millis(100)).unwrap_or(d)
+            d.checked_sub(Duration::from_millis(250)).unwrap_or(d)
         });
         loop {
             self.collect_confirmed();
