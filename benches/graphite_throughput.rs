@@ -6,6 +6,10 @@
 //! building the datapoints is not counted on either side), the best of five runs (the least
 //! disturbed by other work on the machine), and the ratio.
 //!
+//! Also reported: what the delivery confirmation costs pipit per batch (two TCP_INFO reads of the
+//! connection in the agent, timed over 100,000 reads) as a share of its CPU per batch. `PIPIT_BENCH_BATCH` sets
+//! another batch size (a router sends a few datapoints per batch: `PIPIT_BENCH_BATCH=5`).
+//!
 //! Run: `benches/graphite_throughput.sh` (or `cargo bench --bench graphite_throughput` with
 //! aiographite installed for `$PIPIT_BENCH_PYTHON`, default `python3`).
 
@@ -17,8 +21,29 @@ use std::process::{Child, ChildStdout, Command, Stdio};
 use pipit::outputs::graphite::{Datapoint, GraphiteClient, Protocol, Timeouts};
 
 const COUNT: usize = 1_000_000;
-const BATCH: usize = 1_000;
 const RUNS: usize = 5;
+
+/// Datapoints per batch: 1,000 unless `PIPIT_BENCH_BATCH` says otherwise.
+fn batch_size() -> usize {
+    std::env::var("PIPIT_BENCH_BATCH")
+        .ok()
+        .and_then(|b| b.parse().ok())
+        .unwrap_or(1_000)
+}
+
+/// CPU seconds of one TCP_INFO read of a connected socket, the check the client makes before
+/// each batch and when the writer looks for confirmations.
+fn confirmation_cost() -> f64 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let client = std::net::TcpStream::connect(listener.local_addr().unwrap()).expect("connect");
+    let _server = listener.accept().expect("accept");
+    const READS: usize = 100_000;
+    let start = cpu_seconds();
+    for _ in 0..READS {
+        pipit::sys::tcp_progress(&client).expect("TCP_INFO");
+    }
+    (cpu_seconds() - start) / READS as f64
+}
 
 fn python() -> String {
     std::env::var("PIPIT_BENCH_PYTHON").unwrap_or_else(|_| "python3".to_owned())
@@ -100,7 +125,7 @@ fn pipit_run(protocol: Protocol, name: &str, data: &[Datapoint], expected: Tally
         Timeouts::default(),
     )
     .expect("connect");
-    for batch in data.chunks(BATCH) {
+    for batch in data.chunks(batch_size()) {
         client.send_many(batch).expect("send");
     }
     client.close().expect("close");
@@ -121,7 +146,7 @@ fn aiographite_run(name: &str, expected: Tally) -> f64 {
             name,
             &sink.port.to_string(),
             &COUNT.to_string(),
-            &BATCH.to_string(),
+            &batch_size().to_string(),
         ])
         .output()
         .expect("run aiographite");
@@ -163,8 +188,9 @@ fn main() {
         .into_iter()
         .map(|(p, v, t)| Datapoint::new(p, v, t).expect("valid datapoint"))
         .collect();
+    let batch = batch_size();
     println!(
-        "{COUNT} datapoints in batches of {BATCH}, best of {RUNS} runs, CPU of the sending thread"
+        "{COUNT} datapoints in batches of {batch}, best of {RUNS} runs, CPU of the sending thread"
     );
     println!(
         "{:<10} {:>16} {:>16} {:>8}",
@@ -183,5 +209,13 @@ fn main() {
         let (pipit, aio) = (best(pipit), best(aio));
         let (p, a) = (COUNT as f64 / pipit, COUNT as f64 / aio);
         println!("{name:<10} {p:>16.0} {a:>16.0} {:>7.1}x", p / a);
+        let per_batch = pipit / COUNT.div_ceil(batch) as f64;
+        let check = confirmation_cost();
+        println!(
+            "{name:<10} confirmation: {:.2} us per TCP_INFO read; two per batch in the agent (the send, the writer's look) are {:.1} % of pipit's {:.2} us per batch",
+            check * 1e6,
+            100.0 * 2.0 * check / per_batch,
+            per_batch * 1e6
+        );
     }
 }

@@ -25,6 +25,7 @@ pub mod files;
 #[cfg(feature = "http")]
 pub mod http_client;
 pub mod lifeline;
+pub mod liveness;
 pub mod logging;
 pub mod md5;
 pub mod netlink;

@@ -14,7 +14,7 @@ pub struct OutputStats {
     pub name: String,
     /// Events the router queued for this output.
     pub events_in: AtomicU64,
-    /// Events the output delivered.
+    /// Events the output delivered (and the backend confirmed).
     pub events_out: AtomicU64,
     /// Events whose delivery failed.
     pub failed: AtomicU64,
@@ -30,6 +30,11 @@ pub struct OutputStats {
     pub dropped_unencodable: AtomicU64,
     /// Events waiting in the queue or in the writer's hands.
     pub queued: AtomicU64,
+    /// Events written to the backend and held until it confirms them (Graphite over TCP: its
+    /// TCP acknowledgement plus the resend window); they count in `events_out` once confirmed.
+    pub unconfirmed: AtomicU64,
+    /// Bytes held for those events.
+    pub unconfirmed_bytes: AtomicU64,
     /// Estimated bytes of the events in the queue.
     pub queued_bytes: AtomicU64,
     /// Events sent again after a failed attempt (once per retry).
@@ -79,6 +84,8 @@ impl OutputStats {
             dropped_shutdown: AtomicU64::new(0),
             dropped_unencodable: AtomicU64::new(0),
             queued: AtomicU64::new(0),
+            unconfirmed: AtomicU64::new(0),
+            unconfirmed_bytes: AtomicU64::new(0),
             queued_bytes: AtomicU64::new(0),
             retried: AtomicU64::new(0),
             spooled_events: AtomicU64::new(0),

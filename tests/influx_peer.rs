@@ -243,7 +243,7 @@ fn a_dead_target_is_passed_over_for_the_live_one_with_either_strategy() {
             (get(&stats.events_out) == 50).then_some(())
         });
         assert_eq!(
-            *stats.breakers.lock().unwrap(),
+            outputs::breaker_states(&stats),
             vec![
                 (format!("http://127.0.0.1:{dead}"), "open"),
                 (format!("http://127.0.0.1:{}", influx.port()), "closed"),

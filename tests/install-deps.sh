@@ -4,6 +4,7 @@
 # when everything is present only performs quick checks.
 #
 #   apt:  graphite-carbon carbon-c-relay python3-whisper influxdb collectd-core victoria-metrics,
+#         iproute2 (the network namespaces of tests/wan.rs),
 #         mosquitto mosquitto-clients python3-paho-mqtt (the MQTT broker of tests/mqtt_peer.rs and
 #         its independent subscriber),
 #         dnsmasq-base (the DNS server of tests/dns.rs; no service comes with it)
@@ -19,8 +20,8 @@
 # afterwards.
 set -euo pipefail
 
-APT_PKGS=(graphite-carbon carbon-c-relay python3-whisper influxdb collectd-core victoria-metrics dnsmasq-base
-          shellcheck systemd make mosquitto mosquitto-clients python3-paho-mqtt)
+APT_PKGS=(graphite-carbon carbon-c-relay python3-whisper influxdb collectd-core victoria-metrics iproute2
+          dnsmasq-base shellcheck systemd make mosquitto mosquitto-clients python3-paho-mqtt)
 SERVICES=(carbon-cache carbon-c-relay influxdb collectd victoria-metrics mosquitto)
 PYTHON="${PIPIT_TEST_PYTHON:-python3}"
 POLICY=/usr/sbin/policy-rc.d

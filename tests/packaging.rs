@@ -295,7 +295,10 @@ fn pipit_uid() -> u32 {
             .status();
         out = id();
     }
-    assert!(out.status.success(), "no user pipit and useradd could not make one");
+    assert!(
+        out.status.success(),
+        "no user pipit and useradd could not make one"
+    );
     text(&out.stdout).trim().parse().unwrap()
 }
 

@@ -85,6 +85,10 @@ pub struct OutputStatus {
     pub dropped_shutdown: u64,
     /// Events waiting in its queue.
     pub queue_depth: u64,
+    /// Events written to the backend and held until it confirms them.
+    pub unconfirmed: u64,
+    /// Bytes held for those events.
+    pub unconfirmed_bytes: u64,
     /// Events sent again after a failed attempt.
     pub retried: u64,
     /// Events written to its disk spool.
@@ -167,6 +171,8 @@ impl Status {
                     dropped_queue_full: get(&o.dropped_queue_full),
                     dropped_shutdown: get(&o.dropped_shutdown),
                     queue_depth: get(&o.queued),
+                    unconfirmed: get(&o.unconfirmed),
+                    unconfirmed_bytes: get(&o.unconfirmed_bytes),
                     retried: get(&o.retried),
                     spooled: get(&o.spooled_events),
                     replayed: get(&o.replayed),

@@ -1,9 +1,19 @@
 //! A circuit breaker per target: after `failures` consecutive failed (or too slow) deliveries the
-//! target is open (not contacted) for `reset_timeout`, then half-open (one probe batch); a success
-//! closes it, a failure opens it again. Each change of state is logged once: opening (warn) and closing
-//! (info); the probes of an outage and their failures at debug level, so a long outage logs two lines.
+//! target is open (not contacted), then half-open (one probe batch); a success closes it, a failure
+//! opens it again. The first probe comes about a second after the breaker opened, and each failed
+//! probe doubles the wait, up to `reset_timeout`, each wait jittered (50–100 %): a backend that
+//! comes back after a short outage is found within seconds, a long outage costs few probes, and
+//! agents that lost the same backend together do not probe it together. Each change of state is
+//! logged once: opening (warn) and closing (info); the probes of an outage and their failures at
+//! debug level, so a long outage logs two lines.
 
 use std::time::{Duration, Instant};
+
+use super::backoff::{Backoff, Jitter};
+
+/// The wait before the first probe of an open breaker (jittered), unless `reset_timeout` is
+/// shorter.
+pub const FIRST_PROBE: Duration = Duration::from_secs(1);
 
 /// The state of a breaker.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -32,7 +42,8 @@ impl BreakerState {
 pub struct BreakerConfig {
     /// Consecutive failures that open the breaker.
     pub failures: u32,
-    /// How long an open breaker stays open before a probe.
+    /// The longest an open breaker stays open before a probe (the waits grow from
+    /// [`FIRST_PROBE`] up to it).
     pub reset_timeout: Duration,
     /// A delivery slower than this counts as a failure, even if it succeeded.
     pub expected_in: Option<Duration>,
@@ -47,6 +58,11 @@ pub struct Breaker {
     state: BreakerState,
     consecutive: u32,
     opened_at: Option<Instant>,
+    /// How long the breaker stays open this time.
+    open_for: Duration,
+    /// Probes failed since the breaker opened.
+    probes_failed: u32,
+    jitter: Jitter,
 }
 
 impl Breaker {
@@ -59,15 +75,25 @@ impl Breaker {
             state: BreakerState::Closed,
             consecutive: 0,
             opened_at: None,
+            open_for: config.reset_timeout,
+            probes_failed: 0,
+            jitter: Jitter::new(),
         }
+    }
+
+    /// The wait before the next probe after `probes_failed` failed ones.
+    fn probe_delay(&mut self) -> Duration {
+        let backoff = Backoff {
+            initial: FIRST_PROBE.min(self.config.reset_timeout),
+            max: self.config.reset_timeout,
+        };
+        backoff.delay(self.probes_failed, &mut self.jitter)
     }
 
     /// The current state (an open breaker whose timeout passed reads as half-open).
     pub fn state(&self, now: Instant) -> BreakerState {
         match (self.state, self.opened_at) {
-            (BreakerState::Open, Some(at)) if now >= at + self.config.reset_timeout => {
-                BreakerState::HalfOpen
-            }
+            (BreakerState::Open, Some(at)) if now >= at + self.open_for => BreakerState::HalfOpen,
             (state, _) => state,
         }
     }
@@ -75,9 +101,7 @@ impl Breaker {
     /// How long until an open breaker lets a probe through (zero when not open).
     pub fn until_probe(&self, now: Instant) -> Duration {
         match (self.state, self.opened_at) {
-            (BreakerState::Open, Some(at)) => {
-                (at + self.config.reset_timeout).saturating_duration_since(now)
-            }
+            (BreakerState::Open, Some(at)) => (at + self.open_for).saturating_duration_since(now),
             _ => Duration::ZERO,
         }
     }
@@ -103,11 +127,16 @@ impl Breaker {
             self.state = BreakerState::Closed;
             self.consecutive = 0;
             self.opened_at = None;
+            self.probes_failed = 0;
             return;
         }
         self.consecutive = self.consecutive.saturating_add(1);
         let open = self.state == BreakerState::HalfOpen || self.consecutive >= self.config.failures;
         if open {
+            if self.state == BreakerState::HalfOpen {
+                self.probes_failed = self.probes_failed.saturating_add(1);
+            }
+            self.open_for = self.probe_delay();
             if self.state == BreakerState::HalfOpen {
                 // A failed probe during an outage: at debug level, so a long outage logs once.
                 log::debug!(target: &self.log_target, "{}: probe failed; circuit open again", self.target);
@@ -119,9 +148,10 @@ impl Breaker {
                 };
                 log::warn!(
                     target: &self.log_target,
-                    "{}: circuit open after {} failure(s){why}; next probe in {}s",
+                    "{}: circuit open after {} failure(s){why}; probing again from {:.1}s on, then less often, at least every {}s",
                     self.target,
                     self.consecutive,
+                    self.open_for.as_secs_f64(),
                     self.config.reset_timeout.as_secs_f64()
                 );
             }
@@ -147,6 +177,21 @@ mod tests {
         )
     }
 
+    /// Fails every probe of `b` from `t`, returning the successive waits before each probe.
+    fn failed_probes(b: &mut Breaker, mut t: Instant, n: usize) -> Vec<Duration> {
+        let mut waits = Vec::new();
+        for _ in 0..n {
+            let wait = b.until_probe(t);
+            assert!(!wait.is_zero() && !b.allow(t));
+            t += wait;
+            assert!(b.allow(t));
+            assert_eq!(b.state(t), BreakerState::HalfOpen);
+            b.record(t, false, Duration::ZERO);
+            waits.push(wait);
+        }
+        waits
+    }
+
     #[test]
     fn opens_after_consecutive_failures_then_probes_then_closes() {
         let t0 = Instant::now();
@@ -158,28 +203,42 @@ mod tests {
         assert_eq!(b.state(t0), BreakerState::Closed);
         b.record(t0, false, Duration::ZERO);
         assert_eq!(b.state(t0), BreakerState::Open);
-        assert!(!b.allow(t0 + Duration::from_secs(9)));
-        assert!(b.allow(t0 + Duration::from_secs(10)));
-        assert_eq!(
-            b.state(t0 + Duration::from_secs(10)),
-            BreakerState::HalfOpen
+        // The first probe within a second (jittered to half a second at least).
+        let wait = b.until_probe(t0);
+        assert!(
+            (Duration::from_millis(500)..Duration::from_secs(1)).contains(&wait),
+            "{wait:?}"
         );
-        b.record(t0 + Duration::from_secs(10), true, Duration::ZERO);
-        assert_eq!(b.state(t0 + Duration::from_secs(10)), BreakerState::Closed);
+        assert!(!b.allow(t0 + wait / 2));
+        assert!(b.allow(t0 + wait));
+        assert_eq!(b.state(t0 + wait), BreakerState::HalfOpen);
+        b.record(t0 + wait, true, Duration::ZERO);
+        assert_eq!(b.state(t0 + wait), BreakerState::Closed);
     }
 
     #[test]
-    fn a_failed_probe_reopens_at_once() {
+    fn failed_probes_back_off_up_to_the_reset_timeout_and_a_success_starts_over() {
         let t0 = Instant::now();
         let mut b = breaker(None);
         for _ in 0..3 {
             b.record(t0, false, Duration::ZERO);
         }
-        let probe = t0 + Duration::from_secs(10);
-        assert!(b.allow(probe));
-        b.record(probe, false, Duration::ZERO);
-        assert!(!b.allow(probe + Duration::from_secs(9)));
-        assert!(b.allow(probe + Duration::from_secs(10)));
+        let waits = failed_probes(&mut b, t0, 8);
+        for (i, wait) in waits.iter().enumerate() {
+            let base = Duration::from_secs(1 << i.min(10)).min(Duration::from_secs(10));
+            assert!(
+                *wait >= base / 2 && *wait < base,
+                "probe {i}: {wait:?} for {base:?}"
+            );
+        }
+        let last = t0 + waits.iter().sum::<Duration>();
+        let t = last + b.until_probe(last);
+        assert!(b.allow(t));
+        b.record(t, true, Duration::ZERO);
+        for _ in 0..3 {
+            b.record(t, false, Duration::ZERO);
+        }
+        assert!(b.until_probe(t) < Duration::from_secs(1));
     }
 
     #[test]

@@ -37,6 +37,13 @@ impl TokenBucket {
         got
     }
 
+    /// Spends `n` tokens even when the bucket holds fewer: the debt is paid back (by waiting)
+    /// before it has any again.
+    pub fn spend(&mut self, n: usize, now: Instant) {
+        self.refill(now);
+        self.tokens -= n as f64;
+    }
+
     /// How long until `n` tokens (at most the burst) are available.
     pub fn wait_for(&self, n: usize, now: Instant) -> Duration {
         let elapsed = now.saturating_duration_since(self.last).as_secs_f64();
@@ -68,5 +75,17 @@ mod tests {
             passed += b.take(1000, t0 + Duration::from_millis(ms));
         }
         assert!((990..=1000).contains(&passed), "{passed}");
+    }
+
+    #[test]
+    fn spending_more_than_the_bucket_holds_is_paid_back_by_waiting() {
+        let t0 = Instant::now();
+        let mut b = TokenBucket::new(1000.0, 1000.0, t0);
+        assert!(b.wait_for(1, t0).is_zero());
+        // A spooled batch of 500 and one of 1,500: 1,000 tokens owed after the burst.
+        b.spend(500, t0);
+        b.spend(1500, t0);
+        assert_eq!(b.wait_for(1, t0), Duration::from_millis(1001));
+        assert!(b.wait_for(1, t0 + Duration::from_millis(1001)).is_zero());
     }
 }

@@ -39,6 +39,9 @@ const SPOOL_RETRY: Duration = Duration::from_secs(5);
 /// How long the spool's file system must take every batch before it counts as no longer full.
 const FULL_QUIET: Duration = Duration::from_secs(10);
 
+/// The longest a writer stopped by a reload waits for its targets to confirm what they hold.
+const SETTLE: Duration = Duration::from_secs(3);
+
 /// How long an idle writer waits before looking at its spool again.
 const IDLE: Duration = Duration::from_secs(1);
 
@@ -125,12 +128,15 @@ impl OutputHandle {
                 .delivery
                 .rate_limit
                 .map(|r| TokenBucket::new(r.per_second, r.burst, now)),
+            replay_bucket: config
+                .delivery
+                .replay_rate
+                .map(|rate| TokenBucket::new(rate, rate, now)),
             jitter: Jitter::new(),
             deadline: None,
             stopping: false,
             healthy: true,
             next_probe: now,
-            replay_failures: 0,
             last_checkpoint: now,
             complaint: Complaint::new(outputs::log_target(&config.name)),
             fallback_complaint: Complaint::new(outputs::log_target(&config.name)),
@@ -269,6 +275,8 @@ struct Writer {
     disk_full: Complaint,
     disk_full_at: Option<Instant>,
     bucket: Option<TokenBucket>,
+    /// Paces the spool's replay (`replay_rate`).
+    replay_bucket: Option<TokenBucket>,
     jitter: Jitter,
     /// The stop deadline, once the agent is stopping.
     deadline: Option<Instant>,
@@ -278,7 +286,6 @@ struct Writer {
     /// probe is due).
     healthy: bool,
     next_probe: Instant,
-    replay_failures: u32,
     last_checkpoint: Instant,
     complaint: Complaint,
     fallback_complaint: Complaint,
@@ -310,15 +317,12 @@ impl Writer {
         while !self.stopping {
             crate::fault::point("writer.loop");
             self.retry_spool();
+            self.collect_confirmed();
             if self.replay_due() {
                 self.replay_one();
             }
             if self.pending.is_empty() {
-                let wait = if self.replay_due() {
-                    Duration::ZERO
-                } else {
-                    IDLE
-                };
+                let wait = self.until_replay();
                 select! {
                     recv(self.queue) -> msg => match msg {
                         Ok(events) => self.took(events),
@@ -341,6 +345,7 @@ impl Writer {
                 break;
             }
         }
+        self.settle();
         if self.stopping {
             let pending = std::mem::take(&mut self.pending);
             self.handover.extend(pending);
@@ -574,7 +579,10 @@ impl Writer {
                 match result {
                     Ok(()) => {
                         add(&self.stats.dropped_unencodable, unencodable);
-                        add(&self.stats.events_out, n.saturating_sub(unencodable));
+                        if !target.output.confirms_later() {
+                            add(&self.stats.events_out, n.saturating_sub(unencodable));
+                        }
+                        self.collect_confirmed();
                         self.complaint.recover();
                         return Ok(());
                     }
@@ -801,12 +809,64 @@ impl Writer {
         }
     }
 
-    /// Whether a spooled batch should be tried now.
-    fn replay_due(&self) -> bool {
+    /// Counts what the targets confirmed since the last look in `events_out`, and publishes what
+    /// they still hold unconfirmed.
+    fn collect_confirmed(&mut self) {
+        let (mut events, mut bytes) = (0, 0);
+        for target in &mut self.group.targets {
+            add(&self.stats.events_out, target.output.take_confirmed());
+            let (e, b) = target.output.unconfirmed();
+            (events, bytes) = (events + e, bytes + b);
+        }
+        set(&self.stats.unconfirmed, events);
+        set(&self.stats.unconfirmed_bytes, bytes);
+    }
+
+    /// Before the writer exits: waits for the targets to confirm what they hold, until the stop
+    /// deadline (at most [`SETTLE`] for a reload); what is still unconfirmed then is counted in
+    /// `dropped_shutdown`, with a log line.
+    fn settle(&mut self) {
+        let end = self.deadline.map_or(Instant::now() + SETTLE, |d| {
+            d.checked_sub(Duration::from_millis(250)).unwrap_or(d)
+        });
+        loop {
+            self.collect_confirmed();
+            let left = get(&self.stats.unconfirmed);
+            if left == 0 {
+                return;
+            }
+            if Instant::now() >= end {
+                add(&self.stats.dropped_shutdown, left);
+                set(&self.stats.unconfirmed, 0);
+                set(&self.stats.unconfirmed_bytes, 0);
+                log::error!(target: &outputs::log_target(&self.stats.name), "{left} event(s) written but not confirmed by the backend when the writer stopped; they may be lost");
+                return;
+            }
+            thread::sleep(PRESSURE_CHECK);
+        }
+    }
+
+    /// Whether the spool holds something to replay, and a target may take it.
+    fn replay_wanted(&self) -> bool {
         self.deadline.is_none()
             && !self.stopping
             && self.spool.as_ref().is_some_and(|s| !s.is_empty())
             && (self.healthy || Instant::now() >= self.next_probe)
+    }
+
+    /// Whether a spooled batch should be tried now: wanted, within the replay rate.
+    fn replay_due(&self) -> bool {
+        self.replay_wanted() && self.until_replay().is_zero()
+    }
+
+    /// How long the writer may wait for live events before it looks at the spool again.
+    fn until_replay(&self) -> Duration {
+        if !self.replay_wanted() {
+            return IDLE;
+        }
+        self.replay_bucket
+            .as_ref()
+            .map_or(Duration::ZERO, |b| b.wait_for(1, Instant::now()).min(IDLE))
     }
 
     /// Delivers the oldest spooled batch; on failure it stays in the spool and the next try waits.
@@ -838,7 +898,9 @@ impl Writer {
         let result = match outcome {
             Outcome::Delivered => {
                 add(&self.stats.replayed, n);
-                self.replay_failures = 0;
+                if let Some(bucket) = &mut self.replay_bucket {
+                    bucket.spend(n as usize, Instant::now());
+                }
                 spool.commit()
             }
             Outcome::Undelivered(left) if (left.len() as u64) < n => {
@@ -850,13 +912,14 @@ impl Writer {
                 committed
             }
             Outcome::Undelivered(_) => {
-                let delay = self
-                    .config
-                    .delivery
-                    .backoff
-                    .delay(self.replay_failures, &mut self.jitter);
-                self.replay_failures = self.replay_failures.saturating_add(1);
-                self.next_probe = Instant::now() + delay.max(IDLE);
+                // Tried again when a breaker lets a probe through, or, while none is open, after
+                // the first retry delay.
+                let now = Instant::now();
+                let wait = match self.group.until_probe(now) {
+                    d if d.is_zero() => self.config.delivery.backoff.delay(0, &mut self.jitter),
+                    d => d,
+                };
+                self.next_probe = now + wait;
                 Ok(())
             }
         };

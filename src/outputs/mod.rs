@@ -65,6 +65,23 @@ pub trait Output: Send {
     fn take_unencodable(&mut self) -> u64 {
         0
     }
+
+    /// Whether the events of a successful write count as delivered only once
+    /// [`Output::take_confirmed`] says so: a stream whose peer sends no acknowledgements
+    /// (Graphite), confirmed by its TCP. Otherwise a successful write is the confirmation.
+    fn confirms_later(&self) -> bool {
+        false
+    }
+
+    /// Events confirmed since the last call; looks without blocking.
+    fn take_confirmed(&mut self) -> u64 {
+        0
+    }
+
+    /// Events and bytes written but not yet confirmed, held for a resend.
+    fn unconfirmed(&self) -> (u64, u64) {
+        (0, 0)
+    }
 }
 
 /// An output's validated config, able to build the output.

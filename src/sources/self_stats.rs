@@ -119,6 +119,16 @@ pub const TYPE: SourceType = SourceType {
             description: "events still undelivered at the stop deadline",
         },
         MetricInfo {
+            name: "self.output.<name>.unconfirmed",
+            unit: "count",
+            description: "events written to the backend and held until it confirms them",
+        },
+        MetricInfo {
+            name: "self.output.<name>.unconfirmed_bytes",
+            unit: "bytes",
+            description: "bytes held for the events not yet confirmed",
+        },
+        MetricInfo {
             name: "self.output.<name>.spool_depth",
             unit: "count",
             description: "events in the spool waiting for replay",
@@ -241,6 +251,8 @@ impl Source for SelfStats {
             emit.metric(&format!("self.output.{n}.queue_depth"), get(&o.queued));
             let delivery = [
                 ("queue_bytes", &o.queued_bytes),
+                ("unconfirmed", &o.unconfirmed),
+                ("unconfirmed_bytes", &o.unconfirmed_bytes),
                 ("retried", &o.retried),
                 ("panics", &o.panics),
                 ("spooled", &o.spooled_events),

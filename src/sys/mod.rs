@@ -1,9 +1,10 @@
 //! The few system calls std has no safe wrapper for: process groups, reaping and poll(2) for the
 //! supervisor, statvfs(3) for the df source, SO_PEERCRED for the control socket, the calls that
 //! keep pipit's own resident memory small (`memory`), the `*at` calls that reach names through an
-//! open directory (`files`, for `crate::files`), netlink sockets (`netlink`), and a child's death
-//! with its parent (`children`). Every `unsafe` block of pipit is in this
-//! module, each with the reason it is sound.
+//! open directory (`files`, for `crate::files`), netlink sockets (`netlink`), a child's death with
+//! its parent (`children`), and the TCP options and state std does not reach (`tcp`: user timeout,
+//! keepalive, `TCP_INFO`). Every `unsafe` block of pipit is in this module, each with the reason it
+//! is sound.
 //!
 //! None of these calls touches memory pipit does not own: they take integers, or pointers to
 //! values that live on the caller's stack for the length of the call, or (`memory`) the address
@@ -13,12 +14,14 @@ mod children;
 mod files;
 mod memory;
 pub mod netlink;
+mod tcp;
 
 pub use children::die_with_parent;
 pub use files::{
     OpenMode, Stat, link_at, mkdir_at, open_at, open_dir_path, rename_at, stat_at, unlink_at,
 };
 pub use memory::{one_malloc_arena, trim_memory};
+pub use tcp::{TcpProgress, TcpState, progress as tcp_progress, set_keepalive, set_user_timeout};
 
 use std::io;
 use std::os::fd::{FromRawFd, OwnedFd};

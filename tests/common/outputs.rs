@@ -93,3 +93,22 @@ pub fn account_for(json: &str, events: Vec<Event>, deadline: Duration) -> Arc<Ou
     stop(handle, deadline);
     stats
 }
+
+/// Each target's breaker state, an open breaker whose probe is due (`half_open`, read between two
+/// probes) counting as `open`: not closed, not yet tried again.
+pub fn breaker_states(stats: &OutputStats) -> Vec<(String, &'static str)> {
+    stats
+        .breakers
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|(target, state)| {
+            let state = if *state == "half_open" {
+                "open"
+            } else {
+                *state
+            };
+            (target.clone(), state)
+        })
+        .collect()
+}

@@ -210,11 +210,18 @@ fn stop_child(child: &mut Child, name: &str) -> Result<(), String> {
 /// True when process `pid` holds a 127.0.0.1 socket bound to `port`
 /// (listening, for "tcp"), per /proc/net/{tcp,udp} and /proc/<pid>/fd.
 fn owns_socket(pid: u32, proto: &str, port: u16) -> bool {
+    owns_socket_on(pid, proto, LOCALHOST, port)
+}
+
+/// Like [`owns_socket`], for a socket bound to the IPv4 address `host`.
+fn owns_socket_on(pid: u32, proto: &str, host: &str, port: u16) -> bool {
     let table = match fs::read_to_string(format!("/proc/net/{}", proto)) {
         Ok(t) => t,
         Err(_) => return false,
     };
-    let local = format!("0100007F:{:04X}", port);
+    let ip: std::net::Ipv4Addr = host.parse().expect("an IPv4 address");
+    let [a, b, c, d] = ip.octets();
+    let local = format!("{d:02X}{c:02X}{b:02X}{a:02X}:{:04X}", port);
     let inodes: Vec<String> = table
         .lines()
         .skip(1)
@@ -240,7 +247,11 @@ fn owns_socket(pid: u32, proto: &str, port: u16) -> bool {
 }
 
 fn tcp_accepts(port: u16) -> bool {
-    let addr: SocketAddr = format!("{}:{}", LOCALHOST, port).parse().unwrap();
+    tcp_accepts_on(LOCALHOST, port)
+}
+
+fn tcp_accepts_on(host: &str, port: u16) -> bool {
+    let addr: SocketAddr = format!("{}:{}", host, port).parse().unwrap();
     TcpStream::connect_timeout(&addr, Duration::from_millis(250)).is_ok()
 }
 
@@ -313,9 +324,10 @@ fn spawn(name: &str, cmd: &mut Command) -> Child {
 // ---------------------------------------------------------- carbon-cache --
 
 /// A private carbon-cache (whisper backend) with line (TCP), UDP and
-/// pickle receivers on free 127.0.0.1 ports.
+/// pickle receivers on free 127.0.0.1 ports (or another local address).
 pub struct CarbonCache {
     dir: TempDir,
+    host: String,
     line_port: u16,
     pickle_port: u16,
     udp_port: u16,
@@ -332,9 +344,16 @@ impl CarbonCache {
     /// Starts carbon-cache with the given whisper retentions for every
     /// metric (storage-schemas.conf syntax, e.g. `"1s:1h,1m:1d"`).
     pub fn start_with_retentions(retentions: &str) -> CarbonCache {
+        CarbonCache::start_on(LOCALHOST, retentions)
+    }
+
+    /// Starts carbon-cache listening on the local IPv4 address `host`
+    /// (such as one end of a veth pair) with the given retentions.
+    pub fn start_on(host: &str, retentions: &str) -> CarbonCache {
         let dir = TempDir::new("carbon");
         let mut c = CarbonCache {
             dir,
+            host: host.to_owned(),
             line_port: free_port(),
             pickle_port: free_port(),
             udp_port: free_udp_port(),
@@ -411,7 +430,7 @@ impl CarbonCache {
              LOG_CACHE_HITS = False\n\
              LOG_CACHE_QUEUE_SORTS = False\n",
             s = s,
-            h = LOCALHOST,
+            h = self.host,
             line = self.line_port,
             udp = self.udp_port,
             pickle = self.pickle_port,
@@ -454,11 +473,12 @@ impl CarbonCache {
         // line port accepts connections.
         let pid = child.id();
         let (line, pickle, udp) = (self.line_port, self.pickle_port, self.udp_port);
+        let host = self.host.as_str();
         wait_ready(&mut child, "carbon-cache", &log, log_from, || {
-            owns_socket(pid, "tcp", line)
-                && owns_socket(pid, "tcp", pickle)
-                && owns_socket(pid, "udp", udp)
-                && tcp_accepts(line)
+            owns_socket_on(pid, "tcp", host, line)
+                && owns_socket_on(pid, "tcp", host, pickle)
+                && owns_socket_on(pid, "udp", host, udp)
+                && tcp_accepts_on(host, line)
         })?;
         self.child = Some(child);
         Ok(())
@@ -946,6 +966,7 @@ fn dechunk(mut s: &str) -> String {
 pub struct RiemannPeer {
     dir: TempDir,
     out: PathBuf,
+    host: String,
     port: u16,
     mode: String,
     udp: bool,
@@ -983,7 +1004,22 @@ impl RiemannPeer {
         RiemannPeer::start_full(mode, udp, port, None)
     }
 
+    /// Mode `ok`, TCP, listening on the local IPv4 address `host` (such as one end of a veth
+    /// pair) instead of 127.0.0.1.
+    pub fn start_on(host: &str) -> RiemannPeer {
+        let mut p = RiemannPeer::new("ok", false, 0, None);
+        p.host = host.to_owned();
+        p.spawn();
+        p
+    }
+
     fn start_full(mode: &str, udp: bool, port: u16, tls: Option<PeerTls>) -> RiemannPeer {
+        let mut p = RiemannPeer::new(mode, udp, port, tls);
+        p.spawn();
+        p
+    }
+
+    fn new(mode: &str, udp: bool, port: u16, tls: Option<PeerTls>) -> RiemannPeer {
         assert!(
             matches!(mode, "ok" | "fail" | "silent" | "close"),
             "RiemannPeer: unknown mode {:?} (ok|fail|silent|close)",
@@ -991,17 +1027,16 @@ impl RiemannPeer {
         );
         let dir = TempDir::new("riemann");
         let out = dir.path().join("events.jsonl");
-        let mut p = RiemannPeer {
+        RiemannPeer {
             dir,
             out,
+            host: LOCALHOST.to_owned(),
             port,
             mode: mode.to_string(),
             udp,
             tls,
             child: None,
-        };
-        p.spawn();
-        p
+        }
     }
 
     pub fn script_path() -> PathBuf {
@@ -1025,6 +1060,8 @@ impl RiemannPeer {
         let log = self.log_path();
         let mut cmd = Command::new(Self::python());
         cmd.arg(Self::script_path())
+            .arg("--host")
+            .arg(&self.host)
             .arg("--port")
             .arg(self.port.to_string())
             .arg("--mode")
@@ -1476,59 +1513,6 @@ impl CarbonCRelay {
             .arg(self.config_path())
             .args(["-w", "1", "-b", "100", "-s"])
             .args(&self.args)
-// -------------------------------------------------------------- mosquitto --
-
-/// Debian's MQTT broker.
-pub const MOSQUITTO_BIN: &str = "/usr/sbin/mosquitto";
-
-/// The user and password every [`Mosquitto`] requires.
-pub const MQTT_USER: &str = "pipit";
-/// See [`MQTT_USER`].
-pub const MQTT_PASSWORD: &str = "s3cret-Pw";
-
-/// A private mosquitto on a free 127.0.0.1 port, with persistence on (sessions and queued
-/// messages survive a restart) and a password file: anonymous clients are refused.
-pub struct Mosquitto {
-    dir: TempDir,
-    port: u16,
-    child: Option<Child>,
-}
-
-impl Mosquitto {
-    pub fn start() -> Mosquitto {
-        let dir = TempDir::new("mosquitto");
-        let passwd = dir.path().join("passwd");
-        let status = Command::new("mosquitto_passwd")
-            .args(["-b", "-c"])
-            .arg(&passwd)
-            .args([MQTT_USER, MQTT_PASSWORD])
-            .status()
-            .unwrap_or_else(|e| panic!("cannot run mosquitto_passwd: {e}; {INSTALL_HINT}"));
-        assert!(status.success(), "mosquitto_passwd failed");
-        let port = free_port();
-        let conf = format!(
-            "listener {port} {LOCALHOST}\nallow_anonymous false\npassword_file {}\n\
-             persistence true\npersistence_location {}/\nmax_queued_messages 100000\n\
-             user root\nlog_dest stderr\nlog_type error\nlog_type warning\nlog_type notice\n",
-            passwd.display(),
-            dir.path().display()
-        );
-        fs::write(dir.path().join("mosquitto.conf"), conf).expect("write mosquitto.conf");
-        let mut broker = Mosquitto {
-            dir,
-            port,
-            child: None,
-        };
-        broker.launch();
-        broker
-    }
-
-    fn launch(&mut self) {
-        let log = self.log_path();
-        let from = log_len(&log);
-        let mut cmd = Command::new(MOSQUITTO_BIN);
-        cmd.arg("-c")
-            .arg(self.dir.path().join("mosquitto.conf"))
             .current_dir(self.dir.path())
             .stdin(Stdio::null())
             .stdout(open_log(&log))
@@ -1552,41 +1536,6 @@ impl Drop for CarbonCRelay {
     fn drop(&mut self) {
         if let Some(mut child) = self.child.take() {
             if let Err(e) = stop_child(&mut child, "carbon-c-relay") {
-        let mut child = spawn("mosquitto", &mut cmd);
-        let port = self.port;
-        wait_ready(&mut child, "mosquitto", &log, from, || {
-            TcpStream::connect((LOCALHOST, port)).is_ok()
-        })
-        .unwrap_or_else(|e| panic!("{}", e.message));
-        self.child = Some(child);
-    }
-
-    pub fn port(&self) -> u16 {
-        self.port
-    }
-
-    pub fn log_path(&self) -> PathBuf {
-        self.dir.path().join("mosquitto.log")
-    }
-
-    /// Stops the broker (SIGTERM: it saves its persistence file first).
-    pub fn stop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            stop_child(&mut child, "mosquitto").unwrap_or_else(|e| panic!("{e}"));
-        }
-    }
-
-    /// Starts the broker again on the same port, from its persistence file.
-    pub fn restart(&mut self) {
-        self.stop();
-        self.launch();
-    }
-}
-
-impl Drop for Mosquitto {
-    fn drop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            if let Err(e) = stop_child(&mut child, "mosquitto") {
                 eprintln!("{}", e);
             }
         }
@@ -1793,6 +1742,110 @@ impl Drop for CarbonRelay {
     fn drop(&mut self) {
         if let Some(mut child) = self.child.take() {
             if let Err(e) = stop_child(&mut child, "carbon-relay") {
+                eprintln!("{}", e);
+            }
+        }
+    }
+}
+
+// -------------------------------------------------------------- mosquitto --
+
+/// Debian's MQTT broker.
+pub const MOSQUITTO_BIN: &str = "/usr/sbin/mosquitto";
+
+/// The user and password every [`Mosquitto`] requires.
+pub const MQTT_USER: &str = "pipit";
+/// See [`MQTT_USER`].
+pub const MQTT_PASSWORD: &str = "s3cret-Pw";
+
+/// A private mosquitto on a free 127.0.0.1 port, with persistence on (sessions and queued
+/// messages survive a restart) and a password file: anonymous clients are refused.
+pub struct Mosquitto {
+    dir: TempDir,
+    port: u16,
+    child: Option<Child>,
+}
+
+impl Mosquitto {
+    pub fn start() -> Mosquitto {
+        let dir = TempDir::new("mosquitto");
+        let passwd = dir.path().join("passwd");
+        let status = Command::new("mosquitto_passwd")
+            .args(["-b", "-c"])
+            .arg(&passwd)
+            .args([MQTT_USER, MQTT_PASSWORD])
+            .status()
+            .unwrap_or_else(|e| panic!("cannot run mosquitto_passwd: {e}; {INSTALL_HINT}"));
+        assert!(status.success(), "mosquitto_passwd failed");
+        let port = free_port();
+        let conf = format!(
+            "listener {port} {LOCALHOST}\nallow_anonymous false\npassword_file {}\n\
+             persistence true\npersistence_location {}/\nmax_queued_messages 100000\n\
+             user root\nlog_dest stderr\nlog_type error\nlog_type warning\nlog_type notice\n",
+            passwd.display(),
+            dir.path().display()
+        );
+        fs::write(dir.path().join("mosquitto.conf"), conf).expect("write mosquitto.conf");
+        let mut broker = Mosquitto {
+            dir,
+            port,
+            child: None,
+        };
+        broker.launch();
+        broker
+    }
+
+    fn launch(&mut self) {
+        let log = self.log_path();
+        let from = log_len(&log);
+        let mut cmd = Command::new(MOSQUITTO_BIN);
+        cmd.arg("-c")
+            .arg(self.dir.path().join("mosquitto.conf"))
+            .current_dir(self.dir.path())
+            .stdin(Stdio::null())
+            .stdout(open_log(&log))
+            .stderr(open_log(&log));
+        let mut child = spawn("mosquitto", &mut cmd);
+        let port = self.port;
+        wait_ready(&mut child, "mosquitto", &log, from, || {
+            TcpStream::connect((LOCALHOST, port)).is_ok()
+        })
+        .unwrap_or_else(|e| panic!("{}", e.message));
+        self.child = Some(child);
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    pub fn log_path(&self) -> PathBuf {
+        self.dir.path().join("mosquitto.log")
+    }
+
+    /// Stops the broker (SIGTERM: it saves its persistence file first).
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            stop_child(&mut child, "mosquitto").unwrap_or_else(|e| panic!("{e}"));
+        }
+    }
+
+    /// Starts the broker again on the same port, from its persistence file.
+    pub fn restart(&mut self) {
+        self.stop();
+        self.launch();
+    }
+}
+
+impl Drop for Mosquitto {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            if let Err(e) = stop_child(&mut child, "mosquitto") {
+                eprintln!("{}", e);
+            }
+        }
+    }
+}
+
 /// An independent subscriber (tests/peers/mqtt_sub.py, on Debian's paho-mqtt) with a persistent
 /// session, writing what it receives as JSON lines.
 pub struct MqttSubscriber {

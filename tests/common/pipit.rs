@@ -103,7 +103,19 @@ impl Agent {
 
     /// Starts `pipit run -c CONFIG` with `RUST_LOG` set to `log` and the variables `env` added.
     pub fn start_with(config: &Path, log: &str, env: &[(&str, &str)]) -> Agent {
-        let mut child = Command::new(binary())
+        Agent::spawn(Command::new(binary()), config, log, env)
+    }
+
+    /// Starts `pipit run -c CONFIG` inside the network namespace `netns` (`ip netns exec`, which
+    /// execs pipit itself: the pid is pipit's).
+    pub fn start_in(netns: &str, config: &Path, log: &str) -> Agent {
+        let mut ip = Command::new("ip");
+        ip.args(["netns", "exec", netns, binary()]);
+        Agent::spawn(ip, config, log, &[])
+    }
+
+    fn spawn(mut command: Command, config: &Path, log: &str, env: &[(&str, &str)]) -> Agent {
+        let mut child = command
             .args(["run", "-c"])
             .arg(config)
             .env("RUST_LOG", log)

@@ -204,6 +204,7 @@ def main():
     global _out_file
     ap = argparse.ArgumentParser(description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--host", default="127.0.0.1")
     ap.add_argument("--port", type=int, default=0)
     ap.add_argument("--mode", choices=("ok", "fail", "silent", "close"), default="ok")
     ap.add_argument("--out", default=None)
@@ -227,14 +228,14 @@ def main():
     tcp = udp = None
     attempts = 20 if args.port == 0 else 1
     for attempt in range(attempts):
-        tcp = TcpServer(("127.0.0.1", args.port), TcpHandler)
+        tcp = TcpServer((args.host, args.port), TcpHandler)
         tcp.mode = args.mode
         tcp.ssl_context = ssl_context
         port = tcp.server_address[1]
         if not args.udp:
             break
         try:
-            udp = UdpServer(("127.0.0.1", port), UdpHandler)
+            udp = UdpServer((args.host, port), UdpHandler)
             break
         except OSError as exc:
             tcp.server_close()

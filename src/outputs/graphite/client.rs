@@ -1,14 +1,17 @@
 //! [`GraphiteClient`]: sends datapoints to carbon over TCP (plaintext or pickle) or UDP, on one
 //! reused connection, with a timeout on every step that can block.
 
+use std::collections::VecDeque;
 use std::fmt;
-use std::io::{self, ErrorKind, Read, Write};
+use std::io::{self, ErrorKind, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream, UdpSocket};
 use std::time::{Duration, Instant};
 
 use super::batch::Batch;
 use super::datapoint::Datapoint;
 use crate::complain::Complaint;
+use crate::liveness::Liveness;
+use crate::sys::{TcpProgress, TcpState};
 
 /// How datapoints travel to carbon.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -78,12 +81,23 @@ pub enum GraphiteError {
         /// The error for the last address tried.
         source: io::Error,
     },
-    /// Writing failed or timed out; the connection is dropped and the next send opens a new one.
+    /// Writing failed or timed out, or the connection was found dead; the connection is dropped
+    /// and the next send opens a new one.
     Write {
         /// The address as given.
         addr: String,
         /// What the socket said.
         source: io::Error,
+    },
+    /// The peer has not confirmed what it was sent, and no more may be held; is carbon reading
+    /// (or overloaded)?
+    Unconfirmed {
+        /// The address as given.
+        addr: String,
+        /// The bytes held unconfirmed.
+        bytes: usize,
+        /// How long the send waited for room.
+        waited: Duration,
     },
 }
 
@@ -95,6 +109,15 @@ impl fmt::Display for GraphiteError {
                 write!(f, "cannot connect to {addr}: {source}")
             }
             GraphiteError::Write { addr, source } => write!(f, "cannot send to {addr}: {source}"),
+            GraphiteError::Unconfirmed {
+                addr,
+                bytes,
+                waited,
+            } => write!(
+                f,
+                "{addr} has not confirmed {bytes} byte(s) already written (waited {}s for room); is carbon reading?",
+                waited.as_secs_f64()
+            ),
         }
     }
 }
@@ -105,6 +128,7 @@ impl std::error::Error for GraphiteError {
             GraphiteError::Resolve { source, .. }
             | GraphiteError::Connect { source, .. }
             | GraphiteError::Write { source, .. } => Some(source),
+            GraphiteError::Unconfirmed { .. } => None,
         }
     }
 }
@@ -117,59 +141,81 @@ enum Connection {
 
 /// A client for carbon: connect, send one, send many, close.
 ///
-/// The connection is opened on the first send (or by [`connect`](Self::connect)) and reused.
-/// Before each TCP write the client checks, without blocking, whether the server has closed the
-/// connection while it was idle, and if so opens a new one, so that no batch is written into a
-/// dead socket. After a failed send the next send opens a new connection.
+/// The connection is opened on the first send (or by [`connect`](Self::connect)) and reused, with
+/// TCP_USER_TIMEOUT and keepalive set ([`Liveness`]) so that a path that dies silently is noticed
+/// within a bound, busy or quiet.
 ///
 /// Carbon sends no acknowledgements, so a write that succeeded only means the bytes reached the
-/// local socket: a server that restarted since may never read them, a connection found alive may
-/// still hold unread bytes that die with it, and carbon-cache itself loses the datapoints it read
-/// but had not yet written to disk when it is stopped (its writer drains its cache about once a
-/// second). The client therefore keeps what it wrote on a connection until a check finds the
-/// connection alive at least the resend window after the write ([`DEFAULT_RESEND_WINDOW`], see
-/// [`set_resend_window`](Self::set_resend_window)), at most [`MAX_UNCONFIRMED`] bytes, the most
-/// recent; when a check finds the connection dead, that is written again on the new connection
-/// before the new batch. Delivery is at least once: a datapoint the server did store may arrive
-/// twice, which carbon stores once (same path, same timestamp).
+/// local socket. The client therefore holds every batch it wrote over TCP until it is
+/// *confirmed*: the peer's TCP stack has acknowledged its last byte, and the resend window has
+/// passed since ([`DEFAULT_RESEND_WINDOW`], see [`set_resend_window`](Self::set_resend_window)),
+/// which covers what carbon-cache read but had not yet written to disk when it stops. A connection found
+/// dead (reset, timed out, closed by the peer) gets nothing more; everything held is written
+/// again on the next connection, before the new batch. Delivery is at least once: a datapoint
+/// the server did store may arrive twice, which carbon stores once (same path, same timestamp).
+///
+/// What is held is bounded ([`set_max_held`](Self::set_max_held)): past the bound a send first
+/// waits (up to the write timeout) for confirmations, then fails with
+/// [`GraphiteError::Unconfirmed`], so a peer that accepts and never reads ends in failures (and the
+/// spool): only what its TCP acknowledged into its receive buffer before the window closed counts
+/// as delivered (TCP cannot tell that apart from bytes read). [`take_confirmed`](Self::take_confirmed)
+/// says how many datapoints were confirmed; a UDP datagram counts as soon as it is sent.
 #[derive(Debug)]
 pub struct GraphiteClient {
     addr: String,
     protocol: Protocol,
     timeouts: Timeouts,
+    liveness: Liveness,
     connection: Option<Connection>,
     batch: Batch,
-    unconfirmed: Vec<u8>,
-    /// The batches in `unconfirmed`, oldest first.
-    written: std::collections::VecDeque<Written>,
+    /// Batches written and not yet confirmed, oldest first.
+    held: VecDeque<Written>,
+    /// Bytes in `held`.
+    held_bytes: usize,
+    max_held: usize,
+    /// Datapoints in `held`.
+    held_datapoints: u64,
+    /// Datapoints confirmed since [`take_confirmed`](Self::take_confirmed) last looked.
+    confirmed: u64,
+    /// Bytes written on the current connection.
+    sent: u64,
+    /// What the current connection's TCP had acknowledged when it opened.
+    acked_base: u64,
     resend_window: Duration,
     /// What the client logs goes under this target.
     log_target: String,
-    /// Logs giving up bytes that may be lost, without a line per batch.
-    give_ups: Complaint,
+    /// Logs connections found dead, without a line per batch.
+    dead: Complaint,
+    /// Buffers of confirmed batches, for the next ones.
+    spare: Vec<Vec<u8>>,
 }
 
-/// One batch kept for a resend.
+/// One batch held until it is confirmed.
 #[derive(Debug)]
 struct Written {
-    /// When it was last written.
-    at: Instant,
-    /// Where it ends in `unconfirmed`.
-    end: usize,
-    /// Written again already, after a connection it went over died.
-    resent: bool,
+    bytes: Vec<u8>,
+    datapoints: u64,
+    /// Where it ends in the bytes written on the current connection.
+    end: u64,
+    /// When the peer's TCP was first seen to have acknowledged all of it, on the current
+    /// connection.
+    acked_at: Option<Instant>,
 }
 
-/// How long after a write a connection must still be alive for the write to count as stored, by
-/// default: carbon-cache loses what it read in about the last second before a stop (its writer
-/// sleeps a second between drains of its cache), plus the time that drain takes; 2 s cover both
-/// with room to spare.
+/// How long after the peer's TCP acknowledged a batch it is still held, by default: carbon-cache loses what it
+/// read in about the last second before a stop (its writer sleeps a second between drains of its
+/// cache), plus the time that drain takes; 2 s cover both with room to spare.
 pub const DEFAULT_RESEND_WINDOW: Duration = Duration::from_secs(2);
 
-/// The most bytes kept for a resend after a dead connection: beyond it the oldest batches are
-/// forgotten (only a stream faster than 2 MiB/s, such as a spool replay, fills it within the
-/// default window), with a warning when they had gone over a connection that died.
-pub const MAX_UNCONFIRMED: usize = 4 << 20;
+/// The most bytes held unconfirmed by default (8 MiB): at the default resend window, about 4 MiB/s
+/// (some 70,000 datapoints/s) keep flowing; a peer that stops reading fills it and sends fail.
+pub const DEFAULT_MAX_HELD: usize = 8 << 20;
+
+/// How often a send waiting for room looks again at what the peer confirmed.
+const CONFIRM_POLL: Duration = Duration::from_millis(10);
+
+/// Buffers of confirmed batches kept for reuse.
+const SPARE_BUFFERS: usize = 8;
 
 /// Where a client logs unless told otherwise ([`GraphiteClient::set_log_target`]).
 pub const DEFAULT_LOG_TARGET: &str = "out.graphite";
@@ -181,27 +227,45 @@ impl GraphiteClient {
             addr: addr.into(),
             protocol,
             timeouts,
+            liveness: Liveness::DEFAULT,
             connection: None,
             batch: Batch::new(protocol),
-            unconfirmed: Vec::new(),
-            written: std::collections::VecDeque::new(),
+            held: VecDeque::new(),
+            held_bytes: 0,
+            max_held: DEFAULT_MAX_HELD,
+            held_datapoints: 0,
+            confirmed: 0,
+            sent: 0,
+            acked_base: 0,
             resend_window: DEFAULT_RESEND_WINDOW,
             log_target: DEFAULT_LOG_TARGET.to_owned(),
-            give_ups: Complaint::new(DEFAULT_LOG_TARGET),
+            dead: Complaint::new(DEFAULT_LOG_TARGET),
+            spare: Vec::new(),
         }
     }
 
-    /// Sets how long after a write the connection must still be seen alive before the bytes
-    /// written are forgotten (TCP only); zero keeps nothing, so nothing is ever sent again.
+    /// Sets how long after the peer's TCP acknowledged a batch it is still held (TCP only); zero
+    /// confirms a batch as soon as it is acknowledged.
     pub fn set_resend_window(&mut self, window: Duration) {
         self.resend_window = window;
+    }
+
+    /// Sets the most bytes held unconfirmed ([`DEFAULT_MAX_HELD`]); a send may go over it by one
+    /// batch when a new connection gets everything held again.
+    pub fn set_max_held(&mut self, bytes: usize) {
+        self.max_held = bytes;
+    }
+
+    /// Sets how new connections notice a dead path (from the next connection on).
+    pub fn set_liveness(&mut self, liveness: Liveness) {
+        self.liveness = liveness;
     }
 
     /// Logs under `target` instead of [`DEFAULT_LOG_TARGET`] (an output logs under
     /// `out.<its name>`).
     pub fn set_log_target(&mut self, target: &str) {
         self.log_target = target.to_owned();
-        self.give_ups = Complaint::new(target);
+        self.dead = Complaint::new(target);
     }
 
     /// A client for `addr` (`host:port`) with its connection open (for UDP: its socket ready).
@@ -211,7 +275,7 @@ impl GraphiteClient {
         timeouts: Timeouts,
     ) -> Result<GraphiteClient, GraphiteError> {
         let mut client = GraphiteClient::new(addr, protocol, timeouts);
-        client.connection = Some(client.open()?);
+        client.reopen()?;
         Ok(client)
     }
 
@@ -249,88 +313,159 @@ impl GraphiteClient {
         if batch.is_empty() {
             return Ok(());
         }
-        let opened = self.live_connection()?;
-        // A new connection first gets what the previous one may have lost, which then waits for
-        // this connection to be seen alive long enough.
-        let resend: &[u8] = if opened { &self.unconfirmed } else { &[] };
-        if !resend.is_empty() {
-            let now = Instant::now();
-            for w in &mut self.written {
-                (w.at, w.resent) = (now, true);
-            }
+        if self.protocol == Protocol::Udp {
+            return self.send_datagrams(batch);
         }
-        let result = match &mut self.connection {
-            Some(Connection::Tcp(stream)) => stream
-                .write_all(resend)
-                .and_then(|()| stream.write_all(batch.bytes())),
-            Some(Connection::Udp(socket)) => {
-                batch.datagrams().try_for_each(|d| socket.send(d).map(drop))
-            }
-            None => Ok(()),
+        self.check()?;
+        self.make_room(batch.bytes().len())?;
+        if self.connection.is_none() {
+            self.reopen()?;
+        }
+        let Some(Connection::Tcp(stream)) = &mut self.connection else {
+            return Ok(());
         };
-        match result {
+        match stream.write_all(batch.bytes()) {
             Ok(()) => {
-                if self.protocol != Protocol::Udp && !self.resend_window.is_zero() {
-                    self.unconfirm(batch.bytes());
-                }
+                self.sent += batch.bytes().len() as u64;
+                let mut bytes = self.spare.pop().unwrap_or_default();
+                bytes.clear();
+                bytes.extend_from_slice(batch.bytes());
+                self.held_bytes += bytes.len();
+                self.held_datapoints += batch.len() as u64;
+                self.held.push_back(Written {
+                    bytes,
+                    datapoints: batch.len() as u64,
+                    end: self.sent,
+                    acked_at: None,
+                });
                 Ok(())
             }
-            Err(source) => {
-                self.connection = None;
-                Err(GraphiteError::Write {
-                    addr: self.addr.clone(),
-                    source,
-                })
-            }
+            Err(source) => Err(self.write_failed(source)),
         }
     }
 
-    /// Forgets the batches written at least the resend window ago: the connection is alive.
-    fn confirm(&mut self) {
-        let now = Instant::now();
-        let young = self
-            .written
-            .iter()
-            .position(|w| now.duration_since(w.at) < self.resend_window);
-        self.forget(young.unwrap_or(self.written.len()));
-    }
-
-    /// Keeps `bytes` until a check finds the connection they went over alive long enough; over
-    /// [`MAX_UNCONFIRMED`], the oldest batches are forgotten first.
-    fn unconfirm(&mut self, bytes: &[u8]) {
-        self.unconfirmed.extend_from_slice(bytes);
-        self.written.push_back(Written {
-            at: Instant::now(),
-            end: self.unconfirmed.len(),
-            resent: false,
-        });
-        let excess = self.unconfirmed.len().saturating_sub(MAX_UNCONFIRMED);
-        if excess > 0 {
-            let oldest = self.written.iter().position(|w| w.end >= excess);
-            let batches = oldest.map_or(self.written.len(), |i| i + 1);
-            // Batches sent again already went over a connection that died: giving them up may
-            // lose them. The others only went over this one, which is still alive.
-            if self.written.iter().take(batches).any(|w| w.resent) {
-                self.give_ups.fail(&format!("{}: giving up bytes written to connections that died before they could be confirmed (more than {MAX_UNCONFIRMED} bytes to send again)", self.addr));
-            }
-            self.forget(batches);
+    fn send_datagrams(&mut self, batch: &Batch) -> Result<(), GraphiteError> {
+        if self.connection.is_none() {
+            self.reopen()?;
         }
-    }
-
-    /// Forgets the first `batches` batches kept for a resend.
-    fn forget(&mut self, batches: usize) {
-        let Some(cut) = batches
-            .checked_sub(1)
-            .and_then(|i| self.written.get(i))
-            .map(|w| w.end)
-        else {
-            return;
+        let Some(Connection::Udp(socket)) = &self.connection else {
+            return Ok(());
         };
-        self.unconfirmed.drain(..cut);
-        self.written.drain(..batches);
-        for w in &mut self.written {
-            w.end -= cut;
+        match batch.datagrams().try_for_each(|d| socket.send(d).map(drop)) {
+            Ok(()) => {
+                self.confirmed += batch.len() as u64;
+                Ok(())
+            }
+            Err(source) => Err(self.write_failed(source)),
         }
+    }
+
+    /// Drops the connection after a failed write.
+    fn write_failed(&mut self, source: io::Error) -> GraphiteError {
+        self.connection = None;
+        GraphiteError::Write {
+            addr: self.addr.clone(),
+            source,
+        }
+    }
+
+    /// Datapoints confirmed since the last call; looks at the connection first, without
+    /// blocking. A dead connection found here is dropped (and logged); what it held is written
+    /// again by the next send.
+    pub fn take_confirmed(&mut self) -> u64 {
+        let _ = self.check();
+        std::mem::take(&mut self.confirmed)
+    }
+
+    /// Datapoints and bytes written and not yet confirmed.
+    pub fn unconfirmed(&self) -> (u64, u64) {
+        (self.held_datapoints, self.held_bytes as u64)
+    }
+
+    /// Looks at the TCP connection: confirms what the peer acknowledged long enough ago, and drops the
+    /// connection when the peer closed it (a restart: no error) or it is dead (an error, so that
+    /// the batch at hand fails like any delivery to a dead target).
+    fn check(&mut self) -> Result<(), GraphiteError> {
+        let Some(Connection::Tcp(stream)) = &self.connection else {
+            return Ok(());
+        };
+        let progress = crate::sys::tcp_progress(stream);
+        match progress {
+            Ok(p) if p.state == TcpState::Established => {
+                self.confirm(p);
+                Ok(())
+            }
+            Ok(p) if p.state == TcpState::PeerClosed => {
+                self.confirm(p);
+                log::info!(target: &self.log_target, "{} closed the connection; {} datapoint(s) not yet confirmed go again on a new one", self.addr, self.held_datapoints);
+                self.connection = None;
+                Ok(())
+            }
+            _ => {
+                let why = match progress {
+                    Err(e) => e,
+                    Ok(_) => stream.take_error().ok().flatten().unwrap_or_else(|| {
+                        io::Error::new(ErrorKind::ConnectionAborted, "the connection is gone")
+                    }),
+                };
+                self.dead.fail(&format!(
+                    "{}: connection dead ({why}; a path is given up after {}s without acknowledgement); {} datapoint(s) not confirmed go again on the next connection",
+                    self.addr,
+                    self.liveness.bound().as_secs(),
+                    self.held_datapoints
+                ));
+                Err(self.write_failed(why))
+            }
+        }
+    }
+
+    /// Marks the batches the peer's TCP has acknowledged, and confirms those acknowledged at
+    /// least the resend window ago.
+    fn confirm(&mut self, p: TcpProgress) {
+        let acked = p.bytes_acked.saturating_sub(self.acked_base);
+        let now = Instant::now();
+        for w in self.held.iter_mut().take_while(|w| w.end <= acked) {
+            w.acked_at.get_or_insert(now);
+        }
+        let before = self.confirmed;
+        while let Some(w) = self.held.front() {
+            match w.acked_at {
+                Some(at) if now.duration_since(at) >= self.resend_window => {}
+                _ => break,
+            }
+            let Some(w) = self.held.pop_front() else {
+                break;
+            };
+            self.held_bytes -= w.bytes.len();
+            self.held_datapoints -= w.datapoints;
+            self.confirmed += w.datapoints;
+            if self.spare.len() < SPARE_BUFFERS {
+                self.spare.push(w.bytes);
+            }
+        }
+        if self.confirmed > before {
+            self.dead.recover();
+        }
+    }
+
+    /// Waits, up to the write timeout, until `need` more bytes fit in what is held.
+    fn make_room(&mut self, need: usize) -> Result<(), GraphiteError> {
+        let deadline = Instant::now() + at_least_1ms(self.timeouts.write);
+        while self.held_bytes + need > self.max_held && self.connection.is_some() {
+            if self.held.is_empty() {
+                return Ok(());
+            }
+            if Instant::now() >= deadline {
+                return Err(GraphiteError::Unconfirmed {
+                    addr: self.addr.clone(),
+                    bytes: self.held_bytes,
+                    waited: self.timeouts.write,
+                });
+            }
+            std::thread::sleep(CONFIRM_POLL);
+            self.check()?;
+        }
+        Ok(())
     }
 
     /// Closes the connection: TCP is shut down after everything written so far.
@@ -347,21 +482,35 @@ impl GraphiteClient {
         }
     }
 
-    /// Makes sure a connection is open, replacing one the server closed; true when it opened one.
-    fn live_connection(&mut self) -> Result<bool, GraphiteError> {
-        if let Some(Connection::Tcp(stream)) = &self.connection {
-            if closed_by_peer(stream) {
-                log::debug!(target: &self.log_target, "{} closed the connection; opening a new one and sending again the {} byte(s) written since it was last seen alive", self.addr, self.unconfirmed.len());
-                self.connection = None;
-            } else {
-                self.confirm();
+    /// Opens a connection and writes on it everything held.
+    fn reopen(&mut self) -> Result<(), GraphiteError> {
+        let connection = self.open()?;
+        if let Connection::Tcp(stream) = &connection {
+            let base =
+                crate::sys::tcp_progress(stream).map_err(|source| GraphiteError::Connect {
+                    addr: self.addr.clone(),
+                    source,
+                })?;
+            (self.sent, self.acked_base) = (0, base.bytes_acked);
+        }
+        self.connection = Some(connection);
+        if self.held.is_empty() {
+            return Ok(());
+        }
+        let Some(Connection::Tcp(stream)) = &mut self.connection else {
+            return Ok(());
+        };
+        log::debug!(target: &self.log_target, "{}: writing again {} datapoint(s) not confirmed on the previous connection", self.addr, self.held_datapoints);
+        let mut result = Ok(());
+        for w in &mut self.held {
+            result = stream.write_all(&w.bytes);
+            if result.is_err() {
+                break;
             }
+            self.sent += w.bytes.len() as u64;
+            (w.end, w.acked_at) = (self.sent, None);
         }
-        if self.connection.is_some() {
-            return Ok(false);
-        }
-        self.connection = Some(self.open()?);
-        Ok(true)
+        result.map_err(|source| self.write_failed(source))
     }
 
     fn open(&self) -> Result<Connection, GraphiteError> {
@@ -393,6 +542,7 @@ impl GraphiteClient {
         stream.set_write_timeout(Some(at_least_1ms(self.timeouts.write)))?;
         // Whole batches are written at once: nothing gains from waiting to coalesce segments.
         stream.set_nodelay(true)?;
+        self.liveness.apply(&stream)?;
         Ok(stream)
     }
 
@@ -407,29 +557,9 @@ fn at_least_1ms(d: Duration) -> Duration {
     d.max(Duration::from_millis(1))
 }
 
-/// True when the server has closed (or reset) the connection. Carbon never sends anything, so a
-/// readable socket means end of stream or an error; a read that would block means all is well.
-fn closed_by_peer(mut stream: &TcpStream) -> bool {
-    if stream.set_nonblocking(true).is_err() {
-        return true;
-    }
-    let mut scratch = [0u8; 256];
-    let closed = loop {
-        match stream.read(&mut scratch) {
-            Ok(0) => break true,
-            // Unexpected bytes from the server: drop them and look again.
-            Ok(_) => continue,
-            Err(e) if e.kind() == ErrorKind::WouldBlock => break false,
-            Err(e) if e.kind() == ErrorKind::Interrupted => continue,
-            Err(_) => break true,
-        }
-    };
-    stream.set_nonblocking(false).is_err() || closed
-}
-
 #[cfg(test)]
 mod tests {
-    use std::io::{BufRead, BufReader};
+    use std::io::{BufRead, BufReader, Read};
     use std::net::TcpListener;
 
     use super::*;
@@ -448,8 +578,24 @@ mod tests {
         (listener, client, server)
     }
 
+    fn wait(what: &str, mut done: impl FnMut() -> bool) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !done() {
+            assert!(Instant::now() < deadline, "{what} never happened");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+
+    /// Waits until the server's close has reached the client's socket.
+    fn wait_closed(client: &GraphiteClient) {
+        wait("the close", || {
+            matches!(&client.connection, Some(Connection::Tcp(s))
+                if crate::sys::tcp_progress(s).unwrap().state == TcpState::PeerClosed)
+        });
+    }
+
     #[test]
-    fn reconnects_when_the_server_closed_the_idle_connection() {
+    fn reconnects_and_sends_again_what_was_not_confirmed() {
         let (listener, mut client, first) = connected();
         client.send(&point("a", 1)).unwrap();
         let mut line = String::new();
@@ -457,38 +603,34 @@ mod tests {
         assert_eq!(line, "a 1 1700000000\n");
         drop(first);
         wait_closed(&client);
-        // The client notices the close before writing, so the datapoint goes to a new connection,
-        // after what was written since the connection was last seen alive (at least once).
+        // Read by the peer, but within the resend window: carbon may not have stored it, so it
+        // goes again on the new connection, before the new datapoint.
         client.send(&point("b", 2)).unwrap();
+        assert_eq!(client.take_confirmed(), 0);
         let (second, _) = listener.accept().unwrap();
         let mut reader = BufReader::new(&second);
         let mut lines = String::new();
         reader.read_line(&mut lines).unwrap();
         reader.read_line(&mut lines).unwrap();
         assert_eq!(lines, "a 1 1700000000\nb 2 1700000000\n");
+        assert_eq!(client.unconfirmed().0, 2);
         client.close().unwrap();
     }
 
-    /// Waits (with a deadline) until the server's close has reached the client's socket.
-    fn wait_closed(client: &GraphiteClient) {
-        let deadline = std::time::Instant::now() + Duration::from_secs(10);
-        while !matches!(&client.connection, Some(Connection::Tcp(s)) if closed_by_peer(s)) {
-            assert!(
-                std::time::Instant::now() < deadline,
-                "the close never arrived"
-            );
-            std::thread::sleep(Duration::from_millis(5));
-        }
-    }
-
     #[test]
-    fn a_zero_resend_window_sends_nothing_again() {
+    fn what_the_peer_read_is_confirmed_after_the_window_and_not_sent_again() {
         let (listener, mut client, first) = connected();
-        client.set_resend_window(Duration::ZERO);
+        client.set_resend_window(Duration::from_millis(100));
         client.send(&point("a", 1)).unwrap();
         BufReader::new(&first)
             .read_line(&mut String::new())
             .unwrap();
+        let mut confirmed = 0;
+        wait("the confirmation", || {
+            confirmed += client.take_confirmed();
+            confirmed == 1
+        });
+        assert_eq!(client.unconfirmed(), (0, 0));
         drop(first);
         wait_closed(&client);
         client.send(&point("b", 2)).unwrap();
@@ -500,26 +642,26 @@ mod tests {
     }
 
     #[test]
-    fn what_is_kept_for_a_resend_is_the_newest_and_bounded() {
-        let (_listener, mut client, conn) = connected();
-        client.set_resend_window(Duration::from_secs(600));
-        let reader = std::thread::spawn(move || std::io::copy(&mut &conn, &mut std::io::sink()));
-        // 2,000 batches of 100 lines of 24 bytes: 4.8 MB, all within the window.
-        let mut last = Vec::new();
-        for b in 0..2_000 {
-            let batch: Vec<Datapoint> = (0..100).map(|i| point("x.y.z", b * 100 + i)).collect();
-            client.send_many(&batch).unwrap();
-            last = client.batch.bytes().to_vec();
-        }
-        assert!(client.unconfirmed.len() <= MAX_UNCONFIRMED);
-        assert!(client.unconfirmed.len() > MAX_UNCONFIRMED - 2 * last.len());
-        assert!(client.unconfirmed.ends_with(&last));
-        assert_eq!(
-            client.written.back().map(|w| w.end),
-            Some(client.unconfirmed.len())
-        );
-        client.close().unwrap();
-        reader.join().unwrap().unwrap();
+    fn a_peer_that_never_reads_fills_the_bound_then_sends_fail() {
+        let (_listener, mut client, _server) = connected();
+        client.set_resend_window(Duration::ZERO);
+        client.set_max_held(64 << 10);
+        client.timeouts.write = Duration::from_millis(300);
+        let (mut sent, mut confirmed) = (0u64, 0u64);
+        let err = loop {
+            let batch: Vec<Datapoint> = (0..10).map(|i| point("router.wan.rx", i)).collect();
+            match client.send_many(&batch) {
+                Ok(()) => sent += 10,
+                Err(e) => break e,
+            }
+            confirmed += client.take_confirmed();
+        };
+        assert!(matches!(err, GraphiteError::Unconfirmed { .. }), "{err}");
+        // Its TCP acknowledges what fits in its receive buffer, then its window closes: the rest
+        // stays held, up to the bound, and nothing past it is written.
+        assert_eq!(client.unconfirmed().0, sent - confirmed);
+        assert!(client.unconfirmed().1 <= 64 << 10);
+        assert!(sent > confirmed, "{sent} sent, {confirmed} confirmed");
     }
 
     #[test]

@@ -4,13 +4,16 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::batch::Batch;
-use super::client::{DEFAULT_RESEND_WINDOW, GraphiteClient, GraphiteError, Protocol, Timeouts};
+use super::client::{
+    DEFAULT_MAX_HELD, DEFAULT_RESEND_WINDOW, GraphiteClient, GraphiteError, Protocol, Timeouts,
+};
 use super::path::{Naming, Unencodable};
 use crate::complain::Complaint;
 use crate::config::reader::{Problems, Table};
 use crate::delivery::carbon_ch::Destination;
 use crate::delivery::config::read_targets;
 use crate::event::Event;
+use crate::liveness::Liveness;
 use crate::outputs::{Output, OutputError, OutputSpec, OutputType};
 use crate::quote::quote;
 
@@ -33,9 +36,14 @@ pub struct GraphiteSpec {
     pub naming: Naming,
     /// Connect and write timeouts.
     pub timeouts: Timeouts,
-    /// How long after a write the connection must still be seen alive before the bytes are no
-    /// longer kept for a resend (TCP); default [`DEFAULT_RESEND_WINDOW`].
+    /// How long a batch is still held for a resend after carbon's TCP acknowledged it (TCP);
+    /// default [`DEFAULT_RESEND_WINDOW`].
     pub resend_window: Duration,
+    /// The most bytes held unconfirmed per target (`max_unconfirmed_bytes`); default
+    /// [`DEFAULT_MAX_HELD`].
+    pub max_unconfirmed: usize,
+    /// How a dead path is noticed (TCP).
+    pub liveness: Liveness,
 }
 
 impl GraphiteSpec {
@@ -72,12 +80,22 @@ fn read_spec(t: &mut Table<'_>, problems: &mut Problems) -> Option<GraphiteSpec>
         Duration::ZERO,
         problems,
     );
+    let max_unconfirmed = t.number_in(
+        "max_unconfirmed_bytes",
+        DEFAULT_MAX_HELD as u64,
+        64 << 10,
+        1 << 30,
+        problems,
+    ) as usize;
+    let liveness = Liveness::read(t, problems);
     Some(GraphiteSpec {
         targets: targets?,
         protocol,
         naming,
         timeouts,
         resend_window,
+        max_unconfirmed,
+        liveness,
     })
 }
 
@@ -90,6 +108,8 @@ impl OutputSpec for GraphiteSpec {
         let target = Destination::nth(&self.targets, index)?;
         let mut client = GraphiteClient::new(target.addr(), self.protocol, self.timeouts);
         client.set_resend_window(self.resend_window);
+        client.set_max_held(self.max_unconfirmed);
+        client.set_liveness(self.liveness);
         client.set_log_target(log_target);
         Ok(Box::new(GraphiteOutput {
             client,
@@ -148,12 +168,25 @@ impl Output for GraphiteOutput {
             GraphiteError::Connect { source, .. } | GraphiteError::Write { source, .. } => {
                 OutputError::io(source, e.to_string())
             }
+            GraphiteError::Unconfirmed { .. } => OutputError::failed(e.to_string()),
             _ => OutputError::failed(e.to_string()),
         })
     }
 
     fn take_unencodable(&mut self) -> u64 {
         std::mem::take(&mut self.unencodable)
+    }
+
+    fn confirms_later(&self) -> bool {
+        true
+    }
+
+    fn take_confirmed(&mut self) -> u64 {
+        self.client.take_confirmed()
+    }
+
+    fn unconfirmed(&self) -> (u64, u64) {
+        self.client.unconfirmed()
     }
 }
 

@@ -17,6 +17,7 @@ use super::proto;
 #[cfg(feature = "tls")]
 use super::tls::{TlsSettings, TlsStream};
 use crate::event::Event;
+use crate::liveness::Liveness;
 
 /// The port Riemann listens on for TCP and UDP.
 pub const DEFAULT_PORT: u16 = 5555;
@@ -133,6 +134,7 @@ pub struct RiemannClient {
     addr: String,
     transport: Transport,
     timeouts: Timeouts,
+    liveness: Liveness,
     conn: Option<Conn>,
     buf: Vec<u8>,
 }
@@ -154,16 +156,29 @@ enum Conn {
 }
 
 impl RiemannClient {
-    /// Connects to `addr` (`host:port`; every address it resolves to is tried in turn).
+    /// Connects to `addr` (`host:port`; every address it resolves to is tried in turn), noticing
+    /// a dead path as [`Liveness::DEFAULT`] says.
     pub fn connect(
         addr: &str,
         transport: Transport,
         timeouts: Timeouts,
     ) -> Result<RiemannClient, Error> {
+        RiemannClient::connect_with(addr, transport, timeouts, Liveness::DEFAULT)
+    }
+
+    /// Connects like [`connect`](Self::connect), noticing a dead path as `liveness` says (TCP and
+    /// TLS).
+    pub fn connect_with(
+        addr: &str,
+        transport: Transport,
+        timeouts: Timeouts,
+        liveness: Liveness,
+    ) -> Result<RiemannClient, Error> {
         let mut client = RiemannClient {
             addr: addr.to_owned(),
             transport,
             timeouts,
+            liveness,
             conn: None,
             buf: Vec::new(),
         };
@@ -225,6 +240,7 @@ impl RiemannClient {
             return open_udp(&addrs).map(Conn::Udp).map_err(Error::Connect);
         }
         let stream = open_tcp(&addrs, &self.timeouts).map_err(Error::Connect)?;
+        self.liveness.apply(&stream).map_err(Error::Connect)?;
         match &self.transport {
             #[cfg(feature = "tls")]
             Transport::Tls(settings) => settings

@@ -10,6 +10,7 @@ use crate::config::reader::{Problems, Table};
 use crate::delivery::carbon_ch::Destination;
 use crate::delivery::config::read_targets;
 use crate::event::Event;
+use crate::liveness::Liveness;
 use crate::outputs::{Output, OutputError, OutputSpec, OutputType};
 
 /// The registry entry.
@@ -50,6 +51,8 @@ pub struct RiemannSpec {
     pub timeouts: Timeouts,
     /// Certificates, for TLS.
     pub tls: Option<TlsFiles>,
+    /// How a dead path is noticed (TCP and TLS).
+    pub liveness: Liveness,
 }
 
 fn read(t: &mut Table<'_>, problems: &mut Problems) -> Option<Arc<dyn OutputSpec>> {
@@ -76,11 +79,13 @@ fn read_spec(t: &mut Table<'_>, problems: &mut Problems) -> Option<RiemannSpec> 
         ack: t.duration_at_least("ack_timeout", d.ack, min, problems),
     };
     let tls = read_tls(t, transport, problems);
+    let liveness = Liveness::read(t, problems);
     Some(RiemannSpec {
         targets: targets?,
         transport,
         timeouts,
         tls,
+        liveness,
     })
 }
 
@@ -174,6 +179,7 @@ impl OutputSpec for RiemannSpec {
             addr: target.addr(),
             transport,
             timeouts: self.timeouts,
+            liveness: self.liveness,
             client: None,
         }))
     }
@@ -195,6 +201,7 @@ struct RiemannOutput {
     addr: String,
     transport: Transport,
     timeouts: Timeouts,
+    liveness: Liveness,
     client: Option<RiemannClient>,
 }
 
@@ -203,8 +210,13 @@ impl Output for RiemannOutput {
         let client = match &mut self.client {
             Some(client) => client,
             None => self.client.insert(
-                RiemannClient::connect(&self.addr, self.transport.clone(), self.timeouts)
-                    .map_err(|e| error(&self.addr, e))?,
+                RiemannClient::connect_with(
+                    &self.addr,
+                    self.transport.clone(),
+                    self.timeouts,
+                    self.liveness,
+                )
+                .map_err(|e| error(&self.addr, e))?,
             ),
         };
         client.send_many(batch).map_err(|e| error(&self.addr, e))
