@@ -22,6 +22,7 @@ pub mod dns;
 pub mod event;
 #[cfg(feature = "http")]
 pub mod http_client;
+pub mod http_server;
 pub mod logging;
 pub mod md5;
 pub mod netlink;

@@ -4,20 +4,21 @@
 # when everything is present only performs quick checks.
 #
 #   apt:  graphite-carbon python3-whisper influxdb collectd-core victoria-metrics,
+#         prometheus (its server and promtool, for tests/http_server.rs),
 #         dnsmasq-base (the DNS server of tests/dns.rs; no service comes with it)
 #         and, for tests/packaging.rs, systemd (systemd-analyze, systemd-sysusers) and shellcheck
 #   pip:  riemann-client (pulls protobuf>=3.2,<4) into the python3 on PATH
 #         (or $PIPIT_TEST_PYTHON)
 #
 # The Debian packages ship system services (carbon-cache, influxdb, collectd,
-# victoria-metrics) that would listen on 2003/2004/8086/25826/8428. The tests start their own
+# victoria-metrics, prometheus) that would listen on 2003/2004/8086/25826/8428/9090. The tests start their own
 # private instances on free ports, so the system services are kept from
 # starting (policy-rc.d during the install) and are disabled / stopped
 # afterwards.
 set -euo pipefail
 
-APT_PKGS=(graphite-carbon python3-whisper influxdb collectd-core victoria-metrics dnsmasq-base shellcheck systemd)
-SERVICES=(carbon-cache influxdb collectd victoria-metrics)
+APT_PKGS=(graphite-carbon python3-whisper influxdb collectd-core victoria-metrics dnsmasq-base shellcheck systemd prometheus)
+SERVICES=(carbon-cache influxdb collectd victoria-metrics prometheus)
 PYTHON="${PIPIT_TEST_PYTHON:-python3}"
 POLICY=/usr/sbin/policy-rc.d
 
