@@ -143,15 +143,24 @@ fn series_of(row: &Row) -> Series {
     }
 }
 
-/// `name` with `_<unit>` appended unless the unit adds none or the name ends with it already.
+/// `name` with `_<unit>` appended unless the unit adds none; words the name already ends with
+/// are not repeated (`rx_bytes` in `bytes_per_second` becomes `rx_bytes_per_second`).
 fn with_unit(mut name: String, unit: &str) -> String {
     if NO_SUFFIX_UNITS.contains(&unit) {
         return name;
     }
-    let suffix = sanitise(unit);
-    if name != suffix && !name.ends_with(&format!("_{suffix}")) {
+    let unit = sanitise(unit);
+    let words: Vec<&str> = unit.split('_').collect();
+    let shared = (1..=words.len())
+        .rev()
+        .find(|&n| {
+            let head = words[..n].join("_");
+            name == head || name.ends_with(&format!("_{head}"))
+        })
+        .unwrap_or(0);
+    for word in &words[shared..] {
         name.push('_');
-        name.push_str(&suffix);
+        name.push_str(word);
     }
     name
 }
