@@ -87,7 +87,7 @@ pub fn write(
 
 /// A float as the format writes it: `NaN`, `+Inf`, `-Inf` or the shortest decimal that reads back
 /// the same.
-pub fn float(v: f64) -> String {
+fn float(v: f64) -> String {
     if v.is_nan() {
         "NaN".to_owned()
     } else if v.is_infinite() {
@@ -197,7 +197,7 @@ impl Labels {
 
 /// `name` as a metric or label name: characters other than ASCII letters, digits and `_` become
 /// `_`, and a leading digit gets a `_` before it.
-pub fn sanitise(name: &str) -> String {
+fn sanitise(name: &str) -> String {
     let mut out = String::with_capacity(name.len() + 1);
     if name.is_empty() || name.starts_with(|c: char| c.is_ascii_digit()) {
         out.push('_');

@@ -220,11 +220,6 @@ impl Server {
             thread: Some(thread),
         })
     }
-
-    /// The addresses listened on (with the ports the system chose for port 0).
-    pub fn binds(&self) -> &[SocketAddr] {
-        &self.binds
-    }
 }
 
 impl Drop for Server {
