@@ -98,22 +98,8 @@ fn count(body: &str, outcome: &str) -> u64 {
         .unwrap_or_else(|| panic!("no count of {outcome} in\n{body}"))
 }
 
-#[test]
-fn promtool_accepts_the_answer_and_prometheus_reads_the_values_back() {
-    let s = setup("prom-scrape", "");
-    let _agent = Agent::start(&s.config, "info");
-    let body = metrics_when(s.port, "", |b| {
-        b.contains("\nload_1{") && b.contains("edge_memory_used_bytes{")
-    });
-    assert!(
-        body.contains("# TYPE load_1 gauge\nload_1{host=\"gw1\"} 0.42\n"),
-        "{body}"
-    );
-    assert!(
-        body.contains(r#"{host="gw1",tags="lab,b",rack_no="7",site="a \"quoted\" \\ name"}"#),
-        "{body}"
-    );
-
+/// Asserts that `promtool check metrics` finds neither an error nor a lint problem in `body`.
+fn promtool_accepts(body: &str) {
     let mut promtool = Command::new("promtool")
         .args(["check", "metrics"])
         .stdin(Stdio::piped())
@@ -134,6 +120,71 @@ fn promtool_accepts_the_answer_and_prometheus_reads_the_values_back() {
         String::from_utf8_lossy(&checked.stdout),
         String::from_utf8_lossy(&checked.stderr)
     );
+}
+
+#[test]
+fn every_host_source_passes_promtool_and_its_lint() {
+    let s = setup("prom-lint", "");
+    let sources = [
+        "cpu",
+        "interface",
+        "load",
+        "memory",
+        "swap",
+        "uptime",
+        "processes",
+        "disk",
+        "thermal",
+        "wireless",
+        "conntrack",
+        "tcpconns",
+        "self",
+    ];
+    let list: Vec<String> = sources
+        .iter()
+        .map(|t| format!(r#"{{"type": "{t}", "interval": "100ms"}}"#))
+        .collect();
+    let text = format!(
+        r#"{{"agent": {{"hostname": "gw1", "host_root": "{root}"}},
+  "control": {{"enabled": false}},
+  "http_server": {{"enabled": true, "binds": ["127.0.0.1:{port}"]}},
+  "sources": [{list}, {{"type": "cpu", "name": "cores", "per_core": true, "interval": "100ms"}}],
+  "outputs": [{{"type": "stdout", "batch_timeout": "1h", "batch_size": 100000}}]}}"#,
+        root = fixture("openwrt").display(),
+        port = s.port,
+        list = list.join(", "),
+    );
+    fs::write(&s.config, text).unwrap();
+    let _agent = Agent::start(&s.config, "info");
+    let body = metrics_when(s.port, "", |b| {
+        ["\nwireless_", "\ndisk_", "\ninterface_", "\nprocesses_all{"]
+            .iter()
+            .all(|f| b.contains(f))
+    });
+    promtool_accepts(&body);
+    assert!(
+        body.contains("# TYPE disk_io_time_seconds_per_second gauge"),
+        "{body}"
+    );
+}
+
+#[test]
+fn promtool_accepts_the_answer_and_prometheus_reads_the_values_back() {
+    let s = setup("prom-scrape", "");
+    let _agent = Agent::start(&s.config, "info");
+    let body = metrics_when(s.port, "", |b| {
+        b.contains("\nload_1{") && b.contains("edge_memory_used_bytes{")
+    });
+    assert!(
+        body.contains("# TYPE load_1 gauge\nload_1{host=\"gw1\"} 0.42\n"),
+        "{body}"
+    );
+    assert!(
+        body.contains(r#"{host="gw1",tags="lab,b",rack_no="7",site="a \"quoted\" \\ name"}"#),
+        "{body}"
+    );
+
+    promtool_accepts(&body);
 
     let prometheus = Prometheus::start(&format!("127.0.0.1:{}", s.port), None);
     let read = |expr: &str| {

@@ -76,9 +76,10 @@ pub fn write(
         if !s.labels.is_empty() {
             write!(out, "{{{}}}", s.labels)?;
         }
+        let scale = row.info.map_or(1.0, |info| base_unit(info.unit).1);
         match row.value {
-            Some(Metric::Int(v)) => writeln!(out, " {v}")?,
-            Some(m) => writeln!(out, " {}", float(m.as_f64()))?,
+            Some(Metric::Int(v)) if scale == 1.0 => writeln!(out, " {v}")?,
+            Some(m) => writeln!(out, " {}", float(m.as_f64() * scale))?,
             None => {}
         }
     }
@@ -143,13 +144,32 @@ fn series_of(row: &Row) -> Series {
     }
 }
 
-/// `name` with `_<unit>` appended unless the unit adds none; words the name already ends with
-/// are not repeated (`rx_bytes` in `bytes_per_second` becomes `rx_bytes_per_second`).
-fn with_unit(mut name: String, unit: &str) -> String {
+/// A declared unit as Prometheus names it, with the factor that turns a value into it: base
+/// units, lower case (`ms_per_second` becomes `seconds_per_second`, `dBm` becomes `dbm`).
+fn base_unit(unit: &str) -> (String, f64) {
+    match unit {
+        "ms_per_second" => ("seconds_per_second".to_owned(), 0.001),
+        _ => (sanitise(unit).to_ascii_lowercase(), 1.0),
+    }
+}
+
+/// `name` with its unit appended unless the unit adds none or the name holds it already; words
+/// the name ends with are not repeated (`rx_bytes` in `bytes_per_second` becomes
+/// `rx_bytes_per_second`). A gauge never ends in `_total`, which Prometheus keeps for counters:
+/// that last word becomes `_all`.
+fn with_unit(name: String, unit: &str) -> String {
+    let mut name = match name.strip_suffix("_total") {
+        Some(head) => format!("{head}_all"),
+        None if name == "total" => "all".to_owned(),
+        None => name,
+    };
     if NO_SUFFIX_UNITS.contains(&unit) {
         return name;
     }
-    let unit = sanitise(unit);
+    let unit = base_unit(unit).0;
+    if format!("_{name}_").contains(&format!("_{unit}_")) {
+        return name;
+    }
     let words: Vec<&str> = unit.split('_').collect();
     let shared = (1..=words.len())
         .rev()
@@ -440,6 +460,20 @@ mod tests {
             "rx_bytes_per_second"
         );
         assert_eq!(with_unit("procs".into(), "count"), "procs");
+        assert_eq!(
+            with_unit("processes_total".into(), "count"),
+            "processes_all"
+        );
+        assert_eq!(
+            with_unit("memory_percent_used".into(), "percent"),
+            "memory_percent_used"
+        );
+        assert_eq!(with_unit("signal".into(), "dBm"), "signal_dbm");
+        assert_eq!(
+            with_unit("disk_io_time".into(), "ms_per_second"),
+            "disk_io_time_seconds_per_second"
+        );
+        assert_eq!(base_unit("ms_per_second").1, 0.001);
         let mut l = Labels::default();
         l.push("__name__", "x");
         l.push("a b", "1");
