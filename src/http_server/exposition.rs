@@ -5,11 +5,12 @@
 //! dot-separated part of the declared name is taken out of the name and becomes a label named after
 //! it (`cpu.<core>.<state>` gives `cpu_percent{core="0",state="user"}`); every character other
 //! than an ASCII letter, digit or `_` becomes `_`, and a name starting with a digit gets a leading
-//! `_`. The declaration's unit is appended (`_bytes`, `_seconds`, `_percent`, `_per_second`, …)
-//! unless it is `count`, `state` or empty, or the name already ends with it. A metric without a
-//! declaration, or whose declared name would keep no literal part, is named after its whole
-//! service name. Every family is a gauge: pipit's sources emit levels and rates, not running
-//! totals.
+//! `_`. The declaration's unit, in lower case and as a base unit (`ms_per_second` becomes
+//! `seconds_per_second`, its values divided by 1000), is appended (`_bytes`, `_seconds`,
+//! `_percent`, `_per_second`, …) unless it is `count`, `state` or empty, or the name holds it
+//! already. A metric without a declaration, or whose declared name would keep no literal part, is
+//! named after its whole service name. Every family is a gauge: pipit's sources emit levels and
+//! rates, not running totals; a name ending in `_total` (kept for counters) ends in `_all`.
 //!
 //! Labels, in this order: the placeholders, `host`, `tags` (the tags joined with `,`) when there
 //! are any, then the source's attributes. A label whose (sanitised) name is already taken is left
