@@ -79,6 +79,8 @@ fn main() {
         interval: Duration::from_secs(10),
         ttl: Duration::from_secs(20),
         tags: vec!["lab".into()],
+        host: "router1".into(),
+        attributes: Default::default(),
     });
 
     let before = live();

@@ -420,6 +420,7 @@ mod tests {
                 spec: Arc::new(Keep(kept.clone())),
             }],
             control: crate::control::ControlConfig::default(),
+            http_server: crate::http_server::HttpServerConfig::default(),
         }
     }
 

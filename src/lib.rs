@@ -24,6 +24,7 @@ pub mod fault;
 pub mod files;
 #[cfg(feature = "http")]
 pub mod http_client;
+pub mod http_server;
 pub mod lifeline;
 pub mod liveness;
 pub mod logging;

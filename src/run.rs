@@ -129,6 +129,9 @@ pub fn run(source: ConfigSource) -> Result<StopReport, RunError> {
         None
     };
 
+    #[cfg(feature = "http_server")]
+    let mut endpoint = Endpoint::start(&agent);
+
     let mut next_watch = Instant::now() + WATCH_EVERY;
     let mut next_trim = Instant::now() + FIRST_TRIM;
     let mut died = None;
@@ -151,6 +154,8 @@ pub fn run(source: ConfigSource) -> Result<StopReport, RunError> {
                 let outcome = reload(&mut agent, &source);
                 if outcome.is_ok() {
                     loaded = SystemTime::now();
+                    #[cfg(feature = "http_server")]
+                    endpoint.follow(&agent);
                 }
                 if let Some(reply) = reply {
                     let _ = reply.send(outcome);
@@ -178,10 +183,45 @@ pub fn run(source: ConfigSource) -> Result<StopReport, RunError> {
         }
     }
     drop(server);
+    #[cfg(feature = "http_server")]
+    drop(endpoint);
     let report = agent.stop();
     match died {
         Some(death) => Err(RunError::ThreadDied(death)),
         None => Ok(report),
+    }
+}
+
+/// The `http_server` endpoint as the running config asks for it.
+#[cfg(feature = "http_server")]
+struct Endpoint {
+    config: crate::http_server::HttpServerConfig,
+    server: Option<crate::http_server::Server>,
+}
+
+#[cfg(feature = "http_server")]
+impl Endpoint {
+    /// Starts the endpoint if the agent's config enables it; a failure is logged and the agent
+    /// runs without it.
+    fn start(agent: &Agent) -> Endpoint {
+        let config = agent.config().http_server.clone();
+        let server = if config.enabled {
+            crate::http_server::Server::start(&config, agent.telemetry().clone())
+                .map_err(|e| log::error!(target: "http_server", "no endpoint: {e}"))
+                .ok()
+        } else {
+            None
+        };
+        Endpoint { config, server }
+    }
+
+    /// After a reload: restarts the endpoint when its section changed (stopping the old one
+    /// first, so that the same addresses can be bound again).
+    fn follow(&mut self, agent: &Agent) {
+        if agent.config().http_server != self.config {
+            self.server = None;
+            *self = Endpoint::start(agent);
+        }
     }
 }
 

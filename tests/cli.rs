@@ -88,8 +88,9 @@ fn check_reports_every_error_at_once() {
         "{stderr}"
     );
     assert!(
-        lines[3]
-            .contains(": extra: unknown key; expected one of: agent, control, outputs, sources"),
+        lines[3].contains(
+            ": extra: unknown key; expected one of: agent, control, http_server, outputs, sources"
+        ),
         "{stderr}"
     );
     assert_eq!(lines[4], "4 error(s)");

@@ -7,6 +7,7 @@
 #         iproute2 (the network namespaces of tests/wan.rs),
 #         mosquitto mosquitto-clients python3-paho-mqtt (the MQTT broker of tests/mqtt_peer.rs and
 #         its independent subscriber),
+#         prometheus (its server and promtool, for tests/http_server.rs),
 #         dnsmasq-base (the DNS server of tests/dns.rs; no service comes with it)
 #         and, for tests/packaging.rs, systemd (systemd-analyze, systemd-sysusers), shellcheck and
 #         make (the OpenWrt Makefile's variables, evaluated by GNU make)
@@ -14,15 +15,15 @@
 #         (or $PIPIT_TEST_PYTHON)
 #
 # The Debian packages ship system services (carbon-cache, carbon-c-relay, influxdb, collectd,
-# victoria-metrics, mosquitto) that would listen on 2003/2004/8086/25826/8428/1883. The tests start their own
+# victoria-metrics, mosquitto, prometheus) that would listen on 2003/2004/8086/25826/8428/1883/9090. The tests start their own
 # private instances on free ports, so the system services are kept from
 # starting (policy-rc.d during the install) and are disabled / stopped
 # afterwards.
 set -euo pipefail
 
 APT_PKGS=(graphite-carbon carbon-c-relay python3-whisper influxdb collectd-core victoria-metrics iproute2
-          dnsmasq-base shellcheck systemd make mosquitto mosquitto-clients python3-paho-mqtt)
-SERVICES=(carbon-cache carbon-c-relay influxdb collectd victoria-metrics mosquitto)
+          dnsmasq-base shellcheck systemd make mosquitto mosquitto-clients python3-paho-mqtt prometheus)
+SERVICES=(carbon-cache carbon-c-relay influxdb collectd victoria-metrics mosquitto prometheus)
 PYTHON="${PIPIT_TEST_PYTHON:-python3}"
 POLICY=/usr/sbin/policy-rc.d
 

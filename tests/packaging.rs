@@ -1116,15 +1116,23 @@ fn probe_uci_types() -> Vec<KeyType> {
             .unwrap_or_else(|| panic!("no type list for {path} in {types:?}"))
     };
     // (path, section, type) of every table probed.
-    let mut tables = vec![("agent".to_owned(), "agent".to_owned(), "-".to_owned())];
+    // The sections of one table each, then one per source and output type.
+    let singles = ["agent", "http_server"];
+    let mut tables: Vec<(String, String, String)> = singles
+        .iter()
+        .map(|s| (s.to_string(), s.to_string(), "-".to_owned()))
+        .collect();
     for (section, list) in [("source", "sources"), ("output", "outputs")] {
         for (i, name) in types_of(&format!("{list}[0].type")).into_iter().enumerate() {
             tables.push((format!("{list}[{i}]"), section.to_owned(), name));
         }
     }
     let build = |members: &dyn Fn(&str) -> Map<String, Value>| {
-        let mut config = json!({"agent": members("agent"), "sources": [], "outputs": []});
-        for (path, section, name) in &tables[1..] {
+        let mut config = json!({"sources": [], "outputs": []});
+        for single in singles {
+            config[single] = Value::Object(members(single));
+        }
+        for (path, section, name) in &tables[singles.len()..] {
             let mut table = members(path);
             table.insert("type".into(), json!(name));
             config[format!("{section}s")]
@@ -1365,8 +1373,8 @@ fn every_uci_key_becomes_the_json_type_pipit_expects() {
     let mut uci = String::new();
     let sections = uci_sections(&types);
     for (section, name) in &sections {
-        if section == "agent" {
-            uci.push_str("config agent 'agent'\n");
+        if section == "agent" || section == "http_server" {
+            uci.push_str(&format!("config {section} '{section}'\n"));
         } else {
             uci.push_str(&format!("config {section}\n\toption type '{name}'\n"));
         }
@@ -1385,8 +1393,8 @@ fn every_uci_key_becomes_the_json_type_pipit_expects() {
     let json = OpenWrt::new(&uci).json();
     let mut index = BTreeMap::new();
     for (section, name) in &sections {
-        let table = if section == "agent" {
-            &json["agent"]
+        let table = if section == "agent" || section == "http_server" {
+            &json[section]
         } else {
             let list = format!("{section}s");
             let i = index.entry(list.clone()).or_insert(0);

@@ -17,6 +17,7 @@ pub use error::{ConfigError, ConfigErrors};
 use reader::{Field, Problems, Table};
 
 use crate::control::{self, ControlConfig};
+use crate::http_server::{self, HttpServerConfig};
 use crate::outputs::{self, OutputConfig};
 use crate::sources::{self, SourceConfig};
 use crate::supervisor::{self, SupervisorConfig};
@@ -46,6 +47,8 @@ pub struct Config {
     pub outputs: Vec<OutputConfig>,
     /// The control socket.
     pub control: ControlConfig,
+    /// The opt-in local HTTP endpoint.
+    pub http_server: HttpServerConfig,
 }
 
 /// The `agent` section: settings that apply to everything.
@@ -167,6 +170,13 @@ fn read(doc: &json::Node, file: &str, problems: &mut Problems) -> Option<Config>
             .unwrap_or_default(),
         None => ControlConfig::default(),
     };
+    let http_server = match top.field("http_server") {
+        Some(field) => field
+            .table(problems)
+            .map(|t| http_server::read_config(t, problems))
+            .unwrap_or_default(),
+        None => HttpServerConfig::default(),
+    };
     top.finish(problems);
     if outputs.is_empty() && problems.is_empty() {
         problems.at(
@@ -181,6 +191,7 @@ fn read(doc: &json::Node, file: &str, problems: &mut Problems) -> Option<Config>
         sources,
         outputs,
         control,
+        http_server,
     })
 }
 

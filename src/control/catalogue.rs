@@ -11,7 +11,7 @@
 //! Entries are forgotten when their source instance is removed (at a reload) and when a metric
 //! has not been seen for [`FORGET_AFTER_INTERVALS`] of its source's intervals.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime};
@@ -48,6 +48,10 @@ pub struct CatalogueSource {
     pub ttl: Duration,
     /// The tags on its events.
     pub tags: Vec<String>,
+    /// The host on its events.
+    pub host: String,
+    /// The attributes on its events.
+    pub attributes: BTreeMap<String, String>,
 }
 
 impl CatalogueSource {
@@ -60,6 +64,8 @@ impl CatalogueSource {
             interval: config.interval,
             ttl: config.template.ttl,
             tags: config.template.tags.clone(),
+            host: config.template.host.clone(),
+            attributes: config.template.attributes.clone(),
         }
     }
 
@@ -303,6 +309,8 @@ mod tests {
             interval: Duration::from_secs(10),
             ttl: Duration::from_secs(20),
             tags: vec!["lab".into()],
+            host: "h".into(),
+            attributes: BTreeMap::new(),
         })
     }
 

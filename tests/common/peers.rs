@@ -1921,3 +1921,90 @@ impl Drop for MqttSubscriber {
         }
     }
 }
+
+// ------------------------------------------------------------ Prometheus --
+
+/// Debian's Prometheus server.
+pub const PROMETHEUS_BIN: &str = "/usr/bin/prometheus";
+
+/// A private Prometheus (Debian's 2.42) on a free 127.0.0.1 port, scraping one target every
+/// second, with its data in its own temp dir.
+pub struct Prometheus {
+    dir: TempDir,
+    port: u16,
+    child: Option<Child>,
+}
+
+impl Prometheus {
+    /// Starts scraping `target` (`host:port`) at `/metrics`, with basic auth when `auth` is
+    /// `Some((user, password))`.
+    pub fn start(target: &str, auth: Option<(&str, &str)>) -> Prometheus {
+        let dir = TempDir::new("prometheus");
+        let auth = auth
+            .map(|(u, p)| format!("    basic_auth: {{username: '{u}', password: '{p}'}}\n"))
+            .unwrap_or_default();
+        let config = dir.path().join("prometheus.yml");
+        write_file(
+            &config,
+            &format!(
+                "global: {{scrape_interval: 1s, scrape_timeout: 1s}}\n\
+                 scrape_configs:\n  - job_name: pipit\n{auth}    static_configs:\n      - targets: ['{target}']\n"
+            ),
+        );
+        let mut p = Prometheus {
+            dir,
+            port: free_port(),
+            child: None,
+        };
+        for attempt in 1..=START_ATTEMPTS {
+            match p.spawn(&config) {
+                Ok(()) => return p,
+                Err(e) if e.port_in_use && attempt < START_ATTEMPTS => p.port = free_port(),
+                Err(e) => panic!("{}", e.message),
+            }
+        }
+        unreachable!("prometheus start attempts exhausted")
+    }
+
+    fn spawn(&mut self, config: &Path) -> Result<(), StartError> {
+        let log = self.dir.path().join("prometheus.log");
+        let mut cmd = Command::new(PROMETHEUS_BIN);
+        cmd.arg(format!("--config.file={}", config.display()))
+            .arg(format!(
+                "--storage.tsdb.path={}",
+                self.dir.path().join("data").display()
+            ))
+            .arg(format!("--web.listen-address={}:{}", LOCALHOST, self.port))
+            .current_dir(self.dir.path())
+            .stdin(Stdio::null())
+            .stdout(open_log(&log))
+            .stderr(open_log(&log));
+        let log_from = log_len(&log);
+        let mut child = spawn("prometheus", &mut cmd);
+        let port = self.port;
+        wait_ready(&mut child, "prometheus", &log, log_from, || {
+            matches!(http_request(port, "GET", "/-/ready", b""), Ok((200, _)))
+        })?;
+        self.child = Some(child);
+        Ok(())
+    }
+
+    /// The JSON answer of an instant query through `/api/v1/query`.
+    pub fn query(&self, expr: &str) -> String {
+        let target = format!("/api/v1/query?query={}", url_encode(expr));
+        match http_request(self.port, "GET", &target, b"") {
+            Ok((200, body)) => body,
+            other => panic!("prometheus query {expr}: {other:?}"),
+        }
+    }
+}
+
+impl Drop for Prometheus {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            if let Err(e) = stop_child(&mut child, "prometheus") {
+                eprintln!("{}", e);
+            }
+        }
+    }
+}

@@ -1,0 +1,255 @@
+//! The opt-in local HTTP endpoint: `/metrics` in the Prometheus text format, answered from the
+//! catalogue's last values (nothing is collected at scrape time).
+//!
+//! Off unless the config's `http_server` section enables it: pipit has no network listener the
+//! config does not ask for. One thread serves every connection with blocking I/O under poll(2):
+//! a bounded number of connections, a size and header limit on requests, a deadline for the whole
+//! request head (a slowloris peer is cut off) and for the whole answer. Clients outside
+//! `allowed_networks` and, with `basic_auth`, requests without the right credentials are refused;
+//! every refusal is counted (`pipit_http_requests_total{outcome}` on `/metrics`) and logged once
+//! while it repeats.
+//!
+//! The section is read in every build; the server itself needs the `http_server` feature.
+
+#[cfg(feature = "http_server")]
+pub mod exposition;
+pub mod network;
+#[cfg(feature = "http_server")]
+pub mod request;
+#[cfg(feature = "http_server")]
+mod server;
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use crate::config::reader::{Problems, Table};
+use crate::config::secret::Secret;
+pub use network::Network;
+#[cfg(feature = "http_server")]
+pub use server::{HttpServerError, Server};
+
+/// The `http_server` section.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HttpServerConfig {
+    /// Whether the endpoint listens; default false.
+    pub enabled: bool,
+    /// The addresses to listen on; default `127.0.0.1:9101`.
+    pub binds: Vec<SocketAddr>,
+    /// The client networks served; default loopback only (`127.0.0.0/8`, `::1`).
+    pub allowed_networks: Vec<Network>,
+    /// `user:password` that requests must present with HTTP basic auth; default none.
+    pub basic_auth: Option<Secret>,
+    /// Connections open at once; one more is answered 503 and closed. Default 8.
+    pub max_connections: usize,
+    /// The largest request head, in bytes; default 8192.
+    pub max_request_bytes: usize,
+    /// The most header lines in a request; default 32.
+    pub max_headers: usize,
+    /// How long a client may take to send its whole request head; default 5 s.
+    pub request_timeout: Duration,
+    /// How long the whole answer may take to send; default 10 s.
+    pub write_timeout: Duration,
+}
+
+/// The defaults of the `http_server` section, in one place.
+impl Default for HttpServerConfig {
+    fn default() -> HttpServerConfig {
+        HttpServerConfig {
+            enabled: false,
+            binds: vec![SocketAddr::from(([127, 0, 0, 1], 9101))],
+            allowed_networks: ["127.0.0.0/8", "::1/128"]
+                .iter()
+                .filter_map(|n| n.parse().ok())
+                .collect(),
+            basic_auth: None,
+            max_connections: 8,
+            max_request_bytes: 8192,
+            max_headers: 32,
+            request_timeout: Duration::from_secs(5),
+            write_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+/// Reads the `http_server` section.
+pub fn read_config(mut t: Table<'_>, problems: &mut Problems) -> HttpServerConfig {
+    let d = HttpServerConfig::default();
+    let enabled = t.get_or("enabled", d.enabled, problems);
+    if enabled && !cfg!(feature = "http_server") {
+        problems.at(
+            t.as_field(),
+            "this pipit is built without the http_server feature; use a build with it or remove the section",
+        );
+    }
+    let binds = match t.field("binds") {
+        None => d.binds,
+        Some(field) => parse_list(
+            &field,
+            problems,
+            "addresses with a port, such as \"127.0.0.1:9101\" or \"[::1]:9101\"",
+            |s| s.parse::<SocketAddr>().map_err(|_| String::new()),
+        )
+        .unwrap_or(d.binds),
+    };
+    let allowed_networks = match t.field("allowed_networks") {
+        None => d.allowed_networks,
+        Some(field) => parse_list(
+            &field,
+            problems,
+            "networks such as \"192.168.1.0/24\"",
+            |s| s.parse::<Network>(),
+        )
+        .unwrap_or(d.allowed_networks),
+    };
+    let basic_auth = t.field("basic_auth").and_then(|field| {
+        let mut auth = field.table(problems)?;
+        let user: Option<String> = auth.require("username", problems);
+        let password: Option<String> = auth.require("password", problems);
+        auth.finish(problems);
+        match (user, password) {
+            (Some(user), _) if user.is_empty() || user.contains(':') => {
+                problems.at(&field, "the username must be non-empty and hold no ':'");
+                None
+            }
+            (Some(user), Some(password)) => Some(Secret::new(format!("{user}:{password}"))),
+            _ => None,
+        }
+    });
+    let number = |t: &mut Table<'_>, key, default: usize, min, max, problems: &mut Problems| {
+        t.number_in(key, default as u64, min, max, problems) as usize
+    };
+    let max_connections = number(
+        &mut t,
+        "max_connections",
+        d.max_connections,
+        1,
+        1024,
+        problems,
+    );
+    let max_request_bytes = number(
+        &mut t,
+        "max_request_bytes",
+        d.max_request_bytes,
+        256,
+        65536,
+        problems,
+    );
+    let max_headers = number(&mut t, "max_headers", d.max_headers, 1, 256, problems);
+    let min = Duration::from_millis(10);
+    let request_timeout = t.duration_at_least("request_timeout", d.request_timeout, min, problems);
+    let write_timeout = t.duration_at_least("write_timeout", d.write_timeout, min, problems);
+    t.finish(problems);
+    HttpServerConfig {
+        enabled,
+        binds,
+        allowed_networks,
+        basic_auth,
+        max_connections,
+        max_request_bytes,
+        max_headers,
+        request_timeout,
+        write_timeout,
+    }
+}
+
+/// A non-empty list of strings, each parsed by `parse`; records `expected` (with the parser's own
+/// words when it has any) at the first bad item.
+fn parse_list<T>(
+    field: &crate::config::reader::Field<'_>,
+    problems: &mut Problems,
+    expected: &str,
+    parse: impl Fn(&str) -> Result<T, String>,
+) -> Option<Vec<T>> {
+    let items = field.items(problems)?;
+    if items.is_empty() {
+        problems.expected(field, &format!("a non-empty list of {expected}"));
+        return None;
+    }
+    let mut out = Vec::with_capacity(items.len());
+    for item in &items {
+        match item.as_str().map(&parse) {
+            Some(Ok(v)) => out.push(v),
+            Some(Err(why)) if !why.is_empty() => {
+                problems.expected(item, &why);
+                return None;
+            }
+            _ => {
+                problems.expected(item, expected);
+                return None;
+            }
+        }
+    }
+    Some(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn read(section: &str) -> Result<HttpServerConfig, Vec<String>> {
+        let text = format!(r#"{{"outputs": [{{"type": "stdout"}}], "http_server": {section}}}"#);
+        crate::config::parse("t.json", &text)
+            .map(|c| c.http_server)
+            .map_err(|e| e.0.iter().map(|e| e.to_string()).collect())
+    }
+
+    #[test]
+    fn off_by_default_and_every_key_read() {
+        assert_eq!(read("{}").unwrap(), HttpServerConfig::default());
+        assert!(!HttpServerConfig::default().enabled);
+        let c = read(
+            r#"{"binds": ["0.0.0.0:9200", "[::1]:9201"], "allowed_networks": ["10.0.0.0/8"],
+                "basic_auth": {"username": "prom", "password": "s3cret!"}, "max_connections": 2,
+                "max_request_bytes": 1024, "max_headers": 4, "request_timeout": "1s",
+                "write_timeout": "2s"}"#,
+        )
+        .unwrap();
+        assert_eq!(c.binds.len(), 2);
+        assert_eq!(c.allowed_networks, vec!["10.0.0.0/8".parse().unwrap()]);
+        assert_eq!(c.basic_auth.unwrap().expose(), "prom:s3cret!");
+        assert_eq!(
+            (c.max_connections, c.max_request_bytes, c.max_headers),
+            (2, 1024, 4)
+        );
+        assert_eq!(c.request_timeout, Duration::from_secs(1));
+        assert_eq!(c.write_timeout, Duration::from_secs(2));
+    }
+
+    #[test]
+    fn bad_values_are_refused_with_their_path_and_no_secret() {
+        let errors = read(
+            r#"{"binds": ["localhost:80"], "allowed_networks": ["10.0.0.0/40"],
+                "basic_auth": {"username": "a:b", "password": "hunter22"}, "max_headers": 0,
+                "port": 1}"#,
+        )
+        .unwrap_err()
+        .join("\n");
+        assert!(
+            errors.contains("http_server.binds[0]: expected addresses with a port"),
+            "{errors}"
+        );
+        assert!(
+            errors
+                .contains("http_server.allowed_networks[0]: expected a prefix length from 0 to 32"),
+            "{errors}"
+        );
+        assert!(
+            errors.contains("http_server.basic_auth: the username must be non-empty"),
+            "{errors}"
+        );
+        assert!(
+            errors.contains("http_server.max_headers: expected a whole number from 1 to 256"),
+            "{errors}"
+        );
+        assert!(errors.contains("http_server.port: unknown key"), "{errors}");
+        assert!(
+            !errors.contains("hunter22") && !errors.contains("a:b"),
+            "{errors}"
+        );
+        assert!(read(r#"{"binds": []}"#).is_err());
+        assert!(
+            read(r#"{"basic_auth": {"username": "u"}}"#).unwrap_err()[0]
+                .contains("missing required key \"password\"")
+        );
+    }
+}
