@@ -4,7 +4,8 @@
 # when everything is present only performs quick checks.
 #
 #   apt:  graphite-carbon python3-whisper influxdb collectd-core victoria-metrics,
-#         dnsmasq-base (the DNS server of tests/dns.rs; no service comes with it)
+#         dnsmasq-base (the DNS server of tests/dns.rs and the DHCP server of
+#         tests/router_sources.rs; no service comes with it), busybox (its udhcpc DHCP client)
 #         and, for tests/packaging.rs, systemd (systemd-analyze, systemd-sysusers) and shellcheck
 #   pip:  riemann-client (pulls protobuf>=3.2,<4) into the python3 on PATH
 #         (or $PIPIT_TEST_PYTHON)
@@ -16,7 +17,7 @@
 # afterwards.
 set -euo pipefail
 
-APT_PKGS=(graphite-carbon python3-whisper influxdb collectd-core victoria-metrics dnsmasq-base shellcheck systemd)
+APT_PKGS=(graphite-carbon python3-whisper influxdb collectd-core victoria-metrics dnsmasq-base busybox shellcheck systemd)
 SERVICES=(carbon-cache influxdb collectd victoria-metrics)
 PYTHON="${PIPIT_TEST_PYTHON:-python3}"
 POLICY=/usr/sbin/policy-rc.d

@@ -289,6 +289,7 @@ mod tests {
         "thermal",
         "wireless",
         "conntrack",
+        "dhcp_leases",
         "tcpconns",
         "exec",
         "watch",

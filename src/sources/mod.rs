@@ -8,6 +8,7 @@
 pub mod conntrack;
 pub mod cpu;
 pub mod df;
+pub mod dhcp_leases;
 pub mod disk;
 pub mod emitter;
 #[cfg(feature = "exec")]
@@ -182,6 +183,7 @@ pub const REGISTRY: &[SourceType] = &[
     thermal::TYPE,
     wireless::TYPE,
     conntrack::TYPE,
+    dhcp_leases::TYPE,
     tcpconns::TYPE,
     #[cfg(feature = "exec")]
     exec::TYPE,

@@ -1,6 +1,7 @@
 //! Shared helpers for integration tests.
 #![allow(dead_code)]
 
+pub mod netns;
 pub mod outputs;
 pub mod peers;
 pub mod pipit;
