@@ -151,3 +151,4 @@ seed("graphite_naming", "event", "gw1.example.net\0interface.eth0.rx_bytes\0edge
 openwrt_tmp = os.path.join(REPO, "tests/fixtures/openwrt/tmp")
 seed("dhcp_leases", "openwrt",
      read(os.path.join(openwrt_tmp, "dhcp.leases")) + b"\0" + read(os.path.join(openwrt_tmp, "hosts/odhcpd")))
+seed("netlink_qdisc", "htb", read(os.path.join(REPO, "tests/fixtures/netlink/qdisc.bin")))

@@ -290,6 +290,7 @@ mod tests {
         "wireless",
         "conntrack",
         "dhcp_leases",
+        "qdisc",
         "tcpconns",
         "exec",
         "watch",

@@ -20,6 +20,7 @@ pub mod load;
 pub mod memory;
 pub mod naming;
 pub mod processes;
+pub mod qdisc;
 pub mod runner;
 pub mod self_stats;
 pub mod swap;
@@ -184,6 +185,7 @@ pub const REGISTRY: &[SourceType] = &[
     wireless::TYPE,
     conntrack::TYPE,
     dhcp_leases::TYPE,
+    qdisc::TYPE,
     tcpconns::TYPE,
     #[cfg(feature = "exec")]
     exec::TYPE,
