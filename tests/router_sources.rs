@@ -101,13 +101,16 @@ fn dhcp_leases_counts_what_dnsmasq_hands_out() {
     assert_eq!(count("dhcp_leases.network.test"), 3.0);
     assert_eq!(count("dhcp_leases.network.other"), 0.0);
 
-    // A client that asks again renews its lease: still three, and dnsmasq rewrote the file.
-    let before = fs::metadata(&leases).unwrap().modified().unwrap();
+    // A client that asks again renews its lease and a new one takes a fourth: four, not five
+    // (dnsmasq answers in order, so the fourth lease is written after the renewal).
     udhcpc(&net.b, &net.b_if, "02:00:00:00:00:02", &script);
-    wait_until("the renewal written", Duration::from_secs(10), || {
-        (fs::metadata(&leases).ok()?.modified().ok()? > before).then_some(())
+    udhcpc(&net.b, &net.b_if, "02:00:00:00:00:04", &script);
+    wait_until("the fourth lease counted", Duration::from_secs(10), || {
+        (count("dhcp_leases.total") == 4.0).then_some(())
     });
-    assert_eq!(count("dhcp_leases.total"), 3.0);
+    let lines = fs::read_to_string(&leases).unwrap().lines().count();
+    assert_eq!(lines, 4, "dnsmasq's own file");
+    assert_eq!(count("dhcp_leases.network.test"), 4.0);
     drop(dnsmasq);
 }
 
