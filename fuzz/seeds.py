@@ -148,3 +148,9 @@ seed("pattern", "body", "*\"up\"*\0{\"status\": \"up\"}")
 
 seed("graphite_name", "sections", "interface\0eth0.100\0rx bytes\0xn--x\0ünï\0100%")
 seed("graphite_naming", "event", "gw1.example.net\0interface.eth0.rx_bytes\0edge.site\0role\0router\0host\0x")
+
+# dhcp_leases: dnsmasq's lease file, NUL, odhcpd's state file, from the OpenWrt fixture tree.
+openwrt_tmp = os.path.join(REPO, "tests/fixtures/openwrt/tmp")
+seed("dhcp_leases", "openwrt",
+     read(os.path.join(openwrt_tmp, "dhcp.leases")) + b"\0" + read(os.path.join(openwrt_tmp, "hosts/odhcpd")))
+seed("netlink_qdisc", "htb", read(os.path.join(REPO, "tests/fixtures/netlink/qdisc.bin")))

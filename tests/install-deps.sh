@@ -4,11 +4,12 @@
 # when everything is present only performs quick checks.
 #
 #   apt:  graphite-carbon carbon-c-relay python3-whisper influxdb collectd-core victoria-metrics,
-#         iproute2 (the network namespaces of tests/wan.rs),
+#         iproute2 (the network namespaces of tests/wan.rs and tests/router_sources.rs),
 #         mosquitto mosquitto-clients python3-paho-mqtt (the MQTT broker of tests/mqtt_peer.rs and
 #         its independent subscriber),
 #         prometheus (its server and promtool, for tests/http_server.rs),
-#         dnsmasq-base (the DNS server of tests/dns.rs; no service comes with it)
+#         dnsmasq-base (the DNS server of tests/dns.rs and the DHCP server of
+#         tests/router_sources.rs; no service comes with it), busybox (its udhcpc DHCP client)
 #         and, for tests/packaging.rs, systemd (systemd-analyze, systemd-sysusers), shellcheck and
 #         make (the OpenWrt Makefile's variables, evaluated by GNU make)
 #   pip:  riemann-client (pulls protobuf>=3.2,<4) into the python3 on PATH
@@ -22,7 +23,8 @@
 set -euo pipefail
 
 APT_PKGS=(graphite-carbon carbon-c-relay python3-whisper influxdb collectd-core victoria-metrics iproute2
-          dnsmasq-base shellcheck systemd make mosquitto mosquitto-clients python3-paho-mqtt prometheus)
+          dnsmasq-base busybox shellcheck systemd make mosquitto mosquitto-clients python3-paho-mqtt
+          prometheus)
 SERVICES=(carbon-cache carbon-c-relay influxdb collectd victoria-metrics mosquitto prometheus)
 PYTHON="${PIPIT_TEST_PYTHON:-python3}"
 POLICY=/usr/sbin/policy-rc.d

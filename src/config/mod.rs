@@ -300,6 +300,8 @@ mod tests {
         "thermal",
         "wireless",
         "conntrack",
+        "dhcp_leases",
+        "qdisc",
         "tcpconns",
         "exec",
         "watch",

@@ -1,8 +1,9 @@
 //! Netlink, the kernel's message interface: the header every request and answer carries, and a
 //! dump (one request answered by many messages, ended by `NLMSG_DONE`). The families pipit asks
-//! are in their own files: [`sock_diag`] (sockets by state). The socket itself is
-//! `crate::sys::netlink`.
+//! are in their own files: [`sock_diag`] (sockets by state), [`qdisc`] (queue disciplines over
+//! rtnetlink). The socket itself is `crate::sys::netlink`.
 
+pub mod qdisc;
 pub mod sock_diag;
 
 use std::fmt;
@@ -172,15 +173,93 @@ impl Dumper {
         payload: &[u8],
         each: &mut dyn FnMut(&[u8]),
     ) -> Result<(), NetlinkError> {
+        self.dump_answered(kind, kind, payload, each)
+    }
+
+    /// Sends the dump request `request` with `payload` and hands the payload of every answer of
+    /// type `answer` to `each`, until the kernel says the dump is done. rtnetlink answers a
+    /// `RTM_GET…` request with `RTM_NEW…` messages.
+    pub fn dump_answered(
+        &mut self,
+        request: u16,
+        answer: u16,
+        payload: &[u8],
+        each: &mut dyn FnMut(&[u8]),
+    ) -> Result<(), NetlinkError> {
         self.seq = self.seq.wrapping_add(1);
-        self.socket.send(&dump_request(kind, self.seq, payload))?;
+        self.socket
+            .send(&dump_request(request, self.seq, payload))?;
         loop {
             let n = self.socket.recv(&mut self.buf)?;
-            if read_datagram(&self.buf[..n], kind, self.seq, each)? == Datagram::Done {
+            if read_datagram(&self.buf[..n], answer, self.seq, each)? == Datagram::Done {
                 return Ok(());
             }
         }
     }
+}
+
+/// Size of `struct nlattr`, the header of an attribute.
+const ATTRIBUTE_HEADER: usize = 4;
+/// The bits of an attribute's type that are its type; the others are flags (nested, byte order).
+const ATTRIBUTE_TYPE: u16 = 0x3fff;
+
+/// The attributes (type, payload) packed in `data`, as netlink messages carry them after their
+/// fixed part. Iteration stops at the first attribute that does not fit; [`Attributes::whole`]
+/// then says so.
+#[derive(Debug, Clone)]
+pub struct Attributes<'a> {
+    rest: &'a [u8],
+    broken: bool,
+}
+
+impl<'a> Attributes<'a> {
+    /// The attributes in `data`.
+    pub fn new(data: &'a [u8]) -> Attributes<'a> {
+        Attributes {
+            rest: data,
+            broken: false,
+        }
+    }
+
+    /// Whether every attribute so far fitted; false once one ran past the end.
+    pub fn whole(&self) -> bool {
+        !self.broken
+    }
+}
+
+impl<'a> Iterator for Attributes<'a> {
+    type Item = (u16, &'a [u8]);
+
+    fn next(&mut self) -> Option<(u16, &'a [u8])> {
+        if self.rest.len() < ATTRIBUTE_HEADER {
+            // Padding of fewer bytes than a header may end a message.
+            self.rest = &[];
+            return None;
+        }
+        let len = usize::from(u16::from_ne_bytes([self.rest[0], self.rest[1]]));
+        let kind = u16::from_ne_bytes([self.rest[2], self.rest[3]]) & ATTRIBUTE_TYPE;
+        let Some(payload) = self.rest.get(ATTRIBUTE_HEADER..len) else {
+            self.broken = true;
+            self.rest = &[];
+            return None;
+        };
+        self.rest = self.rest.get((len + 3) & !3..).unwrap_or_default();
+        Some((kind, payload))
+    }
+}
+
+/// The 4-byte unsigned integer at `offset` of `data`, in the machine's byte order.
+pub fn u32_at(data: &[u8], offset: usize) -> Option<u32> {
+    Some(u32::from_ne_bytes(
+        data.get(offset..offset.checked_add(4)?)?.try_into().ok()?,
+    ))
+}
+
+/// The 8-byte unsigned integer at `offset` of `data`, in the machine's byte order.
+pub fn u64_at(data: &[u8], offset: usize) -> Option<u64> {
+    Some(u64::from_ne_bytes(
+        data.get(offset..offset.checked_add(8)?)?.try_into().ok()?,
+    ))
 }
 
 #[cfg(test)]
@@ -234,6 +313,54 @@ mod tests {
         assert!(matches!(e, NetlinkError::Refused(libc::ENOENT)), "{e:?}");
         assert!(e.is_unsupported());
         assert!(e.to_string().contains("refused"), "{e}");
+    }
+
+    fn attribute(kind: u16, payload: &[u8]) -> Vec<u8> {
+        let mut a = ((payload.len() + 4) as u16).to_ne_bytes().to_vec();
+        a.extend(kind.to_ne_bytes());
+        a.extend(payload);
+        a.resize((a.len() + 3) & !3, 0);
+        a
+    }
+
+    #[test]
+    fn attributes_are_read_with_their_padding_and_flags_masked() {
+        let mut d = attribute(1, b"fq_codel\0");
+        d.extend(attribute(0x8000 | 7, &attribute(1, &[0; 16])));
+        d.extend(attribute(2, b""));
+        let mut attrs = Attributes::new(&d);
+        assert_eq!(attrs.next(), Some((1, &b"fq_codel\0"[..])));
+        let (kind, nested) = attrs.next().unwrap();
+        assert_eq!(kind, 7, "the nested flag is not part of the type");
+        assert_eq!(Attributes::new(nested).next(), Some((1, &[0u8; 16][..])));
+        assert_eq!(attrs.next(), Some((2, &b""[..])));
+        assert_eq!(attrs.next(), None);
+        assert!(attrs.whole());
+    }
+
+    #[test]
+    fn an_attribute_past_the_end_stops_the_walk() {
+        let mut d = attribute(1, b"abcd");
+        d.extend(attribute(2, b"efgh"));
+        let mut attrs = Attributes::new(&d[..d.len() - 1]);
+        assert_eq!(attrs.next(), Some((1, &b"abcd"[..])));
+        assert_eq!(attrs.next(), None);
+        assert!(!attrs.whole());
+        let mut short = Attributes::new(&[2, 0, 1, 0]);
+        assert_eq!(short.next(), None, "a length shorter than the header");
+        assert!(!short.whole());
+    }
+
+    #[test]
+    fn integers_at_offsets() {
+        let d = [1u8, 0, 0, 0, 2, 0, 0, 0, 0, 0, 0, 0];
+        assert_eq!(u32_at(&d, 0), Some(u32::from_ne_bytes([1, 0, 0, 0])));
+        assert_eq!(
+            u64_at(&d, 4),
+            Some(u64::from_ne_bytes([2, 0, 0, 0, 0, 0, 0, 0]))
+        );
+        assert_eq!(u32_at(&d, 10), None);
+        assert_eq!(u64_at(&d, usize::MAX), None);
     }
 
     #[test]

@@ -8,6 +8,7 @@
 pub mod conntrack;
 pub mod cpu;
 pub mod df;
+pub mod dhcp_leases;
 pub mod disk;
 pub mod emitter;
 #[cfg(feature = "exec")]
@@ -19,6 +20,7 @@ pub mod load;
 pub mod memory;
 pub mod naming;
 pub mod processes;
+pub mod qdisc;
 pub mod runner;
 pub mod self_stats;
 pub mod swap;
@@ -189,6 +191,8 @@ pub const REGISTRY: &[SourceType] = &[
     thermal::TYPE,
     wireless::TYPE,
     conntrack::TYPE,
+    dhcp_leases::TYPE,
+    qdisc::TYPE,
     tcpconns::TYPE,
     #[cfg(feature = "exec")]
     exec::TYPE,

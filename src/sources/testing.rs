@@ -36,19 +36,26 @@ pub fn context(root: &str, cache: &Arc<Cache>) -> SourceContext {
     }
 }
 
-/// Collects `source` once at `secs` after the epoch and renders what it emitted.
-pub fn collect_with(source: &mut dyn Source, secs: u64) -> String {
-    let template = Template {
+/// The template of the fixture tests: host `h`, nothing else.
+pub fn template() -> Template {
+    Template {
         prefix: String::new(),
         host: "h".into(),
         tags: Vec::new(),
         ttl: Duration::from_secs(20),
         attributes: Default::default(),
-    };
-    let mut emit = Emitter::new(
-        &template,
-        SystemTime::UNIX_EPOCH + Duration::from_secs(secs),
-    );
+    }
+}
+
+/// An emitter stamping `template` at `secs` after the epoch.
+pub fn emitter(template: &Template, secs: u64) -> Emitter<'_> {
+    Emitter::new(template, SystemTime::UNIX_EPOCH + Duration::from_secs(secs))
+}
+
+/// Collects `source` once at `secs` after the epoch and renders what it emitted.
+pub fn collect_with(source: &mut dyn Source, secs: u64) -> String {
+    let template = template();
+    let mut emit = emitter(&template, secs);
     if let Err(e) = source.collect(&mut emit) {
         panic!("collection failed: {e}");
     }

@@ -8,6 +8,10 @@ use std::time::Duration;
 /// The netlink family that answers socket diagnostics (`NETLINK_SOCK_DIAG`).
 pub const SOCK_DIAG: libc::c_int = libc::NETLINK_SOCK_DIAG;
 
+/// The netlink family of routing and link configuration (`NETLINK_ROUTE`): links, addresses,
+/// queue disciplines.
+pub const ROUTE: libc::c_int = libc::NETLINK_ROUTE;
+
 /// A netlink socket talking to the kernel. Every receive gives up after the timeout it was opened
 /// with, so a kernel that never answers cannot hang a source.
 #[derive(Debug)]

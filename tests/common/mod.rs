@@ -2,6 +2,7 @@
 #![allow(dead_code)]
 
 pub mod disk;
+pub mod netns;
 pub mod outputs;
 pub mod peers;
 pub mod pipit;

@@ -1,0 +1,301 @@
+//! Router sources against the real thing, in network namespaces each test makes for itself.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use common::netns::{VethPair, ip, run};
+use common::peers::{TempDir, wait_until};
+use common::sources::{Built, value};
+use pipit::netlink::qdisc::Qdiscs;
+
+/// A process killed and reaped on drop.
+struct Killed(Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Asks for a lease on `iface` in namespace `ns` with busybox's DHCP client, as the MAC address
+/// `mac`, running `script` on its events.
+fn udhcpc(ns: &str, iface: &str, mac: &str, script: &Path) {
+    ip(&["-n", ns, "link", "set", iface, "down"]);
+    ip(&["-n", ns, "link", "set", iface, "address", mac]);
+    ip(&["-n", ns, "link", "set", iface, "up"]);
+    // -q: quit once leased; -n: quit if none after -t 5 tries -T 1 s apart, so it is bounded.
+    let mut cmd = VethPair::command(ns, "busybox");
+    cmd.args([
+        "udhcpc", "-f", "-q", "-n", "-t", "5", "-T", "1", "-i", iface, "-s",
+    ]);
+    cmd.arg(script);
+    let out = cmd
+        .output()
+        .expect("busybox runs (tests/install-deps.sh installs it)");
+    assert!(
+        out.status.success(),
+        "udhcpc as {mac} got no lease: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn dhcp_leases_counts_what_dnsmasq_hands_out() {
+    let dir = TempDir::new("dhcp");
+    let leases = dir.path().join("dnsmasq.leases");
+    // The client puts its address on the interface once leased, as a router's client would.
+    let script = dir.path().join("udhcpc.sh");
+    fs::write(
+        &script,
+        "#!/bin/sh\nip addr flush dev \"$interface\"\n\
+         [ \"$1\" = bound ] && ip addr add \"$ip/$mask\" dev \"$interface\"\nexit 0\n",
+    )
+    .unwrap();
+    fs::set_permissions(&script, fs::Permissions::from_mode(0o755)).unwrap();
+    let net = VethPair::new("dhcp", "10.199.0.1/24", "");
+    let dnsmasq = Killed(
+        VethPair::command(&net.a, "/usr/sbin/dnsmasq")
+            .args([
+                "--keep-in-foreground",
+                "--conf-file=/dev/null",
+                "--port=0",
+                "--user=root",
+                "--no-ping",
+                "--bind-interfaces",
+                &format!("--interface={}", net.a_if),
+                "--dhcp-range=10.199.0.50,10.199.0.150,1h",
+                &format!("--dhcp-leasefile={}", leases.display()),
+                &format!("--pid-file={}", dir.path().join("pid").display()),
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("dnsmasq starts"),
+    );
+    wait_until("dnsmasq's lease file", Duration::from_secs(10), || {
+        leases.exists().then_some(())
+    });
+    let mut source = Built::new(&format!(
+        r#"{{"type": "dhcp_leases", "dnsmasq_file": "{}", "odhcpd_file": "",
+            "networks": {{"test": "10.199.0.0/24", "other": "10.200.0.0/24"}}}}"#,
+        leases.display()
+    ));
+    let mut count = |service: &str| value(&source.events(), service);
+    assert_eq!(count("dhcp_leases.total"), 0.0, "no client yet");
+
+    for n in 1..=3 {
+        udhcpc(&net.b, &net.b_if, &format!("02:00:00:00:00:0{n}"), &script);
+    }
+    wait_until("three leases counted", Duration::from_secs(10), || {
+        (count("dhcp_leases.total") == 3.0).then_some(())
+    });
+    assert_eq!(count("dhcp_leases.ipv4"), 3.0);
+    assert_eq!(count("dhcp_leases.ipv6"), 0.0);
+    assert_eq!(count("dhcp_leases.network.test"), 3.0);
+    assert_eq!(count("dhcp_leases.network.other"), 0.0);
+
+    // A client that asks again renews its lease and a new one takes a fourth: four, not five
+    // (dnsmasq answers in order, so the fourth lease is written after the renewal).
+    udhcpc(&net.b, &net.b_if, "02:00:00:00:00:02", &script);
+    udhcpc(&net.b, &net.b_if, "02:00:00:00:00:04", &script);
+    wait_until("the fourth lease counted", Duration::from_secs(10), || {
+        (count("dhcp_leases.total") == 4.0).then_some(())
+    });
+    let lines = fs::read_to_string(&leases).unwrap().lines().count();
+    assert_eq!(lines, 4, "dnsmasq's own file");
+    assert_eq!(count("dhcp_leases.network.test"), 4.0);
+    drop(dnsmasq);
+}
+
+/// A veth pair made by the test: `host` in this namespace (where the source under test looks),
+/// its peer in a namespace of its own. Removed on drop.
+struct HostVeth {
+    host: String,
+    ns: String,
+}
+
+impl HostVeth {
+    fn new(tag: &str) -> HostVeth {
+        let pid = std::process::id();
+        let veth = HostVeth {
+            host: format!("{tag}{pid}a"),
+            ns: format!("pipit-{tag}-{pid}"),
+        };
+        ip(&["netns", "add", &veth.ns]);
+        let peer = format!("{tag}{pid}b");
+        ip(&[
+            "link", "add", &veth.host, "type", "veth", "peer", "name", &peer, "netns", &veth.ns,
+        ]);
+        // No IPv6 on it: nothing but the test's own frames goes through its qdisc.
+        run(
+            "sysctl",
+            &[
+                "-qw",
+                &format!("net.ipv6.conf.{}.disable_ipv6=1", veth.host),
+            ],
+        );
+        ip(&["link", "set", &veth.host, "up"]);
+        ip(&["-n", &veth.ns, "link", "set", &peer, "up"]);
+        veth
+    }
+}
+
+impl Drop for HostVeth {
+    fn drop(&mut self) {
+        let _ = Command::new("ip")
+            .args(["link", "del", &self.host])
+            .output();
+        let _ = Command::new("ip").args(["netns", "del", &self.ns]).output();
+    }
+}
+
+/// Sends `count` Ethernet frames of 1000 bytes out of `dev` through its qdisc (a raw packet
+/// socket, so no address is needed); frames the qdisc refuses are its drops.
+fn send_frames(dev: &str, count: u32) {
+    let script = "import socket, sys\n\
+        s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW)\n\
+        s.bind((sys.argv[1], 0))\n\
+        frame = b'\\xff' * 6 + b'\\x02\\x00\\x00\\x00\\x00\\x01\\x88\\xb5' + bytes(986)\n\
+        for _ in range(int(sys.argv[2])):\n\
+        \x20   try:\n\
+        \x20       s.send(frame)\n\
+        \x20   except OSError:\n\
+        \x20       pass\n";
+    run("python3", &["-c", script, dev, &count.to_string()]);
+}
+
+/// The counters of every qdisc on `dev` as `tc -s -j` decodes them, keyed by kind, in the order
+/// bytes, packets, drops, overlimits, requeues, backlog, qlen.
+fn tc_counters(dev: &str) -> BTreeMap<String, [u64; 7]> {
+    let out = run("tc", &["-s", "-j", "qdisc", "show", "dev", dev]);
+    let list: serde_json::Value = serde_json::from_slice(&out.stdout).expect("tc prints JSON");
+    let field =
+        |q: &serde_json::Value, k: &str| q[k].as_u64().unwrap_or_else(|| panic!("{k} in {q}"));
+    list.as_array()
+        .expect("a list of qdiscs")
+        .iter()
+        .map(|q| {
+            let kind = q["kind"].as_str().unwrap().to_owned();
+            let keys = [
+                "bytes",
+                "packets",
+                "drops",
+                "overlimits",
+                "requeues",
+                "backlog",
+                "qlen",
+            ];
+            (kind, keys.map(|k| field(q, k)))
+        })
+        .collect()
+}
+
+/// The same counters as pipit's rtnetlink dump reads them.
+fn pipit_counters(dev: &str) -> BTreeMap<String, [u64; 7]> {
+    let index: u32 = fs::read_to_string(format!("/sys/class/net/{dev}/ifindex"))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    let mut found = BTreeMap::new();
+    Qdiscs::open()
+        .unwrap()
+        .each(&mut |q| {
+            if q.ifindex == index {
+                let c = [
+                    q.bytes,
+                    q.packets,
+                    q.drops.into(),
+                    q.overlimits.into(),
+                    q.requeues.into(),
+                    q.backlog.into(),
+                    q.qlen.into(),
+                ];
+                found.insert(q.kind, c);
+            }
+        })
+        .unwrap();
+    found
+}
+
+#[test]
+fn qdisc_counters_match_tc_and_become_rates() {
+    let veth = HostVeth::new("qd");
+    let dev = veth.host.as_str();
+    // htb shapes to 1 Mbit/s into a pfifo of 5 packets, so a burst is queued, delayed and dropped.
+    run(
+        "tc",
+        &[
+            "qdisc", "add", "dev", dev, "root", "handle", "1:", "htb", "default", "10",
+        ],
+    );
+    run(
+        "tc",
+        &[
+            "class", "add", "dev", dev, "parent", "1:", "classid", "1:10", "htb", "rate", "1mbit",
+            "burst", "1500",
+        ],
+    );
+    run(
+        "tc",
+        &[
+            "qdisc", "add", "dev", dev, "parent", "1:10", "handle", "10:", "pfifo", "limit", "5",
+        ],
+    );
+    let mut source = Built::new(&format!(r#"{{"type": "qdisc", "include": ["{dev}"]}}"#));
+    let first = source.events();
+    let before = pipit_counters(dev);
+    assert_eq!(before.keys().collect::<Vec<_>>(), ["htb", "pfifo"]);
+
+    send_frames(dev, 40);
+    // Once the queue has drained and two readings of tc agree, pipit's reading between them
+    // must be the same, to the byte.
+    let after = wait_until(
+        "the same counters from tc and pipit",
+        Duration::from_secs(10),
+        || {
+            let tc = tc_counters(dev);
+            let pipit = pipit_counters(dev);
+            (tc["pfifo"][6] == 0 && tc == tc_counters(dev)).then(|| {
+                assert_eq!(pipit, tc, "pipit's dump against tc's");
+                pipit
+            })
+        },
+    );
+    let delta = |kind: &str, i: usize| after[kind][i] - before[kind][i];
+    assert_eq!(
+        delta("pfifo", 1) + delta("pfifo", 2),
+        40,
+        "every frame sent or dropped"
+    );
+    assert!(
+        delta("pfifo", 2) > 0,
+        "a burst of 40 overflows a pfifo of 5"
+    );
+    assert!(delta("htb", 3) > 0, "the shaper held frames back");
+
+    let second = source.events();
+    let elapsed = second[0]
+        .time
+        .duration_since(first[0].time)
+        .unwrap()
+        .as_secs_f64();
+    let rate = |metric: &str| value(&second, &format!("qdisc.{dev}.pfifo-10.{metric}"));
+    for (metric, i) in [("bytes", 0), ("packets", 1), ("drops", 2)] {
+        // pipit keeps a sample's time to the millisecond: allow 0.5 %.
+        let counted = rate(metric) * elapsed;
+        let exact = delta("pfifo", i) as f64;
+        assert!(
+            (counted - exact).abs() <= (exact * 0.005).max(0.5),
+            "{metric}: {counted} from the rate, {exact} from the counters"
+        );
+    }
+    assert_eq!(value(&second, &format!("qdisc.{dev}.htb-1.qlen")), 0.0);
+}
