@@ -26,6 +26,9 @@ pub struct OutputStats {
     pub dropped_queue_full: AtomicU64,
     /// Events dropped at shutdown because the stop deadline passed before they were delivered.
     pub dropped_shutdown: AtomicU64,
+    /// Events lost with a writer that panicked outside a write (what it held in its hands, and
+    /// what it had written but the backend had not confirmed).
+    pub dropped_panic: AtomicU64,
     /// Events the output left out because it cannot encode them (no metric, a bad name).
     pub dropped_unencodable: AtomicU64,
     /// Events waiting in the queue or in the writer's hands.
@@ -82,6 +85,7 @@ impl OutputStats {
             dropped_rejected: AtomicU64::new(0),
             dropped_queue_full: AtomicU64::new(0),
             dropped_shutdown: AtomicU64::new(0),
+            dropped_panic: AtomicU64::new(0),
             dropped_unencodable: AtomicU64::new(0),
             queued: AtomicU64::new(0),
             unconfirmed: AtomicU64::new(0),

@@ -153,11 +153,19 @@ fn a_dead_control_socket_stops_the_agent_with_status_3() {
 fn a_writer_dead_outside_a_write_stops_the_agent_with_status_3() {
     let dir = TempDir::new("fault-writer");
     let agent = start(&dir, "writer.loop@5");
-    let (code, _, stderr) = exit_after_death(agent, "out/stdout");
+    let (code, stdout, stderr) = exit_after_death(agent, "out/stdout");
     assert_eq!(code, Some(3));
     assert!(
         has(&stderr, "the writer had ended by a panic"),
         "{stderr:#?}"
+    );
+    // What it held and what its queue held are counted, each under its name.
+    let held = number_after(&stderr, "the writer panicked holding ") as usize;
+    let queued = number_after(&stderr, "the writer had ended by a panic: ") as usize;
+    assert_eq!(
+        stdout.len() + held + queued,
+        collected(&stderr),
+        "printed + held + queued = collected; {stderr:#?}"
     );
 }
 

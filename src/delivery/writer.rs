@@ -299,6 +299,23 @@ struct Writer {
     pending: Vec<Event>,
 }
 
+impl Drop for Writer {
+    /// A writer unwinding from a panic outside a write (one in its write is a failed attempt)
+    /// loses what it held: the events in its hands and those written but not yet confirmed.
+    /// Counted as `dropped_panic` and said, so the rule holds even then; what its queue holds is
+    /// counted at the stop that follows.
+    fn drop(&mut self) {
+        if !thread::panicking() {
+            return;
+        }
+        let lost = (self.pending.len() + self.handover.len()) as u64 + get(&self.stats.unconfirmed);
+        set(&self.stats.unconfirmed, 0);
+        set(&self.stats.unconfirmed_bytes, 0);
+        add(&self.stats.dropped_panic, lost);
+        log::error!(target: &outputs::log_target(&self.stats.name), "the writer panicked holding {lost} event(s): counted as dropped_panic");
+    }
+}
+
 /// What became of a batch.
 enum Outcome {
     /// Every event reached a target (or was refused as bad, or left out as unencodable).

@@ -119,6 +119,11 @@ pub const TYPE: SourceType = SourceType {
             description: "events still undelivered at the stop deadline",
         },
         MetricInfo {
+            name: "self.output.<name>.dropped_panic",
+            unit: "count",
+            description: "events lost with a writer that panicked outside a write",
+        },
+        MetricInfo {
             name: "self.output.<name>.unconfirmed",
             unit: "count",
             description: "events written to the backend and held until it confirms them",
@@ -261,6 +266,7 @@ impl Source for SelfStats {
                 ("to_fallback", &o.to_fallback),
                 ("dropped_spool_full", &o.dropped_spool_full),
                 ("dropped_shutdown", &o.dropped_shutdown),
+                ("dropped_panic", &o.dropped_panic),
                 ("spool_depth", &o.spool_events),
                 ("spool_size", &o.spool_bytes),
                 ("spool_corrupt", &o.spool_corrupt),
