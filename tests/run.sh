@@ -2,8 +2,7 @@
 # The one command that passes every pipit test on a fresh Debian machine: installs what the tests
 # need (the real backends the outputs are tested against), then runs the whole suite, the TLS
 # tests, which need the `tls` feature, the injected panics, which need `fault-injection`, and the
-# unit tests of the small variant (which check that
-# what it leaves out is refused by name).
+# unit tests of the small variant (which check that what it leaves out is refused by name).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 tests/install-deps.sh
