@@ -14,6 +14,7 @@ use std::sync::{Arc, Mutex};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
+use common::disk::counter;
 use common::outputs;
 use common::peers::{CarbonCache, RiemannPeer, TempDir, free_port, wait_until};
 use common::pipit::Agent;
@@ -298,18 +299,6 @@ fn carbon_cache_loses_what_it_read_within_a_second_of_a_stop() {
     assert!(stored.iter().any(|&n| n < 100), "{stored:?}");
 }
 
-/// The latest value pipit's `self` source printed (graphite format) for `metric` of the output
-/// named `graphite`; 0 before the first.
-fn self_metric(agent: &Agent, metric: &str) -> u64 {
-    let prefix = format!("h.self.output.graphite.{metric} ");
-    agent
-        .stdout()
-        .iter()
-        .rev()
-        .find_map(|l| l.strip_prefix(&prefix)?.split(' ').next()?.parse().ok())
-        .unwrap_or(0)
-}
-
 /// Datapoints the Graphite client wrote again on new connections, from its debug log.
 fn resent_datapoints(agent: &Agent) -> u64 {
     agent
@@ -381,20 +370,19 @@ fn real_carbon_restarted_five_times_stores_every_one_of_100000_datapoints() {
             "the stream at its mark, datapoints flowing",
             Duration::from_secs(30),
             || {
-                (self_metric(&agent, "events_in") >= due
-                    && self_metric(&agent, "events_out") > delivered)
+                (counter(&agent, "events_in") >= due && counter(&agent, "events_out") > delivered)
                     .then_some(())
             },
         );
         carbon.stop();
         thread::sleep(Duration::from_secs(down));
         carbon.restart();
-        delivered = self_metric(&agent, "events_out");
+        delivered = counter(&agent, "events_out");
         eprintln!(
             "restart {} at {:.1} s: {} queued, {delivered} delivered",
             k + 1,
             started.elapsed().as_secs_f64(),
-            self_metric(&agent, "events_in"),
+            counter(&agent, "events_in"),
         );
     }
     // Everything in whisper: each path holds its 1,000 timestamps, each with its own value.
@@ -420,9 +408,9 @@ fn real_carbon_restarted_five_times_stores_every_one_of_100000_datapoints() {
         window.as_deref().unwrap_or("2s (default)"),
         N - received.min(N),
         resent,
-        self_metric(&agent, "events_out"),
-        self_metric(&agent, "spooled"),
-        self_metric(&agent, "replayed"),
+        counter(&agent, "events_out"),
+        counter(&agent, "spooled"),
+        counter(&agent, "replayed"),
         started.elapsed().as_secs_f64()
     );
     for p in 0..PATHS {
