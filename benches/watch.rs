@@ -104,10 +104,18 @@ fn bench_tree(root: &Path) {
     let tick = median(|| {
         n += 1;
         fs::write(&target, n.to_string()).unwrap();
-        // Wait (outside the timing) until the kernel event has been read.
-        std::thread::sleep(Duration::from_millis(20));
+        // The tick that reports the change is the one timed; a tick before the kernel's event
+        // arrived reports nothing and is not counted.
+        let deadline = Instant::now() + Duration::from_secs(10);
         let mut out = Vec::new();
-        let t = timed(|| watcher.poll(&mut out).unwrap());
+        let t = loop {
+            let t = timed(|| watcher.poll(&mut out).unwrap());
+            if !out.is_empty() {
+                break t;
+            }
+            assert!(Instant::now() < deadline, "no change reported within 10 s");
+            std::thread::sleep(Duration::from_millis(1));
+        };
         assert_eq!(out.len(), 1, "{out:?}");
         t
     });
