@@ -40,7 +40,18 @@ struct LineReceiver {
 
 impl LineReceiver {
     fn start(port: u16, seen: Arc<Mutex<Seen>>) -> LineReceiver {
-        let listener = TcpListener::bind(("127.0.0.1", port)).unwrap();
+        // Started again on the same port, which a client's connection may hold for a moment as
+        // its own (ephemeral) port: wait for it with a deadline.
+        let listener =
+            wait_until(
+                "the receiver's port",
+                Duration::from_secs(20),
+                || match TcpListener::bind(("127.0.0.1", port)) {
+                    Ok(l) => Some(l),
+                    Err(e) if e.kind() == ErrorKind::AddrInUse => None,
+                    Err(e) => panic!("bind 127.0.0.1:{port}: {e}"),
+                },
+            );
         listener.set_nonblocking(true).unwrap();
         let stop = Arc::new(AtomicBool::new(false));
         let flag = stop.clone();
