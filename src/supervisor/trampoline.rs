@@ -8,6 +8,7 @@
 
 use std::ffi::{OsStr, OsString};
 use std::os::unix::process::CommandExt;
+use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 /// argv[0] that makes pipit's binary start a command instead of running as pipit.
@@ -22,14 +23,16 @@ const CANNOT_RUN: i32 = 127;
 static AVAILABLE: AtomicBool = AtomicBool::new(false);
 
 /// Call first in pipit's `main`: when this process was started as a trampoline, starts its
-/// command and never returns; otherwise records that this binary can serve as one and returns.
+/// command and never returns; otherwise records that this binary can serve as one (when
+/// `/proc/self/exe` exists) and returns.
 ///
 /// A program that embeds the supervisor without calling this (a test, a benchmark) starts checks
 /// as its own user directly, without the tie to its life.
 pub fn serve_if_asked() {
     let mut args = std::env::args_os();
     if args.next().as_deref() != Some(OsStr::new(MARKER)) {
-        AVAILABLE.store(true, Ordering::Relaxed);
+        // Without /proc (a bare chroot) checks still run, started directly.
+        AVAILABLE.store(Path::new(OWN_BINARY).exists(), Ordering::Relaxed);
         return;
     }
     std::process::exit(run(args));
