@@ -37,7 +37,9 @@ pub struct Spawned {
 /// to be started twice and no check running on: call it only from the supervisor thread. A daemon,
 /// and a check that switches user or group, asks for that in the child, which makes std fork(2).
 /// A check that runs as pipit's own user goes through the [`trampoline`] instead, so std can still
-/// posix_spawn(3) it, a tenth of the cost in a process with hundreds of threads (BENCHMARKS.md).
+/// posix_spawn(3) it, a tenth of the cost in a process with hundreds of threads (BENCHMARKS.md);
+/// where that is not available (a program embedding the supervisor, no `/proc`) such a check is
+/// started directly and is not tied to pipit's life.
 pub fn spawn(command: &Command, default_user: Option<&Account>, root: bool) -> io::Result<Spawned> {
     let Some((program, args)) = command.argv.split_first() else {
         return Err(io::Error::new(io::ErrorKind::InvalidInput, "empty command"));
