@@ -1,5 +1,6 @@
 //! Children that cannot hurt the agent: a daemon printing one endless line costs a bounded share of
-//! a core, and a SIGKILLed agent leaves no daemon behind to be started twice.
+//! a core, and a SIGKILLed agent leaves no daemon behind to be started twice and no check running,
+//! whichever user it runs as.
 
 mod common;
 
@@ -10,7 +11,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::peers::{TempDir, wait_until};
-use common::pipit::Agent;
+use common::pipit::{Agent, pipit, text};
 
 const DEADLINE: Duration = Duration::from_secs(20);
 
@@ -174,14 +175,15 @@ fn children_named(parent: u32, comm: &str) -> Vec<u32> {
     found
 }
 
-#[test]
-fn a_check_run_as_another_user_dies_with_a_sigkilled_agent() {
-    let dir = TempDir::new("sigkill-check");
+/// Starts an agent whose one check hangs, with `supervisor` as its supervisor section (`{}`: as root,
+/// checks run as `nobody`), SIGKILLs the agent and waits for the check to be gone.
+fn a_hanging_check_dies_with_a_sigkilled_agent(name: &str, supervisor: &str) {
+    let dir = TempDir::new(name);
     let path = dir.path().join("pipit.json");
-    // As root, checks run as `nobody` by default: the check below switches user.
     let config = format!(
         r#"{{"agent": {{"hostname": "h", "state_dir": "{dir}"}},
             "control": {{"enabled": false}},
+            "supervisor": {supervisor},
             "sources": [{{"type": "exec", "name": "hang", "interval": "100ms", "timeout": "10m",
                           "command": ["sleep", "1000"]}}],
             "outputs": [{{"type": "stdout"}}]}}"#,
@@ -198,6 +200,66 @@ fn a_check_run_as_another_user_dies_with_a_sigkilled_agent() {
     wait_until("the check to die with the agent", DEADLINE, || {
         (!is_running(check)).then_some(())
     });
+}
+
+#[test]
+fn a_check_run_as_another_user_dies_with_a_sigkilled_agent() {
+    a_hanging_check_dies_with_a_sigkilled_agent("sigkill-check", "{}");
+}
+
+#[test]
+fn a_check_run_as_the_agents_own_user_dies_with_a_sigkilled_agent() {
+    // No default user: the check runs as the agent's own, started through the trampoline.
+    a_hanging_check_dies_with_a_sigkilled_agent("sigkill-own", r#"{"user": ""}"#);
+}
+
+#[test]
+fn a_check_run_as_the_agents_own_user_keeps_its_environment_directory_output_and_errors() {
+    let dir = TempDir::new("own-user-once");
+    let plain = dir.path().join("plain");
+    fs::write(&plain, "not a program").unwrap();
+    let path = dir.path().join("pipit.json");
+    let config = format!(
+        r#"{{"supervisor": {{"user": ""}},
+            "sources": [
+              {{"type": "exec", "name": "says", "cwd": "{dir}", "env": {{"GREETING": "hi"}},
+                "shell": true, "command": "echo \"WARNING - $GREETING in $(pwd) | v=5\"; exit 1"}},
+              {{"type": "exec", "name": "gone", "command": ["/nonexistent/check_gone"]}},
+              {{"type": "exec", "name": "plain", "command": ["{plain}"]}},
+              {{"type": "exec", "name": "found", "command": ["true"], "env": {{"PATH": "/nonexistent:/bin:/usr/bin"}}}}],
+            "outputs": [{{"type": "stdout"}}]}}"#,
+        dir = dir.path().display(),
+        plain = plain.display()
+    );
+    fs::write(&path, config).unwrap();
+    let out = pipit(&["once", "--json", "-c", path.to_str().unwrap()]);
+    let events: Vec<serde_json::Value> = text(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let find = |service: &str| {
+        events
+            .iter()
+            .find(|e| e["service"] == service)
+            .unwrap_or_else(|| panic!("no event {service} in {events:#?}"))
+    };
+    let says = find("says");
+    assert_eq!(says["state"], "warning", "{says}");
+    assert_eq!(
+        says["description"],
+        format!("WARNING - hi in {}", dir.path().display())
+    );
+    assert_eq!(find("says.v")["metric"], 5);
+    assert_eq!(find("exec.says.exit_code")["metric"], 1);
+    assert_eq!(
+        find("gone")["description"],
+        "cannot run /nonexistent/check_gone: no such file or directory"
+    );
+    assert_eq!(
+        find("plain")["description"],
+        format!("cannot run {}: permission denied", plain.display())
+    );
+    assert_eq!(find("exec.found.exit_code")["metric"], 0);
 }
 
 /// Kills the process, if it still runs, when dropped.

@@ -14,6 +14,7 @@ mod config;
 mod process;
 mod spawn;
 mod thread;
+mod trampoline;
 
 use std::collections::BTreeMap;
 use std::fmt::{self, Write as _};
@@ -35,6 +36,7 @@ pub use capture::Captured;
 pub use command::read as read_command;
 pub use config::{SupervisorConfig, read as read_config};
 pub use process::Exit;
+pub use trampoline::serve_if_asked;
 
 /// What to run and how.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -16,7 +16,7 @@ mod memory;
 pub mod netlink;
 mod tcp;
 
-pub use children::die_with_parent;
+pub use children::{die_with, die_with_parent};
 pub use files::{
     OpenMode, Stat, link_at, mkdir_at, open_at, open_dir_path, rename_at, stat_at, unlink_at,
 };
