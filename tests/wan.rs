@@ -7,8 +7,9 @@
 //! flushed: the peer's answers go to an address nobody has any more). Two outputs run side by
 //! side: a router's rate (5 datapoints/s) and a busy one (200/s). Every datapoint carries its own
 //! number; each test checks that every one is in whisper, and that `events_out` counted each
-//! exactly once. The same partition for Riemann, which acknowledges every batch. Every namespace
-//! and interface is named after the test's pid and removed by a Drop guard.
+//! exactly once. The same partition for Riemann, which acknowledges every batch, and for InfluxDB,
+//! whose HTTP answer is the acknowledgement. Every namespace and interface is named after the
+//! test's pid and removed by a Drop guard.
 
 mod common;
 
@@ -21,7 +22,7 @@ use std::thread;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use common::outputs;
-use common::peers::{CarbonCache, RiemannPeer, TempDir, json_f64, json_str, wait_until};
+use common::peers::{CarbonCache, Influx, RiemannPeer, TempDir, json_f64, json_str, wait_until};
 use common::pipit::Agent;
 use pipit::telemetry::get;
 
@@ -172,20 +173,37 @@ fn generator(name: &str, rate: u64, n: u64, base: u64) -> String {
     )
 }
 
+/// The settings every output under test shares, named `name`: quick to retry and to spool,
+/// with the dead-path settings under test.
+fn delivery(name: &str, spool: &Path) -> String {
+    format!(
+        r#""name": "{name}", "include": ["wan.{name}.*"], "batch_timeout": "200ms", "retries": 1,
+            "retry_delay": "200ms", "breaker_failures": 2, "connect_timeout": "2s", {LIVENESS},
+            "spool": {{"dir": "{}"}}"#,
+        spool.display()
+    )
+}
+
 /// An output of `kind` (`graphite` or `riemann`, whose acknowledgements are awaited 5 s) named
-/// `name` to `addr:port`, quick to retry and to spool, with the dead-path settings under test.
+/// `name` to `addr:port`.
 fn output(kind: &str, name: &str, addr: &str, port: u16, spool: &Path) -> String {
     format!(
-        r#"{{"type": "{kind}", "name": "{name}", "host": "{addr}", "port": {port},
-            "include": ["wan.{name}.*"], "batch_timeout": "200ms", "retries": 1,
-            "retry_delay": "200ms", "breaker_failures": 2, "connect_timeout": "2s",
-            "write_timeout": "5s", {}{LIVENESS}, "spool": {{"dir": "{}"}}}}"#,
+        r#"{{"type": "{kind}", "host": "{addr}", "port": {port}, "write_timeout": "5s", {}{}}}"#,
         if kind == "riemann" {
             r#""ack_timeout": "5s", "#
         } else {
             ""
         },
-        spool.display()
+        delivery(name, spool)
+    )
+}
+
+/// An InfluxDB output named `name` to database `wan` at `url`, whose request timeout (20 s) is
+/// longer than the dead-path bound, so that the dead path, not the request, is what is noticed.
+fn influx_output(name: &str, url: &str, spool: &Path) -> String {
+    format!(
+        r#"{{"type": "influxdb", "url": "{url}", "db": "wan", "timeout": "20s", {}}}"#,
+        delivery(name, spool)
     )
 }
 
@@ -545,4 +563,86 @@ fn a_peer_that_never_reads_gets_nothing_counted_that_it_does_not_hold() {
         N,
         "every event delivered, still in the spool, or counted at the stop"
     );
+}
+
+/// Every `value` stored in `influx` for the stream `name`, one per point (a point written twice
+/// is one point: same series, same time).
+fn influx_values(influx: &Influx, name: &str) -> Vec<u64> {
+    let body = influx.query_epoch(
+        "wan",
+        &format!(r#"SELECT "value" FROM /^wan\.{name}\./"#),
+        "s",
+    );
+    // Rows are `[time,value]`; the columns list holds no numbers.
+    body.split('[')
+        .filter_map(|row| {
+            let (time, value) = row.split(']').next()?.split_once(',')?;
+            time.parse::<u64>().ok()?;
+            value.parse::<f64>().ok().map(|v| v as u64)
+        })
+        .collect()
+}
+
+/// InfluxDB answers each write: a silent partition in the middle of requests is noticed as a dead
+/// connection within the dead-path bound (before the 20 s request timeout), the batches go to the
+/// spool and are replayed, and every point is stored once and counted delivered once.
+#[test]
+fn influxdb_across_a_silent_partition_of_30s_loses_nothing() {
+    let path = Link::new('f', 5);
+    let influx = Influx::start_on(&path.root_addr());
+    influx.create_db("wan");
+    let url = format!("http://{}:{}", path.root_addr(), influx.port());
+    let run = start(&path, 45, "wan-f", |name, spool| {
+        influx_output(name, &url, spool)
+    });
+    run.wait_flowing();
+    let cut = Instant::now();
+    path.cut();
+    let took = run.wait_dead(cut, DETECTION_BOUND + Duration::from_secs(10));
+    eprintln!("influxdb: dead connection noticed after {took:?} (bound {DETECTION_BOUND:?})");
+    for line in run
+        .agent
+        .stderr()
+        .iter()
+        .filter(|l| l.contains("connection dead"))
+    {
+        eprintln!("  {line}");
+    }
+    for t in &took {
+        // The request in flight at the cut is noticed by the user timeout (10 s) or, its body
+        // acknowledged and its answer awaited, by keepalive (11 s); a batch may wait 200 ms.
+        assert!(
+            *t <= DETECTION_BOUND + Duration::from_millis(1500),
+            "{took:?}"
+        );
+    }
+    thread::sleep(Duration::from_secs(30).saturating_sub(cut.elapsed()));
+    path.heal();
+    for (i, (name, _)) in RATES.iter().enumerate() {
+        let n = run.n[i];
+        let stored = wait_until("every point in influxd", Duration::from_secs(120), || {
+            let values = influx_values(&influx, name);
+            (values.len() as u64 >= n && run.metric(name, "events_out") >= n).then_some(values)
+        });
+        let distinct: BTreeSet<u64> = stored.iter().copied().collect();
+        eprintln!(
+            "influxdb, {name}: {n} sent, {} stored; events_out {}, spooled {}, replayed {}",
+            stored.len(),
+            run.metric(name, "events_out"),
+            run.metric(name, "spooled"),
+            run.metric(name, "replayed"),
+        );
+        assert_eq!(
+            distinct,
+            (0..n).collect::<BTreeSet<u64>>(),
+            "influxdb, {name}"
+        );
+        assert_eq!(stored.len() as u64, n, "influxdb, {name}: one point each");
+        assert_eq!(
+            run.metric(name, "events_out"),
+            n,
+            "influxdb, {name}: each point counted delivered exactly once"
+        );
+        run.check_nothing_dropped(name, "influxdb");
+    }
 }
