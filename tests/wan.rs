@@ -351,6 +351,42 @@ impl Run {
         }
     }
 
+    /// Waits until `read` (the values `peer` holds of a stream, by the stream's name) has every
+    /// value sent and the output counted them delivered; checks that none is missing and that
+    /// nothing was counted failed or dropped. Returns what `peer` holds of each stream.
+    fn check_received(&self, peer: &str, read: impl Fn(&str) -> Vec<u64>) -> Vec<Vec<u64>> {
+        let mut held = Vec::new();
+        for (i, (name, _)) in RATES.iter().enumerate() {
+            let n = self.n[i];
+            let (received, distinct) = wait_until(
+                &format!("every event at {peer}"),
+                Duration::from_secs(120),
+                || {
+                    let received = read(name);
+                    let distinct: BTreeSet<u64> = received.iter().copied().collect();
+                    (distinct.len() as u64 >= n && self.metric(name, "events_out") >= n)
+                        .then_some((received, distinct))
+                },
+            );
+            eprintln!(
+                "{peer}, {name}: {n} sent, {} received ({} distinct); events_out {}, spooled {}, replayed {}",
+                received.len(),
+                distinct.len(),
+                self.metric(name, "events_out"),
+                self.metric(name, "spooled"),
+                self.metric(name, "replayed"),
+            );
+            assert_eq!(
+                distinct,
+                (0..n).collect::<BTreeSet<u64>>(),
+                "{peer}, {name}"
+            );
+            self.check_nothing_dropped(name, peer);
+            held.push(received);
+        }
+        held
+    }
+
     /// Checks that output `name` counted nothing failed or dropped.
     fn check_nothing_dropped(&self, name: &str, scenario: &str) {
         for counter in [
@@ -464,33 +500,15 @@ fn riemann_across_a_silent_partition_of_30s_loses_nothing() {
     }
     thread::sleep(Duration::from_secs(30).saturating_sub(cut.elapsed()));
     path.heal();
-    for (i, (name, _)) in RATES.iter().enumerate() {
-        let n = run.n[i];
+    run.check_received("riemann", |name| {
         let prefix = format!("wan.{name}.");
-        let received = wait_until("every event at the peer", Duration::from_secs(120), || {
-            let values: BTreeSet<u64> = peer
-                .events()
-                .iter()
-                .filter(|l| json_str(l, "service").is_some_and(|s| s.starts_with(&prefix)))
-                .filter_map(|l| json_f64(l, "metric_sint64").or_else(|| json_f64(l, "metric_d")))
-                .map(|v| v as u64)
-                .collect();
-            (values.len() as u64 >= n && run.metric(name, "events_out") >= n).then_some(values)
-        });
-        eprintln!(
-            "riemann, {name}: {n} sent, {} received; events_out {}, spooled {}, replayed {}",
-            received.len(),
-            run.metric(name, "events_out"),
-            run.metric(name, "spooled"),
-            run.metric(name, "replayed"),
-        );
-        assert_eq!(
-            received,
-            (0..n).collect::<BTreeSet<u64>>(),
-            "riemann, {name}"
-        );
-        run.check_nothing_dropped(name, "riemann");
-    }
+        peer.events()
+            .iter()
+            .filter(|l| json_str(l, "service").is_some_and(|s| s.starts_with(&prefix)))
+            .filter_map(|l| json_f64(l, "metric_sint64").or_else(|| json_f64(l, "metric_d")))
+            .map(|v| v as u64)
+            .collect()
+    });
 }
 
 /// A peer that accepts and never reads: the bound on what is held fills, writes fail and go to
@@ -618,31 +636,17 @@ fn influxdb_across_a_silent_partition_of_30s_loses_nothing() {
     }
     thread::sleep(Duration::from_secs(30).saturating_sub(cut.elapsed()));
     path.heal();
+    let stored = run.check_received("influxdb", |name| influx_values(&influx, name));
     for (i, (name, _)) in RATES.iter().enumerate() {
-        let n = run.n[i];
-        let stored = wait_until("every point in influxd", Duration::from_secs(120), || {
-            let values = influx_values(&influx, name);
-            (values.len() as u64 >= n && run.metric(name, "events_out") >= n).then_some(values)
-        });
-        let distinct: BTreeSet<u64> = stored.iter().copied().collect();
-        eprintln!(
-            "influxdb, {name}: {n} sent, {} stored; events_out {}, spooled {}, replayed {}",
-            stored.len(),
-            run.metric(name, "events_out"),
-            run.metric(name, "spooled"),
-            run.metric(name, "replayed"),
+        assert_eq!(
+            stored[i].len() as u64,
+            run.n[i],
+            "influxdb, {name}: one point each"
         );
         assert_eq!(
-            distinct,
-            (0..n).collect::<BTreeSet<u64>>(),
-            "influxdb, {name}"
-        );
-        assert_eq!(stored.len() as u64, n, "influxdb, {name}: one point each");
-        assert_eq!(
             run.metric(name, "events_out"),
-            n,
+            run.n[i],
             "influxdb, {name}: each point counted delivered exactly once"
         );
-        run.check_nothing_dropped(name, "influxdb");
     }
 }
