@@ -46,7 +46,9 @@ impl LiveTcp {
         let mut last = ureq::Error::HostNotFound;
         for addr in &details.addrs {
             let connected = match budget.map(|b| b.saturating_sub(start.elapsed())) {
-                Some(left) if left.is_zero() => break,
+                Some(left) if left.is_zero() => {
+                    return Err(ureq::Error::Timeout(details.timeout.reason));
+                }
                 Some(left) => TcpStream::connect_timeout(addr, left),
                 None => TcpStream::connect(addr),
             };
