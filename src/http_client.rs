@@ -1,16 +1,18 @@
 //! The one place HTTP clients are built, so every HTTP component behaves alike: explicit connect
 //! and total timeouts (ureq has none by default), no proxy taken from `*_PROXY` variables, and
 //! status codes returned as values rather than errors. Host names are resolved by
-//! [`crate::dns`], within the connect timeout.
+//! [`crate::dns`], within the connect timeout, and every connection notices a dead path as its
+//! [`Liveness`] says (TCP_USER_TIMEOUT and keepalive).
 
 use std::io::{self, Read};
 use std::time::Duration;
 
 use ureq::http::Uri;
 use ureq::unversioned::resolver::{ResolvedSocketAddrs, Resolver};
-use ureq::unversioned::transport::{DefaultConnector, NextTimeout};
+use ureq::unversioned::transport::{Connector, NextTimeout};
 
 use crate::config::reader::{Problems, Table};
+use crate::liveness::Liveness;
 
 /// How long a request may take.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -99,13 +101,17 @@ pub fn agent(timeouts: HttpTimeouts, follow_redirects: bool) -> ureq::Agent {
         .max_redirects_will_error(false)
         .user_agent(concat!("pipit/", env!("CARGO_PKG_VERSION")))
         .build();
-    agent_with(config)
+    agent_with(config, Liveness::DEFAULT)
 }
 
-/// An HTTP agent with `config` that resolves names with [`crate::dns`]. Every agent of pipit is
-/// built here.
-pub fn agent_with(config: ureq::config::Config) -> ureq::Agent {
-    ureq::Agent::with_parts(config, DefaultConnector::new(), Lookup)
+/// An HTTP agent with `config` that resolves names with [`crate::dns`] and sets `liveness` on
+/// every connection it opens; over TLS when the `tls` feature is built. No proxy: pipit's agents
+/// are all built with `proxy(None)`. Every agent of pipit is built here.
+pub fn agent_with(config: ureq::config::Config, liveness: Liveness) -> ureq::Agent {
+    let connector = ().chain(crate::http_tcp::LiveTcp(liveness));
+    #[cfg(feature = "tls")]
+    let connector = connector.chain(ureq::unversioned::transport::RustlsConnector::default());
+    ureq::Agent::with_parts(config, connector, Lookup)
 }
 
 /// ureq's resolver replaced by [`crate::dns`] (ureq's own calls getaddrinfo(3)). The trait is in
@@ -174,6 +180,10 @@ fn io_reason(e: &io::Error) -> String {
     match e.kind() {
         io::ErrorKind::ConnectionRefused => "connection refused".to_owned(),
         io::ErrorKind::ConnectionReset => "connection reset".to_owned(),
+        // ETIMEDOUT on an open connection: TCP_USER_TIMEOUT or keepalive gave the path up.
+        io::ErrorKind::TimedOut => {
+            "connection dead (the path gave no acknowledgement within tcp_user_timeout, or no answer to keepalive)".to_owned()
+        }
         _ => e.to_string(),
     }
 }

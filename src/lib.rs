@@ -25,6 +25,8 @@ pub mod files;
 #[cfg(feature = "http")]
 pub mod http_client;
 pub mod http_server;
+#[cfg(feature = "http")]
+pub mod http_tcp;
 pub mod lifeline;
 pub mod liveness;
 pub mod logging;

@@ -7,8 +7,9 @@
 //! flushed: the peer's answers go to an address nobody has any more). Two outputs run side by
 //! side: a router's rate (5 datapoints/s) and a busy one (200/s). Every datapoint carries its own
 //! number; each test checks that every one is in whisper, and that `events_out` counted each
-//! exactly once. The same partition for Riemann, which acknowledges every batch. Every namespace
-//! and interface is named after the test's pid and removed by a Drop guard.
+//! exactly once. The same partition for Riemann, which acknowledges every batch, and for InfluxDB,
+//! whose HTTP answer is the acknowledgement. Every namespace and interface is named after the
+//! test's pid and removed by a Drop guard.
 
 mod common;
 
@@ -21,7 +22,7 @@ use std::thread;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use common::outputs;
-use common::peers::{CarbonCache, RiemannPeer, TempDir, json_f64, json_str, wait_until};
+use common::peers::{CarbonCache, Influx, RiemannPeer, TempDir, json_f64, json_str, wait_until};
 use common::pipit::Agent;
 use pipit::telemetry::get;
 
@@ -172,20 +173,37 @@ fn generator(name: &str, rate: u64, n: u64, base: u64) -> String {
     )
 }
 
+/// The settings every output under test shares, named `name`: quick to retry and to spool,
+/// with the dead-path settings under test.
+fn delivery(name: &str, spool: &Path) -> String {
+    format!(
+        r#""name": "{name}", "include": ["wan.{name}.*"], "batch_timeout": "200ms", "retries": 1,
+            "retry_delay": "200ms", "breaker_failures": 2, "connect_timeout": "2s", {LIVENESS},
+            "spool": {{"dir": "{}"}}"#,
+        spool.display()
+    )
+}
+
 /// An output of `kind` (`graphite` or `riemann`, whose acknowledgements are awaited 5 s) named
-/// `name` to `addr:port`, quick to retry and to spool, with the dead-path settings under test.
+/// `name` to `addr:port`.
 fn output(kind: &str, name: &str, addr: &str, port: u16, spool: &Path) -> String {
     format!(
-        r#"{{"type": "{kind}", "name": "{name}", "host": "{addr}", "port": {port},
-            "include": ["wan.{name}.*"], "batch_timeout": "200ms", "retries": 1,
-            "retry_delay": "200ms", "breaker_failures": 2, "connect_timeout": "2s",
-            "write_timeout": "5s", {}{LIVENESS}, "spool": {{"dir": "{}"}}}}"#,
+        r#"{{"type": "{kind}", "host": "{addr}", "port": {port}, "write_timeout": "5s", {}{}}}"#,
         if kind == "riemann" {
             r#""ack_timeout": "5s", "#
         } else {
             ""
         },
-        spool.display()
+        delivery(name, spool)
+    )
+}
+
+/// An InfluxDB output named `name` to database `wan` at `url`, whose request timeout (20 s) is
+/// longer than the dead-path bound, so that the dead path, not the request, is what is noticed.
+fn influx_output(name: &str, url: &str, spool: &Path) -> String {
+    format!(
+        r#"{{"type": "influxdb", "url": "{url}", "db": "wan", "timeout": "20s", {}}}"#,
+        delivery(name, spool)
     )
 }
 
@@ -333,6 +351,42 @@ impl Run {
         }
     }
 
+    /// Waits until `read` (the values `peer` holds of a stream, by the stream's name) has every
+    /// value sent and the output counted them delivered; checks that none is missing and that
+    /// nothing was counted failed or dropped. Returns what `peer` holds of each stream.
+    fn check_received(&self, peer: &str, read: impl Fn(&str) -> Vec<u64>) -> Vec<Vec<u64>> {
+        let mut held = Vec::new();
+        for (i, (name, _)) in RATES.iter().enumerate() {
+            let n = self.n[i];
+            let (received, distinct) = wait_until(
+                &format!("every event at {peer}"),
+                Duration::from_secs(120),
+                || {
+                    let received = read(name);
+                    let distinct: BTreeSet<u64> = received.iter().copied().collect();
+                    (distinct.len() as u64 >= n && self.metric(name, "events_out") >= n)
+                        .then_some((received, distinct))
+                },
+            );
+            eprintln!(
+                "{peer}, {name}: {n} sent, {} received ({} distinct); events_out {}, spooled {}, replayed {}",
+                received.len(),
+                distinct.len(),
+                self.metric(name, "events_out"),
+                self.metric(name, "spooled"),
+                self.metric(name, "replayed"),
+            );
+            assert_eq!(
+                distinct,
+                (0..n).collect::<BTreeSet<u64>>(),
+                "{peer}, {name}"
+            );
+            self.check_nothing_dropped(name, peer);
+            held.push(received);
+        }
+        held
+    }
+
     /// Checks that output `name` counted nothing failed or dropped.
     fn check_nothing_dropped(&self, name: &str, scenario: &str) {
         for counter in [
@@ -446,33 +500,15 @@ fn riemann_across_a_silent_partition_of_30s_loses_nothing() {
     }
     thread::sleep(Duration::from_secs(30).saturating_sub(cut.elapsed()));
     path.heal();
-    for (i, (name, _)) in RATES.iter().enumerate() {
-        let n = run.n[i];
+    run.check_received("riemann", |name| {
         let prefix = format!("wan.{name}.");
-        let received = wait_until("every event at the peer", Duration::from_secs(120), || {
-            let values: BTreeSet<u64> = peer
-                .events()
-                .iter()
-                .filter(|l| json_str(l, "service").is_some_and(|s| s.starts_with(&prefix)))
-                .filter_map(|l| json_f64(l, "metric_sint64").or_else(|| json_f64(l, "metric_d")))
-                .map(|v| v as u64)
-                .collect();
-            (values.len() as u64 >= n && run.metric(name, "events_out") >= n).then_some(values)
-        });
-        eprintln!(
-            "riemann, {name}: {n} sent, {} received; events_out {}, spooled {}, replayed {}",
-            received.len(),
-            run.metric(name, "events_out"),
-            run.metric(name, "spooled"),
-            run.metric(name, "replayed"),
-        );
-        assert_eq!(
-            received,
-            (0..n).collect::<BTreeSet<u64>>(),
-            "riemann, {name}"
-        );
-        run.check_nothing_dropped(name, "riemann");
-    }
+        peer.events()
+            .iter()
+            .filter(|l| json_str(l, "service").is_some_and(|s| s.starts_with(&prefix)))
+            .filter_map(|l| json_f64(l, "metric_sint64").or_else(|| json_f64(l, "metric_d")))
+            .map(|v| v as u64)
+            .collect()
+    });
 }
 
 /// A peer that accepts and never reads: the bound on what is held fills, writes fail and go to
@@ -545,4 +581,72 @@ fn a_peer_that_never_reads_gets_nothing_counted_that_it_does_not_hold() {
         N,
         "every event delivered, still in the spool, or counted at the stop"
     );
+}
+
+/// Every `value` stored in `influx` for the stream `name`, one per point (a point written twice
+/// is one point: same series, same time).
+fn influx_values(influx: &Influx, name: &str) -> Vec<u64> {
+    let body = influx.query_epoch(
+        "wan",
+        &format!(r#"SELECT "value" FROM /^wan\.{name}\./"#),
+        "s",
+    );
+    // Rows are `[time,value]`; the columns list holds no numbers.
+    body.split('[')
+        .filter_map(|row| {
+            let (time, value) = row.split(']').next()?.split_once(',')?;
+            time.parse::<u64>().ok()?;
+            value.parse::<f64>().ok().map(|v| v as u64)
+        })
+        .collect()
+}
+
+/// InfluxDB answers each write: a silent partition in the middle of requests is noticed as a dead
+/// connection within the dead-path bound (before the 20 s request timeout), the batches go to the
+/// spool and are replayed, and every point is stored once and counted delivered once.
+#[test]
+fn influxdb_across_a_silent_partition_of_30s_loses_nothing() {
+    let path = Link::new('f', 5);
+    let influx = Influx::start_on(&path.root_addr());
+    influx.create_db("wan");
+    let url = format!("http://{}:{}", path.root_addr(), influx.port());
+    let run = start(&path, 45, "wan-f", |name, spool| {
+        influx_output(name, &url, spool)
+    });
+    run.wait_flowing();
+    let cut = Instant::now();
+    path.cut();
+    let took = run.wait_dead(cut, DETECTION_BOUND + Duration::from_secs(10));
+    eprintln!("influxdb: dead connection noticed after {took:?} (bound {DETECTION_BOUND:?})");
+    for line in run
+        .agent
+        .stderr()
+        .iter()
+        .filter(|l| l.contains("connection dead"))
+    {
+        eprintln!("  {line}");
+    }
+    for t in &took {
+        // The request in flight at the cut is noticed by the user timeout (10 s) or, its body
+        // acknowledged and its answer awaited, by keepalive (11 s); a batch may wait 200 ms.
+        assert!(
+            *t <= DETECTION_BOUND + Duration::from_millis(1500),
+            "{took:?}"
+        );
+    }
+    thread::sleep(Duration::from_secs(30).saturating_sub(cut.elapsed()));
+    path.heal();
+    let stored = run.check_received("influxdb", |name| influx_values(&influx, name));
+    for (i, (name, _)) in RATES.iter().enumerate() {
+        assert_eq!(
+            stored[i].len() as u64,
+            run.n[i],
+            "influxdb, {name}: one point each"
+        );
+        assert_eq!(
+            run.metric(name, "events_out"),
+            run.n[i],
+            "influxdb, {name}: each point counted delivered exactly once"
+        );
+    }
 }

@@ -713,6 +713,7 @@ impl Drop for CarbonCache {
 /// 127.0.0.1 port; all other listeners disabled or on free loopback ports.
 pub struct Influx {
     dir: TempDir,
+    host: String,
     port: u16,
     rpc_port: u16,
     child: Option<Child>,
@@ -720,9 +721,15 @@ pub struct Influx {
 
 impl Influx {
     pub fn start() -> Influx {
+        Influx::start_on(LOCALHOST)
+    }
+
+    /// Like [`start`](Self::start), with HTTP on `host` (an address of the root namespace).
+    pub fn start_on(host: &str) -> Influx {
         let dir = TempDir::new("influx");
         let mut i = Influx {
             dir,
+            host: host.to_owned(),
             port: free_port(),
             rpc_port: free_port(),
             child: None,
@@ -759,11 +766,12 @@ impl Influx {
              [monitor]\n  store-enabled = false\n\
              [subscriber]\n  enabled = false\n\
              [continuous_queries]\n  enabled = false\n\
-             [http]\n  enabled = true\n  bind-address = \"{h}:{port}\"\n  log-enabled = false\n  \
+             [http]\n  enabled = true\n  bind-address = \"{host}:{port}\"\n  log-enabled = false\n  \
              auth-enabled = false\n  unix-socket-enabled = false\n  bind-socket = \"{d}/influxd.sock\"\n\
              [ifql]\n  enabled = false\n\
              [logging]\n  level = \"warn\"\n",
             h = LOCALHOST,
+            host = self.host,
             rpc = self.rpc_port,
             port = self.port,
             d = d,
@@ -785,10 +793,13 @@ impl Influx {
             .stderr(open_log(&log));
         let log_from = log_len(&log);
         let mut child = spawn("influxd", &mut cmd);
-        let (pid, port) = (child.id(), self.port);
+        let (pid, port, host) = (child.id(), self.port, self.host.clone());
         wait_ready(&mut child, "influxd", &log, log_from, || {
-            owns_socket(pid, "tcp", port)
-                && matches!(http_request(port, "GET", "/ping", b""), Ok((204, _)))
+            owns_socket_on(pid, "tcp", &host, port)
+                && matches!(
+                    http_request_on(&host, port, "GET", "/ping", b""),
+                    Ok((204, _))
+                )
         })?;
         self.child = Some(child);
         Ok(())
@@ -821,7 +832,7 @@ impl Influx {
 
     /// One raw HTTP/1.0 request; returns (status, body).
     pub fn http(&self, method: &str, target: &str, body: &[u8]) -> Result<(u16, String), String> {
-        http_request(self.port, method, target, body)
+        http_request_on(&self.host, self.port, method, target, body)
     }
 
     pub fn create_db(&self, name: &str) {
@@ -905,7 +916,18 @@ pub fn http_request(
     target: &str,
     body: &[u8],
 ) -> Result<(u16, String), String> {
-    let addr: SocketAddr = format!("{}:{}", LOCALHOST, port).parse().unwrap();
+    http_request_on(LOCALHOST, port, method, target, body)
+}
+
+/// Like [`http_request`], to `host`:`port`.
+pub fn http_request_on(
+    host: &str,
+    port: u16,
+    method: &str,
+    target: &str,
+    body: &[u8],
+) -> Result<(u16, String), String> {
+    let addr: SocketAddr = format!("{}:{}", host, port).parse().unwrap();
     let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(2))
         .map_err(|e| format!("connect {}: {}", addr, e))?;
     s.set_read_timeout(Some(Duration::from_secs(10))).ok();

@@ -22,6 +22,7 @@ use crate::config::reader::{Field, Problems, Table};
 use crate::config::secret::Secret;
 use crate::event::Event;
 use crate::http_client::{HttpTimeouts, describe};
+use crate::liveness::Liveness;
 use crate::pattern::Pattern;
 use crate::quote::quote;
 
@@ -68,6 +69,8 @@ pub struct InfluxSpec {
     pub connect_timeout: Duration,
     /// Time for a whole write, connecting included; default 10 s.
     pub timeout: Duration,
+    /// How soon its connections notice a dead path.
+    pub liveness: Liveness,
 }
 
 fn read(t: &mut Table<'_>, problems: &mut Problems) -> Option<Arc<dyn OutputSpec>> {
@@ -118,6 +121,7 @@ fn read_spec(t: &mut Table<'_>, problems: &mut Problems) -> Option<InfluxSpec> {
     let connect_timeout =
         t.duration_at_least("connect_timeout", Duration::from_secs(5), min, problems);
     let timeout = t.duration_at_least("timeout", Duration::from_secs(10), min, problems);
+    let liveness = Liveness::read(t, problems);
     Some(InfluxSpec {
         urls: urls?,
         api: api?,
@@ -127,6 +131,7 @@ fn read_spec(t: &mut Table<'_>, problems: &mut Problems) -> Option<InfluxSpec> {
         token,
         connect_timeout,
         timeout,
+        liveness,
     })
 }
 
@@ -255,7 +260,7 @@ impl OutputSpec for InfluxSpec {
         let authorization = self.token.as_ref().map(|t| format!("Token {}", t.expose()));
         let secrets = self.token.iter().flat_map(|t| t.revealing());
         Ok(Box::new(Influx {
-            agent: crate::http_client::agent_with(config),
+            agent: crate::http_client::agent_with(config, self.liveness),
             url: self.write_url(index)?,
             timeouts: HttpTimeouts {
                 connect: self.connect_timeout,
