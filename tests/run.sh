@@ -6,7 +6,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 tests/install-deps.sh
-cargo test --locked --all-targets
+cargo test --locked --no-fail-fast --all-targets
 cargo test --locked --features tls --test riemann_tls
 # Panics injected at named points (the fault-injection feature, never in a package): no thread of
 # the agent dies silently.
