@@ -7,11 +7,12 @@ use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
-use std::time::Duration;
+use std::time::{Duration, UNIX_EPOCH};
 
 use common::netns::{VethPair, ip, run};
 use common::peers::{TempDir, wait_until};
 use common::sources::{Built, value};
+use pipit::Event;
 use pipit::netlink::qdisc::Qdiscs;
 
 /// A process killed and reaped on drop.
@@ -282,18 +283,16 @@ fn qdisc_counters_match_tc_and_become_rates() {
     assert!(delta("htb", 3) > 0, "the shaper held frames back");
 
     let second = source.events();
-    let elapsed = second[0]
-        .time
-        .duration_since(first[0].time)
-        .unwrap()
-        .as_secs_f64();
+    // pipit keeps a sample's time to the millisecond and divides by the milliseconds between
+    // the two samples: the same arithmetic gives the counters' delta back exactly.
+    let millis = |e: &Event| e.time.duration_since(UNIX_EPOCH).unwrap().as_millis() as f64;
+    let elapsed = (millis(&second[0]) - millis(&first[0])) / 1000.0;
     let rate = |metric: &str| value(&second, &format!("qdisc.{dev}.pfifo-10.{metric}"));
     for (metric, i) in [("bytes", 0), ("packets", 1), ("drops", 2)] {
-        // pipit keeps a sample's time to the millisecond: allow 0.5 %.
         let counted = rate(metric) * elapsed;
         let exact = delta("pfifo", i) as f64;
         assert!(
-            (counted - exact).abs() <= (exact * 0.005).max(0.5),
+            (counted - exact).abs() <= 0.001,
             "{metric}: {counted} from the rate, {exact} from the counters"
         );
     }
