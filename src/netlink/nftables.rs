@@ -163,6 +163,9 @@ pub fn parse_object(message: &[u8]) -> Result<Option<Counter>, NetlinkError> {
         }
     }
     check(&attrs, &c)?;
+    if c.name.is_none() {
+        return Err(NetlinkError::Malformed("an object without its name"));
+    }
     if kind != Some(NFT_OBJECT_COUNTER) {
         return Ok(None);
     }
@@ -430,9 +433,12 @@ mod tests {
         let mut object = vec![1, 0, 0, 0];
         object.extend(attribute(NFTA_OBJ_TABLE, b"t\0"));
         object.extend(attribute(NFTA_OBJ_TYPE, &NFT_OBJECT_COUNTER.to_be_bytes()));
-        assert!(
-            matches!(parse_object(&object), Err(NetlinkError::Malformed(_))),
-            "a counter object without data"
-        );
+        let malformed = |m: &[u8]| matches!(parse_object(m), Err(NetlinkError::Malformed(_)));
+        assert!(malformed(&object), "an object without its name");
+        object.extend(attribute(NFTA_OBJ_NAME, b"n\0"));
+        assert!(malformed(&object), "a counter object without its data");
+        object.extend(attribute(NFTA_OBJ_DATA, &counter_data(3, 4)));
+        let c = parse_object(&object).unwrap().unwrap();
+        assert_eq!((c.name.as_deref(), c.bytes, c.packets), (Some("n"), 3, 4));
     }
 }
