@@ -67,7 +67,10 @@ pub const FAMILIES: [(u8, &str); 6] = [
 /// The name `nft` gives the family numbered `family`, such as `inet`; `None` for a number it
 /// does not know.
 pub fn family_name(family: u8) -> Option<&'static str> {
-    FAMILIES.iter().find(|(n, _)| *n == family).map(|(_, name)| *name)
+    FAMILIES
+        .iter()
+        .find(|(n, _)| *n == family)
+        .map(|(_, name)| *name)
 }
 
 /// One counter as the kernel lists it: a named counter object, or the `counter` expression of a
@@ -100,7 +103,9 @@ fn name(payload: &[u8]) -> String {
 fn be64(payload: &[u8]) -> Result<u64, NetlinkError> {
     u64_at(payload, 0)
         .map(u64::from_be)
-        .ok_or(NetlinkError::Malformed("a 64-bit attribute shorter than 8 bytes"))
+        .ok_or(NetlinkError::Malformed(
+            "a 64-bit attribute shorter than 8 bytes",
+        ))
 }
 
 /// The bytes and packets of a counter's data.
@@ -135,10 +140,14 @@ fn split(message: &[u8]) -> Result<(u8, Attributes<'_>), NetlinkError> {
 /// Fails a message whose attributes ran past its end or that named no table.
 fn check(attrs: &Attributes<'_>, counter: &Counter) -> Result<(), NetlinkError> {
     if !attrs.whole() {
-        return Err(NetlinkError::Malformed("an attribute past the message's end"));
+        return Err(NetlinkError::Malformed(
+            "an attribute past the message's end",
+        ));
     }
     if counter.table.is_empty() {
-        return Err(NetlinkError::Malformed("an nf_tables message without its table"));
+        return Err(NetlinkError::Malformed(
+            "an nf_tables message without its table",
+        ));
     }
     Ok(())
 }
@@ -263,27 +272,25 @@ impl Nftables {
     /// Hands every counter object of every family to `each`, then, when `rules` is true, the
     /// counter of every rule that has one. A message that does not parse fails the whole
     /// listing, so no rate is built from part of an answer.
-    pub fn each(
-        &mut self,
-        rules: bool,
-        each: &mut dyn FnMut(Counter),
-    ) -> Result<(), NetlinkError> {
+    pub fn each(&mut self, rules: bool, each: &mut dyn FnMut(Counter)) -> Result<(), NetlinkError> {
         let dumps: [(u16, u16, Parser); 2] = [
             (NFT_MSG_GETOBJ, NFT_MSG_NEWOBJ, parse_object),
             (NFT_MSG_GETRULE, NFT_MSG_NEWRULE, parse_rule),
         ];
         for (request, answer, parse) in dumps.into_iter().take(if rules { 2 } else { 1 }) {
             let mut failed = None;
-            self.dumper
-                .dump_answered(request, answer, &[0; NFGENMSG], &mut |m| {
-                    match parse(m) {
-                        Ok(Some(c)) => each(c),
-                        Ok(None) => {}
-                        Err(e) => {
-                            failed.get_or_insert(e);
-                        }
+            self.dumper.dump_answered(
+                request,
+                answer,
+                &[0; NFGENMSG],
+                &mut |m| match parse(m) {
+                    Ok(Some(c)) => each(c),
+                    Ok(None) => {}
+                    Err(e) => {
+                        failed.get_or_insert(e);
                     }
-                })?;
+                },
+            )?;
             if let Some(e) = failed {
                 return Err(e);
             }
@@ -341,7 +348,11 @@ mod tests {
             handle: 1,
             ..counter(10, "other", None, Some("six"))
         };
-        assert_eq!(got, [Some(lo_udp), None, Some(six)], "the quota is no counter");
+        assert_eq!(
+            got,
+            [Some(lo_udp), None, Some(six)],
+            "the quota is no counter"
+        );
     }
 
     #[test]

@@ -426,7 +426,10 @@ mod tests {
         let e = load(r#"{"type": "nftables", "max_counters": 0, "rules": "yes"}"#);
         assert_eq!(e.len(), 2, "{e:?}");
         assert!(e[0].contains("rules: expected"), "{e:?}");
-        assert!(e[1].contains("max_counters: expected a whole number from 1 to 100000"), "{e:?}");
+        assert!(
+            e[1].contains("max_counters: expected a whole number from 1 to 100000"),
+            "{e:?}"
+        );
         assert!(load(r#"{"type": "nftables", "families": []}"#).is_empty());
     }
 }
