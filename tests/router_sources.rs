@@ -478,6 +478,25 @@ fn nftables_counters_match_nft_and_become_rates() {
     }
     assert_eq!(value(&second, "nftables.left_out"), 0.0);
     assert_eq!(second.len(), 7, "{second:?}");
+
+    // Without rules, only the named counter is asked for and reported.
+    let mut counters_only = Built::new(&format!(
+        r#"{{"type": "nftables", "tables": ["{table}"], "rules": false}}"#
+    ));
+    // A rate needs a second sample at least a millisecond after the first.
+    let services = wait_until("a second sample", Duration::from_secs(5), || {
+        let events = counters_only.events();
+        (events.len() > 1).then(|| events.into_iter().map(|e| e.service).collect::<Vec<_>>())
+    });
+    let counter = format!("nftables.counter.netdev.{table}.frames");
+    assert_eq!(
+        services,
+        [
+            format!("{counter}.bytes"),
+            format!("{counter}.packets"),
+            "nftables.left_out".into()
+        ]
+    );
 }
 
 #[test]
