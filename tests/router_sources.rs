@@ -464,7 +464,7 @@ fn nftables_counters_match_nft_and_become_rates() {
         .map(|(key, _)| key.trim_start_matches("rule ").to_owned())
         .unwrap();
     for (stem, frames) in [
-        (format!("counter.netdev.{table}.frames"), 40.0),
+        (format!("named.netdev.{table}.frames"), 40.0),
         (format!("{rule}.experimental_frames"), 80.0),
         (format!("{rule}.handle-{handle}"), 40.0),
     ] {
@@ -488,7 +488,7 @@ fn nftables_counters_match_nft_and_become_rates() {
         let events = counters_only.events();
         (events.len() > 1).then(|| events.into_iter().map(|e| e.service).collect::<Vec<_>>())
     });
-    let counter = format!("nftables.counter.netdev.{table}.frames");
+    let counter = format!("nftables.named.netdev.{table}.frames");
     assert_eq!(
         services,
         [

@@ -31,12 +31,12 @@ pub const TYPE: SourceType = SourceType {
     needs_two_samples: true,
     metrics: &[
         MetricInfo {
-            name: "nftables.counter.<family>.<table>.<name>.bytes",
+            name: "nftables.named.<family>.<table>.<name>.bytes",
             unit: "bytes_per_second",
             description: "bytes counted by the named counter `<name>`",
         },
         MetricInfo {
-            name: "nftables.counter.<family>.<table>.<name>.packets",
+            name: "nftables.named.<family>.<table>.<name>.packets",
             unit: "per_second",
             description: "packets counted by the named counter `<name>`",
         },
@@ -227,7 +227,7 @@ impl NftablesSource {
 
 impl NftablesSpec {
     /// Writes the service stem of counter `c` into `out` (such as
-    /// `nftables.counter.inet.fw4.lan_in.`); false when `c` is not reported.
+    /// `nftables.named.inet.fw4.lan_in.`); false when `c` is not reported.
     fn stem(&self, c: &Counter, out: &mut String) -> bool {
         let Some(family) = family_name(c.family) else {
             return false;
@@ -239,7 +239,7 @@ impl NftablesSpec {
         }
         out.clear();
         out.push_str(match c.chain {
-            None => "nftables.counter.",
+            None => "nftables.named.",
             Some(_) => "nftables.rule.",
         });
         out.push_str(family);
@@ -338,10 +338,10 @@ mod tests {
         assert_eq!(
             report_at(&mut source, 110),
             lines(
-                "nftables.counter.inet.pipit.lo_udp.bytes 128
-                 nftables.counter.inet.pipit.lo_udp.packets 1
-                 nftables.counter.ip6.other.six.bytes 128
-                 nftables.counter.ip6.other.six.packets 1
+                "nftables.named.inet.pipit.lo_udp.bytes 128
+                 nftables.named.inet.pipit.lo_udp.packets 1
+                 nftables.named.ip6.other.six.bytes 128
+                 nftables.named.ip6.other.six.packets 1
                  nftables.rule.inet.pipit.input.!fw4:_ping.bytes 128
                  nftables.rule.inet.pipit.input.!fw4:_ping.packets 1
                  nftables.rule.inet.pipit.input.Discard_on_lo.bytes 128
@@ -371,8 +371,8 @@ mod tests {
         assert_eq!(
             report_at(&mut other, 110),
             lines(
-                "nftables.counter.ip6.other.six.bytes 0
-                 nftables.counter.ip6.other.six.packets 2
+                "nftables.named.ip6.other.six.bytes 0
+                 nftables.named.ip6.other.six.packets 2
                  nftables.left_out 0"
             )
         );
@@ -391,10 +391,10 @@ mod tests {
         assert_eq!(
             report_at(&mut source, 110),
             lines(
-                "nftables.counter.inet.pipit.lo_udp.bytes 0
-                 nftables.counter.inet.pipit.lo_udp.packets 0
-                 nftables.counter.ip6.other.six.bytes 0
-                 nftables.counter.ip6.other.six.packets 0
+                "nftables.named.inet.pipit.lo_udp.bytes 0
+                 nftables.named.inet.pipit.lo_udp.packets 0
+                 nftables.named.ip6.other.six.bytes 0
+                 nftables.named.ip6.other.six.packets 0
                  nftables.rule.inet.pipit.input.Discard_on_lo.bytes 500
                  nftables.rule.inet.pipit.input.Discard_on_lo.packets 1
                  nftables.left_out 1"
