@@ -9,11 +9,17 @@
 //! every refusal is counted (`pipit_http_requests_total{outcome}` on `/metrics`) and logged once
 //! while it repeats.
 //!
+//! With the `status_page` feature it also serves a status page at `/` ([`page`]).
+//!
 //! The section is read in every build; the server itself needs the `http_server` feature.
 
 #[cfg(feature = "http_server")]
 pub mod exposition;
+#[cfg(feature = "status_page")]
+pub mod history;
 pub mod network;
+#[cfg(feature = "status_page")]
+pub mod page;
 #[cfg(feature = "http_server")]
 pub mod request;
 #[cfg(feature = "http_server")]
@@ -24,9 +30,24 @@ use std::time::Duration;
 
 use crate::config::reader::{Problems, Table};
 use crate::config::secret::Secret;
+use crate::pattern::Pattern;
 pub use network::Network;
 #[cfg(feature = "http_server")]
 pub use server::{HttpServerError, Server};
+
+/// Where the status page gets the agent's status: the `status` answer line of the control
+/// protocol (as `pipit ctl status --json` prints it), or `None` when the agent did not give it in
+/// time.
+pub type StatusSource = Box<dyn Fn() -> Option<String> + Send>;
+
+/// The metrics the status page charts unless `http_server.charts` says otherwise.
+pub const DEFAULT_CHARTS: [&str; 5] = [
+    "load.1",
+    "memory.used",
+    "interface.*.rx_bytes",
+    "interface.*.tx_bytes",
+    "pipit.delivered.*",
+];
 
 /// The `http_server` section.
 #[derive(Debug, Clone, PartialEq)]
@@ -49,6 +70,13 @@ pub struct HttpServerConfig {
     pub request_timeout: Duration,
     /// How long the whole answer may take to send; default 10 s.
     pub write_timeout: Duration,
+    /// The metrics the status page charts (glob patterns over service names, and
+    /// `pipit.delivered.<output>` for each output's deliveries per second); default
+    /// [`DEFAULT_CHARTS`].
+    pub charts: Vec<Pattern>,
+    /// How often the charted metrics are sampled; the page shows the last 120 samples. Default
+    /// 30 s (an hour).
+    pub chart_step: Duration,
 }
 
 /// The defaults of the `http_server` section, in one place.
@@ -67,6 +95,8 @@ impl Default for HttpServerConfig {
             max_headers: 32,
             request_timeout: Duration::from_secs(5),
             write_timeout: Duration::from_secs(10),
+            charts: DEFAULT_CHARTS.iter().map(|p| Pattern::new(p)).collect(),
+            chart_step: Duration::from_secs(30),
         }
     }
 }
@@ -138,6 +168,21 @@ pub fn read_config(mut t: Table<'_>, problems: &mut Problems) -> HttpServerConfi
     let min = Duration::from_millis(10);
     let request_timeout = t.duration_at_least("request_timeout", d.request_timeout, min, problems);
     let write_timeout = t.duration_at_least("write_timeout", d.write_timeout, min, problems);
+    if !cfg!(feature = "status_page") {
+        if let Some(field) = t.field("charts").or_else(|| t.field("chart_step")) {
+            problems.at(
+                &field,
+                "this pipit is built without the status_page feature; use a build with it or remove the key",
+            );
+        }
+    }
+    let charts = t
+        .get::<Vec<String>>("charts", problems)
+        .map_or(d.charts, |list| {
+            list.iter().map(|p| Pattern::new(p)).collect()
+        });
+    let chart_step =
+        t.duration_at_least("chart_step", d.chart_step, Duration::from_secs(1), problems);
     t.finish(problems);
     HttpServerConfig {
         enabled,
@@ -149,6 +194,8 @@ pub fn read_config(mut t: Table<'_>, problems: &mut Problems) -> HttpServerConfi
         max_headers,
         request_timeout,
         write_timeout,
+        charts,
+        chart_step,
     }
 }
 
@@ -201,7 +248,7 @@ mod tests {
             r#"{"binds": ["0.0.0.0:9200", "[::1]:9201"], "allowed_networks": ["10.0.0.0/8"],
                 "basic_auth": {"username": "prom", "password": "s3cret!"}, "max_connections": 2,
                 "max_request_bytes": 1024, "max_headers": 4, "request_timeout": "1s",
-                "write_timeout": "2s"}"#,
+                "write_timeout": "2s", "charts": ["cpu.total.*"], "chart_step": "1m"}"#,
         )
         .unwrap();
         assert_eq!(c.binds.len(), 2);
@@ -213,6 +260,8 @@ mod tests {
         );
         assert_eq!(c.request_timeout, Duration::from_secs(1));
         assert_eq!(c.write_timeout, Duration::from_secs(2));
+        assert_eq!(c.charts, vec![Pattern::new("cpu.total.*")]);
+        assert_eq!(c.chart_step, Duration::from_secs(60));
     }
 
     #[test]

@@ -12,6 +12,8 @@ use std::time::{Duration, Instant, SystemTime};
 
 use super::HttpServerConfig;
 use super::exposition;
+#[cfg(feature = "status_page")]
+use super::page::{Body, Page};
 use super::request::{self, Refusal, Request};
 use crate::complain::Complaint;
 use crate::telemetry::Telemetry;
@@ -65,10 +67,12 @@ enum Outcome {
     Malformed,
     Timeout,
     CutOff,
+    #[cfg(feature = "status_page")]
+    Unavailable,
 }
 
 impl Outcome {
-    const ALL: [Outcome; 10] = [
+    const ALL: &[Outcome] = &[
         Outcome::Served,
         Outcome::NotFound,
         Outcome::Method,
@@ -79,6 +83,8 @@ impl Outcome {
         Outcome::Malformed,
         Outcome::Timeout,
         Outcome::CutOff,
+        #[cfg(feature = "status_page")]
+        Outcome::Unavailable,
     ];
 
     fn label(self) -> &'static str {
@@ -93,6 +99,8 @@ impl Outcome {
             Outcome::Malformed => "refused_malformed",
             Outcome::Timeout => "refused_timeout",
             Outcome::CutOff => "answer_cut_off",
+            #[cfg(feature = "status_page")]
+            Outcome::Unavailable => "status_unavailable",
         }
     }
 
@@ -109,6 +117,8 @@ impl Outcome {
             Outcome::Malformed => "400 Bad Request",
             Outcome::Timeout => "408 Request Timeout",
             Outcome::CutOff => "500 Internal Server Error",
+            #[cfg(feature = "status_page")]
+            Outcome::Unavailable => "503 Service Unavailable\r\nRetry-After: 2",
         }
     }
 
@@ -124,6 +134,8 @@ impl Outcome {
             Outcome::CutOff => {
                 "the answer was not taken within http_server.write_timeout, or the peer left"
             }
+            #[cfg(feature = "status_page")]
+            Outcome::Unavailable => "the agent did not give its status in time (reloading?)",
             Outcome::Served | Outcome::NotFound | Outcome::Method => "",
         }
     }
@@ -157,7 +169,7 @@ impl Tally {
             b"# HELP pipit_http_requests_total requests to the http_server endpoint by how they ended\n\
               # TYPE pipit_http_requests_total counter\n",
         )?;
-        for outcome in Outcome::ALL {
+        for &outcome in Outcome::ALL {
             writeln!(
                 out,
                 "pipit_http_requests_total{{outcome=\"{}\"}} {}",
@@ -193,10 +205,12 @@ impl fmt::Debug for Server {
 }
 
 impl Server {
-    /// Binds every address of `config` and starts serving the catalogue of `telemetry`.
+    /// Binds every address of `config` and starts serving the catalogue of `telemetry` (and,
+    /// with the `status_page` feature, the page with the agent's status from `status`).
     pub fn start(
         config: &HttpServerConfig,
         telemetry: Arc<Telemetry>,
+        #[cfg(feature = "status_page")] status: super::StatusSource,
     ) -> Result<Server, HttpServerError> {
         let mut listeners = Vec::with_capacity(config.binds.len());
         let mut binds = Vec::with_capacity(config.binds.len());
@@ -208,12 +222,17 @@ impl Server {
             listeners.push(listener);
         }
         let (wake, woken) = UnixStream::pair().map_err(HttpServerError::Io)?;
-        let config = config.clone();
+        let endpoint = Endpoint {
+            config: config.clone(),
+            telemetry,
+            #[cfg(feature = "status_page")]
+            page: Page::new(config, status),
+        };
         let thread = thread::Builder::new()
             .name("http_server".into())
-            .spawn(move || serve(&config, &listeners, &woken, &telemetry))
+            .spawn(move || serve(endpoint, &listeners, &woken))
             .map_err(HttpServerError::Io)?;
-        log::info!(target: LOG, "serving /metrics on {binds:?}");
+        log::info!(target: LOG, "serving {PATHS} on {binds:?}");
         Ok(Server {
             binds,
             wake,
@@ -233,13 +252,26 @@ impl Drop for Server {
     }
 }
 
+/// The paths served, for the log.
+#[cfg(not(feature = "status_page"))]
+const PATHS: &str = "/metrics";
+#[cfg(feature = "status_page")]
+const PATHS: &str = "/metrics and the status page";
+
+/// What the serving thread answers from.
+struct Endpoint {
+    config: HttpServerConfig,
+    telemetry: Arc<Telemetry>,
+    #[cfg(feature = "status_page")]
+    page: Page,
+}
+
 /// The serving loop, until `woken` is readable (or closed).
-fn serve(
-    config: &HttpServerConfig,
-    listeners: &[TcpListener],
-    woken: &UnixStream,
-    telemetry: &Telemetry,
-) {
+fn serve(endpoint: Endpoint, listeners: &[TcpListener], woken: &UnixStream) {
+    // Only the page's history changes as the endpoint serves.
+    #[cfg(feature = "status_page")]
+    let mut endpoint = endpoint;
+    let config = &endpoint.config;
     let mut tally = Tally::new();
     let mut open: Vec<Connection> = Vec::new();
     let mut closing: Vec<Closing> = Vec::new();
@@ -262,10 +294,13 @@ fn serve(
                 .map(|c| crate::sys::readable(c.stream.as_raw_fd())),
         );
         let now = Instant::now();
-        let wait = open
+        let deadlines = open
             .iter()
             .map(|c| c.deadline)
-            .chain(closing.iter().map(|c| c.deadline))
+            .chain(closing.iter().map(|c| c.deadline));
+        #[cfg(feature = "status_page")]
+        let deadlines = deadlines.chain([endpoint.page.next_sample()]);
+        let wait = deadlines
             .map(|d| d.saturating_duration_since(now))
             .min()
             .unwrap_or(Duration::from_secs(60));
@@ -276,6 +311,8 @@ fn serve(
         if crate::sys::is_ready(&fds[0]) {
             return;
         }
+        #[cfg(feature = "status_page")]
+        endpoint.page.tick(&endpoint.telemetry);
         // The entries of `fds` past the listeners are the open connections', then the closing.
         let mut ready = fds[1 + listeners.len()..].iter().map(crate::sys::is_ready);
         let mut waiting = Vec::with_capacity(open.len());
@@ -290,7 +327,7 @@ fn serve(
                 Ok(None) if Instant::now() < c.deadline => waiting.push(c),
                 Ok(None) => answered.push(refuse(c.stream, c.peer, Outcome::Timeout, &mut tally)),
                 Ok(Some(Some(request))) => {
-                    answered.push(answer(c, &request, config, telemetry, &mut tally));
+                    answered.push(answer(c, &request, &endpoint, &mut tally));
                 }
                 // The peer left before finishing its request: nothing to answer.
                 Ok(Some(None)) => {}
@@ -436,13 +473,8 @@ fn write_head(out: &mut impl Write, outcome: Outcome, content_type: &str) -> io:
 }
 
 /// Answers a whole request head; returns the stream shut for writing.
-fn answer(
-    c: Connection,
-    request: &Request,
-    config: &HttpServerConfig,
-    telemetry: &Telemetry,
-    tally: &mut Tally,
-) -> TcpStream {
+fn answer(c: Connection, request: &Request, endpoint: &Endpoint, tally: &mut Tally) -> TcpStream {
+    let config = &endpoint.config;
     let authorized = config.basic_auth.as_ref().is_none_or(|secret| {
         let expected = format!("Basic {}", request::base64(secret.expose().as_bytes()));
         request
@@ -450,14 +482,26 @@ fn answer(
             .as_deref()
             .is_some_and(|got| request::same_secret(got.as_bytes(), expected.as_bytes()))
     });
+    #[cfg(feature = "status_page")]
+    let page = if authorized && request.path != "/metrics" {
+        endpoint.page.body(&request.path)
+    } else {
+        None
+    };
+    #[cfg(not(feature = "status_page"))]
+    let page: Option<std::convert::Infallible> = None;
     let outcome = if !authorized {
         Outcome::Unauthorized
     } else if request.method != "GET" && request.method != "HEAD" {
         Outcome::Method
-    } else if request.path != "/metrics" {
-        Outcome::NotFound
     } else {
-        Outcome::Served
+        match &page {
+            #[cfg(feature = "status_page")]
+            Some(Body::Unavailable) => Outcome::Unavailable,
+            Some(_) => Outcome::Served,
+            None if request.path == "/metrics" => Outcome::Served,
+            None => Outcome::NotFound,
+        }
     };
     if outcome != Outcome::Served {
         return refuse(c.stream, c.peer, outcome, tally);
@@ -474,19 +518,26 @@ fn answer(
             deadline,
         },
     );
-    let written = write_head(
-        &mut out,
-        outcome,
-        "text/plain; version=0.0.4; charset=utf-8",
-    )
-    .and_then(|()| {
-        if request.method == "HEAD" {
-            return Ok(());
-        }
-        exposition::write(&telemetry.catalogue, SystemTime::now(), &mut out, |out| {
-            tally.write(out)
-        })
-    })
+    let head = request.method == "HEAD";
+    let written = match page {
+        #[cfg(feature = "status_page")]
+        Some(Body::Found(content_type, body)) => write_head(&mut out, outcome, content_type)
+            .and_then(|()| if head { Ok(()) } else { out.write_all(&body) }),
+        _ => write_head(
+            &mut out,
+            outcome,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )
+        .and_then(|()| {
+            if head {
+                return Ok(());
+            }
+            let catalogue = &endpoint.telemetry.catalogue;
+            exposition::write(catalogue, SystemTime::now(), &mut out, |out| {
+                tally.write(out)
+            })
+        }),
+    }
     .and_then(|()| out.flush());
     drop(out);
     if let Err(e) = written {
