@@ -72,7 +72,11 @@ fn get(port: u16, path: &str, extra: &str) -> (u16, String, String) {
     let mut text = String::new();
     s.read_to_string(&mut text).unwrap();
     let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
-    let status = head.split(' ').nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
+    let status = head
+        .split(' ')
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
     (status, head.to_owned(), body.to_owned())
 }
 
@@ -117,7 +121,11 @@ fn the_page_shows_the_config_and_turns_a_stopped_target_red() {
         r#"(() => {{ const li = document.querySelector('[data-target="{target}"]');
             return li ? li.className + "|" + li.closest("tr").className : null; }})()"#
     );
-    assert_eq!(browser.eval(&class_of_target), "|", "a target up is not red");
+    assert_eq!(
+        browser.eval(&class_of_target),
+        "|",
+        "a target up is not red"
+    );
 
     // A phone's width: nothing wider than the screen but the tables, which scroll in their box.
     let overflow = browser.eval("document.documentElement.scrollWidth - window.innerWidth");
@@ -129,7 +137,9 @@ fn the_page_shows_the_config_and_turns_a_stopped_target_red() {
         let breaker = status["result"]["outputs"][0]["targets"][0]["breaker"].clone();
         (breaker == "open").then(Instant::now)
     });
-    let red = format!(r#"(() => {{ const v = {class_of_target}; return v === "bad|bad" ? v : null; }})()"#);
+    let red = format!(
+        r#"(() => {{ const v = {class_of_target}; return v === "bad|bad" ? v : null; }})()"#
+    );
     browser.wait_for("the stopped target's row to turn red", REFRESH * 3, &red);
     let took = opened.elapsed();
     assert!(
@@ -148,7 +158,11 @@ fn the_page_shows_the_config_and_turns_a_stopped_target_red() {
     assert_eq!(&png[1..4], b"PNG");
     let path = screenshot_path(&s.dir);
     fs::write(&path, &png).unwrap();
-    assert_eq!(browser.problems(), Vec::<String>::new(), "the console shows problems");
+    assert_eq!(
+        browser.problems(),
+        Vec::<String>::new(),
+        "the console shows problems"
+    );
 }
 
 #[test]
@@ -159,7 +173,11 @@ fn status_json_is_the_control_sockets_status_and_no_secret_is_shown() {
         "Authorization: Basic {}\r\n",
         pipit::http_server::request::base64(format!("ops:{AUTH_PASSWORD}").as_bytes())
     );
-    assert_eq!(get(s.port, "/", "").0, 401, "the page asks for the credentials");
+    assert_eq!(
+        get(s.port, "/", "").0,
+        401,
+        "the page asks for the credentials"
+    );
     wait_until("a sample of the history", DEADLINE, || {
         let (_, _, body) = get(s.port, "/history.json", &auth);
         body.contains("\"load.1\"").then_some(())
@@ -168,15 +186,25 @@ fn status_json_is_the_control_sockets_status_and_no_secret_is_shown() {
     for path in ["/", "/status.json", "/history.json"] {
         let (status, head, body) = get(s.port, path, &auth);
         assert_eq!(status, 200, "{path}: {head}");
-        let kind = if path == "/" { "text/html" } else { "application/json" };
-        assert!(head.contains(&format!("Content-Type: {kind}")), "{path}: {head}");
+        let kind = if path == "/" {
+            "text/html"
+        } else {
+            "application/json"
+        };
+        assert!(
+            head.contains(&format!("Content-Type: {kind}")),
+            "{path}: {head}"
+        );
         served.push_str(&head);
         served.push_str(&body);
     }
     for secret in [AUTH_PASSWORD, MQTT_PASSWORD] {
         assert!(!served.contains(secret), "{secret} is shown:\n{served}");
     }
-    assert!(served.len() > 5000 && served.contains("\"broker\""), "{served}");
+    assert!(
+        served.len() > 5000 && served.contains("\"broker\""),
+        "{served}"
+    );
 
     // The same document as `pipit ctl status --json`, down to its keys.
     let ctl = Command::new(binary())

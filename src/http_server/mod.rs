@@ -24,8 +24,13 @@ pub mod page;
 pub mod request;
 #[cfg(feature = "http_server")]
 mod server;
+#[cfg(feature = "http_server")]
+mod stream;
+#[cfg(all(feature = "http_server", feature = "tls"))]
+mod tls;
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::config::reader::{Problems, Table};
@@ -77,6 +82,18 @@ pub struct HttpServerConfig {
     /// How often the charted metrics are sampled; the page shows the last 120 samples. Default
     /// 30 s (an hour).
     pub chart_step: Duration,
+    /// The certificate and key of HTTPS (the `tls` feature); default none: plain HTTP.
+    pub tls: Option<TlsFiles>,
+}
+
+/// The PEM files of the endpoint's HTTPS.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsFiles {
+    /// `tls_cert`: the server's certificate, followed by the intermediate certificates that
+    /// clients need to reach their trusted root.
+    pub cert: PathBuf,
+    /// `tls_key`: the certificate's private key.
+    pub key: PathBuf,
 }
 
 /// The defaults of the `http_server` section, in one place.
@@ -97,6 +114,7 @@ impl Default for HttpServerConfig {
             write_timeout: Duration::from_secs(10),
             charts: DEFAULT_CHARTS.iter().map(|p| Pattern::new(p)).collect(),
             chart_step: Duration::from_secs(30),
+            tls: None,
         }
     }
 }
@@ -183,6 +201,7 @@ pub fn read_config(mut t: Table<'_>, problems: &mut Problems) -> HttpServerConfi
         });
     let chart_step =
         t.duration_at_least("chart_step", d.chart_step, Duration::from_secs(1), problems);
+    let tls = read_tls(&mut t, problems);
     t.finish(problems);
     HttpServerConfig {
         enabled,
@@ -196,6 +215,30 @@ pub fn read_config(mut t: Table<'_>, problems: &mut Problems) -> HttpServerConfi
         write_timeout,
         charts,
         chart_step,
+        tls,
+    }
+}
+
+/// `tls_cert` and `tls_key`: both or neither, and only in a build with the `tls` feature.
+fn read_tls(t: &mut Table<'_>, problems: &mut Problems) -> Option<TlsFiles> {
+    let cert = t.get::<PathBuf>("tls_cert", problems);
+    let key = t.get::<PathBuf>("tls_key", problems);
+    if (cert.is_some() || key.is_some()) && !cfg!(feature = "tls") {
+        problems.at(
+            t.as_field(),
+            "this pipit is built without the tls feature: remove tls_cert and tls_key, or use a build with it",
+        );
+    }
+    match (cert, key) {
+        (Some(cert), Some(key)) => Some(TlsFiles { cert, key }),
+        (None, None) => None,
+        _ => {
+            problems.at(
+                t.as_field(),
+                "tls_cert and tls_key go together: set both (HTTPS) or neither (HTTP)",
+            );
+            None
+        }
     }
 }
 
@@ -300,5 +343,32 @@ mod tests {
             read(r#"{"basic_auth": {"username": "u"}}"#).unwrap_err()[0]
                 .contains("missing required key \"password\"")
         );
+    }
+
+    #[test]
+    fn tls_files_go_together_and_page_keys_need_their_features() {
+        let both = read(r#"{"tls_cert": "/etc/pipit/c.pem", "tls_key": "/etc/pipit/k.pem"}"#);
+        if cfg!(feature = "tls") {
+            assert_eq!(
+                both.unwrap().tls.unwrap().key,
+                PathBuf::from("/etc/pipit/k.pem")
+            );
+        } else {
+            assert!(both.unwrap_err()[0].contains("built without the tls feature"));
+        }
+        let one = read(r#"{"tls_cert": "/c.pem"}"#).unwrap_err().join("\n");
+        assert!(one.contains("tls_cert and tls_key go together"), "{one}");
+        let charts = read(r#"{"charts": ["load.*"]}"#);
+        if cfg!(feature = "status_page") {
+            assert_eq!(charts.unwrap().charts, vec![Pattern::new("load.*")]);
+        } else {
+            let errors = charts.unwrap_err();
+            assert!(
+                errors[0].contains(
+                    "http_server.charts: this pipit is built without the status_page feature"
+                ),
+                "{errors:?}"
+            );
+        }
     }
 }

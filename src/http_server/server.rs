@@ -15,6 +15,7 @@ use super::exposition;
 #[cfg(feature = "status_page")]
 use super::page::{Body, Page};
 use super::request::{self, Refusal, Request};
+use super::stream::Stream;
 use crate::complain::Complaint;
 use crate::telemetry::Telemetry;
 
@@ -38,6 +39,10 @@ pub enum HttpServerError {
     },
     /// The serving thread or its wake-up channel could not be made.
     Io(io::Error),
+    /// The certificate or key of `http_server.tls_cert` and `tls_key` cannot be used; the text
+    /// says which file and why.
+    #[cfg(feature = "tls")]
+    Tls(String),
 }
 
 impl fmt::Display for HttpServerError {
@@ -48,6 +53,11 @@ impl fmt::Display for HttpServerError {
                 "cannot listen on {addr}: {error}; free the port or change http_server.binds"
             ),
             HttpServerError::Io(error) => write!(f, "cannot start: {error}"),
+            #[cfg(feature = "tls")]
+            HttpServerError::Tls(why) => write!(
+                f,
+                "cannot serve HTTPS: {why}; fix http_server.tls_cert and tls_key"
+            ),
         }
     }
 }
@@ -69,6 +79,8 @@ enum Outcome {
     CutOff,
     #[cfg(feature = "status_page")]
     Unavailable,
+    #[cfg(feature = "tls")]
+    NotTls,
 }
 
 impl Outcome {
@@ -85,6 +97,8 @@ impl Outcome {
         Outcome::CutOff,
         #[cfg(feature = "status_page")]
         Outcome::Unavailable,
+        #[cfg(feature = "tls")]
+        Outcome::NotTls,
     ];
 
     fn label(self) -> &'static str {
@@ -101,6 +115,8 @@ impl Outcome {
             Outcome::CutOff => "answer_cut_off",
             #[cfg(feature = "status_page")]
             Outcome::Unavailable => "status_unavailable",
+            #[cfg(feature = "tls")]
+            Outcome::NotTls => "refused_not_tls",
         }
     }
 
@@ -119,6 +135,8 @@ impl Outcome {
             Outcome::CutOff => "500 Internal Server Error",
             #[cfg(feature = "status_page")]
             Outcome::Unavailable => "503 Service Unavailable\r\nRetry-After: 2",
+            #[cfg(feature = "tls")]
+            Outcome::NotTls => "400 Bad Request",
         }
     }
 
@@ -136,6 +154,8 @@ impl Outcome {
             }
             #[cfg(feature = "status_page")]
             Outcome::Unavailable => "the agent did not give its status in time (reloading?)",
+            #[cfg(feature = "tls")]
+            Outcome::NotTls => "it did not speak TLS to the HTTPS endpoint (plain http://?)",
             Outcome::Served | Outcome::NotFound | Outcome::Method => "",
         }
     }
@@ -183,10 +203,13 @@ impl Tally {
 
 /// A connection whose request head is still arriving.
 struct Connection {
-    stream: TcpStream,
+    stream: Stream,
     peer: IpAddr,
     deadline: Instant,
     head: Vec<u8>,
+    /// True until the first bytes arrive.
+    #[cfg(feature = "tls")]
+    fresh: bool,
 }
 
 /// The running endpoint; stops and closes its sockets when dropped.
@@ -222,9 +245,16 @@ impl Server {
             listeners.push(listener);
         }
         let (wake, woken) = UnixStream::pair().map_err(HttpServerError::Io)?;
+        #[cfg(feature = "tls")]
+        let tls = match &config.tls {
+            Some(files) => Some(super::tls::server_config(files).map_err(HttpServerError::Tls)?),
+            None => None,
+        };
         let endpoint = Endpoint {
             config: config.clone(),
             telemetry,
+            #[cfg(feature = "tls")]
+            tls,
             #[cfg(feature = "status_page")]
             page: Page::new(config, status),
         };
@@ -262,6 +292,9 @@ const PATHS: &str = "/metrics and the status page";
 struct Endpoint {
     config: HttpServerConfig,
     telemetry: Arc<Telemetry>,
+    /// The TLS settings, when the endpoint speaks HTTPS.
+    #[cfg(feature = "tls")]
+    tls: Option<Arc<rustls::ServerConfig>>,
     #[cfg(feature = "status_page")]
     page: Page,
 }
@@ -286,7 +319,7 @@ fn serve(endpoint: Endpoint, listeners: &[TcpListener], woken: &UnixStream) {
         );
         fds.extend(
             open.iter()
-                .map(|c| crate::sys::readable(c.stream.as_raw_fd())),
+                .map(|c| crate::sys::readable(c.stream.tcp().as_raw_fd())),
         );
         fds.extend(
             closing
@@ -345,7 +378,7 @@ fn serve(endpoint: Endpoint, listeners: &[TcpListener], woken: &UnixStream) {
         closing = lingering;
         for (l, fd) in listeners.iter().zip(&fds[1..]) {
             if crate::sys::is_ready(fd) {
-                answered.extend(accept_all(l, config, &mut open, &mut tally));
+                answered.extend(accept_all(l, &endpoint, &mut open, &mut tally));
             }
         }
         for stream in answered {
@@ -392,6 +425,10 @@ fn read_head(
     c: &mut Connection,
     config: &HttpServerConfig,
 ) -> Result<Option<Option<Request>>, Outcome> {
+    #[cfg(feature = "tls")]
+    if std::mem::take(&mut c.fresh) && c.stream.plain_on_tls() {
+        return Err(Outcome::NotTls);
+    }
     let mut chunk = [0u8; 2048];
     loop {
         let room = (config.max_request_bytes + 1).saturating_sub(c.head.len());
@@ -420,13 +457,14 @@ fn read_head(
 /// returns the refused ones, answered.
 fn accept_all(
     listener: &TcpListener,
-    config: &HttpServerConfig,
+    endpoint: &Endpoint,
     open: &mut Vec<Connection>,
     tally: &mut Tally,
 ) -> Vec<TcpStream> {
+    let config = &endpoint.config;
     let mut refused = Vec::new();
     loop {
-        let (stream, peer) = match listener.accept() {
+        let (tcp, peer) = match listener.accept() {
             Ok(accepted) => accepted,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
             // WouldBlock ends the round; other errors (out of descriptors, a connection reset
@@ -434,29 +472,57 @@ fn accept_all(
             Err(_) => return refused,
         };
         let peer = peer.ip().to_canonical();
+        let Some(stream) = endpoint.stream(tcp) else {
+            continue;
+        };
         if !config.allowed_networks.iter().any(|n| n.contains(peer)) {
             refused.push(refuse(stream, peer, Outcome::Network, tally));
         } else if open.len() >= config.max_connections {
             refused.push(refuse(stream, peer, Outcome::Busy, tally));
-        } else if stream.set_nonblocking(true).is_ok() {
+        } else if stream.tcp().set_nonblocking(true).is_ok() {
             open.push(Connection {
                 stream,
                 peer,
                 deadline: Instant::now() + config.request_timeout,
                 head: Vec::new(),
+                #[cfg(feature = "tls")]
+                fresh: true,
             });
         }
     }
 }
 
+impl Endpoint {
+    /// A new client's connection, in TLS when the endpoint speaks HTTPS; `None` when its
+    /// session cannot be made.
+    fn stream(&self, tcp: TcpStream) -> Option<Stream> {
+        #[cfg(feature = "tls")]
+        if let Some(tls) = &self.tls {
+            let session = rustls::ServerConnection::new(tls.clone()).ok()?;
+            return Some(Stream::Tls(Box::new(rustls::StreamOwned::new(
+                session, tcp,
+            ))));
+        }
+        Some(Stream::Plain(tcp))
+    }
+}
+
 /// Counts a refusal and sends its short answer, without waiting for a peer that does not read;
-/// returns the stream shut for writing.
-fn refuse(stream: TcpStream, peer: IpAddr, outcome: Outcome, tally: &mut Tally) -> TcpStream {
+/// returns the socket shut for writing. Over TLS the answer goes out only once the handshake is
+/// done: a client refused before it (at accept) sees the connection closed.
+fn refuse(mut stream: Stream, peer: IpAddr, outcome: Outcome, tally: &mut Tally) -> TcpStream {
     tally.count(outcome, peer);
-    let _ = stream.set_nonblocking(true);
-    let _ = write_head(&mut &stream, outcome, "text/plain");
-    let _ = stream.shutdown(std::net::Shutdown::Write);
-    stream
+    let _ = stream.tcp().set_nonblocking(true);
+    #[cfg(feature = "tls")]
+    if outcome == Outcome::NotTls {
+        // The client speaks plain HTTP: so does the answer.
+        let tcp = stream.into_tcp();
+        let _ = write_head(&mut &tcp, outcome, "text/plain");
+        let _ = tcp.shutdown(std::net::Shutdown::Write);
+        return tcp;
+    }
+    let _ = write_head(&mut stream, outcome, "text/plain");
+    stream.finish()
 }
 
 fn write_head(out: &mut impl Write, outcome: Outcome, content_type: &str) -> io::Result<()> {
@@ -473,7 +539,12 @@ fn write_head(out: &mut impl Write, outcome: Outcome, content_type: &str) -> io:
 }
 
 /// Answers a whole request head; returns the stream shut for writing.
-fn answer(c: Connection, request: &Request, endpoint: &Endpoint, tally: &mut Tally) -> TcpStream {
+fn answer(
+    mut c: Connection,
+    request: &Request,
+    endpoint: &Endpoint,
+    tally: &mut Tally,
+) -> TcpStream {
     let config = &endpoint.config;
     let authorized = config.basic_auth.as_ref().is_none_or(|secret| {
         let expected = format!("Basic {}", request::base64(secret.expose().as_bytes()));
@@ -507,14 +578,14 @@ fn answer(c: Connection, request: &Request, endpoint: &Endpoint, tally: &mut Tal
         return refuse(c.stream, c.peer, outcome, tally);
     }
     tally.count(outcome, c.peer);
-    if c.stream.set_nonblocking(false).is_err() {
-        return c.stream;
+    if c.stream.tcp().set_nonblocking(false).is_err() {
+        return c.stream.finish();
     }
     let deadline = Instant::now() + config.write_timeout;
     let mut out = BufWriter::with_capacity(
         WRITE_BUFFER,
         Deadline {
-            stream: &c.stream,
+            stream: &mut c.stream,
             deadline,
         },
     );
@@ -544,14 +615,13 @@ fn answer(c: Connection, request: &Request, endpoint: &Endpoint, tally: &mut Tal
         tally.count(Outcome::CutOff, c.peer);
         log::debug!(target: LOG, "answer to {} cut off: {e}", c.peer);
     }
-    let _ = c.stream.shutdown(std::net::Shutdown::Write);
-    let _ = c.stream.set_nonblocking(true);
-    c.stream
+    let _ = c.stream.tcp().set_nonblocking(true);
+    c.stream.finish()
 }
 
 /// A socket whose writes all end by one deadline.
 struct Deadline<'a> {
-    stream: &'a TcpStream,
+    stream: &'a mut Stream,
     deadline: Instant,
 }
 
@@ -561,11 +631,17 @@ impl Write for Deadline<'_> {
         if left.is_zero() {
             return Err(io::ErrorKind::TimedOut.into());
         }
-        self.stream.set_write_timeout(Some(left))?;
-        (&mut &*self.stream).write(buf)
+        self.stream.tcp().set_write_timeout(Some(left))?;
+        self.stream.write(buf)
     }
 
+    /// Sends what the TLS session still holds; nothing to do on plain TCP.
     fn flush(&mut self) -> io::Result<()> {
-        Ok(())
+        let left = self.deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(io::ErrorKind::TimedOut.into());
+        }
+        self.stream.tcp().set_write_timeout(Some(left))?;
+        self.stream.flush()
     }
 }

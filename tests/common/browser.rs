@@ -139,7 +139,10 @@ impl Browser {
         let problem = match event["method"].as_str() {
             Some("Runtime.exceptionThrown") => Some(params["exceptionDetails"].to_string()),
             Some("Runtime.consoleAPICalled")
-                if matches!(params["type"].as_str(), Some("error" | "warning" | "assert")) =>
+                if matches!(
+                    params["type"].as_str(),
+                    Some("error" | "warning" | "assert")
+                ) =>
             {
                 Some(params["args"].to_string())
             }

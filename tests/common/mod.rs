@@ -2,6 +2,7 @@
 #![allow(dead_code)]
 
 pub mod browser;
+pub mod certs;
 pub mod disk;
 pub mod netns;
 pub mod outputs;
