@@ -240,10 +240,11 @@ impl Endpoint {
         }
     }
 
-    /// After a reload: restarts the endpoint when its section changed (stopping the old one
-    /// first, so that the same addresses can be bound again).
+    /// After a reload: restarts the endpoint when its section changed, or when it serves HTTPS
+    /// (so that renewed certificate files are read), stopping the old one first so that the same
+    /// addresses can be bound again.
     fn follow(&mut self, agent: &Agent) {
-        if agent.config().http_server != self.config {
+        if agent.config().http_server != self.config || self.config.tls.is_some() {
             self.server = None;
             *self = Endpoint::start(
                 agent,

@@ -210,3 +210,17 @@ print(answer.split(b"\r\n")[0].decode(), round(time.monotonic() - start, 2))
         .unwrap();
     assert!(busy_count >= 1, "{body}");
 }
+
+#[test]
+fn a_reload_reads_a_renewed_certificate() {
+    let s = start("https-renew", "");
+    metrics_with(&s, "load_1{");
+    let old_ca = s.dir.path().join("old-ca.pem");
+    fs::copy(&s.ca, &old_ca).unwrap();
+    // A new CA and certificate in the same files, as a renewal leaves them.
+    issue(s.dir.path(), "server", "serverAuth");
+    s.agent.signal("HUP");
+    metrics_with(&s, "load_1{");
+    let refused = curl(s.port, "/metrics", &old_ca);
+    assert_eq!(refused.status.code(), Some(60), "{refused:?}");
+}
