@@ -262,7 +262,15 @@ impl Server {
             .name("http_server".into())
             .spawn(move || serve(endpoint, &listeners, &woken))
             .map_err(HttpServerError::Io)?;
-        log::info!(target: LOG, "serving {PATHS} on {binds:?}");
+        #[cfg(feature = "tls")]
+        let scheme = if config.tls.is_some() {
+            "HTTPS"
+        } else {
+            "HTTP"
+        };
+        #[cfg(not(feature = "tls"))]
+        let scheme = "HTTP";
+        log::info!(target: LOG, "serving {PATHS} over {scheme} on {binds:?}");
         Ok(Server {
             binds,
             wake,
