@@ -205,7 +205,8 @@ struct Endpoint {
     orders: Sender<Order>,
 }
 
-/// How long the status page waits for the run loop's status (longer only during a reload).
+/// How long the status page waits for the run loop's status. The loop answers at once unless it
+/// is reloading or stopping; the endpoint's thread waits no longer than this for it then.
 #[cfg(feature = "status_page")]
 const PAGE_STATUS_TIMEOUT: Duration = Duration::from_secs(2);
 
