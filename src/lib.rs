@@ -47,6 +47,8 @@ pub mod supervisor;
 #[allow(unsafe_code)]
 pub mod sys;
 pub mod telemetry;
+#[cfg(feature = "tls")]
+pub mod tls;
 pub mod udp;
 
 pub use event::{Event, Kind, Metric, State};

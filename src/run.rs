@@ -121,6 +121,12 @@ pub fn run(source: ConfigSource) -> Result<StopReport, RunError> {
         });
     })
     .map_err(RunError::Signals)?;
+    #[cfg(feature = "http_server")]
+    let mut endpoint = Endpoint::start(
+        &agent,
+        #[cfg(feature = "status_page")]
+        orders.clone(),
+    );
     let server = if control.enabled {
         Server::start(&control, agent.telemetry().clone(), orders)
             .map_err(|e| log::error!(target: "control", "no control socket: {e}"))
@@ -128,9 +134,6 @@ pub fn run(source: ConfigSource) -> Result<StopReport, RunError> {
     } else {
         None
     };
-
-    #[cfg(feature = "http_server")]
-    let mut endpoint = Endpoint::start(&agent);
 
     let mut next_watch = Instant::now() + WATCH_EVERY;
     let mut next_trim = Instant::now() + FIRST_TRIM;
@@ -197,30 +200,58 @@ pub fn run(source: ConfigSource) -> Result<StopReport, RunError> {
 struct Endpoint {
     config: crate::http_server::HttpServerConfig,
     server: Option<crate::http_server::Server>,
+    /// The run loop's channel, through which the status page asks for the status.
+    #[cfg(feature = "status_page")]
+    orders: Sender<Order>,
 }
+
+/// How long the status page waits for the run loop's status. The loop answers at once unless it
+/// is reloading or stopping; the endpoint's thread waits no longer than this for it then.
+#[cfg(feature = "status_page")]
+const PAGE_STATUS_TIMEOUT: Duration = Duration::from_secs(2);
 
 #[cfg(feature = "http_server")]
 impl Endpoint {
     /// Starts the endpoint if the agent's config enables it; a failure is logged and the agent
     /// runs without it.
-    fn start(agent: &Agent) -> Endpoint {
+    fn start(agent: &Agent, #[cfg(feature = "status_page")] orders: Sender<Order>) -> Endpoint {
         let config = agent.config().http_server.clone();
         let server = if config.enabled {
-            crate::http_server::Server::start(&config, agent.telemetry().clone())
-                .map_err(|e| log::error!(target: "http_server", "no endpoint: {e}"))
-                .ok()
+            #[cfg(feature = "status_page")]
+            let status: crate::http_server::StatusSource = {
+                let orders = orders.clone();
+                Box::new(move || crate::control::status_line(&orders, PAGE_STATUS_TIMEOUT).ok())
+            };
+            crate::http_server::Server::start(
+                &config,
+                agent.telemetry().clone(),
+                #[cfg(feature = "status_page")]
+                status,
+            )
+            .map_err(|e| log::error!(target: "http_server", "no endpoint: {e}"))
+            .ok()
         } else {
             None
         };
-        Endpoint { config, server }
+        Endpoint {
+            config,
+            server,
+            #[cfg(feature = "status_page")]
+            orders,
+        }
     }
 
-    /// After a reload: restarts the endpoint when its section changed (stopping the old one
-    /// first, so that the same addresses can be bound again).
+    /// After a reload: restarts the endpoint when its section changed, or when it serves HTTPS
+    /// (so that renewed certificate files are read), stopping the old one first so that the same
+    /// addresses can be bound again.
     fn follow(&mut self, agent: &Agent) {
-        if agent.config().http_server != self.config {
+        if agent.config().http_server != self.config || self.config.tls.is_some() {
             self.server = None;
-            *self = Endpoint::start(agent);
+            *self = Endpoint::start(
+                agent,
+                #[cfg(feature = "status_page")]
+                self.orders.clone(),
+            );
         }
     }
 }

@@ -8,6 +8,7 @@
 #         mosquitto mosquitto-clients python3-paho-mqtt (the MQTT broker of tests/mqtt_peer.rs and
 #         its independent subscriber),
 #         prometheus (its server and promtool, for tests/http_server.rs),
+#         chromium (the headless browser that loads the status page in tests/status_page.rs),
 #         dnsmasq-base (the DNS server of tests/dns.rs and the DHCP server of
 #         tests/router_sources.rs; no service comes with it), busybox (its udhcpc DHCP client),
 #         nftables (nft, which makes the tables of tests/router_sources.rs and reads their
@@ -26,7 +27,7 @@ set -euo pipefail
 
 APT_PKGS=(graphite-carbon carbon-c-relay python3-whisper influxdb collectd-core victoria-metrics iproute2
           dnsmasq-base busybox shellcheck systemd make mosquitto mosquitto-clients python3-paho-mqtt
-          prometheus nftables)
+          prometheus nftables chromium)
 SERVICES=(carbon-cache carbon-c-relay influxdb collectd victoria-metrics mosquitto prometheus)
 PYTHON="${PIPIT_TEST_PYTHON:-python3}"
 POLICY=/usr/sbin/policy-rc.d
@@ -177,7 +178,7 @@ command -v nft >/dev/null 2>&1 || { echo "[install-deps] nft not on PATH" >&2; e
 for tool in shellcheck systemd-analyze systemd-sysusers; do
     command -v "$tool" >/dev/null 2>&1 || { echo "[install-deps] $tool not on PATH" >&2; exit 1; }
 done
-for tool in /usr/sbin/mosquitto mosquitto_passwd; do
+for tool in /usr/sbin/mosquitto mosquitto_passwd /usr/bin/chromium; do
     command -v "$tool" >/dev/null 2>&1 || { echo "[install-deps] $tool not on PATH" >&2; exit 1; }
 done
 /usr/bin/python3 -c 'import paho.mqtt.client' ||

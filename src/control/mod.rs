@@ -551,8 +551,8 @@ fn answer(line: &[u8], shared: &Shared) -> (Answer, bool) {
             let found = shared.telemetry.catalogue.query(&query);
             return (Answer::Metrics { found, metadata }, false);
         }
-        Request::Status => ask(shared, Order::Status).map(|s| protocol::result_line(&s)),
-        Request::Reload => match ask(shared, |tx| Order::Reload(Some(tx))) {
+        Request::Status => status_line(&shared.orders, REPLY_TIMEOUT),
+        Request::Reload => match ask(&shared.orders, |tx| Order::Reload(Some(tx)), REPLY_TIMEOUT) {
             Ok(Ok(message)) => Ok(protocol::result_line(&protocol::Reloaded {
                 reloaded: true,
                 message: &message,
@@ -590,20 +590,29 @@ fn stopping() -> ProtocolError {
     ProtocolError::new(Code::Unavailable, "the agent is stopping")
 }
 
-/// Asks the run loop and waits for its answer.
-fn ask<T>(shared: &Shared, order: impl FnOnce(Sender<T>) -> Order) -> Result<T, ProtocolError> {
+/// The answer line to `status`, as the control socket sends it (and `pipit ctl status --json`
+/// prints it): asked of the run loop through `orders`, waiting for it at most `timeout`.
+pub fn status_line(orders: &Sender<Order>, timeout: Duration) -> Result<String, ProtocolError> {
+    ask(orders, Order::Status, timeout).map(|s| protocol::result_line(&s))
+}
+
+/// Asks the run loop and waits for its answer, at most `timeout` for each of the two steps.
+fn ask<T>(
+    orders: &Sender<Order>,
+    order: impl FnOnce(Sender<T>) -> Order,
+    timeout: Duration,
+) -> Result<T, ProtocolError> {
     let (tx, rx) = bounded(1);
-    shared
-        .orders
-        .send_timeout(order(tx), REPLY_TIMEOUT)
+    orders
+        .send_timeout(order(tx), timeout)
         .map_err(|_| stopping())?;
-    rx.recv_timeout(REPLY_TIMEOUT).map_err(|e| {
+    rx.recv_timeout(timeout).map_err(|e| {
         if e.is_timeout() {
             ProtocolError::new(
                 Code::Unavailable,
                 format!(
-                    "the agent did not answer within {}s",
-                    REPLY_TIMEOUT.as_secs()
+                    "the agent did not answer within {}",
+                    crate::config::duration::format(timeout)
                 ),
             )
         } else {

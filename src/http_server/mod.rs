@@ -9,24 +9,50 @@
 //! every refusal is counted (`pipit_http_requests_total{outcome}` on `/metrics`) and logged once
 //! while it repeats.
 //!
+//! With the `status_page` feature it also serves a status page at `/` ([`page`]).
+//!
 //! The section is read in every build; the server itself needs the `http_server` feature.
 
 #[cfg(feature = "http_server")]
 pub mod exposition;
+#[cfg(feature = "status_page")]
+pub mod history;
 pub mod network;
+#[cfg(feature = "status_page")]
+pub mod page;
 #[cfg(feature = "http_server")]
 pub mod request;
 #[cfg(feature = "http_server")]
 mod server;
+#[cfg(feature = "http_server")]
+mod stream;
+#[cfg(all(feature = "http_server", feature = "tls"))]
+mod tls;
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::config::reader::{Problems, Table};
 use crate::config::secret::Secret;
+use crate::pattern::Pattern;
 pub use network::Network;
 #[cfg(feature = "http_server")]
 pub use server::{HttpServerError, Server};
+
+/// Where the status page gets the agent's status: the `status` answer line of the control
+/// protocol (as `pipit ctl status --json` prints it), or `None` when the agent did not give it in
+/// time.
+pub type StatusSource = Box<dyn Fn() -> Option<String> + Send>;
+
+/// The metrics the status page charts unless `http_server.charts` says otherwise.
+pub const DEFAULT_CHARTS: [&str; 5] = [
+    "load.1",
+    "memory.used",
+    "interface.*.rx_bytes",
+    "interface.*.tx_bytes",
+    "pipit.delivered.*",
+];
 
 /// The `http_server` section.
 #[derive(Debug, Clone, PartialEq)]
@@ -49,6 +75,25 @@ pub struct HttpServerConfig {
     pub request_timeout: Duration,
     /// How long the whole answer may take to send; default 10 s.
     pub write_timeout: Duration,
+    /// The metrics the status page charts (glob patterns over service names, and
+    /// `pipit.delivered.<output>` for each output's deliveries per second); default
+    /// [`DEFAULT_CHARTS`].
+    pub charts: Vec<Pattern>,
+    /// How often the charted metrics are sampled; the page shows the last 120 samples. Default
+    /// 30 s (an hour).
+    pub chart_step: Duration,
+    /// The certificate and key of HTTPS (the `tls` feature); default none: plain HTTP.
+    pub tls: Option<TlsFiles>,
+}
+
+/// The PEM files of the endpoint's HTTPS.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsFiles {
+    /// `tls_cert`: the server's certificate, followed by the intermediate certificates that
+    /// clients need to reach their trusted root.
+    pub cert: PathBuf,
+    /// `tls_key`: the certificate's private key.
+    pub key: PathBuf,
 }
 
 /// The defaults of the `http_server` section, in one place.
@@ -67,6 +112,9 @@ impl Default for HttpServerConfig {
             max_headers: 32,
             request_timeout: Duration::from_secs(5),
             write_timeout: Duration::from_secs(10),
+            charts: DEFAULT_CHARTS.iter().map(|p| Pattern::new(p)).collect(),
+            chart_step: Duration::from_secs(30),
+            tls: None,
         }
     }
 }
@@ -138,6 +186,22 @@ pub fn read_config(mut t: Table<'_>, problems: &mut Problems) -> HttpServerConfi
     let min = Duration::from_millis(10);
     let request_timeout = t.duration_at_least("request_timeout", d.request_timeout, min, problems);
     let write_timeout = t.duration_at_least("write_timeout", d.write_timeout, min, problems);
+    if !cfg!(feature = "status_page") {
+        if let Some(field) = t.field("charts").or_else(|| t.field("chart_step")) {
+            problems.at(
+                &field,
+                "this pipit is built without the status_page feature; use a build with it or remove the key",
+            );
+        }
+    }
+    let charts = t
+        .get::<Vec<String>>("charts", problems)
+        .map_or(d.charts, |list| {
+            list.iter().map(|p| Pattern::new(p)).collect()
+        });
+    let chart_step =
+        t.duration_at_least("chart_step", d.chart_step, Duration::from_secs(1), problems);
+    let tls = read_tls(&mut t, problems);
     t.finish(problems);
     HttpServerConfig {
         enabled,
@@ -149,6 +213,32 @@ pub fn read_config(mut t: Table<'_>, problems: &mut Problems) -> HttpServerConfi
         max_headers,
         request_timeout,
         write_timeout,
+        charts,
+        chart_step,
+        tls,
+    }
+}
+
+/// `tls_cert` and `tls_key`: both or neither, and only in a build with the `tls` feature.
+fn read_tls(t: &mut Table<'_>, problems: &mut Problems) -> Option<TlsFiles> {
+    let cert = t.get::<PathBuf>("tls_cert", problems);
+    let key = t.get::<PathBuf>("tls_key", problems);
+    if (cert.is_some() || key.is_some()) && !cfg!(feature = "tls") {
+        problems.at(
+            t.as_field(),
+            "this pipit is built without the tls feature: remove tls_cert and tls_key, or use a build with it",
+        );
+    }
+    match (cert, key) {
+        (Some(cert), Some(key)) => Some(TlsFiles { cert, key }),
+        (None, None) => None,
+        _ => {
+            problems.at(
+                t.as_field(),
+                "tls_cert and tls_key go together: set both (HTTPS) or neither (HTTP)",
+            );
+            None
+        }
     }
 }
 
@@ -251,5 +341,34 @@ mod tests {
             read(r#"{"basic_auth": {"username": "u"}}"#).unwrap_err()[0]
                 .contains("missing required key \"password\"")
         );
+    }
+
+    #[test]
+    fn tls_files_go_together_and_page_keys_need_their_features() {
+        let both = read(r#"{"tls_cert": "/etc/pipit/c.pem", "tls_key": "/etc/pipit/k.pem"}"#);
+        if cfg!(feature = "tls") {
+            assert_eq!(
+                both.unwrap().tls.unwrap().key,
+                PathBuf::from("/etc/pipit/k.pem")
+            );
+        } else {
+            assert!(both.unwrap_err()[0].contains("built without the tls feature"));
+        }
+        let one = read(r#"{"tls_cert": "/c.pem"}"#).unwrap_err().join("\n");
+        assert!(one.contains("tls_cert and tls_key go together"), "{one}");
+        let charts = read(r#"{"charts": ["load.*"], "chart_step": "1m"}"#);
+        if cfg!(feature = "status_page") {
+            let c = charts.unwrap();
+            assert_eq!(c.charts, vec![Pattern::new("load.*")]);
+            assert_eq!(c.chart_step, Duration::from_secs(60));
+        } else {
+            let errors = charts.unwrap_err();
+            assert!(
+                errors[0].contains(
+                    "http_server.charts: this pipit is built without the status_page feature"
+                ),
+                "{errors:?}"
+            );
+        }
     }
 }

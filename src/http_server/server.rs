@@ -12,7 +12,10 @@ use std::time::{Duration, Instant, SystemTime};
 
 use super::HttpServerConfig;
 use super::exposition;
+#[cfg(feature = "status_page")]
+use super::page::{Body, Page};
 use super::request::{self, Refusal, Request};
+use super::stream::Stream;
 use crate::complain::Complaint;
 use crate::telemetry::Telemetry;
 
@@ -36,6 +39,10 @@ pub enum HttpServerError {
     },
     /// The serving thread or its wake-up channel could not be made.
     Io(io::Error),
+    /// The certificate or key of `http_server.tls_cert` and `tls_key` cannot be used; the text
+    /// says which file and why.
+    #[cfg(feature = "tls")]
+    Tls(String),
 }
 
 impl fmt::Display for HttpServerError {
@@ -46,6 +53,11 @@ impl fmt::Display for HttpServerError {
                 "cannot listen on {addr}: {error}; free the port or change http_server.binds"
             ),
             HttpServerError::Io(error) => write!(f, "cannot start: {error}"),
+            #[cfg(feature = "tls")]
+            HttpServerError::Tls(why) => write!(
+                f,
+                "cannot serve HTTPS: {why}; fix http_server.tls_cert and tls_key"
+            ),
         }
     }
 }
@@ -65,10 +77,14 @@ enum Outcome {
     Malformed,
     Timeout,
     CutOff,
+    #[cfg(feature = "status_page")]
+    Unavailable,
+    #[cfg(feature = "tls")]
+    NotTls,
 }
 
 impl Outcome {
-    const ALL: [Outcome; 10] = [
+    const ALL: &[Outcome] = &[
         Outcome::Served,
         Outcome::NotFound,
         Outcome::Method,
@@ -79,6 +95,10 @@ impl Outcome {
         Outcome::Malformed,
         Outcome::Timeout,
         Outcome::CutOff,
+        #[cfg(feature = "status_page")]
+        Outcome::Unavailable,
+        #[cfg(feature = "tls")]
+        Outcome::NotTls,
     ];
 
     fn label(self) -> &'static str {
@@ -93,6 +113,10 @@ impl Outcome {
             Outcome::Malformed => "refused_malformed",
             Outcome::Timeout => "refused_timeout",
             Outcome::CutOff => "answer_cut_off",
+            #[cfg(feature = "status_page")]
+            Outcome::Unavailable => "status_unavailable",
+            #[cfg(feature = "tls")]
+            Outcome::NotTls => "refused_not_tls",
         }
     }
 
@@ -109,6 +133,10 @@ impl Outcome {
             Outcome::Malformed => "400 Bad Request",
             Outcome::Timeout => "408 Request Timeout",
             Outcome::CutOff => "500 Internal Server Error",
+            #[cfg(feature = "status_page")]
+            Outcome::Unavailable => "503 Service Unavailable\r\nRetry-After: 2",
+            #[cfg(feature = "tls")]
+            Outcome::NotTls => "400 Bad Request",
         }
     }
 
@@ -124,6 +152,10 @@ impl Outcome {
             Outcome::CutOff => {
                 "the answer was not taken within http_server.write_timeout, or the peer left"
             }
+            #[cfg(feature = "status_page")]
+            Outcome::Unavailable => "the agent did not give its status in time (reloading?)",
+            #[cfg(feature = "tls")]
+            Outcome::NotTls => "it did not speak TLS to the HTTPS endpoint (plain http://?)",
             Outcome::Served | Outcome::NotFound | Outcome::Method => "",
         }
     }
@@ -157,7 +189,7 @@ impl Tally {
             b"# HELP pipit_http_requests_total requests to the http_server endpoint by how they ended\n\
               # TYPE pipit_http_requests_total counter\n",
         )?;
-        for outcome in Outcome::ALL {
+        for &outcome in Outcome::ALL {
             writeln!(
                 out,
                 "pipit_http_requests_total{{outcome=\"{}\"}} {}",
@@ -171,10 +203,13 @@ impl Tally {
 
 /// A connection whose request head is still arriving.
 struct Connection {
-    stream: TcpStream,
+    stream: Stream,
     peer: IpAddr,
     deadline: Instant,
     head: Vec<u8>,
+    /// True until the first bytes arrive.
+    #[cfg(feature = "tls")]
+    fresh: bool,
 }
 
 /// The running endpoint; stops and closes its sockets when dropped.
@@ -193,10 +228,12 @@ impl fmt::Debug for Server {
 }
 
 impl Server {
-    /// Binds every address of `config` and starts serving the catalogue of `telemetry`.
+    /// Binds every address of `config` and starts serving the catalogue of `telemetry` (and,
+    /// with the `status_page` feature, the page with the agent's status from `status`).
     pub fn start(
         config: &HttpServerConfig,
         telemetry: Arc<Telemetry>,
+        #[cfg(feature = "status_page")] status: super::StatusSource,
     ) -> Result<Server, HttpServerError> {
         let mut listeners = Vec::with_capacity(config.binds.len());
         let mut binds = Vec::with_capacity(config.binds.len());
@@ -208,12 +245,32 @@ impl Server {
             listeners.push(listener);
         }
         let (wake, woken) = UnixStream::pair().map_err(HttpServerError::Io)?;
-        let config = config.clone();
+        #[cfg(feature = "tls")]
+        let tls = match &config.tls {
+            Some(files) => Some(super::tls::server_config(files).map_err(HttpServerError::Tls)?),
+            None => None,
+        };
+        let endpoint = Endpoint {
+            config: config.clone(),
+            telemetry,
+            #[cfg(feature = "tls")]
+            tls,
+            #[cfg(feature = "status_page")]
+            page: Page::new(config, status),
+        };
         let thread = thread::Builder::new()
             .name("http_server".into())
-            .spawn(move || serve(&config, &listeners, &woken, &telemetry))
+            .spawn(move || serve(endpoint, &listeners, &woken))
             .map_err(HttpServerError::Io)?;
-        log::info!(target: LOG, "serving /metrics on {binds:?}");
+        #[cfg(feature = "tls")]
+        let scheme = if config.tls.is_some() {
+            "HTTPS"
+        } else {
+            "HTTP"
+        };
+        #[cfg(not(feature = "tls"))]
+        let scheme = "HTTP";
+        log::info!(target: LOG, "serving {PATHS} over {scheme} on {binds:?}");
         Ok(Server {
             binds,
             wake,
@@ -233,13 +290,29 @@ impl Drop for Server {
     }
 }
 
+/// The paths served, for the log.
+#[cfg(not(feature = "status_page"))]
+const PATHS: &str = "/metrics";
+#[cfg(feature = "status_page")]
+const PATHS: &str = "/metrics and the status page";
+
+/// What the serving thread answers from.
+struct Endpoint {
+    config: HttpServerConfig,
+    telemetry: Arc<Telemetry>,
+    /// The TLS settings, when the endpoint speaks HTTPS.
+    #[cfg(feature = "tls")]
+    tls: Option<Arc<rustls::ServerConfig>>,
+    #[cfg(feature = "status_page")]
+    page: Page,
+}
+
 /// The serving loop, until `woken` is readable (or closed).
-fn serve(
-    config: &HttpServerConfig,
-    listeners: &[TcpListener],
-    woken: &UnixStream,
-    telemetry: &Telemetry,
-) {
+fn serve(endpoint: Endpoint, listeners: &[TcpListener], woken: &UnixStream) {
+    // Only the page's history changes as the endpoint serves.
+    #[cfg(feature = "status_page")]
+    let mut endpoint = endpoint;
+    let config = &endpoint.config;
     let mut tally = Tally::new();
     let mut open: Vec<Connection> = Vec::new();
     let mut closing: Vec<Closing> = Vec::new();
@@ -254,7 +327,7 @@ fn serve(
         );
         fds.extend(
             open.iter()
-                .map(|c| crate::sys::readable(c.stream.as_raw_fd())),
+                .map(|c| crate::sys::readable(c.stream.tcp().as_raw_fd())),
         );
         fds.extend(
             closing
@@ -262,10 +335,13 @@ fn serve(
                 .map(|c| crate::sys::readable(c.stream.as_raw_fd())),
         );
         let now = Instant::now();
-        let wait = open
+        let deadlines = open
             .iter()
             .map(|c| c.deadline)
-            .chain(closing.iter().map(|c| c.deadline))
+            .chain(closing.iter().map(|c| c.deadline));
+        #[cfg(feature = "status_page")]
+        let deadlines = deadlines.chain([endpoint.page.next_sample()]);
+        let wait = deadlines
             .map(|d| d.saturating_duration_since(now))
             .min()
             .unwrap_or(Duration::from_secs(60));
@@ -276,6 +352,8 @@ fn serve(
         if crate::sys::is_ready(&fds[0]) {
             return;
         }
+        #[cfg(feature = "status_page")]
+        endpoint.page.tick(&endpoint.telemetry);
         // The entries of `fds` past the listeners are the open connections', then the closing.
         let mut ready = fds[1 + listeners.len()..].iter().map(crate::sys::is_ready);
         let mut waiting = Vec::with_capacity(open.len());
@@ -290,7 +368,7 @@ fn serve(
                 Ok(None) if Instant::now() < c.deadline => waiting.push(c),
                 Ok(None) => answered.push(refuse(c.stream, c.peer, Outcome::Timeout, &mut tally)),
                 Ok(Some(Some(request))) => {
-                    answered.push(answer(c, &request, config, telemetry, &mut tally));
+                    answered.push(answer(c, &request, &endpoint, &mut tally));
                 }
                 // The peer left before finishing its request: nothing to answer.
                 Ok(Some(None)) => {}
@@ -308,7 +386,7 @@ fn serve(
         closing = lingering;
         for (l, fd) in listeners.iter().zip(&fds[1..]) {
             if crate::sys::is_ready(fd) {
-                answered.extend(accept_all(l, config, &mut open, &mut tally));
+                answered.extend(accept_all(l, &endpoint, &mut open, &mut tally));
             }
         }
         for stream in answered {
@@ -355,6 +433,10 @@ fn read_head(
     c: &mut Connection,
     config: &HttpServerConfig,
 ) -> Result<Option<Option<Request>>, Outcome> {
+    #[cfg(feature = "tls")]
+    if std::mem::take(&mut c.fresh) && c.stream.plain_on_tls() {
+        return Err(Outcome::NotTls);
+    }
     let mut chunk = [0u8; 2048];
     loop {
         let room = (config.max_request_bytes + 1).saturating_sub(c.head.len());
@@ -383,13 +465,14 @@ fn read_head(
 /// returns the refused ones, answered.
 fn accept_all(
     listener: &TcpListener,
-    config: &HttpServerConfig,
+    endpoint: &Endpoint,
     open: &mut Vec<Connection>,
     tally: &mut Tally,
 ) -> Vec<TcpStream> {
+    let config = &endpoint.config;
     let mut refused = Vec::new();
     loop {
-        let (stream, peer) = match listener.accept() {
+        let (tcp, peer) = match listener.accept() {
             Ok(accepted) => accepted,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
             // WouldBlock ends the round; other errors (out of descriptors, a connection reset
@@ -397,29 +480,57 @@ fn accept_all(
             Err(_) => return refused,
         };
         let peer = peer.ip().to_canonical();
+        let Some(stream) = endpoint.stream(tcp) else {
+            continue;
+        };
         if !config.allowed_networks.iter().any(|n| n.contains(peer)) {
             refused.push(refuse(stream, peer, Outcome::Network, tally));
         } else if open.len() >= config.max_connections {
             refused.push(refuse(stream, peer, Outcome::Busy, tally));
-        } else if stream.set_nonblocking(true).is_ok() {
+        } else if stream.tcp().set_nonblocking(true).is_ok() {
             open.push(Connection {
                 stream,
                 peer,
                 deadline: Instant::now() + config.request_timeout,
                 head: Vec::new(),
+                #[cfg(feature = "tls")]
+                fresh: true,
             });
         }
     }
 }
 
+impl Endpoint {
+    /// A new client's connection, in TLS when the endpoint speaks HTTPS; `None` when its
+    /// session cannot be made.
+    fn stream(&self, tcp: TcpStream) -> Option<Stream> {
+        #[cfg(feature = "tls")]
+        if let Some(tls) = &self.tls {
+            let session = rustls::ServerConnection::new(tls.clone()).ok()?;
+            return Some(Stream::Tls(Box::new(rustls::StreamOwned::new(
+                session, tcp,
+            ))));
+        }
+        Some(Stream::Plain(tcp))
+    }
+}
+
 /// Counts a refusal and sends its short answer, without waiting for a peer that does not read;
-/// returns the stream shut for writing.
-fn refuse(stream: TcpStream, peer: IpAddr, outcome: Outcome, tally: &mut Tally) -> TcpStream {
+/// returns the socket shut for writing. Over TLS the answer goes out only once the handshake is
+/// done: a client refused before it (at accept) sees the connection closed.
+fn refuse(mut stream: Stream, peer: IpAddr, outcome: Outcome, tally: &mut Tally) -> TcpStream {
     tally.count(outcome, peer);
-    let _ = stream.set_nonblocking(true);
-    let _ = write_head(&mut &stream, outcome, "text/plain");
-    let _ = stream.shutdown(std::net::Shutdown::Write);
-    stream
+    let _ = stream.tcp().set_nonblocking(true);
+    #[cfg(feature = "tls")]
+    if outcome == Outcome::NotTls {
+        // The client speaks plain HTTP: so does the answer.
+        let tcp = stream.into_tcp();
+        let _ = write_head(&mut &tcp, outcome, "text/plain");
+        let _ = tcp.shutdown(std::net::Shutdown::Write);
+        return tcp;
+    }
+    let _ = write_head(&mut stream, outcome, "text/plain");
+    stream.finish()
 }
 
 fn write_head(out: &mut impl Write, outcome: Outcome, content_type: &str) -> io::Result<()> {
@@ -437,12 +548,12 @@ fn write_head(out: &mut impl Write, outcome: Outcome, content_type: &str) -> io:
 
 /// Answers a whole request head; returns the stream shut for writing.
 fn answer(
-    c: Connection,
+    mut c: Connection,
     request: &Request,
-    config: &HttpServerConfig,
-    telemetry: &Telemetry,
+    endpoint: &Endpoint,
     tally: &mut Tally,
 ) -> TcpStream {
+    let config = &endpoint.config;
     let authorized = config.basic_auth.as_ref().is_none_or(|secret| {
         let expected = format!("Basic {}", request::base64(secret.expose().as_bytes()));
         request
@@ -450,57 +561,75 @@ fn answer(
             .as_deref()
             .is_some_and(|got| request::same_secret(got.as_bytes(), expected.as_bytes()))
     });
+    #[cfg(feature = "status_page")]
+    let page = if authorized && request.path != "/metrics" {
+        endpoint.page.body(&request.path)
+    } else {
+        None
+    };
+    #[cfg(not(feature = "status_page"))]
+    let page: Option<std::convert::Infallible> = None;
     let outcome = if !authorized {
         Outcome::Unauthorized
     } else if request.method != "GET" && request.method != "HEAD" {
         Outcome::Method
-    } else if request.path != "/metrics" {
-        Outcome::NotFound
     } else {
-        Outcome::Served
+        match &page {
+            #[cfg(feature = "status_page")]
+            Some(Body::Unavailable) => Outcome::Unavailable,
+            Some(_) => Outcome::Served,
+            None if request.path == "/metrics" => Outcome::Served,
+            None => Outcome::NotFound,
+        }
     };
     if outcome != Outcome::Served {
         return refuse(c.stream, c.peer, outcome, tally);
     }
     tally.count(outcome, c.peer);
-    if c.stream.set_nonblocking(false).is_err() {
-        return c.stream;
+    if c.stream.tcp().set_nonblocking(false).is_err() {
+        return c.stream.finish();
     }
     let deadline = Instant::now() + config.write_timeout;
     let mut out = BufWriter::with_capacity(
         WRITE_BUFFER,
         Deadline {
-            stream: &c.stream,
+            stream: &mut c.stream,
             deadline,
         },
     );
-    let written = write_head(
-        &mut out,
-        outcome,
-        "text/plain; version=0.0.4; charset=utf-8",
-    )
-    .and_then(|()| {
-        if request.method == "HEAD" {
-            return Ok(());
-        }
-        exposition::write(&telemetry.catalogue, SystemTime::now(), &mut out, |out| {
-            tally.write(out)
-        })
-    })
+    let head = request.method == "HEAD";
+    let written = match page {
+        #[cfg(feature = "status_page")]
+        Some(Body::Found(content_type, body)) => write_head(&mut out, outcome, content_type)
+            .and_then(|()| if head { Ok(()) } else { out.write_all(&body) }),
+        _ => write_head(
+            &mut out,
+            outcome,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )
+        .and_then(|()| {
+            if head {
+                return Ok(());
+            }
+            let catalogue = &endpoint.telemetry.catalogue;
+            exposition::write(catalogue, SystemTime::now(), &mut out, |out| {
+                tally.write(out)
+            })
+        }),
+    }
     .and_then(|()| out.flush());
     drop(out);
     if let Err(e) = written {
         tally.count(Outcome::CutOff, c.peer);
         log::debug!(target: LOG, "answer to {} cut off: {e}", c.peer);
     }
-    let _ = c.stream.shutdown(std::net::Shutdown::Write);
-    let _ = c.stream.set_nonblocking(true);
-    c.stream
+    let _ = c.stream.tcp().set_nonblocking(true);
+    c.stream.finish()
 }
 
 /// A socket whose writes all end by one deadline.
 struct Deadline<'a> {
-    stream: &'a TcpStream,
+    stream: &'a mut Stream,
     deadline: Instant,
 }
 
@@ -510,11 +639,17 @@ impl Write for Deadline<'_> {
         if left.is_zero() {
             return Err(io::ErrorKind::TimedOut.into());
         }
-        self.stream.set_write_timeout(Some(left))?;
-        (&mut &*self.stream).write(buf)
+        self.stream.tcp().set_write_timeout(Some(left))?;
+        self.stream.write(buf)
     }
 
+    /// Sends what the TLS session still holds; nothing to do on plain TCP.
     fn flush(&mut self) -> io::Result<()> {
-        Ok(())
+        let left = self.deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(io::ErrorKind::TimedOut.into());
+        }
+        self.stream.tcp().set_write_timeout(Some(left))?;
+        self.stream.flush()
     }
 }

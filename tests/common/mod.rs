@@ -1,6 +1,8 @@
 //! Shared helpers for integration tests.
 #![allow(dead_code)]
 
+pub mod browser;
+pub mod certs;
 pub mod disk;
 pub mod netns;
 pub mod outputs;

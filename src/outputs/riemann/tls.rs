@@ -10,8 +10,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+use rustls::pki_types::ServerName;
 use rustls::{ClientConfig, ClientConnection, RootCertStore, StreamOwned};
 
 use super::client::Stream;
@@ -51,7 +50,7 @@ impl TlsSettings {
         let server_name = ServerName::try_from(server_name.to_owned())
             .map_err(|e| format!("invalid server name {server_name:?}: {e}"))?;
         let mut roots = RootCertStore::empty();
-        for cert in read_certs(ca)? {
+        for cert in crate::tls::certificates(ca)? {
             roots
                 .add(cert)
                 .map_err(|e| format!("{}: unusable CA certificate: {e}", ca.display()))?;
@@ -64,10 +63,9 @@ impl TlsSettings {
         let config = match client {
             None => builder.with_no_client_auth(),
             Some((cert, key)) => {
-                let key = PrivateKeyDer::from_pem_file(key)
-                    .map_err(|e| format!("{}: no usable private key: {e}", key.display()))?;
+                let key = crate::tls::private_key(key)?;
                 builder
-                    .with_client_auth_cert(read_certs(cert)?, key)
+                    .with_client_auth_cert(crate::tls::certificates(cert)?, key)
                     .map_err(|e| format!("{}: {e}", cert.display()))?
             }
         };
@@ -86,14 +84,4 @@ impl TlsSettings {
         }
         Ok(StreamOwned::new(conn, tcp))
     }
-}
-
-fn read_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, String> {
-    let certs: Vec<_> = CertificateDer::pem_file_iter(path)
-        .and_then(|certs| certs.collect::<Result<_, _>>())
-        .map_err(|e| format!("{}: {e}", path.display()))?;
-    if certs.is_empty() {
-        return Err(format!("{}: no certificate in the file", path.display()));
-    }
-    Ok(certs)
 }
