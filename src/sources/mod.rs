@@ -19,6 +19,7 @@ pub mod interface;
 pub mod load;
 pub mod memory;
 pub mod naming;
+pub mod ping;
 pub mod processes;
 pub mod qdisc;
 pub mod runner;
@@ -81,6 +82,13 @@ pub trait SourceSpec: Send + Sync + fmt::Debug {
     /// instance's name ([`crate::schedule::spread`]) rather than at once.
     fn spreads_first_run(&self) -> bool {
         false
+    }
+
+    /// Checks the settings against the instance's interval, for a source whose timing depends on
+    /// it (requests spread over the interval, say); the error says which keys to change. Most
+    /// sources fit any interval.
+    fn check_interval(&self, _interval: Duration) -> Result<(), String> {
+        Ok(())
     }
 }
 
@@ -201,6 +209,7 @@ pub const REGISTRY: &[SourceType] = &[
     #[cfg(feature = "http")]
     http::TYPE,
     tcp::TYPE,
+    ping::TYPE,
     #[cfg(feature = "watch")]
     tail::TYPE,
     self_stats::TYPE,
@@ -297,6 +306,10 @@ fn read_one(
     let name = name.unwrap_or_else(|| kind.name.to_owned());
     t.finish(problems);
     let spec = spec?;
+    if let Err(message) = spec.check_interval(interval) {
+        problems.at(t.as_field(), message);
+        return None;
+    }
     let timeout = spec
         .longest_collection()
         .map_or(timeout, |longest| timeout.max(longest));
