@@ -5,6 +5,7 @@
 #
 #   apt:  graphite-carbon carbon-c-relay python3-whisper influxdb collectd-core victoria-metrics,
 #         iproute2 (the network namespaces of tests/wan.rs and tests/router_sources.rs),
+#         nftables (the loss tests/ping.rs injects inside its namespace),
 #         mosquitto mosquitto-clients python3-paho-mqtt (the MQTT broker of tests/mqtt_peer.rs and
 #         its independent subscriber),
 #         prometheus (its server and promtool, for tests/http_server.rs),
@@ -22,7 +23,7 @@
 # afterwards.
 set -euo pipefail
 
-APT_PKGS=(graphite-carbon carbon-c-relay python3-whisper influxdb collectd-core victoria-metrics iproute2
+APT_PKGS=(graphite-carbon carbon-c-relay python3-whisper influxdb collectd-core victoria-metrics iproute2 nftables
           dnsmasq-base busybox shellcheck systemd make mosquitto mosquitto-clients python3-paho-mqtt
           prometheus)
 SERVICES=(carbon-cache carbon-c-relay influxdb collectd victoria-metrics mosquitto prometheus)
@@ -171,7 +172,7 @@ command -v carbon-c-relay >/dev/null 2>&1 || { echo "[install-deps] carbon-c-rel
 command -v influxd >/dev/null 2>&1 || { echo "[install-deps] influxd not on PATH" >&2; exit 1; }
 command -v victoria-metrics >/dev/null 2>&1 || { echo "[install-deps] victoria-metrics not on PATH" >&2; exit 1; }
 [ -x /usr/sbin/dnsmasq ] || { echo "[install-deps] /usr/sbin/dnsmasq missing" >&2; exit 1; }
-for tool in shellcheck systemd-analyze systemd-sysusers; do
+for tool in shellcheck systemd-analyze systemd-sysusers nft; do
     command -v "$tool" >/dev/null 2>&1 || { echo "[install-deps] $tool not on PATH" >&2; exit 1; }
 done
 for tool in /usr/sbin/mosquitto mosquitto_passwd; do
