@@ -115,10 +115,11 @@ per_thread $CD 1 > "$WORK/cthreads1"
 end=$(date +%s.%N)
 
 HZ=$(getconf CLK_TCK)
-python3 - "$start" "$end" "$HZ" "$c_t0" "$c_t1" "$c_n0" "$c_n1" "$c_l0" "$c_l1" "$p_t0" "$p_t1" "$p_n0" "$p_n1" "$p_l0" "$p_l1" "$f_t0" "$f_t1" "$f_n0" "$f_n1" <<'PY'
+python3 - "$PING" "$start" "$end" "$HZ" "$c_t0" "$c_t1" "$c_n0" "$c_n1" "$c_l0" "$c_l1" "$p_t0" "$p_t1" "$p_n0" "$p_n1" "$p_l0" "$p_l1" "$f_t0" "$f_t1" "$f_n0" "$f_n1" <<'PY'
 import sys
-start, end, hz = float(sys.argv[1]), float(sys.argv[2]), int(sys.argv[3])
-c_t0, c_t1, c_n0, c_n1, c_l0, c_l1, p_t0, p_t1, p_n0, p_n1, p_l0, p_l1, f_t0, f_t1, f_n0, f_n1 = map(int, sys.argv[4:])
+ping = sys.argv[1] == "1"
+start, end, hz = float(sys.argv[2]), float(sys.argv[3]), int(sys.argv[4])
+c_t0, c_t1, c_n0, c_n1, c_l0, c_l1, p_t0, p_t1, p_n0, p_n1, p_l0, p_l1, f_t0, f_t1, f_n0, f_n1 = map(int, sys.argv[5:])
 window = end - start
 intervals = window  # all three collect once a second
 def row(name, t0, t1, n0, n1, l0=0, l1=0):
@@ -130,15 +131,17 @@ p = row("pipit", p_t0, p_t1, p_n0, p_n1, p_l0, p_l1)
 f = row("floor", f_t0, f_t1, f_n0, f_n1)
 print(f"window {window:.1f} s, {intervals:.0f} collections each")
 print(f"{'agent':<14} {'CPU ms/collection (schedstat)':>30} {'(utime+stime)':>14} {'metrics/interval':>17}")
-for name, ticks_ms, sched_ms, per in (c, p, f):
+for name, ticks_ms, sched_ms, per in (c, p) if ping else (c, p, f):
     print(f"{name:<14} {sched_ms:>30.3f} {ticks_ms:>14.2f} {per:>17.1f}")
 print(f"pipit / collectd CPU: {p[2] / c[2]:.3f} (schedstat), {p[1] / c[1] if c[1] else float('nan'):.3f} (utime+stime)")
-if f[2] > 0.01:
+if not ping:
     print(f"pipit / floor CPU: {p[2] / f[2]:.3f} (schedstat)")
 print(f"pipit / collectd metrics: {p[3] / c[3]:.2f}")
 PY
-echo "the floor's plan (what pipit does each collection):"
-sed 's/^/  /' "$WORK/plan"
+if [ "$PING" != 1 ]; then
+    echo "the floor's plan (what pipit does each collection):"
+    sed 's/^/  /' "$WORK/plan"
+fi
 echo "pipit by thread (ms per collection):"
 join "$WORK/threads0" "$WORK/threads1" | awk -v n="$DURATION" '{ printf "  %-16s %7.3f\n", $1, ($3 - $2) / 1e6 / n }'
 if [ "$PING" = 1 ]; then

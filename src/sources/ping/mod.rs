@@ -24,6 +24,7 @@ use super::{Emitter, MetricInfo, Source, SourceContext, SourceError, SourceSpec,
 use crate::complain::Complaint;
 use crate::config::duration;
 use crate::config::reader::{Field, Problems, Table};
+use crate::dns::literal;
 use crate::dns::message::TYPE_A;
 
 /// The registry entry.
@@ -138,6 +139,17 @@ fn read(t: &mut Table<'_>, problems: &mut Problems) -> Option<Arc<dyn SourceSpec
     let hosts = field.non_empty_list("host name or address", problems, |f, p| {
         read_host(f, family, p)
     })?;
+    if let Some(twice) = hosts
+        .iter()
+        .enumerate()
+        .find_map(|(i, h)| hosts[..i].contains(h).then_some(h))
+    {
+        problems.expected(
+            &field,
+            &format!("each host once (\"{twice}\" is listed twice)"),
+        );
+        return None;
+    }
     Some(Arc::new(PingSpec {
         hosts,
         count,
@@ -165,15 +177,6 @@ fn read_host(field: &Field<'_>, family: Family, problems: &mut Problems) -> Opti
         return None;
     }
     Some(host)
-}
-
-/// The address `host` is, when it is one rather than a name.
-fn literal(host: &str) -> Option<IpAddr> {
-    let bare = host
-        .strip_prefix('[')
-        .and_then(|h| h.strip_suffix(']'))
-        .unwrap_or(host);
-    bare.parse().ok()
 }
 
 impl PingSpec {
@@ -264,8 +267,9 @@ struct Ping {
 }
 
 impl Ping {
-    /// Resolves the names that are due, all within one gap between requests (so a slow DNS
-    /// server delays a round by at most that); a name that does not resolve keeps its address.
+    /// Resolves the names that are due, all within one gap between requests, or 100 ms if that is
+    /// longer (so a slow DNS server delays a round by little); a name that does not resolve keeps
+    /// its address.
     fn resolve(&mut self) {
         let deadline = Instant::now() + self.plan.gap.max(Duration::from_millis(100));
         for host in &mut self.hosts {

@@ -62,6 +62,14 @@ pub fn run(
     let start = Instant::now();
     let mut next = 0u32;
     let mut buf = vec![0u8; BUFFER];
+    let open: Vec<&Socket> = [&sockets.v4, &sockets.v6]
+        .into_iter()
+        .filter_map(|s| s.as_ref().ok())
+        .collect();
+    let mut fds: Vec<sys::PollFd> = open
+        .iter()
+        .map(|s| sys::readable(s.socket.as_raw_fd()))
+        .collect();
     loop {
         let now = Instant::now();
         if next < plan.count && now >= start + plan.gap * next {
@@ -92,14 +100,6 @@ pub fn run(
             until = Some(until.map_or(send_at, |u| u.min(send_at)));
         }
         let wait = until.map_or(Duration::ZERO, |u| u.saturating_duration_since(now));
-        let open: Vec<&Socket> = [&sockets.v4, &sockets.v6]
-            .into_iter()
-            .filter_map(|s| s.as_ref().ok())
-            .collect();
-        let mut fds: Vec<sys::PollFd> = open
-            .iter()
-            .map(|s| sys::readable(s.socket.as_raw_fd()))
-            .collect();
         sys::poll(&mut fds, wait)?;
         for (socket, fd) in open.iter().zip(&fds) {
             if sys::is_ready(fd) {

@@ -94,6 +94,11 @@ fn ready(
             .set_ttl(ttl)
             .map_err(|e| format!("cannot set the {} ttl to {ttl}: {e}", family(v6)))?;
     }
+    if raw_id.is_some() {
+        socket
+            .only_echo_replies()
+            .map_err(|e| format!("cannot filter the {} socket's messages: {e}", family(v6)))?;
+    }
     let id = match raw_id {
         Some(id) => id,
         None => socket
