@@ -309,3 +309,15 @@ fn datagram_sockets_serve_an_unprivileged_user_the_range_allows() {
         assert!(m(host, "rtt_min") > 0.0 && m(host, "rtt_max") < 0.3);
     }
 }
+
+#[test]
+fn a_name_is_resolved_from_the_hosts_file() {
+    // Every Debian machine's /etc/hosts names 127.0.0.1 localhost.
+    let mut ping = Built::new(
+        r#"{"type": "ping", "interval": "1s", "hosts": ["localhost"], "count": 2,
+            "reply_timeout": "300ms", "family": "ipv4"}"#,
+    );
+    let events = ping.events();
+    assert_eq!(value(&events, "ping.localhost.sent"), 2.0);
+    assert_eq!(value(&events, "ping.localhost.received"), 2.0);
+}

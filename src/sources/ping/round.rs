@@ -116,7 +116,7 @@ fn send(sockets: &Sockets, address: IpAddr, seq: u16, data: &[u8], tally: &mut T
         let request = echo::request(address.is_ipv6(), s.id, seq, data);
         s.socket
             .send_to(&request, address)
-            .map_err(|e| format!("cannot send to {address}: {e}"))
+            .map_err(|e| refused(address, &e))
     });
     match result {
         Ok(()) => true,
@@ -125,6 +125,17 @@ fn send(sockets: &Sockets, address: IpAddr, seq: u16, data: &[u8], tally: &mut T
             false
         }
     }
+}
+
+/// Why a request to `address` could not be sent, with what most likely caused it.
+fn refused(address: IpAddr, e: &std::io::Error) -> String {
+    let hint = match e.raw_os_error() {
+        // What Linux answers for a blackhole route; a prohibit route or a firewall gives EACCES.
+        Some(libc::EINVAL) => " (a blackhole route to it?)",
+        Some(libc::EPERM | libc::EACCES) => " (a firewall rule refusing it?)",
+        _ => "",
+    };
+    format!("cannot send to {address}: {e}{hint}")
 }
 
 /// Reads every message queued on `socket` and credits the replies that answer a waiting probe.
@@ -157,4 +168,27 @@ fn receive(
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_refused_send_says_what_likely_refused_it() {
+        let to = IpAddr::from([192, 0, 2, 9]);
+        let blackhole = refused(to, &std::io::Error::from_raw_os_error(libc::EINVAL));
+        assert!(
+            blackhole.starts_with("cannot send to 192.0.2.9: ")
+                && blackhole.ends_with("blackhole route to it?)"),
+            "{blackhole}"
+        );
+        let firewall = refused(to, &std::io::Error::from_raw_os_error(libc::EACCES));
+        assert!(
+            firewall.ends_with("firewall rule refusing it?)"),
+            "{firewall}"
+        );
+        let other = refused(to, &std::io::Error::from_raw_os_error(libc::ENETDOWN));
+        assert!(!other.contains('?'), "{other}");
+    }
 }
