@@ -8,10 +8,11 @@ mod common;
 use std::fs;
 use std::io::Write;
 use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
 
 use common::netns::{VethPair, ip, run};
 use common::peers::TempDir;
-use common::pipit::{binary, text};
+use common::pipit::{Agent, binary, text};
 use common::sources::{Built, of, value};
 
 /// A veth pair: `host` in this namespace with 10.<n>.0.1 and fd00:<n>::1, its peer in namespace
@@ -123,14 +124,11 @@ fn raw_sockets_measure_both_families_without_loss() {
     let net = PingNet::new("pg", 201);
     let (v4, v6) = (net.v4[1].as_str(), net.v6[1].as_str());
     let mut ping = source(&[v4, v6], 4);
-    let started = std::time::Instant::now();
+    let started = Instant::now();
     let events = ping.events();
     let took = started.elapsed();
     // Four requests 175 ms apart, the last waited for at most 300 ms: within the 1 s interval.
-    assert!(
-        took < std::time::Duration::from_secs(1),
-        "the round took {took:?}"
-    );
+    assert!(took < Duration::from_secs(1), "the round took {took:?}");
     for host in [v4, v6] {
         let m = |metric: &str| value(&events, &format!("ping.{}.{metric}", segment(host)));
         assert_eq!(
@@ -320,4 +318,44 @@ fn a_name_is_resolved_from_the_hosts_file() {
     let events = ping.events();
     assert_eq!(value(&events, "ping.localhost.sent"), 2.0);
     assert_eq!(value(&events, "ping.localhost.received"), 2.0);
+}
+
+#[test]
+fn the_agent_stops_at_once_in_the_middle_of_a_round() {
+    let dir = TempDir::new("ping-stop");
+    let config = dir.path().join("pipit.json");
+    fs::write(
+        &config,
+        format!(
+            r#"{{"agent": {{"state_dir": "{}"}},
+                "sources": [{{"type": "ping", "interval": "20s", "hosts": ["127.0.0.1"]}}],
+                "outputs": [{{"type": "stdout"}}]}}"#,
+            dir.path().join("state").display()
+        ),
+    )
+    .unwrap();
+    let mut agent = Agent::start(&config, "info");
+    agent.wait_stderr("the first round", Duration::from_secs(10), |lines| {
+        lines
+            .iter()
+            .any(|l| l.contains("pinging with raw ICMP sockets"))
+    });
+    let asked = Instant::now();
+    agent.signal("TERM");
+    let status = agent.wait_exit(Duration::from_secs(10));
+    // A round lasts 19 s; the stop waits for none of it (nor for the 5 s shutdown_timeout).
+    assert!(status.success(), "{:?}", agent.stderr());
+    assert!(
+        asked.elapsed() < Duration::from_secs(3),
+        "stopped after {:?}",
+        asked.elapsed()
+    );
+    assert!(
+        !agent
+            .stderr()
+            .iter()
+            .any(|l| l.contains("still collecting")),
+        "{:?}",
+        agent.stderr()
+    );
 }

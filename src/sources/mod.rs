@@ -42,6 +42,8 @@ use std::fmt;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use crossbeam_channel::Receiver;
+
 pub use emitter::{Emitter, Template};
 
 use crate::aggregate::Rates;
@@ -107,6 +109,10 @@ pub struct SourceContext {
     pub instance: String,
     /// The interval of the instance being built; set by [`SourceContext::for_source`].
     pub interval: Duration,
+    /// Disconnected when the instance is asked to stop or is replaced, so that a collection
+    /// that waits long (a round of pings) can wait on it and return early; it never fires
+    /// outside a running agent (`pipit once`, tests).
+    pub stopping: Receiver<()>,
 }
 
 impl SourceContext {
@@ -124,6 +130,7 @@ impl SourceContext {
             cache,
             instance: String::new(),
             interval: Duration::ZERO,
+            stopping: crossbeam_channel::never(),
         }
     }
 

@@ -16,6 +16,7 @@ use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crossbeam_channel::Receiver;
 use round::{DATA_LEN, Plan, Tally};
 use sockets::Sockets;
 
@@ -219,6 +220,7 @@ impl SourceSpec for PingSpec {
             data,
             names: ServiceName::default(),
             target,
+            stopping: ctx.stopping.clone(),
         })
     }
 
@@ -264,6 +266,7 @@ struct Ping {
     data: Vec<u8>,
     names: ServiceName,
     target: String,
+    stopping: Receiver<()>,
 }
 
 impl Ping {
@@ -335,7 +338,13 @@ impl Source for Ping {
         self.resolve();
         let targets: Vec<Option<IpAddr>> = self.hosts.iter().map(|h| h.address).collect();
         let sockets = self.sockets.as_ref().expect("opened above");
-        let tallies = round::run(self.plan, &targets, sockets, &mut self.seq, &self.data)?;
+        let tallies = round::run(
+            self.plan,
+            &targets,
+            sockets,
+            (&mut self.seq, &self.data),
+            &self.stopping,
+        )?;
         for (i, tally) in tallies.iter().enumerate() {
             if tally.sent == 0 {
                 continue;
@@ -487,6 +496,32 @@ mod tests {
             Duration::from_secs(9)
         );
         assert!(ping.check_interval(Duration::from_millis(1500)).is_err());
+    }
+
+    #[test]
+    fn a_stop_ends_the_round_at_once() {
+        let c = spec(r#"{"type": "ping", "hosts": ["127.0.0.1"], "count": 2, "interval": "20s"}"#)
+            .unwrap();
+        let (stop, stopping) = crossbeam_channel::bounded::<()>(0);
+        let cache = Arc::new(crate::cache::Cache::in_memory());
+        let ctx = SourceContext {
+            stopping,
+            interval: Duration::from_secs(20),
+            ..crate::sources::testing::context("minimal", &cache)
+        };
+        let mut source = c.sources[0].spec.build(&ctx);
+        // Asked to stop before it starts: the first request goes, then the round ends at once.
+        drop(stop);
+        let template = crate::sources::testing::template();
+        let mut emit = crate::sources::testing::emitter(&template, 0);
+        let started = Instant::now();
+        source.collect(&mut emit).unwrap();
+        // Otherwise the round would last 10.5 s: its second request is due at 9.5 s.
+        assert!(
+            started.elapsed() < Duration::from_secs(3),
+            "{:?}",
+            started.elapsed()
+        );
     }
 
     #[test]

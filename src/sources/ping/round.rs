@@ -6,6 +6,8 @@ use std::net::IpAddr;
 use std::os::fd::AsRawFd;
 use std::time::{Duration, Instant};
 
+use crossbeam_channel::{Receiver, RecvTimeoutError};
+
 use super::echo;
 use super::sockets::{Socket, Sockets};
 use crate::sys;
@@ -49,13 +51,14 @@ struct Probe {
 
 /// Runs one round to `targets` (addresses; `None` for a target without one, which gets no
 /// requests) over `sockets`, numbering requests from `*seq` on; every request carries `data`.
-/// Returns one tally per target, in order. Only a failure to wait or read ends it early.
+/// Returns one tally per target, in order. A failure to wait or read ends it early, and so does
+/// `stopping` disconnecting: then with the tallies so far, which the runner no longer sends.
 pub fn run(
     plan: Plan,
     targets: &[Option<IpAddr>],
     sockets: &Sockets,
-    seq: &mut u16,
-    data: &[u8],
+    (seq, data): (&mut u16, &[u8]),
+    stopping: &Receiver<()>,
 ) -> std::io::Result<Vec<Tally>> {
     let mut tallies = vec![Tally::default(); targets.len()];
     let mut waiting: Vec<Probe> = Vec::new();
@@ -100,6 +103,14 @@ pub fn run(
             until = Some(until.map_or(send_at, |u| u.min(send_at)));
         }
         let wait = until.map_or(Duration::ZERO, |u| u.saturating_duration_since(now));
+        if waiting.is_empty() {
+            // No reply is due before the next requests: wait for them on the stop signal
+            // instead, so a stop ends the round now (anything arriving meanwhile stays queued).
+            if let Err(RecvTimeoutError::Disconnected) = stopping.recv_timeout(wait) {
+                return Ok(tallies);
+            }
+            continue;
+        }
         sys::poll(&mut fds, wait)?;
         for (socket, fd) in open.iter().zip(&fds) {
             if sys::is_ready(fd) {
