@@ -359,3 +359,25 @@ fn the_agent_stops_at_once_in_the_middle_of_a_round() {
         agent.stderr()
     );
 }
+
+#[test]
+fn a_name_that_does_not_resolve_is_left_out_of_the_round() {
+    // `.invalid` never resolves (RFC 6761): the hosts file lacks it and DNS refuses it or is
+    // silent, within the round's limit.
+    let mut ping = Built::new(
+        r#"{"type": "ping", "interval": "1s", "hosts": ["nowhere.invalid", "127.0.0.1"],
+            "count": 2, "reply_timeout": "300ms"}"#,
+    );
+    let started = Instant::now();
+    let events = ping.events();
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        started.elapsed()
+    );
+    assert!(
+        events.iter().all(|e| !e.service.contains("nowhere")),
+        "{events:?}"
+    );
+    assert_eq!(value(&events, "ping.127_0_0_1.received"), 2.0);
+}

@@ -4,7 +4,8 @@
 //! lost, per host.
 //!
 //! Host names are resolved with pipit's own resolver ([`crate::dns`]) at the first round and
-//! again every `resolve_interval`; a name that fails to resolve again keeps its last address.
+//! again every `resolve_interval`; a name that fails to resolve keeps its last address and is
+//! tried again at the next round.
 
 pub mod echo;
 mod round;
@@ -202,7 +203,8 @@ impl SourceSpec for PingSpec {
                 name: name.clone(),
                 address: literal(name),
                 resolved: None,
-                complaint: Complaint::new(target.clone()),
+                resolving: Complaint::new(target.clone()),
+                sending: Complaint::new(target.clone()),
             })
             .collect();
         // Raw sockets see every echo reply of the host: an identifier and data of this instance's
@@ -251,9 +253,12 @@ struct Host {
     name: String,
     /// The address pinged; `None` until a name resolves.
     address: Option<IpAddr>,
-    /// When the name was last resolved; `None` for an address, or before the first try.
+    /// When the name was last resolved; `None` for an address, or before it first resolved.
     resolved: Option<Instant>,
-    complaint: Complaint,
+    /// Failures to resolve the name.
+    resolving: Complaint,
+    /// Requests the kernel refused to send.
+    sending: Complaint,
 }
 
 struct Ping {
@@ -272,7 +277,7 @@ struct Ping {
 impl Ping {
     /// Resolves the names that are due, all within one gap between requests, or 100 ms if that is
     /// longer (so a slow DNS server delays a round by little); a name that does not resolve keeps
-    /// its address.
+    /// its address and is tried again next round.
     fn resolve(&mut self) {
         let deadline = Instant::now() + self.plan.gap.max(Duration::from_millis(100));
         for host in &mut self.hosts {
@@ -296,11 +301,14 @@ impl Ping {
                         ))
                     })
             });
-            host.resolved = Some(Instant::now());
             match found {
-                Ok(ip) => host.address = Some(ip),
+                Ok(ip) => {
+                    host.address = Some(ip);
+                    host.resolved = Some(Instant::now());
+                    host.resolving.recover();
+                }
                 Err(e) => host
-                    .complaint
+                    .resolving
                     .fail(&format!("cannot resolve {}: {e}", host.name)),
             }
         }
@@ -342,7 +350,8 @@ impl Source for Ping {
             self.plan,
             &targets,
             sockets,
-            (&mut self.seq, &self.data),
+            &mut self.seq,
+            &self.data,
             &self.stopping,
         )?;
         for (i, tally) in tallies.iter().enumerate() {
@@ -350,8 +359,8 @@ impl Source for Ping {
                 continue;
             }
             match &tally.send_error {
-                Some(e) => self.hosts[i].complaint.fail(e),
-                None => self.hosts[i].complaint.recover(),
+                Some(e) => self.hosts[i].sending.fail(e),
+                None => self.hosts[i].sending.recover(),
             }
             self.emit(emit, i, tally);
         }

@@ -57,7 +57,8 @@ pub fn run(
     plan: Plan,
     targets: &[Option<IpAddr>],
     sockets: &Sockets,
-    (seq, data): (&mut u16, &[u8]),
+    seq: &mut u16,
+    data: &[u8],
     stopping: &Receiver<()>,
 ) -> std::io::Result<Vec<Tally>> {
     let mut tallies = vec![Tally::default(); targets.len()];
