@@ -147,6 +147,20 @@ fn raw_sockets_measure_both_families_without_loss() {
         );
         assert!(m("rtt_stddev") >= 0.0 && m("rtt_stddev") <= max - min);
     }
+    // Every metric it declares is emitted for each host, and nothing else.
+    let mut emitted: Vec<&str> = events.iter().map(|e| e.service.as_str()).collect();
+    emitted.sort_unstable();
+    let mut declared: Vec<String> = [v4, v6]
+        .iter()
+        .flat_map(|h| {
+            pipit::sources::ping::TYPE
+                .metrics
+                .iter()
+                .map(|m| m.name.replace("<host>", &segment(h)))
+        })
+        .collect();
+    declared.sort_unstable();
+    assert_eq!(emitted, declared);
     // The next round numbers its requests on and still matches every reply.
     let again = ping.events();
     assert_eq!(

@@ -307,6 +307,7 @@ mod tests {
         "watch",
         "http",
         "tcp",
+        "ping",
         "tail",
         "self",
     ];
