@@ -17,7 +17,8 @@
 # Then the CPU time of each process (all its threads) is read at the start and the end of the
 # window: utime+stime from /proc/PID/stat (in clock ticks) and, more precisely, the sum of
 # /proc/PID/task/*/schedstat (nanoseconds on CPU). Metric lines are counted in what each agent
-# delivered during the same window. Needs gcc and strace.
+# delivered during the same window. Needs gcc and strace. The nftables source is not here: collectd has no
+# working equivalent on nftables; benches/nftables.sh measures it beside `nft`.
 #
 # With PING=1 both agents run only ping, to the same hosts (PING_HOSTS, default 127.0.0.1 and ::1:
 # loopback only) with the same number of requests per host per second (PING_COUNT, default 10),

@@ -181,3 +181,5 @@ openwrt_tmp = os.path.join(REPO, "tests/fixtures/openwrt/tmp")
 seed("dhcp_leases", "openwrt",
      read(os.path.join(openwrt_tmp, "dhcp.leases")) + b"\0" + read(os.path.join(openwrt_tmp, "hosts/odhcpd")))
 seed("netlink_qdisc", "htb", read(os.path.join(REPO, "tests/fixtures/netlink/qdisc.bin")))
+for dump in ["objects", "rules"]:
+    seed("netlink_nftables", dump, read(os.path.join(REPO, f"tests/fixtures/netlink/nftables_{dump}.bin")))

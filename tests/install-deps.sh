@@ -5,12 +5,13 @@
 #
 #   apt:  graphite-carbon carbon-c-relay python3-whisper influxdb collectd-core victoria-metrics,
 #         iproute2 (the network namespaces of tests/wan.rs and tests/router_sources.rs),
-#         nftables (the loss tests/ping.rs injects inside its namespace),
 #         mosquitto mosquitto-clients python3-paho-mqtt (the MQTT broker of tests/mqtt_peer.rs and
 #         its independent subscriber),
 #         prometheus (its server and promtool, for tests/http_server.rs),
 #         dnsmasq-base (the DNS server of tests/dns.rs and the DHCP server of
-#         tests/router_sources.rs; no service comes with it), busybox (its udhcpc DHCP client)
+#         tests/router_sources.rs; no service comes with it), busybox (its udhcpc DHCP client),
+#         nftables (nft, which makes the tables of tests/router_sources.rs and reads their
+#         counters back, and injects the loss tests/ping.rs measures; its service is not enabled)
 #         and, for tests/packaging.rs, systemd (systemd-analyze, systemd-sysusers), shellcheck and
 #         make (the OpenWrt Makefile's variables, evaluated by GNU make)
 #   pip:  riemann-client (pulls protobuf>=3.2,<4) into the python3 on PATH
@@ -23,9 +24,9 @@
 # afterwards.
 set -euo pipefail
 
-APT_PKGS=(graphite-carbon carbon-c-relay python3-whisper influxdb collectd-core victoria-metrics iproute2 nftables
+APT_PKGS=(graphite-carbon carbon-c-relay python3-whisper influxdb collectd-core victoria-metrics iproute2
           dnsmasq-base busybox shellcheck systemd make mosquitto mosquitto-clients python3-paho-mqtt
-          prometheus)
+          prometheus nftables)
 SERVICES=(carbon-cache carbon-c-relay influxdb collectd victoria-metrics mosquitto prometheus)
 PYTHON="${PIPIT_TEST_PYTHON:-python3}"
 POLICY=/usr/sbin/policy-rc.d
@@ -172,7 +173,8 @@ command -v carbon-c-relay >/dev/null 2>&1 || { echo "[install-deps] carbon-c-rel
 command -v influxd >/dev/null 2>&1 || { echo "[install-deps] influxd not on PATH" >&2; exit 1; }
 command -v victoria-metrics >/dev/null 2>&1 || { echo "[install-deps] victoria-metrics not on PATH" >&2; exit 1; }
 [ -x /usr/sbin/dnsmasq ] || { echo "[install-deps] /usr/sbin/dnsmasq missing" >&2; exit 1; }
-for tool in shellcheck systemd-analyze systemd-sysusers nft; do
+command -v nft >/dev/null 2>&1 || { echo "[install-deps] nft not on PATH" >&2; exit 1; }
+for tool in shellcheck systemd-analyze systemd-sysusers; do
     command -v "$tool" >/dev/null 2>&1 || { echo "[install-deps] $tool not on PATH" >&2; exit 1; }
 done
 for tool in /usr/sbin/mosquitto mosquitto_passwd; do

@@ -7,12 +7,21 @@ use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
-use std::time::Duration;
+use std::time::{Duration, UNIX_EPOCH};
 
 use common::netns::{VethPair, ip, run};
 use common::peers::{TempDir, wait_until};
 use common::sources::{Built, value};
+use pipit::Event;
+use pipit::netlink::nftables::{Counter, Nftables};
 use pipit::netlink::qdisc::Qdiscs;
+
+/// Seconds between two collections as a rate divides by them: pipit keeps a sample's time to the
+/// millisecond, so a rate times this interval gives the counters' delta back exactly.
+fn rate_interval(first: &Event, second: &Event) -> f64 {
+    let millis = |e: &Event| e.time.duration_since(UNIX_EPOCH).unwrap().as_millis() as f64;
+    (millis(second) - millis(first)) / 1000.0
+}
 
 /// A process killed and reaped on drop.
 struct Killed(Child);
@@ -118,6 +127,7 @@ fn dhcp_leases_counts_what_dnsmasq_hands_out() {
 /// its peer in a namespace of its own. Removed on drop.
 struct HostVeth {
     host: String,
+    peer: String,
     ns: String,
 }
 
@@ -126,12 +136,13 @@ impl HostVeth {
         let pid = std::process::id();
         let veth = HostVeth {
             host: format!("{tag}{pid}a"),
+            peer: format!("{tag}{pid}b"),
             ns: format!("pipit-{tag}-{pid}"),
         };
         ip(&["netns", "add", &veth.ns]);
-        let peer = format!("{tag}{pid}b");
         ip(&[
-            "link", "add", &veth.host, "type", "veth", "peer", "name", &peer, "netns", &veth.ns,
+            "link", "add", &veth.host, "type", "veth", "peer", "name", &veth.peer, "netns",
+            &veth.ns,
         ]);
         // No IPv6 on it: nothing but the test's own frames goes through its qdisc.
         run(
@@ -142,7 +153,7 @@ impl HostVeth {
             ],
         );
         ip(&["link", "set", &veth.host, "up"]);
-        ip(&["-n", &veth.ns, "link", "set", &peer, "up"]);
+        ip(&["-n", &veth.ns, "link", "set", &veth.peer, "up"]);
         veth
     }
 }
@@ -156,9 +167,10 @@ impl Drop for HostVeth {
     }
 }
 
-/// Sends `count` Ethernet frames of 1000 bytes out of `dev` through its qdisc (a raw packet
-/// socket, so no address is needed); frames the qdisc refuses are its drops.
-fn send_frames(dev: &str, count: u32) {
+/// Sends `count` Ethernet frames of 1000 bytes, of the local experimental type 0x88b5, out of
+/// `dev` through its qdisc (a raw packet socket, so no address is needed), from namespace `ns`
+/// or this one; frames the qdisc refuses are its drops.
+fn send_frames(ns: Option<&str>, dev: &str, count: u32) {
     let script = "import socket, sys\n\
         s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW)\n\
         s.bind((sys.argv[1], 0))\n\
@@ -168,7 +180,14 @@ fn send_frames(dev: &str, count: u32) {
         \x20       s.send(frame)\n\
         \x20   except OSError:\n\
         \x20       pass\n";
-    run("python3", &["-c", script, dev, &count.to_string()]);
+    let count = count.to_string();
+    match ns {
+        Some(ns) => run(
+            "ip",
+            &["netns", "exec", ns, "python3", "-c", script, dev, &count],
+        ),
+        None => run("python3", &["-c", script, dev, &count]),
+    };
 }
 
 /// The counters of every qdisc on `dev` as `tc -s -j` decodes them, keyed by kind, in the order
@@ -254,7 +273,7 @@ fn qdisc_counters_match_tc_and_become_rates() {
     let before = pipit_counters(dev);
     assert_eq!(before.keys().collect::<Vec<_>>(), ["htb", "pfifo"]);
 
-    send_frames(dev, 40);
+    send_frames(None, dev, 40);
     // Once the queue has drained and two readings of tc agree, pipit's reading between them
     // must be the same, to the byte.
     let after = wait_until(
@@ -282,20 +301,222 @@ fn qdisc_counters_match_tc_and_become_rates() {
     assert!(delta("htb", 3) > 0, "the shaper held frames back");
 
     let second = source.events();
-    let elapsed = second[0]
-        .time
-        .duration_since(first[0].time)
-        .unwrap()
-        .as_secs_f64();
+    let elapsed = rate_interval(&first[0], &second[0]);
     let rate = |metric: &str| value(&second, &format!("qdisc.{dev}.pfifo-10.{metric}"));
     for (metric, i) in [("bytes", 0), ("packets", 1), ("drops", 2)] {
-        // pipit keeps a sample's time to the millisecond: allow 0.5 %.
         let counted = rate(metric) * elapsed;
         let exact = delta("pfifo", i) as f64;
         assert!(
-            (counted - exact).abs() <= (exact * 0.005).max(0.5),
+            (counted - exact).abs() <= 0.001,
             "{metric}: {counted} from the rate, {exact} from the counters"
         );
     }
     assert_eq!(value(&second, &format!("qdisc.{dev}.htb-1.qlen")), 0.0);
+}
+
+/// An nftables table of this namespace, made by the test from a ruleset and deleted on drop.
+struct NftTable {
+    family: &'static str,
+    name: String,
+}
+
+impl NftTable {
+    /// Loads `ruleset`, which must make the table `family name` and nothing else.
+    fn new(family: &'static str, name: &str, ruleset: &str) -> NftTable {
+        let dir = TempDir::new("nft");
+        let file = dir.path().join("ruleset.nft");
+        fs::write(&file, ruleset).unwrap();
+        let table = NftTable {
+            family,
+            name: name.to_owned(),
+        };
+        run("nft", &["-f", file.to_str().unwrap()]);
+        table
+    }
+
+    /// The table listed by `nft -j`: each counter object by name and each rule with a counter
+    /// by handle, with the comment, bytes and packets `nft` decodes (the comment empty for none).
+    fn counters(&self) -> BTreeMap<String, (String, u64, u64)> {
+        let out = run("nft", &["-j", "list", "table", self.family, &self.name]);
+        let list: serde_json::Value = serde_json::from_slice(&out.stdout).expect("nft prints JSON");
+        let mut found = BTreeMap::new();
+        for item in list["nftables"].as_array().expect("a list") {
+            if let Some(c) = item.get("counter") {
+                let key = format!("counter {}", c["name"].as_str().unwrap());
+                let counts = (c["bytes"].as_u64().unwrap(), c["packets"].as_u64().unwrap());
+                found.insert(key, (String::new(), counts.0, counts.1));
+            }
+            let Some(rule) = item.get("rule") else {
+                continue;
+            };
+            let counter = rule["expr"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find_map(|e| e.get("counter").filter(|c| c.get("bytes").is_some()));
+            if let Some(c) = counter {
+                found.insert(
+                    format!("rule {}", rule["handle"]),
+                    (
+                        rule["comment"].as_str().unwrap_or_default().to_owned(),
+                        c["bytes"].as_u64().unwrap(),
+                        c["packets"].as_u64().unwrap(),
+                    ),
+                );
+            }
+        }
+        found
+    }
+
+    /// The same counters as pipit's nfnetlink dump reads them.
+    fn pipit_counters(&self) -> BTreeMap<String, (String, u64, u64)> {
+        let mut found = BTreeMap::new();
+        Nftables::open()
+            .expect("an nfnetlink socket")
+            .each(true, &mut |c: Counter| {
+                if c.table != self.name {
+                    return;
+                }
+                let (key, comment) = match c.chain {
+                    Some(_) => (format!("rule {}", c.handle), c.name.unwrap_or_default()),
+                    None => (format!("counter {}", c.name.unwrap()), String::new()),
+                };
+                found.insert(key, (comment, c.bytes, c.packets));
+            })
+            .expect("root may dump nf_tables");
+        found
+    }
+}
+
+impl Drop for NftTable {
+    fn drop(&mut self) {
+        let _ = Command::new("nft")
+            .args(["delete", "table", self.family, &self.name])
+            .output();
+    }
+}
+
+#[test]
+fn nftables_counters_match_nft_and_become_rates() {
+    let veth = HostVeth::new("nf");
+    let dev = veth.host.as_str();
+    let table = format!("pipit_{}", std::process::id());
+    // Frames from the namespace arrive at `dev`'s ingress hook: a named counter, two rules sharing
+    // a comment (summed), and one rule without a comment count them.
+    let nft = NftTable::new(
+        "netdev",
+        &table,
+        &format!(
+            "table netdev {table} {{
+                counter frames {{ comment \"frames from the namespace\" }}
+                chain ingress {{
+                    type filter hook ingress device \"{dev}\" priority 0; policy accept;
+                    ether type 0x88b5 counter name \"frames\"
+                    ether type 0x88b5 counter comment \"experimental frames\"
+                    ether type 0x88b5 counter comment \"experimental frames\"
+                    ether type 0x88b5 counter
+                }}
+            }}"
+        ),
+    );
+    let mut source = Built::new(&format!(
+        r#"{{"type": "nftables", "families": ["netdev"], "tables": ["{table}"],
+            "uncommented_rules": true}}"#
+    ));
+    let first = source.events();
+    assert_eq!(value(&first, "nftables.left_out"), 0.0);
+    assert_eq!(first.len(), 1, "one sample gives no rate: {first:?}");
+    let before = nft.counters();
+    assert_eq!(before.len(), 4, "{before:?}");
+    assert_eq!(nft.pipit_counters(), before, "pipit's dump against nft's");
+
+    send_frames(Some(&veth.ns), &veth.peer, 40);
+    let after = wait_until(
+        "nft to count the 40 frames",
+        Duration::from_secs(10),
+        || {
+            let now = nft.counters();
+            (now["counter frames"].2 == before["counter frames"].2 + 40).then_some(now)
+        },
+    );
+    assert_eq!(nft.pipit_counters(), after, "pipit's dump against nft's");
+    for (key, (_, bytes, packets)) in &after {
+        assert_eq!(packets - before[key].2, 40, "{key}: every frame counted");
+        assert_eq!(
+            bytes - before[key].1,
+            40 * 986,
+            "{key}: frames without their MAC header"
+        );
+    }
+
+    let second = source.events();
+    let elapsed = rate_interval(&first[0], &second[0]);
+    let counted =
+        |stem: &str, metric: &str| value(&second, &format!("nftables.{stem}.{metric}")) * elapsed;
+    let rule = format!("rule.netdev.{table}.ingress");
+    let handle = after
+        .iter()
+        .find(|(key, (comment, ..))| key.starts_with("rule ") && comment.is_empty())
+        .map(|(key, _)| key.trim_start_matches("rule ").to_owned())
+        .unwrap();
+    for (stem, frames) in [
+        (format!("named.netdev.{table}.frames"), 40.0),
+        (format!("{rule}.experimental_frames"), 80.0),
+        (format!("{rule}.handle-{handle}"), 40.0),
+    ] {
+        for (metric, exact) in [("packets", frames), ("bytes", frames * 986.0)] {
+            let got = counted(&stem, metric);
+            assert!(
+                (got - exact).abs() <= exact * 1e-9,
+                "{stem}.{metric}: {got} from the rate, {exact} sent"
+            );
+        }
+    }
+    assert_eq!(value(&second, "nftables.left_out"), 0.0);
+    assert_eq!(second.len(), 7, "{second:?}");
+
+    // Without rules, only the named counter is asked for and reported.
+    let mut counters_only = Built::new(&format!(
+        r#"{{"type": "nftables", "tables": ["{table}"], "rules": false}}"#
+    ));
+    // A rate needs a second sample at least a millisecond after the first.
+    let services = wait_until("a second sample", Duration::from_secs(5), || {
+        let events = counters_only.events();
+        (events.len() > 1).then(|| events.into_iter().map(|e| e.service).collect::<Vec<_>>())
+    });
+    let counter = format!("nftables.named.netdev.{table}.frames");
+    assert_eq!(
+        services,
+        [
+            format!("{counter}.bytes"),
+            format!("{counter}.packets"),
+            "nftables.left_out".into()
+        ]
+    );
+}
+
+#[test]
+fn nftables_without_cap_net_admin_says_what_to_do() {
+    let dir = TempDir::new("nft-user");
+    let config = dir.path().join("pipit.json");
+    fs::write(
+        &config,
+        r#"{"sources": [{"type": "nftables"}], "outputs": [{"type": "stdout"}]}"#,
+    )
+    .unwrap();
+    for path in [dir.path(), config.as_path()] {
+        fs::set_permissions(path, fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    let out = Command::new("runuser")
+        .args(["-u", "nobody", "--", common::pipit::binary(), "once", "-c"])
+        .arg(&config)
+        .output()
+        .expect("runuser runs");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(3), "a source failed: {stderr}");
+    assert!(
+        stderr.contains("only a process with CAP_NET_ADMIN")
+            && stderr.contains("option user 'root'"),
+        "{stderr}"
+    );
 }

@@ -302,6 +302,7 @@ mod tests {
         "conntrack",
         "dhcp_leases",
         "qdisc",
+        "nftables",
         "tcpconns",
         "exec",
         "watch",

@@ -1,8 +1,10 @@
 //! Netlink, the kernel's message interface: the header every request and answer carries, and a
 //! dump (one request answered by many messages, ended by `NLMSG_DONE`). The families pipit asks
 //! are in their own files: [`sock_diag`] (sockets by state), [`qdisc`] (queue disciplines over
-//! rtnetlink). The socket itself is `crate::sys::netlink`.
+//! rtnetlink), [`nftables`] (nf_tables counters over nfnetlink). The socket itself is
+//! `crate::sys::netlink`.
 
+pub mod nftables;
 pub mod qdisc;
 pub mod sock_diag;
 

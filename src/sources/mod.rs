@@ -19,6 +19,7 @@ pub mod interface;
 pub mod load;
 pub mod memory;
 pub mod naming;
+pub mod nftables;
 pub mod ping;
 pub mod processes;
 pub mod qdisc;
@@ -208,6 +209,7 @@ pub const REGISTRY: &[SourceType] = &[
     conntrack::TYPE,
     dhcp_leases::TYPE,
     qdisc::TYPE,
+    nftables::TYPE,
     tcpconns::TYPE,
     #[cfg(feature = "exec")]
     exec::TYPE,

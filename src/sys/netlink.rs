@@ -12,6 +12,9 @@ pub const SOCK_DIAG: libc::c_int = libc::NETLINK_SOCK_DIAG;
 /// queue disciplines.
 pub const ROUTE: libc::c_int = libc::NETLINK_ROUTE;
 
+/// The netlink family of netfilter's subsystems (`NETLINK_NETFILTER`): nf_tables, conntrack.
+pub const NETFILTER: libc::c_int = libc::NETLINK_NETFILTER;
+
 /// A netlink socket talking to the kernel. Every receive gives up after the timeout it was opened
 /// with, so a kernel that never answers cannot hang a source.
 #[derive(Debug)]
