@@ -6,6 +6,7 @@
 #   benches/host_sources.sh                 # all 13 router sources, 60 s measurement
 #   DURATION=300 benches/host_sources.sh
 #   ROUTER_SET=0 benches/host_sources.sh    # the 10 generic ones (no tcpconns, swap, wireless)
+#   PING=1 benches/host_sources.sh          # only ping, beside collectd's ping plugin
 #
 # collectd runs cpu, load, memory, interface, df, disk, uptime, processes, conntrack, thermal,
 # tcpconns, swap and wireless with write_graphite to a listener on 127.0.0.1; pipit runs the same
@@ -18,6 +19,12 @@
 # /proc/PID/task/*/schedstat (nanoseconds on CPU). Metric lines are counted in what each agent
 # delivered during the same window. Needs gcc and strace. The nftables source is not here: collectd has no
 # working equivalent on nftables; benches/nftables.sh measures it beside `nft`.
+#
+# With PING=1 both agents run only ping, to the same hosts (PING_HOSTS, default 127.0.0.1 and ::1:
+# loopback only) with the same number of requests per host per second (PING_COUNT, default 10),
+# each waiting 90 ms at most: collectd's ping plugin (liboping; Debian's liboping0) with
+# `Interval 1/PING_COUNT`, pipit's ping source with `count` PING_COUNT in a 1 s interval. Both use
+# raw sockets (run as root). The floor then has nothing to do and is left out of the ratios.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -26,6 +33,20 @@ WARMUP=${WARMUP:-5}
 ROUTER_SET=${ROUTER_SET:-1}
 # shellcheck source=benches/side_by_side.sh
 source benches/side_by_side.sh
+PING=${PING:-0}
+if [ "$PING" = 1 ]; then
+    PING_HOSTS=${PING_HOSTS:-127.0.0.1 ::1}
+    PING_COUNT=${PING_COUNT:-10}
+    read -ra hosts <<<"$PING_HOSTS"
+    PIPIT_SOURCES="[{\"type\": \"ping\", \"hosts\": [$(printf '"%s", ' "${hosts[@]}" | sed 's/, $//')],
+        \"count\": $PING_COUNT, \"reply_timeout\": \"90ms\"}]"
+    COLLECTD_PLUGINS=(ping)
+    COLLECTD_EXTRA="<Plugin ping>
+$(printf '  Host "%s"\n' "${hosts[@]}")
+  Interval $(python3 -c "print(1 / $PING_COUNT)")
+  Timeout 0.09
+</Plugin>"
+fi
 
 cargo build --release --quiet
 PIPIT=target/release/pipit
@@ -84,19 +105,22 @@ c_t0=$(ticks $CD); c_n0=$(nanos $CD); c_l0=$(lines "$WORK/collectd.out")
 p_t0=$(ticks $PP); p_n0=$(nanos $PP); p_l0=$(lines "$WORK/pipit.out")
 f_t0=$(ticks $FL); f_n0=$(nanos $FL)
 per_thread $PP 1 > "$WORK/threads0"
+per_thread $CD 1 > "$WORK/cthreads0"
 start=$(date +%s.%N)
 sleep "$DURATION"
 c_t1=$(ticks $CD); c_n1=$(nanos $CD); c_l1=$(lines "$WORK/collectd.out")
 p_t1=$(ticks $PP); p_n1=$(nanos $PP); p_l1=$(lines "$WORK/pipit.out")
 f_t1=$(ticks $FL); f_n1=$(nanos $FL)
 per_thread $PP 1 > "$WORK/threads1"
+per_thread $CD 1 > "$WORK/cthreads1"
 end=$(date +%s.%N)
 
 HZ=$(getconf CLK_TCK)
-python3 - "$start" "$end" "$HZ" "$c_t0" "$c_t1" "$c_n0" "$c_n1" "$c_l0" "$c_l1" "$p_t0" "$p_t1" "$p_n0" "$p_n1" "$p_l0" "$p_l1" "$f_t0" "$f_t1" "$f_n0" "$f_n1" <<'PY'
+python3 - "$PING" "$start" "$end" "$HZ" "$c_t0" "$c_t1" "$c_n0" "$c_n1" "$c_l0" "$c_l1" "$p_t0" "$p_t1" "$p_n0" "$p_n1" "$p_l0" "$p_l1" "$f_t0" "$f_t1" "$f_n0" "$f_n1" <<'PY'
 import sys
-start, end, hz = float(sys.argv[1]), float(sys.argv[2]), int(sys.argv[3])
-c_t0, c_t1, c_n0, c_n1, c_l0, c_l1, p_t0, p_t1, p_n0, p_n1, p_l0, p_l1, f_t0, f_t1, f_n0, f_n1 = map(int, sys.argv[4:])
+ping = sys.argv[1] == "1"
+start, end, hz = float(sys.argv[2]), float(sys.argv[3]), int(sys.argv[4])
+c_t0, c_t1, c_n0, c_n1, c_l0, c_l1, p_t0, p_t1, p_n0, p_n1, p_l0, p_l1, f_t0, f_t1, f_n0, f_n1 = map(int, sys.argv[5:])
 window = end - start
 intervals = window  # all three collect once a second
 def row(name, t0, t1, n0, n1, l0=0, l1=0):
@@ -108,16 +132,23 @@ p = row("pipit", p_t0, p_t1, p_n0, p_n1, p_l0, p_l1)
 f = row("floor", f_t0, f_t1, f_n0, f_n1)
 print(f"window {window:.1f} s, {intervals:.0f} collections each")
 print(f"{'agent':<14} {'CPU ms/collection (schedstat)':>30} {'(utime+stime)':>14} {'metrics/interval':>17}")
-for name, ticks_ms, sched_ms, per in (c, p, f):
+for name, ticks_ms, sched_ms, per in (c, p) if ping else (c, p, f):
     print(f"{name:<14} {sched_ms:>30.3f} {ticks_ms:>14.2f} {per:>17.1f}")
 print(f"pipit / collectd CPU: {p[2] / c[2]:.3f} (schedstat), {p[1] / c[1] if c[1] else float('nan'):.3f} (utime+stime)")
-print(f"pipit / floor CPU: {p[2] / f[2]:.3f} (schedstat)")
+if not ping:
+    print(f"pipit / floor CPU: {p[2] / f[2]:.3f} (schedstat)")
 print(f"pipit / collectd metrics: {p[3] / c[3]:.2f}")
 PY
-echo "the floor's plan (what pipit does each collection):"
-sed 's/^/  /' "$WORK/plan"
+if [ "$PING" != 1 ]; then
+    echo "the floor's plan (what pipit does each collection):"
+    sed 's/^/  /' "$WORK/plan"
+fi
 echo "pipit by thread (ms per collection):"
 join "$WORK/threads0" "$WORK/threads1" | awk -v n="$DURATION" '{ printf "  %-16s %7.3f\n", $1, ($3 - $2) / 1e6 / n }'
+if [ "$PING" = 1 ]; then
+    echo "collectd by thread (ms per collection):"
+    join "$WORK/cthreads0" "$WORK/cthreads1" | awk -v n="$DURATION" '{ printf "  %-16s %7.3f\n", $1, ($3 - $2) / 1e6 / n }'
+fi
 procs=(/proc/[0-9]*)
 echo "processes on this box: ${#procs[@]}"
 report_logs

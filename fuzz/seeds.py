@@ -89,6 +89,33 @@ seed("dns_reply", "a", dns_reply(1, 0, [(5, cname), (1, bytes([192, 0, 2, 1])), 
 seed("dns_reply", "aaaa", dns_reply(28, 0, [(28, bytes(15) + b"\x01")]))
 seed("dns_reply", "nxdomain", dns_reply(1, 3, []))
 
+
+def icmp_sum(data):
+    """The Internet checksum (RFC 1071)."""
+    if len(data) % 2:
+        data += b"\x00"
+    total = sum(struct.unpack(f">{len(data) // 2}H", data))
+    while total > 0xFFFF:
+        total = (total & 0xFFFF) + (total >> 16)
+    return ~total & 0xFFFF
+
+
+def echo_reply(kind, seq):
+    """An echo reply to the ping source, of type `kind` (0: IPv4, 129: IPv6), 56 bytes of data."""
+    message = struct.pack(">BBHHH", kind, 0, 0, 0xBEEF, seq) + bytes(range(56))
+    if kind == 0:
+        message = message[:2] + struct.pack(">H", icmp_sum(message)) + message[4:]
+    return message
+
+
+reply4 = echo_reply(0, 7)
+ip4 = struct.pack(">BBHHHBBH4s4s", 0x45, 0, 20 + len(reply4), 0, 0x4000, 64, 1, 0,
+                  bytes([192, 0, 2, 1]), bytes([192, 0, 2, 2]))
+seed("icmp_echo", "raw_v4", b"\x00" + ip4 + reply4)
+seed("icmp_echo", "raw_v4_fixed_sum", b"\x80" + ip4 + reply4)
+seed("icmp_echo", "datagram_v4", b"\x01" + reply4)
+seed("icmp_echo", "v6", b"\x02" + echo_reply(129, 7))
+
 for i, line in enumerate([
     '{"call":"get_metrics","selector":"^load\\\\.1$"}',
     '{"call":"get_metrics","prefix":"edge.","limit":2,"metadata":false}',

@@ -12,7 +12,7 @@
 #         dnsmasq-base (the DNS server of tests/dns.rs and the DHCP server of
 #         tests/router_sources.rs; no service comes with it), busybox (its udhcpc DHCP client),
 #         nftables (nft, which makes the tables of tests/router_sources.rs and reads their
-#         counters back; its service is not enabled)
+#         counters back, and injects the loss tests/ping.rs measures; its service is not enabled)
 #         and, for tests/packaging.rs, systemd (systemd-analyze, systemd-sysusers), shellcheck and
 #         make (the OpenWrt Makefile's variables, evaluated by GNU make)
 #   pip:  riemann-client (pulls protobuf>=3.2,<4) into the python3 on PATH

@@ -447,6 +447,29 @@ fn enabled_uci_config_starts_pipit_under_procd_with_a_checked_config() {
 }
 
 #[test]
+fn the_shipped_ping_section_once_enabled_gives_a_config_pipit_accepts() {
+    let ping_off = "config source 'ping'\n\toption enabled '0'";
+    let uci = shipped_enabled();
+    assert!(uci.contains(ping_off), "{uci}");
+    let openwrt = OpenWrt::new(&uci.replace(ping_off, "config source 'ping'"));
+    let json = openwrt.json();
+    let ping = json["sources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["type"] == "ping")
+        .unwrap_or_else(|| panic!("no ping source in {json}"));
+    assert_eq!(
+        *ping,
+        serde_json::json!({"name": "ping", "type": "ping", "hosts": ["192.0.2.1"], "count": 10})
+    );
+    let start = openwrt.act("start", false);
+    assert_eq!(start.code, Some(0), "{}", start.stderr);
+    let check = check_config(&openwrt.config());
+    assert_eq!(check.status.code(), Some(0), "{}", text(&check.stderr));
+}
+
+#[test]
 fn the_init_script_gives_pipits_directories_to_its_user_and_moves_aside_what_another_user_made() {
     use std::os::unix::fs::{MetadataExt, lchown, symlink};
     let uid = pipit_uid();

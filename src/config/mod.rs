@@ -308,6 +308,7 @@ mod tests {
         "watch",
         "http",
         "tcp",
+        "ping",
         "tail",
         "self",
     ];

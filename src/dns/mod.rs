@@ -48,18 +48,24 @@ pub fn resolve(addr: &str, limit: Duration) -> io::Result<Vec<SocketAddr>> {
 /// The addresses of `host` (a name, an IP address, or an IPv6 address in brackets) with
 /// `port`, found within `limit`.
 pub fn lookup(host: &str, port: u16, limit: Duration) -> io::Result<Vec<SocketAddr>> {
-    let bare = host
-        .strip_prefix('[')
-        .and_then(|h| h.strip_suffix(']'))
-        .unwrap_or(host);
-    let ips = match bare.parse::<IpAddr>() {
-        Ok(ip) => vec![ip],
-        Err(_) => Resolver::system().addresses(host, limit)?,
+    let ips = match literal(host) {
+        Some(ip) => vec![ip],
+        None => Resolver::system().addresses(host, limit)?,
     };
     Ok(ips
         .into_iter()
         .map(|ip| SocketAddr::new(ip, port))
         .collect())
+}
+
+/// The address `host` is, when it is one rather than a name: an IP address, or an IPv6 address
+/// in brackets.
+pub fn literal(host: &str) -> Option<IpAddr> {
+    let bare = host
+        .strip_prefix('[')
+        .and_then(|h| h.strip_suffix(']'))
+        .unwrap_or(host);
+    bare.parse().ok()
 }
 
 /// A resolver: its settings and the text of its hosts file.

@@ -20,6 +20,7 @@ pub mod load;
 pub mod memory;
 pub mod naming;
 pub mod nftables;
+pub mod ping;
 pub mod processes;
 pub mod qdisc;
 pub mod runner;
@@ -41,6 +42,8 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
+
+use crossbeam_channel::Receiver;
 
 pub use emitter::{Emitter, Template};
 
@@ -83,6 +86,13 @@ pub trait SourceSpec: Send + Sync + fmt::Debug {
     fn spreads_first_run(&self) -> bool {
         false
     }
+
+    /// Checks the settings against the instance's interval, for a source whose timing depends on
+    /// it (requests spread over the interval, say); the error says which keys to change. Most
+    /// sources fit any interval.
+    fn check_interval(&self, _interval: Duration) -> Result<(), String> {
+        Ok(())
+    }
 }
 
 /// What a source may use besides its own config.
@@ -100,6 +110,10 @@ pub struct SourceContext {
     pub instance: String,
     /// The interval of the instance being built; set by [`SourceContext::for_source`].
     pub interval: Duration,
+    /// Disconnected when the instance is asked to stop or is replaced, so that a collection
+    /// that waits long (a round of pings) can wait on it and return early; it never fires
+    /// outside a running agent (`pipit once`, tests).
+    pub stopping: Receiver<()>,
 }
 
 impl SourceContext {
@@ -117,6 +131,7 @@ impl SourceContext {
             cache,
             instance: String::new(),
             interval: Duration::ZERO,
+            stopping: crossbeam_channel::never(),
         }
     }
 
@@ -203,6 +218,7 @@ pub const REGISTRY: &[SourceType] = &[
     #[cfg(feature = "http")]
     http::TYPE,
     tcp::TYPE,
+    ping::TYPE,
     #[cfg(feature = "watch")]
     tail::TYPE,
     self_stats::TYPE,
@@ -299,6 +315,10 @@ fn read_one(
     let name = name.unwrap_or_else(|| kind.name.to_owned());
     t.finish(problems);
     let spec = spec?;
+    if let Err(message) = spec.check_interval(interval) {
+        problems.at(t.as_field(), message);
+        return None;
+    }
     let timeout = spec
         .longest_collection()
         .map_or(timeout, |longest| timeout.max(longest));

@@ -108,7 +108,10 @@ impl SourceHandle {
     fn spawn(&mut self, stop: Receiver<()>) {
         let runner = Runner {
             config: self.config.clone(),
-            ctx: self.ctx.clone(),
+            ctx: SourceContext {
+                stopping: stop.clone(),
+                ..self.ctx.clone()
+            },
             stats: self.stats.clone(),
             shared: self.shared.clone(),
             generation: self.shared.generation.load(Ordering::SeqCst),

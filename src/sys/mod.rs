@@ -2,9 +2,9 @@
 //! supervisor, statvfs(3) for the df source, SO_PEERCRED for the control socket, the calls that
 //! keep pipit's own resident memory small (`memory`), the `*at` calls that reach names through an
 //! open directory (`files`, for `crate::files`), netlink sockets (`netlink`), a child's death with
-//! its parent (`children`), and the TCP options and state std does not reach (`tcp`: user timeout,
-//! keepalive, `TCP_INFO`). Every `unsafe` block of pipit is in this module, each with the reason it
-//! is sound.
+//! its parent (`children`), the TCP options and state std does not reach (`tcp`: user timeout,
+//! keepalive, `TCP_INFO`), and ICMP sockets for the ping source (`icmp`). Every `unsafe` block of
+//! pipit is in this module, each with the reason it is sound.
 //!
 //! None of these calls touches memory pipit does not own: they take integers, or pointers to
 //! values that live on the caller's stack for the length of the call, or (`memory`) the address
@@ -12,6 +12,7 @@
 
 mod children;
 mod files;
+pub mod icmp;
 mod memory;
 pub mod netlink;
 mod tcp;
@@ -204,6 +205,12 @@ pub fn exit_notifier(pid: u32) -> Option<OwnedFd> {
 pub fn effective_uid() -> u32 {
     // SAFETY: geteuid(2) has no arguments, always succeeds and touches no memory.
     unsafe { libc::geteuid() }
+}
+
+/// The effective group id of this process.
+pub fn effective_gid() -> u32 {
+    // SAFETY: getegid(2) has no arguments, always succeeds and touches no memory.
+    unsafe { libc::getegid() }
 }
 
 /// True when pipit runs as root (effective user id 0) and may change a child's user.
