@@ -9,6 +9,8 @@ pub mod graphite;
 pub mod influx;
 #[cfg(feature = "mqtt")]
 pub mod mqtt;
+#[cfg(feature = "remote_write")]
+pub mod remote_write;
 #[cfg(feature = "riemann")]
 pub mod riemann;
 pub mod stdout;
@@ -205,6 +207,8 @@ pub const REGISTRY: &[OutputType] = &[
     influx::TYPE,
     #[cfg(feature = "mqtt")]
     mqtt::TYPE,
+    #[cfg(feature = "remote_write")]
+    remote_write::TYPE,
 ];
 
 /// Output types this build leaves out, with the Cargo feature that has each.
@@ -215,6 +219,8 @@ pub const LEFT_OUT: &[(&str, &str)] = &[
     ("influxdb", "http"),
     #[cfg(not(feature = "mqtt"))]
     ("mqtt", "mqtt"),
+    #[cfg(not(feature = "remote_write"))]
+    ("prometheus_remote_write", "remote_write"),
 ];
 
 /// Finds an output type by its config name.
