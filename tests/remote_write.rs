@@ -179,8 +179,8 @@ fn whole_second() -> SystemTime {
     UNIX_EPOCH + Duration::from_secs(now.as_secs() - 30)
 }
 
-/// VictoriaMetrics keeps about 15 significant digits and no exponent below about -250 (its
-/// docs, "Limitations"): the extreme floats are read back exactly from Prometheus only.
+/// VictoriaMetrics stores values as decimals (1.7976931348623157e308 comes back as
+/// 1.7976931348623151e308, -1.5e-300 as 0): the extreme floats are read back from Prometheus only.
 #[test]
 fn samples_are_read_back_exactly_from_prometheus_and_victoriametrics() {
     let prometheus = Prometheus::start_receiver(None);
@@ -289,6 +289,58 @@ fn prometheus_refusals_count_only_the_refused_samples() {
         assert_eq!(labels["__name__"], format!("good_{i}"));
         assert_eq!(samples, &[(ms(recent(base, 10_000)), i as f64)]);
     }
+    outputs::stop(handle, DEADLINE);
+}
+
+/// With an out-of-order window, Prometheus 2.42 answers 500 `too old sample` for a sample older
+/// than the window (and stores none of the request): that sample is refused alone, not retried.
+#[test]
+fn a_sample_older_than_the_out_of_order_window_is_rejected_alone() {
+    let prometheus = Prometheus::start_receiver(Some("1m"));
+    let base = whole_second();
+    let handle = outputs::start(&output(
+        &prometheus_url(&prometheus),
+        r#""batch_size": 4, "batch_timeout": "500ms", "retries": 0"#,
+    ));
+    let stats = handle.stats.clone();
+    send(
+        &handle,
+        [Event::new("seen", "h")
+            .with_metric(1i64)
+            .with_time(recent(base, 10_000))],
+    );
+    wait_until("the first sample is stored", DEADLINE, || {
+        (get(&stats.events_out) == 1).then_some(())
+    });
+    let at = |name: &str, value: i64, ms: u64| {
+        Event::new(name, "h")
+            .with_metric(value)
+            .with_time(recent(base, ms))
+    };
+    send(
+        &handle,
+        [
+            at("fresh", 1, 10_000),
+            at("seen", 2, 0).with_time(base - Duration::from_secs(300)),
+            at("seen", 3, 5_000),
+            at("fresh", 4, 11_000),
+        ],
+    );
+    wait_until("every event accounted for", DEADLINE, || {
+        let (out, failed, rejected) = counts(&stats);
+        (out + failed + rejected == 5).then_some(())
+    });
+    assert_eq!(counts(&stats), (4, 0, 1));
+    let error = stats.last_error.lock().unwrap().clone();
+    assert!(error.contains("HTTP 500: too old sample"), "{error}");
+    let seen = prometheus_samples(&prometheus, "seen");
+    assert_eq!(
+        seen[0].1,
+        [
+            (ms(recent(base, 5_000)), 3.0),
+            (ms(recent(base, 10_000)), 1.0)
+        ]
+    );
     outputs::stop(handle, DEADLINE);
 }
 

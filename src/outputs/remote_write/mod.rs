@@ -4,8 +4,8 @@
 //!
 //! A 2xx answer delivers the batch. A 4xx other than 401, 403, 404, 408 and 429 says the batch
 //! is bad: it is logged, counted as rejected and dropped. Prometheus refuses a whole request with
-//! 400 when one sample in it is out of order, a duplicate with another value, or too old, and
-//! stores none of it; so on those answers the batch is split in halves, sent again in order, and
+//! 400 when one sample in it is out of order, a duplicate with another value, or too old (500 for
+//! one older than its out-of-order window, in 2.42), and stores none of it; so on those answers the batch is split in halves, sent again in order, and
 //! split further where refused, until each refused sample stands alone: the others are stored
 //! and only the refused ones count as rejected ([`OutputError::partly_rejected`]). 5xx answers,
 //! the other 4xx and timeouts count as failed deliveries.
@@ -38,8 +38,8 @@ pub const TYPE: OutputType = OutputType {
     read,
 };
 
-/// What Prometheus answers (with 400) when one sample of a request cannot be stored; it then
-/// stores none of the request.
+/// What Prometheus answers when one sample of a request cannot be stored, with 400 (`too old
+/// sample`, beyond an out-of-order window: with 500 in 2.42); it then stores none of the request.
 const SAMPLE_REFUSALS: [&str; 4] = [
     "out of order sample",
     "duplicate sample for timestamp",
@@ -233,8 +233,8 @@ impl OutputSpec for RemoteWriteSpec {
 enum Answer {
     /// It stored every sample (a 2xx).
     Stored,
-    /// It refused the request because of one of its samples (Prometheus's 400 with one of
-    /// [`SAMPLE_REFUSALS`]), storing none; the error for the log.
+    /// It refused the request because of one of its samples (Prometheus's 400, or 500, with one
+    /// of [`SAMPLE_REFUSALS`]), storing none; the error for the log.
     SampleRefused(OutputError),
 }
 
@@ -298,7 +298,7 @@ impl RemoteWrite {
             .unwrap_or_default();
         let reason = crate::http_client::quote_answer(&answer, &self.secrets);
         let message = format!("{}: HTTP {status}: {reason}", self.shown_url);
-        if status == 400 && SAMPLE_REFUSALS.iter().any(|r| answer.contains(r)) {
+        if matches!(status, 400 | 500) && SAMPLE_REFUSALS.iter().any(|r| answer.contains(r)) {
             Ok(Answer::SampleRefused(OutputError::rejected(message)))
         } else if (400..500).contains(&status) && !matches!(status, 401 | 403 | 404 | 408 | 429) {
             Err(OutputError::rejected(message))
