@@ -20,7 +20,7 @@ use std::time::Duration;
 
 use ureq::Agent;
 
-use super::{Output, OutputError, OutputSpec, OutputType};
+use super::{ErrorKind, Output, OutputError, OutputSpec, OutputType};
 use crate::complain::Complaint;
 use crate::config::reader::{Problems, Table};
 use crate::config::secret::Secret;
@@ -139,10 +139,17 @@ fn read_auth(t: &mut Table<'_>, problems: &mut Problems) -> Option<Auth> {
             problems.at(t.as_field(), "the username must not hold ':'");
             return None;
         }
-        _ => {
+        (_, _, Some(_)) => {
             problems.at(
                 t.as_field(),
                 "set \"username\" and \"password\" for basic auth, or \"token\" for a bearer token, not both",
+            );
+            return None;
+        }
+        _ => {
+            problems.at(
+                t.as_field(),
+                "basic auth needs both \"username\" and \"password\"",
             );
             return None;
         }
@@ -308,7 +315,8 @@ impl RemoteWrite {
     }
 
     /// Sends the series `range`, which the receiver refused as a whole, again in two halves, in
-    /// order, and splits every refused half further; returns how many series it refused alone.
+    /// order, and splits every half refused for a sample further; returns how many series it
+    /// refused (a half refused as bad for another reason counts whole).
     fn isolate(&mut self, range: Range<usize>) -> Result<u64, OutputError> {
         if range.len() == 1 {
             return Ok(1);
@@ -316,8 +324,11 @@ impl RemoteWrite {
         let middle = range.start + range.len() / 2;
         let mut refused = 0;
         for half in [range.start..middle, middle..range.end] {
-            if let Answer::SampleRefused(_) = self.post(half.clone())? {
-                refused += self.isolate(half)?;
+            match self.post(half.clone()) {
+                Ok(Answer::Stored) => {}
+                Ok(Answer::SampleRefused(_)) => refused += self.isolate(half)?,
+                Err(e) if e.kind == ErrorKind::Rejected => refused += half.len() as u64,
+                Err(e) => return Err(e),
             }
         }
         Ok(refused)
@@ -415,7 +426,12 @@ mod tests {
                 r#"{"url": "http://u:p@h/w"}"#,
                 "put credentials in \"username\"",
             ),
-            (r#"{"url": "http://h/w", "username": "u"}"#, "not both"),
+            (r#"{"url": "http://h/w", "username": "u"}"#, "needs both"),
+            (r#"{"url": "http://h/w", "password": "p"}"#, "needs both"),
+            (
+                r#"{"url": "http://h/w", "password": "p", "token": "t"}"#,
+                "not both",
+            ),
             (
                 r#"{"url": "http://h/w", "username": "u", "password": "p", "token": "t"}"#,
                 "not both",
