@@ -101,8 +101,11 @@ mod tests {
     use super::*;
     use crate::protobuf::{Fields, Value};
 
+    /// A decoded `TimeSeries`: its labels, and its samples as (value, milliseconds).
+    type Decoded = (Vec<(String, String)>, Vec<(f64, u64)>);
+
     /// The labels and samples of every `TimeSeries` in `request`, decoded.
-    fn decode(request: &[u8]) -> Vec<(Vec<(String, String)>, Vec<(f64, u64)>)> {
+    fn decode(request: &[u8]) -> Vec<Decoded> {
         let text = |b: &[u8]| String::from_utf8(b.to_vec()).unwrap();
         Fields(request)
             .map(|f| {
