@@ -310,7 +310,14 @@ mod tests {
         "tail",
         "self",
     ];
-    const EVERY_OUTPUT: &[&str] = &["stdout", "graphite", "riemann", "influxdb", "mqtt"];
+    const EVERY_OUTPUT: &[&str] = &[
+        "stdout",
+        "graphite",
+        "riemann",
+        "influxdb",
+        "mqtt",
+        "prometheus_remote_write",
+    ];
 
     fn built_and_left_out(built: Vec<&str>, left_out: &[(&str, &str)]) -> Vec<String> {
         let mut all: Vec<String> = built.iter().map(|n| n.to_string()).collect();
