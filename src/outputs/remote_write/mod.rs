@@ -241,8 +241,8 @@ enum Answer {
     /// It stored every sample (a 2xx).
     Stored,
     /// It refused the request because of one of its samples (Prometheus's 400, or 500, with one
-    /// of [`SAMPLE_REFUSALS`]), storing none; the error for the log.
-    SampleRefused(OutputError),
+    /// of [`SAMPLE_REFUSALS`]), storing none; what to log.
+    SampleRefused(String),
 }
 
 struct RemoteWrite {
@@ -306,7 +306,7 @@ impl RemoteWrite {
         let reason = crate::http_client::quote_answer(&answer, &self.secrets);
         let message = format!("{}: HTTP {status}: {reason}", self.shown_url);
         if matches!(status, 400 | 500) && SAMPLE_REFUSALS.iter().any(|r| answer.contains(r)) {
-            Ok(Answer::SampleRefused(OutputError::rejected(message)))
+            Ok(Answer::SampleRefused(message))
         } else if (400..500).contains(&status) && !matches!(status, 401 | 403 | 404 | 408 | 429) {
             Err(OutputError::rejected(message))
         } else {
@@ -361,8 +361,7 @@ impl Output for RemoteWrite {
             Answer::SampleRefused(first) => {
                 let refused = self.isolate(0..n)?;
                 let message = format!(
-                    "{} (it refused {refused} of {n} sample(s); the others were sent again and stored)",
-                    first.message
+                    "{first} (it refused {refused} of {n} sample(s); the others were sent again and stored)"
                 );
                 Err(if refused as usize == n {
                     OutputError::rejected(message)
