@@ -40,7 +40,6 @@ pub mod pattern;
 #[cfg(feature = "watch")]
 pub mod pollers;
 pub mod procfs;
-#[cfg(any(feature = "http_server", feature = "remote_write"))]
 pub mod prometheus_name;
 #[cfg(any(feature = "riemann", feature = "remote_write"))]
 pub mod protobuf;

@@ -19,6 +19,8 @@
 
 use std::collections::BTreeMap;
 
+use crate::pattern::Pattern;
+
 /// Units that add no suffix: a plain number, a count of things, a state code.
 const NO_SUFFIX_UNITS: [&str; 3] = ["", "count", "state"];
 
@@ -55,6 +57,52 @@ pub struct Series {
     pub family: String,
     /// The labels, sanitised names with their values, in the rule's order.
     pub labels: Vec<(String, String)>,
+}
+
+/// The declared metrics of one configured source instance: what an output that sees only events
+/// finds a service name's declaration in.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SourceNames {
+    /// The instance's prefix (empty for none).
+    pub prefix: String,
+    /// Its type's declarations, each with the pattern of the names it covers.
+    pub declared: Vec<(Pattern, Declared<'static>)>,
+}
+
+impl SourceNames {
+    /// The names of an instance with `prefix` whose type declares `declared` (name and unit).
+    pub fn new(
+        prefix: &str,
+        declared: impl IntoIterator<Item = (&'static str, &'static str)>,
+    ) -> SourceNames {
+        SourceNames {
+            prefix: prefix.to_owned(),
+            declared: declared
+                .into_iter()
+                .map(|(name, unit)| (Pattern::declared(name), Declared { name, unit }))
+                .collect(),
+        }
+    }
+}
+
+/// The prefix and declaration of `service`, as the metric catalogue finds them for the source
+/// that emitted it: the first of `sources` (in config order) whose prefix `service` starts with
+/// and one of whose declared names it matches. `None` when no source declares it.
+pub fn declaration<'a>(
+    sources: &'a [SourceNames],
+    service: &str,
+) -> Option<(&'a str, Declared<'static>)> {
+    sources.iter().find_map(|source| {
+        let name = if source.prefix.is_empty() {
+            service
+        } else {
+            service
+                .strip_prefix(source.prefix.as_str())?
+                .strip_prefix('.')?
+        };
+        let (_, declared) = source.declared.iter().find(|(p, _)| p.matches(name))?;
+        Some((source.prefix.as_str(), *declared))
+    })
 }
 
 /// The family and labels of a series, by the rule in the module docs.
@@ -331,6 +379,29 @@ mod tests {
                 ("a_b".to_owned(), "1".to_owned())
             ]
         );
+    }
+
+    #[test]
+    fn a_service_finds_its_declaration_past_the_prefix() {
+        let sources = [
+            SourceNames::new("edge", [("load.1", ""), ("load.5", "")]),
+            SourceNames::new(
+                "",
+                [
+                    ("interface.<name>.rx_bytes", "bytes_per_second"),
+                    ("<name>", ""),
+                ],
+            ),
+        ];
+        let found = |service| declaration(&sources, service).map(|(p, d)| (p, d.name));
+        assert_eq!(found("edge.load.5"), Some(("edge", "load.5")));
+        assert_eq!(found("load.5"), Some(("", "<name>")));
+        assert_eq!(
+            found("interface.eth0.100.rx_bytes"),
+            Some(("", "interface.<name>.rx_bytes"))
+        );
+        assert_eq!(declaration(&sources[..1], "edge.load.15"), None);
+        assert_eq!(declaration(&sources[..1], "edgeload.1"), None);
     }
 
     #[test]

@@ -8,7 +8,8 @@ use std::collections::BTreeMap;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use common::outputs::{self, counts, send};
-use common::peers::{Prometheus, TempDir, VictoriaMetrics, url_encode, wait_until};
+use common::peers::{Prometheus, TempDir, VictoriaMetrics, free_port, url_encode, wait_until};
+use common::pipit::{Agent, fixture};
 use pipit::Event;
 use pipit::telemetry::get;
 use serde_json::Value;
@@ -425,4 +426,98 @@ fn without_an_out_of_order_window_the_late_samples_are_counted_as_rejected() {
     let mut distinct = values.clone();
     distinct.dedup();
     assert_eq!(distinct, values);
+}
+
+/// The series of a `/metrics` body (the endpoint's own `pipit_http_*` families left out), each
+/// as its labels with `__name__`.
+fn exposed_series(body: &str) -> Vec<BTreeMap<String, String>> {
+    let mut all: Vec<BTreeMap<String, String>> = body
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.starts_with("pipit_http_") && !l.is_empty())
+        .map(|line| {
+            let (series, _value) = line.rsplit_once(' ').unwrap();
+            let (family, labels) = series.split_once('{').unwrap_or((series, "}"));
+            let mut map = BTreeMap::from([("__name__".to_owned(), family.to_owned())]);
+            let mut rest = labels.strip_suffix('}').unwrap();
+            while let Some((name, after)) = rest.split_once("=\"") {
+                let mut value = String::new();
+                let mut chars = after.char_indices();
+                let end = loop {
+                    match chars.next().unwrap() {
+                        (_, '\\') => match chars.next().unwrap().1 {
+                            'n' => value.push('\n'),
+                            c => value.push(c),
+                        },
+                        (i, '"') => break i,
+                        (_, c) => value.push(c),
+                    }
+                };
+                map.insert(name.to_owned(), value);
+                rest = after[end + 1..].trim_start_matches(',');
+            }
+            map
+        })
+        .collect();
+    all.sort();
+    all
+}
+
+/// A real `pipit run` with host sources, the `/metrics` endpoint and a `prometheus_remote_write`
+/// output: every series the endpoint lists, Prometheus receives by remote write under the same
+/// name and labels (declared names with their placeholders as labels and their units).
+#[test]
+fn series_are_named_as_on_the_metrics_endpoint() {
+    let prometheus = Prometheus::start_receiver(None);
+    let dir = TempDir::new("remote-write-names");
+    let config = dir.path().join("pipit.json");
+    let port = free_port();
+    std::fs::write(
+        &config,
+        format!(
+            r#"{{"agent": {{"hostname": "gw1", "host_root": "{root}"}},
+  "control": {{"enabled": false}},
+  "http_server": {{"enabled": true, "binds": ["127.0.0.1:{port}"]}},
+  "sources": [{{"type": "load", "interval": "100ms"}},
+    {{"type": "interface", "interval": "100ms"}},
+    {{"type": "memory", "interval": "100ms", "prefix": "edge", "tags": ["lab", "b"],
+      "attributes": {{"site": "a \"quoted\" \\ name", "rack-no": "7"}}}}],
+  "outputs": [{{"type": "prometheus_remote_write", "url": "{url}", "batch_timeout": "50ms"}}]}}"#,
+            root = fixture("debian").display(),
+            url = prometheus_url(&prometheus),
+        ),
+    )
+    .unwrap();
+    let _agent = Agent::start(&config, "info");
+    let (exposed, received) = wait_until(
+        "Prometheus to hold every series /metrics lists",
+        DEADLINE,
+        || {
+            let (status, body) = common::peers::http_request(port, "GET", "/metrics", b"").ok()?;
+            let exposed = exposed_series(&body);
+            let received: Vec<BTreeMap<String, String>> =
+                prometheus_samples(&prometheus, r#"{host="gw1"}"#)
+                    .into_iter()
+                    .map(|(labels, _)| labels)
+                    .collect();
+            // The interface source's rates need two readings: wait for them too.
+            let rates = exposed
+                .iter()
+                .any(|l| l["__name__"] == "interface_rx_bytes_per_second");
+            (status == 200 && rates && exposed == received).then_some((exposed, received))
+        },
+    );
+    assert_eq!(exposed, received);
+    assert!(
+        received
+            .iter()
+            .any(|l| l["__name__"] == "interface_rx_bytes_per_second" && l["name"] == "enp1s0"),
+        "{received:?}"
+    );
+    let memory = received
+        .iter()
+        .find(|l| l["__name__"] == "edge_memory_used_bytes")
+        .unwrap();
+    assert_eq!(memory["site"], "a \"quoted\" \\ name");
+    assert_eq!(memory["rack_no"], "7");
+    assert_eq!(memory["tags"], "lab,b");
 }

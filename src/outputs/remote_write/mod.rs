@@ -27,6 +27,7 @@ use crate::config::secret::Secret;
 use crate::event::Event;
 use crate::http_client::{HttpTimeouts, describe, shown};
 use crate::liveness::Liveness;
+use crate::prometheus_name::SourceNames;
 use crate::quote::quote;
 use snappy::Compressor;
 use write_request::Encoder;
@@ -73,6 +74,9 @@ pub struct RemoteWriteSpec {
     pub timeout: Duration,
     /// How soon its connections notice a dead path.
     pub liveness: Liveness,
+    /// The configured sources' declared metrics, which name the series; none until the config
+    /// gives them ([`OutputSpec::with_sources`]).
+    pub sources: Vec<SourceNames>,
 }
 
 fn read(t: &mut Table<'_>, problems: &mut Problems) -> Option<Arc<dyn OutputSpec>> {
@@ -95,6 +99,7 @@ fn read_spec(t: &mut Table<'_>, problems: &mut Problems) -> Option<RemoteWriteSp
         connect_timeout,
         timeout,
         liveness,
+        sources: Vec::new(),
     })
 }
 
@@ -221,7 +226,7 @@ impl OutputSpec for RemoteWriteSpec {
             },
             authorization,
             secrets,
-            encoder: Encoder::new(&self.labels),
+            encoder: Encoder::new(&self.labels, &self.sources),
             compressor: Compressor::default(),
             body: Vec::new(),
             ends: Vec::new(),
@@ -233,6 +238,13 @@ impl OutputSpec for RemoteWriteSpec {
 
     fn describe(&self) -> String {
         format!("prometheus remote write to {}", shown(&self.url))
+    }
+
+    fn with_sources(&self, sources: &[SourceNames]) -> Option<Arc<dyn OutputSpec>> {
+        Some(Arc::new(RemoteWriteSpec {
+            sources: sources.to_vec(),
+            ..self.clone()
+        }))
     }
 }
 

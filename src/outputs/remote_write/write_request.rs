@@ -14,12 +14,14 @@
 //! Each event with a metric is one `TimeSeries` with one `Sample`: its labels are `__name__` and
 //! the labels of [`crate::prometheus_name::series`] (with the output's extra labels after them),
 //! sorted by name as the spec requires; a label with an empty value is left out (Prometheus
-//! reads it as absent). Integers are sent as doubles (exact up to 2^53).
+//! reads it as absent). The declaration is the one the configured sources give the service name
+//! ([`declaration`]), and its unit's factor applies to the value, as on `/metrics`. Integers are
+//! sent as doubles (exact up to 2^53).
 
 use std::collections::BTreeMap;
 
 use crate::event::Event;
-use crate::prometheus_name::{Origin, series};
+use crate::prometheus_name::{Origin, SourceNames, base_unit, declaration, series};
 use crate::protobuf::{BYTES, bytes_field, fixed64_field, key, varint, varint_field};
 
 const WRITE_REQUEST_TIMESERIES: u8 = 1;
@@ -35,15 +37,19 @@ const SAMPLE_TIMESTAMP: u8 = 2;
 pub struct Encoder {
     /// Labels added to every series whose own labels do not have the name.
     extra: Vec<(String, String)>,
+    /// The configured sources' declared metrics.
+    sources: Vec<SourceNames>,
     series: Vec<u8>,
     part: Vec<u8>,
 }
 
 impl Encoder {
-    /// An encoder adding `extra` labels (already valid label names).
-    pub fn new(extra: &BTreeMap<String, String>) -> Encoder {
+    /// An encoder adding `extra` labels (already valid label names), naming series by the
+    /// declarations of `sources`.
+    pub fn new(extra: &BTreeMap<String, String>, sources: &[SourceNames]) -> Encoder {
         Encoder {
             extra: extra.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+            sources: sources.to_vec(),
             ..Encoder::default()
         }
     }
@@ -54,14 +60,16 @@ impl Encoder {
         let Some(metric) = event.metric else {
             return false;
         };
+        let found = declaration(&self.sources, &event.service);
         let named = series(&Origin {
             service: &event.service,
-            prefix: "",
-            declared: None,
+            prefix: found.map_or("", |(prefix, _)| prefix),
+            declared: found.map(|(_, declared)| declared),
             host: &event.host,
             tags: &event.tags,
             attributes: &event.attributes,
         });
+        let scale = found.map_or(1.0, |(_, declared)| base_unit(declared.unit).1);
         let mut labels: Vec<(&str, &str)> = Vec::with_capacity(named.labels.len() + 1);
         labels.push(("__name__", &named.family));
         labels.extend(named.labels.iter().map(|(k, v)| (k.as_str(), v.as_str())));
@@ -80,7 +88,11 @@ impl Encoder {
             bytes_field(TIMESERIES_LABELS, &self.part, &mut self.series);
         }
         self.part.clear();
-        fixed64_field(SAMPLE_VALUE, metric.as_f64().to_bits(), &mut self.part);
+        fixed64_field(
+            SAMPLE_VALUE,
+            (metric.as_f64() * scale).to_bits(),
+            &mut self.part,
+        );
         varint_field(
             SAMPLE_TIMESTAMP,
             (event.unix_micros() / 1000) as u64,
@@ -138,6 +150,50 @@ mod tests {
     }
 
     #[test]
+    fn declared_metrics_are_named_as_on_the_metrics_endpoint() {
+        let sources = [SourceNames::new(
+            "edge",
+            [
+                ("disk.<device>.io_time", "ms_per_second"),
+                ("processes.total", "count"),
+            ],
+        )];
+        let mut encoder = Encoder::new(&BTreeMap::new(), &sources);
+        let mut out = Vec::new();
+        let at = SystemTime::UNIX_EPOCH + Duration::from_millis(5);
+        for (service, value) in [
+            ("edge.disk.sda.io_time", 250i64),
+            ("edge.processes.total", 7),
+            ("processes.total", 7),
+        ] {
+            let event = Event::new(service, "h").with_metric(value).with_time(at);
+            assert!(encoder.push(&event, &mut out));
+        }
+        let pair = |a: &str, b: &str| (a.to_owned(), b.to_owned());
+        assert_eq!(
+            decode(&out),
+            [
+                (
+                    vec![
+                        pair("__name__", "edge_disk_io_time_seconds_per_second"),
+                        pair("device", "sda"),
+                        pair("host", "h"),
+                    ],
+                    vec![(0.25, 5)]
+                ),
+                (
+                    vec![pair("__name__", "edge_processes_all"), pair("host", "h")],
+                    vec![(7.0, 5)]
+                ),
+                (
+                    vec![pair("__name__", "processes_total"), pair("host", "h")],
+                    vec![(7.0, 5)]
+                ),
+            ]
+        );
+    }
+
+    #[test]
     fn a_series_has_sorted_labels_and_one_sample() {
         let mut e = Event::new("wan.rtt-ms", "gw")
             .with_metric(12i64)
@@ -150,7 +206,7 @@ mod tests {
             ("host".to_owned(), "ignored".to_owned()),
             ("site".to_owned(), "lab".to_owned()),
         ]);
-        let mut encoder = Encoder::new(&extra);
+        let mut encoder = Encoder::new(&extra, &[]);
         let mut out = Vec::new();
         assert!(encoder.push(&e, &mut out));
         assert!(!encoder.push(&Event::new("s", "h").with_state("ok"), &mut out));
