@@ -4,7 +4,8 @@
 //!
 //! Both send the same datapoints (100 series, labels host, site and tags, a float value, times a
 //! millisecond apart) as the same WriteRequests in batches of 500, each waiting for the 204.
-//! pipit's output is driven as its writer thread drives it. Only the senders' CPU time is
+//! pipit's output is driven as its writer thread drives it, configured beside a router's host
+//! sources, whose declarations it looks each name up in. Only the senders' CPU time is
 //! compared; afterwards VictoriaMetrics must hold every datapoint of each.
 //!
 //! `cargo bench --bench remote_write_throughput` (or benches/remote_write_throughput.sh); under
@@ -49,8 +50,14 @@ fn main() {
 
 /// CPU seconds pipit's output takes to deliver `events` datapoints.
 fn pipit_cpu(port: u16, events: usize, base_ms: u64) -> f64 {
+    // The host sources a router runs: each service name is looked up among their declarations
+    // (and, being none of theirs, tried against every one).
     let text = format!(
-        r#"{{"outputs": [{{"type": "prometheus_remote_write",
+        r#"{{"sources": [{{"type": "cpu"}}, {{"type": "load"}}, {{"type": "memory"}},
+            {{"type": "swap"}}, {{"type": "uptime"}}, {{"type": "processes"}},
+            {{"type": "interface"}}, {{"type": "df"}}, {{"type": "disk"}},
+            {{"type": "wireless"}}, {{"type": "conntrack"}}, {{"type": "self"}}],
+          "outputs": [{{"type": "prometheus_remote_write",
             "url": "http://127.0.0.1:{port}/api/v1/write", "labels": {{"sender": "pipit"}}}}]}}"#
     );
     let config = pipit::config::parse("bench.json", &text).expect("config");
