@@ -16,8 +16,8 @@ use std::net::{TcpListener, TcpStream};
 use std::process::{Child, ChildStdout, Command, Stdio};
 use std::time::{Duration, SystemTime};
 
-use pipit::outputs::riemann::proto::{Fields, Value};
 use pipit::outputs::riemann::{RiemannClient, Timeouts, Transport};
+use pipit::protobuf::{Fields, Value};
 use pipit::{Event, Metric};
 
 fn main() {

@@ -10,6 +10,8 @@
 
 pub mod agent;
 pub mod aggregate;
+#[cfg(any(feature = "http_server", feature = "remote_write"))]
+pub mod base64;
 pub mod cache;
 #[cfg(feature = "exec")]
 pub mod checks;
@@ -38,6 +40,9 @@ pub mod pattern;
 #[cfg(feature = "watch")]
 pub mod pollers;
 pub mod procfs;
+pub mod prometheus_name;
+#[cfg(any(feature = "riemann", feature = "remote_write"))]
+pub mod protobuf;
 pub mod quote;
 pub mod router;
 pub mod run;

@@ -14,6 +14,23 @@ impl Pattern {
         }
     }
 
+    /// A declared metric name such as `cpu.<core>.user` as a pattern: each `<placeholder>`
+    /// matches one or more characters (dots included: an interface may be called `eth0.100`).
+    pub fn declared(declared: &str) -> Pattern {
+        let mut glob = String::with_capacity(declared.len());
+        let mut rest = declared;
+        while let Some(open) = rest.find('<') {
+            let Some(close) = rest[open..].find('>') else {
+                break;
+            };
+            glob.push_str(&rest[..open]);
+            glob.push_str("?*");
+            rest = &rest[open + close + 1..];
+        }
+        glob.push_str(rest);
+        Pattern::new(&glob)
+    }
+
     /// The pattern as written.
     pub fn as_str(&self) -> &str {
         &self.text
@@ -124,6 +141,16 @@ impl TextPattern {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn placeholders_match_one_or_more_characters() {
+        let p = Pattern::declared("cpu.<core>.user");
+        assert!(p.matches("cpu.0.user"));
+        assert!(p.matches("cpu.eth0.100.user"));
+        assert!(!p.matches("cpu..user"));
+        assert!(Pattern::declared("load.1").matches("load.1"));
+        assert!(!Pattern::declared("load.1").matches("load.15"));
+    }
 
     #[test]
     fn globs_match_whole_names() {

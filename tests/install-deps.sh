@@ -15,8 +15,8 @@
 #         counters back, and injects the loss tests/ping.rs measures; its service is not enabled)
 #         and, for tests/packaging.rs, systemd (systemd-analyze, systemd-sysusers), shellcheck and
 #         make (the OpenWrt Makefile's variables, evaluated by GNU make)
-#   pip:  riemann-client (pulls protobuf>=3.2,<4) into the python3 on PATH
-#         (or $PIPIT_TEST_PYTHON)
+#   pip:  riemann-client (pulls protobuf>=3.2,<4) and python-snappy (the Python remote-write sender
+#         of benches/remote_write_throughput.rs) into the python3 on PATH (or $PIPIT_TEST_PYTHON)
 #
 # The Debian packages ship system services (carbon-cache, carbon-c-relay, influxdb, collectd,
 # victoria-metrics, mosquitto, prometheus) that would listen on 2003/2004/8086/25826/8428/1883/9090. The tests start their own
@@ -165,6 +165,15 @@ else
     "$PYTHON" -m pip install -q 'riemann-client' 'protobuf>=3.2.0,<4.0.0'
     "$PYTHON" -c 'import riemann_client.riemann_pb2' ||
         { echo "[install-deps] riemann_client.riemann_pb2 still not importable" >&2; exit 1; }
+    step "pip: done"
+fi
+if "$PYTHON" -c 'import snappy, google.protobuf' >/dev/null 2>&1; then
+    step "pip: python-snappy importable by $PYTHON, skipping"
+else
+    step "pip: installing python-snappy into $PYTHON"
+    "$PYTHON" -m pip install -q 'python-snappy'
+    "$PYTHON" -c 'import snappy, google.protobuf' ||
+        { echo "[install-deps] snappy and google.protobuf still not importable" >&2; exit 1; }
     step "pip: done"
 fi
 

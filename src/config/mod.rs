@@ -19,6 +19,7 @@ use reader::{Field, Problems, Table};
 use crate::control::{self, ControlConfig};
 use crate::http_server::{self, HttpServerConfig};
 use crate::outputs::{self, OutputConfig};
+use crate::prometheus_name::SourceNames;
 use crate::sources::{self, SourceConfig};
 use crate::supervisor::{self, SupervisorConfig};
 
@@ -159,10 +160,11 @@ fn read(doc: &json::Node, file: &str, problems: &mut Problems) -> Option<Config>
         Some(field) => sources::read_all(&field, &agent, problems),
         None => Vec::new(),
     };
-    let outputs = match top.field("outputs") {
+    let mut outputs = match top.field("outputs") {
         Some(field) => outputs::read_all(&field, &agent.state_dir, problems),
         None => Vec::new(),
     };
+    tell_outputs_the_sources(&mut outputs, &sources);
     let control = match top.field("control") {
         Some(field) => field
             .table(problems)
@@ -273,6 +275,23 @@ impl Config {
     }
 }
 
+/// Gives the outputs that name series by the sources' declared metrics (remote write) the
+/// declarations and prefixes of the configured sources.
+fn tell_outputs_the_sources(outputs: &mut [OutputConfig], sources: &[SourceConfig]) {
+    let names: Vec<SourceNames> = sources
+        .iter()
+        .map(|s| {
+            let declared = s.source_type().metrics.iter().map(|m| (m.name, m.unit));
+            SourceNames::new(&s.template.prefix, declared)
+        })
+        .collect();
+    for output in outputs {
+        if let Some(spec) = output.spec.with_sources(&names) {
+            output.spec = spec;
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -312,7 +331,14 @@ mod tests {
         "tail",
         "self",
     ];
-    const EVERY_OUTPUT: &[&str] = &["stdout", "graphite", "riemann", "influxdb", "mqtt"];
+    const EVERY_OUTPUT: &[&str] = &[
+        "stdout",
+        "graphite",
+        "riemann",
+        "influxdb",
+        "mqtt",
+        "prometheus_remote_write",
+    ];
 
     fn built_and_left_out(built: Vec<&str>, left_out: &[(&str, &str)]) -> Vec<String> {
         let mut all: Vec<String> = built.iter().map(|n| n.to_string()).collect();

@@ -86,25 +86,8 @@ impl CatalogueSource {
         self.kind
             .metrics
             .iter()
-            .find(|info| declared_pattern(info.name).matches(name))
+            .find(|info| Pattern::declared(info.name).matches(name))
     }
-}
-
-/// A declared name such as `cpu.<core>.user` as a glob: each `<placeholder>` matches one or more
-/// characters (dots included: an interface may be called `eth0.100`).
-fn declared_pattern(declared: &str) -> Pattern {
-    let mut glob = String::with_capacity(declared.len());
-    let mut rest = declared;
-    while let Some(open) = rest.find('<') {
-        let Some(close) = rest[open..].find('>') else {
-            break;
-        };
-        glob.push_str(&rest[..open]);
-        glob.push_str("?*");
-        rest = &rest[open + close + 1..];
-    }
-    glob.push_str(rest);
-    Pattern::new(&glob)
 }
 
 /// The last observation of one metric.
@@ -338,16 +321,6 @@ mod tests {
         );
         c.record(&source("self", "self", ""), &[metric("self.rss", 6)]);
         c
-    }
-
-    #[test]
-    fn placeholders_match_one_or_more_characters() {
-        let p = declared_pattern("cpu.<core>.user");
-        assert!(p.matches("cpu.0.user"));
-        assert!(p.matches("cpu.eth0.100.user"));
-        assert!(!p.matches("cpu..user"));
-        assert!(declared_pattern("load.1").matches("load.1"));
-        assert!(!declared_pattern("load.1").matches("load.15"));
     }
 
     #[test]

@@ -9,6 +9,8 @@ pub mod graphite;
 pub mod influx;
 #[cfg(feature = "mqtt")]
 pub mod mqtt;
+#[cfg(feature = "remote_write")]
+pub mod remote_write;
 #[cfg(feature = "riemann")]
 pub mod riemann;
 pub mod stdout;
@@ -22,6 +24,7 @@ use crate::config::reader::{self, Field, Problems, Table};
 use crate::delivery::config::DeliveryConfig;
 use crate::event::Event;
 use crate::pattern::{Pattern, Selector};
+use crate::prometheus_name::SourceNames;
 
 /// Opens a TCP connection to the first of `addrs` that takes one within `connect`, with Nagle's
 /// algorithm off and `write` as the write timeout.
@@ -106,6 +109,13 @@ pub trait OutputSpec: Send + Sync + fmt::Debug {
 
     /// A few words for `pipit check`, such as `graphite lines to stdout`.
     fn describe(&self) -> String;
+
+    /// This spec told the declared metrics of the configured sources, for an output that names
+    /// series by them as the `/metrics` endpoint does; `None` (the default) for one that does not.
+    fn with_sources(&self, sources: &[SourceNames]) -> Option<Arc<dyn OutputSpec>> {
+        let _ = sources;
+        None
+    }
 }
 
 /// What kind of failure a delivery met, which decides what the delivery layer does next.
@@ -205,6 +215,8 @@ pub const REGISTRY: &[OutputType] = &[
     influx::TYPE,
     #[cfg(feature = "mqtt")]
     mqtt::TYPE,
+    #[cfg(feature = "remote_write")]
+    remote_write::TYPE,
 ];
 
 /// Output types this build leaves out, with the Cargo feature that has each.
@@ -215,6 +227,8 @@ pub const LEFT_OUT: &[(&str, &str)] = &[
     ("influxdb", "http"),
     #[cfg(not(feature = "mqtt"))]
     ("mqtt", "mqtt"),
+    #[cfg(not(feature = "remote_write"))]
+    ("prometheus_remote_write", "remote_write"),
 ];
 
 /// Finds an output type by its config name.

@@ -1954,6 +1954,8 @@ pub const PROMETHEUS_BIN: &str = "/usr/bin/prometheus";
 pub struct Prometheus {
     dir: TempDir,
     port: u16,
+    /// Whether it takes remote writes.
+    receiver: bool,
     child: Option<Child>,
 }
 
@@ -1961,21 +1963,36 @@ impl Prometheus {
     /// Starts scraping `target` (`host:port`) at `/metrics`, with basic auth when `auth` is
     /// `Some((user, password))`.
     pub fn start(target: &str, auth: Option<(&str, &str)>) -> Prometheus {
-        let dir = TempDir::new("prometheus");
         let auth = auth
             .map(|(u, p)| format!("    basic_auth: {{username: '{u}', password: '{p}'}}\n"))
             .unwrap_or_default();
-        let config = dir.path().join("prometheus.yml");
-        write_file(
-            &config,
+        Prometheus::start_with(
             &format!(
                 "global: {{scrape_interval: 1s, scrape_timeout: 1s}}\n\
                  scrape_configs:\n  - job_name: pipit\n{auth}    static_configs:\n      - targets: ['{target}']\n"
             ),
-        );
+            false,
+        )
+    }
+
+    /// Starts a remote-write receiver (`--web.enable-remote-write-receiver`, at
+    /// `/api/v1/write`) that scrapes nothing; with `out_of_order_window` (such as `"1h"`) it
+    /// takes samples older than the newest of their series by up to that much.
+    pub fn start_receiver(out_of_order_window: Option<&str>) -> Prometheus {
+        let storage = out_of_order_window
+            .map(|w| format!("storage: {{tsdb: {{out_of_order_time_window: {w}}}}}\n"))
+            .unwrap_or_default();
+        Prometheus::start_with(&format!("global: {{scrape_interval: 1m}}\n{storage}"), true)
+    }
+
+    fn start_with(config_text: &str, receiver: bool) -> Prometheus {
+        let dir = TempDir::new("prometheus");
+        let config = dir.path().join("prometheus.yml");
+        write_file(&config, config_text);
         let mut p = Prometheus {
             dir,
             port: free_port(),
+            receiver,
             child: None,
         };
         for attempt in 1..=START_ATTEMPTS {
@@ -1997,6 +2014,10 @@ impl Prometheus {
                 self.dir.path().join("data").display()
             ))
             .arg(format!("--web.listen-address={}:{}", LOCALHOST, self.port))
+            .args(
+                self.receiver
+                    .then_some("--web.enable-remote-write-receiver"),
+            )
             .current_dir(self.dir.path())
             .stdin(Stdio::null())
             .stdout(open_log(&log))
@@ -2009,6 +2030,29 @@ impl Prometheus {
         })?;
         self.child = Some(child);
         Ok(())
+    }
+
+    /// HTTP port.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// Stops it by pid (SIGTERM, then SIGKILL after a deadline).
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            if let Err(e) = stop_child(&mut child, "prometheus") {
+                panic!("{e}");
+            }
+        }
+    }
+
+    /// Stops it (if running) and starts it again on the same port and data.
+    pub fn restart(&mut self) {
+        self.stop();
+        let config = self.dir.path().join("prometheus.yml");
+        if let Err(e) = self.spawn(&config) {
+            panic!("prometheus restart failed: {}", e.message);
+        }
     }
 
     /// The JSON answer of an instant query through `/api/v1/query`.

@@ -24,11 +24,10 @@
 //! or lose its precision; otherwise it is the value rounded to 24 significant bits.
 
 use crate::event::{Event, Metric};
-
-const VARINT: u8 = 0;
-const FIXED64: u8 = 1;
-const BYTES: u8 = 2;
-const FIXED32: u8 = 5;
+use crate::protobuf::{
+    BYTES, Fields, Value, bytes_field, bytes_len, fixed32_field, fixed64_field, key, varint,
+    varint_field, varint_len, zigzag,
+};
 
 const EVENT_TIME: u8 = 1;
 const EVENT_STATE: u8 = 2;
@@ -77,10 +76,7 @@ pub fn encode_event(event: &Event, out: &mut Vec<u8>) {
     varint_field(EVENT_TIME_MICROS, event.unix_micros() as u64, out);
     match event.metric {
         Some(Metric::Int(v)) => varint_field(EVENT_METRIC_SINT64, zigzag(v), out),
-        Some(Metric::Float(v)) => {
-            key(EVENT_METRIC_D, FIXED64, out);
-            out.extend_from_slice(&v.to_bits().to_le_bytes());
-        }
+        Some(Metric::Float(v)) => fixed64_field(EVENT_METRIC_D, v.to_bits(), out),
         None => {}
     }
     if let Some(f) = event.metric.and_then(as_f32) {
@@ -136,47 +132,6 @@ fn attribute_len(k: &str, v: &str) -> usize {
     bytes_len(k.len()) + bytes_len(v.len())
 }
 
-/// A one-byte key, a length and the bytes.
-fn bytes_len(len: usize) -> usize {
-    1 + varint_len(len as u64) + len
-}
-
-fn key(field: u8, wire: u8, out: &mut Vec<u8>) {
-    out.push(field << 3 | wire);
-}
-
-fn varint_field(field: u8, v: u64, out: &mut Vec<u8>) {
-    key(field, VARINT, out);
-    varint(v, out);
-}
-
-fn bytes_field(field: u8, bytes: &[u8], out: &mut Vec<u8>) {
-    key(field, BYTES, out);
-    varint(bytes.len() as u64, out);
-    out.extend_from_slice(bytes);
-}
-
-fn fixed32_field(field: u8, v: u32, out: &mut Vec<u8>) {
-    key(field, FIXED32, out);
-    out.extend_from_slice(&v.to_le_bytes());
-}
-
-fn varint(mut v: u64, out: &mut Vec<u8>) {
-    while v >= 0x80 {
-        out.push(v as u8 | 0x80);
-        v >>= 7;
-    }
-    out.push(v as u8);
-}
-
-fn varint_len(v: u64) -> usize {
-    (64 - (v | 1).leading_zeros() as usize).div_ceil(7)
-}
-
-fn zigzag(v: i64) -> u64 {
-    ((v << 1) ^ (v >> 63)) as u64
-}
-
 /// The server's answer to a `Msg`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Ack {
@@ -207,85 +162,12 @@ pub fn decode_ack(bytes: &[u8]) -> Result<Ack, String> {
     Ok(ack)
 }
 
-/// One field's value, by wire type.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub enum Value<'a> {
-    /// A varint (integers, bools, zigzag integers).
-    Varint(u64),
-    /// Eight little-endian bytes (doubles).
-    Fixed64(u64),
-    /// Four little-endian bytes (floats).
-    Fixed32(u32),
-    /// Length-delimited bytes (strings, nested messages).
-    Bytes(&'a [u8]),
-}
-
-/// The fields of an encoded message, in order, as `(field number, value)`; ends at the first
-/// malformed field with an error.
-pub struct Fields<'a>(pub &'a [u8]);
-
-impl<'a> Iterator for Fields<'a> {
-    type Item = Result<(u64, Value<'a>), String>;
-
-    fn next(&mut self) -> Option<Self::Item> {
-        if self.0.is_empty() {
-            return None;
-        }
-        let field = next_field(&mut self.0);
-        if field.is_err() {
-            self.0 = &[];
-        }
-        Some(field)
-    }
-}
-
-fn next_field<'a>(bytes: &mut &'a [u8]) -> Result<(u64, Value<'a>), String> {
-    let tag = read_varint(bytes)?;
-    let (field, wire) = (tag >> 3, (tag & 7) as u8);
-    let value = match wire {
-        VARINT => Value::Varint(read_varint(bytes)?),
-        BYTES => {
-            let len = read_varint(bytes)?;
-            let len = usize::try_from(len)
-                .ok()
-                .filter(|&l| l <= bytes.len())
-                .ok_or("a length runs past the end")?;
-            let (value, rest) = bytes.split_at(len);
-            *bytes = rest;
-            Value::Bytes(value)
-        }
-        FIXED64 => Value::Fixed64(u64::from_le_bytes(take(bytes)?)),
-        FIXED32 => Value::Fixed32(u32::from_le_bytes(take(bytes)?)),
-        other => return Err(format!("unsupported wire type {other} for field {field}")),
-    };
-    Ok((field, value))
-}
-
-fn take<const N: usize>(bytes: &mut &[u8]) -> Result<[u8; N], String> {
-    let (head, rest) = bytes
-        .split_first_chunk::<N>()
-        .ok_or("a fixed-size field runs past the end")?;
-    *bytes = rest;
-    Ok(*head)
-}
-
-fn read_varint(bytes: &mut &[u8]) -> Result<u64, String> {
-    let mut v = 0u64;
-    for (i, &b) in bytes.iter().enumerate().take(10) {
-        v |= u64::from(b & 0x7f) << (7 * i);
-        if b & 0x80 == 0 {
-            *bytes = &bytes[i + 1..];
-            return Ok(v);
-        }
-    }
-    Err("a truncated or overlong varint".into())
-}
-
 #[cfg(test)]
 mod tests {
     use std::time::{Duration, SystemTime};
 
     use super::*;
+    use crate::protobuf::read_varint;
 
     fn encode(event: &Event) -> Vec<u8> {
         let mut out = Vec::new();
@@ -360,21 +242,6 @@ mod tests {
         assert!(inner.contains(&(3, Value::Bytes(b"svc"))));
         assert!(inner.contains(&(14, Value::Fixed64(2.5f64.to_bits()))));
         assert!(inner.contains(&(15, Value::Fixed32(2.5f32.to_bits()))));
-    }
-
-    #[test]
-    fn varints_and_zigzag_match_the_protobuf_spec() {
-        let mut out = Vec::new();
-        varint(300, &mut out);
-        assert_eq!(out, [0xac, 0x02]);
-        for v in [0, 1, 127, 128, 16_383, 16_384, u64::MAX] {
-            let mut out = Vec::new();
-            varint(v, &mut out);
-            assert_eq!(out.len(), varint_len(v), "{v}");
-            assert_eq!(read_varint(&mut &out[..]), Ok(v));
-        }
-        assert_eq!([zigzag(0), zigzag(-1), zigzag(1), zigzag(-2)], [0, 1, 2, 3]);
-        assert_eq!(zigzag(i64::MIN), u64::MAX);
     }
 
     #[test]
