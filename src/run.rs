@@ -88,6 +88,7 @@ pub fn run(source: ConfigSource) -> Result<StopReport, RunError> {
     let config = source.load().map_err(RunError::Config)?;
     let mut signals = Signals::new([SIGTERM, SIGINT, SIGHUP]).map_err(RunError::Signals)?;
     let control = config.control.clone();
+    let trim_delay = config.agent.trim_delay;
     let mut agent = Agent::start(config).map_err(RunError::Agent)?;
     let mut loaded = SystemTime::now();
 
@@ -133,7 +134,7 @@ pub fn run(source: ConfigSource) -> Result<StopReport, RunError> {
     let mut endpoint = Endpoint::start(&agent);
 
     let mut next_watch = Instant::now() + WATCH_EVERY;
-    let mut next_trim = Instant::now() + FIRST_TRIM;
+    let mut next_trim = Instant::now() + trim_delay;
     let mut died = None;
     loop {
         let order = select! {
@@ -228,11 +229,7 @@ impl Endpoint {
 /// How often the run loop checks for hung sources.
 const WATCH_EVERY: Duration = Duration::from_secs(1);
 
-/// When memory start-up used and steady running does not is first given back
-/// ([`crate::sys::trim_memory`]): after every source's first collection.
-const FIRST_TRIM: Duration = Duration::from_secs(10);
-
-/// How often, after the first time, memory steady running does not use is given back.
+/// How often, after the first time (`agent.trim_delay`, [`crate::sys::trim_memory`]), memory steady running does not use is given back.
 const TRIM_EVERY: Duration = Duration::from_secs(60);
 
 /// Reloads the config from `source` into `agent`: the one path of SIGHUP and the control

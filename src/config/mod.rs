@@ -70,6 +70,9 @@ pub struct AgentConfig {
     /// Capacity of the channel from the sources to the router, in collections (each collection's
     /// events travel as one message); default 1,000.
     pub queue_size: usize,
+    /// When memory that start-up used and steady running does not is first given back, after
+    /// start; default 10 s (after every source's first collection), at least 1 s.
+    pub trim_delay: Duration,
 }
 
 /// The defaults of the `agent` section, in one place.
@@ -83,6 +86,7 @@ impl Default for AgentConfig {
             cache_interval: Duration::from_secs(300),
             shutdown_timeout: Duration::from_secs(5),
             queue_size: 1_000,
+            trim_delay: Duration::from_secs(10),
         }
     }
 }
@@ -216,6 +220,12 @@ fn read_agent(mut t: Table<'_>, problems: &mut Problems) -> AgentConfig {
         ),
         queue_size: t.number_in("queue_size", d.queue_size as u64, 1, 10_000_000, problems)
             as usize,
+        trim_delay: t.duration_at_least(
+            "trim_delay",
+            d.trim_delay,
+            Duration::from_secs(1),
+            problems,
+        ),
     };
     t.finish(problems);
     agent
