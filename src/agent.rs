@@ -9,11 +9,12 @@ use crossbeam_channel::{Sender, bounded};
 
 use crate::cache::Cache;
 use crate::config::Config;
+use crate::delivery::queue::Route;
 use crate::delivery::{self, OutputHandle};
 use crate::event::Event;
 use crate::outputs::OutputError;
 use crate::procfs::Procfs;
-use crate::router::{self, Control, Route};
+use crate::router::{self, Control};
 use crate::sources::SourceContext;
 use crate::sources::runner::SourceHandle;
 use crate::supervisor::SupervisorThread;
@@ -298,8 +299,9 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
-    use crate::config::AgentConfig;
-    use crate::outputs::{Output, OutputConfig, OutputSpec};
+    use crate::config::agent::AgentConfig;
+    use crate::delivery::OutputConfig;
+    use crate::outputs::{Output, OutputSpec};
     use crate::pattern::Selector;
     use crate::sources::{Emitter, Source, SourceConfig, SourceError, SourceSpec, Template};
 

@@ -11,14 +11,14 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant, SystemTime};
 
-use crossbeam_channel::{RecvTimeoutError, Sender, bounded, select};
+use crossbeam_channel::{RecvTimeoutError, bounded, select};
 use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
 
 use crate::agent::{Agent, AgentError, StopReport};
 use crate::config::{self, Config, ConfigErrors};
-use crate::control::Server;
 use crate::control::status::Status;
+use crate::control::{Order, Server};
 use crate::lifeline::{self, Death};
 
 /// Where the running config comes from, so that a reload reads it again.
@@ -67,17 +67,6 @@ impl std::fmt::Display for RunError {
 }
 
 impl std::error::Error for RunError {}
-
-/// What the run loop is asked to do, by a signal or over the control socket.
-#[derive(Debug)]
-pub enum Order {
-    /// Re-read the config; the outcome (a summary, or every error) goes to the sender if any.
-    Reload(Option<Sender<Result<String, Vec<String>>>>),
-    /// Send the agent's status.
-    Status(Sender<Status>),
-    /// Stop gracefully; the text says why, for the log.
-    Stop(&'static str),
-}
 
 /// Runs the agent until SIGTERM, SIGINT or a `stop` over the control socket.
 pub fn run(source: ConfigSource) -> Result<StopReport, RunError> {
@@ -163,7 +152,15 @@ pub fn run(source: ConfigSource) -> Result<StopReport, RunError> {
                 }
             }
             Ok(Order::Status(reply)) => {
-                let _ = reply.send(Status::of(&agent, loaded));
+                let config = agent.config();
+                let status = Status::of(
+                    &config.file,
+                    &config.sources,
+                    &config.outputs,
+                    agent.telemetry(),
+                    loaded,
+                );
+                let _ = reply.send(status);
             }
             Ok(Order::Stop(why)) => {
                 stopping.store(true, Ordering::SeqCst);

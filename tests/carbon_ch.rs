@@ -18,7 +18,8 @@ use std::time::Duration;
 
 use common::peers::{CarbonCRelay, CarbonRelay, LineSink, wait_until};
 use pipit::Event;
-use pipit::delivery::carbon_ch::{Destination, Ring, RingHash};
+use pipit::delivery::carbon_ch::{Ring, RingHash};
+use pipit::outputs::destination::Destination;
 use pipit::outputs::graphite::path::{NameMode, Naming};
 
 fn metric_names(n: usize) -> Vec<String> {

@@ -214,11 +214,7 @@ fn idle_program_pages_are_unmapped_after_start_and_the_agent_runs_on() {
     let path = dir.path().join("pipit.json");
     write(
         &path,
-        &config("a", 1, "50ms").replacen(
-            r#""agent": {"#,
-            r#""agent": {"trim_delay": "1s", "#,
-            1,
-        ),
+        &config("a", 1, "50ms").replacen(r#""agent": {"#, r#""agent": {"trim_delay": "1s", "#, 1),
     );
     let agent = Agent::start(&path, "info,agent=debug");
     // The first trim comes `agent.trim_delay` after start.

@@ -473,7 +473,10 @@ fn backend_down_at_start_gets_everything_when_it_comes_up() {
     let config = write_config(
         &dir,
         &[generator(N, 250), self_source],
-        &[graphite_output(port, &dir.path().join("spool")), counter_output],
+        &[
+            graphite_output(port, &dir.path().join("spool")),
+            counter_output,
+        ],
     );
     let agent = Agent::start(&config, "warn");
     wait_taken(&agent, N);
@@ -813,7 +816,7 @@ fn the_rate_limit_spreads_delivery_over_time() {
 }
 
 /// The configs of `outputs`, as the agent reads them.
-fn output_configs(outputs: &[String]) -> Vec<pipit::outputs::OutputConfig> {
+fn output_configs(outputs: &[String]) -> Vec<pipit::delivery::OutputConfig> {
     let text = format!(r#"{{"outputs": [{}]}}"#, outputs.join(","));
     let config = pipit::config::parse("test.json", &text).unwrap_or_else(|e| panic!("{e:?}"));
     config.outputs

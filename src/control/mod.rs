@@ -10,7 +10,6 @@
 //! a deadline for every request and a cap on its size, so a slow or hostile client never holds up
 //! the agent or the other clients.
 
-pub mod catalogue;
 pub mod client;
 pub mod protocol;
 pub mod status;
@@ -33,10 +32,21 @@ use crate::complain::Complaint;
 use crate::config::reader::{Problems, Table};
 use crate::files::{Dir, FilesError, Sharing};
 use crate::lifeline;
-use crate::run::Order;
 use crate::telemetry::Telemetry;
-use catalogue::Found;
+use crate::telemetry::catalogue::Found;
 use protocol::{Code, ProtocolError, Request};
+
+/// What the control socket asks of the run loop (which owns the agent), over a channel: the
+/// server never sees the agent itself.
+#[derive(Debug)]
+pub enum Order {
+    /// Re-read the config; the outcome (a summary, or every error) goes to the sender if any.
+    Reload(Option<Sender<Result<String, Vec<String>>>>),
+    /// Send the agent's status.
+    Status(Sender<status::Status>),
+    /// Stop gracefully; the text says why, for the log.
+    Stop(&'static str),
+}
 
 /// Connections served at once; one more is answered `busy` and closed.
 pub const MAX_CONNECTIONS: usize = 4;

@@ -9,10 +9,10 @@
 
 use serde::Serialize;
 
-use super::catalogue::{Found, Query, Row, Select};
 use crate::config::json;
 use crate::config::reader::{Field, Problems};
 use crate::event::Metric;
+use crate::telemetry::catalogue::{Found, Query, Row, Select};
 
 /// The longest request line accepted, in bytes; a longer one is answered with
 /// [`Code::TooLarge`] and the connection is closed.
@@ -293,7 +293,7 @@ impl<'a> From<&'a Row> for MetricRow<'a> {
         MetricRow {
             name: &r.name,
             source: &r.source.name,
-            kind: r.source.kind.name,
+            kind: r.source.kind,
             unit: r.info.map(|i| i.unit),
             description: r.info.map(|i| i.description),
             interval: r.source.interval.as_secs_f64(),

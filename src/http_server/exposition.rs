@@ -19,8 +19,8 @@
 use std::io::{self, Write};
 use std::time::SystemTime;
 
-use crate::control::catalogue::{Catalogue, Query, Row};
 use crate::event::Metric;
+use crate::telemetry::catalogue::{Catalogue, Query, Row};
 
 /// Units that add no suffix: a plain number, a count of things, a state code.
 const NO_SUFFIX_UNITS: [&str; 3] = ["", "count", "state"];
@@ -338,9 +338,9 @@ fn match_parts<'n>(parts: &[Part<'_>], name: &'n str, values: &mut Vec<&'n str>)
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::control::catalogue::CatalogueSource;
     use crate::event::Event;
     use crate::sources::lookup;
+    use crate::telemetry::catalogue::CatalogueSource;
     use std::collections::BTreeMap;
     use std::sync::Arc;
     use std::time::Duration;
@@ -348,7 +348,8 @@ mod tests {
     fn source(kind: &str, prefix: &str, tags: &[&str]) -> Arc<CatalogueSource> {
         Arc::new(CatalogueSource {
             name: kind.into(),
-            kind: lookup(kind).unwrap(),
+            kind: lookup(kind).unwrap().name,
+            metrics: lookup(kind).unwrap().metrics,
             prefix: prefix.into(),
             interval: Duration::from_secs(10),
             ttl: Duration::from_secs(20),
