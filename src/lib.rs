@@ -47,6 +47,7 @@ pub mod supervisor;
 #[allow(unsafe_code)]
 pub mod sys;
 pub mod telemetry;
+pub mod timed_read;
 pub mod udp;
 
 pub use event::{Event, Kind, Metric, State};

@@ -16,7 +16,7 @@ pub mod status;
 
 use std::fmt;
 use std::fs;
-use std::io::{self, Read, Write};
+use std::io::{self, Write};
 use std::os::unix::fs::MetadataExt;
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
@@ -34,6 +34,7 @@ use crate::files::{Dir, FilesError, Sharing};
 use crate::lifeline;
 use crate::telemetry::Telemetry;
 use crate::telemetry::catalogue::Found;
+use crate::timed_read::{TimedReadError, read_before};
 use protocol::{Code, ProtocolError, Request};
 
 /// What the control socket asks of the run loop (which owns the agent), over a channel: the
@@ -461,28 +462,18 @@ fn read_request(
             let line = pending.drain(..=end).collect();
             return Ok(Some(line));
         }
-        let left = deadline.saturating_duration_since(Instant::now());
-        if left.is_zero() {
+        if Instant::now() >= deadline {
             return Err(ReadError::Timeout);
         }
-        stream
-            .set_read_timeout(Some(left))
-            .map_err(|_| ReadError::Io)?;
-        match stream.read(&mut chunk) {
+        match read_before(stream, &mut chunk, deadline, |s, left| {
+            s.set_read_timeout(Some(left))
+        }) {
             // The last request may end at the end of the stream instead of a newline.
             Ok(0) if pending.is_empty() => return Ok(None),
             Ok(0) => return Ok(Some(std::mem::take(pending))),
             Ok(n) => pending.extend_from_slice(&chunk[..n]),
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
-                ) =>
-            {
-                return Err(ReadError::Timeout);
-            }
-            Err(_) => return Err(ReadError::Io),
+            Err(TimedReadError::TimedOut) => return Err(ReadError::Timeout),
+            Err(TimedReadError::Io(_)) => return Err(ReadError::Io),
         }
     }
 }

@@ -7,7 +7,7 @@
 
 use std::fmt;
 use std::hash::{BuildHasher, RandomState};
-use std::io::{self, Read, Write};
+use std::io::{self, Write};
 use std::net::{Shutdown, TcpStream};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::thread;
@@ -16,6 +16,7 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{RecvTimeoutError, Sender, bounded};
 
 use super::codec::{self, Connect, DecodeError, Incoming, Publish, Will};
+use crate::timed_read::{TimedReadError, read_before};
 
 /// The bytes kept for reading; a packet a broker sends a publisher takes at most
 /// `codec::MAX_INCOMING + 5` of them.
@@ -284,13 +285,13 @@ impl Connection {
                 self.end -= self.start;
                 self.start = 0;
             }
-            let left = deadline.saturating_duration_since(Instant::now());
-            // A zero timeout would block forever: a past deadline only takes what already arrived.
-            let wait = left.max(Duration::from_micros(1));
-            self.reader
-                .set_read_timeout(Some(wait))
-                .map_err(Error::Read)?;
-            match self.reader.read(&mut self.buf[self.end..]) {
+            let read = read_before(
+                &mut self.reader,
+                &mut self.buf[self.end..],
+                deadline,
+                |s, left| s.set_read_timeout(Some(left)),
+            );
+            match read {
                 Ok(0) => {
                     return Err(Error::Read(io::Error::new(
                         io::ErrorKind::UnexpectedEof,
@@ -298,16 +299,8 @@ impl Connection {
                     )));
                 }
                 Ok(n) => self.end += n,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e)
-                    if matches!(
-                        e.kind(),
-                        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
-                    ) =>
-                {
-                    return Err(Error::AckTimeout(ack));
-                }
-                Err(e) => return Err(Error::Read(e)),
+                Err(TimedReadError::TimedOut) => return Err(Error::AckTimeout(ack)),
+                Err(TimedReadError::Io(e)) => return Err(Error::Read(e)),
             }
         }
     }

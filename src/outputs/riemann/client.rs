@@ -18,6 +18,7 @@ use super::proto;
 use super::tls::{TlsSettings, TlsStream};
 use crate::event::Event;
 use crate::liveness::Liveness;
+use crate::timed_read::{TimedReadError, read_before};
 
 /// The port Riemann listens on for TCP and UDP.
 pub const DEFAULT_PORT: u16 = 5555;
@@ -347,31 +348,14 @@ fn read_some(
     deadline: Instant,
     ack: Duration,
 ) -> Result<usize, Error> {
-    loop {
-        let left = deadline.saturating_duration_since(Instant::now());
-        if left.is_zero() {
-            return Err(Error::AckTimeout(ack));
-        }
-        stream.set_read_timeout(left).map_err(Error::Read)?;
-        match stream.read(out) {
-            Ok(0) => {
-                return Err(Error::Read(io::Error::new(
-                    io::ErrorKind::UnexpectedEof,
-                    "the server closed the connection",
-                )));
-            }
-            Ok(n) => return Ok(n),
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
-                ) =>
-            {
-                return Err(Error::AckTimeout(ack));
-            }
-            Err(e) => return Err(Error::Read(e)),
-        }
+    match read_before(stream, out, deadline, |s, left| s.set_read_timeout(left)) {
+        Ok(0) => Err(Error::Read(io::Error::new(
+            io::ErrorKind::UnexpectedEof,
+            "the server closed the connection",
+        ))),
+        Ok(n) => Ok(n),
+        Err(TimedReadError::TimedOut) => Err(Error::AckTimeout(ack)),
+        Err(TimedReadError::Io(e)) => Err(Error::Read(e)),
     }
 }
 
