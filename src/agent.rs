@@ -39,12 +39,22 @@ impl fmt::Display for AgentError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             AgentError::Output { name, error } => write!(f, "output {name}: {error}"),
-            AgentError::Thread(e) => write!(f, "cannot start a thread: {e}"),
+            AgentError::Thread(e) => write!(
+                f,
+                "cannot start a thread: {e}; the box is out of memory or of threads"
+            ),
         }
     }
 }
 
-impl std::error::Error for AgentError {}
+impl std::error::Error for AgentError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            AgentError::Output { error, .. } => Some(error),
+            AgentError::Thread(e) => Some(e),
+        }
+    }
+}
 
 /// What a stop achieved.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -48,7 +48,7 @@ pub enum RunError {
     Config(ConfigErrors),
     /// The agent could not start.
     Agent(AgentError),
-    /// Signal handlers could not be installed.
+    /// Signal handlers could not be installed: the box is out of memory or of threads.
     Signals(std::io::Error),
     /// A thread that should live as long as the agent ended (a panic, say); the agent stopped so
     /// that the init system starts it again.
@@ -66,7 +66,16 @@ impl std::fmt::Display for RunError {
     }
 }
 
-impl std::error::Error for RunError {}
+impl std::error::Error for RunError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            RunError::Config(e) => Some(e),
+            RunError::Agent(e) => Some(e),
+            RunError::Signals(e) => Some(e),
+            RunError::ThreadDied(_) => None,
+        }
+    }
+}
 
 /// Runs the agent until SIGTERM, SIGINT or a `stop` over the control socket.
 pub fn run(source: ConfigSource) -> Result<StopReport, RunError> {

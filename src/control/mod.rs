@@ -201,7 +201,8 @@ pub enum ControlError {
     InUse(PathBuf),
     /// Something other than a socket is at the path; it is left alone. Move it or pick another path.
     NotASocket(PathBuf),
-    /// The socket could not be created.
+    /// The socket could not be created: the error says why (permission, no space); fix that or
+    /// set `control.socket`.
     Io {
         /// The socket path.
         path: PathBuf,
@@ -231,7 +232,14 @@ impl fmt::Display for ControlError {
     }
 }
 
-impl std::error::Error for ControlError {}
+impl std::error::Error for ControlError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            ControlError::Io { error, .. } => Some(error),
+            _ => None,
+        }
+    }
+}
 
 /// What the accepting thread and the connection threads share.
 struct Shared {

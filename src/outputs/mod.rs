@@ -182,6 +182,8 @@ impl fmt::Display for OutputError {
     }
 }
 
+impl std::error::Error for OutputError {}
+
 /// An output type in the registry.
 #[derive(Debug, Clone, Copy)]
 pub struct OutputType {

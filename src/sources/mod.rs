@@ -147,6 +147,8 @@ impl fmt::Display for SourceError {
     }
 }
 
+impl std::error::Error for SourceError {}
+
 impl From<std::io::Error> for SourceError {
     fn from(e: std::io::Error) -> SourceError {
         SourceError(e.to_string())

@@ -89,18 +89,24 @@ pub enum Error {
     Read(io::Error),
     /// The broker did not answer within this time: it is overloaded, hung, or not an MQTT broker.
     AckTimeout(Duration),
-    /// The broker refused the connection with this CONNACK code.
+    /// The broker refused the connection with this CONNACK code: the message names the reason
+    /// (bad user name or password, client id refused); fix the output's config.
     Refused(u8),
-    /// The broker sent something that is not an answer to a publisher.
+    /// The broker sent something that is not an answer to a publisher: the peer is probably not
+    /// an MQTT 3.1.1 broker.
     Protocol(DecodeError),
-    /// A packet could not be encoded (a field too long for MQTT).
+    /// A packet could not be encoded (a field too long for MQTT): shorten the topic or the
+    /// client id in the config.
     Encode(String),
 }
 
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Error::Connect(e) => write!(f, "cannot connect: {e}"),
+            Error::Connect(e) => write!(
+                f,
+                "cannot connect: {e}; is the broker up, and are host and port right?"
+            ),
             Error::Write(e) => write!(f, "cannot write: {e}"),
             Error::Read(e) => write!(f, "cannot read from the broker: {e}"),
             Error::AckTimeout(d) => write!(
@@ -121,7 +127,15 @@ impl fmt::Display for Error {
     }
 }
 
-impl std::error::Error for Error {}
+impl std::error::Error for Error {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Error::Connect(e) | Error::Write(e) | Error::Read(e) => Some(e),
+            Error::Protocol(e) => Some(e),
+            _ => None,
+        }
+    }
+}
 
 /// The writing side, shared with the keepalive thread.
 struct Shared {

@@ -100,7 +100,10 @@ pub enum Error {
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Error::Connect(e) => write!(f, "cannot connect: {e}"),
+            Error::Connect(e) => write!(
+                f,
+                "cannot connect: {e}; is the server up, and are host and port right?"
+            ),
             Error::Write(e) => write!(f, "cannot write: {e}"),
             Error::AckTimeout(d) => write!(f, "no answer within {} ms", d.as_millis()),
             Error::Read(e) => write!(f, "cannot read the answer: {e}"),
@@ -116,7 +119,14 @@ impl fmt::Display for Error {
     }
 }
 
-impl std::error::Error for Error {}
+impl std::error::Error for Error {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Error::Connect(e) | Error::Write(e) | Error::Read(e) => Some(e),
+            _ => None,
+        }
+    }
+}
 
 /// A connection to one Riemann server.
 ///
