@@ -2,6 +2,10 @@
 //!
 //! Loading is two stages: [`json`] checks syntax and keeps positions, then each component reads its
 //! own section through a [`reader::Table`]. Everything after [`load`] trusts the result.
+//!
+//! This file assembles the whole [`Config`] from each component's own reader, so it sits above
+//! the components whose sections it reads, and nothing below them imports it; the rest of
+//! `config/` ([`reader`], [`json`], [`agent`], ...) is the ground floor every component reads with.
 
 pub mod agent;
 pub mod duration;
