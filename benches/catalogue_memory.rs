@@ -14,8 +14,8 @@ use std::sync::atomic::{AtomicIsize, Ordering};
 use std::time::{Duration, Instant};
 
 use pipit::Event;
-use pipit::control::catalogue::{Catalogue, CatalogueSource, Query};
 use pipit::sources::lookup;
+use pipit::telemetry::catalogue::{Catalogue, CatalogueSource, Query};
 
 /// Counts the bytes allocated and not yet freed.
 struct Counting;
@@ -74,7 +74,8 @@ fn main() {
     let name_bytes: usize = events.iter().map(|e| e.service.len()).sum();
     let source = Arc::new(CatalogueSource {
         name: "cpu".into(),
-        kind: lookup("cpu").expect("cpu is registered"),
+        kind: "cpu",
+        metrics: lookup("cpu").expect("cpu is registered").metrics,
         prefix: "edge.router1".into(),
         interval: Duration::from_secs(10),
         ttl: Duration::from_secs(20),

@@ -7,8 +7,9 @@
 //! disturbed by other work on the machine), and the ratio.
 //!
 //! Also reported: what the delivery confirmation costs pipit per batch (two TCP_INFO reads of the
-//! connection in the agent, timed over 100,000 reads) as a share of its CPU per batch. `PIPIT_BENCH_BATCH` sets
-//! another batch size (a router sends a few datapoints per batch: `PIPIT_BENCH_BATCH=5`).
+//! connection in the agent, timed over 100,000 reads) as a share of its CPU per batch.
+//! `PIPIT_BENCH_BATCH` sets another batch size (a router sends a few datapoints per batch:
+//! `PIPIT_BENCH_BATCH=5`), `PIPIT_BENCH_COUNT` and `PIPIT_BENCH_RUNS` a shorter run.
 //!
 //! Run: `benches/graphite_throughput.sh` (or `cargo bench --bench graphite_throughput` with
 //! aiographite installed for `$PIPIT_BENCH_PYTHON`, default `python3`).
@@ -20,15 +21,23 @@ use std::process::{Child, ChildStdout, Command, Stdio};
 
 use pipit::outputs::graphite::{Datapoint, GraphiteClient, Protocol, Timeouts};
 
-const COUNT: usize = 1_000_000;
-const RUNS: usize = 5;
+/// The number the environment variable `name` holds, or `default`.
+fn setting(name: &str, default: usize) -> usize {
+    std::env::var(name)
+        .ok()
+        .and_then(|b| b.parse().ok())
+        .unwrap_or(default)
+}
+
+/// Datapoints per run: 1,000,000 unless `PIPIT_BENCH_COUNT` says otherwise (benches/all.sh runs
+/// fewer).
+fn count() -> usize {
+    setting("PIPIT_BENCH_COUNT", 1_000_000)
+}
 
 /// Datapoints per batch: 1,000 unless `PIPIT_BENCH_BATCH` says otherwise.
 fn batch_size() -> usize {
-    std::env::var("PIPIT_BENCH_BATCH")
-        .ok()
-        .and_then(|b| b.parse().ok())
-        .unwrap_or(1_000)
+    setting("PIPIT_BENCH_BATCH", 1_000)
 }
 
 /// CPU seconds of one TCP_INFO read of a connected socket, the check the client makes before
@@ -145,7 +154,7 @@ fn aiographite_run(name: &str, expected: Tally) -> f64 {
         .args([
             name,
             &sink.port.to_string(),
-            &COUNT.to_string(),
+            &count().to_string(),
             &batch_size().to_string(),
         ])
         .output()
@@ -178,9 +187,10 @@ fn main() {
     if !std::env::args().any(|a| a == "--bench") {
         return;
     }
-    let raw: Vec<(String, f64, i64)> = (0..COUNT).map(datapoint).collect();
+    let (count, runs) = (count(), setting("PIPIT_BENCH_RUNS", 5));
+    let raw: Vec<(String, f64, i64)> = (0..count).map(datapoint).collect();
     let expected: Tally = (
-        COUNT,
+        count,
         raw.iter().map(|d| d.1).sum(),
         raw.iter().map(|d| d.2).sum(),
     );
@@ -190,7 +200,7 @@ fn main() {
         .collect();
     let batch = batch_size();
     println!(
-        "{COUNT} datapoints in batches of {batch}, best of {RUNS} runs, CPU of the sending thread"
+        "{count} datapoints in batches of {batch}, best of {runs} runs, CPU of the sending thread"
     );
     println!(
         "{:<10} {:>16} {:>16} {:>8}",
@@ -202,14 +212,14 @@ fn main() {
     ] {
         // Alternating, so that both sides see the same conditions on the machine.
         let (mut pipit, mut aio) = (Vec::new(), Vec::new());
-        for _ in 0..RUNS {
+        for _ in 0..runs {
             pipit.push(pipit_run(protocol, name, &data, expected));
             aio.push(aiographite_run(name, expected));
         }
         let (pipit, aio) = (best(pipit), best(aio));
-        let (p, a) = (COUNT as f64 / pipit, COUNT as f64 / aio);
+        let (p, a) = (count as f64 / pipit, count as f64 / aio);
         println!("{name:<10} {p:>16.0} {a:>16.0} {:>7.1}x", p / a);
-        let per_batch = pipit / COUNT.div_ceil(batch) as f64;
+        let per_batch = pipit / count.div_ceil(batch) as f64;
         let check = confirmation_cost();
         println!(
             "{name:<10} confirmation: {:.2} us per TCP_INFO read; two per batch in the agent (the send, the writer's look) are {:.1} % of pipit's {:.2} us per batch",

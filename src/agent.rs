@@ -9,11 +9,12 @@ use crossbeam_channel::{Sender, bounded};
 
 use crate::cache::Cache;
 use crate::config::Config;
+use crate::delivery::queue::Route;
 use crate::delivery::{self, OutputHandle};
 use crate::event::Event;
 use crate::outputs::OutputError;
 use crate::procfs::Procfs;
-use crate::router::{self, Control, Route};
+use crate::router::{self, Control};
 use crate::sources::SourceContext;
 use crate::sources::runner::SourceHandle;
 use crate::supervisor::SupervisorThread;
@@ -38,12 +39,22 @@ impl fmt::Display for AgentError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             AgentError::Output { name, error } => write!(f, "output {name}: {error}"),
-            AgentError::Thread(e) => write!(f, "cannot start a thread: {e}"),
+            AgentError::Thread(e) => write!(
+                f,
+                "cannot start a thread: {e}; the box is out of memory or of threads"
+            ),
         }
     }
 }
 
-impl std::error::Error for AgentError {}
+impl std::error::Error for AgentError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            AgentError::Output { error, .. } => Some(error),
+            AgentError::Thread(e) => Some(e),
+        }
+    }
+}
 
 /// What a stop achieved.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -298,8 +309,9 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
-    use crate::config::AgentConfig;
-    use crate::outputs::{Output, OutputConfig, OutputSpec};
+    use crate::config::agent::AgentConfig;
+    use crate::delivery::OutputConfig;
+    use crate::outputs::{Output, OutputSpec};
     use crate::pattern::Selector;
     use crate::sources::{Emitter, Source, SourceConfig, SourceError, SourceSpec, Template};
 

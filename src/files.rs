@@ -44,14 +44,16 @@ pub enum Sharing {
 /// A refused or failed file operation; the message names the path and says what to do.
 #[derive(Debug)]
 pub enum FilesError {
-    /// A check failed: the path is left untouched.
+    /// A check failed: the path is left untouched. The problem says what to change (the owner,
+    /// the mode, a symlink in the way).
     Refused {
         /// The path refused.
         path: PathBuf,
         /// What is wrong with it.
         problem: String,
     },
-    /// A system call failed.
+    /// A system call failed: the error says why (no space, no permission); fix that and try
+    /// again.
     Io {
         /// The path it failed on.
         path: PathBuf,
@@ -91,7 +93,14 @@ impl fmt::Display for FilesError {
     }
 }
 
-impl std::error::Error for FilesError {}
+impl std::error::Error for FilesError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            FilesError::Refused { .. } => None,
+            FilesError::Io { error, .. } => Some(error),
+        }
+    }
+}
 
 /// An open, checked directory; every name inside it is reached through this handle.
 #[derive(Debug)]

@@ -52,6 +52,7 @@ pub mod supervisor;
 #[allow(unsafe_code)]
 pub mod sys;
 pub mod telemetry;
+pub mod timed_read;
 #[cfg(feature = "tls")]
 pub mod tls;
 pub mod udp;

@@ -1,4 +1,5 @@
-//! The router: one thread that fans events out from the sources to each output's queue.
+//! The router: one thread that fans events out from the sources to each output's queue
+//! ([`crate::delivery::queue`]).
 //!
 //! A source's collection arrives as one message and leaves as one message per output that takes
 //! any of it, so a writer wakes once per collection, not once per event. The router never blocks:
@@ -7,33 +8,16 @@
 //! hand (counted in `self.router.dropped_panic`, logged); the router goes on with the next.
 
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 use std::thread::JoinHandle;
 
-use crossbeam_channel::{Receiver, Sender, select};
+use crossbeam_channel::{Receiver, select};
 
 use crate::complain::Complaint;
+use crate::delivery::queue::{Route, offer};
 use crate::event::Event;
 use crate::lifeline;
 use crate::outputs;
-use crate::pattern::Selector;
-use crate::telemetry::{OutputStats, RouterStats, add, sub};
-
-/// Where events for one output go.
-#[derive(Debug, Clone)]
-pub struct Route {
-    /// Which events the output takes.
-    pub selector: Selector,
-    /// The output's queue, of batches. The channel itself is unbounded, so that it allocates only
-    /// as it fills; [`offer`] holds it to `max_events` events and `max_bytes`.
-    pub queue: Sender<Vec<Event>>,
-    /// The most events the queue may hold.
-    pub max_events: u64,
-    /// The most bytes (estimated by [`crate::delivery::event_bytes`]) the queue may hold.
-    pub max_bytes: u64,
-    /// The output's counters.
-    pub stats: Arc<OutputStats>,
-}
+use crate::telemetry::{RouterStats, add};
 
 /// Messages from the agent to the router.
 #[derive(Debug)]
@@ -156,49 +140,11 @@ fn route(batch: Vec<Event>, routes: &[Route], complaints: &mut [Complaint]) {
     }
 }
 
-/// Puts `events` in the route's queue, as one message, without waiting; the events that do not
-/// fit (by count or by bytes) are dropped, counted and logged. Also used to hand batches to a
-/// fallback output.
-pub fn offer(route: &Route, mut events: Vec<Event>, complaint: &mut Complaint) {
-    // Counted as queued before the send, so the writer never takes out what was not yet put in.
-    let mut fit = 0;
-    let mut fit_bytes = 0;
-    for event in &events {
-        let bytes = crate::delivery::event_bytes(event);
-        let before = route.stats.queued_bytes.fetch_add(bytes, Ordering::Relaxed);
-        let events_before = route.stats.queued.fetch_add(1, Ordering::Relaxed);
-        if events_before >= route.max_events || before + bytes > route.max_bytes {
-            sub(&route.stats.queued, 1);
-            sub(&route.stats.queued_bytes, bytes);
-            break;
-        }
-        fit += 1;
-        fit_bytes += bytes;
-    }
-    let dropped = (events.len() - fit) as u64;
-    events.truncate(fit);
-    if !events.is_empty() {
-        // A disconnected queue belongs to an output being removed: not a drop worth counting.
-        if route.queue.send(events).is_err() {
-            sub(&route.stats.queued, fit as u64);
-            sub(&route.stats.queued_bytes, fit_bytes);
-            return;
-        }
-        add(&route.stats.events_in, fit as u64);
-    }
-    if dropped > 0 {
-        add(&route.stats.dropped_queue_full, dropped);
-        complaint
-            .fail("queue full: dropping events (the output cannot keep up or its backend is down)");
-    } else {
-        complaint.recover();
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::telemetry::get;
+    use crate::pattern::Selector;
+    use crate::telemetry::{OutputStats, get};
     use crossbeam_channel::unbounded;
 
     fn route_to(include: &[&str], max_events: u64) -> (Route, Receiver<Vec<Event>>) {
@@ -237,23 +183,5 @@ mod tests {
         );
         assert!(cpu_rx.try_recv().is_err() && all_rx.try_recv().is_err());
         assert_eq!(get(&routes[1].stats.queued), 3);
-    }
-
-    #[test]
-    fn what_does_not_fit_is_dropped_and_counted() {
-        let (r, rx) = route_to(&[], 3);
-        let mut complaint = Complaint::new("out.o");
-        offer(&r, events(&["a", "b"]), &mut complaint);
-        offer(&r, events(&["c", "d", "e"]), &mut complaint);
-        assert_eq!(rx.try_recv().unwrap().len(), 2);
-        assert_eq!(rx.try_recv().unwrap().len(), 1, "only c fits");
-        assert_eq!(
-            (
-                get(&r.stats.queued),
-                get(&r.stats.events_in),
-                get(&r.stats.dropped_queue_full)
-            ),
-            (3, 3, 2)
-        );
     }
 }

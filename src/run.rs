@@ -11,14 +11,14 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant, SystemTime};
 
-use crossbeam_channel::{RecvTimeoutError, Sender, bounded, select};
+use crossbeam_channel::{RecvTimeoutError, bounded, select};
 use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
 
 use crate::agent::{Agent, AgentError, StopReport};
 use crate::config::{self, Config, ConfigErrors};
-use crate::control::Server;
 use crate::control::status::Status;
+use crate::control::{Order, Server};
 use crate::lifeline::{self, Death};
 
 /// Where the running config comes from, so that a reload reads it again.
@@ -48,7 +48,7 @@ pub enum RunError {
     Config(ConfigErrors),
     /// The agent could not start.
     Agent(AgentError),
-    /// Signal handlers could not be installed.
+    /// Signal handlers could not be installed: the box is out of memory or of threads.
     Signals(std::io::Error),
     /// A thread that should live as long as the agent ended (a panic, say); the agent stopped so
     /// that the init system starts it again.
@@ -66,17 +66,15 @@ impl std::fmt::Display for RunError {
     }
 }
 
-impl std::error::Error for RunError {}
-
-/// What the run loop is asked to do, by a signal or over the control socket.
-#[derive(Debug)]
-pub enum Order {
-    /// Re-read the config; the outcome (a summary, or every error) goes to the sender if any.
-    Reload(Option<Sender<Result<String, Vec<String>>>>),
-    /// Send the agent's status.
-    Status(Sender<Status>),
-    /// Stop gracefully; the text says why, for the log.
-    Stop(&'static str),
+impl std::error::Error for RunError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            RunError::Config(e) => Some(e),
+            RunError::Agent(e) => Some(e),
+            RunError::Signals(e) => Some(e),
+            RunError::ThreadDied(_) => None,
+        }
+    }
 }
 
 /// Runs the agent until SIGTERM, SIGINT or a `stop` over the control socket.
@@ -88,6 +86,7 @@ pub fn run(source: ConfigSource) -> Result<StopReport, RunError> {
     let config = source.load().map_err(RunError::Config)?;
     let mut signals = Signals::new([SIGTERM, SIGINT, SIGHUP]).map_err(RunError::Signals)?;
     let control = config.control.clone();
+    let trim_delay = config.agent.trim_delay;
     let mut agent = Agent::start(config).map_err(RunError::Agent)?;
     let mut loaded = SystemTime::now();
 
@@ -136,7 +135,7 @@ pub fn run(source: ConfigSource) -> Result<StopReport, RunError> {
     };
 
     let mut next_watch = Instant::now() + WATCH_EVERY;
-    let mut next_trim = Instant::now() + FIRST_TRIM;
+    let mut next_trim = Instant::now() + trim_delay;
     let mut died = None;
     loop {
         let order = select! {
@@ -165,7 +164,15 @@ pub fn run(source: ConfigSource) -> Result<StopReport, RunError> {
                 }
             }
             Ok(Order::Status(reply)) => {
-                let _ = reply.send(Status::of(&agent, loaded));
+                let config = agent.config();
+                let status = Status::of(
+                    &config.file,
+                    &config.sources,
+                    &config.outputs,
+                    agent.telemetry(),
+                    loaded,
+                );
+                let _ = reply.send(status);
             }
             Ok(Order::Stop(why)) => {
                 stopping.store(true, Ordering::SeqCst);
@@ -202,7 +209,7 @@ struct Endpoint {
     server: Option<crate::http_server::Server>,
     /// The run loop's channel, through which the status page asks for the status.
     #[cfg(feature = "status_page")]
-    orders: Sender<Order>,
+    orders: crossbeam_channel::Sender<Order>,
 }
 
 /// How long the status page waits for the run loop's status. The loop answers at once unless it
@@ -214,7 +221,10 @@ const PAGE_STATUS_TIMEOUT: Duration = Duration::from_secs(2);
 impl Endpoint {
     /// Starts the endpoint if the agent's config enables it; a failure is logged and the agent
     /// runs without it.
-    fn start(agent: &Agent, #[cfg(feature = "status_page")] orders: Sender<Order>) -> Endpoint {
+    fn start(
+        agent: &Agent,
+        #[cfg(feature = "status_page")] orders: crossbeam_channel::Sender<Order>,
+    ) -> Endpoint {
         let config = agent.config().http_server.clone();
         let server = if config.enabled {
             #[cfg(feature = "status_page")]
@@ -259,11 +269,7 @@ impl Endpoint {
 /// How often the run loop checks for hung sources.
 const WATCH_EVERY: Duration = Duration::from_secs(1);
 
-/// When memory start-up used and steady running does not is first given back
-/// ([`crate::sys::trim_memory`]): after every source's first collection.
-const FIRST_TRIM: Duration = Duration::from_secs(10);
-
-/// How often, after the first time, memory steady running does not use is given back.
+/// How often, after the first time (`agent.trim_delay`, [`crate::sys::trim_memory`]), memory steady running does not use is given back.
 const TRIM_EVERY: Duration = Duration::from_secs(60);
 
 /// Reloads the config from `source` into `agent`: the one path of SIGHUP and the control

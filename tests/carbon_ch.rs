@@ -17,8 +17,10 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use common::peers::{CarbonCRelay, CarbonRelay, LineSink, wait_until};
+use common::random::Random;
 use pipit::Event;
-use pipit::delivery::carbon_ch::{Destination, Ring, RingHash};
+use pipit::delivery::carbon_ch::{Ring, RingHash};
+use pipit::outputs::destination::Destination;
 use pipit::outputs::graphite::path::{NameMode, Naming};
 
 fn metric_names(n: usize) -> Vec<String> {
@@ -184,21 +186,8 @@ fn landed<'a>(
     landed
 }
 
-/// A small deterministic generator (xorshift64*), so a failure can be replayed.
-struct Random(u64);
-
+/// The cases this file draws from the shared generator.
 impl Random {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(2_685_821_657_736_338_717)
-    }
-
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
-    }
-
     /// Text of 1 to 12 characters: ASCII, Latin, CJK, emoji, and the characters Python escapes.
     fn text(&mut self) -> String {
         const POOL: &[char] = &[

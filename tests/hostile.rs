@@ -68,11 +68,13 @@ fn assert_cut_off_and_bounded(agent: &Agent, cut_off: &str) {
     };
     wait_until(&format!("a log line with {cut_off:?}"), DEADLINE, || {
         sample();
+        // Paces the memory samples taken while waiting.
         thread::sleep(Duration::from_millis(10));
         (logged(agent) > 0).then_some(())
     });
     let delivered = agent.stdout().len();
     let end = Instant::now() + AFTER;
+    // A window in which nothing more may be logged: it has no condition to end it, only a length.
     while Instant::now() < end {
         sample();
         thread::sleep(Duration::from_millis(10));

@@ -212,9 +212,12 @@ fn a_second_stop_signal_exits_at_once() {
 fn idle_program_pages_are_unmapped_after_start_and_the_agent_runs_on() {
     let dir = TempDir::new("trim");
     let path = dir.path().join("pipit.json");
-    write(&path, &config("a", 1, "50ms"));
+    write(
+        &path,
+        &config("a", 1, "50ms").replacen(r#""agent": {"#, r#""agent": {"trim_delay": "1s", "#, 1),
+    );
     let agent = Agent::start(&path, "info,agent=debug");
-    // The first trim comes 10 s after start.
+    // The first trim comes `agent.trim_delay` after start.
     let stderr = agent.wait_stderr("the first trim", DEADLINE, |lines| {
         lines.iter().any(|l| l.contains("trimmed memory: "))
     });

@@ -145,6 +145,7 @@ fn qos1_loses_nothing_through_five_restarts_and_a_ten_second_outage() {
         thread::spawn(move || {
             for chunk in numbered(0..total).chunks(10) {
                 queue.send(chunk.to_vec()).unwrap();
+                // Paces the stream over the rounds of outages below.
                 thread::sleep(Duration::from_millis(20));
             }
             feeding.store(false, Ordering::SeqCst);

@@ -64,6 +64,7 @@ impl LineReceiver {
                         readers.push(thread::spawn(move || read_lines(conn, &flag, &seen)));
                     }
                     Err(e) if e.kind() == ErrorKind::WouldBlock => {
+                        // Polls its stop flag between connections.
                         thread::sleep(Duration::from_millis(5))
                     }
                     Err(e) => panic!("accept: {e}"),
@@ -162,6 +163,25 @@ fn write_config(dir: &TempDir, sources: &[String], outputs: &[String]) -> std::p
     path
 }
 
+/// A `self` source and a stdout output printing the graphite output's counters, so that a test
+/// can wait on them (`common::disk::counter`) rather than on time.
+fn counters() -> [String; 2] {
+    [
+        r#"{"type": "self", "interval": "100ms"}"#.to_owned(),
+        r#"{"type": "stdout", "format": "graphite", "include": ["self.output.graphite.*"]}"#
+            .to_owned(),
+    ]
+}
+
+/// Waits until the graphite output has taken all `n` datapoints of the generator into its queue.
+fn wait_taken(agent: &Agent, n: u64) {
+    wait_until(
+        &format!("{n} datapoints taken by the output"),
+        Duration::from_secs(60),
+        || (counter(agent, "events_in") >= n).then_some(()),
+    );
+}
+
 fn unique(seen: &Mutex<Seen>) -> usize {
     seen.lock().unwrap().values.len()
 }
@@ -220,6 +240,7 @@ fn carbon_restarted_five_times_loses_nothing_of_100000_datapoints() {
             || (unique(&seen) >= due).then_some(()),
         );
         receiver.take().unwrap().stop();
+        // The outage itself: its length is what the scenario is about.
         thread::sleep(Duration::from_secs(down));
         receiver = Some(LineReceiver::start(port, seen.clone()));
         eprintln!("restart {}: {} distinct so far", k + 1, unique(&seen));
@@ -351,15 +372,8 @@ fn real_carbon_restarted_five_times_stores_every_one_of_100000_datapoints() {
         Some(w) => output.replacen('{', &format!(r#"{{"resend_window": "{w}", "#), 1),
         None => output,
     };
-    let config = write_config(
-        &dir,
-        &[stream, r#"{"type": "self", "interval": "1s"}"#.to_owned()],
-        &[
-            output,
-            r#"{"type": "stdout", "format": "graphite", "include": ["self.output.graphite.*"]}"#
-                .to_owned(),
-        ],
-    );
+    let [self_source, counter_output] = counters();
+    let config = write_config(&dir, &[stream, self_source], &[output, counter_output]);
     let agent = Agent::start(&config, "info,out.graphite=debug");
     let started = Instant::now();
     // Five restarts, each once the stream has reached its mark and pipit has delivered more since
@@ -386,6 +400,7 @@ fn real_carbon_restarted_five_times_stores_every_one_of_100000_datapoints() {
             },
         );
         carbon.stop();
+        // The outage itself: its length is what the scenario is about.
         thread::sleep(Duration::from_secs(down));
         carbon.restart();
         delivered = counter(&agent, "events_out");
@@ -454,13 +469,17 @@ fn backend_down_at_start_gets_everything_when_it_comes_up() {
     let dir = TempDir::new("rel-late");
     let port = free_port();
     let seen = Arc::new(Mutex::new(Seen::default()));
+    let [self_source, counter_output] = counters();
     let config = write_config(
         &dir,
-        &[generator(N, 250)],
-        &[graphite_output(port, &dir.path().join("spool"))],
+        &[generator(N, 250), self_source],
+        &[
+            graphite_output(port, &dir.path().join("spool")),
+            counter_output,
+        ],
     );
-    let _agent = Agent::start(&config, "warn");
-    thread::sleep(Duration::from_secs(10));
+    let agent = Agent::start(&config, "warn");
+    wait_taken(&agent, N);
     let receiver = LineReceiver::start(port, seen.clone());
     wait_all("down at start", &seen, N, Duration::from_secs(30));
     receiver.stop();
@@ -524,15 +543,20 @@ fn sigterm_during_an_outage_spools_what_is_queued_and_exits_0() {
         .replace(r#""retries": 1"#, r#""retries": 100"#)
         .replace(r#""retry_delay": "50ms""#, r#""retry_delay": "20s""#)
         .replace(r#""breaker_failures": 2"#, r#""breaker_failures": 1000"#);
-    let config = write_config(&dir, &[generator(N, 250)], std::slice::from_ref(&output));
+    let [self_source, counter_output] = counters();
+    let config = write_config(
+        &dir,
+        &[generator(N, 250), self_source],
+        &[output.clone(), counter_output],
+    );
     let mut agent = Agent::start(&config, "info");
     agent.wait_stderr(
         "the first failed delivery",
         Duration::from_secs(20),
         |lines| lines.iter().any(|l| l.contains("delivery of")),
     );
-    // Every datapoint generated (about 1 s), none spooled yet.
-    thread::sleep(Duration::from_secs(2));
+    // Every datapoint taken, none spooled yet.
+    wait_taken(&agent, N);
     assert_eq!(spooled_events(&spool), 0);
     agent.signal("TERM");
     let status = agent.wait_exit(Duration::from_secs(10));
@@ -624,6 +648,7 @@ fn a_dead_target_does_not_slow_another_output() {
         (unique(&seen) > 0).then_some(())
     });
     let start = Instant::now();
+    // The window observed: every datapoint sent in it must arrive promptly.
     thread::sleep(Duration::from_secs(10));
     let s = seen.lock().unwrap();
     let since = std::time::SystemTime::now()
@@ -791,7 +816,7 @@ fn the_rate_limit_spreads_delivery_over_time() {
 }
 
 /// The configs of `outputs`, as the agent reads them.
-fn output_configs(outputs: &[String]) -> Vec<pipit::outputs::OutputConfig> {
+fn output_configs(outputs: &[String]) -> Vec<pipit::delivery::OutputConfig> {
     let text = format!(r#"{{"outputs": [{}]}}"#, outputs.join(","));
     let config = pipit::config::parse("test.json", &text).unwrap_or_else(|e| panic!("{e:?}"));
     config.outputs
@@ -892,10 +917,15 @@ fn a_fast_source_loses_nothing_to_the_queue_while_the_first_failures_are_retried
             "spool": {{"dir": "{}"}}}}"#,
         dir.path().join("spool").display()
     );
-    let config = write_config(&dir, &[generator(N, 100)], &[output]);
-    let _agent = Agent::start(&config, "warn");
-    // The stream takes about 5 s; the receiver comes up after it.
-    thread::sleep(Duration::from_secs(7));
+    let [self_source, counter_output] = counters();
+    let config = write_config(
+        &dir,
+        &[generator(N, 100), self_source],
+        &[output, counter_output],
+    );
+    let agent = Agent::start(&config, "warn");
+    // The receiver comes up once the whole stream went into the queue.
+    wait_taken(&agent, N);
     let receiver = LineReceiver::start(port, seen.clone());
     wait_all("fast source, outage", &seen, N, Duration::from_secs(30));
     receiver.stop();

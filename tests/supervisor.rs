@@ -385,25 +385,32 @@ fn the_concurrency_limit_holds_and_a_running_check_is_not_started_twice() {
     let _lock = serial();
     let dir = Dir::new("limit");
     let running = dir.path("running");
+    let release = dir.path("release");
     fs::create_dir(&running).unwrap();
-    // Each run marks itself running, prints how many are running, and unmarks itself.
+    // Each run marks itself running under its key, holds its slot until the test releases it,
+    // overlaps the others for 0.2 s, prints how many are running, and unmarks itself.
     let script = dir.script(
         "count.sh",
         &format!(
-            "d={}\ntouch $d/$$\nsleep 0.2\nls $d | wc -l\nrm $d/$$",
-            running.display()
+            "d={}\ntouch $d/$1\nuntil [ -e {} ]; do sleep 0.01; done\nsleep 0.2\nls $d | wc -l\nrm $d/$1",
+            running.display(),
+            release.display()
         ),
     );
     let mut sup = SupervisorThread::start(config(2)).unwrap();
-    let cmd = command(&[&script], Duration::from_secs(10), Duration::ZERO);
+    let cmd = |key: &str| command(&[&script, key], Duration::from_secs(10), Duration::ZERO);
     let threads: Vec<_> = (0..6)
         .map(|i| {
-            let (h, cmd) = (sup.handle(), cmd.clone());
-            thread::spawn(move || h.run(&format!("k{i}"), cmd).unwrap())
+            let (h, key) = (sup.handle(), format!("k{i}"));
+            let cmd = cmd(&key);
+            thread::spawn(move || h.run(&key, cmd).unwrap())
         })
         .collect();
-    thread::sleep(Duration::from_millis(50));
-    let twice = sup.handle().run("k0", cmd.clone());
+    wait_until("k0 running", Duration::from_secs(10), || {
+        running.join("k0").exists().then_some(())
+    });
+    let twice = sup.handle().run("k0", cmd("k0"));
+    fs::write(&release, "").unwrap();
     let counts: Vec<u32> = threads
         .into_iter()
         .map(|t| {
@@ -427,6 +434,17 @@ fn the_concurrency_limit_holds_and_a_running_check_is_not_started_twice() {
 #[test]
 fn a_check_that_finds_no_slot_within_its_timeout_is_skipped() {
     let _lock = serial();
+    let dir = Dir::new("no-slot");
+    let (started, release) = (dir.path("started"), dir.path("release"));
+    // Holds the only slot until the test releases it.
+    let script = dir.script(
+        "hold.sh",
+        &format!(
+            "touch {}\nuntil [ -e {} ]; do sleep 0.01; done",
+            started.display(),
+            release.display()
+        ),
+    );
     let mut sup = SupervisorThread::start(config(1)).unwrap();
     let h = sup.handle();
     let long = thread::spawn({
@@ -434,24 +452,26 @@ fn a_check_that_finds_no_slot_within_its_timeout_is_skipped() {
         move || {
             h.run(
                 "long",
-                command(&["/bin/sleep", "1"], Duration::from_secs(5), Duration::ZERO),
+                command(&[&script], Duration::from_secs(10), Duration::ZERO),
             )
         }
     });
-    thread::sleep(Duration::from_millis(100));
-    let started = Instant::now();
-    let skipped = h.run(
-        "short",
-        command(&["/bin/true"], Duration::from_millis(200), Duration::ZERO),
-    );
+    wait_until("the long check running", Duration::from_secs(10), || {
+        started.exists().then_some(())
+    });
+    let timeout = Duration::from_millis(200);
+    let asked = Instant::now();
+    let skipped = h.run("short", command(&["/bin/true"], timeout, Duration::ZERO));
+    let took = asked.elapsed();
+    fs::write(&release, "").unwrap();
     assert!(
         matches!(&skipped, Err(RunError::Skipped(why)) if why.contains("supervisor.max_checks")),
         "{skipped:?}"
     );
+    // Skipped at its own timeout, not when the slot came free: the margin is for a loaded machine.
     assert!(
-        started.elapsed() < Duration::from_millis(800),
-        "{:?}",
-        started.elapsed()
+        took >= timeout && took < timeout + Duration::from_millis(600),
+        "{took:?}"
     );
     assert_eq!(long.join().unwrap().unwrap().exit, Exit::Code(0));
     assert!(sup.stop(Instant::now() + Duration::from_secs(2)));
@@ -462,13 +482,17 @@ fn stopping_kills_what_is_left_within_the_deadline() {
     let _lock = serial();
     let mut sup = SupervisorThread::start(config(4)).unwrap();
     let h = sup.handle();
-    let cmd = command(
-        &["/bin/sh", "-c", "trap '' TERM; sleep 100"],
-        Duration::from_secs(60),
-        Duration::from_secs(30),
+    let dir = Dir::new("stuck");
+    let trapped = dir.path("trapped");
+    let script = dir.script(
+        "stuck.sh",
+        &format!("trap '' TERM\ntouch {}\nsleep 100", trapped.display()),
     );
+    let cmd = command(&[&script], Duration::from_secs(60), Duration::from_secs(30));
     let run = thread::spawn(move || h.run("stuck", cmd));
-    thread::sleep(Duration::from_millis(100));
+    wait_until("the check ignoring TERM", Duration::from_secs(10), || {
+        trapped.exists().then_some(())
+    });
     let started = Instant::now();
     assert!(sup.stop(Instant::now() + Duration::from_millis(300)));
     assert!(
@@ -616,6 +640,7 @@ fn load_of_200_checks_a_second_for_10_seconds_leaks_nothing() {
             thread::spawn(move || {
                 let mut ok = 0u32;
                 for i in (w..RATE * SECONDS).step_by(SUBMITTERS as usize) {
+                    // The pacing is the load under test: RATE runs a second, for SECONDS.
                     let due = start + gap * i;
                     if let Some(wait) = due.checked_duration_since(Instant::now()) {
                         thread::sleep(wait);

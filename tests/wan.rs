@@ -430,6 +430,7 @@ fn partition(tag: char, index: u8, down: Duration, restart: bool) {
     if restart {
         carbon.restart();
     }
+    // The partition itself: its length is what the scenario is about.
     thread::sleep(down.saturating_sub(cut.elapsed()));
     path.heal();
     let scenario = format!(
@@ -498,6 +499,7 @@ fn riemann_across_a_silent_partition_of_30s_loses_nothing() {
         // batch may have waited its 200 ms first.
         assert!(*t <= Duration::from_millis(6500), "{took:?}");
     }
+    // The partition itself lasts 30 s: its length is what the scenario is about.
     thread::sleep(Duration::from_secs(30).saturating_sub(cut.elapsed()));
     path.heal();
     run.check_received("riemann", |name| {
@@ -634,6 +636,7 @@ fn influxdb_across_a_silent_partition_of_30s_loses_nothing() {
             "{took:?}"
         );
     }
+    // The partition itself lasts 30 s: its length is what the scenario is about.
     thread::sleep(Duration::from_secs(30).saturating_sub(cut.elapsed()));
     path.heal();
     let stored = run.check_received("influxdb", |name| influx_values(&influx, name));

@@ -49,6 +49,7 @@ fn changes(w: &mut FileWatcher, root: &Path, expected: usize) -> Vec<(ChangeKind
             std::thread::sleep(Duration::from_millis(20));
         }
     }
+    // Extras have no condition to wait on: a short window lets a late one show.
     std::thread::sleep(Duration::from_millis(50));
     w.poll(&mut all).expect("poll");
     let mut out: Vec<(ChangeKind, String)> = all

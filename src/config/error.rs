@@ -50,4 +50,6 @@ impl fmt::Display for ConfigErrors {
     }
 }
 
+impl std::error::Error for ConfigError {}
+
 impl std::error::Error for ConfigErrors {}

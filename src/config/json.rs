@@ -76,6 +76,14 @@ pub struct SyntaxError {
     pub message: String,
 }
 
+impl fmt::Display for SyntaxError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.pos, self.message)
+    }
+}
+
+impl std::error::Error for SyntaxError {}
+
 /// Parses a whole document: one value, surrounded by nothing but white space.
 pub fn parse(text: &str) -> Result<Node, SyntaxError> {
     let mut p = Parser {

@@ -2,7 +2,12 @@
 //!
 //! Loading is two stages: [`json`] checks syntax and keeps positions, then each component reads its
 //! own section through a [`reader::Table`]. Everything after [`load`] trusts the result.
+//!
+//! This file assembles the whole [`Config`] from each component's own reader, so it sits above
+//! the components whose sections it reads, and nothing below them imports it; the rest of
+//! `config/` ([`reader`], [`json`], [`agent`], ...) is the ground floor every component reads with.
 
+pub mod agent;
 pub mod duration;
 pub mod error;
 pub mod json;
@@ -10,15 +15,15 @@ pub mod reader;
 pub mod secret;
 
 use std::fs;
-use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::path::Path;
 
+pub use agent::AgentConfig;
 pub use error::{ConfigError, ConfigErrors};
-use reader::{Field, Problems, Table};
+use reader::{Field, Problems};
 
 use crate::control::{self, ControlConfig};
+use crate::delivery::config::{self as delivery, OutputConfig};
 use crate::http_server::{self, HttpServerConfig};
-use crate::outputs::{self, OutputConfig};
 use crate::prometheus_name::SourceNames;
 use crate::sources::{self, SourceConfig};
 use crate::supervisor::{self, SupervisorConfig};
@@ -50,42 +55,6 @@ pub struct Config {
     pub control: ControlConfig,
     /// The opt-in local HTTP endpoint.
     pub http_server: HttpServerConfig,
-}
-
-/// The `agent` section: settings that apply to everything.
-#[derive(Debug, Clone, PartialEq)]
-pub struct AgentConfig {
-    /// Host name put on events; default: the system's host name.
-    pub hostname: String,
-    /// Interval of sources that set none; default 10 s.
-    pub interval: Duration,
-    /// The directory under which `/proc` and `/sys` are read; default `/`.
-    pub host_root: PathBuf,
-    /// Where state that survives a restart is kept; default `/var/lib/pipit`.
-    pub state_dir: PathBuf,
-    /// Longest time between two writes of the persistent cache (it is also written at stop);
-    /// default 5 min, at least 10 s.
-    pub cache_interval: Duration,
-    /// How long a stop may take to hand queued events to the outputs; default 5 s.
-    pub shutdown_timeout: Duration,
-    /// Capacity of the channel from the sources to the router, in collections (each collection's
-    /// events travel as one message); default 1,000.
-    pub queue_size: usize,
-}
-
-/// The defaults of the `agent` section, in one place.
-impl Default for AgentConfig {
-    fn default() -> AgentConfig {
-        AgentConfig {
-            hostname: system_hostname(),
-            interval: Duration::from_secs(10),
-            host_root: PathBuf::from("/"),
-            state_dir: PathBuf::from("/var/lib/pipit"),
-            cache_interval: Duration::from_secs(300),
-            shutdown_timeout: Duration::from_secs(5),
-            queue_size: 1_000,
-        }
-    }
 }
 
 /// Reads and validates the config file at `path`.
@@ -145,7 +114,7 @@ fn read(doc: &json::Node, file: &str, problems: &mut Problems) -> Option<Config>
     let agent = match top.field("agent") {
         Some(field) => field
             .table(problems)
-            .map(|t| read_agent(t, problems))
+            .map(|t| agent::read(t, problems))
             .unwrap_or_default(),
         None => AgentConfig::default(),
     };
@@ -161,7 +130,7 @@ fn read(doc: &json::Node, file: &str, problems: &mut Problems) -> Option<Config>
         None => Vec::new(),
     };
     let mut outputs = match top.field("outputs") {
-        Some(field) => outputs::read_all(&field, &agent.state_dir, problems),
+        Some(field) => delivery::read_all(&field, &agent.state_dir, problems),
         None => Vec::new(),
     };
     tell_outputs_the_sources(&mut outputs, &sources);
@@ -195,54 +164,6 @@ fn read(doc: &json::Node, file: &str, problems: &mut Problems) -> Option<Config>
         control,
         http_server,
     })
-}
-
-fn read_agent(mut t: Table<'_>, problems: &mut Problems) -> AgentConfig {
-    let d = AgentConfig::default();
-    let agent = AgentConfig {
-        hostname: read_hostname(&mut t, problems).unwrap_or(d.hostname),
-        interval: t.duration_at_least("interval", d.interval, Duration::from_millis(10), problems),
-        host_root: t.get_or("host_root", d.host_root, problems),
-        state_dir: t.get_or("state_dir", d.state_dir, problems),
-        cache_interval: t.duration_at_least(
-            "cache_interval",
-            d.cache_interval,
-            Duration::from_secs(10),
-            problems,
-        ),
-        shutdown_timeout: t.duration_at_least(
-            "shutdown_timeout",
-            d.shutdown_timeout,
-            Duration::ZERO,
-            problems,
-        ),
-        queue_size: t.number_in("queue_size", d.queue_size as u64, 1, 10_000_000, problems)
-            as usize,
-    };
-    t.finish(problems);
-    agent
-}
-
-/// Reads a `hostname` key, refusing an empty one.
-pub fn read_hostname(t: &mut Table<'_>, problems: &mut Problems) -> Option<String> {
-    let field = t.field("hostname")?;
-    match field.as_str() {
-        Some(s) if !s.trim().is_empty() => Some(s.to_owned()),
-        _ => {
-            problems.expected(&field, "a non-empty host name");
-            None
-        }
-    }
-}
-
-/// The system's host name, from the kernel (`localhost` when it cannot be read).
-pub fn system_hostname() -> String {
-    ["/proc/sys/kernel/hostname", "/etc/hostname"]
-        .iter()
-        .filter_map(|p| fs::read_to_string(p).ok())
-        .map(|s| s.trim().to_owned())
-        .find(|s| !s.is_empty())
-        .unwrap_or_else(|| "localhost".to_owned())
 }
 
 impl Config {
@@ -294,7 +215,10 @@ fn tell_outputs_the_sources(outputs: &mut [OutputConfig], sources: &[SourceConfi
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use super::*;
+    use crate::outputs;
 
     fn errors(text: &str) -> Vec<String> {
         parse("pipit.json", text)

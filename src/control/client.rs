@@ -30,21 +30,23 @@ pub enum ClientError {
         /// The agent's words.
         message: String,
     },
-    /// The agent answered with an error.
+    /// The agent answered with an error; its words say what to fix (a reload's config errors,
+    /// say).
     Agent {
         /// The error code, such as `reload_failed`.
         code: String,
         /// The agent's words.
         message: String,
     },
-    /// The connection failed otherwise.
+    /// The connection failed otherwise: the error says why; is pipit stopping?
     Io {
         /// The socket.
         path: PathBuf,
         /// The error.
         error: io::Error,
     },
-    /// The answer was not what the protocol promises.
+    /// The answer was not what the protocol promises: this `pipit` and the running agent are
+    /// probably different versions.
     BadAnswer(String),
 }
 
@@ -75,7 +77,14 @@ impl fmt::Display for ClientError {
     }
 }
 
-impl std::error::Error for ClientError {}
+impl std::error::Error for ClientError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            ClientError::Io { error, .. } => Some(error),
+            _ => None,
+        }
+    }
+}
 
 /// The socket to use: `named` if given; else the `control.socket` of the config file (`config`,
 /// or the default config file if it exists); else the first default socket that exists.

@@ -10,14 +10,13 @@
 //! a deadline for every request and a cap on its size, so a slow or hostile client never holds up
 //! the agent or the other clients.
 
-pub mod catalogue;
 pub mod client;
 pub mod protocol;
 pub mod status;
 
 use std::fmt;
 use std::fs;
-use std::io::{self, Read, Write};
+use std::io::{self, Write};
 use std::os::unix::fs::MetadataExt;
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
@@ -33,10 +32,22 @@ use crate::complain::Complaint;
 use crate::config::reader::{Problems, Table};
 use crate::files::{Dir, FilesError, Sharing};
 use crate::lifeline;
-use crate::run::Order;
 use crate::telemetry::Telemetry;
-use catalogue::Found;
+use crate::telemetry::catalogue::Found;
+use crate::timed_read::{TimedReadError, read_before};
 use protocol::{Code, ProtocolError, Request};
+
+/// What the control socket asks of the run loop (which owns the agent), over a channel: the
+/// server never sees the agent itself.
+#[derive(Debug)]
+pub enum Order {
+    /// Re-read the config; the outcome (a summary, or every error) goes to the sender if any.
+    Reload(Option<Sender<Result<String, Vec<String>>>>),
+    /// Send the agent's status.
+    Status(Sender<status::Status>),
+    /// Stop gracefully; the text says why, for the log.
+    Stop(&'static str),
+}
 
 /// Connections served at once; one more is answered `busy` and closed.
 pub const MAX_CONNECTIONS: usize = 4;
@@ -190,7 +201,8 @@ pub enum ControlError {
     InUse(PathBuf),
     /// Something other than a socket is at the path; it is left alone. Move it or pick another path.
     NotASocket(PathBuf),
-    /// The socket could not be created.
+    /// The socket could not be created: the error says why (permission, no space); fix that or
+    /// set `control.socket`.
     Io {
         /// The socket path.
         path: PathBuf,
@@ -220,7 +232,14 @@ impl fmt::Display for ControlError {
     }
 }
 
-impl std::error::Error for ControlError {}
+impl std::error::Error for ControlError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            ControlError::Io { error, .. } => Some(error),
+            _ => None,
+        }
+    }
+}
 
 /// What the accepting thread and the connection threads share.
 struct Shared {
@@ -451,28 +470,18 @@ fn read_request(
             let line = pending.drain(..=end).collect();
             return Ok(Some(line));
         }
-        let left = deadline.saturating_duration_since(Instant::now());
-        if left.is_zero() {
+        if Instant::now() >= deadline {
             return Err(ReadError::Timeout);
         }
-        stream
-            .set_read_timeout(Some(left))
-            .map_err(|_| ReadError::Io)?;
-        match stream.read(&mut chunk) {
+        match read_before(stream, &mut chunk, deadline, |s, left| {
+            s.set_read_timeout(Some(left))
+        }) {
             // The last request may end at the end of the stream instead of a newline.
             Ok(0) if pending.is_empty() => return Ok(None),
             Ok(0) => return Ok(Some(std::mem::take(pending))),
             Ok(n) => pending.extend_from_slice(&chunk[..n]),
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
-                ) =>
-            {
-                return Err(ReadError::Timeout);
-            }
-            Err(_) => return Err(ReadError::Io),
+            Err(TimedReadError::TimedOut) => return Err(ReadError::Timeout),
+            Err(TimedReadError::Io(_)) => return Err(ReadError::Io),
         }
     }
 }

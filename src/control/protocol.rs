@@ -9,10 +9,10 @@
 
 use serde::Serialize;
 
-use super::catalogue::{Found, Query, Row, Select};
 use crate::config::json;
 use crate::config::reader::{Field, Problems};
 use crate::event::Metric;
+use crate::telemetry::catalogue::{Found, Query, Row, Select};
 
 /// The longest request line accepted, in bytes; a longer one is answered with
 /// [`Code::TooLarge`] and the connection is closed.
@@ -85,6 +85,15 @@ impl ProtocolError {
         }
     }
 }
+
+impl std::fmt::Display for ProtocolError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let code = serde_json::to_value(self.code).map_err(|_| std::fmt::Error)?;
+        write!(f, "{}: {}", code.as_str().unwrap_or("error"), self.message)
+    }
+}
+
+impl std::error::Error for ProtocolError {}
 
 /// The calls, as the error for an unknown one lists them.
 const CALLS: &str = "one of \"get_metrics\", \"status\", \"reload\", \"stop\"";
@@ -293,7 +302,7 @@ impl<'a> From<&'a Row> for MetricRow<'a> {
         MetricRow {
             name: &r.name,
             source: &r.source.name,
-            kind: r.source.kind.name,
+            kind: r.source.kind,
             unit: r.info.map(|i| i.unit),
             description: r.info.map(|i| i.description),
             interval: r.source.interval.as_secs_f64(),
@@ -331,6 +340,12 @@ pub fn write_metrics_result(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_error_reads_as_its_code_and_words() {
+        let e = ProtocolError::new(Code::ReloadFailed, "pipit.json:3:4: bad");
+        assert_eq!(e.to_string(), "reload_failed: pipit.json:3:4: bad");
+    }
 
     fn error(line: &str) -> ProtocolError {
         parse_request(line.as_bytes()).unwrap_err()
@@ -431,30 +446,24 @@ mod tests {
     /// Mangled variants of valid requests never panic and always get an answer.
     #[test]
     fn mangled_requests_never_panic() {
-        let valid: &[&[u8]] = &[
+        const VALID: &[&[u8]] = &[
             br#"{"call":"get_metrics","selector":"^cpu\\.","prefix":"c","limit":3,"hidden":true}"#,
             br#"{"call":"get_metrics","selector":["a","b"],"metadata":false}"#,
             br#"{"call":"status"}"#,
         ];
-        let mut seed = 0x2545_f491_4f6c_dd1d_u64;
-        let mut next = move || {
-            seed ^= seed << 13;
-            seed ^= seed >> 7;
-            seed ^= seed << 17;
-            seed
-        };
-        for round in 0..20_000 {
-            let mut line = valid[round % valid.len()].to_vec();
-            for _ in 0..1 + next() % 4 {
-                let at = (next() as usize) % line.len();
-                match next() % 3 {
-                    0 => line[at] = next() as u8,
+        // Each edit: where, what (replace, remove, insert a special character), which byte.
+        fn prop(which: usize, edits: Vec<(usize, u8, u8)>) -> bool {
+            let mut line = VALID[which % VALID.len()].to_vec();
+            for (at, what, byte) in edits.into_iter().take(4) {
+                let at = at % line.len();
+                match what % 3 {
+                    0 => line[at] = byte,
                     1 => {
                         line.remove(at);
                     }
                     _ => {
                         let specials = b"{}[]\",:\\x0";
-                        line.insert(at, specials[(next() as usize) % specials.len()]);
+                        line.insert(at, specials[byte as usize % specials.len()]);
                     }
                 }
                 if line.is_empty() {
@@ -462,7 +471,12 @@ mod tests {
                 }
             }
             let _ = parse_request(&line);
+            true
         }
+        quickcheck::QuickCheck::new()
+            .tests(20_000)
+            .max_tests(20_000)
+            .quickcheck(prop as fn(usize, Vec<(usize, u8, u8)>) -> bool);
     }
 
     #[test]

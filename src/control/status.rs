@@ -5,8 +5,9 @@ use std::time::SystemTime;
 
 use serde::Serialize;
 
-use crate::agent::Agent;
-use crate::telemetry::get;
+use crate::delivery::OutputConfig;
+use crate::sources::SourceConfig;
+use crate::telemetry::{Telemetry, get};
 
 /// The agent as a whole.
 #[derive(Debug, Clone, Serialize)]
@@ -130,14 +131,18 @@ fn seconds(t: SystemTime) -> f64 {
 }
 
 impl Status {
-    /// The status of `agent`, whose config was loaded at `loaded`.
-    pub fn of(agent: &Agent, loaded: SystemTime) -> Status {
-        let telemetry = agent.telemetry();
-        let config = agent.config();
+    /// The status of an agent running the sources and outputs of the config `file` (loaded at
+    /// `loaded`) and counting in `telemetry`.
+    pub fn of(
+        file: &str,
+        sources: &[SourceConfig],
+        outputs: &[OutputConfig],
+        telemetry: &Telemetry,
+        loaded: SystemTime,
+    ) -> Status {
         let source_stats = telemetry.sources();
         let output_stats = telemetry.outputs();
-        let sources = config
-            .sources
+        let sources = sources
             .iter()
             .filter_map(|c| {
                 let s = source_stats.iter().find(|s| s.name == c.name)?;
@@ -157,8 +162,7 @@ impl Status {
                 })
             })
             .collect();
-        let outputs = config
-            .outputs
+        let outputs = outputs
             .iter()
             .filter_map(|c| {
                 let o = output_stats.iter().find(|o| o.name == c.name)?;
@@ -206,7 +210,7 @@ impl Status {
             pid: std::process::id(),
             uptime: telemetry.started.elapsed().as_secs_f64(),
             config: ConfigStatus {
-                file: config.file.clone(),
+                file: file.to_owned(),
                 loaded: seconds(loaded),
             },
             metrics: telemetry.catalogue.len(),

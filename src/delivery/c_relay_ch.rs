@@ -21,8 +21,9 @@
 
 use std::cmp::Ordering;
 
-use super::carbon_ch::{Destination, RingHash};
+use super::carbon_ch::RingHash;
 use crate::md5;
+use crate::outputs::destination::Destination;
 
 /// Replicas per member on the `carbon_ch` and `fnv1a_ch` rings.
 const REPLICAS: usize = 100;
@@ -248,7 +249,7 @@ fn strtol_whole(s: &str) -> Option<i64> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::delivery::carbon_ch::Node;
+    use crate::outputs::destination::Node;
 
     #[test]
     fn fnv1a_is_the_reference_hash_for_ascii_and_sign_extends_other_bytes() {

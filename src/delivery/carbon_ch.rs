@@ -19,96 +19,10 @@
 
 use super::c_relay_ch::{CRelayRing, md5_position};
 use super::py_printable::is_printable;
+use crate::outputs::destination::{Destination, Node};
 
 /// Replicas per node, as in carbon.
 const REPLICAS: usize = 100;
-
-/// One destination of the ring.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct Node {
-    /// The host, as written in the destination.
-    pub host: String,
-    /// The instance name, if the destination has one.
-    pub instance: Option<String>,
-}
-
-/// A carbon destination, `host:port[:instance]` (an IPv6 host in brackets: `[::1]:2004:a`).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Destination {
-    /// The ring node: host and instance.
-    pub node: Node,
-    /// The port to connect to; not part of the hash.
-    pub port: u16,
-}
-
-impl Destination {
-    /// A destination without an instance.
-    pub fn new(host: &str, port: u16) -> Destination {
-        Destination {
-            node: Node {
-                host: host
-                    .trim_start_matches('[')
-                    .trim_end_matches(']')
-                    .to_owned(),
-                instance: None,
-            },
-            port,
-        }
-    }
-
-    /// `host:port` to connect to, with brackets around an IPv6 address.
-    pub fn addr(&self) -> String {
-        if self.node.host.contains(':') {
-            format!("[{}]:{}", self.node.host, self.port)
-        } else {
-            format!("{}:{}", self.node.host, self.port)
-        }
-    }
-
-    /// The destination as written in a config: `host:port[:instance]`.
-    pub fn name(&self) -> String {
-        match &self.node.instance {
-            Some(instance) => format!("{}:{instance}", self.addr()),
-            None => self.addr(),
-        }
-    }
-
-    /// Target number `index` of an output's list, for `OutputSpec::build_target`.
-    pub fn nth(
-        targets: &[Destination],
-        index: usize,
-    ) -> Result<&Destination, crate::outputs::OutputError> {
-        targets
-            .get(index)
-            .ok_or_else(|| crate::outputs::OutputError::failed(format!("no target number {index}")))
-    }
-
-    /// Parses a destination as carbon does; `None` when the port is missing or not a number.
-    pub fn parse(text: &str) -> Option<Destination> {
-        let s = text.trim();
-        let (host, rest) = match s.strip_prefix('[') {
-            Some(inner) => {
-                let close = inner.rfind("]:")?;
-                (&inner[..close], &inner[close + 2..])
-            }
-            None => s.split_once(':')?,
-        };
-        let (port, instance) = match rest.split_once(':') {
-            Some((port, instance)) => (port, Some(instance.to_owned())),
-            None => (rest, None),
-        };
-        if host.is_empty() {
-            return None;
-        }
-        Some(Destination {
-            node: Node {
-                host: host.to_owned(),
-                instance,
-            },
-            port: port.parse().ok()?,
-        })
-    }
-}
 
 /// Which relay's consistent hashing a ring reproduces.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

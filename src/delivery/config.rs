@@ -3,13 +3,17 @@
 //! defaults live here (see docs/delivery.md).
 
 use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 
 use super::backoff::Backoff;
 use super::breaker::BreakerConfig;
-use super::carbon_ch::{Destination, RingHash};
+use super::carbon_ch::RingHash;
 use super::spool::{Fsync, MAX_SEGMENTS, SpoolConfig, WhenFull};
-use crate::config::reader::{Problems, Table};
+use crate::config::reader::{self, Field, Problems, Table};
+use crate::event::Event;
+use crate::outputs::{self, OutputSpec};
+use crate::pattern::{Pattern, Selector};
 
 /// How a batch is spread over an output's targets.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -104,11 +108,10 @@ impl Default for DeliveryConfig {
     }
 }
 
-/// Reads the delivery keys of output `name` (of type `kind`).
+/// Reads the delivery keys of output `name`.
 pub fn read(
     t: &mut Table<'_>,
     name: &str,
-    kind: &str,
     state_dir: &Path,
     problems: &mut Problems,
 ) -> DeliveryConfig {
@@ -125,7 +128,7 @@ pub fn read(
         problems,
     ) {
         "round_robin" => Strategy::RoundRobin,
-        ring @ ("carbon_ch" | "fnv1a_ch" | "jump_fnv1a_ch") => read_ring(t, ring, kind, problems),
+        ring @ ("carbon_ch" | "fnv1a_ch" | "jump_fnv1a_ch") => read_ring(t, ring, problems),
         _ => Strategy::Failover,
     };
     let d = DeliveryConfig::default();
@@ -222,13 +225,7 @@ pub fn read(
 
 /// Reads the keys of a consistent-hashing strategy (`strategy` is `ring`): `relay`, `replication`
 /// and `diverse_replicas`.
-fn read_ring(t: &mut Table<'_>, ring: &str, kind: &str, problems: &mut Problems) -> Strategy {
-    if kind != "graphite" {
-        problems.at(
-            t.as_field(),
-            format!("strategy \"{ring}\" places Graphite paths: only for \"type\": \"graphite\""),
-        );
-    }
+fn read_ring(t: &mut Table<'_>, ring: &str, problems: &mut Problems) -> Strategy {
     let relays: &[&'static str] = if ring == "carbon_ch" {
         &["carbon-relay", "carbon-c-relay"]
     } else {
@@ -263,48 +260,119 @@ fn read_ring(t: &mut Table<'_>, ring: &str, kind: &str, problems: &mut Problems)
     }
 }
 
-/// Reads an output's destinations: `host` (with `port`, default `default_port`) for one, or
-/// `targets`, a list of `"host:port"` (Graphite: `"host:port:instance"` too) for several.
-pub fn read_targets(
-    t: &mut Table<'_>,
-    default_port: u16,
-    problems: &mut Problems,
-) -> Option<Vec<Destination>> {
-    let host = t.field("host");
-    let port = t.number_in("port", u64::from(default_port), 1, 65_535, problems) as u16;
-    let targets = t.field("targets");
-    match (host, targets) {
-        (Some(_), Some(field)) => {
-            problems.at(
-                &field,
-                "set either \"host\" (and \"port\") for one target or \"targets\" for several, not both",
-            );
-            None
-        }
-        (Some(field), None) => match field.as_str().map(str::trim) {
-            Some(h) if !h.is_empty() => Some(vec![Destination::new(h, port)]),
-            _ => {
-                problems.expected(&field, "a host name or address");
-                None
-            }
-        },
-        (None, Some(field)) => field.non_empty_list("\"host:port\"", problems, |item, problems| {
-            match item.as_str().and_then(Destination::parse) {
-                Some(d) if d.port != 0 => Some(d),
-                _ => {
-                    problems.expected(item, "\"host:port\" or \"host:port:instance\"");
-                    None
-                }
-            }
-        }),
-        (None, None) => {
+/// One configured output, with the settings every output shares.
+#[derive(Debug, Clone)]
+pub struct OutputConfig {
+    /// The output's name, unique among outputs; the `type` unless set.
+    pub name: String,
+    /// The config `type`.
+    pub kind: &'static str,
+    /// Which events (by service name) this output takes.
+    pub selector: Selector,
+    /// Capacity of the output's queue, in events; default 10,000.
+    pub queue_size: usize,
+    /// Most events per write; default 500.
+    pub batch_size: usize,
+    /// Longest time an event waits for its batch to fill; default 1 s.
+    pub batch_timeout: Duration,
+    /// Targets, retries, breaker, spool, fallback and rate limit.
+    pub delivery: DeliveryConfig,
+    /// The type's own settings.
+    pub spec: Arc<dyn OutputSpec>,
+}
+
+impl OutputConfig {
+    /// A text equal for two configs exactly when they would run the same output. A reload keeps an
+    /// unchanged output running; a changed one's new writer takes over its queue.
+    pub fn fingerprint(&self) -> String {
+        format!(
+            "{}|{:?}|{}|{}|{:?}|{:?}|{:?}",
+            self.kind,
+            self.selector,
+            self.queue_size,
+            self.batch_size,
+            self.batch_timeout,
+            self.delivery,
+            self.spec
+        )
+    }
+}
+
+/// Reads the `outputs` array; spools default to directories under `state_dir`.
+pub fn read_all(field: &Field<'_>, state_dir: &Path, problems: &mut Problems) -> Vec<OutputConfig> {
+    let outputs = reader::named_list(
+        field,
+        problems,
+        |t, p| read_one(t, state_dir, p),
+        |c| &c.name,
+    );
+    if let Err(message) = super::check_fallbacks(&outputs) {
+        problems.at(field, message);
+    }
+    outputs
+}
+
+fn read_one(t: &mut Table<'_>, state_dir: &Path, problems: &mut Problems) -> Option<OutputConfig> {
+    let kind = reader::registry_type(
+        t,
+        "output",
+        outputs::REGISTRY,
+        |e| e.name,
+        outputs::LEFT_OUT,
+        problems,
+    );
+    let name = t.get::<String>("name", problems);
+    let selector = Selector {
+        include: t
+            .get_or::<Vec<String>>("include", Vec::new(), problems)
+            .iter()
+            .map(|p| Pattern::new(p))
+            .collect(),
+        exclude: t
+            .get_or::<Vec<String>>("exclude", Vec::new(), problems)
+            .iter()
+            .map(|p| Pattern::new(p))
+            .collect(),
+    };
+    let queue_size = t.number_in("queue_size", 10_000, 1, 10_000_000, problems) as usize;
+    let batch_size = t.number_in("batch_size", 500, 1, 100_000, problems) as usize;
+    let batch_timeout = t.duration_at_least(
+        "batch_timeout",
+        Duration::from_secs(1),
+        Duration::ZERO,
+        problems,
+    );
+    // Without a known type its keys cannot be told from typos: report only the type.
+    let kind = kind?;
+    let name = name.unwrap_or_else(|| kind.name.to_owned());
+    let delivery = read(t, &name, state_dir, problems);
+    let spec = (kind.read)(t, problems);
+    t.finish(problems);
+    if let (Some(spec), Strategy::CarbonCh { replication, .. }) = (&spec, delivery.strategy) {
+        let probe = Event::new("pipit.placement", "pipit").with_metric(1i64);
+        if !spec.placement_key(&probe, &mut String::new()) {
             problems.at(
                 t.as_field(),
-                "missing required key \"host\" (or \"targets\", a list of \"host:port\")",
+                "a consistent-hashing strategy places events by a key this output type has none of: \
+                 use it with an output that places events (\"type\": \"graphite\"), or remove \"strategy\"",
             );
-            None
+        } else if replication > spec.targets().len() {
+            problems.at(
+                t.as_field(),
+                "replication is larger than the number of targets",
+            );
         }
     }
+    Some(OutputConfig {
+        name,
+        kind: kind.name,
+        selector,
+        queue_size,
+        batch_size,
+        batch_timeout,
+        delivery,
+        spec: spec?,
+    })
 }
 
 #[cfg(test)]
@@ -313,13 +381,7 @@ mod tests {
     use crate::config::reader::read_section;
 
     fn delivery(text: &str) -> Result<DeliveryConfig, Vec<String>> {
-        read_section(text, |t, p| {
-            Some(read(t, "out", "graphite", Path::new("/state"), p))
-        })
-    }
-
-    fn targets(text: &str) -> Result<Vec<Destination>, Vec<String>> {
-        read_section(text, |t, p| read_targets(t, 2003, p))
+        read_section(text, |t, p| Some(read(t, "out", Path::new("/state"), p)))
     }
 
     #[test]
@@ -398,26 +460,14 @@ mod tests {
         )
         .unwrap_err();
         assert_eq!(e.len(), 4, "{e:?}");
-        let e = read_section(r#"{"strategy": "carbon_ch"}"#, |t, p| {
-            Some(read(t, "r", "riemann", Path::new("/s"), p))
-        })
+        let e = crate::config::parse(
+            "t.json",
+            r#"{"outputs": [{"type": "stdout", "strategy": "carbon_ch"}]}"#,
+        )
         .unwrap_err();
-        assert!(e[0].contains("only for \"type\": \"graphite\""), "{e:?}");
-    }
-
-    #[test]
-    fn one_host_or_a_list_of_targets() {
-        let t = targets(r#"{"host": "c1", "port": 2013}"#).unwrap();
-        assert_eq!(t, vec![Destination::new("c1", 2013)]);
-        let t = targets(r#"{"targets": ["c1:2004:a", "[::1]:2004"]}"#).unwrap();
-        assert_eq!(t.len(), 2);
-        assert_eq!(t[0].name(), "c1:2004:a");
-        assert_eq!(t[1].addr(), "[::1]:2004");
-        let e = targets(r#"{"host": "c1", "targets": ["c2:1"]}"#).unwrap_err();
-        assert!(e[0].contains("not both"), "{e:?}");
-        let e = targets(r#"{"targets": ["c2"]}"#).unwrap_err();
-        assert!(e[0].contains("\"host:port\""), "{e:?}");
-        let e = targets("{}").unwrap_err();
-        assert!(e[0].contains("missing required key \"host\""), "{e:?}");
+        assert!(
+            format!("{e}").contains("an output that places events"),
+            "{e}"
+        );
     }
 }

@@ -1,4 +1,4 @@
-//! Delivery: the queue in front of each output and the writer thread that drains it in batches,
+//! Delivery: the queue in front of each output ([`queue`]) and the writer thread that drains it in batches,
 //! and the pieces every output shares (targets and strategies, retries with backoff, circuit
 //! breaker, consistent hashing, rate limit, disk spool, fallback). Written once, shared by every
 //! output; see docs/delivery.md for the settings and the guarantees.
@@ -9,30 +9,14 @@ pub mod c_relay_ch;
 pub mod carbon_ch;
 pub mod config;
 mod py_printable;
+pub mod queue;
 pub mod rate_limit;
 pub mod spool;
 pub mod targets;
 pub mod writer;
 
+pub use config::OutputConfig;
 pub use writer::{OutputHandle, wire_fallbacks};
-
-use crate::event::Event;
-use crate::outputs::OutputConfig;
-
-/// An estimate of the memory an event holds: its own size and the text it points to. The queue's
-/// byte bound counts with it.
-pub fn event_bytes(event: &Event) -> u64 {
-    let text = event.service.len()
-        + event.host.len()
-        + event.description.as_ref().map_or(0, String::len)
-        + event.tags.iter().map(|t| t.len() + 24).sum::<usize>()
-        + event
-            .attributes
-            .iter()
-            .map(|(k, v)| k.len() + v.len() + 64)
-            .sum::<usize>();
-    (std::mem::size_of::<Event>() + text) as u64
-}
 
 /// Checks every `fallback`: it names another output, and following fallbacks never comes back.
 pub fn check_fallbacks(outputs: &[OutputConfig]) -> Result<(), String> {

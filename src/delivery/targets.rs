@@ -4,10 +4,12 @@
 use std::time::{Duration, Instant};
 
 use super::breaker::{Breaker, BreakerState};
-use super::carbon_ch::{Destination, Ring};
+use super::carbon_ch::Ring;
+use super::config::OutputConfig;
 use super::config::Strategy;
 use crate::event::Event;
-use crate::outputs::{self, Output, OutputConfig, OutputError};
+use crate::outputs::destination::Destination;
+use crate::outputs::{self, Output, OutputError};
 
 /// One target: its name, its output and its breaker.
 pub struct Target {

@@ -16,15 +16,15 @@ use crossbeam_channel::{Receiver, Sender, after, bounded, never, select, unbound
 
 use super::backoff::Jitter;
 use super::breaker::BreakerState;
-use super::event_bytes;
+use super::config::OutputConfig;
+use super::queue::{self, Route, event_bytes};
 use super::rate_limit::TokenBucket;
 use super::spool::{Spool, SpoolConfig, SpoolError, WhenFull};
 use super::targets::{Part, TargetGroup};
 use crate::complain::Complaint;
 use crate::event::Event;
 use crate::lifeline;
-use crate::outputs::{self, ErrorKind, OutputConfig, OutputError};
-use crate::router::{self, Route};
+use crate::outputs::{self, ErrorKind, OutputError};
 use crate::telemetry::{OutputStats, add, get, set, sub};
 
 /// How often the spool's read position is saved while it is replayed.
@@ -68,7 +68,7 @@ impl OutputHandle {
     /// Builds the output and starts its writer on a fresh queue.
     pub fn start(config: OutputConfig) -> Result<OutputHandle, OutputError> {
         // Unbounded as a channel, so that it allocates only as it fills: the router holds it to
-        // `queue_size` events and `queue_max_bytes` (see `router::offer`).
+        // `queue_size` events and `queue_max_bytes` (see `queue::offer`).
         let (queue, receiver) = unbounded();
         let stats = Arc::new(OutputStats::new(&config.name));
         let mut handle = OutputHandle {
@@ -726,7 +726,7 @@ impl Writer {
             .filter(|_| self.spool.is_none() || self.group.all_open(Instant::now()));
         if let Some(route) = fallback {
             add(&self.stats.to_fallback, n);
-            router::offer(&route, events, &mut self.fallback_complaint);
+            queue::offer(&route, events, &mut self.fallback_complaint);
             return;
         }
         match &mut self.spool {

@@ -6,9 +6,9 @@
 use std::io::{self, Write};
 use std::time::SystemTime;
 
-use crate::control::catalogue::{Catalogue, Query, Row};
 use crate::event::Metric;
 use crate::prometheus_name::{self, Declared, Origin, base_unit};
+use crate::telemetry::catalogue::{Catalogue, Query, Row};
 
 /// The name and labels of one series.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
@@ -137,9 +137,9 @@ fn write_escaped(out: &mut dyn Write, text: &str, quoted: bool) -> io::Result<()
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::control::catalogue::CatalogueSource;
     use crate::event::Event;
     use crate::sources::lookup;
+    use crate::telemetry::catalogue::CatalogueSource;
     use std::collections::BTreeMap;
     use std::sync::Arc;
     use std::time::Duration;
@@ -147,7 +147,8 @@ mod tests {
     fn source(kind: &str, prefix: &str, tags: &[&str]) -> Arc<CatalogueSource> {
         Arc::new(CatalogueSource {
             name: kind.into(),
-            kind: lookup(kind).unwrap(),
+            kind: lookup(kind).unwrap().name,
+            metrics: lookup(kind).unwrap().metrics,
             prefix: prefix.into(),
             interval: Duration::from_secs(10),
             ttl: Duration::from_secs(20),

@@ -13,8 +13,8 @@ use std::time::{Duration, SystemTime};
 use serde::Serialize;
 
 use crate::complain::Complaint;
-use crate::control::catalogue::Query;
 use crate::pattern::Pattern;
+use crate::telemetry::catalogue::Query;
 use crate::telemetry::{Telemetry, get};
 
 /// Samples kept: an hour at the default step of 30 s.

@@ -37,7 +37,8 @@ pub enum HttpServerError {
         /// The error.
         error: io::Error,
     },
-    /// The serving thread or its wake-up channel could not be made.
+    /// The serving thread or its wake-up channel could not be made: the box is out of memory,
+    /// threads or file descriptors. Free some, or leave the endpoint off.
     Io(io::Error),
     /// The certificate or key of `http_server.tls_cert` and `tls_key` cannot be used; the text
     /// says which file and why.
@@ -52,7 +53,10 @@ impl fmt::Display for HttpServerError {
                 f,
                 "cannot listen on {addr}: {error}; free the port or change http_server.binds"
             ),
-            HttpServerError::Io(error) => write!(f, "cannot start: {error}"),
+            HttpServerError::Io(error) => write!(
+                f,
+                "cannot start: {error}; the box may be out of memory, threads or file descriptors"
+            ),
             #[cfg(feature = "tls")]
             HttpServerError::Tls(why) => write!(
                 f,
@@ -62,7 +66,15 @@ impl fmt::Display for HttpServerError {
     }
 }
 
-impl std::error::Error for HttpServerError {}
+impl std::error::Error for HttpServerError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            HttpServerError::Bind { error, .. } | HttpServerError::Io(error) => Some(error),
+            #[cfg(feature = "tls")]
+            HttpServerError::Tls(_) => None,
+        }
+    }
+}
 
 /// How one request (or connection) ended; each is counted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -4,6 +4,7 @@
 //! An output is an encoder plus a transport; it knows nothing of sources. Queueing, batching and
 //! the writer thread around it are shared by every output ([`crate::delivery`]).
 
+pub mod destination;
 pub mod graphite;
 #[cfg(feature = "http")]
 pub mod influx;
@@ -16,14 +17,11 @@ pub mod riemann;
 pub mod stdout;
 
 use std::fmt;
-use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::config::reader::{self, Field, Problems, Table};
-use crate::delivery::config::DeliveryConfig;
+use crate::config::reader::{Problems, Table};
 use crate::event::Event;
-use crate::pattern::{Pattern, Selector};
 use crate::prometheus_name::SourceNames;
 
 /// Opens a TCP connection to the first of `addrs` that takes one within `connect`, with Nagle's
@@ -194,6 +192,8 @@ impl fmt::Display for OutputError {
     }
 }
 
+impl std::error::Error for OutputError {}
+
 /// An output type in the registry.
 #[derive(Debug, Clone, Copy)]
 pub struct OutputType {
@@ -234,107 +234,4 @@ pub const LEFT_OUT: &[(&str, &str)] = &[
 /// Finds an output type by its config name.
 pub fn lookup(name: &str) -> Option<&'static OutputType> {
     REGISTRY.iter().find(|t| t.name == name)
-}
-
-/// One configured output, with the settings every output shares.
-#[derive(Debug, Clone)]
-pub struct OutputConfig {
-    /// The output's name, unique among outputs; the `type` unless set.
-    pub name: String,
-    /// The config `type`.
-    pub kind: &'static str,
-    /// Which events (by service name) this output takes.
-    pub selector: Selector,
-    /// Capacity of the output's queue, in events; default 10,000.
-    pub queue_size: usize,
-    /// Most events per write; default 500.
-    pub batch_size: usize,
-    /// Longest time an event waits for its batch to fill; default 1 s.
-    pub batch_timeout: Duration,
-    /// Targets, retries, breaker, spool, fallback and rate limit.
-    pub delivery: DeliveryConfig,
-    /// The type's own settings.
-    pub spec: Arc<dyn OutputSpec>,
-}
-
-impl OutputConfig {
-    /// A text equal for two configs exactly when they would run the same output. A reload keeps an
-    /// unchanged output running; a changed one's new writer takes over its queue.
-    pub fn fingerprint(&self) -> String {
-        format!(
-            "{}|{:?}|{}|{}|{:?}|{:?}|{:?}",
-            self.kind,
-            self.selector,
-            self.queue_size,
-            self.batch_size,
-            self.batch_timeout,
-            self.delivery,
-            self.spec
-        )
-    }
-}
-
-/// Reads the `outputs` array; spools default to directories under `state_dir`.
-pub fn read_all(field: &Field<'_>, state_dir: &Path, problems: &mut Problems) -> Vec<OutputConfig> {
-    let outputs = reader::named_list(
-        field,
-        problems,
-        |t, p| read_one(t, state_dir, p),
-        |c| &c.name,
-    );
-    if let Err(message) = crate::delivery::check_fallbacks(&outputs) {
-        problems.at(field, message);
-    }
-    outputs
-}
-
-fn read_one(t: &mut Table<'_>, state_dir: &Path, problems: &mut Problems) -> Option<OutputConfig> {
-    let kind = reader::registry_type(t, "output", REGISTRY, |e| e.name, LEFT_OUT, problems);
-    let name = t.get::<String>("name", problems);
-    let selector = Selector {
-        include: t
-            .get_or::<Vec<String>>("include", Vec::new(), problems)
-            .iter()
-            .map(|p| Pattern::new(p))
-            .collect(),
-        exclude: t
-            .get_or::<Vec<String>>("exclude", Vec::new(), problems)
-            .iter()
-            .map(|p| Pattern::new(p))
-            .collect(),
-    };
-    let queue_size = t.number_in("queue_size", 10_000, 1, 10_000_000, problems) as usize;
-    let batch_size = t.number_in("batch_size", 500, 1, 100_000, problems) as usize;
-    let batch_timeout = t.duration_at_least(
-        "batch_timeout",
-        Duration::from_secs(1),
-        Duration::ZERO,
-        problems,
-    );
-    // Without a known type its keys cannot be told from typos: report only the type.
-    let kind = kind?;
-    let name = name.unwrap_or_else(|| kind.name.to_owned());
-    let delivery = crate::delivery::config::read(t, &name, kind.name, state_dir, problems);
-    let spec = (kind.read)(t, problems);
-    t.finish(problems);
-    if let (Some(spec), crate::delivery::config::Strategy::CarbonCh { replication, .. }) =
-        (&spec, delivery.strategy)
-    {
-        if replication > spec.targets().len() {
-            problems.at(
-                t.as_field(),
-                "replication is larger than the number of targets",
-            );
-        }
-    }
-    Some(OutputConfig {
-        name,
-        kind: kind.name,
-        selector,
-        queue_size,
-        batch_size,
-        batch_timeout,
-        delivery,
-        spec: spec?,
-    })
 }

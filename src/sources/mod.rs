@@ -45,15 +45,17 @@ use std::time::Duration;
 
 use crossbeam_channel::Receiver;
 
+pub use crate::telemetry::catalogue::MetricInfo;
 pub use emitter::{Emitter, Template};
 
 use crate::aggregate::Rates;
 use crate::cache::Cache;
+use crate::config::agent::{AgentConfig, read_hostname};
 use crate::config::reader::{self, Field, Problems, Table};
-use crate::config::{self, AgentConfig};
 use crate::procfs::Procfs;
 use crate::supervisor::Supervisor;
 use crate::telemetry::Telemetry;
+use crate::telemetry::catalogue::CatalogueSource;
 
 /// The log target of source instance `name`: `src.<name>` (filter with `RUST_LOG=src.<name>=debug`).
 pub fn log_target(name: &str) -> String {
@@ -161,21 +163,12 @@ impl fmt::Display for SourceError {
     }
 }
 
+impl std::error::Error for SourceError {}
+
 impl From<std::io::Error> for SourceError {
     fn from(e: std::io::Error) -> SourceError {
         SourceError(e.to_string())
     }
-}
-
-/// A metric a source can emit: its name pattern, unit and meaning, for docs and the catalogue.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct MetricInfo {
-    /// The service name, with `<placeholders>` for the parts that vary, such as `cpu.<core>.user`.
-    pub name: &'static str,
-    /// The unit: `percent`, `bytes`, `count`, `seconds`, `per_second`, or empty for a plain number.
-    pub unit: &'static str,
-    /// One line saying what it means.
-    pub description: &'static str,
 }
 
 /// A source type in the registry.
@@ -264,6 +257,23 @@ impl SourceConfig {
         lookup(self.kind).expect("config only holds registered types")
     }
 
+    /// The catalogue's view of this instance: what all its metrics share, and its type's
+    /// declarations.
+    pub fn catalogue_source(&self) -> CatalogueSource {
+        let kind = self.source_type();
+        CatalogueSource {
+            name: self.name.clone(),
+            kind: kind.name,
+            metrics: kind.metrics,
+            prefix: self.template.prefix.clone(),
+            interval: self.interval,
+            ttl: self.template.ttl,
+            tags: self.template.tags.clone(),
+            host: self.template.host.clone(),
+            attributes: self.template.attributes.clone(),
+        }
+    }
+
     /// A text equal for two configs exactly when they would run the same source; a reload keeps
     /// an instance whose fingerprint did not change running, with its state.
     pub fn fingerprint(&self) -> String {
@@ -304,7 +314,7 @@ fn read_one(
     );
     let template = Template {
         prefix: t.get_or("prefix", String::new(), problems),
-        host: config::read_hostname(t, problems).unwrap_or_else(|| agent.hostname.clone()),
+        host: read_hostname(t, problems).unwrap_or_else(|| agent.hostname.clone()),
         tags: t.get_or("tags", Vec::new(), problems),
         ttl: t.duration_at_least("ttl", interval * 2, Duration::ZERO, problems),
         attributes: t.get_or("attributes", BTreeMap::new(), problems),

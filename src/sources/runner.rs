@@ -10,9 +10,9 @@ use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, TrySendError, bounde
 
 use super::{Emitter, Source, SourceConfig, SourceContext, SourceError};
 use crate::complain::Complaint;
-use crate::control::catalogue::CatalogueSource;
 use crate::event::Event;
 use crate::lifeline;
+use crate::telemetry::catalogue::CatalogueSource;
 use crate::telemetry::{SourceStats, add};
 
 /// The first wait before a source that panicked is rebuilt; it doubles up to [`MAX_BACKOFF`].
@@ -119,7 +119,7 @@ impl SourceHandle {
             events: self.events.clone(),
             complaint: Complaint::new(super::log_target(&self.config.name)),
             queue_complaint: Complaint::new(super::log_target(&self.config.name)),
-            catalogued: Arc::new(CatalogueSource::of(&self.config)),
+            catalogued: Arc::new(self.config.catalogue_source()),
         };
         // A collection's panic is caught inside; one in the runner itself stops the agent.
         let spawned = lifeline::spawn(format!("src/{}", self.config.name), move || runner.run());

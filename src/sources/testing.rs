@@ -147,3 +147,66 @@ fn the_docs_list_every_source_and_metric_with_its_unit() {
         }
     }
 }
+
+/// Every metric the built-in sources emit from the fixture tree is declared with a unit and a
+/// description, so the catalogue and the docs never list an unexplained name.
+#[test]
+fn every_emitted_metric_is_declared() {
+    // Every source in the build that reads only the fixture tree: not df (its statvfs would
+    // read this machine's disks), nor those that need a command, a path or a peer (ping's
+    // metrics are checked against its declaration in tests/ping.rs).
+    let root = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/openwrt");
+    let needs_more = ["df", "exec", "watch", "http", "tcp", "ping", "tail"];
+    let sources: Vec<String> = super::REGISTRY
+        .iter()
+        .filter(|t| !needs_more.contains(&t.name))
+        .map(|t| format!(r#"{{"type": "{}"}}"#, t.name))
+        .collect();
+    let config = crate::config::parse(
+        "t.json",
+        &format!(
+            r#"{{"agent": {{"host_root": "{root}"}}, "sources": [{}], "outputs": [{{"type": "stdout"}}]}}"#,
+            sources.join(", ")
+        ),
+    )
+    .unwrap();
+    let telemetry = Arc::new(Telemetry::default());
+    telemetry.set(
+        vec![Arc::new(crate::telemetry::SourceStats::new("s"))],
+        vec![Arc::new(crate::telemetry::OutputStats::new("o"))],
+    );
+    let ctx = SourceContext::new(
+        Procfs::new(root),
+        telemetry,
+        Supervisor::stopped(),
+        Arc::new(Cache::in_memory()),
+    );
+    let mut seen = 0;
+    for s in &config.sources {
+        let meta = s.catalogue_source();
+        let mut built = s.spec.build(&ctx.for_source(s));
+        for _ in 0..2 {
+            let (events, _) = super::runner::collect_once(built.as_mut(), s);
+            for e in events {
+                seen += 1;
+                assert!(
+                    meta.info_for(&e.service).is_some(),
+                    "{} emits the undeclared metric {}",
+                    s.kind,
+                    e.service
+                );
+            }
+        }
+    }
+    assert!(seen > 10, "only {seen} events were emitted");
+    for t in super::REGISTRY {
+        for m in t.metrics {
+            assert!(
+                !m.description.is_empty(),
+                "{}: {} has no description",
+                t.name,
+                m.name
+            );
+        }
+    }
+}

@@ -80,14 +80,17 @@ pub struct Finished {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RunError {
     /// It could not be started: the program does not exist, is not executable, the user cannot
-    /// be switched to. The text says which.
+    /// be switched to. The text says which; fix the source's `command` or `user`.
     NotStarted(String),
     /// It was not started because the same check is still running, or no slot freed up within
-    /// its timeout (`supervisor.max_checks`). The text says which.
+    /// its timeout (`supervisor.max_checks`). The text says which; a check that often overruns
+    /// needs a longer interval or more slots.
     Skipped(String),
-    /// The supervisor is stopping or gone.
+    /// The supervisor is stopping or gone: pipit is shutting down; nothing to do.
     Stopped,
 }
+
+impl std::error::Error for RunError {}
 
 impl fmt::Display for RunError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

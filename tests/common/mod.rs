@@ -8,4 +8,5 @@ pub mod netns;
 pub mod outputs;
 pub mod peers;
 pub mod pipit;
+pub mod random;
 pub mod sources;

@@ -50,13 +50,8 @@ pub fn nasty_events(n: usize, start: std::time::SystemTime) -> Vec<Event> {
         "a", "cpu", ".", "#", "\\", ",", "=", " ", "\"", "'", "\n", "\t", "ü", "日本", "\u{a0}",
         "\u{200b}", "time", "db", "host", "tags", "__name__", "_field", "x\\ ", "", "\u{0}",
     ];
-    let mut state = 0x9e37_79b9_7f4a_7c15u64;
-    let mut next = move || {
-        state ^= state << 13;
-        state ^= state >> 7;
-        state ^= state << 17;
-        state
-    };
+    let mut random = super::random::Random(0x9e37_79b9_7f4a_7c15);
+    let mut next = move || random.next();
     let name = |next: &mut dyn FnMut() -> u64| -> String {
         let len = next() % 5;
         (0..len)

@@ -10,10 +10,9 @@ use super::client::{
 use super::path::{Naming, Unencodable};
 use crate::complain::Complaint;
 use crate::config::reader::{Problems, Table};
-use crate::delivery::carbon_ch::Destination;
-use crate::delivery::config::read_targets;
 use crate::event::Event;
 use crate::liveness::Liveness;
+use crate::outputs::destination::{Destination, read_targets};
 use crate::outputs::{Output, OutputError, OutputSpec, OutputType};
 use crate::quote::quote;
 

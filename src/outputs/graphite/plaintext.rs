@@ -189,48 +189,41 @@ mod tests {
 
     #[test]
     fn floats_read_back_exactly() {
-        let mut out = Vec::new();
-        let mut x = 0x2545_f491_4f6c_dd1du64;
-        for i in 0..200_000 {
-            // Awkward values: random bit patterns, and short decimals near rounding edges.
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            let v = if i % 2 == 0 {
-                f64::from_bits(x)
-            } else {
-                (x % 2_000_000_000) as f64 / 1000.0 - 1e6
-            };
-            if !v.is_finite() {
-                continue;
-            }
-            out.clear();
-            push_line(&mut out, "p", Metric::Float(v), 0);
-            let text = std::str::from_utf8(&out).unwrap();
-            let value = text
-                .strip_prefix("p ")
-                .and_then(|t| t.strip_suffix(" 0\n"))
-                .unwrap();
-            assert_eq!(
-                value.parse::<f64>().unwrap().to_bits(),
-                v.to_bits(),
-                "{text}"
-            );
-            assert!(value.len() <= 24, "{text}");
+        // Awkward values: random bit patterns, and short decimals near rounding edges.
+        fn prop(x: u64) -> bool {
+            let decimal = (x % 2_000_000_000) as f64 / 1000.0 - 1e6;
+            [f64::from_bits(x), decimal]
+                .into_iter()
+                .filter(|v| v.is_finite())
+                .all(|v| {
+                    let mut out = Vec::new();
+                    push_line(&mut out, "p", Metric::Float(v), 0);
+                    let text = std::str::from_utf8(&out).unwrap();
+                    let value = text
+                        .strip_prefix("p ")
+                        .and_then(|t| t.strip_suffix(" 0\n"))
+                        .unwrap();
+                    value.parse::<f64>().unwrap().to_bits() == v.to_bits() && value.len() <= 24
+                })
         }
+        quickcheck::QuickCheck::new()
+            .tests(100_000)
+            .max_tests(100_000)
+            .quickcheck(prop as fn(u64) -> bool);
     }
 
     #[test]
     fn division_by_ten_is_exact() {
-        let mut x = 0x9e37_79b9_7f4a_7c15u64;
-        for n in (0..100_000).chain([u64::MAX, u64::MAX - 1, 99, 100, 101, 1 << 63]) {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            for v in [n, x, x >> (n % 64)] {
-                assert_eq!(div10(v), v / 10, "{v}");
-            }
+        for v in (0..100_000).chain([u64::MAX, u64::MAX - 1, 99, 100, 101, 1 << 63]) {
+            assert_eq!(div10(v), v / 10, "{v}");
         }
+        fn prop(x: u64, shift: u8) -> bool {
+            [x, x >> (shift % 64)].iter().all(|&v| div10(v) == v / 10)
+        }
+        quickcheck::QuickCheck::new()
+            .tests(100_000)
+            .max_tests(100_000)
+            .quickcheck(prop as fn(u64, u8) -> bool);
     }
 
     #[test]

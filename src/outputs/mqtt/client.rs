@@ -7,7 +7,7 @@
 
 use std::fmt;
 use std::hash::{BuildHasher, RandomState};
-use std::io::{self, Read, Write};
+use std::io::{self, Write};
 use std::net::{Shutdown, TcpStream};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::thread;
@@ -16,6 +16,7 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{RecvTimeoutError, Sender, bounded};
 
 use super::codec::{self, Connect, DecodeError, Incoming, Publish, Will};
+use crate::timed_read::{TimedReadError, read_before};
 
 /// The bytes kept for reading; a packet a broker sends a publisher takes at most
 /// `codec::MAX_INCOMING + 5` of them.
@@ -88,18 +89,24 @@ pub enum Error {
     Read(io::Error),
     /// The broker did not answer within this time: it is overloaded, hung, or not an MQTT broker.
     AckTimeout(Duration),
-    /// The broker refused the connection with this CONNACK code.
+    /// The broker refused the connection with this CONNACK code: the message names the reason
+    /// (bad user name or password, client id refused); fix the output's config.
     Refused(u8),
-    /// The broker sent something that is not an answer to a publisher.
+    /// The broker sent something that is not an answer to a publisher: the peer is probably not
+    /// an MQTT 3.1.1 broker.
     Protocol(DecodeError),
-    /// A packet could not be encoded (a field too long for MQTT).
+    /// A packet could not be encoded (a field too long for MQTT): shorten the topic or the
+    /// client id in the config.
     Encode(String),
 }
 
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Error::Connect(e) => write!(f, "cannot connect: {e}"),
+            Error::Connect(e) => write!(
+                f,
+                "cannot connect: {e}; is the broker up, and are host and port right?"
+            ),
             Error::Write(e) => write!(f, "cannot write: {e}"),
             Error::Read(e) => write!(f, "cannot read from the broker: {e}"),
             Error::AckTimeout(d) => write!(
@@ -120,7 +127,15 @@ impl fmt::Display for Error {
     }
 }
 
-impl std::error::Error for Error {}
+impl std::error::Error for Error {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Error::Connect(e) | Error::Write(e) | Error::Read(e) => Some(e),
+            Error::Protocol(e) => Some(e),
+            _ => None,
+        }
+    }
+}
 
 /// The writing side, shared with the keepalive thread.
 struct Shared {
@@ -284,13 +299,13 @@ impl Connection {
                 self.end -= self.start;
                 self.start = 0;
             }
-            let left = deadline.saturating_duration_since(Instant::now());
-            // A zero timeout would block forever: a past deadline only takes what already arrived.
-            let wait = left.max(Duration::from_micros(1));
-            self.reader
-                .set_read_timeout(Some(wait))
-                .map_err(Error::Read)?;
-            match self.reader.read(&mut self.buf[self.end..]) {
+            let read = read_before(
+                &mut self.reader,
+                &mut self.buf[self.end..],
+                deadline,
+                |s, left| s.set_read_timeout(Some(left)),
+            );
+            match read {
                 Ok(0) => {
                     return Err(Error::Read(io::Error::new(
                         io::ErrorKind::UnexpectedEof,
@@ -298,16 +313,8 @@ impl Connection {
                     )));
                 }
                 Ok(n) => self.end += n,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e)
-                    if matches!(
-                        e.kind(),
-                        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
-                    ) =>
-                {
-                    return Err(Error::AckTimeout(ack));
-                }
-                Err(e) => return Err(Error::Read(e)),
+                Err(TimedReadError::TimedOut) => return Err(Error::AckTimeout(ack)),
+                Err(TimedReadError::Io(e)) => return Err(Error::Read(e)),
             }
         }
     }

@@ -17,10 +17,10 @@ use std::time::Duration;
 use super::client::{self, Connection, Error, Session, Timeouts};
 use super::codec::{self, Incoming, Publish, QoS, Will};
 use super::topic::{self, Layout};
+use crate::config::agent::{read_hostname, system_hostname};
 use crate::config::reader::{Problems, Table};
-use crate::delivery::carbon_ch::Destination;
-use crate::delivery::config::read_targets;
 use crate::event::Event;
+use crate::outputs::destination::{Destination, read_targets};
 use crate::outputs::{Output, OutputError, OutputSpec, OutputType};
 
 /// The registry entry.
@@ -77,8 +77,7 @@ fn read_spec(t: &mut Table<'_>, problems: &mut Problems) -> Option<MqttSpec> {
     };
     let retain = t.get_or("retain", false, problems);
     let inflight = t.number_in("inflight", 32, 1, 65_535, problems) as usize;
-    let node =
-        crate::config::read_hostname(t, problems).unwrap_or_else(crate::config::system_hostname);
+    let node = read_hostname(t, problems).unwrap_or_else(system_hostname);
     let availability = t.get_or("availability", true, problems);
     let five = Duration::from_secs(5);
     let ms = Duration::from_millis(1);

@@ -18,6 +18,7 @@ use super::proto;
 use super::tls::{TlsSettings, TlsStream};
 use crate::event::Event;
 use crate::liveness::Liveness;
+use crate::timed_read::{TimedReadError, read_before};
 
 /// The port Riemann listens on for TCP and UDP.
 pub const DEFAULT_PORT: u16 = 5555;
@@ -99,7 +100,10 @@ pub enum Error {
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Error::Connect(e) => write!(f, "cannot connect: {e}"),
+            Error::Connect(e) => write!(
+                f,
+                "cannot connect: {e}; is the server up, and are host and port right?"
+            ),
             Error::Write(e) => write!(f, "cannot write: {e}"),
             Error::AckTimeout(d) => write!(f, "no answer within {} ms", d.as_millis()),
             Error::Read(e) => write!(f, "cannot read the answer: {e}"),
@@ -115,7 +119,14 @@ impl fmt::Display for Error {
     }
 }
 
-impl std::error::Error for Error {}
+impl std::error::Error for Error {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Error::Connect(e) | Error::Write(e) | Error::Read(e) => Some(e),
+            _ => None,
+        }
+    }
+}
 
 /// A connection to one Riemann server.
 ///
@@ -347,31 +358,14 @@ fn read_some(
     deadline: Instant,
     ack: Duration,
 ) -> Result<usize, Error> {
-    loop {
-        let left = deadline.saturating_duration_since(Instant::now());
-        if left.is_zero() {
-            return Err(Error::AckTimeout(ack));
-        }
-        stream.set_read_timeout(left).map_err(Error::Read)?;
-        match stream.read(out) {
-            Ok(0) => {
-                return Err(Error::Read(io::Error::new(
-                    io::ErrorKind::UnexpectedEof,
-                    "the server closed the connection",
-                )));
-            }
-            Ok(n) => return Ok(n),
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
-                ) =>
-            {
-                return Err(Error::AckTimeout(ack));
-            }
-            Err(e) => return Err(Error::Read(e)),
-        }
+    match read_before(stream, out, deadline, |s, left| s.set_read_timeout(left)) {
+        Ok(0) => Err(Error::Read(io::Error::new(
+            io::ErrorKind::UnexpectedEof,
+            "the server closed the connection",
+        ))),
+        Ok(n) => Ok(n),
+        Err(TimedReadError::TimedOut) => Err(Error::AckTimeout(ack)),
+        Err(TimedReadError::Io(e)) => Err(Error::Read(e)),
     }
 }
 

@@ -7,10 +7,9 @@ use std::time::Duration;
 
 use super::client::{DEFAULT_PORT, DEFAULT_TLS_PORT, Error, RiemannClient, Timeouts, Transport};
 use crate::config::reader::{Problems, Table};
-use crate::delivery::carbon_ch::Destination;
-use crate::delivery::config::read_targets;
 use crate::event::Event;
 use crate::liveness::Liveness;
+use crate::outputs::destination::{Destination, read_targets};
 use crate::outputs::{Output, OutputError, OutputSpec, OutputType};
 
 /// The registry entry.

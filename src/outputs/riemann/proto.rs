@@ -293,19 +293,14 @@ mod tests {
         );
         assert!(decode_ack(&[0x0b]).is_err(), "group wire type");
         assert!(decode_ack(&[0x39, 1, 2]).is_err());
-        // Every prefix of every byte pattern up to a few bytes: no panic.
-        let mut state = 0x1234_5678u32;
-        for _ in 0..20_000 {
-            let n = (state % 24) as usize;
-            let bytes: Vec<u8> = (0..n)
-                .map(|_| {
-                    state ^= state << 13;
-                    state ^= state >> 17;
-                    state ^= state << 5;
-                    state as u8
-                })
-                .collect();
+        // Any bytes: an answer or an error, never a panic.
+        fn prop(bytes: Vec<u8>) -> bool {
             let _ = decode_ack(&bytes);
+            true
         }
+        quickcheck::QuickCheck::new()
+            .tests(20_000)
+            .max_tests(20_000)
+            .quickcheck(prop as fn(Vec<u8>) -> bool);
     }
 }

@@ -1,10 +1,13 @@
-//! The agent's own counters: what each source and output did. The `self` source reports them.
+//! The agent's own counters: what each source and output did (the `self` source reports them),
+//! and the metric catalogue the sources record into ([`catalogue`]).
+
+pub mod catalogue;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use crate::control::catalogue::Catalogue;
+use catalogue::Catalogue;
 
 /// Counters of one output, shared by the router (which counts in) and its writer (which counts
 /// out). They survive a reload that keeps the output.
