@@ -12,6 +12,10 @@ pub const SOCK_DIAG: libc::c_int = libc::NETLINK_SOCK_DIAG;
 /// queue disciplines.
 pub const ROUTE: libc::c_int = libc::NETLINK_ROUTE;
 
+/// The netlink family of the kernel's generic families (`NETLINK_GENERIC`), each found by name:
+/// nl80211 (Wi-Fi), wireguard, …
+pub const GENERIC: libc::c_int = libc::NETLINK_GENERIC;
+
 /// A netlink socket talking to the kernel. Every receive gives up after the timeout it was opened
 /// with, so a kernel that never answers cannot hang a source.
 #[derive(Debug)]
