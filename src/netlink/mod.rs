@@ -6,6 +6,7 @@
 //! itself is `crate::sys::netlink`.
 
 pub mod genl;
+pub mod nl80211;
 pub mod qdisc;
 pub mod sock_diag;
 
