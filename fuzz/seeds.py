@@ -154,3 +154,5 @@ openwrt_tmp = os.path.join(REPO, "tests/fixtures/openwrt/tmp")
 seed("dhcp_leases", "openwrt",
      read(os.path.join(openwrt_tmp, "dhcp.leases")) + b"\0" + read(os.path.join(openwrt_tmp, "hosts/odhcpd")))
 seed("netlink_qdisc", "htb", read(os.path.join(REPO, "tests/fixtures/netlink/qdisc.bin")))
+for name in ["interfaces", "stations-5", "stations-7", "survey-6"]:
+    seed("netlink_nl80211", name, read(os.path.join(REPO, "tests/fixtures/netlink/nl80211-%s.bin" % name)))

@@ -299,6 +299,7 @@ mod tests {
         "disk",
         "thermal",
         "wireless",
+        "wifi",
         "conntrack",
         "dhcp_leases",
         "qdisc",

@@ -5,6 +5,7 @@
 //! is asked to [`Source::collect`] into an [`Emitter`], which stamps the instance's prefix, host,
 //! tags and ttl on every event.
 
+pub mod bound;
 pub mod conntrack;
 pub mod cpu;
 pub mod df;
@@ -34,6 +35,7 @@ pub mod thermal;
 pub mod uptime;
 #[cfg(feature = "watch")]
 pub mod watch;
+pub mod wifi;
 pub mod wireless;
 
 use std::collections::BTreeMap;
@@ -190,6 +192,7 @@ pub const REGISTRY: &[SourceType] = &[
     disk::TYPE,
     thermal::TYPE,
     wireless::TYPE,
+    wifi::TYPE,
     conntrack::TYPE,
     dhcp_leases::TYPE,
     qdisc::TYPE,
