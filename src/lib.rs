@@ -10,6 +10,7 @@
 
 pub mod agent;
 pub mod aggregate;
+pub mod base64;
 pub mod cache;
 #[cfg(feature = "exec")]
 pub mod checks;

@@ -444,7 +444,10 @@ fn answer(
     tally: &mut Tally,
 ) -> TcpStream {
     let authorized = config.basic_auth.as_ref().is_none_or(|secret| {
-        let expected = format!("Basic {}", request::base64(secret.expose().as_bytes()));
+        let expected = format!(
+            "Basic {}",
+            crate::base64::standard(secret.expose().as_bytes())
+        );
         request
             .authorization
             .as_deref()

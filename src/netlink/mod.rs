@@ -1,14 +1,16 @@
 //! Netlink, the kernel's message interface: the header every request and answer carries, a dump
 //! (one request answered by many messages, ended by `NLMSG_DONE`) and a single request answered
 //! before its acknowledgement. The families pipit asks are in their own files: [`sock_diag`]
-//! (sockets by state), [`qdisc`] (queue disciplines over rtnetlink), [`genl`] (generic netlink,
-//! whose families are found by name) with [`nl80211`] (Wi-Fi) and [`wireguard`] on it. The socket
-//! itself is `crate::sys::netlink`.
+//! (sockets by state), [`qdisc`] and [`link`] (queue disciplines and interfaces over rtnetlink),
+//! [`genl`] (generic netlink, whose families are found by name) with [`nl80211`] (Wi-Fi) and
+//! [`wireguard`] on it. The socket itself is `crate::sys::netlink`.
 
 pub mod genl;
+pub mod link;
 pub mod nl80211;
 pub mod qdisc;
 pub mod sock_diag;
+pub mod wireguard;
 
 use std::fmt;
 use std::io;
