@@ -156,3 +156,4 @@ seed("dhcp_leases", "openwrt",
 seed("netlink_qdisc", "htb", read(os.path.join(REPO, "tests/fixtures/netlink/qdisc.bin")))
 for name in ["interfaces", "stations-5", "stations-7", "survey-6"]:
     seed("netlink_nl80211", name, read(os.path.join(REPO, "tests/fixtures/netlink/nl80211-%s.bin" % name)))
+seed("netlink_wireguard", "wg0", read(os.path.join(REPO, "tests/fixtures/netlink/wireguard-wg0.bin")))

@@ -300,6 +300,7 @@ mod tests {
         "thermal",
         "wireless",
         "wifi",
+        "wireguard",
         "conntrack",
         "dhcp_leases",
         "qdisc",

@@ -1,6 +1,6 @@
 //! WireGuard over generic netlink (the `wireguard` family), the way `wg show` asks: one device's
 //! peers with their endpoint, latest handshake and traffic (`WG_CMD_GET_DEVICE`, a dump of one
-//! device by its index). The kernel answers it only to a caller with `CAP_NET_ADMIN`.
+//! device by its interface name). The kernel answers it only to a caller with `CAP_NET_ADMIN`.
 //!
 //! A device with many peers does not fit one message: the kernel sends the device's own
 //! attributes in the first message only, and a peer whose allowed IPs did not fit comes again at
@@ -153,11 +153,16 @@ impl WireGuard {
         Ok(WireGuard { genl, family })
     }
 
-    /// The device of interface index `ifindex` with its peers. Without `CAP_NET_ADMIN` the
-    /// kernel refuses with `EPERM`.
-    pub fn device(&mut self, ifindex: u32) -> Result<Device, NetlinkError> {
+    /// The device of the interface `name` with its peers. Without `CAP_NET_ADMIN` the kernel
+    /// refuses with `EPERM`; an interface that does not exist with `ENODEV`, and one of another
+    /// kind with `EOPNOTSUPP`.
+    pub fn device(&mut self, name: &str) -> Result<Device, NetlinkError> {
         let mut attributes = Vec::new();
-        push_attribute(&mut attributes, DEVICE_IFINDEX, &ifindex.to_ne_bytes());
+        push_attribute(
+            &mut attributes,
+            DEVICE_IFNAME,
+            &[name.as_bytes(), b"\0"].concat(),
+        );
         let mut device = Device::default();
         let mut whole = true;
         self.genl.dump(

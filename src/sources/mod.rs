@@ -36,6 +36,7 @@ pub mod uptime;
 #[cfg(feature = "watch")]
 pub mod watch;
 pub mod wifi;
+pub mod wireguard;
 pub mod wireless;
 
 use std::collections::BTreeMap;
@@ -193,6 +194,7 @@ pub const REGISTRY: &[SourceType] = &[
     thermal::TYPE,
     wireless::TYPE,
     wifi::TYPE,
+    wireguard::TYPE,
     conntrack::TYPE,
     dhcp_leases::TYPE,
     qdisc::TYPE,
