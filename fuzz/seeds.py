@@ -157,3 +157,11 @@ seed("netlink_qdisc", "htb", read(os.path.join(REPO, "tests/fixtures/netlink/qdi
 for name in ["interfaces", "stations-5", "stations-7", "survey-6"]:
     seed("netlink_nl80211", name, read(os.path.join(REPO, "tests/fixtures/netlink/nl80211-%s.bin" % name)))
 seed("netlink_wireguard", "wg0", read(os.path.join(REPO, "tests/fixtures/netlink/wireguard-wg0.bin")))
+# openvpn_status: a status file of each version (and a client's) beside another, from the OpenWrt
+# fixture tree.
+openvpn_run = os.path.join(REPO, "tests/fixtures/openwrt/var/run")
+openvpn = ["home", "office", "lab", "uplink"]
+for i, name in enumerate(openvpn):
+    other = openvpn[(i + 1) % len(openvpn)]
+    seed("openvpn_status", name, read(os.path.join(openvpn_run, "openvpn.%s.status" % name)) + b"\0"
+         + read(os.path.join(openvpn_run, "openvpn.%s.status" % other)))

@@ -301,6 +301,7 @@ mod tests {
         "wireless",
         "wifi",
         "wireguard",
+        "openvpn",
         "conntrack",
         "dhcp_leases",
         "qdisc",

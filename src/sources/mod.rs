@@ -20,6 +20,7 @@ pub mod interface;
 pub mod load;
 pub mod memory;
 pub mod naming;
+pub mod openvpn;
 pub mod processes;
 pub mod qdisc;
 pub mod runner;
@@ -195,6 +196,7 @@ pub const REGISTRY: &[SourceType] = &[
     wireless::TYPE,
     wifi::TYPE,
     wireguard::TYPE,
+    openvpn::TYPE,
     conntrack::TYPE,
     dhcp_leases::TYPE,
     qdisc::TYPE,
