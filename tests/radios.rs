@@ -54,7 +54,7 @@ fn radios_and_tunnels_a_kernel_lacks_are_said_once_and_openvpn_is_read() {
 
     let lines: Vec<&str> = stdout
         .lines()
-        .map(|l| l.rsplitn(2, ' ').nth(1).unwrap())
+        .map(|l| l.rsplit_once(' ').unwrap().0)
         .collect();
     for expected in [
         "gw.openvpn.home.clients 2",
