@@ -10,7 +10,7 @@ use super::{Attributes, Dumper, NetlinkError, push_attribute, text, u16_at};
 use crate::sys::netlink::{GENERIC, NetlinkSocket};
 
 /// The controller's message type (`GENL_ID_CTRL`), the one fixed family id.
-pub const GENL_ID_CTRL: u16 = 0x10;
+const GENL_ID_CTRL: u16 = 0x10;
 /// The controller's answer describing a family (`CTRL_CMD_NEWFAMILY`).
 const CTRL_CMD_NEWFAMILY: u8 = 1;
 /// The controller's command asking for a family (`CTRL_CMD_GETFAMILY`).

@@ -27,8 +27,6 @@ const CMD_GET_DEVICE: u8 = 0;
 const DEVICE_IFINDEX: u16 = 1;
 /// The device's interface name, NUL-terminated (`WGDEVICE_A_IFNAME`).
 const DEVICE_IFNAME: u16 = 2;
-/// The UDP port it listens on, u16 (`WGDEVICE_A_LISTEN_PORT`).
-const DEVICE_LISTEN_PORT: u16 = 6;
 /// Its peers, nested, each nested in turn (`WGDEVICE_A_PEERS`).
 const DEVICE_PEERS: u16 = 8;
 
@@ -66,8 +64,6 @@ pub struct Device {
     pub ifindex: u32,
     /// Its interface name.
     pub name: String,
-    /// The UDP port it listens on.
-    pub listen_port: Option<u16>,
     /// Its peers, in the kernel's order.
     pub peers: Vec<Peer>,
 }
@@ -117,7 +113,6 @@ pub fn parse_device(attributes: &[u8], device: &mut Device) -> Option<()> {
         match kind {
             DEVICE_IFINDEX => device.ifindex = u32_at(p, 0)?,
             DEVICE_IFNAME => device.name = text(p),
-            DEVICE_LISTEN_PORT => device.listen_port = Some(u16_at(p, 0)?),
             DEVICE_PEERS => {
                 let mut peers = Attributes::new(p);
                 for (_, p) in peers.by_ref() {
@@ -218,7 +213,6 @@ mod tests {
             Device {
                 ifindex: 4,
                 name: "wg0".into(),
-                listen_port: Some(51820),
                 peers: vec![
                     Peer {
                         public_key: key(0x10),

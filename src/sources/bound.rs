@@ -88,6 +88,7 @@ impl Bound {
     }
 
     /// True while `group` has more items than the bound.
+    #[cfg(test)]
     pub fn is_over(&self, group: &str) -> bool {
         self.over.contains(group)
     }
