@@ -4,7 +4,7 @@
 
 libfuzzer_sys::fuzz_target!(|data: &[u8]| {
     if let Ok(text) = std::str::from_utf8(data) {
-        let _ = pipit::sources::openvpn::parse(text);
+        let _ = pipit::sources::openvpn::status::parse(text);
     }
     pipit_fuzz::source(
         r#"{"type": "openvpn"}"#,
