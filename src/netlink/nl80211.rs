@@ -279,16 +279,18 @@ pub fn parse_survey(attributes: &[u8]) -> Option<Survey> {
     survey.filter(|_| attrs.whole())
 }
 
-/// The channel number of a frequency in MHz, as IEEE 802.11 numbers them: 2.4 GHz channels 1
-/// to 14, 5 GHz from 5000 MHz, 6 GHz from 5950 MHz (channel 2 at 5935), 60 GHz in steps of
-/// 2160 MHz. `None` for a frequency outside those bands.
+/// The channel number of a frequency in MHz, as IEEE 802.11 (and the kernel's
+/// `ieee80211_freq_khz_to_channel`) number them: 2.4 GHz channels 1 to 14, the 4.9 GHz band
+/// from 4000 MHz, 5 GHz from 5000 MHz, 6 GHz from 5950 MHz (channel 2 at 5935), 60 GHz in steps
+/// of 2160 MHz. `None` for a frequency outside those bands.
 pub fn channel(mhz: u32) -> Option<u32> {
     match mhz {
         2484 => Some(14),
         2412..=2472 => Some((mhz - 2407) / 5),
+        4910..=4980 => Some((mhz - 4000) / 5),
+        5000..=5920 => Some((mhz - 5000) / 5),
         5935 => Some(2),
         5955..=7115 => Some((mhz - 5950) / 5),
-        4910..=5895 => Some((mhz - 5000) / 5),
         58320..=70200 => Some((mhz - 56160) / 2160),
         _ => None,
     }
@@ -553,15 +555,26 @@ mod tests {
             (2484, Some(14)),
             (5180, Some(36)),
             (5825, Some(165)),
+            (5920, Some(184)),
             (5935, Some(2)),
             (5955, Some(1)),
             (6415, Some(93)),
             (58320, Some(1)),
             (60480, Some(2)),
             (3000, None),
+            (4990, None),
         ] {
             assert_eq!(channel(mhz), ch, "{mhz} MHz");
         }
+    }
+
+    /// Found by fuzzing (`netlink_nl80211`): the 4.9 GHz band was numbered from 5000 MHz, which
+    /// underflowed.
+    #[test]
+    fn the_4_9_ghz_band_is_numbered_from_4000_mhz() {
+        assert_eq!(channel(4910), Some(182));
+        assert_eq!(channel(4940), Some(188));
+        assert_eq!(channel(4980), Some(196));
     }
 
     #[test]
