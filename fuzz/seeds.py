@@ -183,3 +183,14 @@ seed("dhcp_leases", "openwrt",
 seed("netlink_qdisc", "htb", read(os.path.join(REPO, "tests/fixtures/netlink/qdisc.bin")))
 for dump in ["objects", "rules"]:
     seed("netlink_nftables", dump, read(os.path.join(REPO, f"tests/fixtures/netlink/nftables_{dump}.bin")))
+for name in ["interfaces", "stations-5", "stations-7", "survey-6"]:
+    seed("netlink_nl80211", name, read(os.path.join(REPO, "tests/fixtures/netlink/nl80211-%s.bin" % name)))
+seed("netlink_wireguard", "wg0", read(os.path.join(REPO, "tests/fixtures/netlink/wireguard-wg0.bin")))
+# openvpn_status: a status file of each version (and a client's) beside another, from the OpenWrt
+# fixture tree.
+openvpn_run = os.path.join(REPO, "tests/fixtures/openwrt/var/run")
+openvpn = ["home", "office", "lab", "uplink"]
+for i, name in enumerate(openvpn):
+    other = openvpn[(i + 1) % len(openvpn)]
+    seed("openvpn_status", name, read(os.path.join(openvpn_run, "openvpn.%s.status" % name)) + b"\0"
+         + read(os.path.join(openvpn_run, "openvpn.%s.status" % other)))

@@ -10,7 +10,6 @@
 
 pub mod agent;
 pub mod aggregate;
-#[cfg(any(feature = "http_server", feature = "remote_write"))]
 pub mod base64;
 pub mod cache;
 #[cfg(feature = "exec")]

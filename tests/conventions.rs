@@ -30,6 +30,9 @@ const FUZZ_TARGETS: &[(&str, &[&str])] = &[
     ("qdisc", &["netlink_qdisc"]),
     ("tcpconns", &["proc_tcpconns", "netlink_sock_diag"]),
     ("nftables", &["netlink_nftables"]),
+    ("wifi", &["netlink_nl80211"]),
+    ("wireguard", &["netlink_wireguard"]),
+    ("openvpn", &["openvpn_status"]),
     ("ping", &["icmp_echo"]),
     (
         "exec",

@@ -424,7 +424,8 @@ fn shipped_uci_config_keeps_state_in_ram_and_waits_to_be_enabled() {
             {"name": "cpu", "type": "cpu"},
             {"name": "load", "type": "load"},
             {"name": "memory", "type": "memory"},
-            {"name": "self", "type": "self", "interval": "60s"}
+            {"name": "self", "type": "self", "interval": "60s"},
+            {"name": "wifi", "type": "wifi"}
         ],
         "outputs": []
     });
@@ -453,7 +454,7 @@ fn enabled_uci_config_starts_pipit_under_procd_with_a_checked_config() {
     let check = check_config(&config);
     assert_eq!(check.status.code(), Some(0), "{}", text(&check.stderr));
     assert!(
-        text(&check.stdout).contains("OK, 4 source(s), 1 output(s)"),
+        text(&check.stdout).contains("OK, 5 source(s), 1 output(s)"),
         "{}",
         text(&check.stdout)
     );

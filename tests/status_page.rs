@@ -171,7 +171,7 @@ fn status_json_is_the_control_sockets_status_and_no_secret_is_shown() {
     let s = start("page-secrets", &broker, true);
     let auth = format!(
         "Authorization: Basic {}\r\n",
-        pipit::base64::encode(format!("ops:{AUTH_PASSWORD}").as_bytes())
+        pipit::base64::standard(format!("ops:{AUTH_PASSWORD}").as_bytes())
     );
     assert_eq!(
         get(s.port, "/", "").0,

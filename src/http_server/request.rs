@@ -126,7 +126,7 @@ mod tests {
     }
 
     #[test]
-    fn secrets_compare_whole() {
+    fn secrets_are_compared_whole() {
         assert!(same_secret(b"abc", b"abc"));
         assert!(!same_secret(b"abc", b"abd"));
         assert!(!same_secret(b"abc", b"ab"));

@@ -569,7 +569,7 @@ fn answer(
     let authorized = config.basic_auth.as_ref().is_none_or(|secret| {
         let expected = format!(
             "Basic {}",
-            crate::base64::encode(secret.expose().as_bytes())
+            crate::base64::standard(secret.expose().as_bytes())
         );
         request
             .authorization

@@ -1,12 +1,18 @@
-//! Netlink, the kernel's message interface: the header every request and answer carries, and a
-//! dump (one request answered by many messages, ended by `NLMSG_DONE`). The families pipit asks
-//! are in their own files: [`sock_diag`] (sockets by state), [`qdisc`] (queue disciplines over
-//! rtnetlink), [`nftables`] (nf_tables counters over nfnetlink). The socket itself is
+//! Netlink, the kernel's message interface: the header every request and answer carries, a dump
+//! (one request answered by many messages, ended by `NLMSG_DONE`) and a single request answered
+//! before its acknowledgement. The families pipit asks are in their own files: [`sock_diag`]
+//! (sockets by state), [`qdisc`] and [`link`] (queue disciplines and interfaces over rtnetlink),
+//! [`nftables`] (nf_tables counters over nfnetlink), [`genl`] (generic netlink, whose families
+//! are found by name) with [`nl80211`] (Wi-Fi) and [`wireguard`] on it. The socket itself is
 //! `crate::sys::netlink`.
 
+pub mod genl;
+pub mod link;
 pub mod nftables;
+pub mod nl80211;
 pub mod qdisc;
 pub mod sock_diag;
+pub mod wireguard;
 
 use std::fmt;
 use std::io;
@@ -19,6 +25,9 @@ const NLMSG_ERROR: u16 = 2;
 const NLMSG_DONE: u16 = 3;
 /// Flags of a dump request: `NLM_F_REQUEST | NLM_F_DUMP`.
 const DUMP_REQUEST: u16 = 0x1 | 0x300;
+/// Flags of a single request whose answer ends with an acknowledgement: `NLM_F_REQUEST |
+/// NLM_F_ACK`.
+const ACKED_REQUEST: u16 = 0x1 | 0x4;
 /// Size of `struct nlmsghdr`.
 const HEADER: usize = 16;
 /// Receive buffer: larger than any datagram the kernel sends for a dump (it fills one page, or
@@ -37,6 +46,9 @@ pub enum NetlinkError {
     Refused(i32),
     /// An answer that does not parse; a kernel bug or an unexpected layout. Nothing of it is used.
     Malformed(&'static str),
+    /// The kernel has no generic netlink family of this name: its module is not loaded, or the
+    /// kernel was built without it (no Wi-Fi driver for `nl80211`, no WireGuard for `wireguard`).
+    NoFamily(&'static str),
 }
 
 impl NetlinkError {
@@ -48,6 +60,7 @@ impl NetlinkError {
             }
             NetlinkError::Io(e) => e.raw_os_error() == Some(libc::EPROTONOSUPPORT),
             NetlinkError::Malformed(_) => false,
+            NetlinkError::NoFamily(_) => true,
         }
     }
 }
@@ -62,6 +75,11 @@ impl fmt::Display for NetlinkError {
                 io::Error::from_raw_os_error(*errno)
             ),
             NetlinkError::Malformed(what) => write!(f, "netlink: malformed answer: {what}"),
+            NetlinkError::NoFamily(name) => write!(
+                f,
+                "netlink: this kernel does not support {name}: it has no generic netlink family \
+                 of that name (load its module, or use a kernel built with it)"
+            ),
         }
     }
 }
@@ -81,13 +99,13 @@ impl From<io::Error> for NetlinkError {
     }
 }
 
-/// A dump request of message type `kind` with `payload`, numbered `seq`.
-fn dump_request(kind: u16, seq: u32, payload: &[u8]) -> Vec<u8> {
+/// A request of message type `kind` with `flags` and `payload`, numbered `seq`.
+fn request(kind: u16, flags: u16, seq: u32, payload: &[u8]) -> Vec<u8> {
     let len = HEADER + payload.len();
     let mut m = Vec::with_capacity(len);
     m.extend_from_slice(&(len as u32).to_ne_bytes());
     m.extend_from_slice(&kind.to_ne_bytes());
-    m.extend_from_slice(&DUMP_REQUEST.to_ne_bytes());
+    m.extend_from_slice(&flags.to_ne_bytes());
     m.extend_from_slice(&seq.to_ne_bytes());
     m.extend_from_slice(&0u32.to_ne_bytes());
     m.extend_from_slice(payload);
@@ -103,9 +121,10 @@ pub enum Datagram {
     Done,
 }
 
-/// Reads one datagram of the answer to the dump request numbered `seq`: hands the payload of
-/// every message of type `kind` to `each` (messages of another sequence number are skipped) and
-/// says whether the dump ended. A message that does not fit the datagram fails it.
+/// Reads one datagram of the answer to the request numbered `seq`: hands the payload of every
+/// message of type `kind` to `each` (messages of another sequence number are skipped) and says
+/// whether the answer ended (the end of a dump, or the acknowledgement of a single request). A
+/// message that does not fit the datagram fails it.
 pub fn read_datagram(
     datagram: &[u8],
     kind: u16,
@@ -134,10 +153,11 @@ pub fn read_datagram(
                         .get(0..4)
                         .map(|b| i32::from_ne_bytes(b.try_into().unwrap_or_default()))
                         .ok_or(NetlinkError::Malformed("an error message without its code"))?;
-                    // An error of 0 is an acknowledgement; a dump never asks for one.
+                    // An error of 0 is the acknowledgement that ends the answer to a single request.
                     if errno != 0 {
                         return Err(NetlinkError::Refused(errno.saturating_neg()));
                     }
+                    return Ok(Datagram::Done);
                 }
                 k if k == kind => each(payload),
                 _ => {}
@@ -188,9 +208,30 @@ impl Dumper {
         payload: &[u8],
         each: &mut dyn FnMut(&[u8]),
     ) -> Result<(), NetlinkError> {
+        self.exchange(request, answer, DUMP_REQUEST, payload, each)
+    }
+
+    /// Sends the single request `kind` with `payload` and hands the payload of every answer of
+    /// type `kind` to `each`, until the kernel acknowledges the request.
+    pub fn ask(
+        &mut self,
+        kind: u16,
+        payload: &[u8],
+        each: &mut dyn FnMut(&[u8]),
+    ) -> Result<(), NetlinkError> {
+        self.exchange(kind, kind, ACKED_REQUEST, payload, each)
+    }
+
+    fn exchange(
+        &mut self,
+        kind: u16,
+        answer: u16,
+        flags: u16,
+        payload: &[u8],
+        each: &mut dyn FnMut(&[u8]),
+    ) -> Result<(), NetlinkError> {
         self.seq = self.seq.wrapping_add(1);
-        self.socket
-            .send(&dump_request(request, self.seq, payload))?;
+        self.socket.send(&request(kind, flags, self.seq, payload))?;
         loop {
             let n = self.socket.recv(&mut self.buf)?;
             if read_datagram(&self.buf[..n], answer, self.seq, each)? == Datagram::Done {
@@ -250,6 +291,30 @@ impl<'a> Iterator for Attributes<'a> {
     }
 }
 
+/// Appends the attribute `kind` holding `payload` to `out`, padded to 4 bytes, as requests carry
+/// their arguments.
+pub fn push_attribute(out: &mut Vec<u8>, kind: u16, payload: &[u8]) {
+    let len = ATTRIBUTE_HEADER + payload.len();
+    out.extend_from_slice(&u16::try_from(len).unwrap_or(u16::MAX).to_ne_bytes());
+    out.extend_from_slice(&kind.to_ne_bytes());
+    out.extend_from_slice(payload);
+    out.resize(out.len() + (len.next_multiple_of(4) - len), 0);
+}
+
+/// The text of a NUL-terminated string attribute (an interface or qdisc name), without the NUL
+/// and what may follow it.
+pub fn text(payload: &[u8]) -> String {
+    let bytes = payload.split(|&b| b == 0).next().unwrap_or_default();
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+/// The 2-byte unsigned integer at `offset` of `data`, in the machine's byte order.
+pub fn u16_at(data: &[u8], offset: usize) -> Option<u16> {
+    Some(u16::from_ne_bytes(
+        data.get(offset..offset.checked_add(2)?)?.try_into().ok()?,
+    ))
+}
+
 /// The 4-byte unsigned integer at `offset` of `data`, in the machine's byte order.
 pub fn u32_at(data: &[u8], offset: usize) -> Option<u32> {
     Some(u32::from_ne_bytes(
@@ -269,7 +334,7 @@ mod tests {
     use super::*;
 
     fn message(kind: u16, seq: u32, payload: &[u8]) -> Vec<u8> {
-        let mut m = dump_request(kind, seq, payload);
+        let mut m = request(kind, DUMP_REQUEST, seq, payload);
         m[6..8].copy_from_slice(&0u16.to_ne_bytes());
         m.resize((m.len() + 3) & !3, 0);
         m
@@ -283,7 +348,7 @@ mod tests {
 
     #[test]
     fn a_dump_request_has_the_header_the_kernel_expects() {
-        let m = dump_request(20, 7, &[1, 2, 3, 4]);
+        let m = request(20, DUMP_REQUEST, 7, &[1, 2, 3, 4]);
         assert_eq!(m.len(), 20);
         assert_eq!(u32::from_ne_bytes(m[0..4].try_into().unwrap()), 20);
         assert_eq!(u16::from_ne_bytes([m[4], m[5]]), 20);
@@ -318,11 +383,35 @@ mod tests {
     }
 
     fn attribute(kind: u16, payload: &[u8]) -> Vec<u8> {
-        let mut a = ((payload.len() + 4) as u16).to_ne_bytes().to_vec();
-        a.extend(kind.to_ne_bytes());
-        a.extend(payload);
-        a.resize((a.len() + 3) & !3, 0);
+        let mut a = Vec::new();
+        push_attribute(&mut a, kind, payload);
         a
+    }
+
+    #[test]
+    fn an_acknowledgement_ends_the_answer_to_a_single_request() {
+        let mut d = message(20, 3, b"family");
+        d.extend(message(NLMSG_ERROR, 3, &0i32.to_ne_bytes()));
+        let (r, seen) = payloads(&d, 3);
+        assert_eq!(r.unwrap(), Datagram::Done);
+        assert_eq!(seen, vec![b"family".to_vec()]);
+        let ask = request(16, ACKED_REQUEST, 3, &[]);
+        assert_eq!(u16::from_ne_bytes([ask[6], ask[7]]), 0x5);
+    }
+
+    #[test]
+    fn attributes_built_for_a_request_read_back() {
+        let mut d = Vec::new();
+        push_attribute(&mut d, 2, b"nl80211\0");
+        push_attribute(&mut d, 3, &7u32.to_ne_bytes());
+        assert_eq!(d.len(), 12 + 8, "the name is padded to 4 bytes");
+        let attrs: Vec<_> = Attributes::new(&d).collect();
+        assert_eq!(text(attrs[0].1), "nl80211");
+        assert_eq!(u32_at(attrs[1].1, 0), Some(7));
+        assert_eq!(u16_at(&[1, 0, 2], 1), Some(u16::from_ne_bytes([0, 2])));
+        assert_eq!(u16_at(&[1, 0, 2], 2), None);
+        assert_eq!(text(b"wlan0\0\0junk"), "wlan0");
+        assert_eq!(text(b"no nul"), "no nul");
     }
 
     #[test]

@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use super::{Attributes, Dumper, NetlinkError, u32_at, u64_at};
+use super::{Attributes, Dumper, NetlinkError, text, u32_at, u64_at};
 use crate::sys::netlink::{NetlinkSocket, ROUTE};
 
 /// Message type of the dump request (`RTM_GETQDISC`).
@@ -67,10 +67,7 @@ pub fn parse(message: &[u8]) -> Option<Qdisc> {
     let mut packets64 = None;
     for (kind, payload) in attrs.by_ref() {
         match kind {
-            TCA_KIND => {
-                let name = payload.split(|&b| b == 0).next().unwrap_or_default();
-                q.kind = String::from_utf8_lossy(name).into_owned();
-            }
+            TCA_KIND => q.kind = text(payload),
             TCA_STATS2 => {
                 let mut stats = Attributes::new(payload);
                 for (kind, s) in stats.by_ref() {

@@ -98,6 +98,14 @@ impl<'a> Emitter<'a> {
         self.events.last_mut().expect("just pushed")
     }
 
+    /// Sets the attribute `key` to `value` on every event emitted since the first `from` (as
+    /// [`Emitter::len`] gave it before them): the station, peer or client they are about.
+    pub fn attribute_since(&mut self, from: usize, key: &str, value: &str) {
+        for e in self.events.iter_mut().skip(from) {
+            e.attributes.insert(key.to_owned(), value.to_owned());
+        }
+    }
+
     /// How many events were emitted so far.
     pub fn len(&self) -> usize {
         self.events.len()
@@ -132,6 +140,7 @@ mod tests {
         emit.metric("load.1", 0.5);
         emit.metric("bad", f64::NAN);
         emit.event("note", Kind::Log).description = Some("hi".into());
+        emit.attribute_since(1, "peer", "x");
         let events = emit.into_events();
         assert_eq!(events.len(), 2);
         assert_eq!(events[0].service, "edge.load.1");
@@ -141,5 +150,7 @@ mod tests {
         assert_eq!(events[0].attributes["site"], "a");
         assert_eq!(events[0].time, t0);
         assert_eq!(events[1].kind, Kind::Log);
+        assert_eq!(events[1].attributes["peer"], "x");
+        assert!(!events[0].attributes.contains_key("peer"));
     }
 }

@@ -5,6 +5,7 @@
 //! is asked to [`Source::collect`] into an [`Emitter`], which stamps the instance's prefix, host,
 //! tags and ttl on every event.
 
+pub mod bound;
 pub mod conntrack;
 pub mod cpu;
 pub mod df;
@@ -20,6 +21,7 @@ pub mod load;
 pub mod memory;
 pub mod naming;
 pub mod nftables;
+pub mod openvpn;
 pub mod ping;
 pub mod processes;
 pub mod qdisc;
@@ -36,6 +38,8 @@ pub mod thermal;
 pub mod uptime;
 #[cfg(feature = "watch")]
 pub mod watch;
+pub mod wifi;
+pub mod wireguard;
 pub mod wireless;
 
 use std::collections::BTreeMap;
@@ -199,6 +203,9 @@ pub const REGISTRY: &[SourceType] = &[
     disk::TYPE,
     thermal::TYPE,
     wireless::TYPE,
+    wifi::TYPE,
+    wireguard::TYPE,
+    openvpn::TYPE,
     conntrack::TYPE,
     dhcp_leases::TYPE,
     qdisc::TYPE,

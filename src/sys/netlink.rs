@@ -14,6 +14,9 @@ pub const ROUTE: libc::c_int = libc::NETLINK_ROUTE;
 
 /// The netlink family of netfilter's subsystems (`NETLINK_NETFILTER`): nf_tables, conntrack.
 pub const NETFILTER: libc::c_int = libc::NETLINK_NETFILTER;
+/// The netlink family of the kernel's generic families (`NETLINK_GENERIC`), each found by name:
+/// nl80211 (Wi-Fi), wireguard, …
+pub const GENERIC: libc::c_int = libc::NETLINK_GENERIC;
 
 /// A netlink socket talking to the kernel. Every receive gives up after the timeout it was opened
 /// with, so a kernel that never answers cannot hang a source.

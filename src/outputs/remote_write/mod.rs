@@ -208,7 +208,7 @@ impl OutputSpec for RemoteWriteSpec {
             Auth::Basic(s) => (
                 Some(format!(
                     "Basic {}",
-                    crate::base64::encode(s.expose().as_bytes())
+                    crate::base64::standard(s.expose().as_bytes())
                 )),
                 s.revealing(),
             ),
