@@ -16,7 +16,7 @@ use common::outputs;
 use common::peers::{MQTT_PASSWORD, MQTT_USER, Mosquitto, MqttSubscriber, TempDir, wait_until};
 use common::pipit::Agent;
 use pipit::Event;
-use pipit::outputs::mqtt::client::{Connection, Error, Session, Timeouts};
+use pipit::outputs::mqtt::client::{Connection, Error, Session, Timeouts, Transport};
 use pipit::outputs::mqtt::codec::DecodeError;
 use pipit::telemetry::get;
 
@@ -257,7 +257,12 @@ fn hostile_replies_are_refused_and_the_connection_closed() {
     for (reply, want) in cases {
         let (port, _) = fake_broker(reply);
         let started = Instant::now();
-        match Connection::open(&format!("127.0.0.1:{port}"), &session, timeouts) {
+        match Connection::open(
+            &format!("127.0.0.1:{port}"),
+            &session,
+            timeouts,
+            &Transport::Tcp,
+        ) {
             Err(Error::Protocol(e)) => assert_eq!(e, want),
             Err(e) => panic!("{e}"),
             Ok(_) => panic!("a hostile reply was taken"),

@@ -12,6 +12,8 @@ pub mod mqtt;
 #[cfg(feature = "riemann")]
 pub mod riemann;
 pub mod stdout;
+#[cfg(any(feature = "riemann", feature = "mqtt"))]
+pub mod tls;
 
 use std::fmt;
 use std::path::Path;

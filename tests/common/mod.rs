@@ -1,6 +1,7 @@
 //! Shared helpers for integration tests.
 #![allow(dead_code)]
 
+pub mod certs;
 pub mod disk;
 pub mod netns;
 pub mod outputs;

@@ -1,9 +1,12 @@
-//! One MQTT connection of a publisher: CONNECT and its CONNACK, packets out, the broker's packets
-//! in, and a keepalive thread that sends PINGREQ while the connection is idle.
+//! One MQTT connection of a publisher, over TCP or (with the `tls` feature) TLS: CONNECT and its
+//! CONNACK, packets out, the broker's packets in, and a keepalive thread that sends PINGREQ while
+//! the connection is idle.
 //!
 //! Reads and writes are bounded by the timeouts; what the broker sends is decoded from a fixed
 //! buffer of [`READ_BUFFER`] bytes ([`super::codec`] refuses any packet longer than a few bytes), so
-//! a hostile broker costs the agent nothing but a closed connection.
+//! a hostile broker costs the agent nothing but a closed connection. The stream is shared with the
+//! keepalive thread under a lock (a TLS session cannot be split into a reading and a writing half);
+//! a read holds it at most [`READ_SLICE`] at a time, so a ping is never held up for long.
 
 use std::fmt;
 use std::hash::{BuildHasher, RandomState};
@@ -16,13 +19,28 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{RecvTimeoutError, Sender, bounded};
 
 use super::codec::{self, Connect, DecodeError, Incoming, Publish, Will};
+#[cfg(feature = "tls")]
+use crate::outputs::tls::{self, TlsSettings, TlsStream};
 
 /// The bytes kept for reading; a packet a broker sends a publisher takes at most
 /// `codec::MAX_INCOMING + 5` of them.
 pub const READ_BUFFER: usize = 4096;
 
-/// The stack of the keepalive thread: it only sleeps and writes two bytes.
+/// The stack of the keepalive thread: it sleeps and writes two bytes (inside TLS: a record).
 const PINGER_STACK: usize = 64 * 1024;
+
+/// The longest a read holds the stream's lock before letting the keepalive thread write.
+pub const READ_SLICE: Duration = Duration::from_millis(100);
+
+/// How the client reaches the broker.
+#[derive(Debug, Clone)]
+pub enum Transport {
+    /// Plain TCP (port 1883).
+    Tcp,
+    /// TLS over TCP (port 8883), with these certificates.
+    #[cfg(feature = "tls")]
+    Tls(TlsSettings),
+}
 
 /// How long each step may take.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -122,9 +140,53 @@ impl fmt::Display for Error {
 
 impl std::error::Error for Error {}
 
-/// The writing side, shared with the keepalive thread.
+/// The connection's byte stream.
+enum Stream {
+    Tcp(TcpStream),
+    #[cfg(feature = "tls")]
+    Tls(Box<TlsStream>),
+}
+
+impl Stream {
+    fn socket(&self) -> &TcpStream {
+        match self {
+            Stream::Tcp(s) => s,
+            #[cfg(feature = "tls")]
+            Stream::Tls(s) => &s.sock,
+        }
+    }
+
+    /// Writes all of `bytes` out to the socket (inside TLS: encrypted and flushed).
+    fn write_all(&mut self, bytes: &[u8]) -> io::Result<()> {
+        match self {
+            Stream::Tcp(s) => s.write_all(bytes),
+            #[cfg(feature = "tls")]
+            Stream::Tls(s) => s.write_all(bytes).and_then(|()| s.flush()),
+        }
+    }
+
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        match self {
+            Stream::Tcp(s) => s.read(buf),
+            #[cfg(feature = "tls")]
+            Stream::Tls(s) => s.read(buf),
+        }
+    }
+
+    /// Ends the writing side (inside TLS: after a close_notify).
+    fn finish(&mut self) {
+        #[cfg(feature = "tls")]
+        if let Stream::Tls(s) = self {
+            s.conn.send_close_notify();
+            let _ = s.flush();
+        }
+        let _ = self.socket().shutdown(Shutdown::Write);
+    }
+}
+
+/// The stream and what the keepalive thread shares with the reader.
 struct Shared {
-    stream: TcpStream,
+    stream: Stream,
     last_sent: Instant,
     pings_sent: u64,
     last_ping: Instant,
@@ -134,7 +196,6 @@ struct Shared {
 /// An open, accepted connection.
 pub struct Connection {
     shared: Arc<Mutex<Shared>>,
-    reader: TcpStream,
     buf: Box<[u8; READ_BUFFER]>,
     start: usize,
     end: usize,
@@ -147,13 +208,27 @@ pub struct Connection {
 }
 
 impl Connection {
-    /// Connects to `addr` (`host:port`, every address tried in turn), sends CONNECT and waits for
-    /// the broker's CONNACK.
-    pub fn open(addr: &str, session: &Session, timeouts: Timeouts) -> Result<Connection, Error> {
+    /// Connects to `addr` (`host:port`, every address tried in turn) over `transport`, sends
+    /// CONNECT and waits for the broker's CONNACK.
+    pub fn open(
+        addr: &str,
+        session: &Session,
+        timeouts: Timeouts,
+        transport: &Transport,
+    ) -> Result<Connection, Error> {
         let addrs = crate::dns::resolve(addr, timeouts.connect).map_err(Error::Connect)?;
-        let stream = crate::outputs::connect_tcp(&addrs, timeouts.connect, timeouts.write)
+        let tcp = crate::outputs::connect_tcp(&addrs, timeouts.connect, timeouts.write)
             .map_err(Error::Connect)?;
-        let reader = stream.try_clone().map_err(Error::Connect)?;
+        let stream = match transport {
+            Transport::Tcp => Stream::Tcp(tcp),
+            #[cfg(feature = "tls")]
+            Transport::Tls(settings) => {
+                // Bounds the handshake; reads of packets set their own timeouts.
+                tcp.set_read_timeout(Some(timeouts.connect))
+                    .map_err(Error::Connect)?;
+                Stream::Tls(Box::new(settings.handshake(tcp).map_err(Error::Connect)?))
+            }
+        };
         let keepalive = u16::try_from(session.keepalive.as_secs()).unwrap_or(u16::MAX);
         let mut conn = Connection {
             shared: Arc::new(Mutex::new(Shared {
@@ -163,7 +238,6 @@ impl Connection {
                 last_ping: Instant::now(),
                 broken: false,
             })),
-            reader,
             buf: Box::new([0; READ_BUFFER]),
             start: 0,
             end: 0,
@@ -187,7 +261,14 @@ impl Connection {
         .map_err(Error::Encode)?;
         conn.send(&out)?;
         let deadline = Instant::now() + timeouts.connect;
-        match conn.next_packet(deadline, timeouts.connect)? {
+        let answer = conn.next_packet(deadline, timeouts.connect);
+        // A broker that refuses the client certificate says so only now, under TLS 1.3.
+        #[cfg(feature = "tls")]
+        let answer = answer.map_err(|e| match e {
+            Error::Read(io) => Error::Read(tls::explain(io)),
+            e => e,
+        });
+        match answer? {
             Incoming::ConnAck {
                 code: 0,
                 session_present,
@@ -286,11 +367,17 @@ impl Connection {
             }
             let left = deadline.saturating_duration_since(Instant::now());
             // A zero timeout would block forever: a past deadline only takes what already arrived.
-            let wait = left.max(Duration::from_micros(1));
-            self.reader
-                .set_read_timeout(Some(wait))
-                .map_err(Error::Read)?;
-            match self.reader.read(&mut self.buf[self.end..]) {
+            let wait = left.clamp(Duration::from_micros(1), READ_SLICE);
+            let read = {
+                let mut shared = lock(&self.shared);
+                shared
+                    .stream
+                    .socket()
+                    .set_read_timeout(Some(wait))
+                    .map_err(Error::Read)?;
+                shared.stream.read(&mut self.buf[self.end..])
+            };
+            match read {
                 Ok(0) => {
                     return Err(Error::Read(io::Error::new(
                         io::ErrorKind::UnexpectedEof,
@@ -305,7 +392,9 @@ impl Connection {
                         io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
                     ) =>
                 {
-                    return Err(Error::AckTimeout(ack));
+                    if Instant::now() >= deadline {
+                        return Err(Error::AckTimeout(ack));
+                    }
                 }
                 Err(e) => return Err(Error::Read(e)),
             }
@@ -318,7 +407,7 @@ impl Connection {
         let mut out = last.to_vec();
         codec::encode_disconnect(&mut out);
         if self.send(&out).is_ok() {
-            let _ = lock(&self.shared).stream.shutdown(Shutdown::Write);
+            lock(&self.shared).stream.finish();
         }
     }
 }

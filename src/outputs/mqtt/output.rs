@@ -14,13 +14,14 @@ use std::hash::{BuildHasher, RandomState};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
-use super::client::{self, Connection, Error, Session, Timeouts};
+use super::client::{self, Connection, Error, Session, Timeouts, Transport};
 use super::codec::{self, Incoming, Publish, QoS, Will};
 use super::topic::{self, Layout};
 use crate::config::reader::{Problems, Table};
 use crate::delivery::carbon_ch::Destination;
 use crate::delivery::config::read_targets;
 use crate::event::Event;
+use crate::outputs::tls::TlsFiles;
 use crate::outputs::{Output, OutputError, OutputSpec, OutputType};
 
 /// The registry entry.
@@ -33,11 +34,16 @@ pub const TYPE: OutputType = OutputType {
 /// The port of MQTT over TCP.
 pub const DEFAULT_PORT: u16 = 1883;
 
+/// The port of MQTT over TLS.
+pub const DEFAULT_TLS_PORT: u16 = 8883;
+
 /// Settings of the `mqtt` output.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MqttSpec {
-    /// The brokers: `host` and `port` (default 1883), or the `targets` list.
+    /// The brokers: `host` and `port` (default 1883, or 8883 with TLS), or the `targets` list.
     pub targets: Vec<Destination>,
+    /// Certificates, when `transport` is `tls`; plain TCP without.
+    pub tls: Option<TlsFiles>,
     /// QoS of event messages; default 1.
     pub qos: QoS,
     /// The first topic level; default `pipit`.
@@ -63,7 +69,14 @@ fn read(t: &mut Table<'_>, problems: &mut Problems) -> Option<Arc<dyn OutputSpec
 }
 
 fn read_spec(t: &mut Table<'_>, problems: &mut Problems) -> Option<MqttSpec> {
-    let targets = read_targets(t, DEFAULT_PORT, problems);
+    let tls_wanted = t.choice("transport", &["tcp", "tls"], "tcp", problems) == "tls";
+    let default_port = if tls_wanted {
+        DEFAULT_TLS_PORT
+    } else {
+        DEFAULT_PORT
+    };
+    let targets = read_targets(t, default_port, problems);
+    let tls = TlsFiles::read(t, tls_wanted, "\"tcp\"", problems);
     let qos = match t.number_in("qos", 1, 0, 1, problems) {
         0 => QoS::AtMostOnce,
         _ => QoS::AtLeastOnce,
@@ -115,6 +128,7 @@ fn read_spec(t: &mut Table<'_>, problems: &mut Problems) -> Option<MqttSpec> {
     });
     Some(MqttSpec {
         targets: targets?,
+        tls,
         qos,
         prefix,
         layout,
@@ -167,9 +181,26 @@ impl OutputSpec for MqttSpec {
 
     fn build_target(&self, index: usize, log_target: &str) -> Result<Box<dyn Output>, OutputError> {
         let target = Destination::nth(&self.targets, index)?;
-        // The broker is connected to at the first batch, so the agent starts while it is down.
+        // Certificates are read now, so a reload picks up renewed ones; the broker is connected to
+        // at the first batch, so the agent starts while it is down.
+        let transport = match &self.tls {
+            None => Transport::Tcp,
+            #[cfg(feature = "tls")]
+            Some(files) => Transport::Tls(
+                files
+                    .load(&target.node.host)
+                    .map_err(OutputError::failed)?,
+            ),
+            #[cfg(not(feature = "tls"))]
+            Some(_) => {
+                return Err(OutputError::failed(
+                    "this pipit was built without the \"tls\" feature",
+                ));
+            }
+        };
         Ok(Box::new(MqttOutput {
             addr: target.addr(),
+            transport,
             spec: self.clone(),
             log_target: log_target.to_owned(),
             conn: None,
@@ -182,7 +213,8 @@ impl OutputSpec for MqttSpec {
 
     fn describe(&self) -> String {
         format!(
-            "mqtt QoS {} under \"{}\" to {}",
+            "mqtt{} QoS {} under \"{}\" to {}",
+            if self.tls.is_some() { " over TLS" } else { "" },
             self.qos as u8,
             self.prefix,
             self.targets().join(", ")
@@ -229,6 +261,7 @@ type Message = (u64, String, Vec<u8>);
 
 struct MqttOutput {
     addr: String,
+    transport: Transport,
     spec: MqttSpec,
     log_target: String,
     conn: Option<Connection>,
@@ -290,7 +323,12 @@ impl MqttOutput {
         if self.conn.is_some() {
             return Ok(());
         }
-        let mut conn = Connection::open(&self.addr, &self.spec.session, self.spec.timeouts)?;
+        let mut conn = Connection::open(
+            &self.addr,
+            &self.spec.session,
+            self.spec.timeouts,
+            &self.transport,
+        )?;
         if !conn.session_present {
             self.carry.sent.clear();
         }
@@ -520,6 +558,28 @@ mod tests {
         assert!(!e[0].contains("hunter2"), "{e:?}");
         let e = spec(r#"{"host": "h", "timestamp": true, "layout": "json"}"#).unwrap_err();
         assert!(e[0].contains("timestamp: unknown key"), "{e:?}");
+    }
+
+    #[test]
+    fn tls_keys_are_checked_at_load() {
+        let e = spec(r#"{"host": "h", "tls_ca": "/ca.pem"}"#).unwrap_err();
+        assert!(e[0].contains("only used with \"transport\": \"tls\""), "{e:?}");
+        let e = spec(r#"{"host": "h", "transport": "tls"}"#).unwrap_err();
+        assert!(
+            e.iter().any(|m| m.contains("missing required key \"tls_ca\"")),
+            "{e:?}"
+        );
+    }
+
+    #[cfg(feature = "tls")]
+    #[test]
+    fn tls_defaults_to_port_8883_and_reads_its_files_when_built() {
+        let s = spec(r#"{"host": "h", "transport": "tls", "tls_ca": "/nonexistent/ca.pem"}"#)
+            .unwrap();
+        assert_eq!(s.targets[0].addr(), "h:8883");
+        assert_eq!(s.describe(), "mqtt over TLS QoS 1 under \"pipit\" to h:8883");
+        let built = s.build_target(0, "out.mqtt");
+        assert!(built.is_err_and(|e| e.message.contains("/nonexistent/ca.pem")));
     }
 
     #[test]

@@ -18,8 +18,6 @@
 pub mod client;
 pub mod output;
 pub mod proto;
-#[cfg(feature = "tls")]
-pub mod tls;
 
 pub use client::{
     DEFAULT_PORT, DEFAULT_TLS_PORT, Error, MAX_DATAGRAM, MAX_REPLY, RiemannClient, Timeouts,
@@ -27,4 +25,4 @@ pub use client::{
 };
 pub use output::TYPE;
 #[cfg(feature = "tls")]
-pub use tls::TlsSettings;
+pub use crate::outputs::tls::TlsSettings;
