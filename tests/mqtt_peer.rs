@@ -300,3 +300,91 @@ fn the_will_says_offline_when_pipit_is_killed() {
     });
     assert_eq!(got.last().unwrap().0, "t/r1/status");
 }
+
+#[test]
+fn a_collection_is_one_json_message_and_its_events_count_one_by_one() {
+    let broker = Mosquitto::start();
+    let sub = MqttSubscriber::start(&broker, &["c/#", "a/#"]);
+    let handle = outputs::start(&output_under(
+        "c",
+        &[broker.port()],
+        r#", "layout": "json", "message_per": "collection", "availability": false"#,
+    ));
+    let t0 = std::time::UNIX_EPOCH + Duration::from_millis(1_700_000_000_250);
+    let t1 = t0 + Duration::from_secs(10);
+    let at = |service: &str, t, v: i64| Event::new(service, "r1").with_metric(v).with_time(t);
+    let events = vec![
+        at("load.shortterm", t0, 1),
+        at("load.midterm", t0, 2),
+        at("interface.eth0.rx_bytes", t0, 3),
+        at("load.longterm", t0, 4),
+        at("load.shortterm", t1, 5),
+    ];
+    handle.sender().unwrap().send(events.clone()).unwrap();
+    let got = sub.wait("three collection messages", DEADLINE, |m| m.len() == 3);
+    let decoded: Vec<(String, Vec<Event>)> = got
+        .iter()
+        .map(|(topic, payload, ..)| {
+            let v: serde_json::Value = serde_json::from_str(payload).unwrap();
+            let events = v["events"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|e| Event::from_json(e).unwrap())
+                .collect();
+            (topic.clone(), events)
+        })
+        .collect();
+    let want = [
+        ("c/r1/load", vec![&events[0], &events[1], &events[3]]),
+        ("c/r1/interface", vec![&events[2]]),
+        ("c/r1/load", vec![&events[4]]),
+    ];
+    for ((topic, got), (want_topic, want_events)) in decoded.iter().zip(want) {
+        assert_eq!(topic, want_topic);
+        assert!(got.iter().eq(want_events.into_iter()), "{topic}: {got:?}");
+    }
+    let stats = handle.stats.clone();
+    wait_until("five events counted as delivered", DEADLINE, || {
+        (get(&stats.events_out) == 5).then_some(())
+    });
+    outputs::stop(handle, DEADLINE);
+
+    // From the agent: each message of the `load` source holds the three values of one collection.
+    let dir = TempDir::new("mqtt-collection");
+    let config = dir.path().join("pipit.json");
+    std::fs::write(
+        &config,
+        format!(
+            r#"{{"agent": {{"state_dir": "{}"}}, "sources": [{{"type": "load", "interval": "100ms"}}],
+                "outputs": [{}]}}"#,
+            dir.path().display(),
+            output_under(
+                "a",
+                &[broker.port()],
+                r#", "layout": "json", "message_per": "collection", "client_id": "pipit-agent""#
+            )
+        ),
+    )
+    .unwrap();
+    let _agent = Agent::start(&config, "warn");
+    let got = sub.wait("three collections of the load source", DEADLINE, |m| {
+        m.iter().filter(|(t, ..)| t.ends_with("/load")).count() >= 3
+    });
+    for (topic, payload, ..) in got.iter().filter(|(t, ..)| t.starts_with("a/")) {
+        if topic == "a/r1/status" {
+            continue;
+        }
+        assert!(topic.ends_with("/load"), "{topic}");
+        let v: serde_json::Value = serde_json::from_str(payload).unwrap();
+        let events: Vec<Event> = v["events"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| Event::from_json(e).unwrap())
+            .collect();
+        let names: Vec<&str> = events.iter().map(|e| e.service.as_str()).collect();
+        assert_eq!(names, ["load.1", "load.5", "load.15"]);
+        assert!(events.iter().all(|e| e.time == events[0].time));
+    }
+}

@@ -1,4 +1,4 @@
-//! The `mqtt` output: one PUBLISH per event to an MQTT 3.1.1 broker.
+//! The `mqtt` output: one PUBLISH per event (or per collection) to an MQTT 3.1.1 broker.
 //!
 //! At QoS 1 an event counts as delivered only once the broker's PUBACK for it arrived; at most
 //! `inflight` messages wait for theirs at any time. When a batch fails half-way the whole batch
@@ -50,6 +50,8 @@ pub struct MqttSpec {
     pub prefix: String,
     /// How events become payloads; default one value per topic.
     pub layout: Layout,
+    /// Whether a message carries one event or one collection; default one event.
+    pub message_per: MessagePer,
     /// Whether event messages are retained; default false.
     pub retain: bool,
     /// Most QoS 1 messages waiting for their PUBACK; default 32.
@@ -62,6 +64,16 @@ pub struct MqttSpec {
     pub session: Session,
     /// Connect, write and ack timeouts.
     pub timeouts: Timeouts,
+}
+
+/// What one message carries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MessagePer {
+    /// One event, on its own topic.
+    Event,
+    /// The events of one collection of one source (same host, first service part and time), as
+    /// one JSON message on `<prefix>/<host>/<source>`.
+    Collection,
 }
 
 fn read(t: &mut Table<'_>, problems: &mut Problems) -> Option<Arc<dyn OutputSpec>> {
@@ -88,6 +100,16 @@ fn read_spec(t: &mut Table<'_>, problems: &mut Problems) -> Option<MqttSpec> {
             timestamp: t.get_or("timestamp", false, problems),
         },
     };
+    let message_per = match t.choice("message_per", &["event", "collection"], "event", problems) {
+        "collection" => MessagePer::Collection,
+        _ => MessagePer::Event,
+    };
+    if message_per == MessagePer::Collection && layout != Layout::Json {
+        problems.at(
+            t.as_field(),
+            "\"message_per\": \"collection\" publishes JSON: set \"layout\": \"json\" too",
+        );
+    }
     let retain = t.get_or("retain", false, problems);
     let inflight = t.number_in("inflight", 32, 1, 65_535, problems) as usize;
     let node =
@@ -132,6 +154,7 @@ fn read_spec(t: &mut Table<'_>, problems: &mut Problems) -> Option<MqttSpec> {
         qos,
         prefix,
         layout,
+        message_per,
         retain,
         inflight,
         node,
@@ -291,6 +314,9 @@ impl Output for MqttOutput {
 
 impl MqttOutput {
     fn encode(&mut self, batch: &[Event]) -> Vec<Option<Message>> {
+        if self.spec.message_per == MessagePer::Collection {
+            return collections(&self.spec.prefix, batch);
+        }
         let mut payload = Vec::new();
         batch
             .iter()
@@ -495,6 +521,32 @@ impl Drop for MqttOutput {
     }
 }
 
+/// The messages of `batch`, one per collection: events of the same host, source (first service
+/// part) and time, in the order of each collection's first event.
+fn collections(prefix: &str, batch: &[Event]) -> Vec<Option<Message>> {
+    let mut index: HashMap<(&str, &str, std::time::SystemTime), usize> = HashMap::new();
+    let mut groups: Vec<Vec<&Event>> = Vec::new();
+    for e in batch {
+        let group = *index
+            .entry((e.host.as_str(), topic::source_of(&e.service), e.time))
+            .or_insert_with(|| {
+                groups.push(Vec::new());
+                groups.len() - 1
+            });
+        groups[group].push(e);
+    }
+    groups
+        .into_iter()
+        .map(|events| {
+            let mut name = String::new();
+            topic::collection_topic(prefix, events[0], &mut name);
+            let mut payload = Vec::new();
+            topic::collection_payload(events.iter().copied(), &mut payload);
+            Some((key(&name, &payload, events[0]), name, payload))
+        })
+        .collect()
+}
+
 /// The key of a message: a hash of its topic, payload and event time, the same when the delivery
 /// layer hands the event again (a retry, a spool replay).
 fn key(topic: &str, payload: &[u8], event: &Event) -> u64 {
@@ -536,6 +588,7 @@ mod tests {
                 32
             )
         );
+        assert_eq!((s.message_per, &s.tls), (MessagePer::Event, &None));
         assert_eq!(s.session.client_id, "pipit-r1");
         assert!(!s.session.clean_session);
         assert_eq!(s.session.keepalive, Duration::from_secs(30));
@@ -558,6 +611,41 @@ mod tests {
         assert!(!e[0].contains("hunter2"), "{e:?}");
         let e = spec(r#"{"host": "h", "timestamp": true, "layout": "json"}"#).unwrap_err();
         assert!(e[0].contains("timestamp: unknown key"), "{e:?}");
+    }
+
+    #[test]
+    fn a_collection_is_one_message_and_needs_json() {
+        let s = spec(r#"{"host": "h", "layout": "json", "message_per": "collection"}"#).unwrap();
+        assert_eq!(s.message_per, MessagePer::Collection);
+        let e = spec(r#"{"host": "h", "message_per": "collection"}"#).unwrap_err();
+        assert!(e[0].contains("set \"layout\": \"json\" too"), "{e:?}");
+        let t0 = std::time::UNIX_EPOCH + Duration::from_secs(1);
+        let t1 = t0 + Duration::from_secs(1);
+        let at = |service: &str, host: &str, t| Event::new(service, host).with_time(t);
+        let batch = [
+            at("load.shortterm", "r1", t0),
+            at("cpu.total.user", "r1", t0),
+            at("load.midterm", "r1", t0),
+            at("load.shortterm", "r1", t1),
+            at("load.shortterm", "r2", t0),
+        ];
+        let messages: Vec<(String, usize)> = collections("p", &batch)
+            .into_iter()
+            .map(|m| {
+                let (_, topic, payload) = m.unwrap();
+                let v: serde_json::Value = serde_json::from_slice(&payload).unwrap();
+                (topic, v["events"].as_array().unwrap().len())
+            })
+            .collect();
+        assert_eq!(
+            messages,
+            [
+                ("p/r1/load".into(), 2),
+                ("p/r1/cpu".into(), 1),
+                ("p/r1/load".into(), 1),
+                ("p/r2/load".into(), 1)
+            ]
+        );
     }
 
     #[test]
