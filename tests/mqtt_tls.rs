@@ -111,7 +111,10 @@ fn events_arrive_over_tls_and_mutual_tls_and_bad_certificates_are_refused_clearl
     match open(broker.tls_port(0), wrong) {
         Err(e @ Error::Connect(_)) => {
             let text = e.to_string();
-            assert!(text.contains("certificate") && text.contains("tls_ca"), "{text}");
+            assert!(
+                text.contains("certificate") && text.contains("tls_ca"),
+                "{text}"
+            );
         }
         Err(e) => panic!("expected a certificate error, got {e}"),
         Ok(_) => panic!("a broker with a certificate of another CA was trusted"),

@@ -18,7 +18,7 @@ use std::time::{Duration, SystemTime};
 
 use crate::event::{Event, Kind, Metric};
 use crate::pattern::Pattern;
-use crate::sources::{MetricInfo, SourceConfig, SourceType};
+use crate::sources::{MetricInfo, REGISTRY, SourceConfig, SourceType};
 
 /// A metric not seen for this many intervals of its source is dropped from the catalogue.
 pub const FORGET_AFTER_INTERVALS: u32 = 10;
@@ -88,6 +88,27 @@ impl CatalogueSource {
             .iter()
             .find(|info| declared_pattern(info.name).matches(name))
     }
+}
+
+/// The declaration `service` matches, for a reader that does not know which source emitted it
+/// (an output): the name, or what follows any run of its leading parts (a source's `prefix`),
+/// must match a declaration that begins with a fixed part. Declarations that begin with a
+/// placeholder (the `exec` source's `<name>`) would match any name and are left out.
+pub fn declaration(service: &str) -> Option<&'static MetricInfo> {
+    let mut name = Some(service);
+    while let Some(n) = name {
+        let first = n.split('.').next().unwrap_or(n);
+        let found = REGISTRY
+            .iter()
+            .flat_map(|t| t.metrics)
+            .filter(|info| info.name.split('.').next() == Some(first))
+            .find(|info| declared_pattern(info.name).matches(n));
+        if found.is_some() {
+            return found;
+        }
+        name = n.split_once('.').map(|(_, rest)| rest);
+    }
+    None
 }
 
 /// A declared name such as `cpu.<core>.user` as a glob: each `<placeholder>` matches one or more
@@ -367,6 +388,21 @@ mod tests {
         let user = found.rows.iter().find(|r| r.name == "cpu.0.user").unwrap();
         assert_eq!(user.info.unwrap().name, "cpu.<core>.<state>");
         assert_eq!(user.info.unwrap().unit, "percent");
+    }
+
+    #[test]
+    fn an_output_finds_a_declaration_by_name_alone() {
+        let unit = |s: &str| declaration(s).map(|i| i.unit);
+        assert_eq!(unit("memory.used"), Some("bytes"));
+        assert_eq!(
+            unit("interface.eth0.100.rx_bytes"),
+            Some("bytes_per_second")
+        );
+        assert_eq!(unit("site.a.memory.percent_used"), Some("percent"));
+        assert_eq!(declaration("load.1").unwrap().name, "load.1");
+        // Only `exec`'s catch-all `<name>` would match these: no unit is better than a wrong one.
+        assert_eq!(unit("my.check"), None);
+        assert_eq!(unit("memory.nonesuch"), None);
     }
 
     #[test]

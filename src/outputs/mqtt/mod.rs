@@ -7,6 +7,7 @@
 
 pub mod client;
 pub mod codec;
+pub mod discovery;
 pub mod output;
 pub mod topic;
 

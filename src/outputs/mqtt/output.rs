@@ -16,6 +16,7 @@ use std::time::Duration;
 
 use super::client::{self, Connection, Error, Session, Timeouts, Transport};
 use super::codec::{self, Incoming, Publish, QoS, Will};
+use super::discovery::{self, Announcements, Discovery};
 use super::topic::{self, Layout};
 use crate::config::reader::{Problems, Table};
 use crate::delivery::carbon_ch::Destination;
@@ -60,6 +61,8 @@ pub struct MqttSpec {
     pub node: String,
     /// Whether a retained `online` is published after connect, with a Will `offline`; default true.
     pub availability: bool,
+    /// Home Assistant discovery, when enabled.
+    pub discovery: Option<Discovery>,
     /// Client id, keepalive, clean session, credentials.
     pub session: Session,
     /// Connect, write and ack timeouts.
@@ -115,6 +118,12 @@ fn read_spec(t: &mut Table<'_>, problems: &mut Problems) -> Option<MqttSpec> {
     let node =
         crate::config::read_hostname(t, problems).unwrap_or_else(crate::config::system_hostname);
     let availability = t.get_or("availability", true, problems);
+    let discovery = discovery::read(
+        t.field("discovery"),
+        &node,
+        message_per == MessagePer::Collection,
+        problems,
+    );
     let five = Duration::from_secs(5);
     let ms = Duration::from_millis(1);
     let timeouts = Timeouts {
@@ -159,6 +168,7 @@ fn read_spec(t: &mut Table<'_>, problems: &mut Problems) -> Option<MqttSpec> {
         inflight,
         node,
         availability,
+        discovery,
         session: Session {
             client_id,
             keepalive,
@@ -209,11 +219,9 @@ impl OutputSpec for MqttSpec {
         let transport = match &self.tls {
             None => Transport::Tcp,
             #[cfg(feature = "tls")]
-            Some(files) => Transport::Tls(
-                files
-                    .load(&target.node.host)
-                    .map_err(OutputError::failed)?,
-            ),
+            Some(files) => {
+                Transport::Tls(files.load(&target.node.host).map_err(OutputError::failed)?)
+            }
             #[cfg(not(feature = "tls"))]
             Some(_) => {
                 return Err(OutputError::failed(
@@ -228,6 +236,8 @@ impl OutputSpec for MqttSpec {
             log_target: log_target.to_owned(),
             conn: None,
             carry: Carry::default(),
+            announcements: Announcements::default(),
+            announced: 0,
             next_id: 0,
             unencodable: 0,
             out: Vec::new(),
@@ -289,6 +299,9 @@ struct MqttOutput {
     log_target: String,
     conn: Option<Connection>,
     carry: Carry,
+    /// Home Assistant config messages, and how many the broker acknowledged on this connection.
+    announcements: Announcements,
+    announced: usize,
     next_id: u16,
     unencodable: u64,
     /// Packets encoded and not yet written.
@@ -297,6 +310,7 @@ struct MqttOutput {
 
 impl Output for MqttOutput {
     fn write(&mut self, batch: &[Event]) -> Result<(), OutputError> {
+        self.discover(batch);
         let messages = self.encode(batch);
         let result = self.deliver(&messages);
         self.out.clear();
@@ -335,6 +349,66 @@ impl MqttOutput {
     fn next_id(&mut self) -> u16 {
         self.next_id = self.next_id.checked_add(1).unwrap_or(1);
         self.next_id
+    }
+
+    /// Builds the Home Assistant config messages of metrics not announced before.
+    fn discover(&mut self, batch: &[Event]) {
+        let Some(d) = &self.spec.discovery else {
+            return;
+        };
+        let node = discovery::Node {
+            prefix: &self.spec.prefix,
+            host: &self.spec.node,
+            layout: self.spec.layout,
+            availability: self.spec.availability,
+        };
+        for event in batch {
+            if let Some(warning) = self.announcements.add(d, &node, event) {
+                log::warn!(target: &self.log_target, "{warning}");
+            }
+        }
+    }
+
+    /// Publishes (retained, QoS 1, at most `inflight` at a time) the config messages the broker
+    /// has not acknowledged on this connection, and waits for their PUBACKs: every one after a
+    /// reconnect, since the broker may have lost its retained messages, and the new ones otherwise.
+    fn announce(&mut self) -> Result<(), Error> {
+        let ack = self.spec.timeouts.ack;
+        while self.announced < self.announcements.messages.len() {
+            let end = self
+                .announcements
+                .messages
+                .len()
+                .min(self.announced + self.spec.inflight);
+            let mut waiting = HashSet::new();
+            for i in self.announced..end {
+                let id = self.next_id();
+                waiting.insert(id);
+                let (topic, payload) = &self.announcements.messages[i];
+                codec::encode_publish(
+                    &Publish {
+                        topic,
+                        payload,
+                        qos: QoS::AtLeastOnce,
+                        retain: true,
+                        dup: false,
+                        packet_id: id,
+                    },
+                    &mut self.out,
+                )
+                .map_err(Error::Encode)?;
+            }
+            self.flush()?;
+            let conn = self.conn.as_mut().expect("connected before announcing");
+            let deadline = std::time::Instant::now() + ack;
+            while !waiting.is_empty() {
+                if let Incoming::PubAck(id) = conn.next_packet(deadline, ack)? {
+                    waiting.remove(&id);
+                }
+            }
+            self.announced = end;
+        }
+        Ok(())
     }
 
     /// The open connection, opened (and `online` published) when there is none or the broker
@@ -376,6 +450,7 @@ impl MqttOutput {
         }
         log::debug!(target: &self.log_target, "{}: connected (session present: {})", self.addr, conn.session_present);
         self.conn = Some(conn);
+        self.announced = 0;
         Ok(())
     }
 
@@ -406,6 +481,7 @@ impl MqttOutput {
         ids: &mut [u16],
     ) -> Result<(), Error> {
         self.connect()?;
+        self.announce()?;
         let ack = self.spec.timeouts.ack;
         let qos = self.spec.qos;
         let mut inflight: VecDeque<(u16, usize)> = VecDeque::new();
@@ -651,10 +727,14 @@ mod tests {
     #[test]
     fn tls_keys_are_checked_at_load() {
         let e = spec(r#"{"host": "h", "tls_ca": "/ca.pem"}"#).unwrap_err();
-        assert!(e[0].contains("only used with \"transport\": \"tls\""), "{e:?}");
+        assert!(
+            e[0].contains("only used with \"transport\": \"tls\""),
+            "{e:?}"
+        );
         let e = spec(r#"{"host": "h", "transport": "tls"}"#).unwrap_err();
         assert!(
-            e.iter().any(|m| m.contains("missing required key \"tls_ca\"")),
+            e.iter()
+                .any(|m| m.contains("missing required key \"tls_ca\"")),
             "{e:?}"
         );
     }
@@ -662,10 +742,13 @@ mod tests {
     #[cfg(feature = "tls")]
     #[test]
     fn tls_defaults_to_port_8883_and_reads_its_files_when_built() {
-        let s = spec(r#"{"host": "h", "transport": "tls", "tls_ca": "/nonexistent/ca.pem"}"#)
-            .unwrap();
+        let s =
+            spec(r#"{"host": "h", "transport": "tls", "tls_ca": "/nonexistent/ca.pem"}"#).unwrap();
         assert_eq!(s.targets[0].addr(), "h:8883");
-        assert_eq!(s.describe(), "mqtt over TLS QoS 1 under \"pipit\" to h:8883");
+        assert_eq!(
+            s.describe(),
+            "mqtt over TLS QoS 1 under \"pipit\" to h:8883"
+        );
         let built = s.build_target(0, "out.mqtt");
         assert!(built.is_err_and(|e| e.message.contains("/nonexistent/ca.pem")));
     }

@@ -14,10 +14,10 @@ use std::net::{Shutdown, SocketAddr, TcpStream, UdpSocket};
 use std::time::{Duration, Instant};
 
 use super::proto;
-#[cfg(feature = "tls")]
-use crate::outputs::tls::{TlsSettings, TlsStream};
 use crate::event::Event;
 use crate::liveness::Liveness;
+#[cfg(feature = "tls")]
+use crate::outputs::tls::{TlsSettings, TlsStream};
 
 /// The port Riemann listens on for TCP and UDP.
 pub const DEFAULT_PORT: u16 = 5555;
