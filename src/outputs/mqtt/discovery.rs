@@ -35,7 +35,8 @@ pub struct Discovery {
 }
 
 /// Reads the `discovery` object; `None` when it is absent, not enabled, or wrong (then with an
-/// error). `node` is the output's host name, `layout` its payload layout.
+/// error). `node` is the output's host name; `per_collection` says whether the output publishes
+/// one message per collection, which discovery cannot describe.
 pub fn read(
     field: Option<Field<'_>>,
     node: &str,
