@@ -17,7 +17,7 @@ use common::peers::{MQTT_PASSWORD, MQTT_USER, Mosquitto, MqttSubscriber, TempDir
 use common::pipit::Agent;
 use pipit::Event;
 use pipit::outputs::mqtt::client::{Connection, Error, Session, Timeouts, Transport};
-use pipit::outputs::mqtt::codec::DecodeError;
+use pipit::outputs::mqtt::codec::{DecodeError, Role};
 use pipit::telemetry::get;
 
 const DEADLINE: Duration = Duration::from_secs(20);
@@ -262,6 +262,7 @@ fn hostile_replies_are_refused_and_the_connection_closed() {
             &session,
             timeouts,
             &Transport::Tcp,
+            Role::Publisher,
         ) {
             Err(Error::Protocol(e)) => assert_eq!(e, want),
             Err(e) => panic!("{e}"),

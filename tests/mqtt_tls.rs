@@ -14,6 +14,7 @@ use common::outputs;
 use common::peers::{MQTT_PASSWORD, MQTT_USER, Mosquitto, MqttSubscriber, PeerTls, TempDir};
 use pipit::Event;
 use pipit::outputs::mqtt::client::{Connection, Error, Session, Timeouts, Transport};
+use pipit::outputs::mqtt::codec::Role;
 use pipit::outputs::tls::TlsSettings;
 use pipit::telemetry::get;
 
@@ -104,6 +105,7 @@ fn events_arrive_over_tls_and_mutual_tls_and_bad_certificates_are_refused_clearl
             &session(),
             timeouts,
             &Transport::Tls(settings),
+            Role::Publisher,
         )
     };
     // Trusting the wrong CA: the broker's certificate is refused, and the error says what to check.

@@ -308,6 +308,7 @@ mod tests {
         "http",
         "tcp",
         "tail",
+        "mqtt",
         "self",
     ];
     const EVERY_OUTPUT: &[&str] = &["stdout", "graphite", "riemann", "influxdb", "mqtt"];

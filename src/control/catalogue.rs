@@ -493,7 +493,7 @@ mod tests {
         // Every source in the build that reads only the fixture tree: not df (its statvfs would
         // read this machine's disks), nor those that need a command, a path or a peer.
         let root = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/openwrt");
-        let needs_more = ["df", "exec", "watch", "http", "tcp", "tail"];
+        let needs_more = ["df", "exec", "watch", "http", "tcp", "tail", "mqtt"];
         let sources: Vec<String> = REGISTRY
             .iter()
             .filter(|t| !needs_more.contains(&t.name))

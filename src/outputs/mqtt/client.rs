@@ -1,10 +1,11 @@
-//! One MQTT connection of a publisher, over TCP or (with the `tls` feature) TLS: CONNECT and its
-//! CONNACK, packets out, the broker's packets in, and a keepalive thread that sends PINGREQ while
-//! the connection is idle.
+//! One MQTT connection of a publisher or a subscriber, over TCP or (with the `tls` feature) TLS:
+//! CONNECT and its CONNACK, SUBSCRIBE and its SUBACK, packets out, the broker's packets in, and a
+//! keepalive thread that sends PINGREQ while the connection is idle.
 //!
 //! Reads and writes are bounded by the timeouts; what the broker sends is decoded from a fixed
-//! buffer of [`READ_BUFFER`] bytes ([`super::codec`] refuses any packet longer than a few bytes), so
-//! a hostile broker costs the agent nothing but a closed connection. The stream is shared with the
+//! buffer ([`READ_BUFFER`] bytes for a publisher, whose packets [`super::codec`] refuses past a few
+//! bytes; the largest message and its header for a subscriber), so a hostile broker costs the
+//! agent nothing but a closed connection. The stream is shared with the
 //! keepalive thread under a lock (a TLS session cannot be split into a reading and a writing half);
 //! a read holds it at most [`READ_SLICE`] at a time, so a ping is never held up for long.
 
@@ -18,7 +19,7 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::{RecvTimeoutError, Sender, bounded};
 
-use super::codec::{self, Connect, DecodeError, Incoming, Publish, Will};
+use super::codec::{self, Connect, DecodeError, Incoming, Message, Publish, QoS, Role, Will};
 #[cfg(feature = "tls")]
 use crate::outputs::tls::{self, TlsSettings, TlsStream};
 
@@ -108,8 +109,11 @@ pub enum Error {
     AckTimeout(Duration),
     /// The broker refused the connection with this CONNACK code.
     Refused(u8),
-    /// The broker sent something that is not an answer to a publisher.
+    /// The broker sent something this client cannot take.
     Protocol(DecodeError),
+    /// The broker refused a subscription: its ACL does not allow the filter, or the filter is not
+    /// valid.
+    SubscribeRefused,
     /// A packet could not be encoded (a field too long for MQTT).
     Encode(String),
 }
@@ -134,6 +138,10 @@ impl fmt::Display for Error {
                 write!(f, "invalid packet from the broker, connection closed: {e}")
             }
             Error::Encode(e) => write!(f, "cannot encode: {e}"),
+            Error::SubscribeRefused => write!(
+                f,
+                "the broker refused a subscription: check the filters in \"topics\" and the broker's ACL"
+            ),
         }
     }
 }
@@ -196,7 +204,8 @@ struct Shared {
 /// An open, accepted connection.
 pub struct Connection {
     shared: Arc<Mutex<Shared>>,
-    buf: Box<[u8; READ_BUFFER]>,
+    role: Role,
+    buf: Box<[u8]>,
     start: usize,
     end: usize,
     pongs: u64,
@@ -209,12 +218,13 @@ pub struct Connection {
 
 impl Connection {
     /// Connects to `addr` (`host:port`, every address tried in turn) over `transport`, sends
-    /// CONNECT and waits for the broker's CONNACK.
+    /// CONNECT and waits for the broker's CONNACK; `role` says what the broker may send.
     pub fn open(
         addr: &str,
         session: &Session,
         timeouts: Timeouts,
         transport: &Transport,
+        role: Role,
     ) -> Result<Connection, Error> {
         let addrs = crate::dns::resolve(addr, timeouts.connect).map_err(Error::Connect)?;
         let tcp = crate::outputs::connect_tcp(&addrs, timeouts.connect, timeouts.write)
@@ -238,7 +248,8 @@ impl Connection {
                 last_ping: Instant::now(),
                 broken: false,
             })),
-            buf: Box::new([0; READ_BUFFER]),
+            role,
+            buf: vec![0; READ_BUFFER.max(role.max_packet() + 5)].into_boxed_slice(),
             start: 0,
             end: 0,
             pongs: 0,
@@ -294,13 +305,43 @@ impl Connection {
 
     /// Writes encoded packets.
     pub fn send(&mut self, bytes: &[u8]) -> Result<(), Error> {
-        let mut shared = lock(&self.shared);
-        let result = shared.stream.write_all(bytes);
-        shared.last_sent = Instant::now();
-        result.map_err(|e| {
-            shared.broken = true;
-            Error::Write(e)
-        })
+        write(&self.shared, bytes)
+    }
+
+    /// A handle through which another thread acknowledges messages on this connection.
+    pub fn acknowledger(&self) -> Acknowledger {
+        Acknowledger {
+            shared: Arc::clone(&self.shared),
+        }
+    }
+
+    /// Subscribes to `filters` and waits, before the connect timeout, for the broker's SUBACK;
+    /// returns the messages that arrived meanwhile (a persistent session's queue, retained
+    /// messages), which are the caller's to acknowledge.
+    pub fn subscribe(
+        &mut self,
+        filters: &[(String, QoS)],
+        timeouts: Timeouts,
+    ) -> Result<Vec<Message>, Error> {
+        let id = self.next_packet_id();
+        let mut out = Vec::with_capacity(64);
+        codec::encode_subscribe(id, filters, &mut out).map_err(Error::Encode)?;
+        self.send(&out)?;
+        let deadline = Instant::now() + timeouts.connect;
+        let mut early = Vec::new();
+        loop {
+            match self.next_packet(deadline, timeouts.connect)? {
+                Incoming::SubAck {
+                    packet_id,
+                    refused: false,
+                } if packet_id == id => return Ok(early),
+                Incoming::SubAck { packet_id, .. } if packet_id == id => {
+                    return Err(Error::SubscribeRefused);
+                }
+                Incoming::Publish(m) => early.push(m),
+                _ => {}
+            }
+        }
     }
 
     /// Encodes and writes one PUBLISH.
@@ -334,7 +375,8 @@ impl Connection {
     }
 
     /// Whether the keepalive thread found the connection broken, or the broker has owed a
-    /// PINGRESP for longer than `ack`. What arrived while the connection was idle is read first.
+    /// PINGRESP for longer than `ack`. What arrived while the connection was idle (a publisher's
+    /// late answers) is read first and passed over.
     pub fn is_dead(&mut self, ack: Duration) -> bool {
         loop {
             match self.next_packet(Instant::now(), ack) {
@@ -343,6 +385,12 @@ impl Connection {
                 Err(_) => return true,
             }
         }
+        self.overdue(ack)
+    }
+
+    /// Whether the keepalive thread found the connection broken, or the broker has owed a
+    /// PINGRESP for longer than `ack`, from what was read so far.
+    pub fn overdue(&self, ack: Duration) -> bool {
         let shared = lock(&self.shared);
         shared.broken || (shared.pings_sent > self.pongs && shared.last_ping.elapsed() > ack)
     }
@@ -351,8 +399,8 @@ impl Connection {
     /// returned.
     pub fn next_packet(&mut self, deadline: Instant, ack: Duration) -> Result<Incoming, Error> {
         loop {
-            if let Some((packet, used)) =
-                codec::decode(&self.buf[self.start..self.end]).map_err(Error::Protocol)?
+            if let Some((packet, used)) = codec::decode(&self.buf[self.start..self.end], self.role)
+                .map_err(Error::Protocol)?
             {
                 self.start += used;
                 if packet == Incoming::PingResp {
@@ -410,6 +458,39 @@ impl Connection {
             lock(&self.shared).stream.finish();
         }
     }
+}
+
+/// Acknowledges, from any thread, the messages a subscriber's connection delivered; once the
+/// connection is gone, writing fails and the broker delivers the messages again to the next one.
+#[derive(Clone)]
+pub struct Acknowledger {
+    shared: Arc<Mutex<Shared>>,
+}
+
+impl fmt::Debug for Acknowledger {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Acknowledger")
+    }
+}
+
+impl Acknowledger {
+    /// Acknowledges the QoS 1 message with this packet identifier.
+    pub fn puback(&self, packet_id: u16) -> Result<(), Error> {
+        let mut out = Vec::with_capacity(4);
+        codec::encode_puback(packet_id, &mut out);
+        write(&self.shared, &out)
+    }
+}
+
+/// Writes `bytes` to the connection, marking it broken when that fails.
+fn write(shared: &Mutex<Shared>, bytes: &[u8]) -> Result<(), Error> {
+    let mut shared = lock(shared);
+    let result = shared.stream.write_all(bytes);
+    shared.last_sent = Instant::now();
+    result.map_err(|e| {
+        shared.broken = true;
+        Error::Write(e)
+    })
 }
 
 fn lock(shared: &Mutex<Shared>) -> MutexGuard<'_, Shared> {

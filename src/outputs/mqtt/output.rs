@@ -15,7 +15,7 @@ use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use super::client::{self, Connection, Error, Session, Timeouts, Transport};
-use super::codec::{self, Incoming, Publish, QoS, Will};
+use super::codec::{self, Incoming, Publish, QoS, Role, Will};
 use super::discovery::{self, Announcements, Discovery};
 use super::topic::{self, Layout};
 use crate::config::reader::{Problems, Table};
@@ -428,6 +428,7 @@ impl MqttOutput {
             &self.spec.session,
             self.spec.timeouts,
             &self.transport,
+            Role::Publisher,
         )?;
         if !conn.session_present {
             self.carry.sent.clear();
