@@ -57,7 +57,7 @@ fn config(dir: &Path, broker: &Mosquitto) -> std::path::PathBuf {
 
 #[test]
 fn messages_become_events_forwarded_once_each_and_bad_ones_are_counted() {
-    let broker = Mosquitto::start();
+    let mut broker = Mosquitto::start();
     let sub = MqttSubscriber::start(&broker, &["fwd/#"]);
     let dir = TempDir::new("mqtt-source");
     let config = config(dir.path(), &broker);
@@ -113,5 +113,13 @@ fn messages_become_events_forwarded_once_each_and_bad_ones_are_counted() {
         .map(|(_, p, ..)| p)
         .collect();
     assert_eq!(temps, ["21.5", "22"]);
+    // The broker restarted: the source connects again, and its persistent session got what was
+    // published meanwhile.
+    broker.restart();
+    publish(&broker, "home/kitchen/temp", "23");
+    sub.wait("the message after the broker's restart", DEADLINE, |m| {
+        m.iter()
+            .any(|(t, p, ..)| t == "fwd/r1/home/kitchen/temp" && p == "23")
+    });
     drop(agent);
 }

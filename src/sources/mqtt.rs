@@ -322,11 +322,9 @@ fn serve(
         if stopped.try_recv() == Err(TryRecvError::Disconnected) {
             return Ok(());
         }
-        if conn.overdue(ack) {
-            return Err(Error::AckTimeout(ack));
-        }
         if messages.is_full() {
-            // The source has not taken the last messages yet: the broker holds the rest.
+            // The source has not taken the last messages yet: the broker holds the rest. Nothing
+            // is read meanwhile, so an unread PINGRESP does not count against the broker.
             thread::sleep(client::READ_SLICE);
             continue;
         }
@@ -336,7 +334,8 @@ fn serve(
                     return Ok(());
                 }
             }
-            Ok(_) | Err(Error::AckTimeout(_)) => {}
+            Ok(_) => {}
+            Err(Error::AckTimeout(_)) if !conn.overdue(ack) => {}
             Err(e) => return Err(e),
         }
     }

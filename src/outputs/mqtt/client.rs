@@ -6,8 +6,9 @@
 //! buffer ([`READ_BUFFER`] bytes for a publisher, whose packets [`super::codec`] refuses past a few
 //! bytes; the largest message and its header for a subscriber), so a hostile broker costs the
 //! agent nothing but a closed connection. The stream is shared with the
-//! keepalive thread under a lock (a TLS session cannot be split into a reading and a writing half);
-//! a read holds it at most [`READ_SLICE`] at a time, so a ping is never held up for long.
+//! keepalive thread and a subscriber's acknowledgements under a lock (a TLS session cannot be
+//! split into a reading and a writing half); a read waits for bytes without it, on a clone of the
+//! socket, and takes it only to read what arrived.
 
 use std::fmt;
 use std::hash::{BuildHasher, RandomState};
@@ -30,7 +31,7 @@ pub const READ_BUFFER: usize = 4096;
 /// The stack of the keepalive thread: it sleeps and writes two bytes (inside TLS: a record).
 const PINGER_STACK: usize = 64 * 1024;
 
-/// The longest a read holds the stream's lock before letting the keepalive thread write.
+/// The longest a read waits at a time before it looks at its deadline again.
 pub const READ_SLICE: Duration = Duration::from_millis(100);
 
 /// How the client reaches the broker.
@@ -204,6 +205,10 @@ struct Shared {
 /// An open, accepted connection.
 pub struct Connection {
     shared: Arc<Mutex<Shared>>,
+    /// The socket again, to wait for bytes on without taking the lock.
+    waiter: TcpStream,
+    /// Whether the last read filled the buffer (more may be waiting inside TLS).
+    full: bool,
     role: Role,
     buf: Box<[u8]>,
     start: usize,
@@ -229,6 +234,7 @@ impl Connection {
         let addrs = crate::dns::resolve(addr, timeouts.connect).map_err(Error::Connect)?;
         let tcp = crate::outputs::connect_tcp(&addrs, timeouts.connect, timeouts.write)
             .map_err(Error::Connect)?;
+        let waiter = tcp.try_clone().map_err(Error::Connect)?;
         let stream = match transport {
             Transport::Tcp => Stream::Tcp(tcp),
             #[cfg(feature = "tls")]
@@ -248,6 +254,8 @@ impl Connection {
                 last_ping: Instant::now(),
                 broken: false,
             })),
+            waiter,
+            full: false,
             role,
             buf: vec![0; READ_BUFFER.max(role.max_packet() + 5)].into_boxed_slice(),
             start: 0,
@@ -416,6 +424,31 @@ impl Connection {
             let left = deadline.saturating_duration_since(Instant::now());
             // A zero timeout would block forever: a past deadline only takes what already arrived.
             let wait = left.clamp(Duration::from_micros(1), READ_SLICE);
+            // Bytes are waited for without the lock, so the keepalive thread and acknowledgements
+            // are never held up by an idle read; a read that filled the buffer may have left more
+            // (plaintext inside TLS) and reads again at once.
+            if !self.full {
+                self.waiter
+                    .set_read_timeout(Some(wait))
+                    .map_err(Error::Read)?;
+                match self.waiter.peek(&mut [0u8; 1]) {
+                    Ok(_) => {}
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                    Err(e)
+                        if matches!(
+                            e.kind(),
+                            io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                        ) =>
+                    {
+                        if Instant::now() >= deadline {
+                            return Err(Error::AckTimeout(ack));
+                        }
+                        continue;
+                    }
+                    Err(e) => return Err(Error::Read(e)),
+                }
+            }
+            let space = self.buf.len() - self.end;
             let read = {
                 let mut shared = lock(&self.shared);
                 shared
@@ -432,7 +465,10 @@ impl Connection {
                         "the broker closed the connection",
                     )));
                 }
-                Ok(n) => self.end += n,
+                Ok(n) => {
+                    self.end += n;
+                    self.full = n == space;
+                }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e)
                     if matches!(
