@@ -5,10 +5,10 @@
 //! Reads and writes are bounded by the timeouts; what the broker sends is decoded from a fixed
 //! buffer ([`READ_BUFFER`] bytes for a publisher, whose packets [`super::codec`] refuses past a few
 //! bytes; the largest message and its header for a subscriber), so a hostile broker costs the
-//! agent nothing but a closed connection. The stream is shared with the
-//! keepalive thread and a subscriber's acknowledgements under a lock (a TLS session cannot be
-//! split into a reading and a writing half); a read waits for bytes without it, on a clone of the
-//! socket, and takes it only to read what arrived.
+//! agent nothing but a closed connection. Writes (the keepalive thread's,
+//! a subscriber's acknowledgements) share the stream under a lock. Plain TCP reads on a clone of
+//! the socket; a TLS session cannot be split into a reading and a writing half, so its reads wait
+//! for bytes on the clone without the lock and take the lock only to read what arrived.
 
 use std::fmt;
 use std::hash::{BuildHasher, RandomState};
@@ -205,8 +205,10 @@ struct Shared {
 /// An open, accepted connection.
 pub struct Connection {
     shared: Arc<Mutex<Shared>>,
-    /// The socket again, to wait for bytes on without taking the lock.
+    /// The socket again: plain TCP reads on it, TLS waits on it for bytes without the lock.
     waiter: TcpStream,
+    /// Whether the stream is plain TCP.
+    plain: bool,
     /// Whether the last read filled the buffer (more may be waiting inside TLS).
     full: bool,
     role: Role,
@@ -255,6 +257,7 @@ impl Connection {
                 broken: false,
             })),
             waiter,
+            plain: matches!(transport, Transport::Tcp),
             full: false,
             role,
             buf: vec![0; READ_BUFFER.max(role.max_packet() + 5)].into_boxed_slice(),
@@ -424,39 +427,27 @@ impl Connection {
             let left = deadline.saturating_duration_since(Instant::now());
             // A zero timeout would block forever: a past deadline only takes what already arrived.
             let wait = left.clamp(Duration::from_micros(1), READ_SLICE);
-            // Bytes are waited for without the lock, so the keepalive thread and acknowledgements
-            // are never held up by an idle read; a read that filled the buffer may have left more
-            // (plaintext inside TLS) and reads again at once.
-            if !self.full {
-                self.waiter
-                    .set_read_timeout(Some(wait))
-                    .map_err(Error::Read)?;
-                match self.waiter.peek(&mut [0u8; 1]) {
-                    Ok(_) => {}
-                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                    Err(e)
-                        if matches!(
-                            e.kind(),
-                            io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
-                        ) =>
-                    {
-                        if Instant::now() >= deadline {
-                            return Err(Error::AckTimeout(ack));
-                        }
-                        continue;
-                    }
-                    Err(e) => return Err(Error::Read(e)),
-                }
-            }
+            self.waiter
+                .set_read_timeout(Some(wait))
+                .map_err(Error::Read)?;
             let space = self.buf.len() - self.end;
-            let read = {
-                let mut shared = lock(&self.shared);
-                shared
-                    .stream
-                    .socket()
-                    .set_read_timeout(Some(wait))
-                    .map_err(Error::Read)?;
-                shared.stream.read(&mut self.buf[self.end..])
+            let read = if self.plain {
+                // Plain TCP reads on its own clone of the socket: there is nothing to share.
+                self.waiter.read(&mut self.buf[self.end..])
+            } else {
+                // Inside TLS, bytes are waited for without the lock, so the keepalive thread and
+                // acknowledgements are never held up by an idle read, then read under it; a read
+                // that filled the buffer may have left plaintext inside TLS and reads again at once.
+                let arrived = if self.full {
+                    Ok(1)
+                } else {
+                    self.waiter.peek(&mut [0u8; 1])
+                };
+                arrived.and_then(|_| {
+                    let mut shared = lock(&self.shared);
+                    shared.stream.socket().set_read_timeout(Some(wait))?;
+                    shared.stream.read(&mut self.buf[self.end..])
+                })
             };
             match read {
                 Ok(0) => {
