@@ -143,3 +143,55 @@ fn events_arrive_over_tls_and_mutual_tls_and_bad_certificates_are_refused_clearl
             .all(|(t, ..)| t.starts_with("tls/") || t.starts_with("mtls/"))
     );
 }
+
+#[test]
+fn the_mqtt_source_reads_over_tls() {
+    let dir = TempDir::new("mqtt-tls-source");
+    let (server_ca, server_cert, server_key) = issue(dir.path(), "server", "serverAuth");
+    let broker = Mosquitto::start_with_tls(&[PeerTls {
+        cert: server_cert,
+        key: server_key,
+        client_ca: None,
+    }]);
+    let sub = MqttSubscriber::start(&broker, &["fwd/#"]);
+    let auth = format!(r#""username": "{MQTT_USER}", "password": "{MQTT_PASSWORD}""#);
+    let config = dir.path().join("pipit.json");
+    std::fs::write(
+        &config,
+        format!(
+            r#"{{"agent": {{"state_dir": "{}", "hostname": "r1"}},
+                "sources": [{{"type": "mqtt", "interval": "100ms", "host": "127.0.0.1",
+                  "port": {}, "transport": "tls", "tls_ca": "{}", {auth}, "topics": ["in/#"]}}],
+                "outputs": [{{"type": "mqtt", "host": "127.0.0.1", "port": {}, {auth},
+                  "prefix": "fwd", "batch_timeout": "50ms", "availability": false,
+                  "include": ["in.*"]}}]}}"#,
+            dir.path().display(),
+            broker.tls_port(0),
+            server_ca.display(),
+            broker.port()
+        ),
+    )
+    .unwrap();
+    // Retained, so the source gets them whenever its subscription starts; one of 20 kB (a number
+    // and white space), more than one TLS record and one read of the connection's buffer.
+    let big = format!("3{}", " ".repeat(20_000));
+    for (topic, payload) in [("in/a", "1.5"), ("in/b", "2"), ("in/c", big.as_str())] {
+        let status = std::process::Command::new("mosquitto_pub")
+            .args(["-h", "127.0.0.1", "-p", &broker.port().to_string()])
+            .args(["-u", MQTT_USER, "-P", MQTT_PASSWORD, "-q", "1", "-r"])
+            .args(["-t", topic, "-m", payload])
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+    let _agent = common::pipit::Agent::start(&config, "warn");
+    sub.wait("every message read over TLS and forwarded", DEADLINE, |m| {
+        [
+            ("fwd/r1/in/a", "1.5"),
+            ("fwd/r1/in/b", "2"),
+            ("fwd/r1/in/c", "3"),
+        ]
+        .iter()
+        .all(|(t, p)| m.iter().any(|(mt, mp, ..)| mt == t && mp == p))
+    });
+}
