@@ -71,6 +71,8 @@ for path in glob.glob(os.path.join(REPO, "tests/fixtures/netlink/*.bin")):
 
 seed("mqtt_packet", "connack_pubacks_pingresp", b"\x20\x02\x01\x00\x40\x02\x00\x01\x40\x02\xff\xff\xd0\x00")
 seed("mqtt_packet", "oversized", b"\x40\xff\xff\xff\x7f")
+seed("mqtt_packet", "suback_publish_qos0_qos1", b"\x90\x04\x00\x01\x01\x80"
+     + b"\x30\x0a\x00\x03a/b21.5\x00" + b"\x3b\x0e\x00\x03a/b\x00\x07" + b"{\"v\":1}")
 seed("riemann_ack", "ok", varint(2 << 3) + varint(1))
 seed("riemann_ack", "error", varint(3 << 3 | 2) + varint(7) + b"refused" + varint(2 << 3) + b"\x00")
 

@@ -1,5 +1,5 @@
 //! PEM files for TLS (the `tls` feature): the certificates and private keys that the Riemann
-//! client and the HTTP endpoint load, with errors that name the file.
+//! and MQTT clients and the HTTP endpoint load, with errors that name the file.
 
 use std::path::Path;
 

@@ -5,8 +5,8 @@
 #
 #   apt:  graphite-carbon carbon-c-relay python3-whisper influxdb collectd-core victoria-metrics,
 #         iproute2 (the network namespaces of tests/wan.rs and tests/router_sources.rs),
-#         mosquitto mosquitto-clients python3-paho-mqtt (the MQTT broker of tests/mqtt_peer.rs and
-#         its independent subscriber),
+#         mosquitto mosquitto-clients python3-paho-mqtt (the MQTT broker of tests/mqtt_peer.rs,
+#         tests/mqtt_tls.rs and tests/mqtt_source.rs, mosquitto_pub and the independent subscriber),
 #         prometheus (its server and promtool, for tests/http_server.rs),
 #         chromium (the headless browser that loads the status page in tests/status_page.rs),
 #         dnsmasq-base (the DNS server of tests/dns.rs and the DHCP server of

@@ -16,8 +16,8 @@ use common::outputs;
 use common::peers::{MQTT_PASSWORD, MQTT_USER, Mosquitto, MqttSubscriber, TempDir, wait_until};
 use common::pipit::Agent;
 use pipit::Event;
-use pipit::outputs::mqtt::client::{Connection, Error, Session, Timeouts};
-use pipit::outputs::mqtt::codec::DecodeError;
+use pipit::outputs::mqtt::client::{Connection, Error, Session, Timeouts, Transport};
+use pipit::outputs::mqtt::codec::{DecodeError, Role};
 use pipit::telemetry::get;
 
 const DEADLINE: Duration = Duration::from_secs(20);
@@ -258,7 +258,13 @@ fn hostile_replies_are_refused_and_the_connection_closed() {
     for (reply, want) in cases {
         let (port, _) = fake_broker(reply);
         let started = Instant::now();
-        match Connection::open(&format!("127.0.0.1:{port}"), &session, timeouts) {
+        match Connection::open(
+            &format!("127.0.0.1:{port}"),
+            &session,
+            timeouts,
+            &Transport::Tcp,
+            Role::Publisher,
+        ) {
             Err(Error::Protocol(e)) => assert_eq!(e, want),
             Err(e) => panic!("{e}"),
             Ok(_) => panic!("a hostile reply was taken"),
@@ -295,4 +301,269 @@ fn the_will_says_offline_when_pipit_is_killed() {
         m.last().is_some_and(|(_, p, ..)| p == "offline")
     });
     assert_eq!(got.last().unwrap().0, "t/r1/status");
+}
+
+#[test]
+fn a_collection_is_one_json_message_and_its_events_count_one_by_one() {
+    let broker = Mosquitto::start();
+    let sub = MqttSubscriber::start(&broker, &["c/#", "a/#"]);
+    let handle = outputs::start(&output_under(
+        "c",
+        &[broker.port()],
+        r#", "layout": "json", "message_per": "collection", "availability": false"#,
+    ));
+    let t0 = std::time::UNIX_EPOCH + Duration::from_millis(1_700_000_000_250);
+    let t1 = t0 + Duration::from_secs(10);
+    let at = |service: &str, t, v: i64| Event::new(service, "r1").with_metric(v).with_time(t);
+    let events = vec![
+        at("load.shortterm", t0, 1),
+        at("load.midterm", t0, 2),
+        at("interface.eth0.rx_bytes", t0, 3),
+        at("load.longterm", t0, 4),
+        at("load.shortterm", t1, 5),
+    ];
+    handle.sender().unwrap().send(events.clone()).unwrap();
+    let got = sub.wait("three collection messages", DEADLINE, |m| m.len() == 3);
+    let decoded: Vec<(String, Vec<Event>)> = got
+        .iter()
+        .map(|(topic, payload, ..)| {
+            let v: serde_json::Value = serde_json::from_str(payload).unwrap();
+            let events = v["events"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|e| Event::from_json(e).unwrap())
+                .collect();
+            (topic.clone(), events)
+        })
+        .collect();
+    let want = [
+        ("c/r1/load", vec![&events[0], &events[1], &events[3]]),
+        ("c/r1/interface", vec![&events[2]]),
+        ("c/r1/load", vec![&events[4]]),
+    ];
+    for ((topic, got), (want_topic, want_events)) in decoded.iter().zip(want) {
+        assert_eq!(topic, want_topic);
+        assert!(got.iter().eq(want_events.into_iter()), "{topic}: {got:?}");
+    }
+    let stats = handle.stats.clone();
+    wait_until("five events counted as delivered", DEADLINE, || {
+        (get(&stats.events_out) == 5).then_some(())
+    });
+    outputs::stop(handle, DEADLINE);
+
+    // From the agent: each message of the `load` source holds the three values of one collection.
+    let dir = TempDir::new("mqtt-collection");
+    let config = dir.path().join("pipit.json");
+    std::fs::write(
+        &config,
+        format!(
+            r#"{{"agent": {{"state_dir": "{}"}}, "sources": [{{"type": "load", "interval": "100ms"}}],
+                "outputs": [{}]}}"#,
+            dir.path().display(),
+            output_under(
+                "a",
+                &[broker.port()],
+                r#", "layout": "json", "message_per": "collection", "client_id": "pipit-agent""#
+            )
+        ),
+    )
+    .unwrap();
+    let _agent = Agent::start(&config, "warn");
+    let got = sub.wait("three collections of the load source", DEADLINE, |m| {
+        m.iter().filter(|(t, ..)| t.ends_with("/load")).count() >= 3
+    });
+    for (topic, payload, ..) in got.iter().filter(|(t, ..)| t.starts_with("a/")) {
+        if topic == "a/r1/status" {
+            continue;
+        }
+        assert!(topic.ends_with("/load"), "{topic}");
+        let v: serde_json::Value = serde_json::from_str(payload).unwrap();
+        let events: Vec<Event> = v["events"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| Event::from_json(e).unwrap())
+            .collect();
+        let names: Vec<&str> = events.iter().map(|e| e.service.as_str()).collect();
+        assert_eq!(names, ["load.1", "load.5", "load.15"]);
+        assert!(events.iter().all(|e| e.time == events[0].time));
+    }
+}
+
+/// What Home Assistant's MQTT sensor platform requires of a discovery config message, and what
+/// pipit promises on top: a config topic of valid ids, the keys it needs with the right types, a
+/// device to group the sensors, availability on the node's status topic, and a device class only
+/// with a unit Home Assistant accepts for it. Returns the problems found.
+fn home_assistant_problems(topic: &str, payload: &str) -> Vec<String> {
+    let mut problems = Vec::new();
+    let id_ok = |s: &str| {
+        !s.is_empty()
+            && s.chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+    };
+    let levels: Vec<&str> = topic.split('/').collect();
+    if !(levels.len() == 5
+        && levels[0] == "homeassistant"
+        && levels[1] == "sensor"
+        && id_ok(levels[2])
+        && id_ok(levels[3])
+        && levels[4] == "config")
+    {
+        problems.push(format!(
+            "{topic}: not <prefix>/sensor/<node_id>/<object_id>/config"
+        ));
+    }
+    let Ok(c) = serde_json::from_str::<serde_json::Value>(payload) else {
+        return vec![format!("{topic}: not JSON")];
+    };
+    for key in ["name", "unique_id", "state_topic", "availability_topic"] {
+        if !c[key].is_string() {
+            problems.push(format!("{topic}: {key} is not a string"));
+        }
+    }
+    let state_topic = c["state_topic"].as_str().unwrap_or("");
+    if state_topic.contains(['+', '#']) {
+        problems.push(format!("{topic}: a wildcard in the state topic"));
+    }
+    if (
+        c["payload_available"].as_str(),
+        c["payload_not_available"].as_str(),
+    ) != (Some("online"), Some("offline"))
+    {
+        problems.push(format!("{topic}: availability payloads"));
+    }
+    let device = &c["device"];
+    let identified = device["identifiers"]
+        .as_array()
+        .is_some_and(|a| !a.is_empty());
+    if !identified
+        || !device["name"].is_string()
+        || !device["sw_version"]
+            .as_str()
+            .is_some_and(|v| v.starts_with("pipit "))
+    {
+        problems.push(format!(
+            "{topic}: device without identifiers, name or version"
+        ));
+    }
+    let allowed: &[(&str, &[&str])] = &[
+        ("data_size", &["B", "kB", "MB", "GB"]),
+        ("data_rate", &["B/s", "kB/s"]),
+        ("duration", &["s", "ms"]),
+        ("temperature", &["°C"]),
+        ("signal_strength", &["dBm", "dB"]),
+    ];
+    if let Some(class) = c.get("device_class") {
+        let unit = c["unit_of_measurement"].as_str().unwrap_or("");
+        let ok = allowed
+            .iter()
+            .any(|(k, units)| class == *k && units.contains(&unit));
+        if !ok {
+            problems.push(format!("{topic}: device class {class} with unit {unit:?}"));
+        }
+    }
+    if c["state_class"] != "measurement" {
+        problems.push(format!("{topic}: state_class"));
+    }
+    problems
+}
+
+/// The unit Home Assistant should show for a declared unit (only those of `load` and `memory`).
+fn home_assistant_unit(declared: &str) -> Option<&'static str> {
+    match declared {
+        "bytes" => Some("B"),
+        "percent" => Some("%"),
+        "" => None,
+        other => panic!("a unit this test does not know: {other}"),
+    }
+}
+
+#[test]
+fn home_assistant_discovers_each_metric_with_its_unit_and_again_after_a_broker_restart() {
+    let mut broker = Mosquitto::start();
+    let sub = MqttSubscriber::start(&broker, &["homeassistant/#", "t/#"]);
+    let dir = TempDir::new("mqtt-discovery");
+    let config = dir.path().join("pipit.json");
+    std::fs::write(
+        &config,
+        format!(
+            r#"{{"agent": {{"state_dir": "{}", "hostname": "r1"}},
+                "sources": [{{"type": "load", "interval": "100ms"}}, {{"type": "memory", "interval": "100ms"}},
+                            {{"type": "uptime", "interval": "100ms"}}],
+                "outputs": [{}]}}"#,
+            dir.path().display(),
+            output(
+                &[broker.port()],
+                r#", "discovery": {"enabled": true, "metrics": ["load.*", "memory.*"]}"#
+            )
+        ),
+    )
+    .unwrap();
+    let declared: BTreeMap<&str, &str> = ["load", "memory"]
+        .iter()
+        .flat_map(|t| pipit::sources::lookup(t).unwrap().metrics)
+        .map(|m| (m.name, m.unit))
+        .collect();
+    let agent = Agent::start(&config, "warn");
+    let configs = |m: &[(String, String, bool, bool)]| -> BTreeMap<String, String> {
+        m.iter()
+            .filter(|(t, ..)| t.starts_with("homeassistant/"))
+            .map(|(t, p, ..)| (t.clone(), p.clone()))
+            .collect()
+    };
+    let got = sub.wait("a config per load and memory metric", DEADLINE, |m| {
+        configs(m).len() == declared.len()
+    });
+    let mut names = Vec::new();
+    for (topic, payload) in configs(&got) {
+        let problems = home_assistant_problems(&topic, &payload);
+        assert!(problems.is_empty(), "{problems:?}\n{payload}");
+        let c: serde_json::Value = serde_json::from_str(&payload).unwrap();
+        let name = c["name"].as_str().unwrap().to_owned();
+        let unit = declared
+            .get(name.as_str())
+            .unwrap_or_else(|| panic!("{name} is not a declared load or memory metric"));
+        assert_eq!(
+            c["unit_of_measurement"].as_str(),
+            home_assistant_unit(unit),
+            "{name}"
+        );
+        assert_eq!(c["availability_topic"], "t/r1/status");
+        let state_topic = c["state_topic"].as_str().unwrap().to_owned();
+        sub.wait(&format!("a value on {state_topic}"), DEADLINE, |m| {
+            m.iter()
+                .any(|(t, p, ..)| *t == state_topic && p.parse::<f64>().is_ok())
+        });
+        names.push(name);
+    }
+    names.sort();
+    assert!(
+        names
+            .iter()
+            .map(String::as_str)
+            .eq(declared.keys().copied())
+    );
+    // Retained: a subscriber that comes later gets them from the broker.
+    let late = MqttSubscriber::start(&broker, &["homeassistant/#"]);
+    let retained = late.wait("the retained configs", DEADLINE, |m| {
+        m.iter().filter(|(.., retain, _)| *retain).count() == declared.len()
+    });
+    assert!(
+        retained
+            .iter()
+            .all(|(t, ..)| t.starts_with("homeassistant/sensor/r1/"))
+    );
+    // Published again on the new connection after the broker restarted: live messages (not
+    // retained ones the broker hands the subscriber as it subscribes again).
+    let before = sub.messages().len();
+    broker.restart();
+    sub.wait("every config again after the restart", DEADLINE, |m| {
+        m[before.min(m.len())..]
+            .iter()
+            .filter(|(t, _, retain, _)| t.starts_with("homeassistant/") && !retain)
+            .count()
+            >= declared.len()
+    });
+    drop(agent);
 }

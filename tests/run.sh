@@ -9,6 +9,7 @@ tests/install-deps.sh
 cargo test --locked --no-fail-fast --all-targets
 cargo test --locked --features tls --test riemann_tls
 cargo test --locked --features tls --test http_server_tls
+cargo test --locked --features tls --test mqtt_tls
 # Panics injected at named points (the fault-injection feature, never in a package): no thread of
 # the agent dies silently.
 cargo test --locked --features fault-injection --test faults

@@ -256,6 +256,7 @@ mod tests {
         "tcp",
         "ping",
         "tail",
+        "mqtt",
         "self",
     ];
     const EVERY_OUTPUT: &[&str] = &[

@@ -19,6 +19,8 @@ pub mod http;
 pub mod interface;
 pub mod load;
 pub mod memory;
+#[cfg(feature = "mqtt")]
+pub mod mqtt;
 pub mod naming;
 pub mod nftables;
 pub mod openvpn;
@@ -73,6 +75,11 @@ pub trait Source: Send {
     /// An error means the round failed as a whole; it is logged (once while it repeats) and the
     /// next tick tries again. Events emitted before the error are still sent.
     fn collect(&mut self, emit: &mut Emitter<'_>) -> Result<(), SourceError>;
+
+    /// Called once the events of the last collection were offered to the router: `accepted` is
+    /// false when its queue was full and they were dropped (and counted). A source that owes
+    /// someone an acknowledgement (an MQTT broker) gives it only for accepted events.
+    fn handed_over(&mut self, _accepted: bool) {}
 }
 
 /// A source's validated config, able to build (and after a panic, rebuild) the source.
@@ -221,6 +228,8 @@ pub const REGISTRY: &[SourceType] = &[
     ping::TYPE,
     #[cfg(feature = "watch")]
     tail::TYPE,
+    #[cfg(feature = "mqtt")]
+    mqtt::TYPE,
     self_stats::TYPE,
 ];
 
@@ -234,6 +243,8 @@ pub const LEFT_OUT: &[(&str, &str)] = &[
     ("http", "http"),
     #[cfg(not(feature = "watch"))]
     ("tail", "watch"),
+    #[cfg(not(feature = "mqtt"))]
+    ("mqtt", "mqtt"),
 ];
 
 /// Finds a source type by its config name.

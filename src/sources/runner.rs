@@ -253,9 +253,10 @@ impl Runner {
                 .telemetry
                 .catalogue
                 .record(&self.catalogued, &events);
-            if !self.send(events) {
+            let Some(accepted) = self.send(events) else {
                 return;
-            }
+            };
+            source.handed_over(accepted);
             match outcome {
                 Ok(()) => {
                     self.complaint.recover();
@@ -288,15 +289,16 @@ impl Runner {
     }
 
     /// Hands the events of one collection to the router, as one message, without ever blocking;
-    /// false when the router is gone.
-    fn send(&mut self, events: Vec<Event>) -> bool {
+    /// whether the router took them (false: its queue was full, they are dropped and counted), or
+    /// `None` when the router is gone.
+    fn send(&mut self, events: Vec<Event>) -> Option<bool> {
         if events.is_empty() {
-            return true;
+            return Some(true);
         }
         let dropped = match self.events.try_send(events) {
             Ok(()) => 0,
             Err(TrySendError::Full(batch)) => batch.len() as u64,
-            Err(TrySendError::Disconnected(_)) => return false,
+            Err(TrySendError::Disconnected(_)) => return None,
         };
         if dropped > 0 {
             add(&self.stats.dropped, dropped);
@@ -305,6 +307,6 @@ impl Runner {
         } else {
             self.queue_complaint.recover();
         }
-        true
+        Some(dropped == 0)
     }
 }

@@ -1781,15 +1781,23 @@ pub const MQTT_USER: &str = "pipit";
 pub const MQTT_PASSWORD: &str = "s3cret-Pw";
 
 /// A private mosquitto on a free 127.0.0.1 port, with persistence on (sessions and queued
-/// messages survive a restart) and a password file: anonymous clients are refused.
+/// messages survive a restart) and a password file: anonymous clients are refused. It may have
+/// TLS listeners too, each on a port of its own.
 pub struct Mosquitto {
     dir: TempDir,
     port: u16,
+    tls_ports: Vec<u16>,
     child: Option<Child>,
 }
 
 impl Mosquitto {
     pub fn start() -> Mosquitto {
+        Mosquitto::start_with_tls(&[])
+    }
+
+    /// With a TLS listener for each of `listeners` (its certificate and key; with `client_ca`,
+    /// clients must show a certificate that CA signed), besides the plain one.
+    pub fn start_with_tls(listeners: &[PeerTls]) -> Mosquitto {
         let dir = TempDir::new("mosquitto");
         let passwd = dir.path().join("passwd");
         let status = Command::new("mosquitto_passwd")
@@ -1800,17 +1808,35 @@ impl Mosquitto {
             .unwrap_or_else(|e| panic!("cannot run mosquitto_passwd: {e}; {INSTALL_HINT}"));
         assert!(status.success(), "mosquitto_passwd failed");
         let port = free_port();
-        let conf = format!(
-            "listener {port} {LOCALHOST}\nallow_anonymous false\npassword_file {}\n\
+        let mut conf = format!(
+            "allow_anonymous false\npassword_file {}\n\
              persistence true\npersistence_location {}/\nmax_queued_messages 100000\n\
-             user root\nlog_dest stderr\nlog_type error\nlog_type warning\nlog_type notice\n",
+             user root\nlog_dest stderr\nlog_type error\nlog_type warning\nlog_type notice\n\
+             listener {port} {LOCALHOST}\n",
             passwd.display(),
             dir.path().display()
         );
+        let mut tls_ports = Vec::new();
+        for tls in listeners {
+            let tls_port = free_port();
+            conf.push_str(&format!(
+                "listener {tls_port} {LOCALHOST}\ncertfile {}\nkeyfile {}\n",
+                tls.cert.display(),
+                tls.key.display()
+            ));
+            if let Some(ca) = &tls.client_ca {
+                conf.push_str(&format!(
+                    "cafile {}\nrequire_certificate true\n",
+                    ca.display()
+                ));
+            }
+            tls_ports.push(tls_port);
+        }
         fs::write(dir.path().join("mosquitto.conf"), conf).expect("write mosquitto.conf");
         let mut broker = Mosquitto {
             dir,
             port,
+            tls_ports,
             child: None,
         };
         broker.launch();
@@ -1828,9 +1854,13 @@ impl Mosquitto {
             .stdout(open_log(&log))
             .stderr(open_log(&log));
         let mut child = spawn("mosquitto", &mut cmd);
-        let port = self.port;
+        let ports: Vec<u16> = std::iter::once(self.port)
+            .chain(self.tls_ports.iter().copied())
+            .collect();
         wait_ready(&mut child, "mosquitto", &log, from, || {
-            TcpStream::connect((LOCALHOST, port)).is_ok()
+            ports
+                .iter()
+                .all(|p| TcpStream::connect((LOCALHOST, *p)).is_ok())
         })
         .unwrap_or_else(|e| panic!("{}", e.message));
         self.child = Some(child);
@@ -1838,6 +1868,11 @@ impl Mosquitto {
 
     pub fn port(&self) -> u16 {
         self.port
+    }
+
+    /// The port of the `i`th TLS listener given to [`Mosquitto::start_with_tls`].
+    pub fn tls_port(&self, i: usize) -> u16 {
+        self.tls_ports[i]
     }
 
     pub fn log_path(&self) -> PathBuf {

@@ -1,13 +1,18 @@
-//! One MQTT connection of a publisher: CONNECT and its CONNACK, packets out, the broker's packets
-//! in, and a keepalive thread that sends PINGREQ while the connection is idle.
+//! One MQTT connection of a publisher or a subscriber, over TCP or (with the `tls` feature) TLS:
+//! CONNECT and its CONNACK, SUBSCRIBE and its SUBACK, packets out, the broker's packets in, and a
+//! keepalive thread that sends PINGREQ while the connection is idle.
 //!
 //! Reads and writes are bounded by the timeouts; what the broker sends is decoded from a fixed
-//! buffer of [`READ_BUFFER`] bytes ([`super::codec`] refuses any packet longer than a few bytes), so
-//! a hostile broker costs the agent nothing but a closed connection.
+//! buffer ([`READ_BUFFER`] bytes for a publisher, whose packets [`super::codec`] refuses past a few
+//! bytes; the largest message and its header for a subscriber), so a hostile broker costs the
+//! agent nothing but a closed connection. Writes (the keepalive thread's,
+//! a subscriber's acknowledgements) share the stream under a lock. Plain TCP reads on a clone of
+//! the socket; a TLS session cannot be split into a reading and a writing half, so its reads wait
+//! for bytes on the clone without the lock and take the lock only to read what arrived.
 
 use std::fmt;
 use std::hash::{BuildHasher, RandomState};
-use std::io::{self, Write};
+use std::io::{self, Read, Write};
 use std::net::{Shutdown, TcpStream};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::thread;
@@ -15,15 +20,29 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::{RecvTimeoutError, Sender, bounded};
 
-use super::codec::{self, Connect, DecodeError, Incoming, Publish, Will};
-use crate::timed_read::{TimedReadError, read_before};
+use super::codec::{self, Connect, DecodeError, Incoming, Message, Publish, QoS, Role, Will};
+#[cfg(feature = "tls")]
+use crate::outputs::tls::{self, TlsSettings, TlsStream};
 
 /// The bytes kept for reading; a packet a broker sends a publisher takes at most
 /// `codec::MAX_INCOMING + 5` of them.
 pub const READ_BUFFER: usize = 4096;
 
-/// The stack of the keepalive thread: it only sleeps and writes two bytes.
+/// The stack of the keepalive thread: it sleeps and writes two bytes (inside TLS: a record).
 const PINGER_STACK: usize = 64 * 1024;
+
+/// The longest a read waits at a time before it looks at its deadline again.
+pub const READ_SLICE: Duration = Duration::from_millis(100);
+
+/// How the client reaches the broker.
+#[derive(Debug, Clone)]
+pub enum Transport {
+    /// Plain TCP (port 1883).
+    Tcp,
+    /// TLS over TCP (port 8883), with these certificates.
+    #[cfg(feature = "tls")]
+    Tls(TlsSettings),
+}
 
 /// How long each step may take.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -92,9 +111,12 @@ pub enum Error {
     /// The broker refused the connection with this CONNACK code: the message names the reason
     /// (bad user name or password, client id refused); fix the output's config.
     Refused(u8),
-    /// The broker sent something that is not an answer to a publisher: the peer is probably not
-    /// an MQTT 3.1.1 broker.
+    /// The broker sent something this client cannot take: the peer is probably not an MQTT 3.1.1
+    /// broker.
     Protocol(DecodeError),
+    /// The broker refused a subscription: its ACL does not allow the filter, or the filter is not
+    /// valid.
+    SubscribeRefused,
     /// A packet could not be encoded (a field too long for MQTT): shorten the topic or the
     /// client id in the config.
     Encode(String),
@@ -123,6 +145,10 @@ impl fmt::Display for Error {
                 write!(f, "invalid packet from the broker, connection closed: {e}")
             }
             Error::Encode(e) => write!(f, "cannot encode: {e}"),
+            Error::SubscribeRefused => write!(
+                f,
+                "the broker refused a subscription: check the filters in \"topics\" and the broker's ACL"
+            ),
         }
     }
 }
@@ -137,9 +163,53 @@ impl std::error::Error for Error {
     }
 }
 
-/// The writing side, shared with the keepalive thread.
+/// The connection's byte stream.
+enum Stream {
+    Tcp(TcpStream),
+    #[cfg(feature = "tls")]
+    Tls(Box<TlsStream>),
+}
+
+impl Stream {
+    fn socket(&self) -> &TcpStream {
+        match self {
+            Stream::Tcp(s) => s,
+            #[cfg(feature = "tls")]
+            Stream::Tls(s) => &s.sock,
+        }
+    }
+
+    /// Writes all of `bytes` out to the socket (inside TLS: encrypted and flushed).
+    fn write_all(&mut self, bytes: &[u8]) -> io::Result<()> {
+        match self {
+            Stream::Tcp(s) => s.write_all(bytes),
+            #[cfg(feature = "tls")]
+            Stream::Tls(s) => s.write_all(bytes).and_then(|()| s.flush()),
+        }
+    }
+
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        match self {
+            Stream::Tcp(s) => s.read(buf),
+            #[cfg(feature = "tls")]
+            Stream::Tls(s) => s.read(buf),
+        }
+    }
+
+    /// Ends the writing side (inside TLS: after a close_notify).
+    fn finish(&mut self) {
+        #[cfg(feature = "tls")]
+        if let Stream::Tls(s) = self {
+            s.conn.send_close_notify();
+            let _ = s.flush();
+        }
+        let _ = self.socket().shutdown(Shutdown::Write);
+    }
+}
+
+/// The stream and what the keepalive thread shares with the reader.
 struct Shared {
-    stream: TcpStream,
+    stream: Stream,
     last_sent: Instant,
     pings_sent: u64,
     last_ping: Instant,
@@ -149,8 +219,14 @@ struct Shared {
 /// An open, accepted connection.
 pub struct Connection {
     shared: Arc<Mutex<Shared>>,
-    reader: TcpStream,
-    buf: Box<[u8; READ_BUFFER]>,
+    /// The socket again: plain TCP reads on it, TLS waits on it for bytes without the lock.
+    waiter: TcpStream,
+    /// Whether the stream is plain TCP.
+    plain: bool,
+    /// Whether the last read filled the buffer (more may be waiting inside TLS).
+    full: bool,
+    role: Role,
+    buf: Box<[u8]>,
     start: usize,
     end: usize,
     pongs: u64,
@@ -162,13 +238,29 @@ pub struct Connection {
 }
 
 impl Connection {
-    /// Connects to `addr` (`host:port`, every address tried in turn), sends CONNECT and waits for
-    /// the broker's CONNACK.
-    pub fn open(addr: &str, session: &Session, timeouts: Timeouts) -> Result<Connection, Error> {
+    /// Connects to `addr` (`host:port`, every address tried in turn) over `transport`, sends
+    /// CONNECT and waits for the broker's CONNACK; `role` says what the broker may send.
+    pub fn open(
+        addr: &str,
+        session: &Session,
+        timeouts: Timeouts,
+        transport: &Transport,
+        role: Role,
+    ) -> Result<Connection, Error> {
         let addrs = crate::dns::resolve(addr, timeouts.connect).map_err(Error::Connect)?;
-        let stream = crate::outputs::connect_tcp(&addrs, timeouts.connect, timeouts.write)
+        let tcp = crate::outputs::connect_tcp(&addrs, timeouts.connect, timeouts.write)
             .map_err(Error::Connect)?;
-        let reader = stream.try_clone().map_err(Error::Connect)?;
+        let waiter = tcp.try_clone().map_err(Error::Connect)?;
+        let stream = match transport {
+            Transport::Tcp => Stream::Tcp(tcp),
+            #[cfg(feature = "tls")]
+            Transport::Tls(settings) => {
+                // Bounds the handshake; reads of packets set their own timeouts.
+                tcp.set_read_timeout(Some(timeouts.connect))
+                    .map_err(Error::Connect)?;
+                Stream::Tls(Box::new(settings.handshake(tcp).map_err(Error::Connect)?))
+            }
+        };
         let keepalive = u16::try_from(session.keepalive.as_secs()).unwrap_or(u16::MAX);
         let mut conn = Connection {
             shared: Arc::new(Mutex::new(Shared {
@@ -178,8 +270,11 @@ impl Connection {
                 last_ping: Instant::now(),
                 broken: false,
             })),
-            reader,
-            buf: Box::new([0; READ_BUFFER]),
+            waiter,
+            plain: matches!(transport, Transport::Tcp),
+            full: false,
+            role,
+            buf: vec![0; READ_BUFFER.max(role.max_packet() + 5)].into_boxed_slice(),
             start: 0,
             end: 0,
             pongs: 0,
@@ -202,7 +297,14 @@ impl Connection {
         .map_err(Error::Encode)?;
         conn.send(&out)?;
         let deadline = Instant::now() + timeouts.connect;
-        match conn.next_packet(deadline, timeouts.connect)? {
+        let answer = conn.next_packet(deadline, timeouts.connect);
+        // A broker that refuses the client certificate says so only now, under TLS 1.3.
+        #[cfg(feature = "tls")]
+        let answer = answer.map_err(|e| match e {
+            Error::Read(io) => Error::Read(tls::explain(io)),
+            e => e,
+        });
+        match answer? {
             Incoming::ConnAck {
                 code: 0,
                 session_present,
@@ -228,13 +330,43 @@ impl Connection {
 
     /// Writes encoded packets.
     pub fn send(&mut self, bytes: &[u8]) -> Result<(), Error> {
-        let mut shared = lock(&self.shared);
-        let result = shared.stream.write_all(bytes);
-        shared.last_sent = Instant::now();
-        result.map_err(|e| {
-            shared.broken = true;
-            Error::Write(e)
-        })
+        write(&self.shared, bytes)
+    }
+
+    /// A handle through which another thread acknowledges messages on this connection.
+    pub fn acknowledger(&self) -> Acknowledger {
+        Acknowledger {
+            shared: Arc::clone(&self.shared),
+        }
+    }
+
+    /// Subscribes to `filters` and waits, before the connect timeout, for the broker's SUBACK;
+    /// returns the messages that arrived meanwhile (a persistent session's queue, retained
+    /// messages), which are the caller's to acknowledge.
+    pub fn subscribe(
+        &mut self,
+        filters: &[(String, QoS)],
+        timeouts: Timeouts,
+    ) -> Result<Vec<Message>, Error> {
+        let id = self.next_packet_id();
+        let mut out = Vec::with_capacity(64);
+        codec::encode_subscribe(id, filters, &mut out).map_err(Error::Encode)?;
+        self.send(&out)?;
+        let deadline = Instant::now() + timeouts.connect;
+        let mut early = Vec::new();
+        loop {
+            match self.next_packet(deadline, timeouts.connect)? {
+                Incoming::SubAck {
+                    packet_id,
+                    refused: false,
+                } if packet_id == id => return Ok(early),
+                Incoming::SubAck { packet_id, .. } if packet_id == id => {
+                    return Err(Error::SubscribeRefused);
+                }
+                Incoming::Publish(m) => early.push(m),
+                _ => {}
+            }
+        }
     }
 
     /// Encodes and writes one PUBLISH.
@@ -268,7 +400,8 @@ impl Connection {
     }
 
     /// Whether the keepalive thread found the connection broken, or the broker has owed a
-    /// PINGRESP for longer than `ack`. What arrived while the connection was idle is read first.
+    /// PINGRESP for longer than `ack`. What arrived while the connection was idle (a publisher's
+    /// late answers) is read first and passed over.
     pub fn is_dead(&mut self, ack: Duration) -> bool {
         loop {
             match self.next_packet(Instant::now(), ack) {
@@ -277,6 +410,12 @@ impl Connection {
                 Err(_) => return true,
             }
         }
+        self.overdue(ack)
+    }
+
+    /// Whether the keepalive thread found the connection broken, or the broker has owed a
+    /// PINGRESP for longer than `ack`, from what was read so far.
+    pub fn overdue(&self, ack: Duration) -> bool {
         let shared = lock(&self.shared);
         shared.broken || (shared.pings_sent > self.pongs && shared.last_ping.elapsed() > ack)
     }
@@ -285,8 +424,8 @@ impl Connection {
     /// returned.
     pub fn next_packet(&mut self, deadline: Instant, ack: Duration) -> Result<Incoming, Error> {
         loop {
-            if let Some((packet, used)) =
-                codec::decode(&self.buf[self.start..self.end]).map_err(Error::Protocol)?
+            if let Some((packet, used)) = codec::decode(&self.buf[self.start..self.end], self.role)
+                .map_err(Error::Protocol)?
             {
                 self.start += used;
                 if packet == Incoming::PingResp {
@@ -299,12 +438,31 @@ impl Connection {
                 self.end -= self.start;
                 self.start = 0;
             }
-            let read = read_before(
-                &mut self.reader,
-                &mut self.buf[self.end..],
-                deadline,
-                |s, left| s.set_read_timeout(Some(left)),
-            );
+            let left = deadline.saturating_duration_since(Instant::now());
+            // A zero timeout would block forever: a past deadline only takes what already arrived.
+            let wait = left.clamp(Duration::from_micros(1), READ_SLICE);
+            self.waiter
+                .set_read_timeout(Some(wait))
+                .map_err(Error::Read)?;
+            let space = self.buf.len() - self.end;
+            let read = if self.plain {
+                // Plain TCP reads on its own clone of the socket: there is nothing to share.
+                self.waiter.read(&mut self.buf[self.end..])
+            } else {
+                // Inside TLS, bytes are waited for without the lock, so the keepalive thread and
+                // acknowledgements are never held up by an idle read, then read under it; a read
+                // that filled the buffer may have left plaintext inside TLS and reads again at once.
+                let arrived = if self.full {
+                    Ok(1)
+                } else {
+                    self.waiter.peek(&mut [0u8; 1])
+                };
+                arrived.and_then(|_| {
+                    let mut shared = lock(&self.shared);
+                    shared.stream.socket().set_read_timeout(Some(wait))?;
+                    shared.stream.read(&mut self.buf[self.end..])
+                })
+            };
             match read {
                 Ok(0) => {
                     return Err(Error::Read(io::Error::new(
@@ -312,9 +470,22 @@ impl Connection {
                         "the broker closed the connection",
                     )));
                 }
-                Ok(n) => self.end += n,
-                Err(TimedReadError::TimedOut) => return Err(Error::AckTimeout(ack)),
-                Err(TimedReadError::Io(e)) => return Err(Error::Read(e)),
+                Ok(n) => {
+                    self.end += n;
+                    self.full = n == space;
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                    ) =>
+                {
+                    if Instant::now() >= deadline {
+                        return Err(Error::AckTimeout(ack));
+                    }
+                }
+                Err(e) => return Err(Error::Read(e)),
             }
         }
     }
@@ -325,9 +496,42 @@ impl Connection {
         let mut out = last.to_vec();
         codec::encode_disconnect(&mut out);
         if self.send(&out).is_ok() {
-            let _ = lock(&self.shared).stream.shutdown(Shutdown::Write);
+            lock(&self.shared).stream.finish();
         }
     }
+}
+
+/// Acknowledges, from any thread, the messages a subscriber's connection delivered; once the
+/// connection is gone, writing fails and the broker delivers the messages again to the next one.
+#[derive(Clone)]
+pub struct Acknowledger {
+    shared: Arc<Mutex<Shared>>,
+}
+
+impl fmt::Debug for Acknowledger {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Acknowledger")
+    }
+}
+
+impl Acknowledger {
+    /// Acknowledges the QoS 1 message with this packet identifier.
+    pub fn puback(&self, packet_id: u16) -> Result<(), Error> {
+        let mut out = Vec::with_capacity(4);
+        codec::encode_puback(packet_id, &mut out);
+        write(&self.shared, &out)
+    }
+}
+
+/// Writes `bytes` to the connection, marking it broken when that fails.
+fn write(shared: &Mutex<Shared>, bytes: &[u8]) -> Result<(), Error> {
+    let mut shared = lock(shared);
+    let result = shared.stream.write_all(bytes);
+    shared.last_sent = Instant::now();
+    result.map_err(|e| {
+        shared.broken = true;
+        Error::Write(e)
+    })
 }
 
 fn lock(shared: &Mutex<Shared>) -> MutexGuard<'_, Shared> {

@@ -1,14 +1,15 @@
-//! The MQTT 3.1.1 packets a publisher needs, written by hand.
+//! The MQTT 3.1.1 packets a publisher and a subscriber need, written by hand.
 //!
 //! A publisher sends CONNECT, PUBLISH, PINGREQ and DISCONNECT and reads CONNACK, PUBACK and
-//! PINGRESP: a few hundred lines. The MQTT crates either bring an async runtime (rumqttc,
+//! PINGRESP; a subscriber also sends SUBSCRIBE and PUBACK and reads SUBACK and PUBLISH at QoS 0
+//! or 1 (it never asks for QoS 2): a few hundred lines. The MQTT crates either bring an async runtime (rumqttc,
 //! paho-mqtt's C library through FFI) or a full broker-side codec with both protocol versions,
 //! several times the size of what pipit uses; this one is small enough to read whole, and its
 //! decoder is fuzzed (`fuzz/fuzz_targets/mqtt_packet.rs`).
 //!
-//! The decoder never trusts a length: a packet announcing more than [`MAX_INCOMING`] bytes is
-//! refused before anything is read into memory, since nothing a broker owes a publisher is
-//! longer than a few bytes.
+//! The decoder never trusts a length: a packet announcing more than its [`Role`] allows (for a
+//! publisher [`MAX_INCOMING`] bytes, since nothing a broker owes a publisher is longer than a few
+//! bytes) is refused before anything is read into memory.
 
 use std::fmt;
 
@@ -18,6 +19,28 @@ pub const MAX_INCOMING: usize = 1024;
 
 /// The largest remaining length MQTT can express (four length bytes).
 pub const MAX_REMAINING: usize = 268_435_455;
+
+/// What the client is, which decides what it takes from a broker.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// Takes CONNACK, PUBACK and PINGRESP, none longer than [`MAX_INCOMING`].
+    Publisher,
+    /// Also takes SUBACK and PUBLISH (QoS 0 or 1), none longer than this many bytes.
+    Subscriber {
+        /// The largest packet body accepted.
+        max_packet: usize,
+    },
+}
+
+impl Role {
+    /// The largest packet body (remaining length) taken.
+    pub fn max_packet(self) -> usize {
+        match self {
+            Role::Publisher => MAX_INCOMING,
+            Role::Subscriber { max_packet } => max_packet.max(MAX_INCOMING),
+        }
+    }
+}
 
 /// The quality of service of a PUBLISH.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -75,8 +98,25 @@ pub struct Publish<'a> {
     pub packet_id: u16,
 }
 
-/// A packet a broker sends to a publisher.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// A message a broker delivers to a subscriber.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Message {
+    /// Its topic name.
+    pub topic: String,
+    /// Its payload.
+    pub payload: Vec<u8>,
+    /// The QoS it was delivered at.
+    pub qos: QoS,
+    /// Its packet identifier (QoS 1; 0 at QoS 0), to acknowledge it with.
+    pub packet_id: u16,
+    /// Whether the broker may have delivered it before.
+    pub dup: bool,
+    /// Whether it is the topic's retained message, handed over at subscription.
+    pub retain: bool,
+}
+
+/// A packet a broker sends to a client.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Incoming {
     /// The answer to CONNECT.
     ConnAck {
@@ -89,6 +129,16 @@ pub enum Incoming {
     PubAck(u16),
     /// The answer to PINGREQ.
     PingResp,
+    /// The answer to the SUBSCRIBE with this packet identifier; `refused` when the broker refused
+    /// any of its filters.
+    SubAck {
+        /// The SUBSCRIBE's packet identifier.
+        packet_id: u16,
+        /// Whether a return code was 0x80 (failure).
+        refused: bool,
+    },
+    /// A message for a subscriber.
+    Publish(Message),
 }
 
 /// Why bytes from a broker are not a packet a publisher can take. After any of these the
@@ -97,9 +147,9 @@ pub enum Incoming {
 pub enum DecodeError {
     /// The remaining length took more than four bytes.
     BadLength,
-    /// The packet announced this many bytes, more than [`MAX_INCOMING`].
+    /// The packet announced this many bytes, more than the [`Role`] takes.
     TooLarge(usize),
-    /// A first byte (packet type and flags) a broker never sends to a publisher.
+    /// A first byte (packet type and flags) a broker never sends to a client of this role.
     Unexpected(u8),
     /// A known packet type with the wrong flags or body length.
     Malformed(&'static str),
@@ -109,14 +159,13 @@ impl fmt::Display for DecodeError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             DecodeError::BadLength => f.write_str("a remaining length longer than four bytes"),
-            DecodeError::TooLarge(n) => write!(
-                f,
-                "a packet of {n} bytes announced, over the limit of {MAX_INCOMING}"
-            ),
+            DecodeError::TooLarge(n) => {
+                write!(f, "a packet of {n} bytes announced, over the limit")
+            }
             DecodeError::Unexpected(b) => {
                 write!(
                     f,
-                    "first byte {b:#04x} (packet type {}) is not one a broker sends a publisher",
+                    "first byte {b:#04x} (packet type {}) is not one a broker sends this client",
                     b >> 4
                 )
             }
@@ -128,20 +177,22 @@ impl fmt::Display for DecodeError {
 impl std::error::Error for DecodeError {}
 
 /// Reads one packet from the front of `buf`: `Ok(None)` when more bytes are needed, otherwise the
-/// packet and how many bytes it took. Needs at most `MAX_INCOMING + 5` bytes of `buf`.
-pub fn decode(buf: &[u8]) -> Result<Option<(Incoming, usize)>, DecodeError> {
+/// packet and how many bytes it took. Needs at most `role.max_packet() + 5` bytes of `buf`.
+pub fn decode(buf: &[u8], role: Role) -> Result<Option<(Incoming, usize)>, DecodeError> {
     let Some(&first) = buf.first() else {
         return Ok(None);
     };
     // Refuse an unknown type (or reserved flags set) before waiting for a length that may never
-    // come.
-    if !matches!(first, 0x20 | 0x40 | 0xd0) {
+    // come. A subscriber takes PUBLISH at QoS 0 or 1 (any DUP and RETAIN) and SUBACK.
+    let subscriber = matches!(role, Role::Subscriber { .. });
+    let publish = first & 0xf0 == 0x30 && first & 0x06 <= 0x02;
+    if !(matches!(first, 0x20 | 0x40 | 0xd0) || subscriber && (publish || first == 0x90)) {
         return Err(DecodeError::Unexpected(first));
     }
     let Some((len, head)) = remaining_length(&buf[1..])? else {
         return Ok(None);
     };
-    if len > MAX_INCOMING {
+    if len > role.max_packet() {
         return Err(DecodeError::TooLarge(len));
     }
     let total = 1 + head + len;
@@ -158,9 +209,47 @@ pub fn decode(buf: &[u8]) -> Result<Option<(Incoming, usize)>, DecodeError> {
         (0x40, &[hi, lo]) => Incoming::PubAck(u16::from_be_bytes([hi, lo])),
         (0x40, _) => return Err(DecodeError::Malformed("PUBACK")),
         (0xd0, &[]) => Incoming::PingResp,
-        _ => return Err(DecodeError::Malformed("PINGRESP")),
+        (0xd0, _) => return Err(DecodeError::Malformed("PINGRESP")),
+        (0x90, &[hi, lo, ref codes @ ..]) if !codes.is_empty() => Incoming::SubAck {
+            packet_id: u16::from_be_bytes([hi, lo]),
+            refused: codes.contains(&0x80),
+        },
+        (0x90, _) => return Err(DecodeError::Malformed("SUBACK")),
+        _ => Incoming::Publish(publish_body(first, body).ok_or(DecodeError::Malformed("PUBLISH"))?),
     };
     Ok(Some((packet, total)))
+}
+
+/// The message of a PUBLISH whose first byte is `first`: a topic of valid UTF-8 without
+/// wildcards, a packet identifier at QoS 1, the rest the payload.
+fn publish_body(first: u8, body: &[u8]) -> Option<Message> {
+    let qos = if first & 0x02 != 0 {
+        QoS::AtLeastOnce
+    } else {
+        QoS::AtMostOnce
+    };
+    let len = usize::from(u16::from_be_bytes([*body.first()?, *body.get(1)?]));
+    let topic = std::str::from_utf8(body.get(2..2 + len)?).ok()?;
+    if topic.is_empty() || topic.contains(['+', '#', '\0']) {
+        return None;
+    }
+    let mut rest = &body[2 + len..];
+    let mut packet_id = 0;
+    if qos == QoS::AtLeastOnce {
+        packet_id = u16::from_be_bytes([*rest.first()?, *rest.get(1)?]);
+        if packet_id == 0 {
+            return None;
+        }
+        rest = &rest[2..];
+    }
+    Some(Message {
+        topic: topic.to_owned(),
+        payload: rest.to_vec(),
+        qos,
+        packet_id,
+        dup: first & 0x08 != 0,
+        retain: first & 0x01 != 0,
+    })
 }
 
 /// The remaining length at the front of `buf` and the bytes it took; `None` when cut short.
@@ -249,6 +338,28 @@ pub fn encode_publish(p: &Publish<'_>, out: &mut Vec<u8>) -> Result<(), String> 
     packet(out, first, &[&head, p.payload])
 }
 
+/// Appends a SUBSCRIBE packet for `filters`, each with the QoS asked for. Fails when a filter is
+/// longer than MQTT can carry.
+pub fn encode_subscribe(
+    packet_id: u16,
+    filters: &[(String, QoS)],
+    out: &mut Vec<u8>,
+) -> Result<(), String> {
+    let mut body = Vec::with_capacity(64);
+    body.extend_from_slice(&packet_id.to_be_bytes());
+    for (filter, qos) in filters {
+        string(&mut body, filter)?;
+        body.push(*qos as u8);
+    }
+    packet(out, 0x82, &[&body])
+}
+
+/// Appends a PUBACK packet: the acknowledgement of the QoS 1 message with this identifier.
+pub fn encode_puback(packet_id: u16, out: &mut Vec<u8>) {
+    out.extend_from_slice(&[0x40, 2]);
+    out.extend_from_slice(&packet_id.to_be_bytes());
+}
+
 /// Appends a PINGREQ packet.
 pub fn encode_pingreq(out: &mut Vec<u8>) {
     out.extend_from_slice(&[0xc0, 0]);
@@ -300,6 +411,10 @@ fn bytes(out: &mut Vec<u8>, b: &[u8]) -> Result<(), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn decode_p(buf: &[u8]) -> Result<Option<(Incoming, usize)>, DecodeError> {
+        decode(buf, Role::Publisher)
+    }
 
     #[test]
     fn connect_matches_the_specification_example() {
@@ -379,7 +494,7 @@ mod tests {
     #[test]
     fn broker_packets_decode_and_wait_for_their_bytes() {
         assert_eq!(
-            decode(b"\x20\x02\x01\x00").unwrap(),
+            decode_p(b"\x20\x02\x01\x00").unwrap(),
             Some((
                 Incoming::ConnAck {
                     session_present: true,
@@ -389,41 +504,113 @@ mod tests {
             ))
         );
         assert_eq!(
-            decode(b"\x40\x02\x12\x34\xd0").unwrap(),
+            decode_p(b"\x40\x02\x12\x34\xd0").unwrap(),
             Some((Incoming::PubAck(0x1234), 4))
         );
-        assert_eq!(decode(b"\xd0\x00").unwrap(), Some((Incoming::PingResp, 2)));
+        assert_eq!(
+            decode_p(b"\xd0\x00").unwrap(),
+            Some((Incoming::PingResp, 2))
+        );
         for cut in [&b""[..], b"\x40", b"\x40\x02\x12", b"\x20\x82"] {
-            assert_eq!(decode(cut).unwrap(), None, "{cut:?}");
+            assert_eq!(decode_p(cut).unwrap(), None, "{cut:?}");
         }
     }
 
     #[test]
     fn hostile_packets_are_refused_before_their_body_arrives() {
         assert_eq!(
-            decode(b"\x40\xff\xff\xff\x7f").unwrap_err(),
+            decode_p(b"\x40\xff\xff\xff\x7f").unwrap_err(),
             DecodeError::TooLarge(MAX_REMAINING)
         );
         assert_eq!(
-            decode(b"\x40\x80\x80\x80\x80\x01").unwrap_err(),
+            decode_p(b"\x40\x80\x80\x80\x80\x01").unwrap_err(),
             DecodeError::BadLength
         );
         assert_eq!(
-            decode(b"\x30\x00").unwrap_err(),
+            decode_p(b"\x30\x00").unwrap_err(),
             DecodeError::Unexpected(0x30)
         );
         assert_eq!(
-            decode(b"GET / HTTP/1.1").unwrap_err(),
+            decode_p(b"GET / HTTP/1.1").unwrap_err(),
             DecodeError::Unexpected(b'G')
         );
         assert!(matches!(
-            decode(b"\x40\x03\x00\x01\x00").unwrap_err(),
+            decode_p(b"\x40\x03\x00\x01\x00").unwrap_err(),
             DecodeError::Malformed("PUBACK")
         ));
         assert_eq!(
-            decode(b"\x42\x02\x00\x01").unwrap_err(),
+            decode_p(b"\x42\x02\x00\x01").unwrap_err(),
             DecodeError::Unexpected(0x42)
         );
+    }
+
+    #[test]
+    fn a_subscriber_takes_suback_and_publish_and_a_publisher_does_not() {
+        let sub = Role::Subscriber { max_packet: 4096 };
+        assert_eq!(
+            decode(b"\x90\x03\x00\x07\x01", sub).unwrap(),
+            Some((
+                Incoming::SubAck {
+                    packet_id: 7,
+                    refused: false
+                },
+                5
+            ))
+        );
+        assert!(matches!(
+            decode(b"\x90\x04\x00\x07\x01\x80", sub).unwrap(),
+            Some((Incoming::SubAck { refused: true, .. }, 6))
+        ));
+        let mut out = Vec::new();
+        encode_publish(
+            &Publish {
+                topic: "a/b",
+                payload: b"21.5",
+                qos: QoS::AtLeastOnce,
+                retain: true,
+                dup: true,
+                packet_id: 9,
+            },
+            &mut out,
+        )
+        .unwrap();
+        let want = Message {
+            topic: "a/b".into(),
+            payload: b"21.5".to_vec(),
+            qos: QoS::AtLeastOnce,
+            packet_id: 9,
+            dup: true,
+            retain: true,
+        };
+        assert_eq!(
+            decode(&out, sub).unwrap(),
+            Some((Incoming::Publish(want), out.len()))
+        );
+        assert_eq!(
+            decode(&out, Role::Publisher).unwrap_err(),
+            DecodeError::Unexpected(0x3b)
+        );
+        for bad in [
+            &b"\x30\x03\x00\x01+"[..],
+            b"\x32\x05\x00\x01a\x00\x00",
+            b"\x30\x02\x00\x05",
+            b"\x30\x03\x00\x01\xff",
+        ] {
+            assert!(matches!(
+                decode(bad, sub),
+                Err(DecodeError::Malformed("PUBLISH"))
+            ));
+        }
+        assert_eq!(
+            decode(b"\x34\x00", sub).unwrap_err(),
+            DecodeError::Unexpected(0x34)
+        );
+        out.clear();
+        encode_subscribe(3, &[("s/#".into(), QoS::AtLeastOnce)], &mut out).unwrap();
+        assert_eq!(out, b"\x82\x08\x00\x03\x00\x03s/#\x01");
+        out.clear();
+        encode_puback(0x0102, &mut out);
+        assert_eq!(out, b"\x40\x02\x01\x02");
     }
 
     /// Property: any bytes decode to a packet, a wait or an error, never a panic, and a packet
@@ -431,10 +618,13 @@ mod tests {
     #[test]
     fn any_bytes_decode_within_bounds() {
         fn prop(bytes: Vec<u8>) -> bool {
-            match decode(&bytes) {
-                Ok(Some((_, n))) => n <= bytes.len() && n <= MAX_INCOMING + 5,
-                Ok(None) | Err(_) => true,
-            }
+            let sub = Role::Subscriber { max_packet: 2048 };
+            [(Role::Publisher, MAX_INCOMING), (sub, 2048)]
+                .iter()
+                .all(|(role, max)| match decode(&bytes, *role) {
+                    Ok(Some((_, n))) => n <= bytes.len() && n <= max + 5,
+                    Ok(None) | Err(_) => true,
+                })
         }
         quickcheck::quickcheck(prop as fn(Vec<u8>) -> bool);
     }

@@ -1,4 +1,4 @@
-//! The `mqtt` output: one PUBLISH per event to an MQTT 3.1.1 broker.
+//! The `mqtt` output: one PUBLISH per event (or per collection) to an MQTT 3.1.1 broker.
 //!
 //! At QoS 1 an event counts as delivered only once the broker's PUBACK for it arrived; at most
 //! `inflight` messages wait for theirs at any time. When a batch fails half-way the whole batch
@@ -14,14 +14,17 @@ use std::hash::{BuildHasher, RandomState};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
-use super::client::{self, Connection, Error, Session, Timeouts};
-use super::codec::{self, Incoming, Publish, QoS, Will};
+use super::client::{self, Connection, Error, Session, Timeouts, Transport};
+use super::codec::{self, Incoming, Publish, QoS, Role, Will};
+use super::discovery::{self, Announcements, Discovery};
 use super::topic::{self, Layout};
 use crate::config::agent::{read_hostname, system_hostname};
 use crate::config::reader::{Problems, Table};
 use crate::event::Event;
 use crate::outputs::destination::{Destination, read_targets};
+use crate::outputs::tls::TlsFiles;
 use crate::outputs::{Output, OutputError, OutputSpec, OutputType};
+use crate::prometheus_name::SourceNames;
 
 /// The registry entry.
 pub const TYPE: OutputType = OutputType {
@@ -33,17 +36,24 @@ pub const TYPE: OutputType = OutputType {
 /// The port of MQTT over TCP.
 pub const DEFAULT_PORT: u16 = 1883;
 
+/// The port of MQTT over TLS.
+pub const DEFAULT_TLS_PORT: u16 = 8883;
+
 /// Settings of the `mqtt` output.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MqttSpec {
-    /// The brokers: `host` and `port` (default 1883), or the `targets` list.
+    /// The brokers: `host` and `port` (default 1883, or 8883 with TLS), or the `targets` list.
     pub targets: Vec<Destination>,
+    /// Certificates, when `transport` is `tls`; plain TCP without.
+    pub tls: Option<TlsFiles>,
     /// QoS of event messages; default 1.
     pub qos: QoS,
     /// The first topic level; default `pipit`.
     pub prefix: String,
     /// How events become payloads; default one value per topic.
     pub layout: Layout,
+    /// Whether a message carries one event or one collection; default one event.
+    pub message_per: MessagePer,
     /// Whether event messages are retained; default false.
     pub retain: bool,
     /// Most QoS 1 messages waiting for their PUBACK; default 32.
@@ -52,10 +62,22 @@ pub struct MqttSpec {
     pub node: String,
     /// Whether a retained `online` is published after connect, with a Will `offline`; default true.
     pub availability: bool,
+    /// Home Assistant discovery, when enabled.
+    pub discovery: Option<Discovery>,
     /// Client id, keepalive, clean session, credentials.
     pub session: Session,
     /// Connect, write and ack timeouts.
     pub timeouts: Timeouts,
+}
+
+/// What one message carries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MessagePer {
+    /// One event, on its own topic.
+    Event,
+    /// The events of one collection of one source (same host, first service part and time), as
+    /// one JSON message on `<prefix>/<host>/<source>`.
+    Collection,
 }
 
 fn read(t: &mut Table<'_>, problems: &mut Problems) -> Option<Arc<dyn OutputSpec>> {
@@ -63,7 +85,14 @@ fn read(t: &mut Table<'_>, problems: &mut Problems) -> Option<Arc<dyn OutputSpec
 }
 
 fn read_spec(t: &mut Table<'_>, problems: &mut Problems) -> Option<MqttSpec> {
-    let targets = read_targets(t, DEFAULT_PORT, problems);
+    let tls_wanted = t.choice("transport", &["tcp", "tls"], "tcp", problems) == "tls";
+    let default_port = if tls_wanted {
+        DEFAULT_TLS_PORT
+    } else {
+        DEFAULT_PORT
+    };
+    let targets = read_targets(t, default_port, problems);
+    let tls = TlsFiles::read(t, tls_wanted, "\"tcp\"", problems);
     let qos = match t.number_in("qos", 1, 0, 1, problems) {
         0 => QoS::AtMostOnce,
         _ => QoS::AtLeastOnce,
@@ -75,10 +104,26 @@ fn read_spec(t: &mut Table<'_>, problems: &mut Problems) -> Option<MqttSpec> {
             timestamp: t.get_or("timestamp", false, problems),
         },
     };
+    let message_per = match t.choice("message_per", &["event", "collection"], "event", problems) {
+        "collection" => MessagePer::Collection,
+        _ => MessagePer::Event,
+    };
+    if message_per == MessagePer::Collection && layout != Layout::Json {
+        problems.at(
+            t.as_field(),
+            "\"message_per\": \"collection\" publishes JSON: set \"layout\": \"json\" too",
+        );
+    }
     let retain = t.get_or("retain", false, problems);
     let inflight = t.number_in("inflight", 32, 1, 65_535, problems) as usize;
     let node = read_hostname(t, problems).unwrap_or_else(system_hostname);
     let availability = t.get_or("availability", true, problems);
+    let discovery = discovery::read(
+        t.field("discovery"),
+        &node,
+        message_per == MessagePer::Collection,
+        problems,
+    );
     let five = Duration::from_secs(5);
     let ms = Duration::from_millis(1);
     let timeouts = Timeouts {
@@ -114,13 +159,16 @@ fn read_spec(t: &mut Table<'_>, problems: &mut Problems) -> Option<MqttSpec> {
     });
     Some(MqttSpec {
         targets: targets?,
+        tls,
         qos,
         prefix,
         layout,
+        message_per,
         retain,
         inflight,
         node,
         availability,
+        discovery,
         session: Session {
             client_id,
             keepalive,
@@ -166,13 +214,30 @@ impl OutputSpec for MqttSpec {
 
     fn build_target(&self, index: usize, log_target: &str) -> Result<Box<dyn Output>, OutputError> {
         let target = Destination::nth(&self.targets, index)?;
-        // The broker is connected to at the first batch, so the agent starts while it is down.
+        // Certificates are read now, so a reload picks up renewed ones; the broker is connected to
+        // at the first batch, so the agent starts while it is down.
+        let transport = match &self.tls {
+            None => Transport::Tcp,
+            #[cfg(feature = "tls")]
+            Some(files) => {
+                Transport::Tls(files.load(&target.node.host).map_err(OutputError::failed)?)
+            }
+            #[cfg(not(feature = "tls"))]
+            Some(_) => {
+                return Err(OutputError::failed(
+                    "this pipit was built without the \"tls\" feature",
+                ));
+            }
+        };
         Ok(Box::new(MqttOutput {
             addr: target.addr(),
+            transport,
             spec: self.clone(),
             log_target: log_target.to_owned(),
             conn: None,
             carry: Carry::default(),
+            announcements: Announcements::default(),
+            announced: 0,
             next_id: 0,
             unencodable: 0,
             out: Vec::new(),
@@ -181,11 +246,23 @@ impl OutputSpec for MqttSpec {
 
     fn describe(&self) -> String {
         format!(
-            "mqtt QoS {} under \"{}\" to {}",
+            "mqtt{} QoS {} under \"{}\" to {}",
+            if self.tls.is_some() { " over TLS" } else { "" },
             self.qos as u8,
             self.prefix,
             self.targets().join(", ")
         )
+    }
+
+    fn with_sources(&self, sources: &[SourceNames]) -> Option<Arc<dyn OutputSpec>> {
+        let discovery = self.discovery.as_ref()?;
+        Some(Arc::new(MqttSpec {
+            discovery: Some(Discovery {
+                sources: sources.to_vec(),
+                ..discovery.clone()
+            }),
+            ..self.clone()
+        }))
     }
 }
 
@@ -228,10 +305,14 @@ type Message = (u64, String, Vec<u8>);
 
 struct MqttOutput {
     addr: String,
+    transport: Transport,
     spec: MqttSpec,
     log_target: String,
     conn: Option<Connection>,
     carry: Carry,
+    /// Home Assistant config messages, and how many the broker acknowledged on this connection.
+    announcements: Announcements,
+    announced: usize,
     next_id: u16,
     unencodable: u64,
     /// Packets encoded and not yet written.
@@ -240,6 +321,7 @@ struct MqttOutput {
 
 impl Output for MqttOutput {
     fn write(&mut self, batch: &[Event]) -> Result<(), OutputError> {
+        self.discover(batch);
         let messages = self.encode(batch);
         let result = self.deliver(&messages);
         self.out.clear();
@@ -257,6 +339,9 @@ impl Output for MqttOutput {
 
 impl MqttOutput {
     fn encode(&mut self, batch: &[Event]) -> Vec<Option<Message>> {
+        if self.spec.message_per == MessagePer::Collection {
+            return collections(&self.spec.prefix, batch);
+        }
         let mut payload = Vec::new();
         batch
             .iter()
@@ -277,6 +362,66 @@ impl MqttOutput {
         self.next_id
     }
 
+    /// Builds the Home Assistant config messages of metrics not announced before.
+    fn discover(&mut self, batch: &[Event]) {
+        let Some(d) = &self.spec.discovery else {
+            return;
+        };
+        let node = discovery::Node {
+            prefix: &self.spec.prefix,
+            host: &self.spec.node,
+            layout: self.spec.layout,
+            availability: self.spec.availability,
+        };
+        for event in batch {
+            if let Some(warning) = self.announcements.add(d, &node, event) {
+                log::warn!(target: &self.log_target, "{warning}");
+            }
+        }
+    }
+
+    /// Publishes (retained, QoS 1, at most `inflight` at a time) the config messages the broker
+    /// has not acknowledged on this connection, and waits for their PUBACKs: every one after a
+    /// reconnect, since the broker may have lost its retained messages, and the new ones otherwise.
+    fn announce(&mut self) -> Result<(), Error> {
+        let ack = self.spec.timeouts.ack;
+        while self.announced < self.announcements.messages.len() {
+            let end = self
+                .announcements
+                .messages
+                .len()
+                .min(self.announced + self.spec.inflight);
+            let mut waiting = HashSet::new();
+            for i in self.announced..end {
+                let id = self.next_id();
+                waiting.insert(id);
+                let (topic, payload) = &self.announcements.messages[i];
+                codec::encode_publish(
+                    &Publish {
+                        topic,
+                        payload,
+                        qos: QoS::AtLeastOnce,
+                        retain: true,
+                        dup: false,
+                        packet_id: id,
+                    },
+                    &mut self.out,
+                )
+                .map_err(Error::Encode)?;
+            }
+            self.flush()?;
+            let conn = self.conn.as_mut().expect("connected before announcing");
+            let deadline = std::time::Instant::now() + ack;
+            while !waiting.is_empty() {
+                if let Incoming::PubAck(id) = conn.next_packet(deadline, ack)? {
+                    waiting.remove(&id);
+                }
+            }
+            self.announced = end;
+        }
+        Ok(())
+    }
+
     /// The open connection, opened (and `online` published) when there is none or the broker
     /// stopped answering while it was idle. A new connection without the old session makes every
     /// unacknowledged message a first send again.
@@ -289,7 +434,13 @@ impl MqttOutput {
         if self.conn.is_some() {
             return Ok(());
         }
-        let mut conn = Connection::open(&self.addr, &self.spec.session, self.spec.timeouts)?;
+        let mut conn = Connection::open(
+            &self.addr,
+            &self.spec.session,
+            self.spec.timeouts,
+            &self.transport,
+            Role::Publisher,
+        )?;
         if !conn.session_present {
             self.carry.sent.clear();
         }
@@ -311,6 +462,7 @@ impl MqttOutput {
         }
         log::debug!(target: &self.log_target, "{}: connected (session present: {})", self.addr, conn.session_present);
         self.conn = Some(conn);
+        self.announced = 0;
         Ok(())
     }
 
@@ -341,6 +493,7 @@ impl MqttOutput {
         ids: &mut [u16],
     ) -> Result<(), Error> {
         self.connect()?;
+        self.announce()?;
         let ack = self.spec.timeouts.ack;
         let qos = self.spec.qos;
         let mut inflight: VecDeque<(u16, usize)> = VecDeque::new();
@@ -456,6 +609,32 @@ impl Drop for MqttOutput {
     }
 }
 
+/// The messages of `batch`, one per collection: events of the same host, source (first service
+/// part) and time, in the order of each collection's first event.
+fn collections(prefix: &str, batch: &[Event]) -> Vec<Option<Message>> {
+    let mut index: HashMap<(&str, &str, std::time::SystemTime), usize> = HashMap::new();
+    let mut groups: Vec<Vec<&Event>> = Vec::new();
+    for e in batch {
+        let group = *index
+            .entry((e.host.as_str(), topic::source_of(&e.service), e.time))
+            .or_insert_with(|| {
+                groups.push(Vec::new());
+                groups.len() - 1
+            });
+        groups[group].push(e);
+    }
+    groups
+        .into_iter()
+        .map(|events| {
+            let mut name = String::new();
+            topic::collection_topic(prefix, events[0], &mut name);
+            let mut payload = Vec::new();
+            topic::collection_payload(events.iter().copied(), &mut payload);
+            Some((key(&name, &payload, events[0]), name, payload))
+        })
+        .collect()
+}
+
 /// The key of a message: a hash of its topic, payload and event time, the same when the delivery
 /// layer hands the event again (a retry, a spool replay).
 fn key(topic: &str, payload: &[u8], event: &Event) -> u64 {
@@ -497,6 +676,7 @@ mod tests {
                 32
             )
         );
+        assert_eq!((s.message_per, &s.tls), (MessagePer::Event, &None));
         assert_eq!(s.session.client_id, "pipit-r1");
         assert!(!s.session.clean_session);
         assert_eq!(s.session.keepalive, Duration::from_secs(30));
@@ -519,6 +699,70 @@ mod tests {
         assert!(!e[0].contains("hunter2"), "{e:?}");
         let e = spec(r#"{"host": "h", "timestamp": true, "layout": "json"}"#).unwrap_err();
         assert!(e[0].contains("timestamp: unknown key"), "{e:?}");
+    }
+
+    #[test]
+    fn a_collection_is_one_message_and_needs_json() {
+        let s = spec(r#"{"host": "h", "layout": "json", "message_per": "collection"}"#).unwrap();
+        assert_eq!(s.message_per, MessagePer::Collection);
+        let e = spec(r#"{"host": "h", "message_per": "collection"}"#).unwrap_err();
+        assert!(e[0].contains("set \"layout\": \"json\" too"), "{e:?}");
+        let t0 = std::time::UNIX_EPOCH + Duration::from_secs(1);
+        let t1 = t0 + Duration::from_secs(1);
+        let at = |service: &str, host: &str, t| Event::new(service, host).with_time(t);
+        let batch = [
+            at("load.shortterm", "r1", t0),
+            at("cpu.total.user", "r1", t0),
+            at("load.midterm", "r1", t0),
+            at("load.shortterm", "r1", t1),
+            at("load.shortterm", "r2", t0),
+        ];
+        let messages: Vec<(String, usize)> = collections("p", &batch)
+            .into_iter()
+            .map(|m| {
+                let (_, topic, payload) = m.unwrap();
+                let v: serde_json::Value = serde_json::from_slice(&payload).unwrap();
+                (topic, v["events"].as_array().unwrap().len())
+            })
+            .collect();
+        assert_eq!(
+            messages,
+            [
+                ("p/r1/load".into(), 2),
+                ("p/r1/cpu".into(), 1),
+                ("p/r1/load".into(), 1),
+                ("p/r2/load".into(), 1)
+            ]
+        );
+    }
+
+    #[test]
+    fn tls_keys_are_checked_at_load() {
+        let e = spec(r#"{"host": "h", "tls_ca": "/ca.pem"}"#).unwrap_err();
+        assert!(
+            e[0].contains("only used with \"transport\": \"tls\""),
+            "{e:?}"
+        );
+        let e = spec(r#"{"host": "h", "transport": "tls"}"#).unwrap_err();
+        assert!(
+            e.iter()
+                .any(|m| m.contains("missing required key \"tls_ca\"")),
+            "{e:?}"
+        );
+    }
+
+    #[cfg(feature = "tls")]
+    #[test]
+    fn tls_defaults_to_port_8883_and_reads_its_files_when_built() {
+        let s =
+            spec(r#"{"host": "h", "transport": "tls", "tls_ca": "/nonexistent/ca.pem"}"#).unwrap();
+        assert_eq!(s.targets[0].addr(), "h:8883");
+        assert_eq!(
+            s.describe(),
+            "mqtt over TLS QoS 1 under \"pipit\" to h:8883"
+        );
+        let built = s.build_target(0, "out.mqtt");
+        assert!(built.is_err_and(|e| e.message.contains("/nonexistent/ca.pem")));
     }
 
     #[test]

@@ -6,6 +6,11 @@
 //! are percent-escaped: `%` as `%25`, `/` as `%2F`, `+` as `%2B`, `#` as `%23` and NUL as `%00`;
 //! every other byte is kept. The inverse ([`service_of`]) splits the levels after the host on `/`,
 //! decodes each and joins them with `.`, so a subscriber gets the service name back exactly.
+//!
+//! The events of one collection can also go as one message ([`collection_topic`],
+//! [`collection_payload`]) on `<prefix>/<host>/<source>`, the source being the first part of the
+//! service names (`interface` of `interface.eth0.rx_bytes`), as Telegraf's `batch` mode publishes
+//! one message per plugin.
 
 use crate::event::{Event, Metric};
 
@@ -33,6 +38,37 @@ pub fn event_topic(prefix: &str, event: &Event, out: &mut String) {
         out.push('/');
         push_level(out, part);
     }
+}
+
+/// The first part of a service name: the source that emitted it (or the source's `prefix`).
+pub fn source_of(service: &str) -> &str {
+    service.split('.').next().unwrap_or(service)
+}
+
+/// Writes into `out` the topic of the collection `event` belongs to: `<prefix>/<host>/<source>`,
+/// host and source escaped as levels.
+pub fn collection_topic(prefix: &str, event: &Event, out: &mut String) {
+    out.clear();
+    out.push_str(prefix);
+    out.push('/');
+    push_level(out, &event.host);
+    out.push('/');
+    push_level(out, source_of(&event.service));
+}
+
+/// Writes into `out` the payload of one collection: `{"events": [...]}`, each event in the form of
+/// the `json` layout.
+pub fn collection_payload<'a>(events: impl IntoIterator<Item = &'a Event>, out: &mut Vec<u8>) {
+    out.clear();
+    out.extend_from_slice(b"{\"events\":[");
+    for (i, event) in events.into_iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        // Writing an event to a Vec cannot fail: every field serialises.
+        let _ = serde_json::to_writer(&mut *out, event);
+    }
+    out.extend_from_slice(b"]}");
 }
 
 /// The topic `<prefix>/<host>/<name>` of one of the node's own messages (`status`), the host
@@ -160,6 +196,33 @@ mod tests {
                 && service_of("pre", &topic) == Some((host, service))
         }
         quickcheck::quickcheck(prop as fn(String, String) -> bool);
+    }
+
+    #[test]
+    fn a_collection_is_one_message_under_its_source() {
+        let t = SystemTime::UNIX_EPOCH + Duration::from_millis(1_700_000_000_250);
+        let events = [
+            Event::new("interface.eth0.rx_bytes", "r/1")
+                .with_metric(1i64)
+                .with_time(t),
+            Event::new("interface.eth0.tx_bytes", "r/1")
+                .with_metric(0.5)
+                .with_time(t),
+        ];
+        let mut topic = String::new();
+        collection_topic("p", &events[0], &mut topic);
+        assert_eq!(topic, "p/r%2F1/interface");
+        let mut out = Vec::new();
+        collection_payload(&events, &mut out);
+        let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
+        let back: Vec<Event> = v["events"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| Event::from_json(e).unwrap())
+            .collect();
+        assert_eq!(back, events);
+        assert_eq!(source_of("load"), "load");
     }
 
     #[test]

@@ -14,10 +14,10 @@ use std::net::{Shutdown, SocketAddr, TcpStream, UdpSocket};
 use std::time::{Duration, Instant};
 
 use super::proto;
-#[cfg(feature = "tls")]
-use super::tls::{TlsSettings, TlsStream};
 use crate::event::Event;
 use crate::liveness::Liveness;
+#[cfg(feature = "tls")]
+use crate::outputs::tls::{TlsSettings, TlsStream};
 use crate::timed_read::{TimedReadError, read_before};
 
 /// The port Riemann listens on for TCP and UDP.
@@ -278,7 +278,7 @@ fn open_udp(addrs: &[SocketAddr]) -> io::Result<UdpSocket> {
 }
 
 /// A connected byte stream whose reads can be given a timeout.
-pub(super) trait Stream: Read + Write {
+trait Stream: Read + Write {
     /// Sets the timeout of the next reads on the socket underneath.
     fn set_read_timeout(&self, timeout: Duration) -> io::Result<()>;
 }
@@ -286,6 +286,13 @@ pub(super) trait Stream: Read + Write {
 impl Stream for TcpStream {
     fn set_read_timeout(&self, timeout: Duration) -> io::Result<()> {
         TcpStream::set_read_timeout(self, Some(timeout))
+    }
+}
+
+#[cfg(feature = "tls")]
+impl Stream for TlsStream {
+    fn set_read_timeout(&self, timeout: Duration) -> io::Result<()> {
+        self.sock.set_read_timeout(Some(timeout))
     }
 }
 

@@ -18,13 +18,11 @@
 pub mod client;
 pub mod output;
 pub mod proto;
-#[cfg(feature = "tls")]
-pub mod tls;
 
+#[cfg(feature = "tls")]
+pub use crate::outputs::tls::TlsSettings;
 pub use client::{
     DEFAULT_PORT, DEFAULT_TLS_PORT, Error, MAX_DATAGRAM, MAX_REPLY, RiemannClient, Timeouts,
     Transport,
 };
 pub use output::TYPE;
-#[cfg(feature = "tls")]
-pub use tls::TlsSettings;

@@ -1,7 +1,6 @@
 //! The `riemann` output: each batch is one message to a Riemann server, acknowledged before it
 //! counts as delivered (except over UDP, where nothing is acknowledged).
 
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -10,6 +9,7 @@ use crate::config::reader::{Problems, Table};
 use crate::event::Event;
 use crate::liveness::Liveness;
 use crate::outputs::destination::{Destination, read_targets};
+use crate::outputs::tls::TlsFiles;
 use crate::outputs::{Output, OutputError, OutputSpec, OutputType};
 
 /// The registry entry.
@@ -28,15 +28,6 @@ pub enum TransportKind {
     Udp,
     /// `tls`: acknowledged messages inside TLS (needs the `tls` feature).
     Tls,
-}
-
-/// The certificate files of a TLS connection.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TlsFiles {
-    /// PEM file of the CA certificates the server's certificate must chain to.
-    pub ca: PathBuf,
-    /// PEM files of the client certificate and its private key, for servers that ask for one.
-    pub client: Option<(PathBuf, PathBuf)>,
 }
 
 /// Settings of the `riemann` output.
@@ -77,7 +68,12 @@ fn read_spec(t: &mut Table<'_>, problems: &mut Problems) -> Option<RiemannSpec> 
         write: t.duration_at_least("write_timeout", d.write, min, problems),
         ack: t.duration_at_least("ack_timeout", d.ack, min, problems),
     };
-    let tls = read_tls(t, transport, problems);
+    let tls = TlsFiles::read(
+        t,
+        transport == TransportKind::Tls,
+        "\"tcp\" or \"udp\"",
+        problems,
+    );
     let liveness = Liveness::read(t, problems);
     Some(RiemannSpec {
         targets: targets?,
@@ -86,47 +82,6 @@ fn read_spec(t: &mut Table<'_>, problems: &mut Problems) -> Option<RiemannSpec> 
         tls,
         liveness,
     })
-}
-
-fn read_tls(
-    t: &mut Table<'_>,
-    transport: TransportKind,
-    problems: &mut Problems,
-) -> Option<TlsFiles> {
-    let ca_field = t.field("tls_ca");
-    let ca = t.get::<PathBuf>("tls_ca", problems);
-    let cert = t.get::<PathBuf>("tls_cert", problems);
-    let key = t.get::<PathBuf>("tls_key", problems);
-    if transport != TransportKind::Tls {
-        if ca.is_some() || cert.is_some() || key.is_some() {
-            problems.at(
-                t.as_field(),
-                "tls_ca, tls_cert and tls_key are only used with \"transport\": \"tls\"",
-            );
-        }
-        return None;
-    }
-    if !cfg!(feature = "tls") {
-        problems.at(
-            t.as_field(),
-            "this pipit was built without the \"tls\" feature: use transport \"tcp\" or \"udp\"",
-        );
-    }
-    if ca_field.is_none() {
-        problems.at(t.as_field(), "missing required key \"tls_ca\" (a PEM file of the CA that signed the server's certificate)");
-    }
-    let client = match (cert, key) {
-        (Some(cert), Some(key)) => Some((cert, key)),
-        (None, None) => None,
-        _ => {
-            problems.at(
-                t.as_field(),
-                "tls_cert and tls_key go together: set both or neither",
-            );
-            None
-        }
-    };
-    Some(TlsFiles { ca: ca?, client })
 }
 
 impl RiemannSpec {
@@ -148,11 +103,8 @@ impl RiemannSpec {
                     .tls
                     .as_ref()
                     .ok_or_else(|| OutputError::failed("TLS without a CA file"))?;
-                let client = files
-                    .client
-                    .as_ref()
-                    .map(|(c, k)| (c.as_path(), k.as_path()));
-                super::tls::TlsSettings::new(_host, &files.ca, client)
+                files
+                    .load(_host)
                     .map(Transport::Tls)
                     .map_err(OutputError::failed)
             }
