@@ -15,6 +15,7 @@ use std::time::{Duration, Instant, SystemTime};
 use crossbeam_channel::{Receiver, Sender, TryRecvError, bounded};
 
 use super::{Emitter, MetricInfo, Source, SourceContext, SourceError, SourceSpec, SourceType};
+use crate::config::secret::Secret;
 use crate::complain::Complaint;
 use crate::config::reader::{Problems, Table};
 use crate::event::{Kind, Metric};
@@ -171,7 +172,7 @@ fn read_spec(t: &mut Table<'_>, problems: &mut Problems) -> Option<MqttSourceSpe
     // Empty: the default, made from the instance's name when it is built.
     let client_id = t.get_or("client_id", String::new(), problems);
     let username = t.get::<String>("username", problems);
-    let password = t.get::<String>("password", problems);
+    let password = t.get::<String>("password", problems).map(Secret::new);
     if password.is_some() && username.is_none() {
         problems.at(
             t.as_field(),

@@ -11,16 +11,16 @@
 //! for bytes on the clone without the lock and take the lock only to read what arrived.
 
 use std::fmt;
-use std::hash::{BuildHasher, RandomState};
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, TcpStream};
-use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread;
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{RecvTimeoutError, Sender, bounded};
 
 use super::codec::{self, Connect, DecodeError, Incoming, Message, Publish, QoS, Role, Will};
+use crate::config::secret::Secret;
 #[cfg(feature = "tls")]
 use crate::outputs::tls::{self, TlsSettings, TlsStream};
 
@@ -56,7 +56,7 @@ pub struct Timeouts {
 }
 
 /// What the client tells the broker at connect.
-#[derive(Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Session {
     /// The client identifier.
     pub client_id: String,
@@ -69,30 +69,7 @@ pub struct Session {
     /// The user name.
     pub username: Option<String>,
     /// The password; never shown by `Debug`.
-    pub password: Option<String>,
-}
-
-impl fmt::Debug for Session {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Session")
-            .field("client_id", &self.client_id)
-            .field("keepalive", &self.keepalive)
-            .field("clean_session", &self.clean_session)
-            .field("will", &self.will)
-            .field("username", &self.username)
-            .field("password", &self.password.as_deref().map(hidden))
-            .finish()
-    }
-}
-
-/// What `Debug` shows of a password: a hash keyed anew in each run, equal for equal passwords (so
-/// a reload notices a changed one) and useless to anyone reading it.
-fn hidden(secret: &str) -> String {
-    static KEY: OnceLock<RandomState> = OnceLock::new();
-    format!(
-        "#{:016x}",
-        KEY.get_or_init(RandomState::new).hash_one(secret)
-    )
+    pub password: Option<Secret>,
 }
 
 /// Why a step failed. After any of them the connection is closed.
@@ -290,7 +267,7 @@ impl Connection {
                 clean_session: session.clean_session,
                 will: session.will.as_ref(),
                 username: session.username.as_deref(),
-                password: session.password.as_deref(),
+                password: session.password.as_ref().map(Secret::expose),
             },
             &mut out,
         )
@@ -610,7 +587,7 @@ mod tests {
             clean_session: false,
             will: None,
             username: Some("u".into()),
-            password: Some("hunter2".into()),
+            password: Some(Secret::new("hunter2".into())),
         };
         assert!(!format!("{s:?}").contains("hunter2"));
     }

@@ -18,6 +18,7 @@ use super::client::{self, Connection, Error, Session, Timeouts, Transport};
 use super::codec::{self, Incoming, Publish, QoS, Role, Will};
 use super::discovery::{self, Announcements, Discovery};
 use super::topic::{self, Layout};
+use crate::config::secret::Secret;
 use crate::config::agent::{read_hostname, system_hostname};
 use crate::config::reader::{Problems, Table};
 use crate::event::Event;
@@ -144,7 +145,7 @@ fn read_spec(t: &mut Table<'_>, problems: &mut Problems) -> Option<MqttSpec> {
         .get::<String>("client_id", problems)
         .unwrap_or_else(|| client::default_client_id(&node));
     let username = t.get::<String>("username", problems);
-    let password = t.get::<String>("password", problems);
+    let password = t.get::<String>("password", problems).map(Secret::new);
     if password.is_some() && username.is_none() {
         problems.at(
             t.as_field(),
