@@ -15,9 +15,9 @@ use std::time::{Duration, Instant, SystemTime};
 use crossbeam_channel::{Receiver, Sender, TryRecvError, bounded};
 
 use super::{Emitter, MetricInfo, Source, SourceContext, SourceError, SourceSpec, SourceType};
-use crate::config::secret::Secret;
 use crate::complain::Complaint;
 use crate::config::reader::{Problems, Table};
+use crate::config::secret::Secret;
 use crate::event::{Kind, Metric};
 use crate::outputs::mqtt::client::{
     self, Acknowledger, Connection, Error, Session, Timeouts, Transport,
