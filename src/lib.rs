@@ -32,6 +32,8 @@ pub mod lifeline;
 pub mod liveness;
 pub mod logging;
 pub mod md5;
+#[cfg(feature = "mqtt")]
+pub mod mqtt;
 pub mod netlink;
 pub mod once;
 pub mod outputs;
@@ -52,7 +54,7 @@ pub mod supervisor;
 pub mod sys;
 pub mod telemetry;
 pub mod timed_read;
-#[cfg(feature = "tls")]
+#[cfg(any(feature = "riemann", feature = "mqtt", feature = "tls"))]
 pub mod tls;
 pub mod udp;
 

@@ -16,8 +16,8 @@ use common::outputs;
 use common::peers::{MQTT_PASSWORD, MQTT_USER, Mosquitto, MqttSubscriber, TempDir, wait_until};
 use common::pipit::Agent;
 use pipit::Event;
-use pipit::outputs::mqtt::client::{Connection, Error, Session, Timeouts, Transport};
-use pipit::outputs::mqtt::codec::{DecodeError, Role};
+use pipit::mqtt::client::{Connection, Error, Session, Timeouts, Transport};
+use pipit::mqtt::codec::{DecodeError, Role};
 use pipit::telemetry::get;
 
 const DEADLINE: Duration = Duration::from_secs(20);
@@ -86,7 +86,7 @@ fn every_event_arrives_with_its_topic_and_payload() {
     assert!(got.contains(&("t/r1/status".into(), "online".into(), false, false)));
     for e in &events {
         let mut topic = String::new();
-        pipit::outputs::mqtt::topic::event_topic("j", e, &mut topic);
+        pipit::mqtt::topic::event_topic("j", e, &mut topic);
         let m = got.iter().find(|(t, ..)| *t == topic).unwrap();
         let v: serde_json::Value = serde_json::from_str(&m.1).unwrap();
         assert_eq!(&Event::from_json(&v).unwrap(), e);

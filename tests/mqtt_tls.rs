@@ -13,10 +13,11 @@ use common::certs::issue;
 use common::outputs;
 use common::peers::{MQTT_PASSWORD, MQTT_USER, Mosquitto, MqttSubscriber, PeerTls, TempDir};
 use pipit::Event;
-use pipit::outputs::mqtt::client::{Connection, Error, Session, Timeouts, Transport};
-use pipit::outputs::mqtt::codec::Role;
-use pipit::outputs::tls::TlsSettings;
+use pipit::config::secret::Secret;
+use pipit::mqtt::client::{Connection, Error, Session, Timeouts, Transport};
+use pipit::mqtt::codec::Role;
 use pipit::telemetry::get;
+use pipit::tls::TlsSettings;
 
 const DEADLINE: Duration = Duration::from_secs(20);
 
@@ -38,7 +39,7 @@ fn session() -> Session {
         clean_session: true,
         will: None,
         username: Some(MQTT_USER.into()),
-        password: Some(MQTT_PASSWORD.into()),
+        password: Some(Secret::new(MQTT_PASSWORD.into())),
     }
 }
 

@@ -3,7 +3,7 @@
 //! it was given or than the role's limit.
 #![no_main]
 
-use pipit::outputs::mqtt::codec::{Role, decode};
+use pipit::mqtt::codec::{Role, decode};
 
 libfuzzer_sys::fuzz_target!(|data: &[u8]| {
     for role in [Role::Publisher, Role::Subscriber { max_packet: 4096 }] {

@@ -9,8 +9,8 @@ use super::TlsFiles;
 
 /// The TLS settings of every connection, from the PEM files `files` names.
 pub fn server_config(files: &TlsFiles) -> Result<Arc<ServerConfig>, String> {
-    let certs = crate::tls::certificates(&files.cert)?;
-    let key = crate::tls::private_key(&files.key)?;
+    let certs = crate::tls::pem::certificates(&files.cert)?;
+    let key = crate::tls::pem::private_key(&files.key)?;
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let config = ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()

@@ -15,8 +15,6 @@ pub mod remote_write;
 #[cfg(feature = "riemann")]
 pub mod riemann;
 pub mod stdout;
-#[cfg(any(feature = "riemann", feature = "mqtt"))]
-pub mod tls;
 
 use std::fmt;
 use std::sync::Arc;

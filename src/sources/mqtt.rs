@@ -19,13 +19,11 @@ use crate::complain::Complaint;
 use crate::config::reader::{Problems, Table};
 use crate::config::secret::Secret;
 use crate::event::{Kind, Metric};
-use crate::outputs::mqtt::client::{
-    self, Acknowledger, Connection, Error, Session, Timeouts, Transport,
-};
-use crate::outputs::mqtt::codec::{Incoming, Message, QoS, Role};
-use crate::outputs::mqtt::output::{DEFAULT_PORT, DEFAULT_TLS_PORT};
-use crate::outputs::mqtt::topic;
-use crate::outputs::tls::TlsFiles;
+use crate::mqtt::client::{self, Acknowledger, Connection, Error, Session, Timeouts, Transport};
+use crate::mqtt::codec::{Incoming, Message, QoS, Role};
+use crate::mqtt::topic;
+use crate::mqtt::{DEFAULT_PORT, DEFAULT_TLS_PORT};
+use crate::tls::TlsFiles;
 
 /// The registry entry.
 pub const TYPE: SourceType = SourceType {

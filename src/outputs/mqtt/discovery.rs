@@ -11,9 +11,9 @@ use std::collections::{HashMap, HashSet};
 
 use serde_json::{Value, json};
 
-use super::topic::{self, Layout};
 use crate::config::reader::{Field, Problems};
 use crate::event::Event;
+use crate::mqtt::topic::{self, Layout};
 use crate::pattern::Pattern;
 use crate::prometheus_name::{self, SourceNames};
 

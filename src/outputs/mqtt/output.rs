@@ -14,18 +14,19 @@ use std::hash::{BuildHasher, RandomState};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
-use super::client::{self, Connection, Error, Session, Timeouts, Transport};
-use super::codec::{self, Incoming, Publish, QoS, Role, Will};
 use super::discovery::{self, Announcements, Discovery};
-use super::topic::{self, Layout};
 use crate::config::agent::{read_hostname, system_hostname};
 use crate::config::reader::{Problems, Table};
 use crate::config::secret::Secret;
 use crate::event::Event;
+use crate::mqtt::client::{self, Connection, Error, Session, Timeouts, Transport};
+use crate::mqtt::codec::{self, Incoming, Publish, QoS, Role, Will};
+use crate::mqtt::topic::{self, Layout};
+use crate::mqtt::{DEFAULT_PORT, DEFAULT_TLS_PORT};
 use crate::outputs::destination::{Destination, read_targets};
-use crate::outputs::tls::TlsFiles;
 use crate::outputs::{Output, OutputError, OutputSpec, OutputType};
 use crate::prometheus_name::SourceNames;
+use crate::tls::TlsFiles;
 
 /// The registry entry.
 pub const TYPE: OutputType = OutputType {
@@ -33,12 +34,6 @@ pub const TYPE: OutputType = OutputType {
     description: "events to an MQTT 3.1.1 broker, QoS 0 or 1 (value per topic or JSON)",
     read,
 };
-
-/// The port of MQTT over TCP.
-pub const DEFAULT_PORT: u16 = 1883;
-
-/// The port of MQTT over TLS.
-pub const DEFAULT_TLS_PORT: u16 = 8883;
 
 /// Settings of the `mqtt` output.
 #[derive(Debug, Clone, PartialEq, Eq)]

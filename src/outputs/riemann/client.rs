@@ -16,9 +16,9 @@ use std::time::{Duration, Instant};
 use super::proto;
 use crate::event::Event;
 use crate::liveness::Liveness;
-#[cfg(feature = "tls")]
-use crate::outputs::tls::{TlsSettings, TlsStream};
 use crate::timed_read::{TimedReadError, read_before};
+#[cfg(feature = "tls")]
+use crate::tls::{TlsSettings, TlsStream};
 
 /// The port Riemann listens on for TCP and UDP.
 pub const DEFAULT_PORT: u16 = 5555;

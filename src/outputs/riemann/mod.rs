@@ -20,7 +20,7 @@ pub mod output;
 pub mod proto;
 
 #[cfg(feature = "tls")]
-pub use crate::outputs::tls::TlsSettings;
+pub use crate::tls::TlsSettings;
 pub use client::{
     DEFAULT_PORT, DEFAULT_TLS_PORT, Error, MAX_DATAGRAM, MAX_REPLY, RiemannClient, Timeouts,
     Transport,

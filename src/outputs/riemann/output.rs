@@ -9,8 +9,8 @@ use crate::config::reader::{Problems, Table};
 use crate::event::Event;
 use crate::liveness::Liveness;
 use crate::outputs::destination::{Destination, read_targets};
-use crate::outputs::tls::TlsFiles;
 use crate::outputs::{Output, OutputError, OutputSpec, OutputType};
+use crate::tls::TlsFiles;
 
 /// The registry entry.
 pub const TYPE: OutputType = OutputType {

@@ -1,11 +1,15 @@
-//! TLS for the outputs that speak their own protocol over TCP (Riemann, MQTT): the certificate
-//! keys of their config, and (with the `tls` feature) the client side of the handshake, through
-//! the rustls and ring that ureq uses.
+//! TLS for the clients that speak their own protocol over TCP (the Riemann output, the MQTT
+//! output and source): the certificate keys of their config, and (with the `tls` feature) the
+//! client side of the handshake, through the rustls and ring that ureq uses; [`pem`] loads the
+//! certificate and key files for them and for the HTTP endpoint.
 //!
 //! Riemann servers and MQTT brokers of a fleet usually run their own certificate authority and
 //! may ask clients for a certificate of it, so the CA is named explicitly (no system store) and a
 //! client certificate is optional. The keys are the same for every output: `tls_ca`, `tls_cert`,
 //! `tls_key`.
+
+#[cfg(feature = "tls")]
+pub mod pem;
 
 use std::path::PathBuf;
 
@@ -122,7 +126,7 @@ mod settings {
             let server_name = ServerName::try_from(server_name.to_owned())
                 .map_err(|e| format!("invalid server name {server_name:?}: {e}"))?;
             let mut roots = RootCertStore::empty();
-            for cert in crate::tls::certificates(ca)? {
+            for cert in super::pem::certificates(ca)? {
                 roots
                     .add(cert)
                     .map_err(|e| format!("{}: unusable CA certificate: {e}", ca.display()))?;
@@ -135,9 +139,9 @@ mod settings {
             let config = match client {
                 None => builder.with_no_client_auth(),
                 Some((cert, key)) => {
-                    let key = crate::tls::private_key(key)?;
+                    let key = super::pem::private_key(key)?;
                     builder
-                        .with_client_auth_cert(crate::tls::certificates(cert)?, key)
+                        .with_client_auth_cert(super::pem::certificates(cert)?, key)
                         .map_err(|e| format!("{}: {e}", cert.display()))?
                 }
             };

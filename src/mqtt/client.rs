@@ -22,7 +22,7 @@ use crossbeam_channel::{RecvTimeoutError, Sender, bounded};
 use super::codec::{self, Connect, DecodeError, Incoming, Message, Publish, QoS, Role, Will};
 use crate::config::secret::Secret;
 #[cfg(feature = "tls")]
-use crate::outputs::tls::{self, TlsSettings, TlsStream};
+use crate::tls::{self, TlsSettings, TlsStream};
 
 /// The bytes kept for reading; a packet a broker sends a publisher takes at most
 /// `codec::MAX_INCOMING + 5` of them.
