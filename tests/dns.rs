@@ -24,12 +24,34 @@ struct Dnsmasq {
 }
 
 impl Dnsmasq {
+    /// Starts dnsmasq on a free port; when it exits at once (another test took the port between
+    /// its choice and dnsmasq's bind), starts it again on another.
     fn start() -> Dnsmasq {
         assert!(
             Path::new(DNSMASQ).exists(),
             "{DNSMASQ} missing: run tests/install-deps.sh"
         );
-        let port = free_udp_port();
+        for _ in 0..5 {
+            let mut server = Dnsmasq::spawn(free_udp_port());
+            let resolver = server.resolver("");
+            let answered = wait_until("dnsmasq to answer or exit", LIMIT, || {
+                if resolver
+                    .addresses("graphite.test", Duration::from_millis(200))
+                    .is_ok()
+                {
+                    return Some(true);
+                }
+                matches!(server.child.try_wait(), Ok(Some(_))).then_some(false)
+            });
+            if answered {
+                return server;
+            }
+        }
+        panic!("dnsmasq exited at start five times: is another dnsmasq in the way?");
+    }
+
+    /// dnsmasq started on `port`, not yet answering.
+    fn spawn(port: u16) -> Dnsmasq {
         let hosts = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/dns/hosts");
         let child = Command::new(DNSMASQ)
             .args([
@@ -47,19 +69,13 @@ impl Dnsmasq {
             .arg(format!("--port={port}"))
             .arg(format!("--addn-hosts={hosts}"))
             .stdout(Stdio::null())
+            .stderr(Stdio::null())
             .spawn()
             .unwrap_or_else(|e| panic!("cannot start {DNSMASQ}: {e}"));
-        let server = Dnsmasq {
+        Dnsmasq {
             child,
             addr: SocketAddr::from(([127, 0, 0, 1], port)),
-        };
-        let resolver = server.resolver("");
-        wait_until("dnsmasq to answer", LIMIT, || {
-            resolver
-                .addresses("graphite.test", Duration::from_millis(200))
-                .ok()
-        });
-        server
+        }
     }
 
     /// A resolver asking only this server, with resolv.conf `extra` lines.
