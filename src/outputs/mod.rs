@@ -208,7 +208,7 @@ pub struct OutputType {
 /// Every output type pipit has, by config `type`.
 pub const REGISTRY: &[OutputType] = &[
     stdout::TYPE,
-    graphite::output::TYPE,
+    graphite::TYPE,
     #[cfg(feature = "riemann")]
     riemann::TYPE,
     #[cfg(feature = "http")]
