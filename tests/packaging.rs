@@ -488,8 +488,8 @@ fn the_init_script_gives_pipits_directories_to_its_user_and_moves_aside_what_ano
     use std::os::unix::fs::{MetadataExt, lchown, symlink};
     let uid = pipit_uid();
     let openwrt = OpenWrt::new(&shipped_enabled());
-    let state = openwrt.path("run/root/tmp/pipit");
-    let runtime = openwrt.path("run/root/var/run/pipit");
+    let state = openwrt.path("run/fsroot/tmp/pipit");
+    let runtime = openwrt.path("run/fsroot/var/run/pipit");
     let check = |dir: &Path| {
         let meta = fs::symlink_metadata(dir).unwrap();
         assert!(meta.is_dir(), "{}", dir.display());
@@ -569,7 +569,7 @@ fn agent_user_root_keeps_pipit_running_as_root() {
         "{:?}",
         start.procd
     );
-    let state = fs::metadata(openwrt.path("run/root/tmp/pipit")).unwrap();
+    let state = fs::metadata(openwrt.path("run/fsroot/tmp/pipit")).unwrap();
     assert_eq!((state.uid(), state.mode() & 0o7777), (0, 0o700));
     assert!(openwrt.json().get("agent").unwrap().get("user").is_none());
 }

@@ -5,7 +5,7 @@
 #   UCI_CONFIG_DIR  directory holding the UCI config file "pipit"
 #   PIPIT_BIN       the pipit binary (for "pipit check" and the command line)
 #   RUN_DIR         where the JSON config is put (instead of /var/etc); the state directory is
-#                   made under RUN_DIR/root
+#                   made under RUN_DIR/fsroot
 #   PROCD_LOG       file receiving one line per procd call
 #   LOGGER_LOG      file receiving what would go to the system log
 #   PROCD_RUNNING   1 when the pipit instance is to be reported running
@@ -29,7 +29,7 @@ PROG=$PIPIT_BIN
 # shellcheck disable=SC2034
 CONFIG=$RUN_DIR/pipit.json
 # shellcheck disable=SC2034
-STATE_ROOT=$RUN_DIR/root
+STATE_ROOT=$RUN_DIR/fsroot
 : "$UCI_CONFIG_DIR" "$PROCD_LOG" "$LOGGER_LOG"
 set +eu
 "$1"
