@@ -7,6 +7,7 @@
 #   DURATION=300 benches/host_sources.sh
 #   ROUTER_SET=0 benches/host_sources.sh    # the 10 generic ones (no tcpconns, swap, wireless)
 #   PING=1 benches/host_sources.sh          # only ping, beside collectd's ping plugin
+#   QDISC=1 benches/host_sources.sh         # only qdisc, beside collectd's netlink plugin
 #
 # collectd runs cpu, load, memory, interface, df, disk, uptime, processes, conntrack, thermal,
 # tcpconns, swap and wireless with write_graphite to a listener on 127.0.0.1; pipit runs the same
@@ -25,6 +26,11 @@
 # each waiting 90 ms at most: collectd's ping plugin (liboping; Debian's liboping0) with
 # `Interval 1/PING_COUNT`, pipit's ping source with `count` PING_COUNT in a 1 s interval. Both use
 # raw sockets (run as root). The floor then has nothing to do and is left out of the ratios.
+#
+# With QDISC=1 both agents run only the queue disciplines' counters of every interface over
+# rtnetlink: pipit's qdisc source, collectd's netlink plugin with `QDisc "All"` (which also asks
+# the kernel for the links, one dump, and for each interface's qdiscs, one request each). The
+# floor is left out as with PING=1.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -34,6 +40,16 @@ ROUTER_SET=${ROUTER_SET:-1}
 # shellcheck source=benches/side_by_side.sh
 source benches/side_by_side.sh
 PING=${PING:-0}
+QDISC=${QDISC:-0}
+# One source alone, without the floor: ping or qdisc.
+ALONE=$([ "$PING" = 1 ] || [ "$QDISC" = 1 ] && echo 1 || echo 0)
+if [ "$QDISC" = 1 ]; then
+    PIPIT_SOURCES='[{"type": "qdisc"}]'
+    COLLECTD_PLUGINS=(netlink)
+    COLLECTD_EXTRA='<Plugin netlink>
+  QDisc "All"
+</Plugin>'
+fi
 if [ "$PING" = 1 ]; then
     PING_HOSTS=${PING_HOSTS:-127.0.0.1 ::1}
     PING_COUNT=${PING_COUNT:-10}
@@ -116,9 +132,9 @@ per_thread $CD 1 > "$WORK/cthreads1"
 end=$(date +%s.%N)
 
 HZ=$(getconf CLK_TCK)
-python3 - "$PING" "$start" "$end" "$HZ" "$c_t0" "$c_t1" "$c_n0" "$c_n1" "$c_l0" "$c_l1" "$p_t0" "$p_t1" "$p_n0" "$p_n1" "$p_l0" "$p_l1" "$f_t0" "$f_t1" "$f_n0" "$f_n1" <<'PY'
+python3 - "$ALONE" "$start" "$end" "$HZ" "$c_t0" "$c_t1" "$c_n0" "$c_n1" "$c_l0" "$c_l1" "$p_t0" "$p_t1" "$p_n0" "$p_n1" "$p_l0" "$p_l1" "$f_t0" "$f_t1" "$f_n0" "$f_n1" <<'PY'
 import sys
-ping = sys.argv[1] == "1"
+alone = sys.argv[1] == "1"
 start, end, hz = float(sys.argv[2]), float(sys.argv[3]), int(sys.argv[4])
 c_t0, c_t1, c_n0, c_n1, c_l0, c_l1, p_t0, p_t1, p_n0, p_n1, p_l0, p_l1, f_t0, f_t1, f_n0, f_n1 = map(int, sys.argv[5:])
 window = end - start
@@ -132,20 +148,20 @@ p = row("pipit", p_t0, p_t1, p_n0, p_n1, p_l0, p_l1)
 f = row("floor", f_t0, f_t1, f_n0, f_n1)
 print(f"window {window:.1f} s, {intervals:.0f} collections each")
 print(f"{'agent':<14} {'CPU ms/collection (schedstat)':>30} {'(utime+stime)':>14} {'metrics/interval':>17}")
-for name, ticks_ms, sched_ms, per in (c, p) if ping else (c, p, f):
+for name, ticks_ms, sched_ms, per in (c, p) if alone else (c, p, f):
     print(f"{name:<14} {sched_ms:>30.3f} {ticks_ms:>14.2f} {per:>17.1f}")
 print(f"pipit / collectd CPU: {p[2] / c[2]:.3f} (schedstat), {p[1] / c[1] if c[1] else float('nan'):.3f} (utime+stime)")
-if not ping:
+if not alone:
     print(f"pipit / floor CPU: {p[2] / f[2]:.3f} (schedstat)")
 print(f"pipit / collectd metrics: {p[3] / c[3]:.2f}")
 PY
-if [ "$PING" != 1 ]; then
+if [ "$ALONE" != 1 ]; then
     echo "the floor's plan (what pipit does each collection):"
     sed 's/^/  /' "$WORK/plan"
 fi
 echo "pipit by thread (ms per collection):"
 join "$WORK/threads0" "$WORK/threads1" | awk -v n="$DURATION" '{ printf "  %-16s %7.3f\n", $1, ($3 - $2) / 1e6 / n }'
-if [ "$PING" = 1 ]; then
+if [ "$ALONE" = 1 ]; then
     echo "collectd by thread (ms per collection):"
     join "$WORK/cthreads0" "$WORK/cthreads1" | awk -v n="$DURATION" '{ printf "  %-16s %7.3f\n", $1, ($3 - $2) / 1e6 / n }'
 fi
