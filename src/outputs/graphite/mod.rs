@@ -33,6 +33,6 @@ pub mod plaintext;
 pub mod punycode;
 
 pub use client::{GraphiteClient, GraphiteError, Protocol, Timeouts};
-pub use output::TYPE;
 pub use datapoint::{Datapoint, DatapointError};
+pub use output::TYPE;
 pub use path::{DecodeError, decode_path, decode_section, encode_path, encode_section};
