@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant, SystemTime};
 
-use crossbeam_channel::{Receiver, Sender, TryRecvError, bounded};
+use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, TryRecvError, bounded};
 
 use super::{Emitter, MetricInfo, Source, SourceContext, SourceError, SourceSpec, SourceType};
 use crate::complain::Complaint;
@@ -327,8 +327,11 @@ fn serve(
         }
         if messages.is_full() {
             // The source has not taken the last messages yet: the broker holds the rest. Nothing
-            // is read meanwhile, so an unread PINGRESP does not count against the broker.
-            thread::sleep(client::READ_SLICE);
+            // is read meanwhile, so an unread PINGRESP does not count against the broker; only a
+            // stop is waited for, a read slice at most, before the queue is looked at again.
+            if stopped.recv_timeout(client::READ_SLICE) == Err(RecvTimeoutError::Disconnected) {
+                return Ok(());
+            }
             continue;
         }
         match conn.next_packet(Instant::now() + client::READ_SLICE, ack) {
