@@ -74,10 +74,9 @@ impl Links {
         })
     }
 
-    /// The interfaces of kind `kind`, in the kernel's order. A message that does not parse
-    /// fails the whole listing.
-    pub fn of_kind(&mut self, kind: &str) -> Result<Vec<Link>, NetlinkError> {
-        let mut links = Vec::new();
+    /// Calls `each` with every interface, in the kernel's order. A message that does not parse
+    /// fails the whole listing (after the interfaces before it were given).
+    pub fn each(&mut self, each: &mut dyn FnMut(Link)) -> Result<(), NetlinkError> {
         let mut malformed = false;
         // A zeroed `struct ifinfomsg`: every family, every interface.
         self.dumper.dump_answered(
@@ -85,8 +84,7 @@ impl Links {
             RTM_NEWLINK,
             &[0; IFINFOMSG],
             &mut |m| match parse(m) {
-                Some(l) if l.kind == kind => links.push(l),
-                Some(_) => {}
+                Some(l) => each(l),
                 None => malformed = true,
             },
         )?;
@@ -95,6 +93,17 @@ impl Links {
                 "a link message with an attribute past its end",
             ));
         }
+        Ok(())
+    }
+
+    /// The interfaces of kind `kind`, in the kernel's order.
+    pub fn of_kind(&mut self, kind: &str) -> Result<Vec<Link>, NetlinkError> {
+        let mut links = Vec::new();
+        self.each(&mut |l| {
+            if l.kind == kind {
+                links.push(l);
+            }
+        })?;
         Ok(links)
     }
 }

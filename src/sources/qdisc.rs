@@ -2,20 +2,29 @@
 //! over rtnetlink as `tc -s qdisc show` and collectd's netlink plugin read them: bytes, packets,
 //! drops, overlimits and requeues as rates, backlog and queue length as they are now.
 //!
+//! Interfaces are named from a link dump over the same socket family, taken again only when a
+//! qdisc sits on an interface not yet named or the names are a minute old (an interface can be
+//! renamed only while it is down), as collectd's plugin names them from its own link dump.
+//!
 //! A kernel whose rtnetlink refuses the dump reports nothing, said once.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use super::naming::push_segment;
 use super::{Emitter, MetricInfo, Source, SourceContext, SourceError, SourceSpec, SourceType};
 use crate::aggregate::Rates;
 use crate::cache::lock;
 use crate::config::reader::{Problems, Table};
+use crate::netlink::NetlinkError;
+use crate::netlink::link::Links;
 use crate::netlink::qdisc::{Qdisc, Qdiscs};
 use crate::pattern::Selector;
-use crate::procfs::Procfs;
+
+/// How long interface names are trusted before a link dump takes them again.
+const NAMES_KEPT: Duration = Duration::from_secs(60);
 
 /// The registry entry.
 pub const TYPE: SourceType = SourceType {
@@ -87,34 +96,36 @@ impl QdiscSpec {
     fn source(&self, ctx: &SourceContext) -> QdiscSource {
         QdiscSource {
             select: self.select.clone(),
-            procfs: ctx.procfs.clone(),
             rates: ctx.rates(),
             target: super::log_target(&ctx.instance),
             qdiscs: None,
+            links: None,
             told: false,
             list: Vec::new(),
             names: BTreeMap::new(),
+            named_at: None,
             name: String::new(),
-            buf: String::new(),
         }
     }
 }
 
 struct QdiscSource {
     select: Selector,
-    procfs: Procfs,
     rates: Arc<Mutex<Rates>>,
     target: String,
     /// The rtnetlink socket, opened at the first collection and kept.
     qdiscs: Option<Qdiscs>,
+    /// The rtnetlink socket that names interfaces, opened when first needed and kept.
+    links: Option<Links>,
     /// Whether a kernel that refuses the dump was logged.
     told: bool,
     list: Vec<Qdisc>,
     /// Interface names by index.
     names: BTreeMap<u32, String>,
-    /// Reused buffers: a service name, a file's text.
+    /// When `names` was taken; `None` before the first link dump.
+    named_at: Option<Instant>,
+    /// A reused buffer for the service name.
     name: String,
-    buf: String,
 }
 
 impl Source for QdiscSource {
@@ -144,30 +155,40 @@ impl Source for QdiscSource {
             }
             Ok(()) => {}
         }
-        self.read_names();
+        if self.names_needed(Instant::now())
+            && let Err(e) = self.read_names()
+        {
+            self.links = None;
+            return Err(SourceError(format!("naming interfaces: {e}")));
+        }
         self.report(emit);
         Ok(())
     }
 }
 
 impl QdiscSource {
-    /// Interface names by index, from `/sys/class/net/<name>/ifindex`.
-    fn read_names(&mut self) {
+    /// Whether the names must be taken again: never taken, a minute old, or a qdisc listed on an
+    /// interface they do not hold.
+    fn names_needed(&self, now: Instant) -> bool {
+        let fresh = self
+            .named_at
+            .is_some_and(|at| now.saturating_duration_since(at) < NAMES_KEPT);
+        !fresh || self.list.iter().any(|q| !self.names.contains_key(&q.ifindex))
+    }
+
+    /// Interface names by index, from a link dump.
+    fn read_names(&mut self) -> Result<(), NetlinkError> {
         self.names.clear();
-        let Ok(dir) = std::fs::read_dir(self.procfs.path("sys/class/net")) else {
-            return;
+        let links = match &mut self.links {
+            Some(links) => links,
+            None => self.links.insert(Links::open()?),
         };
-        for entry in dir.flatten() {
-            let Ok(name) = entry.file_name().into_string() else {
-                continue;
-            };
-            let rel = format!("sys/class/net/{name}/ifindex");
-            if self.procfs.read_into(&rel, &mut self.buf).is_ok()
-                && let Ok(index) = self.buf.trim().parse()
-            {
-                self.names.insert(index, name);
-            }
-        }
+        let names = &mut self.names;
+        links.each(&mut |link| {
+            names.insert(link.index, link.name);
+        })?;
+        self.named_at = Some(Instant::now());
+        Ok(())
     }
 
     /// Emits the qdiscs listed, on the interfaces selected.
@@ -221,8 +242,8 @@ mod tests {
     use crate::netlink::qdisc::{RTM_NEWQDISC, parse};
     use crate::netlink::read_datagram;
 
-    /// The qdiscs of `tests/fixtures/netlink/qdisc.bin`: index 2 (`eth0` in the OpenWrt fixture
-    /// tree) with `pfifo_fast`, index 3 (`wan`) with `htb` over `pfifo`.
+    /// The qdiscs of `tests/fixtures/netlink/qdisc.bin`: index 2 (`eth0`) with `pfifo_fast`,
+    /// index 3 (`wan`) with `htb` over `pfifo`.
     fn captured() -> Vec<Qdisc> {
         let path = concat!(
             env!("CARGO_MANIFEST_DIR"),
@@ -239,15 +260,16 @@ mod tests {
     fn report_at(source: &mut QdiscSource, secs: u64) -> String {
         let template = template();
         let mut emit = emitter(&template, secs);
-        source.read_names();
         source.report(&mut emit);
         render(&emit.into_events())
     }
 
-    /// A source on the OpenWrt fixture tree, holding the captured qdiscs.
+    /// A source holding the captured qdiscs and the names of their interfaces.
     fn on_captured(spec: QdiscSpec) -> QdiscSource {
         let mut source = spec.source(&context("openwrt", &Arc::new(Cache::in_memory())));
         source.list = captured();
+        source.names = BTreeMap::from([(2, "eth0".to_owned()), (3, "wan".to_owned())]);
+        source.named_at = Some(Instant::now());
         source
     }
 
@@ -313,5 +335,30 @@ mod tests {
         source.list[1].ifindex = 99;
         source.list.truncate(2);
         assert_eq!(report_at(&mut source, 100), "");
+    }
+
+    #[test]
+    fn names_are_taken_again_when_a_minute_old_or_an_interface_is_not_named() {
+        let mut source = on_captured(QdiscSpec {
+            select: Selector::from_lists(&[], &[]),
+        });
+        let taken = source.named_at.unwrap();
+        assert!(!source.names_needed(taken + Duration::from_secs(59)));
+        assert!(source.names_needed(taken + NAMES_KEPT));
+        source.list[1].ifindex = 99;
+        assert!(source.names_needed(taken));
+        source.named_at = None;
+        source.list.clear();
+        assert!(source.names_needed(taken), "never taken");
+    }
+
+    #[test]
+    fn the_running_kernel_names_the_loopbacks_qdisc() {
+        let mut source = QdiscSpec {
+            select: Selector::from_lists(&[], &[]),
+        }
+        .source(&context("openwrt", &Arc::new(Cache::in_memory())));
+        source.read_names().unwrap();
+        assert_eq!(source.names.get(&1).map(String::as_str), Some("lo"));
     }
 }
