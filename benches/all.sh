@@ -117,6 +117,8 @@ run_catalogue() {
     cargo bench --quiet --bench catalogue_memory >"$LOG/catalogue" 2>&1 ||
         { skipped catalogue_memory_ratio "the bench failed (output below)"; tail -5 "$LOG/catalogue"; return; }
     report catalogue_memory_ratio "$(number_after 'ratio catalogue' <"$LOG/catalogue")"
+    report catalogue_real_bytes_per_metric "$(number_after 'real sources bytes per metric' <"$LOG/catalogue")"
+    report catalogue_answer_peak_ratio "$(number_after 'real sources peak / steady' <"$LOG/catalogue")"
 }
 
 BENCHES=(riemann graphite mqtt host_sources scrape catalogue)

@@ -33,7 +33,7 @@ use crate::config::reader::{Problems, Table};
 use crate::files::{Dir, FilesError, Sharing};
 use crate::lifeline;
 use crate::telemetry::Telemetry;
-use crate::telemetry::catalogue::Found;
+use crate::telemetry::catalogue::Query;
 use crate::timed_read::{TimedReadError, read_before};
 use protocol::{Code, ProtocolError, Request};
 
@@ -518,9 +518,10 @@ fn serve(mut stream: UnixStream, shared: &Shared) {
         let (answer, last) = answer(&line, shared);
         let written = match answer {
             Answer::Line(line) => stream.write_all(line.as_bytes()),
-            Answer::Metrics { found, metadata } => {
+            Answer::Metrics { query, metadata } => {
                 let mut out = io::BufWriter::with_capacity(METRICS_BUFFER, &stream);
-                protocol::write_metrics_result(&mut out, &found, metadata)
+                let catalogue = &shared.telemetry.catalogue;
+                protocol::write_metrics_result(&mut out, catalogue, &query, metadata)
                     .and_then(|()| out.flush())
             }
         };
@@ -537,10 +538,10 @@ const METRICS_BUFFER: usize = 16 * 1024;
 enum Answer {
     /// One whole line.
     Line(String),
-    /// The metrics found, written to the socket row by row.
+    /// The metrics a query selects, written to the socket row by row.
     Metrics {
-        /// The rows.
-        found: Found,
+        /// What to select.
+        query: Query,
         /// Whether each row carries its metadata or only its name.
         metadata: bool,
     },
@@ -557,8 +558,7 @@ fn answer(line: &[u8], shared: &Shared) -> (Answer, bool) {
     };
     let result = match request {
         Request::GetMetrics { query, metadata } => {
-            let found = shared.telemetry.catalogue.query(&query);
-            return (Answer::Metrics { found, metadata }, false);
+            return (Answer::Metrics { query, metadata }, false);
         }
         Request::Status => status_line(&shared.orders, REPLY_TIMEOUT),
         Request::Reload => match ask(&shared.orders, |tx| Order::Reload(Some(tx)), REPLY_TIMEOUT) {

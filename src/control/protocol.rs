@@ -12,7 +12,7 @@ use serde::Serialize;
 use crate::config::json;
 use crate::config::reader::{Field, Problems};
 use crate::event::Metric;
-use crate::telemetry::catalogue::{Found, Query, Row, Select};
+use crate::telemetry::catalogue::{Catalogue, Query, Row, Select};
 
 /// The longest request line accepted, in bytes; a longer one is answered with
 /// [`Code::TooLarge`] and the connection is closed.
@@ -315,26 +315,30 @@ impl<'a> From<&'a Row> for MetricRow<'a> {
     }
 }
 
-/// Writes the result line of `get_metrics` (rows with metadata, or names only) to `out` one row at
-/// a time, so the answer is never held whole in memory: with a buffered `out`, what is held is
-/// the rows found and the buffer.
+/// Writes the result line of `get_metrics` (rows with metadata, or names only) for `query` to
+/// `out` one row at a time, as [`Catalogue::walk`] hands them over: the answer is never held
+/// whole in memory; with a buffered `out`, what is held is one chunk of rows and the buffer.
 pub fn write_metrics_result(
     out: &mut impl std::io::Write,
-    found: &Found,
+    catalogue: &Catalogue,
+    query: &Query,
     metadata: bool,
 ) -> std::io::Result<()> {
     out.write_all(br#"{"result":{"metrics":["#)?;
-    for (i, row) in found.rows.iter().enumerate() {
-        if i > 0 {
+    let mut first = true;
+    let matched = catalogue.walk(query, |row| {
+        if !first {
             out.write_all(b",")?;
         }
+        first = false;
         if metadata {
-            serde_json::to_writer(&mut *out, &MetricRow::from(row))?;
+            serde_json::to_writer(&mut *out, &MetricRow::from(&row))?;
         } else {
             serde_json::to_writer(&mut *out, row.name.as_str())?;
         }
-    }
-    writeln!(out, r#"],"matched":{}}}}}"#, found.matched)
+        Ok::<(), std::io::Error>(())
+    })?;
+    writeln!(out, r#"],"matched":{matched}}}}}"#)
 }
 
 #[cfg(test)]

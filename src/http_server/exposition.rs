@@ -3,19 +3,91 @@
 //! Each row is named by [`crate::prometheus_name`] (docs/http-server.md, "Names"). Values older
 //! than their source's ttl are not listed, nor are state-only events.
 
+use std::convert::Infallible;
 use std::io::{self, Write};
 use std::time::SystemTime;
 
 use crate::event::Metric;
 use crate::prometheus_name::{self, Declared, Origin, base_unit};
-use crate::telemetry::catalogue::{Catalogue, Query, Row};
+use crate::telemetry::catalogue::{Catalogue, MetricInfo, Query, Row};
 
-/// The name and labels of one series.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
-struct Series {
-    family: String,
+/// Where one text lies in [`Lines::text`].
+#[derive(Debug, Clone, Copy)]
+struct Span {
+    start: u32,
+    len: u32,
+}
+
+/// One series to write, compact: its texts lie in the shared arena.
+#[derive(Debug)]
+struct Line {
+    family: Span,
     /// `name="escaped value"` pairs joined with `,`, ready to print.
-    labels: String,
+    labels: Span,
+    /// The metric's name, the help of a family without a declaration (empty when declared).
+    name: Span,
+    info: Option<&'static MetricInfo>,
+    value: Metric,
+    /// Its place in name order, which decides between two rows naming the same series.
+    order: u32,
+}
+
+/// Every series of an exposition: about what the catalogue holds per metric at most, since the
+/// texts share one arena and the rows are not kept.
+#[derive(Debug, Default)]
+struct Lines {
+    text: String,
+    lines: Vec<Line>,
+}
+
+impl Lines {
+    fn push_text(&mut self, text: &str) -> Span {
+        let start = self.text.len();
+        self.text.push_str(text);
+        Span {
+            start: start as u32,
+            len: text.len() as u32,
+        }
+    }
+
+    /// Rows come in name order, so the rows of one source and family follow each other: their
+    /// labels are often the last row's again (when every label is the source's own).
+    fn push_labels(&mut self, labels: &str) -> Span {
+        match self.lines.last() {
+            Some(last) if self.text(last.labels) == labels => last.labels,
+            _ => self.push_text(labels),
+        }
+    }
+
+    fn text(&self, span: Span) -> &str {
+        &self.text[span.start as usize..][..span.len as usize]
+    }
+
+    /// Adds the series of `row`, when it has a value.
+    fn push(&mut self, row: &Row) {
+        let Some(value) = row.value else {
+            return;
+        };
+        let series = series_of(row);
+        let line = Line {
+            family: self.push_text(&series.family),
+            labels: self.push_labels(&series.labels),
+            name: self.push_text(if row.info.is_some() { "" } else { &row.name }),
+            info: row.info,
+            value,
+            order: self.lines.len() as u32,
+        };
+        self.lines.push(line);
+    }
+
+    /// Family by family, each series once (the first row by name that names it).
+    fn sort(&mut self) {
+        let mut lines = std::mem::take(&mut self.lines);
+        let key = |l: &Line| (self.text(l.family), self.text(l.labels));
+        lines.sort_unstable_by(|a, b| key(a).cmp(&key(b)).then(a.order.cmp(&b.order)));
+        lines.dedup_by(|a, b| key(a) == key(b));
+        self.lines = lines;
+    }
 }
 
 /// Writes every live metric of `catalogue` to `out`, family by family, as of `now`, followed by
@@ -26,50 +98,56 @@ pub fn write(
     out: &mut impl Write,
     extra: impl FnOnce(&mut dyn Write) -> io::Result<()>,
 ) -> io::Result<()> {
-    let found = catalogue.query(&Query {
-        hidden: true,
-        ..Query::default()
-    });
     let now_us = now
         .duration_since(SystemTime::UNIX_EPOCH)
         .unwrap_or_default()
         .as_micros() as i64;
-    let mut series: Vec<(Series, usize)> = found
-        .rows
-        .iter()
-        .enumerate()
-        .filter(|(_, row)| {
-            let ttl_us = row.source.ttl.as_micros() as i64;
-            row.value.is_some() && now_us.saturating_sub(row.time_us) <= ttl_us
-        })
-        .map(|(i, row)| (series_of(row), i))
-        .collect();
-    series.sort();
-    series.dedup_by(|a, b| a.0 == b.0);
+    let mut lines = Lines::default();
+    lines.lines.reserve_exact(catalogue.len());
+    let all = Query {
+        hidden: true,
+        ..Query::default()
+    };
+    let Ok(_) = catalogue.walk(&all, |row| {
+        let ttl_us = row.source.ttl.as_micros() as i64;
+        if now_us.saturating_sub(row.time_us) <= ttl_us {
+            lines.push(&row);
+        }
+        Ok::<(), Infallible>(())
+    });
+    lines.sort();
     let mut family: Option<&str> = None;
-    for (s, i) in &series {
-        let row = &found.rows[*i];
-        if family != Some(s.family.as_str()) {
-            let help = row.info.map_or(row.name.as_str(), |info| info.description);
+    for line in &lines.lines {
+        let name = lines.text(line.family);
+        if family != Some(name) {
+            let help = line
+                .info
+                .map_or(lines.text(line.name), |info| info.description);
             out.write_all(b"# HELP ")?;
-            out.write_all(s.family.as_bytes())?;
+            out.write_all(name.as_bytes())?;
             out.write_all(b" ")?;
             write_escaped(out, help, false)?;
-            writeln!(out, "\n# TYPE {} gauge", s.family)?;
-            family = Some(s.family.as_str());
+            writeln!(out, "\n# TYPE {name} gauge")?;
+            family = Some(name);
         }
-        out.write_all(s.family.as_bytes())?;
-        if !s.labels.is_empty() {
-            write!(out, "{{{}}}", s.labels)?;
+        out.write_all(name.as_bytes())?;
+        let labels = lines.text(line.labels);
+        if !labels.is_empty() {
+            write!(out, "{{{labels}}}")?;
         }
-        let scale = row.info.map_or(1.0, |info| base_unit(info.unit).1);
-        match row.value {
-            Some(Metric::Int(v)) if scale == 1.0 => writeln!(out, " {v}")?,
-            Some(m) => writeln!(out, " {}", float(m.as_f64() * scale))?,
-            None => {}
+        let scale = line.info.map_or(1.0, |info| base_unit(info.unit).1);
+        match line.value {
+            Metric::Int(v) if scale == 1.0 => writeln!(out, " {v}")?,
+            m => writeln!(out, " {}", float(m.as_f64() * scale))?,
         }
     }
     extra(out)
+}
+
+/// The family and labels of one series.
+struct Series {
+    family: String,
+    labels: String,
 }
 
 /// A float as the format writes it: `NaN`, `+Inf`, `-Inf` or the shortest decimal that reads back

@@ -80,23 +80,22 @@ impl History {
             .duration_since(SystemTime::UNIX_EPOCH)
             .unwrap_or_default()
             .as_micros() as i64;
-        let mut found: Vec<(String, &'static str, f64)> = telemetry
-            .catalogue
-            .query(&Query {
-                hidden: true,
-                ..Query::default()
-            })
-            .rows
-            .into_iter()
-            .filter(|row| {
-                let ttl_us = row.source.ttl.as_micros() as i64;
-                now_us.saturating_sub(row.time_us) <= ttl_us && self.charted(&row.name)
-            })
-            .filter_map(|row| {
+        let mut found: Vec<(String, &'static str, f64)> = Vec::new();
+        let all = Query {
+            hidden: true,
+            ..Query::default()
+        };
+        let Ok(_) = telemetry.catalogue.walk(&all, |row| {
+            let ttl_us = row.source.ttl.as_micros() as i64;
+            if now_us.saturating_sub(row.time_us) <= ttl_us
+                && self.charted(&row.name)
+                && let Some(value) = row.value
+            {
                 let unit = row.info.map_or("", |info| info.unit);
-                Some((row.name, unit, row.value?.as_f64()))
-            })
-            .collect();
+                found.push((row.name, unit, value.as_f64()));
+            }
+            Ok::<(), std::convert::Infallible>(())
+        });
         let mut delivered = Vec::new();
         for output in telemetry.outputs() {
             let name = format!("{DELIVERED}{}", output.name);

@@ -173,7 +173,11 @@ impl QdiscSource {
         let fresh = self
             .named_at
             .is_some_and(|at| now.saturating_duration_since(at) < NAMES_KEPT);
-        !fresh || self.list.iter().any(|q| !self.names.contains_key(&q.ifindex))
+        !fresh
+            || self
+                .list
+                .iter()
+                .any(|q| !self.names.contains_key(&q.ifindex))
     }
 
     /// Interface names by index, from a link dump.

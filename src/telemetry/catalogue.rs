@@ -11,7 +11,7 @@
 //! Entries are forgotten when their source instance is removed (at a reload) and when a metric
 //! has not been seen for [`FORGET_AFTER_INTERVALS`] of its source's intervals.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BinaryHeap, HashMap};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime};
@@ -43,6 +43,12 @@ pub const HIDDEN_TYPE: &str = "self";
 
 /// How often [`Catalogue::prune`] does its work when not forced, in seconds.
 const PRUNE_EVERY_SECS: u64 = 10;
+
+/// [`Catalogue::walk`] copies out at least this many rows at a time.
+const WALK_CHUNK_MIN: usize = 64;
+/// [`Catalogue::walk`] copies out rows in at most this many chunks (fewer for fewer metrics), so
+/// what it holds beyond the catalogue stays a fraction of it.
+const WALK_CHUNKS: usize = 8;
 
 /// What all metrics of one source instance share, kept once per instance.
 #[derive(Debug, Clone)]
@@ -240,37 +246,106 @@ impl Catalogue {
         self.len() == 0
     }
 
-    /// The metrics `query` selects, sorted by name, up to its limit.
+    /// The metrics `query` selects, sorted by name, up to its limit, all in memory: for small
+    /// answers. [`Catalogue::walk`] gives them without holding them all.
     pub fn query(&self, query: &Query) -> Found {
-        let entries = self.lock();
-        let row = |name: &str, e: &Entry| Row {
-            name: name.to_owned(),
-            source: e.source.clone(),
-            info: e.info,
-            value: e.value,
-            time_us: e.time_us,
-        };
-        let mut rows: Vec<Row> = match &query.select {
-            Select::Names(names) => names
-                .iter()
-                .filter_map(|n| entries.get_key_value(n.as_str()))
-                .filter(|(name, e)| query.accepts(name, &e.source))
-                .map(|(name, e)| row(name, e))
-                .collect(),
-            _ => entries
-                .iter()
-                .filter(|(name, e)| query.accepts(name, &e.source))
-                .map(|(name, e)| row(name, e))
-                .collect(),
-        };
-        drop(entries);
-        rows.sort_by(|a, b| a.name.cmp(&b.name));
-        rows.dedup_by(|a, b| a.name == b.name);
-        let matched = rows.len();
-        if let Some(limit) = query.limit {
-            rows.truncate(limit);
-        }
+        let mut rows = Vec::new();
+        let matched = self.walk(query, |row| {
+            rows.push(row);
+            Ok::<(), std::convert::Infallible>(())
+        });
+        let Ok(matched) = matched;
         Found { rows, matched }
+    }
+
+    /// Calls `each` with the metrics `query` selects, in order of name, up to its limit, and
+    /// returns how many matched before the limit; stops at the first error of `each`.
+    ///
+    /// Rows are copied out a chunk at a time (an eighth of the catalogue, or fewer rows), each
+    /// under the lock and handed over after it is released: a slow reader never holds up the
+    /// sources, and the rows held at once stay a fraction of the catalogue. Metrics recorded
+    /// while a walk goes on are seen if their name is still ahead.
+    pub fn walk<E>(
+        &self,
+        query: &Query,
+        mut each: impl FnMut(Row) -> Result<(), E>,
+    ) -> Result<usize, E> {
+        let names = match &query.select {
+            Select::Names(names) => {
+                let mut names: Vec<&str> = names.iter().map(String::as_str).collect();
+                names.sort_unstable();
+                names.dedup();
+                Some(names)
+            }
+            _ => None,
+        };
+        let limit = query.limit.unwrap_or(usize::MAX);
+        let mut matched = None;
+        let mut handed = 0;
+        let mut after: Option<Box<str>> = None;
+        while handed < limit {
+            let (chunk, full) = self.chunk(query, names.as_deref(), after.as_deref(), &mut matched);
+            after = chunk.last().map(|row| row.name.as_str().into());
+            for row in chunk.into_iter().take(limit - handed) {
+                each(row)?;
+                handed += 1;
+            }
+            if !full {
+                break;
+            }
+        }
+        Ok(matched.unwrap_or(handed))
+    }
+
+    /// The next rows of a walk: the first by name after `after`, up to the chunk's size, and
+    /// whether the chunk is full (more may follow). Counts every match into `matched` when it is
+    /// still `None`.
+    fn chunk(
+        &self,
+        query: &Query,
+        names: Option<&[&str]>,
+        after: Option<&str>,
+        matched: &mut Option<usize>,
+    ) -> (Vec<Row>, bool) {
+        let entries = self.lock();
+        let size = (entries.len() / WALK_CHUNKS).max(WALK_CHUNK_MIN);
+        // The `size` smallest names past `after`, the largest on top to be pushed out.
+        let mut smallest: BinaryHeap<&str> = BinaryHeap::with_capacity(size.min(entries.len()) + 1);
+        let mut count = 0;
+        let candidates: Box<dyn Iterator<Item = (&Box<str>, &Entry)>> = match names {
+            Some(names) => Box::new(names.iter().filter_map(|n| entries.get_key_value(*n))),
+            None => Box::new(entries.iter()),
+        };
+        for (name, entry) in candidates {
+            if !query.accepts(name, &entry.source) {
+                continue;
+            }
+            count += 1;
+            if after.is_some_and(|a| **name <= *a) {
+                continue;
+            }
+            smallest.push(name);
+            if smallest.len() > size {
+                smallest.pop();
+            }
+        }
+        matched.get_or_insert(count);
+        let full = smallest.len() == size;
+        let rows = smallest
+            .into_sorted_vec()
+            .into_iter()
+            .filter_map(|name| {
+                let e = entries.get(name)?;
+                Some(Row {
+                    name: name.to_owned(),
+                    source: e.source.clone(),
+                    info: e.info,
+                    value: e.value,
+                    time_us: e.time_us,
+                })
+            })
+            .collect();
+        (rows, full)
     }
 }
 
@@ -430,5 +505,110 @@ mod tests {
         assert_eq!(c.len(), 5);
         c.prune(&["cpu", "self"], true);
         assert_eq!(c.len(), 4);
+    }
+
+    /// A catalogue of `n` metrics named `m.<i>` with the number zero-padded, so name order is
+    /// number order.
+    fn numbered(n: usize) -> Catalogue {
+        let c = Catalogue::default();
+        let events: Vec<Event> = (0..n)
+            .map(|i| metric(&format!("m.{i:06}"), i as i64))
+            .collect();
+        c.record(&source("m", "exec", ""), &events);
+        c
+    }
+
+    #[test]
+    fn a_walk_over_many_chunks_hands_every_row_once_in_name_order() {
+        let n = WALK_CHUNKS * WALK_CHUNK_MIN * 2 + 7;
+        let c = numbered(n);
+        let mut seen = Vec::new();
+        let matched = c.walk(&Query::default(), |row| {
+            seen.push(row.value);
+            Ok::<(), ()>(())
+        });
+        assert_eq!(matched, Ok(n));
+        let expected: Vec<Option<Metric>> = (0..n).map(|i| Some(Metric::Int(i as i64))).collect();
+        assert!(
+            seen == expected,
+            "{} rows, not in order or not each once",
+            seen.len()
+        );
+    }
+
+    #[test]
+    fn a_walk_stops_at_the_limit_or_the_first_error_and_counts_every_match() {
+        // Chunks of 375: the limit and the error both fall past the first chunks.
+        let c = numbered(3000);
+        let count = |query: &Query| {
+            let mut handed = 0;
+            let matched = c.walk(query, |_| {
+                handed += 1;
+                Ok::<(), ()>(())
+            });
+            (matched, handed)
+        };
+        // m.001000 to m.001099 contain ".0010": 100 matches, fewer than the limit.
+        let few = Query {
+            infix: Some(".0010".into()),
+            limit: Some(1500),
+            ..Query::default()
+        };
+        assert_eq!(count(&few), (Ok(100), 100));
+        let many = Query {
+            limit: Some(1500),
+            ..Query::default()
+        };
+        assert_eq!(count(&many), (Ok(3000), 1500));
+        let mut handed = 0;
+        let stopped = c.walk(&Query::default(), |_| {
+            handed += 1;
+            if handed == 1100 {
+                Err("reader gone")
+            } else {
+                Ok(())
+            }
+        });
+        assert_eq!((stopped, handed), (Err("reader gone"), 1100));
+    }
+
+    #[test]
+    fn a_walk_by_names_hands_each_named_metric_once() {
+        let c = numbered(2100);
+        let query = Query {
+            select: Select::Names(vec![
+                "m.000005".into(),
+                "m.002000".into(),
+                "m.000005".into(),
+                "nope".into(),
+            ]),
+            ..Query::default()
+        };
+        let found = c.query(&query);
+        assert_eq!(names(&found), ["m.000005", "m.002000"]);
+        assert_eq!(found.matched, 2);
+    }
+
+    #[test]
+    fn a_metric_recorded_during_a_walk_is_handed_when_its_name_is_still_ahead() {
+        let c = numbered(3000);
+        let late = source("late", "exec", "");
+        let mut names = Vec::new();
+        let _ = c.walk(&Query::default(), |row| {
+            if names.len() == 10 {
+                c.record(&late, &[metric("m.000001x", 1), metric("zz", 2)]);
+            }
+            names.push(row.name);
+            Ok::<(), ()>(())
+        });
+        assert!(names.iter().any(|n| n == "zz"), "zz was ahead of the walk");
+        assert!(
+            !names.iter().any(|n| n == "m.000001x"),
+            "m.000001x was behind it"
+        );
+        assert!(
+            names.windows(2).all(|w| w[0] < w[1]),
+            "in name order, each once"
+        );
     }
 }
