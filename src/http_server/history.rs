@@ -14,7 +14,6 @@ use serde::Serialize;
 
 use crate::complain::Complaint;
 use crate::pattern::Pattern;
-use crate::telemetry::catalogue::Query;
 use crate::telemetry::{Telemetry, get};
 
 /// Samples kept: an hour at the default step of 30 s.
@@ -80,22 +79,18 @@ impl History {
             .duration_since(SystemTime::UNIX_EPOCH)
             .unwrap_or_default()
             .as_micros() as i64;
-        let mut found: Vec<(String, &'static str, f64)> = Vec::new();
-        let all = Query {
-            hidden: true,
-            ..Query::default()
-        };
-        let Ok(_) = telemetry.catalogue.walk(&all, |row| {
-            let ttl_us = row.source.ttl.as_micros() as i64;
-            if now_us.saturating_sub(row.time_us) <= ttl_us
-                && self.charted(&row.name)
-                && let Some(value) = row.value
-            {
+        let mut found: Vec<(String, &'static str, f64)> = telemetry.catalogue.each_held(|rows| {
+            rows.filter(|row| {
+                let ttl_us = row.source.ttl.as_micros() as i64;
+                now_us.saturating_sub(row.time_us) <= ttl_us && self.charted(row.name)
+            })
+            .filter_map(|row| {
                 let unit = row.info.map_or("", |info| info.unit);
-                found.push((row.name, unit, value.as_f64()));
-            }
-            Ok::<(), std::convert::Infallible>(())
+                Some((row.name.to_owned(), unit, row.value?.as_f64()))
+            })
+            .collect()
         });
+        found.sort_by(|a, b| a.0.cmp(&b.0));
         let mut delivered = Vec::new();
         for output in telemetry.outputs() {
             let name = format!("{DELIVERED}{}", output.name);

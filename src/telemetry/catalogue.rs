@@ -118,6 +118,22 @@ pub struct Row {
     pub time_us: i64,
 }
 
+/// One metric as the catalogue holds it, borrowed for as long as [`Catalogue::each_held`] holds
+/// the lock.
+#[derive(Debug, Clone, Copy)]
+pub struct HeldRow<'a> {
+    /// The service name, as emitted.
+    pub name: &'a str,
+    /// The source instance it came from.
+    pub source: &'a CatalogueSource,
+    /// Its declaration, when the name matches one of its source type.
+    pub info: Option<&'static MetricInfo>,
+    /// The last value (none for a state-only event).
+    pub value: Option<Metric>,
+    /// When the last value was measured, in microseconds since the Unix epoch.
+    pub time_us: i64,
+}
+
 /// Which names a query selects before the other filters apply.
 #[derive(Debug, Clone, Default)]
 pub enum Select {
@@ -258,6 +274,22 @@ impl Catalogue {
         Found { rows, matched }
     }
 
+    /// Hands every metric, hidden ones included and in no particular order, to `each` under the
+    /// lock, and returns what `each` returns: for a reader that needs every row at once and little
+    /// of each (the Prometheus exposition), and keeps the lock no longer than it takes to read them.
+    /// Sources that record meanwhile wait.
+    pub fn each_held<R>(&self, each: impl FnOnce(&mut dyn Iterator<Item = HeldRow<'_>>) -> R) -> R {
+        let entries = self.lock();
+        let mut rows = entries.iter().map(|(name, e)| HeldRow {
+            name,
+            source: &e.source,
+            info: e.info,
+            value: e.value,
+            time_us: e.time_us,
+        });
+        each(&mut rows)
+    }
+
     /// Calls `each` with the metrics `query` selects, in order of name, up to its limit, and
     /// returns how many matched before the limit; stops at the first error of `each`.
     ///
@@ -310,7 +342,7 @@ impl Catalogue {
         let entries = self.lock();
         let size = (entries.len() / WALK_CHUNKS).max(WALK_CHUNK_MIN);
         // The `size` smallest names past `after`, the largest on top to be pushed out.
-        let mut smallest: BinaryHeap<&str> = BinaryHeap::with_capacity(size.min(entries.len()) + 1);
+        let mut smallest: BinaryHeap<&str> = BinaryHeap::with_capacity(size.min(entries.len()));
         let mut count = 0;
         let candidates: Box<dyn Iterator<Item = (&Box<str>, &Entry)>> = match names {
             Some(names) => Box::new(names.iter().filter_map(|n| entries.get_key_value(*n))),
@@ -324,10 +356,14 @@ impl Catalogue {
             if after.is_some_and(|a| **name <= *a) {
                 continue;
             }
-            smallest.push(name);
-            if smallest.len() > size {
+            if smallest.len() == size {
+                // Full: most names are past its largest, and one comparison says so.
+                if smallest.peek().is_some_and(|largest| **name >= **largest) {
+                    continue;
+                }
                 smallest.pop();
             }
+            smallest.push(name);
         }
         matched.get_or_insert(count);
         let full = smallest.len() == size;
