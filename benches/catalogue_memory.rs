@@ -203,11 +203,16 @@ fn measure_real(label: &str, collected: &[(Arc<CatalogueSource>, Vec<Event>)]) -
     for (what, answer) in answers {
         reset_peak();
         let before = live_usable();
+        let started = Instant::now();
         answer();
+        let took = started.elapsed().as_secs_f64() * 1000.0;
         let extra = PEAK.load(Ordering::Relaxed) - before;
         let ratio = (steady + extra) as f64 / steady as f64;
         peak_ratio = peak_ratio.max(ratio);
-        println!("    while answering {what}: +{extra} bytes, peak / steady {ratio:.2}");
+        println!(
+            "    while answering {what} ({took:.2} ms): +{extra} bytes beyond the write buffer, \
+             peak / steady {ratio:.2}"
+        );
     }
     (per, peak_ratio)
 }
