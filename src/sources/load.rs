@@ -1,9 +1,6 @@
 //! `load`: the system load averages from `/proc/loadavg`.
 
-use std::sync::Arc;
-
-use super::{Emitter, MetricInfo, Source, SourceContext, SourceError, SourceSpec, SourceType};
-use crate::config::reader::{Problems, Table};
+use super::{Build, Emitter, MetricInfo, Source, SourceContext, SourceError, SourceType};
 use crate::procfs::Procfs;
 
 /// The registry entry.
@@ -28,23 +25,17 @@ pub const TYPE: SourceType = SourceType {
             description: "run-queue length averaged over 15 minutes",
         },
     ],
-    read,
+    read: super::read::<Load>,
 };
 
-/// The `load` source has no settings of its own.
-#[derive(Debug)]
-pub struct LoadSpec;
+impl Build for Load {
+    type Settings = ();
 
-fn read(_: &mut Table<'_>, _: &mut Problems) -> Option<Arc<dyn SourceSpec>> {
-    Some(Arc::new(LoadSpec))
-}
-
-impl SourceSpec for LoadSpec {
-    fn build(&self, ctx: &SourceContext) -> Box<dyn Source> {
-        Box::new(Load {
+    fn build(_: &(), ctx: &SourceContext) -> Load {
+        Load {
             procfs: ctx.procfs.clone(),
             buf: String::new(),
-        })
+        }
     }
 }
 
@@ -80,7 +71,7 @@ mod tests {
     #[test]
     fn a_router_s_load() {
         assert_eq!(
-            collect(&LoadSpec, "openwrt"),
+            collect::<Load>(&(), "openwrt"),
             lines("load.1 0.12\n load.5 0.18\n load.15 0.21")
         );
     }

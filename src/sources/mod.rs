@@ -82,10 +82,22 @@ pub trait Source: Send {
     fn handed_over(&mut self, _accepted: bool) {}
 }
 
-/// A source's validated config, able to build (and after a panic, rebuild) the source.
-pub trait SourceSpec: Send + Sync + fmt::Debug {
-    /// Builds a fresh instance.
-    fn build(&self, ctx: &SourceContext) -> Box<dyn Source>;
+/// How a source type is built: from its settings ([`Build::Settings`], `()` for a type that has
+/// none) and the context. The one shape every source type has; [`read`] turns it into the
+/// registry's reader.
+pub trait Build: Source + Sized + 'static {
+    /// The type's own config keys, read and validated.
+    type Settings: Settings;
+
+    /// Builds a fresh instance (again after a panic, with the same settings).
+    fn build(settings: &Self::Settings, ctx: &SourceContext) -> Self;
+}
+
+/// A source type's own config keys, read once into a typed value.
+pub trait Settings: fmt::Debug + Send + Sync + Sized + 'static {
+    /// Reads the keys from the type's config section; `None` (with the problems recorded, each
+    /// with its key path) when they are wrong.
+    fn read(t: &mut Table<'_>, problems: &mut Problems) -> Option<Self>;
 
     /// The longest one collection may take by design, for a source that bounds its own waits (a
     /// check with a timeout); the hang timeout is raised above it. `None` for most sources.
@@ -103,6 +115,70 @@ pub trait SourceSpec: Send + Sync + fmt::Debug {
     /// Checks the settings against the instance's interval, for a source whose timing depends on
     /// it (requests spread over the interval, say); the error says which keys to change. Most
     /// sources fit any interval.
+    fn check_interval(&self, _interval: Duration) -> Result<(), String> {
+        Ok(())
+    }
+}
+
+/// The settings of a source type that has no keys of its own.
+impl Settings for () {
+    fn read(_: &mut Table<'_>, _: &mut Problems) -> Option<()> {
+        Some(())
+    }
+}
+
+/// The registry's reader of source type `S`: its [`SourceType::read`] is `read::<S>`.
+pub fn read<S: Build>(t: &mut Table<'_>, problems: &mut Problems) -> Option<Arc<dyn SourceSpec>> {
+    let settings = S::Settings::read(t, problems)?;
+    Some(Arc::new(Configured::<S> { settings }))
+}
+
+/// Source type `S` with its settings read: what [`read`] hands the config.
+struct Configured<S: Build> {
+    settings: S::Settings,
+}
+
+impl<S: Build> fmt::Debug for Configured<S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.settings.fmt(f)
+    }
+}
+
+impl<S: Build> SourceSpec for Configured<S> {
+    fn build(&self, ctx: &SourceContext) -> Box<dyn Source> {
+        Box::new(S::build(&self.settings, ctx))
+    }
+
+    fn longest_collection(&self) -> Option<Duration> {
+        self.settings.longest_collection()
+    }
+
+    fn spreads_first_run(&self) -> bool {
+        self.settings.spreads_first_run()
+    }
+
+    fn check_interval(&self, interval: Duration) -> Result<(), String> {
+        self.settings.check_interval(interval)
+    }
+}
+
+/// A source type with its settings, as the config holds it: builds (and after a panic, rebuilds)
+/// the source. [`read`] makes one from a [`Build`] type; only tests write their own.
+pub trait SourceSpec: Send + Sync + fmt::Debug {
+    /// Builds a fresh instance.
+    fn build(&self, ctx: &SourceContext) -> Box<dyn Source>;
+
+    /// See [`Settings::longest_collection`].
+    fn longest_collection(&self) -> Option<Duration> {
+        None
+    }
+
+    /// See [`Settings::spreads_first_run`].
+    fn spreads_first_run(&self) -> bool {
+        false
+    }
+
+    /// See [`Settings::check_interval`].
     fn check_interval(&self, _interval: Duration) -> Result<(), String> {
         Ok(())
     }
@@ -193,7 +269,7 @@ pub struct SourceType {
     pub needs_two_samples: bool,
     /// Everything this type can emit.
     pub metrics: &'static [MetricInfo],
-    /// Reads the type's own keys from its config section.
+    /// Reads the type's own keys from its config section: [`read`] of the type's [`Build`].
     pub read: fn(&mut Table<'_>, &mut Problems) -> Option<Arc<dyn SourceSpec>>,
 }
 

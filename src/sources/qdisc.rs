@@ -9,7 +9,7 @@ use std::fmt::Write as _;
 use std::sync::{Arc, Mutex};
 
 use super::naming::push_segment;
-use super::{Emitter, MetricInfo, Source, SourceContext, SourceError, SourceSpec, SourceType};
+use super::{Build, Emitter, MetricInfo, Settings, Source, SourceContext, SourceError, SourceType};
 use crate::aggregate::Rates;
 use crate::cache::lock;
 use crate::config::reader::{Problems, Table};
@@ -59,7 +59,7 @@ pub const TYPE: SourceType = SourceType {
             description: "packets queued now",
         },
     ],
-    read,
+    read: super::read::<QdiscSource>,
 };
 
 /// Settings of the `qdisc` source.
@@ -69,24 +69,22 @@ pub struct QdiscSpec {
     pub select: Selector,
 }
 
-fn read(t: &mut Table<'_>, problems: &mut Problems) -> Option<Arc<dyn SourceSpec>> {
-    let include: Vec<String> = t.get_or("include", Vec::new(), problems);
-    let exclude = t.get_or("exclude", vec!["lo".to_owned()], problems);
-    Some(Arc::new(QdiscSpec {
-        select: Selector::from_lists(&include, &exclude),
-    }))
-}
-
-impl SourceSpec for QdiscSpec {
-    fn build(&self, ctx: &SourceContext) -> Box<dyn Source> {
-        Box::new(self.source(ctx))
+impl Settings for QdiscSpec {
+    fn read(t: &mut Table<'_>, problems: &mut Problems) -> Option<QdiscSpec> {
+        let include: Vec<String> = t.get_or("include", Vec::new(), problems);
+        let exclude = t.get_or("exclude", vec!["lo".to_owned()], problems);
+        Some(QdiscSpec {
+            select: Selector::from_lists(&include, &exclude),
+        })
     }
 }
 
-impl QdiscSpec {
-    fn source(&self, ctx: &SourceContext) -> QdiscSource {
+impl Build for QdiscSource {
+    type Settings = QdiscSpec;
+
+    fn build(spec: &QdiscSpec, ctx: &SourceContext) -> QdiscSource {
         QdiscSource {
-            select: self.select.clone(),
+            select: spec.select.clone(),
             procfs: ctx.procfs.clone(),
             rates: ctx.rates(),
             target: super::log_target(&ctx.instance),
@@ -246,14 +244,15 @@ mod tests {
 
     /// A source on the OpenWrt fixture tree, holding the captured qdiscs.
     fn on_captured(spec: QdiscSpec) -> QdiscSource {
-        let mut source = spec.source(&context("openwrt", &Arc::new(Cache::in_memory())));
+        let mut source =
+            QdiscSource::build(&spec, &context("openwrt", &Arc::new(Cache::in_memory())));
         source.list = captured();
         source
     }
 
     #[test]
     fn counters_become_rates_and_queues_are_reported_as_they_are() {
-        let spec = read_config(r#"{"exclude": ["eth*"]}"#, read).unwrap();
+        let spec = read_config(r#"{"exclude": ["eth*"]}"#, QdiscSpec::read).unwrap();
         let select = Selector::from_lists(&[], &["eth*".to_owned()]);
         assert_eq!(
             format!("{spec:?}"),
