@@ -116,6 +116,21 @@ pub trait OutputSpec: Send + Sync + fmt::Debug {
     }
 }
 
+/// An output type's config, read once into a typed value: the spec the registry reads for it.
+pub trait Settings: OutputSpec + Sized + 'static {
+    /// Reads the type's own keys from its config section; `None` (with the problems recorded,
+    /// each with its key path) when they are wrong.
+    fn read(t: &mut Table<'_>, problems: &mut Problems) -> Option<Self>;
+}
+
+/// The registry's reader of output type `S`: its [`OutputType::read`] is `read::<S>`.
+pub fn read<S: Settings>(
+    t: &mut Table<'_>,
+    problems: &mut Problems,
+) -> Option<Arc<dyn OutputSpec>> {
+    Some(Arc::new(S::read(t, problems)?))
+}
+
 /// What kind of failure a delivery met, which decides what the delivery layer does next.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ErrorKind {
@@ -201,7 +216,7 @@ pub struct OutputType {
     pub name: &'static str,
     /// One line for `--help` and the docs.
     pub description: &'static str,
-    /// Reads the type's own keys from its config section.
+    /// Reads the type's own keys from its config section: [`read`] of the type's [`Settings`].
     pub read: fn(&mut Table<'_>, &mut Problems) -> Option<Arc<dyn OutputSpec>>,
 }
 

@@ -24,7 +24,7 @@ use crate::mqtt::codec::{self, Incoming, Publish, QoS, Role, Will};
 use crate::mqtt::topic::{self, Layout};
 use crate::mqtt::{DEFAULT_PORT, DEFAULT_TLS_PORT};
 use crate::outputs::destination::{Destination, read_targets};
-use crate::outputs::{Output, OutputError, OutputSpec, OutputType};
+use crate::outputs::{Output, OutputError, OutputSpec, OutputType, Settings};
 use crate::prometheus_name::SourceNames;
 use crate::tls::TlsFiles;
 
@@ -32,7 +32,7 @@ use crate::tls::TlsFiles;
 pub const TYPE: OutputType = OutputType {
     name: "mqtt",
     description: "events to an MQTT 3.1.1 broker, QoS 0 or 1 (value per topic or JSON)",
-    read,
+    read: crate::outputs::read::<MqttSpec>,
 };
 
 /// Settings of the `mqtt` output.
@@ -76,105 +76,104 @@ pub enum MessagePer {
     Collection,
 }
 
-fn read(t: &mut Table<'_>, problems: &mut Problems) -> Option<Arc<dyn OutputSpec>> {
-    read_spec(t, problems).map(|s| Arc::new(s) as Arc<dyn OutputSpec>)
-}
-
-fn read_spec(t: &mut Table<'_>, problems: &mut Problems) -> Option<MqttSpec> {
-    let tls_wanted = t.choice("transport", &["tcp", "tls"], "tcp", problems) == "tls";
-    let default_port = if tls_wanted {
-        DEFAULT_TLS_PORT
-    } else {
-        DEFAULT_PORT
-    };
-    let targets = read_targets(t, default_port, problems);
-    let tls = TlsFiles::read(t, tls_wanted, "\"tcp\"", problems);
-    let qos = match t.number_in("qos", 1, 0, 1, problems) {
-        0 => QoS::AtMostOnce,
-        _ => QoS::AtLeastOnce,
-    };
-    let prefix = read_prefix(t, problems);
-    let layout = match t.choice("layout", &["value", "json"], "value", problems) {
-        "json" => Layout::Json,
-        _ => Layout::Value {
-            timestamp: t.get_or("timestamp", false, problems),
-        },
-    };
-    let message_per = match t.choice("message_per", &["event", "collection"], "event", problems) {
-        "collection" => MessagePer::Collection,
-        _ => MessagePer::Event,
-    };
-    if message_per == MessagePer::Collection && layout != Layout::Json {
-        problems.at(
-            t.as_field(),
-            "\"message_per\": \"collection\" publishes JSON: set \"layout\": \"json\" too",
+impl Settings for MqttSpec {
+    fn read(t: &mut Table<'_>, problems: &mut Problems) -> Option<MqttSpec> {
+        let tls_wanted = t.choice("transport", &["tcp", "tls"], "tcp", problems) == "tls";
+        let default_port = if tls_wanted {
+            DEFAULT_TLS_PORT
+        } else {
+            DEFAULT_PORT
+        };
+        let targets = read_targets(t, default_port, problems);
+        let tls = TlsFiles::read(t, tls_wanted, "\"tcp\"", problems);
+        let qos = match t.number_in("qos", 1, 0, 1, problems) {
+            0 => QoS::AtMostOnce,
+            _ => QoS::AtLeastOnce,
+        };
+        let prefix = read_prefix(t, problems);
+        let layout = match t.choice("layout", &["value", "json"], "value", problems) {
+            "json" => Layout::Json,
+            _ => Layout::Value {
+                timestamp: t.get_or("timestamp", false, problems),
+            },
+        };
+        let message_per = match t.choice("message_per", &["event", "collection"], "event", problems)
+        {
+            "collection" => MessagePer::Collection,
+            _ => MessagePer::Event,
+        };
+        if message_per == MessagePer::Collection && layout != Layout::Json {
+            problems.at(
+                t.as_field(),
+                "\"message_per\": \"collection\" publishes JSON: set \"layout\": \"json\" too",
+            );
+        }
+        let retain = t.get_or("retain", false, problems);
+        let inflight = t.number_in("inflight", 32, 1, 65_535, problems) as usize;
+        let node = read_hostname(t, problems).unwrap_or_else(system_hostname);
+        let availability = t.get_or("availability", true, problems);
+        let discovery = discovery::read(
+            t.field("discovery"),
+            &node,
+            message_per == MessagePer::Collection,
+            problems,
         );
-    }
-    let retain = t.get_or("retain", false, problems);
-    let inflight = t.number_in("inflight", 32, 1, 65_535, problems) as usize;
-    let node = read_hostname(t, problems).unwrap_or_else(system_hostname);
-    let availability = t.get_or("availability", true, problems);
-    let discovery = discovery::read(
-        t.field("discovery"),
-        &node,
-        message_per == MessagePer::Collection,
-        problems,
-    );
-    let five = Duration::from_secs(5);
-    let ms = Duration::from_millis(1);
-    let timeouts = Timeouts {
-        connect: t.duration_at_least("connect_timeout", five, ms, problems),
-        write: t.duration_at_least("write_timeout", five, ms, problems),
-        ack: t.duration_at_least("ack_timeout", five, ms, problems),
-    };
-    let keepalive = t.duration_at_least(
-        "keepalive",
-        Duration::from_secs(30),
-        Duration::ZERO,
-        problems,
-    );
-    if keepalive.as_secs() > u64::from(u16::MAX) {
-        problems.at(t.as_field(), "keepalive: expected at most 65535s");
-    }
-    let client_id = t
-        .get::<String>("client_id", problems)
-        .unwrap_or_else(|| client::default_client_id(&node));
-    let username = t.get::<String>("username", problems);
-    let password = t.get::<String>("password", problems).map(Secret::new);
-    if password.is_some() && username.is_none() {
-        problems.at(
-            t.as_field(),
-            "\"password\" needs a \"username\" (MQTT 3.1.1 sends no password alone)",
+        let five = Duration::from_secs(5);
+        let ms = Duration::from_millis(1);
+        let timeouts = Timeouts {
+            connect: t.duration_at_least("connect_timeout", five, ms, problems),
+            write: t.duration_at_least("write_timeout", five, ms, problems),
+            ack: t.duration_at_least("ack_timeout", five, ms, problems),
+        };
+        let keepalive = t.duration_at_least(
+            "keepalive",
+            Duration::from_secs(30),
+            Duration::ZERO,
+            problems,
         );
+        if keepalive.as_secs() > u64::from(u16::MAX) {
+            problems.at(t.as_field(), "keepalive: expected at most 65535s");
+        }
+        let client_id = t
+            .get::<String>("client_id", problems)
+            .unwrap_or_else(|| client::default_client_id(&node));
+        let username = t.get::<String>("username", problems);
+        let password = t.get::<String>("password", problems).map(Secret::new);
+        if password.is_some() && username.is_none() {
+            problems.at(
+                t.as_field(),
+                "\"password\" needs a \"username\" (MQTT 3.1.1 sends no password alone)",
+            );
+        }
+        let will = availability.then(|| Will {
+            topic: topic::node_topic(&prefix, &node, "status"),
+            payload: b"offline".to_vec(),
+            qos: QoS::AtLeastOnce,
+            retain: true,
+        });
+        Some(MqttSpec {
+            targets: targets?,
+            tls,
+            qos,
+            prefix,
+            layout,
+            message_per,
+            retain,
+            inflight,
+            node,
+            availability,
+            discovery,
+            session: Session {
+                client_id,
+                keepalive,
+                clean_session: t.get_or("clean_session", false, problems),
+                will,
+                username,
+                password,
+            },
+            timeouts,
+        })
     }
-    let will = availability.then(|| Will {
-        topic: topic::node_topic(&prefix, &node, "status"),
-        payload: b"offline".to_vec(),
-        qos: QoS::AtLeastOnce,
-        retain: true,
-    });
-    Some(MqttSpec {
-        targets: targets?,
-        tls,
-        qos,
-        prefix,
-        layout,
-        message_per,
-        retain,
-        inflight,
-        node,
-        availability,
-        discovery,
-        session: Session {
-            client_id,
-            keepalive,
-            clean_session: t.get_or("clean_session", false, problems),
-            will,
-            username,
-            password,
-        },
-        timeouts,
-    })
 }
 
 /// Reads `prefix`: topic levels without wildcards or NUL, not starting with `$` (the broker's own
@@ -655,7 +654,7 @@ mod tests {
     use crate::config::reader::read_section;
 
     fn spec(text: &str) -> Result<MqttSpec, Vec<String>> {
-        read_section(text, read_spec)
+        read_section(text, MqttSpec::read)
     }
 
     #[test]

@@ -20,7 +20,7 @@ use std::time::Duration;
 
 use ureq::Agent;
 
-use super::{ErrorKind, Output, OutputError, OutputSpec, OutputType};
+use super::{ErrorKind, Output, OutputError, OutputSpec, OutputType, Settings};
 use crate::complain::Complaint;
 use crate::config::reader::{Problems, Table};
 use crate::config::secret::Secret;
@@ -36,7 +36,7 @@ use write_request::Encoder;
 pub const TYPE: OutputType = OutputType {
     name: "prometheus_remote_write",
     description: "Prometheus remote write 1.0 (protobuf, snappy) over HTTP",
-    read,
+    read: crate::outputs::read::<RemoteWriteSpec>,
 };
 
 /// What Prometheus answers when one sample of a request cannot be stored, with 400 (`too old
@@ -79,28 +79,26 @@ pub struct RemoteWriteSpec {
     pub sources: Vec<SourceNames>,
 }
 
-fn read(t: &mut Table<'_>, problems: &mut Problems) -> Option<Arc<dyn OutputSpec>> {
-    read_spec(t, problems).map(|s| Arc::new(s) as Arc<dyn OutputSpec>)
-}
-
-fn read_spec(t: &mut Table<'_>, problems: &mut Problems) -> Option<RemoteWriteSpec> {
-    let url = read_url(t, problems);
-    let auth = read_auth(t, problems);
-    let labels = read_labels(t, problems);
-    let min = Duration::from_millis(1);
-    let connect_timeout =
-        t.duration_at_least("connect_timeout", Duration::from_secs(5), min, problems);
-    let timeout = t.duration_at_least("timeout", Duration::from_secs(10), min, problems);
-    let liveness = Liveness::read(t, problems);
-    Some(RemoteWriteSpec {
-        url: url?,
-        auth: auth?,
-        labels,
-        connect_timeout,
-        timeout,
-        liveness,
-        sources: Vec::new(),
-    })
+impl Settings for RemoteWriteSpec {
+    fn read(t: &mut Table<'_>, problems: &mut Problems) -> Option<RemoteWriteSpec> {
+        let url = read_url(t, problems);
+        let auth = read_auth(t, problems);
+        let labels = read_labels(t, problems);
+        let min = Duration::from_millis(1);
+        let connect_timeout =
+            t.duration_at_least("connect_timeout", Duration::from_secs(5), min, problems);
+        let timeout = t.duration_at_least("timeout", Duration::from_secs(10), min, problems);
+        let liveness = Liveness::read(t, problems);
+        Some(RemoteWriteSpec {
+            url: url?,
+            auth: auth?,
+            labels,
+            connect_timeout,
+            timeout,
+            liveness,
+            sources: Vec::new(),
+        })
+    }
 }
 
 /// Reads `url`: http or https, without a user part (credentials go in their own keys).
@@ -395,7 +393,7 @@ mod tests {
     use crate::config::reader::read_section;
 
     fn spec(text: &str) -> Result<RemoteWriteSpec, Vec<String>> {
-        read_section(text, read_spec)
+        read_section(text, RemoteWriteSpec::read)
     }
 
     #[test]

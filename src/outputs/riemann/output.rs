@@ -1,7 +1,6 @@
 //! The `riemann` output: each batch is one message to a Riemann server, acknowledged before it
 //! counts as delivered (except over UDP, where nothing is acknowledged).
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use super::client::{DEFAULT_PORT, DEFAULT_TLS_PORT, Error, RiemannClient, Timeouts, Transport};
@@ -9,14 +8,14 @@ use crate::config::reader::{Problems, Table};
 use crate::event::Event;
 use crate::liveness::Liveness;
 use crate::outputs::destination::{Destination, read_targets};
-use crate::outputs::{Output, OutputError, OutputSpec, OutputType};
+use crate::outputs::{Output, OutputError, OutputSpec, OutputType, Settings};
 use crate::tls::TlsFiles;
 
 /// The registry entry.
 pub const TYPE: OutputType = OutputType {
     name: "riemann",
     description: "events to a Riemann server over TCP, UDP or TLS (protobuf)",
-    read,
+    read: crate::outputs::read::<RiemannSpec>,
 };
 
 /// The transport as configured.
@@ -45,43 +44,41 @@ pub struct RiemannSpec {
     pub liveness: Liveness,
 }
 
-fn read(t: &mut Table<'_>, problems: &mut Problems) -> Option<Arc<dyn OutputSpec>> {
-    read_spec(t, problems).map(|s| Arc::new(s) as Arc<dyn OutputSpec>)
-}
-
-fn read_spec(t: &mut Table<'_>, problems: &mut Problems) -> Option<RiemannSpec> {
-    let transport = match t.choice("transport", &["tcp", "udp", "tls"], "tcp", problems) {
-        "udp" => TransportKind::Udp,
-        "tls" => TransportKind::Tls,
-        _ => TransportKind::Tcp,
-    };
-    let default_port = if transport == TransportKind::Tls {
-        DEFAULT_TLS_PORT
-    } else {
-        DEFAULT_PORT
-    };
-    let targets = read_targets(t, default_port, problems);
-    let d = Timeouts::default();
-    let min = Duration::from_millis(1);
-    let timeouts = Timeouts {
-        connect: t.duration_at_least("connect_timeout", d.connect, min, problems),
-        write: t.duration_at_least("write_timeout", d.write, min, problems),
-        ack: t.duration_at_least("ack_timeout", d.ack, min, problems),
-    };
-    let tls = TlsFiles::read(
-        t,
-        transport == TransportKind::Tls,
-        "\"tcp\" or \"udp\"",
-        problems,
-    );
-    let liveness = Liveness::read(t, problems);
-    Some(RiemannSpec {
-        targets: targets?,
-        transport,
-        timeouts,
-        tls,
-        liveness,
-    })
+impl Settings for RiemannSpec {
+    fn read(t: &mut Table<'_>, problems: &mut Problems) -> Option<RiemannSpec> {
+        let transport = match t.choice("transport", &["tcp", "udp", "tls"], "tcp", problems) {
+            "udp" => TransportKind::Udp,
+            "tls" => TransportKind::Tls,
+            _ => TransportKind::Tcp,
+        };
+        let default_port = if transport == TransportKind::Tls {
+            DEFAULT_TLS_PORT
+        } else {
+            DEFAULT_PORT
+        };
+        let targets = read_targets(t, default_port, problems);
+        let d = Timeouts::default();
+        let min = Duration::from_millis(1);
+        let timeouts = Timeouts {
+            connect: t.duration_at_least("connect_timeout", d.connect, min, problems),
+            write: t.duration_at_least("write_timeout", d.write, min, problems),
+            ack: t.duration_at_least("ack_timeout", d.ack, min, problems),
+        };
+        let tls = TlsFiles::read(
+            t,
+            transport == TransportKind::Tls,
+            "\"tcp\" or \"udp\"",
+            problems,
+        );
+        let liveness = Liveness::read(t, problems);
+        Some(RiemannSpec {
+            targets: targets?,
+            transport,
+            timeouts,
+            tls,
+            liveness,
+        })
+    }
 }
 
 impl RiemannSpec {
@@ -190,7 +187,7 @@ mod tests {
     use crate::config::reader::read_section;
 
     fn spec(text: &str) -> Result<RiemannSpec, Vec<String>> {
-        read_section(text, read_spec)
+        read_section(text, RiemannSpec::read)
     }
 
     #[test]
