@@ -15,7 +15,9 @@ use crate::complain::Complaint;
 use crate::config::duration;
 use crate::config::reader::{Problems, Table};
 use crate::event::{Kind, State};
-use crate::supervisor::{self, Command, Daemon, DaemonEvent, Exit, Finished, RunError, Supervisor};
+use crate::supervisor::{
+    self, Command, Daemon, DaemonEvent, Exit, Finished, SpawnError, Supervisor,
+};
 
 /// How long a check may run when the config says nothing.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -185,18 +187,18 @@ impl Source for Exec {
                 emit.metric(&format!("{own}.skipped"), self.skipped);
                 Ok(())
             }
-            Err(RunError::Skipped(why)) => {
+            Err(SpawnError::Skipped(why)) => {
                 self.skipped += 1;
                 emit.metric(&format!("{own}.skipped"), self.skipped);
                 Err(SourceError(format!("run skipped: {why}")))
             }
-            Err(RunError::NotStarted(why)) => {
+            Err(SpawnError::NotStarted(why)) => {
                 let status = emit.event(&self.name, Kind::Metric);
                 status.state = Some(State::new(State::CRITICAL));
                 status.description = Some(why.clone());
                 Err(SourceError(why))
             }
-            Err(RunError::Stopped) => Ok(()),
+            Err(SpawnError::Stopped) => Ok(()),
         }
     }
 }
