@@ -18,7 +18,9 @@ use crate::complain::Complaint;
 use crate::config::reader::{Problems, Table};
 use crate::config::secret::Secret;
 use crate::event::{Kind, Metric};
-use crate::mqtt::client::{self, Acknowledger, Connection, Error, Session, Timeouts, Transport};
+use crate::mqtt::client::{
+    self, Acknowledger, Connection, MqttError, Session, Timeouts, Transport,
+};
 use crate::mqtt::codec::{Incoming, Message, QoS, Role};
 use crate::mqtt::topic;
 use crate::mqtt::{DEFAULT_PORT, DEFAULT_TLS_PORT};
@@ -315,7 +317,7 @@ fn serve(
     ack: Duration,
     messages: &Sender<Delivered>,
     stopped: &Receiver<()>,
-) -> Result<(), Error> {
+) -> Result<(), MqttError> {
     let acker = conn.acknowledger();
     for m in early {
         if messages.send((acker.clone(), m)).is_err() {
@@ -342,7 +344,7 @@ fn serve(
                 }
             }
             Ok(_) => {}
-            Err(Error::AckTimeout(_)) if !conn.overdue(ack) => {}
+            Err(MqttError::AckTimeout(_)) if !conn.overdue(ack) => {}
             Err(e) => return Err(e),
         }
     }

@@ -19,7 +19,7 @@ use crate::config::agent::{read_hostname, system_hostname};
 use crate::config::reader::{Problems, Table};
 use crate::config::secret::Secret;
 use crate::event::Event;
-use crate::mqtt::client::{self, Connection, Error, Session, Timeouts, Transport};
+use crate::mqtt::client::{self, Connection, MqttError, Session, Timeouts, Transport};
 use crate::mqtt::codec::{self, Incoming, Publish, QoS, Role, Will};
 use crate::mqtt::topic::{self, Layout};
 use crate::mqtt::{DEFAULT_PORT, DEFAULT_TLS_PORT};
@@ -378,7 +378,7 @@ impl MqttOutput {
     /// Publishes (retained, QoS 1, at most `inflight` at a time) the config messages the broker
     /// has not acknowledged on this connection, and waits for their PUBACKs: every one after a
     /// reconnect, since the broker may have lost its retained messages, and the new ones otherwise.
-    fn announce(&mut self) -> Result<(), Error> {
+    fn announce(&mut self) -> Result<(), MqttError> {
         let ack = self.spec.timeouts.ack;
         while self.announced < self.announcements.messages.len() {
             let end = self
@@ -402,7 +402,7 @@ impl MqttOutput {
                     },
                     &mut self.out,
                 )
-                .map_err(Error::Encode)?;
+                .map_err(MqttError::Encode)?;
             }
             self.flush()?;
             let conn = self.conn.as_mut().expect("connected before announcing");
@@ -420,7 +420,7 @@ impl MqttOutput {
     /// The open connection, opened (and `online` published) when there is none or the broker
     /// stopped answering while it was idle. A new connection without the old session makes every
     /// unacknowledged message a first send again.
-    fn connect(&mut self) -> Result<(), Error> {
+    fn connect(&mut self) -> Result<(), MqttError> {
         let ack = self.spec.timeouts.ack;
         if self.conn.as_mut().is_some_and(|c| c.is_dead(ack)) {
             log::debug!(target: &self.log_target, "{}: connection dead while idle, reconnecting", self.addr);
@@ -463,7 +463,7 @@ impl MqttOutput {
 
     /// Publishes the messages; at QoS 1 returns once each is acknowledged. On failure what was
     /// acknowledged, and the identifiers of what was sent, are remembered for the next attempt.
-    fn deliver(&mut self, messages: &[Option<Message>]) -> Result<(), Error> {
+    fn deliver(&mut self, messages: &[Option<Message>]) -> Result<(), MqttError> {
         let mut acked = vec![false; messages.len()];
         let mut ids = vec![0u16; messages.len()];
         let result = self.publish_all(messages, &mut acked, &mut ids);
@@ -486,7 +486,7 @@ impl MqttOutput {
         messages: &[Option<Message>],
         acked: &mut [bool],
         ids: &mut [u16],
-    ) -> Result<(), Error> {
+    ) -> Result<(), MqttError> {
         self.connect()?;
         self.announce()?;
         let ack = self.spec.timeouts.ack;
@@ -523,7 +523,7 @@ impl MqttOutput {
                 },
                 &mut self.out,
             )
-            .map_err(Error::Encode)?;
+            .map_err(MqttError::Encode)?;
             if qos == QoS::AtLeastOnce {
                 ids[i] = id;
                 inflight.push_back((id, i));
@@ -546,7 +546,7 @@ impl MqttOutput {
         Ok(())
     }
 
-    fn flush(&mut self) -> Result<(), Error> {
+    fn flush(&mut self) -> Result<(), MqttError> {
         if self.out.is_empty() {
             return Ok(());
         }
@@ -562,7 +562,7 @@ impl MqttOutput {
         &mut self,
         inflight: &mut VecDeque<(u16, usize)>,
         acked: &mut [bool],
-    ) -> Result<(), Error> {
+    ) -> Result<(), MqttError> {
         let ack = self.spec.timeouts.ack;
         let conn = self.conn.as_mut().expect("connected before waiting");
         let deadline = std::time::Instant::now() + ack;
@@ -639,11 +639,13 @@ fn key(topic: &str, payload: &[u8], event: &Event) -> u64 {
 }
 
 /// The delivery error for a client error: a timeout for a missing answer or a timed-out step.
-fn error(addr: &str, e: Error) -> OutputError {
+fn error(addr: &str, e: MqttError) -> OutputError {
     let message = format!("{addr}: {e}");
     match &e {
-        Error::AckTimeout(_) => OutputError::timeout(message),
-        Error::Connect(io) | Error::Write(io) | Error::Read(io) => OutputError::io(io, message),
+        MqttError::AckTimeout(_) => OutputError::timeout(message),
+        MqttError::Connect(io) | MqttError::Write(io) | MqttError::Read(io) => {
+            OutputError::io(io, message)
+        }
         _ => OutputError::failed(message),
     }
 }

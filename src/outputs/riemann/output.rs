@@ -3,7 +3,9 @@
 
 use std::time::Duration;
 
-use super::client::{DEFAULT_PORT, DEFAULT_TLS_PORT, Error, RiemannClient, Timeouts, Transport};
+use super::client::{
+    DEFAULT_PORT, DEFAULT_TLS_PORT, RiemannClient, RiemannError, Timeouts, Transport,
+};
 use crate::config::reader::{Problems, Table};
 use crate::event::Event;
 use crate::liveness::Liveness;
@@ -172,11 +174,13 @@ impl Output for RiemannOutput {
 }
 
 /// The delivery error for a client error: a timeout for a missing ack or a timed-out step.
-fn error(addr: &str, e: Error) -> OutputError {
+fn error(addr: &str, e: RiemannError) -> OutputError {
     let message = format!("{addr}: {e}");
     match &e {
-        Error::AckTimeout(_) => OutputError::timeout(message),
-        Error::Connect(io) | Error::Write(io) | Error::Read(io) => OutputError::io(io, message),
+        RiemannError::AckTimeout(_) => OutputError::timeout(message),
+        RiemannError::Connect(io) | RiemannError::Write(io) | RiemannError::Read(io) => {
+            OutputError::io(io, message)
+        }
         _ => OutputError::failed(message),
     }
 }
