@@ -28,7 +28,7 @@ pub mod ping;
 pub mod processes;
 pub mod qdisc;
 pub mod runner;
-pub mod self_stats;
+pub mod self_;
 pub mod swap;
 #[cfg(feature = "watch")]
 pub mod tail;
@@ -306,7 +306,7 @@ pub const REGISTRY: &[SourceType] = &[
     tail::TYPE,
     #[cfg(feature = "mqtt")]
     mqtt::TYPE,
-    self_stats::TYPE,
+    self_::TYPE,
 ];
 
 /// Source types this build leaves out, with the Cargo feature that has each.
