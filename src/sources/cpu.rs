@@ -127,7 +127,7 @@ impl Source for Cpu {
         self.procfs.read_into("proc/stat", &mut self.buf)?;
         parse(&self.buf, self.per_core, &mut self.now);
         if self.now.is_empty() {
-            return Err(SourceError("/proc/stat has no cpu line".into()));
+            return Err(SourceError::missing("/proc/stat", "a cpu line"));
         }
         let mut rates = lock(&self.rates);
         for now in &self.now {

@@ -187,16 +187,16 @@ impl Source for Exec {
                 emit.metric(&format!("{own}.skipped"), self.skipped);
                 Ok(())
             }
-            Err(SpawnError::Skipped(why)) => {
+            Err(e @ SpawnError::Skipped(_)) => {
                 self.skipped += 1;
                 emit.metric(&format!("{own}.skipped"), self.skipped);
-                Err(SourceError(format!("run skipped: {why}")))
+                Err(SourceError::Command(e))
             }
             Err(SpawnError::NotStarted(why)) => {
                 let status = emit.event(&self.name, Kind::Metric);
                 status.state = Some(State::new(State::CRITICAL));
                 status.description = Some(why.clone());
-                Err(SourceError(why))
+                Err(SourceError::Command(SpawnError::NotStarted(why)))
             }
             Err(SpawnError::Stopped) => Ok(()),
         }
@@ -325,7 +325,7 @@ impl Exec {
                 let started = self
                     .supervisor
                     .start_daemon(self.spec.command.clone())
-                    .map_err(|e| SourceError(e.to_string()))?;
+                    .map_err(SourceError::Command)?;
                 self.daemon.insert(started)
             }
         };

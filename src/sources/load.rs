@@ -48,7 +48,7 @@ impl Source for Load {
     fn collect(&mut self, emit: &mut Emitter<'_>) -> Result<(), SourceError> {
         self.procfs.read_into("proc/loadavg", &mut self.buf)?;
         let values = parse(&self.buf).ok_or_else(|| {
-            SourceError(format!("unexpected /proc/loadavg: {:?}", self.buf.trim()))
+            SourceError::malformed("/proc/loadavg", "three load averages", &self.buf)
         })?;
         for (name, value) in ["load.1", "load.5", "load.15"].into_iter().zip(values) {
             emit.metric(name, value);

@@ -69,8 +69,9 @@ impl Source for Memory {
         self.procfs.read_into("proc/meminfo", &mut self.buf)?;
         let kib = |key| procfs::field_value(&self.buf, key).map(|v| v.saturating_mul(1024));
         let (Some(total), Some(free)) = (kib("MemTotal"), kib("MemFree")) else {
-            return Err(SourceError(
-                "/proc/meminfo has no MemTotal or MemFree".into(),
+            return Err(SourceError::missing(
+                "/proc/meminfo",
+                "MemTotal and MemFree",
             ));
         };
         let buffers = kib("Buffers").unwrap_or(0);

@@ -367,7 +367,7 @@ struct MqttSource {
 impl Source for MqttSource {
     fn collect(&mut self, emit: &mut Emitter<'_>) -> Result<(), SourceError> {
         if let Some(e) = &self.failed {
-            return Err(SourceError(e.clone()));
+            return Err(SourceError::Setup(e.clone()));
         }
         let (mut received, mut bad) = (0u64, 0u64);
         for (acker, m) in self.messages.try_iter().take(QUEUE) {

@@ -160,15 +160,15 @@ impl Source for NftablesSource {
                 }
                 Ok(())
             }
-            Err(NetlinkError::Refused(libc::EPERM)) => Err(SourceError(
-                "the kernel lets only a process with CAP_NET_ADMIN read nftables' counters: \
-                 run pipit as root (on OpenWrt, option user 'root' in the agent section)"
-                    .into(),
-            )),
+            Err(e @ NetlinkError::Refused(libc::EPERM)) => Err(SourceError::NotPermitted {
+                why: "the kernel lets only a process with CAP_NET_ADMIN read nftables' counters: \
+                      run pipit as root (on OpenWrt, option user 'root' in the agent section)",
+                source: e,
+            }),
             Err(e) => {
                 // A fresh socket next time: a half-read dump must not confuse the next one.
                 self.nftables = None;
-                Err(SourceError(e.to_string()))
+                Err(SourceError::Netlink(e))
             }
             Ok(()) => {
                 self.report(emit);

@@ -158,11 +158,10 @@ impl Processes {
                     continue;
                 }
                 Err(e) => {
-                    return Err(SourceError(format!(
-                        "{}/{}/stat: {e}",
-                        self.path.display(),
-                        name.to_string_lossy()
-                    )));
+                    return Err(SourceError::Read {
+                        path: self.path.join(&name).join("stat"),
+                        source: e,
+                    });
                 }
             };
             let Some((state, threads)) = parse_stat(&self.buf[..n]) else {

@@ -138,7 +138,7 @@ impl Source for QdiscSource {
             Err(e) => {
                 // A fresh socket next time: a half-read dump must not confuse the next one.
                 self.qdiscs = None;
-                return Err(SourceError(e.to_string()));
+                return Err(SourceError::Netlink(e));
             }
             Ok(()) => {}
         }

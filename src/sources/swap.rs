@@ -75,8 +75,9 @@ impl Source for Swap {
         self.procfs.read_into("proc/meminfo", &mut self.buf)?;
         let kib = |key| procfs::field_value(&self.buf, key).map(|v| v.saturating_mul(1024));
         let (Some(total), Some(free)) = (kib("SwapTotal"), kib("SwapFree")) else {
-            return Err(SourceError(
-                "/proc/meminfo has no SwapTotal or SwapFree".into(),
+            return Err(SourceError::missing(
+                "/proc/meminfo",
+                "SwapTotal and SwapFree",
             ));
         };
         let free = free.min(total);

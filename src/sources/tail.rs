@@ -240,7 +240,7 @@ impl Lines {
                 let started = self
                     .supervisor
                     .start_daemon(self.command.clone())
-                    .map_err(|e| SourceError(e.to_string()))?;
+                    .map_err(SourceError::Command)?;
                 self.daemon.insert(started)
             }
         };
@@ -268,7 +268,7 @@ impl Lines {
         tally.unread += dropped - self.unread_seen;
         self.unread_seen = dropped;
         match &self.down {
-            Some((why, due)) if now < *due => Err(SourceError(why.clone())),
+            Some((why, due)) if now < *due => Err(SourceError::CommandDown(why.clone())),
             _ => {
                 self.down = None;
                 Ok(())
@@ -289,9 +289,14 @@ impl Source for Tail {
     fn collect(&mut self, emit: &mut Emitter<'_>) -> Result<(), SourceError> {
         let tally = &mut self.tally;
         let result = match &mut self.input {
-            Input::File(follower) => follower
-                .read(&mut |line| tally.feed(line))
-                .map_err(|e| SourceError(format!("{}: {e}", follower.path().display()))),
+            Input::File(follower) => {
+                follower
+                    .read(&mut |line| tally.feed(line))
+                    .map_err(|source| SourceError::Read {
+                        path: follower.path().to_path_buf(),
+                        source,
+                    })
+            }
             Input::Command(lines) => {
                 let result = lines.read(tally);
                 emit.metric(

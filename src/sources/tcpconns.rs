@@ -166,7 +166,7 @@ impl Source for Tcpconns {
                     self.diag = None;
                     counts.iter_mut().for_each(|c| *c = [0; STATES.len()]);
                 }
-                Err(e) => return Err(SourceError(e.to_string())),
+                Err(e) => return Err(SourceError::Netlink(e)),
             }
         }
         if self.diag.is_none() {

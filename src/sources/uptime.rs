@@ -41,7 +41,7 @@ impl Source for Uptime {
             .next()
             .and_then(|f| f.parse::<f64>().ok());
         let seconds = seconds.ok_or_else(|| {
-            SourceError(format!("unexpected /proc/uptime: {:?}", self.buf.trim()))
+            SourceError::malformed("/proc/uptime", "the seconds since boot", &self.buf)
         })?;
         emit.metric("uptime.seconds", seconds);
         Ok(())

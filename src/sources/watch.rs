@@ -189,7 +189,7 @@ impl Source for Watch {
             }
             #[cfg(feature = "http")]
             Poller::Url { poller, url } => {
-                let url_change = poller.poll().map_err(SourceError);
+                let url_change = poller.poll().map_err(SourceError::Request);
                 if let Ok(Some(c)) = &url_change {
                     let e = report(emit, &self.service, c.kind, url, c.size, None);
                     e.attributes.insert("status".into(), c.status.to_string());

@@ -202,7 +202,7 @@ impl Source for Wifi {
             Err(e) => {
                 // A fresh socket next time: a half-read dump must not confuse the next one.
                 self.nl = None;
-                return Err(SourceError(e.to_string()));
+                return Err(SourceError::Netlink(e));
             }
             Ok(()) => {}
         }

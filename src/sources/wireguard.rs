@@ -139,18 +139,18 @@ impl Source for Wireguard {
                 }
                 return Ok(());
             }
-            Err(NetlinkError::Refused(libc::EPERM)) => {
-                return Err(SourceError(
-                    "the kernel lists WireGuard peers only to a process with CAP_NET_ADMIN: \
-                     run pipit as root (on OpenWrt, option user 'root' in the agent section)"
-                        .into(),
-                ));
+            Err(e @ NetlinkError::Refused(libc::EPERM)) => {
+                return Err(SourceError::NotPermitted {
+                    why: "the kernel lists WireGuard peers only to a process with CAP_NET_ADMIN: \
+                          run pipit as root (on OpenWrt, option user 'root' in the agent section)",
+                    source: e,
+                });
             }
             Err(e) => {
                 // Fresh sockets next time: a half-read dump must not confuse the next one.
                 self.wg = None;
                 self.links = None;
-                return Err(SourceError(e.to_string()));
+                return Err(SourceError::Netlink(e));
             }
             Ok(()) => {}
         }

@@ -260,7 +260,10 @@ impl Openvpn {
     ) -> Result<Option<(Status, SystemTime)>, SourceError> {
         let written = std::fs::metadata(self.procfs.path(path))
             .and_then(|m| m.modified())
-            .map_err(|e| SourceError(format!("{path}: {e}")))?;
+            .map_err(|source| SourceError::Read {
+                path: self.procfs.path(path),
+                source,
+            })?;
         let age = now.duration_since(written).unwrap_or_default();
         if age > self.spec.max_age {
             if self.stale.insert(path.to_owned()) {
@@ -276,10 +279,11 @@ impl Openvpn {
         self.stale.remove(path);
         self.procfs.read_into(path, &mut self.buf)?;
         let status = parse(&self.buf).ok_or_else(|| {
-            SourceError(format!(
-                "{path}: not an OpenVPN status file of version 1, 2 or 3 (or a client's); \
-                 check the `status` and `status-version` options of that OpenVPN"
-            ))
+            SourceError::missing(
+                path,
+                "an OpenVPN status file of version 1, 2 or 3 (or a client's); check the \
+                 `status` and `status-version` options of that OpenVPN",
+            )
         })?;
         Ok(Some((status, written)))
     }
@@ -621,7 +625,12 @@ mod tests {
         let mut emit = super::super::testing::emitter(&template, T0 + 705);
         let e = source.collect(&mut emit).unwrap_err();
         assert!(
-            e.0.contains("openvpn.home.status: not an OpenVPN status file"),
+            matches!(&e, SourceError::Malformed { what, .. } if what.ends_with("openvpn.home.status")),
+            "{e:?}"
+        );
+        assert!(
+            e.to_string()
+                .contains("openvpn.home.status: expected an OpenVPN status file"),
             "{e}"
         );
         assert_eq!(emit.len(), 1, "the other file is still reported");

@@ -342,7 +342,8 @@ impl Ping {
 impl Source for Ping {
     fn collect(&mut self, emit: &mut Emitter<'_>) -> Result<(), SourceError> {
         if self.sockets.is_none() {
-            let sockets = Sockets::open(self.raw_id, self.spec.ip_ttl).map_err(SourceError)?;
+            let sockets =
+                Sockets::open(self.raw_id, self.spec.ip_ttl).map_err(SourceError::Setup)?;
             log::info!(target: &self.target, "{}", sockets.describe());
             self.sockets = Some(sockets);
         }
