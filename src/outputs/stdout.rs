@@ -104,7 +104,7 @@ impl Output for Stdout {
         let mut out = io::stdout().lock();
         let result = out.write_all(&buf).and_then(|()| out.flush());
         self.buf = buf;
-        result.map_err(|e| OutputError::io(&e, format!("cannot write to standard output: {e}")))
+        result.map_err(OutputError::Stdout)
     }
 
     fn take_unencodable(&mut self) -> u64 {

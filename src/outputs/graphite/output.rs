@@ -3,9 +3,7 @@
 use std::time::Duration;
 
 use super::batch::Batch;
-use super::client::{
-    DEFAULT_MAX_HELD, DEFAULT_RESEND_WINDOW, GraphiteClient, GraphiteError, Protocol, Timeouts,
-};
+use super::client::{DEFAULT_MAX_HELD, DEFAULT_RESEND_WINDOW, GraphiteClient, Protocol, Timeouts};
 use super::path::{Naming, Unencodable};
 use crate::complain::Complaint;
 use crate::config::reader::{Problems, Table};
@@ -160,13 +158,9 @@ impl Output for GraphiteOutput {
             }
         }
         self.batch.finish();
-        self.client.send_batch(&self.batch).map_err(|e| match &e {
-            GraphiteError::Connect { source, .. } | GraphiteError::Write { source, .. } => {
-                OutputError::io(source, e.to_string())
-            }
-            GraphiteError::Unconfirmed { .. } => OutputError::failed(e.to_string()),
-            _ => OutputError::failed(e.to_string()),
-        })
+        self.client
+            .send_batch(&self.batch)
+            .map_err(OutputError::Graphite)
     }
 
     fn take_unencodable(&mut self) -> u64 {

@@ -192,7 +192,7 @@ impl InfluxSpec {
     /// The URL batches for target `index` are POSTed to.
     pub fn write_url(&self, index: usize) -> Result<String, OutputError> {
         let base = self.urls.get(index).ok_or_else(|| {
-            OutputError::failed(format!("no target number {index} in {:?}", self.urls))
+            OutputError::BadTarget(format!("no target number {index} in {:?}", self.urls))
         })?;
         Ok(self.write_url_of(base))
     }
@@ -327,28 +327,26 @@ impl Output for Influx {
         if let Some(authorization) = &self.authorization {
             request = request.header("Authorization", authorization);
         }
-        let mut response = request.send(self.body.as_str()).map_err(|e| {
-            let message = format!("{}: {}", self.url, describe(&e, self.timeouts));
-            match e {
-                ureq::Error::Timeout(_) => OutputError::timeout(message),
-                _ => OutputError::failed(message),
-            }
-        })?;
+        let mut response =
+            request
+                .send(self.body.as_str())
+                .map_err(|source| OutputError::Http {
+                    url: self.url.clone(),
+                    why: describe(&source, self.timeouts),
+                    source: Box::new(source),
+                })?;
         let status = response.status().as_u16();
         if (200..300).contains(&status) {
             return Ok(());
         }
         let answer = answer::read(response.body_mut().as_reader());
         let reason = crate::http_client::quote_answer(&answer.head, &self.secrets);
-        let message = format!("{}: HTTP {status}: {reason}", self.url);
-        if (400..500).contains(&status) && !matches!(status, 401 | 403 | 404 | 408 | 429) {
-            Err(match answer.refused {
-                Some(refused) => OutputError::partly_rejected(refused, message),
-                None => OutputError::rejected(message),
-            })
-        } else {
-            Err(OutputError::failed(message))
-        }
+        Err(OutputError::Status {
+            url: self.url.clone(),
+            status,
+            reason,
+            refused: answer.refused,
+        })
     }
 
     fn take_unencodable(&mut self) -> u64 {

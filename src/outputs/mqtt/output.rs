@@ -214,13 +214,11 @@ impl OutputSpec for MqttSpec {
         let transport = match &self.tls {
             None => Transport::Tcp,
             #[cfg(feature = "tls")]
-            Some(files) => {
-                Transport::Tls(files.load(&target.node.host).map_err(OutputError::failed)?)
-            }
+            Some(files) => Transport::Tls(files.load(&target.node.host).map_err(OutputError::Tls)?),
             #[cfg(not(feature = "tls"))]
             Some(_) => {
-                return Err(OutputError::failed(
-                    "this pipit was built without the \"tls\" feature",
+                return Err(OutputError::Tls(
+                    "this pipit was built without the \"tls\" feature".to_owned(),
                 ));
             }
         };
@@ -638,15 +636,11 @@ fn key(topic: &str, payload: &[u8], event: &Event) -> u64 {
         .hash_one((topic, payload, event.time))
 }
 
-/// The delivery error for a client error: a timeout for a missing answer or a timed-out step.
-fn error(addr: &str, e: MqttError) -> OutputError {
-    let message = format!("{addr}: {e}");
-    match &e {
-        MqttError::AckTimeout(_) => OutputError::timeout(message),
-        MqttError::Connect(io) | MqttError::Write(io) | MqttError::Read(io) => {
-            OutputError::io(io, message)
-        }
-        _ => OutputError::failed(message),
+/// The delivery error for a client error.
+fn error(addr: &str, source: MqttError) -> OutputError {
+    OutputError::Mqtt {
+        addr: addr.to_owned(),
+        source,
     }
 }
 
@@ -759,7 +753,7 @@ mod tests {
             "mqtt over TLS QoS 1 under \"pipit\" to h:8883"
         );
         let built = s.build_target(0, "out.mqtt");
-        assert!(built.is_err_and(|e| e.message.contains("/nonexistent/ca.pem")));
+        assert!(built.is_err_and(|e| e.to_string().contains("/nonexistent/ca.pem")));
     }
 
     #[test]

@@ -101,15 +101,15 @@ impl RiemannSpec {
                 let files = self
                     .tls
                     .as_ref()
-                    .ok_or_else(|| OutputError::failed("TLS without a CA file"))?;
+                    .ok_or_else(|| OutputError::Tls("TLS without a CA file".to_owned()))?;
                 files
                     .load(_host)
                     .map(Transport::Tls)
-                    .map_err(OutputError::failed)
+                    .map_err(OutputError::Tls)
             }
             #[cfg(not(feature = "tls"))]
-            TransportKind::Tls => Err(OutputError::failed(
-                "this pipit was built without the \"tls\" feature",
+            TransportKind::Tls => Err(OutputError::Tls(
+                "this pipit was built without the \"tls\" feature".to_owned(),
             )),
         }
     }
@@ -173,15 +173,11 @@ impl Output for RiemannOutput {
     }
 }
 
-/// The delivery error for a client error: a timeout for a missing ack or a timed-out step.
-fn error(addr: &str, e: RiemannError) -> OutputError {
-    let message = format!("{addr}: {e}");
-    match &e {
-        RiemannError::AckTimeout(_) => OutputError::timeout(message),
-        RiemannError::Connect(io) | RiemannError::Write(io) | RiemannError::Read(io) => {
-            OutputError::io(io, message)
-        }
-        _ => OutputError::failed(message),
+/// The delivery error for a client error.
+fn error(addr: &str, source: RiemannError) -> OutputError {
+    OutputError::Riemann {
+        addr: addr.to_owned(),
+        source,
     }
 }
 
@@ -254,6 +250,6 @@ mod tests {
         let missing = spec(r#"{"host": "h", "transport": "tls", "tls_ca": "/nonexistent/ca.pem"}"#)
             .unwrap()
             .build_target(0, "out.riemann");
-        assert!(missing.is_err_and(|e| e.message.contains("/nonexistent/ca.pem")));
+        assert!(missing.is_err_and(|e| e.to_string().contains("/nonexistent/ca.pem")));
     }
 }
