@@ -137,7 +137,11 @@ impl Processes {
         let mut counts = Counts::default();
         self.path.clear();
         self.path.push(self.procfs.path("proc"));
-        for entry in fs::read_dir(&self.path)? {
+        let entries = fs::read_dir(&self.path).map_err(|source| SourceError::Read {
+            path: self.path.clone(),
+            source,
+        })?;
+        for entry in entries {
             let Ok(entry) = entry else { continue };
             let name = entry.file_name();
             if !name.as_encoded_bytes().iter().all(u8::is_ascii_digit) {
