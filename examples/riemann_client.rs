@@ -21,7 +21,7 @@ fn main() -> ExitCode {
     }
 }
 
-fn run(addr: &str) -> Result<(), pipit::outputs::riemann::Error> {
+fn run(addr: &str) -> Result<(), pipit::outputs::riemann::RiemannError> {
     let timeouts = Timeouts {
         connect: Duration::from_secs(2),
         write: Duration::from_secs(2),

@@ -24,7 +24,7 @@ use crate::telemetry::Telemetry;
 pub const SAMPLE_GAP: Duration = Duration::from_secs(1);
 
 /// A source that failed during `once`.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug)]
 pub struct Failure {
     /// The instance name.
     pub source: String,
@@ -38,12 +38,13 @@ pub fn collect(config: &Config) -> (Vec<Event>, Vec<Failure>) {
     let mut supervisor = match SupervisorThread::start(config.supervisor.clone()) {
         Ok(s) => s,
         Err(e) => {
-            let outcome = Outcome::Failed(SourceError(format!(
-                "cannot start the supervisor thread: {e}"
-            )));
+            // Every source fails alike; io::Error is not Clone, so each gets its own copy.
             let failures = config.sources.iter().map(|s| Failure {
                 source: s.name.clone(),
-                outcome: outcome.clone(),
+                outcome: Outcome::Failed(SourceError::Thread {
+                    what: "the supervisor thread",
+                    source: std::io::Error::new(e.kind(), e.to_string()),
+                }),
             });
             return (Vec::new(), failures.collect());
         }

@@ -1,5 +1,6 @@
 //! Reading `/proc` and `/sys` under a configurable root, so every source runs on fixture trees.
 
+use std::fmt;
 use std::fs::File;
 use std::io::{self, Read};
 use std::path::{Path, PathBuf};
@@ -28,13 +29,41 @@ impl Procfs {
 
     /// Reads the file `rel` into `buf`, replacing its contents; the buffer is reused between
     /// collections so a steady source allocates nothing.
-    pub fn read_into(&self, rel: &str, buf: &mut String) -> io::Result<()> {
+    pub fn read_into(&self, rel: &str, buf: &mut String) -> Result<(), ReadError> {
         buf.clear();
         let path = self.path(rel);
-        File::open(&path)
-            .and_then(|mut f| f.read_to_string(buf))
-            .map(|_| ())
-            .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", path.display())))
+        match File::open(&path).and_then(|mut f| f.read_to_string(buf)) {
+            Ok(_) => Ok(()),
+            Err(source) => Err(ReadError { path, source }),
+        }
+    }
+}
+
+/// A file that could not be read: which, and why.
+#[derive(Debug)]
+pub struct ReadError {
+    /// The full path, under the root.
+    pub path: PathBuf,
+    /// What opening or reading it answered.
+    pub source: io::Error,
+}
+
+impl ReadError {
+    /// The kind of the underlying error (`NotFound` for a file this kernel does not have).
+    pub fn kind(&self) -> io::ErrorKind {
+        self.source.kind()
+    }
+}
+
+impl fmt::Display for ReadError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.path.display(), self.source)
+    }
+}
+
+impl std::error::Error for ReadError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(&self.source)
     }
 }
 

@@ -245,6 +245,41 @@ fn every_source_type_has_its_readme_row_feature_and_fuzz_targets() {
     assert_none("what a source type still needs", missing);
 }
 
+/// The file of source type `name`, under src/sources/: named by its config type, with a trailing
+/// underscore for a Rust keyword (`self` is in `self_.rs`), and a folder for a type that has
+/// more than one file (`ping/mod.rs`).
+fn source_files(name: &str) -> [String; 2] {
+    let module = if name == "self" {
+        "self_".to_owned()
+    } else {
+        name.to_owned()
+    };
+    [
+        format!("src/sources/{module}.rs"),
+        format!("src/sources/{module}/mod.rs"),
+    ]
+}
+
+#[test]
+fn every_source_type_is_in_the_file_named_by_its_type() {
+    let missing = source_types()
+        .into_iter()
+        .filter(|name| {
+            let [file, folder] = source_files(name);
+            let holds = |path: &str| {
+                fs::read_to_string(repo().join(path))
+                    .is_ok_and(|text| text.contains(&format!("name: \"{name}\",")))
+            };
+            !holds(&file) && !holds(&folder)
+        })
+        .map(|name| {
+            let [file, folder] = source_files(name);
+            format!("the `{name}` source type belongs in {file} (or {folder}), its TYPE there")
+        })
+        .collect();
+    assert_none("source types in other files", missing);
+}
+
 #[test]
 fn every_source_type_has_a_docs_heading() {
     let mut docs = String::new();

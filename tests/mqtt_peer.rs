@@ -16,7 +16,7 @@ use common::outputs;
 use common::peers::{MQTT_PASSWORD, MQTT_USER, Mosquitto, MqttSubscriber, TempDir, wait_until};
 use common::pipit::Agent;
 use pipit::Event;
-use pipit::mqtt::client::{Connection, Error, Session, Timeouts, Transport};
+use pipit::mqtt::client::{Connection, MqttError, Session, Timeouts, Transport};
 use pipit::mqtt::codec::{DecodeError, Role};
 use pipit::telemetry::get;
 
@@ -265,7 +265,7 @@ fn hostile_replies_are_refused_and_the_connection_closed() {
             &Transport::Tcp,
             Role::Publisher,
         ) {
-            Err(Error::Protocol(e)) => assert_eq!(e, want),
+            Err(MqttError::Protocol(e)) => assert_eq!(e, want),
             Err(e) => panic!("{e}"),
             Ok(_) => panic!("a hostile reply was taken"),
         }

@@ -14,7 +14,7 @@ use common::outputs;
 use common::peers::{MQTT_PASSWORD, MQTT_USER, Mosquitto, MqttSubscriber, PeerTls, TempDir};
 use pipit::Event;
 use pipit::config::secret::Secret;
-use pipit::mqtt::client::{Connection, Error, Session, Timeouts, Transport};
+use pipit::mqtt::client::{Connection, MqttError, Session, Timeouts, Transport};
 use pipit::mqtt::codec::Role;
 use pipit::telemetry::get;
 use pipit::tls::TlsSettings;
@@ -112,7 +112,7 @@ fn events_arrive_over_tls_and_mutual_tls_and_bad_certificates_are_refused_clearl
     // Trusting the wrong CA: the broker's certificate is refused, and the error says what to check.
     let wrong = TlsSettings::new("127.0.0.1", &client_ca, None).unwrap();
     match open(broker.tls_port(0), wrong) {
-        Err(e @ Error::Connect(_)) => {
+        Err(e @ MqttError::Connect(_)) => {
             let text = e.to_string();
             assert!(
                 text.contains("certificate") && text.contains("tls_ca"),
@@ -126,7 +126,7 @@ fn events_arrive_over_tls_and_mutual_tls_and_bad_certificates_are_refused_clearl
     let misnamed = TlsSettings::new("localhost", &server_ca, None).unwrap();
     assert!(matches!(
         open(broker.tls_port(0), misnamed),
-        Err(Error::Connect(_))
+        Err(MqttError::Connect(_))
     ));
     // No client certificate where the broker requires one: refused, naming the client's files.
     let anonymous = TlsSettings::new("127.0.0.1", &server_ca, None).unwrap();

@@ -11,7 +11,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use common::outputs;
 use common::peers::{RiemannPeer, wait_until};
-use pipit::outputs::riemann::{Error, MAX_DATAGRAM, RiemannClient, Timeouts, Transport};
+use pipit::outputs::riemann::{MAX_DATAGRAM, RiemannClient, RiemannError, Timeouts, Transport};
 use pipit::{Event, Metric};
 use serde_json::Value;
 
@@ -172,7 +172,7 @@ fn a_refusal_is_an_error_and_the_connection_stays_usable() {
     let mut client = tcp_client(&peer);
     for _ in 0..2 {
         match client.send(&Event::new("x", "h").with_metric(1i64)) {
-            Err(Error::Refused(e)) => assert_eq!(e, "test failure"),
+            Err(RiemannError::Refused(e)) => assert_eq!(e, "test failure"),
             other => panic!("expected a refusal, got {other:?}"),
         }
     }
@@ -190,7 +190,7 @@ fn a_silent_server_times_out_and_the_next_send_reconnects() {
     let mut client = RiemannClient::connect(&addr(&peer), Transport::Tcp, timeouts(ack)).unwrap();
     for service in ["x", "y"] {
         match client.send(&Event::new(service, "h").with_metric(1i64)) {
-            Err(Error::AckTimeout(d)) => assert_eq!(d, ack),
+            Err(RiemannError::AckTimeout(d)) => assert_eq!(d, ack),
             other => panic!("expected an ack timeout, got {other:?}"),
         }
     }
@@ -217,7 +217,7 @@ fn after_a_server_restart_no_send_succeeds_without_arriving() {
     for i in 0..3 {
         match client.send(&Event::new(format!("after.{i}"), "h").with_metric(1i64)) {
             Ok(()) => ok += 1,
-            Err(Error::Read(_) | Error::Write(_)) => failed += 1,
+            Err(RiemannError::Read(_) | RiemannError::Write(_)) => failed += 1,
             Err(e) => panic!("unexpected error {e}"),
         }
     }
@@ -340,5 +340,5 @@ fn every_datagram_stays_under_the_limit() {
     );
 
     let huge = Event::new("huge", "h").with_description("x".repeat(MAX_DATAGRAM));
-    assert!(matches!(client.send(&huge), Err(Error::TooLarge(n)) if n > MAX_DATAGRAM));
+    assert!(matches!(client.send(&huge), Err(RiemannError::TooLarge(n)) if n > MAX_DATAGRAM));
 }

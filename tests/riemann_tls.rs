@@ -10,7 +10,7 @@ use std::time::Duration;
 use common::certs::issue;
 use common::peers::{PeerTls, RiemannPeer, TempDir};
 use pipit::Event;
-use pipit::outputs::riemann::{Error, RiemannClient, Timeouts, TlsSettings, Transport};
+use pipit::outputs::riemann::{RiemannClient, RiemannError, Timeouts, TlsSettings, Transport};
 use serde_json::Value;
 
 #[test]
@@ -53,7 +53,7 @@ fn events_arrive_over_mutual_tls_and_a_wrong_ca_is_refused() {
     let wrong =
         TlsSettings::new("127.0.0.1", &client_ca, Some((&client_cert, &client_key))).unwrap();
     match RiemannClient::connect(&addr, Transport::Tls(wrong), timeouts) {
-        Err(Error::Connect(e)) => assert!(e.to_string().contains("certificate"), "{e}"),
+        Err(RiemannError::Connect(e)) => assert!(e.to_string().contains("certificate"), "{e}"),
         other => panic!("expected a certificate error, got {other:?}"),
     }
     // No client certificate: the server refuses the handshake, at the latest on the first send.

@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 use common::peers::wait_until;
 use pipit::event::{Event, Metric};
 use pipit::supervisor::{
-    Command, DaemonEvent, Exit, RunError, SupervisorConfig, SupervisorThread, account,
+    Command, DaemonEvent, Exit, SpawnError, SupervisorConfig, SupervisorThread, account,
 };
 
 static SERIAL: Mutex<()> = Mutex::new(());
@@ -290,7 +290,7 @@ fn missing_and_non_executable_programs_are_not_started() {
         .unwrap_err();
     assert_eq!(
         missing,
-        RunError::NotStarted("cannot run /nonexistent/check: no such file or directory".into())
+        SpawnError::NotStarted("cannot run /nonexistent/check: no such file or directory".into())
     );
     let not_exec = h
         .run(
@@ -304,7 +304,7 @@ fn missing_and_non_executable_programs_are_not_started() {
         .unwrap_err();
     assert_eq!(
         not_exec,
-        RunError::NotStarted(format!("cannot run {}: permission denied", plain.display()))
+        SpawnError::NotStarted(format!("cannot run {}: permission denied", plain.display()))
     );
     let in_path = h
         .run(
@@ -326,7 +326,7 @@ fn missing_and_non_executable_programs_are_not_started() {
     in_missing_dir.cwd = Some(dir.path("no-such-dir"));
     let no_dir = h.run("d", Arc::new(in_missing_dir)).unwrap_err();
     assert!(
-        matches!(&no_dir, RunError::NotStarted(why) if why.ends_with("no-such-dir does not exist")),
+        matches!(&no_dir, SpawnError::NotStarted(why) if why.ends_with("no-such-dir does not exist")),
         "{no_dir:?}"
     );
     assert!(sup.stop(Instant::now() + Duration::from_secs(2)));
@@ -425,7 +425,7 @@ fn the_concurrency_limit_holds_and_a_running_check_is_not_started_twice() {
         "at most 2 at once: {counts:?}"
     );
     assert!(
-        matches!(&twice, Err(RunError::Skipped(why)) if why.contains("still going")),
+        matches!(&twice, Err(SpawnError::Skipped(why)) if why.contains("still going")),
         "{twice:?}"
     );
     assert!(sup.stop(Instant::now() + Duration::from_secs(2)));
@@ -465,7 +465,7 @@ fn a_check_that_finds_no_slot_within_its_timeout_is_skipped() {
     let took = asked.elapsed();
     fs::write(&release, "").unwrap();
     assert!(
-        matches!(&skipped, Err(RunError::Skipped(why)) if why.contains("supervisor.max_checks")),
+        matches!(&skipped, Err(SpawnError::Skipped(why)) if why.contains("supervisor.max_checks")),
         "{skipped:?}"
     );
     // Skipped at its own timeout, not when the slot came free: the margin is for a loaded machine.
@@ -507,7 +507,7 @@ fn stopping_kills_what_is_left_within_the_deadline() {
         "late",
         command(&["/bin/true"], Duration::from_secs(1), Duration::ZERO),
     );
-    assert_eq!(after, Err(RunError::Stopped));
+    assert_eq!(after, Err(SpawnError::Stopped));
 }
 
 #[test]

@@ -59,7 +59,7 @@ impl TargetGroup {
                     .iter()
                     .map(|n| {
                         Destination::parse(n)
-                            .ok_or_else(|| OutputError::failed(format!("bad destination {n}")))
+                            .ok_or_else(|| OutputError::BadTarget(format!("bad destination {n}")))
                     })
                     .collect::<Result<Vec<_>, _>>()?,
             )),

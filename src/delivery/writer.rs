@@ -153,7 +153,7 @@ impl OutputHandle {
         writer.closing = closing_rx;
         writer.publish();
         let thread = lifeline::spawn(format!("out/{}", self.config.name), move || writer.run())
-            .map_err(|e| OutputError::failed(format!("cannot start the writer thread: {e}")))?;
+            .map_err(OutputError::Thread)?;
         self.stop = Some(stop);
         self.closing = Some(closing);
         self.thread = Some(thread);
@@ -584,7 +584,7 @@ impl Writer {
                 let result = self.write_caught(i, &events);
                 let target = &mut self.group.targets[i];
                 let unencodable = target.output.take_unencodable();
-                let reached = !matches!(&result, Err(e) if e.kind != ErrorKind::Rejected);
+                let reached = !matches!(&result, Err(e) if e.kind() != ErrorKind::Rejected);
                 target
                     .breaker
                     .record(Instant::now(), reached, start.elapsed());
@@ -603,9 +603,9 @@ impl Writer {
                         self.complaint.recover();
                         return Ok(());
                     }
-                    Err(e) if e.kind == ErrorKind::Rejected => {
+                    Err(e) if e.kind() == ErrorKind::Rejected => {
                         let sent = n.saturating_sub(unencodable);
-                        let refused = e.refused.map_or(sent, |r| r.min(sent));
+                        let refused = e.refused().map_or(sent, |r| r.min(sent));
                         add(&self.stats.dropped_unencodable, unencodable);
                         add(&self.stats.dropped_rejected, refused);
                         add(&self.stats.events_out, sent - refused);
@@ -615,7 +615,7 @@ impl Writer {
                         return Ok(());
                     }
                     Err(e) => {
-                        let timed_out = e.kind == ErrorKind::Timeout;
+                        let timed_out = e.kind() == ErrorKind::Timeout;
                         self.note_error(&format!("delivery of {n} event(s) failed: {e}"));
                         if timed_out && !self.config.delivery.retry_on_timeout {
                             give_up = true;
@@ -660,7 +660,7 @@ impl Writer {
                 log::error!(target: &log_target, "cannot rebuild the output after its panic: {e}")
             }
         }
-        Err(OutputError::failed(format!("the output panicked: {panic}")))
+        Err(OutputError::Panicked(panic))
     }
 
     /// Waits before a retry like [`pause`](Self::pause), also cut short (false) as soon as the

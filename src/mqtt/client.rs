@@ -75,7 +75,7 @@ pub struct Session {
 /// Why a step failed. After any of them the connection is closed.
 #[derive(Debug)]
 #[non_exhaustive]
-pub enum Error {
+pub enum MqttError {
     /// The address did not resolve or took no connection in time: is the broker up, are host and
     /// port right?
     Connect(io::Error),
@@ -99,30 +99,30 @@ pub enum Error {
     Encode(String),
 }
 
-impl fmt::Display for Error {
+impl fmt::Display for MqttError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Error::Connect(e) => write!(
+            MqttError::Connect(e) => write!(
                 f,
                 "cannot connect: {e}; is the broker up, and are host and port right?"
             ),
-            Error::Write(e) => write!(f, "cannot write: {e}"),
-            Error::Read(e) => write!(f, "cannot read from the broker: {e}"),
-            Error::AckTimeout(d) => write!(
+            MqttError::Write(e) => write!(f, "cannot write: {e}"),
+            MqttError::Read(e) => write!(f, "cannot read from the broker: {e}"),
+            MqttError::AckTimeout(d) => write!(
                 f,
                 "no answer from the broker within {} ms: taken for dead",
                 d.as_millis()
             ),
-            Error::Refused(code) => write!(
+            MqttError::Refused(code) => write!(
                 f,
                 "the broker refused the connection (code {code}: {})",
                 codec::connack_reason(*code)
             ),
-            Error::Protocol(e) => {
+            MqttError::Protocol(e) => {
                 write!(f, "invalid packet from the broker, connection closed: {e}")
             }
-            Error::Encode(e) => write!(f, "cannot encode: {e}"),
-            Error::SubscribeRefused => write!(
+            MqttError::Encode(e) => write!(f, "cannot encode: {e}"),
+            MqttError::SubscribeRefused => write!(
                 f,
                 "the broker refused a subscription: check the filters in \"topics\" and the broker's ACL"
             ),
@@ -130,11 +130,11 @@ impl fmt::Display for Error {
     }
 }
 
-impl std::error::Error for Error {
+impl std::error::Error for MqttError {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
-            Error::Connect(e) | Error::Write(e) | Error::Read(e) => Some(e),
-            Error::Protocol(e) => Some(e),
+            MqttError::Connect(e) | MqttError::Write(e) | MqttError::Read(e) => Some(e),
+            MqttError::Protocol(e) => Some(e),
             _ => None,
         }
     }
@@ -223,19 +223,21 @@ impl Connection {
         timeouts: Timeouts,
         transport: &Transport,
         role: Role,
-    ) -> Result<Connection, Error> {
-        let addrs = crate::dns::resolve(addr, timeouts.connect).map_err(Error::Connect)?;
+    ) -> Result<Connection, MqttError> {
+        let addrs = crate::dns::resolve(addr, timeouts.connect).map_err(MqttError::Connect)?;
         let tcp = crate::outputs::connect_tcp(&addrs, timeouts.connect, timeouts.write)
-            .map_err(Error::Connect)?;
-        let waiter = tcp.try_clone().map_err(Error::Connect)?;
+            .map_err(MqttError::Connect)?;
+        let waiter = tcp.try_clone().map_err(MqttError::Connect)?;
         let stream = match transport {
             Transport::Tcp => Stream::Tcp(tcp),
             #[cfg(feature = "tls")]
             Transport::Tls(settings) => {
                 // Bounds the handshake; reads of packets set their own timeouts.
                 tcp.set_read_timeout(Some(timeouts.connect))
-                    .map_err(Error::Connect)?;
-                Stream::Tls(Box::new(settings.handshake(tcp).map_err(Error::Connect)?))
+                    .map_err(MqttError::Connect)?;
+                Stream::Tls(Box::new(
+                    settings.handshake(tcp).map_err(MqttError::Connect)?,
+                ))
             }
         };
         let keepalive = u16::try_from(session.keepalive.as_secs()).unwrap_or(u16::MAX);
@@ -271,14 +273,14 @@ impl Connection {
             },
             &mut out,
         )
-        .map_err(Error::Encode)?;
+        .map_err(MqttError::Encode)?;
         conn.send(&out)?;
         let deadline = Instant::now() + timeouts.connect;
         let answer = conn.next_packet(deadline, timeouts.connect);
         // A broker that refuses the client certificate says so only now, under TLS 1.3.
         #[cfg(feature = "tls")]
         let answer = answer.map_err(|e| match e {
-            Error::Read(io) => Error::Read(tls::explain(io)),
+            MqttError::Read(io) => MqttError::Read(tls::explain(io)),
             e => e,
         });
         match answer? {
@@ -286,9 +288,9 @@ impl Connection {
                 code: 0,
                 session_present,
             } => conn.session_present = session_present,
-            Incoming::ConnAck { code, .. } => return Err(Error::Refused(code)),
+            Incoming::ConnAck { code, .. } => return Err(MqttError::Refused(code)),
             _ => {
-                return Err(Error::Protocol(DecodeError::Malformed(
+                return Err(MqttError::Protocol(DecodeError::Malformed(
                     "answer to CONNECT (not a CONNACK)",
                 )));
             }
@@ -306,7 +308,7 @@ impl Connection {
     }
 
     /// Writes encoded packets.
-    pub fn send(&mut self, bytes: &[u8]) -> Result<(), Error> {
+    pub fn send(&mut self, bytes: &[u8]) -> Result<(), MqttError> {
         write(&self.shared, bytes)
     }
 
@@ -324,10 +326,10 @@ impl Connection {
         &mut self,
         filters: &[(String, QoS)],
         timeouts: Timeouts,
-    ) -> Result<Vec<Message>, Error> {
+    ) -> Result<Vec<Message>, MqttError> {
         let id = self.next_packet_id();
         let mut out = Vec::with_capacity(64);
-        codec::encode_subscribe(id, filters, &mut out).map_err(Error::Encode)?;
+        codec::encode_subscribe(id, filters, &mut out).map_err(MqttError::Encode)?;
         self.send(&out)?;
         let deadline = Instant::now() + timeouts.connect;
         let mut early = Vec::new();
@@ -338,7 +340,7 @@ impl Connection {
                     refused: false,
                 } if packet_id == id => return Ok(early),
                 Incoming::SubAck { packet_id, .. } if packet_id == id => {
-                    return Err(Error::SubscribeRefused);
+                    return Err(MqttError::SubscribeRefused);
                 }
                 Incoming::Publish(m) => early.push(m),
                 _ => {}
@@ -347,21 +349,21 @@ impl Connection {
     }
 
     /// Encodes and writes one PUBLISH.
-    pub fn publish(&mut self, p: &Publish<'_>, scratch: &mut Vec<u8>) -> Result<(), Error> {
+    pub fn publish(&mut self, p: &Publish<'_>, scratch: &mut Vec<u8>) -> Result<(), MqttError> {
         scratch.clear();
-        codec::encode_publish(p, scratch).map_err(Error::Encode)?;
+        codec::encode_publish(p, scratch).map_err(MqttError::Encode)?;
         self.send(scratch)
     }
 
     /// Sends PINGREQ and waits, before `deadline`, for its PINGRESP; PUBACKs read meanwhile go to
     /// `on_ack`. Since a broker handles a connection's packets in order, the answer also says that
     /// everything written before has been taken.
-    pub fn ping(&mut self, ack: Duration, mut on_ack: impl FnMut(u16)) -> Result<(), Error> {
+    pub fn ping(&mut self, ack: Duration, mut on_ack: impl FnMut(u16)) -> Result<(), MqttError> {
         let mine = {
             let mut shared = lock(&self.shared);
             let mut out = Vec::with_capacity(2);
             codec::encode_pingreq(&mut out);
-            shared.stream.write_all(&out).map_err(Error::Write)?;
+            shared.stream.write_all(&out).map_err(MqttError::Write)?;
             shared.last_sent = Instant::now();
             shared.pings_sent += 1;
             shared.last_ping = shared.last_sent;
@@ -383,7 +385,7 @@ impl Connection {
         loop {
             match self.next_packet(Instant::now(), ack) {
                 Ok(_) => {}
-                Err(Error::AckTimeout(_)) => break,
+                Err(MqttError::AckTimeout(_)) => break,
                 Err(_) => return true,
             }
         }
@@ -399,10 +401,10 @@ impl Connection {
 
     /// Reads the broker's next packet, waiting until `deadline`; a PINGRESP is counted and also
     /// returned.
-    pub fn next_packet(&mut self, deadline: Instant, ack: Duration) -> Result<Incoming, Error> {
+    pub fn next_packet(&mut self, deadline: Instant, ack: Duration) -> Result<Incoming, MqttError> {
         loop {
             if let Some((packet, used)) = codec::decode(&self.buf[self.start..self.end], self.role)
-                .map_err(Error::Protocol)?
+                .map_err(MqttError::Protocol)?
             {
                 self.start += used;
                 if packet == Incoming::PingResp {
@@ -420,7 +422,7 @@ impl Connection {
             let wait = left.clamp(Duration::from_micros(1), READ_SLICE);
             self.waiter
                 .set_read_timeout(Some(wait))
-                .map_err(Error::Read)?;
+                .map_err(MqttError::Read)?;
             let space = self.buf.len() - self.end;
             let read = if self.plain {
                 // Plain TCP reads on its own clone of the socket: there is nothing to share.
@@ -442,7 +444,7 @@ impl Connection {
             };
             match read {
                 Ok(0) => {
-                    return Err(Error::Read(io::Error::new(
+                    return Err(MqttError::Read(io::Error::new(
                         io::ErrorKind::UnexpectedEof,
                         "the broker closed the connection",
                     )));
@@ -459,10 +461,10 @@ impl Connection {
                     ) =>
                 {
                     if Instant::now() >= deadline {
-                        return Err(Error::AckTimeout(ack));
+                        return Err(MqttError::AckTimeout(ack));
                     }
                 }
-                Err(e) => return Err(Error::Read(e)),
+                Err(e) => return Err(MqttError::Read(e)),
             }
         }
     }
@@ -493,7 +495,7 @@ impl fmt::Debug for Acknowledger {
 
 impl Acknowledger {
     /// Acknowledges the QoS 1 message with this packet identifier.
-    pub fn puback(&self, packet_id: u16) -> Result<(), Error> {
+    pub fn puback(&self, packet_id: u16) -> Result<(), MqttError> {
         let mut out = Vec::with_capacity(4);
         codec::encode_puback(packet_id, &mut out);
         write(&self.shared, &out)
@@ -501,13 +503,13 @@ impl Acknowledger {
 }
 
 /// Writes `bytes` to the connection, marking it broken when that fails.
-fn write(shared: &Mutex<Shared>, bytes: &[u8]) -> Result<(), Error> {
+fn write(shared: &Mutex<Shared>, bytes: &[u8]) -> Result<(), MqttError> {
     let mut shared = lock(shared);
     let result = shared.stream.write_all(bytes);
     shared.last_sent = Instant::now();
     result.map_err(|e| {
         shared.broken = true;
-        Error::Write(e)
+        MqttError::Write(e)
     })
 }
 

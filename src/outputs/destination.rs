@@ -59,7 +59,7 @@ impl Destination {
     pub fn nth(targets: &[Destination], index: usize) -> Result<&Destination, OutputError> {
         targets
             .get(index)
-            .ok_or_else(|| OutputError::failed(format!("no target number {index}")))
+            .ok_or_else(|| OutputError::BadTarget(format!("no target number {index}")))
     }
 
     /// Parses a destination as carbon does; `None` when the port is missing or not a number.

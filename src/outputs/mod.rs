@@ -17,11 +17,13 @@ pub mod riemann;
 pub mod stdout;
 
 use std::fmt;
+use std::io;
 use std::sync::Arc;
 use std::time::Duration;
 
 use crate::config::reader::{Problems, Table};
 use crate::event::Event;
+use crate::outputs::graphite::GraphiteError;
 use crate::prometheus_name::SourceNames;
 
 /// Opens a TCP connection to the first of `addrs` that takes one within `connect`, with Nagle's
@@ -56,7 +58,7 @@ pub fn log_target(name: &str) -> String {
 /// A built output, owned by its writer thread.
 pub trait Output: Send {
     /// Delivers a batch; on error none of it counts as delivered (but the events a partial
-    /// refusal, [`OutputError::partly_rejected`], did not name), and the error's kind says whether
+    /// refusal, [`OutputError::refused`], did not name), and the error's kind says whether
     /// a retry may help.
     fn write(&mut self, batch: &[Event]) -> Result<(), OutputError>;
 
@@ -116,6 +118,21 @@ pub trait OutputSpec: Send + Sync + fmt::Debug {
     }
 }
 
+/// An output type's config, read once into a typed value: the spec the registry reads for it.
+pub trait Settings: OutputSpec + Sized + 'static {
+    /// Reads the type's own keys from its config section; `None` (with the problems recorded,
+    /// each with its key path) when they are wrong.
+    fn read(t: &mut Table<'_>, problems: &mut Problems) -> Option<Self>;
+}
+
+/// The registry's reader of output type `S`: its [`OutputType::read`] is `read::<S>`.
+pub fn read<S: Settings>(
+    t: &mut Table<'_>,
+    problems: &mut Problems,
+) -> Option<Arc<dyn OutputSpec>> {
+    Some(Arc::new(S::read(t, problems)?))
+}
+
 /// What kind of failure a delivery met, which decides what the delivery layer does next.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ErrorKind {
@@ -127,72 +144,189 @@ pub enum ErrorKind {
     Rejected,
 }
 
-/// Why a delivery failed: its kind and words for the log.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct OutputError {
-    /// What kind of failure.
-    pub kind: ErrorKind,
-    /// What happened, naming the backend.
-    pub message: String,
-    /// For [`ErrorKind::Rejected`]: how many events of the batch the backend refused when it
-    /// stored the others (InfluxDB's partial write); `None` when it refused the whole batch.
-    pub refused: Option<u64>,
+/// Why a delivery failed, with the error it wraps. [`OutputError::kind`] says what the delivery
+/// layer does next; the text names the backend; what to do is said for each variant.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum OutputError {
+    /// Carbon could not be resolved, connected to or written to, or holds too much unconfirmed:
+    /// [`GraphiteError`] says which and what to check. Retried, then spooled.
+    Graphite(GraphiteError),
+    /// The Riemann server at `addr` could not be reached, did not acknowledge in time, or refused
+    /// the events: [`riemann::RiemannError`] says which. Retried, then spooled.
+    #[cfg(feature = "riemann")]
+    Riemann {
+        /// The server's `host:port`.
+        addr: String,
+        /// What the client met.
+        source: riemann::RiemannError,
+    },
+    /// The MQTT broker at `addr` could not be reached, did not acknowledge in time, or refused
+    /// the connection: [`crate::mqtt::client::MqttError`] says which. Retried, then spooled.
+    #[cfg(feature = "mqtt")]
+    Mqtt {
+        /// The broker's `host:port`.
+        addr: String,
+        /// What the client met.
+        source: crate::mqtt::client::MqttError,
+    },
+    /// The HTTP request to `url` failed before an answer (refused, timed out, TLS): is the
+    /// backend up and the URL right? Retried, then spooled.
+    #[cfg(feature = "http")]
+    Http {
+        /// The URL, without credentials.
+        url: String,
+        /// What failed, with the timeout that ran out.
+        why: String,
+        /// What ureq met (boxed: with TLS it is large).
+        source: Box<ureq::Error>,
+    },
+    /// The backend answered with an HTTP error status. A 4xx other than 401, 403, 404, 408 and
+    /// 429 means it refused the batch as bad: dropped and counted, never retried (fix what the
+    /// reason names). Any other status is retried, then spooled.
+    Status {
+        /// The URL, without credentials.
+        url: String,
+        /// The HTTP status.
+        status: u16,
+        /// The start of the answer, quoted, with secrets masked.
+        reason: String,
+        /// How many events of the batch the backend refused when it stored the others
+        /// (InfluxDB's partial write); `None` when the answer does not say.
+        refused: Option<u64>,
+    },
+    /// Prometheus refused `refused` of the `sent` samples as bad and stored the others, sent again
+    /// without them: the refused ones are dropped and counted. `answer` is its first refusal.
+    SamplesRefused {
+        /// The first refusal, as [`OutputError::Status`] words it.
+        answer: String,
+        /// Samples refused.
+        refused: u64,
+        /// Samples in the batch.
+        sent: usize,
+    },
+    /// Standard output could not be written: the reader went away or the disk is full.
+    Stdout(io::Error),
+    /// The TLS files of the output could not be loaded, or this build has no TLS: the text says
+    /// which file and why; fix the config (or build with the `tls` feature).
+    Tls(String),
+    /// A target the config named could not be used: the config was checked, so this is a bug to
+    /// report.
+    BadTarget(String),
+    /// The writer thread could not be started: the box is short of memory or threads.
+    Thread(io::Error),
+    /// The output panicked during the write; it is rebuilt, and the batch retried.
+    Panicked(String),
 }
 
 impl OutputError {
-    /// A failure a retry may cure.
-    pub fn failed(message: impl Into<String>) -> OutputError {
-        OutputError {
-            kind: ErrorKind::Failed,
-            message: message.into(),
-            refused: None,
-        }
-    }
-
-    /// A step that ran out of time.
-    pub fn timeout(message: impl Into<String>) -> OutputError {
-        OutputError {
-            kind: ErrorKind::Timeout,
-            message: message.into(),
-            refused: None,
-        }
-    }
-
-    /// A batch the backend refused as bad.
-    pub fn rejected(message: impl Into<String>) -> OutputError {
-        OutputError {
-            kind: ErrorKind::Rejected,
-            message: message.into(),
-            refused: None,
-        }
-    }
-
-    /// A batch of which the backend stored all but `refused` events, and refused those as bad.
-    pub fn partly_rejected(refused: u64, message: impl Into<String>) -> OutputError {
-        OutputError {
-            refused: Some(refused),
-            ..OutputError::rejected(message)
-        }
-    }
-
-    /// A failure caused by the I/O error `e`: a timeout when `e` says so.
-    pub fn io(e: &std::io::Error, message: String) -> OutputError {
-        match e.kind() {
-            std::io::ErrorKind::TimedOut | std::io::ErrorKind::WouldBlock => {
-                OutputError::timeout(message)
+    /// What kind of failure this is: what the delivery layer does next.
+    pub fn kind(&self) -> ErrorKind {
+        let io_kind = |e: &io::Error| match e.kind() {
+            io::ErrorKind::TimedOut | io::ErrorKind::WouldBlock => ErrorKind::Timeout,
+            _ => ErrorKind::Failed,
+        };
+        match self {
+            OutputError::Graphite(
+                GraphiteError::Connect { source, .. } | GraphiteError::Write { source, .. },
+            ) => io_kind(source),
+            #[cfg(feature = "riemann")]
+            OutputError::Riemann { source, .. } => match source {
+                riemann::RiemannError::AckTimeout(_) => ErrorKind::Timeout,
+                riemann::RiemannError::Connect(e)
+                | riemann::RiemannError::Write(e)
+                | riemann::RiemannError::Read(e) => io_kind(e),
+                _ => ErrorKind::Failed,
+            },
+            #[cfg(feature = "mqtt")]
+            OutputError::Mqtt { source, .. } => {
+                use crate::mqtt::client::MqttError;
+                match source {
+                    MqttError::AckTimeout(_) => ErrorKind::Timeout,
+                    MqttError::Connect(e) | MqttError::Write(e) | MqttError::Read(e) => io_kind(e),
+                    _ => ErrorKind::Failed,
+                }
             }
-            _ => OutputError::failed(message),
+            #[cfg(feature = "http")]
+            OutputError::Http { source, .. } if matches!(**source, ureq::Error::Timeout(_)) => {
+                ErrorKind::Timeout
+            }
+            OutputError::Status { status, .. }
+                if (400..500).contains(status)
+                    && !matches!(status, 401 | 403 | 404 | 408 | 429) =>
+            {
+                ErrorKind::Rejected
+            }
+            OutputError::SamplesRefused { .. } => ErrorKind::Rejected,
+            OutputError::Stdout(e) => io_kind(e),
+            _ => ErrorKind::Failed,
+        }
+    }
+
+    /// For a refusal ([`ErrorKind::Rejected`]): how many events of the batch the backend refused
+    /// when it stored the others; `None` when it refused the whole batch.
+    pub fn refused(&self) -> Option<u64> {
+        match self {
+            OutputError::Status { refused, .. } => *refused,
+            OutputError::SamplesRefused { refused, sent, .. } => {
+                (*refused < *sent as u64).then_some(*refused)
+            }
+            _ => None,
         }
     }
 }
 
 impl fmt::Display for OutputError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.message)
+        match self {
+            OutputError::Graphite(e) => write!(f, "{e}"),
+            #[cfg(feature = "riemann")]
+            OutputError::Riemann { addr, source } => write!(f, "{addr}: {source}"),
+            #[cfg(feature = "mqtt")]
+            OutputError::Mqtt { addr, source } => write!(f, "{addr}: {source}"),
+            #[cfg(feature = "http")]
+            OutputError::Http { url, why, .. } => write!(f, "{url}: {why}"),
+            OutputError::Status {
+                url,
+                status,
+                reason,
+                ..
+            } => write!(f, "{url}: HTTP {status}: {reason}"),
+            OutputError::SamplesRefused {
+                answer,
+                refused,
+                sent,
+            } => write!(
+                f,
+                "{answer} (it refused {refused} of {sent} sample(s); the others were sent again and stored)"
+            ),
+            OutputError::Stdout(e) => write!(f, "cannot write to standard output: {e}"),
+            OutputError::Tls(why) | OutputError::BadTarget(why) => f.write_str(why),
+            OutputError::Thread(e) => write!(f, "cannot start the writer thread: {e}"),
+            OutputError::Panicked(panic) => write!(f, "the output panicked: {panic}"),
+        }
     }
 }
 
-impl std::error::Error for OutputError {}
+impl std::error::Error for OutputError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            OutputError::Graphite(e) => Some(e),
+            #[cfg(feature = "riemann")]
+            OutputError::Riemann { source, .. } => Some(source),
+            #[cfg(feature = "mqtt")]
+            OutputError::Mqtt { source, .. } => Some(source),
+            #[cfg(feature = "http")]
+            OutputError::Http { source, .. } => Some(source),
+            OutputError::Stdout(e) | OutputError::Thread(e) => Some(e),
+            OutputError::Status { .. }
+            | OutputError::SamplesRefused { .. }
+            | OutputError::Tls(_)
+            | OutputError::BadTarget(_)
+            | OutputError::Panicked(_) => None,
+        }
+    }
+}
 
 /// An output type in the registry.
 #[derive(Debug, Clone, Copy)]
@@ -201,7 +335,7 @@ pub struct OutputType {
     pub name: &'static str,
     /// One line for `--help` and the docs.
     pub description: &'static str,
-    /// Reads the type's own keys from its config section.
+    /// Reads the type's own keys from its config section: [`read`] of the type's [`Settings`].
     pub read: fn(&mut Table<'_>, &mut Problems) -> Option<Arc<dyn OutputSpec>>,
 }
 

@@ -1,11 +1,10 @@
 //! `stdout`: events on standard output, as Graphite plaintext lines or as JSON lines.
 
 use std::io::{self, Write};
-use std::sync::Arc;
 
 use super::graphite::path::Naming;
 use super::graphite::plaintext;
-use super::{Output, OutputError, OutputSpec, OutputType};
+use super::{Output, OutputError, OutputSpec, OutputType, Settings};
 use crate::config::reader::{Problems, Table};
 use crate::event::Event;
 
@@ -13,7 +12,7 @@ use crate::event::Event;
 pub const TYPE: OutputType = OutputType {
     name: "stdout",
     description: "events on standard output, as Graphite lines or JSON lines",
-    read,
+    read: crate::outputs::read::<StdoutSpec>,
 };
 
 /// How events are printed.
@@ -34,13 +33,15 @@ pub struct StdoutSpec {
     pub naming: Naming,
 }
 
-fn read(t: &mut Table<'_>, problems: &mut Problems) -> Option<Arc<dyn OutputSpec>> {
-    let format = match t.choice("format", &["graphite", "json"], "graphite", problems) {
-        "json" => Format::Json,
-        _ => Format::Graphite,
-    };
-    let naming = Naming::read(t, problems);
-    Some(Arc::new(StdoutSpec { format, naming }))
+impl Settings for StdoutSpec {
+    fn read(t: &mut Table<'_>, problems: &mut Problems) -> Option<StdoutSpec> {
+        let format = match t.choice("format", &["graphite", "json"], "graphite", problems) {
+            "json" => Format::Json,
+            _ => Format::Graphite,
+        };
+        let naming = Naming::read(t, problems);
+        Some(StdoutSpec { format, naming })
+    }
 }
 
 impl OutputSpec for StdoutSpec {
@@ -103,7 +104,7 @@ impl Output for Stdout {
         let mut out = io::stdout().lock();
         let result = out.write_all(&buf).and_then(|()| out.flush());
         self.buf = buf;
-        result.map_err(|e| OutputError::io(&e, format!("cannot write to standard output: {e}")))
+        result.map_err(OutputError::Stdout)
     }
 
     fn take_unencodable(&mut self) -> u64 {

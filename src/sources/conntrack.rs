@@ -4,10 +4,7 @@
 //! A box without connection tracking (the `nf_conntrack` module not loaded) reports nothing; that
 //! is said once, at the first collection.
 
-use std::sync::Arc;
-
-use super::{Emitter, MetricInfo, Source, SourceContext, SourceError, SourceSpec, SourceType};
-use crate::config::reader::{Problems, Table};
+use super::{Build, Emitter, MetricInfo, Source, SourceContext, SourceError, SourceType};
 use crate::procfs::Procfs;
 
 /// Where the count and the limit are, newest kernels first.
@@ -44,25 +41,19 @@ pub const TYPE: SourceType = SourceType {
             description: "entries as a share of max",
         },
     ],
-    read,
+    read: super::read::<Conntrack>,
 };
 
-/// The `conntrack` source has no settings of its own.
-#[derive(Debug)]
-pub struct ConntrackSpec;
+impl Build for Conntrack {
+    type Settings = ();
 
-fn read(_: &mut Table<'_>, _: &mut Problems) -> Option<Arc<dyn SourceSpec>> {
-    Some(Arc::new(ConntrackSpec))
-}
-
-impl SourceSpec for ConntrackSpec {
-    fn build(&self, ctx: &SourceContext) -> Box<dyn Source> {
-        Box::new(Conntrack {
+    fn build(_: &(), ctx: &SourceContext) -> Conntrack {
+        Conntrack {
             procfs: ctx.procfs.clone(),
             target: super::log_target(&ctx.instance),
             told: false,
             buf: String::new(),
-        })
+        }
     }
 }
 
@@ -113,13 +104,13 @@ mod tests {
     #[test]
     fn a_router_s_table() {
         assert_eq!(
-            collect(&ConntrackSpec, "openwrt"),
+            collect::<Conntrack>(&(), "openwrt"),
             lines("conntrack.entries 1234\n conntrack.max 16384\n conntrack.percent_used 7.531738")
         );
     }
 
     #[test]
     fn a_box_without_conntrack_reports_nothing() {
-        assert_eq!(collect(&ConntrackSpec, "debian"), "");
+        assert_eq!(collect::<Conntrack>(&(), "debian"), "");
     }
 }

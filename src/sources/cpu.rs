@@ -3,7 +3,7 @@
 use std::sync::{Arc, Mutex};
 
 use super::naming::ServiceName;
-use super::{Emitter, MetricInfo, Source, SourceContext, SourceError, SourceSpec, SourceType};
+use super::{Build, Emitter, MetricInfo, Settings, Source, SourceContext, SourceError, SourceType};
 use crate::aggregate::Rates;
 use crate::cache::lock;
 use crate::config::reader::{Problems, Table};
@@ -72,7 +72,7 @@ pub const TYPE: SourceType = SourceType {
             description: "the same per core, with per_core",
         },
     ],
-    read,
+    read: super::read::<Cpu>,
 };
 
 /// Settings of the `cpu` source.
@@ -82,22 +82,26 @@ pub struct CpuSpec {
     pub per_core: bool,
 }
 
-fn read(t: &mut Table<'_>, problems: &mut Problems) -> Option<Arc<dyn SourceSpec>> {
-    Some(Arc::new(CpuSpec {
-        per_core: t.get_or("per_core", false, problems),
-    }))
+impl Settings for CpuSpec {
+    fn read(t: &mut Table<'_>, problems: &mut Problems) -> Option<CpuSpec> {
+        Some(CpuSpec {
+            per_core: t.get_or("per_core", false, problems),
+        })
+    }
 }
 
-impl SourceSpec for CpuSpec {
-    fn build(&self, ctx: &SourceContext) -> Box<dyn Source> {
-        Box::new(Cpu {
+impl Build for Cpu {
+    type Settings = CpuSpec;
+
+    fn build(spec: &CpuSpec, ctx: &SourceContext) -> Cpu {
+        Cpu {
             procfs: ctx.procfs.clone(),
-            per_core: self.per_core,
+            per_core: spec.per_core,
             rates: ctx.rates(),
             buf: String::new(),
             now: Vec::new(),
             name: ServiceName::default(),
-        })
+        }
     }
 }
 
@@ -123,7 +127,7 @@ impl Source for Cpu {
         self.procfs.read_into("proc/stat", &mut self.buf)?;
         parse(&self.buf, self.per_core, &mut self.now);
         if self.now.is_empty() {
-            return Err(SourceError("/proc/stat has no cpu line".into()));
+            return Err(SourceError::missing("/proc/stat", "a cpu line"));
         }
         let mut rates = lock(&self.rates);
         for now in &self.now {
@@ -232,11 +236,11 @@ mod tests {
         let cache = Arc::new(Cache::in_memory());
         let spec = CpuSpec { per_core: true };
         assert_eq!(
-            collect_at(&spec, "debian", &cache, 100),
+            collect_at::<Cpu>(&spec, "debian", &cache, 100),
             "",
             "the first sample gives no share"
         );
-        let out = collect_at(&spec, "debian-next", &cache, 110);
+        let out = collect_at::<Cpu>(&spec, "debian-next", &cache, 110);
         assert_eq!(
             out,
             lines(

@@ -7,10 +7,9 @@
 
 use std::io;
 use std::path::Path;
-use std::sync::Arc;
 
 use super::naming::ServiceName;
-use super::{Emitter, MetricInfo, Source, SourceContext, SourceError, SourceSpec, SourceType};
+use super::{Build, Emitter, MetricInfo, Settings, Source, SourceContext, SourceError, SourceType};
 use crate::complain::Complaint;
 use crate::config::reader::{Problems, Table};
 use crate::pattern::Selector;
@@ -85,7 +84,7 @@ pub const TYPE: SourceType = SourceType {
             description: "inodes used as a share of all (not for read-only mounts)",
         },
     ],
-    read,
+    read: super::read::<Df>,
 };
 
 pub use crate::sys::FsStats;
@@ -103,31 +102,31 @@ pub struct DfSpec {
     pub types: Selector,
 }
 
-fn read(t: &mut Table<'_>, problems: &mut Problems) -> Option<Arc<dyn SourceSpec>> {
-    Some(Arc::new(read_spec(t, problems)))
-}
-
-fn read_spec(t: &mut Table<'_>, problems: &mut Problems) -> DfSpec {
-    let include: Vec<String> = t.get_or("include", Vec::new(), problems);
-    let exclude: Vec<String> = t.get_or("exclude", Vec::new(), problems);
-    let include_types: Vec<String> = t.get_or("include_types", Vec::new(), problems);
-    let exclude_types = t.get_or(
-        "exclude_types",
-        PSEUDO_TYPES
-            .iter()
-            .map(|s| s.to_string())
-            .collect::<Vec<_>>(),
-        problems,
-    );
-    DfSpec {
-        mount_points: Selector::from_lists(&include, &exclude),
-        types: Selector::from_lists(&include_types, &exclude_types),
+impl Settings for DfSpec {
+    fn read(t: &mut Table<'_>, problems: &mut Problems) -> Option<DfSpec> {
+        let include: Vec<String> = t.get_or("include", Vec::new(), problems);
+        let exclude: Vec<String> = t.get_or("exclude", Vec::new(), problems);
+        let include_types: Vec<String> = t.get_or("include_types", Vec::new(), problems);
+        let exclude_types = t.get_or(
+            "exclude_types",
+            PSEUDO_TYPES
+                .iter()
+                .map(|s| s.to_string())
+                .collect::<Vec<_>>(),
+            problems,
+        );
+        Some(DfSpec {
+            mount_points: Selector::from_lists(&include, &exclude),
+            types: Selector::from_lists(&include_types, &exclude_types),
+        })
     }
 }
 
-impl SourceSpec for DfSpec {
-    fn build(&self, ctx: &SourceContext) -> Box<dyn Source> {
-        Box::new(Df::new(self.clone(), ctx, crate::sys::statvfs))
+impl Build for Df {
+    type Settings = DfSpec;
+
+    fn build(spec: &DfSpec, ctx: &SourceContext) -> Df {
+        Df::new(spec.clone(), ctx, crate::sys::statvfs)
     }
 }
 
@@ -271,6 +270,8 @@ fn unescape(field: &str) -> String {
 
 #[cfg(test)]
 mod tests {
+    use std::sync::Arc;
+
     use super::super::testing::{collect_with, context, lines, read_config};
     use super::*;
     use crate::cache::Cache;
@@ -310,7 +311,7 @@ mod tests {
     }
 
     fn default_spec() -> DfSpec {
-        read_config("{}", read_spec)
+        read_config("{}", DfSpec::read).unwrap()
     }
 
     #[test]

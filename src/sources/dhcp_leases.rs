@@ -9,11 +9,10 @@
 use std::collections::BTreeMap;
 use std::io::ErrorKind;
 use std::net::IpAddr;
-use std::sync::Arc;
 use std::time::UNIX_EPOCH;
 
 use super::naming::push_segment;
-use super::{Emitter, MetricInfo, Source, SourceContext, SourceError, SourceSpec, SourceType};
+use super::{Build, Emitter, MetricInfo, Settings, Source, SourceContext, SourceError, SourceType};
 use crate::complain::Complaint;
 use crate::config::reader::{Problems, Table};
 use crate::procfs::Procfs;
@@ -56,7 +55,7 @@ pub const TYPE: SourceType = SourceType {
             description: "leases whose address is in one of the configured networks",
         },
     ],
-    read,
+    read: super::read::<DhcpLeases>,
 };
 
 /// One configured network: a name and an address block.
@@ -107,41 +106,45 @@ pub struct DhcpLeasesSpec {
     pub networks: Vec<Network>,
 }
 
-fn read(t: &mut Table<'_>, problems: &mut Problems) -> Option<Arc<dyn SourceSpec>> {
-    let dnsmasq_file = t.get_or("dnsmasq_file", DNSMASQ_FILE.to_owned(), problems);
-    let odhcpd_file = t.get_or("odhcpd_file", ODHCPD_FILE.to_owned(), problems);
-    let mut networks = Vec::new();
-    if let Some(field) = t.field("networks") {
-        let map: BTreeMap<String, String> = field.parse(problems).unwrap_or_default();
-        for (name, cidr) in &map {
-            match Network::parse(name, cidr) {
-                Some(n) if !name.is_empty() => networks.push(n),
-                _ => problems.expected(
-                    &field,
-                    "an object of network names to address blocks, such as {\"lan\": \"192.168.1.0/24\"}",
-                ),
+impl Settings for DhcpLeasesSpec {
+    fn read(t: &mut Table<'_>, problems: &mut Problems) -> Option<DhcpLeasesSpec> {
+        let dnsmasq_file = t.get_or("dnsmasq_file", DNSMASQ_FILE.to_owned(), problems);
+        let odhcpd_file = t.get_or("odhcpd_file", ODHCPD_FILE.to_owned(), problems);
+        let mut networks = Vec::new();
+        if let Some(field) = t.field("networks") {
+            let map: BTreeMap<String, String> = field.parse(problems).unwrap_or_default();
+            for (name, cidr) in &map {
+                match Network::parse(name, cidr) {
+                    Some(n) if !name.is_empty() => networks.push(n),
+                    _ => problems.expected(
+                        &field,
+                        "an object of network names to address blocks, such as {\"lan\": \"192.168.1.0/24\"}",
+                    ),
+                }
             }
         }
+        Some(DhcpLeasesSpec {
+            dnsmasq_file,
+            odhcpd_file,
+            networks,
+        })
     }
-    Some(Arc::new(DhcpLeasesSpec {
-        dnsmasq_file,
-        odhcpd_file,
-        networks,
-    }))
 }
 
-impl SourceSpec for DhcpLeasesSpec {
-    fn build(&self, ctx: &SourceContext) -> Box<dyn Source> {
+impl Build for DhcpLeases {
+    type Settings = DhcpLeasesSpec;
+
+    fn build(spec: &DhcpLeasesSpec, ctx: &SourceContext) -> DhcpLeases {
         let target = super::log_target(&ctx.instance);
-        Box::new(DhcpLeases {
-            spec: self.clone(),
+        DhcpLeases {
+            spec: spec.clone(),
             procfs: ctx.procfs.clone(),
             complaint: Complaint::new(target.clone()),
             target,
             told_missing: [false; 2],
             buf: String::new(),
             name: String::new(),
-        })
+        }
     }
 }
 
@@ -349,7 +352,7 @@ mod tests {
             networks: networks(&[("lan", "192.168.1.0/24"), ("ula", "fd00::/64")]),
         };
         assert_eq!(
-            collect(&spec, "openwrt"),
+            collect::<DhcpLeases>(&spec, "openwrt"),
             lines(
                 "dhcp_leases.total 8
                  dhcp_leases.ipv4 4
@@ -370,11 +373,15 @@ mod tests {
             networks: Vec::new(),
         };
         assert_eq!(
-            collect(&dnsmasq, "openwrt"),
+            collect::<DhcpLeases>(&dnsmasq, "openwrt"),
             lines("dhcp_leases.total 4\n dhcp_leases.ipv4 3\n dhcp_leases.ipv6 1")
         );
-        let defaults = read_config("{}", read).unwrap();
-        assert_eq!(collect(defaults.as_ref(), "debian"), "", "no server here");
+        let defaults = read_config("{}", DhcpLeasesSpec::read).unwrap();
+        assert_eq!(
+            collect::<DhcpLeases>(&defaults, "debian"),
+            "",
+            "no server here"
+        );
     }
 
     #[test]
@@ -445,7 +452,7 @@ mod tests {
     fn config_keys_and_their_errors() {
         let spec = read_config(
             r#"{"dnsmasq_file": "/var/lib/misc/dnsmasq.leases", "odhcpd_file": "", "networks": {"lan": "192.168.1.0/24"}}"#,
-            read,
+            DhcpLeasesSpec::read,
         )
         .unwrap();
         let text = format!("{spec:?}");
@@ -458,7 +465,7 @@ mod tests {
         let mut table = crate::config::reader::Field::root(&doc)
             .table(&mut problems)
             .unwrap();
-        read(&mut table, &mut problems);
+        DhcpLeasesSpec::read(&mut table, &mut problems);
         let errors: Vec<String> = problems
             .into_errors()
             .iter()

@@ -7,7 +7,7 @@
 use std::sync::{Arc, Mutex};
 
 use super::naming::ServiceName;
-use super::{Emitter, MetricInfo, Source, SourceContext, SourceError, SourceSpec, SourceType};
+use super::{Build, Emitter, MetricInfo, Settings, Source, SourceContext, SourceError, SourceType};
 use crate::aggregate::Rates;
 use crate::cache::lock;
 use crate::config::reader::{Problems, Table};
@@ -97,7 +97,7 @@ pub const TYPE: SourceType = SourceType {
             description: "requests in flight now",
         },
     ],
-    read,
+    read: super::read::<Disk>,
 };
 
 /// Settings of the `disk` source.
@@ -110,29 +110,33 @@ pub struct DiskSpec {
     pub partitions: bool,
 }
 
-fn read(t: &mut Table<'_>, problems: &mut Problems) -> Option<Arc<dyn SourceSpec>> {
-    let include: Vec<String> = t.get_or("include", Vec::new(), problems);
-    let exclude = t.get_or(
-        "exclude",
-        vec!["loop*".to_owned(), "ram*".to_owned()],
-        problems,
-    );
-    let partitions = t.get_or("partitions", false, problems);
-    Some(Arc::new(DiskSpec {
-        select: Selector::from_lists(&include, &exclude),
-        partitions,
-    }))
+impl Settings for DiskSpec {
+    fn read(t: &mut Table<'_>, problems: &mut Problems) -> Option<DiskSpec> {
+        let include: Vec<String> = t.get_or("include", Vec::new(), problems);
+        let exclude = t.get_or(
+            "exclude",
+            vec!["loop*".to_owned(), "ram*".to_owned()],
+            problems,
+        );
+        let partitions = t.get_or("partitions", false, problems);
+        Some(DiskSpec {
+            select: Selector::from_lists(&include, &exclude),
+            partitions,
+        })
+    }
 }
 
-impl SourceSpec for DiskSpec {
-    fn build(&self, ctx: &SourceContext) -> Box<dyn Source> {
-        Box::new(Disk {
-            spec: self.clone(),
+impl Build for Disk {
+    type Settings = DiskSpec;
+
+    fn build(spec: &DiskSpec, ctx: &SourceContext) -> Disk {
+        Disk {
+            spec: spec.clone(),
             procfs: ctx.procfs.clone(),
             rates: ctx.rates(),
             buf: String::new(),
             name: ServiceName::default(),
-        })
+        }
     }
 }
 
@@ -209,12 +213,12 @@ mod tests {
         let cache = Arc::new(Cache::in_memory());
         let spec = disk_spec(&["mtdblock3", "mtdblock4", "loop0"], false);
         assert_eq!(
-            collect_at(&spec, "openwrt", &cache, 100),
+            collect_at::<Disk>(&spec, "openwrt", &cache, 100),
             lines("disk.mtdblock3.in_progress 0\n disk.mtdblock4.in_progress 0"),
             "the first sample gives gauges only; loop devices are left out"
         );
         assert_eq!(
-            collect_at(&spec, "openwrt-next", &cache, 110),
+            collect_at::<Disk>(&spec, "openwrt-next", &cache, 110),
             lines(
                 "disk.mtdblock3.reads 4
                  disk.mtdblock3.writes 0
@@ -247,10 +251,10 @@ mod tests {
         let cache = Arc::new(Cache::in_memory());
         let spec = disk_spec(&[], false);
         assert_eq!(
-            collect_at(&spec, "debian", &cache, 100),
+            collect_at::<Disk>(&spec, "debian", &cache, 100),
             lines("disk.sda.in_progress 2\n disk.dm-0.in_progress 2\n disk.sr0.in_progress 0")
         );
-        let next = collect_at(&spec, "debian-next", &cache, 110);
+        let next = collect_at::<Disk>(&spec, "debian-next", &cache, 110);
         assert!(
             next.starts_with(&lines(
                 "disk.sda.reads 10
@@ -268,7 +272,7 @@ mod tests {
             )),
             "{next}"
         );
-        let with_partitions = collect_at(
+        let with_partitions = collect_at::<Disk>(
             &disk_spec(&["sda*"], true),
             "debian",
             &Arc::new(Cache::in_memory()),

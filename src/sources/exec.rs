@@ -9,13 +9,15 @@ use std::fmt::Write;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use super::{Emitter, MetricInfo, Source, SourceContext, SourceError, SourceSpec, SourceType};
+use super::{Build, Emitter, MetricInfo, Settings, Source, SourceContext, SourceError, SourceType};
 use crate::checks::{Format, Problem, graphite, json, nagios, quote, value};
 use crate::complain::Complaint;
 use crate::config::duration;
 use crate::config::reader::{Problems, Table};
 use crate::event::{Kind, State};
-use crate::supervisor::{self, Command, Daemon, DaemonEvent, Exit, Finished, RunError, Supervisor};
+use crate::supervisor::{
+    self, Command, Daemon, DaemonEvent, Exit, Finished, SpawnError, Supervisor,
+};
 
 /// How long a check may run when the config says nothing.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -84,7 +86,7 @@ pub const TYPE: SourceType = SourceType {
             description: "daemon mode: lines over max_output, cut there (the rest discarded) and not read",
         },
     ],
-    read,
+    read: super::read::<Exec>,
 };
 
 /// Settings of one `exec` source.
@@ -98,44 +100,27 @@ pub struct ExecSpec {
     pub daemon: bool,
 }
 
-fn read(t: &mut Table<'_>, problems: &mut Problems) -> Option<Arc<dyn SourceSpec>> {
-    Some(Arc::new(read_spec(t, problems)?))
-}
-
-fn read_spec(t: &mut Table<'_>, problems: &mut Problems) -> Option<ExecSpec> {
-    // `timeout` is also read (and checked) by the code common to all sources; here it is the
-    // check's own timeout.
-    let timeout = t
-        .field("timeout")
-        .and_then(|f| f.as_str().and_then(duration::parse))
-        .unwrap_or(DEFAULT_TIMEOUT);
-    let format = Format::from_name(t.choice("format", &Format::NAMES, "nagios", problems))
-        .unwrap_or(Format::Nagios);
-    let daemon = t.choice("mode", &["check", "daemon"], "check", problems) == "daemon";
-    if daemon && format == Format::Nagios {
-        if let Some(field) = t.field("mode") {
-            problems.at(&field, "daemon mode reads lines as they come: use format \"graphite\", \"json\" or \"value\"");
+impl Settings for ExecSpec {
+    fn read(t: &mut Table<'_>, problems: &mut Problems) -> Option<ExecSpec> {
+        // `timeout` is also read (and checked) by the code common to all sources; here it is the
+        // check's own timeout.
+        let timeout = t
+            .field("timeout")
+            .and_then(|f| f.as_str().and_then(duration::parse))
+            .unwrap_or(DEFAULT_TIMEOUT);
+        let format = Format::from_name(t.choice("format", &Format::NAMES, "nagios", problems))
+            .unwrap_or(Format::Nagios);
+        let daemon = t.choice("mode", &["check", "daemon"], "check", problems) == "daemon";
+        if daemon && format == Format::Nagios {
+            if let Some(field) = t.field("mode") {
+                problems.at(&field, "daemon mode reads lines as they come: use format \"graphite\", \"json\" or \"value\"");
+            }
         }
-    }
-    let command = supervisor::read_command(t, problems, (!daemon).then_some(timeout))?;
-    Some(ExecSpec {
-        command: Arc::new(command),
-        format,
-        daemon,
-    })
-}
-
-impl SourceSpec for ExecSpec {
-    fn build(&self, ctx: &SourceContext) -> Box<dyn Source> {
-        Box::new(Exec {
-            name: ctx.instance.clone(),
-            spec: self.clone(),
-            supervisor: ctx.supervisor.clone(),
-            daemon: None,
-            skipped: 0,
-            restarts: 0,
-            cut_lines: 0,
-            cut_off: Complaint::new(super::log_target(&ctx.instance)),
+        let command = supervisor::read_command(t, problems, (!daemon).then_some(timeout))?;
+        Some(ExecSpec {
+            command: Arc::new(command),
+            format,
+            daemon,
         })
     }
 
@@ -148,6 +133,23 @@ impl SourceSpec for ExecSpec {
         // A check may wait up to its timeout for a slot, then run up to its timeout and grace.
         let timeout = self.command.timeout?;
         Some(timeout * 2 + self.command.kill_grace + Duration::from_secs(5))
+    }
+}
+
+impl Build for Exec {
+    type Settings = ExecSpec;
+
+    fn build(spec: &ExecSpec, ctx: &SourceContext) -> Exec {
+        Exec {
+            name: ctx.instance.clone(),
+            spec: spec.clone(),
+            supervisor: ctx.supervisor.clone(),
+            daemon: None,
+            skipped: 0,
+            restarts: 0,
+            cut_lines: 0,
+            cut_off: Complaint::new(super::log_target(&ctx.instance)),
+        }
     }
 }
 
@@ -185,18 +187,18 @@ impl Source for Exec {
                 emit.metric(&format!("{own}.skipped"), self.skipped);
                 Ok(())
             }
-            Err(RunError::Skipped(why)) => {
+            Err(e @ SpawnError::Skipped(_)) => {
                 self.skipped += 1;
                 emit.metric(&format!("{own}.skipped"), self.skipped);
-                Err(SourceError(format!("run skipped: {why}")))
+                Err(SourceError::Command(e))
             }
-            Err(RunError::NotStarted(why)) => {
+            Err(SpawnError::NotStarted(why)) => {
                 let status = emit.event(&self.name, Kind::Metric);
                 status.state = Some(State::new(State::CRITICAL));
                 status.description = Some(why.clone());
-                Err(SourceError(why))
+                Err(SourceError::Command(SpawnError::NotStarted(why)))
             }
-            Err(RunError::Stopped) => Ok(()),
+            Err(SpawnError::Stopped) => Ok(()),
         }
     }
 }
@@ -323,7 +325,7 @@ impl Exec {
                 let started = self
                     .supervisor
                     .start_daemon(self.spec.command.clone())
-                    .map_err(|e| SourceError(e.to_string()))?;
+                    .map_err(SourceError::Command)?;
                 self.daemon.insert(started)
             }
         };
@@ -453,7 +455,7 @@ mod tests {
         let mut p = Problems::new("c.json");
         let mut t = config::reader::Field::root(&doc).table(&mut p).unwrap();
         let _ = t.field("type");
-        let spec = read_spec(&mut t, &mut p).unwrap();
+        let spec = ExecSpec::read(&mut t, &mut p).unwrap();
         t.finish(&mut p);
         assert!(p.is_empty(), "{:?}", p.into_errors());
         spec

@@ -2,12 +2,11 @@
 //! status codes and an optional body pattern, and reported as `ok` or `critical` with the reason.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
 use std::time::Instant;
 
 use ureq::http::{HeaderName, HeaderValue, Method, Request};
 
-use super::{Emitter, MetricInfo, Source, SourceContext, SourceError, SourceSpec, SourceType};
+use super::{Build, Emitter, MetricInfo, Settings, Source, SourceContext, SourceError, SourceType};
 use crate::complain::Complaint;
 use crate::config::reader::{Problems, Table};
 use crate::event::{Metric, State};
@@ -44,7 +43,7 @@ pub const TYPE: SourceType = SourceType {
             description: "the response body size",
         },
     ],
-    read,
+    read: super::read::<HttpCheck>,
 };
 
 /// Settings of the `http` source.
@@ -68,75 +67,79 @@ pub struct HttpSpec {
     pub timeouts: HttpTimeouts,
 }
 
-fn read(t: &mut Table<'_>, problems: &mut Problems) -> Option<Arc<dyn SourceSpec>> {
-    let url = t.require::<String>("url", problems);
-    let method = t.get_or("method", "GET".to_owned(), problems);
-    let method_ok = Method::from_bytes(method.to_ascii_uppercase().as_bytes()).ok();
-    if method_ok.is_none() {
-        if let Some(f) = t.field("method") {
-            problems.expected(&f, "an HTTP method such as \"GET\" or \"POST\"");
+impl Settings for HttpSpec {
+    fn read(t: &mut Table<'_>, problems: &mut Problems) -> Option<HttpSpec> {
+        let url = t.require::<String>("url", problems);
+        let method = t.get_or("method", "GET".to_owned(), problems);
+        let method_ok = Method::from_bytes(method.to_ascii_uppercase().as_bytes()).ok();
+        if method_ok.is_none() {
+            if let Some(f) = t.field("method") {
+                problems.expected(&f, "an HTTP method such as \"GET\" or \"POST\"");
+            }
         }
-    }
-    let status_field = t.field("status");
-    let status: Vec<u64> = status_field
-        .as_ref()
-        .and_then(|f| f.parse(problems))
-        .unwrap_or_default();
-    if let Some(f) = &status_field {
-        if status.iter().any(|s| !(100..=599).contains(s)) {
-            problems.expected(f, "status codes from 100 to 599");
+        let status_field = t.field("status");
+        let status: Vec<u64> = status_field
+            .as_ref()
+            .and_then(|f| f.parse(problems))
+            .unwrap_or_default();
+        if let Some(f) = &status_field {
+            if status.iter().any(|s| !(100..=599).contains(s)) {
+                problems.expected(f, "status codes from 100 to 599");
+            }
         }
-    }
-    let headers: BTreeMap<String, String> = t.get_or("headers", BTreeMap::new(), problems);
-    for (k, v) in &headers {
-        let valid =
-            HeaderName::from_bytes(k.as_bytes()).is_ok() && HeaderValue::from_str(v).is_ok();
-        if let (false, Some(f)) = (valid, t.field("headers")) {
-            problems.at(
-                &f,
-                format!("\"{k}\" is not a valid HTTP header name and value"),
-            );
+        let headers: BTreeMap<String, String> = t.get_or("headers", BTreeMap::new(), problems);
+        for (k, v) in &headers {
+            let valid =
+                HeaderName::from_bytes(k.as_bytes()).is_ok() && HeaderValue::from_str(v).is_ok();
+            if let (false, Some(f)) = (valid, t.field("headers")) {
+                problems.at(
+                    &f,
+                    format!("\"{k}\" is not a valid HTTP header name and value"),
+                );
+            }
         }
-    }
-    let body = t.get("body", problems);
-    let body_pattern = t.get("body_pattern", problems);
-    let follow_redirects = t.get_or("follow_redirects", true, problems);
-    let timeouts = HttpTimeouts::read(t, problems);
-    // Every key is read before giving up on a bad one, so none is reported unknown.
-    let url = url?;
-    let problem = match http_client::unsupported(&url) {
-        _ if !http_client::is_http(&url) => Some("expected an http:// or https:// URL"),
-        unsupported => unsupported,
-    };
-    if let Some(problem) = problem {
-        if let Some(f) = t.field("url") {
-            problems.at(&f, problem);
+        let body = t.get("body", problems);
+        let body_pattern = t.get("body_pattern", problems);
+        let follow_redirects = t.get_or("follow_redirects", true, problems);
+        let timeouts = HttpTimeouts::read(t, problems);
+        // Every key is read before giving up on a bad one, so none is reported unknown.
+        let url = url?;
+        let problem = match http_client::unsupported(&url) {
+            _ if !http_client::is_http(&url) => Some("expected an http:// or https:// URL"),
+            unsupported => unsupported,
+        };
+        if let Some(problem) = problem {
+            if let Some(f) = t.field("url") {
+                problems.at(&f, problem);
+            }
+            return None;
         }
-        return None;
+        let spec = HttpSpec {
+            url,
+            method: method_ok?,
+            headers,
+            body,
+            status: status.iter().map(|&s| s as u16).collect(),
+            body_pattern,
+            follow_redirects,
+            timeouts,
+        };
+        Some(spec)
     }
-    let spec = HttpSpec {
-        url,
-        method: method_ok?,
-        headers,
-        body,
-        status: status.iter().map(|&s| s as u16).collect(),
-        body_pattern,
-        follow_redirects,
-        timeouts,
-    };
-    Some(Arc::new(spec))
 }
 
-impl SourceSpec for HttpSpec {
-    fn build(&self, ctx: &SourceContext) -> Box<dyn Source> {
-        Box::new(HttpCheck {
+impl Build for HttpCheck {
+    type Settings = HttpSpec;
+
+    fn build(spec: &HttpSpec, ctx: &SourceContext) -> HttpCheck {
+        HttpCheck {
             cut_off: Complaint::new(super::log_target(&ctx.instance)),
-            agent: http_client::agent(self.timeouts, self.follow_redirects),
-            shown_url: http_client::shown(&self.url),
-            pattern: self.body_pattern.as_deref().map(TextPattern::new),
+            agent: http_client::agent(spec.timeouts, spec.follow_redirects),
+            shown_url: http_client::shown(&spec.url),
+            pattern: spec.body_pattern.as_deref().map(TextPattern::new),
             service: format!("http.{}", ctx.instance),
-            spec: self.clone(),
-        })
+            spec: spec.clone(),
+        }
     }
 }
 

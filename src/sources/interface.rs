@@ -3,7 +3,7 @@
 use std::sync::{Arc, Mutex};
 
 use super::naming::ServiceName;
-use super::{Emitter, MetricInfo, Source, SourceContext, SourceError, SourceSpec, SourceType};
+use super::{Build, Emitter, MetricInfo, Settings, Source, SourceContext, SourceError, SourceType};
 use crate::aggregate::Rates;
 use crate::cache::lock;
 use crate::config::reader::{Problems, Table};
@@ -69,7 +69,7 @@ pub const TYPE: SourceType = SourceType {
             description: "packets dropped before sending",
         },
     ],
-    read,
+    read: super::read::<Interface>,
 };
 
 /// Settings of the `interface` source.
@@ -79,23 +79,27 @@ pub struct InterfaceSpec {
     pub select: Selector,
 }
 
-fn read(t: &mut Table<'_>, problems: &mut Problems) -> Option<Arc<dyn SourceSpec>> {
-    let include: Vec<String> = t.get_or("include", Vec::new(), problems);
-    let exclude = t.get_or("exclude", vec!["lo".to_owned()], problems);
-    Some(Arc::new(InterfaceSpec {
-        select: Selector::from_lists(&include, &exclude),
-    }))
+impl Settings for InterfaceSpec {
+    fn read(t: &mut Table<'_>, problems: &mut Problems) -> Option<InterfaceSpec> {
+        let include: Vec<String> = t.get_or("include", Vec::new(), problems);
+        let exclude = t.get_or("exclude", vec!["lo".to_owned()], problems);
+        Some(InterfaceSpec {
+            select: Selector::from_lists(&include, &exclude),
+        })
+    }
 }
 
-impl SourceSpec for InterfaceSpec {
-    fn build(&self, ctx: &SourceContext) -> Box<dyn Source> {
-        Box::new(Interface {
+impl Build for Interface {
+    type Settings = InterfaceSpec;
+
+    fn build(spec: &InterfaceSpec, ctx: &SourceContext) -> Interface {
+        Interface {
             procfs: ctx.procfs.clone(),
-            select: self.select.clone(),
+            select: spec.select.clone(),
             rates: ctx.rates(),
             buf: String::new(),
             name: ServiceName::default(),
-        })
+        }
     }
 }
 
@@ -152,12 +156,12 @@ mod tests {
         let cache = Arc::new(Cache::in_memory());
         let spec = spec(&[], &["lo"]);
         assert_eq!(
-            collect_at(&spec, "openwrt", &cache, 100),
+            collect_at::<Interface>(&spec, "openwrt", &cache, 100),
             "",
             "the first sample gives no rate"
         );
         assert_eq!(
-            collect_at(&spec, "openwrt-next", &cache, 110),
+            collect_at::<Interface>(&spec, "openwrt-next", &cache, 110),
             lines(
                 "interface.eth0.rx_bytes 2000
                  interface.eth0.rx_packets 10
@@ -202,9 +206,9 @@ mod tests {
     fn server_rates_across_a_64_bit_wrap_with_an_include_list() {
         let cache = Arc::new(Cache::in_memory());
         let spec = spec(&["enp*"], &[]);
-        collect_at(&spec, "debian", &cache, 100);
+        collect_at::<Interface>(&spec, "debian", &cache, 100);
         assert_eq!(
-            collect_at(&spec, "debian-next", &cache, 110),
+            collect_at::<Interface>(&spec, "debian-next", &cache, 110),
             lines(
                 "interface.enp1s0.rx_bytes 200
                  interface.enp1s0.rx_packets 100
@@ -220,10 +224,10 @@ mod tests {
 
     #[test]
     fn lo_is_left_out_by_default() {
-        let spec = read_config("{}", read).unwrap();
+        let spec = read_config("{}", InterfaceSpec::read).unwrap();
         let cache = Arc::new(Cache::in_memory());
-        collect_at(spec.as_ref(), "debian", &cache, 100);
-        let out = collect_at(spec.as_ref(), "debian-next", &cache, 110);
+        collect_at::<Interface>(&spec, "debian", &cache, 100);
+        let out = collect_at::<Interface>(&spec, "debian-next", &cache, 110);
         assert!(!out.contains("interface.lo."), "{out}");
         assert!(out.contains("interface.docker0.tx_bytes 0\n"), "{out}");
     }

@@ -1,9 +1,6 @@
 //! `load`: the system load averages from `/proc/loadavg`.
 
-use std::sync::Arc;
-
-use super::{Emitter, MetricInfo, Source, SourceContext, SourceError, SourceSpec, SourceType};
-use crate::config::reader::{Problems, Table};
+use super::{Build, Emitter, MetricInfo, Source, SourceContext, SourceError, SourceType};
 use crate::procfs::Procfs;
 
 /// The registry entry.
@@ -28,23 +25,17 @@ pub const TYPE: SourceType = SourceType {
             description: "run-queue length averaged over 15 minutes",
         },
     ],
-    read,
+    read: super::read::<Load>,
 };
 
-/// The `load` source has no settings of its own.
-#[derive(Debug)]
-pub struct LoadSpec;
+impl Build for Load {
+    type Settings = ();
 
-fn read(_: &mut Table<'_>, _: &mut Problems) -> Option<Arc<dyn SourceSpec>> {
-    Some(Arc::new(LoadSpec))
-}
-
-impl SourceSpec for LoadSpec {
-    fn build(&self, ctx: &SourceContext) -> Box<dyn Source> {
-        Box::new(Load {
+    fn build(_: &(), ctx: &SourceContext) -> Load {
+        Load {
             procfs: ctx.procfs.clone(),
             buf: String::new(),
-        })
+        }
     }
 }
 
@@ -57,7 +48,7 @@ impl Source for Load {
     fn collect(&mut self, emit: &mut Emitter<'_>) -> Result<(), SourceError> {
         self.procfs.read_into("proc/loadavg", &mut self.buf)?;
         let values = parse(&self.buf).ok_or_else(|| {
-            SourceError(format!("unexpected /proc/loadavg: {:?}", self.buf.trim()))
+            SourceError::malformed("/proc/loadavg", "three load averages", &self.buf)
         })?;
         for (name, value) in ["load.1", "load.5", "load.15"].into_iter().zip(values) {
             emit.metric(name, value);
@@ -80,7 +71,7 @@ mod tests {
     #[test]
     fn a_router_s_load() {
         assert_eq!(
-            collect(&LoadSpec, "openwrt"),
+            collect::<Load>(&(), "openwrt"),
             lines("load.1 0.12\n load.5 0.18\n load.15 0.21")
         );
     }

@@ -1,9 +1,6 @@
 //! `memory`: physical memory use from `/proc/meminfo`.
 
-use std::sync::Arc;
-
-use super::{Emitter, MetricInfo, Source, SourceContext, SourceError, SourceSpec, SourceType};
-use crate::config::reader::{Problems, Table};
+use super::{Build, Emitter, MetricInfo, Source, SourceContext, SourceError, SourceType};
 use crate::procfs::{self, Procfs};
 
 /// The registry entry.
@@ -48,23 +45,17 @@ pub const TYPE: SourceType = SourceType {
             description: "used as a share of total",
         },
     ],
-    read,
+    read: super::read::<Memory>,
 };
 
-/// The `memory` source has no settings of its own.
-#[derive(Debug)]
-pub struct MemorySpec;
+impl Build for Memory {
+    type Settings = ();
 
-fn read(_: &mut Table<'_>, _: &mut Problems) -> Option<Arc<dyn SourceSpec>> {
-    Some(Arc::new(MemorySpec))
-}
-
-impl SourceSpec for MemorySpec {
-    fn build(&self, ctx: &SourceContext) -> Box<dyn Source> {
-        Box::new(Memory {
+    fn build(_: &(), ctx: &SourceContext) -> Memory {
+        Memory {
             procfs: ctx.procfs.clone(),
             buf: String::new(),
-        })
+        }
     }
 }
 
@@ -78,8 +69,9 @@ impl Source for Memory {
         self.procfs.read_into("proc/meminfo", &mut self.buf)?;
         let kib = |key| procfs::field_value(&self.buf, key).map(|v| v.saturating_mul(1024));
         let (Some(total), Some(free)) = (kib("MemTotal"), kib("MemFree")) else {
-            return Err(SourceError(
-                "/proc/meminfo has no MemTotal or MemFree".into(),
+            return Err(SourceError::missing(
+                "/proc/meminfo",
+                "MemTotal and MemFree",
             ));
         };
         let buffers = kib("Buffers").unwrap_or(0);
@@ -110,7 +102,7 @@ mod tests {
     #[test]
     fn a_router_s_memory() {
         assert_eq!(
-            collect(&MemorySpec, "openwrt"),
+            collect::<Memory>(&(), "openwrt"),
             lines(
                 "memory.total 251228160
                  memory.used 97320960
@@ -127,7 +119,7 @@ mod tests {
     /// `MemAvailable`, overflowed the estimate of what is available.
     #[test]
     fn absurd_sizes_saturate_instead_of_overflowing() {
-        let out = collect(&MemorySpec, "fuzzed");
+        let out = collect::<Memory>(&(), "fuzzed");
         assert!(
             out.contains("memory.used 0\n") && out.contains("memory.percent_used 0\n"),
             "{out}"

@@ -28,7 +28,7 @@ pub mod ping;
 pub mod processes;
 pub mod qdisc;
 pub mod runner;
-pub mod self_stats;
+pub mod self_;
 pub mod swap;
 #[cfg(feature = "watch")]
 pub mod tail;
@@ -46,6 +46,8 @@ pub mod wireless;
 
 use std::collections::BTreeMap;
 use std::fmt;
+use std::io;
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -58,8 +60,9 @@ use crate::aggregate::Rates;
 use crate::cache::Cache;
 use crate::config::agent::{AgentConfig, read_hostname};
 use crate::config::reader::{self, Field, Problems, Table};
-use crate::procfs::Procfs;
-use crate::supervisor::Supervisor;
+use crate::netlink::NetlinkError;
+use crate::procfs::{Procfs, ReadError};
+use crate::supervisor::{SpawnError, Supervisor};
 use crate::telemetry::Telemetry;
 use crate::telemetry::catalogue::CatalogueSource;
 
@@ -82,10 +85,22 @@ pub trait Source: Send {
     fn handed_over(&mut self, _accepted: bool) {}
 }
 
-/// A source's validated config, able to build (and after a panic, rebuild) the source.
-pub trait SourceSpec: Send + Sync + fmt::Debug {
-    /// Builds a fresh instance.
-    fn build(&self, ctx: &SourceContext) -> Box<dyn Source>;
+/// How a source type is built: from its settings ([`Build::Settings`], `()` for a type that has
+/// none) and the context. The one shape every source type has; [`read`] turns it into the
+/// registry's reader.
+pub trait Build: Source + Sized + 'static {
+    /// The type's own config keys, read and validated.
+    type Settings: Settings;
+
+    /// Builds a fresh instance (again after a panic, with the same settings).
+    fn build(settings: &Self::Settings, ctx: &SourceContext) -> Self;
+}
+
+/// A source type's own config keys, read once into a typed value.
+pub trait Settings: fmt::Debug + Send + Sync + Sized + 'static {
+    /// Reads the keys from the type's config section; `None` (with the problems recorded, each
+    /// with its key path) when they are wrong.
+    fn read(t: &mut Table<'_>, problems: &mut Problems) -> Option<Self>;
 
     /// The longest one collection may take by design, for a source that bounds its own waits (a
     /// check with a timeout); the hang timeout is raised above it. `None` for most sources.
@@ -103,6 +118,70 @@ pub trait SourceSpec: Send + Sync + fmt::Debug {
     /// Checks the settings against the instance's interval, for a source whose timing depends on
     /// it (requests spread over the interval, say); the error says which keys to change. Most
     /// sources fit any interval.
+    fn check_interval(&self, _interval: Duration) -> Result<(), String> {
+        Ok(())
+    }
+}
+
+/// The settings of a source type that has no keys of its own.
+impl Settings for () {
+    fn read(_: &mut Table<'_>, _: &mut Problems) -> Option<()> {
+        Some(())
+    }
+}
+
+/// The registry's reader of source type `S`: its [`SourceType::read`] is `read::<S>`.
+pub fn read<S: Build>(t: &mut Table<'_>, problems: &mut Problems) -> Option<Arc<dyn SourceSpec>> {
+    let settings = S::Settings::read(t, problems)?;
+    Some(Arc::new(Configured::<S> { settings }))
+}
+
+/// Source type `S` with its settings read: what [`read`] hands the config.
+struct Configured<S: Build> {
+    settings: S::Settings,
+}
+
+impl<S: Build> fmt::Debug for Configured<S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.settings.fmt(f)
+    }
+}
+
+impl<S: Build> SourceSpec for Configured<S> {
+    fn build(&self, ctx: &SourceContext) -> Box<dyn Source> {
+        Box::new(S::build(&self.settings, ctx))
+    }
+
+    fn longest_collection(&self) -> Option<Duration> {
+        self.settings.longest_collection()
+    }
+
+    fn spreads_first_run(&self) -> bool {
+        self.settings.spreads_first_run()
+    }
+
+    fn check_interval(&self, interval: Duration) -> Result<(), String> {
+        self.settings.check_interval(interval)
+    }
+}
+
+/// A source type with its settings, as the config holds it: builds (and after a panic, rebuilds)
+/// the source. [`read`] makes one from a [`Build`] type; only tests write their own.
+pub trait SourceSpec: Send + Sync + fmt::Debug {
+    /// Builds a fresh instance.
+    fn build(&self, ctx: &SourceContext) -> Box<dyn Source>;
+
+    /// See [`Settings::longest_collection`].
+    fn longest_collection(&self) -> Option<Duration> {
+        None
+    }
+
+    /// See [`Settings::spreads_first_run`].
+    fn spreads_first_run(&self) -> bool {
+        false
+    }
+
+    /// See [`Settings::check_interval`].
     fn check_interval(&self, _interval: Duration) -> Result<(), String> {
         Ok(())
     }
@@ -164,21 +243,150 @@ impl SourceContext {
     }
 }
 
-/// Why a collection failed, in words for the log.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SourceError(pub String);
+/// Why a collection failed. The runner logs it under `collection failed: ` (once while it
+/// repeats) and tries again at the next tick; what to do is said for each kind.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum SourceError {
+    /// A file the source reads (under `/proc` or `/sys`, a status or leases file) could not be
+    /// read. A kernel without the feature has no such file; otherwise check the path and that
+    /// pipit's user may read it.
+    Read {
+        /// The full path, under the host root.
+        path: PathBuf,
+        /// What opening or reading it answered.
+        source: io::Error,
+    },
+    /// A file or answer did not have the shape the source reads: an unusual kernel, or a file
+    /// written by another program than the one the source expects. The text says what was
+    /// expected; please report it with the file.
+    Malformed {
+        /// What was read: a path such as `/proc/stat`.
+        what: String,
+        /// What the source looks for there.
+        expected: &'static str,
+        /// The text it found, when it is short enough to show.
+        found: Option<String>,
+    },
+    /// A netlink request to the kernel failed; the next collection opens a fresh socket.
+    Netlink(NetlinkError),
+    /// The kernel refused a netlink request to a process without `CAP_NET_ADMIN`: run pipit as
+    /// root (on OpenWrt, `option user 'root'` in the agent section).
+    NotPermitted {
+        /// What was refused and what to do, for the log.
+        why: &'static str,
+        /// The kernel's answer.
+        source: NetlinkError,
+    },
+    /// The supervisor did not run the source's command (it could not be started, the run was
+    /// skipped, the supervisor is stopping); the text says which and what to change.
+    Command(SpawnError),
+    /// The command a source follows has ended or could not start; the supervisor starts it again
+    /// after its backoff, and the text says how it ended.
+    CommandDown(String),
+    /// What the source needs could not be set up (ICMP sockets, TLS files, the connection's
+    /// thread); the text says what, and the source tries again only once rebuilt.
+    Setup(String),
+    /// A request the source makes (a watched URL) failed; the text names the URL and why.
+    Request(String),
+    /// A thread the source needed could not be started: the box is short of memory or threads.
+    Thread {
+        /// Which thread.
+        what: &'static str,
+        /// What the system answered.
+        source: io::Error,
+    },
+    /// Another I/O error (a directory listing, a socket): the text says which.
+    Io(io::Error),
+}
 
 impl fmt::Display for SourceError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
+        match self {
+            SourceError::Read { path, source } => write!(f, "{}: {source}", path.display()),
+            SourceError::Malformed {
+                what,
+                expected,
+                found: Some(found),
+            } => write!(f, "unexpected {what}: {found:?}; expected {expected}"),
+            SourceError::Malformed {
+                what,
+                expected,
+                found: None,
+            } => write!(f, "{what}: expected {expected}"),
+            SourceError::Netlink(e) => write!(f, "{e}"),
+            SourceError::NotPermitted { why, .. } => f.write_str(why),
+            SourceError::Command(e @ SpawnError::Skipped(_)) => write!(f, "run {e}"),
+            SourceError::Command(e) => write!(f, "{e}"),
+            SourceError::CommandDown(why) | SourceError::Setup(why) | SourceError::Request(why) => {
+                f.write_str(why)
+            }
+            SourceError::Thread { what, source } => write!(f, "cannot start {what}: {source}"),
+            SourceError::Io(e) => write!(f, "{e}"),
+        }
     }
 }
 
-impl std::error::Error for SourceError {}
+impl std::error::Error for SourceError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            SourceError::Read { source, .. } | SourceError::Thread { source, .. } => Some(source),
+            SourceError::Netlink(e) | SourceError::NotPermitted { source: e, .. } => Some(e),
+            SourceError::Command(e) => Some(e),
+            SourceError::Io(e) => Some(e),
+            SourceError::Malformed { .. }
+            | SourceError::CommandDown(_)
+            | SourceError::Setup(_)
+            | SourceError::Request(_) => None,
+        }
+    }
+}
 
-impl From<std::io::Error> for SourceError {
-    fn from(e: std::io::Error) -> SourceError {
-        SourceError(e.to_string())
+impl SourceError {
+    /// `what` did not hold `expected`; `found` is the text, shown when short.
+    pub fn malformed(what: impl Into<String>, expected: &'static str, found: &str) -> SourceError {
+        let found = found.trim();
+        SourceError::Malformed {
+            what: what.into(),
+            expected,
+            found: (!found.is_empty() && found.len() <= 200).then(|| found.to_owned()),
+        }
+    }
+
+    /// `what` lacks `expected` (a line, a key), with no text worth showing.
+    pub fn missing(what: impl Into<String>, expected: &'static str) -> SourceError {
+        SourceError::Malformed {
+            what: what.into(),
+            expected,
+            found: None,
+        }
+    }
+}
+
+impl From<ReadError> for SourceError {
+    fn from(e: ReadError) -> SourceError {
+        SourceError::Read {
+            path: e.path,
+            source: e.source,
+        }
+    }
+}
+
+impl From<io::Error> for SourceError {
+    fn from(e: io::Error) -> SourceError {
+        SourceError::Io(e)
+    }
+}
+
+impl From<NetlinkError> for SourceError {
+    fn from(e: NetlinkError) -> SourceError {
+        SourceError::Netlink(e)
+    }
+}
+
+impl From<SpawnError> for SourceError {
+    fn from(e: SpawnError) -> SourceError {
+        SourceError::Command(e)
     }
 }
 
@@ -193,7 +401,7 @@ pub struct SourceType {
     pub needs_two_samples: bool,
     /// Everything this type can emit.
     pub metrics: &'static [MetricInfo],
-    /// Reads the type's own keys from its config section.
+    /// Reads the type's own keys from its config section: [`read`] of the type's [`Build`].
     pub read: fn(&mut Table<'_>, &mut Problems) -> Option<Arc<dyn SourceSpec>>,
 }
 
@@ -230,7 +438,7 @@ pub const REGISTRY: &[SourceType] = &[
     tail::TYPE,
     #[cfg(feature = "mqtt")]
     mqtt::TYPE,
-    self_stats::TYPE,
+    self_::TYPE,
 ];
 
 /// Source types this build leaves out, with the Cargo feature that has each.

@@ -8,18 +8,19 @@
 //! stays unacknowledged, and the broker delivers it again after the next reconnect of the
 //! persistent session.
 
-use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant, SystemTime};
 
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, TryRecvError, bounded};
 
-use super::{Emitter, MetricInfo, Source, SourceContext, SourceError, SourceSpec, SourceType};
+use super::{Build, Emitter, MetricInfo, Settings, Source, SourceContext, SourceError, SourceType};
 use crate::complain::Complaint;
 use crate::config::reader::{Problems, Table};
 use crate::config::secret::Secret;
 use crate::event::{Kind, Metric};
-use crate::mqtt::client::{self, Acknowledger, Connection, Error, Session, Timeouts, Transport};
+use crate::mqtt::client::{
+    self, Acknowledger, Connection, MqttError, Session, Timeouts, Transport,
+};
 use crate::mqtt::codec::{Incoming, Message, QoS, Role};
 use crate::mqtt::topic;
 use crate::mqtt::{DEFAULT_PORT, DEFAULT_TLS_PORT};
@@ -47,7 +48,7 @@ pub const TYPE: SourceType = SourceType {
             description: "messages since the last tick whose topic or payload could not be read (left out)",
         },
     ],
-    read,
+    read: super::read::<MqttSource>,
 };
 
 /// The most messages waiting between the connection's thread and the next tick; past it the
@@ -106,111 +107,109 @@ pub struct MqttSourceSpec {
     pub timeouts: Timeouts,
 }
 
-fn read(t: &mut Table<'_>, problems: &mut Problems) -> Option<Arc<dyn SourceSpec>> {
-    read_spec(t, problems).map(|s| Arc::new(s) as Arc<dyn SourceSpec>)
-}
-
-fn read_spec(t: &mut Table<'_>, problems: &mut Problems) -> Option<MqttSourceSpec> {
-    let host: Option<String> = t.require("host", problems);
-    let tls_wanted = t.choice("transport", &["tcp", "tls"], "tcp", problems) == "tls";
-    let default_port = if tls_wanted {
-        DEFAULT_TLS_PORT
-    } else {
-        DEFAULT_PORT
-    };
-    let port = t.number_in("port", u64::from(default_port), 1, 65_535, problems);
-    let tls = TlsFiles::read(t, tls_wanted, "\"tcp\"", problems);
-    let qos = match t.number_in("qos", 1, 0, 1, problems) {
-        0 => QoS::AtMostOnce,
-        _ => QoS::AtLeastOnce,
-    };
-    let topics = match t.field("topics") {
-        None => {
-            problems.at(
-                t.as_field(),
-                "missing required key \"topics\" (topic filters such as [\"sensors/#\"])",
-            );
-            None
-        }
-        Some(f) => f.non_empty_list("topic filter", problems, |item, p| {
-            let filter: String = item.parse(p)?;
-            if valid_filter(&filter) {
-                Some((filter, qos))
-            } else {
-                p.expected(
-                    item,
-                    "a topic filter such as \"sensors/#\" or \"home/+/temperature\"",
+impl Settings for MqttSourceSpec {
+    fn read(t: &mut Table<'_>, problems: &mut Problems) -> Option<MqttSourceSpec> {
+        let host: Option<String> = t.require("host", problems);
+        let tls_wanted = t.choice("transport", &["tcp", "tls"], "tcp", problems) == "tls";
+        let default_port = if tls_wanted {
+            DEFAULT_TLS_PORT
+        } else {
+            DEFAULT_PORT
+        };
+        let port = t.number_in("port", u64::from(default_port), 1, 65_535, problems);
+        let tls = TlsFiles::read(t, tls_wanted, "\"tcp\"", problems);
+        let qos = match t.number_in("qos", 1, 0, 1, problems) {
+            0 => QoS::AtMostOnce,
+            _ => QoS::AtLeastOnce,
+        };
+        let topics = match t.field("topics") {
+            None => {
+                problems.at(
+                    t.as_field(),
+                    "missing required key \"topics\" (topic filters such as [\"sensors/#\"])",
                 );
                 None
             }
-        }),
-    };
-    let format = match t.choice("format", &["value", "json"], "value", problems) {
-        "json" => Format::Json {
-            value: t.get_or("value_field", "value".to_owned(), problems),
-            time: t.get("time_field", problems),
-            attributes: t.get_or("attribute_fields", Vec::new(), problems),
-        },
-        _ => Format::Value,
-    };
-    let naming = match (
-        t.get::<String>("topic_prefix", problems),
-        t.get::<String>("service", problems),
-    ) {
-        (Some(_), Some(_)) => {
+            Some(f) => f.non_empty_list("topic filter", problems, |item, p| {
+                let filter: String = item.parse(p)?;
+                if valid_filter(&filter) {
+                    Some((filter, qos))
+                } else {
+                    p.expected(
+                        item,
+                        "a topic filter such as \"sensors/#\" or \"home/+/temperature\"",
+                    );
+                    None
+                }
+            }),
+        };
+        let format = match t.choice("format", &["value", "json"], "value", problems) {
+            "json" => Format::Json {
+                value: t.get_or("value_field", "value".to_owned(), problems),
+                time: t.get("time_field", problems),
+                attributes: t.get_or("attribute_fields", Vec::new(), problems),
+            },
+            _ => Format::Value,
+        };
+        let naming = match (
+            t.get::<String>("topic_prefix", problems),
+            t.get::<String>("service", problems),
+        ) {
+            (Some(_), Some(_)) => {
+                problems.at(
+                    t.as_field(),
+                    "set either \"topic_prefix\" or \"service\", not both",
+                );
+                Naming::Template("{topic}".into())
+            }
+            (Some(prefix), None) => Naming::Pipit(prefix),
+            (None, template) => Naming::Template(template.unwrap_or_else(|| "{topic}".into())),
+        };
+        // Empty: the default, made from the instance's name when it is built.
+        let client_id = t.get_or("client_id", String::new(), problems);
+        let username = t.get::<String>("username", problems);
+        let password = t.get::<String>("password", problems).map(Secret::new);
+        if password.is_some() && username.is_none() {
             problems.at(
                 t.as_field(),
-                "set either \"topic_prefix\" or \"service\", not both",
+                "\"password\" needs a \"username\" (MQTT 3.1.1 sends no password alone)",
             );
-            Naming::Template("{topic}".into())
         }
-        (Some(prefix), None) => Naming::Pipit(prefix),
-        (None, template) => Naming::Template(template.unwrap_or_else(|| "{topic}".into())),
-    };
-    // Empty: the default, made from the instance's name when it is built.
-    let client_id = t.get_or("client_id", String::new(), problems);
-    let username = t.get::<String>("username", problems);
-    let password = t.get::<String>("password", problems).map(Secret::new);
-    if password.is_some() && username.is_none() {
-        problems.at(
-            t.as_field(),
-            "\"password\" needs a \"username\" (MQTT 3.1.1 sends no password alone)",
+        let five = Duration::from_secs(5);
+        let keepalive = t.duration_at_least(
+            "keepalive",
+            Duration::from_secs(30),
+            Duration::from_secs(1),
+            problems,
         );
+        let host = host?;
+        let addr = if host.contains(':') {
+            format!("[{host}]:{port}")
+        } else {
+            format!("{host}:{port}")
+        };
+        Some(MqttSourceSpec {
+            addr,
+            host,
+            tls,
+            topics: topics?,
+            format,
+            naming,
+            session: Session {
+                client_id,
+                keepalive,
+                clean_session: t.get_or("clean_session", false, problems),
+                will: None,
+                username,
+                password,
+            },
+            timeouts: Timeouts {
+                connect: five,
+                write: five,
+                ack: five,
+            },
+        })
     }
-    let five = Duration::from_secs(5);
-    let keepalive = t.duration_at_least(
-        "keepalive",
-        Duration::from_secs(30),
-        Duration::from_secs(1),
-        problems,
-    );
-    let host = host?;
-    let addr = if host.contains(':') {
-        format!("[{host}]:{port}")
-    } else {
-        format!("{host}:{port}")
-    };
-    Some(MqttSourceSpec {
-        addr,
-        host,
-        tls,
-        topics: topics?,
-        format,
-        naming,
-        session: Session {
-            client_id,
-            keepalive,
-            clean_session: t.get_or("clean_session", false, problems),
-            will: None,
-            username,
-            password,
-        },
-        timeouts: Timeouts {
-            connect: five,
-            write: five,
-            ack: five,
-        },
-    })
 }
 
 /// A topic filter MQTT accepts: `+` only as a whole level, `#` only as the whole last level.
@@ -223,24 +222,26 @@ fn valid_filter(filter: &str) -> bool {
         })
 }
 
-impl SourceSpec for MqttSourceSpec {
-    fn build(&self, ctx: &SourceContext) -> Box<dyn Source> {
+impl Build for MqttSource {
+    type Settings = MqttSourceSpec;
+
+    fn build(spec: &MqttSourceSpec, ctx: &SourceContext) -> MqttSource {
         let (messages_tx, messages) = bounded(QUEUE);
         let (stop, stopped) = bounded(0);
-        let mut spec = self.clone();
-        if spec.session.client_id.is_empty() {
+        let mut listening = spec.clone();
+        if listening.session.client_id.is_empty() {
             let name = format!(
                 "{}-{}",
                 ctx.instance,
                 crate::config::agent::system_hostname()
             );
-            spec.session.client_id = client::default_client_id(&name);
+            listening.session.client_id = client::default_client_id(&name);
         }
         let log_target = super::log_target(&ctx.instance);
-        let transport = match &self.tls {
+        let transport = match &spec.tls {
             None => Ok(Transport::Tcp),
             #[cfg(feature = "tls")]
-            Some(files) => files.load(&self.host).map(Transport::Tls),
+            Some(files) => files.load(&spec.host).map(Transport::Tls),
             #[cfg(not(feature = "tls"))]
             Some(_) => Err("this pipit was built without the \"tls\" feature".to_owned()),
         };
@@ -248,22 +249,24 @@ impl SourceSpec for MqttSourceSpec {
             Ok(transport) => {
                 let started = thread::Builder::new()
                     .name(format!("mqtt-in-{}", ctx.instance))
-                    .spawn(move || listen(&spec, &transport, &messages_tx, &stopped, &log_target));
+                    .spawn(move || {
+                        listen(&listening, &transport, &messages_tx, &stopped, &log_target)
+                    });
                 started
                     .err()
                     .map(|e| format!("cannot start the connection's thread: {e}"))
             }
             Err(e) => Some(e),
         };
-        Box::new(MqttSource {
-            spec: self.clone(),
+        MqttSource {
+            spec: spec.clone(),
             service: format!("mqtt.{}", ctx.instance),
             messages,
             _stop: stop,
             taken: Vec::new(),
             bad: Complaint::new(super::log_target(&ctx.instance)),
             failed,
-        })
+        }
     }
 }
 
@@ -314,7 +317,7 @@ fn serve(
     ack: Duration,
     messages: &Sender<Delivered>,
     stopped: &Receiver<()>,
-) -> Result<(), Error> {
+) -> Result<(), MqttError> {
     let acker = conn.acknowledger();
     for m in early {
         if messages.send((acker.clone(), m)).is_err() {
@@ -341,7 +344,7 @@ fn serve(
                 }
             }
             Ok(_) => {}
-            Err(Error::AckTimeout(_)) if !conn.overdue(ack) => {}
+            Err(MqttError::AckTimeout(_)) if !conn.overdue(ack) => {}
             Err(e) => return Err(e),
         }
     }
@@ -364,7 +367,7 @@ struct MqttSource {
 impl Source for MqttSource {
     fn collect(&mut self, emit: &mut Emitter<'_>) -> Result<(), SourceError> {
         if let Some(e) = &self.failed {
-            return Err(SourceError(e.clone()));
+            return Err(SourceError::Setup(e.clone()));
         }
         let (mut received, mut bad) = (0u64, 0u64);
         for (acker, m) in self.messages.try_iter().take(QUEUE) {
@@ -542,7 +545,7 @@ mod tests {
     use crate::config::reader::read_section;
 
     fn spec(text: &str) -> Result<MqttSourceSpec, Vec<String>> {
-        read_section(text, read_spec)
+        read_section(text, MqttSourceSpec::read)
     }
 
     fn message(topic: &str, payload: &str) -> Message {

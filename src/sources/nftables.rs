@@ -16,7 +16,7 @@ use std::fmt::Write as _;
 use std::sync::{Arc, Mutex};
 
 use super::naming::push_segment;
-use super::{Emitter, MetricInfo, Source, SourceContext, SourceError, SourceSpec, SourceType};
+use super::{Build, Emitter, MetricInfo, Settings, Source, SourceContext, SourceError, SourceType};
 use crate::aggregate::Rates;
 use crate::cache::lock;
 use crate::config::reader::{Problems, Table};
@@ -56,7 +56,7 @@ pub const TYPE: SourceType = SourceType {
             description: "counters not reported because `max_counters` were reported already",
         },
     ],
-    read,
+    read: super::read::<NftablesSource>,
 };
 
 /// Settings of the `nftables` source.
@@ -74,47 +74,41 @@ pub struct NftablesSpec {
     pub max_counters: usize,
 }
 
-fn read(t: &mut Table<'_>, problems: &mut Problems) -> Option<Arc<dyn SourceSpec>> {
-    Some(Arc::new(read_spec(t, problems)))
-}
-
-fn read_spec(t: &mut Table<'_>, problems: &mut Problems) -> NftablesSpec {
-    let mut families = Vec::new();
-    if let Some(field) = t.field("families") {
-        for item in field.items(problems).unwrap_or_default() {
-            match item
-                .as_str()
-                .and_then(|s| FAMILIES.iter().find(|(_, name)| *name == s))
-            {
-                Some((number, _)) => families.push(*number),
-                None => {
-                    let names: Vec<String> =
-                        FAMILIES.iter().map(|(_, n)| format!("\"{n}\"")).collect();
-                    problems.expected(&item, &format!("one of {}", names.join(", ")));
+impl Settings for NftablesSpec {
+    fn read(t: &mut Table<'_>, problems: &mut Problems) -> Option<NftablesSpec> {
+        let mut families = Vec::new();
+        if let Some(field) = t.field("families") {
+            for item in field.items(problems).unwrap_or_default() {
+                match item
+                    .as_str()
+                    .and_then(|s| FAMILIES.iter().find(|(_, name)| *name == s))
+                {
+                    Some((number, _)) => families.push(*number),
+                    None => {
+                        let names: Vec<String> =
+                            FAMILIES.iter().map(|(_, n)| format!("\"{n}\"")).collect();
+                        problems.expected(&item, &format!("one of {}", names.join(", ")));
+                    }
                 }
             }
         }
-    }
-    let tables: Vec<String> = t.get_or("tables", Vec::new(), problems);
-    NftablesSpec {
-        families,
-        tables: Selector::from_lists(&tables, &[]),
-        rules: t.get_or("rules", true, problems),
-        uncommented_rules: t.get_or("uncommented_rules", false, problems),
-        max_counters: t.number_in("max_counters", 200, 1, 100_000, problems) as usize,
-    }
-}
-
-impl SourceSpec for NftablesSpec {
-    fn build(&self, ctx: &SourceContext) -> Box<dyn Source> {
-        Box::new(self.source(ctx))
+        let tables: Vec<String> = t.get_or("tables", Vec::new(), problems);
+        Some(NftablesSpec {
+            families,
+            tables: Selector::from_lists(&tables, &[]),
+            rules: t.get_or("rules", true, problems),
+            uncommented_rules: t.get_or("uncommented_rules", false, problems),
+            max_counters: t.number_in("max_counters", 200, 1, 100_000, problems) as usize,
+        })
     }
 }
 
-impl NftablesSpec {
-    fn source(&self, ctx: &SourceContext) -> NftablesSource {
+impl Build for NftablesSource {
+    type Settings = NftablesSpec;
+
+    fn build(spec: &NftablesSpec, ctx: &SourceContext) -> NftablesSource {
         NftablesSource {
-            spec: self.clone(),
+            spec: spec.clone(),
             rates: ctx.rates(),
             target: super::log_target(&ctx.instance),
             nftables: None,
@@ -166,15 +160,15 @@ impl Source for NftablesSource {
                 }
                 Ok(())
             }
-            Err(NetlinkError::Refused(libc::EPERM)) => Err(SourceError(
-                "the kernel lets only a process with CAP_NET_ADMIN read nftables' counters: \
-                 run pipit as root (on OpenWrt, option user 'root' in the agent section)"
-                    .into(),
-            )),
+            Err(e @ NetlinkError::Refused(libc::EPERM)) => Err(SourceError::NotPermitted {
+                why: "the kernel lets only a process with CAP_NET_ADMIN read nftables' counters: \
+                      run pipit as root (on OpenWrt, option user 'root' in the agent section)",
+                source: e,
+            }),
             Err(e) => {
                 // A fresh socket next time: a half-read dump must not confuse the next one.
                 self.nftables = None;
-                Err(SourceError(e.to_string()))
+                Err(SourceError::Netlink(e))
             }
             Ok(()) => {
                 self.report(emit);
@@ -295,8 +289,9 @@ mod tests {
 
     /// A source of the config `json`, holding the captured counters.
     fn on_captured(json: &str) -> NftablesSource {
-        let spec = read_config(json, read_spec);
-        let mut source = spec.source(&context("minimal", &Arc::new(Cache::in_memory())));
+        let spec = read_config(json, NftablesSpec::read).unwrap();
+        let mut source =
+            NftablesSource::build(&spec, &context("minimal", &Arc::new(Cache::in_memory())));
         source.list = captured();
         source
     }

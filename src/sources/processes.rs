@@ -9,10 +9,9 @@ use std::io::{ErrorKind, Read};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
-use super::{Emitter, MetricInfo, Source, SourceContext, SourceError, SourceSpec, SourceType};
+use super::{Build, Emitter, MetricInfo, Source, SourceContext, SourceError, SourceType};
 use crate::aggregate::Rates;
 use crate::cache::lock;
-use crate::config::reader::{Problems, Table};
 use crate::procfs::Procfs;
 
 /// The registry entry.
@@ -67,7 +66,7 @@ pub const TYPE: SourceType = SourceType {
             description: "processes started",
         },
     ],
-    read,
+    read: super::read::<Processes>,
 };
 
 /// The states counted, by their letter in `/proc/<pid>/stat`, with their metric names.
@@ -80,23 +79,17 @@ const STATES: [(&[u8], &str); 6] = [
     (b"I", "processes.idle"),
 ];
 
-/// The `processes` source has no settings of its own.
-#[derive(Debug)]
-pub struct ProcessesSpec;
+impl Build for Processes {
+    type Settings = ();
 
-fn read(_: &mut Table<'_>, _: &mut Problems) -> Option<Arc<dyn SourceSpec>> {
-    Some(Arc::new(ProcessesSpec))
-}
-
-impl SourceSpec for ProcessesSpec {
-    fn build(&self, ctx: &SourceContext) -> Box<dyn Source> {
-        Box::new(Processes {
+    fn build(_: &(), ctx: &SourceContext) -> Processes {
+        Processes {
             procfs: ctx.procfs.clone(),
             rates: ctx.rates(),
             path: PathBuf::new(),
             buf: [0; 1024],
             stat: String::new(),
-        })
+        }
     }
 }
 
@@ -144,7 +137,11 @@ impl Processes {
         let mut counts = Counts::default();
         self.path.clear();
         self.path.push(self.procfs.path("proc"));
-        for entry in fs::read_dir(&self.path)? {
+        let entries = fs::read_dir(&self.path).map_err(|source| SourceError::Read {
+            path: self.path.clone(),
+            source,
+        })?;
+        for entry in entries {
             let Ok(entry) = entry else { continue };
             let name = entry.file_name();
             if !name.as_encoded_bytes().iter().all(u8::is_ascii_digit) {
@@ -165,11 +162,10 @@ impl Processes {
                     continue;
                 }
                 Err(e) => {
-                    return Err(SourceError(format!(
-                        "{}/{}/stat: {e}",
-                        self.path.display(),
-                        name.to_string_lossy()
-                    )));
+                    return Err(SourceError::Read {
+                        path: self.path.join(&name).join("stat"),
+                        source: e,
+                    });
                 }
             };
             let Some((state, threads)) = parse_stat(&self.buf[..n]) else {
@@ -211,7 +207,7 @@ mod tests {
     #[test]
     fn counts_a_router_s_processes_by_state() {
         assert_eq!(
-            collect(&ProcessesSpec, "openwrt"),
+            collect::<Processes>(&(), "openwrt"),
             lines(
                 "processes.running 1
                  processes.sleeping 7
@@ -227,7 +223,7 @@ mod tests {
 
     #[test]
     fn counts_a_server_s_threads() {
-        let out = collect(&ProcessesSpec, "debian");
+        let out = collect::<Processes>(&(), "debian");
         assert!(
             out.contains("processes.total 8\nprocesses.threads 55\n"),
             "{out}"
@@ -241,9 +237,9 @@ mod tests {
     #[test]
     fn fork_rate_comes_from_the_second_sample() {
         let cache = Arc::new(Cache::in_memory());
-        let first = collect_at(&ProcessesSpec, "openwrt", &cache, 100);
+        let first = collect_at::<Processes>(&(), "openwrt", &cache, 100);
         assert!(!first.contains("fork_rate"));
-        let second = collect_at(&ProcessesSpec, "openwrt-next", &cache, 110);
+        let second = collect_at::<Processes>(&(), "openwrt-next", &cache, 110);
         assert!(second.ends_with("processes.fork_rate 5\n"), "{second}");
     }
 
@@ -260,7 +256,7 @@ mod tests {
     /// sum.
     #[test]
     fn absurd_thread_counts_saturate_instead_of_overflowing() {
-        let out = collect(&ProcessesSpec, "fuzzed");
+        let out = collect::<Processes>(&(), "fuzzed");
         assert!(out.contains("processes.total 2\n"), "{out}");
         // Above i64::MAX a count is sent as a float.
         let saturated = format!("processes.threads {}\n", u64::MAX as f64);

@@ -14,7 +14,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use super::naming::push_segment;
-use super::{Emitter, MetricInfo, Source, SourceContext, SourceError, SourceSpec, SourceType};
+use super::{Build, Emitter, MetricInfo, Settings, Source, SourceContext, SourceError, SourceType};
 use crate::aggregate::Rates;
 use crate::cache::lock;
 use crate::config::reader::{Problems, Table};
@@ -68,7 +68,7 @@ pub const TYPE: SourceType = SourceType {
             description: "packets queued now",
         },
     ],
-    read,
+    read: super::read::<QdiscSource>,
 };
 
 /// Settings of the `qdisc` source.
@@ -78,24 +78,22 @@ pub struct QdiscSpec {
     pub select: Selector,
 }
 
-fn read(t: &mut Table<'_>, problems: &mut Problems) -> Option<Arc<dyn SourceSpec>> {
-    let include: Vec<String> = t.get_or("include", Vec::new(), problems);
-    let exclude = t.get_or("exclude", vec!["lo".to_owned()], problems);
-    Some(Arc::new(QdiscSpec {
-        select: Selector::from_lists(&include, &exclude),
-    }))
-}
-
-impl SourceSpec for QdiscSpec {
-    fn build(&self, ctx: &SourceContext) -> Box<dyn Source> {
-        Box::new(self.source(ctx))
+impl Settings for QdiscSpec {
+    fn read(t: &mut Table<'_>, problems: &mut Problems) -> Option<QdiscSpec> {
+        let include: Vec<String> = t.get_or("include", Vec::new(), problems);
+        let exclude = t.get_or("exclude", vec!["lo".to_owned()], problems);
+        Some(QdiscSpec {
+            select: Selector::from_lists(&include, &exclude),
+        })
     }
 }
 
-impl QdiscSpec {
-    fn source(&self, ctx: &SourceContext) -> QdiscSource {
+impl Build for QdiscSource {
+    type Settings = QdiscSpec;
+
+    fn build(spec: &QdiscSpec, ctx: &SourceContext) -> QdiscSource {
         QdiscSource {
-            select: self.select.clone(),
+            select: spec.select.clone(),
             rates: ctx.rates(),
             target: super::log_target(&ctx.instance),
             qdiscs: None,
@@ -151,7 +149,7 @@ impl Source for QdiscSource {
             Err(e) => {
                 // A fresh socket next time: a half-read dump must not confuse the next one.
                 self.qdiscs = None;
-                return Err(SourceError(e.to_string()));
+                return Err(SourceError::Netlink(e));
             }
             Ok(()) => {}
         }
@@ -159,7 +157,7 @@ impl Source for QdiscSource {
             && let Err(e) = self.read_names()
         {
             self.links = None;
-            return Err(SourceError(format!("naming interfaces: {e}")));
+            return Err(SourceError::Netlink(e));
         }
         self.report(emit);
         Ok(())
@@ -270,7 +268,8 @@ mod tests {
 
     /// A source holding the captured qdiscs and the names of their interfaces.
     fn on_captured(spec: QdiscSpec) -> QdiscSource {
-        let mut source = spec.source(&context("openwrt", &Arc::new(Cache::in_memory())));
+        let mut source =
+            QdiscSource::build(&spec, &context("openwrt", &Arc::new(Cache::in_memory())));
         source.list = captured();
         source.names = BTreeMap::from([(2, "eth0".to_owned()), (3, "wan".to_owned())]);
         source.named_at = Some(Instant::now());
@@ -279,7 +278,7 @@ mod tests {
 
     #[test]
     fn counters_become_rates_and_queues_are_reported_as_they_are() {
-        let spec = read_config(r#"{"exclude": ["eth*"]}"#, read).unwrap();
+        let spec = read_config(r#"{"exclude": ["eth*"]}"#, QdiscSpec::read).unwrap();
         let select = Selector::from_lists(&[], &["eth*".to_owned()]);
         assert_eq!(
             format!("{spec:?}"),
@@ -358,10 +357,11 @@ mod tests {
 
     #[test]
     fn the_running_kernel_names_the_loopbacks_qdisc() {
-        let mut source = QdiscSpec {
+        let spec = QdiscSpec {
             select: Selector::from_lists(&[], &[]),
-        }
-        .source(&context("openwrt", &Arc::new(Cache::in_memory())));
+        };
+        let mut source =
+            QdiscSource::build(&spec, &context("openwrt", &Arc::new(Cache::in_memory())));
         source.read_names().unwrap();
         assert_eq!(source.names.get(&1).map(String::as_str), Some("lo"));
     }

@@ -35,7 +35,7 @@ pub fn collect_once(
 }
 
 /// How a collection went wrong.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug)]
 pub enum Outcome {
     /// The source reported an error; it stays as it is and tries again next tick.
     Failed(SourceError),

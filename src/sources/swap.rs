@@ -2,10 +2,9 @@
 
 use std::sync::{Arc, Mutex};
 
-use super::{Emitter, MetricInfo, Source, SourceContext, SourceError, SourceSpec, SourceType};
+use super::{Build, Emitter, MetricInfo, Source, SourceContext, SourceError, SourceType};
 use crate::aggregate::Rates;
 use crate::cache::lock;
-use crate::config::reader::{Problems, Table};
 use crate::procfs::{self, Procfs};
 
 /// The registry entry.
@@ -50,24 +49,18 @@ pub const TYPE: SourceType = SourceType {
             description: "pages written to swap",
         },
     ],
-    read,
+    read: super::read::<Swap>,
 };
 
-/// The `swap` source has no settings of its own.
-#[derive(Debug)]
-pub struct SwapSpec;
+impl Build for Swap {
+    type Settings = ();
 
-fn read(_: &mut Table<'_>, _: &mut Problems) -> Option<Arc<dyn SourceSpec>> {
-    Some(Arc::new(SwapSpec))
-}
-
-impl SourceSpec for SwapSpec {
-    fn build(&self, ctx: &SourceContext) -> Box<dyn Source> {
-        Box::new(Swap {
+    fn build(_: &(), ctx: &SourceContext) -> Swap {
+        Swap {
             procfs: ctx.procfs.clone(),
             rates: ctx.rates(),
             buf: String::new(),
-        })
+        }
     }
 }
 
@@ -82,8 +75,9 @@ impl Source for Swap {
         self.procfs.read_into("proc/meminfo", &mut self.buf)?;
         let kib = |key| procfs::field_value(&self.buf, key).map(|v| v.saturating_mul(1024));
         let (Some(total), Some(free)) = (kib("SwapTotal"), kib("SwapFree")) else {
-            return Err(SourceError(
-                "/proc/meminfo has no SwapTotal or SwapFree".into(),
+            return Err(SourceError::missing(
+                "/proc/meminfo",
+                "SwapTotal and SwapFree",
             ));
         };
         let free = free.min(total);
@@ -130,7 +124,7 @@ mod tests {
     #[test]
     fn a_router_without_swap_reports_zeros() {
         assert_eq!(
-            collect(&SwapSpec, "openwrt"),
+            collect::<Swap>(&(), "openwrt"),
             lines("swap.total 0\n swap.used 0\n swap.free 0\n swap.cached 0")
         );
     }
@@ -138,7 +132,7 @@ mod tests {
     #[test]
     fn a_server_reports_use_and_paging() {
         assert_eq!(
-            collect(&SwapSpec, "debian"),
+            collect::<Swap>(&(), "debian"),
             lines(
                 "swap.total 2048000000
                  swap.used 512000000
@@ -152,8 +146,8 @@ mod tests {
     #[test]
     fn paging_rates_across_two_samples() {
         let cache = Arc::new(Cache::in_memory());
-        collect_at(&SwapSpec, "debian", &cache, 100);
-        let out = collect_at(&SwapSpec, "debian-next", &cache, 110);
+        collect_at::<Swap>(&(), "debian", &cache, 100);
+        let out = collect_at::<Swap>(&(), "debian-next", &cache, 110);
         assert!(
             out.ends_with("swap.percent_used 25\nswap.in 10\nswap.out 50\n"),
             "{out}"

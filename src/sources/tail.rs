@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Instant;
 
-use super::{Emitter, MetricInfo, Source, SourceContext, SourceError, SourceSpec, SourceType};
+use super::{Build, Emitter, MetricInfo, Settings, Source, SourceContext, SourceError, SourceType};
 use crate::config::reader::{Problems, Table};
 use crate::event::Kind;
 use crate::pattern::TextPattern;
@@ -46,7 +46,7 @@ pub const TYPE: SourceType = SourceType {
             description: "with forward: matching lines past max_forward since the last tick, counted but not forwarded",
         },
     ],
-    read,
+    read: super::read::<Tail>,
 };
 
 /// Where the lines come from.
@@ -76,65 +76,69 @@ pub struct TailSpec {
     pub max_forward: usize,
 }
 
-fn read(t: &mut Table<'_>, problems: &mut Problems) -> Option<Arc<dyn SourceSpec>> {
-    let path_field = t.field("path");
-    let path: Option<PathBuf> = path_field.as_ref().and_then(|f| f.parse(problems));
-    let command_given = t.field("command").is_some();
-    // The same keys as `exec`'s; a daemon has no timeout.
-    let command = command_given
-        .then(|| supervisor::read_command(t, problems, None))
-        .flatten();
-    let from_start = t.get_or("from_start", false, problems);
-    let forward = t.get_or("forward", false, problems);
-    let max_forward = t.number_in("max_forward", 100, 1, 100_000, problems) as usize;
-    let mut patterns = BTreeMap::new();
-    if let Some(field) = t.field("patterns") {
-        let raw: BTreeMap<String, String> = field.parse(problems).unwrap_or_default();
-        for (label, text) in raw {
-            if label.is_empty() || label.contains(['.', ' ']) {
-                problems.at(
-                    &field,
-                    format!("label \"{label}\" must be non-empty, without dots or spaces"),
-                );
+impl Settings for TailSpec {
+    fn read(t: &mut Table<'_>, problems: &mut Problems) -> Option<TailSpec> {
+        let path_field = t.field("path");
+        let path: Option<PathBuf> = path_field.as_ref().and_then(|f| f.parse(problems));
+        let command_given = t.field("command").is_some();
+        // The same keys as `exec`'s; a daemon has no timeout.
+        let command = command_given
+            .then(|| supervisor::read_command(t, problems, None))
+            .flatten();
+        let from_start = t.get_or("from_start", false, problems);
+        let forward = t.get_or("forward", false, problems);
+        let max_forward = t.number_in("max_forward", 100, 1, 100_000, problems) as usize;
+        let mut patterns = BTreeMap::new();
+        if let Some(field) = t.field("patterns") {
+            let raw: BTreeMap<String, String> = field.parse(problems).unwrap_or_default();
+            for (label, text) in raw {
+                if label.is_empty() || label.contains(['.', ' ']) {
+                    problems.at(
+                        &field,
+                        format!("label \"{label}\" must be non-empty, without dots or spaces"),
+                    );
+                }
+                patterns.insert(label, TextPattern::new(&text));
             }
-            patterns.insert(label, TextPattern::new(&text));
         }
-    }
-    let from = match (path_field, command_given) {
-        (Some(_), true) => {
-            problems.at(t.as_field(), "set either \"path\" or \"command\", not both");
-            return None;
-        }
-        (Some(field), false) => match path {
-            Some(path) if path.is_absolute() => LineSource::File { path, from_start },
-            Some(_) => {
-                problems.expected(&field, "an absolute path");
+        let from = match (path_field, command_given) {
+            (Some(_), true) => {
+                problems.at(t.as_field(), "set either \"path\" or \"command\", not both");
                 return None;
             }
-            // An unreadable path has been reported already.
-            None => return None,
-        },
-        // A wrong command has been reported already.
-        (None, true) => LineSource::Command(Arc::new(command?)),
-        (None, false) => {
-            problems.at(
-                t.as_field(),
-                "missing required key \"path\" (or \"command\")",
-            );
-            return None;
-        }
-    };
-    Some(Arc::new(TailSpec {
-        from,
-        patterns,
-        forward,
-        max_forward,
-    }))
+            (Some(field), false) => match path {
+                Some(path) if path.is_absolute() => LineSource::File { path, from_start },
+                Some(_) => {
+                    problems.expected(&field, "an absolute path");
+                    return None;
+                }
+                // An unreadable path has been reported already.
+                None => return None,
+            },
+            // A wrong command has been reported already.
+            (None, true) => LineSource::Command(Arc::new(command?)),
+            (None, false) => {
+                problems.at(
+                    t.as_field(),
+                    "missing required key \"path\" (or \"command\")",
+                );
+                return None;
+            }
+        };
+        Some(TailSpec {
+            from,
+            patterns,
+            forward,
+            max_forward,
+        })
+    }
 }
 
-impl SourceSpec for TailSpec {
-    fn build(&self, ctx: &SourceContext) -> Box<dyn Source> {
-        let input = match &self.from {
+impl Build for Tail {
+    type Settings = TailSpec;
+
+    fn build(spec: &TailSpec, ctx: &SourceContext) -> Tail {
+        let input = match &spec.from {
             LineSource::File { path, from_start } => Input::File(Follower::new(path, *from_start)),
             LineSource::Command(command) => Input::Command(Lines {
                 command: command.clone(),
@@ -145,17 +149,17 @@ impl SourceSpec for TailSpec {
             }),
         };
         let service = format!("tail.{}", ctx.instance);
-        Box::new(Tail {
-            spec: self.clone(),
-            count_names: self
+        Tail {
+            spec: spec.clone(),
+            count_names: spec
                 .patterns
                 .keys()
                 .map(|label| format!("{service}.{label}.count"))
                 .collect(),
             service,
-            tally: Tally::new(self),
+            tally: Tally::new(spec),
             input,
-        })
+        }
     }
 }
 
@@ -236,7 +240,7 @@ impl Lines {
                 let started = self
                     .supervisor
                     .start_daemon(self.command.clone())
-                    .map_err(|e| SourceError(e.to_string()))?;
+                    .map_err(SourceError::Command)?;
                 self.daemon.insert(started)
             }
         };
@@ -264,7 +268,7 @@ impl Lines {
         tally.unread += dropped - self.unread_seen;
         self.unread_seen = dropped;
         match &self.down {
-            Some((why, due)) if now < *due => Err(SourceError(why.clone())),
+            Some((why, due)) if now < *due => Err(SourceError::CommandDown(why.clone())),
             _ => {
                 self.down = None;
                 Ok(())
@@ -285,9 +289,14 @@ impl Source for Tail {
     fn collect(&mut self, emit: &mut Emitter<'_>) -> Result<(), SourceError> {
         let tally = &mut self.tally;
         let result = match &mut self.input {
-            Input::File(follower) => follower
-                .read(&mut |line| tally.feed(line))
-                .map_err(|e| SourceError(format!("{}: {e}", follower.path().display()))),
+            Input::File(follower) => {
+                follower
+                    .read(&mut |line| tally.feed(line))
+                    .map_err(|source| SourceError::Read {
+                        path: follower.path().to_path_buf(),
+                        source,
+                    })
+            }
             Input::Command(lines) => {
                 let result = lines.read(tally);
                 emit.metric(

@@ -3,10 +3,9 @@
 
 use std::io;
 use std::net::TcpStream;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use super::{Emitter, MetricInfo, Source, SourceContext, SourceError, SourceSpec, SourceType};
+use super::{Build, Emitter, MetricInfo, Settings, Source, SourceContext, SourceError, SourceType};
 use crate::config::duration;
 use crate::config::reader::{Problems, Table};
 use crate::event::{Metric, State};
@@ -21,7 +20,7 @@ pub const TYPE: SourceType = SourceType {
         unit: "seconds",
         description: "time to connect (until the failure, if it failed)",
     }],
-    read,
+    read: super::read::<TcpCheck>,
 };
 
 /// Settings of the `tcp` source.
@@ -33,36 +32,40 @@ pub struct TcpSpec {
     pub connect_timeout: Duration,
 }
 
-fn read(t: &mut Table<'_>, problems: &mut Problems) -> Option<Arc<dyn SourceSpec>> {
-    let connect_timeout = t.duration_at_least(
-        "connect_timeout",
-        Duration::from_secs(5),
-        Duration::from_millis(1),
-        problems,
-    );
-    let field = t.field("address");
-    let address = t.require::<String>("address", problems)?;
-    if address
-        .rsplit_once(':')
-        .is_none_or(|(_, port)| port.parse::<u16>().is_err())
-    {
-        if let Some(f) = field {
-            problems.expected(&f, "host:port, such as \"192.168.1.1:53\"");
+impl Settings for TcpSpec {
+    fn read(t: &mut Table<'_>, problems: &mut Problems) -> Option<TcpSpec> {
+        let connect_timeout = t.duration_at_least(
+            "connect_timeout",
+            Duration::from_secs(5),
+            Duration::from_millis(1),
+            problems,
+        );
+        let field = t.field("address");
+        let address = t.require::<String>("address", problems)?;
+        if address
+            .rsplit_once(':')
+            .is_none_or(|(_, port)| port.parse::<u16>().is_err())
+        {
+            if let Some(f) = field {
+                problems.expected(&f, "host:port, such as \"192.168.1.1:53\"");
+            }
+            return None;
         }
-        return None;
+        Some(TcpSpec {
+            address,
+            connect_timeout,
+        })
     }
-    Some(Arc::new(TcpSpec {
-        address,
-        connect_timeout,
-    }))
 }
 
-impl SourceSpec for TcpSpec {
-    fn build(&self, ctx: &SourceContext) -> Box<dyn Source> {
-        Box::new(TcpCheck {
+impl Build for TcpCheck {
+    type Settings = TcpSpec;
+
+    fn build(spec: &TcpSpec, ctx: &SourceContext) -> TcpCheck {
+        TcpCheck {
             service: format!("tcp.{}.latency", ctx.instance),
-            spec: self.clone(),
-        })
+            spec: spec.clone(),
+        }
     }
 }
 

@@ -5,10 +5,9 @@
 
 use std::io::ErrorKind;
 use std::path::Path;
-use std::sync::Arc;
 
 use super::naming::ServiceName;
-use super::{Emitter, MetricInfo, Source, SourceContext, SourceError, SourceSpec, SourceType};
+use super::{Build, Emitter, MetricInfo, Settings, Source, SourceContext, SourceError, SourceType};
 use crate::config::reader::{Problems, Table};
 use crate::netlink::NetlinkError;
 use crate::netlink::sock_diag::TcpSockets;
@@ -49,7 +48,7 @@ pub const TYPE: SourceType = SourceType {
             description: "the same for sockets on one local port, with local_ports",
         },
     ],
-    read,
+    read: super::read::<Tcpconns>,
 };
 
 /// Settings of the `tcpconns` source.
@@ -59,30 +58,28 @@ pub struct TcpconnsSpec {
     pub local_ports: Vec<u16>,
 }
 
-fn read(t: &mut Table<'_>, problems: &mut Problems) -> Option<Arc<dyn SourceSpec>> {
-    let field = t.field("local_ports");
-    let ports: Vec<u64> = field
-        .as_ref()
-        .and_then(|f| f.parse(problems))
-        .unwrap_or_default();
-    let local_ports: Vec<u16> = ports
-        .iter()
-        .filter_map(|&p| u16::try_from(p).ok().filter(|&p| p > 0))
-        .collect();
-    if let (Some(field), true) = (field, local_ports.len() != ports.len()) {
-        problems.expected(&field, "a list of port numbers from 1 to 65535");
-    }
-    Some(Arc::new(TcpconnsSpec { local_ports }))
-}
-
-impl SourceSpec for TcpconnsSpec {
-    fn build(&self, ctx: &SourceContext) -> Box<dyn Source> {
-        Box::new(self.source(ctx))
+impl Settings for TcpconnsSpec {
+    fn read(t: &mut Table<'_>, problems: &mut Problems) -> Option<TcpconnsSpec> {
+        let field = t.field("local_ports");
+        let ports: Vec<u64> = field
+            .as_ref()
+            .and_then(|f| f.parse(problems))
+            .unwrap_or_default();
+        let local_ports: Vec<u16> = ports
+            .iter()
+            .filter_map(|&p| u16::try_from(p).ok().filter(|&p| p > 0))
+            .collect();
+        if let (Some(field), true) = (field, local_ports.len() != ports.len()) {
+            problems.expected(&field, "a list of port numbers from 1 to 65535");
+        }
+        Some(TcpconnsSpec { local_ports })
     }
 }
 
-impl TcpconnsSpec {
-    fn source(&self, ctx: &SourceContext) -> Tcpconns {
+impl Build for Tcpconns {
+    type Settings = TcpconnsSpec;
+
+    fn build(spec: &TcpconnsSpec, ctx: &SourceContext) -> Tcpconns {
         let target = super::log_target(&ctx.instance);
         // Socket diagnostics describe the running kernel, so they serve only a host root of `/`
         // (fixture trees and a container's view of another root are read as files).
@@ -95,7 +92,7 @@ impl TcpconnsSpec {
         };
         Tcpconns {
             procfs: ctx.procfs.clone(),
-            ports: self.local_ports.clone(),
+            ports: spec.local_ports.clone(),
             buf: String::new(),
             diag,
             target,
@@ -169,7 +166,7 @@ impl Source for Tcpconns {
                     self.diag = None;
                     counts.iter_mut().for_each(|c| *c = [0; STATES.len()]);
                 }
-                Err(e) => return Err(SourceError(e.to_string())),
+                Err(e) => return Err(SourceError::Netlink(e)),
             }
         }
         if self.diag.is_none() {
@@ -201,12 +198,14 @@ fn parse_line(line: &str) -> Option<(u16, usize)> {
 
 #[cfg(test)]
 mod tests {
+    use std::sync::Arc;
+
     use super::super::testing::{collect, lines};
     use super::*;
 
     #[test]
     fn a_router_s_sockets_by_state_and_port() {
-        let out = collect(
+        let out = collect::<Tcpconns>(
             &TcpconnsSpec {
                 local_ports: vec![22, 80],
             },
@@ -250,7 +249,7 @@ mod tests {
 
     #[test]
     fn a_server_s_sockets() {
-        let out = collect(
+        let out = collect::<Tcpconns>(
             &TcpconnsSpec {
                 local_ports: Vec::new(),
             },
@@ -295,7 +294,7 @@ mod tests {
         let expected = format!("tcpconns.{port}.established {}\n", N + N6);
         let listening = format!("tcpconns.{port}.listen 2\n");
 
-        let mut by_netlink = spec.source(&ctx);
+        let mut by_netlink = Tcpconns::build(&spec, &ctx);
         assert!(by_netlink.diag.is_some(), "socket diagnostics did not open");
         let netlink = super::super::testing::collect_with(&mut by_netlink, 100);
         assert!(
@@ -305,7 +304,7 @@ mod tests {
 
         let mut from_proc = Tcpconns {
             diag: None,
-            ..spec.source(&ctx)
+            ..Tcpconns::build(&spec, &ctx)
         };
         let proc = super::super::testing::collect_with(&mut from_proc, 100);
         for out in [&netlink, &proc] {
@@ -327,7 +326,7 @@ mod tests {
     /// Found by fuzzing (`fuzz/run.sh proc_tcpconns`): state 0 underflowed the state index.
     #[test]
     fn a_socket_in_state_zero_is_skipped() {
-        let out = collect(
+        let out = collect::<Tcpconns>(
             &TcpconnsSpec {
                 local_ports: vec![22],
             },

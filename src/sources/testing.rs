@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use super::{Emitter, Source, SourceContext, SourceSpec, Template};
+use super::{Build, Emitter, Source, SourceContext, Template};
 use crate::cache::Cache;
 use crate::config::reader::{Field, Problems, Table};
 use crate::procfs::Procfs;
@@ -62,15 +62,20 @@ pub fn collect_with(source: &mut dyn Source, secs: u64) -> String {
     render(&emit.into_events())
 }
 
-/// Builds a fresh instance of `spec` on the fixture tree `root` (sharing counter samples through
-/// `cache`, as a restarted instance would) and collects it once at `secs`.
-pub fn collect_at(spec: &dyn SourceSpec, root: &str, cache: &Arc<Cache>, secs: u64) -> String {
-    collect_with(spec.build(&context(root, cache)).as_mut(), secs)
+/// Builds a fresh source `S` with `settings` on the fixture tree `root` (sharing counter samples
+/// through `cache`, as a restarted instance would) and collects it once at `secs`.
+pub fn collect_at<S: Build>(
+    settings: &S::Settings,
+    root: &str,
+    cache: &Arc<Cache>,
+    secs: u64,
+) -> String {
+    collect_with(&mut S::build(settings, &context(root, cache)), secs)
 }
 
-/// Collects a fresh instance of `spec` once on the fixture tree `root`.
-pub fn collect(spec: &dyn SourceSpec, root: &str) -> String {
-    collect_at(spec, root, &Arc::new(Cache::in_memory()), 100)
+/// Collects a fresh source `S` with `settings` once on the fixture tree `root`.
+pub fn collect<S: Build>(settings: &S::Settings, root: &str) -> String {
+    collect_at::<S>(settings, root, &Arc::new(Cache::in_memory()), 100)
 }
 
 /// Reads a source's config section from `json` with `read`, which must find nothing wrong.

@@ -7,11 +7,9 @@
 //! (some report an error while their device sleeps) is left out of that collection.
 
 use std::fs;
-use std::sync::Arc;
 
 use super::naming::ServiceName;
-use super::{Emitter, MetricInfo, Source, SourceContext, SourceError, SourceSpec, SourceType};
-use crate::config::reader::{Problems, Table};
+use super::{Build, Emitter, MetricInfo, Source, SourceContext, SourceError, SourceType};
 use crate::procfs::Procfs;
 
 /// The registry entry.
@@ -24,24 +22,18 @@ pub const TYPE: SourceType = SourceType {
         unit: "celsius",
         description: "temperature of a thermal zone (by type) or a hwmon sensor (by chip and label)",
     }],
-    read,
+    read: super::read::<Thermal>,
 };
 
-/// The `thermal` source has no settings of its own.
-#[derive(Debug)]
-pub struct ThermalSpec;
+impl Build for Thermal {
+    type Settings = ();
 
-fn read(_: &mut Table<'_>, _: &mut Problems) -> Option<Arc<dyn SourceSpec>> {
-    Some(Arc::new(ThermalSpec))
-}
-
-impl SourceSpec for ThermalSpec {
-    fn build(&self, ctx: &SourceContext) -> Box<dyn Source> {
-        Box::new(Thermal {
+    fn build(_: &(), ctx: &SourceContext) -> Thermal {
+        Thermal {
             procfs: ctx.procfs.clone(),
             buf: String::new(),
             name: ServiceName::default(),
-        })
+        }
     }
 }
 
@@ -171,7 +163,7 @@ mod tests {
     #[test]
     fn a_router_s_zones_and_wifi_sensors() {
         assert_eq!(
-            collect(&ThermalSpec, "openwrt"),
+            collect::<Thermal>(&(), "openwrt"),
             lines(
                 "thermal.cpu-thermal.temperature 52.3
                  thermal.wifi-thermal.temperature 47.5
@@ -184,7 +176,7 @@ mod tests {
     #[test]
     fn a_server_s_shared_zone_types_and_labels() {
         assert_eq!(
-            collect(&ThermalSpec, "debian"),
+            collect::<Thermal>(&(), "debian"),
             lines(
                 "thermal.acpitz_0.temperature 27.8
                  thermal.acpitz_1.temperature 29.8
@@ -199,6 +191,6 @@ mod tests {
 
     #[test]
     fn a_box_without_sensors_reports_nothing() {
-        assert_eq!(collect(&ThermalSpec, "openwrt-next"), "");
+        assert_eq!(collect::<Thermal>(&(), "openwrt-next"), "");
     }
 }

@@ -1,9 +1,6 @@
 //! `uptime`: time since the system booted, from `/proc/uptime`.
 
-use std::sync::Arc;
-
-use super::{Emitter, MetricInfo, Source, SourceContext, SourceError, SourceSpec, SourceType};
-use crate::config::reader::{Problems, Table};
+use super::{Build, Emitter, MetricInfo, Source, SourceContext, SourceError, SourceType};
 use crate::procfs::Procfs;
 
 /// The registry entry.
@@ -16,23 +13,17 @@ pub const TYPE: SourceType = SourceType {
         unit: "seconds",
         description: "time since boot",
     }],
-    read,
+    read: super::read::<Uptime>,
 };
 
-/// The `uptime` source has no settings of its own.
-#[derive(Debug)]
-pub struct UptimeSpec;
+impl Build for Uptime {
+    type Settings = ();
 
-fn read(_: &mut Table<'_>, _: &mut Problems) -> Option<Arc<dyn SourceSpec>> {
-    Some(Arc::new(UptimeSpec))
-}
-
-impl SourceSpec for UptimeSpec {
-    fn build(&self, ctx: &SourceContext) -> Box<dyn Source> {
-        Box::new(Uptime {
+    fn build(_: &(), ctx: &SourceContext) -> Uptime {
+        Uptime {
             procfs: ctx.procfs.clone(),
             buf: String::new(),
-        })
+        }
     }
 }
 
@@ -50,7 +41,7 @@ impl Source for Uptime {
             .next()
             .and_then(|f| f.parse::<f64>().ok());
         let seconds = seconds.ok_or_else(|| {
-            SourceError(format!("unexpected /proc/uptime: {:?}", self.buf.trim()))
+            SourceError::malformed("/proc/uptime", "the seconds since boot", &self.buf)
         })?;
         emit.metric("uptime.seconds", seconds);
         Ok(())
@@ -65,11 +56,11 @@ mod tests {
     #[test]
     fn reads_seconds_since_boot() {
         assert_eq!(
-            collect(&UptimeSpec, "openwrt"),
+            collect::<Uptime>(&(), "openwrt"),
             lines("uptime.seconds 4523.17")
         );
         assert_eq!(
-            collect(&UptimeSpec, "debian"),
+            collect::<Uptime>(&(), "debian"),
             lines("uptime.seconds 864012.33")
         );
     }

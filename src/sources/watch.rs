@@ -7,10 +7,9 @@
 //! storm of changes cannot flood the outputs.
 
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::time::SystemTime;
 
-use super::{Emitter, MetricInfo, Source, SourceContext, SourceError, SourceSpec, SourceType};
+use super::{Build, Emitter, MetricInfo, Settings, Source, SourceContext, SourceError, SourceType};
 use crate::config::reader::{Problems, Table};
 use crate::event::Kind;
 use crate::pattern::{Pattern, Selector};
@@ -39,7 +38,7 @@ pub const TYPE: SourceType = SourceType {
             description: "changes past max_events since the last tick, counted but not reported one by one",
         },
     ],
-    read,
+    read: super::read::<Watch>,
 };
 
 /// Settings of the `watch` source.
@@ -71,66 +70,70 @@ pub enum Target {
     },
 }
 
-fn read(t: &mut Table<'_>, problems: &mut Problems) -> Option<Arc<dyn SourceSpec>> {
-    let max_events = t.number_in("max_events", 100, 1, 100_000, problems) as usize;
-    let url_field = t.field("url");
-    let recursive = t.get_or("recursive", false, problems);
-    let poller = t.choice("poller", &PollerChoice::NAMES, "auto", problems);
-    let include: Vec<String> = t.get_or("include", Vec::new(), problems);
-    let exclude: Vec<String> = t.get_or("exclude", Vec::new(), problems);
-    #[cfg(feature = "http")]
-    let timeouts = crate::http_client::HttpTimeouts::read(t, problems);
-    let Some(url_field) = url_field else {
-        problems.at(t.as_field(), "missing required key \"url\"");
-        return None;
-    };
-    let url = url_field.parse::<String>(problems)?;
-    let target = if url.starts_with("http://") || url.starts_with("https://") {
+impl Settings for WatchSourceSpec {
+    fn read(t: &mut Table<'_>, problems: &mut Problems) -> Option<WatchSourceSpec> {
+        let max_events = t.number_in("max_events", 100, 1, 100_000, problems) as usize;
+        let url_field = t.field("url");
+        let recursive = t.get_or("recursive", false, problems);
+        let poller = t.choice("poller", &PollerChoice::NAMES, "auto", problems);
+        let include: Vec<String> = t.get_or("include", Vec::new(), problems);
+        let exclude: Vec<String> = t.get_or("exclude", Vec::new(), problems);
         #[cfg(feature = "http")]
-        {
-            if let Some(problem) = crate::http_client::unsupported(&url) {
-                problems.at(&url_field, problem);
+        let timeouts = crate::http_client::HttpTimeouts::read(t, problems);
+        let Some(url_field) = url_field else {
+            problems.at(t.as_field(), "missing required key \"url\"");
+            return None;
+        };
+        let url = url_field.parse::<String>(problems)?;
+        let target = if url.starts_with("http://") || url.starts_with("https://") {
+            #[cfg(feature = "http")]
+            {
+                if let Some(problem) = crate::http_client::unsupported(&url) {
+                    problems.at(&url_field, problem);
+                }
+                if recursive || !include.is_empty() || !exclude.is_empty() || poller != "auto" {
+                    problems.at(
+                        &url_field,
+                        "recursive, poller, include and exclude apply to file watches only",
+                    );
+                }
+                Target::Url { url, timeouts }
             }
-            if recursive || !include.is_empty() || !exclude.is_empty() || poller != "auto" {
-                problems.at(
+            #[cfg(not(feature = "http"))]
+            {
+                problems.at(&url_field, "this pipit was built without HTTP support");
+                return None;
+            }
+        } else {
+            let path = PathBuf::from(url.strip_prefix("file://").unwrap_or(&url));
+            if !path.is_absolute() {
+                problems.expected(
                     &url_field,
-                    "recursive, poller, include and exclude apply to file watches only",
+                    "an absolute path, file:// URL or http(s):// URL",
                 );
+                return None;
             }
-            Target::Url { url, timeouts }
-        }
-        #[cfg(not(feature = "http"))]
-        {
-            problems.at(&url_field, "this pipit was built without HTTP support");
-            return None;
-        }
-    } else {
-        let path = PathBuf::from(url.strip_prefix("file://").unwrap_or(&url));
-        if !path.is_absolute() {
-            problems.expected(
-                &url_field,
-                "an absolute path, file:// URL or http(s):// URL",
-            );
-            return None;
-        }
-        Target::File {
-            spec: WatchSpec {
-                path,
-                recursive,
-                filter: Selector {
-                    include: include.iter().map(|p| Pattern::new(p)).collect(),
-                    exclude: exclude.iter().map(|p| Pattern::new(p)).collect(),
+            Target::File {
+                spec: WatchSpec {
+                    path,
+                    recursive,
+                    filter: Selector {
+                        include: include.iter().map(|p| Pattern::new(p)).collect(),
+                        exclude: exclude.iter().map(|p| Pattern::new(p)).collect(),
+                    },
                 },
-            },
-            poller: PollerChoice::from_name(poller).unwrap_or(PollerChoice::Auto),
-        }
-    };
-    Some(Arc::new(WatchSourceSpec { target, max_events }))
+                poller: PollerChoice::from_name(poller).unwrap_or(PollerChoice::Auto),
+            }
+        };
+        Some(WatchSourceSpec { target, max_events })
+    }
 }
 
-impl SourceSpec for WatchSourceSpec {
-    fn build(&self, ctx: &SourceContext) -> Box<dyn Source> {
-        let poller = match &self.target {
+impl Build for Watch {
+    type Settings = WatchSourceSpec;
+
+    fn build(spec: &WatchSourceSpec, ctx: &SourceContext) -> Watch {
+        let poller = match &spec.target {
             Target::File { spec, poller } => Poller::File(FileWatcher::new(
                 spec.clone(),
                 *poller,
@@ -143,12 +146,12 @@ impl SourceSpec for WatchSourceSpec {
                 url: crate::http_client::shown(url),
             },
         };
-        Box::new(Watch {
+        Watch {
             service: format!("watch.{}", ctx.instance),
-            max_events: self.max_events,
+            max_events: spec.max_events,
             poller,
             changes: Vec::new(),
-        })
+        }
     }
 }
 
@@ -186,7 +189,7 @@ impl Source for Watch {
             }
             #[cfg(feature = "http")]
             Poller::Url { poller, url } => {
-                let url_change = poller.poll().map_err(SourceError);
+                let url_change = poller.poll().map_err(SourceError::Request);
                 if let Ok(Some(c)) = &url_change {
                     let e = report(emit, &self.service, c.kind, url, c.size, None);
                     e.attributes.insert("status".into(), c.status.to_string());

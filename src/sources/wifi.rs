@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex};
 
 use super::bound::Bound;
 use super::naming::push_segment;
-use super::{Emitter, MetricInfo, Source, SourceContext, SourceError, SourceSpec, SourceType};
+use super::{Build, Emitter, MetricInfo, Settings, Source, SourceContext, SourceError, SourceType};
 use crate::aggregate::Rates;
 use crate::cache::lock;
 use crate::config::reader::{Problems, Table};
@@ -116,7 +116,7 @@ pub const TYPE: SourceType = SourceType {
             description: "time since it connected",
         },
     ],
-    read,
+    read: super::read::<Wifi>,
 };
 
 /// Settings of the `wifi` source.
@@ -130,31 +130,29 @@ pub struct WifiSpec {
     pub max_stations: usize,
 }
 
-fn read(t: &mut Table<'_>, problems: &mut Problems) -> Option<Arc<dyn SourceSpec>> {
-    let include: Vec<String> = t.get_or("include", Vec::new(), problems);
-    let exclude: Vec<String> = t.get_or("exclude", Vec::new(), problems);
-    let per_station = t.get_or("per_station", true, problems);
-    let max_stations = t.number_in("max_stations", 64, 1, 10_000, problems) as usize;
-    Some(Arc::new(WifiSpec {
-        select: Selector::from_lists(&include, &exclude),
-        per_station,
-        max_stations,
-    }))
-}
-
-impl SourceSpec for WifiSpec {
-    fn build(&self, ctx: &SourceContext) -> Box<dyn Source> {
-        Box::new(self.source(ctx))
+impl Settings for WifiSpec {
+    fn read(t: &mut Table<'_>, problems: &mut Problems) -> Option<WifiSpec> {
+        let include: Vec<String> = t.get_or("include", Vec::new(), problems);
+        let exclude: Vec<String> = t.get_or("exclude", Vec::new(), problems);
+        let per_station = t.get_or("per_station", true, problems);
+        let max_stations = t.number_in("max_stations", 64, 1, 10_000, problems) as usize;
+        Some(WifiSpec {
+            select: Selector::from_lists(&include, &exclude),
+            per_station,
+            max_stations,
+        })
     }
 }
 
-impl WifiSpec {
-    fn source(&self, ctx: &SourceContext) -> Wifi {
+impl Build for Wifi {
+    type Settings = WifiSpec;
+
+    fn build(spec: &WifiSpec, ctx: &SourceContext) -> Wifi {
         let target = super::log_target(&ctx.instance);
         Wifi {
-            spec: self.clone(),
+            spec: spec.clone(),
             rates: ctx.rates(),
-            bound: Bound::new(self.max_stations, "stations", "max_stations", &target),
+            bound: Bound::new(spec.max_stations, "stations", "max_stations", &target),
             target,
             nl: None,
             told: false,
@@ -204,7 +202,7 @@ impl Source for Wifi {
             Err(e) => {
                 // A fresh socket next time: a half-read dump must not confuse the next one.
                 self.nl = None;
-                return Err(SourceError(e.to_string()));
+                return Err(SourceError::Netlink(e));
             }
             Ok(()) => {}
         }
@@ -414,7 +412,7 @@ mod tests {
     }
 
     fn on_fixtures(spec: WifiSpec) -> Wifi {
-        let mut source = spec.source(&context("openwrt", &Arc::new(Cache::in_memory())));
+        let mut source = Wifi::build(&spec, &context("openwrt", &Arc::new(Cache::in_memory())));
         source.radios = radios();
         source
     }
@@ -566,7 +564,7 @@ mod tests {
     fn the_config_keys_and_their_limits() {
         let given = read_config(
             r#"{"exclude": ["phy1-*"], "per_station": false, "max_stations": 5}"#,
-            read,
+            WifiSpec::read,
         )
         .unwrap();
         let expected = WifiSpec {
@@ -575,14 +573,14 @@ mod tests {
             max_stations: 5,
         };
         assert_eq!(format!("{given:?}"), format!("{expected:?}"));
-        let defaults = read_config("{}", read).unwrap();
+        let defaults = read_config("{}", WifiSpec::read).unwrap();
         assert_eq!(format!("{defaults:?}"), format!("{:?}", spec(true, 64)));
         let doc = crate::config::json::parse(r#"{"max_stations": 0}"#).unwrap();
         let mut problems = Problems::new("pipit.json");
         let mut t = crate::config::reader::Field::root(&doc)
             .table(&mut problems)
             .unwrap();
-        read(&mut t, &mut problems);
+        WifiSpec::read(&mut t, &mut problems);
         let errors = format!("{:?}", problems.into_errors());
         assert!(
             errors.contains("max_stations") && errors.contains("from 1 to 10000"),
@@ -592,7 +590,10 @@ mod tests {
 
     #[test]
     fn a_kernel_without_nl80211_reports_nothing_and_says_so_once() {
-        let mut source = spec(true, 64).source(&context("openwrt", &Arc::new(Cache::in_memory())));
+        let mut source = Wifi::build(
+            &spec(true, 64),
+            &context("openwrt", &Arc::new(Cache::in_memory())),
+        );
         let first = collect_with(&mut source, 100);
         if Nl80211::open().is_ok() {
             // A kernel with Wi-Fi (not the one this was written on) answers without complaint.

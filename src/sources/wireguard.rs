@@ -12,7 +12,7 @@ use std::time::{Duration, SystemTime};
 
 use super::bound::Bound;
 use super::naming::push_segment;
-use super::{Emitter, MetricInfo, Source, SourceContext, SourceError, SourceSpec, SourceType};
+use super::{Build, Emitter, MetricInfo, Settings, Source, SourceContext, SourceError, SourceType};
 use crate::aggregate::Rates;
 use crate::base64;
 use crate::cache::lock;
@@ -64,7 +64,7 @@ pub const TYPE: SourceType = SourceType {
             description: "bytes sent to the peer",
         },
     ],
-    read,
+    read: super::read::<Wireguard>,
 };
 
 /// Settings of the `wireguard` source.
@@ -78,30 +78,28 @@ pub struct WireguardSpec {
     pub max_peers: usize,
 }
 
-fn read(t: &mut Table<'_>, problems: &mut Problems) -> Option<Arc<dyn SourceSpec>> {
-    let interfaces = t.get_or("interfaces", Vec::new(), problems);
-    let per_peer = t.get_or("per_peer", true, problems);
-    let max_peers = t.number_in("max_peers", 64, 1, 10_000, problems) as usize;
-    Some(Arc::new(WireguardSpec {
-        interfaces,
-        per_peer,
-        max_peers,
-    }))
-}
-
-impl SourceSpec for WireguardSpec {
-    fn build(&self, ctx: &SourceContext) -> Box<dyn Source> {
-        Box::new(self.source(ctx))
+impl Settings for WireguardSpec {
+    fn read(t: &mut Table<'_>, problems: &mut Problems) -> Option<WireguardSpec> {
+        let interfaces = t.get_or("interfaces", Vec::new(), problems);
+        let per_peer = t.get_or("per_peer", true, problems);
+        let max_peers = t.number_in("max_peers", 64, 1, 10_000, problems) as usize;
+        Some(WireguardSpec {
+            interfaces,
+            per_peer,
+            max_peers,
+        })
     }
 }
 
-impl WireguardSpec {
-    fn source(&self, ctx: &SourceContext) -> Wireguard {
+impl Build for Wireguard {
+    type Settings = WireguardSpec;
+
+    fn build(spec: &WireguardSpec, ctx: &SourceContext) -> Wireguard {
         let target = super::log_target(&ctx.instance);
         Wireguard {
-            spec: self.clone(),
+            spec: spec.clone(),
             rates: ctx.rates(),
-            bound: Bound::new(self.max_peers, "peers", "max_peers", &target),
+            bound: Bound::new(spec.max_peers, "peers", "max_peers", &target),
             target,
             wg: None,
             links: None,
@@ -141,18 +139,18 @@ impl Source for Wireguard {
                 }
                 return Ok(());
             }
-            Err(NetlinkError::Refused(libc::EPERM)) => {
-                return Err(SourceError(
-                    "the kernel lists WireGuard peers only to a process with CAP_NET_ADMIN: \
-                     run pipit as root (on OpenWrt, option user 'root' in the agent section)"
-                        .into(),
-                ));
+            Err(e @ NetlinkError::Refused(libc::EPERM)) => {
+                return Err(SourceError::NotPermitted {
+                    why: "the kernel lists WireGuard peers only to a process with CAP_NET_ADMIN: \
+                          run pipit as root (on OpenWrt, option user 'root' in the agent section)",
+                    source: e,
+                });
             }
             Err(e) => {
                 // Fresh sockets next time: a half-read dump must not confuse the next one.
                 self.wg = None;
                 self.links = None;
-                return Err(SourceError(e.to_string()));
+                return Err(SourceError::Netlink(e));
             }
             Ok(()) => {}
         }
@@ -320,7 +318,8 @@ mod tests {
     }
 
     fn on_fixture(spec: WireguardSpec) -> Wireguard {
-        let mut source = spec.source(&context("openwrt", &Arc::new(Cache::in_memory())));
+        let mut source =
+            Wireguard::build(&spec, &context("openwrt", &Arc::new(Cache::in_memory())));
         source.devices = vec![fixture()];
         source
     }
@@ -416,7 +415,7 @@ mod tests {
     fn the_config_keys() {
         let given = read_config(
             r#"{"interfaces": ["wg0"], "per_peer": false, "max_peers": 3}"#,
-            read,
+            WireguardSpec::read,
         )
         .unwrap();
         let expected = WireguardSpec {
@@ -425,13 +424,16 @@ mod tests {
             max_peers: 3,
         };
         assert_eq!(format!("{given:?}"), format!("{expected:?}"));
-        let defaults = read_config("{}", read).unwrap();
+        let defaults = read_config("{}", WireguardSpec::read).unwrap();
         assert_eq!(format!("{defaults:?}"), format!("{:?}", spec(true, 64)));
     }
 
     #[test]
     fn a_kernel_without_wireguard_reports_nothing_and_says_so_once() {
-        let mut source = spec(true, 64).source(&context("openwrt", &Arc::new(Cache::in_memory())));
+        let mut source = Wireguard::build(
+            &spec(true, 64),
+            &context("openwrt", &Arc::new(Cache::in_memory())),
+        );
         let template = super::super::testing::template();
         let mut emit = emitter(&template, 100);
         let result = source.collect(&mut emit);

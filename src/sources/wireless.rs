@@ -4,11 +4,9 @@
 //! A box without wireless (no such file, or no interface in it) reports nothing.
 
 use std::io::ErrorKind;
-use std::sync::Arc;
 
 use super::naming::ServiceName;
-use super::{Emitter, MetricInfo, Source, SourceContext, SourceError, SourceSpec, SourceType};
-use crate::config::reader::{Problems, Table};
+use super::{Build, Emitter, MetricInfo, Source, SourceContext, SourceError, SourceType};
 use crate::procfs::Procfs;
 
 /// The registry entry.
@@ -33,24 +31,18 @@ pub const TYPE: SourceType = SourceType {
             description: "noise level (not sent when the driver gives none)",
         },
     ],
-    read,
+    read: super::read::<Wireless>,
 };
 
-/// The `wireless` source has no settings of its own.
-#[derive(Debug)]
-pub struct WirelessSpec;
+impl Build for Wireless {
+    type Settings = ();
 
-fn read(_: &mut Table<'_>, _: &mut Problems) -> Option<Arc<dyn SourceSpec>> {
-    Some(Arc::new(WirelessSpec))
-}
-
-impl SourceSpec for WirelessSpec {
-    fn build(&self, ctx: &SourceContext) -> Box<dyn Source> {
-        Box::new(Wireless {
+    fn build(_: &(), ctx: &SourceContext) -> Wireless {
+        Wireless {
             procfs: ctx.procfs.clone(),
             buf: String::new(),
             name: ServiceName::default(),
-        })
+        }
     }
 }
 
@@ -108,7 +100,7 @@ mod tests {
     #[test]
     fn a_router_s_station_and_access_point() {
         assert_eq!(
-            collect(&WirelessSpec, "openwrt"),
+            collect::<Wireless>(&(), "openwrt"),
             lines(
                 "wireless.wlan0.quality 54
                  wireless.wlan0.signal -56
@@ -120,8 +112,8 @@ mod tests {
 
     #[test]
     fn a_box_without_wireless_reports_nothing() {
-        assert_eq!(collect(&WirelessSpec, "debian"), "", "only the header");
-        assert_eq!(collect(&WirelessSpec, "openwrt-next"), "", "no file");
+        assert_eq!(collect::<Wireless>(&(), "debian"), "", "only the header");
+        assert_eq!(collect::<Wireless>(&(), "openwrt-next"), "", "no file");
     }
 
     #[test]

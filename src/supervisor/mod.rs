@@ -76,9 +76,10 @@ pub struct Finished {
     pub pgid: u32,
 }
 
-/// Why a check did not run to its end.
+/// Why the supervisor did not run a command (a check or a daemon) to its end: it could not spawn
+/// it, skipped it, or is stopping.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum RunError {
+pub enum SpawnError {
     /// It could not be started: the program does not exist, is not executable, the user cannot
     /// be switched to. The text says which; fix the source's `command` or `user`.
     NotStarted(String),
@@ -90,14 +91,14 @@ pub enum RunError {
     Stopped,
 }
 
-impl std::error::Error for RunError {}
+impl std::error::Error for SpawnError {}
 
-impl fmt::Display for RunError {
+impl fmt::Display for SpawnError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            RunError::NotStarted(why) => f.write_str(why),
-            RunError::Skipped(why) => write!(f, "skipped: {why}"),
-            RunError::Stopped => f.write_str("the supervisor is stopping"),
+            SpawnError::NotStarted(why) => f.write_str(why),
+            SpawnError::Skipped(why) => write!(f, "skipped: {why}"),
+            SpawnError::Stopped => f.write_str("the supervisor is stopping"),
         }
     }
 }
@@ -169,7 +170,7 @@ enum Request {
     Run {
         key: String,
         command: Arc<Command>,
-        reply: Sender<Result<Finished, RunError>>,
+        reply: Sender<Result<Finished, SpawnError>>,
         queued: Instant,
     },
     StartDaemon {
@@ -195,7 +196,7 @@ pub struct Supervisor {
 }
 
 impl Supervisor {
-    /// A handle to no supervisor: every request fails with [`RunError::Stopped`]. For tests of
+    /// A handle to no supervisor: every request fails with [`SpawnError::Stopped`]. For tests of
     /// sources that run no commands.
     #[cfg(test)]
     pub fn stopped() -> Supervisor {
@@ -208,8 +209,10 @@ impl Supervisor {
         }
     }
 
-    fn send(&self, request: Request) -> Result<(), RunError> {
-        self.requests.send(request).map_err(|_| RunError::Stopped)?;
+    fn send(&self, request: Request) -> Result<(), SpawnError> {
+        self.requests
+            .send(request)
+            .map_err(|_| SpawnError::Stopped)?;
         // The socket is non-blocking: when its buffer is full a wake-up is already pending.
         let _ = (&*self.wake).write(&[1]);
         Ok(())
@@ -217,7 +220,7 @@ impl Supervisor {
 
     /// Runs `command` as the check `key` and waits for it to end. A check whose `key` is still
     /// running (or waiting for a slot) is not started twice: the second request is skipped.
-    pub fn run(&self, key: &str, command: Arc<Command>) -> Result<Finished, RunError> {
+    pub fn run(&self, key: &str, command: Arc<Command>) -> Result<Finished, SpawnError> {
         let (reply, result) = bounded(1);
         self.send(Request::Run {
             key: key.to_owned(),
@@ -225,12 +228,12 @@ impl Supervisor {
             reply,
             queued: Instant::now(),
         })?;
-        result.recv().unwrap_or(Err(RunError::Stopped))
+        result.recv().unwrap_or(Err(SpawnError::Stopped))
     }
 
     /// Starts `command` as a daemon, restarted with backoff whenever it ends, until the returned
     /// handle is dropped.
-    pub fn start_daemon(&self, command: Arc<Command>) -> Result<Daemon, RunError> {
+    pub fn start_daemon(&self, command: Arc<Command>) -> Result<Daemon, SpawnError> {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let (events, rx) = bounded(DAEMON_QUEUE);
         let dropped = Arc::new(AtomicU64::new(0));

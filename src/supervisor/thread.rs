@@ -14,7 +14,7 @@ use crossbeam_channel::{Receiver, Sender, TryRecvError, TrySendError};
 use super::capture::{Captured, Lines};
 use super::process::{EXIT_TICK, Ended, Lingering, Process};
 use super::spawn::spawn;
-use super::{Command, DaemonEvent, Finished, Request, RunError, SupervisorConfig};
+use super::{Command, DaemonEvent, Finished, Request, SpawnError, SupervisorConfig};
 use crate::sys::{self, PollFd};
 use crate::telemetry::add;
 
@@ -55,7 +55,7 @@ enum Owner {
 struct Queued {
     key: String,
     command: Arc<Command>,
-    reply: Sender<Result<Finished, RunError>>,
+    reply: Sender<Result<Finished, SpawnError>>,
     queued: Instant,
 }
 
@@ -69,7 +69,7 @@ impl Queued {
 
 struct Check {
     key: String,
-    reply: Sender<Result<Finished, RunError>>,
+    reply: Sender<Result<Finished, SpawnError>>,
     process: Process,
     output: Output,
 }
@@ -262,11 +262,11 @@ impl Worker {
                 queued,
             } => {
                 if self.stop_deadline.is_some() {
-                    let _ = reply.send(Err(RunError::Stopped));
+                    let _ = reply.send(Err(SpawnError::Stopped));
                 } else if self.checks.iter().any(|c| c.key == key)
                     || self.queue.iter().any(|q| q.key == key)
                 {
-                    let _ = reply.send(Err(RunError::Skipped(
+                    let _ = reply.send(Err(SpawnError::Skipped(
                         "the previous run is still going".into(),
                     )));
                 } else {
@@ -305,7 +305,7 @@ impl Worker {
             Request::Stop { deadline } => {
                 self.stop_deadline = Some(deadline);
                 for q in self.queue.drain(..) {
-                    let _ = q.reply.send(Err(RunError::Stopped));
+                    let _ = q.reply.send(Err(SpawnError::Stopped));
                 }
                 for c in &mut self.checks {
                     c.process.terminate(now, Some(deadline));
@@ -351,7 +351,7 @@ impl Worker {
                     });
                 }
                 Err(e) => {
-                    let _ = q.reply.send(Err(RunError::NotStarted(e.to_string())));
+                    let _ = q.reply.send(Err(SpawnError::NotStarted(e.to_string())));
                 }
             }
         }
@@ -371,7 +371,7 @@ impl Worker {
             "no free slot within its timeout: {} check(s) running (supervisor.max_checks)",
             self.config.max_checks
         );
-        let _ = q.reply.send(Err(RunError::Skipped(why)));
+        let _ = q.reply.send(Err(SpawnError::Skipped(why)));
     }
 
     fn start_daemons(&mut self, now: Instant) {

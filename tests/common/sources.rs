@@ -49,7 +49,9 @@ impl Built {
     /// One collection that must succeed.
     pub fn events(&mut self) -> Vec<Event> {
         let (events, outcome) = self.collect();
-        assert_eq!(outcome, Ok(()), "{events:?}");
+        if let Err(e) = outcome {
+            panic!("the collection {e}: {events:?}");
+        }
         events
     }
 }

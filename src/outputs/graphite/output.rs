@@ -1,26 +1,23 @@
 //! The `graphite` output: events with a metric become datapoints sent to carbon.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use super::batch::Batch;
-use super::client::{
-    DEFAULT_MAX_HELD, DEFAULT_RESEND_WINDOW, GraphiteClient, GraphiteError, Protocol, Timeouts,
-};
+use super::client::{DEFAULT_MAX_HELD, DEFAULT_RESEND_WINDOW, GraphiteClient, Protocol, Timeouts};
 use super::path::{Naming, Unencodable};
 use crate::complain::Complaint;
 use crate::config::reader::{Problems, Table};
 use crate::event::Event;
 use crate::liveness::Liveness;
 use crate::outputs::destination::{Destination, read_targets};
-use crate::outputs::{Output, OutputError, OutputSpec, OutputType};
+use crate::outputs::{Output, OutputError, OutputSpec, OutputType, Settings};
 use crate::quote::quote;
 
 /// The registry entry.
 pub const TYPE: OutputType = OutputType {
     name: "graphite",
     description: "datapoints to carbon: plaintext over TCP or UDP, or pickle over TCP",
-    read,
+    read: crate::outputs::read::<GraphiteSpec>,
 };
 
 /// Settings of the `graphite` output.
@@ -55,47 +52,45 @@ impl GraphiteSpec {
     }
 }
 
-fn read(t: &mut Table<'_>, problems: &mut Problems) -> Option<Arc<dyn OutputSpec>> {
-    Some(Arc::new(read_spec(t, problems)?))
-}
-
-fn read_spec(t: &mut Table<'_>, problems: &mut Problems) -> Option<GraphiteSpec> {
-    let protocol = match t.choice("protocol", &["tcp", "udp", "pickle"], "tcp", problems) {
-        "udp" => Protocol::Udp,
-        "pickle" => Protocol::Pickle,
-        _ => Protocol::Plaintext,
-    };
-    let targets = read_targets(t, protocol.default_port(), problems);
-    let naming = Naming::read(t, problems);
-    let d = Timeouts::default();
-    let min = Duration::from_millis(1);
-    let timeouts = Timeouts {
-        connect: t.duration_at_least("connect_timeout", d.connect, min, problems),
-        write: t.duration_at_least("write_timeout", d.write, min, problems),
-    };
-    let resend_window = t.duration_at_least(
-        "resend_window",
-        DEFAULT_RESEND_WINDOW,
-        Duration::ZERO,
-        problems,
-    );
-    let max_unconfirmed = t.number_in(
-        "max_unconfirmed_bytes",
-        DEFAULT_MAX_HELD as u64,
-        64 << 10,
-        1 << 30,
-        problems,
-    ) as usize;
-    let liveness = Liveness::read(t, problems);
-    Some(GraphiteSpec {
-        targets: targets?,
-        protocol,
-        naming,
-        timeouts,
-        resend_window,
-        max_unconfirmed,
-        liveness,
-    })
+impl Settings for GraphiteSpec {
+    fn read(t: &mut Table<'_>, problems: &mut Problems) -> Option<GraphiteSpec> {
+        let protocol = match t.choice("protocol", &["tcp", "udp", "pickle"], "tcp", problems) {
+            "udp" => Protocol::Udp,
+            "pickle" => Protocol::Pickle,
+            _ => Protocol::Plaintext,
+        };
+        let targets = read_targets(t, protocol.default_port(), problems);
+        let naming = Naming::read(t, problems);
+        let d = Timeouts::default();
+        let min = Duration::from_millis(1);
+        let timeouts = Timeouts {
+            connect: t.duration_at_least("connect_timeout", d.connect, min, problems),
+            write: t.duration_at_least("write_timeout", d.write, min, problems),
+        };
+        let resend_window = t.duration_at_least(
+            "resend_window",
+            DEFAULT_RESEND_WINDOW,
+            Duration::ZERO,
+            problems,
+        );
+        let max_unconfirmed = t.number_in(
+            "max_unconfirmed_bytes",
+            DEFAULT_MAX_HELD as u64,
+            64 << 10,
+            1 << 30,
+            problems,
+        ) as usize;
+        let liveness = Liveness::read(t, problems);
+        Some(GraphiteSpec {
+            targets: targets?,
+            protocol,
+            naming,
+            timeouts,
+            resend_window,
+            max_unconfirmed,
+            liveness,
+        })
+    }
 }
 
 impl OutputSpec for GraphiteSpec {
@@ -163,13 +158,9 @@ impl Output for GraphiteOutput {
             }
         }
         self.batch.finish();
-        self.client.send_batch(&self.batch).map_err(|e| match &e {
-            GraphiteError::Connect { source, .. } | GraphiteError::Write { source, .. } => {
-                OutputError::io(source, e.to_string())
-            }
-            GraphiteError::Unconfirmed { .. } => OutputError::failed(e.to_string()),
-            _ => OutputError::failed(e.to_string()),
-        })
+        self.client
+            .send_batch(&self.batch)
+            .map_err(OutputError::Graphite)
     }
 
     fn take_unencodable(&mut self) -> u64 {
@@ -200,7 +191,7 @@ mod tests {
         let doc = json::parse(text).unwrap();
         let mut p = Problems::new("t.json");
         let mut t = Field::root(&doc).table(&mut p).unwrap();
-        let spec = read_spec(&mut t, &mut p);
+        let spec = GraphiteSpec::read(&mut t, &mut p);
         t.finish(&mut p);
         match spec {
             Some(spec) if p.is_empty() => Ok(spec),

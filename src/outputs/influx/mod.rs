@@ -10,13 +10,12 @@
 pub mod answer;
 pub mod line;
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use line::{Format, Precision};
 use ureq::Agent;
 
-use super::{Output, OutputError, OutputSpec, OutputType};
+use super::{Output, OutputError, OutputSpec, OutputType, Settings};
 use crate::complain::Complaint;
 use crate::config::reader::{Field, Problems, Table};
 use crate::config::secret::Secret;
@@ -30,7 +29,7 @@ use crate::quote::quote;
 pub const TYPE: OutputType = OutputType {
     name: "influxdb",
     description: "line protocol over HTTP to InfluxDB 1.x or 2.x (or VictoriaMetrics)",
-    read,
+    read: crate::outputs::read::<InfluxSpec>,
 };
 
 /// Which write API is spoken.
@@ -73,66 +72,64 @@ pub struct InfluxSpec {
     pub liveness: Liveness,
 }
 
-fn read(t: &mut Table<'_>, problems: &mut Problems) -> Option<Arc<dyn OutputSpec>> {
-    read_spec(t, problems).map(|s| Arc::new(s) as Arc<dyn OutputSpec>)
-}
-
-fn read_spec(t: &mut Table<'_>, problems: &mut Problems) -> Option<InfluxSpec> {
-    let urls = read_urls(t, problems);
-    let version = t.number_in("version", 1, 1, 2, problems);
-    let db = t.get::<String>("db", problems);
-    let org = t.get::<String>("org", problems);
-    let bucket = t.get::<String>("bucket", problems);
-    let api = match (version, db, org, bucket) {
-        (1, Some(db), None, None) => Some(Api::V1 { db }),
-        (2, None, Some(org), Some(bucket)) => Some(Api::V2 { org, bucket }),
-        _ => {
-            let message = if version == 1 {
-                "version 1 writes to a database: set \"db\" (and not \"org\" or \"bucket\")"
-            } else {
-                "version 2 writes to a bucket: set \"org\" and \"bucket\" (and not \"db\")"
-            };
-            problems.at(t.as_field(), message);
-            None
+impl Settings for InfluxSpec {
+    fn read(t: &mut Table<'_>, problems: &mut Problems) -> Option<InfluxSpec> {
+        let urls = read_urls(t, problems);
+        let version = t.number_in("version", 1, 1, 2, problems);
+        let db = t.get::<String>("db", problems);
+        let org = t.get::<String>("org", problems);
+        let bucket = t.get::<String>("bucket", problems);
+        let api = match (version, db, org, bucket) {
+            (1, Some(db), None, None) => Some(Api::V1 { db }),
+            (2, None, Some(org), Some(bucket)) => Some(Api::V2 { org, bucket }),
+            _ => {
+                let message = if version == 1 {
+                    "version 1 writes to a database: set \"db\" (and not \"org\" or \"bucket\")"
+                } else {
+                    "version 2 writes to a bucket: set \"org\" and \"bucket\" (and not \"db\")"
+                };
+                problems.at(t.as_field(), message);
+                None
+            }
+        };
+        let precision = match t.choice("precision", &["s", "ms", "us", "ns"], "ms", problems) {
+            "s" => Precision::Seconds,
+            "us" => Precision::Micros,
+            "ns" => Precision::Nanos,
+            _ => Precision::Millis,
+        };
+        let string_fields = t.get_or("string_fields", true, problems);
+        let integers = t
+            .get_or::<Vec<String>>("integers", Vec::new(), problems)
+            .iter()
+            .map(|p| Pattern::new(p))
+            .collect();
+        let token = t.get::<String>("token", problems).map(Secret::new);
+        if let (Some(token), Some(field)) = (&token, t.field("token")) {
+            if ureq::http::HeaderValue::from_str(token.expose()).is_err() {
+                problems.at(
+                    &field,
+                    "expected printable ASCII without line breaks or NUL (it is sent in an HTTP header)",
+                );
+            }
         }
-    };
-    let precision = match t.choice("precision", &["s", "ms", "us", "ns"], "ms", problems) {
-        "s" => Precision::Seconds,
-        "us" => Precision::Micros,
-        "ns" => Precision::Nanos,
-        _ => Precision::Millis,
-    };
-    let string_fields = t.get_or("string_fields", true, problems);
-    let integers = t
-        .get_or::<Vec<String>>("integers", Vec::new(), problems)
-        .iter()
-        .map(|p| Pattern::new(p))
-        .collect();
-    let token = t.get::<String>("token", problems).map(Secret::new);
-    if let (Some(token), Some(field)) = (&token, t.field("token")) {
-        if ureq::http::HeaderValue::from_str(token.expose()).is_err() {
-            problems.at(
-                &field,
-                "expected printable ASCII without line breaks or NUL (it is sent in an HTTP header)",
-            );
-        }
+        let min = Duration::from_millis(1);
+        let connect_timeout =
+            t.duration_at_least("connect_timeout", Duration::from_secs(5), min, problems);
+        let timeout = t.duration_at_least("timeout", Duration::from_secs(10), min, problems);
+        let liveness = Liveness::read(t, problems);
+        Some(InfluxSpec {
+            urls: urls?,
+            api: api?,
+            precision,
+            string_fields,
+            integers,
+            token,
+            connect_timeout,
+            timeout,
+            liveness,
+        })
     }
-    let min = Duration::from_millis(1);
-    let connect_timeout =
-        t.duration_at_least("connect_timeout", Duration::from_secs(5), min, problems);
-    let timeout = t.duration_at_least("timeout", Duration::from_secs(10), min, problems);
-    let liveness = Liveness::read(t, problems);
-    Some(InfluxSpec {
-        urls: urls?,
-        api: api?,
-        precision,
-        string_fields,
-        integers,
-        token,
-        connect_timeout,
-        timeout,
-        liveness,
-    })
 }
 
 /// Reads `url` (one server) or `targets` (a list of base URLs, for the delivery strategies).
@@ -195,7 +192,7 @@ impl InfluxSpec {
     /// The URL batches for target `index` are POSTed to.
     pub fn write_url(&self, index: usize) -> Result<String, OutputError> {
         let base = self.urls.get(index).ok_or_else(|| {
-            OutputError::failed(format!("no target number {index} in {:?}", self.urls))
+            OutputError::BadTarget(format!("no target number {index} in {:?}", self.urls))
         })?;
         Ok(self.write_url_of(base))
     }
@@ -330,28 +327,26 @@ impl Output for Influx {
         if let Some(authorization) = &self.authorization {
             request = request.header("Authorization", authorization);
         }
-        let mut response = request.send(self.body.as_str()).map_err(|e| {
-            let message = format!("{}: {}", self.url, describe(&e, self.timeouts));
-            match e {
-                ureq::Error::Timeout(_) => OutputError::timeout(message),
-                _ => OutputError::failed(message),
-            }
-        })?;
+        let mut response =
+            request
+                .send(self.body.as_str())
+                .map_err(|source| OutputError::Http {
+                    url: self.url.clone(),
+                    why: describe(&source, self.timeouts),
+                    source: Box::new(source),
+                })?;
         let status = response.status().as_u16();
         if (200..300).contains(&status) {
             return Ok(());
         }
         let answer = answer::read(response.body_mut().as_reader());
         let reason = crate::http_client::quote_answer(&answer.head, &self.secrets);
-        let message = format!("{}: HTTP {status}: {reason}", self.url);
-        if (400..500).contains(&status) && !matches!(status, 401 | 403 | 404 | 408 | 429) {
-            Err(match answer.refused {
-                Some(refused) => OutputError::partly_rejected(refused, message),
-                None => OutputError::rejected(message),
-            })
-        } else {
-            Err(OutputError::failed(message))
-        }
+        Err(OutputError::Status {
+            url: self.url.clone(),
+            status,
+            reason,
+            refused: answer.refused,
+        })
     }
 
     fn take_unencodable(&mut self) -> u64 {
@@ -365,7 +360,7 @@ mod tests {
     use crate::config::reader::read_section;
 
     fn spec(text: &str) -> Result<InfluxSpec, Vec<String>> {
-        read_section(text, read_spec)
+        read_section(text, InfluxSpec::read)
     }
 
     #[test]

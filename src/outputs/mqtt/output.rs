@@ -19,12 +19,12 @@ use crate::config::agent::{read_hostname, system_hostname};
 use crate::config::reader::{Problems, Table};
 use crate::config::secret::Secret;
 use crate::event::Event;
-use crate::mqtt::client::{self, Connection, Error, Session, Timeouts, Transport};
+use crate::mqtt::client::{self, Connection, MqttError, Session, Timeouts, Transport};
 use crate::mqtt::codec::{self, Incoming, Publish, QoS, Role, Will};
 use crate::mqtt::topic::{self, Layout};
 use crate::mqtt::{DEFAULT_PORT, DEFAULT_TLS_PORT};
 use crate::outputs::destination::{Destination, read_targets};
-use crate::outputs::{Output, OutputError, OutputSpec, OutputType};
+use crate::outputs::{Output, OutputError, OutputSpec, OutputType, Settings};
 use crate::prometheus_name::SourceNames;
 use crate::tls::TlsFiles;
 
@@ -32,7 +32,7 @@ use crate::tls::TlsFiles;
 pub const TYPE: OutputType = OutputType {
     name: "mqtt",
     description: "events to an MQTT 3.1.1 broker, QoS 0 or 1 (value per topic or JSON)",
-    read,
+    read: crate::outputs::read::<MqttSpec>,
 };
 
 /// Settings of the `mqtt` output.
@@ -76,105 +76,104 @@ pub enum MessagePer {
     Collection,
 }
 
-fn read(t: &mut Table<'_>, problems: &mut Problems) -> Option<Arc<dyn OutputSpec>> {
-    read_spec(t, problems).map(|s| Arc::new(s) as Arc<dyn OutputSpec>)
-}
-
-fn read_spec(t: &mut Table<'_>, problems: &mut Problems) -> Option<MqttSpec> {
-    let tls_wanted = t.choice("transport", &["tcp", "tls"], "tcp", problems) == "tls";
-    let default_port = if tls_wanted {
-        DEFAULT_TLS_PORT
-    } else {
-        DEFAULT_PORT
-    };
-    let targets = read_targets(t, default_port, problems);
-    let tls = TlsFiles::read(t, tls_wanted, "\"tcp\"", problems);
-    let qos = match t.number_in("qos", 1, 0, 1, problems) {
-        0 => QoS::AtMostOnce,
-        _ => QoS::AtLeastOnce,
-    };
-    let prefix = read_prefix(t, problems);
-    let layout = match t.choice("layout", &["value", "json"], "value", problems) {
-        "json" => Layout::Json,
-        _ => Layout::Value {
-            timestamp: t.get_or("timestamp", false, problems),
-        },
-    };
-    let message_per = match t.choice("message_per", &["event", "collection"], "event", problems) {
-        "collection" => MessagePer::Collection,
-        _ => MessagePer::Event,
-    };
-    if message_per == MessagePer::Collection && layout != Layout::Json {
-        problems.at(
-            t.as_field(),
-            "\"message_per\": \"collection\" publishes JSON: set \"layout\": \"json\" too",
+impl Settings for MqttSpec {
+    fn read(t: &mut Table<'_>, problems: &mut Problems) -> Option<MqttSpec> {
+        let tls_wanted = t.choice("transport", &["tcp", "tls"], "tcp", problems) == "tls";
+        let default_port = if tls_wanted {
+            DEFAULT_TLS_PORT
+        } else {
+            DEFAULT_PORT
+        };
+        let targets = read_targets(t, default_port, problems);
+        let tls = TlsFiles::read(t, tls_wanted, "\"tcp\"", problems);
+        let qos = match t.number_in("qos", 1, 0, 1, problems) {
+            0 => QoS::AtMostOnce,
+            _ => QoS::AtLeastOnce,
+        };
+        let prefix = read_prefix(t, problems);
+        let layout = match t.choice("layout", &["value", "json"], "value", problems) {
+            "json" => Layout::Json,
+            _ => Layout::Value {
+                timestamp: t.get_or("timestamp", false, problems),
+            },
+        };
+        let message_per = match t.choice("message_per", &["event", "collection"], "event", problems)
+        {
+            "collection" => MessagePer::Collection,
+            _ => MessagePer::Event,
+        };
+        if message_per == MessagePer::Collection && layout != Layout::Json {
+            problems.at(
+                t.as_field(),
+                "\"message_per\": \"collection\" publishes JSON: set \"layout\": \"json\" too",
+            );
+        }
+        let retain = t.get_or("retain", false, problems);
+        let inflight = t.number_in("inflight", 32, 1, 65_535, problems) as usize;
+        let node = read_hostname(t, problems).unwrap_or_else(system_hostname);
+        let availability = t.get_or("availability", true, problems);
+        let discovery = discovery::read(
+            t.field("discovery"),
+            &node,
+            message_per == MessagePer::Collection,
+            problems,
         );
-    }
-    let retain = t.get_or("retain", false, problems);
-    let inflight = t.number_in("inflight", 32, 1, 65_535, problems) as usize;
-    let node = read_hostname(t, problems).unwrap_or_else(system_hostname);
-    let availability = t.get_or("availability", true, problems);
-    let discovery = discovery::read(
-        t.field("discovery"),
-        &node,
-        message_per == MessagePer::Collection,
-        problems,
-    );
-    let five = Duration::from_secs(5);
-    let ms = Duration::from_millis(1);
-    let timeouts = Timeouts {
-        connect: t.duration_at_least("connect_timeout", five, ms, problems),
-        write: t.duration_at_least("write_timeout", five, ms, problems),
-        ack: t.duration_at_least("ack_timeout", five, ms, problems),
-    };
-    let keepalive = t.duration_at_least(
-        "keepalive",
-        Duration::from_secs(30),
-        Duration::ZERO,
-        problems,
-    );
-    if keepalive.as_secs() > u64::from(u16::MAX) {
-        problems.at(t.as_field(), "keepalive: expected at most 65535s");
-    }
-    let client_id = t
-        .get::<String>("client_id", problems)
-        .unwrap_or_else(|| client::default_client_id(&node));
-    let username = t.get::<String>("username", problems);
-    let password = t.get::<String>("password", problems).map(Secret::new);
-    if password.is_some() && username.is_none() {
-        problems.at(
-            t.as_field(),
-            "\"password\" needs a \"username\" (MQTT 3.1.1 sends no password alone)",
+        let five = Duration::from_secs(5);
+        let ms = Duration::from_millis(1);
+        let timeouts = Timeouts {
+            connect: t.duration_at_least("connect_timeout", five, ms, problems),
+            write: t.duration_at_least("write_timeout", five, ms, problems),
+            ack: t.duration_at_least("ack_timeout", five, ms, problems),
+        };
+        let keepalive = t.duration_at_least(
+            "keepalive",
+            Duration::from_secs(30),
+            Duration::ZERO,
+            problems,
         );
+        if keepalive.as_secs() > u64::from(u16::MAX) {
+            problems.at(t.as_field(), "keepalive: expected at most 65535s");
+        }
+        let client_id = t
+            .get::<String>("client_id", problems)
+            .unwrap_or_else(|| client::default_client_id(&node));
+        let username = t.get::<String>("username", problems);
+        let password = t.get::<String>("password", problems).map(Secret::new);
+        if password.is_some() && username.is_none() {
+            problems.at(
+                t.as_field(),
+                "\"password\" needs a \"username\" (MQTT 3.1.1 sends no password alone)",
+            );
+        }
+        let will = availability.then(|| Will {
+            topic: topic::node_topic(&prefix, &node, "status"),
+            payload: b"offline".to_vec(),
+            qos: QoS::AtLeastOnce,
+            retain: true,
+        });
+        Some(MqttSpec {
+            targets: targets?,
+            tls,
+            qos,
+            prefix,
+            layout,
+            message_per,
+            retain,
+            inflight,
+            node,
+            availability,
+            discovery,
+            session: Session {
+                client_id,
+                keepalive,
+                clean_session: t.get_or("clean_session", false, problems),
+                will,
+                username,
+                password,
+            },
+            timeouts,
+        })
     }
-    let will = availability.then(|| Will {
-        topic: topic::node_topic(&prefix, &node, "status"),
-        payload: b"offline".to_vec(),
-        qos: QoS::AtLeastOnce,
-        retain: true,
-    });
-    Some(MqttSpec {
-        targets: targets?,
-        tls,
-        qos,
-        prefix,
-        layout,
-        message_per,
-        retain,
-        inflight,
-        node,
-        availability,
-        discovery,
-        session: Session {
-            client_id,
-            keepalive,
-            clean_session: t.get_or("clean_session", false, problems),
-            will,
-            username,
-            password,
-        },
-        timeouts,
-    })
 }
 
 /// Reads `prefix`: topic levels without wildcards or NUL, not starting with `$` (the broker's own
@@ -215,13 +214,11 @@ impl OutputSpec for MqttSpec {
         let transport = match &self.tls {
             None => Transport::Tcp,
             #[cfg(feature = "tls")]
-            Some(files) => {
-                Transport::Tls(files.load(&target.node.host).map_err(OutputError::failed)?)
-            }
+            Some(files) => Transport::Tls(files.load(&target.node.host).map_err(OutputError::Tls)?),
             #[cfg(not(feature = "tls"))]
             Some(_) => {
-                return Err(OutputError::failed(
-                    "this pipit was built without the \"tls\" feature",
+                return Err(OutputError::Tls(
+                    "this pipit was built without the \"tls\" feature".to_owned(),
                 ));
             }
         };
@@ -379,7 +376,7 @@ impl MqttOutput {
     /// Publishes (retained, QoS 1, at most `inflight` at a time) the config messages the broker
     /// has not acknowledged on this connection, and waits for their PUBACKs: every one after a
     /// reconnect, since the broker may have lost its retained messages, and the new ones otherwise.
-    fn announce(&mut self) -> Result<(), Error> {
+    fn announce(&mut self) -> Result<(), MqttError> {
         let ack = self.spec.timeouts.ack;
         while self.announced < self.announcements.messages.len() {
             let end = self
@@ -403,7 +400,7 @@ impl MqttOutput {
                     },
                     &mut self.out,
                 )
-                .map_err(Error::Encode)?;
+                .map_err(MqttError::Encode)?;
             }
             self.flush()?;
             let conn = self.conn.as_mut().expect("connected before announcing");
@@ -421,7 +418,7 @@ impl MqttOutput {
     /// The open connection, opened (and `online` published) when there is none or the broker
     /// stopped answering while it was idle. A new connection without the old session makes every
     /// unacknowledged message a first send again.
-    fn connect(&mut self) -> Result<(), Error> {
+    fn connect(&mut self) -> Result<(), MqttError> {
         let ack = self.spec.timeouts.ack;
         if self.conn.as_mut().is_some_and(|c| c.is_dead(ack)) {
             log::debug!(target: &self.log_target, "{}: connection dead while idle, reconnecting", self.addr);
@@ -464,7 +461,7 @@ impl MqttOutput {
 
     /// Publishes the messages; at QoS 1 returns once each is acknowledged. On failure what was
     /// acknowledged, and the identifiers of what was sent, are remembered for the next attempt.
-    fn deliver(&mut self, messages: &[Option<Message>]) -> Result<(), Error> {
+    fn deliver(&mut self, messages: &[Option<Message>]) -> Result<(), MqttError> {
         let mut acked = vec![false; messages.len()];
         let mut ids = vec![0u16; messages.len()];
         let result = self.publish_all(messages, &mut acked, &mut ids);
@@ -487,7 +484,7 @@ impl MqttOutput {
         messages: &[Option<Message>],
         acked: &mut [bool],
         ids: &mut [u16],
-    ) -> Result<(), Error> {
+    ) -> Result<(), MqttError> {
         self.connect()?;
         self.announce()?;
         let ack = self.spec.timeouts.ack;
@@ -524,7 +521,7 @@ impl MqttOutput {
                 },
                 &mut self.out,
             )
-            .map_err(Error::Encode)?;
+            .map_err(MqttError::Encode)?;
             if qos == QoS::AtLeastOnce {
                 ids[i] = id;
                 inflight.push_back((id, i));
@@ -547,7 +544,7 @@ impl MqttOutput {
         Ok(())
     }
 
-    fn flush(&mut self) -> Result<(), Error> {
+    fn flush(&mut self) -> Result<(), MqttError> {
         if self.out.is_empty() {
             return Ok(());
         }
@@ -563,7 +560,7 @@ impl MqttOutput {
         &mut self,
         inflight: &mut VecDeque<(u16, usize)>,
         acked: &mut [bool],
-    ) -> Result<(), Error> {
+    ) -> Result<(), MqttError> {
         let ack = self.spec.timeouts.ack;
         let conn = self.conn.as_mut().expect("connected before waiting");
         let deadline = std::time::Instant::now() + ack;
@@ -639,13 +636,11 @@ fn key(topic: &str, payload: &[u8], event: &Event) -> u64 {
         .hash_one((topic, payload, event.time))
 }
 
-/// The delivery error for a client error: a timeout for a missing answer or a timed-out step.
-fn error(addr: &str, e: Error) -> OutputError {
-    let message = format!("{addr}: {e}");
-    match &e {
-        Error::AckTimeout(_) => OutputError::timeout(message),
-        Error::Connect(io) | Error::Write(io) | Error::Read(io) => OutputError::io(io, message),
-        _ => OutputError::failed(message),
+/// The delivery error for a client error.
+fn error(addr: &str, source: MqttError) -> OutputError {
+    OutputError::Mqtt {
+        addr: addr.to_owned(),
+        source,
     }
 }
 
@@ -655,7 +650,7 @@ mod tests {
     use crate::config::reader::read_section;
 
     fn spec(text: &str) -> Result<MqttSpec, Vec<String>> {
-        read_section(text, read_spec)
+        read_section(text, MqttSpec::read)
     }
 
     #[test]
@@ -758,7 +753,7 @@ mod tests {
             "mqtt over TLS QoS 1 under \"pipit\" to h:8883"
         );
         let built = s.build_target(0, "out.mqtt");
-        assert!(built.is_err_and(|e| e.message.contains("/nonexistent/ca.pem")));
+        assert!(built.is_err_and(|e| e.to_string().contains("/nonexistent/ca.pem")));
     }
 
     #[test]

@@ -7,7 +7,7 @@
 //! 400 when one sample in it is out of order, a duplicate with another value, or too old (500 for
 //! one older than its out-of-order window, in 2.42), and stores none of it; so on those answers the batch is split in halves, sent again in order, and
 //! split further where refused, until each refused sample stands alone: the others are stored
-//! and only the refused ones count as rejected ([`OutputError::partly_rejected`]). 5xx answers,
+//! and only the refused ones count as rejected ([`OutputError::SamplesRefused`]). 5xx answers,
 //! the other 4xx and timeouts count as failed deliveries.
 
 pub mod snappy;
@@ -20,7 +20,7 @@ use std::time::Duration;
 
 use ureq::Agent;
 
-use super::{ErrorKind, Output, OutputError, OutputSpec, OutputType};
+use super::{ErrorKind, Output, OutputError, OutputSpec, OutputType, Settings};
 use crate::complain::Complaint;
 use crate::config::reader::{Problems, Table};
 use crate::config::secret::Secret;
@@ -36,7 +36,7 @@ use write_request::Encoder;
 pub const TYPE: OutputType = OutputType {
     name: "prometheus_remote_write",
     description: "Prometheus remote write 1.0 (protobuf, snappy) over HTTP",
-    read,
+    read: crate::outputs::read::<RemoteWriteSpec>,
 };
 
 /// What Prometheus answers when one sample of a request cannot be stored, with 400 (`too old
@@ -79,28 +79,26 @@ pub struct RemoteWriteSpec {
     pub sources: Vec<SourceNames>,
 }
 
-fn read(t: &mut Table<'_>, problems: &mut Problems) -> Option<Arc<dyn OutputSpec>> {
-    read_spec(t, problems).map(|s| Arc::new(s) as Arc<dyn OutputSpec>)
-}
-
-fn read_spec(t: &mut Table<'_>, problems: &mut Problems) -> Option<RemoteWriteSpec> {
-    let url = read_url(t, problems);
-    let auth = read_auth(t, problems);
-    let labels = read_labels(t, problems);
-    let min = Duration::from_millis(1);
-    let connect_timeout =
-        t.duration_at_least("connect_timeout", Duration::from_secs(5), min, problems);
-    let timeout = t.duration_at_least("timeout", Duration::from_secs(10), min, problems);
-    let liveness = Liveness::read(t, problems);
-    Some(RemoteWriteSpec {
-        url: url?,
-        auth: auth?,
-        labels,
-        connect_timeout,
-        timeout,
-        liveness,
-        sources: Vec::new(),
-    })
+impl Settings for RemoteWriteSpec {
+    fn read(t: &mut Table<'_>, problems: &mut Problems) -> Option<RemoteWriteSpec> {
+        let url = read_url(t, problems);
+        let auth = read_auth(t, problems);
+        let labels = read_labels(t, problems);
+        let min = Duration::from_millis(1);
+        let connect_timeout =
+            t.duration_at_least("connect_timeout", Duration::from_secs(5), min, problems);
+        let timeout = t.duration_at_least("timeout", Duration::from_secs(10), min, problems);
+        let liveness = Liveness::read(t, problems);
+        Some(RemoteWriteSpec {
+            url: url?,
+            auth: auth?,
+            labels,
+            connect_timeout,
+            timeout,
+            liveness,
+            sources: Vec::new(),
+        })
+    }
 }
 
 /// Reads `url`: http or https, without a user part (credentials go in their own keys).
@@ -301,13 +299,14 @@ impl RemoteWrite {
         if let Some(authorization) = &self.authorization {
             request = request.header("Authorization", authorization);
         }
-        let mut response = request.send(&self.compressed[..]).map_err(|e| {
-            let message = format!("{}: {}", self.shown_url, describe(&e, self.timeouts));
-            match e {
-                ureq::Error::Timeout(_) => OutputError::timeout(message),
-                _ => OutputError::failed(message),
-            }
-        })?;
+        let mut response =
+            request
+                .send(&self.compressed[..])
+                .map_err(|source| OutputError::Http {
+                    url: self.shown_url.clone(),
+                    why: describe(&source, self.timeouts),
+                    source: Box::new(source),
+                })?;
         let status = response.status().as_u16();
         if (200..300).contains(&status) {
             return Ok(Answer::Stored);
@@ -316,13 +315,16 @@ impl RemoteWrite {
             .map(|s| String::from_utf8_lossy(&s.head).into_owned())
             .unwrap_or_default();
         let reason = crate::http_client::quote_answer(&answer, &self.secrets);
-        let message = format!("{}: HTTP {status}: {reason}", self.shown_url);
+        let refusal = OutputError::Status {
+            url: self.shown_url.clone(),
+            status,
+            reason,
+            refused: None,
+        };
         if matches!(status, 400 | 500) && SAMPLE_REFUSALS.iter().any(|r| answer.contains(r)) {
-            Ok(Answer::SampleRefused(message))
-        } else if (400..500).contains(&status) && !matches!(status, 401 | 403 | 404 | 408 | 429) {
-            Err(OutputError::rejected(message))
+            Ok(Answer::SampleRefused(refusal.to_string()))
         } else {
-            Err(OutputError::failed(message))
+            Err(refusal)
         }
     }
 
@@ -339,7 +341,7 @@ impl RemoteWrite {
             match self.post(half.clone()) {
                 Ok(Answer::Stored) => {}
                 Ok(Answer::SampleRefused(_)) => refused += self.isolate(half)?,
-                Err(e) if e.kind == ErrorKind::Rejected => refused += half.len() as u64,
+                Err(e) if e.kind() == ErrorKind::Rejected => refused += half.len() as u64,
                 Err(e) => return Err(e),
             }
         }
@@ -372,13 +374,10 @@ impl Output for RemoteWrite {
             Answer::Stored => Ok(()),
             Answer::SampleRefused(first) => {
                 let refused = self.isolate(0..n)?;
-                let message = format!(
-                    "{first} (it refused {refused} of {n} sample(s); the others were sent again and stored)"
-                );
-                Err(if refused as usize == n {
-                    OutputError::rejected(message)
-                } else {
-                    OutputError::partly_rejected(refused, message)
+                Err(OutputError::SamplesRefused {
+                    answer: first,
+                    refused,
+                    sent: n,
                 })
             }
         }
@@ -395,7 +394,7 @@ mod tests {
     use crate::config::reader::read_section;
 
     fn spec(text: &str) -> Result<RemoteWriteSpec, Vec<String>> {
-        read_section(text, read_spec)
+        read_section(text, RemoteWriteSpec::read)
     }
 
     #[test]

@@ -73,11 +73,11 @@ impl Default for Timeouts {
     }
 }
 
-/// Why a send failed. After any of these but [`Error::Refused`] and [`Error::TooLarge`] the
+/// Why a send failed. After any of these but [`RiemannError::Refused`] and [`RiemannError::TooLarge`] the
 /// connection is closed, and the next send opens a new one.
 #[derive(Debug)]
 #[non_exhaustive]
-pub enum Error {
+pub enum RiemannError {
     /// The address did not resolve, or no address of it took the connection in time: is the
     /// server up, and are host and port right?
     Connect(io::Error),
@@ -97,19 +97,19 @@ pub enum Error {
     TooLarge(usize),
 }
 
-impl fmt::Display for Error {
+impl fmt::Display for RiemannError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Error::Connect(e) => write!(
+            RiemannError::Connect(e) => write!(
                 f,
                 "cannot connect: {e}; is the server up, and are host and port right?"
             ),
-            Error::Write(e) => write!(f, "cannot write: {e}"),
-            Error::AckTimeout(d) => write!(f, "no answer within {} ms", d.as_millis()),
-            Error::Read(e) => write!(f, "cannot read the answer: {e}"),
-            Error::Refused(e) => write!(f, "the server refused the events: {e}"),
-            Error::BadReply(e) => write!(f, "invalid answer from the server: {e}"),
-            Error::TooLarge(n) => {
+            RiemannError::Write(e) => write!(f, "cannot write: {e}"),
+            RiemannError::AckTimeout(d) => write!(f, "no answer within {} ms", d.as_millis()),
+            RiemannError::Read(e) => write!(f, "cannot read the answer: {e}"),
+            RiemannError::Refused(e) => write!(f, "the server refused the events: {e}"),
+            RiemannError::BadReply(e) => write!(f, "invalid answer from the server: {e}"),
+            RiemannError::TooLarge(n) => {
                 write!(
                     f,
                     "an event of {n} bytes does not fit in one UDP datagram (under {MAX_DATAGRAM} bytes)"
@@ -119,10 +119,10 @@ impl fmt::Display for Error {
     }
 }
 
-impl std::error::Error for Error {
+impl std::error::Error for RiemannError {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
-            Error::Connect(e) | Error::Write(e) | Error::Read(e) => Some(e),
+            RiemannError::Connect(e) | RiemannError::Write(e) | RiemannError::Read(e) => Some(e),
             _ => None,
         }
     }
@@ -139,7 +139,7 @@ impl std::error::Error for Error {
 /// let events: Vec<Event> = (0..10i64).map(|i| Event::new(format!("queue.{i}"), "r1").with_metric(i)).collect();
 /// client.send_many(&events)?;
 /// client.close()?;
-/// # Ok::<(), pipit::outputs::riemann::Error>(())
+/// # Ok::<(), pipit::outputs::riemann::RiemannError>(())
 /// ```
 pub struct RiemannClient {
     addr: String,
@@ -173,7 +173,7 @@ impl RiemannClient {
         addr: &str,
         transport: Transport,
         timeouts: Timeouts,
-    ) -> Result<RiemannClient, Error> {
+    ) -> Result<RiemannClient, RiemannError> {
         RiemannClient::connect_with(addr, transport, timeouts, Liveness::DEFAULT)
     }
 
@@ -184,7 +184,7 @@ impl RiemannClient {
         transport: Transport,
         timeouts: Timeouts,
         liveness: Liveness,
-    ) -> Result<RiemannClient, Error> {
+    ) -> Result<RiemannClient, RiemannError> {
         let mut client = RiemannClient {
             addr: addr.to_owned(),
             transport,
@@ -198,13 +198,13 @@ impl RiemannClient {
     }
 
     /// Sends one event; over TCP and TLS, returns once the server has taken it.
-    pub fn send(&mut self, event: &Event) -> Result<(), Error> {
+    pub fn send(&mut self, event: &Event) -> Result<(), RiemannError> {
         self.send_many(std::slice::from_ref(event))
     }
 
     /// Sends events; over TCP and TLS as one message, returning once the server has taken all of
     /// them. Sending nothing sends nothing.
-    pub fn send_many(&mut self, events: &[Event]) -> Result<(), Error> {
+    pub fn send_many(&mut self, events: &[Event]) -> Result<(), RiemannError> {
         if events.is_empty() {
             return Ok(());
         }
@@ -221,7 +221,10 @@ impl RiemannClient {
             }
         };
         // Kept only while it is known to be in step with the server.
-        if matches!(result, Ok(()) | Err(Error::Refused(_) | Error::TooLarge(_))) {
+        if matches!(
+            result,
+            Ok(()) | Err(RiemannError::Refused(_) | RiemannError::TooLarge(_))
+        ) {
             self.conn = Some(conn);
         }
         // A huge batch must not keep its buffer for the life of the client.
@@ -232,32 +235,38 @@ impl RiemannClient {
     }
 
     /// Closes the connection, telling a TLS server so first.
-    pub fn close(mut self) -> Result<(), Error> {
+    pub fn close(mut self) -> Result<(), RiemannError> {
         match self.conn.take() {
-            Some(Conn::Tcp(stream)) => stream.shutdown(Shutdown::Write).map_err(Error::Write),
+            Some(Conn::Tcp(stream)) => stream
+                .shutdown(Shutdown::Write)
+                .map_err(RiemannError::Write),
             #[cfg(feature = "tls")]
             Some(Conn::Tls(mut stream)) => {
                 stream.conn.send_close_notify();
-                stream.flush().map_err(Error::Write)
+                stream.flush().map_err(RiemannError::Write)
             }
             Some(Conn::Udp(_)) | None => Ok(()),
         }
     }
 
-    fn open(&self) -> Result<Conn, Error> {
-        let addrs =
-            crate::dns::resolve(&self.addr, self.timeouts.connect).map_err(Error::Connect)?;
+    fn open(&self) -> Result<Conn, RiemannError> {
+        let addrs = crate::dns::resolve(&self.addr, self.timeouts.connect)
+            .map_err(RiemannError::Connect)?;
         if let Transport::Udp = self.transport {
-            return open_udp(&addrs).map(Conn::Udp).map_err(Error::Connect);
+            return open_udp(&addrs)
+                .map(Conn::Udp)
+                .map_err(RiemannError::Connect);
         }
-        let stream = open_tcp(&addrs, &self.timeouts).map_err(Error::Connect)?;
-        self.liveness.apply(&stream).map_err(Error::Connect)?;
+        let stream = open_tcp(&addrs, &self.timeouts).map_err(RiemannError::Connect)?;
+        self.liveness
+            .apply(&stream)
+            .map_err(RiemannError::Connect)?;
         match &self.transport {
             #[cfg(feature = "tls")]
             Transport::Tls(settings) => settings
                 .handshake(stream)
                 .map(|s| Conn::Tls(Box::new(s)))
-                .map_err(Error::Connect),
+                .map_err(RiemannError::Connect),
             _ => Ok(Conn::Tcp(stream)),
         }
     }
@@ -302,14 +311,14 @@ fn exchange(
     events: &[Event],
     buf: &mut Vec<u8>,
     ack: Duration,
-) -> Result<(), Error> {
+) -> Result<(), RiemannError> {
     buf.clear();
     buf.extend_from_slice(&[0; 4]);
     for event in events {
         proto::encode_event(event, buf);
     }
     let len = u32::try_from(buf.len() - 4).map_err(|_| {
-        Error::Write(io::Error::new(
+        RiemannError::Write(io::Error::new(
             io::ErrorKind::InvalidInput,
             "a message over 4 GiB",
         ))
@@ -318,13 +327,13 @@ fn exchange(
     stream
         .write_all(buf)
         .and_then(|()| stream.flush())
-        .map_err(Error::Write)?;
+        .map_err(RiemannError::Write)?;
     let deadline = Instant::now() + ack;
     let mut head = [0u8; 4];
     read_full(stream, &mut head, deadline, ack)?;
     let len = u32::from_be_bytes(head) as usize;
     if len > MAX_REPLY {
-        return Err(Error::BadReply(format!(
+        return Err(RiemannError::BadReply(format!(
             "an answer of {len} bytes announced, over the limit of {MAX_REPLY}"
         )));
     }
@@ -335,11 +344,11 @@ fn exchange(
         buf.resize((filled + 64 * 1024).min(len), 0);
         filled += read_some(stream, &mut buf[filled..], deadline, ack)?;
     }
-    let answer = proto::decode_ack(&buf[..len]).map_err(Error::BadReply)?;
+    let answer = proto::decode_ack(&buf[..len]).map_err(RiemannError::BadReply)?;
     if answer.ok {
         Ok(())
     } else {
-        Err(Error::Refused(
+        Err(RiemannError::Refused(
             answer.error.unwrap_or_else(|| "no error given".into()),
         ))
     }
@@ -350,7 +359,7 @@ fn read_full(
     out: &mut [u8],
     deadline: Instant,
     ack: Duration,
-) -> Result<(), Error> {
+) -> Result<(), RiemannError> {
     let mut filled = 0;
     while filled < out.len() {
         filled += read_some(stream, &mut out[filled..], deadline, ack)?;
@@ -364,26 +373,30 @@ fn read_some(
     out: &mut [u8],
     deadline: Instant,
     ack: Duration,
-) -> Result<usize, Error> {
+) -> Result<usize, RiemannError> {
     match read_before(stream, out, deadline, |s, left| s.set_read_timeout(left)) {
-        Ok(0) => Err(Error::Read(io::Error::new(
+        Ok(0) => Err(RiemannError::Read(io::Error::new(
             io::ErrorKind::UnexpectedEof,
             "the server closed the connection",
         ))),
         Ok(n) => Ok(n),
-        Err(TimedReadError::TimedOut) => Err(Error::AckTimeout(ack)),
-        Err(TimedReadError::Io(e)) => Err(Error::Read(e)),
+        Err(TimedReadError::TimedOut) => Err(RiemannError::AckTimeout(ack)),
+        Err(TimedReadError::Io(e)) => Err(RiemannError::Read(e)),
     }
 }
 
 /// Sends `events` in as few datagrams as fit, each strictly under [`MAX_DATAGRAM`] bytes.
-fn send_datagrams(socket: &UdpSocket, events: &[Event], buf: &mut Vec<u8>) -> Result<(), Error> {
+fn send_datagrams(
+    socket: &UdpSocket,
+    events: &[Event],
+    buf: &mut Vec<u8>,
+) -> Result<(), RiemannError> {
     for run in datagrams(events)? {
         buf.clear();
         for event in run {
             proto::encode_event(event, buf);
         }
-        socket.send(buf).map_err(Error::Write)?;
+        socket.send(buf).map_err(RiemannError::Write)?;
     }
     Ok(())
 }
@@ -391,13 +404,13 @@ fn send_datagrams(socket: &UdpSocket, events: &[Event], buf: &mut Vec<u8>) -> Re
 /// `events` cut, in order, into the runs that each make one datagram strictly under
 /// [`MAX_DATAGRAM`] bytes, a run ending only where the next event would not fit (no events, one
 /// empty run). An event too large for any datagram is an error.
-fn datagrams(events: &[Event]) -> Result<Vec<&[Event]>, Error> {
+fn datagrams(events: &[Event]) -> Result<Vec<&[Event]>, RiemannError> {
     let mut runs = Vec::new();
     let (mut start, mut size) = (0, 0);
     for (i, event) in events.iter().enumerate() {
         let n = proto::encoded_len(event);
         if n >= MAX_DATAGRAM {
-            return Err(Error::TooLarge(n));
+            return Err(RiemannError::TooLarge(n));
         }
         if size + n >= MAX_DATAGRAM {
             runs.push(&events[start..i]);

@@ -12,7 +12,7 @@
 //! let mut client = RiemannClient::connect("riemann.example:5555", Transport::Tcp, timeouts)?;
 //! client.send(&Event::new("cpu.user", "r1").with_metric(12.5).with_state("ok"))?;
 //! client.close()?;
-//! # Ok::<(), pipit::outputs::riemann::Error>(())
+//! # Ok::<(), pipit::outputs::riemann::RiemannError>(())
 //! ```
 
 pub mod client;
@@ -22,7 +22,7 @@ pub mod proto;
 #[cfg(feature = "tls")]
 pub use crate::tls::TlsSettings;
 pub use client::{
-    DEFAULT_PORT, DEFAULT_TLS_PORT, Error, MAX_DATAGRAM, MAX_REPLY, RiemannClient, Timeouts,
+    DEFAULT_PORT, DEFAULT_TLS_PORT, MAX_DATAGRAM, MAX_REPLY, RiemannClient, RiemannError, Timeouts,
     Transport,
 };
 pub use output::TYPE;

@@ -1,22 +1,23 @@
 //! The `riemann` output: each batch is one message to a Riemann server, acknowledged before it
 //! counts as delivered (except over UDP, where nothing is acknowledged).
 
-use std::sync::Arc;
 use std::time::Duration;
 
-use super::client::{DEFAULT_PORT, DEFAULT_TLS_PORT, Error, RiemannClient, Timeouts, Transport};
+use super::client::{
+    DEFAULT_PORT, DEFAULT_TLS_PORT, RiemannClient, RiemannError, Timeouts, Transport,
+};
 use crate::config::reader::{Problems, Table};
 use crate::event::Event;
 use crate::liveness::Liveness;
 use crate::outputs::destination::{Destination, read_targets};
-use crate::outputs::{Output, OutputError, OutputSpec, OutputType};
+use crate::outputs::{Output, OutputError, OutputSpec, OutputType, Settings};
 use crate::tls::TlsFiles;
 
 /// The registry entry.
 pub const TYPE: OutputType = OutputType {
     name: "riemann",
     description: "events to a Riemann server over TCP, UDP or TLS (protobuf)",
-    read,
+    read: crate::outputs::read::<RiemannSpec>,
 };
 
 /// The transport as configured.
@@ -45,43 +46,41 @@ pub struct RiemannSpec {
     pub liveness: Liveness,
 }
 
-fn read(t: &mut Table<'_>, problems: &mut Problems) -> Option<Arc<dyn OutputSpec>> {
-    read_spec(t, problems).map(|s| Arc::new(s) as Arc<dyn OutputSpec>)
-}
-
-fn read_spec(t: &mut Table<'_>, problems: &mut Problems) -> Option<RiemannSpec> {
-    let transport = match t.choice("transport", &["tcp", "udp", "tls"], "tcp", problems) {
-        "udp" => TransportKind::Udp,
-        "tls" => TransportKind::Tls,
-        _ => TransportKind::Tcp,
-    };
-    let default_port = if transport == TransportKind::Tls {
-        DEFAULT_TLS_PORT
-    } else {
-        DEFAULT_PORT
-    };
-    let targets = read_targets(t, default_port, problems);
-    let d = Timeouts::default();
-    let min = Duration::from_millis(1);
-    let timeouts = Timeouts {
-        connect: t.duration_at_least("connect_timeout", d.connect, min, problems),
-        write: t.duration_at_least("write_timeout", d.write, min, problems),
-        ack: t.duration_at_least("ack_timeout", d.ack, min, problems),
-    };
-    let tls = TlsFiles::read(
-        t,
-        transport == TransportKind::Tls,
-        "\"tcp\" or \"udp\"",
-        problems,
-    );
-    let liveness = Liveness::read(t, problems);
-    Some(RiemannSpec {
-        targets: targets?,
-        transport,
-        timeouts,
-        tls,
-        liveness,
-    })
+impl Settings for RiemannSpec {
+    fn read(t: &mut Table<'_>, problems: &mut Problems) -> Option<RiemannSpec> {
+        let transport = match t.choice("transport", &["tcp", "udp", "tls"], "tcp", problems) {
+            "udp" => TransportKind::Udp,
+            "tls" => TransportKind::Tls,
+            _ => TransportKind::Tcp,
+        };
+        let default_port = if transport == TransportKind::Tls {
+            DEFAULT_TLS_PORT
+        } else {
+            DEFAULT_PORT
+        };
+        let targets = read_targets(t, default_port, problems);
+        let d = Timeouts::default();
+        let min = Duration::from_millis(1);
+        let timeouts = Timeouts {
+            connect: t.duration_at_least("connect_timeout", d.connect, min, problems),
+            write: t.duration_at_least("write_timeout", d.write, min, problems),
+            ack: t.duration_at_least("ack_timeout", d.ack, min, problems),
+        };
+        let tls = TlsFiles::read(
+            t,
+            transport == TransportKind::Tls,
+            "\"tcp\" or \"udp\"",
+            problems,
+        );
+        let liveness = Liveness::read(t, problems);
+        Some(RiemannSpec {
+            targets: targets?,
+            transport,
+            timeouts,
+            tls,
+            liveness,
+        })
+    }
 }
 
 impl RiemannSpec {
@@ -102,15 +101,15 @@ impl RiemannSpec {
                 let files = self
                     .tls
                     .as_ref()
-                    .ok_or_else(|| OutputError::failed("TLS without a CA file"))?;
+                    .ok_or_else(|| OutputError::Tls("TLS without a CA file".to_owned()))?;
                 files
                     .load(_host)
                     .map(Transport::Tls)
-                    .map_err(OutputError::failed)
+                    .map_err(OutputError::Tls)
             }
             #[cfg(not(feature = "tls"))]
-            TransportKind::Tls => Err(OutputError::failed(
-                "this pipit was built without the \"tls\" feature",
+            TransportKind::Tls => Err(OutputError::Tls(
+                "this pipit was built without the \"tls\" feature".to_owned(),
             )),
         }
     }
@@ -174,13 +173,11 @@ impl Output for RiemannOutput {
     }
 }
 
-/// The delivery error for a client error: a timeout for a missing ack or a timed-out step.
-fn error(addr: &str, e: Error) -> OutputError {
-    let message = format!("{addr}: {e}");
-    match &e {
-        Error::AckTimeout(_) => OutputError::timeout(message),
-        Error::Connect(io) | Error::Write(io) | Error::Read(io) => OutputError::io(io, message),
-        _ => OutputError::failed(message),
+/// The delivery error for a client error.
+fn error(addr: &str, source: RiemannError) -> OutputError {
+    OutputError::Riemann {
+        addr: addr.to_owned(),
+        source,
     }
 }
 
@@ -190,7 +187,7 @@ mod tests {
     use crate::config::reader::read_section;
 
     fn spec(text: &str) -> Result<RiemannSpec, Vec<String>> {
-        read_section(text, read_spec)
+        read_section(text, RiemannSpec::read)
     }
 
     #[test]
@@ -253,6 +250,6 @@ mod tests {
         let missing = spec(r#"{"host": "h", "transport": "tls", "tls_ca": "/nonexistent/ca.pem"}"#)
             .unwrap()
             .build_target(0, "out.riemann");
-        assert!(missing.is_err_and(|e| e.message.contains("/nonexistent/ca.pem")));
+        assert!(missing.is_err_and(|e| e.to_string().contains("/nonexistent/ca.pem")));
     }
 }

@@ -16,7 +16,7 @@ use std::time::{Duration, SystemTime};
 
 use super::bound::Bound;
 use super::naming::push_segment;
-use super::{Emitter, MetricInfo, Source, SourceContext, SourceError, SourceSpec, SourceType};
+use super::{Build, Emitter, MetricInfo, Settings, Source, SourceContext, SourceError, SourceType};
 use crate::aggregate::Rates;
 use crate::cache::lock;
 use crate::config::reader::{Problems, Table};
@@ -66,7 +66,7 @@ pub const TYPE: SourceType = SourceType {
             description: "time since the client connected (status versions 2 and 3)",
         },
     ],
-    read,
+    read: super::read::<Openvpn>,
 };
 
 /// Settings of the `openvpn` source.
@@ -82,43 +82,45 @@ pub struct OpenvpnSpec {
     pub max_age: Duration,
 }
 
-fn read(t: &mut Table<'_>, problems: &mut Problems) -> Option<Arc<dyn SourceSpec>> {
-    let default_files = vec!["/var/run/openvpn.*.status".to_owned()];
-    let field = t.field("status_files");
-    let status_files: Vec<String> = field
-        .as_ref()
-        .and_then(|f| f.parse(problems))
-        .unwrap_or(default_files);
-    let wildcard_in_dir = |p: &String| {
-        Path::new(p)
-            .parent()
-            .is_some_and(|d| d.to_string_lossy().contains(['*', '?']))
-    };
-    if let Some(field) = field
-        && (status_files.is_empty()
-            || status_files
-                .iter()
-                .any(|p| !p.starts_with('/') || p.ends_with('/') || wildcard_in_dir(p)))
-    {
-        problems.expected(
-            &field,
-            "a list of absolute file paths, with `*` or `?` only in the file name",
+impl Settings for OpenvpnSpec {
+    fn read(t: &mut Table<'_>, problems: &mut Problems) -> Option<OpenvpnSpec> {
+        let default_files = vec!["/var/run/openvpn.*.status".to_owned()];
+        let field = t.field("status_files");
+        let status_files: Vec<String> = field
+            .as_ref()
+            .and_then(|f| f.parse(problems))
+            .unwrap_or(default_files);
+        let wildcard_in_dir = |p: &String| {
+            Path::new(p)
+                .parent()
+                .is_some_and(|d| d.to_string_lossy().contains(['*', '?']))
+        };
+        if let Some(field) = field
+            && (status_files.is_empty()
+                || status_files
+                    .iter()
+                    .any(|p| !p.starts_with('/') || p.ends_with('/') || wildcard_in_dir(p)))
+        {
+            problems.expected(
+                &field,
+                "a list of absolute file paths, with `*` or `?` only in the file name",
+            );
+        }
+        let per_client = t.get_or("per_client", true, problems);
+        let max_clients = t.number_in("max_clients", 64, 1, 10_000, problems) as usize;
+        let max_age = t.duration_at_least(
+            "max_age",
+            Duration::from_secs(600),
+            Duration::from_secs(1),
+            problems,
         );
+        Some(OpenvpnSpec {
+            status_files,
+            per_client,
+            max_clients,
+            max_age,
+        })
     }
-    let per_client = t.get_or("per_client", true, problems);
-    let max_clients = t.number_in("max_clients", 64, 1, 10_000, problems) as usize;
-    let max_age = t.duration_at_least(
-        "max_age",
-        Duration::from_secs(600),
-        Duration::from_secs(1),
-        problems,
-    );
-    Some(Arc::new(OpenvpnSpec {
-        status_files,
-        per_client,
-        max_clients,
-        max_age,
-    }))
 }
 
 /// The instance name of a status file: its name without a leading `openvpn.` and a trailing
@@ -130,24 +132,20 @@ fn instance_of(file_name: &str) -> &str {
         .unwrap_or(name)
 }
 
-impl SourceSpec for OpenvpnSpec {
-    fn build(&self, ctx: &SourceContext) -> Box<dyn Source> {
-        Box::new(self.source(ctx))
-    }
-}
+impl Build for Openvpn {
+    type Settings = OpenvpnSpec;
 
-impl OpenvpnSpec {
-    fn source(&self, ctx: &SourceContext) -> Openvpn {
+    fn build(spec: &OpenvpnSpec, ctx: &SourceContext) -> Openvpn {
         let target = super::log_target(&ctx.instance);
         Openvpn {
-            spec: self.clone(),
+            spec: spec.clone(),
             procfs: ctx.procfs.clone(),
             // Samples are timed by the file, rewritten once a minute by default: they must
             // outlive the source's own interval, up to max_age.
             rates: ctx
                 .cache
-                .rates(&ctx.instance, self.max_age.max(ctx.interval * 2)),
-            bound: Bound::new(self.max_clients, "clients", "max_clients", &target),
+                .rates(&ctx.instance, spec.max_age.max(ctx.interval * 2)),
+            bound: Bound::new(spec.max_clients, "clients", "max_clients", &target),
             target,
             stale: BTreeSet::new(),
             written: BTreeMap::new(),
@@ -262,7 +260,10 @@ impl Openvpn {
     ) -> Result<Option<(Status, SystemTime)>, SourceError> {
         let written = std::fs::metadata(self.procfs.path(path))
             .and_then(|m| m.modified())
-            .map_err(|e| SourceError(format!("{path}: {e}")))?;
+            .map_err(|source| SourceError::Read {
+                path: self.procfs.path(path),
+                source,
+            })?;
         let age = now.duration_since(written).unwrap_or_default();
         if age > self.spec.max_age {
             if self.stale.insert(path.to_owned()) {
@@ -278,10 +279,11 @@ impl Openvpn {
         self.stale.remove(path);
         self.procfs.read_into(path, &mut self.buf)?;
         let status = parse(&self.buf).ok_or_else(|| {
-            SourceError(format!(
-                "{path}: not an OpenVPN status file of version 1, 2 or 3 (or a client's); \
-                 check the `status` and `status-version` options of that OpenVPN"
-            ))
+            SourceError::missing(
+                path,
+                "an OpenVPN status file of version 1, 2 or 3 (or a client's); check the \
+                 `status` and `status-version` options of that OpenVPN",
+            )
         })?;
         Ok(Some((status, written)))
     }
@@ -466,7 +468,7 @@ mod tests {
                 procfs: Procfs::new(&self.0),
                 ..context("openwrt", &Arc::new(Cache::in_memory()))
             };
-            spec.source(&ctx)
+            Openvpn::build(spec, &ctx)
         }
     }
 
@@ -623,7 +625,12 @@ mod tests {
         let mut emit = super::super::testing::emitter(&template, T0 + 705);
         let e = source.collect(&mut emit).unwrap_err();
         assert!(
-            e.0.contains("openvpn.home.status: not an OpenVPN status file"),
+            matches!(&e, SourceError::Malformed { what, .. } if what.ends_with("openvpn.home.status")),
+            "{e:?}"
+        );
+        assert!(
+            e.to_string()
+                .contains("openvpn.home.status: expected an OpenVPN status file"),
             "{e}"
         );
         assert_eq!(emit.len(), 1, "the other file is still reported");
@@ -633,7 +640,7 @@ mod tests {
     fn the_config_keys_and_their_checks() {
         let given = read_config(
             r#"{"status_files": ["/tmp/openvpn-*.log"], "per_client": false, "max_clients": 2, "max_age": "2m"}"#,
-            read,
+            OpenvpnSpec::read,
         )
         .unwrap();
         let expected = OpenvpnSpec {
@@ -643,7 +650,7 @@ mod tests {
             max_age: Duration::from_secs(120),
         };
         assert_eq!(format!("{given:?}"), format!("{expected:?}"));
-        let defaults = read_config("{}", read).unwrap();
+        let defaults = read_config("{}", OpenvpnSpec::read).unwrap();
         assert_eq!(format!("{defaults:?}"), format!("{:?}", spec(true, 64)));
         for bad in [
             r#"["relative.status"]"#,
@@ -656,7 +663,7 @@ mod tests {
             let mut t = crate::config::reader::Field::root(&doc)
                 .table(&mut problems)
                 .unwrap();
-            read(&mut t, &mut problems);
+            OpenvpnSpec::read(&mut t, &mut problems);
             let errors = format!("{:?}", problems.into_errors());
             assert!(
                 errors.contains("status_files") && errors.contains("absolute file paths"),

@@ -14,7 +14,6 @@ mod sockets;
 use std::collections::hash_map::RandomState;
 use std::hash::BuildHasher;
 use std::net::IpAddr;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::Receiver;
@@ -22,7 +21,7 @@ use round::{DATA_LEN, Plan, Tally};
 use sockets::Sockets;
 
 use super::naming::ServiceName;
-use super::{Emitter, MetricInfo, Source, SourceContext, SourceError, SourceSpec, SourceType};
+use super::{Build, Emitter, MetricInfo, Settings, Source, SourceContext, SourceError, SourceType};
 use crate::complain::Complaint;
 use crate::config::duration;
 use crate::config::reader::{Field, Problems, Table};
@@ -71,7 +70,7 @@ pub const TYPE: SourceType = SourceType {
             description: "replies received in the interval within reply_timeout",
         },
     ],
-    read,
+    read: super::read::<Ping>,
 };
 
 /// Which addresses of a name are pinged.
@@ -112,54 +111,76 @@ pub struct PingSpec {
     pub resolve_interval: Duration,
 }
 
-fn read(t: &mut Table<'_>, problems: &mut Problems) -> Option<Arc<dyn SourceSpec>> {
-    let count = t.number_in("count", 10, 1, 100, problems) as u32;
-    let reply_timeout = t.duration_at_least(
-        "reply_timeout",
-        Duration::from_secs(1),
-        Duration::from_millis(1),
-        problems,
-    );
-    let ip_ttl = t
-        .field("ip_ttl")
-        .map(|_| t.number_in("ip_ttl", 64, 1, 255, problems) as u8);
-    let family = match t.choice("family", &["any", "ipv4", "ipv6"], "any", problems) {
-        "ipv4" => Family::Ipv4,
-        "ipv6" => Family::Ipv6,
-        _ => Family::Any,
-    };
-    let resolve_interval = t.duration_at_least(
-        "resolve_interval",
-        Duration::from_secs(300),
-        Duration::from_secs(1),
-        problems,
-    );
-    let Some(field) = t.field("hosts") else {
-        problems.at(t.as_field(), "missing required key \"hosts\"");
-        return None;
-    };
-    let hosts = field.non_empty_list("host name or address", problems, |f, p| {
-        read_host(f, family, p)
-    })?;
-    if let Some(twice) = hosts
-        .iter()
-        .enumerate()
-        .find_map(|(i, h)| hosts[..i].contains(h).then_some(h))
-    {
-        problems.expected(
-            &field,
-            &format!("each host once (\"{twice}\" is listed twice)"),
+impl Settings for PingSpec {
+    fn read(t: &mut Table<'_>, problems: &mut Problems) -> Option<PingSpec> {
+        let count = t.number_in("count", 10, 1, 100, problems) as u32;
+        let reply_timeout = t.duration_at_least(
+            "reply_timeout",
+            Duration::from_secs(1),
+            Duration::from_millis(1),
+            problems,
         );
-        return None;
+        let ip_ttl = t
+            .field("ip_ttl")
+            .map(|_| t.number_in("ip_ttl", 64, 1, 255, problems) as u8);
+        let family = match t.choice("family", &["any", "ipv4", "ipv6"], "any", problems) {
+            "ipv4" => Family::Ipv4,
+            "ipv6" => Family::Ipv6,
+            _ => Family::Any,
+        };
+        let resolve_interval = t.duration_at_least(
+            "resolve_interval",
+            Duration::from_secs(300),
+            Duration::from_secs(1),
+            problems,
+        );
+        let Some(field) = t.field("hosts") else {
+            problems.at(t.as_field(), "missing required key \"hosts\"");
+            return None;
+        };
+        let hosts = field.non_empty_list("host name or address", problems, |f, p| {
+            read_host(f, family, p)
+        })?;
+        if let Some(twice) = hosts
+            .iter()
+            .enumerate()
+            .find_map(|(i, h)| hosts[..i].contains(h).then_some(h))
+        {
+            problems.expected(
+                &field,
+                &format!("each host once (\"{twice}\" is listed twice)"),
+            );
+            return None;
+        }
+        Some(PingSpec {
+            hosts,
+            count,
+            reply_timeout,
+            ip_ttl,
+            family,
+            resolve_interval,
+        })
     }
-    Some(Arc::new(PingSpec {
-        hosts,
-        count,
-        reply_timeout,
-        ip_ttl,
-        family,
-        resolve_interval,
-    }))
+
+    fn check_interval(&self, interval: Duration) -> Result<(), String> {
+        if self.reply_timeout * 2 > interval {
+            return Err(format!(
+                "reply_timeout ({}) must be at most half the interval ({}): lower reply_timeout \
+                 or raise interval",
+                duration::format(self.reply_timeout),
+                duration::format(interval)
+            ));
+        }
+        if self.plan(interval).gap < Duration::from_millis(1) {
+            return Err(format!(
+                "count {} requests do not fit in the interval ({}) at one per millisecond: \
+                 lower count or raise interval",
+                self.count,
+                duration::format(interval)
+            ));
+        }
+        Ok(())
+    }
 }
 
 /// One host: a name, or an address (IPv6 with or without brackets) of the chosen family.
@@ -193,10 +214,12 @@ impl PingSpec {
     }
 }
 
-impl SourceSpec for PingSpec {
-    fn build(&self, ctx: &SourceContext) -> Box<dyn Source> {
+impl Build for Ping {
+    type Settings = PingSpec;
+
+    fn build(spec: &PingSpec, ctx: &SourceContext) -> Ping {
         let target = super::log_target(&ctx.instance);
-        let hosts = self
+        let hosts = spec
             .hosts
             .iter()
             .map(|name| Host {
@@ -212,9 +235,9 @@ impl SourceSpec for PingSpec {
         let random = RandomState::new().hash_one(Instant::now());
         let mut data = vec![0u8; DATA_LEN];
         data[..8].copy_from_slice(&random.to_be_bytes());
-        Box::new(Ping {
-            spec: self.clone(),
-            plan: self.plan(ctx.interval),
+        Ping {
+            spec: spec.clone(),
+            plan: spec.plan(ctx.interval),
             hosts,
             sockets: None,
             raw_id: (random >> 48) as u16,
@@ -223,27 +246,7 @@ impl SourceSpec for PingSpec {
             names: ServiceName::default(),
             target,
             stopping: ctx.stopping.clone(),
-        })
-    }
-
-    fn check_interval(&self, interval: Duration) -> Result<(), String> {
-        if self.reply_timeout * 2 > interval {
-            return Err(format!(
-                "reply_timeout ({}) must be at most half the interval ({}): lower reply_timeout \
-                 or raise interval",
-                duration::format(self.reply_timeout),
-                duration::format(interval)
-            ));
         }
-        if self.plan(interval).gap < Duration::from_millis(1) {
-            return Err(format!(
-                "count {} requests do not fit in the interval ({}) at one per millisecond: \
-                 lower count or raise interval",
-                self.count,
-                duration::format(interval)
-            ));
-        }
-        Ok(())
     }
 }
 
@@ -339,7 +342,8 @@ impl Ping {
 impl Source for Ping {
     fn collect(&mut self, emit: &mut Emitter<'_>) -> Result<(), SourceError> {
         if self.sockets.is_none() {
-            let sockets = Sockets::open(self.raw_id, self.spec.ip_ttl).map_err(SourceError)?;
+            let sockets =
+                Sockets::open(self.raw_id, self.spec.ip_ttl).map_err(SourceError::Setup)?;
             log::info!(target: &self.target, "{}", sockets.describe());
             self.sockets = Some(sockets);
         }
@@ -402,6 +406,8 @@ impl Rtt {
 
 #[cfg(test)]
 mod tests {
+    use std::sync::Arc;
+
     use super::*;
     use crate::config;
 

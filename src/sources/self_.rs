@@ -2,8 +2,7 @@
 
 use std::sync::Arc;
 
-use super::{Emitter, MetricInfo, Source, SourceContext, SourceError, SourceSpec, SourceType};
-use crate::config::reader::{Problems, Table};
+use super::{Build, Emitter, MetricInfo, Source, SourceContext, SourceError, SourceType};
 use crate::procfs::{self, Procfs};
 use crate::telemetry::{Telemetry, get};
 
@@ -199,25 +198,19 @@ pub const TYPE: SourceType = SourceType {
             description: "time the last collection took",
         },
     ],
-    read,
+    read: super::read::<SelfStats>,
 };
 
-/// The `self` source has no settings of its own.
-#[derive(Debug)]
-pub struct SelfSpec;
+impl Build for SelfStats {
+    type Settings = ();
 
-fn read(_: &mut Table<'_>, _: &mut Problems) -> Option<Arc<dyn SourceSpec>> {
-    Some(Arc::new(SelfSpec))
-}
-
-impl SourceSpec for SelfSpec {
-    fn build(&self, ctx: &SourceContext) -> Box<dyn Source> {
+    fn build(_: &(), ctx: &SourceContext) -> SelfStats {
         // The agent's own process is always read from the live /proc, whatever the host root.
-        Box::new(SelfStats {
+        SelfStats {
             own: Procfs::new("/"),
             telemetry: ctx.telemetry.clone(),
             buf: String::new(),
-        })
+        }
     }
 }
 
