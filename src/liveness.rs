@@ -4,7 +4,7 @@
 //! idle connection never notices at all.
 
 use std::io;
-use std::net::TcpStream;
+use std::net::{SocketAddr, TcpStream};
 use std::time::Duration;
 
 use crate::config::reader::{Problems, Table};
@@ -69,6 +69,29 @@ impl Liveness {
         self.user_timeout.max(probes)
     }
 
+    /// Opens a TCP connection to the first of `addrs` that takes one within `connect`, with
+    /// Nagle's algorithm off, `write` as the write timeout and these options set.
+    pub fn connect(
+        &self,
+        addrs: &[SocketAddr],
+        connect: Duration,
+        write: Duration,
+    ) -> io::Result<TcpStream> {
+        let mut last = io::Error::new(io::ErrorKind::NotFound, "the address resolved to nothing");
+        for addr in addrs {
+            match TcpStream::connect_timeout(addr, connect) {
+                Ok(stream) => {
+                    stream.set_nodelay(true)?;
+                    stream.set_write_timeout(Some(write))?;
+                    self.apply(&stream)?;
+                    return Ok(stream);
+                }
+                Err(e) => last = e,
+            }
+        }
+        Err(last)
+    }
+
     /// Sets the options on a newly opened connection.
     pub fn apply(&self, stream: &TcpStream) -> io::Result<()> {
         crate::sys::set_user_timeout(stream, self.user_timeout)?;
@@ -120,5 +143,34 @@ mod tests {
         assert_eq!(errors.len(), 2, "{errors:?}");
         assert!(errors[0].contains("tcp_user_timeout: expected a duration of at least 1s"));
         assert!(errors[1].contains("keepalive_count: expected a whole number from 1 to 127"));
+    }
+
+    #[test]
+    fn a_connection_gets_every_option_and_the_first_address_that_answers() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        // A port nothing listens on, tried first.
+        let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let closed_addr = closed.local_addr().unwrap();
+        drop(closed);
+        let (l, _) = read(
+            r#"{"tcp_user_timeout": "7s", "keepalive_idle": "3s", "keepalive_interval": "2s", "keepalive_count": 4}"#,
+        );
+        let write = Duration::from_millis(1500);
+        let addrs = [closed_addr, listener.local_addr().unwrap()];
+        let stream = l.connect(&addrs, Duration::from_secs(2), write).unwrap();
+        assert_eq!(stream.peer_addr().unwrap(), addrs[1]);
+        assert!(stream.nodelay().unwrap());
+        assert_eq!(stream.write_timeout().unwrap(), Some(write));
+        let option = |level, name| crate::sys::tcp_option(&stream, level, name).unwrap();
+        assert_eq!(option(libc::IPPROTO_TCP, libc::TCP_USER_TIMEOUT), 7000);
+        assert_eq!(option(libc::SOL_SOCKET, libc::SO_KEEPALIVE), 1);
+        assert_eq!(option(libc::IPPROTO_TCP, libc::TCP_KEEPIDLE), 3);
+        assert_eq!(option(libc::IPPROTO_TCP, libc::TCP_KEEPINTVL), 2);
+        assert_eq!(option(libc::IPPROTO_TCP, libc::TCP_KEEPCNT), 4);
+        let refused = l.connect(&[closed_addr], Duration::from_secs(2), write);
+        assert_eq!(
+            refused.unwrap_err().kind(),
+            std::io::ErrorKind::ConnectionRefused
+        );
     }
 }

@@ -238,6 +238,7 @@ fn hostile_replies_are_refused_and_the_connection_closed() {
         connect: Duration::from_secs(2),
         write: Duration::from_secs(2),
         ack: Duration::from_secs(2),
+        liveness: pipit::liveness::Liveness::DEFAULT,
     };
     let session = Session {
         client_id: "c".into(),

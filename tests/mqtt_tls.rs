@@ -99,6 +99,7 @@ fn events_arrive_over_tls_and_mutual_tls_and_bad_certificates_are_refused_clearl
         connect: Duration::from_secs(5),
         write: Duration::from_secs(5),
         ack: Duration::from_secs(5),
+        liveness: pipit::liveness::Liveness::DEFAULT,
     };
     let open = |port: u16, settings: TlsSettings| {
         Connection::open(

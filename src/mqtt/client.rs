@@ -21,6 +21,7 @@ use crossbeam_channel::{RecvTimeoutError, Sender, bounded};
 
 use super::codec::{self, Connect, DecodeError, Incoming, Message, Publish, QoS, Role, Will};
 use crate::config::secret::Secret;
+use crate::liveness::Liveness;
 #[cfg(feature = "tls")]
 use crate::tls::{self, TlsSettings, TlsStream};
 
@@ -53,6 +54,9 @@ pub struct Timeouts {
     pub write: Duration,
     /// Waiting for a PUBACK or PINGRESP: past it the broker counts as dead.
     pub ack: Duration,
+    /// How the connection notices a path that died silently, busy or quiet (TCP_USER_TIMEOUT
+    /// and keepalive probes, below MQTT's own keepalive).
+    pub liveness: Liveness,
 }
 
 /// What the client tells the broker at connect.
@@ -225,7 +229,9 @@ impl Connection {
         role: Role,
     ) -> Result<Connection, MqttError> {
         let addrs = crate::dns::resolve(addr, timeouts.connect).map_err(MqttError::Connect)?;
-        let tcp = crate::outputs::connect_tcp(&addrs, timeouts.connect, timeouts.write)
+        let tcp = timeouts
+            .liveness
+            .connect(&addrs, timeouts.connect, timeouts.write)
             .map_err(MqttError::Connect)?;
         let waiter = tcp.try_clone().map_err(MqttError::Connect)?;
         let stream = match transport {

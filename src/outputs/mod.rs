@@ -19,36 +19,11 @@ pub mod stdout;
 use std::fmt;
 use std::io;
 use std::sync::Arc;
-use std::time::Duration;
 
 use crate::config::reader::{Problems, Table};
 use crate::event::Event;
 use crate::outputs::graphite::GraphiteError;
 use crate::prometheus_name::SourceNames;
-
-/// Opens a TCP connection to the first of `addrs` that takes one within `connect`, with Nagle's
-/// algorithm off and `write` as the write timeout.
-pub fn connect_tcp(
-    addrs: &[std::net::SocketAddr],
-    connect: Duration,
-    write: Duration,
-) -> std::io::Result<std::net::TcpStream> {
-    let mut last = std::io::Error::new(
-        std::io::ErrorKind::NotFound,
-        "the address resolved to nothing",
-    );
-    for addr in addrs {
-        match std::net::TcpStream::connect_timeout(addr, connect) {
-            Ok(stream) => {
-                stream.set_nodelay(true)?;
-                stream.set_write_timeout(Some(write))?;
-                return Ok(stream);
-            }
-            Err(e) => last = e,
-        }
-    }
-    Err(last)
-}
 
 /// The log target of output `name`: `out.<name>` (filter with `RUST_LOG=out.<name>=debug`).
 pub fn log_target(name: &str) -> String {

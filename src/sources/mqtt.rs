@@ -18,6 +18,7 @@ use crate::complain::Complaint;
 use crate::config::reader::{Problems, Table};
 use crate::config::secret::Secret;
 use crate::event::{Kind, Metric};
+use crate::liveness::Liveness;
 use crate::mqtt::client::{
     self, Acknowledger, Connection, MqttError, Session, Timeouts, Transport,
 };
@@ -176,6 +177,7 @@ impl Settings for MqttSourceSpec {
             );
         }
         let five = Duration::from_secs(5);
+        let liveness = Liveness::read(t, problems);
         let keepalive = t.duration_at_least(
             "keepalive",
             Duration::from_secs(30),
@@ -207,6 +209,7 @@ impl Settings for MqttSourceSpec {
                 connect: five,
                 write: five,
                 ack: five,
+                liveness,
             },
         })
     }

@@ -22,6 +22,8 @@ pub use files::{
     OpenMode, Stat, link_at, mkdir_at, open_at, open_dir_path, rename_at, stat_at, unlink_at,
 };
 pub use memory::{one_malloc_arena, trim_memory};
+#[cfg(test)]
+pub use tcp::get_int as tcp_option;
 pub use tcp::{TcpProgress, TcpState, progress as tcp_progress, set_keepalive, set_user_timeout};
 
 use std::io;

@@ -32,6 +32,29 @@ fn set_int(
     }
 }
 
+/// Reads an integer option of `stream`'s socket: for tests that check what was set.
+#[cfg(test)]
+pub fn get_int(stream: &TcpStream, level: libc::c_int, name: libc::c_int) -> io::Result<i64> {
+    let mut value: libc::c_int = 0;
+    let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+    // SAFETY: the descriptor belongs to `stream`, borrowed (so open) for the whole call; `value`
+    // is a writable c_int on our stack and `len` holds its exact size.
+    let r = unsafe {
+        libc::getsockopt(
+            stream.as_raw_fd(),
+            level,
+            name,
+            (&raw mut value).cast(),
+            &raw mut len,
+        )
+    };
+    if r == 0 {
+        Ok(i64::from(value))
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
 fn whole_seconds(d: Duration) -> u32 {
     u32::try_from(d.as_secs().max(1)).unwrap_or(u32::MAX)
 }

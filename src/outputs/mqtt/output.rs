@@ -19,6 +19,7 @@ use crate::config::agent::{read_hostname, system_hostname};
 use crate::config::reader::{Problems, Table};
 use crate::config::secret::Secret;
 use crate::event::Event;
+use crate::liveness::Liveness;
 use crate::mqtt::client::{self, Connection, MqttError, Session, Timeouts, Transport};
 use crate::mqtt::codec::{self, Incoming, Publish, QoS, Role, Will};
 use crate::mqtt::topic::{self, Layout};
@@ -124,6 +125,7 @@ impl Settings for MqttSpec {
             connect: t.duration_at_least("connect_timeout", five, ms, problems),
             write: t.duration_at_least("write_timeout", five, ms, problems),
             ack: t.duration_at_least("ack_timeout", five, ms, problems),
+            liveness: Liveness::read(t, problems),
         };
         let keepalive = t.duration_at_least(
             "keepalive",
@@ -673,6 +675,10 @@ mod tests {
         assert_eq!(s.session.keepalive, Duration::from_secs(30));
         assert_eq!(s.session.will.as_ref().unwrap().topic, "pipit/r1/status");
         assert_eq!(s.describe(), "mqtt QoS 1 under \"pipit\" to b.example:1883");
+        assert_eq!(s.timeouts.liveness, Liveness::DEFAULT);
+        let s = spec(r#"{"host": "b", "tcp_user_timeout": "9s", "keepalive_count": 5}"#).unwrap();
+        assert_eq!(s.timeouts.liveness.user_timeout, Duration::from_secs(9));
+        assert_eq!(s.timeouts.liveness.keepalive_count, 5);
     }
 
     #[test]

@@ -257,10 +257,8 @@ impl RiemannClient {
                 .map(Conn::Udp)
                 .map_err(RiemannError::Connect);
         }
-        let stream = open_tcp(&addrs, &self.timeouts).map_err(RiemannError::Connect)?;
-        self.liveness
-            .apply(&stream)
-            .map_err(RiemannError::Connect)?;
+        let stream =
+            open_tcp(&addrs, &self.timeouts, &self.liveness).map_err(RiemannError::Connect)?;
         match &self.transport {
             #[cfg(feature = "tls")]
             Transport::Tls(settings) => settings
@@ -272,8 +270,12 @@ impl RiemannClient {
     }
 }
 
-fn open_tcp(addrs: &[SocketAddr], timeouts: &Timeouts) -> io::Result<TcpStream> {
-    let stream = crate::outputs::connect_tcp(addrs, timeouts.connect, timeouts.write)?;
+fn open_tcp(
+    addrs: &[SocketAddr],
+    timeouts: &Timeouts,
+    liveness: &Liveness,
+) -> io::Result<TcpStream> {
+    let stream = liveness.connect(addrs, timeouts.connect, timeouts.write)?;
     // Also bounds a TLS handshake; reads of answers set their own deadline.
     stream.set_read_timeout(Some(timeouts.connect))?;
     Ok(stream)
