@@ -4,17 +4,13 @@
 use std::fs::File;
 use std::io;
 use std::os::fd::OwnedFd;
-use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::CommandExt;
-use std::path::{Path, PathBuf};
 use std::process::{Child, Stdio};
+use std::sync::OnceLock;
 
 use super::Command;
 use super::account::Account;
 use super::trampoline::{self, RunAs};
-
-/// Where execvp(3) looks for a program when `PATH` is not set (musl's default, which covers glibc's).
-const DEFAULT_PATH: &str = "/usr/local/bin:/bin:/usr/bin";
 
 /// A started child with the read ends of its stdout and stderr.
 #[derive(Debug)]
@@ -56,10 +52,9 @@ pub fn spawn(command: &Command, default_user: Option<&Account>, root: bool) -> i
     };
     let trampoline = through_trampoline.is_some();
     let mut cmd = match through_trampoline {
-        Some(cmd) => {
-            runnable(program, command).map_err(|e| explain(e, command, user, root))?;
-            cmd
-        }
+        // Its exec's failures (no such program, not executable, not by this user) come back
+        // from the trampoline: see `not_started`.
+        Some(cmd) => cmd,
         None => {
             let mut cmd = std::process::Command::new(program);
             cmd.args(args);
@@ -80,7 +75,7 @@ pub fn spawn(command: &Command, default_user: Option<&Account>, root: bool) -> i
         }
     };
     cmd.envs(&command.env)
-        .stdin(Stdio::null())
+        .stdin(null()?)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .process_group(0);
@@ -96,6 +91,19 @@ pub fn spawn(command: &Command, default_user: Option<&Account>, root: bool) -> i
         stderr,
         through_trampoline: trampoline,
     })
+}
+
+/// An empty stdin: a copy of `/dev/null`, opened once (a copy costs less than a path lookup).
+fn null() -> io::Result<Stdio> {
+    static NULL: OnceLock<File> = OnceLock::new();
+    let file = match NULL.get() {
+        Some(file) => file,
+        None => {
+            let file = File::open("/dev/null")?;
+            NULL.get_or_init(|| file)
+        }
+    };
+    Ok(Stdio::from(file.try_clone()?))
 }
 
 /// The user `command` runs as, when one is to be switched to: its own `user`, else (when pipit is
@@ -163,44 +171,6 @@ pub fn not_started(
             format!("cannot run {program}: cannot switch to {who}: {step} failed: {error}")
         }
     })
-}
-
-/// Fails as the exec of `program` would (not found, not executable), for a start through the
-/// trampoline, whose own exec cannot fail that way: the program is looked up as execvp(3) does, in
-/// the command's `PATH` (else pipit's), relative to its working directory. A program that goes
-/// away in between fails in the trampoline, which says so on stderr and exits 127.
-fn runnable(program: &str, command: &Command) -> io::Result<()> {
-    let cwd = command.cwd.as_deref().unwrap_or(Path::new(""));
-    let candidates: Vec<PathBuf> = if program.contains('/') {
-        vec![cwd.join(program)]
-    } else {
-        let path = command
-            .env
-            .get("PATH")
-            .cloned()
-            .or_else(|| std::env::var("PATH").ok())
-            .unwrap_or_else(|| DEFAULT_PATH.to_owned());
-        path.split(':')
-            .map(|dir| {
-                cwd.join(if dir.is_empty() { "." } else { dir })
-                    .join(program)
-            })
-            .collect()
-    };
-    let mut denied = false;
-    for candidate in candidates {
-        match std::fs::metadata(&candidate) {
-            Ok(m) if m.is_file() && m.permissions().mode() & 0o111 != 0 => return Ok(()),
-            Ok(_) => denied = true,
-            Err(e) if e.kind() == io::ErrorKind::PermissionDenied => denied = true,
-            Err(_) => {}
-        }
-    }
-    Err(io::Error::from(if denied {
-        io::ErrorKind::PermissionDenied
-    } else {
-        io::ErrorKind::NotFound
-    }))
 }
 
 fn explain(e: io::Error, command: &Command, user: Option<&Account>, root: bool) -> io::Error {

@@ -18,6 +18,7 @@ use std::ffi::{OsStr, OsString};
 use std::io;
 use std::os::unix::process::CommandExt;
 use std::path::Path;
+use std::sync::OnceLock;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 /// argv[0] that makes pipit's binary start a command instead of running as pipit.
@@ -184,9 +185,10 @@ pub fn wrap(program: &str, args: &[String], run_as: &RunAs) -> Option<std::proce
     if !AVAILABLE.load(Ordering::Relaxed) {
         return None;
     }
+    static PID: OnceLock<String> = OnceLock::new();
     let mut cmd = std::process::Command::new(OWN_BINARY);
     cmd.arg0(MARKER)
-        .arg(std::process::id().to_string())
+        .arg(PID.get_or_init(|| std::process::id().to_string()))
         .arg(run_as.to_arg())
         .arg(program)
         .args(args);
