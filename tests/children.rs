@@ -408,6 +408,48 @@ fn a_user_switch_that_fails_says_why_and_runs_nothing() {
     );
 }
 
+#[test]
+fn an_exec_sources_smaller_stack_holds_json_nested_as_deep_as_the_parser_takes() {
+    // The deepest collection of an `exec` source, on its own thread (whose stack is smaller than
+    // the default), in the debug build whose frames are the largest: an overflow would abort the
+    // agent.
+    let dir = TempDir::new("deep-json");
+    let depth = 127;
+    let objects = format!("{}1{}", r#"{"a":"#.repeat(depth), "}".repeat(depth));
+    let arrays = format!("{}{}", "[".repeat(depth), "]".repeat(depth));
+    fs::write(dir.path().join("objects.json"), objects).unwrap();
+    fs::write(dir.path().join("arrays.json"), arrays).unwrap();
+    let path = dir.path().join("pipit.json");
+    let source = |name: &str| {
+        let file = dir.path().join(format!("{name}.json"));
+        format!(
+            r#"{{"type": "exec", "name": "{name}", "interval": "100ms", "format": "json",
+                "command": ["cat", "{}"]}}"#,
+            file.display()
+        )
+    };
+    let config = format!(
+        r#"{{"agent": {{"hostname": "h", "state_dir": "{dir}"}},
+            "control": {{"enabled": false}},
+            "supervisor": {{"user": ""}},
+            "sources": [{objects}, {arrays}],
+            "outputs": [{{"type": "stdout", "batch_timeout": "0s"}}]}}"#,
+        dir = dir.path().display(),
+        objects = source("objects"),
+        arrays = source("arrays"),
+    );
+    fs::write(&path, config).unwrap();
+    let mut agent = Agent::start(&path, "info");
+    agent.wait_stdout("three runs of each", DEADLINE, |lines| {
+        ["objects", "arrays"].iter().all(|name| {
+            let prefix = format!("h.exec.{name}.exit_code 0 ");
+            lines.iter().filter(|l| l.starts_with(&prefix)).count() >= 3
+        })
+    });
+    agent.signal("TERM");
+    assert_eq!(agent.wait_exit(DEADLINE).code(), Some(0));
+}
+
 /// Kills the process, if it still runs, when dropped.
 struct KillOnDrop(u32);
 

@@ -106,6 +106,14 @@ pub trait SourceSpec: Send + Sync + fmt::Debug {
     fn check_interval(&self, _interval: Duration) -> Result<(), String> {
         Ok(())
     }
+
+    /// The stack of an instance's thread, for a source of which there may be hundreds and whose
+    /// deepest collection is measured; `None` (most sources) for the default of 2 MiB. It bounds
+    /// the address space a thread reserves, not the memory it uses: only the pages a thread has
+    /// touched are resident.
+    fn stack_size(&self) -> Option<usize> {
+        None
+    }
 }
 
 /// What a source may use besides its own config.

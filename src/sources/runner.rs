@@ -122,7 +122,11 @@ impl SourceHandle {
             catalogued: Arc::new(self.config.catalogue_source()),
         };
         // A collection's panic is caught inside; one in the runner itself stops the agent.
-        let spawned = lifeline::spawn(format!("src/{}", self.config.name), move || runner.run());
+        let name = format!("src/{}", self.config.name);
+        let spawned = match self.config.spec.stack_size() {
+            Some(size) => lifeline::spawn_with_stack(name, size, move || runner.run()),
+            None => lifeline::spawn(name, move || runner.run()),
+        };
         match spawned {
             Ok(t) => self.threads.push(t),
             Err(e) => {
