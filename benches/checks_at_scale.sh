@@ -99,9 +99,12 @@ for n in $COUNTS; do
                 for (k in end) skipped += end[k] - start[k]
                 printf "%8d %10s %11.0f %14.0f %21.3f ms %11.1f KiB\n", n, user, runs / rounds,
                     skipped / rounds, runs ? ns / 1e6 / runs : 0, rss / n
-            }' "$DIR/out"
+            }' "$DIR/out" | tee -a "$DIR/table"
     done
 done
 floor_after=$(floor)
 printf 'floor: posix_spawn + waitpid of /bin/true from a small process: %s ms (before) %s ms (after) of its CPU per start\n' \
     "$floor_before" "$floor_after"
+awk -v floor="$(echo "$floor_before $floor_after" | awk '{ print ($1 + $2) / 2 }')" '
+    { printf "ratio supervisor CPU per run / floor, %d sources as %s: %.2f\n", $1, $2, $5 / floor }
+' "$DIR/table"
