@@ -16,6 +16,7 @@ use crate::outputs::OutputError;
 use crate::procfs::Procfs;
 use crate::router::{self, Control};
 use crate::sources::SourceContext;
+use crate::sources::checks;
 use crate::sources::runner::SourceHandle;
 use crate::supervisor::SupervisorThread;
 use crate::telemetry::{Telemetry, get};
@@ -77,6 +78,8 @@ pub struct Agent {
     sources: Vec<SourceHandle>,
     outputs: Vec<OutputHandle>,
     supervisor: SupervisorThread,
+    /// The thread every `exec` check shares, kept across reloads.
+    checks: checks::Host,
 }
 
 impl Agent {
@@ -113,6 +116,7 @@ impl Agent {
             sources: Vec::new(),
             outputs,
             supervisor,
+            checks: checks::Host::default(),
         };
         let ctx = agent.source_context();
         agent.sources = agent
@@ -143,12 +147,15 @@ impl Agent {
     }
 
     fn source_context(&self) -> SourceContext {
-        SourceContext::new(
-            Procfs::new(&self.config.agent.host_root),
-            self.telemetry.clone(),
-            self.supervisor.handle(),
-            self.cache.clone(),
-        )
+        SourceContext {
+            checks: self.checks.clone(),
+            ..SourceContext::new(
+                Procfs::new(&self.config.agent.host_root),
+                self.telemetry.clone(),
+                self.supervisor.handle(),
+                self.cache.clone(),
+            )
+        }
     }
 
     fn publish(&self) {

@@ -450,6 +450,85 @@ fn an_exec_sources_smaller_stack_holds_json_nested_as_deep_as_the_parser_takes()
     assert_eq!(agent.wait_exit(DEADLINE).code(), Some(0));
 }
 
+/// The names of the threads of process `pid`.
+fn thread_names(pid: u32) -> Vec<String> {
+    fs::read_dir(format!("/proc/{pid}/task"))
+        .unwrap()
+        .flatten()
+        .filter_map(|t| fs::read_to_string(t.path().join("comm")).ok())
+        .map(|n| n.trim().to_owned())
+        .collect()
+}
+
+#[test]
+fn exec_checks_share_one_thread_and_leave_it_on_reload() {
+    let dir = TempDir::new("shared-thread");
+    let path = dir.path().join("pipit.json");
+    let config = |n: usize| {
+        let sources: Vec<String> = (1..=n)
+            .map(|i| {
+                format!(
+                    r#"{{"type": "exec", "name": "c{i}", "interval": "100ms", "command": ["true"]}}"#
+                )
+            })
+            .collect();
+        format!(
+            r#"{{"agent": {{"hostname": "h", "state_dir": "{dir}"}},
+                "control": {{"enabled": false}},
+                "supervisor": {{"user": ""}},
+                "sources": [{sources}],
+                "outputs": [{{"type": "stdout", "batch_timeout": "0s"}}]}}"#,
+            dir = dir.path().display(),
+            sources = sources.join(", ")
+        )
+    };
+    let runs = |lines: &[String], name: &str| {
+        let prefix = format!("h.exec.{name}.exit_code 0 ");
+        lines.iter().filter(|l| l.starts_with(&prefix)).count()
+    };
+    fs::write(&path, config(20)).unwrap();
+    let mut agent = Agent::start(&path, "info");
+    agent.wait_stdout("every check to run", DEADLINE, |lines| {
+        (1..=20).all(|i| runs(lines, &format!("c{i}")) > 0)
+    });
+    let names = thread_names(agent.pid());
+    assert_eq!(
+        names.iter().filter(|n| *n == "checks").count(),
+        1,
+        "{names:?}"
+    );
+    assert!(!names.iter().any(|n| n.starts_with("src/")), "{names:?}");
+
+    fs::write(&path, config(1)).unwrap();
+    agent.signal("HUP");
+    agent.wait_stderr("the reload", DEADLINE, |lines| {
+        lines
+            .iter()
+            .any(|l| l.contains("reloaded") && l.contains("1 source(s)"))
+    });
+    let before = agent.stdout();
+    let kept = runs(&before, "c1");
+    // Time passing is the thing under test: ten intervals in which removed checks must not run.
+    std::thread::sleep(Duration::from_secs(1));
+    let after = agent.stdout();
+    assert!(runs(&after, "c1") > kept, "the kept check runs on");
+    let names = thread_names(agent.pid());
+    assert_eq!(
+        names.iter().filter(|n| *n == "checks").count(),
+        1,
+        "one for the agent's life: {names:?}"
+    );
+    for i in 2..=20 {
+        let name = format!("c{i}");
+        assert!(
+            runs(&after, &name) <= runs(&before, &name) + 1,
+            "{name} still runs after its removal"
+        );
+    }
+    agent.signal("TERM");
+    assert_eq!(agent.wait_exit(DEADLINE).code(), Some(0));
+}
+
 /// Kills the process, if it still runs, when dropped.
 struct KillOnDrop(u32);
 

@@ -9,13 +9,16 @@ use std::fmt::Write;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use super::{Emitter, MetricInfo, Source, SourceContext, SourceError, SourceSpec, SourceType};
+use super::{
+    Emitter, MetricInfo, RunResult, Source, SourceContext, SourceError, SourceSpec, SourceType,
+};
 use crate::checks::{Format, Problem, graphite, json, nagios, quote, value};
 use crate::complain::Complaint;
 use crate::config::duration;
 use crate::config::reader::{Problems, Table};
 use crate::event::{Kind, State};
 use crate::supervisor::{self, Command, Daemon, DaemonEvent, Exit, Finished, RunError, Supervisor};
+use crossbeam_channel::Receiver;
 
 /// How long a check may run when the config says nothing.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -151,6 +154,12 @@ impl SourceSpec for ExecSpec {
         !self.daemon
     }
 
+    fn shares_a_thread(&self) -> bool {
+        // A check's collection is a request to the supervisor and its answer: no thread of its
+        // own need wait for it. A daemon's lines are read on its own.
+        !self.daemon
+    }
+
     fn stack_size(&self) -> Option<usize> {
         Some(STACK_SIZE)
     }
@@ -181,8 +190,27 @@ impl Source for Exec {
         if self.spec.daemon {
             return self.collect_daemon(emit);
         }
+        let run = match self.start_check() {
+            Some(Ok(result)) => result.recv().unwrap_or(Err(RunError::Stopped)),
+            Some(Err(e)) => Err(e),
+            None => Err(RunError::Stopped),
+        };
+        self.finish_check(run, emit)
+    }
+
+    fn start_check(&mut self) -> Option<Result<Receiver<RunResult>, RunError>> {
+        if self.spec.daemon {
+            return None;
+        }
+        Some(
+            self.supervisor
+                .submit(&self.name, self.spec.command.clone()),
+        )
+    }
+
+    fn finish_check(&mut self, run: RunResult, emit: &mut Emitter<'_>) -> Result<(), SourceError> {
         let own = format!("exec.{}", self.name);
-        match self.supervisor.run(&self.name, self.spec.command.clone()) {
+        match run {
             Ok(finished) => {
                 self.report(&finished, emit);
                 if finished.stdout.truncated || finished.stderr.truncated {

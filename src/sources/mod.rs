@@ -6,6 +6,7 @@
 //! tags and ttl on every event.
 
 pub mod bound;
+pub mod checks;
 pub mod conntrack;
 pub mod cpu;
 pub mod df;
@@ -59,7 +60,7 @@ use crate::cache::Cache;
 use crate::config::agent::{AgentConfig, read_hostname};
 use crate::config::reader::{self, Field, Problems, Table};
 use crate::procfs::Procfs;
-use crate::supervisor::Supervisor;
+use crate::supervisor::{Finished, RunError, Supervisor};
 use crate::telemetry::Telemetry;
 use crate::telemetry::catalogue::CatalogueSource;
 
@@ -80,7 +81,27 @@ pub trait Source: Send {
     /// false when its queue was full and they were dropped (and counted). A source that owes
     /// someone an acknowledgement (an MQTT broker) gives it only for accepted events.
     fn handed_over(&mut self, _accepted: bool) {}
+
+    /// For a source whose collection is one check run (an `exec` check): asks the supervisor for
+    /// the run without waiting, and returns the channel its end comes on, so that such sources
+    /// share one thread ([`checks`]) instead of each waiting on its own. `None` for the others.
+    fn start_check(&mut self) -> Option<Result<Receiver<RunResult>, RunError>> {
+        None
+    }
+
+    /// Emits what the run asked for by [`Source::start_check`] came to: the rest of the
+    /// collection.
+    fn finish_check(
+        &mut self,
+        _run: RunResult,
+        _emit: &mut Emitter<'_>,
+    ) -> Result<(), SourceError> {
+        Ok(())
+    }
 }
+
+/// How a check run ended, as the supervisor answers it.
+pub type RunResult = Result<Finished, RunError>;
 
 /// A source's validated config, able to build (and after a panic, rebuild) the source.
 pub trait SourceSpec: Send + Sync + fmt::Debug {
@@ -97,6 +118,13 @@ pub trait SourceSpec: Send + Sync + fmt::Debug {
     /// say): the first collection then comes at a point of the interval fixed by a hash of the
     /// instance's name ([`crate::schedule::spread`]) rather than at once.
     fn spreads_first_run(&self) -> bool {
+        false
+    }
+
+    /// True for a source whose instances share one thread ([`checks`]) rather than each holding
+    /// its own: its collection is [`Source::start_check`] and [`Source::finish_check`], and
+    /// never blocks.
+    fn shares_a_thread(&self) -> bool {
         false
     }
 
@@ -135,6 +163,9 @@ pub struct SourceContext {
     /// that waits long (a round of pings) can wait on it and return early; it never fires
     /// outside a running agent (`pipit once`, tests).
     pub stopping: Receiver<()>,
+    /// The thread that runs the instances that share one ([`SourceSpec::shares_a_thread`]),
+    /// started when the first of them is.
+    pub checks: checks::Host,
 }
 
 impl SourceContext {
@@ -153,6 +184,7 @@ impl SourceContext {
             instance: String::new(),
             interval: Duration::ZERO,
             stopping: crossbeam_channel::never(),
+            checks: checks::Host::default(),
         }
     }
 

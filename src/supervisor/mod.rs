@@ -218,6 +218,18 @@ impl Supervisor {
     /// Runs `command` as the check `key` and waits for it to end. A check whose `key` is still
     /// running (or waiting for a slot) is not started twice: the second request is skipped.
     pub fn run(&self, key: &str, command: Arc<Command>) -> Result<Finished, RunError> {
+        let result = self.submit(key, command)?;
+        result.recv().unwrap_or(Err(RunError::Stopped))
+    }
+
+    /// Asks for the run of `command` as the check `key`, as [`Supervisor::run`], without waiting:
+    /// its end comes on the returned channel (disconnected without a message when the supervisor
+    /// is gone).
+    pub fn submit(
+        &self,
+        key: &str,
+        command: Arc<Command>,
+    ) -> Result<Receiver<Result<Finished, RunError>>, RunError> {
         let (reply, result) = bounded(1);
         self.send(Request::Run {
             key: key.to_owned(),
@@ -225,7 +237,7 @@ impl Supervisor {
             reply,
             queued: Instant::now(),
         })?;
-        result.recv().unwrap_or(Err(RunError::Stopped))
+        Ok(result)
     }
 
     /// Starts `command` as a daemon, restarted with backoff whenever it ends, until the returned
