@@ -321,6 +321,7 @@ mod tests {
     use crate::outputs::{Output, OutputSpec};
     use crate::pattern::Selector;
     use crate::sources::{Emitter, Source, SourceConfig, SourceError, SourceSpec, Template};
+    use crate::supervisor::RunError;
 
     /// An output that keeps what it is given.
     #[derive(Debug, Default)]
@@ -363,6 +364,21 @@ mod tests {
         }
     }
 
+    /// [`Scripted`] as a check on the shared thread: its answer is there as soon as it is asked
+    /// for, and its collection is what follows.
+    #[derive(Debug)]
+    struct SharedScripted(Scripted);
+
+    impl SourceSpec for SharedScripted {
+        fn build(&self, ctx: &crate::sources::SourceContext) -> Box<dyn Source> {
+            self.0.build(ctx)
+        }
+
+        fn shares_a_thread(&self) -> bool {
+            true
+        }
+    }
+
     struct ScriptedSource {
         panics: u64,
         hang: Duration,
@@ -380,6 +396,23 @@ mod tests {
             }
             emit.metric("tick", run as i64);
             Ok(())
+        }
+
+        fn start_check(
+            &mut self,
+        ) -> Option<Result<crossbeam_channel::Receiver<crate::sources::RunResult>, RunError>>
+        {
+            let (tx, rx) = crossbeam_channel::bounded(1);
+            tx.send(Err(RunError::Stopped)).unwrap();
+            Some(Ok(rx))
+        }
+
+        fn finish_check(
+            &mut self,
+            _: crate::sources::RunResult,
+            emit: &mut Emitter<'_>,
+        ) -> Result<(), SourceError> {
+            self.collect(emit)
         }
     }
 
@@ -501,6 +534,54 @@ mod tests {
         assert!(
             steady >= 15,
             "the steady source ticked only {steady} times during the restart"
+        );
+        assert_eq!(crashy_stats.panics.load(Ordering::SeqCst), 1);
+        assert_eq!(crashy_stats.restarts.load(Ordering::SeqCst), 1);
+        agent.stop();
+    }
+
+    #[test]
+    fn a_panicking_check_on_the_shared_thread_is_rebuilt_while_the_others_keep_their_schedule() {
+        let kept = Arc::new(Mutex::new(Vec::new()));
+        let shared = |name: &str, panics: u64, runs: &Arc<AtomicU64>| {
+            let mut config = source(
+                name,
+                50,
+                Scripted {
+                    panics: 0,
+                    hang: Duration::ZERO,
+                    runs: runs.clone(),
+                },
+            );
+            config.spec = Arc::new(SharedScripted(Scripted {
+                panics,
+                hang: Duration::ZERO,
+                runs: runs.clone(),
+            }));
+            config
+        };
+        let steady_runs = Arc::new(AtomicU64::new(0));
+        let crashy_runs = Arc::new(AtomicU64::new(0));
+        let cfg = config(
+            vec![
+                shared("steady", 0, &steady_runs),
+                shared("crashy", 1, &crashy_runs),
+            ],
+            &kept,
+            Duration::from_millis(10),
+        );
+        let agent = Agent::start(cfg).unwrap();
+        assert_eq!(agent.sources[0].threads_alive(), 0, "no thread of its own");
+        let crashy_stats = agent.sources[1].stats.clone();
+        wait_for(
+            "the crashy check to come back",
+            Duration::from_secs(10),
+            || count(&kept, "crashy.tick") >= 2,
+        );
+        let steady = count(&kept, "steady.tick");
+        assert!(
+            steady >= 15,
+            "the steady check ticked only {steady} times during the rebuild"
         );
         assert_eq!(crashy_stats.panics.load(Ordering::SeqCst), 1);
         assert_eq!(crashy_stats.restarts.load(Ordering::SeqCst), 1);
