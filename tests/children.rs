@@ -409,14 +409,14 @@ fn a_user_switch_that_fails_says_why_and_runs_nothing() {
 }
 
 #[test]
-fn an_exec_sources_smaller_stack_holds_json_nested_as_deep_as_the_parser_takes() {
-    // The deepest collection of an `exec` source, on its own thread (whose stack is smaller than
+fn an_exec_daemons_smaller_stack_holds_json_nested_as_deep_as_the_parser_takes() {
+    // The deepest collection of an `exec` daemon, on its own thread (whose stack is smaller than
     // the default), in the debug build whose frames are the largest: an overflow would abort the
     // agent.
     let dir = TempDir::new("deep-json");
     let depth = 127;
-    let objects = format!("{}1{}", r#"{"a":"#.repeat(depth), "}".repeat(depth));
-    let arrays = format!("{}{}", "[".repeat(depth), "]".repeat(depth));
+    let objects = format!("{}1{}\n", r#"{"a":"#.repeat(depth), "}".repeat(depth));
+    let arrays = format!("{}{}\n", "[".repeat(depth), "]".repeat(depth));
     fs::write(dir.path().join("objects.json"), objects).unwrap();
     fs::write(dir.path().join("arrays.json"), arrays).unwrap();
     let path = dir.path().join("pipit.json");
@@ -424,7 +424,8 @@ fn an_exec_sources_smaller_stack_holds_json_nested_as_deep_as_the_parser_takes()
         let file = dir.path().join(format!("{name}.json"));
         format!(
             r#"{{"type": "exec", "name": "{name}", "interval": "100ms", "format": "json",
-                "command": ["cat", "{}"]}}"#,
+                "mode": "daemon", "shell": true,
+                "command": "while cat {}; do sleep 0.05; done"}}"#,
             file.display()
         )
     };
@@ -440,10 +441,10 @@ fn an_exec_sources_smaller_stack_holds_json_nested_as_deep_as_the_parser_takes()
     );
     fs::write(&path, config).unwrap();
     let mut agent = Agent::start(&path, "info");
-    agent.wait_stdout("three runs of each", DEADLINE, |lines| {
+    agent.wait_stdout("five collections of each", DEADLINE, |lines| {
         ["objects", "arrays"].iter().all(|name| {
-            let prefix = format!("h.exec.{name}.exit_code 0 ");
-            lines.iter().filter(|l| l.starts_with(&prefix)).count() >= 3
+            let prefix = format!("h.exec.{name}.cut_lines 0 ");
+            lines.iter().filter(|l| l.starts_with(&prefix)).count() >= 5
         })
     });
     agent.signal("TERM");

@@ -22,12 +22,12 @@ use crossbeam_channel::Receiver;
 
 /// How long a check may run when the config says nothing.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
-/// The stack of an `exec` source's thread. Its deepest collection is a `json` output nested as
-/// deep as the parser allows (128 levels; deeper is refused as bad output): parsed, turned into
-/// events and dropped, it touched 60 to 72 KiB of stack in a release build and 228 to 268 KiB in
-/// a debug build (x86_64), which the tests run. A quarter of the default 2 MiB leaves twice the
-/// debug figure: hundreds of checks reserve a quarter of the address space (which matters on a
-/// 32-bit router), and use as much memory as before.
+/// The stack of a daemon-mode `exec` source's thread (checks have none: they share one). Its
+/// deepest collection is a `json` line nested as deep as the parser allows (128 levels; deeper is
+/// refused as bad output): parsed, turned into events and dropped, it touched 60 to 72 KiB of
+/// stack in a release build and 228 to 268 KiB in a debug build (x86_64), which the tests run. A
+/// quarter of the default 2 MiB leaves twice the debug figure, and reserves a quarter of the
+/// address space (which a 32-bit router has little of); the memory used is the same.
 const STACK_SIZE: usize = 512 * 1024;
 /// The most problems quoted in one event; the rest are counted.
 const MAX_QUOTED_PROBLEMS: usize = 3;
