@@ -121,11 +121,21 @@ run_catalogue() {
     report catalogue_answer_peak_ratio "$(number_after 'real sources peak / steady' <"$LOG/catalogue")"
 }
 
-BENCHES=(riemann graphite mqtt host_sources scrape catalogue)
+run_checks() {
+    [ "$(id -u)" = 0 ] || { skipped checks_skipped_nobody "needs root, to run checks as nobody"; return; }
+    { cargo build --release --quiet && COUNTS=1000 ROUNDS=1 USERS=nobody benches/checks_at_scale.sh; } \
+        >"$LOG/checks" 2>&1 ||
+        { skipped checks_skipped_nobody "the bench failed (output below)"; tail -5 "$LOG/checks"; return; }
+    report checks_skipped_nobody "$(awk '$1 == 1000 && $2 == "nobody" { print $4 }' "$LOG/checks")"
+    report checks_cpu_per_floor "$(number_after 'ratio supervisor CPU per run / floor, 1000 sources as nobody' <"$LOG/checks")"
+    report exec_source_rss_kib "$(awk '$1 == 1000 && $2 == "nobody" { print $7 }' "$LOG/checks")"
+}
+
+BENCHES=(riemann graphite mqtt host_sources scrape catalogue checks)
 [ $# -gt 0 ] && BENCHES=("$@")
 printf '%-26s %10s %10s %10s\n' figure now target recorded
 for bench in "${BENCHES[@]}"; do
-    declare -F "run_$bench" >/dev/null || { echo "all.sh: no benchmark $bench; one of: riemann graphite mqtt host_sources scrape catalogue" >&2; exit 2; }
+    declare -F "run_$bench" >/dev/null || { echo "all.sh: no benchmark $bench; one of: riemann graphite mqtt host_sources scrape catalogue checks" >&2; exit 2; }
     "run_$bench"
 done
 echo "(tolerance ${TOLERANCE}; load average now: $(cut -d' ' -f1-3 /proc/loadavg))"

@@ -1,75 +1,110 @@
 #!/usr/bin/env bash
 # Many `exec` checks at once: N sources running /bin/true every 10 s under the default
-# `max_checks` (4), as the user pipit runs them as (root: `nobody`). Counts, per 10 s round, the
-# runs that happened and the runs skipped for want of a slot, and the supervisor thread's CPU per
-# run, over ROUNDS rounds after a first interval (when every source has run once).
+# `max_checks` (4), run as each user of USERS in turn (as root: `nobody`, then pipit's own user).
+# Counts, per 10 s round, the runs that happened and the runs skipped for want of a slot, and
+# reads the supervisor thread's CPU per run and the agent's resident memory per source, over
+# ROUNDS rounds after a first interval (when every source has run once). Beside them, in the same
+# run: the floor of a start (benches/spawn_floor.c, compiled here: posix_spawn + waitpid of
+# /bin/true from a small process, its own CPU per start), and an agent with no source at all.
 #
 #   benches/checks_at_scale.sh                 # N = 100, 300 and 1000, 3 rounds each
 #   COUNTS="1000" ROUNDS=6 PIPIT=path/to/pipit benches/checks_at_scale.sh
-#   CHECK_USER="" benches/checks_at_scale.sh   # checks run as pipit's own user (`supervisor.user`)
+#   USERS="''" benches/checks_at_scale.sh      # only as pipit's own user (`supervisor.user` "")
 #
 # Runs are the `exec.<name>.exit_code` lines on pipit's standard output whose timestamp falls in
 # the window; skips the growth of the `exec.<name>.skipped` counters over it. The supervisor's CPU
-# is the user + system time of the thread named `supervisor` (/proc/PID/task/TID/stat). Every
-# process started here is stopped by pid, and the temporary directory removed, on exit.
+# is the time on CPU of the thread named `supervisor` (/proc/PID/task/TID/schedstat), divided by
+# the runs. Resident memory per source is (VmRSS of the agent with N sources - VmRSS of the agent
+# with none) / N, both read at the end of the window, after the trim `agent.trim_delay` (15 s
+# here) makes. Every process started here is stopped by pid, and the temporary directory removed,
+# on exit.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 COUNTS=${COUNTS:-100 300 1000}
 ROUNDS=${ROUNDS:-3}
 PIPIT=${PIPIT:-target/release/pipit}
-TICK=$(getconf CLK_TCK)
+FLOOR_STARTS=${FLOOR_STARTS:-2000}
+if [ -z "${USERS+set}" ]; then
+    if [ "$(id -u)" = 0 ]; then USERS="nobody ''"; else USERS="''"; fi
+fi
 DIR=$(mktemp -d)
-PID=
+PIDS=()
 cleanup() {
-    if [ -n "$PID" ]; then kill "$PID" 2>/dev/null || true; wait "$PID" 2>/dev/null || true; fi
+    local pid
+    for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; done
     rm -rf "$DIR"
 }
 trap cleanup EXIT
 
-supervisor_ticks() {
+cc -O2 -o "$DIR/spawn_floor" benches/spawn_floor.c
+
+supervisor_ns() {
     local task
     for task in /proc/"$1"/task/*; do
         if [ "$(cat "$task/comm")" = supervisor ]; then
-            awk '{ print $14 + $15 }' "$task/stat"
+            cut -d' ' -f1 "$task/schedstat"
             return
         fi
     done
 }
 
-printf '%8s %16s %18s %26s\n' sources "runs per round" "skipped per round" "supervisor CPU per run"
+rss_kib() { awk '/^VmRSS:/ { print $2 }' "/proc/$1/status"; }
+
+# config N USER: N exec sources, checks run as USER ('' for pipit's own).
+config() {
+    printf '{"agent": {"hostname": "h", "state_dir": "%s", "trim_delay": "15s"},\n' "$DIR"
+    printf ' "control": {"enabled": false}, "supervisor": {"user": "%s"},\n' "$2"
+    printf ' "sources": ['
+    for i in $(seq 1 "$1"); do
+        [ "$i" -gt 1 ] && printf ','
+        printf '{"type": "exec", "name": "c%d", "interval": "10s", "command": ["/bin/true"]}' "$i"
+    done
+    printf '],\n "outputs": [{"type": "stdout"}]}\n'
+}
+
+floor() { "$DIR/spawn_floor" "$FLOOR_STARTS"; }
+
+floor_before=$(floor)
+printf '%8s %10s %11s %14s %24s %15s\n' sources "run as" "runs/round" "skipped/round" \
+    "supervisor CPU per run" "RSS per source"
 for n in $COUNTS; do
-    {
-        printf '{"agent": {"hostname": "h", "state_dir": "%s"}, "control": {"enabled": false},\n' "$DIR"
-        if [ -n "${CHECK_USER+set}" ]; then
-            printf ' "supervisor": {"user": "%s"},\n' "$CHECK_USER"
-        fi
-        printf ' "sources": ['
-        for i in $(seq 1 "$n"); do
-            [ "$i" -gt 1 ] && printf ','
-            printf '{"type": "exec", "name": "c%d", "interval": "10s", "command": ["/bin/true"]}' "$i"
-        done
-        printf '],\n "outputs": [{"type": "stdout"}]}\n'
-    } >"$DIR/pipit.json"
-    "$PIPIT" run -c "$DIR/pipit.json" >"$DIR/out" 2>"$DIR/log" &
-    PID=$!
-    sleep 11
-    t0=$(date +%s)
-    before=$(supervisor_ticks "$PID")
-    sleep $((ROUNDS * 10))
-    after=$(supervisor_ticks "$PID")
-    t1=$(date +%s)
-    kill "$PID"; wait "$PID" || true
-    PID=
-    awk -v t0="$t0" -v t1="$t1" -v rounds="$ROUNDS" -v n="$n" -v cpu=$((after - before)) -v hz="$TICK" '
-        $1 ~ /\.exit_code$/ && $3 >= t0 && $3 < t1 { runs++ }
-        $1 ~ /\.skipped$/ {
-            if ($3 < t0) start[$1] = $2
-            if ($3 < t1) end[$1] = $2
-        }
-        END {
-            for (k in end) skipped += end[k] - start[k]
-            printf "%8d %16.0f %18.0f %23.2f ms\n", n, runs / rounds, skipped / rounds,
-                runs ? 1000 * cpu / hz / runs : 0
-        }' "$DIR/out"
+    for user in $USERS; do
+        user=${user//\'/}
+        config "$n" "$user" >"$DIR/pipit.json"
+        config 0 "$user" >"$DIR/empty.json"
+        "$PIPIT" run -c "$DIR/pipit.json" >"$DIR/out" 2>"$DIR/log" &
+        pid=$!
+        "$PIPIT" run -c "$DIR/empty.json" >/dev/null 2>"$DIR/empty.log" &
+        empty=$!
+        PIDS=("$pid" "$empty")
+        sleep 11
+        t0=$(date +%s)
+        before=$(supervisor_ns "$pid")
+        sleep $((ROUNDS * 10))
+        after=$(supervisor_ns "$pid")
+        t1=$(date +%s)
+        rss=$(rss_kib "$pid")
+        rss_empty=$(rss_kib "$empty")
+        kill "$pid" "$empty"; wait "$pid" || true; wait "$empty" || true
+        PIDS=()
+        awk -v t0="$t0" -v t1="$t1" -v rounds="$ROUNDS" -v n="$n" -v ns=$((after - before)) \
+            -v user="${user:-own}" -v rss=$((rss - rss_empty)) '
+            $1 ~ /\.exit_code$/ && $3 >= t0 && $3 < t1 { runs++ }
+            $1 ~ /\.skipped$/ {
+                if ($3 < t0) start[$1] = $2
+                if ($3 < t1) end[$1] = $2
+            }
+            END {
+                for (k in end) skipped += end[k] - start[k]
+                printf "%8d %10s %11.0f %14.0f %21.3f ms %11.1f KiB\n", n, user, runs / rounds,
+                    skipped / rounds, runs ? ns / 1e6 / runs : 0, rss / n
+            }' "$DIR/out" | tee -a "$DIR/table"
+    done
 done
+floor_after=$(floor)
+printf 'floor: posix_spawn + waitpid of /bin/true from a small process: %s ms (before) %s ms (after) of its CPU per start\n' \
+    "$floor_before" "$floor_after"
+awk -v floor="$(echo "$floor_before $floor_after" | awk '{ print ($1 + $2) / 2 }')" '
+    { printf "ratio supervisor CPU per run / floor, %d sources as %s: %.2f\n", $1, $2, $5 / floor }
+' "$DIR/table"

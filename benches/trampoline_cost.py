@@ -32,7 +32,7 @@ def per_start(path, argv):
 
 for name, path, argv in [
     ("/bin/true directly", "/bin/true", ["true"]),
-    ("through pipit-child", PIPIT, ["pipit-child", str(os.getpid()), "/bin/true"]),
+    ("through pipit-child", PIPIT, ["pipit-child", str(os.getpid()), "-", "/bin/true"]),
 ]:
     wall, cpu = per_start(path, argv)
     print(f"{name:22} {wall:6.3f} ms wall {cpu:6.3f} ms child CPU per start")

@@ -16,6 +16,7 @@ use crate::outputs::OutputError;
 use crate::procfs::Procfs;
 use crate::router::{self, Control};
 use crate::sources::SourceContext;
+use crate::sources::checks;
 use crate::sources::runner::SourceHandle;
 use crate::supervisor::SupervisorThread;
 use crate::telemetry::{Telemetry, get};
@@ -77,6 +78,8 @@ pub struct Agent {
     sources: Vec<SourceHandle>,
     outputs: Vec<OutputHandle>,
     supervisor: SupervisorThread,
+    /// The thread every `exec` check shares, kept across reloads.
+    checks: checks::Host,
 }
 
 impl Agent {
@@ -113,6 +116,7 @@ impl Agent {
             sources: Vec::new(),
             outputs,
             supervisor,
+            checks: checks::Host::default(),
         };
         let ctx = agent.source_context();
         agent.sources = agent
@@ -143,12 +147,15 @@ impl Agent {
     }
 
     fn source_context(&self) -> SourceContext {
-        SourceContext::new(
-            Procfs::new(&self.config.agent.host_root),
-            self.telemetry.clone(),
-            self.supervisor.handle(),
-            self.cache.clone(),
-        )
+        SourceContext {
+            checks: self.checks.clone(),
+            ..SourceContext::new(
+                Procfs::new(&self.config.agent.host_root),
+                self.telemetry.clone(),
+                self.supervisor.handle(),
+                self.cache.clone(),
+            )
+        }
     }
 
     fn publish(&self) {
@@ -314,6 +321,7 @@ mod tests {
     use crate::outputs::{Output, OutputSpec};
     use crate::pattern::Selector;
     use crate::sources::{Emitter, Source, SourceConfig, SourceError, SourceSpec, Template};
+    use crate::supervisor::SpawnError;
 
     /// An output that keeps what it is given.
     #[derive(Debug, Default)]
@@ -356,6 +364,21 @@ mod tests {
         }
     }
 
+    /// [`Scripted`] as a check on the shared thread: its answer is there as soon as it is asked
+    /// for, and its collection is what follows.
+    #[derive(Debug)]
+    struct SharedScripted(Scripted);
+
+    impl SourceSpec for SharedScripted {
+        fn build(&self, ctx: &crate::sources::SourceContext) -> Box<dyn Source> {
+            self.0.build(ctx)
+        }
+
+        fn shares_a_thread(&self) -> bool {
+            true
+        }
+    }
+
     struct ScriptedSource {
         panics: u64,
         hang: Duration,
@@ -373,6 +396,23 @@ mod tests {
             }
             emit.metric("tick", run as i64);
             Ok(())
+        }
+
+        fn start_check(
+            &mut self,
+        ) -> Option<Result<crossbeam_channel::Receiver<crate::sources::RunResult>, SpawnError>>
+        {
+            let (tx, rx) = crossbeam_channel::bounded(1);
+            tx.send(Err(SpawnError::Stopped)).unwrap();
+            Some(Ok(rx))
+        }
+
+        fn finish_check(
+            &mut self,
+            _: crate::sources::RunResult,
+            emit: &mut Emitter<'_>,
+        ) -> Result<(), SourceError> {
+            self.collect(emit)
         }
     }
 
@@ -494,6 +534,54 @@ mod tests {
         assert!(
             steady >= 15,
             "the steady source ticked only {steady} times during the restart"
+        );
+        assert_eq!(crashy_stats.panics.load(Ordering::SeqCst), 1);
+        assert_eq!(crashy_stats.restarts.load(Ordering::SeqCst), 1);
+        agent.stop();
+    }
+
+    #[test]
+    fn a_panicking_check_on_the_shared_thread_is_rebuilt_while_the_others_keep_their_schedule() {
+        let kept = Arc::new(Mutex::new(Vec::new()));
+        let shared = |name: &str, panics: u64, runs: &Arc<AtomicU64>| {
+            let mut config = source(
+                name,
+                50,
+                Scripted {
+                    panics: 0,
+                    hang: Duration::ZERO,
+                    runs: runs.clone(),
+                },
+            );
+            config.spec = Arc::new(SharedScripted(Scripted {
+                panics,
+                hang: Duration::ZERO,
+                runs: runs.clone(),
+            }));
+            config
+        };
+        let steady_runs = Arc::new(AtomicU64::new(0));
+        let crashy_runs = Arc::new(AtomicU64::new(0));
+        let cfg = config(
+            vec![
+                shared("steady", 0, &steady_runs),
+                shared("crashy", 1, &crashy_runs),
+            ],
+            &kept,
+            Duration::from_millis(10),
+        );
+        let agent = Agent::start(cfg).unwrap();
+        assert_eq!(agent.sources[0].threads_alive(), 0, "no thread of its own");
+        let crashy_stats = agent.sources[1].stats.clone();
+        wait_for(
+            "the crashy check to come back",
+            Duration::from_secs(10),
+            || count(&kept, "crashy.tick") >= 2,
+        );
+        let steady = count(&kept, "steady.tick");
+        assert!(
+            steady >= 15,
+            "the steady check ticked only {steady} times during the rebuild"
         );
         assert_eq!(crashy_stats.panics.load(Ordering::SeqCst), 1);
         assert_eq!(crashy_stats.restarts.load(Ordering::SeqCst), 1);

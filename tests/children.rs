@@ -1,11 +1,12 @@
 //! Children that cannot hurt the agent: a daemon printing one endless line costs a bounded share of
 //! a core, and a SIGKILLed agent leaves no daemon behind to be started twice and no check running,
-//! whichever user it runs as.
+//! whichever user it runs as. Checks run as another user really run as that user, its group and no
+//! supplementary group, and a switch that fails is reported without running anything.
 
 mod common;
 
 use std::fs;
-use std::os::unix::fs::PermissionsExt;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -175,9 +176,40 @@ fn children_named(parent: u32, comm: &str) -> Vec<u32> {
     found
 }
 
+/// The real, effective, saved and file-system ids of the `Uid:` or `Gid:` line of `pid`'s status,
+/// or its `Groups:`.
+fn ids(pid: u32, key: &str) -> Vec<u32> {
+    let status = fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let line = status
+        .lines()
+        .find_map(|l| l.strip_prefix(key))
+        .unwrap_or_else(|| panic!("no {key} in {status}"));
+    line.split_whitespace()
+        .map(|n| n.parse().unwrap())
+        .collect()
+}
+
+/// True when the tests run as root, as CI does: only root can switch a check's user.
+fn root() -> bool {
+    fs::metadata("/proc/self").is_ok_and(|m| m.uid() == 0)
+}
+
+/// The uid and gid of `nobody` in /etc/passwd.
+fn nobody() -> Option<(u32, u32)> {
+    let passwd = fs::read_to_string("/etc/passwd").ok()?;
+    passwd.lines().find_map(|l| {
+        let f: Vec<&str> = l.split(':').collect();
+        (f.len() > 3 && f[0] == "nobody").then(|| (f[2].parse().unwrap(), f[3].parse().unwrap()))
+    })
+}
+
 /// Starts an agent whose one check hangs, with `supervisor` as its supervisor section (`{}`: as root,
-/// checks run as `nobody`), SIGKILLs the agent and waits for the check to be gone.
-fn a_hanging_check_dies_with_a_sigkilled_agent(name: &str, supervisor: &str) {
+/// checks run as `nobody`), SIGKILLs the agent and waits for the check to be gone. Returns the
+/// check's `Uid:`, `Gid:` and `Groups:` ids as it ran.
+fn a_hanging_check_dies_with_a_sigkilled_agent(
+    name: &str,
+    supervisor: &str,
+) -> (Vec<u32>, Vec<u32>, Vec<u32>) {
     let dir = TempDir::new(name);
     let path = dir.path().join("pipit.json");
     let config = format!(
@@ -196,21 +228,35 @@ fn a_hanging_check_dies_with_a_sigkilled_agent(name: &str, supervisor: &str) {
     });
     // Whatever happens below, the check does not outlive the test.
     let _cleanup = KillOnDrop(check);
+    let credentials = (
+        ids(check, "Uid:"),
+        ids(check, "Gid:"),
+        ids(check, "Groups:"),
+    );
     agent.signal("KILL");
     wait_until("the check to die with the agent", DEADLINE, || {
         (!is_running(check)).then_some(())
     });
+    credentials
 }
 
 #[test]
 fn a_check_run_as_another_user_dies_with_a_sigkilled_agent() {
-    a_hanging_check_dies_with_a_sigkilled_agent("sigkill-check", "{}");
+    let (uid, gid, groups) = a_hanging_check_dies_with_a_sigkilled_agent("sigkill-check", "{}");
+    // Started through the trampoline (the check is the agent's child, found above by its name
+    // `sleep`), which switched its user before the exec.
+    if let (true, Some((nobody_uid, nobody_gid))) = (root(), nobody()) {
+        assert_eq!(uid, [nobody_uid; 4]);
+        assert_eq!(gid, [nobody_gid; 4]);
+        assert_eq!(groups, Vec::<u32>::new(), "no supplementary group");
+    }
 }
 
 #[test]
 fn a_check_run_as_the_agents_own_user_dies_with_a_sigkilled_agent() {
     // No default user: the check runs as the agent's own, started through the trampoline.
-    a_hanging_check_dies_with_a_sigkilled_agent("sigkill-own", r#"{"user": ""}"#);
+    let (uid, _, _) = a_hanging_check_dies_with_a_sigkilled_agent("sigkill-own", r#"{"user": ""}"#);
+    assert_eq!(uid[0], fs::metadata("/proc/self").map(|m| m.uid()).unwrap());
 }
 
 #[test]
@@ -260,6 +306,228 @@ fn a_check_run_as_the_agents_own_user_keeps_its_environment_directory_output_and
         format!("cannot run {}: permission denied", plain.display())
     );
     assert_eq!(find("exec.found.exit_code")["metric"], 0);
+}
+
+/// Runs `pipit once --json` on the config `path` through `prefix` (a command such as `setpriv`
+/// that starts the rest) and returns its events.
+fn once_through(prefix: &[&str], path: &Path) -> Vec<serde_json::Value> {
+    let out = Command::new(prefix[0])
+        .args(&prefix[1..])
+        .args([common::pipit::binary(), "once", "--json", "-c"])
+        .arg(path)
+        .output()
+        .unwrap();
+    text(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+/// The event `service` among `events`.
+fn event<'a>(events: &'a [serde_json::Value], service: &str) -> &'a serde_json::Value {
+    events
+        .iter()
+        .find(|e| e["service"] == service)
+        .unwrap_or_else(|| panic!("no event {service} in {events:#?}"))
+}
+
+#[test]
+fn a_check_run_as_another_user_runs_as_its_user_and_group_with_no_other_group() {
+    let (true, Some((uid, gid))) = (root(), nobody()) else {
+        return; // Only root can switch a check's user.
+    };
+    let dir = TempDir::new("as-nobody");
+    let path = dir.path().join("pipit.json");
+    let ids = r#""shell": true, "command": "echo \"OK - $(id -u) $(id -g) $(id -G)\"""#;
+    let config = format!(
+        r#"{{"supervisor": {{"user": "nobody"}},
+            "sources": [
+              {{"type": "exec", "name": "default", {ids}}},
+              {{"type": "exec", "name": "group", "group": "root", {ids}}},
+              {{"type": "exec", "name": "root", "user": "root", {ids}}}],
+            "outputs": [{{"type": "stdout"}}]}}"#
+    );
+    fs::write(&path, config).unwrap();
+    // The agent has supplementary groups of its own (4 and 20); no check inherits them.
+    let events = once_through(&["setpriv", "--groups=0,4,20"], &path);
+    let said = |service| event(&events, service)["description"].clone();
+    assert_eq!(said("default"), format!("OK - {uid} {gid} {gid}"));
+    assert_eq!(said("group"), format!("OK - {uid} 0 0"));
+    assert_eq!(said("root"), "OK - 0 0 0");
+}
+
+#[test]
+fn a_user_switch_that_fails_says_why_and_runs_nothing() {
+    if !root() || nobody().is_none() {
+        return;
+    }
+    let dir = TempDir::new("switch-fails");
+    fs::set_permissions(dir.path(), fs::Permissions::from_mode(0o755)).unwrap();
+    let ran = dir.path().join("ran");
+    let path = dir.path().join("pipit.json");
+    let config = format!(
+        r#"{{"supervisor": {{"user": "nobody"}},
+            "sources": [{{"type": "exec", "name": "c", "user": "nobody",
+                          "command": ["touch", "{ran}"]}}],
+            "outputs": [{{"type": "stdout"}}]}}"#,
+        ran = ran.display()
+    );
+    fs::write(&path, config).unwrap();
+    fs::set_permissions(&path, fs::Permissions::from_mode(0o644)).unwrap();
+    let not_run = |events: &[serde_json::Value], why: &str| {
+        let c = event(events, "c");
+        assert_eq!(c["state"], "critical", "{c}");
+        assert_eq!(c["description"], why, "{c}");
+        assert!(
+            events.iter().all(|e| e["service"] != "exec.c.exit_code"),
+            "{events:#?}"
+        );
+        assert!(!ran.exists(), "the command ran");
+    };
+    // Root in a user namespace of its own, where no other user exists and setgroups(2) is
+    // denied: the agent believes it can switch, and the switch fails in the check's starter.
+    let namespace = ["unshare", "--user", "--map-root-user"];
+    if Command::new(namespace[0])
+        .args(&namespace[1..])
+        .arg("true")
+        .status()
+        .is_ok_and(|s| s.success())
+    {
+        not_run(
+            &once_through(&namespace, &path),
+            "cannot run touch: cannot switch to user nobody: setgroups failed: Operation not permitted (os error 1)",
+        );
+    }
+    // Another user, from an agent that is not root: refused before anything is started.
+    not_run(
+        &once_through(
+            &["setpriv", "--reuid=1", "--regid=1", "--clear-groups"],
+            &path,
+        ),
+        "cannot run touch: running as user nobody needs pipit to run as root",
+    );
+}
+
+#[test]
+fn an_exec_daemons_smaller_stack_holds_json_nested_as_deep_as_the_parser_takes() {
+    // The deepest collection of an `exec` daemon, on its own thread (whose stack is smaller than
+    // the default), in the debug build whose frames are the largest: an overflow would abort the
+    // agent.
+    let dir = TempDir::new("deep-json");
+    let depth = 127;
+    let objects = format!("{}1{}\n", r#"{"a":"#.repeat(depth), "}".repeat(depth));
+    let arrays = format!("{}{}\n", "[".repeat(depth), "]".repeat(depth));
+    fs::write(dir.path().join("objects.json"), objects).unwrap();
+    fs::write(dir.path().join("arrays.json"), arrays).unwrap();
+    let path = dir.path().join("pipit.json");
+    let source = |name: &str| {
+        let file = dir.path().join(format!("{name}.json"));
+        format!(
+            r#"{{"type": "exec", "name": "{name}", "interval": "100ms", "format": "json",
+                "mode": "daemon", "shell": true,
+                "command": "while cat {}; do sleep 0.05; done"}}"#,
+            file.display()
+        )
+    };
+    let config = format!(
+        r#"{{"agent": {{"hostname": "h", "state_dir": "{dir}"}},
+            "control": {{"enabled": false}},
+            "supervisor": {{"user": ""}},
+            "sources": [{objects}, {arrays}],
+            "outputs": [{{"type": "stdout", "batch_timeout": "0s"}}]}}"#,
+        dir = dir.path().display(),
+        objects = source("objects"),
+        arrays = source("arrays"),
+    );
+    fs::write(&path, config).unwrap();
+    let mut agent = Agent::start(&path, "info");
+    agent.wait_stdout("five collections of each", DEADLINE, |lines| {
+        ["objects", "arrays"].iter().all(|name| {
+            let prefix = format!("h.exec.{name}.cut_lines 0 ");
+            lines.iter().filter(|l| l.starts_with(&prefix)).count() >= 5
+        })
+    });
+    agent.signal("TERM");
+    assert_eq!(agent.wait_exit(DEADLINE).code(), Some(0));
+}
+
+/// The names of the threads of process `pid`.
+fn thread_names(pid: u32) -> Vec<String> {
+    fs::read_dir(format!("/proc/{pid}/task"))
+        .unwrap()
+        .flatten()
+        .filter_map(|t| fs::read_to_string(t.path().join("comm")).ok())
+        .map(|n| n.trim().to_owned())
+        .collect()
+}
+
+#[test]
+fn exec_checks_share_one_thread_and_leave_it_on_reload() {
+    let dir = TempDir::new("shared-thread");
+    let path = dir.path().join("pipit.json");
+    let config = |n: usize| {
+        let sources: Vec<String> = (1..=n)
+            .map(|i| {
+                format!(
+                    r#"{{"type": "exec", "name": "c{i}", "interval": "100ms", "command": ["true"]}}"#
+                )
+            })
+            .collect();
+        format!(
+            r#"{{"agent": {{"hostname": "h", "state_dir": "{dir}"}},
+                "control": {{"enabled": false}},
+                "supervisor": {{"user": ""}},
+                "sources": [{sources}],
+                "outputs": [{{"type": "stdout", "batch_timeout": "0s"}}]}}"#,
+            dir = dir.path().display(),
+            sources = sources.join(", ")
+        )
+    };
+    let runs = |lines: &[String], name: &str| {
+        let prefix = format!("h.exec.{name}.exit_code 0 ");
+        lines.iter().filter(|l| l.starts_with(&prefix)).count()
+    };
+    fs::write(&path, config(20)).unwrap();
+    let mut agent = Agent::start(&path, "info");
+    agent.wait_stdout("every check to run", DEADLINE, |lines| {
+        (1..=20).all(|i| runs(lines, &format!("c{i}")) > 0)
+    });
+    let names = thread_names(agent.pid());
+    assert_eq!(
+        names.iter().filter(|n| *n == "checks").count(),
+        1,
+        "{names:?}"
+    );
+    assert!(!names.iter().any(|n| n.starts_with("src/")), "{names:?}");
+
+    fs::write(&path, config(1)).unwrap();
+    agent.signal("HUP");
+    agent.wait_stderr("the reload", DEADLINE, |lines| {
+        lines
+            .iter()
+            .any(|l| l.contains("reloaded") && l.contains("1 source(s)"))
+    });
+    let before = agent.stdout();
+    let kept = runs(&before, "c1");
+    // Time passing is the thing under test: ten intervals in which removed checks must not run.
+    std::thread::sleep(Duration::from_secs(1));
+    let after = agent.stdout();
+    assert!(runs(&after, "c1") > kept, "the kept check runs on");
+    let names = thread_names(agent.pid());
+    assert_eq!(
+        names.iter().filter(|n| *n == "checks").count(),
+        1,
+        "one for the agent's life: {names:?}"
+    );
+    for i in 2..=20 {
+        let name = format!("c{i}");
+        assert!(
+            runs(&after, &name) <= runs(&before, &name) + 1,
+            "{name} still runs after its removal"
+        );
+    }
+    agent.signal("TERM");
+    assert_eq!(agent.wait_exit(DEADLINE).code(), Some(0));
 }
 
 /// Kills the process, if it still runs, when dropped.

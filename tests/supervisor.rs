@@ -530,19 +530,19 @@ fn checks_drop_to_the_configured_user_when_root() {
     .unwrap();
     let h = sup.handle();
     let id = command(
-        &["/bin/sh", "-c", "id -u; id -g"],
+        &["/bin/sh", "-c", "id -u; id -g; id -G"],
         Duration::from_secs(5),
         Duration::ZERO,
     );
     let by_default = h.run("a", id.clone()).unwrap();
     assert_eq!(
         String::from_utf8_lossy(&by_default.stdout.bytes),
-        format!("{}\n{}\n", nobody.uid, nobody.gid)
+        format!("{}\n{}\n{}\n", nobody.uid, nobody.gid, nobody.gid)
     );
     let mut as_root = (*id).clone();
     as_root.user = Some(account::user("root").unwrap());
     let as_root = h.run("b", Arc::new(as_root)).unwrap();
-    assert_eq!(String::from_utf8_lossy(&as_root.stdout.bytes), "0\n0\n");
+    assert_eq!(String::from_utf8_lossy(&as_root.stdout.bytes), "0\n0\n0\n");
     assert!(sup.stop(Instant::now() + Duration::from_secs(2)));
 }
 

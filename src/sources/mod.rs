@@ -6,6 +6,7 @@
 //! tags and ttl on every event.
 
 pub mod bound;
+pub mod checks;
 pub mod conntrack;
 pub mod cpu;
 pub mod df;
@@ -62,7 +63,7 @@ use crate::config::agent::{AgentConfig, read_hostname};
 use crate::config::reader::{self, Field, Problems, Table};
 use crate::netlink::NetlinkError;
 use crate::procfs::{Procfs, ReadError};
-use crate::supervisor::{SpawnError, Supervisor};
+use crate::supervisor::{Finished, SpawnError, Supervisor};
 use crate::telemetry::Telemetry;
 use crate::telemetry::catalogue::CatalogueSource;
 
@@ -83,7 +84,27 @@ pub trait Source: Send {
     /// false when its queue was full and they were dropped (and counted). A source that owes
     /// someone an acknowledgement (an MQTT broker) gives it only for accepted events.
     fn handed_over(&mut self, _accepted: bool) {}
+
+    /// For a source whose collection is one check run (an `exec` check): asks the supervisor for
+    /// the run without waiting, and returns the channel its end comes on, so that such sources
+    /// share one thread ([`checks`]) instead of each waiting on its own. `None` for the others.
+    fn start_check(&mut self) -> Option<Result<Receiver<RunResult>, SpawnError>> {
+        None
+    }
+
+    /// Emits what the run asked for by [`Source::start_check`] came to: the rest of the
+    /// collection.
+    fn finish_check(
+        &mut self,
+        _run: RunResult,
+        _emit: &mut Emitter<'_>,
+    ) -> Result<(), SourceError> {
+        Ok(())
+    }
 }
+
+/// How a check run ended, as the supervisor answers it.
+pub type RunResult = Result<Finished, SpawnError>;
 
 /// How a source type is built: from its settings ([`Build::Settings`], `()` for a type that has
 /// none) and the context. The one shape every source type has; [`read`] turns it into the
@@ -115,11 +136,26 @@ pub trait Settings: fmt::Debug + Send + Sync + Sized + 'static {
         false
     }
 
+    /// True for a source whose instances share one thread ([`checks`]) rather than each holding
+    /// its own: its collection is [`Source::start_check`] and [`Source::finish_check`], and
+    /// never blocks.
+    fn shares_a_thread(&self) -> bool {
+        false
+    }
+
     /// Checks the settings against the instance's interval, for a source whose timing depends on
     /// it (requests spread over the interval, say); the error says which keys to change. Most
     /// sources fit any interval.
     fn check_interval(&self, _interval: Duration) -> Result<(), String> {
         Ok(())
+    }
+
+    /// The stack of an instance's thread, for a source of which there may be hundreds and whose
+    /// deepest collection is measured; `None` (most sources) for the default of 2 MiB. It bounds
+    /// the address space a thread reserves, not the memory it uses: only the pages a thread has
+    /// touched are resident.
+    fn stack_size(&self) -> Option<usize> {
+        None
     }
 }
 
@@ -163,6 +199,14 @@ impl<S: Build> SourceSpec for Configured<S> {
     fn check_interval(&self, interval: Duration) -> Result<(), String> {
         self.settings.check_interval(interval)
     }
+
+    fn shares_a_thread(&self) -> bool {
+        self.settings.shares_a_thread()
+    }
+
+    fn stack_size(&self) -> Option<usize> {
+        self.settings.stack_size()
+    }
 }
 
 /// A source type with its settings, as the config holds it: builds (and after a panic, rebuilds)
@@ -185,6 +229,16 @@ pub trait SourceSpec: Send + Sync + fmt::Debug {
     fn check_interval(&self, _interval: Duration) -> Result<(), String> {
         Ok(())
     }
+
+    /// See [`Settings::shares_a_thread`].
+    fn shares_a_thread(&self) -> bool {
+        false
+    }
+
+    /// See [`Settings::stack_size`].
+    fn stack_size(&self) -> Option<usize> {
+        None
+    }
 }
 
 /// What a source may use besides its own config.
@@ -206,6 +260,9 @@ pub struct SourceContext {
     /// that waits long (a round of pings) can wait on it and return early; it never fires
     /// outside a running agent (`pipit once`, tests).
     pub stopping: Receiver<()>,
+    /// The thread that runs the instances that share one ([`SourceSpec::shares_a_thread`]),
+    /// started when the first of them is.
+    pub checks: checks::Host,
 }
 
 impl SourceContext {
@@ -224,6 +281,7 @@ impl SourceContext {
             instance: String::new(),
             interval: Duration::ZERO,
             stopping: crossbeam_channel::never(),
+            checks: checks::Host::default(),
         }
     }
 

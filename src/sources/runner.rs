@@ -64,6 +64,8 @@ pub struct SourceHandle {
     threads: Vec<JoinHandle<()>>,
     ctx: SourceContext,
     events: Sender<Vec<Event>>,
+    /// Set for an instance run by the shared checks thread rather than a thread of its own.
+    hosted: Option<super::checks::Registration>,
 }
 
 /// What the handle and its thread(s) share.
@@ -98,15 +100,21 @@ impl SourceHandle {
             threads: Vec::new(),
             ctx,
             events,
+            hosted: None,
         };
         let (stop_tx, stop_rx) = bounded(0);
         handle.stop = Some(stop_tx);
-        handle.spawn(stop_rx);
+        if handle.config.spec.shares_a_thread() {
+            let runner = handle.runner(stop_rx);
+            handle.hosted = Some(handle.ctx.checks.add(runner));
+        } else {
+            handle.spawn(stop_rx);
+        }
         handle
     }
 
-    fn spawn(&mut self, stop: Receiver<()>) {
-        let runner = Runner {
+    fn runner(&self, stop: Receiver<()>) -> Runner {
+        Runner {
             config: self.config.clone(),
             ctx: SourceContext {
                 stopping: stop.clone(),
@@ -120,9 +128,17 @@ impl SourceHandle {
             complaint: Complaint::new(super::log_target(&self.config.name)),
             queue_complaint: Complaint::new(super::log_target(&self.config.name)),
             catalogued: Arc::new(self.config.catalogue_source()),
-        };
+        }
+    }
+
+    fn spawn(&mut self, stop: Receiver<()>) {
+        let runner = self.runner(stop);
         // A collection's panic is caught inside; one in the runner itself stops the agent.
-        let spawned = lifeline::spawn(format!("src/{}", self.config.name), move || runner.run());
+        let name = format!("src/{}", self.config.name);
+        let spawned = match self.config.spec.stack_size() {
+            Some(size) => lifeline::spawn_with_stack(name, size, move || runner.run()),
+            None => lifeline::spawn(name, move || runner.run()),
+        };
         match spawned {
             Ok(t) => self.threads.push(t),
             Err(e) => {
@@ -134,6 +150,10 @@ impl SourceHandle {
     /// If the running collection has taken longer than the source's timeout, reports it, leaves the
     /// stuck thread behind (it exits when its collection returns) and starts a fresh one.
     pub fn check_hang(&mut self) {
+        if self.hosted.is_some() {
+            // Its collections never block the thread it shares; the supervisor times them out.
+            return;
+        }
         let since = self.shared.busy_since.load(Ordering::SeqCst);
         if since == 0 {
             return;
@@ -168,14 +188,21 @@ impl SourceHandle {
         self.threads.iter().filter(|t| !t.is_finished()).count()
     }
 
-    /// Asks the thread(s) to stop; they finish the collection in progress first.
+    /// Asks the thread(s) to stop; they finish the collection in progress first. An instance on
+    /// the shared checks thread is dropped from it, its run in progress left to the supervisor.
     pub fn request_stop(&mut self) {
         self.stop = None;
         self.shared.generation.fetch_add(1, Ordering::SeqCst);
+        if let Some(hosted) = &self.hosted {
+            hosted.remove();
+        }
     }
 
     /// Waits for the thread(s) until `deadline`; true when all have exited.
     pub fn join_until(&mut self, deadline: Instant) -> bool {
+        if let Some(hosted) = &self.hosted {
+            return hosted.wait_removed(deadline);
+        }
         while Instant::now() < deadline {
             if self.threads.iter().all(|t| t.is_finished()) {
                 for t in self.threads.drain(..) {
@@ -189,9 +216,11 @@ impl SourceHandle {
     }
 }
 
-struct Runner {
-    config: SourceConfig,
-    ctx: SourceContext,
+/// One instance's schedule-independent state: its config, context, counters and complaints, and
+/// what follows each collection ([`Runner::settle`]).
+pub(super) struct Runner {
+    pub(super) config: SourceConfig,
+    pub(super) ctx: SourceContext,
     stats: Arc<SourceStats>,
     shared: Arc<Shared>,
     generation: u64,
@@ -200,6 +229,19 @@ struct Runner {
     complaint: Complaint,
     queue_complaint: Complaint,
     catalogued: Arc<CatalogueSource>,
+}
+
+/// What became of a collection once [`Runner::settle`] dealt with it.
+pub(super) enum Settled {
+    /// It is done (`failed`: with an error, logged); the next one is due on schedule.
+    Done {
+        /// True when it failed.
+        failed: bool,
+    },
+    /// It panicked: the source is to be rebuilt after a backoff.
+    Panicked(String),
+    /// The router is gone: the agent is stopping; so does the instance.
+    RouterGone,
 }
 
 fn unix_micros(t: SystemTime) -> u64 {
@@ -222,19 +264,12 @@ impl Runner {
 
     fn run(mut self) {
         let mut source = self.config.spec.build(&self.ctx);
-        let interval = self.config.interval;
-        let mut first = Instant::now();
-        if self.config.spec.spreads_first_run() {
-            first += crate::schedule::spread(&self.config.name, interval);
-        }
-        let mut schedule = crate::schedule::Schedule::new(first, interval);
+        let mut schedule = crate::schedule::Schedule::new(self.first_due(), self.config.interval);
         let mut backoff = FIRST_BACKOFF;
         let target = super::log_target(&self.config.name);
         while self.wait(schedule.due()) {
             let started = Instant::now();
-            self.stats
-                .last_run_us
-                .store(unix_micros(SystemTime::now()), Ordering::Relaxed);
+            self.mark_started();
             let since = self.shared.base.elapsed().as_millis() as u64 + 1;
             self.shared.busy_since.store(since, Ordering::SeqCst);
             let (events, outcome) = collect_once(source.as_mut(), &self.config);
@@ -243,47 +278,95 @@ impl Runner {
                 return;
             }
             self.shared.busy_since.store(0, Ordering::SeqCst);
-            let took = started.elapsed();
-            add(&self.stats.runs, 1);
-            self.stats
-                .last_duration_us
-                .store(took.as_micros() as u64, Ordering::Relaxed);
-            log::debug!(target: &target, "collected {} events in {}us", events.len(), took.as_micros());
-            self.ctx
-                .telemetry
-                .catalogue
-                .record(&self.catalogued, &events);
-            let Some(accepted) = self.send(events) else {
-                return;
-            };
-            source.handed_over(accepted);
-            match outcome {
-                Ok(()) => {
-                    self.complaint.recover();
-                    backoff = FIRST_BACKOFF;
+            match self.settle(source.as_mut(), events, outcome, started.elapsed()) {
+                Settled::RouterGone => return,
+                Settled::Done { failed } => {
+                    if !failed {
+                        backoff = FIRST_BACKOFF;
+                    }
                 }
-                Err(Outcome::Failed(e)) => {
-                    add(&self.stats.errors, 1);
-                    self.complaint.fail(&format!("collection failed: {e}"));
-                }
-                Err(Outcome::Panicked(message)) => {
-                    add(&self.stats.errors, 1);
-                    add(&self.stats.panics, 1);
+                Settled::Panicked(message) => {
                     log::error!(target: &target, "panicked: {message}; restarting in {}s", backoff.as_secs());
                     if !self.wait(Instant::now() + backoff) {
                         return;
                     }
                     backoff = (backoff * 2).min(MAX_BACKOFF);
                     source = self.config.spec.build(&self.ctx);
-                    add(&self.stats.restarts, 1);
+                    self.count_restart();
                     schedule = crate::schedule::Schedule::new(Instant::now(), self.config.interval);
                     continue;
                 }
             }
             let skipped = schedule.advance(Instant::now());
-            if skipped > 0 {
-                add(&self.stats.skipped_ticks, skipped);
-                log::debug!(target: &target, "collection took {}ms: skipped {skipped} tick(s)", took.as_millis());
+            self.count_skipped_ticks(skipped, started.elapsed());
+        }
+    }
+
+    /// The first collection's time: spread over the interval when the source asks for it.
+    pub(super) fn first_due(&self) -> Instant {
+        let mut first = Instant::now();
+        if self.config.spec.spreads_first_run() {
+            first += crate::schedule::spread(&self.config.name, self.config.interval);
+        }
+        first
+    }
+
+    /// Records that a collection starts now.
+    pub(super) fn mark_started(&self) {
+        self.stats
+            .last_run_us
+            .store(unix_micros(SystemTime::now()), Ordering::Relaxed);
+    }
+
+    /// Counts a rebuild of the source after a panic.
+    pub(super) fn count_restart(&self) {
+        add(&self.stats.restarts, 1);
+    }
+
+    /// Counts ticks skipped because a collection overran its interval.
+    pub(super) fn count_skipped_ticks(&self, skipped: u64, took: Duration) {
+        if skipped > 0 {
+            add(&self.stats.skipped_ticks, skipped);
+            log::debug!(target: &super::log_target(&self.config.name), "collection took {}ms: skipped {skipped} tick(s)", took.as_millis());
+        }
+    }
+
+    /// What follows a collection that took `took`: the counters, the catalogue, the events to the
+    /// router (and the source told whether they were taken), the outcome logged.
+    pub(super) fn settle(
+        &mut self,
+        source: &mut dyn Source,
+        events: Vec<Event>,
+        outcome: Result<(), Outcome>,
+        took: Duration,
+    ) -> Settled {
+        add(&self.stats.runs, 1);
+        self.stats
+            .last_duration_us
+            .store(took.as_micros() as u64, Ordering::Relaxed);
+        log::debug!(target: &super::log_target(&self.config.name), "collected {} events in {}us", events.len(), took.as_micros());
+        self.ctx
+            .telemetry
+            .catalogue
+            .record(&self.catalogued, &events);
+        let Some(accepted) = self.send(events) else {
+            return Settled::RouterGone;
+        };
+        source.handed_over(accepted);
+        match outcome {
+            Ok(()) => {
+                self.complaint.recover();
+                Settled::Done { failed: false }
+            }
+            Err(Outcome::Failed(e)) => {
+                add(&self.stats.errors, 1);
+                self.complaint.fail(&format!("collection failed: {e}"));
+                Settled::Done { failed: true }
+            }
+            Err(Outcome::Panicked(message)) => {
+                add(&self.stats.errors, 1);
+                add(&self.stats.panics, 1);
+                Settled::Panicked(message)
             }
         }
     }

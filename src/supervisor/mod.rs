@@ -221,6 +221,18 @@ impl Supervisor {
     /// Runs `command` as the check `key` and waits for it to end. A check whose `key` is still
     /// running (or waiting for a slot) is not started twice: the second request is skipped.
     pub fn run(&self, key: &str, command: Arc<Command>) -> Result<Finished, SpawnError> {
+        let result = self.submit(key, command)?;
+        result.recv().unwrap_or(Err(SpawnError::Stopped))
+    }
+
+    /// Asks for the run of `command` as the check `key`, as [`Supervisor::run`], without waiting:
+    /// its end comes on the returned channel (disconnected without a message when the supervisor
+    /// is gone).
+    pub fn submit(
+        &self,
+        key: &str,
+        command: Arc<Command>,
+    ) -> Result<Receiver<Result<Finished, SpawnError>>, SpawnError> {
         let (reply, result) = bounded(1);
         self.send(Request::Run {
             key: key.to_owned(),
@@ -228,7 +240,7 @@ impl Supervisor {
             reply,
             queued: Instant::now(),
         })?;
-        result.recv().unwrap_or(Err(SpawnError::Stopped))
+        Ok(result)
     }
 
     /// Starts `command` as a daemon, restarted with backoff whenever it ends, until the returned

@@ -4,17 +4,13 @@
 use std::fs::File;
 use std::io;
 use std::os::fd::OwnedFd;
-use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::CommandExt;
-use std::path::{Path, PathBuf};
 use std::process::{Child, Stdio};
+use std::sync::OnceLock;
 
 use super::Command;
 use super::account::Account;
-use super::trampoline;
-
-/// Where execvp(3) looks for a program when `PATH` is not set (musl's default, which covers glibc's).
-const DEFAULT_PATH: &str = "/usr/local/bin:/bin:/usr/bin";
+use super::trampoline::{self, RunAs};
 
 /// A started child with the read ends of its stdout and stderr.
 #[derive(Debug)]
@@ -25,6 +21,9 @@ pub struct Spawned {
     pub stdout: Option<File>,
     /// The read end of its stderr.
     pub stderr: Option<File>,
+    /// True when it was started through the [`trampoline`], whose failures before the exec
+    /// [`not_started`] reads from its stderr.
+    pub through_trampoline: bool,
 }
 
 /// Starts `command`; `default_user` applies when pipit is root and the command names no user.
@@ -34,54 +33,54 @@ pub struct Spawned {
 /// close-on-exec, and the supervisor marks the ones pipit inherited at start).
 ///
 /// Every child is killed when the calling thread ends, so a SIGKILLed pipit leaves no daemon behind
-/// to be started twice and no check running on: call it only from the supervisor thread. A daemon,
-/// and a check that switches user or group, asks for that in the child, which makes std fork(2).
-/// A check that runs as pipit's own user goes through the [`trampoline`] instead, so std can still
-/// posix_spawn(3) it, a tenth of the cost in a process with hundreds of threads (BENCHMARKS.md);
-/// where that is not available (a program embedding the supervisor, no `/proc`) such a check is
-/// started directly and is not tied to pipit's life.
+/// to be started twice and no check running on: call it only from the supervisor thread. A check
+/// goes through the [`trampoline`], which also switches its user and groups, so that std can
+/// posix_spawn(3) it: a tenth of the cost of a fork(2) of a process with hundreds of threads
+/// (BENCHMARKS.md). A daemon (started seldom), and a check where the trampoline is not available
+/// (a program embedding the supervisor, no `/proc`), asks for both in the child, which makes std
+/// fork(2); such a check as pipit's own user is started directly and is not tied to pipit's life.
 pub fn spawn(command: &Command, default_user: Option<&Account>, root: bool) -> io::Result<Spawned> {
     let Some((program, args)) = command.argv.split_first() else {
         return Err(io::Error::new(io::ErrorKind::InvalidInput, "empty command"));
     };
-    let user = command
-        .user
-        .as_ref()
-        .or(if root { default_user } else { None });
-    let forks_anyway = user.is_some() || command.group.is_some();
-    let through_trampoline = if command.timeout.is_some() && !forks_anyway {
-        trampoline::wrap(program, args)
+    let user = user(command, default_user, root);
+    let run_as = run_as(command, user, root).map_err(|e| explain(e, command, user, root))?;
+    let through_trampoline = if command.timeout.is_some() {
+        trampoline::wrap(program, args, &run_as)
     } else {
         None
     };
+    let trampoline = through_trampoline.is_some();
     let mut cmd = match through_trampoline {
-        Some(cmd) => {
-            runnable(program, command).map_err(|e| explain(e, command, user, root))?;
-            cmd
-        }
+        // Its exec's failures (no such program, not executable, not by this user) come back
+        // from the trampoline: see `not_started`.
+        Some(cmd) => cmd,
         None => {
             let mut cmd = std::process::Command::new(program);
             cmd.args(args);
-            if command.timeout.is_none() || forks_anyway {
+            if command.timeout.is_none() || run_as != RunAs::Same {
                 crate::sys::die_with_parent(&mut cmd);
+            }
+            match &run_as {
+                RunAs::Same => {}
+                RunAs::Group(gid) => {
+                    cmd.gid(*gid);
+                }
+                // std sets the group first and drops supplementary groups when pipit is root.
+                RunAs::User { uid, gid, .. } => {
+                    cmd.gid(*gid).uid(*uid);
+                }
             }
             cmd
         }
     };
     cmd.envs(&command.env)
-        .stdin(Stdio::null())
+        .stdin(null()?)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .process_group(0);
     if let Some(dir) = &command.cwd {
         cmd.current_dir(dir);
-    }
-    if let Some(account) = user {
-        // std sets the group first and drops supplementary groups when pipit is root.
-        cmd.gid(command.group.unwrap_or(account.gid))
-            .uid(account.uid);
-    } else if let Some(gid) = command.group {
-        cmd.gid(gid);
     }
     let mut child = cmd.spawn().map_err(|e| explain(e, command, user, root))?;
     let stdout = child.stdout.take().map(|p| File::from(OwnedFd::from(p)));
@@ -90,45 +89,88 @@ pub fn spawn(command: &Command, default_user: Option<&Account>, root: bool) -> i
         child,
         stdout,
         stderr,
+        through_trampoline: trampoline,
     })
 }
 
-/// Fails as the exec of `program` would (not found, not executable), for a start through the
-/// trampoline, whose own exec cannot fail that way: the program is looked up as execvp(3) does, in
-/// the command's `PATH` (else pipit's), relative to its working directory. A program that goes
-/// away in between fails in the trampoline, which says so on stderr and exits 127.
-fn runnable(program: &str, command: &Command) -> io::Result<()> {
-    let cwd = command.cwd.as_deref().unwrap_or(Path::new(""));
-    let candidates: Vec<PathBuf> = if program.contains('/') {
-        vec![cwd.join(program)]
-    } else {
-        let path = command
-            .env
-            .get("PATH")
-            .cloned()
-            .or_else(|| std::env::var("PATH").ok())
-            .unwrap_or_else(|| DEFAULT_PATH.to_owned());
-        path.split(':')
-            .map(|dir| {
-                cwd.join(if dir.is_empty() { "." } else { dir })
-                    .join(program)
-            })
-            .collect()
-    };
-    let mut denied = false;
-    for candidate in candidates {
-        match std::fs::metadata(&candidate) {
-            Ok(m) if m.is_file() && m.permissions().mode() & 0o111 != 0 => return Ok(()),
-            Ok(_) => denied = true,
-            Err(e) if e.kind() == io::ErrorKind::PermissionDenied => denied = true,
-            Err(_) => {}
+/// An empty stdin: a copy of `/dev/null`, opened once (a copy costs less than a path lookup).
+fn null() -> io::Result<Stdio> {
+    static NULL: OnceLock<File> = OnceLock::new();
+    let file = match NULL.get() {
+        Some(file) => file,
+        None => {
+            let file = File::open("/dev/null")?;
+            NULL.get_or_init(|| file)
         }
+    };
+    Ok(Stdio::from(file.try_clone()?))
+}
+
+/// The user `command` runs as, when one is to be switched to: its own `user`, else (when pipit is
+/// root) the supervisor's default.
+fn user<'a>(
+    command: &'a Command,
+    default_user: Option<&'a Account>,
+    root: bool,
+) -> Option<&'a Account> {
+    command
+        .user
+        .as_ref()
+        .or(if root { default_user } else { None })
+}
+
+/// Who `command` runs as. As root: the user (with its primary group unless `group` says
+/// otherwise, and no supplementary group), or only the group. Not as root: pipit's own user, or
+/// another group of its own; another user is refused here (`PermissionDenied`), before anything
+/// is started.
+fn run_as(command: &Command, user: Option<&Account>, root: bool) -> io::Result<RunAs> {
+    let gid = command.group.or(user.map(|a| a.gid));
+    if root {
+        return Ok(match (user, gid) {
+            (Some(account), Some(gid)) => RunAs::User {
+                uid: account.uid,
+                gid,
+                groups: Vec::new(),
+            },
+            (None, Some(gid)) => RunAs::Group(gid),
+            _ => RunAs::Same,
+        });
     }
-    Err(io::Error::from(if denied {
-        io::ErrorKind::PermissionDenied
-    } else {
-        io::ErrorKind::NotFound
-    }))
+    if user.is_some_and(|a| a.uid != crate::sys::effective_uid()) {
+        return Err(io::Error::from(io::ErrorKind::PermissionDenied));
+    }
+    Ok(match gid {
+        Some(gid) if gid != crate::sys::effective_gid() => RunAs::Group(gid),
+        _ => RunAs::Same,
+    })
+}
+
+/// Why a check started through the trampoline did not run, when it exited [`trampoline::CANNOT_RUN`] saying
+/// so on its `stderr`: the user could not be switched to, its program could not be executed, or
+/// pipit was gone. `None` when the command itself ran.
+pub fn not_started(
+    stderr: &[u8],
+    command: &Command,
+    default_user: Option<&Account>,
+    root: bool,
+) -> Option<String> {
+    let failure = trampoline::failure(stderr)?;
+    let user = user(command, default_user, root);
+    let program = command.argv.first().map_or("", String::as_str);
+    let error = failure.error;
+    Some(match failure.step.as_str() {
+        "exec" => explain(error, command, user, root).to_string(),
+        "parent" => format!("cannot run {program}: pipit ended before it started ({error})"),
+        step => {
+            let who = match (user, command.group) {
+                (Some(a), Some(gid)) => format!("user {} (group id {gid})", a.name),
+                (Some(a), None) => format!("user {}", a.name),
+                (None, Some(gid)) => format!("group id {gid}"),
+                (None, None) => "its user".to_owned(),
+            };
+            format!("cannot run {program}: cannot switch to {who}: {step} failed: {error}")
+        }
+    })
 }
 
 fn explain(e: io::Error, command: &Command, user: Option<&Account>, root: bool) -> io::Error {

@@ -13,8 +13,9 @@ use crossbeam_channel::{Receiver, Sender, TryRecvError, TrySendError};
 
 use super::capture::{Captured, Lines};
 use super::process::{EXIT_TICK, Ended, Lingering, Process};
-use super::spawn::spawn;
-use super::{Command, DaemonEvent, Finished, Request, SpawnError, SupervisorConfig};
+use super::spawn::{not_started, spawn};
+use super::trampoline;
+use super::{Command, DaemonEvent, Exit, Finished, Request, SpawnError, SupervisorConfig};
 use crate::sys::{self, PollFd};
 use crate::telemetry::add;
 
@@ -69,9 +70,12 @@ impl Queued {
 
 struct Check {
     key: String,
+    command: Arc<Command>,
     reply: Sender<Result<Finished, SpawnError>>,
     process: Process,
     output: Output,
+    /// Started through the trampoline, whose own failures are read back from its stderr.
+    through_trampoline: bool,
 }
 
 /// What a check wrote, each pipe up to the command's `max_output`.
@@ -336,6 +340,7 @@ impl Worker {
             let started = Instant::now();
             match spawn(&q.command, self.config.user.as_ref(), self.root) {
                 Ok(spawned) => {
+                    let through_trampoline = spawned.through_trampoline;
                     let process =
                         Process::new(spawned, started, q.command.timeout, q.command.kill_grace);
                     let output = Output {
@@ -345,9 +350,11 @@ impl Worker {
                     };
                     self.checks.push(Check {
                         key: q.key,
+                        command: q.command,
                         reply: q.reply,
                         process,
                         output,
+                        through_trampoline,
                     });
                 }
                 Err(e) => {
@@ -421,6 +428,14 @@ impl Worker {
                 check.output.take(stream, bytes)
             });
             self.lingering.add(ended.pgid);
+            if check.through_trampoline && ended.exit == Exit::Code(trampoline::CANNOT_RUN) {
+                let user = self.config.user.as_ref();
+                let bytes = &check.output.stderr.bytes;
+                if let Some(why) = not_started(bytes, &check.command, user, self.root) {
+                    let _ = check.reply.send(Err(SpawnError::NotStarted(why)));
+                    continue;
+                }
+            }
             let Ended {
                 exit,
                 timed_out,

@@ -2,15 +2,17 @@
 //! supervisor, statvfs(3) for the df source, SO_PEERCRED for the control socket, the calls that
 //! keep pipit's own resident memory small (`memory`), the `*at` calls that reach names through an
 //! open directory (`files`, for `crate::files`), netlink sockets (`netlink`), a child's death with
-//! its parent (`children`), the TCP options and state std does not reach (`tcp`: user timeout,
-//! keepalive, `TCP_INFO`), and ICMP sockets for the ping source (`icmp`). Every `unsafe` block of
-//! pipit is in this module, each with the reason it is sound.
+//! its parent (`children`), a check's switch to the user and groups it runs as (`credentials`),
+//! the TCP options and state std does not reach (`tcp`: user timeout, keepalive, `TCP_INFO`), and
+//! ICMP sockets for the ping source (`icmp`). Every `unsafe` block of pipit is in this module,
+//! each with the reason it is sound.
 //!
 //! None of these calls touches memory pipit does not own: they take integers, or pointers to
 //! values that live on the caller's stack for the length of the call, or (`memory`) the address
 //! range of the program's own code, which they unmap but never change.
 
 mod children;
+mod credentials;
 mod files;
 pub mod icmp;
 mod memory;
@@ -18,6 +20,7 @@ pub mod netlink;
 mod tcp;
 
 pub use children::{die_with, die_with_parent};
+pub use credentials::{SwitchStep, switch_group, switch_user};
 pub use files::{
     OpenMode, Stat, link_at, mkdir_at, open_at, open_dir_path, rename_at, stat_at, unlink_at,
 };
