@@ -128,7 +128,7 @@ const REAL_SOURCES: &str = r#"{
 /// Collects every source of [`REAL_SOURCES`] twice (rates need two samples), one second apart:
 /// each instance's catalogue view and the events of its second collection.
 fn collect_real() -> Vec<(Arc<CatalogueSource>, Vec<Event>)> {
-    let config = pipit::config::parse("real.json", REAL_SOURCES).expect("the config is valid");
+    let config = pipit::config_file::parse("real.json", REAL_SOURCES).expect("the config is valid");
     let mut supervisor = SupervisorThread::start(config.supervisor.clone()).expect("supervisor");
     let ctx = SourceContext::new(
         Procfs::new(&config.agent.host_root),

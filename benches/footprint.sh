@@ -42,7 +42,7 @@ default_config() {
     python3 - "$WORK/$1" "$2" "$3" <<'PY'
 import json, sys
 base, agent, outputs = sys.argv[1:]
-config = json.load(open("src/config/embedded.json"))
+config = json.load(open("src/config_file/embedded.json"))
 config["agent"] = dict(json.loads(agent), state_dir=base + "-state")
 config["control"] = {"socket": base + ".sock"}
 if outputs:

@@ -44,7 +44,7 @@ fn pipit_cpu(port: u16, qos: u8, events: usize) -> f64 {
         r#"{{"outputs": [{{"type": "mqtt", "host": "127.0.0.1", "port": {port}, "qos": {qos},
             "prefix": "bench", "clean_session": true, "availability": false}}]}}"#
     );
-    let config = pipit::config::parse("bench.json", &text).expect("config");
+    let config = pipit::config_file::parse("bench.json", &text).expect("config");
     let mut output = config.outputs[0]
         .spec
         .build_target(0, "out.bench")

@@ -6,7 +6,7 @@
 #   SAMPLE=10 BOUNDS=60 benches/outage.sh  # sample period of the outage; seconds of each bounds run
 #   PIPIT=path/to/pipit benches/outage.sh  # another build (a static one, say) instead
 #
-# 1. The outage at the default config: the embedded default sources (src/config/embedded.json)
+# 1. The outage at the default config: the embedded default sources (src/config_file/embedded.json)
 #    with one graphite output to a dead 127.0.0.1 port (nothing listens) and `"spool": {}` (every
 #    spool key at its default), for DURATION seconds. Every SAMPLE seconds: VmRSS and RssAnon
 #    (/proc/PID/status), write_bytes (/proc/PID/io: everything pipit wrote to disk, the spool and
@@ -44,7 +44,7 @@ config() {
     python3 - "$WORK/$1" "$2" "$3" "$4" <<'PY'
 import json, sys
 base, port, spool, fast = sys.argv[1], int(sys.argv[2]), sys.argv[3] == "1", sys.argv[4] == "1"
-config = json.load(open("src/config/embedded.json"))
+config = json.load(open("src/config_file/embedded.json"))
 config["agent"] = {"state_dir": base + "-state"}
 config["control"] = {"socket": base + ".sock"}
 output = {"type": "graphite", "host": "127.0.0.1", "port": port}

@@ -60,7 +60,7 @@ fn pipit_cpu(port: u16, events: usize, base_ms: u64) -> f64 {
           "outputs": [{{"type": "prometheus_remote_write",
             "url": "http://127.0.0.1:{port}/api/v1/write", "labels": {{"sender": "pipit"}}}}]}}"#
     );
-    let config = pipit::config::parse("bench.json", &text).expect("config");
+    let config = pipit::config_file::parse("bench.json", &text).expect("config");
     let mut output = config.outputs[0]
         .spec
         .build_target(0, "out.bench")

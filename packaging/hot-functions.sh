@@ -29,7 +29,7 @@ PIDS+=($!)
 python3 - "$WORK" "$port" > "$WORK/pipit.json" <<'PY'
 import json, sys
 work, port = sys.argv[1], int(sys.argv[2])
-config = json.load(open("src/config/embedded.json"))
+config = json.load(open("src/config_file/embedded.json"))
 for source in config["sources"]:
     if source["type"] == "cpu":
         source["per_core"] = True

@@ -8,7 +8,7 @@ use std::time::Instant;
 use crossbeam_channel::{Sender, bounded};
 
 use crate::cache::Cache;
-use crate::config::Config;
+use crate::config_file::Config;
 use crate::delivery::queue::Route;
 use crate::delivery::{self, OutputHandle};
 use crate::event::Event;

@@ -16,6 +16,7 @@ pub mod cache;
 pub mod checks;
 pub mod complain;
 pub mod config;
+pub mod config_file;
 pub mod control;
 pub mod crc32;
 pub mod delivery;

@@ -10,7 +10,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use crate::cache::Cache;
-use crate::config::Config;
+use crate::config_file::Config;
 use crate::event::Event;
 use crate::outputs::graphite::path::Naming;
 use crate::outputs::stdout::{Format, Stdout, StdoutSpec};

@@ -16,7 +16,8 @@ use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
 
 use crate::agent::{Agent, AgentError, StopReport};
-use crate::config::{self, Config, ConfigErrors};
+use crate::config::ConfigErrors;
+use crate::config_file::{self, Config};
 use crate::control::status::Status;
 use crate::control::{Order, Server};
 use crate::lifeline::{self, Death};
@@ -34,8 +35,10 @@ impl ConfigSource {
     /// Reads and validates the config.
     pub fn load(&self) -> Result<Config, ConfigErrors> {
         match self {
-            ConfigSource::File(path) => config::load(path),
-            ConfigSource::Embedded => config::parse(config::EMBEDDED_NAME, config::EMBEDDED),
+            ConfigSource::File(path) => config_file::load(path),
+            ConfigSource::Embedded => {
+                config_file::parse(config_file::EMBEDDED_NAME, config_file::EMBEDDED)
+            }
         }
     }
 }

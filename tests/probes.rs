@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use common::peers::free_port;
 use common::sources::{self, Built};
-use pipit::config;
+use pipit::config_file;
 use pipit::event::Event;
 use pipit::http_client::HttpTimeouts;
 use pipit::pollers::snapshot::ChangeKind;
@@ -405,7 +405,7 @@ fn http_probe_config_is_checked() {
     let text = r#"{"sources": [{"type": "http", "url": "ftp://x", "method": "G ET",
                    "status": [99], "headers": {"bad name": "v"}}],
                   "outputs": [{"type": "stdout"}]}"#;
-    let e = config::parse("p.json", text).unwrap_err().to_string();
+    let e = config_file::parse("p.json", text).unwrap_err().to_string();
     for part in [
         "an http:// or https:// URL",
         "an HTTP method",
@@ -423,7 +423,7 @@ fn https_needs_the_tls_feature() {
         let text = format!(
             r#"{{"sources": [{{"type": "{kind}", "url": "https://example.org/"}}], "outputs": [{{"type": "stdout"}}]}}"#
         );
-        let e = config::parse("p.json", &text).unwrap_err().to_string();
+        let e = config_file::parse("p.json", &text).unwrap_err().to_string();
         assert!(e.contains("built without TLS"), "{kind}: {e}");
     }
 }
@@ -453,7 +453,7 @@ fn tcp_probe_reports_ok_and_refused() {
 #[test]
 fn tcp_probe_needs_a_port() {
     let text = r#"{"sources": [{"type": "tcp", "address": "localhost"}], "outputs": [{"type": "stdout"}]}"#;
-    let e = config::parse("p.json", text).unwrap_err().to_string();
+    let e = config_file::parse("p.json", text).unwrap_err().to_string();
     assert!(e.contains("host:port"), "{e}");
 }
 
@@ -473,6 +473,6 @@ fn the_watch_source_polls_urls() {
         1.0
     );
     let text = r#"{"sources": [{"type": "watch", "url": "http://h/", "recursive": true}], "outputs": [{"type": "stdout"}]}"#;
-    let e = config::parse("p.json", text).unwrap_err().to_string();
+    let e = config_file::parse("p.json", text).unwrap_err().to_string();
     assert!(e.contains("file watches only"), "{e}");
 }

@@ -818,7 +818,7 @@ fn the_rate_limit_spreads_delivery_over_time() {
 /// The configs of `outputs`, as the agent reads them.
 fn output_configs(outputs: &[String]) -> Vec<pipit::delivery::OutputConfig> {
     let text = format!(r#"{{"outputs": [{}]}}"#, outputs.join(","));
-    let config = pipit::config::parse("test.json", &text).unwrap_or_else(|e| panic!("{e:?}"));
+    let config = pipit::config_file::parse("test.json", &text).unwrap_or_else(|e| panic!("{e:?}"));
     config.outputs
 }
 

@@ -673,7 +673,7 @@ fn once(dir: &Dir, sources: &str) -> Vec<Event> {
     );
     let path = dir.path("pipit.json");
     fs::write(&path, text).unwrap();
-    let config = pipit::config::load(&path).unwrap();
+    let config = pipit::config_file::load(&path).unwrap();
     pipit::once::collect(&config).0
 }
 

@@ -255,7 +255,7 @@ fn tail_config_is_checked() {
                                {"type": "tail", "name": "t4", "command": "logread -f"},
                                {"type": "tail", "name": "t5", "path": "/a", "user": "root"}],
                   "outputs": [{"type": "stdout"}]}"#;
-    let e = pipit::config::parse("t.json", text)
+    let e = pipit::config_file::parse("t.json", text)
         .unwrap_err()
         .to_string();
     for part in [
@@ -272,7 +272,7 @@ fn tail_config_is_checked() {
     let text = r#"{"sources": [{"type": "tail", "command": "logread -f", "shell": true, "user": "root",
                                 "env": {"A": "1"}, "kill_grace": "1s", "max_output": 4096}],
                   "outputs": [{"type": "stdout"}]}"#;
-    if let Err(e) = pipit::config::parse("t.json", text) {
+    if let Err(e) = pipit::config_file::parse("t.json", text) {
         panic!("{e}");
     }
 }

@@ -3,6 +3,6 @@
 
 libfuzzer_sys::fuzz_target!(|data: &[u8]| {
     if let Ok(text) = std::str::from_utf8(data) {
-        let _ = pipit::config::parse("fuzz.json", text);
+        let _ = pipit::config_file::parse("fuzz.json", text);
     }
 });

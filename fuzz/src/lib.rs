@@ -69,7 +69,7 @@ pub fn source(source_json: &str, files: &[&str], data: &[u8]) {
             r#"{{"agent": {{"hostname": "h"}}, "sources": [{source_json}],
                 "outputs": [{{"type": "stdout"}}]}}"#
         );
-        let mut config = pipit::config::parse("fuzz.json", &text).expect("the config is valid");
+        let mut config = pipit::config_file::parse("fuzz.json", &text).expect("the config is valid");
         config.sources.remove(0)
     });
     let root = scratch("tree");

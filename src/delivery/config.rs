@@ -460,7 +460,7 @@ mod tests {
         )
         .unwrap_err();
         assert_eq!(e.len(), 4, "{e:?}");
-        let e = crate::config::parse(
+        let e = crate::config_file::parse(
             "t.json",
             r#"{"outputs": [{"type": "stdout", "strategy": "carbon_ch"}]}"#,
         )

@@ -46,11 +46,11 @@ pub fn check_fallbacks(outputs: &[OutputConfig]) -> Result<(), String> {
 
 #[cfg(test)]
 mod tests {
-    use crate::config;
+    use crate::config_file;
 
     fn errors(outputs: &str) -> Vec<String> {
         let text = format!(r#"{{"outputs": [{outputs}]}}"#);
-        match config::parse("t.json", &text) {
+        match config_file::parse("t.json", &text) {
             Ok(_) => Vec::new(),
             Err(e) => vec![format!("{e:?}")],
         }

@@ -156,12 +156,12 @@ impl TargetGroup {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config;
+    use crate::config_file;
     use crate::delivery::carbon_ch::RingHash;
 
     fn group(outputs: &str) -> (TargetGroup, OutputConfig) {
         let text = format!(r#"{{"outputs": [{outputs}]}}"#);
-        let config = config::parse("t.json", &text).unwrap_or_else(|e| panic!("{e:?}"));
+        let config = config_file::parse("t.json", &text).unwrap_or_else(|e| panic!("{e:?}"));
         let output = config.outputs.into_iter().next().unwrap();
         (TargetGroup::build(&output).unwrap(), output)
     }

@@ -278,7 +278,7 @@ mod tests {
 
     fn read(section: &str) -> Result<HttpServerConfig, Vec<String>> {
         let text = format!(r#"{{"outputs": [{{"type": "stdout"}}], "http_server": {section}}}"#);
-        crate::config::parse("t.json", &text)
+        crate::config_file::parse("t.json", &text)
             .map(|c| c.http_server)
             .map_err(|e| e.0.iter().map(|e| e.to_string()).collect())
     }

@@ -483,10 +483,11 @@ fn emit_json(emit: &mut Emitter<'_>, j: json::JsonEvent, arrived: Option<SystemT
 mod tests {
     use super::*;
     use crate::config;
+    use crate::config_file;
 
-    fn load(source: &str) -> Result<config::Config, Vec<String>> {
+    fn load(source: &str) -> Result<config_file::Config, Vec<String>> {
         let text = format!(r#"{{"sources": [{source}], "outputs": [{{"type": "stdout"}}]}}"#);
-        config::parse("c.json", &text).map_err(|e| e.0.iter().map(|e| e.to_string()).collect())
+        config_file::parse("c.json", &text).map_err(|e| e.0.iter().map(|e| e.to_string()).collect())
     }
 
     fn spec(source: &str) -> ExecSpec {

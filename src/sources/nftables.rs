@@ -261,7 +261,7 @@ mod tests {
     use super::super::testing::{context, emitter, lines, read_config, render, template};
     use super::*;
     use crate::cache::Cache;
-    use crate::config;
+    use crate::config_file;
     use crate::netlink::nftables::{NFT_MSG_NEWOBJ, NFT_MSG_NEWRULE, parse_object, parse_rule};
     use crate::netlink::read_datagram;
 
@@ -401,7 +401,7 @@ mod tests {
 
     fn load(source: &str) -> Vec<String> {
         let text = format!(r#"{{"sources": [{source}], "outputs": [{{"type": "stdout"}}]}}"#);
-        match config::parse("c.json", &text) {
+        match config_file::parse("c.json", &text) {
             Ok(_) => Vec::new(),
             Err(e) => e.0.iter().map(|e| e.to_string()).collect(),
         }

@@ -167,7 +167,7 @@ fn every_emitted_metric_is_declared() {
         .filter(|t| !needs_more.contains(&t.name))
         .map(|t| format!(r#"{{"type": "{}"}}"#, t.name))
         .collect();
-    let config = crate::config::parse(
+    let config = crate::config_file::parse(
         "t.json",
         &format!(
             r#"{{"agent": {{"host_root": "{root}"}}, "sources": [{}], "outputs": [{{"type": "stdout"}}]}}"#,

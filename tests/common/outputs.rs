@@ -11,7 +11,7 @@ use pipit::telemetry::{OutputStats, get};
 /// Starts the output configured by `json`, one entry of `outputs`.
 pub fn start(json: &str) -> OutputHandle {
     let text = format!(r#"{{"outputs": [{json}]}}"#);
-    let config = pipit::config::parse("test.json", &text).unwrap_or_else(|e| panic!("{e:?}"));
+    let config = pipit::config_file::parse("test.json", &text).unwrap_or_else(|e| panic!("{e:?}"));
     OutputHandle::start(config.outputs.into_iter().next().unwrap()).unwrap()
 }
 

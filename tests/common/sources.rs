@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use pipit::cache::Cache;
-use pipit::config::{self, Config};
+use pipit::config_file::{self, Config};
 use pipit::event::Event;
 use pipit::procfs::Procfs;
 use pipit::sources::runner::{Outcome, collect_once};
@@ -22,7 +22,7 @@ impl Built {
     /// Parses a config holding the single source `source_json` and builds it.
     pub fn new(source_json: &str) -> Built {
         let text = format!(r#"{{"sources": [{source_json}], "outputs": [{{"type": "stdout"}}]}}"#);
-        let config = config::parse("test.json", &text).unwrap_or_else(|e| panic!("{e}"));
+        let config = config_file::parse("test.json", &text).unwrap_or_else(|e| panic!("{e}"));
         let supervisor =
             SupervisorThread::start(config.supervisor.clone()).expect("a supervisor thread");
         let ctx = SourceContext::new(

@@ -409,11 +409,11 @@ mod tests {
     use std::sync::Arc;
 
     use super::*;
-    use crate::config;
+    use crate::config_file;
 
-    fn spec(source: &str) -> Result<config::Config, String> {
+    fn spec(source: &str) -> Result<config_file::Config, String> {
         let text = format!(r#"{{"sources": [{source}], "outputs": [{{"type": "stdout"}}]}}"#);
-        config::parse("test.json", &text).map_err(|e| e.to_string())
+        config_file::parse("test.json", &text).map_err(|e| e.to_string())
     }
 
     #[test]
