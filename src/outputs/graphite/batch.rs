@@ -100,14 +100,6 @@ impl Batch {
         &self.bytes
     }
 
-    /// Takes the encoded bytes, leaving the batch empty with `buffer` (cleared) to encode into.
-    pub fn take_bytes(&mut self, mut buffer: Vec<u8>) -> Vec<u8> {
-        buffer.clear();
-        let bytes = std::mem::replace(&mut self.bytes, buffer);
-        self.clear();
-        bytes
-    }
-
     /// The datagrams, for UDP (after [`finish`](Self::finish)).
     pub fn datagrams(&self) -> impl Iterator<Item = &[u8]> {
         let starts = std::iter::once(0).chain(self.datagram_ends.iter().copied());
