@@ -163,15 +163,13 @@ impl Output for GraphiteOutput {
             }
         }
         self.batch.finish();
-        self.client
-            .send_batch(&mut self.batch)
-            .map_err(|e| match &e {
-                GraphiteError::Connect { source, .. } | GraphiteError::Write { source, .. } => {
-                    OutputError::io(source, e.to_string())
-                }
-                GraphiteError::Unconfirmed { .. } => OutputError::failed(e.to_string()),
-                _ => OutputError::failed(e.to_string()),
-            })
+        self.client.send_batch(&self.batch).map_err(|e| match &e {
+            GraphiteError::Connect { source, .. } | GraphiteError::Write { source, .. } => {
+                OutputError::io(source, e.to_string())
+            }
+            GraphiteError::Unconfirmed { .. } => OutputError::failed(e.to_string()),
+            _ => OutputError::failed(e.to_string()),
+        })
     }
 
     fn take_unencodable(&mut self) -> u64 {
