@@ -131,11 +131,19 @@ run_checks() {
     report exec_source_rss_kib "$(awk '$1 == 1000 && $2 == "nobody" { print $7 }' "$LOG/checks")"
 }
 
-BENCHES=(riemann graphite mqtt host_sources scrape catalogue checks)
+run_replay() {
+    [ -x /usr/bin/carbon-cache ] || { skipped replay_dps "carbon-cache missing"; return; }
+    /usr/bin/python3 -c 'import whisper' 2>/dev/null || { skipped replay_dps "python3-whisper missing"; return; }
+    benches/replay.sh >"$LOG/replay" 2>&1 ||
+        { skipped replay_dps "the bench failed (output below)"; tail -5 "$LOG/replay"; return; }
+    report replay_dps "$(grep -oE 'replay_rate_dps=[0-9]+' "$LOG/replay" | grep -oE '[0-9]+')"
+}
+
+BENCHES=(riemann graphite mqtt host_sources scrape catalogue checks replay)
 [ $# -gt 0 ] && BENCHES=("$@")
 printf '%-26s %10s %10s %10s\n' figure now target recorded
 for bench in "${BENCHES[@]}"; do
-    declare -F "run_$bench" >/dev/null || { echo "all.sh: no benchmark $bench; one of: riemann graphite mqtt host_sources scrape catalogue checks" >&2; exit 2; }
+    declare -F "run_$bench" >/dev/null || { echo "all.sh: no benchmark $bench; one of: ${BENCHES[*]}" >&2; exit 2; }
     "run_$bench"
 done
 echo "(tolerance ${TOLERANCE}; load average now: $(cut -d' ' -f1-3 /proc/loadavg))"

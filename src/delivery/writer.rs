@@ -410,9 +410,14 @@ impl Writer {
     }
 
     /// Adds events until the batch is full or its time is up; says whether the queue was closed
-    /// (and drained).
+    /// (and drained). While the spool is being replayed, a live batch takes only what is queued
+    /// already: waiting for it to fill would hold the replay back by up to `batch_timeout`.
     fn fill(&mut self, batch: &mut Vec<Event>) -> bool {
-        let deadline = Instant::now() + self.config.batch_timeout;
+        let deadline = if self.replay_wanted() {
+            Instant::now()
+        } else {
+            Instant::now() + self.config.batch_timeout
+        };
         self.take_pending(batch);
         while batch.len() < self.config.batch_size {
             let wait = deadline.saturating_duration_since(Instant::now());

@@ -15,6 +15,8 @@ pub const MAX_DATAGRAM: usize = 1472;
 pub struct Batch {
     protocol: Protocol,
     bytes: Vec<u8>,
+    /// The last plaintext line's timestamp text, for the next line with the same timestamp.
+    stamp: plaintext::Stamp,
     frames: Frames,
     /// End offsets of the datagrams closed so far (UDP only).
     datagram_ends: Vec<usize>,
@@ -27,6 +29,7 @@ impl Batch {
         Batch {
             protocol,
             bytes: Vec::new(),
+            stamp: plaintext::Stamp::default(),
             frames: Frames::default(),
             datagram_ends: Vec::new(),
             datapoints: 0,
@@ -46,10 +49,22 @@ impl Batch {
     #[inline(always)]
     pub fn push(&mut self, path: &str, value: Metric, timestamp: i64) {
         match self.protocol {
-            Protocol::Plaintext => plaintext::push_line(&mut self.bytes, path, value, timestamp),
+            Protocol::Plaintext => plaintext::push_line_stamped(
+                &mut self.bytes,
+                &mut self.stamp,
+                path,
+                value,
+                timestamp,
+            ),
             Protocol::Udp => {
                 let line = self.bytes.len();
-                plaintext::push_line(&mut self.bytes, path, value, timestamp);
+                plaintext::push_line_stamped(
+                    &mut self.bytes,
+                    &mut self.stamp,
+                    path,
+                    value,
+                    timestamp,
+                );
                 let datagram = self.datagram_ends.last().copied().unwrap_or(0);
                 if self.bytes.len() - datagram > MAX_DATAGRAM && line > datagram {
                     self.datagram_ends.push(line);
@@ -97,6 +112,29 @@ impl Batch {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn lines_that_share_a_timestamp_and_lines_that_do_not() {
+        let mut b = Batch::new(Protocol::Plaintext);
+        for (path, v, t) in [
+            ("a", 1, 1_700_000_000),
+            ("b", 2, 1_700_000_000),
+            ("c", 3, -5),
+        ] {
+            b.push(path, Metric::Int(v), t);
+        }
+        b.push("d", Metric::Float(0.5), -5);
+        b.push("e", Metric::Int(-4), 7);
+        b.finish();
+        assert_eq!(
+            std::str::from_utf8(b.bytes()).unwrap(),
+            "a 1 1700000000\nb 2 1700000000\nc 3 -5\nd 0.5 -5\ne -4 7\n"
+        );
+        b.clear();
+        b.push("f", Metric::Int(0), 7);
+        b.finish();
+        assert_eq!(b.bytes(), b"f 0 7\n");
+    }
 
     #[test]
     fn datagrams_hold_whole_lines_under_the_limit() {

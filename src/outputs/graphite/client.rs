@@ -170,6 +170,9 @@ pub struct GraphiteClient {
     batch: Batch,
     /// Batches written and not yet confirmed, oldest first.
     held: VecDeque<Written>,
+    /// How many batches at the front of `held` the peer's TCP was seen to acknowledge (those
+    /// with `acked_at` set): a look at the connection marks only the ones after them.
+    acked: usize,
     /// Bytes in `held`.
     held_bytes: usize,
     max_held: usize,
@@ -231,6 +234,7 @@ impl GraphiteClient {
             connection: None,
             batch: Batch::new(protocol),
             held: VecDeque::new(),
+            acked: 0,
             held_bytes: 0,
             max_held: DEFAULT_MAX_HELD,
             held_datapoints: 0,
@@ -308,7 +312,8 @@ impl GraphiteClient {
         result
     }
 
-    /// Sends an encoded batch (see [`Batch`]).
+    /// Sends an encoded batch (see [`Batch`]). Over TCP a copy of its bytes is held until
+    /// confirmed, in the buffer of a batch confirmed before when there is one.
     pub(crate) fn send_batch(&mut self, batch: &Batch) -> Result<(), GraphiteError> {
         if batch.is_empty() {
             return Ok(());
@@ -327,14 +332,20 @@ impl GraphiteClient {
         match stream.write_all(batch.bytes()) {
             Ok(()) => {
                 self.sent += batch.bytes().len() as u64;
-                let mut bytes = self.spare.pop().unwrap_or_default();
+                let datapoints = batch.len() as u64;
+                // Held as a copy made in one move: encoding straight into the held buffers (one
+                // confirmed seconds ago, out of the cache) costs more, line by line, than this.
+                let mut bytes = self
+                    .spare
+                    .pop()
+                    .unwrap_or_else(|| Vec::with_capacity(batch.bytes().len()));
                 bytes.clear();
                 bytes.extend_from_slice(batch.bytes());
                 self.held_bytes += bytes.len();
-                self.held_datapoints += batch.len() as u64;
+                self.held_datapoints += datapoints;
                 self.held.push_back(Written {
                     bytes,
-                    datapoints: batch.len() as u64,
+                    datapoints,
                     end: self.sent,
                     acked_at: None,
                 });
@@ -424,8 +435,12 @@ impl GraphiteClient {
     fn confirm(&mut self, p: TcpProgress) {
         let acked = p.bytes_acked.saturating_sub(self.acked_base);
         let now = Instant::now();
-        for w in self.held.iter_mut().take_while(|w| w.end <= acked) {
-            w.acked_at.get_or_insert(now);
+        for w in self.held.range_mut(self.acked..) {
+            if w.end > acked {
+                break;
+            }
+            w.acked_at = Some(now);
+            self.acked += 1;
         }
         let before = self.confirmed;
         while let Some(w) = self.held.front() {
@@ -436,6 +451,7 @@ impl GraphiteClient {
             let Some(w) = self.held.pop_front() else {
                 break;
             };
+            self.acked -= 1;
             self.held_bytes -= w.bytes.len();
             self.held_datapoints -= w.datapoints;
             self.confirmed += w.datapoints;
@@ -462,10 +478,24 @@ impl GraphiteClient {
                     waited: self.timeouts.write,
                 });
             }
-            std::thread::sleep(CONFIRM_POLL);
+            std::thread::sleep(
+                self.until_confirmation()
+                    .min(deadline.saturating_duration_since(Instant::now())),
+            );
             self.check()?;
         }
         Ok(())
+    }
+
+    /// How long until the oldest batch held may be confirmed: the rest of its resend window once
+    /// the peer's TCP acknowledged it, else [`CONFIRM_POLL`] (the next look at the connection).
+    fn until_confirmation(&self) -> Duration {
+        match self.held.front().and_then(|w| w.acked_at) {
+            Some(at) => (at + self.resend_window)
+                .saturating_duration_since(Instant::now())
+                .max(Duration::from_millis(1)),
+            None => CONFIRM_POLL,
+        }
     }
 
     /// Closes the connection: TCP is shut down after everything written so far.
@@ -501,6 +531,11 @@ impl GraphiteClient {
             return Ok(());
         };
         log::debug!(target: &self.log_target, "{}: writing again {} datapoint(s) not confirmed on the previous connection", self.addr, self.held_datapoints);
+        // Nothing held is acknowledged on the new connection yet.
+        self.acked = 0;
+        for w in &mut self.held {
+            w.acked_at = None;
+        }
         let mut result = Ok(());
         for w in &mut self.held {
             result = stream.write_all(&w.bytes);
@@ -508,7 +543,7 @@ impl GraphiteClient {
                 break;
             }
             self.sent += w.bytes.len() as u64;
-            (w.end, w.acked_at) = (self.sent, None);
+            w.end = self.sent;
         }
         result.map_err(|source| self.write_failed(source))
     }
@@ -662,6 +697,38 @@ mod tests {
         assert_eq!(client.unconfirmed().0, sent - confirmed);
         assert!(client.unconfirmed().1 <= 64 << 10);
         assert!(sent > confirmed, "{sent} sent, {confirmed} confirmed");
+    }
+
+    #[test]
+    fn a_send_over_the_bound_waits_for_the_window_then_goes_on() {
+        let (_listener, mut client, server) = connected();
+        let reader = std::thread::spawn(move || {
+            let mut lines = 0;
+            for line in BufReader::new(server).lines() {
+                line.unwrap();
+                lines += 1;
+            }
+            lines
+        });
+        let window = Duration::from_millis(200);
+        client.set_resend_window(window);
+        client.set_max_held(1000);
+        let batch: Vec<Datapoint> = (0..20).map(|i| point("router.wan.rx", i)).collect();
+        let start = Instant::now();
+        let mut confirmed = 0;
+        for _ in 0..3 {
+            // Each batch fills the bound: the next waits until the one before is confirmed.
+            client.send_many(&batch).unwrap();
+            confirmed += client.take_confirmed();
+        }
+        assert!(start.elapsed() >= 2 * window, "{:?}", start.elapsed());
+        wait("the last confirmation", || {
+            confirmed += client.take_confirmed();
+            confirmed == 60
+        });
+        assert_eq!(client.unconfirmed(), (0, 0));
+        client.close().unwrap();
+        assert_eq!(reader.join().unwrap(), 60);
     }
 
     #[test]

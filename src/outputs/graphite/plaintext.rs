@@ -13,23 +13,55 @@ pub const MAX_LINE: usize = 16_384;
 /// Integers are written as they are; floats in a short form that reads back as exactly the same
 /// number, with an exponent when very large or small (`1e300`), so a value never takes more than
 /// 24 bytes.
+#[inline(always)]
+pub fn push_line(out: &mut Vec<u8>, path: &str, value: Metric, timestamp: i64) {
+    push_line_stamped(out, &mut Stamp::default(), path, value, timestamp);
+}
+
+/// The end of the last line written, ` <timestamp>\n`, kept for the next line with the same
+/// timestamp: the datapoints of one collection share theirs, so a batch writes its digits once.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Stamp {
+    timestamp: i64,
+    /// Bytes of `text` in use; 0 before the first line.
+    len: usize,
+    text: [u8; STAMP],
+}
+
+/// Room for ` timestamp\n`: a timestamp of at most 20 bytes.
+const STAMP: usize = 24;
+
+/// [`push_line`], reusing the timestamp's text from `stamp` when it is the same as the last line's.
 // The release build optimises for size, which leaves even tiny helpers as calls; forced inline,
 // the per-datapoint path writes plain moves instead (see benches/graphite_throughput.rs).
 #[inline(always)]
-pub fn push_line(out: &mut Vec<u8>, path: &str, value: Metric, timestamp: i64) {
-    // The line after the path is built backwards in one small buffer, then copied once.
+pub fn push_line_stamped(
+    out: &mut Vec<u8>,
+    stamp: &mut Stamp,
+    path: &str,
+    value: Metric,
+    timestamp: i64,
+) {
+    if stamp.len == 0 || stamp.timestamp != timestamp {
+        let mut text = [0u8; TAIL];
+        let mut at = put(&mut text, TAIL, b'\n');
+        at = put_int(&mut text, at, timestamp);
+        at = put(&mut text, at, b' ');
+        stamp.len = TAIL - at;
+        stamp.text[..stamp.len].copy_from_slice(&text[at..]);
+        stamp.timestamp = timestamp;
+    }
+    // The value is built backwards in one small buffer, then copied once.
     let mut tail = [0u8; TAIL];
-    let mut at = put(&mut tail, TAIL, b'\n');
-    at = put_int(&mut tail, at, timestamp);
-    at = put(&mut tail, at, b' ');
-    at = match value {
-        Metric::Int(v) => put_int(&mut tail, at, v),
-        Metric::Float(v) => put_float(&mut tail, at, v),
+    let mut at = match value {
+        Metric::Int(v) => put_int(&mut tail, TAIL, v),
+        Metric::Float(v) => put_float(&mut tail, TAIL, v),
     };
     at = put(&mut tail, at, b' ');
-    out.reserve(path.len() + TAIL - at);
+    out.reserve(path.len() + TAIL - at + stamp.len);
     out.extend_from_slice(path.as_bytes());
     out.extend_from_slice(&tail[at..]);
+    out.extend_from_slice(&stamp.text[..stamp.len]);
 }
 
 /// Room for ` value timestamp\n`: a value of at most 24 bytes and a timestamp of at most 20.
