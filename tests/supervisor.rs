@@ -982,3 +982,79 @@ fn pipit_run_streams_daemon_lines_skips_busy_checks_and_stops_cleanly_on_sigterm
     );
     assert_nothing_left(&[]);
 }
+
+/// A daemon that prints far more lines than a collection takes: every line is either an event
+/// on stdout or counted in `exec.<name>.dropped_lines`, and the drop is logged once.
+#[test]
+fn a_daemons_lines_beyond_its_queue_are_counted_and_logged_never_lost_silently() {
+    use std::io::{BufRead, BufReader};
+    use std::process::{Command as Process, Stdio};
+
+    const PRINTED: u64 = 5000;
+    let _lock = serial();
+    let dir = Dir::new("flood");
+    let daemon = dir.script(
+        "flood.sh",
+        &format!(
+            "awk 'BEGIN {{ for (i = 1; i <= {PRINTED}; i++) print \"flood.n\", i }}'\nexec sleep 1000"
+        ),
+    );
+    let config = dir.path("pipit.json");
+    fs::write(
+        &config,
+        format!(
+            r#"{{"agent": {{"interval": "1s", "shutdown_timeout": "3s"}}, "supervisor": {{"user": ""}},
+  "sources": [{{"type": "exec", "name": "flood", "mode": "daemon", "format": "graphite", "command": ["{daemon}"]}}],
+  "outputs": [{{"type": "stdout", "format": "json"}}]}}"#
+        ),
+    )
+    .unwrap();
+    let log = dir.path("pipit.log");
+    let mut pipit = Process::new(env!("CARGO_BIN_EXE_pipit"))
+        .args(["run", "-c", &config.display().to_string()])
+        .stdout(Stdio::piped())
+        .stderr(fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(pipit.stdout.take().unwrap()).lines();
+    let (mut delivered, mut dropped) = (0, 0);
+    // The source reports its count every second: a line neither delivered nor counted would
+    // keep the sum short past the deadline.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while delivered + dropped < PRINTED {
+        assert!(
+            Instant::now() < deadline,
+            "{delivered} delivered + {dropped} counted dropped of {PRINTED} printed"
+        );
+        let line = lines.next().expect("pipit ended early").unwrap();
+        let event: serde_json::Value = serde_json::from_str(&line).unwrap();
+        match event["service"].as_str().unwrap() {
+            "flood.n" => delivered += 1,
+            "exec.flood.dropped_lines" => dropped = event["metric"].as_u64().unwrap(),
+            _ => {}
+        }
+    }
+    let killed = Process::new("kill")
+        .args(["-TERM", &pipit.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    for _ in lines.by_ref() {}
+    assert!(pipit.wait().unwrap().success());
+    assert_eq!(
+        delivered + dropped,
+        PRINTED,
+        "each line delivered or counted, once"
+    );
+    assert!(
+        dropped > 0,
+        "the queue of {} lines overflowed",
+        pipit::supervisor::DAEMON_QUEUE
+    );
+    let log = fs::read_to_string(&log).unwrap();
+    let told = log
+        .lines()
+        .filter(|l| l.contains("dropped (counted in exec.flood.dropped_lines)"))
+        .count();
+    assert_eq!(told, 1, "one log line: {log}");
+}

@@ -18,7 +18,7 @@ use crate::config::duration;
 use crate::config::reader::{Problems, Table};
 use crate::event::{Kind, State};
 use crate::supervisor::{
-    self, Command, Daemon, DaemonEvent, Exit, Finished, SpawnError, Supervisor,
+    self, Command, DAEMON_QUEUE, Daemon, DaemonEvent, Exit, Finished, SpawnError, Supervisor,
 };
 use crossbeam_channel::Receiver;
 
@@ -169,6 +169,8 @@ impl Build for Exec {
             restarts: 0,
             cut_lines: 0,
             cut_off: Complaint::new(super::log_target(&ctx.instance)),
+            dropped_seen: 0,
+            flooded: Complaint::new(super::log_target(&ctx.instance)),
         }
     }
 }
@@ -185,6 +187,10 @@ struct Exec {
     cut_lines: u64,
     /// Logs output cut off at `max_output`, once while it goes on.
     cut_off: Complaint,
+    /// Daemon mode: the dropped lines already told of.
+    dropped_seen: u64,
+    /// Logs lines dropped for coming faster than collections take them, once while it goes on.
+    flooded: Complaint,
 }
 
 impl Source for Exec {
@@ -429,8 +435,19 @@ impl Exec {
             self.cut_off.recover();
         }
         let own = format!("exec.{name}");
+        let dropped = daemon.dropped();
+        if dropped > self.dropped_seen {
+            self.flooded.fail(&format!(
+                "the daemon printed more than {DAEMON_QUEUE} lines between two collections: \
+                 {} dropped (counted in {own}.dropped_lines); shorten the interval or print less",
+                dropped - self.dropped_seen
+            ));
+        } else {
+            self.flooded.recover();
+        }
+        self.dropped_seen = dropped;
         emit.metric(&format!("{own}.restarts"), self.restarts);
-        emit.metric(&format!("{own}.dropped_lines"), daemon.dropped());
+        emit.metric(&format!("{own}.dropped_lines"), dropped);
         emit.metric(&format!("{own}.cut_lines"), self.cut_lines);
         Ok(())
     }
