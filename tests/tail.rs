@@ -333,3 +333,70 @@ fn the_agent_stops_the_command_on_reload_and_on_exit() {
         "stopped with the agent"
     );
 }
+
+/// Matching lines past `max_forward` are counted and logged once, in a running agent.
+#[test]
+fn lines_not_forwarded_are_counted_and_logged_once() {
+    use std::io::{BufRead, BufReader};
+    use std::process::{Command, Stdio};
+
+    let dir = TempDir::new("tail-told");
+    let log = dir.path().join("app.log");
+    append(&log, "");
+    let config = dir.path().join("pipit.json");
+    fs::write(
+        &config,
+        format!(
+            r#"{{"agent": {{"interval": "300ms"}},
+  "sources": [{{"type": "tail", "name": "app", "path": "{}", "forward": true, "max_forward": 1,
+                "patterns": {{"error": "ERROR"}}}}],
+  "outputs": [{{"type": "stdout", "format": "json"}}]}}"#,
+            log.display()
+        ),
+    )
+    .unwrap();
+    let stderr = dir.path().join("pipit.err");
+    let mut pipit = Command::new(env!("CARGO_BIN_EXE_pipit"))
+        .args(["run", "-c", &config.display().to_string()])
+        .stdout(Stdio::piped())
+        .stderr(fs::File::create(&stderr).unwrap())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(pipit.stdout.take().unwrap()).lines();
+    // The first tick opens the file at its end; lines come after it.
+    let first = lines.next().expect("pipit ended early").unwrap();
+    assert!(first.contains("tail.app"), "{first}");
+    append(&log, "ERROR 1\nERROR 2\nERROR 3\n");
+    let mut dropped = 0;
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    for line in lines.by_ref() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{dropped} counted dropped, not 2"
+        );
+        let event: serde_json::Value = serde_json::from_str(&line.unwrap()).unwrap();
+        if event["service"] == "tail.app.dropped" {
+            dropped += event["metric"].as_u64().unwrap();
+            if dropped == 2 {
+                break;
+            }
+        }
+    }
+    assert_eq!(dropped, 2, "two of three matching lines over max_forward 1");
+    let told = || {
+        fs::read_to_string(&stderr)
+            .unwrap()
+            .lines()
+            .filter(|l| l.contains("2 matching line(s) not forwarded (over max_forward 1"))
+            .count()
+    };
+    wait_until("the log line", Duration::from_secs(5), || {
+        (told() == 1).then_some(())
+    });
+    let _ = Command::new("kill")
+        .args(["-TERM", &pipit.id().to_string()])
+        .status();
+    for _ in lines {}
+    assert!(pipit.wait().unwrap().success());
+    assert_eq!(told(), 1, "{}", fs::read_to_string(&stderr).unwrap());
+}

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use super::{Build, Emitter, MetricInfo, Settings, Source, SourceContext, SourceError, SourceType};
+use crate::complain::Complaint;
 use crate::config::reader::{Problems, Table};
 use crate::event::Kind;
 use crate::pattern::TextPattern;
@@ -159,6 +160,7 @@ impl Build for Tail {
             service,
             tally: Tally::new(spec),
             input,
+            losses: Complaint::new(super::log_target(&ctx.instance)),
         }
     }
 }
@@ -283,6 +285,35 @@ struct Tail {
     count_names: Vec<String>,
     tally: Tally,
     input: Input,
+    /// Logs lines dropped unread or not forwarded, once while it goes on.
+    losses: Complaint,
+}
+
+impl Tail {
+    /// Logs what this tick lost, counted in `unread` and `dropped`: once while losses go on.
+    fn tell_losses(&mut self, unread: u64, not_forwarded: u64) {
+        let mut lost = Vec::new();
+        if unread > 0 {
+            lost.push(format!(
+                "{unread} line(s) of the command dropped unread (more than {} between two ticks; \
+                 counted in {}.unread)",
+                supervisor::DAEMON_QUEUE,
+                self.service
+            ));
+        }
+        if not_forwarded > 0 {
+            lost.push(format!(
+                "{not_forwarded} matching line(s) not forwarded (over max_forward {}; counted in \
+                 {}.dropped)",
+                self.spec.max_forward, self.service
+            ));
+        }
+        if lost.is_empty() {
+            self.losses.recover();
+        } else {
+            self.losses.fail(&lost.join("; "));
+        }
+    }
 }
 
 impl Source for Tail {
@@ -299,13 +330,12 @@ impl Source for Tail {
             }
             Input::Command(lines) => {
                 let result = lines.read(tally);
-                emit.metric(
-                    &format!("{}.unread", self.service),
-                    std::mem::take(&mut tally.unread),
-                );
+                emit.metric(&format!("{}.unread", self.service), tally.unread);
                 result
             }
         };
+        let unread = std::mem::take(&mut tally.unread);
+        let not_forwarded = std::mem::take(&mut tally.dropped);
         for (name, count) in self.count_names.iter().zip(&mut tally.counts) {
             emit.metric(name, std::mem::take(count));
         }
@@ -320,11 +350,9 @@ impl Source for Tail {
                 e.description = Some(line);
                 e.attributes.insert("match".into(), labels);
             }
-            emit.metric(
-                &format!("{}.dropped", self.service),
-                std::mem::take(&mut tally.dropped),
-            );
+            emit.metric(&format!("{}.dropped", self.service), not_forwarded);
         }
+        self.tell_losses(unread, not_forwarded);
         result
     }
 }
