@@ -398,7 +398,9 @@ fn the_concurrency_limit_holds_and_a_running_check_is_not_started_twice() {
         ),
     );
     let mut sup = SupervisorThread::start(config(2)).unwrap();
-    let cmd = |key: &str| command(&[&script, key], Duration::from_secs(10), Duration::ZERO);
+    // A timeout far beyond what the runs take, so that only the limit decides, however loaded
+    // the machine: a queued run is skipped once its timeout passes without a slot.
+    let cmd = |key: &str| command(&[&script, key], Duration::from_secs(120), Duration::ZERO);
     let threads: Vec<_> = (0..6)
         .map(|i| {
             let (h, key) = (sup.handle(), format!("k{i}"));
@@ -406,7 +408,7 @@ fn the_concurrency_limit_holds_and_a_running_check_is_not_started_twice() {
             thread::spawn(move || h.run(&key, cmd).unwrap())
         })
         .collect();
-    wait_until("k0 running", Duration::from_secs(10), || {
+    wait_until("k0 running", Duration::from_secs(60), || {
         running.join("k0").exists().then_some(())
     });
     let twice = sup.handle().run("k0", cmd("k0"));
