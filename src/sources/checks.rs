@@ -4,7 +4,7 @@
 //! Such a collection only asks the supervisor for a run and reads its answer, so nothing needs to
 //! wait on it: this thread starts each instance's run when it is due ([`Source::start_check`]),
 //! waits for every answer at once, and hands each to its instance ([`Source::finish_check`]),
-//! which then goes through the same steps as on a thread of its own ([`Runner::settle`]): the
+//! which then goes through the same steps as on a thread of its own (`Runner::settle`): the
 //! counters, the catalogue, the router, a panic caught and the source rebuilt after a backoff.
 //! A thread holds about 12 KiB of touched stack and reserves its whole stack's address space;
 //! an instance here holds its state only.
