@@ -1,7 +1,7 @@
 //! TLS for the clients that speak their own protocol over TCP (the Riemann output, the MQTT
 //! output and source): the certificate keys of their config, and (with the `tls` feature) the
-//! client side of the handshake, through the rustls and ring that ureq uses; `pem` (with `tls`) loads the
-//! certificate and key files for them and for the HTTP endpoint.
+//! client side of the handshake, through the rustls and ring that ureq uses; `pem` (with `tls`)
+//! loads the certificate and key files for them and for the HTTP endpoint.
 //!
 //! Riemann servers and MQTT brokers of a fleet usually run their own certificate authority and
 //! may ask clients for a certificate of it, so the CA is named explicitly (no system store) and a
