@@ -20,6 +20,7 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{RecvTimeoutError, Sender, bounded};
 
 use super::codec::{self, Connect, DecodeError, Incoming, Message, Publish, QoS, Role, Will};
+use crate::config::reader::{Problems, Table};
 use crate::config::secret::Secret;
 use crate::liveness::Liveness;
 #[cfg(feature = "tls")]
@@ -560,6 +561,23 @@ fn spawn_pinger(shared: &Arc<Mutex<Shared>>, every: Duration) -> Sender<()> {
         .stack_size(PINGER_STACK)
         .spawn(run);
     stop
+}
+
+/// Reads `username` and `password` (a secret, never shown) from a component's section; a
+/// password without a user name is refused, as MQTT 3.1.1 sends none alone.
+pub fn read_credentials(
+    t: &mut Table<'_>,
+    problems: &mut Problems,
+) -> (Option<String>, Option<Secret>) {
+    let username = t.get::<String>("username", problems);
+    let password = t.get::<String>("password", problems).map(Secret::new);
+    if password.is_some() && username.is_none() {
+        problems.at(
+            t.as_field(),
+            "\"password\" needs a \"username\" (MQTT 3.1.1 sends no password alone)",
+        );
+    }
+    (username, password)
 }
 
 /// The default client identifier: `pipit-` and the host name's letters, digits and dashes, at

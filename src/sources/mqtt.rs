@@ -16,7 +16,6 @@ use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, TryRecvError, bounde
 use super::{Build, Emitter, MetricInfo, Settings, Source, SourceContext, SourceError, SourceType};
 use crate::complain::Complaint;
 use crate::config::reader::{Problems, Table};
-use crate::config::secret::Secret;
 use crate::event::{Kind, Metric};
 use crate::liveness::Liveness;
 use crate::mqtt::client::{
@@ -168,14 +167,7 @@ impl Settings for MqttSourceSpec {
         };
         // Empty: the default, made from the instance's name when it is built.
         let client_id = t.get_or("client_id", String::new(), problems);
-        let username = t.get::<String>("username", problems);
-        let password = t.get::<String>("password", problems).map(Secret::new);
-        if password.is_some() && username.is_none() {
-            problems.at(
-                t.as_field(),
-                "\"password\" needs a \"username\" (MQTT 3.1.1 sends no password alone)",
-            );
-        }
+        let (username, password) = client::read_credentials(t, problems);
         let five = Duration::from_secs(5);
         let liveness = Liveness::read(t, problems);
         let keepalive = t.duration_at_least(

@@ -17,7 +17,6 @@ use std::time::Duration;
 use super::discovery::{self, Announcements, Discovery};
 use crate::config::agent::{read_hostname, system_hostname};
 use crate::config::reader::{Problems, Table};
-use crate::config::secret::Secret;
 use crate::event::Event;
 use crate::liveness::Liveness;
 use crate::mqtt::client::{self, Connection, MqttError, Session, Timeouts, Transport};
@@ -139,14 +138,7 @@ impl Settings for MqttSpec {
         let client_id = t
             .get::<String>("client_id", problems)
             .unwrap_or_else(|| client::default_client_id(&node));
-        let username = t.get::<String>("username", problems);
-        let password = t.get::<String>("password", problems).map(Secret::new);
-        if password.is_some() && username.is_none() {
-            problems.at(
-                t.as_field(),
-                "\"password\" needs a \"username\" (MQTT 3.1.1 sends no password alone)",
-            );
-        }
+        let (username, password) = client::read_credentials(t, problems);
         let will = availability.then(|| Will {
             topic: topic::node_topic(&prefix, &node, "status"),
             payload: b"offline".to_vec(),
