@@ -144,7 +144,8 @@ fn collect_real() -> Vec<(Arc<CatalogueSource>, Vec<Event>)> {
     for (cfg, source) in config.sources.iter().zip(&mut built) {
         let _ = collect_once(source.as_mut(), cfg);
     }
-    std::thread::sleep(Duration::from_secs(1));
+    // Rates need two samples, a gap apart, as `pipit once` takes them.
+    std::thread::sleep(pipit::once::SAMPLE_GAP);
     let collected = config
         .sources
         .iter()
