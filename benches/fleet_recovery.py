@@ -17,6 +17,8 @@ import sys
 import tempfile
 import time
 
+import carbon_cache
+
 PIPIT = os.path.abspath(sys.argv[1])
 AGENTS = int(os.environ.get("AGENTS", "20"))
 RATE = int(os.environ.get("RATE", "200"))
@@ -62,85 +64,12 @@ def setup_agent_net(i):
     return ns
 
 
-def free_port():
-    import socket
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
-
-
-def carbon_config():
-    storage = os.path.join(WORK, "storage")
-    os.makedirs(os.path.join(storage, "whisper"), exist_ok=True)
-    ports = [free_port() for _ in range(4)]
-    conf = """[cache]
-STORAGE_DIR = {s}
-LOCAL_DATA_DIR = {s}/whisper
-WHITELISTS_DIR = {s}/lists
-LOG_DIR = {s}/log
-PID_DIR = {s}
-USER =
-MAX_CACHE_SIZE = inf
-MAX_UPDATES_PER_SECOND = 100000
-MAX_CREATES_PER_MINUTE = inf
-ENABLE_TAGS = False
-LINE_RECEIVER_INTERFACE = {h}
-LINE_RECEIVER_PORT = {p[0]}
-ENABLE_UDP_LISTENER = False
-PICKLE_RECEIVER_INTERFACE = {h}
-PICKLE_RECEIVER_PORT = {p[1]}
-CACHE_QUERY_INTERFACE = {h}
-CACHE_QUERY_PORT = {p[2]}
-CARBON_METRIC_INTERVAL = 0
-LOG_LISTENER_CONN_SUCCESS = False
-LOG_UPDATES = False
-LOG_CREATES = False
-""".format(s=storage, h=CARBON_ADDR, p=ports)
-    open(os.path.join(WORK, "carbon.conf"), "w").write(conf)
-    open(os.path.join(WORK, "storage-schemas.conf"), "w").write(
-        "[default]\npattern = .*\nretentions = 1s:15m\n")
-    open(os.path.join(WORK, "storage-aggregation.conf"), "w").write(
-        "[default]\npattern = .*\nxFilesFactor = 0\naggregationMethod = average\n")
-    return ports[0]
-
-
-def carbon_start():
-    env = dict(os.environ, PYTHONWARNINGS="ignore")
-    for k in ("GRAPHITE_ROOT", "GRAPHITE_CONF_DIR", "GRAPHITE_STORAGE_DIR"):
-        env.pop(k, None)
-    pidfile = os.path.join(WORK, "carbon.pid")
-    if os.path.exists(pidfile):
-        os.remove(pidfile)
-    log = open(os.path.join(WORK, "carbon.log"), "a")
-    p = subprocess.Popen(["carbon-cache", "--config=" + os.path.join(WORK, "carbon.conf"),
-                          "--pidfile=" + pidfile, "--nodaemon", "start"],
-                         cwd=WORK, env=env, stdout=log, stderr=log)
-    started.append(("proc", p))
-    return p
-
-
-def wait_port(port, deadline=30):
-    import socket
-    end = time.time() + deadline
-    while time.time() < end:
-        try:
-            socket.create_connection((CARBON_ADDR, port), timeout=0.25).close()
-            return
-        except OSError:
-            time.sleep(0.05)
-    raise SystemExit("carbon-cache did not come up")
-
-
-def stop(p):
-    if p.poll() is None:
-        p.send_signal(signal.SIGTERM)
-        try:
-            p.wait(10)
-        except subprocess.TimeoutExpired:
-            p.kill()
-            p.wait()
+def start_carbon(port):
+    carbon = carbon_cache.start(WORK)
+    started.append(("proc", carbon))
+    if not carbon_cache.wait_port(CARBON_ADDR, port, 30):
+        raise SystemExit("carbon-cache did not come up")
+    return carbon
 
 
 def agent_config(i, port, base):
@@ -210,9 +139,8 @@ def stored():
 def main():
     for i in range(AGENTS):
         setup_agent_net(i)
-    port = carbon_config()
-    carbon = carbon_start()
-    wait_port(port)
+    port = carbon_cache.write_config(WORK, CARBON_ADDR, "15m")
+    carbon = start_carbon(port)
     base = int(time.time())
     agents = []
     for i in range(AGENTS):
@@ -224,11 +152,10 @@ def main():
         started.append(("proc", p))
         agents.append(p)
     time.sleep(WARM)
-    stop(carbon)
+    carbon_cache.stop(carbon, 10)
     down_at = time.time()
     time.sleep(OUTAGE)
-    carbon = carbon_start()
-    wait_port(port)
+    carbon = start_carbon(port)
     back_at = time.time()
     n = RATE * SECONDS
     # Drained: every agent has printed all its events in, and nothing queued, spooled or held.
@@ -285,7 +212,7 @@ def cleanup():
     for kind, thing in reversed(started):
         try:
             if kind == "proc":
-                stop(thing)
+                carbon_cache.stop(thing, 10)
             elif kind == "link":
                 subprocess.run(["ip", "link", "del", thing], stderr=subprocess.DEVNULL)
             elif kind == "netns":

@@ -25,6 +25,8 @@ import tempfile
 import threading
 import time
 
+import carbon_cache
+
 PIPIT = os.path.abspath(sys.argv[1])
 SPOOLED = int(os.environ.get("SPOOLED", "500000"))
 FILL = int(os.environ.get("FILL", "40000"))
@@ -33,72 +35,6 @@ REPLAY_RATE = int(os.environ.get("REPLAY_RATE", "0"))
 PATHS = 1000
 WORK = tempfile.mkdtemp(prefix="pipit-replay-")
 started = []  # Popen, stopped in reverse order
-
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
-
-
-def wait_port(port, deadline):
-    end = time.time() + deadline
-    while time.time() < end:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.25).close()
-            return True
-        except OSError:
-            time.sleep(0.02)
-    return False
-
-
-def carbon_config():
-    storage = os.path.join(WORK, "storage")
-    os.makedirs(os.path.join(storage, "whisper"), exist_ok=True)
-    ports = [free_port() for _ in range(3)]
-    conf = """[cache]
-STORAGE_DIR = {s}
-LOCAL_DATA_DIR = {s}/whisper
-WHITELISTS_DIR = {s}/lists
-LOG_DIR = {s}/log
-PID_DIR = {s}
-USER =
-MAX_CACHE_SIZE = inf
-MAX_UPDATES_PER_SECOND = 100000
-MAX_CREATES_PER_MINUTE = inf
-ENABLE_TAGS = False
-LINE_RECEIVER_INTERFACE = 127.0.0.1
-LINE_RECEIVER_PORT = {p[0]}
-ENABLE_UDP_LISTENER = False
-PICKLE_RECEIVER_INTERFACE = 127.0.0.1
-PICKLE_RECEIVER_PORT = {p[1]}
-CACHE_QUERY_INTERFACE = 127.0.0.1
-CACHE_QUERY_PORT = {p[2]}
-CARBON_METRIC_INTERVAL = 0
-LOG_LISTENER_CONN_SUCCESS = False
-LOG_UPDATES = False
-LOG_CREATES = False
-""".format(s=storage, p=ports)
-    open(os.path.join(WORK, "carbon.conf"), "w").write(conf)
-    open(os.path.join(WORK, "storage-schemas.conf"), "w").write(
-        "[default]\npattern = .*\nretentions = 1s:3h\n")
-    open(os.path.join(WORK, "storage-aggregation.conf"), "w").write(
-        "[default]\npattern = .*\nxFilesFactor = 0\naggregationMethod = average\n")
-    return ports[0]
-
-
-def carbon_start():
-    env = dict(os.environ, PYTHONWARNINGS="ignore")
-    for k in ("GRAPHITE_ROOT", "GRAPHITE_CONF_DIR", "GRAPHITE_STORAGE_DIR"):
-        env.pop(k, None)
-    log = open(os.path.join(WORK, "carbon.log"), "a")
-    p = subprocess.Popen(["carbon-cache", "--config=" + os.path.join(WORK, "carbon.conf"),
-                          "--pidfile=" + os.path.join(WORK, "carbon.pid"), "--nodaemon",
-                          "start"], cwd=WORK, env=env, stdout=log, stderr=log)
-    started.append(p)
-    return p
 
 
 class Relay:
@@ -210,8 +146,8 @@ def stored(n):
 
 
 def main():
-    relay_port = free_port()
-    carbon_port = carbon_config()
+    relay_port = carbon_cache.free_port()
+    carbon_port = carbon_cache.write_config(WORK, "127.0.0.1", "3h")
     base = int(time.time()) - 3600
     config = agent_config(relay_port, base)
     err = open(os.path.join(WORK, "pipit.log"), "w")
@@ -236,8 +172,8 @@ def main():
     time.sleep(1)  # the breaker's probes settle into their backoff, as after a real outage
     spooled = status()["spool_depth"]
     t0 = time.time()
-    carbon_start()
-    if not wait_port(carbon_port, 60):
+    started.append(carbon_cache.start(WORK))
+    if not carbon_cache.wait_port("127.0.0.1", carbon_port, 60):
         raise SystemExit("carbon-cache did not come up")
     carbon_up = time.time() - t0
     relay = Relay(relay_port, carbon_port)
@@ -313,13 +249,7 @@ def main():
 
 def cleanup():
     for p in reversed(started):
-        if p.poll() is None:
-            p.send_signal(signal.SIGTERM)
-            try:
-                p.wait(15)
-            except subprocess.TimeoutExpired:
-                p.kill()
-                p.wait()
+        carbon_cache.stop(p, 15)
     subprocess.run(["rm", "-rf", WORK])
 
 
