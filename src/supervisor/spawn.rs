@@ -6,7 +6,6 @@ use std::io;
 use std::os::fd::OwnedFd;
 use std::os::unix::process::CommandExt;
 use std::process::{Child, Stdio};
-use std::sync::OnceLock;
 
 use super::Command;
 use super::account::Account;
@@ -26,7 +25,9 @@ pub struct Spawned {
     pub through_trampoline: bool,
 }
 
-/// Starts `command`; `default_user` applies when pipit is root and the command names no user.
+/// Starts `command` with a copy of `null` (`/dev/null`, held open by the supervisor: a copy costs
+/// less than a path lookup) as its stdin; `default_user` applies when pipit is root and the
+/// command names no user.
 ///
 /// The child leads a new process group (so the whole group can be signalled), reads an empty
 /// stdin, and inherits no descriptor but its three standard ones (std opens all of pipit's
@@ -39,7 +40,12 @@ pub struct Spawned {
 /// (BENCHMARKS.md). A daemon (started seldom), and a check where the trampoline is not available
 /// (a program embedding the supervisor, no `/proc`), asks for both in the child, which makes std
 /// fork(2); such a check as pipit's own user is started directly and is not tied to pipit's life.
-pub fn spawn(command: &Command, default_user: Option<&Account>, root: bool) -> io::Result<Spawned> {
+pub fn spawn(
+    command: &Command,
+    null: &File,
+    default_user: Option<&Account>,
+    root: bool,
+) -> io::Result<Spawned> {
     let Some((program, args)) = command.argv.split_first() else {
         return Err(io::Error::new(io::ErrorKind::InvalidInput, "empty command"));
     };
@@ -75,7 +81,7 @@ pub fn spawn(command: &Command, default_user: Option<&Account>, root: bool) -> i
         }
     };
     cmd.envs(&command.env)
-        .stdin(null()?)
+        .stdin(Stdio::from(null.try_clone()?))
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .process_group(0);
@@ -91,19 +97,6 @@ pub fn spawn(command: &Command, default_user: Option<&Account>, root: bool) -> i
         stderr,
         through_trampoline: trampoline,
     })
-}
-
-/// An empty stdin: a copy of `/dev/null`, opened once (a copy costs less than a path lookup).
-fn null() -> io::Result<Stdio> {
-    static NULL: OnceLock<File> = OnceLock::new();
-    let file = match NULL.get() {
-        Some(file) => file,
-        None => {
-            let file = File::open("/dev/null")?;
-            NULL.get_or_init(|| file)
-        }
-    };
-    Ok(Stdio::from(file.try_clone()?))
 }
 
 /// The user `command` runs as, when one is to be switched to: its own `user`, else (when pipit is

@@ -2,6 +2,7 @@
 //! reaped, results out. It owns every child; nothing else in pipit waits for one.
 
 use std::collections::VecDeque;
+use std::fs::File;
 use std::io::Read;
 use std::os::fd::AsRawFd;
 use std::os::unix::net::UnixStream;
@@ -169,6 +170,8 @@ fn keep_last_error(last: &mut String, line: &Captured) {
 pub(super) struct Worker {
     config: SupervisorConfig,
     root: bool,
+    /// `/dev/null`, open for the supervisor's life: every child's stdin is a copy.
+    null: File,
     requests: Receiver<Request>,
     /// Readable when a request was sent; `None` once every handle is gone.
     wake: Option<UnixStream>,
@@ -190,10 +193,12 @@ impl Worker {
         config: SupervisorConfig,
         requests: Receiver<Request>,
         wake: UnixStream,
+        null: File,
     ) -> Worker {
         Worker {
             config,
             root: sys::is_root(),
+            null,
             requests,
             wake: Some(wake),
             queue: VecDeque::new(),
@@ -338,7 +343,7 @@ impl Worker {
                 break;
             };
             let started = Instant::now();
-            match spawn(&q.command, self.config.user.as_ref(), self.root) {
+            match spawn(&q.command, &self.null, self.config.user.as_ref(), self.root) {
                 Ok(spawned) => {
                     let through_trampoline = spawned.through_trampoline;
                     let process =
@@ -389,7 +394,7 @@ impl Worker {
             if until > now {
                 continue;
             }
-            match spawn(&d.command, self.config.user.as_ref(), self.root) {
+            match spawn(&d.command, &self.null, self.config.user.as_ref(), self.root) {
                 Ok(spawned) => {
                     let process = Process::new(spawned, now, None, d.command.kill_grace);
                     let cap = d.command.max_output;
