@@ -25,6 +25,12 @@ use crate::supervisor::SpawnError;
 const FIRST_BACKOFF: Duration = Duration::from_secs(1);
 /// The longest wait before a rebuild.
 const MAX_BACKOFF: Duration = Duration::from_secs(60);
+/// The thread wakes for due runs on a grid of this step (or a tenth of the shortest interval, if
+/// less), so runs due within one step are asked for together: one wake-up of this thread and of
+/// the supervisor for all of them instead of one each, which is most of what a check costs the
+/// supervisor beyond its system calls (BENCHMARKS.md, "Checks due together"). A run starts at
+/// most one step after it is due.
+const START_GRID: Duration = Duration::from_millis(100);
 
 /// The shared thread, as the sources' context holds it: started by the first instance added.
 #[derive(Debug, Clone, Default)]
@@ -223,11 +229,20 @@ enum Woken {
 
 /// The thread: until every [`Host`] is gone.
 fn run(orders: Receiver<Order>) {
+    let epoch = Instant::now();
     let mut entries: Vec<(u64, Entry)> = Vec::new();
     loop {
         let now = Instant::now();
         entries.retain_mut(|(_, e)| e.start_if_due(now));
-        let next = entries.iter().filter_map(|(_, e)| e.next_due()).min();
+        let grid = entries
+            .iter()
+            .map(|(_, e)| e.runner.config.interval / 10)
+            .fold(START_GRID, Duration::min);
+        let next = entries
+            .iter()
+            .filter_map(|(_, e)| e.next_due())
+            .min()
+            .map(|due| on_grid(due, epoch, grid));
         let woken = {
             let mut select = Select::new();
             select.recv(&orders);
@@ -273,9 +288,42 @@ fn run(orders: Receiver<Order>) {
     }
 }
 
+/// The first instant at or after `due` that is a whole number of `step`s after `epoch` (`due`
+/// itself when `step` is zero or `due` is not after `epoch`).
+fn on_grid(due: Instant, epoch: Instant, step: Duration) -> Instant {
+    let step = step.as_nanos();
+    let since = due.saturating_duration_since(epoch).as_nanos();
+    if step == 0 || since == 0 {
+        return due;
+    }
+    let steps = since.div_ceil(step);
+    // Saturates only for a due time centuries away, where the grid no longer matters.
+    let on = u64::try_from(steps * step).unwrap_or(u64::MAX);
+    epoch.checked_add(Duration::from_nanos(on)).unwrap_or(due)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn due_times_are_rounded_up_to_the_grid() {
+        let epoch = Instant::now();
+        let step = Duration::from_millis(100);
+        let at = |ms| epoch + Duration::from_millis(ms);
+        assert_eq!(on_grid(at(1), epoch, step), at(100));
+        assert_eq!(on_grid(at(99), epoch, step), at(100));
+        assert_eq!(on_grid(at(100), epoch, step), at(100));
+        assert_eq!(on_grid(at(101), epoch, step), at(200));
+        // Runs due within one step share one wake-up.
+        assert_eq!(
+            on_grid(at(9_901), epoch, step),
+            on_grid(at(9_999), epoch, step)
+        );
+        // Never earlier than due; unchanged without a grid or before the epoch.
+        assert_eq!(on_grid(at(7), epoch, Duration::ZERO), at(7));
+        assert_eq!(on_grid(epoch, epoch, step), epoch);
+    }
 
     #[test]
     fn removing_from_a_host_that_never_started_is_nothing() {
