@@ -128,6 +128,7 @@ run_checks() {
         { skipped checks_skipped_nobody "the bench failed (output below)"; tail -5 "$LOG/checks"; return; }
     report checks_skipped_nobody "$(awk '$1 == 1000 && $2 == "nobody" { print $4 }' "$LOG/checks")"
     report checks_cpu_per_floor "$(number_after 'ratio supervisor CPU per run / floor, 1000 sources as nobody' <"$LOG/checks")"
+    report checks_cpu_per_supervised_floor "$(number_after 'ratio supervisor CPU per run / supervised floor, 1000 sources as nobody' <"$LOG/checks")"
     report exec_source_rss_kib "$(awk '$1 == 1000 && $2 == "nobody" { print $7 }' "$LOG/checks")"
 }
 

@@ -5,7 +5,10 @@
 # reads the supervisor thread's CPU per run and the agent's resident memory per source, over
 # ROUNDS rounds after a first interval (when every source has run once). Beside them, in the same
 # run: the floor of a start (benches/spawn_floor.c, compiled here: posix_spawn + waitpid of
-# /bin/true from a small process, its own CPU per start), and an agent with no source at all.
+# /bin/true from a small process, its own CPU per start), the floor of a supervised start (the
+# same program starting /bin/true as pipit starts a check: pipes, its own process group, through
+# pipit's `pipit-child` as the check's user, a pidfd, the group killed, the leader reaped), and an
+# agent with no source at all.
 #
 #   benches/checks_at_scale.sh                 # N = 100, 300 and 1000, 3 rounds each
 #   COUNTS="1000" ROUNDS=6 PIPIT=path/to/pipit benches/checks_at_scale.sh
@@ -64,8 +67,20 @@ config() {
 }
 
 floor() { "$DIR/spawn_floor" "$FLOOR_STARTS"; }
+# supervised_floor USER: as pipit starts a check as USER ('' for pipit's own).
+supervised_floor() {
+    local as=-
+    [ -n "$1" ] && as="$(id -u "$1"):$(id -g "$1"):"
+    "$DIR/spawn_floor" "$FLOOR_STARTS" "$(realpath "$PIPIT")" "$as"
+}
+mean() { echo "$1 $2" | awk '{ print ($1 + $2) / 2 }'; }
 
 floor_before=$(floor)
+declare -A supervised_before
+for user in $USERS; do
+    user=${user//\'/}
+    supervised_before[${user:-own}]=$(supervised_floor "$user")
+done
 printf '%8s %10s %11s %14s %24s %15s\n' sources "run as" "runs/round" "skipped/round" \
     "supervisor CPU per run" "RSS per source"
 for n in $COUNTS; do
@@ -105,6 +120,19 @@ done
 floor_after=$(floor)
 printf 'floor: posix_spawn + waitpid of /bin/true from a small process: %s ms (before) %s ms (after) of its CPU per start\n' \
     "$floor_before" "$floor_after"
-awk -v floor="$(echo "$floor_before $floor_after" | awk '{ print ($1 + $2) / 2 }')" '
-    { printf "ratio supervisor CPU per run / floor, %d sources as %s: %.2f\n", $1, $2, $5 / floor }
+supervised_mean=""
+for user in $USERS; do
+    user=${user//\'/}
+    before=${supervised_before[${user:-own}]}
+    after=$(supervised_floor "$user")
+    printf 'supervised floor as %s: the same program starting it as pipit starts a check: %s ms (before) %s ms (after)\n' \
+        "${user:-own}" "$before" "$after"
+    supervised_mean="$supervised_mean ${user:-own}=$(mean "$before" "$after")"
+done
+awk -v floor="$(mean "$floor_before" "$floor_after")" -v supervised="$supervised_mean" '
+    BEGIN { n = split(supervised, pairs, " "); for (i = 1; i <= n; i++) { split(pairs[i], kv, "="); sup[kv[1]] = kv[2] } }
+    {
+        printf "ratio supervisor CPU per run / floor, %d sources as %s: %.2f\n", $1, $2, $5 / floor
+        printf "ratio supervisor CPU per run / supervised floor, %d sources as %s: %.2f\n", $1, $2, $5 / sup[$2]
+    }
 ' "$DIR/table"
