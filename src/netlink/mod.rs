@@ -23,6 +23,9 @@ use crate::sys::netlink::NetlinkSocket;
 const NLMSG_ERROR: u16 = 2;
 /// Message type that ends a dump.
 const NLMSG_DONE: u16 = 3;
+/// Flag of an answer's message: the tables changed while the dump was being taken
+/// (`NLM_F_DUMP_INTR`), so it may have missed or repeated entries.
+const DUMP_INTERRUPTED: u16 = 0x10;
 /// Flags of a dump request: `NLM_F_REQUEST | NLM_F_DUMP`.
 const DUMP_REQUEST: u16 = 0x1 | 0x300;
 /// Flags of a single request whose answer ends with an acknowledgement: `NLM_F_REQUEST |
@@ -49,6 +52,10 @@ pub enum NetlinkError {
     /// The kernel has no generic netlink family of this name: its module is not loaded, or the
     /// kernel was built without it (no Wi-Fi driver for `nl80211`, no WireGuard for `wireguard`).
     NoFamily(&'static str),
+    /// What was dumped changed during the dump (a firewall or interface reloaded), and the kernel
+    /// flagged the answer as possibly missing or repeating entries. The whole answer was read,
+    /// but is not to be used; the source asks again at its next collection.
+    Interrupted,
 }
 
 impl NetlinkError {
@@ -59,7 +66,7 @@ impl NetlinkError {
                 [libc::ENOENT, libc::EOPNOTSUPP, libc::EINVAL].contains(errno)
             }
             NetlinkError::Io(e) => e.raw_os_error() == Some(libc::EPROTONOSUPPORT),
-            NetlinkError::Malformed(_) => false,
+            NetlinkError::Malformed(_) | NetlinkError::Interrupted => false,
             NetlinkError::NoFamily(_) => true,
         }
     }
@@ -79,6 +86,10 @@ impl fmt::Display for NetlinkError {
                 f,
                 "netlink: this kernel does not support {name}: it has no generic netlink family \
                  of that name (load its module, or use a kernel built with it)"
+            ),
+            NetlinkError::Interrupted => f.write_str(
+                "netlink: the kernel's tables changed during the dump (a reload?), so it may be \
+                 incomplete; this collection is skipped and the next one asks again",
             ),
         }
     }
@@ -131,6 +142,18 @@ pub fn read_datagram(
     seq: u32,
     each: &mut dyn FnMut(&[u8]),
 ) -> Result<Datagram, NetlinkError> {
+    read_answer(datagram, kind, seq, each, &mut false)
+}
+
+/// [`read_datagram`], also setting `interrupted` when a message of the answer is flagged as taken
+/// while the tables changed.
+fn read_answer(
+    datagram: &[u8],
+    kind: u16,
+    seq: u32,
+    each: &mut dyn FnMut(&[u8]),
+    interrupted: &mut bool,
+) -> Result<Datagram, NetlinkError> {
     let mut rest = datagram;
     while !rest.is_empty() {
         if rest.len() < HEADER {
@@ -143,9 +166,11 @@ pub fn read_datagram(
             ));
         }
         let message_kind = u16::from_ne_bytes([rest[4], rest[5]]);
+        let flags = u16::from_ne_bytes([rest[6], rest[7]]);
         let message_seq = u32::from_ne_bytes(rest[8..12].try_into().unwrap_or_default());
         let payload = &rest[HEADER..len];
         if message_seq == seq {
+            *interrupted |= flags & DUMP_INTERRUPTED != 0;
             match message_kind {
                 NLMSG_DONE => return Ok(Datagram::Done),
                 NLMSG_ERROR => {
@@ -232,10 +257,17 @@ impl Dumper {
     ) -> Result<(), NetlinkError> {
         self.seq = self.seq.wrapping_add(1);
         self.socket.send(&request(kind, flags, self.seq, payload))?;
+        let mut interrupted = false;
         loop {
             let n = self.socket.recv(&mut self.buf)?;
-            if read_datagram(&self.buf[..n], answer, self.seq, each)? == Datagram::Done {
-                return Ok(());
+            let read = read_answer(&self.buf[..n], answer, self.seq, each, &mut interrupted)?;
+            if read == Datagram::Done {
+                // Read to its end all the same, so the next request's answer starts clean.
+                return if interrupted {
+                    Err(NetlinkError::Interrupted)
+                } else {
+                    Ok(())
+                };
             }
         }
     }
@@ -370,6 +402,37 @@ mod tests {
         let (r, seen) = payloads(&d, 5);
         assert_eq!(r.unwrap(), Datagram::Done);
         assert_eq!(seen.len(), 2);
+    }
+
+    #[test]
+    fn a_dump_taken_while_the_tables_changed_is_noticed_on_any_of_its_messages() {
+        let flagged = |kind, seq, payload: &[u8]| {
+            let mut m = message(kind, seq, payload);
+            m[6..8].copy_from_slice(&DUMP_INTERRUPTED.to_ne_bytes());
+            m
+        };
+        let read = |d: &[u8]| {
+            let mut interrupted = false;
+            let r = read_answer(d, 20, 5, &mut |_| {}, &mut interrupted);
+            (r.unwrap(), interrupted)
+        };
+        let mut d = message(20, 5, b"abc");
+        d.extend(message(NLMSG_DONE, 5, &0i32.to_ne_bytes()));
+        assert_eq!(read(&d), (Datagram::Done, false));
+        let mut d = flagged(20, 5, b"abc");
+        d.extend(message(20, 5, b"def"));
+        assert_eq!(read(&d), (Datagram::More, true));
+        // The kernel may flag only the message that ends the dump.
+        let mut d = message(20, 5, b"abc");
+        d.extend(flagged(NLMSG_DONE, 5, &0i32.to_ne_bytes()));
+        assert_eq!(read(&d), (Datagram::Done, true));
+        // Another request's flagged answer is not this one's.
+        let mut d = flagged(20, 4, b"stale");
+        d.extend(message(NLMSG_DONE, 5, &0i32.to_ne_bytes()));
+        assert_eq!(read(&d), (Datagram::Done, false));
+        let e = NetlinkError::Interrupted;
+        assert!(!e.is_unsupported());
+        assert!(e.to_string().contains("changed during the dump"), "{e}");
     }
 
     #[test]
