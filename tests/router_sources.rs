@@ -520,3 +520,88 @@ fn nftables_without_cap_net_admin_says_what_to_do() {
         "{stderr}"
     );
 }
+
+/// A network namespace of the test's own, deleted on drop.
+struct Namespace(String);
+
+impl Namespace {
+    fn new(tag: &str) -> Namespace {
+        let name = format!("pipit-{tag}-{}", std::process::id());
+        ip(&["netns", "add", &name]);
+        Namespace(name)
+    }
+}
+
+impl Drop for Namespace {
+    fn drop(&mut self) {
+        let _ = Command::new("ip").args(["netns", "del", &self.0]).output();
+    }
+}
+
+#[test]
+fn an_nftables_dump_taken_while_the_ruleset_changes_is_refused_not_reported() {
+    // In a namespace of its own: its ruleset's changes interrupt only its own dumps.
+    let ns = Namespace::new("nft-intr");
+    let dir = TempDir::new("nft-intr");
+    // 3,000 commented rules: a dump of many datagrams, long enough to be overtaken by a change.
+    let mut ruleset = String::from("table inet pipit_intr {\n chain c {\n");
+    for i in 0..3000 {
+        ruleset += &format!("  tcp dport {} counter comment \"rule {i}\"\n", 1000 + i);
+    }
+    ruleset += " }\n}\n";
+    let file = dir.path().join("ruleset.nft");
+    fs::write(&file, ruleset).unwrap();
+    run(
+        "ip",
+        &["netns", "exec", &ns.0, "nft", "-f", file.to_str().unwrap()],
+    );
+    // Every change of the ruleset, even of an unrelated counter, moves its generation on.
+    let _changes = Killed(
+        VethPair::command(&ns.0, "sh")
+            .args([
+                "-c",
+                "while :; do nft add counter inet pipit_intr flip; \
+                 nft delete counter inet pipit_intr flip; done",
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("sh runs"),
+    );
+    let config = dir.path().join("pipit.json");
+    fs::write(
+        &config,
+        r#"{"sources": [{"type": "nftables", "max_counters": 100000}],
+            "outputs": [{"type": "stdout"}]}"#,
+    )
+    .unwrap();
+    let (mut whole, mut refused) = (0, 0);
+    wait_until(
+        "a dump overtaken by a change, and a whole one",
+        Duration::from_secs(60),
+        || {
+            let out = VethPair::command(&ns.0, common::pipit::binary())
+                .args(["once", "-c"])
+                .arg(&config)
+                .output()
+                .expect("pipit runs");
+            let stdout = String::from_utf8_lossy(&out.stdout);
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            let rules = stdout
+                .lines()
+                .filter(|l| l.contains(".nftables.rule.inet.pipit_intr.c.rule_"))
+                .count();
+            if stderr.contains("changed during the dump") {
+                assert_eq!(out.status.code(), Some(3), "a source failed: {stderr}");
+                assert_eq!(rules, 0, "nothing of a refused dump is reported: {stdout}");
+                refused += 1;
+            } else {
+                assert!(out.status.success(), "{stderr}");
+                // Every rule once, none missed or repeated: bytes and packets of each.
+                assert_eq!(rules, 2 * 3000, "{stdout}");
+                whole += 1;
+            }
+            (refused > 0 && whole > 0).then_some(())
+        },
+    );
+}
