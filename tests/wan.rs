@@ -7,8 +7,8 @@
 //! flushed: the peer's answers go to an address nobody has any more). Two outputs run side by
 //! side: a router's rate (5 datapoints/s) and a busy one (200/s). Every datapoint carries its own
 //! number; each test checks that every one is in whisper, and that `events_out` counted each
-//! exactly once. The same partition for Riemann, which acknowledges every batch, and for InfluxDB,
-//! whose HTTP answer is the acknowledgement. Every namespace and interface is named after the
+//! exactly once. The same partition for Riemann, which acknowledges every batch, for InfluxDB,
+//! whose HTTP answer is the acknowledgement, and for MQTT at QoS 1, whose PUBACKs are. Every namespace and interface is named after the
 //! test's pid and removed by a Drop guard.
 
 mod common;
@@ -22,7 +22,10 @@ use std::thread;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use common::outputs;
-use common::peers::{CarbonCache, Influx, RiemannPeer, TempDir, json_f64, json_str, wait_until};
+use common::peers::{
+    CarbonCache, Influx, MQTT_PASSWORD, MQTT_USER, Mosquitto, MqttSubscriber, RiemannPeer, TempDir,
+    json_f64, json_str, wait_until,
+};
 use common::pipit::Agent;
 use pipit::telemetry::get;
 
@@ -203,6 +206,17 @@ fn output(kind: &str, name: &str, addr: &str, port: u16, spool: &Path) -> String
 fn influx_output(name: &str, url: &str, spool: &Path) -> String {
     format!(
         r#"{{"type": "influxdb", "url": "{url}", "db": "wan", "timeout": "20s", {}}}"#,
+        delivery(name, spool)
+    )
+}
+
+/// An MQTT output named `name` to `addr:port` at QoS 1, whose acknowledgements are awaited 5 s
+/// (`ack_timeout`): one message per datapoint, its value the payload.
+fn mqtt_output(name: &str, addr: &str, port: u16, spool: &Path) -> String {
+    format!(
+        r#"{{"type": "mqtt", "host": "{addr}", "port": {port}, "qos": 1, "client_id": "wan-{name}",
+            "username": "{MQTT_USER}", "password": "{MQTT_PASSWORD}", "availability": false,
+            "write_timeout": "5s", "ack_timeout": "5s", {}}}"#,
         delivery(name, spool)
     )
 }
@@ -652,4 +666,40 @@ fn influxdb_across_a_silent_partition_of_30s_loses_nothing() {
             "influxdb, {name}: each point counted delivered exactly once"
         );
     }
+}
+
+/// MQTT at QoS 1 acknowledges every message: a silent partition is noticed when a PUBACK does not
+/// come within `ack_timeout`, and every datapoint reaches an independent subscriber.
+#[test]
+fn mqtt_across_a_silent_partition_of_30s_loses_nothing() {
+    let path = Link::new('g', 6);
+    let broker = Mosquitto::start_on(&path.root_addr());
+    let subscriber = MqttSubscriber::start(&broker, &["pipit/h/wan/#"]);
+    let (addr, port) = (path.root_addr(), broker.port());
+    let run = start(&path, 45, "wan-g", |name, spool| {
+        mqtt_output(name, &addr, port, spool)
+    });
+    run.wait_flowing();
+    let cut = Instant::now();
+    path.cut();
+    let took = run.wait_logged("failed", cut, Duration::from_secs(20));
+    eprintln!("mqtt: partition noticed after {took:?} (ack_timeout 5s)");
+    for t in &took {
+        // A message goes into the socket and its PUBACK is awaited 5 s; the batch may have waited
+        // its 200 ms first.
+        assert!(*t <= Duration::from_millis(6500), "{took:?}");
+    }
+    // The partition itself lasts 30 s: its length is what the scenario is about.
+    thread::sleep(Duration::from_secs(30).saturating_sub(cut.elapsed()));
+    path.heal();
+    run.check_received("mqtt", |name| {
+        let prefix = format!("pipit/h/wan/{name}/");
+        subscriber
+            .messages()
+            .iter()
+            .filter(|(topic, ..)| topic.starts_with(&prefix))
+            .filter_map(|(_, payload, ..)| payload.parse::<f64>().ok())
+            .map(|v| v as u64)
+            .collect()
+    });
 }

@@ -1795,9 +1795,18 @@ impl Mosquitto {
         Mosquitto::start_with_tls(&[])
     }
 
+    /// Also listening on `host` (an address of this machine), on the same port as on 127.0.0.1.
+    pub fn start_on(host: &str) -> Mosquitto {
+        Mosquitto::start_listening(Some(host), &[])
+    }
+
     /// With a TLS listener for each of `listeners` (its certificate and key; with `client_ca`,
     /// clients must show a certificate that CA signed), besides the plain one.
     pub fn start_with_tls(listeners: &[PeerTls]) -> Mosquitto {
+        Mosquitto::start_listening(None, listeners)
+    }
+
+    fn start_listening(host: Option<&str>, listeners: &[PeerTls]) -> Mosquitto {
         let dir = TempDir::new("mosquitto");
         let passwd = dir.path().join("passwd");
         let status = Command::new("mosquitto_passwd")
@@ -1816,6 +1825,9 @@ impl Mosquitto {
             passwd.display(),
             dir.path().display()
         );
+        if let Some(host) = host {
+            conf.push_str(&format!("listener {port} {host}\n"));
+        }
         let mut tls_ports = Vec::new();
         for tls in listeners {
             let tls_port = free_port();
