@@ -152,8 +152,8 @@ fn a_sigkilled_agents_daemon_dies_with_it_and_a_restart_runs_one_copy() {
     });
 }
 
-/// The children of process `parent` that run `comm`.
-fn children_named(parent: u32, comm: &str) -> Vec<u32> {
+/// The children of process `parent`: id, command name and state letter of each.
+fn children(parent: u32) -> Vec<(u32, String, char)> {
     let mut found = Vec::new();
     for entry in fs::read_dir("/proc").unwrap().flatten() {
         let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
@@ -165,15 +165,25 @@ fn children_named(parent: u32, comm: &str) -> Vec<u32> {
         let (Some(open), Some(close)) = (stat.find('('), stat.rfind(')')) else {
             continue;
         };
-        let ppid = stat[close + 2..]
-            .split(' ')
-            .nth(1)
-            .and_then(|p| p.parse().ok());
-        if &stat[open + 1..close] == comm && ppid == Some(parent) {
-            found.push(pid);
+        let mut fields = stat[close + 2..].split(' ');
+        let state = fields.next().and_then(|s| s.chars().next());
+        let ppid = fields.next().and_then(|p| p.parse::<u32>().ok());
+        if let (Some(state), Some(ppid)) = (state, ppid)
+            && ppid == parent
+        {
+            found.push((pid, stat[open + 1..close].to_owned(), state));
         }
     }
     found
+}
+
+/// The children of process `parent` that run `comm`.
+fn children_named(parent: u32, comm: &str) -> Vec<u32> {
+    children(parent)
+        .into_iter()
+        .filter(|(_, name, _)| name == comm)
+        .map(|(pid, ..)| pid)
+        .collect()
 }
 
 /// The real, effective, saved and file-system ids of the `Uid:` or `Gid:` line of `pid`'s status,
@@ -541,4 +551,42 @@ impl Drop for KillOnDrop {
                 .status();
         }
     }
+}
+
+#[test]
+fn what_a_check_leaves_outside_its_group_is_reaped_not_left_a_zombie() {
+    let dir = TempDir::new("setsid");
+    let path = dir.path().join("pipit.json");
+    // Each run leaves a process in a session of its own, which outlives the run by 150 ms: pipit,
+    // the subreaper, adopts it, and it ends as pipit's child.
+    let config = format!(
+        r#"{{"agent": {{"hostname": "h", "state_dir": "{dir}"}},
+            "control": {{"enabled": false}},
+            "sources": [{{"type": "exec", "name": "leaves", "interval": "100ms",
+                          "command": ["sh", "-c", "setsid sleep 0.2 & sleep 0.05"]}}],
+            "outputs": [{{"type": "stdout", "batch_timeout": "0s"}}]}}"#,
+        dir = dir.path().display()
+    );
+    fs::write(&path, config).unwrap();
+    let agent = Agent::start(&path, "info");
+    let mut most_zombies = 0;
+    for runs in 1..=30 {
+        agent.wait_stdout("the next run", DEADLINE, |lines| {
+            lines
+                .iter()
+                .filter(|l| l.starts_with("h.exec.leaves.exit_code 0 "))
+                .count()
+                >= runs
+        });
+        let zombies = children(agent.pid())
+            .iter()
+            .filter(|(_, _, state)| *state == 'Z')
+            .count();
+        most_zombies = most_zombies.max(zombies);
+    }
+    // Those that ended since the last end of a run wait for the next one; none piles up (without
+    // reaping, nearly every one of the 30 would be a zombie by now).
+    assert!(most_zombies <= 10, "{most_zombies} zombies at once");
+    let adopted = children_named(agent.pid(), "sleep").len();
+    assert!(adopted <= 10, "{adopted} adopted processes, running or not");
 }

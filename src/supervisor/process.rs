@@ -104,6 +104,11 @@ impl Process {
         }
     }
 
+    /// Its process id, which is also its process group's.
+    pub fn pid(&self) -> u32 {
+        self.pid
+    }
+
     /// A descriptor that becomes readable when the child ends, where the kernel offers one.
     pub fn exit_fd(&self) -> Option<RawFd> {
         self.exit_notifier.as_ref().map(|fd| fd.as_raw_fd())

@@ -35,6 +35,8 @@ const MAX_BACKOFF: Duration = Duration::from_secs(60);
 const MAX_FINAL_READS: usize = 64;
 /// How much is read from a pipe at once.
 const READ_SIZE: usize = 16 * 1024;
+/// Adopted orphans reaped in one pass, at most; the rest wait for the next child's end.
+const MAX_ORPHANS_REAPED: usize = 64;
 
 /// Which pipe of a child.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -218,7 +220,9 @@ impl Worker {
             self.take_requests();
             crate::fault::point("supervisor");
             // Ends first: the slots of checks that just ended are free for the checks started next.
-            self.watch_processes(Instant::now());
+            if self.watch_processes(Instant::now()) {
+                self.reap_orphans();
+            }
             let now = Instant::now();
             self.start_checks();
             self.start_daemons(now);
@@ -421,7 +425,10 @@ impl Worker {
         }
     }
 
-    fn watch_processes(&mut self, now: Instant) {
+    /// Notices the children that ended and settles them; true when any had.
+    fn watch_processes(&mut self, now: Instant) -> bool {
+        let before = self.checks.len() + self.stopping.len();
+        let mut daemons_ended = false;
         let mut i = 0;
         while i < self.checks.len() {
             let Some(ended) = self.checks[i].process.check(now) else {
@@ -496,6 +503,7 @@ impl Worker {
                 keep_last_error(&mut last_error, &line);
             }
             self.lingering.add(ended.pgid);
+            daemons_ended = true;
             let ran = now.saturating_duration_since(started);
             if ran >= MAX_BACKOFF {
                 d.backoff = FIRST_BACKOFF;
@@ -522,6 +530,45 @@ impl Worker {
             }
             None => true,
         });
+        daemons_ended || self.checks.len() + self.stopping.len() < before
+    }
+
+    /// Reaps the children pipit did not start: what a check forked and left running outside its
+    /// process group (`setsid`), which pipit adopts as the subreaper when the check ends, and which
+    /// would otherwise stay a zombie once it ends. Called when a child of pipit's own ended, so
+    /// such zombies never outnumber what ended since the last end of a check or daemon.
+    fn reap_orphans(&mut self) {
+        if !trampoline::owns_every_child() {
+            return;
+        }
+        for _ in 0..MAX_ORPHANS_REAPED {
+            let Ok(Some(pid)) = sys::ended_child() else {
+                return;
+            };
+            if self.started(pid) {
+                // Its end is settled in the next pass, the kill of its group first.
+                return;
+            }
+            match sys::reap(pid) {
+                Ok(()) => {
+                    log::debug!(target: "supervisor", "reaped process {pid}, adopted from a check that left it behind")
+                }
+                Err(e) => {
+                    log::warn!(target: "supervisor", "cannot reap adopted process {pid}: {e}");
+                    return;
+                }
+            }
+        }
+    }
+
+    /// True when `pid` is a check, daemon or stopping daemon this thread started and still owns.
+    fn started(&self, pid: u32) -> bool {
+        self.checks.iter().any(|c| c.process.pid() == pid)
+            || self.stopping.iter().any(|p| p.pid() == pid)
+            || self.daemons.iter().any(|d| match &d.state {
+                DaemonState::Running(running) => running.process.pid() == pid,
+                DaemonState::Waiting { .. } => false,
+            })
     }
 
     /// Sleeps in poll(2) until a pipe has data, a request arrives, or the next timer is due; then

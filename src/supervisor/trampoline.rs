@@ -31,6 +31,8 @@ pub const CANNOT_RUN: i32 = 127;
 
 /// Set when the running binary is pipit's and has the hidden mode.
 static AVAILABLE: AtomicBool = AtomicBool::new(false);
+/// Set in pipit's own binary, whatever `/proc` offers.
+static PIPIT: AtomicBool = AtomicBool::new(false);
 
 /// Who the command runs as.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -108,6 +110,7 @@ pub struct Failure {
 pub fn serve_if_asked() {
     let mut args = std::env::args_os();
     if args.next().as_deref() != Some(OsStr::new(MARKER)) {
+        PIPIT.store(true, Ordering::Relaxed);
         // Without /proc (a bare chroot) checks still run, started directly.
         AVAILABLE.store(Path::new(OWN_BINARY).exists(), Ordering::Relaxed);
         return;
@@ -176,6 +179,13 @@ pub fn failure(stderr: &[u8]) -> Option<Failure> {
         step: step.to_owned(),
         error: io::Error::from_raw_os_error(errno),
     })
+}
+
+/// True in pipit's own binary (which called [`serve_if_asked`]): there the supervisor started every
+/// child the process has, so a child it does not know is a descendant of one of them that pipit,
+/// their subreaper, adopted. A program embedding the supervisor may start children of its own.
+pub fn owns_every_child() -> bool {
+    PIPIT.load(Ordering::Relaxed)
 }
 
 /// A command that starts `program` with `args` as `run_as` through the trampoline, killed when the

@@ -83,15 +83,28 @@ pub fn signal_group(pgid: u32, signal: Signal) -> io::Result<()> {
 /// True when the child `pid` has ended, without reaping it: its id (and the id of its process
 /// group) stays reserved until it is waited for, so the group can still be signalled safely.
 pub fn has_exited(pid: u32) -> io::Result<bool> {
-    let id = libc::id_t::from(pid);
+    Ok(peek_ended(libc::P_PID, libc::id_t::from(pid))?.is_some())
+}
+
+/// A child of pipit that has ended and is not reaped yet, whichever it is, without reaping it;
+/// `None` when there is none (or no child at all).
+pub fn ended_child() -> io::Result<Option<u32>> {
+    match peek_ended(libc::P_ALL, 0) {
+        Err(e) if e.raw_os_error() == Some(libc::ECHILD) => Ok(None),
+        found => found,
+    }
+}
+
+/// The id of an ended, unreaped child among those `idtype` and `id` select (waitid(2)).
+fn peek_ended(idtype: libc::idtype_t, id: libc::id_t) -> io::Result<Option<u32>> {
     // SAFETY: siginfo_t is plain old data, for which all-zero bytes are a valid value.
     let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
     loop {
         // SAFETY: `info` is a valid, writable siginfo_t that outlives the call; waitid(2) writes
-        // only into it. WNOWAIT leaves the child unreaped, so std's `Child` still owns it.
+        // only into it. WNOWAIT leaves the child unreaped, so whoever owns it still can.
         let r = unsafe {
             libc::waitid(
-                libc::P_PID,
+                idtype,
                 id,
                 &mut info,
                 libc::WEXITED | libc::WNOHANG | libc::WNOWAIT,
@@ -107,7 +120,27 @@ pub fn has_exited(pid: u32) -> io::Result<bool> {
     }
     // SAFETY: after a successful waitid the kernel has filled in `info`; si_pid reads a field
     // that it sets to the child's id when one changed state and leaves zero otherwise.
-    Ok(unsafe { info.si_pid() } != 0)
+    let pid = unsafe { info.si_pid() };
+    Ok(u32::try_from(pid).ok().filter(|&p| p != 0))
+}
+
+/// Reaps the ended child `pid`, one [`ended_child`] named.
+pub fn reap(pid: u32) -> io::Result<()> {
+    let pid = libc::pid_t::try_from(pid)
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "a process id out of range"))?;
+    let mut status: libc::c_int = 0;
+    loop {
+        // SAFETY: `status` is a valid, writable c_int that outlives the call; waitpid(2) writes
+        // only into it.
+        let r = unsafe { libc::waitpid(pid, &mut status, libc::WNOHANG) };
+        if r >= 0 {
+            return Ok(());
+        }
+        let e = io::Error::last_os_error();
+        if e.kind() != io::ErrorKind::Interrupted {
+            return Err(e);
+        }
+    }
 }
 
 /// What is left of a process group after [`reap_group`].
