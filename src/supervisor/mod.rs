@@ -308,8 +308,7 @@ impl SupervisorThread {
         if let Err(e) = crate::sys::no_inherited_descriptors() {
             log::warn!(target: "supervisor", "cannot keep inherited descriptors from commands: {e}");
         }
-        let null = std::fs::File::open("/dev/null")?;
-        let worker = thread::Worker::new(config, requests_rx, wake_rx, null);
+        let worker = thread::Worker::new(config, requests_rx, wake_rx);
         let thread = crate::lifeline::spawn("supervisor".into(), move || worker.run())?;
         let handle = Supervisor {
             requests,

@@ -172,8 +172,9 @@ fn keep_last_error(last: &mut String, line: &Captured) {
 pub(super) struct Worker {
     config: SupervisorConfig,
     root: bool,
-    /// `/dev/null`, open for the supervisor's life: every child's stdin is a copy.
-    null: File,
+    /// `/dev/null`, opened for the first child and kept for the supervisor's life: every child's
+    /// stdin is a copy.
+    null: Option<File>,
     requests: Receiver<Request>,
     /// Readable when a request was sent; `None` once every handle is gone.
     wake: Option<UnixStream>,
@@ -195,12 +196,11 @@ impl Worker {
         config: SupervisorConfig,
         requests: Receiver<Request>,
         wake: UnixStream,
-        null: File,
     ) -> Worker {
         Worker {
             config,
             root: sys::is_root(),
-            null,
+            null: None,
             requests,
             wake: Some(wake),
             queue: VecDeque::new(),
@@ -347,7 +347,9 @@ impl Worker {
                 break;
             };
             let started = Instant::now();
-            match spawn(&q.command, &self.null, self.config.user.as_ref(), self.root) {
+            let spawned = open_null(&mut self.null)
+                .and_then(|null| spawn(&q.command, null, self.config.user.as_ref(), self.root));
+            match spawned {
                 Ok(spawned) => {
                     let through_trampoline = spawned.through_trampoline;
                     let process =
@@ -398,7 +400,9 @@ impl Worker {
             if until > now {
                 continue;
             }
-            match spawn(&d.command, &self.null, self.config.user.as_ref(), self.root) {
+            let spawned = open_null(&mut self.null)
+                .and_then(|null| spawn(&d.command, null, self.config.user.as_ref(), self.root));
+            match spawned {
                 Ok(spawned) => {
                     let process = Process::new(spawned, now, None, d.command.kill_grace);
                     let cap = d.command.max_output;
@@ -679,6 +683,14 @@ impl Worker {
                 }
             }
         }
+    }
+}
+
+/// `/dev/null` as `slot` keeps it, opened there the first time.
+fn open_null(slot: &mut Option<File>) -> std::io::Result<&File> {
+    match slot {
+        Some(file) => Ok(file),
+        None => Ok(slot.insert(File::open("/dev/null")?)),
     }
 }
 
