@@ -12,7 +12,7 @@ use crate::aggregate::Rates;
 use crate::cache::lock;
 use crate::config::reader::{Problems, Table};
 use crate::pattern::Selector;
-use crate::procfs::Procfs;
+use crate::procfs::KeptFiles;
 
 /// The size of a sector in `/proc/diskstats`, whatever the device's own.
 const SECTOR_BYTES: f64 = 512.0;
@@ -132,7 +132,7 @@ impl Build for Disk {
     fn build(spec: &DiskSpec, ctx: &SourceContext) -> Disk {
         Disk {
             spec: spec.clone(),
-            procfs: ctx.procfs.clone(),
+            files: KeptFiles::new(ctx.procfs.clone()),
             rates: ctx.rates(),
             buf: String::new(),
             name: ServiceName::default(),
@@ -142,7 +142,7 @@ impl Build for Disk {
 
 struct Disk {
     spec: DiskSpec,
-    procfs: Procfs,
+    files: KeptFiles,
     rates: Arc<Mutex<Rates>>,
     buf: String,
     name: ServiceName,
@@ -150,7 +150,7 @@ struct Disk {
 
 impl Source for Disk {
     fn collect(&mut self, emit: &mut Emitter<'_>) -> Result<(), SourceError> {
-        self.procfs.read_into("proc/diskstats", &mut self.buf)?;
+        self.files.read_into("proc/diskstats", &mut self.buf)?;
         let mut rates = lock(&self.rates);
         for line in self.buf.lines() {
             // `major minor name` and at least 11 counters.
@@ -188,7 +188,8 @@ impl Source for Disk {
 
 impl Disk {
     fn is_partition(&self, device: &str) -> bool {
-        self.procfs
+        self.files
+            .procfs()
             .path(&format!("sys/class/block/{device}/partition"))
             .exists()
     }
