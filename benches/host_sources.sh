@@ -9,6 +9,7 @@
 #   PING=1 benches/host_sources.sh          # only ping, beside collectd's ping plugin
 #   QDISC=1 benches/host_sources.sh         # only qdisc, beside collectd's netlink plugin
 #   ROUTER_TABLE=4096 benches/host_sources.sh  # all three in a network namespace of a router's size
+#   PIPIT_BIN=/tmp/pipit-before benches/host_sources.sh  # that binary instead of this tree's build
 #
 # collectd runs cpu, load, memory, interface, df, disk, uptime, processes, conntrack, thermal,
 # tcpconns, swap and wireless with write_graphite to a listener on 127.0.0.1; pipit runs the same
@@ -109,8 +110,12 @@ time.sleep(1e6)' &
     PIDS+=($!)
 fi
 
-cargo build --release --quiet
-PIPIT=target/release/pipit
+if [ -n "${PIPIT_BIN:-}" ]; then
+    PIPIT=$PIPIT_BIN
+else
+    cargo build --release --quiet
+    PIPIT=target/release/pipit
+fi
 gcc -O2 -o "$WORK/floor" benches/floor.c
 
 cat > "$WORK/pipit.json" <<CONF
