@@ -48,6 +48,7 @@ ROUTER_TABLE=${ROUTER_TABLE:-}
 if [ -n "$ROUTER_TABLE" ] && [ -z "${BENCH_NETNS:-}" ]; then
     ns=pipit-bench-$$
     ehash=$(sysctl -n net.ipv4.tcp_child_ehash_entries)
+    # shellcheck disable=SC2317 # called by the EXIT trap
     leave_netns() {
         for pid in $(ip netns pids "$ns" 2>/dev/null); do kill "$pid" 2>/dev/null || true; done
         ip netns del "$ns" 2>/dev/null || true
