@@ -48,34 +48,37 @@ impl Procfs {
 
 /// Reads `file` from offset 0 to its end into `buf`, replacing its contents, with `pread` alone:
 /// no size query first, and the same descriptor can be read again later, since the kernel makes
-/// its `/proc` and `/sys` files anew on a read at offset 0. Text that is not UTF-8 is an error
-/// (`InvalidData`), with `buf` left empty.
+/// its `/proc` and `/sys` files anew on a read at offset 0. On an error, text that is not UTF-8
+/// (`InvalidData`) among them, `buf` is left empty.
 pub fn read_from_start(file: &File, buf: &mut String) -> io::Result<()> {
     let mut bytes = std::mem::take(buf).into_bytes();
-    let read = read_all_at(file, &mut bytes);
-    match String::from_utf8(bytes) {
-        Ok(text) => {
-            *buf = text;
-            read
-        }
+    let mut result = read_all_at(file, &mut bytes);
+    *buf = match String::from_utf8(bytes) {
+        Ok(text) => text,
         Err(e) => {
+            if result.is_ok() {
+                result = Err(io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    "stream did not contain valid UTF-8",
+                ));
+            }
             let mut bytes = e.into_bytes();
             bytes.clear();
-            *buf = String::from_utf8(bytes).unwrap_or_default();
-            read.and(Err(io::Error::new(
-                io::ErrorKind::InvalidData,
-                "stream did not contain valid UTF-8",
-            )))
+            // Empty, so valid UTF-8; the capacity is kept.
+            String::from_utf8(bytes).unwrap_or_default()
         }
+    };
+    if result.is_err() {
+        buf.clear();
     }
+    result
 }
 
 /// The least room a read is given: most `/proc` files fit, so one read and the one that finds
 /// the end are all it takes.
 const READ_ROOM: usize = 4096;
 
-/// Reads `file` from offset 0 until a read returns nothing, into `bytes` (cleared first); on an
-/// error `bytes` holds what was read before it.
+/// Reads `file` from offset 0 until a read returns nothing, into `bytes` (cleared first).
 fn read_all_at(file: &File, bytes: &mut Vec<u8>) -> io::Result<()> {
     bytes.clear();
     let mut len = 0;
@@ -144,6 +147,19 @@ mod tests {
         assert_eq!(field_value(text, "Threads"), Some(7));
         assert_eq!(field_value(text, "Mem"), None);
         assert_eq!(field_value(text, "Swap"), None);
+    }
+
+    #[test]
+    fn a_read_that_fails_leaves_the_buffer_empty() {
+        let p = Procfs::new(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/fixtures/openwrt"
+        ));
+        let mut buf = String::from("old");
+        // A directory opens, and then refuses a read (EISDIR).
+        let e = p.read_into("proc", &mut buf).unwrap_err();
+        assert_eq!(e.source.raw_os_error(), Some(libc::EISDIR), "{e}");
+        assert_eq!(buf, "");
     }
 
     #[test]
