@@ -4,8 +4,12 @@
  * from the system calls pipit makes while it collects) and carries it out once a second:
  *
  *   file PATH      open, read to the end, close
+ *   kept PATH      read to the end with pread from offset 0, on a descriptor opened once
  *   dir PATH       open, list every entry, close
  *   pids NAME      list /proc, then for every process read /proc/PID/NAME (open, read, close)
+ *   kpids NAME     list /proc, then for every process one pread of /proc/PID/NAME at offset 0
+ *                  on a descriptor kept while the process lives (at most KEPT_PIDS of them; the
+ *                  files of other processes are opened, read once and closed)
  *   statfs PATH    statfs(2)
  *   sockdiag       one NETLINK_SOCK_DIAG dump of every TCP socket, IPv4 and IPv6 at once
  *                  (TCPDIAG_GETSOCK), over a socket opened once (as pipit keeps its own)
@@ -36,6 +40,20 @@ static void read_file(const char *path) {
     close(fd);
 }
 
+/* The descriptor *fd, opened from PATH if it is not (-1), read from offset 0 to the end; on an
+ * error it is closed, to be opened again next time. */
+static void read_kept(const char *path, int *fd) {
+    off_t off = 0;
+    ssize_t n;
+    if (*fd < 0) *fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (*fd < 0) return;
+    while ((n = pread(*fd, buf, sizeof buf, off)) > 0) off += n;
+    if (n < 0) {
+        close(*fd);
+        *fd = -1;
+    }
+}
+
 static void list_dir(const char *path) {
     DIR *d = opendir(path);
     if (!d) return;
@@ -54,6 +72,47 @@ static void each_pid(const char *name) {
         read_file(path);
     }
     closedir(d);
+}
+
+#define KEPT_PIDS 256
+static int kept_pid[KEPT_PIDS], kept_fd[KEPT_PIDS], kept;
+
+/* /proc lists processes by increasing pid, so the kept descriptors (sorted by pid) are matched
+ * with it in one pass: those of processes gone are closed, new processes' files opened. */
+static void each_pid_kept(const char *name) {
+    int new_pid[KEPT_PIDS], new_fd[KEPT_PIDS], count = 0, i = 0;
+    DIR *d = opendir("/proc");
+    struct dirent *e;
+    char path[300];
+    if (!d) return;
+    while ((e = readdir(d))) {
+        int pid, fd = -1;
+        if (e->d_name[0] < '0' || e->d_name[0] > '9') continue;
+        pid = atoi(e->d_name);
+        for (; i < kept && kept_pid[i] < pid; i++) close(kept_fd[i]);
+        if (i < kept && kept_pid[i] == pid) {
+            fd = kept_fd[i++];
+            if (pread(fd, buf, 1024, 0) >= 0) {
+                new_pid[count] = pid;
+                new_fd[count++] = fd;
+                continue;
+            }
+            close(fd);
+        }
+        snprintf(path, sizeof path, "/proc/%s/%s", e->d_name, name);
+        if ((fd = open(path, O_RDONLY | O_CLOEXEC)) < 0) continue;
+        if (pread(fd, buf, 1024, 0) >= 0 && count < KEPT_PIDS) {
+            new_pid[count] = pid;
+            new_fd[count++] = fd;
+        } else {
+            close(fd);
+        }
+    }
+    for (; i < kept; i++) close(kept_fd[i]);
+    closedir(d);
+    memcpy(kept_pid, new_pid, count * sizeof *new_pid);
+    memcpy(kept_fd, new_fd, count * sizeof *new_fd);
+    kept = count;
 }
 
 static void sock_diag(void) {
@@ -82,7 +141,7 @@ static void sock_diag(void) {
 
 int main(int argc, char **argv) {
     char steps[512][256];
-    int count = 0;
+    int fds[512], count = 0;
     FILE *plan;
     long seconds;
     struct timespec next;
@@ -92,7 +151,7 @@ int main(int argc, char **argv) {
     }
     while (count < 512 && fgets(steps[count], sizeof steps[count], plan)) {
         steps[count][strcspn(steps[count], "\n")] = 0;
-        count++;
+        fds[count++] = -1;
     }
     fclose(plan);
     seconds = atol(argv[2]);
@@ -103,8 +162,10 @@ int main(int argc, char **argv) {
             struct statfs st;
             if (arg) arg++;
             if (!strncmp(steps[s], "file ", 5)) read_file(arg);
+            else if (!strncmp(steps[s], "kept ", 5)) read_kept(arg, &fds[s]);
             else if (!strncmp(steps[s], "dir ", 4)) list_dir(arg);
             else if (!strncmp(steps[s], "pids ", 5)) each_pid(arg);
+            else if (!strncmp(steps[s], "kpids ", 6)) each_pid_kept(arg);
             else if (!strncmp(steps[s], "statfs ", 7)) statfs(arg, &st);
             else if (!strcmp(steps[s], "sockdiag")) sock_diag();
         }

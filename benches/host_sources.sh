@@ -8,6 +8,8 @@
 #   ROUTER_SET=0 benches/host_sources.sh    # the 10 generic ones (no tcpconns, swap, wireless)
 #   PING=1 benches/host_sources.sh          # only ping, beside collectd's ping plugin
 #   QDISC=1 benches/host_sources.sh         # only qdisc, beside collectd's netlink plugin
+#   ROUTER_TABLE=4096 benches/host_sources.sh  # all three in a network namespace of a router's size
+#   PIPIT_BIN=/tmp/pipit-before benches/host_sources.sh  # that binary instead of this tree's build
 #
 # collectd runs cpu, load, memory, interface, df, disk, uptime, processes, conntrack, thermal,
 # tcpconns, swap and wireless with write_graphite to a listener on 127.0.0.1; pipit runs the same
@@ -31,8 +33,44 @@
 # rtnetlink: pipit's qdisc source, collectd's netlink plugin with `QDisc "All"` (which also asks
 # the kernel for the links, one dump, and for each interface's qdiscs, one request each). The
 # floor is left out as with PING=1.
+#
+# With ROUTER_TABLE=N all three processes run in one network namespace the script makes, whose TCP
+# established table has N buckets (Linux 6.1 and later size a new namespace's table from
+# net.ipv4.tcp_child_ehash_entries; without it the namespace shares the host's, sized from its
+# RAM: 262,144 buckets at 24 GiB, a few thousand on a router with 128 MiB). The namespace has lo,
+# a veth pair (veth0 10.99.0.1, veth1 10.99.0.2) and a listener on veth0 with four connections
+# to it, for interface and tcpconns to count. The sysctl is restored as soon as the namespace is
+# made, and the namespace (with anything left in it) removed on exit.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+
+ROUTER_TABLE=${ROUTER_TABLE:-}
+if [ -n "$ROUTER_TABLE" ] && [ -z "${BENCH_NETNS:-}" ]; then
+    ns=pipit-bench-$$
+    ehash=$(sysctl -n net.ipv4.tcp_child_ehash_entries)
+    # shellcheck disable=SC2317 # called by the EXIT trap
+    leave_netns() {
+        for pid in $(ip netns pids "$ns" 2>/dev/null); do kill "$pid" 2>/dev/null || true; done
+        ip netns del "$ns" 2>/dev/null || true
+        sysctl -qw net.ipv4.tcp_child_ehash_entries="$ehash"
+    }
+    trap leave_netns EXIT
+    sysctl -qw net.ipv4.tcp_child_ehash_entries="$ROUTER_TABLE"
+    ip netns add "$ns"
+    sysctl -qw net.ipv4.tcp_child_ehash_entries="$ehash"
+    ip -n "$ns" link set lo up
+    ip -n "$ns" link add veth0 type veth peer name veth1
+    ip -n "$ns" addr add 10.99.0.1/24 dev veth0
+    ip -n "$ns" addr add 10.99.0.2/24 dev veth1
+    ip -n "$ns" link set veth0 up
+    ip -n "$ns" link set veth1 up
+    buckets=$(ip netns exec "$ns" cat /proc/sys/net/ipv4/tcp_ehash_entries)
+    [ "$buckets" = "$ROUTER_TABLE" ] ||
+        { echo "the namespace's TCP table has $buckets buckets, not $ROUTER_TABLE (Linux < 6.1?)" >&2; exit 1; }
+    echo "network namespace $ns: a TCP established table of $buckets buckets"
+    BENCH_NETNS=$ns ip netns exec "$ns" "$0"
+    exit
+fi
 
 DURATION=${DURATION:-60}
 WARMUP=${WARMUP:-5}
@@ -64,8 +102,21 @@ $(printf '  Host "%s"\n' "${hosts[@]}")
 </Plugin>"
 fi
 
-cargo build --release --quiet
-PIPIT=target/release/pipit
+if [ -n "${BENCH_NETNS:-}" ]; then
+    python3 -c 'import socket, time
+l = socket.create_server(("10.99.0.1", 0))
+conns = [socket.create_connection(l.getsockname()) for _ in range(4)]
+accepted = [l.accept() for _ in conns]
+time.sleep(1e6)' &
+    PIDS+=($!)
+fi
+
+if [ -n "${PIPIT_BIN:-}" ]; then
+    PIPIT=$PIPIT_BIN
+else
+    cargo build --release --quiet
+    PIPIT=target/release/pipit
+fi
 gcc -O2 -o "$WORK/floor" benches/floor.c
 
 cat > "$WORK/pipit.json" <<CONF
@@ -79,19 +130,22 @@ CONF
 start_collectd
 start_pipit "$PIPIT" "$WORK/pipit.json"
 
-# The floor's plan: what pipit's threads did in 3 s of collecting, each step once, in order.
+# The floor's plan: what pipit's threads did in 3 s of collecting, each step once, in order. A
+# file read with pread but not opened in those 3 s is one pipit keeps open ("kept"); a process's
+# file read with pread, one it keeps open while the process lives ("kpids").
 sleep "$WARMUP"
-timeout 3 strace -f -qq -p "$PP" -e trace=openat,statfs,sendto -o "$WORK/trace" || true
-python3 - "$WORK/trace" "$WORK" > "$WORK/plan" <<'PY'
+timeout 3 strace -f -qq -y -p "$PP" -e trace=openat,statfs,sendto,pread64 -o "$WORK/trace" || true
+python3 - "$WORK/trace" "$WORK" "$PP" > "$WORK/plan" <<'PY'
 import re, sys
-steps, work = [], sys.argv[2]
+steps, opened, work, own = [], set(), sys.argv[2], f"/proc/{sys.argv[3]}/"
 for line in open(sys.argv[1]):
     if "TCPDIAG_GETSOCK" in line or "nlmsg_type=0x12" in line:
         step = "sockdiag"
-    elif m := re.search(r'openat\(AT_FDCWD, "([^"]+)", ([A-Z_|]+)', line):
+    elif m := re.search(r'openat\(AT_FDCWD(?:<[^>]*>)?, "([^"]+)", ([A-Z_|]+)', line):
         path, flags = m.groups()
         if path.startswith(work) or "O_WRONLY" in flags or "O_RDWR" in flags:
             continue
+        opened.add(path)
         if re.fullmatch(r"/proc/\d+/(\w+)", path):
             step = "pids " + path.rsplit("/", 1)[1]
         elif "O_DIRECTORY" in flags:
@@ -100,12 +154,27 @@ for line in open(sys.argv[1]):
             step = "dir " + path
         else:
             step = "file " + path
+    elif m := re.search(r'pread64\(\d+<([^>]+)>', line):
+        path = m.group(1)
+        if path.startswith(own):
+            # /proc/self/mounts, named by pipit's own pid once open.
+            path = "/proc/self/" + path[len(own):]
+        if re.fullmatch(r"/proc/\d+/(\w+)", path):
+            step = "kpids " + path.rsplit("/", 1)[1]
+        elif path in opened:
+            continue
+        else:
+            step = "kept " + path
     elif m := re.search(r'statfs\("([^"]+)"', line):
         step = "statfs " + m.group(1)
     else:
         continue
     if step not in steps:
         steps.append(step)
+# A process's file read with pread is kept, even if a new process's was opened in the window; and
+# pipit's own (/proc/self/stat) is one of them, read as every process's.
+steps = [s for s in steps if not (s.startswith("pids ") and "k" + s in steps)
+         and not (s.startswith("kept /proc/self/") and "kpids " + s[16:] in steps)]
 print("\n".join(steps))
 PY
 "$WORK/floor" "$WORK/plan" $((DURATION + 10)) &

@@ -482,24 +482,34 @@ fn random() -> u64 {
     h.finish()
 }
 
+/// A directory of its own for a test, removed when the test ends.
 #[cfg(test)]
-mod tests {
-    use std::os::unix::fs::symlink;
+pub(crate) mod scratch {
+    use std::path::PathBuf;
 
-    use super::*;
+    /// The directory, removed on drop.
+    pub(crate) struct Scratch(pub(crate) PathBuf);
 
-    struct Scratch(PathBuf);
     impl Drop for Scratch {
         fn drop(&mut self) {
             let _ = std::fs::remove_dir_all(&self.0);
         }
     }
 
-    fn scratch(tag: &str) -> Scratch {
-        let path = std::env::temp_dir().join(format!("pipit-files-{tag}-{:x}", random()));
+    /// A new empty directory under the system's temporary directory, named after `tag`.
+    pub(crate) fn scratch(tag: &str) -> Scratch {
+        let path = std::env::temp_dir().join(format!("pipit-{tag}-{:x}", super::random()));
         std::fs::create_dir(&path).unwrap();
         Scratch(path)
     }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::fs::symlink;
+
+    use super::scratch::scratch;
+    use super::*;
 
     #[test]
     fn missing_directories_are_made_0700_and_a_symlink_at_the_directory_is_refused() {

@@ -2,8 +2,15 @@
 
 use std::fmt;
 use std::fs::File;
-use std::io::{self, Read};
+use std::io;
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
+
+mod kept;
+mod pids;
+
+pub use kept::KeptFiles;
+pub use pids::PidFiles;
 
 /// Opens kernel files relative to a root directory (`/` on a real system).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -28,15 +35,68 @@ impl Procfs {
     }
 
     /// Reads the file `rel` into `buf`, replacing its contents; the buffer is reused between
-    /// collections so a steady source allocates nothing.
+    /// collections so a steady source allocates nothing. The file is opened, read and closed; a
+    /// source reading the same files at every collection keeps them open with [`KeptFiles`].
     pub fn read_into(&self, rel: &str, buf: &mut String) -> Result<(), ReadError> {
-        buf.clear();
         let path = self.path(rel);
-        match File::open(&path).and_then(|mut f| f.read_to_string(buf)) {
-            Ok(_) => Ok(()),
+        match File::open(&path).and_then(|f| read_from_start(&f, buf)) {
+            Ok(()) => Ok(()),
             Err(source) => Err(ReadError { path, source }),
         }
     }
+}
+
+/// Reads `file` from offset 0 to its end into `buf`, replacing its contents, with `pread` alone:
+/// no size query first, and the same descriptor can be read again later, since the kernel makes
+/// its `/proc` and `/sys` files anew on a read at offset 0. On an error, text that is not UTF-8
+/// (`InvalidData`) among them, `buf` is left empty.
+pub fn read_from_start(file: &File, buf: &mut String) -> io::Result<()> {
+    let mut bytes = std::mem::take(buf).into_bytes();
+    let mut result = read_all_at(file, &mut bytes);
+    *buf = match String::from_utf8(bytes) {
+        Ok(text) => text,
+        Err(e) => {
+            if result.is_ok() {
+                result = Err(io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    "stream did not contain valid UTF-8",
+                ));
+            }
+            let mut bytes = e.into_bytes();
+            bytes.clear();
+            // Empty, so valid UTF-8; the capacity is kept.
+            String::from_utf8(bytes).unwrap_or_default()
+        }
+    };
+    if result.is_err() {
+        buf.clear();
+    }
+    result
+}
+
+/// The least room a read is given: most `/proc` files fit, so one read and the one that finds
+/// the end are all it takes.
+const READ_ROOM: usize = 4096;
+
+/// Reads `file` from offset 0 until a read returns nothing, into `bytes` (cleared first).
+fn read_all_at(file: &File, bytes: &mut Vec<u8>) -> io::Result<()> {
+    bytes.clear();
+    let mut len = 0;
+    let result = loop {
+        bytes.truncate(len);
+        if bytes.capacity() - len < READ_ROOM {
+            bytes.reserve(READ_ROOM.max(len));
+        }
+        bytes.resize(bytes.capacity(), 0);
+        match file.read_at(&mut bytes[len..], len as u64) {
+            Ok(0) => break Ok(()),
+            Ok(n) => len += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => break Err(e),
+        }
+    };
+    bytes.truncate(len);
+    result
 }
 
 /// A file that could not be read: which, and why.
@@ -87,6 +147,19 @@ mod tests {
         assert_eq!(field_value(text, "Threads"), Some(7));
         assert_eq!(field_value(text, "Mem"), None);
         assert_eq!(field_value(text, "Swap"), None);
+    }
+
+    #[test]
+    fn a_read_that_fails_leaves_the_buffer_empty() {
+        let p = Procfs::new(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/fixtures/openwrt"
+        ));
+        let mut buf = String::from("old");
+        // A directory opens, and then refuses a read (EISDIR).
+        let e = p.read_into("proc", &mut buf).unwrap_err();
+        assert_eq!(e.source.raw_os_error(), Some(libc::EISDIR), "{e}");
+        assert_eq!(buf, "");
     }
 
     #[test]

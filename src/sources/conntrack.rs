@@ -5,7 +5,7 @@
 //! is said once, at the first collection.
 
 use super::{Build, Emitter, MetricInfo, Source, SourceContext, SourceError, SourceType};
-use crate::procfs::Procfs;
+use crate::procfs::KeptFiles;
 
 /// Where the count and the limit are, newest kernels first.
 const PLACES: [(&str, &str); 2] = [
@@ -49,7 +49,7 @@ impl Build for Conntrack {
 
     fn build(_: &(), ctx: &SourceContext) -> Conntrack {
         Conntrack {
-            procfs: ctx.procfs.clone(),
+            files: KeptFiles::new(ctx.procfs.clone()),
             target: super::log_target(&ctx.instance),
             told: false,
             buf: String::new(),
@@ -58,7 +58,7 @@ impl Build for Conntrack {
 }
 
 struct Conntrack {
-    procfs: Procfs,
+    files: KeptFiles,
     target: String,
     /// Whether the absence of connection tracking was logged.
     told: bool,
@@ -91,7 +91,7 @@ impl Source for Conntrack {
 
 impl Conntrack {
     fn number(&mut self, rel: &str) -> Option<u64> {
-        self.procfs.read_into(rel, &mut self.buf).ok()?;
+        self.files.read_into(rel, &mut self.buf).ok()?;
         self.buf.trim().parse().ok()
     }
 }

@@ -7,7 +7,7 @@ use super::{Build, Emitter, MetricInfo, Settings, Source, SourceContext, SourceE
 use crate::aggregate::Rates;
 use crate::cache::lock;
 use crate::config::reader::{Problems, Table};
-use crate::procfs::Procfs;
+use crate::procfs::KeptFiles;
 
 /// The CPU states of `/proc/stat`, in the kernel's order. Guest time is already counted in user
 /// and nice, so it is left out of the total.
@@ -95,7 +95,7 @@ impl Build for Cpu {
 
     fn build(spec: &CpuSpec, ctx: &SourceContext) -> Cpu {
         Cpu {
-            procfs: ctx.procfs.clone(),
+            files: KeptFiles::new(ctx.procfs.clone()),
             per_core: spec.per_core,
             rates: ctx.rates(),
             buf: String::new(),
@@ -113,7 +113,7 @@ struct Times {
 }
 
 struct Cpu {
-    procfs: Procfs,
+    files: KeptFiles,
     per_core: bool,
     /// The tick counters of the last sample, kept in the cache so a restart loses no interval.
     rates: Arc<Mutex<Rates>>,
@@ -124,7 +124,7 @@ struct Cpu {
 
 impl Source for Cpu {
     fn collect(&mut self, emit: &mut Emitter<'_>) -> Result<(), SourceError> {
-        self.procfs.read_into("proc/stat", &mut self.buf)?;
+        self.files.read_into("proc/stat", &mut self.buf)?;
         parse(&self.buf, self.per_core, &mut self.now);
         if self.now.is_empty() {
             return Err(SourceError::missing("/proc/stat", "a cpu line"));

@@ -13,7 +13,7 @@ use super::{Build, Emitter, MetricInfo, Settings, Source, SourceContext, SourceE
 use crate::complain::Complaint;
 use crate::config::reader::{Problems, Table};
 use crate::pattern::Selector;
-use crate::procfs::Procfs;
+use crate::procfs::KeptFiles;
 
 /// File system types left out unless `exclude_types` is set: they hold no data on a disk.
 pub const PSEUDO_TYPES: &[&str] = &[
@@ -132,7 +132,7 @@ impl Build for Df {
 
 struct Df {
     spec: DfSpec,
-    procfs: Procfs,
+    files: KeptFiles,
     stat: StatFn,
     buf: String,
     name: ServiceName,
@@ -152,7 +152,7 @@ impl Df {
         let complaint = Complaint::new(super::log_target(&ctx.instance));
         Df {
             spec,
-            procfs: ctx.procfs.clone(),
+            files: KeptFiles::new(ctx.procfs.clone()),
             stat,
             buf: String::new(),
             name: ServiceName::default(),
@@ -163,7 +163,7 @@ impl Df {
 
 impl Source for Df {
     fn collect(&mut self, emit: &mut Emitter<'_>) -> Result<(), SourceError> {
-        self.procfs.read_into("proc/self/mounts", &mut self.buf)?;
+        self.files.read_into("proc/self/mounts", &mut self.buf)?;
         let mounts: Vec<Mount<'_>> = self.buf.lines().filter_map(parse_mount).collect();
         let mut failed = Vec::new();
         for (i, m) in mounts.iter().enumerate() {
@@ -175,7 +175,7 @@ impl Source for Df {
             {
                 continue;
             }
-            let stats = match (self.stat)(&self.procfs.path(&m.point)) {
+            let stats = match (self.stat)(&self.files.procfs().path(&m.point)) {
                 Ok(s) => s,
                 Err(e) => {
                     failed.push(format!("{}: {e}", m.point));

@@ -12,7 +12,7 @@ use crate::aggregate::Rates;
 use crate::cache::lock;
 use crate::config::reader::{Problems, Table};
 use crate::pattern::Selector;
-use crate::procfs::Procfs;
+use crate::procfs::{KeptFiles, Procfs};
 
 /// The size of a sector in `/proc/diskstats`, whatever the device's own.
 const SECTOR_BYTES: f64 = 512.0;
@@ -132,25 +132,37 @@ impl Build for Disk {
     fn build(spec: &DiskSpec, ctx: &SourceContext) -> Disk {
         Disk {
             spec: spec.clone(),
-            procfs: ctx.procfs.clone(),
+            files: KeptFiles::new(ctx.procfs.clone()),
             rates: ctx.rates(),
             buf: String::new(),
             name: ServiceName::default(),
+            kinds: Vec::new(),
         }
     }
 }
 
 struct Disk {
     spec: DiskSpec,
-    procfs: Procfs,
+    files: KeptFiles,
     rates: Arc<Mutex<Rates>>,
     buf: String,
     name: ServiceName,
+    /// The devices of the last collection and whether each is a partition, asked of sysfs once
+    /// per device while it is listed.
+    kinds: Vec<DeviceKind>,
+}
+
+struct DeviceKind {
+    name: String,
+    partition: bool,
+    /// Listed in the collection under way.
+    listed: bool,
 }
 
 impl Source for Disk {
     fn collect(&mut self, emit: &mut Emitter<'_>) -> Result<(), SourceError> {
-        self.procfs.read_into("proc/diskstats", &mut self.buf)?;
+        self.files.read_into("proc/diskstats", &mut self.buf)?;
+        self.kinds.iter_mut().for_each(|k| k.listed = false);
         let mut rates = lock(&self.rates);
         for line in self.buf.lines() {
             // `major minor name` and at least 11 counters.
@@ -159,7 +171,8 @@ impl Source for Disk {
                 continue;
             };
             if !self.spec.select.accepts(device)
-                || (!self.spec.partitions && self.is_partition(device))
+                || (!self.spec.partitions
+                    && is_partition(&mut self.kinds, self.files.procfs(), device))
             {
                 continue;
             }
@@ -182,21 +195,31 @@ impl Source for Disk {
             emit.metric(self.name.with("in_progress"), values[IN_PROGRESS]);
         }
         rates.end_round();
+        self.kinds.retain(|k| k.listed);
         Ok(())
     }
 }
 
-impl Disk {
-    fn is_partition(&self, device: &str) -> bool {
-        self.procfs
-            .path(&format!("sys/class/block/{device}/partition"))
-            .exists()
+/// Whether `device` is a partition, from `kinds` if it was listed before, else from sysfs.
+fn is_partition(kinds: &mut Vec<DeviceKind>, procfs: &Procfs, device: &str) -> bool {
+    if let Some(kind) = kinds.iter_mut().find(|k| k.name == device) {
+        kind.listed = true;
+        return kind.partition;
     }
+    let partition = procfs
+        .path(&format!("sys/class/block/{device}/partition"))
+        .exists();
+    kinds.push(DeviceKind {
+        name: device.to_owned(),
+        partition,
+        listed: true,
+    });
+    partition
 }
 
 #[cfg(test)]
 mod tests {
-    use super::super::testing::{collect_at, lines};
+    use super::super::testing::{collect_at, collect_with, lines};
     use super::*;
     use crate::cache::Cache;
 
@@ -282,5 +305,34 @@ mod tests {
             with_partitions,
             lines("disk.sda.in_progress 2\n disk.sda1.in_progress 0\n disk.sda2.in_progress 2")
         );
+    }
+
+    #[test]
+    fn whether_a_device_is_a_partition_is_asked_once_while_it_is_listed() {
+        let dir = crate::files::scratch::scratch("disk-kinds");
+        let root = &dir.0;
+        std::fs::create_dir_all(root.join("proc")).unwrap();
+        std::fs::create_dir_all(root.join("sys/class/block/sda1")).unwrap();
+        std::fs::write(root.join("sys/class/block/sda1/partition"), "1\n").unwrap();
+        let line = |name| format!("8 0 {name} 1 0 8 1 2 0 16 3 4 5 6\n");
+        let diskstats = root.join("proc/diskstats");
+        std::fs::write(&diskstats, line("sda") + &line("sda1")).unwrap();
+        let cache = Arc::new(Cache::in_memory());
+        let ctx = SourceContext {
+            procfs: Procfs::new(root),
+            ..super::super::testing::context("debian", &cache)
+        };
+        let mut disk = Disk::build(&disk_spec(&[], false), &ctx);
+        let only_sda = lines("disk.sda.in_progress 4");
+        assert_eq!(collect_with(&mut disk, 100), only_sda);
+        // sysfs is not asked again while sda1 is listed...
+        std::fs::remove_file(root.join("sys/class/block/sda1/partition")).unwrap();
+        assert!(collect_with(&mut disk, 110).ends_with("disk.sda.in_progress 4\n"));
+        // ...but once it was gone from the list, it is.
+        std::fs::write(&diskstats, line("sda")).unwrap();
+        collect_with(&mut disk, 120);
+        std::fs::write(&diskstats, line("sda") + &line("sda1")).unwrap();
+        let out = collect_with(&mut disk, 130);
+        assert!(out.contains("disk.sda1.in_progress 4\n"), "{out}");
     }
 }

@@ -8,7 +8,7 @@ use crate::aggregate::Rates;
 use crate::cache::lock;
 use crate::config::reader::{Problems, Table};
 use crate::pattern::Selector;
-use crate::procfs::Procfs;
+use crate::procfs::KeptFiles;
 
 /// The counters reported, by their column in `/proc/net/dev` after the interface name.
 const COUNTERS: [(usize, &str); 8] = [
@@ -94,7 +94,7 @@ impl Build for Interface {
 
     fn build(spec: &InterfaceSpec, ctx: &SourceContext) -> Interface {
         Interface {
-            procfs: ctx.procfs.clone(),
+            files: KeptFiles::new(ctx.procfs.clone()),
             select: spec.select.clone(),
             rates: ctx.rates(),
             buf: String::new(),
@@ -104,7 +104,7 @@ impl Build for Interface {
 }
 
 struct Interface {
-    procfs: Procfs,
+    files: KeptFiles,
     select: Selector,
     rates: Arc<Mutex<Rates>>,
     buf: String,
@@ -113,7 +113,7 @@ struct Interface {
 
 impl Source for Interface {
     fn collect(&mut self, emit: &mut Emitter<'_>) -> Result<(), SourceError> {
-        self.procfs.read_into("proc/net/dev", &mut self.buf)?;
+        self.files.read_into("proc/net/dev", &mut self.buf)?;
         let mut rates = lock(&self.rates);
         // Two header lines, then `name: 16 counters`.
         for line in self.buf.lines().skip(2) {

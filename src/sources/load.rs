@@ -1,7 +1,7 @@
 //! `load`: the system load averages from `/proc/loadavg`.
 
 use super::{Build, Emitter, MetricInfo, Source, SourceContext, SourceError, SourceType};
-use crate::procfs::Procfs;
+use crate::procfs::KeptFiles;
 
 /// The registry entry.
 pub const TYPE: SourceType = SourceType {
@@ -33,20 +33,20 @@ impl Build for Load {
 
     fn build(_: &(), ctx: &SourceContext) -> Load {
         Load {
-            procfs: ctx.procfs.clone(),
+            files: KeptFiles::new(ctx.procfs.clone()),
             buf: String::new(),
         }
     }
 }
 
 struct Load {
-    procfs: Procfs,
+    files: KeptFiles,
     buf: String,
 }
 
 impl Source for Load {
     fn collect(&mut self, emit: &mut Emitter<'_>) -> Result<(), SourceError> {
-        self.procfs.read_into("proc/loadavg", &mut self.buf)?;
+        self.files.read_into("proc/loadavg", &mut self.buf)?;
         let values = parse(&self.buf).ok_or_else(|| {
             SourceError::malformed("/proc/loadavg", "three load averages", &self.buf)
         })?;

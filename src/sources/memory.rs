@@ -1,7 +1,7 @@
 //! `memory`: physical memory use from `/proc/meminfo`.
 
 use super::{Build, Emitter, MetricInfo, Source, SourceContext, SourceError, SourceType};
-use crate::procfs::{self, Procfs};
+use crate::procfs::{self, KeptFiles};
 
 /// The registry entry.
 pub const TYPE: SourceType = SourceType {
@@ -53,20 +53,20 @@ impl Build for Memory {
 
     fn build(_: &(), ctx: &SourceContext) -> Memory {
         Memory {
-            procfs: ctx.procfs.clone(),
+            files: KeptFiles::new(ctx.procfs.clone()),
             buf: String::new(),
         }
     }
 }
 
 struct Memory {
-    procfs: Procfs,
+    files: KeptFiles,
     buf: String,
 }
 
 impl Source for Memory {
     fn collect(&mut self, emit: &mut Emitter<'_>) -> Result<(), SourceError> {
-        self.procfs.read_into("proc/meminfo", &mut self.buf)?;
+        self.files.read_into("proc/meminfo", &mut self.buf)?;
         let kib = |key| procfs::field_value(&self.buf, key).map(|v| v.saturating_mul(1024));
         let (Some(total), Some(free)) = (kib("MemTotal"), kib("MemFree")) else {
             return Err(SourceError::missing(

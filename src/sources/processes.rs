@@ -1,18 +1,18 @@
 //! `processes`: processes by state, threads, and processes started per second.
 //!
 //! This is the costliest collection on a small box: it reads one file per process. It reads only
-//! `/proc/<pid>/stat`, into one fixed buffer, and builds each path in one reused `PathBuf`, so a
-//! collection does no allocation per process beyond what listing the directory takes.
+//! `/proc/<pid>/stat`, into one fixed buffer, and keeps each process's file open between
+//! collections ([`PidFiles`]), so a process costs one `pread` and a collection does no allocation
+//! per process beyond what listing the directory takes.
 
-use std::fs::{self, File};
-use std::io::{ErrorKind, Read};
-use std::path::PathBuf;
+use std::fs;
+use std::io::ErrorKind;
 use std::sync::{Arc, Mutex};
 
 use super::{Build, Emitter, MetricInfo, Source, SourceContext, SourceError, SourceType};
 use crate::aggregate::Rates;
 use crate::cache::lock;
-use crate::procfs::Procfs;
+use crate::procfs::{KeptFiles, PidFiles};
 
 /// The registry entry.
 pub const TYPE: SourceType = SourceType {
@@ -84,9 +84,9 @@ impl Build for Processes {
 
     fn build(_: &(), ctx: &SourceContext) -> Processes {
         Processes {
-            procfs: ctx.procfs.clone(),
+            files: KeptFiles::new(ctx.procfs.clone()),
+            pids: PidFiles::new(ctx.procfs.path("proc"), "stat"),
             rates: ctx.rates(),
-            path: PathBuf::new(),
             buf: [0; 1024],
             stat: String::new(),
         }
@@ -94,9 +94,10 @@ impl Build for Processes {
 }
 
 struct Processes {
-    procfs: Procfs,
+    /// `/proc/stat`, for the forks.
+    files: KeptFiles,
+    pids: PidFiles,
     rates: Arc<Mutex<Rates>>,
-    path: PathBuf,
     /// One `/proc/<pid>/stat` line; 1 KiB holds any (the command name is at most 64 bytes).
     buf: [u8; 1024],
     stat: String,
@@ -118,7 +119,7 @@ impl Source for Processes {
         }
         emit.metric("processes.total", counts.total);
         emit.metric("processes.threads", counts.threads);
-        self.procfs.read_into("proc/stat", &mut self.stat)?;
+        self.files.read_into("proc/stat", &mut self.stat)?;
         let forks = self
             .stat
             .lines()
@@ -135,24 +136,18 @@ impl Source for Processes {
 impl Processes {
     fn scan(&mut self) -> Result<Counts, SourceError> {
         let mut counts = Counts::default();
-        self.path.clear();
-        self.path.push(self.procfs.path("proc"));
-        let entries = fs::read_dir(&self.path).map_err(|source| SourceError::Read {
-            path: self.path.clone(),
+        let dir = self.files.procfs().path("proc");
+        let entries = fs::read_dir(&dir).map_err(|source| SourceError::Read {
+            path: dir.clone(),
             source,
         })?;
         for entry in entries {
             let Ok(entry) = entry else { continue };
             let name = entry.file_name();
-            if !name.as_encoded_bytes().iter().all(u8::is_ascii_digit) {
+            let Some(pid) = name.to_str().and_then(pid_of) else {
                 continue;
-            }
-            self.path.push(&name);
-            self.path.push("stat");
-            let read = File::open(&self.path).and_then(|mut f| f.read(&mut self.buf));
-            self.path.pop();
-            self.path.pop();
-            let n = match read {
+            };
+            let n = match self.pids.read(pid, &mut self.buf) {
                 Ok(n) => n,
                 // The process exited between the listing and the read.
                 Err(e)
@@ -163,7 +158,7 @@ impl Processes {
                 }
                 Err(e) => {
                     return Err(SourceError::Read {
-                        path: self.path.join(&name).join("stat"),
+                        path: dir.join(&name).join("stat"),
                         source: e,
                     });
                 }
@@ -180,7 +175,17 @@ impl Processes {
                 counts.states[i] += 1;
             }
         }
+        self.pids.end_round();
         Ok(counts)
+    }
+}
+
+/// The pid a `/proc` entry names: all digits, and small enough to be one.
+fn pid_of(name: &str) -> Option<u32> {
+    if name.bytes().all(|b| b.is_ascii_digit()) {
+        name.parse().ok()
+    } else {
+        None
     }
 }
 

@@ -5,7 +5,7 @@ use std::sync::{Arc, Mutex};
 use super::{Build, Emitter, MetricInfo, Source, SourceContext, SourceError, SourceType};
 use crate::aggregate::Rates;
 use crate::cache::lock;
-use crate::procfs::{self, Procfs};
+use crate::procfs::{self, KeptFiles};
 
 /// The registry entry.
 pub const TYPE: SourceType = SourceType {
@@ -57,7 +57,7 @@ impl Build for Swap {
 
     fn build(_: &(), ctx: &SourceContext) -> Swap {
         Swap {
-            procfs: ctx.procfs.clone(),
+            files: KeptFiles::new(ctx.procfs.clone()),
             rates: ctx.rates(),
             buf: String::new(),
         }
@@ -65,14 +65,14 @@ impl Build for Swap {
 }
 
 struct Swap {
-    procfs: Procfs,
+    files: KeptFiles,
     rates: Arc<Mutex<Rates>>,
     buf: String,
 }
 
 impl Source for Swap {
     fn collect(&mut self, emit: &mut Emitter<'_>) -> Result<(), SourceError> {
-        self.procfs.read_into("proc/meminfo", &mut self.buf)?;
+        self.files.read_into("proc/meminfo", &mut self.buf)?;
         let kib = |key| procfs::field_value(&self.buf, key).map(|v| v.saturating_mul(1024));
         let (Some(total), Some(free)) = (kib("SwapTotal"), kib("SwapFree")) else {
             return Err(SourceError::missing(
@@ -92,7 +92,7 @@ impl Source for Swap {
             );
         }
         // Kernels without swap support have no pswpin/pswpout: then there is no paging to report.
-        self.procfs.read_into("proc/vmstat", &mut self.buf)?;
+        self.files.read_into("proc/vmstat", &mut self.buf)?;
         let mut rates = lock(&self.rates);
         for (key, service) in [("pswpin", "swap.in"), ("pswpout", "swap.out")] {
             if let Some(pages) = vmstat_value(&self.buf, key) {

@@ -1,7 +1,7 @@
 //! `uptime`: time since the system booted, from `/proc/uptime`.
 
 use super::{Build, Emitter, MetricInfo, Source, SourceContext, SourceError, SourceType};
-use crate::procfs::Procfs;
+use crate::procfs::KeptFiles;
 
 /// The registry entry.
 pub const TYPE: SourceType = SourceType {
@@ -21,20 +21,20 @@ impl Build for Uptime {
 
     fn build(_: &(), ctx: &SourceContext) -> Uptime {
         Uptime {
-            procfs: ctx.procfs.clone(),
+            files: KeptFiles::new(ctx.procfs.clone()),
             buf: String::new(),
         }
     }
 }
 
 struct Uptime {
-    procfs: Procfs,
+    files: KeptFiles,
     buf: String,
 }
 
 impl Source for Uptime {
     fn collect(&mut self, emit: &mut Emitter<'_>) -> Result<(), SourceError> {
-        self.procfs.read_into("proc/uptime", &mut self.buf)?;
+        self.files.read_into("proc/uptime", &mut self.buf)?;
         let seconds = self
             .buf
             .split_ascii_whitespace()

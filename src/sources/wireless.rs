@@ -7,7 +7,7 @@ use std::io::ErrorKind;
 
 use super::naming::ServiceName;
 use super::{Build, Emitter, MetricInfo, Source, SourceContext, SourceError, SourceType};
-use crate::procfs::Procfs;
+use crate::procfs::KeptFiles;
 
 /// The registry entry.
 pub const TYPE: SourceType = SourceType {
@@ -39,7 +39,7 @@ impl Build for Wireless {
 
     fn build(_: &(), ctx: &SourceContext) -> Wireless {
         Wireless {
-            procfs: ctx.procfs.clone(),
+            files: KeptFiles::new(ctx.procfs.clone()),
             buf: String::new(),
             name: ServiceName::default(),
         }
@@ -47,14 +47,14 @@ impl Build for Wireless {
 }
 
 struct Wireless {
-    procfs: Procfs,
+    files: KeptFiles,
     buf: String,
     name: ServiceName,
 }
 
 impl Source for Wireless {
     fn collect(&mut self, emit: &mut Emitter<'_>) -> Result<(), SourceError> {
-        match self.procfs.read_into("proc/net/wireless", &mut self.buf) {
+        match self.files.read_into("proc/net/wireless", &mut self.buf) {
             Err(e) if e.kind() == ErrorKind::NotFound => return Ok(()),
             other => other?,
         }
