@@ -493,6 +493,24 @@ fn a_new_address_under_the_connection_loses_nothing() {
     run.check_everything_stored(&carbon, "new address");
 }
 
+/// Cuts `path` silently for 30 s under `run`, whose outputs (of `peer`) await an acknowledgement
+/// of what they write 5 s (`ack_timeout`): each notices the partition when one does not come.
+fn partition_noticed_by_acknowledgements(path: &Link, run: &Run, peer: &str) {
+    run.wait_flowing();
+    let cut = Instant::now();
+    path.cut();
+    let took = run.wait_logged("failed", cut, Duration::from_secs(20));
+    eprintln!("{peer}: partition noticed after {took:?} (ack_timeout 5s)");
+    for t in &took {
+        // The write goes into the socket; the acknowledgement is awaited 5 s from its end; the
+        // batch may have waited its 200 ms first.
+        assert!(*t <= Duration::from_millis(6500), "{took:?}");
+    }
+    // The partition itself lasts 30 s: its length is what the scenario is about.
+    thread::sleep(Duration::from_secs(30).saturating_sub(cut.elapsed()));
+    path.heal();
+}
+
 /// Riemann acknowledges every batch: a silent partition is noticed when an acknowledgement does
 /// not come within `ack_timeout`, and everything sent is received.
 #[test]
@@ -503,19 +521,7 @@ fn riemann_across_a_silent_partition_of_30s_loses_nothing() {
     let run = start(&path, 45, "wan-e", |name, spool| {
         output("riemann", name, &addr, port, spool)
     });
-    run.wait_flowing();
-    let cut = Instant::now();
-    path.cut();
-    let took = run.wait_logged("failed", cut, Duration::from_secs(20));
-    eprintln!("riemann: partition noticed after {took:?} (ack_timeout 5s)");
-    for t in &took {
-        // The write goes into the socket; the acknowledgement is awaited 5 s from its end; the
-        // batch may have waited its 200 ms first.
-        assert!(*t <= Duration::from_millis(6500), "{took:?}");
-    }
-    // The partition itself lasts 30 s: its length is what the scenario is about.
-    thread::sleep(Duration::from_secs(30).saturating_sub(cut.elapsed()));
-    path.heal();
+    partition_noticed_by_acknowledgements(&path, &run, "riemann");
     run.check_received("riemann", |name| {
         let prefix = format!("wan.{name}.");
         peer.events()
@@ -679,19 +685,7 @@ fn mqtt_across_a_silent_partition_of_30s_loses_nothing() {
     let run = start(&path, 45, "wan-g", |name, spool| {
         mqtt_output(name, &addr, port, spool)
     });
-    run.wait_flowing();
-    let cut = Instant::now();
-    path.cut();
-    let took = run.wait_logged("failed", cut, Duration::from_secs(20));
-    eprintln!("mqtt: partition noticed after {took:?} (ack_timeout 5s)");
-    for t in &took {
-        // A message goes into the socket and its PUBACK is awaited 5 s; the batch may have waited
-        // its 200 ms first.
-        assert!(*t <= Duration::from_millis(6500), "{took:?}");
-    }
-    // The partition itself lasts 30 s: its length is what the scenario is about.
-    thread::sleep(Duration::from_secs(30).saturating_sub(cut.elapsed()));
-    path.heal();
+    partition_noticed_by_acknowledgements(&path, &run, "mqtt");
     run.check_received("mqtt", |name| {
         let prefix = format!("pipit/h/wan/{name}/");
         subscriber
