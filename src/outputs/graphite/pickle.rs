@@ -135,7 +135,7 @@ impl Frames {
 
     #[cold]
     fn grow(&mut self, n: usize) {
-        let size = (self.len + n).max(2 * self.buf.len()).max(4096);
+        let size = (self.len + n).max(2 * self.buf.len()).max(512);
         self.buf.resize(size, 0);
     }
 
