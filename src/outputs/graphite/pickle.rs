@@ -47,8 +47,9 @@ const ENTRY_MAX: usize = 29;
 /// and a new frame starts when the open one holds [`MAX_DATAPOINTS`] or the next would take it
 /// past [`MAX_FRAME`].
 ///
-/// The buffer is kept zero-filled up to its size and reused from batch to batch, so that an entry
-/// is written in place, piece by piece at known offsets, without a copy through a scratch entry.
+/// The buffer is initialised up to its size (zero-filled when it grows) and reused from batch to
+/// batch, so that an entry is written in place, piece by piece, without a copy through a scratch
+/// entry.
 #[derive(Debug, Default)]
 pub struct Frames {
     /// The encoded frames in `buf[..len]`; the rest is room for the next entries.
