@@ -21,9 +21,11 @@ fn now() -> i64 {
         .as_secs() as i64
 }
 
+/// `n` datapoints over 7 metrics, the 7 of each round sharing a timestamp, as a collection's do
+/// (pickle takes a shared timestamp from the frame's memo).
 fn points(prefix: &str, n: i64, t: i64) -> Vec<Datapoint> {
     (0..n)
-        .map(|i| Datapoint::new(format!("{prefix}.m{}", i % 7), i as f64 + 0.5, t - i).unwrap())
+        .map(|i| Datapoint::new(format!("{prefix}.m{}", i % 7), i as f64 + 0.5, t - i / 7).unwrap())
         .collect()
 }
 

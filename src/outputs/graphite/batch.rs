@@ -14,6 +14,7 @@ pub const MAX_DATAGRAM: usize = 1472;
 #[derive(Debug)]
 pub struct Batch {
     protocol: Protocol,
+    /// The lines (plaintext, UDP); pickle frames are written into `frames`.
     bytes: Vec<u8>,
     /// The last plaintext line's timestamp text, for the next line with the same timestamp.
     stamp: plaintext::Stamp,
@@ -39,7 +40,7 @@ impl Batch {
     /// Empties the batch, keeping its memory.
     pub fn clear(&mut self) {
         self.bytes.clear();
-        self.frames = Frames::default();
+        self.frames.clear();
         self.datagram_ends.clear();
         self.datapoints = 0;
     }
@@ -70,14 +71,14 @@ impl Batch {
                     self.datagram_ends.push(line);
                 }
             }
-            Protocol::Pickle => self.frames.push(&mut self.bytes, path, value, timestamp),
+            Protocol::Pickle => self.frames.push(path, value, timestamp),
         }
         self.datapoints += 1;
     }
 
     /// Closes the open pickle frame or datagram; call once after the last push.
     pub fn finish(&mut self) {
-        self.frames.end(&mut self.bytes);
+        self.frames.end();
         if self.protocol == Protocol::Udp
             && self.datagram_ends.last().copied().unwrap_or(0) < self.bytes.len()
         {
@@ -97,7 +98,10 @@ impl Batch {
 
     /// All the encoded bytes, as a TCP stream takes them.
     pub fn bytes(&self) -> &[u8] {
-        &self.bytes
+        match self.protocol {
+            Protocol::Pickle => self.frames.bytes(),
+            Protocol::Plaintext | Protocol::Udp => &self.bytes,
+        }
     }
 
     /// The datagrams, for UDP (after [`finish`](Self::finish)).

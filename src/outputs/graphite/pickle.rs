@@ -4,7 +4,11 @@
 //! Only that one shape is written, with these opcodes: `PROTO 2`, `EMPTY_LIST`, `MARK`, `APPENDS`
 //! and `STOP` for the list; `BINUNICODE` for the path (UTF-8); `TUPLE2` for both tuples; `BININT`
 //! for whole numbers that fit a signed 32-bit integer and `LONG1` for the others (timestamps past
-//! 2038, large counters); `BINFLOAT` for floats. No memo, so no state spans datapoints.
+//! 2038, large counters); `BINFLOAT` for floats; `BINPUT` and `BINGET` for timestamps. The datapoints
+//! of one collection share their timestamp: a timestamp that differs from the one before is put in
+//! the frame's memo (the first 256 of a frame), and the datapoints after it that share it get it
+//! from there, 2 bytes instead of 5 or more. The memo is the frame's own, as each frame is
+//! unpickled on its own.
 
 use crate::event::Metric;
 
@@ -14,6 +18,9 @@ pub const MAX_FRAME: usize = 1 << 20;
 
 /// Most datapoints in one frame: carbon's own relay sends at most this many per message.
 pub const MAX_DATAPOINTS: usize = 500;
+
+/// Most timestamps put in one frame's memo: `BINPUT` and `BINGET` take a 1-byte index.
+const MEMO_SLOTS: usize = 256;
 
 const PROTO: u8 = 0x80;
 const EMPTY_LIST: u8 = b']';
@@ -25,102 +32,207 @@ const BININT: u8 = b'J';
 const LONG1: u8 = 0x8a;
 const BINFLOAT: u8 = b'G';
 const TUPLE2: u8 = 0x86;
+const BINPUT: u8 = b'q';
+const BINGET: u8 = b'h';
 
-/// The frames being written into one buffer: datapoints go into the open frame, and a new frame
-/// starts when the open one holds [`MAX_DATAPOINTS`] or the next would take it past [`MAX_FRAME`].
+/// The frame header before the first entry: length (written when the frame ends), `PROTO 2`,
+/// `EMPTY_LIST`, `MARK`.
+const HEAD: [u8; 8] = [0, 0, 0, 0, PROTO, 2, EMPTY_LIST, MARK];
+
+/// The most bytes of an entry besides its path: `BINUNICODE` and the length (5), the timestamp
+/// as `LONG1` (10) and `BINPUT` (2), the value as `LONG1` (10), two `TUPLE2` (2).
+const ENTRY_MAX: usize = 29;
+
+/// Frames of datapoints, encoded into a buffer of their own: datapoints go into the open frame,
+/// and a new frame starts when the open one holds [`MAX_DATAPOINTS`] or the next would take it
+/// past [`MAX_FRAME`].
+///
+/// The buffer is initialised up to its size (zero-filled when it grows) and reused from batch to
+/// batch, so that an entry is written in place, piece by piece, without a copy through a scratch
+/// entry.
 #[derive(Debug, Default)]
 pub struct Frames {
+    /// The encoded frames in `buf[..len]`; the rest is room for the next entries.
+    buf: Vec<u8>,
+    len: usize,
     /// Offset of the open frame's length field; meaningful while `count > 0`.
     start: usize,
     /// Datapoints in the open frame; 0 when none is open.
     count: usize,
+    /// The timestamp last put in the open frame's memo, and its index.
+    memo: Option<(i64, u8)>,
+    /// Memo slots the open frame used.
+    puts: usize,
 }
 
 impl Frames {
+    /// Empties the frames, keeping their memory.
+    pub fn clear(&mut self) {
+        self.len = 0;
+        self.count = 0;
+    }
+
+    /// The encoded frames (all of them closed after [`end`](Self::end)).
+    pub fn bytes(&self) -> &[u8] {
+        &self.buf[..self.len]
+    }
+
     /// Appends one datapoint whose path was checked (see [`super::datapoint::check_path`]).
     // The release build optimises for size, which leaves even tiny helpers as calls; forced inline,
-    // the fixed-size copies of each entry become plain moves: about 28 ns per datapoint down to 18
-    // (benches/graphite_throughput.rs).
+    // the fixed-size writes of each entry become plain moves (benches/graphite_throughput.rs).
     #[inline(always)]
-    pub fn push(&mut self, out: &mut Vec<u8>, path: &str, value: Metric, timestamp: i64) {
+    pub fn push(&mut self, path: &str, value: Metric, timestamp: i64) {
         if self.count == MAX_DATAPOINTS {
-            self.end(out);
+            self.end();
         }
         if self.count == 0 {
-            self.begin(out);
+            self.begin();
         }
-        let entry = out.len();
-        push_entry(out, path, value, timestamp);
-        // The open frame must still close (APPENDS, STOP) within the limit.
-        if out.len() + 2 - (self.start + 4) > MAX_FRAME && self.count > 0 {
-            let moved = out.split_off(entry);
-            self.end(out);
-            self.begin(out);
-            out.extend_from_slice(&moved);
+        let entry = self.len;
+        self.reserve(path.len() + ENTRY_MAX);
+        self.len = self.put_entry(path, value, timestamp);
+        // The open frame must still close (APPENDS, STOP) within the limit; if it would not, the
+        // entry goes again into a frame of its own (written again, as the memo is the frame's).
+        if self.len + 2 - (self.start + 4) > MAX_FRAME && self.count > 0 {
+            self.len = entry;
+            self.end();
+            self.begin();
+            self.reserve(path.len() + ENTRY_MAX);
+            self.len = self.put_entry(path, value, timestamp);
         }
         self.count += 1;
     }
 
     /// Closes the open frame, if any, and writes its length.
-    pub fn end(&mut self, out: &mut Vec<u8>) {
+    pub fn end(&mut self) {
         if self.count == 0 {
             return;
         }
-        out.push(APPENDS);
-        out.push(STOP);
-        let len = (out.len() - self.start - 4) as u32;
-        out[self.start..self.start + 4].copy_from_slice(&len.to_be_bytes());
+        self.reserve(2);
+        self.buf[self.len] = APPENDS;
+        self.buf[self.len + 1] = STOP;
+        self.len += 2;
+        let len = (self.len - self.start - 4) as u32;
+        self.buf[self.start..self.start + 4].copy_from_slice(&len.to_be_bytes());
         self.count = 0;
     }
 
-    fn begin(&mut self, out: &mut Vec<u8>) {
-        self.start = out.len();
-        out.extend_from_slice(&[0, 0, 0, 0, PROTO, 2, EMPTY_LIST, MARK]);
+    fn begin(&mut self) {
+        self.reserve(HEAD.len());
+        self.start = self.len;
+        self.buf[self.len..self.len + HEAD.len()].copy_from_slice(&HEAD);
+        self.len += HEAD.len();
+        self.memo = None;
+        self.puts = 0;
     }
-}
 
-#[inline(always)]
-fn push_entry(out: &mut Vec<u8>, path: &str, value: Metric, timestamp: i64) {
-    // The entry is built in a small buffer and copied in one go; a long path is copied on its own.
-    let mut entry = [0u8; 128];
-    let inline = path.len() <= entry.len() - 5 - TAIL_MAX;
-    entry[0] = BINUNICODE;
-    // A checked path is far below 4 GiB.
-    entry[1..5].copy_from_slice(&(path.len() as u32).to_le_bytes());
-    let mut n = 5;
-    if inline {
-        entry[5..5 + path.len()].copy_from_slice(path.as_bytes());
-        n += path.len();
-    } else {
-        out.extend_from_slice(&entry[..5]);
-        out.extend_from_slice(path.as_bytes());
-        n = 0;
-    }
-    n = put_int(&mut entry, n, timestamp);
-    n = match value {
-        Metric::Int(v) => put_int(&mut entry, n, v),
-        Metric::Float(v) => {
-            entry[n] = BINFLOAT;
-            entry[n + 1..n + 9].copy_from_slice(&v.to_be_bytes());
-            n + 9
+    /// Makes room for `n` more bytes after `len`.
+    #[inline(always)]
+    fn reserve(&mut self, n: usize) {
+        if self.buf.len() - self.len < n {
+            self.grow(n);
         }
-    };
-    entry[n] = TUPLE2;
-    entry[n + 1] = TUPLE2;
-    out.extend_from_slice(&entry[..n + 2]);
+    }
+
+    #[cold]
+    fn grow(&mut self, n: usize) {
+        let size = (self.len + n).max(2 * self.buf.len()).max(512);
+        self.buf.resize(size, 0);
+    }
+
+    /// Writes the entry at `len` (room reserved) and returns where it ends.
+    #[inline(always)]
+    fn put_entry(&mut self, path: &str, value: Metric, timestamp: i64) -> usize {
+        let memo = self.memo;
+        let room = self.buf.len() - self.len;
+        let Some((_, mut out)) = self.buf.split_at_mut_checked(self.len) else {
+            unreachable!("the entry starts within the buffer");
+        };
+        // A checked path is far below 4 GiB.
+        let [a, b, c, d] = (path.len() as u32).to_le_bytes();
+        put(&mut out, [BINUNICODE, a, b, c, d]);
+        put_path(&mut out, path.as_bytes());
+        match memo {
+            Some((stamp, index)) if stamp == timestamp => put(&mut out, [BINGET, index]),
+            _ => {
+                put_int(&mut out, timestamp);
+                if self.puts < MEMO_SLOTS {
+                    let index = self.puts as u8;
+                    put(&mut out, [BINPUT, index]);
+                    self.memo = Some((timestamp, index));
+                    self.puts += 1;
+                }
+            }
+        }
+        match value {
+            Metric::Int(v) => put_int(&mut out, v),
+            Metric::Float(v) => {
+                let [a, b, c, d, e, f, g, h] = v.to_be_bytes();
+                put(&mut out, [BINFLOAT, a, b, c, d, e, f, g, h]);
+            }
+        }
+        put(&mut out, [TUPLE2, TUPLE2]);
+        self.len + room - out.len()
+    }
 }
 
-/// The most bytes after the path: two `LONG1` integers of 10 bytes and two `TUPLE2`.
-const TAIL_MAX: usize = 22;
+// The writers below move a cursor over the room reserved for an entry. With the release build's
+// size optimisation, `copy_from_slice` and range indexing stay calls (the first to `memcpy`), which
+// cost more than the few bytes they copy; whole arrays written through `split_first_chunk_mut`
+// are plain moves.
 
-/// Writes `v` at `at`, returning the end: `BININT` (signed 32-bit, little-endian) when it fits,
-/// else `LONG1`, a length byte and the shortest little-endian two's-complement form.
+/// Writes `bytes` at the cursor and moves it past them.
 #[inline(always)]
-fn put_int(buf: &mut [u8; 128], at: usize, v: i64) -> usize {
+fn put<const N: usize>(out: &mut &mut [u8], bytes: [u8; N]) {
+    let Some((head, rest)) = std::mem::take(out).split_first_chunk_mut::<N>() else {
+        unreachable!("room for the entry was reserved");
+    };
+    *head = bytes;
+    *out = rest;
+}
+
+/// Writes `path` at the cursor and moves it past it: up to 64 bytes as two fixed-size copies
+/// that overlap, longer ones with `copy_from_slice`.
+#[inline(always)]
+fn put_path(out: &mut &mut [u8], path: &[u8]) {
+    let Some((dst, rest)) = std::mem::take(out).split_at_mut_checked(path.len()) else {
+        unreachable!("room for the entry was reserved");
+    };
+    match path.len() {
+        4..8 => copy_overlapping::<4>(dst, path),
+        8..16 => copy_overlapping::<8>(dst, path),
+        16..32 => copy_overlapping::<16>(dst, path),
+        32..=64 => copy_overlapping::<32>(dst, path),
+        _ => dst.copy_from_slice(path),
+    }
+    *out = rest;
+}
+
+/// Copies `src` into `dst` of the same length, `K` to `2 * K` bytes, as its first and its last
+/// `K` bytes.
+#[inline(always)]
+fn copy_overlapping<const K: usize>(dst: &mut [u8], src: &[u8]) {
+    if let (Some(first), Some(to)) = (src.first_chunk::<K>(), dst.first_chunk_mut::<K>()) {
+        *to = *first;
+    }
+    // `last_chunk` stays a call; splitting first and taking the first chunk of the rest does not.
+    let tail = src.len().saturating_sub(K);
+    if let (Some((_, src)), Some((_, dst))) =
+        (src.split_at_checked(tail), dst.split_at_mut_checked(tail))
+        && let (Some(last), Some(to)) = (src.first_chunk::<K>(), dst.first_chunk_mut::<K>())
+    {
+        *to = *last;
+    }
+}
+
+/// Writes `v` at the cursor: `BININT` (signed 32-bit, little-endian) when it fits, else `LONG1`, a
+/// length byte and the shortest little-endian two's-complement form.
+#[inline(always)]
+fn put_int(out: &mut &mut [u8], v: i64) {
     if let Ok(small) = i32::try_from(v) {
-        buf[at] = BININT;
-        buf[at + 1..at + 5].copy_from_slice(&small.to_le_bytes());
-        return at + 5;
+        let [a, b, c, d] = small.to_le_bytes();
+        put(out, [BININT, a, b, c, d]);
+        return;
     }
     let bytes = v.to_le_bytes();
     let mut len = bytes.len();
@@ -133,10 +245,12 @@ fn put_int(buf: &mut [u8; 128], at: usize, v: i64) -> usize {
             break;
         }
     }
-    buf[at] = LONG1;
-    buf[at + 1] = len as u8;
-    buf[at + 2..at + 2 + len].copy_from_slice(&bytes[..len]);
-    at + 2 + len
+    put(out, [LONG1, len as u8]);
+    let Some((dst, rest)) = std::mem::take(out).split_at_mut_checked(len) else {
+        unreachable!("room for the entry was reserved");
+    };
+    dst.copy_from_slice(&bytes[..len]);
+    *out = rest;
 }
 
 #[cfg(test)]
@@ -148,21 +262,22 @@ mod tests {
     use crate::outputs::graphite::datapoint::{MAX_PATH, check_path};
 
     fn frames(points: &[(&str, Metric, i64)]) -> Vec<u8> {
-        let mut out = Vec::new();
         let mut f = Frames::default();
         for &(path, value, ts) in points {
-            f.push(&mut out, path, value, ts);
+            f.push(path, value, ts);
         }
-        f.end(&mut out);
-        out
+        f.end();
+        f.bytes().to_vec()
     }
 
-    /// Each frame's length and its unpickled list, in Python's `repr`, by Python's own `pickle`.
+    /// Each frame's length and its unpickled list, in Python's `repr`, by Python's own `pickle`,
+    /// after `pickletools.dis` found the frame well formed (each memo slot put once, before use).
     fn python_loads(bytes: &[u8]) -> String {
-        let script = "import pickle, struct, sys\n\
+        let script = "import io, pickle, pickletools, struct, sys\n\
             data = sys.stdin.buffer.read()\n\
             while data:\n\
             \x20   (n,) = struct.unpack('!L', data[:4])\n\
+            \x20   pickletools.dis(data[4:4 + n], out=io.StringIO())\n\
             \x20   print(n, repr(pickle.loads(data[4:4 + n])))\n\
             \x20   data = data[4 + n:]\n";
         let python = ["/usr/bin/python3", "python3"]
@@ -207,8 +322,11 @@ mod tests {
     }
 
     #[test]
-    fn paths_around_the_entry_buffer_size_are_whole() {
-        let paths: Vec<String> = (90..=112).map(|n| "q".repeat(n)).collect();
+    fn paths_of_every_length_around_the_copy_sizes_are_whole() {
+        let paths: Vec<String> = (1..=70)
+            .chain([127, 128, 129, 300])
+            .map(|n| (0..n).map(|i| char::from(b'a' + (i % 26) as u8)).collect())
+            .collect();
         let points: Vec<(&str, Metric, i64)> = paths
             .iter()
             .map(|p| (p.as_str(), Metric::Int(i64::MIN), i64::MAX))
@@ -223,6 +341,60 @@ mod tests {
                 p.len()
             );
         }
+    }
+
+    #[test]
+    fn a_shared_timestamp_is_written_once_per_frame() {
+        let points: Vec<(String, Metric, i64)> = (0..700)
+            .map(|i| {
+                (
+                    format!("m.{i:03}"),
+                    Metric::Float(0.5),
+                    1_700_000_000 + i / 600,
+                )
+            })
+            .collect();
+        let refs: Vec<(&str, Metric, i64)> = points
+            .iter()
+            .map(|(p, v, t)| (p.as_str(), *v, *t))
+            .collect();
+        let bytes = frames(&refs);
+        // Each entry: BINUNICODE and length (5), the path (5), BINFLOAT (9), two TUPLE2 (2), and
+        // the timestamp: BINGET (2), or where a frame starts or the timestamp changes, BININT and
+        // BINPUT (7): twice in the second frame.
+        let entry = 5 + 5 + 9 + 2 + 2;
+        assert_eq!(bytes.len(), 2 * (HEAD.len() + 2) + 700 * entry + 3 * 5);
+        let text = python_loads(&bytes);
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), 2);
+        assert_eq!(lines[0].matches(", (1700000000, 0.5))").count(), 500);
+        assert_eq!(lines[1].matches(", (1700000000, 0.5))").count(), 100);
+        assert_eq!(lines[1].matches(", (1700000001, 0.5))").count(), 100);
+    }
+
+    #[test]
+    fn more_timestamps_than_memo_slots_are_written_whole() {
+        let points: Vec<(String, Metric, i64)> = (0..500)
+            .map(|i| (format!("m.{i}"), Metric::Int(i), i))
+            .collect();
+        let refs: Vec<(&str, Metric, i64)> = points
+            .iter()
+            .map(|(p, v, t)| (p.as_str(), *v, *t))
+            .collect();
+        let bytes = frames(&refs);
+        let parsed = entries(&bytes[4..]).unwrap();
+        // BINUNICODE and length, BININT timestamp and value, two TUPLE2; BINPUT adds 2.
+        let put = parsed
+            .iter()
+            .filter(|(p, _, _, n)| *n == 5 + p.len() + 5 + 5 + 2 + 2)
+            .count();
+        assert_eq!(put, MEMO_SLOTS);
+        let read: Vec<(i64, Metric)> = parsed.iter().map(|(_, t, v, _)| (*t, *v)).collect();
+        let sent: Vec<(i64, Metric)> = (0..500).map(|i| (i, Metric::Int(i))).collect();
+        assert_eq!(read, sent);
+        let text = python_loads(&bytes);
+        assert!(text.contains("('m.0', (0, 0)), ('m.1', (1, 1))"));
+        assert!(text.ends_with("('m.499', (499, 499))]\n"), "{text}");
     }
 
     #[test]
@@ -245,12 +417,13 @@ mod tests {
     #[test]
     fn frames_stay_under_one_mebibyte() {
         let long = "p".repeat(16_000);
-        let mut out = Vec::new();
         let mut f = Frames::default();
+        // Pairs share a timestamp, and some pairs straddle two frames.
         for i in 0..200 {
-            f.push(&mut out, &long, Metric::Int(i), i);
+            f.push(&long, Metric::Int(i), i / 2);
         }
-        f.end(&mut out);
+        f.end();
+        let out = f.bytes();
         let mut at = 0;
         let mut sizes = Vec::new();
         while at < out.len() {
@@ -261,8 +434,10 @@ mod tests {
         }
         assert_eq!(at, out.len());
         assert_eq!(sizes.len(), 4, "{sizes:?}");
-        let text = python_loads(&out);
-        assert_eq!(text.matches("pppp', (").count(), 200);
+        let text = python_loads(out);
+        for i in 0..200 {
+            assert_eq!(text.matches(&format!("', ({}, {i}))", i / 2)).count(), 1);
+        }
     }
 
     /// The entries of one frame's pickle, as (path, timestamp, value, bytes the entry took), or
@@ -291,6 +466,7 @@ mod tests {
             .strip_prefix(&[PROTO, 2, EMPTY_LIST, MARK])?
             .strip_suffix(&[APPENDS, STOP])?;
         let mut out = Vec::new();
+        let mut memo = std::collections::HashMap::new();
         let mut at = 0;
         while at < body.len() {
             let start = at;
@@ -300,7 +476,20 @@ mod tests {
                 .ok()?
                 .to_owned();
             at += 5 + n;
-            let ts = int(body, &mut at)?;
+            let ts = if body.get(at) == Some(&BINGET) {
+                at += 2;
+                *memo.get(body.get(at - 1)?)?
+            } else {
+                let ts = int(body, &mut at)?;
+                if body.get(at) == Some(&BINPUT) {
+                    // Each slot is put once, as Python's pickletools requires.
+                    memo.insert(*body.get(at + 1)?, ts)
+                        .is_none()
+                        .then_some(())?;
+                    at += 2;
+                }
+                ts
+            };
             let value = if body.get(at) == Some(&BINFLOAT) {
                 let v = f64::from_be_bytes(body.get(at + 1..at + 9)?.try_into().ok()?);
                 at += 9;
@@ -341,12 +530,12 @@ mod tests {
                     batch.push((path, *ts, value));
                 }
             }
-            let mut out = Vec::new();
             let mut f = Frames::default();
             for (path, ts, value) in &batch {
-                f.push(&mut out, path, *value, *ts);
+                f.push(path, *value, *ts);
             }
-            f.end(&mut out);
+            f.end();
+            let out = f.bytes();
             let mut frames = Vec::new();
             let mut at = 0;
             while at < out.len() {
