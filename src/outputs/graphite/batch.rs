@@ -3,7 +3,7 @@
 
 use super::client::Protocol;
 use super::pickle::Frames;
-use super::plaintext;
+use super::plaintext::Lines;
 use crate::event::Metric;
 
 /// The most bytes in one UDP datagram: an Ethernet frame's payload less the IP and UDP headers,
@@ -15,9 +15,7 @@ pub const MAX_DATAGRAM: usize = 1472;
 pub struct Batch {
     protocol: Protocol,
     /// The lines (plaintext, UDP); pickle frames are written into `frames`.
-    bytes: Vec<u8>,
-    /// The last plaintext line's timestamp text, for the next line with the same timestamp.
-    stamp: plaintext::Stamp,
+    lines: Lines,
     frames: Frames,
     /// End offsets of the datagrams closed so far (UDP only).
     datagram_ends: Vec<usize>,
@@ -29,8 +27,7 @@ impl Batch {
     pub fn new(protocol: Protocol) -> Batch {
         Batch {
             protocol,
-            bytes: Vec::new(),
-            stamp: plaintext::Stamp::default(),
+            lines: Lines::default(),
             frames: Frames::default(),
             datagram_ends: Vec::new(),
             datapoints: 0,
@@ -39,7 +36,7 @@ impl Batch {
 
     /// Empties the batch, keeping its memory.
     pub fn clear(&mut self) {
-        self.bytes.clear();
+        self.lines.clear();
         self.frames.clear();
         self.datagram_ends.clear();
         self.datapoints = 0;
@@ -50,24 +47,12 @@ impl Batch {
     #[inline(always)]
     pub fn push(&mut self, path: &str, value: Metric, timestamp: i64) {
         match self.protocol {
-            Protocol::Plaintext => plaintext::push_line_stamped(
-                &mut self.bytes,
-                &mut self.stamp,
-                path,
-                value,
-                timestamp,
-            ),
+            Protocol::Plaintext => self.lines.push(path, value, timestamp),
             Protocol::Udp => {
-                let line = self.bytes.len();
-                plaintext::push_line_stamped(
-                    &mut self.bytes,
-                    &mut self.stamp,
-                    path,
-                    value,
-                    timestamp,
-                );
+                let line = self.lines.len();
+                self.lines.push(path, value, timestamp);
                 let datagram = self.datagram_ends.last().copied().unwrap_or(0);
-                if self.bytes.len() - datagram > MAX_DATAGRAM && line > datagram {
+                if self.lines.len() - datagram > MAX_DATAGRAM && line > datagram {
                     self.datagram_ends.push(line);
                 }
             }
@@ -80,9 +65,9 @@ impl Batch {
     pub fn finish(&mut self) {
         self.frames.end();
         if self.protocol == Protocol::Udp
-            && self.datagram_ends.last().copied().unwrap_or(0) < self.bytes.len()
+            && self.datagram_ends.last().copied().unwrap_or(0) < self.lines.len()
         {
-            self.datagram_ends.push(self.bytes.len());
+            self.datagram_ends.push(self.lines.len());
         }
     }
 
@@ -100,7 +85,7 @@ impl Batch {
     pub fn bytes(&self) -> &[u8] {
         match self.protocol {
             Protocol::Pickle => self.frames.bytes(),
-            Protocol::Plaintext | Protocol::Udp => &self.bytes,
+            Protocol::Plaintext | Protocol::Udp => self.lines.bytes(),
         }
     }
 
@@ -109,7 +94,7 @@ impl Batch {
         let starts = std::iter::once(0).chain(self.datagram_ends.iter().copied());
         starts
             .zip(self.datagram_ends.iter().copied())
-            .map(|(a, b)| &self.bytes[a..b])
+            .map(|(a, b)| &self.lines.bytes()[a..b])
     }
 }
 

@@ -25,6 +25,7 @@
 
 pub mod batch;
 pub mod client;
+mod cursor;
 pub mod datapoint;
 pub mod output;
 pub mod path;

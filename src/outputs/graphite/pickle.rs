@@ -10,6 +10,7 @@
 //! from there, 2 bytes instead of 5 or more. The memo is the frame's own, as each frame is
 //! unpickled on its own.
 
+use super::cursor::{put, put_bytes};
 use crate::event::Metric;
 
 /// Carbon drops the connection on a frame longer than this, in bytes (its
@@ -151,7 +152,7 @@ impl Frames {
         // A checked path is far below 4 GiB.
         let [a, b, c, d] = (path.len() as u32).to_le_bytes();
         put(&mut out, [BINUNICODE, a, b, c, d]);
-        put_path(&mut out, path.as_bytes());
+        put_bytes(&mut out, path.as_bytes());
         match memo {
             Some((stamp, index)) if stamp == timestamp => put(&mut out, [BINGET, index]),
             _ => {
@@ -173,55 +174,6 @@ impl Frames {
         }
         put(&mut out, [TUPLE2, TUPLE2]);
         self.len + room - out.len()
-    }
-}
-
-// The writers below move a cursor over the room reserved for an entry. With the release build's
-// size optimisation, `copy_from_slice` and range indexing stay calls (the first to `memcpy`), which
-// cost more than the few bytes they copy; whole arrays written through `split_first_chunk_mut`
-// are plain moves.
-
-/// Writes `bytes` at the cursor and moves it past them.
-#[inline(always)]
-fn put<const N: usize>(out: &mut &mut [u8], bytes: [u8; N]) {
-    let Some((head, rest)) = std::mem::take(out).split_first_chunk_mut::<N>() else {
-        unreachable!("room for the entry was reserved");
-    };
-    *head = bytes;
-    *out = rest;
-}
-
-/// Writes `path` at the cursor and moves it past it: up to 64 bytes as two fixed-size copies
-/// that overlap, longer ones with `copy_from_slice`.
-#[inline(always)]
-fn put_path(out: &mut &mut [u8], path: &[u8]) {
-    let Some((dst, rest)) = std::mem::take(out).split_at_mut_checked(path.len()) else {
-        unreachable!("room for the entry was reserved");
-    };
-    match path.len() {
-        4..8 => copy_overlapping::<4>(dst, path),
-        8..16 => copy_overlapping::<8>(dst, path),
-        16..32 => copy_overlapping::<16>(dst, path),
-        32..=64 => copy_overlapping::<32>(dst, path),
-        _ => dst.copy_from_slice(path),
-    }
-    *out = rest;
-}
-
-/// Copies `src` into `dst` of the same length, `K` to `2 * K` bytes, as its first and its last
-/// `K` bytes.
-#[inline(always)]
-fn copy_overlapping<const K: usize>(dst: &mut [u8], src: &[u8]) {
-    if let (Some(first), Some(to)) = (src.first_chunk::<K>(), dst.first_chunk_mut::<K>()) {
-        *to = *first;
-    }
-    // `last_chunk` stays a call; splitting first and taking the first chunk of the rest does not.
-    let tail = src.len().saturating_sub(K);
-    if let (Some((_, src)), Some((_, dst))) =
-        (src.split_at_checked(tail), dst.split_at_mut_checked(tail))
-        && let (Some(last), Some(to)) = (src.first_chunk::<K>(), dst.first_chunk_mut::<K>())
-    {
-        *to = *last;
     }
 }
 

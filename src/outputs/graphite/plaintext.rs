@@ -2,6 +2,7 @@
 
 use std::io::Write;
 
+use super::cursor;
 use super::path::{Naming, Unencodable};
 use crate::event::{Event, Metric};
 
@@ -13,15 +14,76 @@ pub const MAX_LINE: usize = 16_384;
 /// Integers are written as they are; floats in a short form that reads back as exactly the same
 /// number, with an exponent when very large or small (`1e300`), so a value never takes more than
 /// 24 bytes.
-#[inline(always)]
 pub fn push_line(out: &mut Vec<u8>, path: &str, value: Metric, timestamp: i64) {
-    push_line_stamped(out, &mut Stamp::default(), path, value, timestamp);
+    let start = out.len();
+    out.resize(start + path.len() + ROOM, 0);
+    let end = match out.split_at_mut_checked(start) {
+        Some((_, room)) => start + put_line(room, &mut Stamp::default(), path, value, timestamp),
+        None => start,
+    };
+    out.truncate(end);
+}
+
+/// Lines of datapoints (see [`push_line`]), written into a buffer of their own.
+///
+/// The buffer is initialised up to its size (zero-filled when it grows) and reused from batch to
+/// batch, so that a line is written in place, piece by piece, and its length set once.
+#[derive(Debug, Default)]
+pub struct Lines {
+    /// The lines in `buf[..len]`; the rest is room for the next ones.
+    buf: Vec<u8>,
+    len: usize,
+    /// The last line's timestamp text, for the next line with the same timestamp.
+    stamp: Stamp,
+}
+
+impl Lines {
+    /// Empties the lines, keeping their memory.
+    pub fn clear(&mut self) {
+        self.len = 0;
+    }
+
+    /// The lines written.
+    pub fn bytes(&self) -> &[u8] {
+        &self.buf[..self.len]
+    }
+
+    /// Bytes of the lines written.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// True when no line was written.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Appends the line of one datapoint whose path was checked, as [`push_line`] writes it; the
+    /// digits of a timestamp are written once for the lines after it that share it.
+    // The release build optimises for size, which leaves even tiny helpers as calls; forced inline,
+    // the pieces of each line are written as plain moves (benches/graphite_throughput.rs).
+    #[inline(always)]
+    pub fn push(&mut self, path: &str, value: Metric, timestamp: i64) {
+        let room = path.len() + ROOM;
+        if self.buf.len() - self.len < room {
+            self.grow(room);
+        }
+        if let Some((_, out)) = self.buf.split_at_mut_checked(self.len) {
+            self.len += put_line(out, &mut self.stamp, path, value, timestamp);
+        }
+    }
+
+    #[cold]
+    fn grow(&mut self, n: usize) {
+        let size = (self.len + n).max(2 * self.buf.len()).max(512);
+        self.buf.resize(size, 0);
+    }
 }
 
 /// The end of the last line written, ` <timestamp>\n`, kept for the next line with the same
 /// timestamp: the datapoints of one collection share theirs, so a batch writes its digits once.
 #[derive(Debug, Clone, Copy, Default)]
-pub struct Stamp {
+struct Stamp {
     timestamp: i64,
     /// Bytes of `text` in use; 0 before the first line.
     len: usize,
@@ -31,17 +93,15 @@ pub struct Stamp {
 /// Room for ` timestamp\n`: a timestamp of at most 20 bytes.
 const STAMP: usize = 24;
 
-/// [`push_line`], reusing the timestamp's text from `stamp` when it is the same as the last line's.
-// The release build optimises for size, which leaves even tiny helpers as calls; forced inline,
-// the per-datapoint path writes plain moves instead (see benches/graphite_throughput.rs).
+/// Room a line needs besides its path: the value and its space (at most [`TAIL`]), and the
+/// timestamp's text, written as the whole [`STAMP`] array.
+const ROOM: usize = TAIL + STAMP;
+
+/// Writes the line at the start of `out`, which has room for it (the path and [`ROOM`]), and
+/// returns its length; reuses the timestamp's text from `stamp` when it is the same as the last
+/// line's.
 #[inline(always)]
-pub fn push_line_stamped(
-    out: &mut Vec<u8>,
-    stamp: &mut Stamp,
-    path: &str,
-    value: Metric,
-    timestamp: i64,
-) {
+fn put_line(out: &mut [u8], stamp: &mut Stamp, path: &str, value: Metric, timestamp: i64) -> usize {
     if stamp.len == 0 || stamp.timestamp != timestamp {
         let mut text = [0u8; TAIL];
         let mut at = put(&mut text, TAIL, b'\n');
@@ -58,13 +118,19 @@ pub fn push_line_stamped(
         Metric::Float(v) => put_float(&mut tail, TAIL, v),
     };
     at = put(&mut tail, at, b' ');
-    out.reserve(path.len() + TAIL - at + stamp.len);
-    out.extend_from_slice(path.as_bytes());
-    out.extend_from_slice(&tail[at..]);
-    out.extend_from_slice(&stamp.text[..stamp.len]);
+    let room = out.len();
+    let mut cursor = out;
+    cursor::put_bytes(&mut cursor, path.as_bytes());
+    if let Some((_, value)) = tail.split_at_checked(at) {
+        cursor::put_bytes(&mut cursor, value);
+    }
+    // The whole array is one move; what follows the timestamp's text is room for the next line.
+    cursor::put(&mut cursor, stamp.text);
+    room - cursor.len() - (STAMP - stamp.len)
 }
 
-/// Room for ` value timestamp\n`: a value of at most 24 bytes and a timestamp of at most 20.
+/// Room for ` value`, and before, for ` timestamp\n`: a value of at most 24 bytes and a
+/// timestamp of at most 20.
 const TAIL: usize = 48;
 
 #[inline(always)]
@@ -154,7 +220,7 @@ mod tests {
     use std::time::{Duration, SystemTime};
 
     use super::*;
-    use crate::outputs::graphite::datapoint::MAX_PATH;
+    use crate::outputs::graphite::datapoint::{MAX_PATH, check_path};
 
     #[test]
     fn encodes_one_line_per_metric() {
@@ -256,6 +322,80 @@ mod tests {
             .tests(100_000)
             .max_tests(100_000)
             .quickcheck(prop as fn(u64, u8) -> bool);
+    }
+
+    /// Property: lines written in place, one after the other and from batch to batch, are each the
+    /// line [`push_line`] writes alone, and read back as the same path, value and timestamp.
+    #[test]
+    fn lines_in_place_read_back_as_written() {
+        fn prop(points: Vec<(u16, String, i64, i64, bool)>, repeat: u8) -> bool {
+            let mut lines = Lines::default();
+            for round in 0..=repeat % 4 {
+                lines.clear();
+                let mut expected = Vec::new();
+                for (len, name, ts, v, float) in &points {
+                    let name: String = name
+                        .chars()
+                        .filter(|c| !c.is_whitespace() && !c.is_control())
+                        .collect();
+                    let mut path = format!("{}.{name}", "p".repeat(usize::from(*len) % MAX_PATH));
+                    while path.len() > MAX_PATH {
+                        path.pop();
+                    }
+                    // Runs of lines share a timestamp, as a collection's datapoints do.
+                    let ts = ts >> (u32::from(round) * 20);
+                    let value = if *float {
+                        Metric::Float(f64::from_bits(*v as u64))
+                    } else {
+                        Metric::Int(*v)
+                    };
+                    let value = match value {
+                        Metric::Float(f) if !f.is_finite() => Metric::Float(*v as f64 / 7.0),
+                        other => other,
+                    };
+                    assert_eq!(check_path(&path), Ok(()));
+                    lines.push(&path, value, ts);
+                    let mut alone = Vec::new();
+                    push_line(&mut alone, &path, value, ts);
+                    let text = std::str::from_utf8(&alone).unwrap();
+                    let mut fields = text.strip_suffix('\n').unwrap().rsplitn(3, ' ');
+                    let (t, v, p) = (fields.next(), fields.next(), fields.next());
+                    let read = match value {
+                        Metric::Int(_) => v.and_then(|v| v.parse().ok()).map(Metric::Int),
+                        Metric::Float(_) => v.and_then(|v| v.parse().ok()).map(Metric::Float),
+                    };
+                    let same = match (read, value) {
+                        (Some(Metric::Float(a)), Metric::Float(b)) => a.to_bits() == b.to_bits(),
+                        (read, value) => read == Some(value),
+                    };
+                    if !same || p != Some(path.as_str()) || t != Some(ts.to_string().as_str()) {
+                        return false;
+                    }
+                    expected.extend_from_slice(&alone);
+                }
+                if lines.bytes() != expected || lines.len() != expected.len() {
+                    return false;
+                }
+            }
+            true
+        }
+        quickcheck::QuickCheck::new()
+            .tests(300)
+            .quickcheck(prop as fn(Vec<(u16, String, i64, i64, bool)>, u8) -> bool);
+    }
+
+    #[test]
+    fn paths_of_every_length_around_the_copy_sizes_are_whole() {
+        let mut lines = Lines::default();
+        let mut expected = String::new();
+        for n in (1..=70).chain([127, 128, 129, 300, MAX_PATH]) {
+            let path: String = (0..n).map(|i| char::from(b'a' + (i % 26) as u8)).collect();
+            for (value, text) in [(Metric::Int(7), "7"), (Metric::Float(-0.5), "-0.5")] {
+                lines.push(&path, value, 1_700_000_000 + n as i64 / 8);
+                expected.push_str(&format!("{path} {text} {}\n", 1_700_000_000 + n as i64 / 8));
+            }
+        }
+        assert_eq!(std::str::from_utf8(lines.bytes()).unwrap(), expected);
     }
 
     #[test]
