@@ -286,6 +286,22 @@ mod tests {
     }
 
     #[test]
+    fn integers_of_every_width_are_whole() {
+        let mut out = Vec::new();
+        let mut p = 1u64;
+        for _ in 0..20 {
+            for v in [p - 1, p, p + 1, p.wrapping_mul(10).wrapping_sub(1)] {
+                for v in [v as i64, (v as i64).wrapping_neg()] {
+                    out.clear();
+                    push_line(&mut out, "p", Metric::Int(v), v);
+                    assert_eq!(String::from_utf8_lossy(&out), format!("p {v} {v}\n"));
+                }
+            }
+            p = p.wrapping_mul(10);
+        }
+    }
+
+    #[test]
     fn floats_read_back_exactly() {
         // Awkward values: random bit patterns, and short decimals near rounding edges.
         fn prop(x: u64) -> bool {
