@@ -37,3 +37,19 @@ pub use client::{GraphiteClient, GraphiteError, Protocol, Timeouts};
 pub use datapoint::{Datapoint, DatapointError};
 pub use output::TYPE;
 pub use path::{DecodeError, decode_path, decode_section, encode_path, encode_section};
+
+/// A path a property test can send, from its arbitrary `len` and `name`: `p` repeated, a dot and
+/// the name without whitespace or control characters, cut to [`datapoint::MAX_PATH`] bytes.
+#[cfg(test)]
+fn test_path(len: u16, name: &str) -> String {
+    use datapoint::MAX_PATH;
+    let name: String = name
+        .chars()
+        .filter(|c| !c.is_whitespace() && !c.is_control())
+        .collect();
+    let mut path = format!("{}.{name}", "p".repeat(usize::from(len) % MAX_PATH));
+    while path.len() > MAX_PATH {
+        path.pop();
+    }
+    path
+}

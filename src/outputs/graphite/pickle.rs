@@ -211,15 +211,22 @@ mod tests {
     use std::process::{Command, Stdio};
 
     use super::*;
-    use crate::outputs::graphite::datapoint::{MAX_PATH, check_path};
+    use crate::outputs::graphite::datapoint::check_path;
 
-    fn frames(points: &[(&str, Metric, i64)]) -> Vec<u8> {
+    fn frames<P: AsRef<str>>(points: &[(P, Metric, i64)]) -> Vec<u8> {
         let mut f = Frames::default();
-        for &(path, value, ts) in points {
-            f.push(path, value, ts);
+        for (path, value, ts) in points {
+            f.push(path.as_ref(), *value, *ts);
         }
         f.end();
         f.bytes().to_vec()
+    }
+
+    /// Datapoints `m.<i>` of value and timestamp `i`, for `i` in `0..n`.
+    fn numbered(n: i64) -> Vec<(String, Metric, i64)> {
+        (0..n)
+            .map(|i| (format!("m.{i}"), Metric::Int(i), i))
+            .collect()
     }
 
     /// Each frame's length and its unpickled list, in Python's `repr`, by Python's own `pickle`,
@@ -306,11 +313,7 @@ mod tests {
                 )
             })
             .collect();
-        let refs: Vec<(&str, Metric, i64)> = points
-            .iter()
-            .map(|(p, v, t)| (p.as_str(), *v, *t))
-            .collect();
-        let bytes = frames(&refs);
+        let bytes = frames(&points);
         // Each entry: BINUNICODE and length (5), the path (5), BINFLOAT (9), two TUPLE2 (2), and
         // the timestamp: BINGET (2), or where a frame starts or the timestamp changes, BININT and
         // BINPUT (7): twice in the second frame.
@@ -326,14 +329,8 @@ mod tests {
 
     #[test]
     fn more_timestamps_than_memo_slots_are_written_whole() {
-        let points: Vec<(String, Metric, i64)> = (0..500)
-            .map(|i| (format!("m.{i}"), Metric::Int(i), i))
-            .collect();
-        let refs: Vec<(&str, Metric, i64)> = points
-            .iter()
-            .map(|(p, v, t)| (p.as_str(), *v, *t))
-            .collect();
-        let bytes = frames(&refs);
+        let points = numbered(500);
+        let bytes = frames(&points);
         let parsed = entries(&bytes[4..]).unwrap();
         // BINUNICODE and length, BININT timestamp and value, two TUPLE2; BINPUT adds 2.
         let put = parsed
@@ -351,14 +348,8 @@ mod tests {
 
     #[test]
     fn frames_hold_at_most_500_datapoints() {
-        let points: Vec<(String, Metric, i64)> = (0..1201)
-            .map(|i| (format!("m.{i}"), Metric::Int(i), i))
-            .collect();
-        let refs: Vec<(&str, Metric, i64)> = points
-            .iter()
-            .map(|(p, v, t)| (p.as_str(), *v, *t))
-            .collect();
-        let text = python_loads(&frames(&refs));
+        let points = numbered(1201);
+        let text = python_loads(&frames(&points));
         let lines: Vec<&str> = text.lines().collect();
         assert_eq!(lines.len(), 3);
         assert_eq!(lines[0].matches("('m.").count(), 500);
@@ -465,14 +456,7 @@ mod tests {
             let mut batch = Vec::new();
             for _ in 0..=repeat % 8 {
                 for (len, name, ts, v, float) in &points {
-                    let name: String = name
-                        .chars()
-                        .filter(|c| !c.is_whitespace() && !c.is_control())
-                        .collect();
-                    let mut path = format!("{}.{name}", "p".repeat(usize::from(*len) % MAX_PATH));
-                    while path.len() > MAX_PATH {
-                        path.pop();
-                    }
+                    let path = crate::outputs::graphite::test_path(*len, name);
                     let value = if *float {
                         Metric::Float(*v as f64 / 3.0)
                     } else {

@@ -350,14 +350,7 @@ mod tests {
                 lines.clear();
                 let mut expected = Vec::new();
                 for (len, name, ts, v, float) in &points {
-                    let name: String = name
-                        .chars()
-                        .filter(|c| !c.is_whitespace() && !c.is_control())
-                        .collect();
-                    let mut path = format!("{}.{name}", "p".repeat(usize::from(*len) % MAX_PATH));
-                    while path.len() > MAX_PATH {
-                        path.pop();
-                    }
+                    let path = crate::outputs::graphite::test_path(*len, name);
                     // Runs of lines share a timestamp, as a collection's datapoints do.
                     let ts = ts >> (u32::from(round) * 20);
                     let value = if *float {
