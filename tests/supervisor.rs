@@ -197,6 +197,15 @@ fn a_leader_ignoring_term_is_killed_after_the_grace_period() {
     assert!(sup.stop(Instant::now() + Duration::from_secs(2)));
 }
 
+/// Asks the agent `pipit` to stop, as its init script does.
+fn send_term(pipit: &std::process::Child) {
+    let killed = std::process::Command::new("kill")
+        .args(["-TERM", &pipit.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+}
+
 #[test]
 fn a_thousand_timed_out_checks_leave_no_zombie_and_no_orphan() {
     let _lock = serial();
@@ -969,11 +978,7 @@ fn pipit_run_streams_daemon_lines_skips_busy_checks_and_stops_cleanly_on_sigterm
         }
     }
     let stopping = Instant::now();
-    let killed = Process::new("kill")
-        .args(["-TERM", &pipit.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(killed.success());
+    send_term(&pipit);
     for _ in lines.by_ref() {}
     let status = pipit.wait().unwrap();
     assert!(
@@ -1041,11 +1046,7 @@ fn a_daemons_lines_beyond_its_queue_are_counted_and_logged_never_lost_silently()
             _ => {}
         }
     }
-    let killed = Process::new("kill")
-        .args(["-TERM", &pipit.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(killed.success());
+    send_term(&pipit);
     for _ in lines.by_ref() {}
     assert!(pipit.wait().unwrap().success());
     assert_eq!(
