@@ -16,8 +16,9 @@ use crate::outputs::OutputError;
 use crate::procfs::Procfs;
 use crate::router::{self, Control};
 use crate::sources::SourceContext;
-use crate::sources::checks;
 use crate::sources::runner::SourceHandle;
+use crate::sources::shared::SharedThread;
+use crate::sources::{checks, host};
 use crate::supervisor::SupervisorThread;
 use crate::telemetry::{Telemetry, get};
 
@@ -79,7 +80,9 @@ pub struct Agent {
     outputs: Vec<OutputHandle>,
     supervisor: SupervisorThread,
     /// The thread every `exec` check shares, kept across reloads.
-    checks: checks::Host,
+    checks: SharedThread,
+    /// The thread every source that never waits shares, kept across reloads.
+    host: SharedThread,
 }
 
 impl Agent {
@@ -116,7 +119,8 @@ impl Agent {
             sources: Vec::new(),
             outputs,
             supervisor,
-            checks: checks::Host::default(),
+            checks: checks::thread(),
+            host: host::thread(),
         };
         let ctx = agent.source_context();
         agent.sources = agent
@@ -149,6 +153,7 @@ impl Agent {
     fn source_context(&self) -> SourceContext {
         SourceContext {
             checks: self.checks.clone(),
+            host: self.host.clone(),
             ..SourceContext::new(
                 Procfs::new(&self.config.agent.host_root),
                 self.telemetry.clone(),
@@ -320,7 +325,9 @@ mod tests {
     use crate::delivery::OutputConfig;
     use crate::outputs::{Output, OutputSpec};
     use crate::pattern::Selector;
-    use crate::sources::{Emitter, Source, SourceConfig, SourceError, SourceSpec, Template};
+    use crate::sources::{
+        Emitter, Placement, Source, SourceConfig, SourceError, SourceSpec, Template,
+    };
     use crate::supervisor::SpawnError;
 
     /// An output that keeps what it is given.
@@ -347,11 +354,13 @@ mod tests {
 
     /// A source that panics on its first `panics` collections (counted across rebuilds), or hangs
     /// for `hang` on its first one, and otherwise emits one event named after itself.
-    #[derive(Debug)]
+    #[derive(Debug, Default)]
     struct Scripted {
         panics: u64,
         hang: Duration,
         runs: Arc<AtomicU64>,
+        /// Collections that returned.
+        ended: Arc<AtomicU64>,
     }
 
     impl SourceSpec for Scripted {
@@ -360,22 +369,23 @@ mod tests {
                 panics: self.panics,
                 hang: self.hang,
                 runs: self.runs.clone(),
+                ended: self.ended.clone(),
             })
         }
     }
 
-    /// [`Scripted`] as a check on the shared thread: its answer is there as soon as it is asked
-    /// for, and its collection is what follows.
+    /// [`Scripted`] on a shared thread: as a check on the checks thread (its answer is there as
+    /// soon as it is asked for, and its collection is what follows), or on the host thread.
     #[derive(Debug)]
-    struct SharedScripted(Scripted);
+    struct Placed(Placement, Scripted);
 
-    impl SourceSpec for SharedScripted {
+    impl SourceSpec for Placed {
         fn build(&self, ctx: &crate::sources::SourceContext) -> Box<dyn Source> {
-            self.0.build(ctx)
+            self.1.build(ctx)
         }
 
-        fn shares_a_thread(&self) -> bool {
-            true
+        fn placement(&self) -> Placement {
+            self.0
         }
     }
 
@@ -383,6 +393,7 @@ mod tests {
         panics: u64,
         hang: Duration,
         runs: Arc<AtomicU64>,
+        ended: Arc<AtomicU64>,
     }
 
     impl Source for ScriptedSource {
@@ -395,6 +406,7 @@ mod tests {
                 std::thread::sleep(self.hang);
             }
             emit.metric("tick", run as i64);
+            self.ended.fetch_add(1, Ordering::SeqCst);
             Ok(())
         }
 
@@ -443,6 +455,7 @@ mod tests {
                 panics: 0,
                 hang: Duration::ZERO,
                 runs: runs.clone(),
+                ..Default::default()
             },
         )
     }
@@ -506,6 +519,7 @@ mod tests {
                         panics: 0,
                         hang: Duration::ZERO,
                         runs: steady_runs.clone(),
+                        ..Default::default()
                     },
                 ),
                 source(
@@ -515,6 +529,7 @@ mod tests {
                         panics: 1,
                         hang: Duration::ZERO,
                         runs: crashy_runs.clone(),
+                        ..Default::default()
                     },
                 ),
             ],
@@ -540,32 +555,38 @@ mod tests {
         agent.stop();
     }
 
-    #[test]
-    fn a_panicking_check_on_the_shared_thread_is_rebuilt_while_the_others_keep_their_schedule() {
+    /// A source every 50 ms on the thread `placement` says, as `script` says.
+    fn placed(name: &str, placement: Placement, script: Scripted) -> SourceConfig {
+        let mut config = source(name, 50, Scripted::default());
+        config.spec = Arc::new(Placed(placement, script));
+        config
+    }
+
+    fn a_panicking_source_on_a_shared_thread_is_rebuilt_while_the_others_keep_their_schedule(
+        placement: Placement,
+    ) {
         let kept = Arc::new(Mutex::new(Vec::new()));
-        let shared = |name: &str, panics: u64, runs: &Arc<AtomicU64>| {
-            let mut config = source(
-                name,
-                50,
-                Scripted {
-                    panics: 0,
-                    hang: Duration::ZERO,
-                    runs: runs.clone(),
-                },
-            );
-            config.spec = Arc::new(SharedScripted(Scripted {
-                panics,
-                hang: Duration::ZERO,
-                runs: runs.clone(),
-            }));
-            config
-        };
         let steady_runs = Arc::new(AtomicU64::new(0));
         let crashy_runs = Arc::new(AtomicU64::new(0));
         let cfg = config(
             vec![
-                shared("steady", 0, &steady_runs),
-                shared("crashy", 1, &crashy_runs),
+                placed(
+                    "steady",
+                    placement,
+                    Scripted {
+                        runs: steady_runs,
+                        ..Default::default()
+                    },
+                ),
+                placed(
+                    "crashy",
+                    placement,
+                    Scripted {
+                        panics: 1,
+                        runs: crashy_runs,
+                        ..Default::default()
+                    },
+                ),
             ],
             &kept,
             Duration::from_millis(10),
@@ -574,17 +595,106 @@ mod tests {
         assert_eq!(agent.sources[0].threads_alive(), 0, "no thread of its own");
         let crashy_stats = agent.sources[1].stats.clone();
         wait_for(
-            "the crashy check to come back",
+            "the crashy source to come back",
             Duration::from_secs(10),
             || count(&kept, "crashy.tick") >= 2,
         );
         let steady = count(&kept, "steady.tick");
         assert!(
             steady >= 15,
-            "the steady check ticked only {steady} times during the rebuild"
+            "the steady source ticked only {steady} times during the rebuild"
         );
         assert_eq!(crashy_stats.panics.load(Ordering::SeqCst), 1);
         assert_eq!(crashy_stats.restarts.load(Ordering::SeqCst), 1);
+        agent.stop();
+    }
+
+    #[test]
+    fn a_panicking_check_on_the_checks_thread_is_rebuilt_while_the_others_keep_their_schedule() {
+        a_panicking_source_on_a_shared_thread_is_rebuilt_while_the_others_keep_their_schedule(
+            Placement::Checks,
+        );
+    }
+
+    #[test]
+    fn a_panicking_source_on_the_host_thread_is_rebuilt_while_the_others_keep_their_schedule() {
+        a_panicking_source_on_a_shared_thread_is_rebuilt_while_the_others_keep_their_schedule(
+            Placement::Host,
+        );
+    }
+
+    #[test]
+    fn a_source_hung_on_the_host_thread_moves_to_its_own_and_the_others_to_a_fresh_host_thread() {
+        let kept = Arc::new(Mutex::new(Vec::new()));
+        let (slow_runs, slow_ended) = (Arc::default(), Arc::<AtomicU64>::default());
+        let steady_runs = Arc::<AtomicU64>::default();
+        let slow = Scripted {
+            hang: Duration::from_secs(3),
+            runs: slow_runs,
+            ended: slow_ended.clone(),
+            ..Default::default()
+        };
+        let steady = Scripted {
+            runs: steady_runs.clone(),
+            ..Default::default()
+        };
+        let cfg = config(
+            vec![
+                placed("slow", Placement::Host, slow),
+                placed("steady", Placement::Host, steady),
+            ],
+            &kept,
+            Duration::from_millis(10),
+        );
+        let mut agent = Agent::start(cfg).unwrap();
+        let slow_stats = agent.sources[0].stats.clone();
+        assert_eq!(agent.sources[0].threads_alive(), 0, "on the host thread");
+        // The slow source hangs for 3 s in its first collection, holding the host thread; past its
+        // 300 ms timeout the watchdog moves it to a thread of its own, and the steady one (which
+        // waits behind it meanwhile) to a fresh host thread: both tick while the hang lasts.
+        wait_for("both to tick again", Duration::from_secs(10), || {
+            agent.watch();
+            count(&kept, "slow.tick") >= 3 && count(&kept, "steady.tick") >= 10
+        });
+        assert_eq!(
+            slow_ended.load(Ordering::SeqCst),
+            count(&kept, "slow.tick") as u64,
+            "the hung collection has not returned yet"
+        );
+        assert_eq!(slow_stats.restarts.load(Ordering::SeqCst), 1);
+        assert_eq!(agent.sources[0].threads_alive(), 1, "a thread of its own");
+        assert_eq!(
+            agent.sources[1].threads_alive(),
+            0,
+            "still on a shared thread"
+        );
+        // Once the hung collection returns, its event (metric 0) is not sent, and the given-up
+        // thread ends without collecting anything more: the steady source ticks on, once per tick.
+        let returned =
+            |ended: &AtomicU64| ended.load(Ordering::SeqCst) > count(&kept, "slow.tick") as u64;
+        wait_for(
+            "the hung collection to return",
+            Duration::from_secs(10),
+            || returned(&slow_ended),
+        );
+        let steady_before = steady_runs.load(Ordering::SeqCst);
+        wait_for(
+            "the steady source to go on",
+            Duration::from_secs(10),
+            || steady_runs.load(Ordering::SeqCst) >= steady_before + 10,
+        );
+        let steady_sent = count(&kept, "steady.tick") as u64;
+        assert!(
+            steady_sent + 2 >= steady_runs.load(Ordering::SeqCst),
+            "the steady source collected more often than it sent: twice per tick?"
+        );
+        let zeros = kept
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|e| e.service == "slow.tick" && e.metric == Some(crate::Metric::Int(0)))
+            .count();
+        assert_eq!(zeros, 0, "the hung collection's late result was sent");
         agent.stop();
     }
 
@@ -600,6 +710,7 @@ mod tests {
                     panics: 0,
                     hang: Duration::from_secs(2),
                     runs: runs.clone(),
+                    ..Default::default()
                 },
             )],
             &kept,

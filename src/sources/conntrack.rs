@@ -46,6 +46,7 @@ pub const TYPE: SourceType = SourceType {
 
 impl Build for Conntrack {
     type Settings = ();
+    const NEVER_WAITS: bool = true;
 
     fn build(_: &(), ctx: &SourceContext) -> Conntrack {
         Conntrack {

@@ -92,6 +92,7 @@ impl Settings for CpuSpec {
 
 impl Build for Cpu {
     type Settings = CpuSpec;
+    const NEVER_WAITS: bool = true;
 
     fn build(spec: &CpuSpec, ctx: &SourceContext) -> Cpu {
         Cpu {

@@ -128,6 +128,7 @@ impl Settings for DiskSpec {
 
 impl Build for Disk {
     type Settings = DiskSpec;
+    const NEVER_WAITS: bool = true;
 
     fn build(spec: &DiskSpec, ctx: &SourceContext) -> Disk {
         Disk {

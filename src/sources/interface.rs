@@ -91,6 +91,7 @@ impl Settings for InterfaceSpec {
 
 impl Build for Interface {
     type Settings = InterfaceSpec;
+    const NEVER_WAITS: bool = true;
 
     fn build(spec: &InterfaceSpec, ctx: &SourceContext) -> Interface {
         Interface {

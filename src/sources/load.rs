@@ -30,6 +30,7 @@ pub const TYPE: SourceType = SourceType {
 
 impl Build for Load {
     type Settings = ();
+    const NEVER_WAITS: bool = true;
 
     fn build(_: &(), ctx: &SourceContext) -> Load {
         Load {

@@ -50,6 +50,7 @@ pub const TYPE: SourceType = SourceType {
 
 impl Build for Memory {
     type Settings = ();
+    const NEVER_WAITS: bool = true;
 
     fn build(_: &(), ctx: &SourceContext) -> Memory {
         Memory {

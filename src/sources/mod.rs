@@ -1,9 +1,10 @@
 //! Sources: what pipit measures. One file per source type, and the registry that maps a config
 //! `type` to its reader.
 //!
-//! A source instance runs on its own thread ([`runner`]) and knows nothing of outputs: each tick it
-//! is asked to [`Source::collect`] into an [`Emitter`], which stamps the instance's prefix, host,
-//! tags and ttl on every event.
+//! A source instance runs on a thread of its own ([`runner`]), or takes turns with others on a
+//! shared one ([`host`] for those that only ask the kernel, [`checks`] for check runs), and knows
+//! nothing of outputs: each tick it is asked to [`Source::collect`] into an [`Emitter`], which
+//! stamps the instance's prefix, host, tags and ttl on every event.
 
 pub mod bound;
 pub mod checks;
@@ -15,6 +16,7 @@ pub mod disk;
 pub mod emitter;
 #[cfg(feature = "exec")]
 pub mod exec;
+pub mod host;
 #[cfg(feature = "http")]
 pub mod http;
 pub mod interface;
@@ -30,6 +32,7 @@ pub mod processes;
 pub mod qdisc;
 pub mod runner;
 pub mod self_;
+pub mod shared;
 pub mod swap;
 #[cfg(feature = "watch")]
 pub mod tail;
@@ -113,8 +116,26 @@ pub trait Build: Source + Sized + 'static {
     /// The type's own config keys, read and validated.
     type Settings: Settings;
 
+    /// True for a type whose collection never waits on anything but the running kernel (reads of
+    /// `/proc` and `/sys`, netlink requests) and the agent's own counters, which answer at once:
+    /// its instances take turns on the one host thread ([`host`]) instead of each holding a
+    /// thread. A type that may wait (on the network, a file system, a command) keeps the default.
+    const NEVER_WAITS: bool = false;
+
     /// Builds a fresh instance (again after a panic, with the same settings).
     fn build(settings: &Self::Settings, ctx: &SourceContext) -> Self;
+}
+
+/// Which thread runs an instance's collections.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Placement {
+    /// A thread of its own, for a collection that may wait.
+    OwnThread,
+    /// The checks thread ([`checks`]), for a collection that is a check run
+    /// ([`Settings::shares_a_thread`]).
+    Checks,
+    /// The host thread ([`host`]), for a type that never waits ([`Build::NEVER_WAITS`]).
+    Host,
 }
 
 /// A source type's own config keys, read once into a typed value.
@@ -200,8 +221,14 @@ impl<S: Build> SourceSpec for Configured<S> {
         self.settings.check_interval(interval)
     }
 
-    fn shares_a_thread(&self) -> bool {
-        self.settings.shares_a_thread()
+    fn placement(&self) -> Placement {
+        if self.settings.shares_a_thread() {
+            Placement::Checks
+        } else if S::NEVER_WAITS {
+            Placement::Host
+        } else {
+            Placement::OwnThread
+        }
     }
 
     fn stack_size(&self) -> Option<usize> {
@@ -230,9 +257,10 @@ pub trait SourceSpec: Send + Sync + fmt::Debug {
         Ok(())
     }
 
-    /// See [`Settings::shares_a_thread`].
-    fn shares_a_thread(&self) -> bool {
-        false
+    /// Which thread runs the instance's collections: see [`Settings::shares_a_thread`] and
+    /// [`Build::NEVER_WAITS`].
+    fn placement(&self) -> Placement {
+        Placement::OwnThread
     }
 
     /// See [`Settings::stack_size`].
@@ -260,9 +288,12 @@ pub struct SourceContext {
     /// that waits long (a round of pings) can wait on it and return early; it never fires
     /// outside a running agent (`pipit once`, tests).
     pub stopping: Receiver<()>,
-    /// The thread that runs the instances that share one ([`SourceSpec::shares_a_thread`]),
-    /// started when the first of them is.
-    pub checks: checks::Host,
+    /// The thread that runs the check runs ([`Placement::Checks`]), started when the first of
+    /// them is.
+    pub checks: shared::SharedThread,
+    /// The thread that runs the instances that never wait ([`Placement::Host`]), started when
+    /// the first of them is.
+    pub host: shared::SharedThread,
 }
 
 impl SourceContext {
@@ -281,7 +312,8 @@ impl SourceContext {
             instance: String::new(),
             interval: Duration::ZERO,
             stopping: crossbeam_channel::never(),
-            checks: checks::Host::default(),
+            checks: checks::thread(),
+            host: host::thread(),
         }
     }
 

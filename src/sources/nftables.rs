@@ -105,6 +105,7 @@ impl Settings for NftablesSpec {
 
 impl Build for NftablesSource {
     type Settings = NftablesSpec;
+    const NEVER_WAITS: bool = true;
 
     fn build(spec: &NftablesSpec, ctx: &SourceContext) -> NftablesSource {
         NftablesSource {

@@ -81,6 +81,7 @@ const STATES: [(&[u8], &str); 6] = [
 
 impl Build for Processes {
     type Settings = ();
+    const NEVER_WAITS: bool = true;
 
     fn build(_: &(), ctx: &SourceContext) -> Processes {
         Processes {

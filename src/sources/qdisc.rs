@@ -90,6 +90,7 @@ impl Settings for QdiscSpec {
 
 impl Build for QdiscSource {
     type Settings = QdiscSpec;
+    const NEVER_WAITS: bool = true;
 
     fn build(spec: &QdiscSpec, ctx: &SourceContext) -> QdiscSource {
         QdiscSource {

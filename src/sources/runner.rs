@@ -8,7 +8,8 @@ use std::time::{Duration, Instant, SystemTime};
 
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, TrySendError, bounded};
 
-use super::{Emitter, Source, SourceConfig, SourceContext, SourceError};
+use super::shared::Registration;
+use super::{Emitter, Placement, Source, SourceConfig, SourceContext, SourceError};
 use crate::complain::Complaint;
 use crate::event::Event;
 use crate::lifeline;
@@ -64,8 +65,9 @@ pub struct SourceHandle {
     threads: Vec<JoinHandle<()>>,
     ctx: SourceContext,
     events: Sender<Vec<Event>>,
-    /// Set for an instance run by the shared checks thread rather than a thread of its own.
-    hosted: Option<super::checks::Registration>,
+    /// Set for an instance run by a shared thread (the checks thread or the host thread) rather
+    /// than a thread of its own.
+    hosted: Option<Registration>,
 }
 
 /// What the handle and its thread(s) share.
@@ -104,11 +106,14 @@ impl SourceHandle {
         };
         let (stop_tx, stop_rx) = bounded(0);
         handle.stop = Some(stop_tx);
-        if handle.config.spec.shares_a_thread() {
-            let runner = handle.runner(stop_rx);
-            handle.hosted = Some(handle.ctx.checks.add(runner));
-        } else {
-            handle.spawn(stop_rx);
+        let shared = match handle.config.spec.placement() {
+            Placement::OwnThread => None,
+            Placement::Checks => Some(handle.ctx.checks.clone()),
+            Placement::Host => Some(handle.ctx.host.clone()),
+        };
+        match shared {
+            Some(thread) => handle.hosted = Some(thread.add(handle.runner(stop_rx))),
+            None => handle.spawn(stop_rx),
         }
         handle
     }
@@ -148,10 +153,18 @@ impl SourceHandle {
     }
 
     /// If the running collection has taken longer than the source's timeout, reports it, leaves the
-    /// stuck thread behind (it exits when its collection returns) and starts a fresh one.
+    /// stuck thread behind (it exits when its collection returns) and starts a fresh instance on a
+    /// thread of its own. An instance on a shared thread that was given up so is added to a fresh
+    /// one. (A check's collection never marks itself busy: the supervisor times its run out.)
     pub fn check_hang(&mut self) {
-        if self.hosted.is_some() {
-            // Its collections never block the thread it shares; the supervisor times them out.
+        if let Some(hosted) = &self.hosted
+            && hosted.stranded()
+        {
+            let thread = hosted.thread().clone();
+            self.shared.generation.fetch_add(1, Ordering::SeqCst);
+            let (stop_tx, stop_rx) = bounded(0);
+            self.stop = Some(stop_tx);
+            self.hosted = Some(thread.add(self.runner(stop_rx)));
             return;
         }
         let since = self.shared.busy_since.load(Ordering::SeqCst);
@@ -166,9 +179,17 @@ impl SourceHandle {
         if busy < self.config.timeout {
             return;
         }
+        let elsewhere = match &self.hosted {
+            Some(hosted) => {
+                hosted.give_up();
+                " on a thread of its own; the sources that shared its thread move to a fresh one"
+            }
+            None => "",
+        };
+        self.hosted = None;
         log::error!(
             target: &super::log_target(&self.config.name),
-            "collection hung for {}s (timeout {}s): starting a fresh instance",
+            "collection hung for {}s (timeout {}s): starting a fresh instance{elsewhere}",
             busy.as_secs(),
             self.config.timeout.as_secs()
         );
@@ -231,6 +252,16 @@ pub(super) struct Runner {
     catalogued: Arc<CatalogueSource>,
 }
 
+/// A collection done and not yet settled ([`Runner::settle`]).
+pub(super) struct Collected {
+    /// The events it emitted.
+    pub(super) events: Vec<Event>,
+    /// How it went.
+    pub(super) outcome: Result<(), Outcome>,
+    /// How long it took.
+    pub(super) took: Duration,
+}
+
 /// What became of a collection once [`Runner::settle`] dealt with it.
 pub(super) enum Settled {
     /// It is done (`failed`: with an error, logged); the next one is due on schedule.
@@ -268,17 +299,12 @@ impl Runner {
         let mut backoff = FIRST_BACKOFF;
         let target = super::log_target(&self.config.name);
         while self.wait(schedule.due()) {
-            let started = Instant::now();
-            self.mark_started();
-            let since = self.shared.base.elapsed().as_millis() as u64 + 1;
-            self.shared.busy_since.store(since, Ordering::SeqCst);
-            let (events, outcome) = collect_once(source.as_mut(), &self.config);
-            if !self.current() {
+            let Some(collected) = self.collect(source.as_mut()) else {
                 // Replaced while hung, or stopped: the replacement owns the schedule now.
                 return;
-            }
-            self.shared.busy_since.store(0, Ordering::SeqCst);
-            match self.settle(source.as_mut(), events, outcome, started.elapsed()) {
+            };
+            let took = collected.took;
+            match self.settle(source.as_mut(), collected) {
                 Settled::RouterGone => return,
                 Settled::Done { failed } => {
                     if !failed {
@@ -298,8 +324,28 @@ impl Runner {
                 }
             }
             let skipped = schedule.advance(Instant::now());
-            self.count_skipped_ticks(skipped, started.elapsed());
+            self.count_skipped_ticks(skipped, took);
         }
+    }
+
+    /// Runs one collection, marked busy while it runs so that the watchdog
+    /// ([`SourceHandle::check_hang`]) sees a hang; `None` when the instance was replaced or
+    /// stopped meanwhile, whose events are then not sent.
+    pub(super) fn collect(&mut self, source: &mut dyn Source) -> Option<Collected> {
+        let started = Instant::now();
+        self.mark_started();
+        let since = self.shared.base.elapsed().as_millis() as u64 + 1;
+        self.shared.busy_since.store(since, Ordering::SeqCst);
+        let (events, outcome) = collect_once(source, &self.config);
+        if !self.current() {
+            return None;
+        }
+        self.shared.busy_since.store(0, Ordering::SeqCst);
+        Some(Collected {
+            events,
+            outcome,
+            took: started.elapsed(),
+        })
     }
 
     /// The first collection's time: spread over the interval when the source asks for it.
@@ -331,15 +377,14 @@ impl Runner {
         }
     }
 
-    /// What follows a collection that took `took`: the counters, the catalogue, the events to the
-    /// router (and the source told whether they were taken), the outcome logged.
-    pub(super) fn settle(
-        &mut self,
-        source: &mut dyn Source,
-        events: Vec<Event>,
-        outcome: Result<(), Outcome>,
-        took: Duration,
-    ) -> Settled {
+    /// What follows a collection: the counters, the catalogue, the events to the router (and the
+    /// source told whether they were taken), the outcome logged.
+    pub(super) fn settle(&mut self, source: &mut dyn Source, collected: Collected) -> Settled {
+        let Collected {
+            events,
+            outcome,
+            took,
+        } = collected;
         add(&self.stats.runs, 1);
         self.stats
             .last_duration_us

@@ -203,6 +203,7 @@ pub const TYPE: SourceType = SourceType {
 
 impl Build for SelfStats {
     type Settings = ();
+    const NEVER_WAITS: bool = true;
 
     fn build(_: &(), ctx: &SourceContext) -> SelfStats {
         // The agent's own process is always read from the live /proc, whatever the host root.

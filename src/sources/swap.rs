@@ -54,6 +54,7 @@ pub const TYPE: SourceType = SourceType {
 
 impl Build for Swap {
     type Settings = ();
+    const NEVER_WAITS: bool = true;
 
     fn build(_: &(), ctx: &SourceContext) -> Swap {
         Swap {

@@ -78,6 +78,7 @@ impl Settings for TcpconnsSpec {
 
 impl Build for Tcpconns {
     type Settings = TcpconnsSpec;
+    const NEVER_WAITS: bool = true;
 
     fn build(spec: &TcpconnsSpec, ctx: &SourceContext) -> Tcpconns {
         let target = super::log_target(&ctx.instance);

@@ -27,6 +27,7 @@ pub const TYPE: SourceType = SourceType {
 
 impl Build for Thermal {
     type Settings = ();
+    const NEVER_WAITS: bool = true;
 
     fn build(_: &(), ctx: &SourceContext) -> Thermal {
         Thermal {

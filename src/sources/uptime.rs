@@ -18,6 +18,7 @@ pub const TYPE: SourceType = SourceType {
 
 impl Build for Uptime {
     type Settings = ();
+    const NEVER_WAITS: bool = true;
 
     fn build(_: &(), ctx: &SourceContext) -> Uptime {
         Uptime {

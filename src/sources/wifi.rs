@@ -146,6 +146,7 @@ impl Settings for WifiSpec {
 
 impl Build for Wifi {
     type Settings = WifiSpec;
+    const NEVER_WAITS: bool = true;
 
     fn build(spec: &WifiSpec, ctx: &SourceContext) -> Wifi {
         let target = super::log_target(&ctx.instance);

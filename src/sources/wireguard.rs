@@ -93,6 +93,7 @@ impl Settings for WireguardSpec {
 
 impl Build for Wireguard {
     type Settings = WireguardSpec;
+    const NEVER_WAITS: bool = true;
 
     fn build(spec: &WireguardSpec, ctx: &SourceContext) -> Wireguard {
         let target = super::log_target(&ctx.instance);

@@ -36,6 +36,7 @@ pub const TYPE: SourceType = SourceType {
 
 impl Build for Wireless {
     type Settings = ();
+    const NEVER_WAITS: bool = true;
 
     fn build(_: &(), ctx: &SourceContext) -> Wireless {
         Wireless {
