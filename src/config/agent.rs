@@ -10,7 +10,8 @@ use super::reader::{Problems, Table};
 /// The `agent` section: settings that apply to everything.
 #[derive(Debug, Clone, PartialEq)]
 pub struct AgentConfig {
-    /// Host name put on events; default: the system's host name.
+    /// Host name put on events, and the default of the `mqtt` output's; default: the system's
+    /// host name.
     pub hostname: String,
     /// Interval of sources that set none; default 10 s.
     pub interval: Duration,

@@ -118,7 +118,7 @@ fn read(doc: &json::Node, file: &str, problems: &mut Problems) -> Option<Config>
         None => Vec::new(),
     };
     let mut outputs = match top.field("outputs") {
-        Some(field) => delivery::read_all(&field, &agent.state_dir, problems),
+        Some(field) => delivery::read_all(&field, &agent, problems),
         None => Vec::new(),
     };
     tell_outputs_the_sources(&mut outputs, &sources);

@@ -10,6 +10,7 @@ use super::backoff::Backoff;
 use super::breaker::BreakerConfig;
 use super::carbon_ch::RingHash;
 use super::spool::{Fsync, MAX_SEGMENTS, SpoolConfig, WhenFull};
+use crate::config::AgentConfig;
 use crate::config::reader::{self, Field, Problems, Table};
 use crate::event::Event;
 use crate::outputs::{self, OutputSpec};
@@ -298,21 +299,25 @@ impl OutputConfig {
     }
 }
 
-/// Reads the `outputs` array; spools default to directories under `state_dir`.
-pub fn read_all(field: &Field<'_>, state_dir: &Path, problems: &mut Problems) -> Vec<OutputConfig> {
-    let outputs = reader::named_list(
-        field,
-        problems,
-        |t, p| read_one(t, state_dir, p),
-        |c| &c.name,
-    );
+/// Reads the `outputs` array, with the `agent` section for the defaults it gives: spools under
+/// `agent.state_dir`, and what each output type takes from it (`agent.hostname`).
+pub fn read_all(
+    field: &Field<'_>,
+    agent: &AgentConfig,
+    problems: &mut Problems,
+) -> Vec<OutputConfig> {
+    let outputs = reader::named_list(field, problems, |t, p| read_one(t, agent, p), |c| &c.name);
     if let Err(message) = super::check_fallbacks(&outputs) {
         problems.at(field, message);
     }
     outputs
 }
 
-fn read_one(t: &mut Table<'_>, state_dir: &Path, problems: &mut Problems) -> Option<OutputConfig> {
+fn read_one(
+    t: &mut Table<'_>,
+    agent: &AgentConfig,
+    problems: &mut Problems,
+) -> Option<OutputConfig> {
     let kind = reader::registry_type(
         t,
         "output",
@@ -345,8 +350,8 @@ fn read_one(t: &mut Table<'_>, state_dir: &Path, problems: &mut Problems) -> Opt
     // Without a known type its keys cannot be told from typos: report only the type.
     let kind = kind?;
     let name = name.unwrap_or_else(|| kind.name.to_owned());
-    let delivery = read(t, &name, state_dir, problems);
-    let spec = (kind.read)(t, problems);
+    let delivery = read(t, &name, &agent.state_dir, problems);
+    let spec = (kind.read)(t, agent, problems);
     t.finish(problems);
     if let (Some(spec), Strategy::CarbonCh { replication, .. }) = (&spec, delivery.strategy) {
         let probe = Event::new("pipit.placement", "pipit").with_metric(1i64);

@@ -20,6 +20,7 @@ use std::fmt;
 use std::io;
 use std::sync::Arc;
 
+use crate::config::AgentConfig;
 use crate::config::reader::{Problems, Table};
 use crate::event::Event;
 use crate::outputs::graphite::GraphiteError;
@@ -95,17 +96,26 @@ pub trait OutputSpec: Send + Sync + fmt::Debug {
 
 /// An output type's config, read once into a typed value: the spec the registry reads for it.
 pub trait Settings: OutputSpec + Sized + 'static {
-    /// Reads the type's own keys from its config section; `None` (with the problems recorded,
-    /// each with its key path) when they are wrong.
-    fn read(t: &mut Table<'_>, problems: &mut Problems) -> Option<Self>;
+    /// Reads the type's own keys from its config section, with the `agent` section for the
+    /// defaults it gives (`agent.hostname`); `None` (with the problems recorded, each with its key
+    /// path) when they are wrong.
+    fn read(t: &mut Table<'_>, agent: &AgentConfig, problems: &mut Problems) -> Option<Self>;
 }
 
 /// The registry's reader of output type `S`: its [`OutputType::read`] is `read::<S>`.
 pub fn read<S: Settings>(
     t: &mut Table<'_>,
+    agent: &AgentConfig,
     problems: &mut Problems,
 ) -> Option<Arc<dyn OutputSpec>> {
-    Some(Arc::new(S::read(t, problems)?))
+    Some(Arc::new(S::read(t, agent, problems)?))
+}
+
+/// Reads the output section `text` as type `S` under the default `agent` section; the problems
+/// as text when it is wrong.
+#[cfg(test)]
+pub(crate) fn read_spec<S: Settings>(text: &str) -> Result<S, Vec<String>> {
+    crate::config::reader::read_section(text, |t, p| S::read(t, &AgentConfig::default(), p))
 }
 
 /// What kind of failure a delivery met, which decides what the delivery layer does next.
@@ -310,8 +320,9 @@ pub struct OutputType {
     pub name: &'static str,
     /// One line for `--help` and the docs.
     pub description: &'static str,
-    /// Reads the type's own keys from its config section: [`read`] of the type's [`Settings`].
-    pub read: fn(&mut Table<'_>, &mut Problems) -> Option<Arc<dyn OutputSpec>>,
+    /// Reads the type's own keys from its config section, with the `agent` section for the
+    /// defaults it gives: [`read`] of the type's [`Settings`].
+    pub read: fn(&mut Table<'_>, &AgentConfig, &mut Problems) -> Option<Arc<dyn OutputSpec>>,
 }
 
 /// Every output type pipit has, by config `type`.

@@ -5,6 +5,7 @@ use std::io::{self, Write};
 use super::graphite::path::Naming;
 use super::graphite::plaintext;
 use super::{Output, OutputError, OutputSpec, OutputType, Settings};
+use crate::config::AgentConfig;
 use crate::config::reader::{Problems, Table};
 use crate::event::Event;
 
@@ -34,7 +35,11 @@ pub struct StdoutSpec {
 }
 
 impl Settings for StdoutSpec {
-    fn read(t: &mut Table<'_>, problems: &mut Problems) -> Option<StdoutSpec> {
+    fn read(
+        t: &mut Table<'_>,
+        _agent: &AgentConfig,
+        problems: &mut Problems,
+    ) -> Option<StdoutSpec> {
         let format = match t.choice("format", &["graphite", "json"], "graphite", problems) {
             "json" => Format::Json,
             _ => Format::Graphite,

@@ -6,6 +6,7 @@ use super::batch::Batch;
 use super::client::{DEFAULT_MAX_HELD, DEFAULT_RESEND_WINDOW, GraphiteClient, Protocol, Timeouts};
 use super::path::{Naming, Unencodable};
 use crate::complain::Complaint;
+use crate::config::AgentConfig;
 use crate::config::reader::{Problems, Table};
 use crate::event::Event;
 use crate::liveness::Liveness;
@@ -53,7 +54,11 @@ impl GraphiteSpec {
 }
 
 impl Settings for GraphiteSpec {
-    fn read(t: &mut Table<'_>, problems: &mut Problems) -> Option<GraphiteSpec> {
+    fn read(
+        t: &mut Table<'_>,
+        _agent: &AgentConfig,
+        problems: &mut Problems,
+    ) -> Option<GraphiteSpec> {
         let protocol = match t.choice("protocol", &["tcp", "udp", "pickle"], "tcp", problems) {
             "udp" => Protocol::Udp,
             "pickle" => Protocol::Pickle,
@@ -183,20 +188,11 @@ impl Output for GraphiteOutput {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::json;
-    use crate::config::reader::Field;
     use crate::outputs::graphite::path::NameMode;
+    use crate::outputs::read_spec;
 
     fn spec(text: &str) -> Result<GraphiteSpec, Vec<String>> {
-        let doc = json::parse(text).unwrap();
-        let mut p = Problems::new("t.json");
-        let mut t = Field::root(&doc).table(&mut p).unwrap();
-        let spec = GraphiteSpec::read(&mut t, &mut p);
-        t.finish(&mut p);
-        match spec {
-            Some(spec) if p.is_empty() => Ok(spec),
-            _ => Err(p.into_errors().iter().map(|e| e.to_string()).collect()),
-        }
+        read_spec(text)
     }
 
     #[test]

@@ -17,6 +17,7 @@ use ureq::Agent;
 
 use super::{Output, OutputError, OutputSpec, OutputType, Settings};
 use crate::complain::Complaint;
+use crate::config::AgentConfig;
 use crate::config::reader::{Field, Problems, Table};
 use crate::config::secret::Secret;
 use crate::event::Event;
@@ -73,7 +74,11 @@ pub struct InfluxSpec {
 }
 
 impl Settings for InfluxSpec {
-    fn read(t: &mut Table<'_>, problems: &mut Problems) -> Option<InfluxSpec> {
+    fn read(
+        t: &mut Table<'_>,
+        _agent: &AgentConfig,
+        problems: &mut Problems,
+    ) -> Option<InfluxSpec> {
         let urls = read_urls(t, problems);
         let version = t.number_in("version", 1, 1, 2, problems);
         let db = t.get::<String>("db", problems);
@@ -357,10 +362,10 @@ impl Output for Influx {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::reader::read_section;
+    use crate::outputs::read_spec;
 
     fn spec(text: &str) -> Result<InfluxSpec, Vec<String>> {
-        read_section(text, InfluxSpec::read)
+        read_spec(text)
     }
 
     #[test]

@@ -15,7 +15,8 @@ use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use super::discovery::{self, Announcements, Discovery};
-use crate::config::agent::{read_hostname, system_hostname};
+use crate::config::AgentConfig;
+use crate::config::agent::read_hostname;
 use crate::config::reader::{Problems, Table};
 use crate::event::Event;
 use crate::liveness::Liveness;
@@ -54,7 +55,7 @@ pub struct MqttSpec {
     pub retain: bool,
     /// Most QoS 1 messages waiting for their PUBACK; default 32.
     pub inflight: usize,
-    /// The agent's host name as the `status` topic shows it; default the system's.
+    /// The agent's host name as the `status` topic shows it; default `agent.hostname`.
     pub node: String,
     /// Whether a retained `online` is published after connect, with a Will `offline`; default true.
     pub availability: bool,
@@ -77,7 +78,7 @@ pub enum MessagePer {
 }
 
 impl Settings for MqttSpec {
-    fn read(t: &mut Table<'_>, problems: &mut Problems) -> Option<MqttSpec> {
+    fn read(t: &mut Table<'_>, agent: &AgentConfig, problems: &mut Problems) -> Option<MqttSpec> {
         let tls_wanted = t.choice("transport", &["tcp", "tls"], "tcp", problems) == "tls";
         let default_port = if tls_wanted {
             DEFAULT_TLS_PORT
@@ -110,7 +111,7 @@ impl Settings for MqttSpec {
         }
         let retain = t.get_or("retain", false, problems);
         let inflight = t.number_in("inflight", 32, 1, 65_535, problems) as usize;
-        let node = read_hostname(t, problems).unwrap_or_else(system_hostname);
+        let node = read_hostname(t, problems).unwrap_or_else(|| agent.hostname.clone());
         let availability = t.get_or("availability", true, problems);
         let discovery = discovery::read(
             t.field("discovery"),
@@ -641,10 +642,10 @@ fn error(addr: &str, source: MqttError) -> OutputError {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::reader::read_section;
+    use crate::outputs::read_spec;
 
     fn spec(text: &str) -> Result<MqttSpec, Vec<String>> {
-        read_section(text, MqttSpec::read)
+        read_spec(text)
     }
 
     #[test]
@@ -671,6 +672,48 @@ mod tests {
         let s = spec(r#"{"host": "b", "tcp_user_timeout": "9s", "keepalive_count": 5}"#).unwrap();
         assert_eq!(s.timeouts.liveness.user_timeout, Duration::from_secs(9));
         assert_eq!(s.timeouts.liveness.keepalive_count, 5);
+    }
+
+    /// The `mqtt` output to broker `b` with discovery on, `extra` keys added, as a whole config
+    /// with the `agent` section `agent` makes it: its spec's Debug text.
+    fn loaded(agent: &str, extra: &str) -> String {
+        let text = format!(
+            r#"{{"agent": {agent}, "outputs": [{{"type": "mqtt", "host": "b",
+            "discovery": {{"enabled": true}}{extra}}}]}}"#
+        );
+        let config = crate::config_file::parse("t.json", &text).unwrap_or_else(|e| panic!("{e}"));
+        format!("{:?}", config.outputs[0].spec)
+    }
+
+    /// The spec of the same output with its own `hostname`, checked for the host's three places.
+    fn named(hostname: &str) -> MqttSpec {
+        let s = spec(&format!(
+            r#"{{"host": "b", "discovery": {{"enabled": true}}, "hostname": "{hostname}"}}"#
+        ))
+        .unwrap();
+        assert_eq!(
+            s.session.will.as_ref().unwrap().topic,
+            format!("pipit/{hostname}/status")
+        );
+        assert_eq!(s.session.client_id, format!("pipit-{hostname}"));
+        assert_eq!(s.discovery.as_ref().unwrap().node_id, hostname);
+        s
+    }
+
+    #[test]
+    fn the_host_name_defaults_to_the_agents() {
+        assert_eq!(
+            loaded(r#"{"hostname": "r1"}"#, ""),
+            format!("{:?}", named("r1"))
+        );
+    }
+
+    #[test]
+    fn the_outputs_own_host_name_wins_over_the_agents() {
+        assert_eq!(
+            loaded(r#"{"hostname": "r1"}"#, r#", "hostname": "r2""#),
+            format!("{:?}", named("r2"))
+        );
     }
 
     #[test]

@@ -22,6 +22,7 @@ use ureq::Agent;
 
 use super::{ErrorKind, Output, OutputError, OutputSpec, OutputType, Settings};
 use crate::complain::Complaint;
+use crate::config::AgentConfig;
 use crate::config::reader::{Problems, Table};
 use crate::config::secret::Secret;
 use crate::event::Event;
@@ -80,7 +81,11 @@ pub struct RemoteWriteSpec {
 }
 
 impl Settings for RemoteWriteSpec {
-    fn read(t: &mut Table<'_>, problems: &mut Problems) -> Option<RemoteWriteSpec> {
+    fn read(
+        t: &mut Table<'_>,
+        _agent: &AgentConfig,
+        problems: &mut Problems,
+    ) -> Option<RemoteWriteSpec> {
         let url = read_url(t, problems);
         let auth = read_auth(t, problems);
         let labels = read_labels(t, problems);
@@ -391,10 +396,10 @@ impl Output for RemoteWrite {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::reader::read_section;
+    use crate::outputs::read_spec;
 
     fn spec(text: &str) -> Result<RemoteWriteSpec, Vec<String>> {
-        read_section(text, RemoteWriteSpec::read)
+        read_spec(text)
     }
 
     #[test]

@@ -6,6 +6,7 @@ use std::time::Duration;
 use super::client::{
     DEFAULT_PORT, DEFAULT_TLS_PORT, RiemannClient, RiemannError, Timeouts, Transport,
 };
+use crate::config::AgentConfig;
 use crate::config::reader::{Problems, Table};
 use crate::event::Event;
 use crate::liveness::Liveness;
@@ -47,7 +48,11 @@ pub struct RiemannSpec {
 }
 
 impl Settings for RiemannSpec {
-    fn read(t: &mut Table<'_>, problems: &mut Problems) -> Option<RiemannSpec> {
+    fn read(
+        t: &mut Table<'_>,
+        _agent: &AgentConfig,
+        problems: &mut Problems,
+    ) -> Option<RiemannSpec> {
         let transport = match t.choice("transport", &["tcp", "udp", "tls"], "tcp", problems) {
             "udp" => TransportKind::Udp,
             "tls" => TransportKind::Tls,
@@ -184,10 +189,10 @@ fn error(addr: &str, source: RiemannError) -> OutputError {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::reader::read_section;
+    use crate::outputs::read_spec;
 
     fn spec(text: &str) -> Result<RiemannSpec, Vec<String>> {
-        read_section(text, RiemannSpec::read)
+        read_spec(text)
     }
 
     #[test]
