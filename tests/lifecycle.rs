@@ -232,3 +232,82 @@ fn idle_program_pages_are_unmapped_after_start_and_the_agent_runs_on() {
         lines.len() >= printed + 10
     });
 }
+
+/// The names of the threads of process `pid`.
+fn thread_names(pid: u32) -> Vec<String> {
+    fs::read_dir(format!("/proc/{pid}/task"))
+        .unwrap()
+        .flatten()
+        .filter_map(|t| fs::read_to_string(t.path().join("comm")).ok())
+        .map(|n| n.trim().to_owned())
+        .collect()
+}
+
+#[test]
+fn sources_that_only_ask_the_kernel_share_one_thread_across_a_reload() {
+    let dir = TempDir::new("host-thread");
+    let path = dir.path().join("pipit.json");
+    let config = |types: &[&str]| {
+        let sources: Vec<String> = types
+            .iter()
+            .map(|t| format!(r#"{{"type": "{t}", "interval": "50ms"}}"#))
+            .collect();
+        format!(
+            r#"{{"agent": {{"hostname": "h", "host_root": "{}", "state_dir": "{}"}},
+                "control": {{"enabled": false}},
+                "sources": [{}],
+                "outputs": [{{"type": "stdout", "batch_timeout": "0s"}}]}}"#,
+            fixture("minimal").display(),
+            dir.path().display(),
+            sources.join(", ")
+        )
+    };
+    let lines = |out: &[String], prefix: &str| out.iter().filter(|l| l.starts_with(prefix)).count();
+    write(&path, &config(&["load", "memory", "self"]));
+    let mut agent = Agent::start(&path, "info");
+    agent.wait_stdout("every source's lines", DEADLINE, |l| {
+        ["h.load.", "h.memory.", "h.self."]
+            .iter()
+            .all(|p| lines(l, p) > 0)
+    });
+    let names = thread_names(agent.pid());
+    assert_eq!(
+        names.iter().filter(|n| *n == "host").count(),
+        1,
+        "{names:?}"
+    );
+    assert!(!names.iter().any(|n| n.starts_with("src/")), "{names:?}");
+
+    write(&path, &config(&["load"]));
+    agent.signal("HUP");
+    agent.wait_stderr("the reload", DEADLINE, |l| {
+        l.iter()
+            .any(|l| l.contains("reloaded") && l.contains("1 source(s)"))
+    });
+    let before = agent.stdout();
+    // Ten more collections of the kept source: ten ticks in which the removed ones must not run.
+    agent.wait_stdout("the kept source to go on", DEADLINE, |l| {
+        lines(l, "h.load.1 ") >= lines(&before, "h.load.1 ") + 10
+    });
+    let after = agent.stdout();
+    for removed in ["h.memory.", "h.self."] {
+        // One collection may have been under way at the reload: its lines, one per name.
+        let names: std::collections::BTreeSet<&str> = before
+            .iter()
+            .filter(|l| l.starts_with(removed))
+            .filter_map(|l| l.split(' ').next())
+            .collect();
+        assert!(
+            lines(&after, removed) <= lines(&before, removed) + names.len(),
+            "{removed} still collected after its removal"
+        );
+    }
+    let names = thread_names(agent.pid());
+    assert_eq!(
+        names.iter().filter(|n| *n == "host").count(),
+        1,
+        "one for the agent's life: {names:?}"
+    );
+    agent.signal("TERM");
+    assert_eq!(agent.wait_exit(DEADLINE).code(), Some(0));
+}

@@ -50,9 +50,29 @@ fn run(orders: Receiver<Order>, lease: Lease) {
             }
             i += 1;
         }
-        // Then the round's events, one message per instance in quick succession.
+        // Then the round's events, as one message: the router, and the outputs after it, wake
+        // once for the round. Each instance counts and catalogues its own.
+        let mut batch = Vec::new();
+        let mut settling = Vec::with_capacity(round.len());
         for (i, collected) in round.drain(..) {
-            if !entries[i].1.settle(collected) {
+            let Collected {
+                mut events,
+                outcome,
+                took,
+            } = collected;
+            entries[i].1.runner.record(&events, took);
+            settling.push((i, events.len() as u64, outcome, took));
+            batch.append(&mut events);
+        }
+        let accepted = match settling.first() {
+            Some(&(i, ..)) => entries[i].1.runner.offer(batch),
+            None => Some(true),
+        };
+        for (i, count, outcome, took) in settling {
+            let kept = accepted.is_some_and(|accepted| {
+                entries[i].1.conclude(outcome, count, accepted, took)
+            });
+            if !kept {
                 gone.push(i);
             }
         }

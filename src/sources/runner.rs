@@ -385,6 +385,16 @@ impl Runner {
             outcome,
             took,
         } = collected;
+        self.record(&events, took);
+        let count = events.len() as u64;
+        let Some(accepted) = self.offer(events) else {
+            return Settled::RouterGone;
+        };
+        self.conclude(source, outcome, count, accepted)
+    }
+
+    /// The first part of settling a collection that took `took`: its counters and the catalogue.
+    pub(super) fn record(&self, events: &[Event], took: Duration) {
         add(&self.stats.runs, 1);
         self.stats
             .last_duration_us
@@ -393,10 +403,40 @@ impl Runner {
         self.ctx
             .telemetry
             .catalogue
-            .record(&self.catalogued, &events);
-        let Some(accepted) = self.send(events) else {
-            return Settled::RouterGone;
-        };
+            .record(&self.catalogued, events);
+    }
+
+    /// Hands `events` to the router as one message, without ever blocking: whether the router
+    /// took them (false: its queue was full), or `None` when the router is gone. The events may
+    /// be those of several instances (the host thread sends a round as one message); each
+    /// counts its own in [`Runner::conclude`].
+    pub(super) fn offer(&self, events: Vec<Event>) -> Option<bool> {
+        if events.is_empty() {
+            return Some(true);
+        }
+        match self.events.try_send(events) {
+            Ok(()) => Some(true),
+            Err(TrySendError::Full(_)) => Some(false),
+            Err(TrySendError::Disconnected(_)) => None,
+        }
+    }
+
+    /// The last part of settling a collection whose `count` events the router took or, when not
+    /// `accepted`, dropped (counted and said): the source told which, the outcome logged.
+    pub(super) fn conclude(
+        &mut self,
+        source: &mut dyn Source,
+        outcome: Result<(), Outcome>,
+        count: u64,
+        accepted: bool,
+    ) -> Settled {
+        if count > 0 && !accepted {
+            add(&self.stats.dropped, count);
+            self.queue_complaint
+                .fail(&format!("router queue full: dropped {count} event(s)"));
+        } else if count > 0 {
+            self.queue_complaint.recover();
+        }
         source.handed_over(accepted);
         match outcome {
             Ok(()) => {
@@ -414,27 +454,5 @@ impl Runner {
                 Settled::Panicked(message)
             }
         }
-    }
-
-    /// Hands the events of one collection to the router, as one message, without ever blocking;
-    /// whether the router took them (false: its queue was full, they are dropped and counted), or
-    /// `None` when the router is gone.
-    fn send(&mut self, events: Vec<Event>) -> Option<bool> {
-        if events.is_empty() {
-            return Some(true);
-        }
-        let dropped = match self.events.try_send(events) {
-            Ok(()) => 0,
-            Err(TrySendError::Full(batch)) => batch.len() as u64,
-            Err(TrySendError::Disconnected(_)) => return None,
-        };
-        if dropped > 0 {
-            add(&self.stats.dropped, dropped);
-            self.queue_complaint
-                .fail(&format!("router queue full: dropped {dropped} event(s)"));
-        } else {
-            self.queue_complaint.recover();
-        }
-        Some(dropped == 0)
     }
 }

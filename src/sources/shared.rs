@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, bounded, unbounded};
 
 use super::Source;
-use super::runner::{Collected, Runner, Settled};
+use super::runner::{Collected, Outcome, Runner, Settled};
 use crate::lifeline;
 use crate::schedule::Schedule;
 
@@ -231,12 +231,32 @@ impl Hosted {
         }
     }
 
-    /// Settles a collection: sends its events and moves to the next tick, or pauses the instance
-    /// for its backoff after a panic. False when the instance is to be dropped (the router is
-    /// gone).
+    /// Settles a collection ([`Runner::settle`]) and moves to the next tick, or pauses the
+    /// instance for its backoff after a panic. False when the instance is to be dropped (the
+    /// router is gone).
     pub(super) fn settle(&mut self, collected: Collected) -> bool {
         let took = collected.took;
-        match self.runner.settle(self.source.as_mut(), collected) {
+        let settled = self.runner.settle(self.source.as_mut(), collected);
+        self.after(settled, took)
+    }
+
+    /// [`Hosted::settle`] for a collection whose `count` events went to the router with others
+    /// and were `accepted` or not (its counters and catalogue already recorded).
+    pub(super) fn conclude(
+        &mut self,
+        outcome: Result<(), Outcome>,
+        count: u64,
+        accepted: bool,
+        took: Duration,
+    ) -> bool {
+        let settled = self
+            .runner
+            .conclude(self.source.as_mut(), outcome, count, accepted);
+        self.after(settled, took)
+    }
+
+    fn after(&mut self, settled: Settled, took: Duration) -> bool {
+        match settled {
             Settled::RouterGone => return false,
             Settled::Done { failed } => {
                 if !failed {
