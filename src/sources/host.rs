@@ -69,9 +69,8 @@ fn run(orders: Receiver<Order>, lease: Lease) {
             None => Some(true),
         };
         for (i, count, outcome, took) in settling {
-            let kept = accepted.is_some_and(|accepted| {
-                entries[i].1.conclude(outcome, count, accepted, took)
-            });
+            let kept = accepted
+                .is_some_and(|accepted| entries[i].1.conclude(outcome, count, accepted, took));
             if !kept {
                 gone.push(i);
             }
