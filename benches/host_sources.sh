@@ -10,6 +10,7 @@
 #   QDISC=1 benches/host_sources.sh         # only qdisc, beside collectd's netlink plugin
 #   ROUTER_TABLE=4096 benches/host_sources.sh  # all three in a network namespace of a router's size
 #   PIPIT_BIN=/tmp/pipit-before benches/host_sources.sh  # that binary instead of this tree's build
+#   BEFORE=/tmp/pipit-before benches/host_sources.sh     # also that binary, beside, in the same window
 #
 # collectd runs cpu, load, memory, interface, df, disk, uptime, processes, conntrack, thermal,
 # tcpconns, swap and wireless with write_graphite to a listener on 127.0.0.1; pipit runs the same
@@ -20,7 +21,10 @@
 # Then the CPU time of each process (all its threads) is read at the start and the end of the
 # window: utime+stime from /proc/PID/stat (in clock ticks) and, more precisely, the sum of
 # /proc/PID/task/*/schedstat (nanoseconds on CPU). Metric lines are counted in what each agent
-# delivered during the same window. Needs gcc and strace. The nftables source is not here: collectd has no
+# delivered during the same window. With BEFORE=BINARY a second pipit, that binary with the same
+# config, runs beside the others and is measured in the same window ("pipit before"): a change's
+# effect read without the minutes between two runs, in which this shared VM's load moves the
+# figures more than most changes do. Needs gcc and strace. The nftables source is not here: collectd has no
 # working equivalent on nftables; benches/nftables.sh measures it beside `nft`.
 #
 # With PING=1 both agents run only ping, to the same hosts (PING_HOSTS, default 127.0.0.1 and ::1:
@@ -128,6 +132,12 @@ cat > "$WORK/pipit.json" <<CONF
 CONF
 
 start_collectd
+BEFORE=${BEFORE:-}
+if [ -n "$BEFORE" ]; then
+    sed "s#$WORK/state#$WORK/state-before#" "$WORK/pipit.json" > "$WORK/pipit-before.json"
+    start_pipit "$BEFORE" "$WORK/pipit-before.json" pipit-before
+    PB=$PP
+fi
 start_pipit "$PIPIT" "$WORK/pipit.json"
 
 # The floor's plan: what pipit's threads did in 3 s of collecting, each step once, in order. A
@@ -189,6 +199,8 @@ lines() { wc -l < "$1"; }
 c_t0=$(ticks $CD); c_n0=$(nanos $CD); c_l0=$(lines "$WORK/collectd.out")
 p_t0=$(ticks $PP); p_n0=$(nanos $PP); p_l0=$(lines "$WORK/pipit.out")
 f_t0=$(ticks $FL); f_n0=$(nanos $FL)
+b_t0=0; b_n0=0; b_l0=0; b_t1=0; b_n1=0; b_l1=0
+if [ -n "$BEFORE" ]; then b_t0=$(ticks $PB); b_n0=$(nanos $PB); b_l0=$(lines "$WORK/pipit-before.out"); fi
 per_thread $PP 1 > "$WORK/threads0"
 per_thread $CD 1 > "$WORK/cthreads0"
 start=$(date +%s.%N)
@@ -196,16 +208,20 @@ sleep "$DURATION"
 c_t1=$(ticks $CD); c_n1=$(nanos $CD); c_l1=$(lines "$WORK/collectd.out")
 p_t1=$(ticks $PP); p_n1=$(nanos $PP); p_l1=$(lines "$WORK/pipit.out")
 f_t1=$(ticks $FL); f_n1=$(nanos $FL)
+if [ -n "$BEFORE" ]; then b_t1=$(ticks $PB); b_n1=$(nanos $PB); b_l1=$(lines "$WORK/pipit-before.out"); fi
 per_thread $PP 1 > "$WORK/threads1"
 per_thread $CD 1 > "$WORK/cthreads1"
 end=$(date +%s.%N)
 
 HZ=$(getconf CLK_TCK)
-python3 - "$ALONE" "$start" "$end" "$HZ" "$c_t0" "$c_t1" "$c_n0" "$c_n1" "$c_l0" "$c_l1" "$p_t0" "$p_t1" "$p_n0" "$p_n1" "$p_l0" "$p_l1" "$f_t0" "$f_t1" "$f_n0" "$f_n1" <<'PY'
+python3 - "$ALONE" "$start" "$end" "$HZ" "$c_t0" "$c_t1" "$c_n0" "$c_n1" "$c_l0" "$c_l1" "$p_t0" "$p_t1" "$p_n0" "$p_n1" "$p_l0" "$p_l1" "$f_t0" "$f_t1" "$f_n0" "$f_n1" \
+    "$b_t0" "$b_t1" "$b_n0" "$b_n1" "$b_l0" "$b_l1" <<'PY'
 import sys
 alone = sys.argv[1] == "1"
 start, end, hz = float(sys.argv[2]), float(sys.argv[3]), int(sys.argv[4])
-c_t0, c_t1, c_n0, c_n1, c_l0, c_l1, p_t0, p_t1, p_n0, p_n1, p_l0, p_l1, f_t0, f_t1, f_n0, f_n1 = map(int, sys.argv[5:])
+(c_t0, c_t1, c_n0, c_n1, c_l0, c_l1, p_t0, p_t1, p_n0, p_n1, p_l0, p_l1, f_t0, f_t1, f_n0, f_n1,
+ b_t0, b_t1, b_n0, b_n1, b_l0, b_l1) = map(int, sys.argv[5:])
+before = b_n1 > 0
 window = end - start
 intervals = window  # all three collect once a second
 def row(name, t0, t1, n0, n1, l0=0, l1=0):
@@ -215,14 +231,23 @@ def row(name, t0, t1, n0, n1, l0=0, l1=0):
 c = row("collectd 5.12", c_t0, c_t1, c_n0, c_n1, c_l0, c_l1)
 p = row("pipit", p_t0, p_t1, p_n0, p_n1, p_l0, p_l1)
 f = row("floor", f_t0, f_t1, f_n0, f_n1)
+b = row("pipit before", b_t0, b_t1, b_n0, b_n1, b_l0, b_l1)
 print(f"window {window:.1f} s, {intervals:.0f} collections each")
 print(f"{'agent':<14} {'CPU ms/collection (schedstat)':>30} {'(utime+stime)':>14} {'metrics/interval':>17}")
-for name, ticks_ms, sched_ms, per in (c, p) if alone else (c, p, f):
+rows = [c, p] if alone else [c, p, f]
+if before:
+    rows.append(b)
+for name, ticks_ms, sched_ms, per in rows:
     print(f"{name:<14} {sched_ms:>30.3f} {ticks_ms:>14.2f} {per:>17.1f}")
 print(f"pipit / collectd CPU: {p[2] / c[2]:.3f} (schedstat), {p[1] / c[1] if c[1] else float('nan'):.3f} (utime+stime)")
 if not alone:
     print(f"pipit / floor CPU: {p[2] / f[2]:.3f} (schedstat)")
 print(f"pipit / collectd metrics: {p[3] / c[3]:.2f}")
+if before:
+    print(f"pipit before / collectd CPU: {b[2] / c[2]:.3f} (schedstat)")
+    if not alone:
+        print(f"pipit before / floor CPU: {b[2] / f[2]:.3f} (schedstat)")
+    print(f"pipit / pipit before CPU: {p[2] / b[2]:.3f} (schedstat)")
 PY
 if [ "$ALONE" != 1 ]; then
     echo "the floor's plan (what pipit does each collection):"

@@ -2,8 +2,9 @@
 //! thread ([`super::checks`]) and the host thread ([`super::host`]) have in common.
 //!
 //! The instances' handles hold a [`SharedThread`]. The thread is started by the first instance
-//! added (again if it ended), and wakes on a grid (a tenth of a second) so that instances due within one step
-//! of it share a wake-up. A thread whose collection hangs is given up ([`Registration::give_up`]):
+//! added (again if it ended), and wakes on a grid (a tenth of a second) so that instances due
+//! within one step of it share a wake-up. A thread whose collection hangs is given up
+//! ([`Registration::give_up`]):
 //! the next instance added starts a fresh one, and the given-up thread, if its collection ever
 //! returns, drops its instances without sending anything.
 
