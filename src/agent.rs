@@ -82,7 +82,7 @@ pub struct Agent {
     /// The thread every `exec` check shares, kept across reloads.
     checks: SharedThread,
     /// The thread every source that never waits shares, kept across reloads.
-    host: SharedThread,
+    host_thread: SharedThread,
 }
 
 impl Agent {
@@ -120,7 +120,7 @@ impl Agent {
             outputs,
             supervisor,
             checks: checks::thread(),
-            host: host::thread(),
+            host_thread: host::thread(),
         };
         let ctx = agent.source_context();
         agent.sources = agent
@@ -153,7 +153,7 @@ impl Agent {
     fn source_context(&self) -> SourceContext {
         SourceContext {
             checks: self.checks.clone(),
-            host: self.host.clone(),
+            host_thread: self.host_thread.clone(),
             ..SourceContext::new(
                 Procfs::new(&self.config.agent.host_root),
                 self.telemetry.clone(),

@@ -293,7 +293,10 @@ pub struct SourceContext {
     pub checks: shared::SharedThread,
     /// The thread that runs the instances that never wait ([`Placement::Host`]), started when
     /// the first of them is.
-    pub host: shared::SharedThread,
+    pub host_thread: shared::SharedThread,
+    /// The host name on the instance's events: its `hostname` key, by default `agent.hostname`
+    /// (empty before any instance is known).
+    pub hostname: String,
 }
 
 impl SourceContext {
@@ -313,7 +316,8 @@ impl SourceContext {
             interval: Duration::ZERO,
             stopping: crossbeam_channel::never(),
             checks: checks::thread(),
-            host: host::thread(),
+            host_thread: host::thread(),
+            hostname: String::new(),
         }
     }
 
@@ -322,6 +326,7 @@ impl SourceContext {
         SourceContext {
             instance: config.name.clone(),
             interval: config.interval,
+            hostname: config.template.host.clone(),
             ..self.clone()
         }
     }

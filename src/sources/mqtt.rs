@@ -217,6 +217,12 @@ fn valid_filter(filter: &str) -> bool {
         })
 }
 
+/// The client id of instance `instance` on host `hostname` without a `client_id` key:
+/// `pipit-<instance>-<hostname>`, shortened as [`client::default_client_id`] does.
+fn default_client_id(instance: &str, hostname: &str) -> String {
+    client::default_client_id(&format!("{instance}-{hostname}"))
+}
+
 impl Build for MqttSource {
     type Settings = MqttSourceSpec;
 
@@ -225,12 +231,7 @@ impl Build for MqttSource {
         let (stop, stopped) = bounded(0);
         let mut listening = spec.clone();
         if listening.session.client_id.is_empty() {
-            let name = format!(
-                "{}-{}",
-                ctx.instance,
-                crate::config::agent::system_hostname()
-            );
-            listening.session.client_id = client::default_client_id(&name);
+            listening.session.client_id = default_client_id(&ctx.instance, &ctx.hostname);
         }
         let log_target = super::log_target(&ctx.instance);
         let transport = match &spec.tls {
@@ -541,6 +542,29 @@ mod tests {
 
     fn spec(text: &str) -> Result<MqttSourceSpec, Vec<String>> {
         read_section(text, MqttSourceSpec::read)
+    }
+
+    #[test]
+    fn the_default_client_id_names_the_instance_and_the_events_host() {
+        let config = crate::config_file::parse(
+            "t.json",
+            r#"{"agent": {"hostname": "r1"}, "sources": [
+                {"type": "mqtt", "name": "sensors", "host": "b", "topics": ["a/#"]},
+                {"type": "mqtt", "name": "other", "host": "b", "topics": ["a/#"], "hostname": "gw.lan"}],
+                "outputs": [{"type": "stdout"}]}"#,
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        let cache = std::sync::Arc::new(crate::cache::Cache::in_memory());
+        let ctx = super::super::testing::context("minimal", &cache);
+        let ids: Vec<String> = config
+            .sources
+            .iter()
+            .map(|s| {
+                let ctx = ctx.for_source(s);
+                default_client_id(&ctx.instance, &ctx.hostname)
+            })
+            .collect();
+        assert_eq!(ids, ["pipit-sensors-r1", "pipit-other-gwlan"]);
     }
 
     fn message(topic: &str, payload: &str) -> Message {

@@ -109,7 +109,7 @@ impl SourceHandle {
         let shared = match handle.config.spec.placement() {
             Placement::OwnThread => None,
             Placement::Checks => Some(handle.ctx.checks.clone()),
-            Placement::Host => Some(handle.ctx.host.clone()),
+            Placement::Host => Some(handle.ctx.host_thread.clone()),
         };
         match shared {
             Some(thread) => handle.hosted = Some(thread.add(handle.runner(stop_rx))),
