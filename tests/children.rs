@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 
 use common::peers::{TempDir, wait_until};
 use common::pipit::{Agent, pipit, text};
+use common::sources::thread_names;
 
 const DEADLINE: Duration = Duration::from_secs(20);
 
@@ -459,16 +460,6 @@ fn an_exec_daemons_smaller_stack_holds_json_nested_as_deep_as_the_parser_takes()
     });
     agent.signal("TERM");
     assert_eq!(agent.wait_exit(DEADLINE).code(), Some(0));
-}
-
-/// The names of the threads of process `pid`.
-fn thread_names(pid: u32) -> Vec<String> {
-    fs::read_dir(format!("/proc/{pid}/task"))
-        .unwrap()
-        .flatten()
-        .filter_map(|t| fs::read_to_string(t.path().join("comm")).ok())
-        .map(|n| n.trim().to_owned())
-        .collect()
 }
 
 #[test]

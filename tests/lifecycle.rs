@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use common::peers::TempDir;
 use common::pipit::{Agent, collected, fixture, number_after};
+use common::sources::thread_names;
 
 const DEADLINE: Duration = Duration::from_secs(20);
 
@@ -231,16 +232,6 @@ fn idle_program_pages_are_unmapped_after_start_and_the_agent_runs_on() {
     agent.wait_stdout("more lines after the trim", DEADLINE, |lines| {
         lines.len() >= printed + 10
     });
-}
-
-/// The names of the threads of process `pid`.
-fn thread_names(pid: u32) -> Vec<String> {
-    fs::read_dir(format!("/proc/{pid}/task"))
-        .unwrap()
-        .flatten()
-        .filter_map(|t| fs::read_to_string(t.path().join("comm")).ok())
-        .map(|n| n.trim().to_owned())
-        .collect()
 }
 
 #[test]

@@ -72,12 +72,17 @@ pub fn value(events: &[Event], service: &str) -> f64 {
     }
 }
 
-/// How many threads of process `pid` are named `name` (as the kernel shows it: at most 15
-/// bytes).
-pub fn threads_named(pid: u32, name: &str) -> usize {
+/// The names of the threads of process `pid`, as the kernel shows them (at most 15 bytes).
+pub fn thread_names(pid: u32) -> Vec<String> {
     std::fs::read_dir(format!("/proc/{pid}/task"))
         .expect("/proc/PID/task lists the process's threads")
         .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("comm")).ok())
-        .filter(|comm| comm.trim_end() == name)
-        .count()
+        .map(|comm| comm.trim_end().to_owned())
+        .collect()
+}
+
+/// How many threads of process `pid` are named `name` (as the kernel shows it: at most 15
+/// bytes).
+pub fn threads_named(pid: u32, name: &str) -> usize {
+    thread_names(pid).iter().filter(|n| *n == name).count()
 }
