@@ -200,7 +200,7 @@ c_t0=$(ticks $CD); c_n0=$(nanos $CD); c_l0=$(lines "$WORK/collectd.out")
 p_t0=$(ticks $PP); p_n0=$(nanos $PP); p_l0=$(lines "$WORK/pipit.out")
 f_t0=$(ticks $FL); f_n0=$(nanos $FL)
 b_t0=0; b_n0=0; b_l0=0; b_t1=0; b_n1=0; b_l1=0
-if [ -n "$BEFORE" ]; then b_t0=$(ticks $PB); b_n0=$(nanos $PB); b_l0=$(lines "$WORK/pipit-before.out"); fi
+if [ -n "$BEFORE" ]; then b_t0=$(ticks "$PB"); b_n0=$(nanos "$PB"); b_l0=$(lines "$WORK/pipit-before.out"); fi
 per_thread $PP 1 > "$WORK/threads0"
 per_thread $CD 1 > "$WORK/cthreads0"
 start=$(date +%s.%N)
@@ -208,7 +208,7 @@ sleep "$DURATION"
 c_t1=$(ticks $CD); c_n1=$(nanos $CD); c_l1=$(lines "$WORK/collectd.out")
 p_t1=$(ticks $PP); p_n1=$(nanos $PP); p_l1=$(lines "$WORK/pipit.out")
 f_t1=$(ticks $FL); f_n1=$(nanos $FL)
-if [ -n "$BEFORE" ]; then b_t1=$(ticks $PB); b_n1=$(nanos $PB); b_l1=$(lines "$WORK/pipit-before.out"); fi
+if [ -n "$BEFORE" ]; then b_t1=$(ticks "$PB"); b_n1=$(nanos "$PB"); b_l1=$(lines "$WORK/pipit-before.out"); fi
 per_thread $PP 1 > "$WORK/threads1"
 per_thread $CD 1 > "$WORK/cthreads1"
 end=$(date +%s.%N)
