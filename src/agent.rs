@@ -353,14 +353,16 @@ mod tests {
     }
 
     /// A source that panics on its first `panics` collections (counted across rebuilds), or hangs
-    /// for `hang` on its first one, and otherwise emits one event named after itself.
+    /// for `hang` in collection `hang_at` (0: the first), and otherwise emits one event named after
+    /// itself, its collection's number (counted across rebuilds) as the value.
     #[derive(Debug, Default)]
     struct Scripted {
         panics: u64,
         hang: Duration,
+        hang_at: u64,
         runs: Arc<AtomicU64>,
-        /// Collections that returned.
-        ended: Arc<AtomicU64>,
+        /// Hangs that are over.
+        hangs_over: Arc<AtomicU64>,
     }
 
     impl SourceSpec for Scripted {
@@ -368,8 +370,9 @@ mod tests {
             Box::new(ScriptedSource {
                 panics: self.panics,
                 hang: self.hang,
+                hang_at: self.hang_at,
                 runs: self.runs.clone(),
-                ended: self.ended.clone(),
+                hangs_over: self.hangs_over.clone(),
             })
         }
     }
@@ -392,8 +395,9 @@ mod tests {
     struct ScriptedSource {
         panics: u64,
         hang: Duration,
+        hang_at: u64,
         runs: Arc<AtomicU64>,
-        ended: Arc<AtomicU64>,
+        hangs_over: Arc<AtomicU64>,
     }
 
     impl Source for ScriptedSource {
@@ -402,11 +406,11 @@ mod tests {
             if run < self.panics {
                 panic!("scripted panic {run}");
             }
-            if run == 0 && !self.hang.is_zero() {
+            if run == self.hang_at && !self.hang.is_zero() {
                 std::thread::sleep(self.hang);
+                self.hangs_over.fetch_add(1, Ordering::SeqCst);
             }
             emit.metric("tick", run as i64);
-            self.ended.fetch_add(1, Ordering::SeqCst);
             Ok(())
         }
 
@@ -623,15 +627,28 @@ mod tests {
         );
     }
 
+    /// The values of the events named `service` that were kept, in order.
+    fn values(kept: &Arc<Mutex<Vec<Event>>>, service: &str) -> Vec<i64> {
+        kept.lock()
+            .unwrap()
+            .iter()
+            .filter(|e| e.service == service)
+            .filter_map(|e| match e.metric {
+                Some(crate::Metric::Int(v)) => Some(v),
+                _ => None,
+            })
+            .collect()
+    }
+
     #[test]
     fn a_source_hung_on_the_host_thread_moves_to_its_own_and_the_others_to_a_fresh_host_thread() {
         let kept = Arc::new(Mutex::new(Vec::new()));
-        let (slow_runs, slow_ended) = (Arc::default(), Arc::<AtomicU64>::default());
+        let hangs_over = Arc::<AtomicU64>::default();
         let steady_runs = Arc::<AtomicU64>::default();
         let slow = Scripted {
             hang: Duration::from_secs(3),
-            runs: slow_runs,
-            ended: slow_ended.clone(),
+            hang_at: 2,
+            hangs_over: hangs_over.clone(),
             ..Default::default()
         };
         let steady = Scripted {
@@ -640,42 +657,42 @@ mod tests {
         };
         let cfg = config(
             vec![
-                placed("slow", Placement::Host, slow),
                 placed("steady", Placement::Host, steady),
+                placed("slow", Placement::Host, slow),
             ],
             &kept,
             Duration::from_millis(10),
         );
         let mut agent = Agent::start(cfg).unwrap();
-        let slow_stats = agent.sources[0].stats.clone();
-        assert_eq!(agent.sources[0].threads_alive(), 0, "on the host thread");
-        // The slow source hangs for 3 s in its first collection, holding the host thread; past its
-        // 300 ms timeout the watchdog moves it to a thread of its own, and the steady one (which
-        // waits behind it meanwhile) to a fresh host thread: both tick while the hang lasts.
+        let slow_stats = agent.sources[1].stats.clone();
+        assert_eq!(agent.sources[1].threads_alive(), 0, "on the host thread");
+        // The slow source hangs for 3 s in its third collection, holding the host thread (and the
+        // steady one's collection of the same round, made before it); past its 300 ms timeout the
+        // watchdog moves it to a thread of its own, and the steady one (which waits behind it
+        // meanwhile) to a fresh host thread: both tick while the hang lasts.
         wait_for("both to tick again", Duration::from_secs(10), || {
             agent.watch();
-            count(&kept, "slow.tick") >= 3 && count(&kept, "steady.tick") >= 10
+            count(&kept, "slow.tick") >= 4 && count(&kept, "steady.tick") >= 15
         });
         assert_eq!(
-            slow_ended.load(Ordering::SeqCst),
-            count(&kept, "slow.tick") as u64,
+            hangs_over.load(Ordering::SeqCst),
+            0,
             "the hung collection has not returned yet"
         );
         assert_eq!(slow_stats.restarts.load(Ordering::SeqCst), 1);
-        assert_eq!(agent.sources[0].threads_alive(), 1, "a thread of its own");
+        assert_eq!(agent.sources[1].threads_alive(), 1, "a thread of its own");
         assert_eq!(
-            agent.sources[1].threads_alive(),
+            agent.sources[0].threads_alive(),
             0,
             "still on a shared thread"
         );
-        // Once the hung collection returns, its event (metric 0) is not sent, and the given-up
-        // thread ends without collecting anything more: the steady source ticks on, once per tick.
-        let returned =
-            |ended: &AtomicU64| ended.load(Ordering::SeqCst) > count(&kept, "slow.tick") as u64;
+        // Once the hung collection returns, its event is not sent, what the steady source
+        // collected before it in that round is (late: no collection is lost), and the given-up
+        // thread ends without collecting anything more: the steady source ticks on, once a tick.
         wait_for(
             "the hung collection to return",
             Duration::from_secs(10),
-            || returned(&slow_ended),
+            || hangs_over.load(Ordering::SeqCst) == 1,
         );
         let steady_before = steady_runs.load(Ordering::SeqCst);
         wait_for(
@@ -683,19 +700,19 @@ mod tests {
             Duration::from_secs(10),
             || steady_runs.load(Ordering::SeqCst) >= steady_before + 10,
         );
-        let steady_sent = count(&kept, "steady.tick") as u64;
-        assert!(
-            steady_sent + 2 >= steady_runs.load(Ordering::SeqCst),
-            "the steady source collected more often than it sent: twice per tick?"
-        );
-        let zeros = kept
-            .lock()
-            .unwrap()
-            .iter()
-            .filter(|e| e.service == "slow.tick" && e.metric == Some(crate::Metric::Int(0)))
-            .count();
-        assert_eq!(zeros, 0, "the hung collection's late result was sent");
         agent.stop();
+        let mut steady = values(&kept, "steady.tick");
+        steady.sort_unstable();
+        let runs = steady_runs.load(Ordering::SeqCst) as i64;
+        assert_eq!(
+            steady,
+            (0..runs).collect::<Vec<_>>(),
+            "each collection sent once"
+        );
+        assert!(
+            !values(&kept, "slow.tick").contains(&2),
+            "the hung collection's late result was sent"
+        );
     }
 
     #[test]

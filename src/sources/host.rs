@@ -36,15 +36,18 @@ fn run(orders: Receiver<Order>, lease: Lease) {
     loop {
         // Every instance due, in turn; one that came due while the others were collected too.
         let mut gone = Vec::new();
+        let mut given_up = false;
         let mut i = 0;
-        while i < entries.len() {
+        while i < entries.len() && !given_up {
             let now = Instant::now();
             let entry = &mut entries[i].1;
             if entry.due() <= now {
                 entry.resume(now);
                 match entry.runner.collect(entry.source.as_mut()) {
                     Some(collected) => round.push((i, collected)),
-                    None if lease.given_up() => return,
+                    // This collection hung and the thread was given up: what the others
+                    // collected before it is still sent (late), then the thread ends.
+                    None if lease.given_up() => given_up = true,
                     // Replaced or stopped meanwhile: its handle has let it go.
                     None => gone.push(i),
                 }
@@ -75,6 +78,9 @@ fn run(orders: Receiver<Order>, lease: Lease) {
             if !kept {
                 gone.push(i);
             }
+        }
+        if given_up {
+            return;
         }
         gone.sort_unstable();
         for i in gone.into_iter().rev() {
