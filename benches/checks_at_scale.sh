@@ -3,11 +3,13 @@
 # `max_checks` (4), run as each user of USERS in turn (as root: `nobody`, then pipit's own user).
 # Counts, per 10 s round, the runs that happened and the runs skipped for want of a slot, and
 # reads the supervisor thread's CPU per run and the agent's resident memory per source, over
-# ROUNDS rounds after a first interval (when every source has run once). Beside them, in the same
+# ROUNDS rounds after a first interval (when every source has run once), and the CPU the checks
+# themselves used per run (the agent's reaped children, cutime + cstime). Beside them, in the same
 # run: the floor of a start (benches/spawn_floor.c, compiled here: posix_spawn + waitpid of
 # /bin/true from a small process, its own CPU per start), the floor of a supervised start (the
-# same program starting /bin/true as pipit starts a check: pipes, its own process group, through
-# pipit's `pipit-child` as the check's user, a pidfd, the group killed, the leader reaped), and an
+# same program starting /bin/true as pipit starts a check: pipes, a clone(2) sharing its memory
+# until the exec, the child's own process group, switch to the check's user and death signal, a
+# pidfd, the group killed, the leader reaped), and an
 # agent with no source at all.
 #
 #   benches/checks_at_scale.sh                 # N = 100, 300 and 1000, 3 rounds each
@@ -53,6 +55,8 @@ supervisor_ns() {
 }
 
 rss_kib() { awk '/^VmRSS:/ { print $2 }' "/proc/$1/status"; }
+# CPU time of the children the agent has reaped (cutime + cstime), in clock ticks.
+children_ticks() { sed 's/.*) //' "/proc/$1/stat" | awk '{ print $14 + $15 }'; }
 
 # config N USER: N exec sources, checks run as USER ('' for pipit's own).
 config() {
@@ -70,8 +74,8 @@ floor() { "$DIR/spawn_floor" "$FLOOR_STARTS"; }
 # supervised_floor USER: as pipit starts a check as USER ('' for pipit's own).
 supervised_floor() {
     local as=-
-    [ -n "$1" ] && as="$(id -u "$1"):$(id -g "$1"):"
-    "$DIR/spawn_floor" "$FLOOR_STARTS" "$(realpath "$PIPIT")" "$as"
+    [ -n "$1" ] && as="$(id -u "$1"):$(id -g "$1")"
+    "$DIR/spawn_floor" "$FLOOR_STARTS" "$as"
 }
 mean() { echo "$1 $2" | awk '{ print ($1 + $2) / 2 }'; }
 
@@ -81,8 +85,8 @@ for user in $USERS; do
     user=${user//\'/}
     supervised_before[${user:-own}]=$(supervised_floor "$user")
 done
-printf '%8s %10s %11s %14s %24s %15s\n' sources "run as" "runs/round" "skipped/round" \
-    "supervisor CPU per run" "RSS per source"
+printf '%8s %10s %11s %14s %24s %15s %22s\n' sources "run as" "runs/round" "skipped/round" \
+    "supervisor CPU per run" "RSS per source" "children's CPU per run"
 for n in $COUNTS; do
     for user in $USERS; do
         user=${user//\'/}
@@ -96,15 +100,18 @@ for n in $COUNTS; do
         sleep 11
         t0=$(date +%s)
         before=$(supervisor_ns "$pid")
+        children_before=$(children_ticks "$pid")
         sleep $((ROUNDS * 10))
         after=$(supervisor_ns "$pid")
+        children_after=$(children_ticks "$pid")
         t1=$(date +%s)
         rss=$(rss_kib "$pid")
         rss_empty=$(rss_kib "$empty")
         kill "$pid" "$empty"; wait "$pid" || true; wait "$empty" || true
         PIDS=()
         awk -v t0="$t0" -v t1="$t1" -v rounds="$ROUNDS" -v n="$n" -v ns=$((after - before)) \
-            -v user="${user:-own}" -v rss=$((rss - rss_empty)) '
+            -v user="${user:-own}" -v rss=$((rss - rss_empty)) -v hz="$(getconf CLK_TCK)" \
+            -v children=$((children_after - children_before)) '
             $1 ~ /\.exit_code$/ && $3 >= t0 && $3 < t1 { runs++ }
             $1 ~ /\.skipped$/ {
                 if ($3 < t0) start[$1] = $2
@@ -112,8 +119,9 @@ for n in $COUNTS; do
             }
             END {
                 for (k in end) skipped += end[k] - start[k]
-                printf "%8d %10s %11.0f %14.0f %21.3f ms %11.1f KiB\n", n, user, runs / rounds,
-                    skipped / rounds, runs ? ns / 1e6 / runs : 0, rss / n
+                printf "%8d %10s %11.0f %14.0f %21.3f ms %11.1f KiB %19.3f ms\n", n, user,
+                    runs / rounds, skipped / rounds, runs ? ns / 1e6 / runs : 0, rss / n,
+                    runs ? children * 1000 / hz / runs : 0
             }' "$DIR/out" | tee -a "$DIR/table"
     done
 done

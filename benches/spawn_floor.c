@@ -5,20 +5,27 @@
  *
  *   spawn_floor N              N posix_spawn(3) of /bin/true, each waited for with waitpid(2):
  *                              a start and nothing else (no pipes, no process group, no timeout)
- *   spawn_floor N PIPIT USER   N supervised starts of /bin/true as pipit starts a check: two
- *                              pipes for stdout and stderr, /dev/null as stdin, a process group
- *                              of its own, started as PIPIT in its `pipit-child` mode (which
- *                              switches to USER, "UID:GID:" or "-", and execs the command), a
- *                              pidfd for its end, poll(2) until both pipes close and the pidfd is
- *                              ready, the group killed, the leader reaped
+ *   spawn_floor N USER         N supervised starts of /bin/true as pipit starts a check: two
+ *                              pipes for stdout and stderr, /dev/null as stdin, every signal
+ *                              blocked around a clone(2) that shares this process's memory until
+ *                              the child's exec (CLONE_VM | CLONE_VFORK, on a stack kept for it,
+ *                              with CLONE_PIDFD for its end), the child resetting signal handlers,
+ *                              making a process group of its own, taking its descriptors,
+ *                              switching to USER ("UID:GID", or "-" to stay) with the raw
+ *                              setgroups, setgid and setuid calls, asking for SIGKILL at its
+ *                              parent's end and execing; then poll(2) until both pipes close and
+ *                              the pidfd is ready, the group killed, the leader reaped
  */
 #define _GNU_SOURCE
 #include <fcntl.h>
 #include <poll.h>
+#include <sched.h>
+#include <sys/prctl.h>
 #include <signal.h>
 #include <spawn.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -57,34 +64,59 @@ static int drain(struct pollfd *p) {
     return 1;
 }
 
-static int supervised(int null, char *pipit, char **argv) {
+struct job {
+    int null, out, err;
+    uid_t uid;
+    gid_t gid;
+    int switch_user;
+    pid_t parent;
+};
+
+static char stack[64 * 1024] __attribute__((aligned(16)));
+
+static int child(void *arg) {
+    struct job *job = arg;
+    char *argv[] = {"true", NULL};
+    for (int sig = 1; sig < SIGRTMAX + 1; sig++) {
+        struct sigaction action;
+        if (sigaction(sig, NULL, &action) != 0) continue;
+        if (action.sa_handler != SIG_DFL && action.sa_handler != SIG_IGN) {
+            struct sigaction dfl = {.sa_handler = SIG_DFL};
+            sigaction(sig, &dfl, NULL);
+        }
+    }
+    if (setpgid(0, 0) || dup2(job->null, 0) < 0 || dup2(job->out, 1) < 0 || dup2(job->err, 2) < 0)
+        _exit(127);
+    if (job->switch_user && (syscall(SYS_setgroups, 0, NULL) || syscall(SYS_setgid, job->gid) ||
+                             syscall(SYS_setuid, job->uid)))
+        _exit(127);
+    if (prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0) || getppid() != job->parent) _exit(127);
+    sigset_t none;
+    sigemptyset(&none);
+    sigprocmask(SIG_SETMASK, &none, NULL);
+    execve("/bin/true", argv, environ);
+    _exit(127);
+}
+
+static int supervised(struct job *job) {
     int out[2], err[2];
     if (pipe2(out, O_CLOEXEC) || pipe2(err, O_CLOEXEC)) {
         perror("pipe2");
         return -1;
     }
-    posix_spawn_file_actions_t actions;
-    posix_spawn_file_actions_init(&actions);
-    posix_spawn_file_actions_adddup2(&actions, null, 0);
-    posix_spawn_file_actions_adddup2(&actions, out[1], 1);
-    posix_spawn_file_actions_adddup2(&actions, err[1], 2);
-    posix_spawnattr_t attr;
-    posix_spawnattr_init(&attr);
-    posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETPGROUP);
-    posix_spawnattr_setpgroup(&attr, 0);
-    pid_t pid;
-    int e = posix_spawn(&pid, pipit, &actions, &attr, argv, environ);
-    posix_spawn_file_actions_destroy(&actions);
-    posix_spawnattr_destroy(&attr);
+    job->out = out[1];
+    job->err = err[1];
+    sigset_t all, old;
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, &old);
+    int pidfd = -1;
+    pid_t pid = clone(child, stack + sizeof stack, CLONE_VM | CLONE_VFORK | CLONE_PIDFD | SIGCHLD,
+                      job, &pidfd);
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
     close(out[1]);
     close(err[1]);
-    if (e != 0) {
-        fprintf(stderr, "posix_spawn %s failed: %d\n", pipit, e);
-        return -1;
-    }
-    int pidfd = syscall(SYS_pidfd_open, pid, 0);
-    if (pidfd < 0) {
-        perror("pidfd_open");
+    if (pid < 0 || pidfd < 0) {
+        perror("clone");
         return -1;
     }
     struct pollfd fds[3] = {{out[0], POLLIN, 0}, {err[0], POLLIN, 0}, {pidfd, POLLIN, 0}};
@@ -104,7 +136,7 @@ static int supervised(int null, char *pipit, char **argv) {
         }
     }
     if (status != 0) {
-        fprintf(stderr, "/bin/true through %s did not exit 0 (status %d)\n", pipit, status);
+        fprintf(stderr, "/bin/true did not exit 0 (status %d)\n", status);
         return -1;
     }
     return 0;
@@ -112,18 +144,23 @@ static int supervised(int null, char *pipit, char **argv) {
 
 int main(int argc, char **argv) {
     int n = argc > 1 ? atoi(argv[1]) : 2000;
-    char *pipit = argc > 3 ? argv[2] : NULL;
-    char parent[16];
-    snprintf(parent, sizeof parent, "%d", (int)getpid());
-    char *trampoline[] = {"pipit-child", parent, pipit ? argv[3] : "-", "/bin/true", NULL};
-    int null = open("/dev/null", O_RDONLY | O_CLOEXEC);
-    if (null < 0) {
+    int is_supervised = argc > 2;
+    struct job job = {.parent = getpid()};
+    if (is_supervised && strcmp(argv[2], "-") != 0) {
+        job.switch_user = 1;
+        if (sscanf(argv[2], "%u:%u", &job.uid, &job.gid) != 2) {
+            fprintf(stderr, "USER is UID:GID or -\n");
+            return 2;
+        }
+    }
+    job.null = open("/dev/null", O_RDONLY | O_CLOEXEC);
+    if (job.null < 0) {
         perror("/dev/null");
         return 1;
     }
     double start = cpu_seconds();
     for (int i = 0; i < n; i++) {
-        if ((pipit ? supervised(null, pipit, trampoline) : bare()) != 0) return 1;
+        if ((is_supervised ? supervised(&job) : bare()) != 0) return 1;
     }
     printf("%.4f\n", (cpu_seconds() - start) / n * 1e3);
     return 0;

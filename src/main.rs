@@ -95,7 +95,7 @@ fn parse_args(mut argv: impl Iterator<Item = String>) -> Result<Args, String> {
 }
 
 fn main() -> ExitCode {
-    pipit::supervisor::serve_if_asked();
+    pipit::supervisor::claim_every_child();
     let argv: Vec<String> = std::env::args().skip(1).collect();
     if argv.iter().any(|a| a == "-h" || a == "--help") {
         print!("{HELP}");

@@ -254,8 +254,8 @@ fn a_hanging_check_dies_with_a_sigkilled_agent(
 #[test]
 fn a_check_run_as_another_user_dies_with_a_sigkilled_agent() {
     let (uid, gid, groups) = a_hanging_check_dies_with_a_sigkilled_agent("sigkill-check", "{}");
-    // Started through the trampoline (the check is the agent's child, found above by its name
-    // `sleep`), which switched its user before the exec.
+    // The check is the agent's child, found above by its name `sleep`: it switched its user
+    // itself before its exec.
     if let (true, Some((nobody_uid, nobody_gid))) = (root(), nobody()) {
         assert_eq!(uid, [nobody_uid; 4]);
         assert_eq!(gid, [nobody_gid; 4]);
@@ -265,7 +265,7 @@ fn a_check_run_as_another_user_dies_with_a_sigkilled_agent() {
 
 #[test]
 fn a_check_run_as_the_agents_own_user_dies_with_a_sigkilled_agent() {
-    // No default user: the check runs as the agent's own, started through the trampoline.
+    // No default user: the check runs as the agent's own, and dies with it all the same.
     let (uid, _, _) = a_hanging_check_dies_with_a_sigkilled_agent("sigkill-own", r#"{"user": ""}"#);
     assert_eq!(uid[0], fs::metadata("/proc/self").map(|m| m.uid()).unwrap());
 }

@@ -14,7 +14,6 @@ mod config;
 mod process;
 mod spawn;
 mod thread;
-mod trampoline;
 
 use std::collections::BTreeMap;
 use std::fmt::{self, Write as _};
@@ -22,7 +21,7 @@ use std::io::{self, Write};
 use std::os::unix::net::UnixStream;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime};
 
@@ -36,7 +35,21 @@ pub use capture::Captured;
 pub use command::read as read_command;
 pub use config::{SupervisorConfig, read as read_config};
 pub use process::Exit;
-pub use trampoline::serve_if_asked;
+
+/// Set by [`claim_every_child`].
+static OWNS_EVERY_CHILD: AtomicBool = AtomicBool::new(false);
+
+/// Call first in pipit's `main`: says that every child of this process is the supervisor's, so a
+/// child it does not know is a descendant of one of them that pipit, their subreaper, adopted and
+/// may reap. A program embedding the supervisor may start children of its own and does not call it.
+pub fn claim_every_child() {
+    OWNS_EVERY_CHILD.store(true, Ordering::Relaxed);
+}
+
+/// True when [`claim_every_child`] was called.
+fn owns_every_child() -> bool {
+    OWNS_EVERY_CHILD.load(Ordering::Relaxed)
+}
 
 /// What to run and how.
 #[derive(Debug, Clone, PartialEq, Eq)]

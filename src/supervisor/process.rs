@@ -8,7 +8,6 @@
 
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::os::unix::process::ExitStatusExt;
-use std::process::Child;
 use std::time::{Duration, Instant};
 
 use super::capture::Pipe;
@@ -63,7 +62,6 @@ pub struct Ended {
 /// A running child, the leader of its own process group.
 #[derive(Debug)]
 pub struct Process {
-    child: Child,
     pid: u32,
     /// The read end of its stdout.
     pub stdout: Pipe,
@@ -77,6 +75,8 @@ pub struct Process {
     timed_out: bool,
     closed_at: Option<Instant>,
     exit_notifier: Option<OwnedFd>,
+    /// Set when poll(2) found the exit notifier ready: the child has ended.
+    exit_seen: bool,
 }
 
 impl Process {
@@ -87,12 +87,10 @@ impl Process {
         timeout: Option<Duration>,
         grace: Duration,
     ) -> Process {
-        let pid = spawned.child.id();
         Process {
-            child: spawned.child,
-            pid,
-            stdout: Pipe::new(spawned.stdout),
-            stderr: Pipe::new(spawned.stderr),
+            pid: spawned.pid,
+            stdout: Pipe::new(Some(spawned.stdout)),
+            stderr: Pipe::new(Some(spawned.stderr)),
             started,
             deadline: timeout.map(|t| started + t),
             grace,
@@ -100,7 +98,8 @@ impl Process {
             killed: false,
             timed_out: false,
             closed_at: None,
-            exit_notifier: sys::exit_notifier(pid),
+            exit_notifier: spawned.exit_notifier,
+            exit_seen: false,
         }
     }
 
@@ -112,6 +111,11 @@ impl Process {
     /// A descriptor that becomes readable when the child ends, where the kernel offers one.
     pub fn exit_fd(&self) -> Option<RawFd> {
         self.exit_notifier.as_ref().map(|fd| fd.as_raw_fd())
+    }
+
+    /// Records that poll(2) found [`Process::exit_fd`] ready.
+    pub fn exit_seen(&mut self) {
+        self.exit_seen = true;
     }
 
     /// Sends SIGTERM to the group now and SIGKILL after the grace period, or at `latest` if that
@@ -142,12 +146,18 @@ impl Process {
         if self.closed_at.is_none() && self.stdout.is_closed() && self.stderr.is_closed() {
             self.closed_at = Some(now);
         }
-        // Its end first: a child that ended just before its deadline did not time out.
-        let exited = sys::has_exited(self.pid).unwrap_or_else(|e| {
-            // Only if another part of the program reaped it; `wait` below then says so at once.
-            log::warn!(target: "supervisor", "cannot check child {}: {e}", self.pid);
-            true
-        });
+        // Its end first: a child that ended just before its deadline did not time out. Where the
+        // kernel notifies the end, what the last poll saw is enough, unless a timer is due.
+        let due = (self.deadline.is_some_and(|d| now >= d) && !self.timed_out)
+            || self.kill_at.is_some_and(|k| now >= k);
+        let exited = self.exit_seen
+            || ((self.exit_notifier.is_none() || due)
+                && sys::has_exited(self.pid).unwrap_or_else(|e| {
+                    // Only if another part of the program reaped it; the wait below then says so
+                    // at once.
+                    log::warn!(target: "supervisor", "cannot check child {}: {e}", self.pid);
+                    true
+                }));
         if !exited {
             if self.deadline.is_some_and(|d| now >= d) && !self.timed_out {
                 self.timed_out = true;
@@ -163,7 +173,7 @@ impl Process {
         let duration = now.saturating_duration_since(self.started);
         // The leader is a zombie: its id still names the group. Nothing may outlive it.
         self.signal(Signal::Kill);
-        let exit = match self.child.wait() {
+        let exit = match sys::wait_for(self.pid) {
             Ok(status) => status
                 .code()
                 .map(Exit::Code)

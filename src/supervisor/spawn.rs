@@ -1,101 +1,144 @@
 //! Starting a child: argv without a shell, its own process group, no stdin, piped output, and the
 //! user and group it runs as.
 
+use std::borrow::Cow;
+use std::ffi::{CString, OsStr, OsString};
 use std::fs::File;
 use std::io;
-use std::os::fd::OwnedFd;
-use std::os::unix::process::CommandExt;
-use std::process::{Child, Stdio};
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
+use std::path::Path;
+use std::sync::OnceLock;
 
 use super::Command;
 use super::account::Account;
-use super::trampoline::{self, RunAs};
+use crate::sys::{self, Credentials, Plan, StartStep};
+
+/// Where a program without a `/` is looked for when the environment has no `PATH`, as execvp(3).
+const DEFAULT_PATH: &str = "/bin:/usr/bin";
 
 /// A started child with the read ends of its stdout and stderr.
 #[derive(Debug)]
 pub struct Spawned {
-    /// The child; its pid is also its process group id.
-    pub child: Child,
+    /// Its process id, which is also its process group id.
+    pub pid: u32,
+    /// A descriptor that becomes readable when it ends, where the kernel offers one.
+    pub exit_notifier: Option<OwnedFd>,
     /// The read end of its stdout.
-    pub stdout: Option<File>,
+    pub stdout: File,
     /// The read end of its stderr.
-    pub stderr: Option<File>,
-    /// True when it was started through the [`trampoline`], whose failures before the exec
-    /// [`not_started`] reads from its stderr.
-    pub through_trampoline: bool,
+    pub stderr: File,
 }
 
-/// Starts `command` with a copy of `null` (`/dev/null`, held open by the supervisor: a copy costs
-/// less than a path lookup) as its stdin; `default_user` applies when pipit is root and the
-/// command names no user.
+/// Starts `command` with `null` (`/dev/null`, held open by the supervisor above the standard
+/// descriptors: [`sys::above_stdio`]) as its stdin;
+/// `default_user` applies when pipit is root and the command names no user.
 ///
 /// The child leads a new process group (so the whole group can be signalled), reads an empty
-/// stdin, and inherits no descriptor but its three standard ones (std opens all of pipit's
-/// close-on-exec, and the supervisor marks the ones pipit inherited at start).
-///
-/// Every child is killed when the calling thread ends, so a SIGKILLed pipit leaves no daemon behind
-/// to be started twice and no check running on: call it only from the supervisor thread. A check
-/// goes through the [`trampoline`], which also switches its user and groups, so that std can
-/// posix_spawn(3) it: a tenth of the cost of a fork(2) of a process with hundreds of threads
-/// (BENCHMARKS.md). A daemon (started seldom), and a check where the trampoline is not available
-/// (a program embedding the supervisor, no `/proc`), asks for both in the child, which makes std
-/// fork(2); such a check as pipit's own user is started directly and is not tied to pipit's life.
+/// stdin, and inherits no descriptor but its three standard ones (pipit opens all of its own
+/// close-on-exec, and the supervisor marks the ones pipit inherited at start). It is started
+/// without a copy of pipit ([`sys::start`]), switches its user and groups itself before its exec,
+/// and is killed when the calling thread ends, so a SIGKILLed pipit leaves no daemon behind to be
+/// started twice and no check running on: call it only from the supervisor thread.
 pub fn spawn(
     command: &Command,
     null: &File,
     default_user: Option<&Account>,
     root: bool,
 ) -> io::Result<Spawned> {
-    let Some((program, args)) = command.argv.split_first() else {
+    let user = user(command, default_user, root);
+    let credentials = run_as(command, user, root).map_err(|e| explain(e, command, user, root))?;
+    let Some((program, _)) = command.argv.split_first() else {
         return Err(io::Error::new(io::ErrorKind::InvalidInput, "empty command"));
     };
-    let user = user(command, default_user, root);
-    let run_as = run_as(command, user, root).map_err(|e| explain(e, command, user, root))?;
-    let through_trampoline = if command.timeout.is_some() {
-        trampoline::wrap(program, args, &run_as)
-    } else {
-        None
+    let (stdout, stdout_w) = sys::pipe()?;
+    let (stderr, stderr_w) = sys::pipe()?;
+    let plan = Plan {
+        programs: programs(program, command)?,
+        argv: command
+            .argv
+            .iter()
+            .map(|a| c_string(a.as_bytes().to_vec()))
+            .collect::<io::Result<_>>()?,
+        env: environment(command)?,
+        stdio: [null.as_raw_fd(), stdout_w.as_raw_fd(), stderr_w.as_raw_fd()],
+        cwd: match &command.cwd {
+            Some(dir) => Some(c_string(dir.as_os_str().as_bytes().to_vec())?),
+            None => None,
+        },
+        credentials,
     };
-    let trampoline = through_trampoline.is_some();
-    let mut cmd = match through_trampoline {
-        // Its exec's failures (no such program, not executable, not by this user) come back
-        // from the trampoline: see `not_started`.
-        Some(cmd) => cmd,
-        None => {
-            let mut cmd = std::process::Command::new(program);
-            cmd.args(args);
-            if command.timeout.is_none() || run_as != RunAs::Same {
-                crate::sys::die_with_parent(&mut cmd);
-            }
-            match &run_as {
-                RunAs::Same => {}
-                RunAs::Group(gid) => {
-                    cmd.gid(*gid);
-                }
-                // std sets the group first and drops supplementary groups when pipit is root.
-                RunAs::User { uid, gid, .. } => {
-                    cmd.gid(*gid).uid(*uid);
-                }
-            }
-            cmd
-        }
-    };
-    cmd.envs(&command.env)
-        .stdin(Stdio::from(null.try_clone()?))
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .process_group(0);
-    if let Some(dir) = &command.cwd {
-        cmd.current_dir(dir);
-    }
-    let mut child = cmd.spawn().map_err(|e| explain(e, command, user, root))?;
-    let stdout = child.stdout.take().map(|p| File::from(OwnedFd::from(p)));
-    let stderr = child.stderr.take().map(|p| File::from(OwnedFd::from(p)));
+    let started = sys::start(&plan).map_err(|e| failed(e, command, user, root))?;
     Ok(Spawned {
-        child,
-        stdout,
-        stderr,
-        through_trampoline: trampoline,
+        pid: started.pid,
+        exit_notifier: started.exit_notifier,
+        stdout: File::from(stdout),
+        stderr: File::from(stderr),
+    })
+}
+
+/// The paths to try for `program`: itself when it names a path, else the program in each
+/// directory of the command's `PATH` (pipit's own unless the command sets it), in order.
+fn programs(program: &str, command: &Command) -> io::Result<Vec<CString>> {
+    if program.contains('/') {
+        return Ok(vec![c_string(program.as_bytes().to_vec())?]);
+    }
+    let path = match command.env.get("PATH") {
+        Some(path) => OsString::from(path),
+        None => std::env::var_os("PATH").unwrap_or_else(|| DEFAULT_PATH.into()),
+    };
+    std::env::split_paths(&path)
+        .map(|dir| {
+            let dir = if dir.as_os_str().is_empty() {
+                Path::new(".")
+            } else {
+                dir.as_path()
+            };
+            c_string(dir.join(program).into_os_string().into_vec())
+        })
+        .collect()
+}
+
+/// pipit's environment with the command's variables added or replaced: pipit's own, made once
+/// (pipit never changes its environment), when the command adds none.
+fn environment(command: &Command) -> io::Result<Cow<'static, [CString]>> {
+    static OWN: OnceLock<Vec<CString>> = OnceLock::new();
+    let entry = |name: OsString, value: &OsStr| {
+        let mut entry = name.into_vec();
+        entry.push(b'=');
+        entry.extend_from_slice(value.as_bytes());
+        c_string(entry)
+    };
+    if command.env.is_empty() {
+        if let Some(own) = OWN.get() {
+            return Ok(Cow::Borrowed(own));
+        }
+        let own = std::env::vars_os()
+            .map(|(name, value)| entry(name, &value))
+            .collect::<io::Result<Vec<_>>>()?;
+        return Ok(Cow::Borrowed(OWN.get_or_init(|| own)));
+    }
+    let inherited = std::env::vars_os().filter(|(name, _)| {
+        name.to_str()
+            .is_none_or(|name| !command.env.contains_key(name))
+    });
+    let own = command
+        .env
+        .iter()
+        .map(|(name, value)| (OsString::from(name), OsString::from(value)));
+    inherited
+        .chain(own)
+        .map(|(name, value)| entry(name, &value))
+        .collect::<io::Result<Vec<_>>>()
+        .map(Cow::Owned)
+}
+
+fn c_string(bytes: Vec<u8>) -> io::Result<CString> {
+    CString::new(bytes).map_err(|_| {
+        io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "an argument, variable or directory holds a NUL byte",
+        )
     })
 }
 
@@ -116,54 +159,49 @@ fn user<'a>(
 /// otherwise, and no supplementary group), or only the group. Not as root: pipit's own user, or
 /// another group of its own; another user is refused here (`PermissionDenied`), before anything
 /// is started.
-fn run_as(command: &Command, user: Option<&Account>, root: bool) -> io::Result<RunAs> {
+fn run_as(command: &Command, user: Option<&Account>, root: bool) -> io::Result<Credentials> {
     let gid = command.group.or(user.map(|a| a.gid));
     if root {
         return Ok(match (user, gid) {
-            (Some(account), Some(gid)) => RunAs::User {
+            (Some(account), Some(gid)) => Credentials::User {
                 uid: account.uid,
                 gid,
                 groups: Vec::new(),
             },
-            (None, Some(gid)) => RunAs::Group(gid),
-            _ => RunAs::Same,
+            (None, Some(gid)) => Credentials::Group(gid),
+            _ => Credentials::Same,
         });
     }
     if user.is_some_and(|a| a.uid != crate::sys::effective_uid()) {
         return Err(io::Error::from(io::ErrorKind::PermissionDenied));
     }
     Ok(match gid {
-        Some(gid) if gid != crate::sys::effective_gid() => RunAs::Group(gid),
-        _ => RunAs::Same,
+        Some(gid) if gid != crate::sys::effective_gid() => Credentials::Group(gid),
+        _ => Credentials::Same,
     })
 }
 
-/// Why a check started through the trampoline did not run, when it exited [`trampoline::CANNOT_RUN`] saying
-/// so on its `stderr`: the user could not be switched to, its program could not be executed, or
-/// pipit was gone. `None` when the command itself ran.
-pub fn not_started(
-    stderr: &[u8],
-    command: &Command,
-    default_user: Option<&Account>,
-    root: bool,
-) -> Option<String> {
-    let failure = trampoline::failure(stderr)?;
-    let user = user(command, default_user, root);
+/// The message for a child that could not be started, saying which step failed.
+fn failed(e: sys::StartError, command: &Command, user: Option<&Account>, root: bool) -> io::Error {
     let program = command.argv.first().map_or("", String::as_str);
-    let error = failure.error;
-    Some(match failure.step.as_str() {
-        "exec" => explain(error, command, user, root).to_string(),
-        "parent" => format!("cannot run {program}: pipit ended before it started ({error})"),
-        step => {
+    let error = e.error;
+    let why = match e.step {
+        StartStep::Exec | StartStep::Directory => return explain(error, command, user, root),
+        StartStep::Parent => format!("pipit ended before it started ({error})"),
+        StartStep::Switch(step) => {
             let who = match (user, command.group) {
                 (Some(a), Some(gid)) => format!("user {} (group id {gid})", a.name),
                 (Some(a), None) => format!("user {}", a.name),
                 (None, Some(gid)) => format!("group id {gid}"),
                 (None, None) => "its user".to_owned(),
             };
-            format!("cannot run {program}: cannot switch to {who}: {step} failed: {error}")
+            format!("cannot switch to {who}: {} failed: {error}", step.name())
         }
-    })
+        StartStep::Clone => format!("no process could be made: {error}"),
+        StartStep::ProcessGroup => format!("no process group of its own: {error}"),
+        StartStep::Descriptors => format!("its standard descriptors: {error}"),
+    };
+    io::Error::new(error.kind(), format!("cannot run {program}: {why}"))
 }
 
 fn explain(e: io::Error, command: &Command, user: Option<&Account>, root: bool) -> io::Error {

@@ -14,9 +14,8 @@ use crossbeam_channel::{Receiver, Sender, TryRecvError, TrySendError};
 
 use super::capture::{Captured, Lines};
 use super::process::{EXIT_TICK, Ended, Lingering, Process};
-use super::spawn::{not_started, spawn};
-use super::trampoline;
-use super::{Command, DaemonEvent, Exit, Finished, Request, SpawnError, SupervisorConfig};
+use super::spawn::spawn;
+use super::{Command, DaemonEvent, Finished, Request, SpawnError, SupervisorConfig};
 use crate::sys::{self, PollFd};
 use crate::telemetry::add;
 
@@ -49,8 +48,10 @@ enum Stream {
 #[derive(Debug, Clone, Copy)]
 enum Owner {
     Wake,
-    /// A child's exit notifier: being ready is all it says.
-    Exit,
+    /// A child's exit notifier: being ready says it has ended.
+    CheckExit(usize),
+    DaemonExit(usize),
+    StoppingExit(usize),
     Check(usize, Stream),
     Daemon(usize, Stream),
     Stopping(usize, Stream),
@@ -73,12 +74,9 @@ impl Queued {
 
 struct Check {
     key: String,
-    command: Arc<Command>,
     reply: Sender<Result<Finished, SpawnError>>,
     process: Process,
     output: Output,
-    /// Started through the trampoline, whose own failures are read back from its stderr.
-    through_trampoline: bool,
 }
 
 /// What a check wrote, each pipe up to the command's `max_output`.
@@ -351,7 +349,6 @@ impl Worker {
                 .and_then(|null| spawn(&q.command, null, self.config.user.as_ref(), self.root));
             match spawned {
                 Ok(spawned) => {
-                    let through_trampoline = spawned.through_trampoline;
                     let process =
                         Process::new(spawned, started, q.command.timeout, q.command.kill_grace);
                     let output = Output {
@@ -361,11 +358,9 @@ impl Worker {
                     };
                     self.checks.push(Check {
                         key: q.key,
-                        command: q.command,
                         reply: q.reply,
                         process,
                         output,
-                        through_trampoline,
                     });
                 }
                 Err(e) => {
@@ -444,14 +439,6 @@ impl Worker {
                 check.output.take(stream, bytes)
             });
             self.lingering.add(ended.pgid);
-            if check.through_trampoline && ended.exit == Exit::Code(trampoline::CANNOT_RUN) {
-                let user = self.config.user.as_ref();
-                let bytes = &check.output.stderr.bytes;
-                if let Some(why) = not_started(bytes, &check.command, user, self.root) {
-                    let _ = check.reply.send(Err(SpawnError::NotStarted(why)));
-                    continue;
-                }
-            }
             let Ended {
                 exit,
                 timed_out,
@@ -542,7 +529,7 @@ impl Worker {
     /// would otherwise stay a zombie once it ends. Called when a child of pipit's own ended, so
     /// such zombies never outnumber what ended since the last end of a check or daemon.
     fn reap_orphans(&mut self) {
-        if !trampoline::owns_every_child() {
+        if !super::owns_every_child() {
             return;
         }
         for _ in 0..MAX_ORPHANS_REAPED {
@@ -587,9 +574,15 @@ impl Worker {
         }
         for (i, c) in self.checks.iter().enumerate() {
             next = next.min(c.process.next_check(now));
-            let wake = push_pipes(&mut self.fds, &mut self.owners, &c.process, now, |s| {
-                Owner::Check(i, s)
-            });
+            let process = &c.process;
+            let wake = push_pipes(
+                &mut self.fds,
+                &mut self.owners,
+                process,
+                now,
+                Owner::CheckExit(i),
+                |s| Owner::Check(i, s),
+            );
             next = wake.map_or(next, |w| w.min(next));
         }
         for (i, d) in self.daemons.iter().enumerate() {
@@ -597,9 +590,11 @@ impl Worker {
                 DaemonState::Running(running) => {
                     next = next.min(running.process.next_check(now));
                     let process = &running.process;
-                    let wake = push_pipes(&mut self.fds, &mut self.owners, process, now, |s| {
-                        Owner::Daemon(i, s)
-                    });
+                    let exit = Owner::DaemonExit(i);
+                    let wake =
+                        push_pipes(&mut self.fds, &mut self.owners, process, now, exit, |s| {
+                            Owner::Daemon(i, s)
+                        });
                     next = wake.map_or(next, |w| w.min(next));
                 }
                 DaemonState::Waiting { until } => next = next.min(*until),
@@ -607,9 +602,14 @@ impl Worker {
         }
         for (i, p) in self.stopping.iter().enumerate() {
             next = next.min(p.next_check(now));
-            push_pipes(&mut self.fds, &mut self.owners, p, now, |s| {
-                Owner::Stopping(i, s)
-            });
+            push_pipes(
+                &mut self.fds,
+                &mut self.owners,
+                p,
+                now,
+                Owner::StoppingExit(i),
+                |s| Owner::Stopping(i, s),
+            );
         }
         if !self.lingering.is_empty() {
             next = next.min(now + EXIT_TICK);
@@ -632,7 +632,13 @@ impl Worker {
                 continue;
             }
             match *owner {
-                Owner::Exit => {}
+                Owner::CheckExit(i) => self.checks[i].process.exit_seen(),
+                Owner::DaemonExit(i) => {
+                    if let DaemonState::Running(running) = &mut self.daemons[i].state {
+                        running.process.exit_seen();
+                    }
+                }
+                Owner::StoppingExit(i) => self.stopping[i].exit_seen(),
                 Owner::Wake => {
                     // Non-blocking: read until the wake-ups are used up. At end of file every
                     // handle is gone; requests can no longer come, so stop waiting for them.
@@ -690,7 +696,10 @@ impl Worker {
 fn open_null(slot: &mut Option<File>) -> std::io::Result<&File> {
     match slot {
         Some(file) => Ok(file),
-        None => Ok(slot.insert(File::open("/dev/null")?)),
+        None => {
+            let null = sys::above_stdio(File::open("/dev/null")?.into())?;
+            Ok(slot.insert(File::from(null)))
+        }
     }
 }
 
@@ -701,6 +710,7 @@ fn push_pipes(
     owners: &mut Vec<Owner>,
     process: &Process,
     now: Instant,
+    exit: Owner,
     owner: impl Fn(Stream) -> Owner,
 ) -> Option<Instant> {
     let mut wake = None;
@@ -716,7 +726,7 @@ fn push_pipes(
     }
     if let Some(fd) = process.exit_fd() {
         fds.push(sys::readable(fd));
-        owners.push(Owner::Exit);
+        owners.push(exit);
     }
     wake
 }

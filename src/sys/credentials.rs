@@ -1,7 +1,5 @@
-//! Switching the calling process to another user and group: what a check's starter does as root,
-//! just before it execs the check.
-
-use std::io;
+//! Switching a child to the user and groups it runs as, between its start and its exec
+//! ([`super::spawn`]).
 
 /// The step of a switch that failed, for the message that says so.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -25,36 +23,68 @@ impl SwitchStep {
     }
 }
 
-/// Makes the calling process run as `uid`, with `gid` as its group and `groups` (possibly none)
-/// as its supplementary groups, in the only safe order: the groups first, then the group, then
-/// the user (once the user is no longer root, the groups could not be changed any more). Every
-/// step is checked; the first that fails stops the switch and is returned with its error.
+/// Who a child runs as.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Credentials {
+    /// As pipit: its user and groups.
+    Same,
+    /// pipit's own user, with this group id.
+    Group(u32),
+    /// This user id and group id, with these supplementary group ids (none: all dropped).
+    User {
+        /// The user id.
+        uid: u32,
+        /// The group id.
+        gid: u32,
+        /// The supplementary group ids.
+        groups: Vec<u32>,
+    },
+}
+
+// The calls that take 32-bit ids: on 32-bit ARM and x86 the plain ones take 16-bit ids.
+#[cfg(not(any(target_arch = "arm", target_arch = "x86")))]
+use libc::{SYS_setgid as SETGID, SYS_setgroups as SETGROUPS, SYS_setuid as SETUID};
+#[cfg(any(target_arch = "arm", target_arch = "x86"))]
+use libc::{SYS_setgid32 as SETGID, SYS_setgroups32 as SETGROUPS, SYS_setuid32 as SETUID};
+
+/// Switches the calling process to `credentials`, in the only safe order: the supplementary groups
+/// first, then the group, then the user (once the user is no longer root, the groups could not be
+/// changed any more). Every step is checked; the first that fails stops the switch and is
+/// returned with its errno.
 ///
-/// Call it only in a process with a single thread (glibc and musl then make each change directly;
-/// in a threaded process they would have to signal every thread).
-pub fn switch_user(uid: u32, gid: u32, groups: &[u32]) -> Result<(), (SwitchStep, io::Error)> {
-    let list: Vec<libc::gid_t> = groups.iter().map(|&g| g as libc::gid_t).collect();
-    // SAFETY: the pointer and length describe `list`, which lives until the call returns;
-    // setgroups(2) only reads that many ids from it (and reads nothing for an empty list).
-    let r = unsafe { libc::setgroups(list.len() as _, list.as_ptr()) };
-    check(r).map_err(|e| (SwitchStep::Groups, e))?;
-    switch_group(gid).map_err(|e| (SwitchStep::Group, e))?;
-    // SAFETY: setuid(2) takes a plain integer and changes only this process's credentials.
-    let r = unsafe { libc::setuid(uid as libc::uid_t) };
-    check(r).map_err(|e| (SwitchStep::User, e))
+/// The calls are made directly, not through the C library's wrappers: in a child that still
+/// shares pipit's memory (before its exec) those would try to change every thread of pipit too.
+/// Nothing here allocates or takes a lock, so it is safe in such a child.
+pub fn switch(credentials: &Credentials) -> Result<(), (SwitchStep, i32)> {
+    match credentials {
+        Credentials::Same => Ok(()),
+        Credentials::Group(gid) => call(SETGID, *gid as libc::c_long, 0, SwitchStep::Group),
+        Credentials::User { uid, gid, groups } => {
+            call(
+                SETGROUPS,
+                groups.len() as libc::c_long,
+                groups.as_ptr() as libc::c_long,
+                SwitchStep::Groups,
+            )?;
+            call(SETGID, *gid as libc::c_long, 0, SwitchStep::Group)?;
+            call(SETUID, *uid as libc::c_long, 0, SwitchStep::User)
+        }
+    }
 }
 
-/// Makes `gid` the calling process's group (real, effective and saved), leaving its user and
-/// supplementary groups as they are. Single-threaded processes only, as [`switch_user`].
-pub fn switch_group(gid: u32) -> io::Result<()> {
-    // SAFETY: setgid(2) takes a plain integer and changes only this process's credentials.
-    check(unsafe { libc::setgid(gid as libc::gid_t) })
-}
-
-fn check(r: libc::c_int) -> io::Result<()> {
+fn call(
+    number: libc::c_long,
+    first: libc::c_long,
+    second: libc::c_long,
+    step: SwitchStep,
+) -> Result<(), (SwitchStep, i32)> {
+    // SAFETY: setgroups(2) reads `first` ids from the address `second` (the caller's `groups`,
+    // u32 like gid_t, alive for the call; nothing is read when `first` is 0); setgid(2) and
+    // setuid(2) take one integer and ignore the second. Each changes only the calling process.
+    let r = unsafe { libc::syscall(number, first, second) };
     if r == 0 {
         Ok(())
     } else {
-        Err(io::Error::last_os_error())
+        Err((step, super::errno()))
     }
 }

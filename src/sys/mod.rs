@@ -2,7 +2,8 @@
 //! supervisor, statvfs(3) for the df source, SO_PEERCRED for the control socket, the calls that
 //! keep pipit's own resident memory small (`memory`), the `*at` calls that reach names through an
 //! open directory (`files`, for `crate::files`), netlink sockets (`netlink`), a child's death with
-//! its parent (`children`), a check's switch to the user and groups it runs as (`credentials`),
+//! a child's start without a copy of pipit (`spawn`) and its switch to the user and groups it runs
+//! as (`credentials`),
 //! the TCP options and state std does not reach (`tcp`: user timeout, keepalive, `TCP_INFO`), and
 //! ICMP sockets for the ping source (`icmp`). Every `unsafe` block of pipit is in this module,
 //! each with the reason it is sound.
@@ -11,20 +12,20 @@
 //! values that live on the caller's stack for the length of the call, or (`memory`) the address
 //! range of the program's own code, which they unmap but never change.
 
-mod children;
 mod credentials;
 mod files;
 pub mod icmp;
 mod memory;
 pub mod netlink;
+mod spawn;
 mod tcp;
 
-pub use children::{die_with, die_with_parent};
-pub use credentials::{SwitchStep, switch_group, switch_user};
+pub use credentials::{Credentials, SwitchStep};
 pub use files::{
     OpenMode, Stat, link_at, mkdir_at, open_at, open_dir_path, rename_at, stat_at, unlink_at,
 };
 pub use memory::{one_malloc_arena, trim_memory};
+pub use spawn::{Plan, StartError, StartStep, Started, start};
 #[cfg(test)]
 pub use tcp::get_int as tcp_option;
 pub use tcp::{TcpProgress, TcpState, progress as tcp_progress, set_keepalive, set_user_timeout};
@@ -141,6 +142,60 @@ pub fn reap(pid: u32) -> io::Result<()> {
             return Err(e);
         }
     }
+}
+
+/// Waits for the child `pid` to end and reaps it: how it ended.
+pub fn wait_for(pid: u32) -> io::Result<std::process::ExitStatus> {
+    use std::os::unix::process::ExitStatusExt;
+    let pid = libc::pid_t::try_from(pid)
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "a process id out of range"))?;
+    let mut status: libc::c_int = 0;
+    loop {
+        // SAFETY: `status` is a valid, writable c_int that outlives the call; waitpid(2) writes
+        // only into it.
+        let r = unsafe { libc::waitpid(pid, &mut status, 0) };
+        if r >= 0 {
+            return Ok(std::process::ExitStatus::from_raw(status));
+        }
+        let e = io::Error::last_os_error();
+        if e.kind() != io::ErrorKind::Interrupted {
+            return Err(e);
+        }
+    }
+}
+
+/// A pipe, close-on-exec: its read end and its write end, both above the standard descriptors
+/// (a child's are made from them with dup2(2), which must not find one already in place).
+pub fn pipe() -> io::Result<(OwnedFd, OwnedFd)> {
+    let mut fds = [0 as libc::c_int; 2];
+    // SAFETY: pipe2(2) writes two descriptors into `fds`, which outlives the call.
+    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: the kernel just made both descriptors; nothing else owns them.
+    let (read, write) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
+    Ok((above_stdio(read)?, above_stdio(write)?))
+}
+
+/// `fd`, or when it is one of the standard descriptors (pipit started with one of them closed) a
+/// close-on-exec copy numbered above them, the original closed.
+pub fn above_stdio(fd: OwnedFd) -> io::Result<OwnedFd> {
+    use std::os::fd::AsRawFd;
+    if fd.as_raw_fd() > 2 {
+        return Ok(fd);
+    }
+    // SAFETY: fcntl(2) with F_DUPFD_CLOEXEC takes plain integers and returns a new descriptor.
+    let copy = unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_DUPFD_CLOEXEC, 3) };
+    if copy < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: the kernel just made this descriptor; nothing else owns it.
+    Ok(unsafe { OwnedFd::from_raw_fd(copy) })
+}
+
+/// The calling thread's errno, read without allocating.
+fn errno() -> i32 {
+    io::Error::last_os_error().raw_os_error().unwrap_or(0)
 }
 
 /// What is left of a process group after [`reap_group`].
