@@ -58,12 +58,12 @@ pub fn spawn(
         argv: command
             .argv
             .iter()
-            .map(|a| c_string(a.as_bytes().to_vec()))
+            .map(|a| c_string(a.as_bytes()))
             .collect::<io::Result<_>>()?,
         env: environment(command)?,
         stdio: [null.as_raw_fd(), stdout_w.as_raw_fd(), stderr_w.as_raw_fd()],
         cwd: match &command.cwd {
-            Some(dir) => Some(c_string(dir.as_os_str().as_bytes().to_vec())?),
+            Some(dir) => Some(c_string(dir.as_os_str().as_bytes())?),
             None => None,
         },
         credentials,
@@ -81,7 +81,7 @@ pub fn spawn(
 /// directory of the command's `PATH` (pipit's own unless the command sets it), in order.
 fn programs(program: &str, command: &Command) -> io::Result<Vec<CString>> {
     if program.contains('/') {
-        return Ok(vec![c_string(program.as_bytes().to_vec())?]);
+        return Ok(vec![c_string(program.as_bytes())?]);
     }
     let path = match command.env.get("PATH") {
         Some(path) => OsString::from(path),
@@ -94,7 +94,7 @@ fn programs(program: &str, command: &Command) -> io::Result<Vec<CString>> {
             } else {
                 dir.as_path()
             };
-            c_string(dir.join(program).into_os_string().into_vec())
+            c_string(dir.join(program).as_os_str().as_bytes())
         })
         .collect()
 }
@@ -104,10 +104,12 @@ fn programs(program: &str, command: &Command) -> io::Result<Vec<CString>> {
 fn environment(command: &Command) -> io::Result<Cow<'static, [CString]>> {
     static OWN: OnceLock<Vec<CString>> = OnceLock::new();
     let entry = |name: OsString, value: &OsStr| {
-        let mut entry = name.into_vec();
+        let name = name.into_vec();
+        let mut entry = Vec::with_capacity(name.len() + value.len() + 2);
+        entry.extend_from_slice(&name);
         entry.push(b'=');
         entry.extend_from_slice(value.as_bytes());
-        c_string(entry)
+        c_string(&entry)
     };
     if command.env.is_empty() {
         if let Some(own) = OWN.get() {
@@ -133,8 +135,11 @@ fn environment(command: &Command) -> io::Result<Cow<'static, [CString]>> {
         .map(Cow::Owned)
 }
 
-fn c_string(bytes: Vec<u8>) -> io::Result<CString> {
-    CString::new(bytes).map_err(|_| {
+/// `bytes` as a C string, made in one allocation (room for the NUL at its end).
+fn c_string(bytes: &[u8]) -> io::Result<CString> {
+    let mut owned = Vec::with_capacity(bytes.len() + 1);
+    owned.extend_from_slice(bytes);
+    CString::new(owned).map_err(|_| {
         io::Error::new(
             io::ErrorKind::InvalidInput,
             "an argument, variable or directory holds a NUL byte",

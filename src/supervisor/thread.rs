@@ -369,6 +369,13 @@ impl Worker {
             }
         }
         let now = Instant::now();
+        if !self
+            .queue
+            .iter()
+            .any(|q| q.expires().is_some_and(|e| now >= e))
+        {
+            return;
+        }
         let (expired, waiting): (VecDeque<Queued>, VecDeque<Queued>) =
             std::mem::take(&mut self.queue)
                 .into_iter()
@@ -733,6 +740,10 @@ fn push_pipes(
 
 /// Reads what an ended child left in its pipes without waiting for more, then closes them.
 fn final_reads(process: &mut Process, scratch: &mut [u8], mut sink: impl FnMut(Stream, &[u8])) {
+    if process.stdout.fd().is_none() && process.stderr.fd().is_none() {
+        // Both read to their end already, as usual.
+        return;
+    }
     let mut fds: Vec<PollFd> = Vec::with_capacity(2);
     for _ in 0..MAX_FINAL_READS {
         fds.clear();

@@ -112,6 +112,8 @@ struct Job<'a> {
 }
 
 thread_local! {
+    /// The lists of pointers a child's exec takes, kept from one start to the next.
+    static POINTERS: RefCell<Vec<*const libc::c_char>> = const { RefCell::new(Vec::new()) };
     /// The stack children of this thread run on until their exec: the parent waits meanwhile, so
     /// one is enough. u128 for the alignment the ABI asks of a stack.
     static STACK: RefCell<Vec<u128>> = const { RefCell::new(Vec::new()) };
@@ -128,21 +130,31 @@ pub fn start(plan: &Plan<'_>) -> Result<Started, StartError> {
             error: io::Error::from(io::ErrorKind::InvalidInput),
         });
     }
-    let pointers = |strings: &[CString]| -> Vec<*const libc::c_char> {
-        strings
-            .iter()
-            .map(|s| s.as_ptr())
-            .chain(std::iter::once(ptr::null()))
-            .collect()
-    };
-    let programs = pointers(&plan.programs);
-    let argv = pointers(&plan.argv);
-    let env = pointers(&plan.env);
+    POINTERS.with(|pointers| {
+        let mut pointers = pointers.borrow_mut();
+        pointers.clear();
+        for list in [&plan.programs[..], &plan.argv, &plan.env] {
+            pointers.extend(list.iter().map(|s| s.as_ptr()));
+            pointers.push(ptr::null());
+        }
+        let (programs, rest) = pointers.split_at(plan.programs.len() + 1);
+        let (argv, env) = rest.split_at(plan.argv.len() + 1);
+        start_with(plan, programs, argv, env)
+    })
+}
+
+/// [`start`] with the null-terminated lists of pointers to the plan's strings.
+fn start_with(
+    plan: &Plan<'_>,
+    programs: &[*const libc::c_char],
+    argv: &[*const libc::c_char],
+    env: &[*const libc::c_char],
+) -> Result<Started, StartError> {
     let job = Job {
         plan,
-        programs: &programs,
-        argv: &argv,
-        env: &env,
+        programs,
+        argv,
+        env,
         parent: own_pid(),
         failed: AtomicU8::new(0),
         errno: AtomicI32::new(0),
