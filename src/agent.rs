@@ -416,11 +416,13 @@ mod tests {
 
         fn start_check(
             &mut self,
-        ) -> Option<Result<crossbeam_channel::Receiver<crate::sources::RunResult>, SpawnError>>
-        {
-            let (tx, rx) = crossbeam_channel::bounded(1);
-            tx.send(Err(SpawnError::Stopped)).unwrap();
-            Some(Ok(rx))
+            reply: crate::supervisor::Reply,
+        ) -> Option<Result<(), SpawnError>> {
+            reply
+                .to
+                .send((reply.tag, Err(SpawnError::Stopped)))
+                .unwrap();
+            Some(Ok(()))
         }
 
         fn finish_check(

@@ -11,24 +11,24 @@
 
 use std::time::{Instant, SystemTime};
 
-use crossbeam_channel::{Receiver, Select};
+use crossbeam_channel::{Receiver, Select, Sender, unbounded};
 
 use super::runner::{Collected, Outcome};
 use super::shared::{Hosted, Lease, Order, SharedThread, next_wake};
 use super::{Emitter, RunResult};
 use crate::lifeline;
-use crate::supervisor::SpawnError;
+use crate::supervisor::{Reply, SpawnError};
 
 /// The checks thread, not started yet: it starts with the first instance added.
 pub fn thread() -> SharedThread {
     SharedThread::new("checks", run)
 }
 
-/// One instance on the thread, and the run it asked for, when it started (monotonic and wall
-/// clock).
+/// One instance on the thread, and when the run it asked for (if one is pending) started
+/// (monotonic and wall clock).
 struct Entry {
     hosted: Hosted,
-    pending: Option<(Receiver<RunResult>, Instant, SystemTime)>,
+    pending: Option<(Instant, SystemTime)>,
 }
 
 impl Entry {
@@ -40,8 +40,9 @@ impl Entry {
         Some(self.hosted.due())
     }
 
-    /// Starts its run if it is due; false when the instance is to be dropped (the router is gone).
-    fn start_if_due(&mut self, now: Instant) -> bool {
+    /// Starts its run if it is due, its answer to come on `answers` tagged `id`; false when the
+    /// instance is to be dropped (the router is gone).
+    fn start_if_due(&mut self, now: Instant, answers: &Sender<(u64, RunResult)>, id: u64) -> bool {
         if self.next_due().is_none_or(|due| due > now) {
             return true;
         }
@@ -49,9 +50,13 @@ impl Entry {
         self.hosted.runner.mark_started();
         let (started, wall) = (Instant::now(), SystemTime::now());
         let source = &mut self.hosted.source;
-        match lifeline::catch(|| source.start_check()) {
-            Ok(Some(Ok(answer))) => {
-                self.pending = Some((answer, started, wall));
+        let reply = Reply {
+            to: answers.clone(),
+            tag: id,
+        };
+        match lifeline::catch(|| source.start_check(reply)) {
+            Ok(Some(Ok(()))) => {
+                self.pending = Some((started, wall));
                 true
             }
             Ok(Some(Err(e))) => self.finish(Err(e), started, wall),
@@ -86,7 +91,7 @@ impl Entry {
 /// What woke the thread.
 enum Woken {
     Order(Option<Order>),
-    Answer(usize, RunResult),
+    Answer(u64, RunResult),
     Due,
 }
 
@@ -95,9 +100,12 @@ enum Woken {
 fn run(orders: Receiver<Order>, _: Lease) {
     let epoch = Instant::now();
     let mut entries: Vec<(u64, Entry)> = Vec::new();
+    // Every answer comes on one channel, tagged with its instance's id: a sleeping thread is
+    // woken by the first, and a busy one finds them queued, whatever the number of runs pending.
+    let (answers, answered) = unbounded();
     loop {
         let now = Instant::now();
-        entries.retain_mut(|(_, e)| e.start_if_due(now));
+        entries.retain_mut(|(id, e)| e.start_if_due(now, &answers, *id));
         let next = next_wake(
             entries.iter().filter_map(|(_, e)| {
                 e.next_due()
@@ -108,13 +116,7 @@ fn run(orders: Receiver<Order>, _: Lease) {
         let woken = {
             let mut select = Select::new();
             select.recv(&orders);
-            let mut waiting = Vec::new();
-            for (i, (_, e)) in entries.iter().enumerate() {
-                if let Some((answer, _, _)) = &e.pending {
-                    select.recv(answer);
-                    waiting.push(i);
-                }
-            }
+            select.recv(&answered);
             let op = match next {
                 Some(due) => select.select_deadline(due).ok(),
                 None => Some(select.select()),
@@ -122,14 +124,11 @@ fn run(orders: Receiver<Order>, _: Lease) {
             match op {
                 None => Woken::Due,
                 Some(op) if op.index() == 0 => Woken::Order(op.recv(&orders).ok()),
-                Some(op) => {
-                    let i = waiting[op.index() - 1];
-                    let answer = entries[i].1.pending.as_ref().map(|(a, _, _)| a);
-                    let run = answer
-                        .and_then(|a| op.recv(a).ok())
-                        .unwrap_or(Err(SpawnError::Stopped));
-                    Woken::Answer(i, run)
-                }
+                // The thread holds a sender: the channel never disconnects.
+                Some(op) => match op.recv(&answered) {
+                    Ok((id, run)) => Woken::Answer(id, run),
+                    Err(_) => Woken::Due,
+                },
             }
         };
         match woken {
@@ -143,9 +142,13 @@ fn run(orders: Receiver<Order>, _: Lease) {
                 },
             )),
             Woken::Order(Some(Order::Remove(id))) => entries.retain(|(i, _)| *i != id),
-            Woken::Answer(i, run) => {
+            Woken::Answer(id, run) => {
+                // An instance removed since it asked has no one to answer.
+                let Some(i) = entries.iter().position(|(e, _)| *e == id) else {
+                    continue;
+                };
                 let entry = &mut entries[i].1;
-                let Some((_, started, wall)) = entry.pending.take() else {
+                let Some((started, wall)) = entry.pending.take() else {
                     continue;
                 };
                 if !entry.finish(run, started, wall) {

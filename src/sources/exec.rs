@@ -18,9 +18,8 @@ use crate::config::duration;
 use crate::config::reader::{Problems, Table};
 use crate::event::{Kind, State};
 use crate::supervisor::{
-    self, Command, DAEMON_QUEUE, Daemon, DaemonEvent, Exit, Finished, SpawnError, Supervisor,
+    self, Command, DAEMON_QUEUE, Daemon, DaemonEvent, Exit, Finished, Reply, SpawnError, Supervisor,
 };
-use crossbeam_channel::Receiver;
 
 /// How long a check may run when the config says nothing.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -198,21 +197,24 @@ impl Source for Exec {
         if self.spec.daemon {
             return self.collect_daemon(emit);
         }
-        let run = match self.start_check() {
-            Some(Ok(result)) => result.recv().unwrap_or(Err(SpawnError::Stopped)),
+        let (to, answer) = crossbeam_channel::bounded(1);
+        let run = match self.start_check(Reply { to, tag: 0 }) {
+            Some(Ok(())) => answer
+                .recv()
+                .map_or(Err(SpawnError::Stopped), |(_, run)| run),
             Some(Err(e)) => Err(e),
             None => Err(SpawnError::Stopped),
         };
         self.finish_check(run, emit)
     }
 
-    fn start_check(&mut self) -> Option<Result<Receiver<RunResult>, SpawnError>> {
+    fn start_check(&mut self, reply: Reply) -> Option<Result<(), SpawnError>> {
         if self.spec.daemon {
             return None;
         }
         Some(
             self.supervisor
-                .submit(&self.name, self.spec.command.clone()),
+                .submit(&self.name, self.spec.command.clone(), reply),
         )
     }
 

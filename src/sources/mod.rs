@@ -66,7 +66,8 @@ use crate::config::agent::{AgentConfig, read_hostname};
 use crate::config::reader::{self, Field, Problems, Table};
 use crate::netlink::NetlinkError;
 use crate::procfs::{Procfs, ReadError};
-use crate::supervisor::{Finished, SpawnError, Supervisor};
+pub use crate::supervisor::RunResult;
+use crate::supervisor::{Reply, SpawnError, Supervisor};
 use crate::telemetry::Telemetry;
 use crate::telemetry::catalogue::CatalogueSource;
 
@@ -89,9 +90,10 @@ pub trait Source: Send {
     fn handed_over(&mut self, _accepted: bool) {}
 
     /// For a source whose collection is one check run (an `exec` check): asks the supervisor for
-    /// the run without waiting, and returns the channel its end comes on, so that such sources
-    /// share one thread ([`checks`]) instead of each waiting on its own. `None` for the others.
-    fn start_check(&mut self) -> Option<Result<Receiver<RunResult>, SpawnError>> {
+    /// the run without waiting, its end to be sent to `reply`, so that such sources share one
+    /// thread ([`checks`]), and one channel for their answers, instead of each waiting on its own.
+    /// `None` for the others.
+    fn start_check(&mut self, _reply: Reply) -> Option<Result<(), SpawnError>> {
         None
     }
 
@@ -105,9 +107,6 @@ pub trait Source: Send {
         Ok(())
     }
 }
-
-/// How a check run ended, as the supervisor answers it.
-pub type RunResult = Result<Finished, SpawnError>;
 
 /// How a source type is built: from its settings ([`Build::Settings`], `()` for a type that has
 /// none) and the context. The one shape every source type has; [`read`] turns it into the

@@ -183,7 +183,7 @@ enum Request {
     Run {
         key: String,
         command: Arc<Command>,
-        reply: Sender<Result<Finished, SpawnError>>,
+        reply: Reply,
         queued: Instant,
     },
     StartDaemon {
@@ -198,6 +198,26 @@ enum Request {
     Stop {
         deadline: Instant,
     },
+}
+
+/// How a check run ended, as the supervisor answers it.
+pub type RunResult = Result<Finished, SpawnError>;
+
+/// Where the end of a run is sent: a channel that may carry the ends of many runs, each with the
+/// tag its request gave.
+#[derive(Debug, Clone)]
+pub struct Reply {
+    /// The channel.
+    pub to: Sender<(u64, RunResult)>,
+    /// What the answer carries back, to tell the runs sharing the channel apart.
+    pub tag: u64,
+}
+
+impl Reply {
+    /// Sends the end of the run; nothing when the asker is gone.
+    fn send(self, result: RunResult) {
+        let _ = self.to.send((self.tag, result));
+    }
 }
 
 /// The handle through which sources use the supervisor; cheap to clone.
@@ -233,27 +253,24 @@ impl Supervisor {
 
     /// Runs `command` as the check `key` and waits for it to end. A check whose `key` is still
     /// running (or waiting for a slot) is not started twice: the second request is skipped.
-    pub fn run(&self, key: &str, command: Arc<Command>) -> Result<Finished, SpawnError> {
-        let result = self.submit(key, command)?;
-        result.recv().unwrap_or(Err(SpawnError::Stopped))
+    pub fn run(&self, key: &str, command: Arc<Command>) -> RunResult {
+        let (to, result) = bounded(1);
+        self.submit(key, command, Reply { to, tag: 0 })?;
+        result
+            .recv()
+            .map_or(Err(SpawnError::Stopped), |(_, result)| result)
     }
 
     /// Asks for the run of `command` as the check `key`, as [`Supervisor::run`], without waiting:
-    /// its end comes on the returned channel (disconnected without a message when the supervisor
-    /// is gone).
-    pub fn submit(
-        &self,
-        key: &str,
-        command: Arc<Command>,
-    ) -> Result<Receiver<Result<Finished, SpawnError>>, SpawnError> {
-        let (reply, result) = bounded(1);
+    /// its end is sent to `reply` (never, when the supervisor is gone: its channel then
+    /// disconnects once every other sender is gone too).
+    pub fn submit(&self, key: &str, command: Arc<Command>, reply: Reply) -> Result<(), SpawnError> {
         self.send(Request::Run {
             key: key.to_owned(),
             command,
             reply,
             queued: Instant::now(),
-        })?;
-        Ok(result)
+        })
     }
 
     /// Starts `command` as a daemon, restarted with backoff whenever it ends, until the returned

@@ -15,7 +15,7 @@ use crossbeam_channel::{Receiver, Sender, TryRecvError, TrySendError};
 use super::capture::{Captured, Lines};
 use super::process::{EXIT_TICK, Ended, Lingering, Process};
 use super::spawn::spawn;
-use super::{Command, DaemonEvent, Finished, Request, SpawnError, SupervisorConfig};
+use super::{Command, DaemonEvent, Finished, Reply, Request, SpawnError, SupervisorConfig};
 use crate::sys::{self, PollFd};
 use crate::telemetry::add;
 
@@ -60,7 +60,7 @@ enum Owner {
 struct Queued {
     key: String,
     command: Arc<Command>,
-    reply: Sender<Result<Finished, SpawnError>>,
+    reply: Reply,
     queued: Instant,
 }
 
@@ -74,7 +74,7 @@ impl Queued {
 
 struct Check {
     key: String,
-    reply: Sender<Result<Finished, SpawnError>>,
+    reply: Reply,
     process: Process,
     output: Output,
 }
@@ -273,11 +273,11 @@ impl Worker {
                 queued,
             } => {
                 if self.stop_deadline.is_some() {
-                    let _ = reply.send(Err(SpawnError::Stopped));
+                    reply.send(Err(SpawnError::Stopped));
                 } else if self.checks.iter().any(|c| c.key == key)
                     || self.queue.iter().any(|q| q.key == key)
                 {
-                    let _ = reply.send(Err(SpawnError::Skipped(
+                    reply.send(Err(SpawnError::Skipped(
                         "the previous run is still going".into(),
                     )));
                 } else {
@@ -316,7 +316,7 @@ impl Worker {
             Request::Stop { deadline } => {
                 self.stop_deadline = Some(deadline);
                 for q in self.queue.drain(..) {
-                    let _ = q.reply.send(Err(SpawnError::Stopped));
+                    q.reply.send(Err(SpawnError::Stopped));
                 }
                 for c in &mut self.checks {
                     c.process.terminate(now, Some(deadline));
@@ -364,7 +364,7 @@ impl Worker {
                     });
                 }
                 Err(e) => {
-                    let _ = q.reply.send(Err(SpawnError::NotStarted(e.to_string())));
+                    q.reply.send(Err(SpawnError::NotStarted(e.to_string())));
                 }
             }
         }
@@ -391,7 +391,7 @@ impl Worker {
             "no free slot within its timeout: {} check(s) running (supervisor.max_checks)",
             self.config.max_checks
         );
-        let _ = q.reply.send(Err(SpawnError::Skipped(why)));
+        q.reply.send(Err(SpawnError::Skipped(why)));
     }
 
     fn start_daemons(&mut self, now: Instant) {
@@ -460,7 +460,7 @@ impl Worker {
                 stderr: check.output.stderr,
                 pgid,
             };
-            let _ = check.reply.send(Ok(finished));
+            check.reply.send(Ok(finished));
         }
         for d in &mut self.daemons {
             let DaemonState::Running(running) = &mut d.state else {

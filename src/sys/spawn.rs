@@ -388,10 +388,12 @@ mod tests {
 
     #[test]
     fn a_child_blocks_no_signal_and_takes_sigpipe_by_default() {
-        // The test harness, as pipit, ignores SIGPIPE; the child must not inherit that.
+        // The test harness, as pipit, ignores SIGPIPE; the child must not inherit that. grep
+        // reads its own status: the process started, its program exec'd in place (a shell
+        // would read its own while it forks, when it blocks signals itself).
         let (plan, [out, _err], ends) = planned(
-            &["/bin/sh"],
-            &["sh", "-c", "grep -E '^(SigBlk|SigIgn)' /proc/$$/status"],
+            &["/bin/grep", "/usr/bin/grep"],
+            &["grep", "-E", "^(SigBlk|SigIgn)", "/proc/self/status"],
         );
         let started = start(&plan).unwrap();
         drop(ends);
