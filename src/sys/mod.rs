@@ -127,35 +127,26 @@ fn peek_ended(idtype: libc::idtype_t, id: libc::id_t) -> io::Result<Option<u32>>
 
 /// Reaps the ended child `pid`, one [`ended_child`] named.
 pub fn reap(pid: u32) -> io::Result<()> {
-    let pid = libc::pid_t::try_from(pid)
-        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "a process id out of range"))?;
-    let mut status: libc::c_int = 0;
-    loop {
-        // SAFETY: `status` is a valid, writable c_int that outlives the call; waitpid(2) writes
-        // only into it.
-        let r = unsafe { libc::waitpid(pid, &mut status, libc::WNOHANG) };
-        if r >= 0 {
-            return Ok(());
-        }
-        let e = io::Error::last_os_error();
-        if e.kind() != io::ErrorKind::Interrupted {
-            return Err(e);
-        }
-    }
+    waitpid(pid, libc::WNOHANG).map(|_| ())
 }
 
 /// Waits for the child `pid` to end and reaps it: how it ended.
 pub fn wait_for(pid: u32) -> io::Result<std::process::ExitStatus> {
     use std::os::unix::process::ExitStatusExt;
+    waitpid(pid, 0).map(std::process::ExitStatus::from_raw)
+}
+
+/// waitpid(2) for the one child `pid`, again when a signal interrupts it: its raw status.
+fn waitpid(pid: u32, flags: libc::c_int) -> io::Result<libc::c_int> {
     let pid = libc::pid_t::try_from(pid)
         .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "a process id out of range"))?;
     let mut status: libc::c_int = 0;
     loop {
         // SAFETY: `status` is a valid, writable c_int that outlives the call; waitpid(2) writes
         // only into it.
-        let r = unsafe { libc::waitpid(pid, &mut status, 0) };
+        let r = unsafe { libc::waitpid(pid, &mut status, flags) };
         if r >= 0 {
-            return Ok(std::process::ExitStatus::from_raw(status));
+            return Ok(status);
         }
         let e = io::Error::last_os_error();
         if e.kind() != io::ErrorKind::Interrupted {
