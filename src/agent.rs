@@ -420,7 +420,11 @@ mod tests {
         ) -> Option<Result<(), SpawnError>> {
             reply
                 .to
-                .send((reply.tag, Err(SpawnError::Stopped)))
+                .send(crate::supervisor::Answer {
+                    tag: reply.tag,
+                    result: Err(SpawnError::Stopped),
+                    sent: std::time::Instant::now(),
+                })
                 .unwrap();
             Some(Ok(()))
         }

@@ -581,3 +581,42 @@ fn what_a_check_leaves_outside_its_group_is_reaped_not_left_a_zombie() {
     let adopted = children_named(agent.pid(), "sleep").len();
     assert!(adopted <= 10, "{adopted} adopted processes, running or not");
 }
+
+#[test]
+fn what_a_check_leaves_in_its_group_is_killed_with_it_and_reaped() {
+    let dir = TempDir::new("group");
+    let path = dir.path().join("pipit.json");
+    // Each run leaves a `sleep` in its process group and ends at once: pipit kills the group at
+    // the run's end, adopts the killed `sleep` as the subreaper, and reaps it.
+    let config = format!(
+        r#"{{"agent": {{"hostname": "h", "state_dir": "{dir}"}},
+            "control": {{"enabled": false}},
+            "sources": [{{"type": "exec", "name": "leaves", "interval": "100ms",
+                          "command": ["sh", "-c", "sleep 1000 & echo 1"]}}],
+            "outputs": [{{"type": "stdout", "batch_timeout": "0s"}}]}}"#,
+        dir = dir.path().display()
+    );
+    fs::write(&path, config).unwrap();
+    let agent = Agent::start(&path, "info");
+    let (mut most_running, mut most_zombies) = (0, 0);
+    for runs in 1..=30 {
+        agent.wait_stdout("the next run", DEADLINE, |lines| {
+            lines
+                .iter()
+                .filter(|l| l.starts_with("h.exec.leaves.exit_code 0 "))
+                .count()
+                >= runs
+        });
+        let sleeps: Vec<char> = children(agent.pid())
+            .into_iter()
+            .filter(|(_, name, _)| name == "sleep")
+            .map(|(.., state)| state)
+            .collect();
+        most_zombies = most_zombies.max(sleeps.iter().filter(|&&s| s == 'Z').count());
+        most_running = most_running.max(sleeps.iter().filter(|&&s| s != 'Z').count());
+    }
+    // A sample may catch the `sleep` of a run still going, and one killed but not reaped yet;
+    // without the kill every one of the 30 would still be running, without reaping a zombie.
+    assert!(most_running <= 1, "{most_running} sleeps running at once");
+    assert!(most_zombies <= 2, "{most_zombies} zombies at once");
+}

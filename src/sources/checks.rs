@@ -14,10 +14,10 @@ use std::time::{Instant, SystemTime};
 use crossbeam_channel::{Receiver, Select, Sender, unbounded};
 
 use super::runner::{Collected, Outcome};
-use super::shared::{Hosted, Lease, Order, SharedThread, next_wake};
+use super::shared::{GRID, Hosted, Lease, Order, SharedThread, next_wake};
 use super::{Emitter, RunResult};
 use crate::lifeline;
-use crate::supervisor::{Reply, SpawnError};
+use crate::supervisor::{Answer, Reply, SpawnError};
 
 /// The checks thread, not started yet: it starts with the first instance added.
 pub fn thread() -> SharedThread {
@@ -42,7 +42,7 @@ impl Entry {
 
     /// Starts its run if it is due, its answer to come on `answers` tagged `id`; false when the
     /// instance is to be dropped (the router is gone).
-    fn start_if_due(&mut self, now: Instant, answers: &Sender<(u64, RunResult)>, id: u64) -> bool {
+    fn start_if_due(&mut self, now: Instant, answers: &Sender<Answer>, id: u64) -> bool {
         if self.next_due().is_none_or(|due| due > now) {
             return true;
         }
@@ -59,8 +59,8 @@ impl Entry {
                 self.pending = Some((started, wall));
                 true
             }
-            Ok(Some(Err(e))) => self.finish(Err(e), started, wall),
-            Ok(None) => self.finish(Err(SpawnError::Stopped), started, wall),
+            Ok(Some(Err(e))) => self.finish(Err(e), started, wall, Instant::now()),
+            Ok(None) => self.finish(Err(SpawnError::Stopped), started, wall, Instant::now()),
             Err(message) => self.hosted.settle(Collected {
                 events: Vec::new(),
                 outcome: Err(Outcome::Panicked(message)),
@@ -69,9 +69,15 @@ impl Entry {
         }
     }
 
-    /// Hands the answer to the source and settles the collection; false when the instance is to
-    /// be dropped.
-    fn finish(&mut self, run: RunResult, started: Instant, wall: SystemTime) -> bool {
+    /// Hands the answer to the source and settles the collection, which took from `started` to
+    /// `ended`; false when the instance is to be dropped.
+    fn finish(
+        &mut self,
+        run: RunResult,
+        started: Instant,
+        wall: SystemTime,
+        ended: Instant,
+    ) -> bool {
         self.pending = None;
         let mut emit = Emitter::new(&self.hosted.runner.config.template, wall);
         let source = &mut self.hosted.source;
@@ -83,16 +89,24 @@ impl Entry {
         self.hosted.settle(Collected {
             events: emit.into_events(),
             outcome,
-            took: started.elapsed(),
+            took: ended.saturating_duration_since(started),
         })
     }
 }
 
-/// What woke the thread.
-enum Woken {
-    Order(Option<Order>),
-    Answer(u64, RunResult),
-    Due,
+/// Hands `answer` to the instance that asked for it; an instance removed since it asked has no
+/// one to answer.
+fn answer(entries: &mut Vec<(u64, Entry)>, answer: Answer) {
+    let Some(i) = entries.iter().position(|(id, _)| *id == answer.tag) else {
+        return;
+    };
+    let entry = &mut entries[i].1;
+    let Some((started, wall)) = entry.pending.take() else {
+        return;
+    };
+    if !entry.finish(answer.result, started, wall, answer.sent) {
+        entries.swap_remove(i);
+    }
 }
 
 /// The thread: until every handle of its [`SharedThread`] is gone. Its collections never block,
@@ -104,6 +118,9 @@ fn run(orders: Receiver<Order>, _: Lease) {
     // woken by the first, and a busy one finds them queued, whatever the number of runs pending.
     let (answers, answered) = unbounded();
     loop {
+        for a in answered.try_iter() {
+            answer(&mut entries, a);
+        }
         let now = Instant::now();
         entries.retain_mut(|(id, e)| e.start_if_due(now, &answers, *id));
         let next = next_wake(
@@ -113,48 +130,40 @@ fn run(orders: Receiver<Order>, _: Lease) {
             }),
             epoch,
         );
-        let woken = {
-            let mut select = Select::new();
-            select.recv(&orders);
+        // An answer can wait for a wake-up due within one grid step anyway: the thread listens
+        // for answers only when it would sleep longer, so a supervisor ending runs one after
+        // another does not wake it for each. What a run took is counted to when its answer was
+        // sent, not read.
+        let listen = next.is_none_or(|due| due.saturating_duration_since(now) > GRID);
+        let mut select = Select::new();
+        select.recv(&orders);
+        if listen {
             select.recv(&answered);
-            let op = match next {
-                Some(due) => select.select_deadline(due).ok(),
-                None => Some(select.select()),
-            };
-            match op {
-                None => Woken::Due,
-                Some(op) if op.index() == 0 => Woken::Order(op.recv(&orders).ok()),
-                // The thread holds a sender: the channel never disconnects.
-                Some(op) => match op.recv(&answered) {
-                    Ok((id, run)) => Woken::Answer(id, run),
-                    Err(_) => Woken::Due,
-                },
-            }
+        }
+        let op = match next {
+            Some(due) => select.select_deadline(due).ok(),
+            None => Some(select.select()),
         };
-        match woken {
-            Woken::Due => {}
-            Woken::Order(None) => return,
-            Woken::Order(Some(Order::Add(id, runner, gone))) => entries.push((
+        let Some(op) = op else {
+            continue;
+        };
+        if op.index() != 0 {
+            // The thread holds a sender: the channel never disconnects.
+            if let Ok(a) = op.recv(&answered) {
+                answer(&mut entries, a);
+            }
+            continue;
+        }
+        match op.recv(&orders) {
+            Err(_) => return,
+            Ok(Order::Add(id, runner, gone)) => entries.push((
                 id,
                 Entry {
                     hosted: Hosted::new(*runner, gone),
                     pending: None,
                 },
             )),
-            Woken::Order(Some(Order::Remove(id))) => entries.retain(|(i, _)| *i != id),
-            Woken::Answer(id, run) => {
-                // An instance removed since it asked has no one to answer.
-                let Some(i) = entries.iter().position(|(e, _)| *e == id) else {
-                    continue;
-                };
-                let entry = &mut entries[i].1;
-                let Some((started, wall)) = entry.pending.take() else {
-                    continue;
-                };
-                if !entry.finish(run, started, wall) {
-                    entries.swap_remove(i);
-                }
-            }
+            Ok(Order::Remove(id)) => entries.retain(|(i, _)| *i != id),
         }
     }
 }

@@ -201,7 +201,7 @@ impl Source for Exec {
         let run = match self.start_check(Reply { to, tag: 0 }) {
             Some(Ok(())) => answer
                 .recv()
-                .map_or(Err(SpawnError::Stopped), |(_, run)| run),
+                .map_or(Err(SpawnError::Stopped), |answer| answer.result),
             Some(Err(e)) => Err(e),
             None => Err(SpawnError::Stopped),
         };

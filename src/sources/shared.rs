@@ -28,7 +28,7 @@ const MAX_BACKOFF: Duration = Duration::from_secs(60);
 /// thread (and of the router and the supervisor after it) for all of them instead of one each
 /// (BENCHMARKS.md, "Checks due together"). An instance's collection starts at most one step after
 /// it is due.
-const GRID: Duration = Duration::from_millis(100);
+pub(super) const GRID: Duration = Duration::from_millis(100);
 
 /// A shared thread, as the sources' context holds it: started when the first instance is added.
 #[derive(Debug, Clone)]

@@ -203,12 +203,24 @@ enum Request {
 /// How a check run ended, as the supervisor answers it.
 pub type RunResult = Result<Finished, SpawnError>;
 
+/// The end of a run, as sent to a [`Reply`]'s channel.
+#[derive(Debug)]
+pub struct Answer {
+    /// The tag of the [`Reply`] it answers.
+    pub tag: u64,
+    /// How the run ended.
+    pub result: RunResult,
+    /// When it was sent: the run is over at this instant, however long the answer then waits
+    /// to be read.
+    pub sent: Instant,
+}
+
 /// Where the end of a run is sent: a channel that may carry the ends of many runs, each with the
 /// tag its request gave.
 #[derive(Debug, Clone)]
 pub struct Reply {
     /// The channel.
-    pub to: Sender<(u64, RunResult)>,
+    pub to: Sender<Answer>,
     /// What the answer carries back, to tell the runs sharing the channel apart.
     pub tag: u64,
 }
@@ -216,7 +228,11 @@ pub struct Reply {
 impl Reply {
     /// Sends the end of the run; nothing when the asker is gone.
     fn send(self, result: RunResult) {
-        let _ = self.to.send((self.tag, result));
+        let _ = self.to.send(Answer {
+            tag: self.tag,
+            result,
+            sent: Instant::now(),
+        });
     }
 }
 
@@ -258,7 +274,7 @@ impl Supervisor {
         self.submit(key, command, Reply { to, tag: 0 })?;
         result
             .recv()
-            .map_or(Err(SpawnError::Stopped), |(_, result)| result)
+            .map_or(Err(SpawnError::Stopped), |answer| answer.result)
     }
 
     /// Asks for the run of `command` as the check `key`, as [`Supervisor::run`], without waiting:

@@ -233,6 +233,11 @@ impl Lingering {
         });
     }
 
+    /// Forgets every group: pipit has no child left, so none has a member to reap.
+    pub fn clear(&mut self) {
+        self.groups.clear();
+    }
+
     /// True when no group is left.
     pub fn is_empty(&self) -> bool {
         self.groups.is_empty()

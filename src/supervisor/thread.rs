@@ -534,14 +534,18 @@ impl Worker {
     /// Reaps the children pipit did not start: what a check forked and left running outside its
     /// process group (`setsid`), which pipit adopts as the subreaper when the check ends, and which
     /// would otherwise stay a zombie once it ends. Called when a child of pipit's own ended, so
-    /// such zombies never outnumber what ended since the last end of a check or daemon.
+    /// such zombies never outnumber what ended since the last end of a check or daemon. When pipit
+    /// has no child left at all, no killed group has a member left to reap either: they are
+    /// forgotten without a wait each.
     fn reap_orphans(&mut self) {
         if !super::owns_every_child() {
             return;
         }
         for _ in 0..MAX_ORPHANS_REAPED {
-            let Ok(Some(pid)) = sys::ended_child() else {
-                return;
+            let pid = match sys::ended_child() {
+                Ok(sys::Children::Ended(pid)) => pid,
+                Ok(sys::Children::None) => return self.lingering.clear(),
+                Ok(sys::Children::Running) | Err(_) => return,
             };
             if self.started(pid) {
                 // Its end is settled in the next pass, the kill of its group first.
@@ -647,13 +651,15 @@ impl Worker {
                 }
                 Owner::StoppingExit(i) => self.stopping[i].exit_seen(),
                 Owner::Wake => {
-                    // Non-blocking: read until the wake-ups are used up. At end of file every
-                    // handle is gone; requests can no longer come, so stop waiting for them.
+                    // Non-blocking: read until the wake-ups are used up (a read that did not
+                    // fill the buffer took all there was; one written since makes the socket
+                    // ready again). At end of file every handle is gone; requests can no longer
+                    // come, so stop waiting for them.
                     let mut buf = [0u8; 64];
                     loop {
                         match self.wake.as_ref().map(|mut w| w.read(&mut buf)) {
                             Some(Ok(0)) => self.wake = None,
-                            Some(Ok(_)) => continue,
+                            Some(Ok(n)) if n == buf.len() => continue,
                             _ => {}
                         }
                         break;

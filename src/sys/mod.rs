@@ -87,12 +87,24 @@ pub fn has_exited(pid: u32) -> io::Result<bool> {
     Ok(peek_ended(libc::P_PID, libc::id_t::from(pid))?.is_some())
 }
 
-/// A child of pipit that has ended and is not reaped yet, whichever it is, without reaping it;
-/// `None` when there is none (or no child at all).
-pub fn ended_child() -> io::Result<Option<u32>> {
+/// What [`ended_child`] found among pipit's children.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Children {
+    /// pipit has no child at all.
+    None,
+    /// Every child of pipit is still running.
+    Running,
+    /// This child has ended and is not reaped yet.
+    Ended(u32),
+}
+
+/// A child of pipit that has ended and is not reaped yet, whichever it is, without reaping it.
+pub fn ended_child() -> io::Result<Children> {
     match peek_ended(libc::P_ALL, 0) {
-        Err(e) if e.raw_os_error() == Some(libc::ECHILD) => Ok(None),
-        found => found,
+        Err(e) if e.raw_os_error() == Some(libc::ECHILD) => Ok(Children::None),
+        Err(e) => Err(e),
+        Ok(Some(pid)) => Ok(Children::Ended(pid)),
+        Ok(None) => Ok(Children::Running),
     }
 }
 
