@@ -129,6 +129,7 @@ run_checks() {
     report checks_skipped_nobody "$(awk '$1 == 1000 && $2 == "nobody" { print $4 }' "$LOG/checks")"
     report checks_cpu_per_floor "$(number_after 'ratio supervisor CPU per run / floor, 1000 sources as nobody' <"$LOG/checks")"
     report checks_cpu_per_supervised_floor "$(number_after 'ratio supervisor CPU per run / supervised floor, 1000 sources as nobody' <"$LOG/checks")"
+    report checks_cpu_per_paced_floor "$(number_after 'ratio supervisor CPU per run / floor at the same pace, 1000 sources as nobody' <"$LOG/checks")"
     report exec_source_rss_kib "$(awk '$1 == 1000 && $2 == "nobody" { print $7 }' "$LOG/checks")"
 }
 

@@ -10,7 +10,10 @@
 # same program starting /bin/true as pipit starts a check: pipes, a clone(2) sharing its memory
 # until the exec, the child's own process group, switch to the check's user and death signal, a
 # pidfd, the group killed, the leader reaped), and an
-# agent with no source at all.
+# agent with no source at all. Both floors are measured twice: back to back (every cache warm from
+# the start before) and at the checks' own pace (N starts at N / 10 a second, in bursts on the same
+# 100 ms grid pipit's `checks` thread takes due checks on, sleeping in between), which is the same
+# work as the agent's: the wake-ups and colder caches of starts spread over time are in both.
 #
 #   benches/checks_at_scale.sh                 # N = 100, 300 and 1000, 3 rounds each
 #   COUNTS="1000" ROUNDS=6 PIPIT=path/to/pipit benches/checks_at_scale.sh
@@ -85,6 +88,23 @@ for user in $USERS; do
     user=${user//\'/}
     supervised_before[${user:-own}]=$(supervised_floor "$user")
 done
+# paced N USER: the floor at the pace of N checks every 10 s, bare ('-') or supervised as USER.
+paced() {
+    if [ "$2" = - ]; then
+        "$DIR/spawn_floor" -r $(($1 / 10)) "$1"
+    else
+        local as=-
+        [ -n "$2" ] && as="$(id -u "$2"):$(id -g "$2")"
+        "$DIR/spawn_floor" -r $(($1 / 10)) "$1" "$as"
+    fi
+}
+for n in $COUNTS; do
+    printf '%s - %s\n' "$n" "$(paced "$n" -)" >>"$DIR/paced"
+    for user in $USERS; do
+        user=${user//\'/}
+        printf '%s %s %s\n' "$n" "${user:-own}" "$(paced "$n" "$user")" >>"$DIR/paced"
+    done
+done
 printf '%8s %10s %11s %14s %24s %15s %22s\n' sources "run as" "runs/round" "skipped/round" \
     "supervisor CPU per run" "RSS per source" "children's CPU per run"
 for n in $COUNTS; do
@@ -137,10 +157,14 @@ for user in $USERS; do
         "${user:-own}" "$before" "$after"
     supervised_mean="$supervised_mean ${user:-own}=$(mean "$before" "$after")"
 done
+awk '{ printf "floor at the pace of %d checks every 10 s, %s: %s ms per start\n", $1, $2 == "-" ? "bare" : "supervised as " $2, $3 }' "$DIR/paced"
 awk -v floor="$(mean "$floor_before" "$floor_after")" -v supervised="$supervised_mean" '
     BEGIN { n = split(supervised, pairs, " "); for (i = 1; i <= n; i++) { split(pairs[i], kv, "="); sup[kv[1]] = kv[2] } }
+    FNR == NR { paced[$1 " " $2] = $3; next }
     {
         printf "ratio supervisor CPU per run / floor, %d sources as %s: %.2f\n", $1, $2, $5 / floor
         printf "ratio supervisor CPU per run / supervised floor, %d sources as %s: %.2f\n", $1, $2, $5 / sup[$2]
+        printf "ratio supervisor CPU per run / floor at the same pace, %d sources as %s: %.2f\n", $1, $2, $5 / paced[$1 " -"]
+        printf "ratio supervisor CPU per run / supervised floor at the same pace, %d sources as %s: %.2f\n", $1, $2, $5 / paced[$1 " " $2]
     }
-' "$DIR/table"
+' "$DIR/paced" "$DIR/table"

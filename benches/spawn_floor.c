@@ -15,6 +15,12 @@
  *                              setgroups, setgid and setuid calls, asking for SIGKILL at its
  *                              parent's end and execing; then poll(2) until both pipes close and
  *                              the pidfd is ready, the group killed, the leader reaped
+ *
+ * Either form takes `-r RATE` first: the N starts then run at RATE a second, in bursts on a
+ * 100 ms grid (RATE / 10 starts each, back to back, at least one), the process sleeping until
+ * the next burst as pipit's `checks` thread takes the checks due on its grid of the same step.
+ * Without it they run back to back, every cache warm from the start before; at a pace the
+ * wake-ups and the colder caches are part of each start, as they are of pipit's.
  */
 #define _GNU_SOURCE
 #include <fcntl.h>
@@ -142,9 +148,30 @@ static int supervised(struct job *job) {
     return 0;
 }
 
+/* Sleeps until `next` and moves it on by `step` nanoseconds. */
+static void sleep_until_next(struct timespec *next, long step) {
+    next->tv_nsec += step;
+    while (next->tv_nsec >= 1000000000L) {
+        next->tv_nsec -= 1000000000L;
+        next->tv_sec++;
+    }
+    while (clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, next, NULL) != 0) {
+    }
+}
+
 int main(int argc, char **argv) {
+    int rate = 0;
+    if (argc > 2 && strcmp(argv[1], "-r") == 0) {
+        rate = atoi(argv[2]);
+        argc -= 2;
+        argv += 2;
+    }
     int n = argc > 1 ? atoi(argv[1]) : 2000;
     int is_supervised = argc > 2;
+    int burst = rate / 10 > 1 ? rate / 10 : 1;
+    long step = rate > 0 ? 1000000000L / rate * burst : 0;
+    struct timespec next;
+    clock_gettime(CLOCK_MONOTONIC, &next);
     struct job job = {.parent = getpid()};
     if (is_supervised && strcmp(argv[2], "-") != 0) {
         job.switch_user = 1;
@@ -161,6 +188,7 @@ int main(int argc, char **argv) {
     double start = cpu_seconds();
     for (int i = 0; i < n; i++) {
         if ((is_supervised ? supervised(&job) : bare()) != 0) return 1;
+        if (rate > 0 && (i + 1) % burst == 0) sleep_until_next(&next, step);
     }
     printf("%.4f\n", (cpu_seconds() - start) / n * 1e3);
     return 0;

@@ -94,10 +94,10 @@ impl Entry {
     }
 }
 
-/// Hands `answer` to the instance that asked for it; an instance removed since it asked has no
-/// one to answer.
+/// Hands `answer` to the instance that asked for it, found by its id in `entries` (kept in the
+/// order of their ids); an instance removed since it asked has no one to answer.
 fn answer(entries: &mut Vec<(u64, Entry)>, answer: Answer) {
-    let Some(i) = entries.iter().position(|(id, _)| *id == answer.tag) else {
+    let Ok(i) = entries.binary_search_by_key(&answer.tag, |(id, _)| *id) else {
         return;
     };
     let entry = &mut entries[i].1;
@@ -105,7 +105,7 @@ fn answer(entries: &mut Vec<(u64, Entry)>, answer: Answer) {
         return;
     };
     if !entry.finish(answer.result, started, wall, answer.sent) {
-        entries.swap_remove(i);
+        entries.remove(i);
     }
 }
 
@@ -113,6 +113,7 @@ fn answer(entries: &mut Vec<(u64, Entry)>, answer: Answer) {
 /// so it is never given up.
 fn run(orders: Receiver<Order>, _: Lease) {
     let epoch = Instant::now();
+    // In the order of their ids, so that an answer finds its instance by a binary search.
     let mut entries: Vec<(u64, Entry)> = Vec::new();
     // Every answer comes on one channel, tagged with its instance's id: a sleeping thread is
     // woken by the first, and a busy one finds them queued, whatever the number of runs pending.
@@ -156,13 +157,15 @@ fn run(orders: Receiver<Order>, _: Lease) {
         }
         match op.recv(&orders) {
             Err(_) => return,
-            Ok(Order::Add(id, runner, gone)) => entries.push((
-                id,
-                Entry {
-                    hosted: Hosted::new(*runner, gone),
+            Ok(Order::Add(id, runner, gone)) => {
+                let at = entries.partition_point(|(i, _)| *i < id);
+                let hosted = Hosted::new(*runner, gone);
+                let entry = Entry {
+                    hosted,
                     pending: None,
-                },
-            )),
+                };
+                entries.insert(at, (id, entry));
+            }
             Ok(Order::Remove(id)) => entries.retain(|(i, _)| *i != id),
         }
     }

@@ -167,11 +167,12 @@ impl Source for Df {
         let mounts: Vec<Mount<'_>> = self.buf.lines().filter_map(parse_mount).collect();
         let mut failed = Vec::new();
         for (i, m) in mounts.iter().enumerate() {
-            // A mount point mounted over again shows only the last (top) mount.
-            let hidden = mounts[i + 1..].iter().any(|later| later.point == m.point);
-            if hidden
-                || !self.spec.types.accepts(m.kind)
+            // A mount point mounted over again shows only the last (top) mount. Asked last, of
+            // the mounts the filters keep: a host with hundreds of mounts (containers' among
+            // them) compares a few of them with the rest, not every pair.
+            if !self.spec.types.accepts(m.kind)
                 || !self.spec.mount_points.accepts(&m.point)
+                || mounts[i + 1..].iter().any(|later| later.point == m.point)
             {
                 continue;
             }

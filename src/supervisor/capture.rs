@@ -34,9 +34,9 @@ pub struct Pipe {
 
 impl Pipe {
     /// Reads `file` (the read end of a pipe).
-    pub fn new(file: Option<File>) -> Pipe {
+    pub fn new(file: File) -> Pipe {
         Pipe {
-            file,
+            file: Some(file),
             resting_until: None,
         }
     }
@@ -256,7 +256,7 @@ mod tests {
     #[test]
     fn a_discarded_pipe_rests_between_reads() {
         let (reader, _writer) = std::io::pipe().unwrap();
-        let mut pipe = Pipe::new(Some(File::from(std::os::fd::OwnedFd::from(reader))));
+        let mut pipe = Pipe::new(File::from(std::os::fd::OwnedFd::from(reader)));
         let now = Instant::now();
         assert!(pipe.fd_to_poll(now).is_some());
         pipe.rest(true, now);

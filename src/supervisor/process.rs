@@ -89,8 +89,8 @@ impl Process {
     ) -> Process {
         Process {
             pid: spawned.pid,
-            stdout: Pipe::new(Some(spawned.stdout)),
-            stderr: Pipe::new(Some(spawned.stderr)),
+            stdout: Pipe::new(spawned.stdout),
+            stderr: Pipe::new(spawned.stderr),
             started,
             deadline: timeout.map(|t| started + t),
             grace,
