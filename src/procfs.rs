@@ -7,9 +7,11 @@ use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
 mod kept;
+mod mounts;
 mod pids;
 
 pub use kept::KeptFiles;
+pub use mounts::MountTable;
 pub use pids::PidFiles;
 
 /// Opens kernel files relative to a root directory (`/` on a real system).

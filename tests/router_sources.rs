@@ -1,4 +1,5 @@
-//! Router sources against the real thing, in network namespaces each test makes for itself.
+//! Router sources against the real thing, in network and mount namespaces each test makes for
+//! itself.
 
 mod common;
 
@@ -11,6 +12,7 @@ use std::time::{Duration, UNIX_EPOCH};
 
 use common::netns::{VethPair, ip, run};
 use common::peers::{TempDir, wait_until};
+use common::pipit::Agent;
 use common::sources::{Built, value};
 use pipit::Event;
 use pipit::netlink::nftables::{Counter, Nftables};
@@ -603,5 +605,68 @@ fn an_nftables_dump_taken_while_the_ruleset_changes_is_refused_not_reported() {
             }
             (refused > 0 && whole > 0).then_some(())
         },
+    );
+}
+
+#[test]
+fn df_reports_a_file_system_mounted_while_it_runs_and_forgets_one_unmounted() {
+    let dir = TempDir::new("df-mounts");
+    let point = dir.path().join("m");
+    fs::create_dir(&point).unwrap();
+    let point = point.to_str().unwrap().to_owned();
+    let config = dir.path().join("pipit.json");
+    fs::write(
+        &config,
+        format!(
+            r#"{{"agent": {{"hostname": "h", "state_dir": "{dir}"}},
+                "control": {{"enabled": false}},
+                "sources": [{{"type": "df", "interval": "100ms", "include": ["{point}"]}},
+                            {{"type": "uptime", "interval": "100ms"}}],
+                "outputs": [{{"type": "stdout", "batch_timeout": "0s"}}]}}"#,
+            dir = dir.path().display()
+        ),
+    )
+    .unwrap();
+    // In a mount namespace of its own: what the test mounts there is seen by nothing else, and
+    // goes with pipit.
+    let agent = Agent::start_through(
+        &["unshare", "--mount", "--propagation", "private"],
+        &config,
+        "info",
+    );
+    let pid = agent.pid().to_string();
+    let deadline = Duration::from_secs(20);
+    let rounds = |lines: &[String]| lines.iter().filter(|l| l.starts_with("h.uptime.")).count();
+    let reported = |lines: &[String]| lines.iter().filter(|l| l.starts_with("h.df.")).count();
+    let before = agent.wait_stdout("two collections", deadline, |l| rounds(l) >= 2);
+    assert_eq!(reported(&before), 0, "nothing is mounted there yet");
+    // The table was read at the first collection; a mount now must make pipit read it again.
+    let nsenter = ["--target", pid.as_str(), "--mount"];
+    run(
+        "nsenter",
+        &[
+            &nsenter[..],
+            &["mount", "-t", "tmpfs", "-o", "size=64k", "pipit-df", &point],
+        ]
+        .concat(),
+    );
+    agent.wait_stdout("df to report the new mount", deadline, |l| {
+        l.iter()
+            .any(|l| l.starts_with("h.df.") && l.contains(".free "))
+    });
+    run("nsenter", &[&nsenter[..], &["umount", &point]].concat());
+    // A collection that read the table before the unmount may still report it; two later ones
+    // must not.
+    let at_unmount = rounds(&agent.stdout());
+    let settled = agent.wait_stdout("two more collections", deadline, |l| {
+        rounds(l) >= at_unmount + 2
+    });
+    let later = agent.wait_stdout("three more collections", deadline, |l| {
+        rounds(l) >= rounds(&settled) + 3
+    });
+    assert_eq!(
+        reported(&later),
+        reported(&settled),
+        "df reported a file system unmounted three collections before"
     );
 }

@@ -1,4 +1,5 @@
 //! `df`: space and inodes of each mounted file system, from `/proc/self/mounts` and `statvfs`.
+//! The mount table is read again only when the kernel marks it changed ([`MountTable`]).
 //!
 //! Pseudo file systems (proc, sysfs, cgroup, …) are left out by default. A read-only file system,
 //! such as OpenWrt's squashfs `/rom`, is full by design: only what it uses is reported, so no
@@ -13,7 +14,7 @@ use super::{Build, Emitter, MetricInfo, Settings, Source, SourceContext, SourceE
 use crate::complain::Complaint;
 use crate::config::reader::{Problems, Table};
 use crate::pattern::Selector;
-use crate::procfs::KeptFiles;
+use crate::procfs::{MountTable, Procfs};
 
 /// File system types left out unless `exclude_types` is set: they hold no data on a disk.
 pub const PSEUDO_TYPES: &[&str] = &[
@@ -132,9 +133,10 @@ impl Build for Df {
 
 struct Df {
     spec: DfSpec,
-    files: KeptFiles,
+    /// Where the mount points are asked for their counts.
+    procfs: Procfs,
+    mounts: MountTable,
     stat: StatFn,
-    buf: String,
     name: ServiceName,
     complaint: Complaint,
 }
@@ -152,9 +154,9 @@ impl Df {
         let complaint = Complaint::new(super::log_target(&ctx.instance));
         Df {
             spec,
-            files: KeptFiles::new(ctx.procfs.clone()),
+            procfs: ctx.procfs.clone(),
+            mounts: MountTable::new(ctx.procfs.clone()),
             stat,
-            buf: String::new(),
             name: ServiceName::default(),
             complaint,
         }
@@ -163,8 +165,12 @@ impl Df {
 
 impl Source for Df {
     fn collect(&mut self, emit: &mut Emitter<'_>) -> Result<(), SourceError> {
-        self.files.read_into("proc/self/mounts", &mut self.buf)?;
-        let mounts: Vec<Mount<'_>> = self.buf.lines().filter_map(parse_mount).collect();
+        let mounts: Vec<Mount<'_>> = self
+            .mounts
+            .read()?
+            .lines()
+            .filter_map(parse_mount)
+            .collect();
         let mut failed = Vec::new();
         for (i, m) in mounts.iter().enumerate() {
             // A mount point mounted over again shows only the last (top) mount. Asked last, of
@@ -176,7 +182,7 @@ impl Source for Df {
             {
                 continue;
             }
-            let stats = match (self.stat)(&self.files.procfs().path(&m.point)) {
+            let stats = match (self.stat)(&self.procfs.path(&m.point)) {
                 Ok(s) => s,
                 Err(e) => {
                     failed.push(format!("{}: {e}", m.point));

@@ -388,6 +388,39 @@ pub fn statvfs(path: &std::path::Path) -> io::Result<FsStats> {
     })
 }
 
+/// True when poll(2) finds an exceptional condition on `fd` now (`POLLPRI` or `POLLERR`), without
+/// waiting: how `/proc/self/mounts` says that the mount table changed since the last such poll of
+/// that open file.
+pub fn exceptional_now(fd: std::os::fd::RawFd) -> io::Result<bool> {
+    let mut entry = [PollFd {
+        fd,
+        events: libc::POLLPRI,
+        revents: 0,
+    }];
+    poll(&mut entry, Duration::ZERO)?;
+    Ok(entry[0].revents & (libc::POLLPRI | libc::POLLERR) != 0)
+}
+
+/// True when `file` is on a proc file system (fstatfs(2)), false when not or when that cannot be
+/// told.
+pub fn is_on_procfs(file: &std::fs::File) -> bool {
+    use std::os::fd::AsRawFd;
+    let mut out = std::mem::MaybeUninit::<libc::statfs>::uninit();
+    // SAFETY: the descriptor is open for the borrow of `file`, and `out` points to writable memory
+    // of the size and alignment of `struct statfs`, which is all the call writes to.
+    let rc = unsafe { libc::fstatfs(file.as_raw_fd(), out.as_mut_ptr()) };
+    if rc != 0 {
+        return false;
+    }
+    // SAFETY: fstatfs returned 0, so it filled in the whole struct.
+    let s = unsafe { out.assume_init() };
+    // The types of f_type and of the constant differ between targets (and with the C library);
+    // PROC_SUPER_MAGIC fits in every one of them.
+    #[allow(clippy::unnecessary_cast)]
+    let (kind, proc) = (s.f_type as i64, libc::PROC_SUPER_MAGIC as i64);
+    kind == proc
+}
+
 /// A poll entry waiting for `fd` to become readable (or to reach end of file).
 pub fn readable(fd: std::os::fd::RawFd) -> PollFd {
     PollFd {

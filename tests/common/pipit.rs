@@ -109,9 +109,15 @@ impl Agent {
     /// Starts `pipit run -c CONFIG` inside the network namespace `netns` (`ip netns exec`, which
     /// execs pipit itself: the pid is pipit's).
     pub fn start_in(netns: &str, config: &Path, log: &str) -> Agent {
-        let mut ip = Command::new("ip");
-        ip.args(["netns", "exec", netns, binary()]);
-        Agent::spawn(ip, config, log, &[])
+        Agent::start_through(&["ip", "netns", "exec", netns], config, log)
+    }
+
+    /// Starts `pipit run -c CONFIG` through `prefix`, a command that execs the rest of its
+    /// arguments (such as `unshare --mount`), so that the pid is pipit's.
+    pub fn start_through(prefix: &[&str], config: &Path, log: &str) -> Agent {
+        let mut command = Command::new(prefix[0]);
+        command.args(&prefix[1..]).arg(binary());
+        Agent::spawn(command, config, log, &[])
     }
 
     fn spawn(mut command: Command, config: &Path, log: &str, env: &[(&str, &str)]) -> Agent {
