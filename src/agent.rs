@@ -685,6 +685,17 @@ mod tests {
             0,
             "the hung collection has not returned yet"
         );
+        // What the steady source collected in the round the slow one hung in went to the router
+        // when the thread was given up, not with the hung collection's return: no tick is missing
+        // while it still hangs.
+        let mut early = values(&kept, "steady.tick");
+        early.sort_unstable();
+        let last = *early.last().unwrap();
+        assert_eq!(
+            early,
+            (0..=last).collect::<Vec<_>>(),
+            "a tick held by the hung thread"
+        );
         assert_eq!(slow_stats.restarts.load(Ordering::SeqCst), 1);
         assert_eq!(agent.sources[1].threads_alive(), 1, "a thread of its own");
         assert_eq!(
@@ -692,9 +703,9 @@ mod tests {
             0,
             "still on a shared thread"
         );
-        // Once the hung collection returns, its event is not sent, what the steady source
-        // collected before it in that round is (late: no collection is lost), and the given-up
-        // thread ends without collecting anything more: the steady source ticks on, once a tick.
+        // Once the hung collection returns, its event is not sent, nor is anything sent twice,
+        // and the given-up thread ends without collecting anything more: the steady source ticks
+        // on, once a tick.
         wait_for(
             "the hung collection to return",
             Duration::from_secs(10),

@@ -32,9 +32,11 @@ pub fn thread() -> SharedThread {
 fn run(orders: Receiver<Order>, lease: Lease) {
     let epoch = Instant::now();
     let mut entries: Vec<(u64, Hosted)> = Vec::new();
-    let mut round: Vec<(usize, Collected)> = Vec::new();
+    let mut settling = Vec::new();
     loop {
         // Every instance due, in turn; one that came due while the others were collected too.
+        // Each counts and catalogues its own events at once, and leaves them with the round's
+        // unsent ones, where the watchdog takes them if a later collection of the round hangs.
         let mut gone = Vec::new();
         let mut given_up = false;
         let mut i = 0;
@@ -44,9 +46,17 @@ fn run(orders: Receiver<Order>, lease: Lease) {
             if entry.due() <= now {
                 entry.resume(now);
                 match entry.runner.collect(entry.source.as_mut()) {
-                    Some(collected) => round.push((i, collected)),
+                    Some(Collected {
+                        mut events,
+                        outcome,
+                        took,
+                    }) => {
+                        entry.runner.record(&events, took);
+                        settling.push((i, events.len() as u64, outcome, took));
+                        lease.unsent.add(&mut events);
+                    }
                     // This collection hung and the thread was given up: what the others
-                    // collected before it is still sent (late), then the thread ends.
+                    // collected before it went to the router then; the thread ends.
                     None if lease.given_up() => given_up = true,
                     // Replaced or stopped meanwhile: its handle has let it go.
                     None => gone.push(i),
@@ -55,24 +65,13 @@ fn run(orders: Receiver<Order>, lease: Lease) {
             i += 1;
         }
         // Then the round's events, as one message: the router, and the outputs after it, wake
-        // once for the round. Each instance counts and catalogues its own.
-        let mut batch = Vec::new();
-        let mut settling = Vec::with_capacity(round.len());
-        for (i, collected) in round.drain(..) {
-            let Collected {
-                mut events,
-                outcome,
-                took,
-            } = collected;
-            entries[i].1.runner.record(&events, took);
-            settling.push((i, events.len() as u64, outcome, took));
-            batch.append(&mut events);
-        }
+        // once for the round.
+        let batch = lease.unsent.take();
         let accepted = match settling.first() {
             Some(&(i, ..)) => entries[i].1.runner.offer(batch),
             None => Some(true),
         };
-        for (i, count, outcome, took) in settling {
+        for (i, count, outcome, took) in settling.drain(..) {
             let kept = accepted
                 .is_some_and(|accepted| entries[i].1.conclude(outcome, count, accepted, took));
             if !kept {

@@ -181,7 +181,7 @@ impl SourceHandle {
         }
         let elsewhere = match &self.hosted {
             Some(hosted) => {
-                hosted.give_up();
+                self.hand_over(hosted.give_up());
                 " on a thread of its own; the sources that shared its thread move to a fresh one"
             }
             None => "",
@@ -201,6 +201,27 @@ impl SourceHandle {
         let (stop_tx, stop_rx) = bounded(0);
         self.stop = Some(stop_tx);
         self.spawn(stop_rx);
+    }
+
+    /// Sends the router what the other sources of a shared thread given up under this instance
+    /// collected in the round before its hung collection: without this they would wait on the
+    /// hung thread, for ever if it never returns. When the router cannot take them they are
+    /// counted as dropped by this instance, and said.
+    fn hand_over(&self, unsent: Vec<Event>) {
+        let count = unsent.len() as u64;
+        if count == 0 {
+            return;
+        }
+        let why = match self.events.try_send(unsent) {
+            Ok(()) => return,
+            Err(TrySendError::Full(_)) => "router queue full",
+            Err(TrySendError::Disconnected(_)) => "router gone",
+        };
+        add(&self.stats.dropped, count);
+        log::error!(
+            target: &super::log_target(&self.config.name),
+            "{why}: dropped {count} event(s) that the sources sharing its hung thread collected before it"
+        );
     }
 
     /// Threads of this instance still running: more than one while a hung collection has not

@@ -5,8 +5,9 @@
 //! added (again if it ended), and wakes on a grid (a tenth of a second) so that instances due
 //! within one step of it share a wake-up. A thread whose collection hangs is given up
 //! ([`Registration::give_up`]):
-//! the next instance added starts a fresh one, and the given-up thread, if its collection ever
-//! returns, drops its instances without sending anything.
+//! the next instance added starts a fresh one, the events the thread had collected in that round
+//! and not sent yet ([`Unsent`]) go to the router from there, and the given-up thread, if its
+//! collection ever returns, drops its instances without sending anything more.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -16,6 +17,7 @@ use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, bounded, unbounded};
 
 use super::Source;
 use super::runner::{Collected, Outcome, Runner, Settled};
+use crate::event::Event;
 use crate::lifeline;
 use crate::schedule::Schedule;
 
@@ -35,7 +37,8 @@ pub(super) const GRID: Duration = Duration::from_millis(100);
 pub struct SharedThread {
     name: &'static str,
     run: fn(Receiver<Order>, Lease),
-    orders: Arc<Mutex<Option<Sender<Order>>>>,
+    /// The running thread's orders and what it holds unsent; `None` when none runs.
+    running: Arc<Mutex<Option<(Sender<Order>, Unsent)>>>,
     next_id: Arc<AtomicU64>,
     /// Bumped each time the running thread is given up.
     generation: Arc<AtomicU64>,
@@ -53,6 +56,30 @@ pub(super) enum Order {
 pub(super) struct Lease {
     generation: Arc<AtomicU64>,
     held: u64,
+    /// Where the thread keeps the events of a round until it sends them.
+    pub(super) unsent: Unsent,
+}
+
+/// The events a shared thread has collected in a round and not sent yet, kept where the watchdog
+/// can take them: when a later collection of the round hangs, they go to the router when the
+/// thread is given up, not whenever (if ever) the hung collection returns.
+#[derive(Debug, Default, Clone)]
+pub(super) struct Unsent(Arc<Mutex<Vec<Event>>>);
+
+impl Unsent {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<Event>> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Keeps `events` (moved out) with the round's.
+    pub(super) fn add(&self, events: &mut Vec<Event>) {
+        self.lock().append(events);
+    }
+
+    /// Takes every event kept.
+    pub(super) fn take(&self) -> Vec<Event> {
+        std::mem::take(&mut *self.lock())
+    }
 }
 
 impl Lease {
@@ -87,22 +114,22 @@ impl Registration {
     }
 
     /// Gives up the instance's thread, hung in a collection: the next instance added starts a
-    /// fresh one. Nothing if that has happened already.
-    pub fn give_up(&self) {
-        let mut orders = self.thread.lock();
-        if self
-            .thread
-            .generation
-            .compare_exchange(
-                self.generation,
-                self.generation + 1,
-                Ordering::SeqCst,
-                Ordering::SeqCst,
-            )
-            .is_ok()
+    /// fresh one. Returns the events the thread collected in this round before the hung
+    /// collection and had not sent, for the caller to send; nothing if the thread was given up
+    /// already.
+    pub fn give_up(&self) -> Vec<Event> {
+        let mut running = self.thread.lock();
+        let generation = &self.thread.generation;
+        let next = self.generation + 1;
+        if generation
+            .compare_exchange(self.generation, next, Ordering::SeqCst, Ordering::SeqCst)
+            .is_err()
         {
-            *orders = None;
+            return Vec::new();
         }
+        running
+            .take()
+            .map_or_else(Vec::new, |(_, unsent)| unsent.take())
     }
 
     /// The shared thread the instance was added to.
@@ -134,7 +161,7 @@ impl SharedThread {
         SharedThread {
             name,
             run,
-            orders: Arc::default(),
+            running: Arc::default(),
             next_id: Arc::default(),
             generation: Arc::default(),
         }
@@ -153,17 +180,17 @@ impl SharedThread {
         }
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, Option<Sender<Order>>> {
-        self.orders.lock().unwrap_or_else(|e| e.into_inner())
+    fn lock(&self) -> std::sync::MutexGuard<'_, Option<(Sender<Order>, Unsent)>> {
+        self.running.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Sends `order` to the thread, starting one if none runs; returns the generation of the
     /// thread it went to.
     fn send(&self, order: Order) -> u64 {
-        let mut orders = self.lock();
+        let mut running = self.lock();
         let generation = self.generation.load(Ordering::SeqCst);
-        let order = match orders.as_ref() {
-            Some(tx) => match tx.send(order) {
+        let order = match running.as_ref() {
+            Some((tx, _)) => match tx.send(order) {
                 Ok(()) => return generation,
                 // The thread ended (it panicked, and the agent is stopping): start another.
                 Err(e) => e.into_inner(),
@@ -174,9 +201,11 @@ impl SharedThread {
             return generation; // No thread: nothing to remove from.
         }
         let (tx, rx) = unbounded();
+        let unsent = Unsent::default();
         let lease = Lease {
             generation: self.generation.clone(),
             held: generation,
+            unsent: unsent.clone(),
         };
         let run = self.run;
         if let Err(e) = lifeline::spawn(self.name.into(), move || run(rx, lease)) {
@@ -184,7 +213,7 @@ impl SharedThread {
             return generation;
         }
         let _ = tx.send(order);
-        *orders = Some(tx);
+        *running = Some((tx, unsent));
         generation
     }
 }
@@ -358,6 +387,6 @@ mod tests {
     fn removing_from_a_thread_that_never_started_is_nothing() {
         let thread = SharedThread::new("test", never_run);
         thread.send(Order::Remove(3));
-        assert!(thread.orders.lock().unwrap().is_none());
+        assert!(thread.running.lock().unwrap().is_none());
     }
 }
