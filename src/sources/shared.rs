@@ -37,8 +37,8 @@ pub(super) const GRID: Duration = Duration::from_millis(100);
 pub struct SharedThread {
     name: &'static str,
     run: fn(Receiver<Order>, Lease),
-    /// The running thread's orders and what it holds unsent; `None` when none runs.
-    running: Arc<Mutex<Option<(Sender<Order>, Unsent)>>>,
+    /// The running thread; `None` when none runs.
+    running: Arc<Mutex<Option<Running>>>,
     next_id: Arc<AtomicU64>,
     /// Bumped each time the running thread is given up.
     generation: Arc<AtomicU64>,
@@ -50,6 +50,15 @@ pub(super) enum Order {
     Add(u64, Box<Runner>, Sender<()>),
     /// Drop the instance of this id.
     Remove(u64),
+}
+
+/// A running shared thread, as its instances' handles reach it.
+#[derive(Debug)]
+struct Running {
+    /// Where its orders go.
+    orders: Sender<Order>,
+    /// What it holds unsent.
+    unsent: Unsent,
 }
 
 /// The thread's knowledge of whether it is still the one its instances' handles count on.
@@ -129,7 +138,7 @@ impl Registration {
         }
         running
             .take()
-            .map_or_else(Vec::new, |(_, unsent)| unsent.take())
+            .map_or_else(Vec::new, |running| running.unsent.take())
     }
 
     /// The shared thread the instance was added to.
@@ -180,7 +189,7 @@ impl SharedThread {
         }
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, Option<(Sender<Order>, Unsent)>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Option<Running>> {
         self.running.lock().unwrap_or_else(|e| e.into_inner())
     }
 
@@ -190,7 +199,7 @@ impl SharedThread {
         let mut running = self.lock();
         let generation = self.generation.load(Ordering::SeqCst);
         let order = match running.as_ref() {
-            Some((tx, _)) => match tx.send(order) {
+            Some(thread) => match thread.orders.send(order) {
                 Ok(()) => return generation,
                 // The thread ended (it panicked, and the agent is stopping): start another.
                 Err(e) => e.into_inner(),
@@ -213,7 +222,7 @@ impl SharedThread {
             return generation;
         }
         let _ = tx.send(order);
-        *running = Some((tx, unsent));
+        *running = Some(Running { orders: tx, unsent });
         generation
     }
 }
