@@ -544,23 +544,24 @@ impl Drop for KillOnDrop {
     }
 }
 
-#[test]
-fn what_a_check_leaves_outside_its_group_is_reaped_not_left_a_zombie() {
-    let dir = TempDir::new("setsid");
+/// An agent running `sh -c SCRIPT` as the check `leaves` every 100 ms (its temporary directory
+/// beside it), after `sample` has seen pipit's children after each of its first 30 runs.
+fn after_30_runs_of(
+    script: &str,
+    mut sample: impl FnMut(Vec<(u32, String, char)>),
+) -> (TempDir, Agent) {
+    let dir = TempDir::new("leaves");
     let path = dir.path().join("pipit.json");
-    // Each run leaves a process in a session of its own, which outlives the run by 150 ms: pipit,
-    // the subreaper, adopts it, and it ends as pipit's child.
     let config = format!(
         r#"{{"agent": {{"hostname": "h", "state_dir": "{dir}"}},
             "control": {{"enabled": false}},
             "sources": [{{"type": "exec", "name": "leaves", "interval": "100ms",
-                          "command": ["sh", "-c", "setsid sleep 0.2 & sleep 0.05"]}}],
+                          "command": ["sh", "-c", "{script}"]}}],
             "outputs": [{{"type": "stdout", "batch_timeout": "0s"}}]}}"#,
         dir = dir.path().display()
     );
     fs::write(&path, config).unwrap();
     let agent = Agent::start(&path, "info");
-    let mut most_zombies = 0;
     for runs in 1..=30 {
         agent.wait_stdout("the next run", DEADLINE, |lines| {
             lines
@@ -569,12 +570,20 @@ fn what_a_check_leaves_outside_its_group_is_reaped_not_left_a_zombie() {
                 .count()
                 >= runs
         });
-        let zombies = children(agent.pid())
-            .iter()
-            .filter(|(_, _, state)| *state == 'Z')
-            .count();
-        most_zombies = most_zombies.max(zombies);
+        sample(children(agent.pid()));
     }
+    (dir, agent)
+}
+
+#[test]
+fn what_a_check_leaves_outside_its_group_is_reaped_not_left_a_zombie() {
+    // Each run leaves a process in a session of its own, which outlives the run by 150 ms: pipit,
+    // the subreaper, adopts it, and it ends as pipit's child.
+    let mut most_zombies = 0;
+    let (_dir, agent) = after_30_runs_of("setsid sleep 0.2 & sleep 0.05", |children| {
+        let zombies = children.iter().filter(|(.., state)| *state == 'Z').count();
+        most_zombies = most_zombies.max(zombies);
+    });
     // Those that ended since the last end of a run wait for the next one; none piles up (without
     // reaping, nearly every one of the 30 would be a zombie by now).
     assert!(most_zombies <= 10, "{most_zombies} zombies at once");
@@ -584,37 +593,18 @@ fn what_a_check_leaves_outside_its_group_is_reaped_not_left_a_zombie() {
 
 #[test]
 fn what_a_check_leaves_in_its_group_is_killed_with_it_and_reaped() {
-    let dir = TempDir::new("group");
-    let path = dir.path().join("pipit.json");
     // Each run leaves a `sleep` in its process group and ends at once: pipit kills the group at
     // the run's end, adopts the killed `sleep` as the subreaper, and reaps it.
-    let config = format!(
-        r#"{{"agent": {{"hostname": "h", "state_dir": "{dir}"}},
-            "control": {{"enabled": false}},
-            "sources": [{{"type": "exec", "name": "leaves", "interval": "100ms",
-                          "command": ["sh", "-c", "sleep 1000 & echo 1"]}}],
-            "outputs": [{{"type": "stdout", "batch_timeout": "0s"}}]}}"#,
-        dir = dir.path().display()
-    );
-    fs::write(&path, config).unwrap();
-    let agent = Agent::start(&path, "info");
     let (mut most_running, mut most_zombies) = (0, 0);
-    for runs in 1..=30 {
-        agent.wait_stdout("the next run", DEADLINE, |lines| {
-            lines
-                .iter()
-                .filter(|l| l.starts_with("h.exec.leaves.exit_code 0 "))
-                .count()
-                >= runs
-        });
-        let sleeps: Vec<char> = children(agent.pid())
+    after_30_runs_of("sleep 1000 & echo 1", |children| {
+        let sleeps: Vec<char> = children
             .into_iter()
             .filter(|(_, name, _)| name == "sleep")
             .map(|(.., state)| state)
             .collect();
         most_zombies = most_zombies.max(sleeps.iter().filter(|&&s| s == 'Z').count());
         most_running = most_running.max(sleeps.iter().filter(|&&s| s != 'Z').count());
-    }
+    });
     // A sample may catch the `sleep` of a run still going, and one killed but not reaped yet;
     // without the kill every one of the 30 would still be running, without reaping a zombie.
     assert!(most_running <= 1, "{most_running} sleeps running at once");

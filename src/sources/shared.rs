@@ -6,7 +6,7 @@
 //! within one step of it share a wake-up. A thread whose collection hangs is given up
 //! ([`Registration::give_up`]):
 //! the next instance added starts a fresh one, the events the thread had collected in that round
-//! and not sent yet ([`Unsent`]) go to the router from there, and the given-up thread, if its
+//! and not sent yet (`Unsent`) go to the router from there, and the given-up thread, if its
 //! collection ever returns, drops its instances without sending anything more.
 
 use std::sync::atomic::{AtomicU64, Ordering};
