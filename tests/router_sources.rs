@@ -557,13 +557,15 @@ fn an_nftables_dump_taken_while_the_ruleset_changes_is_refused_not_reported() {
         "ip",
         &["netns", "exec", &ns.0, "nft", "-f", file.to_str().unwrap()],
     );
-    // Every change of the ruleset, even of an unrelated counter, moves its generation on.
+    // Every change of the ruleset, even of an unrelated counter, moves its generation on. The
+    // pauses between changes leave room for whole dumps too, however slow a loaded machine
+    // makes the dump against the changes.
     let _changes = Killed(
         VethPair::command(&ns.0, "sh")
             .args([
                 "-c",
                 "while :; do nft add counter inet pipit_intr flip; \
-                 nft delete counter inet pipit_intr flip; done",
+                 nft delete counter inet pipit_intr flip; sleep 0.02; done",
             ])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
