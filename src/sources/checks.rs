@@ -155,7 +155,13 @@ fn run(orders: Receiver<Order>, _: Lease) {
             }
             continue;
         }
-        match op.recv(&orders) {
+        let order = op.recv(&orders);
+        // The answers waiting for a wake-up are settled before the order: a run that ended before
+        // its instance was removed is reported, as it would have been had it woken the thread.
+        for a in answered.try_iter() {
+            answer(&mut entries, a);
+        }
+        match order {
             Err(_) => return,
             Ok(Order::Add(id, runner, gone)) => {
                 let at = entries.partition_point(|(i, _)| *i < id);
