@@ -115,8 +115,9 @@ fn run(orders: Receiver<Order>, _: Lease) {
     let epoch = Instant::now();
     // In the order of their ids, so that an answer finds its instance by a binary search.
     let mut entries: Vec<(u64, Entry)> = Vec::new();
-    // Every answer comes on one channel, tagged with its instance's id: a sleeping thread is
-    // woken by the first, and a busy one finds them queued, whatever the number of runs pending.
+    // Every answer comes on one channel, tagged with its instance's id: the thread finds them
+    // queued when it wakes, whatever the number of runs pending (and one wakes it when it is to
+    // sleep longer than a grid step).
     let (answers, answered) = unbounded();
     loop {
         for a in answered.try_iter() {
