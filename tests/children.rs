@@ -605,8 +605,9 @@ fn what_a_check_leaves_in_its_group_is_killed_with_it_and_reaped() {
         most_zombies = most_zombies.max(sleeps.iter().filter(|&&s| s == 'Z').count());
         most_running = most_running.max(sleeps.iter().filter(|&&s| s != 'Z').count());
     });
-    // A sample may catch the `sleep` of a run still going, and one killed but not reaped yet;
-    // without the kill every one of the 30 would still be running, without reaping a zombie.
-    assert!(most_running <= 1, "{most_running} sleeps running at once");
-    assert!(most_zombies <= 2, "{most_zombies} zombies at once");
+    // A sample may catch the `sleep` of a run still going, one killed that has not run to its end
+    // yet (a loaded machine), and one ended but not reaped yet; without the kill every one of the
+    // 30 would still be running, without reaping a zombie.
+    assert!(most_running <= 3, "{most_running} sleeps running at once");
+    assert!(most_zombies <= 5, "{most_zombies} zombies at once");
 }
