@@ -48,6 +48,15 @@ impl Procfs {
     }
 }
 
+/// Opens `rel` under `procfs` and reads it into `buf`: the file, to be read again from its start
+/// ([`KeptFiles`], [`MountTable`]).
+fn open_reading(procfs: &Procfs, rel: &str, buf: &mut String) -> Result<File, ReadError> {
+    let path = procfs.path(rel);
+    File::open(&path)
+        .and_then(|f| read_from_start(&f, buf).map(|()| f))
+        .map_err(|source| ReadError { path, source })
+}
+
 /// Reads `file` from offset 0 to its end into `buf`, replacing its contents, with `pread` alone:
 /// no size query first, and the same descriptor can be read again later, since the kernel makes
 /// its `/proc` and `/sys` files anew on a read at offset 0. On an error, text that is not UTF-8

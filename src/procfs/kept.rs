@@ -2,7 +2,7 @@
 
 use std::fs::File;
 
-use super::{Procfs, ReadError, read_from_start};
+use super::{Procfs, ReadError, open_reading, read_from_start};
 
 /// The files under a root that one source reads at every collection, each opened once and then
 /// read again with `pread` at offset 0, where the kernel makes a `/proc` or `/sys` file anew: one
@@ -40,14 +40,9 @@ impl KeptFiles {
             }
             self.open.swap_remove(i);
         }
-        let path = self.procfs.path(rel);
-        match File::open(&path).and_then(|f| read_from_start(&f, buf).map(|()| f)) {
-            Ok(file) => {
-                self.open.push((rel.to_owned(), file));
-                Ok(())
-            }
-            Err(source) => Err(ReadError { path, source }),
-        }
+        let file = open_reading(&self.procfs, rel, buf)?;
+        self.open.push((rel.to_owned(), file));
+        Ok(())
     }
 }
 

@@ -3,7 +3,7 @@
 use std::fs::File;
 use std::os::fd::AsRawFd;
 
-use super::{Procfs, ReadError, read_from_start};
+use super::{Procfs, ReadError, open_reading, read_from_start};
 use crate::sys;
 
 /// Where the mount table is, under the root.
@@ -48,18 +48,17 @@ impl MountTable {
             }
             self.file = None;
         }
-        let path = self.procfs.path(MOUNTS);
         // Opened before the read: the open takes the table's state that its first poll compares
         // with, so a change between the two is read here or marked then.
-        match File::open(&path).and_then(|f| read_from_start(&f, &mut self.text).map(|()| f)) {
+        match open_reading(&self.procfs, MOUNTS, &mut self.text) {
             Ok(file) => {
                 self.notifies = sys::is_on_procfs(&file);
                 self.file = Some(file);
                 Ok(&self.text)
             }
-            Err(source) => {
+            Err(e) => {
                 self.text.clear();
-                Err(ReadError { path, source })
+                Err(e)
             }
         }
     }
